@@ -1,0 +1,1 @@
+//! Shoal command-line crate.

@@ -1,0 +1,154 @@
+//! IPv4 address management: subnets cut from a pool, addresses handed out serially inside a
+//! subnet. Pure functions over what the store already holds (no private mirror).
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+/// An IPv4 subnet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Subnet {
+    /// Network address.
+    pub addr: Ipv4Addr,
+    /// Prefix length.
+    pub prefix: u8,
+}
+
+impl Subnet {
+    /// Parses `a.b.c.d/n`; the address must be the network address.
+    pub fn parse(s: &str) -> Result<Subnet, String> {
+        let (a, p) = s.split_once('/').ok_or_else(|| format!("invalid subnet {s:?}: expected CIDR such as 10.0.9.0/24"))?;
+        let addr: Ipv4Addr = a.parse().map_err(|_| format!("invalid subnet {s:?}: {a:?} is not an IPv4 address"))?;
+        let prefix: u8 = p
+            .parse()
+            .ok()
+            .filter(|p| *p <= 32)
+            .ok_or_else(|| format!("invalid subnet {s:?}: prefix length must be 0-32"))?;
+        let sub = Subnet { addr, prefix };
+        if sub.network() != addr {
+            return Err(format!("invalid subnet {s:?}: did you mean {}/{prefix}?", sub.network()));
+        }
+        Ok(sub)
+    }
+
+    fn mask(self) -> u32 {
+        if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) }
+    }
+
+    /// The network address.
+    pub fn network(self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) & self.mask())
+    }
+
+    /// Number of addresses, network and broadcast included.
+    pub fn size(self) -> u64 {
+        1u64 << (32 - self.prefix)
+    }
+
+    /// Whether two subnets share any address.
+    pub fn overlaps(self, other: Subnet) -> bool {
+        let p = self.prefix.min(other.prefix);
+        let m = if p == 0 { 0 } else { u32::MAX << (32 - p) };
+        u32::from(self.addr) & m == u32::from(other.addr) & m
+    }
+
+    /// Whether `ip` lies inside.
+    pub fn contains(self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & self.mask() == u32::from(self.addr)
+    }
+
+    /// The host at `offset` from the network address.
+    pub fn host(self, offset: u32) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) + offset)
+    }
+
+    /// The gateway: first host.
+    pub fn gateway(self) -> Ipv4Addr {
+        self.host(1)
+    }
+}
+
+impl std::fmt::Display for Subnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// The first `size`-prefixed subnet of `pool` that overlaps none of `used`.
+pub fn next_subnet(pool: Subnet, size: u8, used: &[Subnet]) -> Option<Subnet> {
+    if size < pool.prefix || size > 30 {
+        return None;
+    }
+    let count = 1u64 << (size - pool.prefix);
+    let step = 1u64 << (32 - size);
+    (0..count)
+        .map(|i| Subnet { addr: Ipv4Addr::from((u64::from(u32::from(pool.addr)) + i * step) as u32), prefix: size })
+        .find(|cand| used.iter().all(|u| !u.overlaps(*cand)))
+}
+
+/// Hands out the next free host address after `cursor` (wrapping once), skipping the network
+/// address, the gateway and the broadcast address. Returns the address and the new cursor.
+pub fn next_host(subnet: Subnet, cursor: u32, used: &BTreeSet<Ipv4Addr>) -> Option<(Ipv4Addr, u32)> {
+    let last = (subnet.size() - 2) as u32; // last usable offset (broadcast excluded)
+    if last < 2 {
+        return None;
+    }
+    let first = 2; // .0 network, .1 gateway
+    let start = if cursor < first || cursor >= last { first } else { cursor + 1 };
+    let span = last - first + 1;
+    (0..span)
+        .map(|i| first + (start - first + i) % span)
+        .map(|off| (subnet.host(off), off))
+        .find(|(ip, _)| !used.contains(ip))
+}
+
+/// Strips a `/len` suffix.
+pub fn addr_of(cidr: &str) -> Option<Ipv4Addr> {
+    cidr.split('/').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets_from_pool_in_order_and_reused() {
+        let pool = Subnet::parse("10.0.0.0/8").unwrap();
+        let a = next_subnet(pool, 24, &[]).unwrap();
+        assert_eq!(a.to_string(), "10.0.0.0/24");
+        let b = next_subnet(pool, 24, &[a]).unwrap();
+        assert_eq!(b.to_string(), "10.0.1.0/24");
+        let user = Subnet::parse("10.0.2.0/23").unwrap();
+        assert_eq!(next_subnet(pool, 24, &[a, b, user]).unwrap().to_string(), "10.0.4.0/24");
+        assert_eq!(next_subnet(pool, 24, &[b]).unwrap(), a, "freed subnets are reused");
+        let tiny = Subnet::parse("10.0.0.0/24").unwrap();
+        assert_eq!(next_subnet(tiny, 24, &[a]), None);
+    }
+
+    #[test]
+    fn parse_and_overlap() {
+        assert!(Subnet::parse("10.0.0.1/24").unwrap_err().contains("10.0.0.0/24"));
+        assert!(Subnet::parse("10.0.0.0").is_err());
+        assert!(Subnet::parse("10.0.0.0/33").is_err());
+        let a = Subnet::parse("10.0.0.0/16").unwrap();
+        assert!(a.overlaps(Subnet::parse("10.0.5.0/24").unwrap()));
+        assert!(!a.overlaps(Subnet::parse("10.1.0.0/24").unwrap()));
+    }
+
+    #[test]
+    fn hosts_are_serial_and_skip_reserved() {
+        let s = Subnet::parse("10.0.1.0/29").unwrap(); // .2 .. .6 usable
+        let mut used = BTreeSet::new();
+        let (ip, c) = next_host(s, 0, &used).unwrap();
+        assert_eq!(ip.to_string(), "10.0.1.2");
+        used.insert(ip);
+        let (ip2, c2) = next_host(s, c, &used).unwrap();
+        assert_eq!(ip2.to_string(), "10.0.1.3");
+        used.remove(&ip); // freed .2 is not reused at once
+        let (ip3, _) = next_host(s, c2, &used).unwrap();
+        assert_eq!(ip3.to_string(), "10.0.1.4");
+        for o in 2..=6 {
+            used.insert(s.host(o));
+        }
+        assert_eq!(next_host(s, 6, &used), None);
+    }
+}

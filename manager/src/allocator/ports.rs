@@ -1,0 +1,105 @@
+//! Published ports: one cluster-wide space per protocol; dynamic ports from 30000–32767.
+
+use shoal_proto::model::{PortConfig, Protocol, PublishMode, Service};
+use std::collections::BTreeSet;
+
+/// First dynamic published port.
+pub const DYNAMIC_START: u16 = 30000;
+/// Last dynamic published port.
+pub const DYNAMIC_END: u16 = 32767;
+
+/// Ports published in ingress mode by services other than `except`.
+pub fn used_ports<'a>(services: impl Iterator<Item = &'a Service>, except: &str) -> BTreeSet<(Protocol, u16)> {
+    services
+        .filter(|s| s.id != except)
+        .flat_map(|s| s.ports.iter())
+        .filter(|p| p.mode == PublishMode::Ingress && p.published != 0)
+        .map(|p| (p.protocol, p.published))
+        .collect()
+}
+
+/// Fills in published ports for `wanted`: fixed ones are checked against `used`, missing ones
+/// take the next free dynamic port. `previous` ports of the same service keep their numbers.
+pub fn allocate(
+    wanted: &[PortConfig],
+    previous: &[PortConfig],
+    used: &BTreeSet<(Protocol, u16)>,
+    service_name: &str,
+    owner_of: impl Fn(Protocol, u16) -> Option<String>,
+) -> Result<Vec<PortConfig>, String> {
+    let mut taken = used.clone();
+    let mut out = Vec::with_capacity(wanted.len());
+    // Fixed ports first, so a dynamic pick never steals a port asked for explicitly.
+    for p in wanted.iter().filter(|p| p.published != 0 && p.mode == PublishMode::Ingress) {
+        if !taken.insert((p.protocol, p.published)) {
+            let who = owner_of(p.protocol, p.published).unwrap_or_else(|| service_name.to_string());
+            return Err(format!(
+                "port {}/{} is already published by service {who:?}; choose another with --publish PUBLISHED:{}",
+                p.published,
+                p.protocol.as_str(),
+                p.target
+            ));
+        }
+    }
+    for p in wanted {
+        let mut p = *p;
+        if p.mode == PublishMode::Ingress && p.published == 0 {
+            let kept = previous
+                .iter()
+                .find(|q| q.target == p.target && q.protocol == p.protocol && q.mode == p.mode && q.published != 0)
+                .map(|q| q.published)
+                .filter(|port| !taken.contains(&(p.protocol, *port)));
+            let port = match kept {
+                Some(port) => port,
+                None => (DYNAMIC_START..=DYNAMIC_END)
+                    .find(|port| !taken.contains(&(p.protocol, *port)))
+                    .ok_or_else(|| "no free published port left in 30000-32767".to_string())?,
+            };
+            taken.insert((p.protocol, port));
+            p.published = port;
+        }
+        out.push(p);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> PortConfig {
+        PortConfig::parse(s).unwrap()
+    }
+
+    #[test]
+    fn dynamic_and_fixed() {
+        let used = BTreeSet::from([(Protocol::Tcp, 30000)]);
+        let got = allocate(&[parse("8080"), parse("30001:80")], &[], &used, "web", |_, _| None).unwrap();
+        assert_eq!(got[0].published, 30002, "skips the used one and the fixed one");
+        assert_eq!(got[1].published, 30001);
+    }
+
+    #[test]
+    fn conflicts_refused_with_owner() {
+        let used = BTreeSet::from([(Protocol::Tcp, 8080)]);
+        let err = allocate(&[parse("8080:80")], &[], &used, "web", |_, _| Some("api".into())).unwrap_err();
+        assert!(err.contains("api") && err.contains("8080"), "{err}");
+        // the same number over udp is free
+        assert!(allocate(&[parse("8080:80/udp")], &[], &used, "web", |_, _| None).is_ok());
+        // twice in one spec
+        assert!(allocate(&[parse("9000:80"), parse("9000:81")], &[], &BTreeSet::new(), "web", |_, _| None).is_err());
+    }
+
+    #[test]
+    fn updates_keep_their_dynamic_port() {
+        let prev = vec![PortConfig { published: 31000, ..parse("8080") }];
+        let got = allocate(&[parse("8080")], &prev, &BTreeSet::new(), "web", |_, _| None).unwrap();
+        assert_eq!(got[0].published, 31000);
+    }
+
+    #[test]
+    fn host_mode_is_not_allocated() {
+        let got = allocate(&[parse("8080,mode=host")], &[], &BTreeSet::new(), "web", |_, _| None).unwrap();
+        assert_eq!(got[0].published, 0);
+    }
+}

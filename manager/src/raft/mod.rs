@@ -1,0 +1,5 @@
+//! Raft: openraft's type configuration, storage engines and gRPC transport.
+
+pub mod types;
+
+pub use types::{NodeId, TypeConfig};

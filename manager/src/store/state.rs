@@ -1,0 +1,350 @@
+//! The replicated state and the one function that changes it: [`State::apply`].
+//!
+//! `apply` is deterministic: it uses only the command and the log index, never the clock, so
+//! every manager ends with the same state.
+
+use crate::allocator::{ipam, ports};
+use serde::{Deserialize, Serialize};
+use shoal_proto::model::{
+    Cluster, Command, Network, NetworkDriver, Node, Response, Service, ServiceMode, Task, TaskState,
+};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// First VXLAN id handed out (SwarmKit leaves 0–4095 to 802.1Q VLAN ids).
+pub const FIRST_VNI: u32 = 4096;
+
+/// Everything the managers replicate.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct State {
+    /// The cluster object, once initialised.
+    pub cluster: Option<Cluster>,
+    /// Nodes by id.
+    pub nodes: BTreeMap<String, Node>,
+    /// Networks by id.
+    pub networks: BTreeMap<String, Network>,
+    /// Services by id.
+    pub services: BTreeMap<String, Service>,
+    /// Tasks by id.
+    pub tasks: BTreeMap<String, Task>,
+    /// Index: node id → ids of the tasks assigned to it. Rebuilt on restore.
+    #[serde(skip)]
+    pub tasks_by_node: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl State {
+    /// Rebuilds derived indexes (after a snapshot is installed).
+    pub fn reindex(&mut self) {
+        self.tasks_by_node.clear();
+        for t in self.tasks.values() {
+            if !t.node_id.is_empty() {
+                self.tasks_by_node.entry(t.node_id.clone()).or_default().insert(t.id.clone());
+            }
+        }
+    }
+
+    /// A service by id or name.
+    pub fn service(&self, id_or_name: &str) -> Option<&Service> {
+        self.services
+            .get(id_or_name)
+            .or_else(|| self.services.values().find(|s| s.spec.name == id_or_name))
+            .or_else(|| {
+                let mut prefixed = self.services.values().filter(|s| s.id.starts_with(id_or_name));
+                match (prefixed.next(), prefixed.next()) {
+                    (Some(s), None) if id_or_name.len() >= 3 => Some(s),
+                    _ => None,
+                }
+            })
+    }
+
+    /// A network by id or name.
+    pub fn network(&self, id_or_name: &str) -> Option<&Network> {
+        self.networks
+            .get(id_or_name)
+            .or_else(|| self.networks.values().find(|n| n.name == id_or_name))
+            .or_else(|| {
+                let mut prefixed = self.networks.values().filter(|n| n.id.starts_with(id_or_name));
+                match (prefixed.next(), prefixed.next()) {
+                    (Some(n), None) if id_or_name.len() >= 3 => Some(n),
+                    _ => None,
+                }
+            })
+    }
+
+    /// A node by id, id prefix or hostname.
+    pub fn node(&self, id_or_name: &str) -> Option<&Node> {
+        self.nodes
+            .get(id_or_name)
+            .or_else(|| self.nodes.values().find(|n| n.hostname == id_or_name))
+            .or_else(|| {
+                let mut prefixed = self.nodes.values().filter(|n| n.id.starts_with(id_or_name));
+                match (prefixed.next(), prefixed.next()) {
+                    (Some(n), None) if id_or_name.len() >= 3 => Some(n),
+                    _ => None,
+                }
+            })
+    }
+
+    /// Tasks of one node.
+    pub fn node_tasks<'a>(&'a self, node_id: &str) -> impl Iterator<Item = &'a Task> + 'a {
+        self.tasks_by_node
+            .get(node_id)
+            .into_iter()
+            .flat_map(|ids| ids.iter())
+            .filter_map(|id| self.tasks.get(id))
+    }
+
+    /// Applies one command at log index `index`.
+    pub fn apply(&mut self, index: u64, cmd: &Command) -> Response {
+        match self.apply_inner(index, cmd) {
+            Ok(r) => r,
+            Err(e) => Response { error: Some(e), ..Default::default() },
+        }
+    }
+
+    fn apply_inner(&mut self, index: u64, cmd: &Command) -> Result<Response, String> {
+        let ok = |id: &str| Ok(Response { id: id.to_string(), ..Default::default() });
+        match cmd {
+            Command::Noop => ok(""),
+            Command::InitCluster(c) => {
+                if self.cluster.is_some() {
+                    return Err("cluster is already initialised".into());
+                }
+                let mut c = c.clone();
+                c.version = index;
+                let id = c.id.clone();
+                self.cluster = Some(c);
+                ok(&id)
+            }
+            Command::PutCluster(c) => {
+                let cur = self.cluster.as_ref().ok_or("cluster is not initialised")?;
+                if cur.version != c.version {
+                    return Ok(Response { conflicts: 1, ..Default::default() });
+                }
+                let mut c = c.clone();
+                c.version = index;
+                self.cluster = Some(c);
+                ok("")
+            }
+            Command::PutNode(n) => {
+                let cur = self.nodes.get(&n.id).map(|n| n.version).unwrap_or(0);
+                if cur != n.version {
+                    return Ok(Response { conflicts: 1, ..Default::default() });
+                }
+                let mut n = n.clone();
+                n.version = index;
+                let id = n.id.clone();
+                self.nodes.insert(id.clone(), n);
+                ok(&id)
+            }
+            Command::RemoveNode { id } => {
+                self.nodes.remove(id).ok_or_else(|| format!("node {id} not found"))?;
+                ok(id)
+            }
+            Command::SetNodeStates(states) => {
+                for (id, state, msg) in states {
+                    if let Some(n) = self.nodes.get_mut(id) {
+                        if n.state != *state || n.state_message != *msg {
+                            n.state = *state;
+                            n.state_message = msg.clone();
+                            n.version = index;
+                        }
+                    }
+                }
+                ok("")
+            }
+            Command::CreateNetwork(n) => self.create_network(index, n),
+            Command::RemoveNetwork { id } => {
+                let net = self.networks.get(id).ok_or_else(|| format!("network {id} not found"))?;
+                if net.ingress {
+                    return Err("the ingress network cannot be removed".into());
+                }
+                let users: Vec<&str> = self
+                    .services
+                    .values()
+                    .filter(|s| s.spec.networks.iter().any(|a| a.target == *id))
+                    .map(|s| s.spec.name.as_str())
+                    .collect();
+                if !users.is_empty() {
+                    return Err(format!(
+                        "network {} is in use by service(s) {}; remove them or detach them first",
+                        net.name,
+                        users.join(", ")
+                    ));
+                }
+                self.networks.remove(id);
+                ok(id)
+            }
+            Command::CreateService(s) => {
+                if self.services.contains_key(&s.id) {
+                    return Err(format!("service id {} already exists", s.id));
+                }
+                self.put_service(index, s, None)
+            }
+            Command::UpdateService(s) => {
+                let cur = self.services.get(&s.id).ok_or_else(|| format!("service {} not found", s.id))?;
+                if cur.version != s.version {
+                    return Err(format!("service {} was changed concurrently; retry", s.spec.name));
+                }
+                let prev = cur.clone();
+                self.put_service(index, s, Some(prev))
+            }
+            Command::RemoveService { id } => {
+                self.services.remove(id).ok_or_else(|| format!("service {id} not found"))?;
+                for t in self.tasks.values_mut().filter(|t| t.service_id == *id) {
+                    if t.desired_state < TaskState::Remove {
+                        t.desired_state = TaskState::Remove;
+                        t.version = index;
+                    }
+                }
+                ok(id)
+            }
+            Command::PutTasks(tasks) => {
+                let mut conflicts = 0;
+                for t in tasks {
+                    let cur = self.tasks.get(&t.id);
+                    if cur.map(|c| c.version).unwrap_or(0) != t.version {
+                        conflicts += 1;
+                        continue;
+                    }
+                    let mut t = t.clone();
+                    if let Some(cur) = cur {
+                        // Observed state only moves forward, whoever writes.
+                        if cur.status.state > t.status.state {
+                            t.status = cur.status.clone();
+                        }
+                        t.desired_state = TaskState::advance(cur.desired_state, t.desired_state);
+                    }
+                    t.version = index;
+                    self.index_task(cur.map(|c| c.node_id.clone()), &t);
+                    self.tasks.insert(t.id.clone(), t);
+                }
+                Ok(Response { conflicts, ..Default::default() })
+            }
+            Command::DeleteTasks(ids) => {
+                for id in ids {
+                    if let Some(t) = self.tasks.remove(id) {
+                        if let Some(set) = self.tasks_by_node.get_mut(&t.node_id) {
+                            set.remove(id);
+                        }
+                    }
+                }
+                ok("")
+            }
+            Command::TaskStatuses(updates) => {
+                for (id, status) in updates {
+                    if let Some(t) = self.tasks.get_mut(id) {
+                        if status.state > t.status.state
+                            || (status.state == t.status.state && status != &t.status)
+                        {
+                            t.status = status.clone();
+                            t.version = index;
+                        }
+                    }
+                }
+                ok("")
+            }
+            Command::Batch(cmds) => {
+                let mut out = Response::default();
+                for c in cmds {
+                    let r = self.apply(index, c);
+                    out.conflicts += r.conflicts;
+                    if out.error.is_none() {
+                        out.error = r.error;
+                    }
+                    if out.id.is_empty() {
+                        out.id = r.id;
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    fn index_task(&mut self, old_node: Option<String>, t: &Task) {
+        if let Some(old) = old_node.filter(|o| *o != t.node_id) {
+            if let Some(set) = self.tasks_by_node.get_mut(&old) {
+                set.remove(&t.id);
+            }
+        }
+        if !t.node_id.is_empty() {
+            self.tasks_by_node.entry(t.node_id.clone()).or_default().insert(t.id.clone());
+        }
+    }
+
+    fn create_network(&mut self, index: u64, n: &Network) -> Result<Response, String> {
+        if self.networks.values().any(|o| o.name == n.name) {
+            return Err(format!("network with name {:?} already exists", n.name));
+        }
+        let used: Vec<ipam::Subnet> =
+            self.networks.values().filter_map(|o| ipam::Subnet::parse(&o.subnet).ok()).collect();
+        let subnet = if n.subnet.is_empty() {
+            let c = self.cluster.as_ref().ok_or("cluster is not initialised")?;
+            let pool = ipam::Subnet::parse(&c.default_addr_pool)?;
+            ipam::next_subnet(pool, c.subnet_size, &used).ok_or_else(|| {
+                format!("address pool {} is exhausted; pass --subnet or remove unused networks", c.default_addr_pool)
+            })?
+        } else {
+            let s = ipam::Subnet::parse(&n.subnet)?;
+            if s.prefix > 29 {
+                return Err(format!("subnet {s} is too small: use a prefix of /29 or shorter"));
+            }
+            if let Some(o) = self
+                .networks
+                .values()
+                .find(|o| ipam::Subnet::parse(&o.subnet).is_ok_and(|x| x.overlaps(s)))
+            {
+                return Err(format!("subnet {s} overlaps network {} ({})", o.name, o.subnet));
+            }
+            s
+        };
+        let mut net = n.clone();
+        net.subnet = subnet.to_string();
+        net.gateway = subnet.gateway().to_string();
+        if net.driver == NetworkDriver::Overlay && net.vni == 0 {
+            let used: BTreeSet<u32> = self.networks.values().map(|o| o.vni).collect();
+            net.vni = (FIRST_VNI..(1 << 24)).find(|v| !used.contains(v)).ok_or("no free VXLAN id")?;
+        }
+        net.version = index;
+        let id = net.id.clone();
+        self.networks.insert(id.clone(), net);
+        Ok(Response { id, ..Default::default() })
+    }
+
+    fn put_service(&mut self, index: u64, s: &Service, prev: Option<Service>) -> Result<Response, String> {
+        if let Some(o) = self.services.values().find(|o| o.spec.name == s.spec.name && o.id != s.id) {
+            return Err(format!("service with name {:?} already exists (id {})", s.spec.name, o.id));
+        }
+        for a in &s.spec.networks {
+            if !self.networks.contains_key(&a.target) {
+                return Err(format!("network {} not found", a.target));
+            }
+        }
+        if let ServiceMode::Replicated { replicas } = s.spec.mode {
+            if replicas > crate::MAX_REPLICAS {
+                return Err(format!("replicas {replicas} is too large (at most {})", crate::MAX_REPLICAS));
+            }
+        }
+        let used = ports::used_ports(self.services.values(), &s.id);
+        let previous = prev.as_ref().map(|p| p.ports.clone()).unwrap_or_default();
+        let allocated = ports::allocate(&s.spec.ports, &previous, &used, &s.spec.name, |proto, port| {
+            self.services
+                .values()
+                .find(|o| o.id != s.id && o.ports.iter().any(|p| p.protocol == proto && p.published == port))
+                .map(|o| o.spec.name.clone())
+        })?;
+        let mut svc = s.clone();
+        svc.ports = allocated;
+        if let Some(prev) = prev {
+            svc.created_ms = prev.created_ms;
+            if prev.spec != svc.spec {
+                svc.spec_version = prev.spec_version + 1;
+            } else {
+                svc.spec_version = prev.spec_version;
+            }
+        }
+        svc.version = index;
+        let id = svc.id.clone();
+        self.services.insert(id.clone(), svc);
+        Ok(Response { id, ..Default::default() })
+    }
+}

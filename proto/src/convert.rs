@@ -1,0 +1,404 @@
+//! Conversions between wire types (`pb`) and domain types (`model`). The only place they meet.
+
+use crate::model as m;
+use crate::pb;
+
+fn opt_state(v: i32) -> m::TaskState {
+    m::TaskState::from_i32(v).unwrap_or_default()
+}
+
+impl From<m::NodeRole> for pb::NodeRole {
+    fn from(r: m::NodeRole) -> Self {
+        match r {
+            m::NodeRole::Worker => pb::NodeRole::Worker,
+            m::NodeRole::Manager => pb::NodeRole::Manager,
+        }
+    }
+}
+impl From<pb::NodeRole> for m::NodeRole {
+    fn from(r: pb::NodeRole) -> Self {
+        match r {
+            pb::NodeRole::Worker => m::NodeRole::Worker,
+            pb::NodeRole::Manager => m::NodeRole::Manager,
+        }
+    }
+}
+impl From<m::Availability> for pb::Availability {
+    fn from(a: m::Availability) -> Self {
+        match a {
+            m::Availability::Active => pb::Availability::Active,
+            m::Availability::Pause => pb::Availability::Pause,
+            m::Availability::Drain => pb::Availability::Drain,
+        }
+    }
+}
+impl From<pb::Availability> for m::Availability {
+    fn from(a: pb::Availability) -> Self {
+        match a {
+            pb::Availability::Active => m::Availability::Active,
+            pb::Availability::Pause => m::Availability::Pause,
+            pb::Availability::Drain => m::Availability::Drain,
+        }
+    }
+}
+impl From<m::NodeState> for pb::NodeState {
+    fn from(s: m::NodeState) -> Self {
+        match s {
+            m::NodeState::Unknown => pb::NodeState::Unknown,
+            m::NodeState::Down => pb::NodeState::Down,
+            m::NodeState::Ready => pb::NodeState::Ready,
+            m::NodeState::Disconnected => pb::NodeState::Disconnected,
+        }
+    }
+}
+impl From<pb::NodeState> for m::NodeState {
+    fn from(s: pb::NodeState) -> Self {
+        match s {
+            pb::NodeState::Unknown => m::NodeState::Unknown,
+            pb::NodeState::Down => m::NodeState::Down,
+            pb::NodeState::Ready => m::NodeState::Ready,
+            pb::NodeState::Disconnected => m::NodeState::Disconnected,
+        }
+    }
+}
+
+/// A node on the wire; `manager_status` is computed by the caller (raft view).
+pub fn node_to_pb(n: &m::Node, manager_status: &str) -> pb::Node {
+    pb::Node {
+        id: n.id.clone(),
+        hostname: n.hostname.clone(),
+        role: pb::NodeRole::from(n.role) as i32,
+        availability: pb::Availability::from(n.availability) as i32,
+        state: pb::NodeState::from(n.state) as i32,
+        state_message: n.state_message.clone(),
+        addr: n.addr.clone(),
+        labels: n.labels.clone().into_iter().collect(),
+        manager_status: manager_status.to_string(),
+        raft_id: n.raft_id,
+        created_ms: n.created_ms,
+        updated_ms: n.updated_ms,
+        version: n.version,
+    }
+}
+
+impl From<&pb::Node> for m::Node {
+    fn from(n: &pb::Node) -> Self {
+        m::Node {
+            id: n.id.clone(),
+            hostname: n.hostname.clone(),
+            role: n.role().into(),
+            availability: n.availability().into(),
+            state: n.state().into(),
+            state_message: n.state_message.clone(),
+            addr: n.addr.clone(),
+            labels: n.labels.clone().into_iter().collect(),
+            raft_id: n.raft_id,
+            created_ms: n.created_ms,
+            updated_ms: n.updated_ms,
+            version: n.version,
+        }
+    }
+}
+
+impl From<&m::Network> for pb::Network {
+    fn from(n: &m::Network) -> Self {
+        pb::Network {
+            id: n.id.clone(),
+            name: n.name.clone(),
+            driver: match n.driver {
+                m::NetworkDriver::Overlay => pb::NetworkDriver::Overlay,
+                m::NetworkDriver::Bridge => pb::NetworkDriver::Bridge,
+            } as i32,
+            subnet: n.subnet.clone(),
+            gateway: n.gateway.clone(),
+            vni: n.vni,
+            attachable: n.attachable,
+            ingress: n.ingress,
+            labels: n.labels.clone().into_iter().collect(),
+            created_ms: n.created_ms,
+            version: n.version,
+        }
+    }
+}
+
+impl From<&pb::Network> for m::Network {
+    fn from(n: &pb::Network) -> Self {
+        m::Network {
+            id: n.id.clone(),
+            name: n.name.clone(),
+            driver: match n.driver() {
+                pb::NetworkDriver::Overlay => m::NetworkDriver::Overlay,
+                pb::NetworkDriver::Bridge => m::NetworkDriver::Bridge,
+            },
+            subnet: n.subnet.clone(),
+            gateway: n.gateway.clone(),
+            vni: n.vni,
+            attachable: n.attachable,
+            ingress: n.ingress,
+            labels: n.labels.clone().into_iter().collect(),
+            ipam_cursor: 0,
+            created_ms: n.created_ms,
+            version: n.version,
+        }
+    }
+}
+
+impl From<&m::PortConfig> for pb::PortConfig {
+    fn from(p: &m::PortConfig) -> Self {
+        pb::PortConfig {
+            protocol: match p.protocol {
+                m::Protocol::Tcp => pb::Protocol::Tcp,
+                m::Protocol::Udp => pb::Protocol::Udp,
+            } as i32,
+            target: p.target.into(),
+            published: p.published.into(),
+            mode: match p.mode {
+                m::PublishMode::Ingress => pb::PublishMode::Ingress,
+                m::PublishMode::Host => pb::PublishMode::Host,
+            } as i32,
+        }
+    }
+}
+
+impl TryFrom<&pb::PortConfig> for m::PortConfig {
+    type Error = String;
+    fn try_from(p: &pb::PortConfig) -> Result<Self, String> {
+        let port = |v: u32, what: &str| u16::try_from(v).map_err(|_| format!("{what} port {v} is out of range 1-65535"));
+        Ok(m::PortConfig {
+            protocol: match p.protocol() {
+                pb::Protocol::Tcp => m::Protocol::Tcp,
+                pb::Protocol::Udp => m::Protocol::Udp,
+            },
+            target: port(p.target, "target")?,
+            published: port(p.published, "published")?,
+            mode: match p.mode() {
+                pb::PublishMode::Ingress => m::PublishMode::Ingress,
+                pb::PublishMode::Host => m::PublishMode::Host,
+            },
+        })
+    }
+}
+
+impl From<&m::ServiceSpec> for pb::ServiceSpec {
+    fn from(s: &m::ServiceSpec) -> Self {
+        let (replicas, global) = match s.mode {
+            m::ServiceMode::Replicated { replicas } => (replicas, false),
+            m::ServiceMode::Global => (0, true),
+        };
+        pb::ServiceSpec {
+            name: s.name.clone(),
+            replicas,
+            global,
+            image: s.image.clone(),
+            args: s.args.clone(),
+            env: s.env.clone(),
+            ports: s.ports.iter().map(Into::into).collect(),
+            networks: s
+                .networks
+                .iter()
+                .map(|n| pb::NetworkAttachmentSpec { target: n.target.clone(), aliases: n.aliases.clone() })
+                .collect(),
+            endpoint_mode: match s.endpoint_mode {
+                m::EndpointMode::Vip => pb::EndpointMode::Vip,
+                m::EndpointMode::Dnsrr => pb::EndpointMode::Dnsrr,
+            } as i32,
+            restart: Some(pb::RestartPolicy {
+                condition: match s.restart.condition {
+                    m::RestartCondition::Any => pb::RestartCondition::Any,
+                    m::RestartCondition::OnFailure => pb::RestartCondition::OnFailure,
+                    m::RestartCondition::None => pb::RestartCondition::None,
+                } as i32,
+                delay_ms: s.restart.delay_ms,
+                max_attempts: s.restart.max_attempts,
+            }),
+            constraints: s.constraints.clone(),
+            labels: s.labels.clone().into_iter().collect(),
+            stop_grace_ms: s.stop_grace_ms,
+            limit_memory_bytes: s.limit_memory_bytes,
+            limit_cpus: s.limit_cpus,
+        }
+    }
+}
+
+impl TryFrom<&pb::ServiceSpec> for m::ServiceSpec {
+    type Error = String;
+    fn try_from(s: &pb::ServiceSpec) -> Result<Self, String> {
+        let restart = match &s.restart {
+            Some(r) => m::RestartPolicy {
+                condition: match r.condition() {
+                    pb::RestartCondition::Any => m::RestartCondition::Any,
+                    pb::RestartCondition::OnFailure => m::RestartCondition::OnFailure,
+                    pb::RestartCondition::None => m::RestartCondition::None,
+                },
+                delay_ms: r.delay_ms,
+                max_attempts: r.max_attempts,
+            },
+            None => m::RestartPolicy::default(),
+        };
+        Ok(m::ServiceSpec {
+            name: s.name.clone(),
+            mode: if s.global { m::ServiceMode::Global } else { m::ServiceMode::Replicated { replicas: s.replicas } },
+            image: s.image.clone(),
+            args: s.args.clone(),
+            env: s.env.clone(),
+            ports: s.ports.iter().map(m::PortConfig::try_from).collect::<Result<_, _>>()?,
+            networks: s
+                .networks
+                .iter()
+                .map(|n| m::NetworkAttachmentSpec { target: n.target.clone(), aliases: n.aliases.clone() })
+                .collect(),
+            endpoint_mode: match s.endpoint_mode() {
+                pb::EndpointMode::Vip => m::EndpointMode::Vip,
+                pb::EndpointMode::Dnsrr => m::EndpointMode::Dnsrr,
+            },
+            restart,
+            constraints: s.constraints.clone(),
+            labels: s.labels.clone().into_iter().collect(),
+            stop_grace_ms: s.stop_grace_ms,
+            limit_memory_bytes: s.limit_memory_bytes,
+            limit_cpus: s.limit_cpus,
+        })
+    }
+}
+
+/// A service on the wire, with its running/desired counts.
+pub fn service_to_pb(s: &m::Service, running: u64, desired: u64) -> pb::Service {
+    pb::Service {
+        id: s.id.clone(),
+        spec: Some((&s.spec).into()),
+        spec_version: s.spec_version,
+        ports: s.ports.iter().map(Into::into).collect(),
+        vips: s.vips.iter().map(|v| pb::VirtualIp { network_id: v.network_id.clone(), addr: v.addr.clone() }).collect(),
+        created_ms: s.created_ms,
+        updated_ms: s.updated_ms,
+        version: s.version,
+        running,
+        desired,
+    }
+}
+
+impl TryFrom<&pb::Service> for m::Service {
+    type Error = String;
+    fn try_from(s: &pb::Service) -> Result<Self, String> {
+        Ok(m::Service {
+            id: s.id.clone(),
+            spec: s.spec.as_ref().map(m::ServiceSpec::try_from).transpose()?.unwrap_or_default(),
+            spec_version: s.spec_version,
+            ports: s.ports.iter().map(m::PortConfig::try_from).collect::<Result<_, _>>()?,
+            vips: s.vips.iter().map(|v| m::VirtualIp { network_id: v.network_id.clone(), addr: v.addr.clone() }).collect(),
+            created_ms: s.created_ms,
+            updated_ms: s.updated_ms,
+            version: s.version,
+        })
+    }
+}
+
+impl From<&m::TaskStatus> for pb::TaskStatus {
+    fn from(s: &m::TaskStatus) -> Self {
+        pb::TaskStatus {
+            state: s.state as i32,
+            message: s.message.clone(),
+            err: s.err.clone(),
+            timestamp_ms: s.timestamp_ms,
+            exit_code: s.exit_code.unwrap_or(0),
+            has_exit_code: s.exit_code.is_some(),
+            pid: s.pid,
+        }
+    }
+}
+
+impl From<&pb::TaskStatus> for m::TaskStatus {
+    fn from(s: &pb::TaskStatus) -> Self {
+        m::TaskStatus {
+            state: opt_state(s.state),
+            message: s.message.clone(),
+            err: s.err.clone(),
+            timestamp_ms: s.timestamp_ms,
+            exit_code: s.has_exit_code.then_some(s.exit_code),
+            pid: s.pid,
+        }
+    }
+}
+
+impl From<&m::Task> for pb::Task {
+    fn from(t: &m::Task) -> Self {
+        pb::Task {
+            id: t.id.clone(),
+            service_id: t.service_id.clone(),
+            service_name: t.service_name.clone(),
+            slot: t.slot,
+            node_id: t.node_id.clone(),
+            spec: Some((&t.spec).into()),
+            spec_version: t.spec_version,
+            desired_state: t.desired_state as i32,
+            status: Some((&t.status).into()),
+            networks: t
+                .networks
+                .iter()
+                .map(|n| pb::NetworkAttachment {
+                    network_id: n.network_id.clone(),
+                    addresses: n.addresses.clone(),
+                    aliases: n.aliases.clone(),
+                })
+                .collect(),
+            attempt: t.attempt,
+            created_ms: t.created_ms,
+            version: t.version,
+            name: t.name(),
+        }
+    }
+}
+
+impl TryFrom<&pb::Task> for m::Task {
+    type Error = String;
+    fn try_from(t: &pb::Task) -> Result<Self, String> {
+        Ok(m::Task {
+            id: t.id.clone(),
+            service_id: t.service_id.clone(),
+            service_name: t.service_name.clone(),
+            slot: t.slot,
+            node_id: t.node_id.clone(),
+            spec: t.spec.as_ref().map(m::ServiceSpec::try_from).transpose()?.unwrap_or_default(),
+            spec_version: t.spec_version,
+            desired_state: opt_state(t.desired_state),
+            status: t.status.as_ref().map(Into::into).unwrap_or_default(),
+            networks: t
+                .networks
+                .iter()
+                .map(|n| m::NetworkAttachment {
+                    network_id: n.network_id.clone(),
+                    addresses: n.addresses.clone(),
+                    aliases: n.aliases.clone(),
+                })
+                .collect(),
+            attempt: t.attempt,
+            created_ms: t.created_ms,
+            version: t.version,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_round_trips() {
+        let t = m::Task {
+            id: "t1".into(),
+            service_name: "web".into(),
+            slot: 3,
+            spec: m::ServiceSpec {
+                name: "web".into(),
+                ports: vec![m::PortConfig::parse("8080:80/udp").unwrap()],
+                ..Default::default()
+            },
+            desired_state: m::TaskState::Running,
+            status: m::TaskStatus { state: m::TaskState::Failed, exit_code: Some(3), ..Default::default() },
+            ..Default::default()
+        };
+        let wire = pb::Task::from(&t);
+        assert_eq!(wire.name, "web.3.t1");
+        assert_eq!(m::Task::try_from(&wire).unwrap(), t);
+    }
+}

@@ -1,0 +1,16 @@
+//! Shoal's protocol crate.
+//!
+//! * [`pb`]: code generated from `proto/shoal.proto` (gRPC services and wire messages).
+//! * [`model`]: the hand-written domain types the rest of Shoal works with. Raft log entries and
+//!   snapshots store `model` types (serde), never `pb` types.
+//! * [`convert`]: the one place where the two meet.
+#![forbid(unsafe_code)]
+
+pub mod convert;
+pub mod model;
+
+/// Generated gRPC code (tonic + prost).
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("shoal.v1");
+}

@@ -1,0 +1,16 @@
+//! Domain model: the objects the managers replicate and the agents act on.
+
+mod command;
+mod ids;
+mod node;
+mod service;
+mod task;
+
+pub use command::{Command, CommandResult, Response};
+pub use ids::{new_id, now_ms, validate_name};
+pub use node::{Availability, Cluster, Network, NetworkDriver, Node, NodeRole, NodeState};
+pub use service::{
+    EndpointMode, NetworkAttachmentSpec, PortConfig, Protocol, PublishMode, RestartCondition,
+    RestartPolicy, Service, ServiceMode, ServiceSpec, VirtualIp,
+};
+pub use task::{NetworkAttachment, Task, TaskState, TaskStatus};

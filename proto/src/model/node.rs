@@ -1,0 +1,141 @@
+//! Nodes, networks and the cluster object.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A node's role in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum NodeRole {
+    /// Runs tasks only.
+    #[default]
+    Worker,
+    /// Runs tasks and is a raft member.
+    Manager,
+}
+
+/// Whether the scheduler may place tasks on a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Availability {
+    /// New tasks may be placed.
+    #[default]
+    Active,
+    /// Existing tasks keep running; no new tasks.
+    Pause,
+    /// Tasks are moved away.
+    Drain,
+}
+
+/// A node's observed state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum NodeState {
+    /// Not heard from since the last leader change.
+    #[default]
+    Unknown,
+    /// Missed its heartbeats.
+    Down,
+    /// Holding a session and heartbeating.
+    Ready,
+    /// Left its session on purpose.
+    Disconnected,
+}
+
+/// A cluster member.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Node {
+    /// Node id (25 base-36 chars).
+    pub id: String,
+    /// Hostname as reported at join.
+    pub hostname: String,
+    /// Manager or worker.
+    pub role: NodeRole,
+    /// Scheduling availability.
+    pub availability: Availability,
+    /// Observed state.
+    pub state: NodeState,
+    /// Why the node is in its state ("heartbeat failure", …).
+    pub state_message: String,
+    /// Advertised address (`ip:port`).
+    pub addr: String,
+    /// User labels (`node.labels.X` constraints).
+    pub labels: BTreeMap<String, String>,
+    /// Raft member id for managers, 0 for workers.
+    pub raft_id: u64,
+    /// Creation time, ms since epoch.
+    pub created_ms: i64,
+    /// Last change, ms since epoch.
+    pub updated_ms: i64,
+    /// Raft index of the last write (optimistic concurrency).
+    pub version: u64,
+}
+
+/// Network driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum NetworkDriver {
+    /// VXLAN across nodes (swarm scope).
+    #[default]
+    Overlay,
+    /// A Linux bridge on each node (local scope).
+    Bridge,
+}
+
+/// A network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Network {
+    /// Network id.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// Driver.
+    pub driver: NetworkDriver,
+    /// Subnet (CIDR).
+    pub subnet: String,
+    /// Gateway address (first host of the subnet).
+    pub gateway: String,
+    /// VXLAN id for overlays (4096 and up), 0 otherwise.
+    pub vni: u32,
+    /// Whether standalone tasks may attach.
+    pub attachable: bool,
+    /// The routing-mesh network.
+    pub ingress: bool,
+    /// User labels.
+    pub labels: BTreeMap<String, String>,
+    /// Serial IPAM cursor: the last host offset handed out, so freed addresses are not reused at
+    /// once (SwarmKit's serial allocation).
+    pub ipam_cursor: u32,
+    /// Creation time.
+    pub created_ms: i64,
+    /// Raft index of the last write.
+    pub version: u64,
+}
+
+/// Cluster-wide settings and secrets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Cluster {
+    /// Cluster id.
+    pub id: String,
+    /// Secret half of the worker join token.
+    pub worker_secret: String,
+    /// Secret half of the manager join token.
+    pub manager_secret: String,
+    /// Digest half of both tokens (identifies the cluster).
+    pub digest: String,
+    /// Default address pool for networks without `--subnet`.
+    pub default_addr_pool: String,
+    /// Prefix length of subnets cut from the pool.
+    pub subnet_size: u8,
+    /// Creation time.
+    pub created_ms: i64,
+    /// Raft index of the last write.
+    pub version: u64,
+}
+
+impl Cluster {
+    /// The join token for `role`.
+    pub fn token(&self, role: NodeRole) -> String {
+        let secret = match role {
+            NodeRole::Worker => &self.worker_secret,
+            NodeRole::Manager => &self.manager_secret,
+        };
+        format!("SWMTKN-1-{}-{}", self.digest, secret)
+    }
+}

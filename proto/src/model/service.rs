@@ -1,0 +1,276 @@
+//! Services and their specs.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Transport protocol of a published port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+pub enum Protocol {
+    /// TCP.
+    #[default]
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl Protocol {
+    /// `tcp` or `udp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// How a port is published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum PublishMode {
+    /// On every node, through the routing mesh.
+    #[default]
+    Ingress,
+    /// Only on the nodes that run a task.
+    Host,
+}
+
+/// A published port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct PortConfig {
+    /// tcp or udp.
+    pub protocol: Protocol,
+    /// Port inside the task.
+    pub target: u16,
+    /// Port on the nodes; 0 in a spec means "pick one from 30000–32767".
+    pub published: u16,
+    /// Ingress or host.
+    pub mode: PublishMode,
+}
+
+impl PortConfig {
+    /// Parses Docker's short forms: `T`, `P:T`, with `/tcp|/udp` and `,mode=host|ingress`; also
+    /// the long form `published=P,target=T,protocol=udp,mode=host`.
+    pub fn parse(s: &str) -> Result<PortConfig, String> {
+        let bad = |why: &str| {
+            format!("invalid --publish {s:?}: {why} (expected [PUBLISHED:]TARGET[/tcp|udp][,mode=host|ingress])")
+        };
+        let mut port = PortConfig::default();
+        let mut parts = s.split(',');
+        let first = parts.next().unwrap_or_default();
+        let mut rest: Vec<&str> = parts.collect();
+        if first.contains('=') {
+            rest.insert(0, first);
+        } else {
+            let (ports, proto) = match first.split_once('/') {
+                Some((p, proto)) => (p, Some(proto)),
+                None => (first, None),
+            };
+            if let Some(proto) = proto {
+                port.protocol = parse_proto(proto).ok_or_else(|| bad("protocol must be tcp or udp"))?;
+            }
+            match ports.split_once(':') {
+                Some((p, t)) => {
+                    port.published = parse_port(p).ok_or_else(|| bad("published port must be 1-65535"))?;
+                    port.target = parse_port(t).ok_or_else(|| bad("target port must be 1-65535"))?;
+                }
+                None => port.target = parse_port(ports).ok_or_else(|| bad("target port must be 1-65535"))?,
+            }
+        }
+        for kv in rest {
+            let (k, v) = kv.split_once('=').ok_or_else(|| bad("options are key=value"))?;
+            match k {
+                "mode" => {
+                    port.mode = match v {
+                        "host" => PublishMode::Host,
+                        "ingress" => PublishMode::Ingress,
+                        _ => return Err(bad("mode must be host or ingress")),
+                    }
+                }
+                "published" => port.published = parse_port(v).ok_or_else(|| bad("published port must be 1-65535"))?,
+                "target" => port.target = parse_port(v).ok_or_else(|| bad("target port must be 1-65535"))?,
+                "protocol" => port.protocol = parse_proto(v).ok_or_else(|| bad("protocol must be tcp or udp"))?,
+                _ => return Err(bad(&format!("unknown option {k:?}"))),
+            }
+        }
+        if port.target == 0 {
+            return Err(bad("a target port is required"));
+        }
+        Ok(port)
+    }
+
+    /// Docker's `PORTS` column form: `*:30001->8080/tcp`.
+    pub fn display(&self) -> String {
+        match self.mode {
+            PublishMode::Ingress => format!("*:{}->{}/{}", self.published, self.target, self.protocol.as_str()),
+            PublishMode::Host => format!("{}->{}/{} (host)", self.published, self.target, self.protocol.as_str()),
+        }
+    }
+}
+
+fn parse_port(s: &str) -> Option<u16> {
+    s.parse::<u16>().ok().filter(|p| *p != 0)
+}
+
+fn parse_proto(s: &str) -> Option<Protocol> {
+    match s {
+        "tcp" => Some(Protocol::Tcp),
+        "udp" => Some(Protocol::Udp),
+        _ => None,
+    }
+}
+
+/// When a task that ended is replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum RestartCondition {
+    /// Whatever the exit.
+    #[default]
+    Any,
+    /// Only after a non-zero exit or a failure to start.
+    OnFailure,
+    /// Never.
+    None,
+}
+
+/// Restart policy of a service's tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartPolicy {
+    /// When to restart.
+    pub condition: RestartCondition,
+    /// Wait between the end of a task and its replacement.
+    pub delay_ms: u64,
+    /// Replacements per slot before giving up; 0 = unlimited.
+    pub max_attempts: u64,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        // Swarm waits 5 s; we restart sooner by default but keep a delay so a crash loop does not
+        // spin (SK api/defaults/service.go uses 5 s).
+        RestartPolicy { condition: RestartCondition::Any, delay_ms: 1000, max_attempts: 0 }
+    }
+}
+
+/// Replicated or global.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServiceMode {
+    /// A fixed number of tasks spread over the nodes.
+    Replicated {
+        /// Desired task count.
+        replicas: u64,
+    },
+    /// One task on every eligible node.
+    Global,
+}
+
+impl Default for ServiceMode {
+    fn default() -> Self {
+        ServiceMode::Replicated { replicas: 1 }
+    }
+}
+
+/// A network a service attaches to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct NetworkAttachmentSpec {
+    /// Network id (names are resolved to ids at create time).
+    pub target: String,
+    /// Extra DNS names on that network.
+    pub aliases: Vec<String>,
+}
+
+/// How clients reach a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum EndpointMode {
+    /// One virtual IP balanced over the tasks.
+    #[default]
+    Vip,
+    /// DNS round robin over the task IPs.
+    Dnsrr,
+}
+
+/// What the user asked for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ServiceSpec {
+    /// Unique name.
+    pub name: String,
+    /// Replicated or global.
+    pub mode: ServiceMode,
+    /// Program to run (the process executor looks it up on the node).
+    pub image: String,
+    /// Arguments.
+    pub args: Vec<String>,
+    /// `K=V` environment.
+    pub env: Vec<String>,
+    /// Published ports.
+    pub ports: Vec<PortConfig>,
+    /// Attached networks.
+    pub networks: Vec<NetworkAttachmentSpec>,
+    /// VIP or DNS round robin.
+    pub endpoint_mode: EndpointMode,
+    /// Restart policy.
+    pub restart: RestartPolicy,
+    /// Placement constraints (`node.role==manager`, …).
+    pub constraints: Vec<String>,
+    /// User labels.
+    pub labels: BTreeMap<String, String>,
+    /// Time between SIGTERM and SIGKILL.
+    pub stop_grace_ms: u64,
+    /// Memory limit in bytes, 0 = none.
+    pub limit_memory_bytes: i64,
+    /// CPU limit in cores, 0 = none.
+    pub limit_cpus: f64,
+}
+
+/// A service's virtual IP on one network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct VirtualIp {
+    /// Network id.
+    pub network_id: String,
+    /// Address in CIDR form (`10.0.1.2/24`).
+    pub addr: String,
+}
+
+/// A service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Service {
+    /// Service id.
+    pub id: String,
+    /// Current spec.
+    pub spec: ServiceSpec,
+    /// Bumped on every spec change; tasks remember the version they were made from.
+    pub spec_version: u64,
+    /// Allocated ports (published filled in).
+    pub ports: Vec<PortConfig>,
+    /// Allocated VIPs.
+    pub vips: Vec<VirtualIp>,
+    /// Creation time.
+    pub created_ms: i64,
+    /// Last change.
+    pub updated_ms: i64,
+    /// Raft index of the last write.
+    pub version: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_publish_forms() {
+        let p = PortConfig::parse("8080").unwrap();
+        assert_eq!((p.published, p.target, p.protocol, p.mode), (0, 8080, Protocol::Tcp, PublishMode::Ingress));
+        let p = PortConfig::parse("8080:80/udp").unwrap();
+        assert_eq!((p.published, p.target, p.protocol), (8080, 80, Protocol::Udp));
+        let p = PortConfig::parse("8080:80,mode=host").unwrap();
+        assert_eq!(p.mode, PublishMode::Host);
+        let p = PortConfig::parse("published=9000,target=80,protocol=udp").unwrap();
+        assert_eq!((p.published, p.target, p.protocol), (9000, 80, Protocol::Udp));
+        for bad in ["", "x", "0", "70000", "80:", ":80", "80/sctp", "80,mode=x", "80,foo=1", "published=1"] {
+            assert!(PortConfig::parse(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn display_like_docker() {
+        let p = PortConfig { protocol: Protocol::Tcp, target: 8080, published: 30001, mode: PublishMode::Ingress };
+        assert_eq!(p.display(), "*:30001->8080/tcp");
+    }
+}
