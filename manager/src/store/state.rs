@@ -223,9 +223,7 @@ impl State {
             Command::DeleteTasks(ids) => {
                 for id in ids {
                     if let Some(t) = self.tasks.remove(id) {
-                        if let Some(set) = self.tasks_by_node.get_mut(&t.node_id) {
-                            set.remove(id);
-                        }
+                        self.unindex_task(&t.node_id, id);
                     }
                 }
                 ok("")
@@ -262,12 +260,19 @@ impl State {
 
     fn index_task(&mut self, old_node: Option<String>, t: &Task) {
         if let Some(old) = old_node.filter(|o| *o != t.node_id) {
-            if let Some(set) = self.tasks_by_node.get_mut(&old) {
-                set.remove(&t.id);
-            }
+            self.unindex_task(&old, &t.id);
         }
         if !t.node_id.is_empty() {
             self.tasks_by_node.entry(t.node_id.clone()).or_default().insert(t.id.clone());
+        }
+    }
+
+    fn unindex_task(&mut self, node_id: &str, task_id: &str) {
+        if let Some(set) = self.tasks_by_node.get_mut(node_id) {
+            set.remove(task_id);
+            if set.is_empty() {
+                self.tasks_by_node.remove(node_id);
+            }
         }
     }
 
