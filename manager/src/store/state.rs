@@ -153,6 +153,19 @@ impl State {
                 ok("")
             }
             Command::CreateNetwork(n) => self.create_network(index, n),
+            Command::PutNetworks(nets) => {
+                let mut conflicts = 0;
+                for n in nets {
+                    match self.networks.get_mut(&n.id) {
+                        Some(cur) if cur.version == n.version => {
+                            *cur = n.clone();
+                            cur.version = index;
+                        }
+                        _ => conflicts += 1,
+                    }
+                }
+                Ok(Response { conflicts, ..Default::default() })
+            }
             Command::RemoveNetwork { id } => {
                 let net = self.networks.get(id).ok_or_else(|| format!("network {id} not found"))?;
                 if net.ingress {

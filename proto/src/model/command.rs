@@ -26,6 +26,8 @@ pub enum Command {
     /// Creates a network; an empty subnet is allocated from the default pool, a VNI is
     /// allocated for overlays. Refused if the name is taken or the subnet overlaps.
     CreateNetwork(Network),
+    /// Updates networks (each version-checked; the allocator's IPAM cursor).
+    PutNetworks(Vec<Network>),
     /// Removes a network; refused while a service uses it.
     RemoveNetwork {
         /// Network id.
