@@ -1,1 +1,15 @@
-//! Shoal agent.
+//! `shoal-agent`: the half of `swarmd` that runs on every node.
+//!
+//! * [`session`]: holds one session with the leader's dispatcher (reconnecting to another
+//!   manager when one dies), sends heartbeats, receives assignments and log requests.
+//! * [`worker`]: reconciles the assigned tasks with what runs on this node.
+//! * [`reporter`]: sends task status changes in batches, resending after a reconnect.
+//! * [`executor`]: runs tasks (`process`: a program on the node).
+#![deny(unsafe_code)]
+
+pub mod executor;
+pub mod reporter;
+pub mod session;
+pub mod worker;
+
+pub use session::{Agent, AgentConfig};

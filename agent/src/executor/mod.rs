@@ -1,0 +1,6 @@
+//! Executors run tasks. The `process` executor runs the program named by the task's image on
+//! this node; namespaces and images come with the data plane.
+
+pub mod process;
+
+pub use process::{ProcessExecutor, Running};

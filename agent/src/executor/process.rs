@@ -1,0 +1,229 @@
+//! The `process` executor: a task is a child process of `swarmd`, in its own process group, with
+//! stdout and stderr kept in `<state-dir>/tasks/<task-id>/`.
+
+use shoal_proto::model::Task;
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+/// Most bytes of one log stream returned per request.
+pub const MAX_LOG_BYTES: u64 = 4 << 20;
+
+/// Runs tasks as processes.
+#[derive(Debug, Clone)]
+pub struct ProcessExecutor {
+    dir: PathBuf,
+    search: Vec<PathBuf>,
+    node_id: String,
+}
+
+/// A started task.
+#[derive(Debug)]
+pub struct Running {
+    /// The child.
+    pub child: Child,
+    /// Its pid (also its process group id).
+    pub pid: u32,
+}
+
+impl ProcessExecutor {
+    /// Tasks' files go under `dir`; programs are looked up next to the running binary first
+    /// (so the shipped `whoami` demo is found), then in `PATH`.
+    pub fn new(dir: PathBuf, node_id: String) -> Self {
+        let mut search = Vec::new();
+        if let Some(d) = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)) {
+            search.push(d);
+        }
+        if let Some(path) = std::env::var_os("PATH") {
+            search.extend(std::env::split_paths(&path));
+        }
+        ProcessExecutor { dir, search, node_id }
+    }
+
+    /// The program an image name refers to.
+    pub fn resolve(&self, image: &str) -> Result<PathBuf, String> {
+        if image.contains('/') {
+            let p = PathBuf::from(image);
+            return if p.is_file() { Ok(p) } else { Err(format!("executable {image} not found on this node")) };
+        }
+        self.search
+            .iter()
+            .map(|d| d.join(image))
+            .find(|p| p.is_file())
+            .ok_or_else(|| format!("executable {image:?} not found on this node (looked next to swarmd and in PATH)"))
+    }
+
+    /// The directory holding a task's files.
+    pub fn task_dir(&self, task_id: &str) -> PathBuf {
+        self.dir.join(task_id)
+    }
+
+    /// Starts `task`.
+    pub fn start(&self, task: &Task) -> Result<Running, String> {
+        let program = self.resolve(&task.spec.image)?;
+        let dir = self.task_dir(&task.id);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let open = |name: &str| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(name))
+                .map_err(|e| format!("opening {name}: {e}"))
+        };
+        let mut cmd = Command::new(&program);
+        cmd.args(&task.spec.args)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(open("stdout.log")?)
+            .stderr(open("stderr.log")?)
+            .env("SHOAL_TASK_ID", &task.id)
+            .env("SHOAL_TASK_NAME", task.name())
+            .env("SHOAL_SERVICE_NAME", &task.service_name)
+            .env("SHOAL_TASK_SLOT", task.slot.to_string())
+            .env("SHOAL_NODE_ID", &self.node_id)
+            .process_group(0)
+            .kill_on_drop(false);
+        for kv in &task.spec.env {
+            if let Some((k, v)) = kv.split_once('=') {
+                cmd.env(k, v);
+            }
+        }
+        die_with_parent(&mut cmd);
+        let child = cmd.spawn().map_err(|e| format!("starting {}: {e}", program.display()))?;
+        let pid = child.id().ok_or("the task exited before it could be tracked")?;
+        Ok(Running { child, pid })
+    }
+
+    /// Reads the last `tail` lines (0 = all, within [`MAX_LOG_BYTES`]) of a task's stream.
+    pub fn read_log(&self, task_id: &str, stream: &str, tail: u32) -> std::io::Result<Vec<Vec<u8>>> {
+        let path = self.task_dir(task_id).join(format!("{stream}.log"));
+        let mut f = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let len = f.metadata()?.len();
+        if len > MAX_LOG_BYTES {
+            f.seek(SeekFrom::Start(len - MAX_LOG_BYTES))?;
+        }
+        let mut lines: Vec<Vec<u8>> = Vec::new();
+        for line in BufReader::new(f).split(b'\n') {
+            lines.push(line?);
+        }
+        if len > MAX_LOG_BYTES && !lines.is_empty() {
+            lines.remove(0); // partial first line
+        }
+        if tail > 0 && lines.len() > tail as usize {
+            lines.drain(..lines.len() - tail as usize);
+        }
+        Ok(lines)
+    }
+
+    /// Removes a task's files.
+    pub fn remove(&self, task_id: &str) {
+        let _ = std::fs::remove_dir_all(self.task_dir(task_id));
+    }
+}
+
+/// Sends `signal` to the process group `pgid`.
+#[allow(unsafe_code)]
+pub fn signal_group(pgid: u32, signal: i32) -> bool {
+    let Ok(pgid) = i32::try_from(pgid) else { return false };
+    if pgid <= 1 {
+        return false; // never signal init or every process
+    }
+    // SAFETY: kill(2) has no memory-safety preconditions; a negative pid targets the group we
+    // created with process_group(0) for this task only.
+    unsafe { libc::kill(-pgid, signal) == 0 }
+}
+
+/// Stops a task: SIGTERM to its group, then SIGKILL after `grace`. Returns the exit code.
+pub async fn stop(running: &mut Running, grace: Duration) -> Option<i32> {
+    if let Ok(Some(status)) = running.child.try_wait() {
+        return status.code();
+    }
+    signal_group(running.pid, libc::SIGTERM);
+    match tokio::time::timeout(grace, running.child.wait()).await {
+        Ok(Ok(s)) => {
+            signal_group(running.pid, libc::SIGKILL); // children the task left behind
+            s.code().or(Some(143))
+        }
+        _ => {
+            signal_group(running.pid, libc::SIGKILL);
+            running.child.wait().await.ok().and_then(|s| s.code()).or(Some(137))
+        }
+    }
+}
+
+/// Asks the kernel to kill the task if the thread that spawned it dies, so a `kill -9` of
+/// `swarmd` does not leave tasks running on a node its managers consider dead.
+#[allow(unsafe_code)]
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: the closure runs in the child between fork and exec and only calls prctl(2), which
+    // is async-signal-safe. PR_SET_PDEATHSIG is tied to the spawning thread; tokio's worker
+    // threads live as long as the runtime, which is the life of swarmd.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_proto::model::ServiceSpec;
+
+    fn task(image: &str, args: &[&str]) -> Task {
+        Task {
+            id: shoal_proto::model::new_id(),
+            service_name: "t".into(),
+            spec: ServiceSpec { image: image.into(), args: args.iter().map(|s| s.to_string()).collect(), env: vec!["GREETING=hi".into()], ..Default::default() },
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_logs_and_exit_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        let ex = ProcessExecutor::new(dir.path().to_path_buf(), "n1".into());
+        let t = task("sh", &["-c", "echo $GREETING $SHOAL_TASK_NAME; echo oops >&2; exit 3"]);
+        let mut r = ex.start(&t).unwrap();
+        let status = r.child.wait().await.unwrap();
+        assert_eq!(status.code(), Some(3));
+        let out = ex.read_log(&t.id, "stdout", 0).unwrap();
+        assert_eq!(out, vec![format!("hi {}", t.name()).into_bytes()]);
+        assert_eq!(ex.read_log(&t.id, "stderr", 0).unwrap(), vec![b"oops".to_vec()]);
+    }
+
+    #[tokio::test]
+    async fn stop_terminates_the_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let ex = ProcessExecutor::new(dir.path().to_path_buf(), "n1".into());
+        let mut r = ex.start(&task("sleep", &["100"])).unwrap();
+        let code = stop(&mut r, Duration::from_secs(5)).await;
+        assert!(code.is_some());
+        assert!(!signal_group(r.pid, 0), "group is gone");
+    }
+
+    #[test]
+    fn unknown_program_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let ex = ProcessExecutor::new(dir.path().to_path_buf(), "n1".into());
+        let err = ex.start(&task("no-such-program-xyz", &[])).unwrap_err();
+        assert!(err.contains("not found on this node"), "{err}");
+    }
+
+    #[test]
+    fn tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let ex = ProcessExecutor::new(dir.path().to_path_buf(), "n1".into());
+        std::fs::create_dir_all(ex.task_dir("x")).unwrap();
+        std::fs::write(ex.task_dir("x").join("stdout.log"), "a\nb\nc\n").unwrap();
+        assert_eq!(ex.read_log("x", "stdout", 2).unwrap(), vec![b"b".to_vec(), b"c".to_vec()]);
+        assert!(ex.read_log("y", "stdout", 0).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,84 @@
+//! Task status reporting: the latest status per task is kept until the dispatcher accepted it,
+//! so nothing is lost across reconnects; updates are sent in batches.
+
+use shoal_proto::model::{now_ms, TaskState, TaskStatus};
+use shoal_proto::pb::dispatcher_client::DispatcherClient;
+use shoal_proto::pb::{self, TaskStatusUpdate};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tonic::transport::Channel;
+
+/// Pending status updates.
+#[derive(Clone, Default)]
+pub struct Reporter {
+    pending: Arc<Mutex<BTreeMap<String, TaskStatus>>>,
+    notify: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Reporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reporter").finish_non_exhaustive()
+    }
+}
+
+impl Reporter {
+    /// Records that `task_id` reached `state`.
+    pub fn report(&self, task_id: &str, state: TaskState, message: &str, err: &str, exit_code: Option<i32>, pid: u32) {
+        let status = TaskStatus {
+            state,
+            message: message.to_string(),
+            err: err.to_string(),
+            timestamp_ms: now_ms(),
+            exit_code,
+            pid,
+        };
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        match p.get(task_id) {
+            Some(cur) if cur.state > state => {}
+            _ => {
+                p.insert(task_id.to_string(), status);
+            }
+        }
+        drop(p);
+        self.notify.notify_one();
+    }
+
+    /// Number of updates not yet accepted.
+    pub fn pending(&self) -> usize {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Sends pending updates over one session until sending fails (the session is then over).
+    pub async fn run(&self, mut client: DispatcherClient<Channel>, node_id: String, session_id: String) -> Result<(), tonic::Status> {
+        loop {
+            let batch: Vec<(String, TaskStatus)> = {
+                let p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                p.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+            };
+            if batch.is_empty() {
+                tokio::select! {
+                    _ = self.notify.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+                continue;
+            }
+            let req = pb::UpdateTaskStatusRequest {
+                node_id: node_id.clone(),
+                session_id: session_id.clone(),
+                updates: batch
+                    .iter()
+                    .map(|(id, s)| TaskStatusUpdate { task_id: id.clone(), status: Some(s.into()) })
+                    .collect(),
+            };
+            client.update_task_status(req).await?;
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            for (id, sent) in batch {
+                if p.get(&id) == Some(&sent) {
+                    p.remove(&id);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! The agent's session with the managers: find the leader, hold a session stream, heartbeat,
+//! and fail over to another manager when the one in use dies.
+
+use crate::executor::ProcessExecutor;
+use crate::reporter::Reporter;
+use crate::worker::Worker;
+use shoal_proto::pb::dispatcher_client::DispatcherClient;
+use shoal_proto::pb::{self, LogLine};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tonic::transport::{Channel, Endpoint};
+use tracing::{debug, info, warn};
+
+/// Metadata key a follower uses to name the leader (same as the manager's).
+pub const LEADER_ADDR_KEY: &str = "shoal-leader-addr";
+
+/// Agent settings.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// This node's id.
+    pub node_id: String,
+    /// Managers to try, in order (updated from session messages).
+    pub managers: Vec<String>,
+    /// Directory for task files and the managers list.
+    pub state_dir: PathBuf,
+}
+
+/// A running agent.
+pub struct Agent {
+    cfg: AgentConfig,
+    managers: Mutex<Vec<String>>,
+    worker: Worker,
+    reporter: Reporter,
+    node: watch::Sender<Option<pb::Node>>,
+    connected: watch::Sender<Option<String>>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent").field("node_id", &self.cfg.node_id).finish()
+    }
+}
+
+fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_millis(500))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(3))
+        .connect_lazy())
+}
+
+enum SessionEnd {
+    /// Go to this address next.
+    Redirect(String),
+    /// Try the next manager.
+    Failed(String),
+    /// Shut down.
+    Stop,
+}
+
+impl Agent {
+    /// A new agent; call [`Agent::run`].
+    pub fn new(cfg: AgentConfig) -> Arc<Agent> {
+        let reporter = Reporter::default();
+        let executor = ProcessExecutor::new(cfg.state_dir.join("tasks"), cfg.node_id.clone());
+        let worker = Worker::new(executor, reporter.clone());
+        Arc::new(Agent {
+            managers: Mutex::new(cfg.managers.clone()),
+            cfg,
+            worker,
+            reporter,
+            node: watch::channel(None).0,
+            connected: watch::channel(None).0,
+        })
+    }
+
+    /// The node as last seen in a session message (role changes arrive here).
+    pub fn node(&self) -> watch::Receiver<Option<pb::Node>> {
+        self.node.subscribe()
+    }
+
+    /// The manager this agent holds a session with, if any.
+    pub fn connected(&self) -> watch::Receiver<Option<String>> {
+        self.connected.subscribe()
+    }
+
+    /// Known manager addresses.
+    pub fn managers(&self) -> Vec<String> {
+        self.managers.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Holds sessions until `stop` turns true, then stops all tasks.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut next: Option<String> = None;
+        let mut idx = 0usize;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let managers = self.managers();
+            let addr = match next.take() {
+                Some(a) => a,
+                None if managers.is_empty() => {
+                    warn!("no manager address known");
+                    String::new()
+                }
+                None => {
+                    idx = (idx + 1) % managers.len();
+                    managers[idx].clone()
+                }
+            };
+            let end = tokio::select! {
+                end = self.session(&addr) => end,
+                _ = stop.changed() => SessionEnd::Stop,
+            };
+            self.connected.send_replace(None);
+            match end {
+                SessionEnd::Stop => break,
+                SessionEnd::Redirect(a) => {
+                    debug!(leader = %a, "redirected to the leader");
+                    next = Some(a);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                SessionEnd::Failed(why) => {
+                    debug!(manager = %addr, why, "session ended");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stop.changed() => break,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                    continue;
+                }
+            }
+            backoff = Duration::from_millis(50);
+        }
+        info!("agent stopping; stopping tasks");
+        self.worker.stop_all().await;
+    }
+
+    async fn session(&self, addr: &str) -> SessionEnd {
+        let ch = match channel(addr) {
+            Ok(c) => c,
+            Err(e) => return SessionEnd::Failed(e.to_string()),
+        };
+        let mut client = DispatcherClient::new(ch);
+        let req = pb::SessionRequest { node_id: self.cfg.node_id.clone(), hostname: String::new() };
+        let mut stream = match client.session(req).await {
+            Ok(s) => s.into_inner(),
+            Err(s) => return end_of(&s),
+        };
+        let first = match stream.message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => return SessionEnd::Failed("stream closed".into()),
+            Err(s) => return end_of(&s),
+        };
+        let session_id = first.session_id.clone();
+        info!(manager = addr, session = %session_id, "session established");
+        self.connected.send_replace(Some(addr.to_string()));
+        let period = Duration::from_millis(first.heartbeat_period_ms.max(50));
+        self.handle(first);
+        let heartbeat = heartbeat_loop(client.clone(), self.cfg.node_id.clone(), session_id.clone(), period);
+        let report = self.reporter.run(client.clone(), self.cfg.node_id.clone(), session_id.clone());
+        let messages = async {
+            loop {
+                match stream.message().await {
+                    Ok(Some(m)) => {
+                        if let Some(lr) = m.log_request.clone() {
+                            tokio::spawn(publish_logs(client.clone(), self.worker.clone(), self.cfg.node_id.clone(), lr));
+                        }
+                        self.handle(m);
+                    }
+                    Ok(None) => return SessionEnd::Failed("stream closed".into()),
+                    Err(s) => return end_of(&s),
+                }
+            }
+        };
+        tokio::select! {
+            end = messages => end,
+            s = heartbeat => end_of(&s),
+            r = report => match r { Err(s) => end_of(&s), Ok(()) => SessionEnd::Failed("reporter stopped".into()) },
+        }
+    }
+
+    fn handle(&self, m: pb::SessionMessage) {
+        if !m.managers.is_empty() {
+            let mut cur = self.managers.lock().unwrap_or_else(|e| e.into_inner());
+            if *cur != m.managers {
+                *cur = m.managers.clone();
+                let path = self.cfg.state_dir.join("managers.json");
+                if let Ok(json) = serde_json::to_vec(&m.managers) {
+                    let _ = std::fs::write(path, json);
+                }
+            }
+        }
+        if let Some(n) = m.node {
+            self.node.send_replace(Some(n));
+        }
+        if let Some(a) = m.assignments {
+            self.worker.apply(&a);
+        }
+    }
+}
+
+fn end_of(s: &tonic::Status) -> SessionEnd {
+    if let Some(addr) = s.metadata().get(LEADER_ADDR_KEY).and_then(|v| v.to_str().ok()) {
+        return SessionEnd::Redirect(addr.to_string());
+    }
+    SessionEnd::Failed(format!("{}: {}", s.code(), s.message()))
+}
+
+async fn heartbeat_loop(mut client: DispatcherClient<Channel>, node_id: String, session_id: String, mut period: Duration) -> tonic::Status {
+    loop {
+        tokio::time::sleep(period).await;
+        let mut req = tonic::Request::new(pb::HeartbeatRequest { node_id: node_id.clone(), session_id: session_id.clone() });
+        req.set_timeout(period * 2);
+        match client.heartbeat(req).await {
+            Ok(r) => period = Duration::from_millis(r.into_inner().period_ms.max(50)),
+            Err(s) => return s,
+        }
+    }
+}
+
+async fn publish_logs(mut client: DispatcherClient<Channel>, worker: Worker, node_id: String, lr: pb::LogRequest) {
+    let mut lines = Vec::new();
+    let mut error = String::new();
+    for id in &lr.task_ids {
+        for stream in ["stdout", "stderr"] {
+            match worker.executor().read_log(id, stream, lr.tail) {
+                Ok(ls) => lines.extend(ls.into_iter().map(|data| LogLine {
+                    task_id: id.clone(),
+                    task_name: String::new(),
+                    node_id: node_id.clone(),
+                    stream: stream.to_string(),
+                    data,
+                })),
+                Err(e) => error = format!("reading logs of task {id}: {e}"),
+            }
+        }
+    }
+    let req = pb::PublishLogsRequest { node_id, request_id: lr.request_id, lines, error };
+    if let Err(e) = client.publish_logs(req).await {
+        warn!(error = %e, "could not publish logs");
+    }
+}

@@ -1,0 +1,99 @@
+//! `swarmd` command line.
+
+use clap::Parser;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Shoal node daemon: a manager (raft member serving the APIs) and/or a worker (runs tasks).
+///
+/// The first node initialises a cluster; others join with `--join ADDR --token TOKEN`.
+/// Restarting with the same `--state-dir` brings the node back with its identity.
+#[derive(Debug, Parser)]
+#[command(name = "swarmd", version)]
+pub struct Args {
+    /// Directory for the node's identity, raft data, task files and the control socket.
+    #[arg(long, default_value = "/var/lib/shoal")]
+    pub state_dir: PathBuf,
+    /// Node hostname shown by `swarmctl node ls` (default: the machine's hostname).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Address to listen on for raft, dispatcher and control traffic (managers).
+    #[arg(long, default_value = "0.0.0.0:2377")]
+    pub listen_addr: String,
+    /// Address other nodes use to reach this one (default: --listen-addr, which must then not
+    /// be 0.0.0.0).
+    #[arg(long)]
+    pub advertise_addr: Option<String>,
+    /// A manager to join (ip:port).
+    #[arg(long, requires = "token")]
+    pub join: Option<String>,
+    /// Join token (`swarmctl swarm join-token worker|manager`).
+    #[arg(long, env = "SWARM_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Raft storage engine.
+    #[arg(long, default_value = "redb", value_parser = ["sled", "redb"])]
+    pub storage_engine: String,
+    /// How tasks are connected: `none` runs them as plain processes on the node.
+    #[arg(long, default_value = "none")]
+    pub data_plane: String,
+    /// Raft election timeout (lower bound; the upper bound is twice this).
+    #[arg(long, default_value = "300ms", value_parser = parse_duration)]
+    pub election_timeout: Duration,
+    /// Raft leader heartbeat interval.
+    #[arg(long, default_value = "80ms", value_parser = parse_duration)]
+    pub raft_heartbeat: Duration,
+    /// Agent heartbeat period; a node missing `--heartbeat-misses` periods is marked DOWN.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub heartbeat_period: Duration,
+    /// Missed heartbeats before a node is DOWN.
+    #[arg(long, default_value_t = 3)]
+    pub heartbeat_misses: u32,
+    /// Raft log entries between snapshots.
+    #[arg(long, default_value_t = 5000)]
+    pub snapshot_every: u64,
+    /// Address pool for networks without --subnet (at init).
+    #[arg(long, default_value = "10.0.0.0/8")]
+    pub default_addr_pool: String,
+    /// Prefix length of the subnets cut from the pool (at init).
+    #[arg(long, default_value_t = 24)]
+    pub default_addr_pool_mask_len: u8,
+    /// Node label `key=value` (repeatable; at join or init).
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long, env = "SWARMD_LOG", default_value = "info")]
+    pub log: String,
+}
+
+/// Parses `300ms`, `2s`, `1m`, `1h` or plain milliseconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map(|i| s.split_at(i)).unwrap_or((s, "ms"));
+    let v: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}: expected e.g. 300ms, 2s, 1m"))?;
+    let ms = match unit {
+        "ms" => v,
+        "s" => v * 1e3,
+        "m" => v * 60e3,
+        "h" => v * 3600e3,
+        _ => return Err(format!("invalid duration {s:?}: unit must be ms, s, m or h")),
+    };
+    if !ms.is_finite() || ms < 0.0 {
+        return Err(format!("invalid duration {s:?}"));
+    }
+    Ok(Duration::from_micros((ms * 1000.0) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("300ms").unwrap(), Duration::from_millis(300));
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("250").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("x").is_err());
+        assert!(parse_duration("3d").is_err());
+    }
+}

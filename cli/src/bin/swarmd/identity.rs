@@ -1,0 +1,49 @@
+//! The node's identity on disk (`<state-dir>/node.json`): written once at init or join, read on
+//! every restart so the node comes back as itself.
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// What a node remembers about itself.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Identity {
+    /// Node id.
+    pub node_id: String,
+    /// `manager` or `worker` at the last change.
+    pub manager: bool,
+    /// Raft member id (managers).
+    pub raft_id: u64,
+    /// Cluster id.
+    pub cluster_id: String,
+}
+
+const FILE: &str = "node.json";
+
+impl Identity {
+    /// Reads the identity, if this state dir has one.
+    pub fn load(dir: &Path) -> anyhow::Result<Option<Identity>> {
+        let path = dir.join(FILE);
+        match std::fs::read(&path) {
+            Ok(b) => Ok(Some(serde_json::from_slice(&b).with_context(|| format!("corrupt {}", path.display()))?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// Writes the identity atomically.
+    pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
+        let tmp = dir.join("node.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        std::fs::rename(&tmp, dir.join(FILE))?;
+        Ok(())
+    }
+}
+
+/// Managers remembered by the agent (`managers.json`), if any.
+pub fn load_managers(dir: &Path) -> Vec<String> {
+    std::fs::read(dir.join("managers.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}

@@ -1,0 +1,52 @@
+//! Serving a manager's gRPC APIs: TCP (raft, dispatcher, control) and the local unix socket
+//! (control only, 0600).
+
+use anyhow::Context;
+use shoal_manager::control::ControlService;
+use shoal_manager::dispatcher::DispatcherService;
+use shoal_manager::raft::server::RaftService;
+use shoal_manager::Manager;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tonic::transport::Server;
+use tracing::{error, info};
+
+/// Binds both listeners, then serves until `stop` turns true.
+pub async fn serve(m: Arc<Manager>, listen: &str, socket: &Path, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let tcp = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}: is another swarmd using it? (use --listen-addr)"))?;
+    let _ = std::fs::remove_file(socket);
+    let unix = UnixListener::bind(socket).with_context(|| format!("cannot create control socket {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    info!(addr = listen, socket = %socket.display(), "serving manager APIs");
+    let wait = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let tcp_server = Server::builder()
+        .tcp_nodelay(true)
+        .add_service(RaftService::new(m.raft.clone()).into_server())
+        .add_service(DispatcherService::new(m.clone()).into_server())
+        .add_service(ControlService::new(m.clone()).into_server())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(tcp), wait(stop.clone()));
+    let unix_server = Server::builder()
+        .add_service(ControlService::new(m.clone()).into_server())
+        .serve_with_incoming_shutdown(UnixListenerStream::new(unix), wait(stop));
+    let socket = socket.to_path_buf();
+    tokio::spawn(async move {
+        if let Err(e) = unix_server.await {
+            error!(error = %e, "control socket server failed");
+        }
+        let _ = std::fs::remove_file(socket);
+    });
+    tokio::spawn(async move {
+        if let Err(e) = tcp_server.await {
+            error!(error = %e, "manager API server failed");
+        }
+    });
+    Ok(())
+}

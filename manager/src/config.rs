@@ -1,0 +1,83 @@
+//! Manager configuration.
+
+use crate::raft::storage::EngineKind;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything a manager needs to start.
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    /// This node's id.
+    pub node_id: String,
+    /// This node's raft member id.
+    pub raft_id: u64,
+    /// Address other managers and agents reach this manager at (`ip:port`).
+    pub advertise_addr: String,
+    /// Directory for raft data.
+    pub state_dir: PathBuf,
+    /// Raft storage engine.
+    pub engine: EngineKind,
+    /// Raft election timeout, lower bound (upper bound is twice this).
+    pub election_timeout: Duration,
+    /// Raft heartbeat interval (leader → followers).
+    pub raft_heartbeat: Duration,
+    /// Log entries between snapshots.
+    pub snapshot_every: u64,
+    /// Agent heartbeat period; a node that misses `heartbeat_misses` periods is DOWN.
+    pub heartbeat_period: Duration,
+    /// Missed agent heartbeats before a node is DOWN.
+    pub heartbeat_misses: u32,
+}
+
+impl ManagerConfig {
+    /// Defaults for `node_id`, `raft_id`, `advertise_addr` and `state_dir`.
+    pub fn new(node_id: String, raft_id: u64, advertise_addr: String, state_dir: PathBuf) -> Self {
+        ManagerConfig {
+            node_id,
+            raft_id,
+            advertise_addr,
+            state_dir,
+            engine: EngineKind::Redb,
+            election_timeout: Duration::from_millis(300),
+            raft_heartbeat: Duration::from_millis(80),
+            snapshot_every: 5000,
+            heartbeat_period: Duration::from_millis(500),
+            heartbeat_misses: 3,
+        }
+    }
+
+    /// Checks the settings before anything is bound.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.raft_heartbeat >= self.election_timeout {
+            return Err(format!(
+                "raft heartbeat ({:?}) must be shorter than the election timeout ({:?})",
+                self.raft_heartbeat, self.election_timeout
+            ));
+        }
+        if self.election_timeout < Duration::from_millis(50) {
+            return Err("election timeout below 50 ms would cause constant elections".into());
+        }
+        if self.heartbeat_period < Duration::from_millis(50) {
+            return Err("heartbeat period must be at least 50 ms".into());
+        }
+        if self.heartbeat_misses == 0 {
+            return Err("heartbeat misses must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// openraft's config from ours.
+    pub fn raft_config(&self) -> openraft::Config {
+        let min = self.election_timeout.as_millis() as u64;
+        openraft::Config {
+            cluster_name: "shoal".into(),
+            election_timeout_min: min,
+            election_timeout_max: min * 2,
+            heartbeat_interval: self.raft_heartbeat.as_millis() as u64,
+            install_snapshot_timeout: 2000.max(min * 4),
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
+            max_in_snapshot_log_to_keep: 1000,
+            ..Default::default()
+        }
+    }
+}

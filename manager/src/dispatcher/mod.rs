@@ -1,0 +1,232 @@
+//! Dispatcher: agent sessions, heartbeats, assignments and batched status writes. Sessions are
+//! served by the leader only; a follower tells the agent where the leader is.
+
+mod assignments;
+mod service;
+mod tokens;
+
+pub use assignments::AssignmentSet;
+pub use service::{by_node, DispatcherService, LEADER_ADDR_KEY};
+pub use tokens::{check_token, cluster_digest, parse_token, TokenError};
+
+use crate::manager::Manager;
+use shoal_proto::model::{now_ms, Command, NodeState, TaskStatus};
+use shoal_proto::pb;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+/// Longest a status batch waits for more updates before it is written.
+pub const STATUS_BATCH_WINDOW: Duration = Duration::from_millis(20);
+/// Most status updates in one raft entry.
+pub const STATUS_BATCH_MAX: usize = 10_000;
+
+struct Session {
+    id: String,
+    last_seen: Instant,
+    to_agent: mpsc::Sender<pb::LogRequest>,
+}
+
+type StatusBatch = (Vec<(String, TaskStatus)>, oneshot::Sender<Result<(), String>>);
+
+/// In-memory dispatcher state. Lives on every manager; used on the leader.
+pub struct Dispatcher {
+    period: Duration,
+    misses: u32,
+    sessions: Mutex<HashMap<String, Session>>,
+    leader_since: Mutex<Option<Instant>>,
+    status_tx: mpsc::UnboundedSender<StatusBatch>,
+    status_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<StatusBatch>>,
+    log_waiters: Mutex<HashMap<String, mpsc::Sender<pb::PublishLogsRequest>>>,
+}
+
+impl Dispatcher {
+    /// A dispatcher expecting heartbeats every `period`; `misses` missed periods mark a node DOWN.
+    pub fn new(period: Duration, misses: u32) -> Dispatcher {
+        let (status_tx, status_rx) = mpsc::unbounded_channel();
+        Dispatcher {
+            period,
+            misses,
+            sessions: Mutex::new(HashMap::new()),
+            leader_since: Mutex::new(None),
+            status_tx,
+            status_rx: tokio::sync::Mutex::new(status_rx),
+            log_waiters: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Heartbeat period agents are told to use.
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+
+    pub(crate) fn on_leader_start(&self) {
+        *lock(&self.leader_since) = Some(Instant::now());
+    }
+
+    pub(crate) fn on_leader_stop(&self) {
+        *lock(&self.leader_since) = None;
+        lock(&self.sessions).clear();
+    }
+
+    fn open_session(&self, node_id: &str, to_agent: mpsc::Sender<pb::LogRequest>) -> String {
+        let id = shoal_proto::model::new_id();
+        lock(&self.sessions)
+            .insert(node_id.to_string(), Session { id: id.clone(), last_seen: Instant::now(), to_agent });
+        id
+    }
+
+    fn close_session(&self, node_id: &str, session_id: &str) {
+        let mut s = lock(&self.sessions);
+        if s.get(node_id).is_some_and(|x| x.id == session_id) {
+            s.remove(node_id);
+        }
+    }
+
+    fn session_valid(&self, node_id: &str, session_id: &str) -> bool {
+        lock(&self.sessions).get(node_id).is_some_and(|s| s.id == session_id)
+    }
+
+    /// Records a heartbeat; false if the session is unknown (the agent must open a new one).
+    fn heartbeat(&self, node_id: &str, session_id: &str) -> bool {
+        match lock(&self.sessions).get_mut(node_id) {
+            Some(s) if s.id == session_id => {
+                s.last_seen = Instant::now();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Queues status updates for the next batch and waits until it is committed.
+    pub async fn submit_statuses(&self, updates: Vec<(String, TaskStatus)>) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.status_tx.send((updates, tx)).map_err(|_| "dispatcher stopped".to_string())?;
+        match tokio::time::timeout(Duration::from_secs(10), rx).await {
+            Ok(Ok(r)) => r,
+            _ => Err("status update not committed (leadership changed?); retry".into()),
+        }
+    }
+
+    /// Asks the agents running `tasks` (node id → task ids) for their logs and gathers the
+    /// replies. Nodes without a session are reported in the errors.
+    pub async fn collect_logs(
+        &self,
+        by_node: HashMap<String, Vec<String>>,
+        tail: u32,
+        node_name: impl Fn(&str) -> String,
+    ) -> (Vec<pb::LogLine>, Vec<String>) {
+        let request_id = shoal_proto::model::new_id();
+        let (tx, mut rx) = mpsc::channel(64);
+        lock(&self.log_waiters).insert(request_id.clone(), tx);
+        let mut errors = Vec::new();
+        let mut waiting = 0;
+        for (node, task_ids) in by_node {
+            let sender = lock(&self.sessions).get(&node).map(|s| s.to_agent.clone());
+            let req = pb::LogRequest { request_id: request_id.clone(), task_ids, tail };
+            match sender {
+                Some(s) if s.send(req).await.is_ok() => waiting += 1,
+                _ => errors.push(format!("node {} is not connected; logs of its tasks are unavailable", node_name(&node))),
+            }
+        }
+        let mut lines = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while waiting > 0 {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(reply)) => {
+                    waiting -= 1;
+                    if !reply.error.is_empty() {
+                        errors.push(format!("node {}: {}", node_name(&reply.node_id), reply.error));
+                    }
+                    lines.extend(reply.lines);
+                }
+                _ => {
+                    errors.push(format!("{waiting} node(s) did not send logs within 5 s"));
+                    break;
+                }
+            }
+        }
+        lock(&self.log_waiters).remove(&request_id);
+        (lines, errors)
+    }
+
+    fn deliver_logs(&self, reply: pb::PublishLogsRequest) {
+        let tx = lock(&self.log_waiters).get(&reply.request_id).cloned();
+        if let Some(tx) = tx {
+            let _ = tx.try_send(reply);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Leader actor: marks nodes DOWN when they miss their heartbeats, READY when they hold a
+/// session. After a leader change nodes get twice the usual grace to reconnect.
+pub async fn monitor_heartbeats(m: Arc<Manager>) {
+    let d = &m.dispatcher;
+    let expiry = d.period * d.misses;
+    let mut tick = tokio::time::interval(d.period / 2);
+    loop {
+        tick.tick().await;
+        let since = lock(&d.leader_since).unwrap_or_else(Instant::now);
+        let changes: Vec<(String, NodeState, String)> = {
+            let state = m.store.read();
+            let sessions = lock(&d.sessions);
+            state
+                .nodes
+                .values()
+                .filter_map(|n| match sessions.get(&n.id) {
+                    Some(s) if s.last_seen.elapsed() <= expiry => {
+                        (n.state != NodeState::Ready).then(|| (n.id.clone(), NodeState::Ready, String::new()))
+                    }
+                    Some(_) => Some((n.id.clone(), NodeState::Down, "heartbeat failure".to_string())),
+                    None if n.state == NodeState::Down => None,
+                    None if since.elapsed() > expiry * 2 => Some((
+                        n.id.clone(),
+                        NodeState::Down,
+                        if n.state == NodeState::Ready { "heartbeat failure" } else { "node never connected" }.to_string(),
+                    )),
+                    None => None,
+                })
+                .collect()
+        };
+        if changes.is_empty() {
+            continue;
+        }
+        for (id, state, why) in &changes {
+            info!(node.id = %id, ?state, why, "node state change");
+        }
+        if let Err(e) = m.raft.client_write(Command::SetNodeStates(changes)).await {
+            warn!(error = %e, "could not write node states");
+        }
+    }
+}
+
+/// Leader actor: writes queued task status updates in batches (one raft entry per batch).
+pub async fn write_statuses(m: Arc<Manager>) {
+    let mut rx = m.dispatcher.status_rx.lock().await;
+    loop {
+        let Some(first) = rx.recv().await else { return };
+        let mut updates = first.0;
+        let mut waiters = vec![first.1];
+        let deadline = tokio::time::Instant::now() + STATUS_BATCH_WINDOW;
+        while updates.len() < STATUS_BATCH_MAX {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some((u, w))) => {
+                    updates.extend(u);
+                    waiters.push(w);
+                }
+                _ => break,
+            }
+        }
+        let result = m.raft.client_write(Command::TaskStatuses(updates)).await.map(|_| ()).map_err(|e| e.to_string());
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
+        let _ = now_ms;
+    }
+}

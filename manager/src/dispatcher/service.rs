@@ -1,0 +1,246 @@
+//! The Dispatcher gRPC service.
+
+use super::{check_token, AssignmentSet};
+use crate::manager::Manager;
+use shoal_proto::convert::node_to_pb;
+use shoal_proto::model::{self, now_ms, Command, Node, NodeRole, NodeState};
+use shoal_proto::pb::dispatcher_client::DispatcherClient;
+use shoal_proto::pb::{self, dispatcher_server};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use tracing::{info, instrument, warn};
+
+/// Metadata key carrying the leader's address when a follower refuses a session.
+pub const LEADER_ADDR_KEY: &str = "shoal-leader-addr";
+
+/// Serves agents.
+pub struct DispatcherService {
+    m: Arc<Manager>,
+}
+
+impl DispatcherService {
+    /// The service for manager `m`.
+    pub fn new(m: Arc<Manager>) -> Self {
+        DispatcherService { m }
+    }
+
+    /// The tonic server.
+    pub fn into_server(self) -> dispatcher_server::DispatcherServer<Self> {
+        dispatcher_server::DispatcherServer::new(self)
+    }
+
+    fn not_leader(&self) -> Status {
+        match self.m.leader() {
+            Some((_, addr)) => {
+                let mut s = Status::failed_precondition(format!("this manager is not the leader; the leader is {addr}"));
+                if let Ok(v) = addr.parse() {
+                    s.metadata_mut().insert(LEADER_ADDR_KEY, v);
+                }
+                s
+            }
+            None => Status::unavailable("no raft leader right now; retry shortly"),
+        }
+    }
+
+    fn session_message(&self, session_id: &str, node: &Node, assignments: Option<pb::Assignments>) -> pb::SessionMessage {
+        pb::SessionMessage {
+            session_id: session_id.to_string(),
+            node: Some(node_to_pb(node, "")),
+            managers: self.m.manager_addrs(),
+            heartbeat_period_ms: self.m.dispatcher.period().as_millis() as u64,
+            assignments,
+            log_request: None,
+        }
+    }
+}
+
+fn status(e: crate::manager::ManagerError) -> Status {
+    match e {
+        crate::manager::ManagerError::Refused(m) => Status::failed_precondition(m),
+        e => Status::unavailable(e.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl dispatcher_server::Dispatcher for DispatcherService {
+    #[instrument(skip_all, fields(hostname = %req.get_ref().hostname))]
+    async fn register(&self, req: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
+        if !self.m.is_leader() {
+            let (_, addr) = self.m.leader().ok_or_else(|| Status::unavailable("no raft leader right now; retry shortly"))?;
+            let ch = self.m.channel(&addr).map_err(|e| Status::unavailable(e.to_string()))?;
+            return DispatcherClient::new(ch).register(req.into_inner()).await;
+        }
+        let r = req.into_inner();
+        let (cluster, existing) = {
+            let s = self.m.store.read();
+            (s.cluster.clone(), (!r.node_id.is_empty()).then(|| s.nodes.get(&r.node_id).cloned()).flatten())
+        };
+        let cluster = cluster.ok_or_else(|| Status::unavailable("cluster is not initialised yet"))?;
+        let managers = self.m.manager_addrs();
+        if let Some(n) = existing {
+            // A node that joined before and kept its state dir.
+            if n.addr != r.addr && !r.addr.is_empty() {
+                let mut upd = n.clone();
+                upd.addr = r.addr.clone();
+                self.m.write(Command::PutNode(upd)).await.map_err(status)?;
+            }
+            return Ok(Response::new(pb::RegisterResponse {
+                node_id: n.id,
+                role: pb::NodeRole::from(n.role) as i32,
+                cluster_id: cluster.id,
+                raft_id: n.raft_id,
+                managers,
+            }));
+        }
+        if !r.node_id.is_empty() {
+            return Err(Status::permission_denied(format!(
+                "node {} is not part of this cluster (was it removed?); clear its state dir and join again with a token",
+                r.node_id
+            )));
+        }
+        let role = check_token(&cluster, &r.token).map_err(|e| Status::permission_denied(e.to_string()))?;
+        if role == NodeRole::Manager && r.raft_id == 0 {
+            return Err(Status::invalid_argument("a manager must send its raft id"));
+        }
+        let now = now_ms();
+        let node = Node {
+            id: model::new_id(),
+            hostname: r.hostname.clone(),
+            role,
+            addr: r.addr.clone(),
+            labels: r.labels.into_iter().collect(),
+            raft_id: if role == NodeRole::Manager { r.raft_id } else { 0 },
+            state: NodeState::Unknown,
+            created_ms: now,
+            updated_ms: now,
+            ..Default::default()
+        };
+        self.m.write(Command::PutNode(node.clone())).await.map_err(status)?;
+        info!(node.id = %node.id, role = ?role, "node joined");
+        Ok(Response::new(pb::RegisterResponse {
+            node_id: node.id,
+            role: pb::NodeRole::from(role) as i32,
+            cluster_id: cluster.id,
+            raft_id: node.raft_id,
+            managers,
+        }))
+    }
+
+    type SessionStream = ReceiverStream<Result<pb::SessionMessage, Status>>;
+
+    #[instrument(skip_all, fields(node.id = %req.get_ref().node_id))]
+    async fn session(&self, req: Request<pb::SessionRequest>) -> Result<Response<Self::SessionStream>, Status> {
+        if !self.m.is_leader() {
+            return Err(self.not_leader());
+        }
+        let node_id = req.into_inner().node_id;
+        let node = self.m.store.read().nodes.get(&node_id).cloned().ok_or_else(|| {
+            Status::permission_denied(format!("node {node_id} is not part of this cluster (was it removed?)"))
+        })?;
+        let (log_tx, mut log_rx) = mpsc::channel(16);
+        let session_id = self.m.dispatcher.open_session(&node_id, log_tx);
+        // Mark the node READY now rather than at the next monitor tick.
+        let m = self.m.clone();
+        let nid = node_id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = m.raft.client_write(Command::SetNodeStates(vec![(nid, NodeState::Ready, String::new())])).await {
+                warn!(error = %e, "could not mark node ready");
+            }
+        });
+        let (tx, rx) = mpsc::channel(16);
+        let mut set = AssignmentSet::default();
+        let first = {
+            let s = self.m.store.read();
+            set.next(&s, &node_id, true)
+        };
+        let _ = tx.send(Ok(self.session_message(&session_id, &node, first))).await;
+        let svc = DispatcherService { m: self.m.clone() };
+        tokio::spawn(async move {
+            let m = svc.m.clone();
+            let mut changes = m.store.subscribe();
+            let mut last_node = node;
+            let mut last_managers = m.manager_addrs();
+            loop {
+                tokio::select! {
+                    r = changes.changed() => if r.is_err() { break },
+                    Some(lr) = log_rx.recv() => {
+                        let mut msg = svc.session_message(&session_id, &last_node, None);
+                        msg.log_request = Some(lr);
+                        if tx.send(Ok(msg)).await.is_err() { break }
+                        continue;
+                    }
+                    _ = tx.closed() => break,
+                }
+                if !m.is_leader() || !m.dispatcher.session_valid(&node_id, &session_id) {
+                    let _ = tx.send(Err(svc.not_leader())).await;
+                    break;
+                }
+                let (node, inc) = {
+                    let s = m.store.read();
+                    let Some(node) = s.nodes.get(&node_id).cloned() else { break };
+                    (node, set.next(&s, &node_id, false))
+                };
+                let managers = m.manager_addrs();
+                let node_changed = node.role != last_node.role || node.availability != last_node.availability;
+                if inc.is_some() || node_changed || managers != last_managers {
+                    last_node = node;
+                    last_managers = managers;
+                    if tx.send(Ok(svc.session_message(&session_id, &last_node, inc))).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            m.dispatcher.close_session(&node_id, &session_id);
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let r = req.into_inner();
+        if !self.m.dispatcher.heartbeat(&r.node_id, &r.session_id) {
+            if !self.m.is_leader() {
+                return Err(self.not_leader());
+            }
+            return Err(Status::not_found("unknown session; open a new one"));
+        }
+        Ok(Response::new(pb::HeartbeatResponse { period_ms: self.m.dispatcher.period().as_millis() as u64 }))
+    }
+
+    async fn update_task_status(&self, req: Request<pb::UpdateTaskStatusRequest>) -> Result<Response<pb::Empty>, Status> {
+        let r = req.into_inner();
+        if !self.m.dispatcher.session_valid(&r.node_id, &r.session_id) {
+            return Err(if self.m.is_leader() { Status::not_found("unknown session; open a new one") } else { self.not_leader() });
+        }
+        let updates: Vec<(String, model::TaskStatus)> = {
+            let s = self.m.store.read();
+            r.updates
+                .iter()
+                .filter(|u| s.tasks.get(&u.task_id).is_some_and(|t| t.node_id == r.node_id))
+                .filter_map(|u| Some((u.task_id.clone(), u.status.as_ref()?.into())))
+                .collect()
+        };
+        if updates.is_empty() {
+            return Ok(Response::new(pb::Empty {}));
+        }
+        self.m.dispatcher.submit_statuses(updates).await.map_err(Status::unavailable)?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn publish_logs(&self, req: Request<pb::PublishLogsRequest>) -> Result<Response<pb::Empty>, Status> {
+        self.m.dispatcher.deliver_logs(req.into_inner());
+        Ok(Response::new(pb::Empty {}))
+    }
+}
+
+/// Groups tasks by node for a log request.
+pub fn by_node<'a>(tasks: impl Iterator<Item = &'a model::Task>) -> HashMap<String, Vec<String>> {
+    let mut map: HashMap<String, Vec<String>> = HashMap::new();
+    for t in tasks.filter(|t| !t.node_id.is_empty()) {
+        map.entry(t.node_id.clone()).or_default().push(t.id.clone());
+    }
+    map
+}
+

@@ -1,0 +1,146 @@
+//! Raft transport, client side: one cached tonic channel per peer; openraft's messages travel as
+//! JSON inside `RaftBytes`.
+
+use super::types::{NodeId, TypeConfig};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use shoal_proto::pb::raft_client::RaftClient;
+use shoal_proto::pb::RaftBytes;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+/// A lazily connected channel to `addr` (`ip:port`).
+pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_millis(500))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .connect_lazy())
+}
+
+/// Creates one connection per peer and caches the channels.
+#[derive(Clone, Default)]
+pub struct Network {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl Network {
+    /// A cached channel to `addr`.
+    pub fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = map.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = channel(addr)?;
+        map.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
+        Peer { target, node: node.clone(), client: self.channel(&node.addr).ok().map(RaftClient::new) }
+    }
+}
+
+/// One peer.
+pub struct Peer {
+    target: NodeId,
+    node: BasicNode,
+    client: Option<RaftClient<Channel>>,
+}
+
+/// Serialization of raft payloads (JSON: openraft's types are serde).
+pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, serde_json::Error> {
+    serde_json::to_vec(v)
+}
+
+/// Inverse of [`encode`].
+pub fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, serde_json::Error> {
+    serde_json::from_slice(b)
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct TransportError(String);
+
+impl Peer {
+    async fn call<Req, Resp, E>(
+        &mut self,
+        kind: Kind,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let client = self
+            .client
+            .as_mut()
+            .ok_or_else(|| RPCError::Unreachable(Unreachable::new(&TransportError(format!("bad address {}", self.node.addr)))))?;
+        let data = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut request = tonic::Request::new(RaftBytes { data });
+        request.set_timeout(option.hard_ttl());
+        let resp = match kind {
+            Kind::Append => client.append_entries(request).await,
+            Kind::Vote => client.vote(request).await,
+            Kind::Snapshot => client.install_snapshot(request).await,
+        };
+        let resp = resp.map_err(|s| match s.code() {
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+                RPCError::Unreachable(Unreachable::new(&TransportError(s.message().to_string())))
+            }
+            _ => RPCError::Network(NetworkError::new(&TransportError(s.message().to_string()))),
+        })?;
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            decode(&resp.into_inner().data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), e)))
+    }
+}
+
+enum Kind {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call(Kind::Append, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
+    {
+        self.call(Kind::Snapshot, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call(Kind::Vote, &rpc, &option).await
+    }
+}
