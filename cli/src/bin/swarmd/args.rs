@@ -61,7 +61,7 @@ pub struct Args {
     #[arg(long = "label")]
     pub labels: Vec<String>,
     /// Log filter (tracing EnvFilter syntax).
-    #[arg(long, env = "SWARMD_LOG", default_value = "info")]
+    #[arg(long, env = "SWARMD_LOG", default_value = "info,openraft=warn")]
     pub log: String,
 }
 

@@ -69,6 +69,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let node = Node_ { args, state_dir, advertise, hostname, engine };
     let (stop_tx, stop_rx) = watch::channel(false);
 
+    let mut running: Option<Arc<Manager>> = None;
     let ident = match Identity::load(&node.state_dir)? {
         Some(id) => {
             info!(node.id = %id.node_id, manager = id.manager, "restarting with the identity in the state dir");
@@ -76,7 +77,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         None => match node.args.join.clone() {
             Some(addr) => join(&node, &addr).await?,
-            None => init(&node, stop_rx.clone()).await?,
+            None => {
+                let (id, m) = init(&node, stop_rx.clone()).await?;
+                running = Some(m);
+                id
+            }
         },
     };
     let mut managers = load_managers(&node.state_dir);
@@ -85,13 +90,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             managers.push(j.clone());
         }
     }
-    let mut running: Option<Arc<Manager>> = None;
-    if ident.manager {
-        let m = start_manager(&node, &ident, stop_rx.clone()).await?;
-        if !managers.contains(&node.advertise) {
-            managers.insert(0, node.advertise.clone());
-        }
-        running = Some(m);
+    if ident.manager && running.is_none() {
+        running = Some(start_manager(&node, &ident, stop_rx.clone()).await?);
+    }
+    if ident.manager && !managers.contains(&node.advertise) {
+        managers.insert(0, node.advertise.clone());
     }
     let agent = Agent::new(AgentConfig { node_id: ident.node_id.clone(), managers, state_dir: node.state_dir.clone() });
     let agent_task = tokio::spawn(agent.clone().run(stop_rx.clone()));
@@ -174,7 +177,7 @@ fn labels(node: &Node_) -> BTreeMap<String, String> {
 }
 
 /// First node: a new cluster with this node as its only manager.
-async fn init(node: &Node_, stop: watch::Receiver<bool>) -> anyhow::Result<Identity> {
+async fn init(node: &Node_, stop: watch::Receiver<bool>) -> anyhow::Result<(Identity, Arc<Manager>)> {
     let pool = shoal_manager::allocator::ipam::Subnet::parse(&node.args.default_addr_pool)
         .map_err(|e| anyhow::anyhow!("--default-addr-pool: {e}"))?;
     let size = node.args.default_addr_pool_mask_len;
@@ -238,7 +241,7 @@ async fn init(node: &Node_, stop: watch::Receiver<bool>) -> anyhow::Result<Ident
         node.advertise,
         cluster.token(NodeRole::Worker)
     );
-    Ok(ident)
+    Ok((ident, m))
 }
 
 /// Joins an existing cluster through `addr` with the token.

@@ -3,15 +3,13 @@
 
 use anyhow::Context;
 use shoal_manager::control::ControlService;
-use shoal_manager::dispatcher::DispatcherService;
-use shoal_manager::raft::server::RaftService;
 use shoal_manager::Manager;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::Server;
 use tracing::{error, info};
 
@@ -27,12 +25,7 @@ pub async fn serve(m: Arc<Manager>, listen: &str, socket: &Path, stop: watch::Re
     let wait = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let tcp_server = Server::builder()
-        .tcp_nodelay(true)
-        .add_service(RaftService::new(m.raft.clone()).into_server())
-        .add_service(DispatcherService::new(m.clone()).into_server())
-        .add_service(ControlService::new(m.clone()).into_server())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(tcp), wait(stop.clone()));
+    let tcp_server = shoal_manager::server::serve_tcp(m.clone(), tcp, wait(stop.clone()));
     let unix_server = Server::builder()
         .add_service(ControlService::new(m.clone()).into_server())
         .serve_with_incoming_shutdown(UnixListenerStream::new(unix), wait(stop));
