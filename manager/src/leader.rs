@@ -54,7 +54,11 @@ pub async fn watch_leadership(m: Arc<Manager>) {
 
 fn spawn_actors(m: Arc<Manager>) -> JoinSet<()> {
     let mut set = JoinSet::new();
-    set.spawn(run_planner(m.clone(), "orchestrator", |_s: &State, _now| Vec::new()));
+    set.spawn(run_planner(m.clone(), "orchestrator", |s, now| {
+        crate::orchestrator::plan(s, now, &mut shoal_proto::model::new_id)
+    }));
+    set.spawn(run_planner(m.clone(), "allocator", crate::allocator::plan));
+    set.spawn(run_planner(m.clone(), "scheduler", crate::scheduler::plan));
     set.spawn(reconcile_membership(m.clone()));
     set.spawn(crate::dispatcher::monitor_heartbeats(m.clone()));
     set.spawn(crate::dispatcher::write_statuses(m.clone()));
@@ -73,8 +77,10 @@ async fn run_planner(m: Arc<Manager>, name: &'static str, plan: impl Fn(&State, 
         for cmd in cmds {
             match m.raft.client_write(cmd).await {
                 Ok(r) => {
-                    if let Some(e) = r.data.error {
-                        warn!(actor = name, error = %e, "store refused a command");
+                    match r.data.error {
+                        Some(e) if e.contains("concurrently") => debug!(actor = name, error = %e, "conflict; re-planning"),
+                        Some(e) => warn!(actor = name, error = %e, "store refused a command"),
+                        None => {}
                     }
                 }
                 Err(e) => {

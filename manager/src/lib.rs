@@ -9,8 +9,19 @@
 #![forbid(unsafe_code)]
 
 pub mod allocator;
+pub mod config;
+pub mod control;
+pub mod dispatcher;
+mod leader;
+pub mod manager;
+pub mod orchestrator;
 pub mod raft;
+pub mod server;
+pub mod scheduler;
 pub mod store;
+
+pub use config::ManagerConfig;
+pub use manager::{Manager, ManagerError};
 
 /// Upper bound on `--replicas`, to refuse absurd requests before they allocate anything.
 pub const MAX_REPLICAS: u64 = 100_000;

@@ -110,8 +110,11 @@ async fn three_managers(engine: EngineKind) {
     survivor.write(net("after-failover")).await.unwrap();
     eprintln!("{engine}: leader kill -> next acknowledged write: {:?}", killed.elapsed());
     for mem in &members {
-        let s = mem.m.store.read();
-        assert_eq!(s.networks.len(), 122, "every committed network survives");
+        let m = mem.m.clone();
+        wait_for("every committed network on every survivor", Duration::from_secs(10), || {
+            m.store.read().networks.len() == 122
+        })
+        .await;
     }
 
     // The old leader restarts from its directory (same raft id) and catches up.

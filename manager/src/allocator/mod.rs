@@ -2,4 +2,9 @@
 //! manager never touches the kernel.
 
 pub mod ipam;
+mod plan;
 pub mod ports;
+#[cfg(test)]
+mod tests;
+
+pub use plan::{plan, ALLOCATED};

@@ -24,7 +24,7 @@ pub fn service_spec(state: &State, spec: &mut ServiceSpec) -> Result<(), String>
         }
     }
     for c in &spec.constraints {
-        let _ = c;
+        crate::scheduler::constraint::Constraint::parse(c)?;
     }
     if spec.endpoint_mode == EndpointMode::Dnsrr && spec.ports.iter().any(|p| p.mode == PublishMode::Ingress) {
         return Err("port published with ingress mode can't be used with dnsrr mode: publish with mode=host or use --endpoint-mode vip".into());

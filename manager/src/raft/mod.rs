@@ -1,5 +1,8 @@
 //! Raft: openraft's type configuration, storage engines and gRPC transport.
 
+pub mod network;
+pub mod server;
+pub mod storage;
 pub mod types;
 
-pub use types::{NodeId, TypeConfig};
+pub use types::{NodeId, Raft, TypeConfig};

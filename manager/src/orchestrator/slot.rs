@@ -1,0 +1,150 @@
+//! One slot of a replicated service, or one node of a global service: keep exactly one live
+//! task there, replacing it when its node fails, its spec is outdated or it ended and the
+//! restart policy says so.
+
+use super::{newest_first, restart, Plan};
+use shoal_proto::model::{Service, ServiceSpec, Task, TaskState};
+
+/// Where a slot's tasks go: a slot number (replicated) or a node (global, slot 0).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Place<'a> {
+    /// Slot number; 0 for global services.
+    pub slot: u64,
+    /// Preset node for global services; empty for replicated ones.
+    pub node_id: &'a str,
+}
+
+/// Whether `t` was made from an older spec that runs differently from the service's current one
+/// (SwarmKit's `IsTaskDirty`): a new spec version alone is not enough, since scaling or relabelling
+/// a service bumps it without changing what its tasks run.
+pub(crate) fn outdated(svc: &Service, t: &Task) -> bool {
+    t.spec_version < svc.spec_version && !runs_the_same(&t.spec, &svc.spec)
+}
+
+/// Equal but for the fields that do not reach the tasks (replica count, service labels).
+/// Destructured in full so that a new spec field has to be sorted into one kind or the other.
+fn runs_the_same(a: &ServiceSpec, b: &ServiceSpec) -> bool {
+    let ServiceSpec {
+        name,
+        mode: _,
+        image,
+        args,
+        env,
+        ports,
+        networks,
+        endpoint_mode,
+        restart,
+        constraints,
+        labels: _,
+        stop_grace_ms,
+        limit_memory_bytes,
+        limit_cpus,
+    } = a;
+    *name == b.name
+        && *image == b.image
+        && *args == b.args
+        && *env == b.env
+        && *ports == b.ports
+        && *networks == b.networks
+        && *endpoint_mode == b.endpoint_mode
+        && *restart == b.restart
+        && *constraints == b.constraints
+        && *stop_grace_ms == b.stop_grace_ms
+        && *limit_memory_bytes == b.limit_memory_bytes
+        && *limit_cpus == b.limit_cpus
+}
+
+/// Tasks the orchestrator still wants running (desired RUNNING or lower).
+fn active<'t>(tasks: &[&'t Task]) -> Vec<&'t Task> {
+    let mut v: Vec<&Task> = tasks
+        .iter()
+        .copied()
+        .filter(|t| t.desired_state <= TaskState::Running)
+        .collect();
+    v.sort_by(newest_first);
+    v
+}
+
+/// The slot is done for good: nothing is wanted running in it and a task of the current spec
+/// ended in a way the restart policy does not replace (`none`, `on-failure` after exit 0, or
+/// attempts used up). Such a slot stays empty instead of counting as missing. An update that
+/// changes what tasks run makes the slot live again (the ended task is outdated).
+///
+/// This needs no memory because the orchestrator never leaves a slot without a wanted task for
+/// any other reason: a task it stops for a node failure or an update comes with its
+/// replacement, and a slot (or global node) that goes away has its tasks marked REMOVE.
+pub(crate) fn finished(svc: &Service, tasks: &[&Task]) -> bool {
+    let retired =
+        |t: &&&Task| t.desired_state > TaskState::Running && t.desired_state < TaskState::Remove;
+    active(tasks).is_empty()
+        && tasks.iter().filter(retired).any(|t| {
+            !outdated(svc, t)
+                && t.status.state.is_terminal()
+                && !restart::allowed(&svc.spec.restart, t)
+        })
+}
+
+/// Whether the slot counts toward the service's replicas: something is (or will be) running in
+/// it, it waits for a restart, or it is finished. `tasks` excludes tasks marked REMOVE.
+pub(crate) fn occupied(svc: &Service, tasks: &[&Task]) -> bool {
+    !active(tasks).is_empty() || finished(svc, tasks)
+}
+
+/// Reconciles one slot whose place can keep tasks (for global services: a node that can take
+/// new tasks). `tasks` excludes tasks marked REMOVE. Returns [`occupied`] for the slot; when it
+/// is false the caller decides whether to start a fresh task there.
+pub(crate) fn reconcile(
+    p: &mut Plan<'_, '_>,
+    svc: &Service,
+    place: Place<'_>,
+    tasks: &[&Task],
+) -> bool {
+    let active = active(tasks);
+    if active.is_empty() {
+        return finished(svc, tasks);
+    }
+    let (live, ended): (Vec<&Task>, Vec<&Task>) = active
+        .into_iter()
+        .partition(|t| !t.status.state.is_terminal());
+    let mut keep: Option<&Task> = None;
+    let mut replace_attempt: Option<u64> = None;
+    for t in live {
+        if !t.node_id.is_empty() && p.node_invalid(&t.node_id) {
+            // Node down, drained or gone: replace at once, elsewhere; this is not a failure of
+            // the task, so the attempt count stays.
+            p.shut_down(t);
+            replace_attempt.get_or_insert(t.attempt);
+        } else if outdated(svc, t) {
+            // A new spec is a new deployment: its attempts start over.
+            p.shut_down(t);
+            replace_attempt.get_or_insert(0);
+        } else if keep.is_none() {
+            keep = Some(t);
+        } else {
+            // Two live tasks in one slot (a race with another writer): keep the newest.
+            p.shut_down(t);
+        }
+    }
+    if keep.is_some() || replace_attempt.is_some() {
+        for t in &ended {
+            p.shut_down(t);
+        }
+        if keep.is_none() {
+            p.create(svc, place.slot, place.node_id, replace_attempt.unwrap_or(0));
+        }
+        return true;
+    }
+    // Only ended tasks are left: the newest decides.
+    let last = ended[0];
+    let policy = &svc.spec.restart;
+    if restart::allowed(policy, last) {
+        if !restart::due(policy, last, p.now_ms) {
+            return true; // the actor re-runs; nothing to write until the delay has passed
+        }
+        p.create(svc, place.slot, place.node_id, last.attempt + 1);
+    }
+    for t in &ended {
+        p.shut_down(t);
+    }
+    true
+}
