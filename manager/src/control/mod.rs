@@ -362,7 +362,7 @@ impl control_server::Control for ControlService {
             return ControlClient::new(ch).service_logs(req.into_inner()).await;
         }
         let r = req.into_inner();
-        let (by_node, names) = {
+        let (by_node, names, task_names) = {
             let s = self.m.store.read();
             let tasks: Vec<&model::Task> = if !r.task.is_empty() {
                 let t = s
@@ -377,13 +377,20 @@ impl control_server::Control for ControlService {
             };
             let names: std::collections::HashMap<String, String> =
                 s.nodes.values().map(|n| (n.id.clone(), n.hostname.clone())).collect();
-            (crate::dispatcher::by_node(tasks.into_iter()), names)
+            let task_names: std::collections::HashMap<String, String> =
+                tasks.iter().map(|t| (t.id.clone(), t.name())).collect();
+            (crate::dispatcher::by_node(tasks.into_iter()), names, task_names)
         };
-        let (lines, errors) = self
+        let (mut lines, errors) = self
             .m
             .dispatcher
             .collect_logs(by_node, r.tail, |id| names.get(id).cloned().unwrap_or_else(|| id.to_string()))
             .await;
+        for l in &mut lines {
+            if let Some(n) = task_names.get(&l.task_id) {
+                l.task_name = n.clone();
+            }
+        }
         Ok(Response::new(pb::LogsResponse { lines, errors }))
     }
 }
