@@ -69,7 +69,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let node = Node_ { args, state_dir, advertise, hostname, engine };
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let mut running: Option<Arc<Manager>> = None;
+    let mut running: Option<RunningManager> = None;
     let ident = match Identity::load(&node.state_dir)? {
         Some(id) => {
             info!(node.id = %id.node_id, manager = id.manager, "restarting with the identity in the state dir");
@@ -78,7 +78,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None => match node.args.join.clone() {
             Some(addr) => join(&node, &addr).await?,
             None => {
-                let (id, m) = init(&node, stop_rx.clone()).await?;
+                let (id, m) = init(&node).await?;
                 running = Some(m);
                 id
             }
@@ -91,7 +91,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     if ident.manager && running.is_none() {
-        running = Some(start_manager(&node, &ident, stop_rx.clone()).await?);
+        running = Some(start_manager(&node, &ident).await?);
     }
     if ident.manager && !managers.contains(&node.advertise) {
         managers.insert(0, node.advertise.clone());
@@ -117,14 +117,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     ident.manager = true;
                     ident.raft_id = n.raft_id;
                     ident.save(&node.state_dir)?;
-                    match start_manager(&node, &ident, stop_rx.clone()).await {
+                    match start_manager(&node, &ident).await {
                         Ok(m) => running = Some(m),
                         Err(e) => warn!(error = %e, "could not start the manager after promotion"),
                     }
-                } else if !want_manager && ident.manager && running.is_some() {
-                    info!("this node was demoted: its manager keeps running until swarmd restarts as a worker");
+                } else if !want_manager && ident.manager {
+                    info!("this node was demoted: stopping its manager");
                     ident.manager = false;
                     ident.save(&node.state_dir)?;
+                    if let Some(r) = running.take() {
+                        r.stop().await;
+                    }
                 }
             }
         }
@@ -132,8 +135,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(15), agent_task).await;
-    if let Some(m) = running {
-        m.shutdown().await;
+    if let Some(r) = running {
+        r.stop().await;
     }
     Ok(())
 }
@@ -162,10 +165,24 @@ fn manager_config(node: &Node_, ident: &Identity) -> ManagerConfig {
     cfg
 }
 
-async fn start_manager(node: &Node_, ident: &Identity, stop: watch::Receiver<bool>) -> anyhow::Result<Arc<Manager>> {
+/// A manager and the switch that stops its servers.
+struct RunningManager {
+    m: Arc<Manager>,
+    stop: watch::Sender<bool>,
+}
+
+impl RunningManager {
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        self.m.shutdown().await;
+    }
+}
+
+async fn start_manager(node: &Node_, ident: &Identity) -> anyhow::Result<RunningManager> {
     let m = Manager::start(manager_config(node, ident)).await?;
-    serve::serve(m.clone(), &node.args.listen_addr, &node.state_dir.join("swarmd.sock"), stop).await?;
-    Ok(m)
+    let (stop, rx) = watch::channel(false);
+    serve::serve(m.clone(), &node.args.listen_addr, &node.state_dir.join("swarmd.sock"), rx).await?;
+    Ok(RunningManager { m, stop })
 }
 
 fn labels(node: &Node_) -> BTreeMap<String, String> {
@@ -177,7 +194,7 @@ fn labels(node: &Node_) -> BTreeMap<String, String> {
 }
 
 /// First node: a new cluster with this node as its only manager.
-async fn init(node: &Node_, stop: watch::Receiver<bool>) -> anyhow::Result<(Identity, Arc<Manager>)> {
+async fn init(node: &Node_) -> anyhow::Result<(Identity, RunningManager)> {
     let pool = shoal_manager::allocator::ipam::Subnet::parse(&node.args.default_addr_pool)
         .map_err(|e| anyhow::anyhow!("--default-addr-pool: {e}"))?;
     let size = node.args.default_addr_pool_mask_len;
@@ -190,7 +207,8 @@ async fn init(node: &Node_, stop: watch::Receiver<bool>) -> anyhow::Result<(Iden
         raft_id: rand::random::<u64>() | 1,
         cluster_id: model::new_id(),
     };
-    let m = start_manager(node, &ident, stop).await?;
+    let running = start_manager(node, &ident).await?;
+    let m = running.m.clone();
     m.initialize().await?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !m.is_leader() {
@@ -241,7 +259,7 @@ async fn init(node: &Node_, stop: watch::Receiver<bool>) -> anyhow::Result<(Iden
         node.advertise,
         cluster.token(NodeRole::Worker)
     );
-    Ok((ident, m))
+    Ok((ident, running))
 }
 
 /// Joins an existing cluster through `addr` with the token.
