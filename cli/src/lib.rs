@@ -1,1 +1,5 @@
 //! Shoal command-line crate.
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod ctl;

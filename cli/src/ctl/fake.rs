@@ -1,0 +1,461 @@
+//! A scripted in-process Control server for tests: it keeps objects in memory and moves every
+//! live task one state forward each time tasks are listed, so progress can be followed without a
+//! cluster. A service with the constraint `node.role==nowhere` never gets placed.
+
+use shoal_proto::model::TaskState;
+use shoal_proto::pb::{self, control_server};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tonic::{Request, Response, Status};
+
+/// What the fake holds.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub nodes: Vec<pb::Node>,
+    pub services: Vec<pb::Service>,
+    pub tasks: Vec<pb::Task>,
+    pub networks: Vec<pb::Network>,
+    /// Reads of services fail as during a leader election.
+    pub no_leader: bool,
+    next: u64,
+}
+
+/// The fake server (cheap to clone; clones share state).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Fake(pub Arc<Mutex<State>>);
+
+type R<T> = Result<Response<T>, Status>;
+
+const UNPLACEABLE: &str = "node.role==nowhere";
+
+impl Fake {
+    /// A fake with two ready nodes: `manager1` (leader) and `worker1`.
+    pub fn with_nodes() -> Fake {
+        let f = Fake::default();
+        {
+            let mut s = f.lock();
+            s.nodes.push(pb::Node {
+                id: "m".repeat(25),
+                hostname: "manager1".into(),
+                role: pb::NodeRole::Manager as i32,
+                state: pb::NodeState::Ready as i32,
+                manager_status: "Leader".into(),
+                ..Default::default()
+            });
+            s.nodes.push(pb::Node {
+                id: "w".repeat(25),
+                hostname: "worker1".into(),
+                state: pb::NodeState::Ready as i32,
+                ..Default::default()
+            });
+        }
+        f
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn into_server(self) -> control_server::ControlServer<Fake> {
+        control_server::ControlServer::new(self)
+    }
+
+    /// Serves on 127.0.0.1:<any>; returns `tcp://addr`.
+    pub async fn serve_tcp(self) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(l);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(self.into_server())
+                .serve_with_incoming(incoming),
+        );
+        format!("tcp://{addr}")
+    }
+
+    /// Serves on a unix socket at `path`; returns `unix://path`.
+    pub async fn serve_unix(self, path: &std::path::Path) -> String {
+        let l = tokio::net::UnixListener::bind(path).expect("bind unix");
+        let incoming = tokio_stream::wrappers::UnixListenerStream::new(l);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(self.into_server())
+                .serve_with_incoming(incoming),
+        );
+        format!("unix://{}", path.display())
+    }
+}
+
+impl State {
+    fn id(&mut self, prefix: char) -> String {
+        self.next += 1;
+        format!("{prefix}{:024}", self.next)
+    }
+
+    fn service_idx(&self, key: &str) -> Result<usize, Status> {
+        self.services
+            .iter()
+            .position(|s| {
+                s.id == key
+                    || s.spec.as_ref().is_some_and(|sp| sp.name == key)
+                    || (key.len() >= 3 && s.id.starts_with(key))
+            })
+            .ok_or_else(|| Status::not_found(format!("service {key} not found")))
+    }
+
+    fn node_idx(&self, key: &str) -> Result<usize, Status> {
+        self.nodes
+            .iter()
+            .position(|n| {
+                n.id == key || n.hostname == key || (key.len() >= 3 && n.id.starts_with(key))
+            })
+            .ok_or_else(|| Status::not_found(format!("node {key} not found")))
+    }
+
+    fn add_task(&mut self, svc: &pb::Service, slot: u64) {
+        let id = self.id('t');
+        let spec = svc.spec.clone().unwrap_or_default();
+        self.tasks.push(pb::Task {
+            name: format!("{}.{slot}.{id}", spec.name),
+            id,
+            service_id: svc.id.clone(),
+            service_name: spec.name.clone(),
+            slot,
+            spec: Some(spec),
+            spec_version: svc.spec_version,
+            desired_state: TaskState::Running as i32,
+            status: Some(pb::TaskStatus {
+                state: TaskState::New as i32,
+                message: "created".into(),
+                timestamp_ms: shoal_proto::model::now_ms(),
+                ..Default::default()
+            }),
+            created_ms: self.next as i64,
+            ..Default::default()
+        });
+    }
+
+    /// Keeps one live task per slot 1..=replicas; stops the others.
+    fn reconcile(&mut self, idx: usize) {
+        let svc = self.services[idx].clone();
+        let replicas = svc.spec.as_ref().map(|s| s.replicas).unwrap_or(0);
+        for t in self.tasks.iter_mut().filter(|t| t.service_id == svc.id) {
+            if t.slot > replicas || t.spec_version < svc.spec_version {
+                t.desired_state = TaskState::Shutdown as i32;
+            }
+        }
+        for slot in 1..=replicas {
+            let live = self.tasks.iter().any(|t| {
+                t.service_id == svc.id
+                    && t.slot == slot
+                    && t.desired_state == TaskState::Running as i32
+            });
+            if !live {
+                self.add_task(&svc, slot);
+            }
+        }
+    }
+
+    /// Moves every task one step: live ones toward RUNNING, stopped ones to SHUTDOWN.
+    fn advance(&mut self) {
+        let steps = [
+            TaskState::New,
+            TaskState::Pending,
+            TaskState::Assigned,
+            TaskState::Preparing,
+            TaskState::Starting,
+            TaskState::Running,
+        ];
+        let worker = self.nodes.last().map(|n| n.id.clone()).unwrap_or_default();
+        for t in &mut self.tasks {
+            let st = t.status.get_or_insert_with(Default::default);
+            if t.desired_state > TaskState::Running as i32 {
+                st.state = TaskState::Shutdown as i32;
+                continue;
+            }
+            let stuck = t
+                .spec
+                .as_ref()
+                .is_some_and(|s| s.constraints.iter().any(|c| c == UNPLACEABLE));
+            if stuck && st.state >= TaskState::Pending as i32 {
+                st.message =
+                    "no suitable node (2 nodes do not satisfy constraint node.role==nowhere)"
+                        .into();
+                continue;
+            }
+            if let Some(i) = steps.iter().position(|s| *s as i32 == st.state) {
+                if let Some(next) = steps.get(i + 1) {
+                    st.state = *next as i32;
+                    if *next == TaskState::Assigned {
+                        t.node_id = worker.clone();
+                    }
+                }
+            }
+        }
+    }
+
+    fn counted(&self, s: &pb::Service) -> pb::Service {
+        let live =
+            |t: &&pb::Task| t.service_id == s.id && t.desired_state <= TaskState::Running as i32;
+        let running = self
+            .tasks
+            .iter()
+            .filter(live)
+            .filter(|t| {
+                t.status
+                    .as_ref()
+                    .is_some_and(|st| st.state == TaskState::Running as i32)
+            })
+            .count();
+        pb::Service {
+            running: running as u64,
+            desired: s.spec.as_ref().map(|s| s.replicas).unwrap_or(0),
+            ..s.clone()
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl control_server::Control for Fake {
+    async fn get_cluster(&self, _: Request<pb::Empty>) -> R<pb::Cluster> {
+        Ok(Response::new(pb::Cluster {
+            id: "fakecluster".into(),
+            raft_leader: "manager1".into(),
+            managers: 1,
+            workers: 1,
+            ..Default::default()
+        }))
+    }
+    async fn get_join_token(&self, req: Request<pb::JoinTokenRequest>) -> R<pb::JoinTokenResponse> {
+        let kind = if req.get_ref().role == pb::NodeRole::Manager as i32 {
+            "mgr"
+        } else {
+            "wkr"
+        };
+        Ok(Response::new(pb::JoinTokenResponse {
+            token: format!("SWMTKN-1-digest-{kind}"),
+            manager_addr: "10.0.0.1:2377".into(),
+        }))
+    }
+    async fn list_nodes(&self, _: Request<pb::Empty>) -> R<pb::NodeList> {
+        Ok(Response::new(pb::NodeList {
+            nodes: self.lock().nodes.clone(),
+        }))
+    }
+    async fn get_node(&self, req: Request<pb::IdRequest>) -> R<pb::Node> {
+        let s = self.lock();
+        Ok(Response::new(
+            s.nodes[s.node_idx(&req.get_ref().id)?].clone(),
+        ))
+    }
+    async fn update_node(&self, req: Request<pb::UpdateNodeRequest>) -> R<pb::Node> {
+        let r = req.into_inner();
+        let mut s = self.lock();
+        let i = s.node_idx(&r.id)?;
+        let n = &mut s.nodes[i];
+        if r.set_availability {
+            n.availability = r.availability;
+        }
+        if r.set_role {
+            n.role = r.role;
+        }
+        n.labels.extend(r.add_labels);
+        for k in r.rm_labels {
+            n.labels.remove(&k);
+        }
+        Ok(Response::new(n.clone()))
+    }
+    async fn remove_node(&self, req: Request<pb::RemoveNodeRequest>) -> R<pb::Empty> {
+        let mut s = self.lock();
+        let i = s.node_idx(&req.get_ref().id)?;
+        s.nodes.remove(i);
+        Ok(Response::new(pb::Empty {}))
+    }
+    async fn create_service(&self, req: Request<pb::CreateServiceRequest>) -> R<pb::Service> {
+        let spec = req
+            .into_inner()
+            .spec
+            .ok_or_else(|| Status::invalid_argument("a service spec is required"))?;
+        let mut s = self.lock();
+        if s.services
+            .iter()
+            .any(|o| o.spec.as_ref().is_some_and(|o| o.name == spec.name))
+        {
+            return Err(Status::already_exists(format!(
+                "service with name {:?} already exists",
+                spec.name
+            )));
+        }
+        let ports = spec
+            .ports
+            .iter()
+            .map(|p| pb::PortConfig {
+                published: if p.published == 0 { 30000 } else { p.published },
+                ..*p
+            })
+            .collect();
+        let svc = pb::Service {
+            id: s.id('s'),
+            spec: Some(spec),
+            spec_version: 1,
+            ports,
+            ..Default::default()
+        };
+        s.services.push(svc);
+        let i = s.services.len() - 1;
+        s.reconcile(i);
+        Ok(Response::new(s.counted(&s.services[i])))
+    }
+    async fn update_service(&self, req: Request<pb::UpdateServiceRequest>) -> R<pb::Service> {
+        let r = req.into_inner();
+        let mut s = self.lock();
+        let i = s.service_idx(&r.id)?;
+        if s.services[i].spec != r.spec {
+            s.services[i].spec = r.spec;
+            s.services[i].spec_version += 1;
+        }
+        s.reconcile(i);
+        Ok(Response::new(s.counted(&s.services[i])))
+    }
+    async fn scale_service(&self, req: Request<pb::ScaleRequest>) -> R<pb::Service> {
+        let r = req.into_inner();
+        let mut s = self.lock();
+        let i = s.service_idx(&r.id)?;
+        if let Some(spec) = s.services[i].spec.as_mut() {
+            spec.replicas = r.replicas;
+        }
+        s.reconcile(i);
+        Ok(Response::new(s.counted(&s.services[i])))
+    }
+    async fn get_service(&self, req: Request<pb::IdRequest>) -> R<pb::Service> {
+        let s = self.lock();
+        if s.no_leader {
+            return Err(Status::unavailable(
+                "no raft leader right now; retry shortly",
+            ));
+        }
+        let i = s.service_idx(&req.get_ref().id)?;
+        Ok(Response::new(s.counted(&s.services[i])))
+    }
+    async fn list_services(&self, _: Request<pb::Empty>) -> R<pb::ServiceList> {
+        let s = self.lock();
+        Ok(Response::new(pb::ServiceList {
+            services: s.services.iter().map(|x| s.counted(x)).collect(),
+        }))
+    }
+    async fn remove_service(&self, req: Request<pb::IdRequest>) -> R<pb::Empty> {
+        let mut s = self.lock();
+        let i = s.service_idx(&req.get_ref().id)?;
+        let svc = s.services.remove(i);
+        s.tasks.retain(|t| t.service_id != svc.id);
+        Ok(Response::new(pb::Empty {}))
+    }
+    async fn list_tasks(&self, req: Request<pb::TaskFilter>) -> R<pb::TaskList> {
+        let f = req.into_inner();
+        let mut s = self.lock();
+        let service = if f.service.is_empty() {
+            None
+        } else {
+            Some(s.services[s.service_idx(&f.service)?].id.clone())
+        };
+        let node = if f.node.is_empty() {
+            None
+        } else {
+            Some(s.nodes[s.node_idx(&f.node)?].id.clone())
+        };
+        s.advance();
+        let tasks = s
+            .tasks
+            .iter()
+            .filter(|t| service.as_ref().is_none_or(|id| t.service_id == *id))
+            .filter(|t| node.as_ref().is_none_or(|id| t.node_id == *id))
+            .filter(|t| f.all || t.desired_state <= TaskState::Running as i32)
+            .cloned()
+            .collect();
+        Ok(Response::new(pb::TaskList { tasks }))
+    }
+    async fn get_task(&self, req: Request<pb::IdRequest>) -> R<pb::Task> {
+        let id = &req.get_ref().id;
+        let s = self.lock();
+        let t = s
+            .tasks
+            .iter()
+            .find(|t| t.id.starts_with(id.as_str()) || t.name == *id);
+        Ok(Response::new(t.cloned().ok_or_else(|| {
+            Status::not_found(format!("task {id} not found"))
+        })?))
+    }
+    async fn create_network(&self, req: Request<pb::CreateNetworkRequest>) -> R<pb::Network> {
+        let r = req.into_inner();
+        let mut s = self.lock();
+        if s.networks.iter().any(|n| n.name == r.name) {
+            return Err(Status::invalid_argument(format!(
+                "network with name {:?} already exists",
+                r.name
+            )));
+        }
+        let n = pb::Network {
+            id: s.id('n'),
+            name: r.name,
+            driver: r.driver,
+            subnet: r.subnet,
+            attachable: r.attachable,
+            labels: r.labels,
+            ..Default::default()
+        };
+        s.networks.push(n.clone());
+        Ok(Response::new(n))
+    }
+    async fn list_networks(&self, _: Request<pb::Empty>) -> R<pb::NetworkList> {
+        Ok(Response::new(pb::NetworkList {
+            networks: self.lock().networks.clone(),
+        }))
+    }
+    async fn get_network(&self, req: Request<pb::IdRequest>) -> R<pb::Network> {
+        let id = &req.get_ref().id;
+        let s = self.lock();
+        let n = s.networks.iter().find(|n| n.id == *id || n.name == *id);
+        Ok(Response::new(n.cloned().ok_or_else(|| {
+            Status::not_found(format!("network {id} not found"))
+        })?))
+    }
+    async fn remove_network(&self, req: Request<pb::IdRequest>) -> R<pb::Empty> {
+        let id = &req.get_ref().id;
+        let mut s = self.lock();
+        let before = s.networks.len();
+        s.networks.retain(|n| n.id != *id && n.name != *id);
+        if s.networks.len() == before {
+            return Err(Status::not_found(format!("network {id} not found")));
+        }
+        Ok(Response::new(pb::Empty {}))
+    }
+    async fn service_logs(&self, req: Request<pb::LogsRequest>) -> R<pb::LogsResponse> {
+        let r = req.into_inner();
+        let s = self.lock();
+        let tasks: Vec<&pb::Task> = if r.task.is_empty() {
+            let id = &s.services[s.service_idx(&r.service)?].id;
+            s.tasks.iter().filter(|t| t.service_id == *id).collect()
+        } else {
+            let t = s
+                .tasks
+                .iter()
+                .find(|t| t.id.starts_with(&r.task) || t.name == r.task);
+            vec![t.ok_or_else(|| Status::not_found(format!("task {} not found", r.task)))?]
+        };
+        let lines = tasks
+            .iter()
+            .map(|t| pb::LogLine {
+                task_id: t.id.clone(),
+                task_name: t.name.clone(),
+                node_id: t.node_id.clone(),
+                stream: "stdout".into(),
+                data: format!("hello from {}\n", t.slot).into_bytes(),
+            })
+            .collect();
+        Ok(Response::new(pb::LogsResponse {
+            lines,
+            errors: vec!["node gone is not connected; logs of its tasks are unavailable".into()],
+        }))
+    }
+}

@@ -1,0 +1,192 @@
+//! `--format json`: the wire objects as JSON. prost types do not derive serde, so each is mapped
+//! here by hand; enums become lowercase words (`"manager"`, `"running"`) and times stay in
+//! milliseconds since the epoch, as on the wire.
+
+use super::names;
+use serde_json::{json, Map, Value};
+use shoal_proto::pb;
+use std::collections::{BTreeMap, HashMap};
+
+fn labels(m: &HashMap<String, String>) -> Value {
+    json!(m.iter().collect::<BTreeMap<_, _>>())
+}
+
+/// A cluster.
+pub fn cluster(c: &pb::Cluster) -> Value {
+    json!({
+        "id": c.id,
+        "default_addr_pool": c.default_addr_pool,
+        "subnet_size": c.subnet_size,
+        "created_ms": c.created_ms,
+        "raft": { "leader": c.raft_leader, "term": c.raft_term, "last_applied": c.raft_last_applied },
+        "managers": c.managers,
+        "workers": c.workers,
+        "heartbeat_period_ms": c.heartbeat_period_ms,
+    })
+}
+
+/// A node.
+pub fn node(n: &pb::Node) -> Value {
+    json!({
+        "id": n.id,
+        "hostname": n.hostname,
+        "role": names::role(n.role()),
+        "availability": names::availability(n.availability()).to_lowercase(),
+        "state": names::node_state(n.state()).to_lowercase(),
+        "state_message": n.state_message,
+        "addr": n.addr,
+        "labels": labels(&n.labels),
+        "manager_status": n.manager_status,
+        "raft_id": n.raft_id,
+        "created_ms": n.created_ms,
+        "updated_ms": n.updated_ms,
+        "version": n.version,
+    })
+}
+
+/// A network.
+pub fn network(n: &pb::Network) -> Value {
+    json!({
+        "id": n.id,
+        "name": n.name,
+        "driver": names::driver(n.driver()),
+        "scope": names::scope(n.driver()),
+        "subnet": n.subnet,
+        "gateway": n.gateway,
+        "vni": n.vni,
+        "attachable": n.attachable,
+        "ingress": n.ingress,
+        "labels": labels(&n.labels),
+        "created_ms": n.created_ms,
+        "version": n.version,
+    })
+}
+
+/// A port, published or requested.
+pub fn port(p: &pb::PortConfig) -> Value {
+    json!({
+        "protocol": names::protocol(p.protocol()),
+        "target": p.target,
+        "published": p.published,
+        "mode": names::publish_mode(p.mode()),
+    })
+}
+
+/// A service spec.
+pub fn spec(s: &pb::ServiceSpec) -> Value {
+    let mut mode = Map::new();
+    if s.global {
+        mode.insert("global".into(), json!({}));
+    } else {
+        mode.insert("replicated".into(), json!({ "replicas": s.replicas }));
+    }
+    let restart = s.restart.unwrap_or_default();
+    json!({
+        "name": s.name,
+        "mode": mode,
+        "image": s.image,
+        "args": s.args,
+        "env": s.env,
+        "ports": s.ports.iter().map(port).collect::<Vec<_>>(),
+        "networks": s.networks.iter().map(|n| json!({ "target": n.target, "aliases": n.aliases })).collect::<Vec<_>>(),
+        "endpoint_mode": names::endpoint_mode(s.endpoint_mode()),
+        "restart": {
+            "condition": names::restart_condition(restart.condition()),
+            "delay_ms": restart.delay_ms,
+            "max_attempts": restart.max_attempts,
+        },
+        "constraints": s.constraints,
+        "labels": labels(&s.labels),
+        "stop_grace_ms": s.stop_grace_ms,
+        "limit_memory_bytes": s.limit_memory_bytes,
+        "limit_cpus": s.limit_cpus,
+    })
+}
+
+/// A service.
+pub fn service(s: &pb::Service) -> Value {
+    json!({
+        "id": s.id,
+        "spec": s.spec.as_ref().map(spec),
+        "spec_version": s.spec_version,
+        "ports": s.ports.iter().map(port).collect::<Vec<_>>(),
+        "vips": s.vips.iter().map(|v| json!({ "network_id": v.network_id, "addr": v.addr })).collect::<Vec<_>>(),
+        "created_ms": s.created_ms,
+        "updated_ms": s.updated_ms,
+        "version": s.version,
+        "running": s.running,
+        "desired": s.desired,
+    })
+}
+
+/// A task.
+pub fn task(t: &pb::Task) -> Value {
+    let st = t.status.clone().unwrap_or_default();
+    json!({
+        "id": t.id,
+        "name": t.name,
+        "service_id": t.service_id,
+        "service_name": t.service_name,
+        "slot": t.slot,
+        "node_id": t.node_id,
+        "spec": t.spec.as_ref().map(spec),
+        "spec_version": t.spec_version,
+        "desired_state": names::task_state(t.desired_state).to_lowercase(),
+        "status": {
+            "state": names::task_state(st.state).to_lowercase(),
+            "message": st.message,
+            "err": st.err,
+            "timestamp_ms": st.timestamp_ms,
+            "exit_code": st.has_exit_code.then_some(st.exit_code),
+            "pid": st.pid,
+        },
+        "networks": t.networks.iter().map(|n| json!({
+            "network_id": n.network_id,
+            "addresses": n.addresses,
+            "aliases": n.aliases,
+        })).collect::<Vec<_>>(),
+        "attempt": t.attempt,
+        "created_ms": t.created_ms,
+        "version": t.version,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enums_are_words() {
+        let n = pb::Node {
+            id: "n1".into(),
+            role: pb::NodeRole::Manager as i32,
+            state: pb::NodeState::Ready as i32,
+            ..Default::default()
+        };
+        let v = node(&n);
+        assert_eq!(v["role"], "manager");
+        assert_eq!(v["state"], "ready");
+        assert_eq!(v["availability"], "active");
+        let t = pb::Task {
+            desired_state: pb::TaskState::Running as i32,
+            status: Some(pb::TaskStatus {
+                state: pb::TaskState::Failed as i32,
+                exit_code: 2,
+                has_exit_code: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let v = task(&t);
+        assert_eq!(
+            (v["desired_state"].as_str(), v["status"]["state"].as_str()),
+            (Some("running"), Some("failed"))
+        );
+        assert_eq!(v["status"]["exit_code"], 2);
+        let s = pb::ServiceSpec {
+            global: true,
+            ..Default::default()
+        };
+        assert!(spec(&s)["mode"]["global"].is_object());
+    }
+}

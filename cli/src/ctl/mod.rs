@@ -1,0 +1,139 @@
+//! `swarmctl`: the command-line client of the Control API. One module per command family; every
+//! command prints a Docker-style table (or message) by default and JSON with `--format json`.
+
+pub mod json;
+pub mod names;
+pub mod network;
+pub mod node;
+pub mod output;
+pub mod parse;
+pub mod progress;
+pub mod service;
+pub mod swarm;
+pub mod task;
+
+#[cfg(test)]
+pub(crate) mod fake;
+#[cfg(test)]
+mod tests;
+
+use crate::client::{self, DEFAULT_HOST};
+use clap::{Parser, Subcommand};
+pub use output::{Format, Out};
+use shoal_proto::pb::control_client::ControlClient;
+use tonic::transport::Channel;
+
+/// Shoal's client: manage a cluster of swarmd nodes.
+#[derive(Debug, Parser)]
+#[command(name = "swarmctl", version, propagate_version = true)]
+pub struct Cli {
+    /// The manager to talk to: unix:///PATH/swarmd.sock or tcp://IP:PORT.
+    #[arg(long, global = true, env = "SWARM_HOST", default_value = DEFAULT_HOST)]
+    pub host: String,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Command families.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Cluster-wide information and join tokens.
+    #[command(subcommand)]
+    Swarm(swarm::SwarmCmd),
+    /// Manage nodes.
+    #[command(subcommand)]
+    Node(node::NodeCmd),
+    /// Manage services.
+    #[command(subcommand)]
+    Service(service::ServiceCmd),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(network::NetworkCmd),
+    /// Inspect tasks.
+    #[command(subcommand)]
+    Task(task::TaskCmd),
+}
+
+/// What every command works with.
+pub struct Ctx {
+    /// The Control API.
+    pub client: ControlClient<Channel>,
+    /// `--format`.
+    pub format: Format,
+    /// Where results go (errors go to stderr).
+    pub out: Out,
+}
+
+impl Ctx {
+    /// Whether `--format json` was given.
+    pub fn json(&self) -> bool {
+        self.format == Format::Json
+    }
+}
+
+/// Marks an error whose details were already printed (one `Error:` line per failed argument of
+/// `rm a b c`); the binary only has to exit 1.
+#[derive(Debug)]
+pub struct AlreadyReported;
+
+impl std::fmt::Display for AlreadyReported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("some operations failed")
+    }
+}
+
+impl std::error::Error for AlreadyReported {}
+
+/// Runs the parsed command line against the manager named by `--host`.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = client::connect(&cli.host).await?;
+    let mut ctx = Ctx {
+        client,
+        format: cli.format,
+        out: Out::stdout(),
+    };
+    dispatch(&mut ctx, cli.command).await
+}
+
+/// Runs one command with an existing context.
+pub async fn dispatch(ctx: &mut Ctx, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Swarm(c) => swarm::run(ctx, c).await,
+        Command::Node(c) => node::run(ctx, c).await,
+        Command::Service(c) => service::run(ctx, c).await,
+        Command::Network(c) => network::run(ctx, c).await,
+        Command::Task(c) => task::run(ctx, c).await,
+    }
+}
+
+/// Collects the failures of a command applied to several arguments: each is printed at once as
+/// `Error: …` (Docker does the same), and the command fails at the end if any did.
+#[derive(Debug, Default)]
+pub struct Failures(usize);
+
+impl Failures {
+    /// Records `r`'s error, if any, and passes its value on.
+    pub fn check<T>(&mut self, r: anyhow::Result<T>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                self.0 += 1;
+                None
+            }
+        }
+    }
+
+    /// `Err(AlreadyReported)` if anything failed.
+    pub fn finish(self) -> anyhow::Result<()> {
+        if self.0 == 0 {
+            Ok(())
+        } else {
+            Err(AlreadyReported.into())
+        }
+    }
+}

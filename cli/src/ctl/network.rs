@@ -1,0 +1,210 @@
+//! `swarmctl network create | ls | inspect | rm`.
+
+use super::{json, names, output, parse, Ctx, Failures};
+use crate::client::RpcResultExt;
+use clap::{Subcommand, ValueEnum};
+use serde_json::Value;
+use shoal_proto::model::validate_name;
+use shoal_proto::pb;
+
+/// `network` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum NetworkCmd {
+    /// Create a network.
+    Create {
+        /// overlay spans the cluster (VXLAN); bridge is local to each node.
+        #[arg(short = 'd', long, value_enum, default_value_t = DriverArg::Overlay)]
+        driver: DriverArg,
+        /// Subnet in CIDR form (default: the next free one from the cluster's address pool).
+        #[arg(long)]
+        subnet: Option<String>,
+        /// Let standalone tasks attach.
+        #[arg(long)]
+        attachable: bool,
+        /// Label `key=value` (repeatable).
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse::label)]
+        labels: Vec<(String, String)>,
+        /// Network name.
+        name: String,
+    },
+    /// List networks.
+    #[command(alias = "list")]
+    Ls {
+        /// Print only network ids.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Do not truncate ids.
+        #[arg(long)]
+        no_trunc: bool,
+    },
+    /// Show networks in detail (JSON).
+    Inspect {
+        /// Network names, ids or id prefixes.
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+    /// Remove networks.
+    #[command(alias = "remove")]
+    Rm {
+        /// Network names, ids or id prefixes.
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+}
+
+/// `--driver` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DriverArg {
+    /// VXLAN overlay across nodes (swarm scope).
+    Overlay,
+    /// A Linux bridge on each node (local scope).
+    Bridge,
+}
+
+/// Runs a `network` subcommand.
+pub async fn run(ctx: &mut Ctx, cmd: NetworkCmd) -> anyhow::Result<()> {
+    match cmd {
+        NetworkCmd::Create {
+            driver,
+            subnet,
+            attachable,
+            labels,
+            name,
+        } => {
+            validate_name("network", &name, true).map_err(anyhow::Error::msg)?;
+            if let Some(s) = &subnet {
+                check_cidr(s)?;
+            }
+            let req = pb::CreateNetworkRequest {
+                name,
+                driver: match driver {
+                    DriverArg::Overlay => pb::NetworkDriver::Overlay,
+                    DriverArg::Bridge => pb::NetworkDriver::Bridge,
+                } as i32,
+                subnet: subnet.unwrap_or_default(),
+                attachable,
+                labels: labels.into_iter().collect(),
+            };
+            let n = ctx.client.create_network(req).await.rpc()?;
+            if ctx.json() {
+                ctx.out.json(&json::network(&n));
+            } else {
+                ctx.out.line(&n.id);
+            }
+            Ok(())
+        }
+        NetworkCmd::Ls { quiet, no_trunc } => {
+            let mut nets = ctx.client.list_networks(pb::Empty {}).await.rpc()?.networks;
+            nets.sort_by(|a, b| output::natural_cmp(&a.name, &b.name));
+            if ctx.json() {
+                ctx.out
+                    .json(&Value::Array(nets.iter().map(json::network).collect()));
+            } else if quiet {
+                for n in &nets {
+                    ctx.out.line(&output::id(&n.id, no_trunc));
+                }
+            } else {
+                ctx.out.print(&table(&nets, no_trunc));
+            }
+            Ok(())
+        }
+        NetworkCmd::Inspect { networks } => {
+            let mut failures = Failures::default();
+            let mut found = Vec::new();
+            for id in networks {
+                if let Some(n) =
+                    failures.check(ctx.client.get_network(pb::IdRequest { id }).await.rpc())
+                {
+                    found.push(json::network(&n));
+                }
+            }
+            ctx.out.json(&Value::Array(found));
+            failures.finish()
+        }
+        NetworkCmd::Rm { networks } => {
+            let mut failures = Failures::default();
+            let mut removed = Vec::new();
+            for id in networks {
+                if failures
+                    .check(
+                        ctx.client
+                            .remove_network(pb::IdRequest { id: id.clone() })
+                            .await
+                            .rpc(),
+                    )
+                    .is_some()
+                {
+                    if !ctx.json() {
+                        ctx.out.line(&id);
+                    }
+                    removed.push(Value::String(id));
+                }
+            }
+            if ctx.json() {
+                ctx.out.json(&Value::Array(removed));
+            }
+            failures.finish()
+        }
+    }
+}
+
+/// A quick shape check of `--subnet` (IPv4 CIDR); the managers check the rest (overlaps, size).
+fn check_cidr(s: &str) -> anyhow::Result<()> {
+    let ok = s.split_once('/').is_some_and(|(ip, len)| {
+        ip.parse::<std::net::Ipv4Addr>().is_ok() && len.parse::<u8>().is_ok_and(|l| l <= 32)
+    });
+    if !ok {
+        anyhow::bail!("invalid --subnet {s:?}: expected an IPv4 CIDR such as 10.20.0.0/24");
+    }
+    Ok(())
+}
+
+/// The `network ls` table.
+pub fn table(nets: &[pb::Network], no_trunc: bool) -> String {
+    let mut t = output::Table::new(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"]);
+    for n in nets {
+        t.row(vec![
+            output::id(&n.id, no_trunc),
+            n.name.clone(),
+            names::driver(n.driver()).to_string(),
+            names::scope(n.driver()).to_string(),
+        ]);
+    }
+    t.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_table() {
+        let nets = [
+            pb::Network {
+                id: "a".repeat(25),
+                name: "ingress".into(),
+                ..Default::default()
+            },
+            pb::Network {
+                id: "b".repeat(25),
+                name: "local".into(),
+                driver: pb::NetworkDriver::Bridge as i32,
+                ..Default::default()
+            },
+        ];
+        let want = "\
+NETWORK ID     NAME      DRIVER    SCOPE
+aaaaaaaaaaaa   ingress   overlay   swarm
+bbbbbbbbbbbb   local     bridge    local
+";
+        assert_eq!(table(&nets, false), want);
+    }
+
+    #[test]
+    fn subnets() {
+        assert!(check_cidr("10.20.0.0/24").is_ok());
+        assert!(check_cidr("10.20.0.0").is_err());
+        assert!(check_cidr("10.20.0.0/33").is_err());
+        assert!(check_cidr("fd00::/64").is_err());
+    }
+}

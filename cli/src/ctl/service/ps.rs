@@ -1,0 +1,191 @@
+//! `swarmctl service ps` (the task table is shared with `task ls`).
+
+use super::{json, names, output, Ctx, Failures};
+use crate::client::RpcResultExt;
+use serde_json::Value;
+use shoal_proto::model::{now_ms, TaskState};
+use shoal_proto::pb;
+use std::collections::HashMap;
+
+const MAX_ERROR: usize = 30;
+
+/// Lists the tasks (history included) of `services`.
+pub async fn run(
+    ctx: &mut Ctx,
+    quiet: bool,
+    no_trunc: bool,
+    services: &[String],
+) -> anyhow::Result<()> {
+    let mut failures = Failures::default();
+    let mut tasks = Vec::new();
+    for s in services {
+        let filter = pb::TaskFilter {
+            service: s.clone(),
+            node: String::new(),
+            all: true,
+        };
+        if let Some(r) = failures.check(ctx.client.list_tasks(filter).await.rpc()) {
+            tasks.extend(r.tasks);
+        }
+    }
+    // The same service given twice (by name and id) shows once.
+    let mut seen = std::collections::HashSet::new();
+    tasks.retain(|t| seen.insert(t.id.clone()));
+    print_tasks(ctx, tasks, quiet, no_trunc).await?;
+    failures.finish()
+}
+
+/// Prints tasks as the ps table, ids (`quiet`) or JSON; looks node hostnames up for the table.
+pub async fn print_tasks(
+    ctx: &mut Ctx,
+    mut tasks: Vec<pb::Task>,
+    quiet: bool,
+    no_trunc: bool,
+) -> anyhow::Result<()> {
+    sort_tasks(&mut tasks);
+    if ctx.json() {
+        ctx.out
+            .json(&Value::Array(tasks.iter().map(json::task).collect()));
+        return Ok(());
+    }
+    if quiet {
+        for t in &tasks {
+            ctx.out.line(&output::id(&t.id, no_trunc));
+        }
+        return Ok(());
+    }
+    let hostnames: HashMap<String, String> = ctx
+        .client
+        .list_nodes(pb::Empty {})
+        .await
+        .rpc()?
+        .nodes
+        .into_iter()
+        .map(|n| (n.id, n.hostname))
+        .collect();
+    ctx.out
+        .print(&ps_table(&tasks, &hostnames, now_ms(), no_trunc));
+    Ok(())
+}
+
+fn group_key(t: &pb::Task) -> (String, bool, u64, String) {
+    let global = t.spec.as_ref().is_some_and(|s| s.global);
+    (
+        t.service_name.clone(),
+        global,
+        t.slot,
+        if global {
+            t.node_id.clone()
+        } else {
+            String::new()
+        },
+    )
+}
+
+/// Orders tasks by service, then slot (node for global services), newest first within a slot.
+pub fn sort_tasks(tasks: &mut [pb::Task]) {
+    tasks.sort_by(|a, b| {
+        let (ka, kb) = (group_key(a), group_key(b));
+        output::natural_cmp(&ka.0, &kb.0)
+            .then(ka.1.cmp(&kb.1))
+            .then(ka.2.cmp(&kb.2))
+            .then(ka.3.cmp(&kb.3))
+            .then(b.created_ms.cmp(&a.created_ms))
+            .then(a.id.cmp(&b.id))
+    });
+}
+
+/// NAME as `docker service ps` shows it: `web.1` (global: `web.<node id>`); the full
+/// `web.1.<task id>` with `no_trunc`.
+pub fn display_name(t: &pb::Task, no_trunc: bool) -> String {
+    let global = t.spec.as_ref().is_some_and(|s| s.global);
+    let full = if t.name.is_empty() {
+        let place = if global {
+            t.node_id.clone()
+        } else {
+            t.slot.to_string()
+        };
+        format!("{}.{}.{}", t.service_name, place, t.id)
+    } else {
+        t.name.clone()
+    };
+    if no_trunc {
+        return full;
+    }
+    full.strip_suffix(&format!(".{}", t.id))
+        .map(str::to_string)
+        .unwrap_or(full)
+}
+
+/// The ERROR column: the task's error, or why it can't be scheduled, quoted as Docker does.
+fn error_cell(t: &pb::Task, no_trunc: bool) -> String {
+    let st = t.status.clone().unwrap_or_default();
+    let mut err = if !st.err.is_empty() {
+        st.err
+    } else if st.state == TaskState::Pending as i32 && st.message.starts_with("no suitable node") {
+        st.message
+    } else {
+        return String::new();
+    };
+    err = err.split_whitespace().collect::<Vec<_>>().join(" ");
+    if !no_trunc && err.chars().count() > MAX_ERROR {
+        err = format!(
+            "{}…",
+            err.chars()
+                .take(MAX_ERROR - 1)
+                .collect::<String>()
+                .trim_end()
+        );
+    }
+    format!("\"{err}\"")
+}
+
+/// The `service ps` table for tasks sorted by [`sort_tasks`]: older tasks of a slot are shown
+/// as `\_ web.1` under the newest one.
+pub fn ps_table(
+    tasks: &[pb::Task],
+    hostnames: &HashMap<String, String>,
+    now_ms: i64,
+    no_trunc: bool,
+) -> String {
+    let mut t = output::Table::new(&[
+        "ID",
+        "NAME",
+        "IMAGE",
+        "NODE",
+        "DESIRED STATE",
+        "CURRENT STATE",
+        "ERROR",
+    ]);
+    let mut prev: Option<(String, bool, u64, String)> = None;
+    for task in tasks {
+        let key = group_key(task);
+        let older = prev.as_ref() == Some(&key);
+        prev = Some(key);
+        let name = display_name(task, no_trunc);
+        let st = task.status.clone().unwrap_or_default();
+        let node = match hostnames.get(&task.node_id) {
+            Some(h) => h.clone(),
+            None => output::id(&task.node_id, no_trunc),
+        };
+        let ago = output::ago(now_ms, st.timestamp_ms);
+        let current = if ago.is_empty() {
+            names::task_state(st.state).to_string()
+        } else {
+            format!("{} {ago}", names::task_state(st.state))
+        };
+        t.row(vec![
+            output::id(&task.id, no_trunc),
+            if older { format!(" \\_ {name}") } else { name },
+            task.spec
+                .as_ref()
+                .map(|s| s.image.clone())
+                .unwrap_or_default(),
+            node,
+            names::task_state(task.desired_state).to_string(),
+            current,
+            error_cell(task, no_trunc),
+        ]);
+    }
+    t.render()
+}

@@ -1,0 +1,443 @@
+use super::create::build_spec;
+use super::update::{apply, FORCE_ENV};
+use super::*;
+use crate::ctl::{Cli, Command};
+use clap::Parser;
+use shoal_proto::model::{
+    EndpointMode, Protocol, PublishMode, RestartCondition, ServiceMode, TaskState,
+};
+use std::collections::HashMap;
+
+fn create_args(argv: &[&str]) -> CreateArgs {
+    let mut full = vec!["swarmctl", "service", "create"];
+    full.extend_from_slice(argv);
+    match Cli::try_parse_from(full).expect("parses").command {
+        Command::Service(ServiceCmd::Create(a)) => *a,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn update_args(argv: &[&str]) -> UpdateArgs {
+    let mut full = vec!["swarmctl", "service", "update"];
+    full.extend_from_slice(argv);
+    match Cli::try_parse_from(full).expect("parses").command {
+        Command::Service(ServiceCmd::Update(a)) => *a,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn create_flags_make_a_spec() {
+    let a = create_args(&[
+        "--name",
+        "web",
+        "--replicas",
+        "3",
+        "-p",
+        "8080:80",
+        "--publish",
+        "53/udp,mode=host",
+        "--network",
+        "front",
+        "--network",
+        "name=back,alias=api",
+        "--endpoint-mode",
+        "dnsrr",
+        "-e",
+        "A=1",
+        "--constraint",
+        "node.role==worker",
+        "--label",
+        "tier=web",
+        "--restart-condition",
+        "on-failure",
+        "--restart-delay",
+        "5s",
+        "--restart-max-attempts",
+        "3",
+        "--stop-grace-period",
+        "500ms",
+        "--limit-memory",
+        "64M",
+        "--limit-cpu",
+        "0.5",
+        "-d",
+        "whoami",
+        "--port",
+        "80",
+        "-v",
+    ]);
+    assert!(a.wait.detach);
+    let s = build_spec(&a).unwrap();
+    assert_eq!(s.mode, ServiceMode::Replicated { replicas: 3 });
+    assert_eq!(s.image, "whoami");
+    assert_eq!(s.args, ["--port", "80", "-v"]);
+    assert_eq!((s.ports[0].published, s.ports[0].target), (8080, 80));
+    assert_eq!(
+        (s.ports[1].protocol, s.ports[1].mode),
+        (Protocol::Udp, PublishMode::Host)
+    );
+    assert_eq!(s.networks[1].target, "back");
+    assert_eq!(s.networks[1].aliases, ["api"]);
+    assert_eq!(s.endpoint_mode, EndpointMode::Dnsrr);
+    assert_eq!(s.env, ["A=1"]);
+    assert_eq!(s.labels["tier"], "web");
+    assert_eq!(
+        (
+            s.restart.condition,
+            s.restart.delay_ms,
+            s.restart.max_attempts
+        ),
+        (RestartCondition::OnFailure, 5000, 3)
+    );
+    assert_eq!(
+        (s.stop_grace_ms, s.limit_memory_bytes, s.limit_cpus),
+        (500, 64 << 20, 0.5)
+    );
+}
+
+#[test]
+fn create_defaults_and_modes() {
+    let s = build_spec(&create_args(&["--name", "web", "whoami"])).unwrap();
+    assert_eq!(s.mode, ServiceMode::Replicated { replicas: 1 });
+    assert_eq!(s.restart, shoal_proto::model::RestartPolicy::default());
+    let s = build_spec(&create_args(&[
+        "--name", "web", "--mode", "global", "whoami",
+    ]))
+    .unwrap();
+    assert_eq!(s.mode, ServiceMode::Global);
+    let e = build_spec(&create_args(&[
+        "--name",
+        "web",
+        "--mode",
+        "global",
+        "--replicas",
+        "2",
+        "whoami",
+    ]))
+    .unwrap_err();
+    assert!(e
+        .to_string()
+        .contains("--replicas can't be used with --mode global"));
+    let e = build_spec(&create_args(&["--name", "web.1", "whoami"])).unwrap_err();
+    assert!(e.to_string().contains("invalid service name"), "{e}");
+}
+
+#[test]
+fn create_refuses_bad_values_clearly() {
+    for (argv, want) in [
+        (
+            vec!["--name", "web", "--replicas", "-1", "whoami"],
+            "non-negative integer",
+        ),
+        (
+            vec!["--name", "web", "--replicas=-1", "whoami"],
+            "non-negative integer",
+        ),
+        (
+            vec!["--name", "web", "--replicas", "x", "whoami"],
+            "non-negative integer",
+        ),
+        (
+            vec!["--name", "web", "-p", "70000", "whoami"],
+            "target port must be 1-65535",
+        ),
+        (
+            vec!["--name", "web", "--restart-delay", "5", "whoami"],
+            "e.g. 500ms",
+        ),
+        (
+            vec!["--name", "web", "--limit-memory", "lots", "whoami"],
+            "e.g. 64M",
+        ),
+        (
+            vec!["--name", "web", "--network", "name=x,color=red", "whoami"],
+            "unknown option",
+        ),
+        (
+            vec!["--name", "web", "--bogus", "whoami"],
+            "unexpected argument '--bogus'",
+        ),
+        (vec!["--name", "web"], "<IMAGE>"),
+    ] {
+        let mut full = vec!["swarmctl", "service", "create"];
+        full.extend_from_slice(&argv);
+        let e = Cli::try_parse_from(full).expect_err("refused").to_string();
+        assert!(e.contains(want), "{argv:?}: {e}");
+    }
+}
+
+#[test]
+fn update_edits_the_spec() {
+    let mut spec = build_spec(&create_args(&[
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "-p",
+        "80",
+        "-p",
+        "53/udp",
+        "-e",
+        "A=1",
+        "-e",
+        "B=2",
+        "--constraint",
+        "x==1",
+        "--label",
+        "k=v",
+        "whoami",
+    ]))
+    .unwrap();
+    let a = update_args(&[
+        "--replicas",
+        "5",
+        "--image",
+        "whoami2",
+        "--args",
+        "--port 81 'a b'",
+        "--env-add",
+        "A=9",
+        "--env-rm",
+        "B",
+        "--publish-rm",
+        "53/udp",
+        "--publish-add",
+        "8080:80",
+        "--constraint-rm",
+        "x==1",
+        "--constraint-add",
+        "y==2",
+        "--label-rm",
+        "k",
+        "--label-add",
+        "t=1",
+        "--network-add",
+        "front",
+        "--network-rm",
+        "back",
+        "--limit-cpu",
+        "2",
+        "web",
+    ]);
+    spec.networks
+        .push(shoal_proto::model::NetworkAttachmentSpec {
+            target: "backid".into(),
+            aliases: vec![],
+        });
+    apply(&a, &mut spec, &[("back".into(), "backid".into())]).unwrap();
+    assert_eq!(spec.mode, ServiceMode::Replicated { replicas: 5 });
+    assert_eq!(spec.image, "whoami2");
+    assert_eq!(spec.args, ["--port", "81", "a b"]);
+    assert_eq!(spec.env, ["A=9"]);
+    assert_eq!(spec.ports.len(), 1);
+    assert_eq!((spec.ports[0].published, spec.ports[0].target), (8080, 80));
+    assert_eq!(spec.constraints, ["y==2"]);
+    assert_eq!(spec.labels.keys().collect::<Vec<_>>(), ["t"]);
+    assert_eq!(
+        spec.networks
+            .iter()
+            .map(|n| n.target.as_str())
+            .collect::<Vec<_>>(),
+        ["front"]
+    );
+    assert_eq!(spec.limit_cpus, 2.0);
+}
+
+#[test]
+fn update_force_bumps_a_counter() {
+    let mut spec = build_spec(&create_args(&["--name", "web", "whoami"])).unwrap();
+    let a = update_args(&["--force", "web"]);
+    apply(&a, &mut spec, &[]).unwrap();
+    apply(&a, &mut spec, &[]).unwrap();
+    assert_eq!(spec.env, [format!("{FORCE_ENV}=2")]);
+}
+
+#[test]
+fn update_replicas_of_a_global_service_is_refused() {
+    let mut spec = build_spec(&create_args(&[
+        "--name", "web", "--mode", "global", "whoami",
+    ]))
+    .unwrap();
+    let e = apply(&update_args(&["--replicas", "2", "web"]), &mut spec, &[]).unwrap_err();
+    assert!(e.to_string().contains("global"), "{e}");
+}
+
+#[test]
+fn service_table() {
+    let svc = |id: char, name: &str, global: bool, running, desired, ports: Vec<pb::PortConfig>| {
+        pb::Service {
+            id: id.to_string().repeat(25),
+            spec: Some(pb::ServiceSpec {
+                name: name.into(),
+                global,
+                image: "whoami".into(),
+                ..Default::default()
+            }),
+            ports,
+            running,
+            desired,
+            ..Default::default()
+        }
+    };
+    let p = |published, target| pb::PortConfig {
+        published,
+        target,
+        ..Default::default()
+    };
+    let services = [
+        svc('a', "web", false, 2, 3, vec![p(30001, 8080), p(8081, 81)]),
+        svc('b', "monitor", true, 2, 2, vec![]),
+    ];
+    let want = "\
+ID             NAME      MODE         REPLICAS   IMAGE     PORTS
+aaaaaaaaaaaa   web       replicated   2/3        whoami    *:30001->8080/tcp, *:8081->81/tcp
+bbbbbbbbbbbb   monitor   global       2/2        whoami
+";
+    assert_eq!(table(&services, false), want);
+}
+
+fn ps_task(
+    id: &str,
+    slot: u64,
+    created: i64,
+    desired: TaskState,
+    state: TaskState,
+    err: &str,
+) -> pb::Task {
+    pb::Task {
+        id: id.repeat(25).chars().take(25).collect(),
+        name: format!(
+            "web.{slot}.{}",
+            id.repeat(25).chars().take(25).collect::<String>()
+        ),
+        service_name: "web".into(),
+        slot,
+        node_id: "n1".into(),
+        spec: Some(pb::ServiceSpec {
+            name: "web".into(),
+            image: "whoami".into(),
+            ..Default::default()
+        }),
+        desired_state: desired as i32,
+        status: Some(pb::TaskStatus {
+            state: state as i32,
+            err: err.into(),
+            timestamp_ms: 95_000 - created * 1000,
+            ..Default::default()
+        }),
+        created_ms: created,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn ps_nests_older_tasks_under_their_slot() {
+    let mut tasks = vec![
+        ps_task("b", 2, 3, TaskState::Running, TaskState::Running, ""),
+        ps_task(
+            "o",
+            1,
+            1,
+            TaskState::Shutdown,
+            TaskState::Failed,
+            "task: non-zero exit (1): the program crashed",
+        ),
+        ps_task("n", 1, 2, TaskState::Running, TaskState::Running, ""),
+    ];
+    sort_tasks(&mut tasks);
+    let hosts: HashMap<String, String> = [("n1".to_string(), "worker1".to_string())].into();
+    let got = ps_table(&tasks, &hosts, 100_000, false);
+    let want = "\
+ID             NAME        IMAGE     NODE      DESIRED STATE   CURRENT STATE           ERROR
+nnnnnnnnnnnn   web.1       whoami    worker1   Running         Running 7 seconds ago
+oooooooooooo    \\_ web.1   whoami    worker1   Shutdown        Failed 6 seconds ago    \"task: non-zero exit (1): the…\"
+bbbbbbbbbbbb   web.2       whoami    worker1   Running         Running 8 seconds ago
+";
+    assert_eq!(got, want);
+    let full = ps_table(&tasks, &hosts, 100_000, true);
+    assert!(
+        full.contains(&format!("web.1.{}", "n".repeat(25))),
+        "{full}"
+    );
+    assert!(
+        full.contains("\"task: non-zero exit (1): the program crashed\""),
+        "{full}"
+    );
+}
+
+#[test]
+fn ps_names() {
+    let t = ps_task("a", 3, 1, TaskState::Running, TaskState::Running, "");
+    assert_eq!(display_name(&t, false), "web.3");
+    let mut g = t.clone();
+    g.name = String::new();
+    g.spec.as_mut().unwrap().global = true;
+    g.node_id = "node9".into();
+    assert_eq!(display_name(&g, false), "web.node9");
+    assert_eq!(display_name(&g, true), format!("web.node9.{}", g.id));
+}
+
+#[test]
+fn log_lines_are_prefixed_and_aligned() {
+    let line = |task: &str, node: &str, data: &str| pb::LogLine {
+        task_id: "x".into(),
+        task_name: task.into(),
+        node_id: node.into(),
+        stream: "stdout".into(),
+        data: data.as_bytes().to_vec(),
+    };
+    let hosts: HashMap<String, String> = [("n1".to_string(), "worker1".to_string())].into();
+    let got = logs::render(
+        &[
+            line("web.1.abc", "n1", "hello\nworld\n"),
+            line("web.10.abc", "n2", "x"),
+        ],
+        &hosts,
+    );
+    let texts: Vec<&str> = got.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "web.1.abc@worker1    | hello",
+            "web.1.abc@worker1    | world",
+            "web.10.abc@n2        | x"
+        ]
+    );
+}
+
+#[test]
+fn pretty_inspect_names_networks() {
+    let s = pb::Service {
+        id: "s1".into(),
+        spec: Some(pb::ServiceSpec {
+            name: "web".into(),
+            replicas: 2,
+            image: "whoami".into(),
+            networks: vec![pb::NetworkAttachmentSpec {
+                target: "nid".into(),
+                aliases: vec!["api".into()],
+            }],
+            limit_memory_bytes: 64 << 20,
+            ..Default::default()
+        }),
+        vips: vec![pb::VirtualIp {
+            network_id: "nid".into(),
+            addr: "10.0.1.2/24".into(),
+        }],
+        ..Default::default()
+    };
+    let nets: HashMap<String, String> = [("nid".to_string(), "front".to_string())].into();
+    let out = pretty_service(&s, &nets);
+    assert!(out.contains("Name:           web\n"), "{out}");
+    assert!(out.contains(" Replicas:      2\n"), "{out}");
+    assert!(
+        out.contains("Networks:       front (aliases: api)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(" VIP:           10.0.1.2/24 on front\n"),
+        "{out}"
+    );
+    assert!(out.contains("  Memory:       64MiB\n"), "{out}");
+}

@@ -1,0 +1,169 @@
+//! `swarmctl swarm inspect | join-token`.
+
+use super::{json, output, Ctx};
+use crate::client::RpcResultExt;
+use clap::{Subcommand, ValueEnum};
+use serde_json::json;
+use shoal_proto::pb;
+
+/// `swarm` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SwarmCmd {
+    /// Show the cluster: id, raft leader and term, node counts, address pool.
+    Inspect,
+    /// Show (or rotate) the token a new node needs to join.
+    JoinToken {
+        /// Which kind of node the token admits.
+        #[arg(value_enum)]
+        role: Role,
+        /// Replace the token; the old one stops working (nodes already joined are unaffected).
+        #[arg(long)]
+        rotate: bool,
+        /// Print only the token.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+}
+
+/// Node kinds a join token admits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// Runs tasks.
+    Worker,
+    /// Runs tasks and is a raft member.
+    Manager,
+}
+
+/// Runs a `swarm` subcommand.
+pub async fn run(ctx: &mut Ctx, cmd: SwarmCmd) -> anyhow::Result<()> {
+    match cmd {
+        SwarmCmd::Inspect => inspect(ctx).await,
+        SwarmCmd::JoinToken {
+            role,
+            rotate,
+            quiet,
+        } => join_token(ctx, role, rotate, quiet).await,
+    }
+}
+
+async fn inspect(ctx: &mut Ctx) -> anyhow::Result<()> {
+    let c = ctx.client.get_cluster(pb::Empty {}).await.rpc()?;
+    if ctx.json() {
+        ctx.out.json(&json::cluster(&c));
+        return Ok(());
+    }
+    ctx.out
+        .print(&render_cluster(&c, shoal_proto::model::now_ms()));
+    Ok(())
+}
+
+/// The human form of `swarm inspect`.
+pub fn render_cluster(c: &pb::Cluster, now_ms: i64) -> String {
+    let leader = if c.raft_leader.is_empty() {
+        "(none: no quorum?)"
+    } else {
+        c.raft_leader.as_str()
+    };
+    let created = match output::ago(now_ms, c.created_ms) {
+        s if s.is_empty() => String::new(),
+        s => format!("Created:              {s}\n"),
+    };
+    format!(
+        "ID:                   {}\n{created}\
+         Managers:             {}\n\
+         Workers:              {}\n\
+         Raft:\n \
+         Leader:              {leader}\n \
+         Term:                {}\n \
+         Last applied index:  {}\n\
+         Heartbeat period:     {}\n\
+         Default address pool: {} (subnets of /{})\n",
+        c.id,
+        c.managers,
+        c.workers,
+        c.raft_term,
+        c.raft_last_applied,
+        output::millis(c.heartbeat_period_ms),
+        c.default_addr_pool,
+        c.subnet_size,
+    )
+}
+
+async fn join_token(ctx: &mut Ctx, role: Role, rotate: bool, quiet: bool) -> anyhow::Result<()> {
+    let pb_role = match role {
+        Role::Worker => pb::NodeRole::Worker,
+        Role::Manager => pb::NodeRole::Manager,
+    };
+    let r = ctx
+        .client
+        .get_join_token(pb::JoinTokenRequest {
+            role: pb_role as i32,
+            rotate,
+        })
+        .await
+        .rpc()?;
+    let word = match role {
+        Role::Worker => "worker",
+        Role::Manager => "manager",
+    };
+    if ctx.json() {
+        ctx.out.json(&json!({ "role": word, "token": r.token, "manager_addr": r.manager_addr, "rotated": rotate }));
+    } else if quiet {
+        ctx.out.line(&r.token);
+    } else {
+        if rotate {
+            ctx.out
+                .line(&format!("Successfully rotated {word} join token.\n"));
+        }
+        ctx.out.print(&join_text(word, &r));
+    }
+    Ok(())
+}
+
+/// The instructions `swarm join-token` prints.
+pub fn join_text(word: &str, r: &pb::JoinTokenResponse) -> String {
+    let addr = if r.manager_addr.is_empty() {
+        "<manager-ip>:2377"
+    } else {
+        r.manager_addr.as_str()
+    };
+    format!(
+        "To add a {word} to this swarm, run the following command:\n\n    \
+         swarmd --join {addr} --token {} --state-dir DIR --listen-addr IP:PORT\n",
+        r.token
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_instructions() {
+        let r = pb::JoinTokenResponse {
+            token: "SWMTKN-1-abc-def".into(),
+            manager_addr: "10.0.0.1:2377".into(),
+        };
+        assert_eq!(
+            join_text("worker", &r),
+            "To add a worker to this swarm, run the following command:\n\n    \
+             swarmd --join 10.0.0.1:2377 --token SWMTKN-1-abc-def --state-dir DIR --listen-addr IP:PORT\n"
+        );
+    }
+
+    #[test]
+    fn cluster_summary() {
+        let c = pb::Cluster {
+            id: "c1".into(),
+            raft_leader: "manager1".into(),
+            managers: 3,
+            workers: 2,
+            heartbeat_period_ms: 500,
+            ..Default::default()
+        };
+        let s = render_cluster(&c, 0);
+        assert!(s.contains("Leader:              manager1\n"), "{s}");
+        assert!(s.contains("Managers:             3\n"), "{s}");
+        assert!(s.contains("Heartbeat period:     500ms\n"), "{s}");
+    }
+}

@@ -1,0 +1,408 @@
+//! Command tests: argument parsing, and whole commands against the in-process fake server.
+
+use super::fake::Fake;
+use super::output::SharedBuf;
+use super::*;
+use crate::client::connect;
+
+/// Runs `swarmctl ARGS` against `host`, returning the result and what went to stdout.
+async fn run_cmd(host: &str, args: &[&str]) -> (anyhow::Result<()>, String) {
+    let mut argv = vec!["swarmctl"];
+    argv.extend_from_slice(args);
+    let cli = Cli::try_parse_from(argv).expect("arguments parse");
+    let (out, buf): (Out, SharedBuf) = Out::buffer();
+    let mut ctx = Ctx {
+        client: connect(host).await.expect("connect"),
+        format: cli.format,
+        out,
+    };
+    let r = dispatch(&mut ctx, cli.command).await;
+    (r, buf.contents())
+}
+
+async fn ok(host: &str, args: &[&str]) -> String {
+    let (r, out) = run_cmd(host, args).await;
+    if let Err(e) = r {
+        panic!("swarmctl {args:?} failed: {e:#}\n{out}");
+    }
+    out
+}
+
+#[test]
+fn global_flags_and_defaults() {
+    let cli = Cli::try_parse_from(["swarmctl", "node", "ls"]).unwrap();
+    assert_eq!(cli.format, Format::Table);
+    // --host and --format are accepted after the subcommand too.
+    let cli = Cli::try_parse_from([
+        "swarmctl",
+        "node",
+        "ls",
+        "--format",
+        "json",
+        "--host",
+        "tcp://1.2.3.4:2377",
+    ])
+    .unwrap();
+    assert_eq!(
+        (cli.format, cli.host.as_str()),
+        (Format::Json, "tcp://1.2.3.4:2377")
+    );
+    assert!(Cli::try_parse_from(["swarmctl", "--format", "yaml", "node", "ls"]).is_err());
+    assert!(Cli::try_parse_from(["swarmctl", "swarm", "join-token", "boss"]).is_err());
+    assert!(Cli::try_parse_from(["swarmctl", "service", "scale", "web"])
+        .unwrap_err()
+        .to_string()
+        .contains("SERVICE=REPLICAS"));
+    assert!(Cli::try_parse_from([
+        "swarmctl",
+        "node",
+        "update",
+        "--availability",
+        "sleep",
+        "n1"
+    ])
+    .is_err());
+}
+
+#[test]
+fn every_command_parses() {
+    for argv in [
+        "swarm inspect",
+        "swarm join-token worker --rotate -q",
+        "node ls -q --no-trunc",
+        "node inspect --pretty a b",
+        "node update --availability drain --label-add a=b --label-rm c n1",
+        "node promote a b",
+        "node demote a",
+        "node rm --force a",
+        "service ls",
+        "service ps --no-trunc -q web api",
+        "service inspect --pretty web",
+        "service scale web=3 api=0 -d --timeout 5s",
+        "service update --image x --force web",
+        "service rm web",
+        "service logs --tail 10 web",
+        "network create -d bridge --subnet 10.1.0.0/24 --attachable --label a=b net1",
+        "network ls",
+        "network inspect net1",
+        "network rm net1 net2",
+        "task ls --service web --node n1 --all",
+        "task inspect t1",
+    ] {
+        let mut full = vec!["swarmctl"];
+        full.extend(argv.split(' '));
+        if let Err(e) = Cli::try_parse_from(full) {
+            panic!("{argv}: {e}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn node_commands() {
+    let host = Fake::with_nodes().serve_tcp().await;
+    let out = ok(&host, &["node", "ls"]).await;
+    assert_eq!(
+        out,
+        "ID             HOSTNAME   STATUS    AVAILABILITY   MANAGER STATUS\n\
+         mmmmmmmmmmmm   manager1   Ready     Active         Leader\n\
+         wwwwwwwwwwww   worker1    Ready     Active\n"
+    );
+    assert_eq!(
+        ok(
+            &host,
+            &[
+                "node",
+                "update",
+                "--availability",
+                "drain",
+                "--label-add",
+                "disk=ssd",
+                "worker1"
+            ]
+        )
+        .await,
+        "worker1\n"
+    );
+    let out = ok(&host, &["node", "ls", "--format", "json"]).await;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[1]["availability"], "drain");
+    assert_eq!(v[1]["labels"]["disk"], "ssd");
+    assert_eq!(
+        ok(&host, &["node", "promote", "worker1"]).await,
+        "Node worker1 promoted to a manager in the swarm.\n"
+    );
+    let out = ok(&host, &["node", "inspect", "--pretty", "worker1"]).await;
+    assert!(
+        out.contains("Role:                   manager\n") && out.contains(" - disk=ssd\n"),
+        "{out}"
+    );
+    // One bad argument of several: the others are done, the command fails.
+    let (r, out) = run_cmd(&host, &["node", "rm", "nosuch", "worker1"]).await;
+    assert!(r.unwrap_err().downcast_ref::<AlreadyReported>().is_some());
+    assert_eq!(out, "worker1\n");
+    assert_eq!(ok(&host, &["node", "ls", "-q"]).await, "mmmmmmmmmmmm\n");
+}
+
+#[tokio::test]
+async fn swarm_commands() {
+    let host = Fake::with_nodes().serve_tcp().await;
+    let out = ok(&host, &["swarm", "join-token", "manager"]).await;
+    assert!(out.starts_with("To add a manager to this swarm, run the following command:\n\n    swarmd --join 10.0.0.1:2377 --token SWMTKN-1-digest-mgr"), "{out}");
+    assert_eq!(
+        ok(&host, &["swarm", "join-token", "-q", "worker"]).await,
+        "SWMTKN-1-digest-wkr\n"
+    );
+    let out = ok(&host, &["swarm", "inspect", "--format", "json"]).await;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["raft"]["leader"], "manager1");
+}
+
+#[tokio::test]
+async fn service_create_shows_progress_until_converged() {
+    let host = Fake::with_nodes().serve_tcp().await;
+    let out = ok(
+        &host,
+        &[
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--replicas",
+            "2",
+            "-p",
+            "8080",
+            "whoami",
+            "--port",
+            "80",
+        ],
+    )
+    .await;
+    let mut lines = out.lines();
+    let id = lines.next().unwrap().to_string();
+    assert_eq!(id.len(), 25);
+    // Not a terminal: each change once, in order.
+    let rest: Vec<&str> = lines.collect();
+    assert!(
+        rest.contains(&"overall progress: 0 out of 2 tasks"),
+        "{out}"
+    );
+    assert!(
+        rest.iter().any(|l| l.starts_with("1/2: pending   [")),
+        "{out}"
+    );
+    assert!(
+        rest.contains(&"overall progress: 2 out of 2 tasks"),
+        "{out}"
+    );
+    assert!(
+        rest.contains(&"verify: Waiting 1 seconds to verify that tasks are stable..."),
+        "{out}"
+    );
+    assert_eq!(
+        rest.last().unwrap(),
+        &format!("verify: Service {id} converged")
+    );
+    let running = format!("running   [{}>]", "=".repeat(50));
+    assert!(rest.contains(&format!("2/2: {running}").as_str()), "{out}");
+
+    let out = ok(&host, &["service", "ls"]).await;
+    assert!(
+        out.contains("web       replicated   2/2        whoami    *:30000->8080/tcp"),
+        "{out}"
+    );
+    let out = ok(&host, &["service", "ps", "web"]).await;
+    assert!(
+        out.starts_with(
+            "ID             NAME      IMAGE     NODE      DESIRED STATE   CURRENT STATE"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("web.1     whoami    worker1   Running         Running "),
+        "{out}"
+    );
+    let ids = ok(&host, &["service", "ps", "-q", "web"]).await;
+    let first = ids.lines().next().unwrap();
+    assert_eq!(first.len(), 12);
+    let out = ok(&host, &["task", "inspect", first]).await;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["status"]["state"], "running");
+    assert_eq!(
+        v[0]["name"].as_str().map(|n| n.starts_with("web.1.")),
+        Some(true)
+    );
+    let out = ok(&host, &["task", "ls", "--service", "web"]).await;
+    assert_eq!(out.lines().count(), 3, "{out}");
+
+    // Same name again: the server's message, as is.
+    let (r, _) = run_cmd(
+        &host,
+        &["service", "create", "--name", "web", "-d", "whoami"],
+    )
+    .await;
+    assert_eq!(
+        r.unwrap_err().to_string(),
+        "service with name \"web\" already exists"
+    );
+}
+
+#[tokio::test]
+async fn stuck_tasks_show_why_and_time_out() {
+    let host = Fake::with_nodes().serve_tcp().await;
+    let started = std::time::Instant::now();
+    let (r, out) = run_cmd(
+        &host,
+        &[
+            "service",
+            "create",
+            "--name",
+            "db",
+            "--constraint",
+            "node.role==nowhere",
+            "--timeout",
+            "1s",
+            "whoami",
+        ],
+    )
+    .await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(
+        out.contains(
+            "1/1: no suitable node (2 nodes do not satisfy constraint node.role==nowhere)"
+        ),
+        "{out}"
+    );
+    let e = r.unwrap_err().to_string();
+    assert!(
+        e.starts_with(
+            "service db did not converge within 1s: 0 out of 1 tasks running; no suitable node (2"
+        ),
+        "{e}"
+    );
+    assert!(e.ends_with("see `swarmctl service ps db`"), "{e}");
+    let out = ok(&host, &["service", "ps", "db"]).await;
+    assert!(
+        out.contains("Pending ") && out.contains("\"no suitable node (2 nodes do…\""),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn failing_polls_are_retried_and_reported() {
+    let fake = Fake::with_nodes();
+    fake.lock().no_leader = true;
+    let host = fake.serve_tcp().await;
+    let (r, out) = run_cmd(
+        &host,
+        &[
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--timeout",
+            "1s",
+            "whoami",
+        ],
+    )
+    .await;
+    assert_eq!(out.lines().count(), 1, "only the id: {out}");
+    let e = r.unwrap_err().to_string();
+    assert!(e.starts_with("service web did not converge within 1s: 0 out of 0 tasks running; no raft leader right now"), "{e}");
+}
+
+#[tokio::test]
+async fn scale_update_logs_and_rm() {
+    let host = Fake::with_nodes().serve_tcp().await;
+    ok(
+        &host,
+        &["service", "create", "--name", "web", "-d", "whoami"],
+    )
+    .await;
+    let out = ok(&host, &["service", "scale", "web=3"]).await;
+    assert!(
+        out.starts_with("web scaled to 3\noverall progress: "),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with("converged"), "{out}");
+    let (r, _) = run_cmd(&host, &["service", "scale", "nosuch=2", "-d"]).await;
+    assert!(r.unwrap_err().downcast_ref::<AlreadyReported>().is_some());
+
+    let out = ok(
+        &host,
+        &[
+            "service",
+            "update",
+            "--image",
+            "whoami2",
+            "--env-add",
+            "A=1",
+            "web",
+            "--format",
+            "json",
+        ],
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["spec"]["image"], "whoami2");
+    assert_eq!(v["running"], 3);
+    assert_eq!(v["spec_version"], 2);
+    let out = ok(&host, &["service", "ps", "web"]).await;
+    assert_eq!(out.matches(" \\_ web.").count(), 3, "{out}");
+
+    let out = ok(&host, &["service", "logs", "web"]).await;
+    assert!(
+        out.lines()
+            .any(|l| l.ends_with("    | hello from 1") && l.contains("@worker1")),
+        "{out}"
+    );
+    let out = ok(&host, &["service", "logs", "--format", "json", "web"]).await;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["errors"].as_array().map(Vec::len), Some(1));
+    let (r, _) = run_cmd(&host, &["service", "logs", "nosuch"]).await;
+    assert!(r
+        .unwrap_err()
+        .to_string()
+        .starts_with("no service or task nosuch"));
+
+    let out = ok(&host, &["service", "inspect", "web"]).await;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["spec"]["env"][0], "A=1");
+    assert_eq!(ok(&host, &["service", "rm", "web"]).await, "web\n");
+    assert_eq!(ok(&host, &["service", "ls", "-q"]).await, "");
+}
+
+#[tokio::test]
+async fn network_commands() {
+    let host = Fake::with_nodes().serve_tcp().await;
+    let id = ok(&host, &["network", "create", "front"]).await;
+    assert_eq!(id.trim().len(), 25);
+    ok(
+        &host,
+        &[
+            "network",
+            "create",
+            "-d",
+            "bridge",
+            "--subnet",
+            "10.9.0.0/24",
+            "local1",
+        ],
+    )
+    .await;
+    let out = ok(&host, &["network", "ls"]).await;
+    assert!(
+        out.contains("front     overlay   swarm\n") && out.contains("local1    bridge    local\n"),
+        "{out}"
+    );
+    let (r, _) = run_cmd(&host, &["network", "create", "--subnet", "10.9.0.0", "x"]).await;
+    assert!(r.unwrap_err().to_string().contains("expected an IPv4 CIDR"));
+    let (r, _) = run_cmd(&host, &["network", "create", "bad name"]).await;
+    assert!(r.unwrap_err().to_string().contains("invalid network name"));
+    let out = ok(&host, &["network", "inspect", "front"]).await;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["scope"], "swarm");
+    assert_eq!(
+        ok(&host, &["network", "rm", "front", "local1"]).await,
+        "front\nlocal1\n"
+    );
+}
