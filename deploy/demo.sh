@@ -52,7 +52,7 @@ start 1 --join "127.0.0.1:$(port 0)" --token "$MANAGER_TOKEN"
 start 2 --join "127.0.0.1:$(port 0)" --token "$MANAGER_TOKEN"
 start 3 --join "127.0.0.1:$(port 0)" --token "$WORKER_TOKEN"
 start 4 --join "127.0.0.1:$(port 0)" --token "$WORKER_TOKEN"
-ready() { [ "$(swarmctl node ls --format json | grep -o '"status": *"Ready"' | wc -l)" -ge 5 ]; }
+ready() { [ "$(swarmctl node ls --format json | grep -o '"state": *"ready"' | wc -l)" -ge 5 ]; }
 wait_for "5 ready nodes" 30 ready
 run swarmctl node ls
 
@@ -75,6 +75,10 @@ echo; echo "== kill -9 the leader ($LEADER); talking to ${NAMES[$OTHER]} now"
 kill -9 "${PIDS[$L]}"; wait "${PIDS[$L]}" 2>/dev/null || true
 run swarmctl network create -d overlay after_failover
 run swarmctl node ls
+down() { swarmctl node ls --format json | grep -q '"state": *"down"'; }
+wait_for "$LEADER to be marked down" 15 down
+run swarmctl node ls
+run swarmctl service ps web
 run swarmctl service ls
 
 if [ "${KEEP:-0}" = 1 ]; then

@@ -103,6 +103,16 @@ impl Manager {
         m.state == ServerState::Leader && m.current_leader == Some(self.cfg.raft_id)
     }
 
+    /// Whether raft member `raft_id` answered this manager recently. Meaningful on the leader,
+    /// which contacts every member at each raft heartbeat.
+    pub fn raft_reachable(&self, raft_id: NodeId) -> bool {
+        if raft_id == self.cfg.raft_id {
+            return true;
+        }
+        let window = (self.cfg.election_timeout * 4).max(Duration::from_secs(1));
+        self.net.last_contact(raft_id).is_some_and(|t| t.elapsed() < window)
+    }
+
     /// Addresses of all raft members.
     pub fn manager_addrs(&self) -> Vec<String> {
         let m = self.raft.metrics().borrow().clone();

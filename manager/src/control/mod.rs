@@ -40,7 +40,8 @@ impl ControlService {
         }
         match self.m.leader() {
             Some((id, _)) if id == n.raft_id => "Leader",
-            _ if n.state == NodeState::Ready => "Reachable",
+            _ if self.m.is_leader() && self.m.raft_reachable(n.raft_id) => "Reachable",
+            _ if !self.m.is_leader() && n.state == NodeState::Ready => "Reachable",
             _ => "Unreachable",
         }
     }
@@ -55,9 +56,29 @@ impl ControlService {
         service_to_pb(svc, running, desired)
     }
 
+    /// A channel to the leader when this manager is a follower that knows one (and the request
+    /// was not already forwarded once).
+    fn leader_channel<T>(&self, req: &Request<T>) -> Option<tonic::transport::Channel> {
+        if self.m.is_leader() || req.metadata().contains_key(FORWARDED) {
+            return None;
+        }
+        let (_, addr) = self.m.leader()?;
+        self.m.channel(&addr).ok()
+    }
+
     async fn write(&self, cmd: Command) -> Result<model::Response, Status> {
         self.m.write(cmd).await.map_err(to_status)
     }
+}
+
+/// Metadata marking a request a follower forwarded to the leader (never forwarded again).
+const FORWARDED: &str = "shoal-forwarded";
+
+fn forwarded<T>(msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut().insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    r.set_timeout(std::time::Duration::from_secs(2));
+    r
 }
 
 fn to_status(e: ManagerError) -> Status {
@@ -117,13 +138,26 @@ impl control_server::Control for ControlService {
         Ok(Response::new(pb::JoinTokenResponse { token: c.token(role), manager_addr }))
     }
 
-    async fn list_nodes(&self, _: Request<pb::Empty>) -> R<pb::NodeList> {
+    async fn list_nodes(&self, req: Request<pb::Empty>) -> R<pb::NodeList> {
+        // Only the leader sees which managers answer raft: ask it when we are a follower.
+        if let Some(ch) = self.leader_channel(&req) {
+            if let Ok(r) = ControlClient::new(ch).list_nodes(forwarded(pb::Empty {})).await {
+                return Ok(r);
+            }
+        }
         let s = self.m.store.read();
         let nodes = s.nodes.values().map(|n| node_to_pb(n, self.manager_status(n))).collect();
         Ok(Response::new(pb::NodeList { nodes }))
     }
 
     async fn get_node(&self, req: Request<pb::IdRequest>) -> R<pb::Node> {
+        if let Some(ch) = self.leader_channel(&req) {
+            match ControlClient::new(ch).get_node(forwarded(req.get_ref().clone())).await {
+                Ok(r) => return Ok(r),
+                Err(s) if s.code() == tonic::Code::NotFound => return Err(s),
+                Err(_) => {}
+            }
+        }
         let s = self.m.store.read();
         let n = s.node(&req.get_ref().id).ok_or_else(|| not_found("node", &req.get_ref().id))?;
         Ok(Response::new(node_to_pb(n, self.manager_status(n))))

@@ -15,7 +15,7 @@ use shoal_proto::pb::raft_client::RaftClient;
 use shoal_proto::pb::RaftBytes;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tonic::transport::{Channel, Endpoint};
 
 /// A lazily connected channel to `addr` (`ip:port`).
@@ -32,6 +32,7 @@ pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
 #[derive(Clone, Default)]
 pub struct Network {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    contact: Arc<Mutex<HashMap<NodeId, Instant>>>,
 }
 
 impl Network {
@@ -45,13 +46,23 @@ impl Network {
         map.insert(addr.to_string(), c.clone());
         Ok(c)
     }
+
+    /// When a raft RPC to `id` last succeeded (on the leader: at least every heartbeat).
+    pub fn last_contact(&self, id: NodeId) -> Option<Instant> {
+        self.contact.lock().unwrap_or_else(|e| e.into_inner()).get(&id).copied()
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
-        Peer { target, node: node.clone(), client: self.channel(&node.addr).ok().map(RaftClient::new) }
+        Peer {
+            target,
+            node: node.clone(),
+            client: self.channel(&node.addr).ok().map(RaftClient::new),
+            contact: self.contact.clone(),
+        }
     }
 }
 
@@ -60,6 +71,7 @@ pub struct Peer {
     target: NodeId,
     node: BasicNode,
     client: Option<RaftClient<Channel>>,
+    contact: Arc<Mutex<HashMap<NodeId, Instant>>>,
 }
 
 /// Serialization of raft payloads (JSON: openraft's types are serde).
@@ -108,6 +120,7 @@ impl Peer {
         })?;
         let result: Result<Resp, RaftError<NodeId, E>> =
             decode(&resp.into_inner().data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.contact.lock().unwrap_or_else(|e| e.into_inner()).insert(self.target, Instant::now());
         result.map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), e)))
     }
 }
