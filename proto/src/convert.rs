@@ -216,6 +216,7 @@ impl From<&m::ServiceSpec> for pb::ServiceSpec {
             stop_grace_ms: s.stop_grace_ms,
             limit_memory_bytes: s.limit_memory_bytes,
             limit_cpus: s.limit_cpus,
+            force_update: s.force_update,
         }
     }
 }
@@ -257,6 +258,7 @@ impl TryFrom<&pb::ServiceSpec> for m::ServiceSpec {
             stop_grace_ms: s.stop_grace_ms,
             limit_memory_bytes: s.limit_memory_bytes,
             limit_cpus: s.limit_cpus,
+            force_update: s.force_update,
         })
     }
 }

@@ -100,6 +100,7 @@ pub fn spec(s: &pb::ServiceSpec) -> Value {
         "stop_grace_ms": s.stop_grace_ms,
         "limit_memory_bytes": s.limit_memory_bytes,
         "limit_cpus": s.limit_cpus,
+        "force_update": s.force_update,
     })
 }
 

@@ -39,6 +39,7 @@ fn runs_the_same(a: &ServiceSpec, b: &ServiceSpec) -> bool {
         stop_grace_ms,
         limit_memory_bytes,
         limit_cpus,
+        force_update,
     } = a;
     *name == b.name
         && *image == b.image
@@ -49,6 +50,7 @@ fn runs_the_same(a: &ServiceSpec, b: &ServiceSpec) -> bool {
         && *endpoint_mode == b.endpoint_mode
         && *restart == b.restart
         && *constraints == b.constraints
+        && *force_update == b.force_update
         && *stop_grace_ms == b.stop_grace_ms
         && *limit_memory_bytes == b.limit_memory_bytes
         && *limit_cpus == b.limit_cpus

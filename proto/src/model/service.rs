@@ -217,6 +217,9 @@ pub struct ServiceSpec {
     pub limit_memory_bytes: i64,
     /// CPU limit in cores, 0 = none.
     pub limit_cpus: f64,
+    /// Bumped by `service update --force` so every task is replaced.
+    #[serde(default)]
+    pub force_update: u64,
 }
 
 /// A service's virtual IP on one network.

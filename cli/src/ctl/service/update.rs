@@ -6,10 +6,6 @@ use crate::client::RpcResultExt;
 use shoal_proto::model::{NetworkAttachmentSpec, PortConfig, Protocol, ServiceMode, ServiceSpec};
 use shoal_proto::pb;
 
-/// Environment variable `--force` bumps. The wire spec has no force counter yet, and the managers
-/// replace tasks only when what they run changes, so the counter travels in the environment.
-pub const FORCE_ENV: &str = "SHOAL_FORCE_UPDATE";
-
 /// `service update` flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct UpdateArgs {
@@ -58,8 +54,7 @@ pub struct UpdateArgs {
     /// Restart policy, stop grace period and limits.
     #[command(flatten)]
     pub spec: SpecArgs,
-    /// Replace every task even if nothing they run changed (bumps SHOAL_FORCE_UPDATE in their
-    /// environment).
+    /// Replace every task even if nothing they run changed.
     #[arg(long)]
     pub force: bool,
     /// --detach / --timeout.
@@ -108,16 +103,7 @@ pub fn apply(
         spec.env.push(e.clone());
     }
     if a.force {
-        let n = spec
-            .env
-            .iter()
-            .find_map(|e| {
-                e.strip_prefix(&format!("{FORCE_ENV}="))
-                    .and_then(|v| v.parse::<u64>().ok())
-            })
-            .unwrap_or(0);
-        spec.env.retain(|e| key(e) != FORCE_ENV);
-        spec.env.push(format!("{FORCE_ENV}={}", n + 1));
+        spec.force_update += 1;
     }
     for (target, proto) in &a.publish_rm {
         spec.ports
