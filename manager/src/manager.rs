@@ -132,7 +132,16 @@ impl Manager {
                     };
                     if let Some(node) = fwd.leader_node.clone() {
                         match self.forward(&node.addr, &cmd).await {
-                            Ok(Some(resp)) => return resp.into_result().map_err(ManagerError::Refused),
+                            Ok(Some(resp)) => {
+                                // Callers read the store right after a write: let this
+                                // follower apply the entry first (it learns of the commit with
+                                // the leader's next message, within a raft heartbeat).
+                                let wait = self.raft.wait(Some(WRITE_TIMEOUT));
+                                if let Err(e) = wait.applied_index_at_least(Some(resp.log_index), "forwarded write").await {
+                                    warn!(index = resp.log_index, error = %e, "a forwarded write is not applied here yet");
+                                }
+                                return resp.into_result().map_err(ManagerError::Refused);
+                            }
                             Ok(None) => {}
                             Err(e) => warn!(leader = %node.addr, error = %e, "forwarding a write failed; retrying"),
                         }

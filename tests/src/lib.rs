@@ -1,1 +1,30 @@
-//! Helpers for end-to-end tests.
+//! End-to-end test harness: starts real `swarmd` processes on 127.0.0.1 (no root needed:
+//! `--data-plane none` runs tasks as plain child processes) and drives them with the real
+//! `swarmctl`, exactly as an operator would.
+//!
+//! ```no_run
+//! use shoal_tests::Cluster;
+//! let c = Cluster::start(3, 2); // manager1..3, worker1..2, all Ready
+//! c.ctl_ok(0, &["service", "create", "--name", "web", "--replicas", "5", "sleep", "1000"]);
+//! c.wait_running(0, "web", 5);
+//! ```
+//!
+//! Everything waits on conditions with deadlines ([`wait_for`], [`wait_until`]); nothing sleeps
+//! a fixed time and hopes. A [`Cluster`] kills the processes it started (by pid, only those)
+//! and removes its directories when dropped, and prints the tail of every node's log when the
+//! test is failing.
+#![forbid(unsafe_code)]
+
+mod bins;
+mod cluster;
+mod ports;
+mod run;
+mod views;
+mod wait;
+
+pub use bins::{bin, bin_dir};
+pub use cluster::{Cluster, NodeProc, Timings};
+pub use ports::free_port;
+pub use run::{run, Output};
+pub use views::{NetworkView, NodeView, ServiceView, TaskView};
+pub use wait::{wait_for, wait_until, POLL};

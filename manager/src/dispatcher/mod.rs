@@ -66,6 +66,12 @@ impl Dispatcher {
         *lock(&self.leader_since) = Some(Instant::now());
     }
 
+    /// Whether this manager's leadership is confirmed (the leader actors run): set once raft
+    /// confirmed it with a quorum and the store applied everything committed before.
+    pub(crate) fn leading(&self) -> bool {
+        lock(&self.leader_since).is_some()
+    }
+
     pub(crate) fn on_leader_stop(&self) {
         *lock(&self.leader_since) = None;
         lock(&self.sessions).clear();

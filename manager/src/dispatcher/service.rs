@@ -136,6 +136,13 @@ impl dispatcher_server::Dispatcher for DispatcherService {
         if !self.m.is_leader() {
             return Err(self.not_leader());
         }
+        if !self.m.dispatcher.leading() {
+            // Raft says leader but leadership is not confirmed yet. openraft restarts a former
+            // leader as leader of its old term at once, with a store that may lack everything
+            // committed while it was down; a full assignment set from it would make the agent
+            // stop tasks the cluster still wants.
+            return Err(Status::unavailable("this manager is not serving agents yet (leadership not confirmed); retry shortly"));
+        }
         let node_id = req.into_inner().node_id;
         let node = self.m.store.read().nodes.get(&node_id).cloned().ok_or_else(|| {
             Status::permission_denied(format!("node {node_id} is not part of this cluster (was it removed?)"))

@@ -49,6 +49,13 @@ pub fn check_token(cluster: &Cluster, token: &str) -> Result<NodeRole, TokenErro
     }
 }
 
+/// The digest half of a cluster's join tokens: 32 hex digits of SHA-256 over `seed` (the
+/// cluster id now; the root CA certificate once the cluster has one).
+pub fn cluster_digest(seed: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(seed).iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,11 +70,4 @@ mod tests {
         assert_eq!(check_token(&c, "SWMTKN-1-d2-w"), Err(TokenError::WrongCluster));
         assert_eq!(check_token(&c, "SWMTKN-1-d1-x"), Err(TokenError::Invalid));
     }
-}
-
-/// The digest half of a cluster's join tokens: 32 hex digits of SHA-256 over `seed` (the
-/// cluster id now; the root CA certificate once the cluster has one).
-pub fn cluster_digest(seed: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(seed).iter().take(16).map(|b| format!("{b:02x}")).collect()
 }

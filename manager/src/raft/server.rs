@@ -53,7 +53,7 @@ impl raft_server::Raft for RaftService {
         let cmd: Command = decode(&req.get_ref().data).map_err(bad)?;
         // Err(None): this node is not the leader (the caller looks again); Err(Some): failed.
         let result: Result<shoal_proto::model::Response, Option<String>> = match self.raft.client_write(cmd).await {
-            Ok(r) => Ok(r.data),
+            Ok(r) => Ok(shoal_proto::model::Response { log_index: r.log_id.index, ..r.data }),
             Err(e) if e.forward_to_leader().is_some() => Err(None),
             Err(e) => Err(Some(e.to_string())),
         };

@@ -64,6 +64,10 @@ pub struct Response {
     pub id: String,
     /// Number of version conflicts (skipped puts).
     pub conflicts: u32,
+    /// Raft log index of the entry, set by the leader on a forwarded write so the forwarding
+    /// follower can wait until it has applied the entry itself (read-your-writes).
+    #[serde(default)]
+    pub log_index: u64,
 }
 
 impl Response {
