@@ -45,6 +45,16 @@ impl Reporter {
         self.notify.notify_one();
     }
 
+    /// The update waiting to be sent for `task_id`, if any.
+    pub fn latest(&self, task_id: &str) -> Option<TaskStatus> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).get(task_id).cloned()
+    }
+
+    /// Forgets every pending update (as if the dispatcher had accepted them).
+    pub fn clear(&self) {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     /// Number of updates not yet accepted.
     pub fn pending(&self) -> usize {
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).len()

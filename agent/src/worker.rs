@@ -18,8 +18,17 @@ pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 enum Local {
     /// Started; the sender asks the supervisor to stop it.
     Running { stop: Option<oneshot::Sender<()>> },
-    /// Ended (or never started) on this node.
-    Done,
+    /// Ended (or never started) on this node, with the final status reported.
+    Done(Final),
+}
+
+/// A task's last state on this node, re-reported if the managers missed it.
+#[derive(Clone)]
+struct Final {
+    state: TaskState,
+    message: &'static str,
+    err: String,
+    exit_code: Option<i32>,
 }
 
 /// Runs the node's tasks.
@@ -81,15 +90,42 @@ impl Worker {
         }
     }
 
+    /// Records a task's end and reports it.
+    fn finish(&self, id: &str, f: Final, insert: bool) {
+        {
+            let mut map = self.lock();
+            match map.get_mut(id) {
+                Some(e) => *e = Local::Done(f.clone()),
+                // A task dropped from the assignments while it stopped stays dropped.
+                None if !insert => {}
+                None => {
+                    map.insert(id.to_string(), Local::Done(f.clone()));
+                }
+            }
+        }
+        self.reporter.report(id, f.state, f.message, &f.err, f.exit_code, 0);
+    }
+
     fn reconcile(&self, t: Task) {
+        let done = match self.lock().get(&t.id) {
+            Some(Local::Done(f)) => Some(f.clone()),
+            _ => None,
+        };
+        if let Some(f) = done {
+            // The managers still think it runs: our report was lost (e.g. a leader change).
+            if !t.status.state.is_terminal() {
+                self.reporter.report(&t.id, f.state, f.message, &f.err, f.exit_code, 0);
+            }
+            return;
+        }
         let known = self.lock().contains_key(&t.id);
         if t.desired_state > TaskState::Running {
             if known {
                 self.stop_task(&t.id);
             } else if !t.status.state.is_terminal() {
                 // Never started here (or lost in an agent restart): nothing to stop.
-                self.reporter.report(&t.id, TaskState::Shutdown, "shutdown", "", None, 0);
-                self.lock().insert(t.id.clone(), Local::Done);
+                let f = Final { state: TaskState::Shutdown, message: "shutdown", err: String::new(), exit_code: None };
+                self.finish(&t.id, f, true);
             }
             return;
         }
@@ -99,8 +135,13 @@ impl Worker {
         if t.status.state >= TaskState::Accepted {
             // We accepted it before, but this agent has no record: swarmd restarted and the
             // task's process went with it. Report it so the orchestrator replaces it.
-            self.lock().insert(t.id.clone(), Local::Done);
-            self.reporter.report(&t.id, TaskState::Failed, "task lost", "the task's process ended when swarmd restarted", None, 0);
+            let f = Final {
+                state: TaskState::Failed,
+                message: "task lost",
+                err: "the task's process ended when swarmd restarted".into(),
+                exit_code: None,
+            };
+            self.finish(&t.id, f, true);
             return;
         }
         if t.desired_state < TaskState::Running {
@@ -125,8 +166,8 @@ impl Worker {
             }
             Err(e) => {
                 warn!(task.id = %t.id, error = %e, "task failed to start");
-                self.lock().insert(t.id.clone(), Local::Done);
-                r.report(&t.id, TaskState::Rejected, "rejected", &e, None, 0);
+                let f = Final { state: TaskState::Rejected, message: "rejected", err: e, exit_code: None };
+                self.finish(&t.id, f, true);
             }
         }
     }
@@ -148,8 +189,7 @@ impl Worker {
             }
         };
         info!(?state, exit = ?code, "task ended");
-        self.lock().insert(t.id.clone(), Local::Done);
-        self.reporter.report(&t.id, state, msg, &err, code, 0);
+        self.finish(&t.id, Final { state, message: msg, err, exit_code: code }, false);
     }
 
     /// Stops every task (swarmd is shutting down).
@@ -162,5 +202,106 @@ impl Worker {
         while self.running() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_proto::model::{ServiceSpec, TaskStatus};
+
+    fn task(id: &str, args: &[&str], desired: TaskState, observed: TaskState) -> pb::Task {
+        let t = Task {
+            id: id.into(),
+            service_name: "svc".into(),
+            slot: 1,
+            spec: ServiceSpec {
+                image: "sh".into(),
+                args: args.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            },
+            desired_state: desired,
+            status: TaskStatus { state: observed, ..Default::default() },
+            ..Default::default()
+        };
+        (&t).into()
+    }
+
+    fn full(tasks: Vec<pb::Task>) -> pb::Assignments {
+        pb::Assignments { full: true, tasks, ..Default::default() }
+    }
+
+    async fn wait_state(r: &Reporter, id: &str, state: TaskState) {
+        for _ in 0..500 {
+            if r.latest(id).is_some_and(|s| s.state == state) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("task {id} never reported {state:?}: {:?}", r.latest(id));
+    }
+
+    fn worker() -> (Worker, Reporter, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Reporter::default();
+        (Worker::new(ProcessExecutor::new(dir.path().to_path_buf(), "n1".into()), r.clone()), r, dir)
+    }
+
+    #[tokio::test]
+    async fn runs_reports_exit_and_re_reports_a_lost_status() {
+        let (w, r, _dir) = worker();
+        w.apply(&full(vec![task("t1", &["-c", "exit 3"], TaskState::Running, TaskState::Assigned)]));
+        wait_state(&r, "t1", TaskState::Failed).await;
+        assert_eq!(r.latest("t1").unwrap().exit_code, Some(3));
+        r.clear(); // the dispatcher took it...
+        // ...but a new leader's store still says it runs: the final state is sent again.
+        w.apply(&full(vec![task("t1", &["-c", "exit 3"], TaskState::Running, TaskState::Running)]));
+        assert_eq!(r.latest("t1").unwrap().state, TaskState::Failed);
+    }
+
+    #[tokio::test]
+    async fn stops_on_desired_shutdown_and_on_removal() {
+        let (w, r, _dir) = worker();
+        w.apply(&full(vec![
+            task("a", &["-c", "sleep 100"], TaskState::Running, TaskState::Assigned),
+            task("b", &["-c", "sleep 100"], TaskState::Running, TaskState::Assigned),
+        ]));
+        wait_state(&r, "a", TaskState::Running).await;
+        wait_state(&r, "b", TaskState::Running).await;
+        assert_eq!(w.running(), 2);
+        w.apply(&pb::Assignments {
+            tasks: vec![task("a", &["-c", "sleep 100"], TaskState::Shutdown, TaskState::Running)],
+            ..Default::default()
+        });
+        wait_state(&r, "a", TaskState::Shutdown).await;
+        w.apply(&full(vec![]));
+        for _ in 0..500 {
+            if w.running() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(w.running(), 0, "a task dropped from a full assignment is stopped");
+    }
+
+    #[tokio::test]
+    async fn lost_and_never_started_tasks() {
+        let (w, r, _dir) = worker();
+        // Accepted by an earlier run of this agent, unknown now: reported failed.
+        w.apply(&full(vec![task("lost", &["-c", "sleep 100"], TaskState::Running, TaskState::Running)]));
+        assert_eq!(r.latest("lost").unwrap().state, TaskState::Failed);
+        // Told to stop before it ever started here: reported shut down, nothing runs.
+        w.apply(&full(vec![task("never", &["-c", "sleep 100"], TaskState::Shutdown, TaskState::Assigned)]));
+        assert_eq!(r.latest("never").unwrap().state, TaskState::Shutdown);
+        assert_eq!(w.running(), 0);
+        // A program that does not exist is rejected with the reason.
+        w.apply(&full(vec![{
+            let mut t = task("bad", &[], TaskState::Running, TaskState::Assigned);
+            t.spec.as_mut().unwrap().image = "no-such-program-xyz".into();
+            t
+        }]));
+        let s = r.latest("bad").unwrap();
+        assert_eq!(s.state, TaskState::Rejected);
+        assert!(s.err.contains("not found"), "{}", s.err);
     }
 }

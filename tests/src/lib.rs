@@ -9,6 +9,16 @@
 //! c.wait_running(0, "web", 5);
 //! ```
 //!
+//! Running them (the binaries are not rebuilt by `cargo test -p shoal-tests`, so build first):
+//!
+//! ```text
+//! cargo build --workspace --bins && cargo test -p shoal-tests
+//! ```
+//!
+//! Environment: `SHOAL_BIN_DIR` (where `swarmd` and `swarmctl` are; default: this test's cargo
+//! target dir), `SHOAL_E2E_KEEP=1` (keep the state dirs and logs of a failed test; `always`: of
+//! every test), `SWARMD_LOG` (swarmd's log filter, e.g. `info,shoal_manager=debug`).
+//!
 //! Everything waits on conditions with deadlines ([`wait_for`], [`wait_until`]); nothing sleeps
 //! a fixed time and hopes. A [`Cluster`] kills the processes it started (by pid, only those)
 //! and removes its directories when dropped, and prints the tail of every node's log when the

@@ -191,6 +191,8 @@ pub async fn monitor_heartbeats(m: Arc<Manager>) {
                     }
                     Some(_) => Some((n.id.clone(), NodeState::Down, "heartbeat failure".to_string())),
                     None if n.state == NodeState::Down => None,
+                    // A node that just joined has not opened its session yet.
+                    None if now_ms().saturating_sub(n.created_ms) < (expiry * 2).as_millis() as i64 => None,
                     None if since.elapsed() > expiry * 2 => Some((
                         n.id.clone(),
                         NodeState::Down,
@@ -233,6 +235,5 @@ pub async fn write_statuses(m: Arc<Manager>) {
         for w in waiters {
             let _ = w.send(result.clone());
         }
-        let _ = now_ms;
     }
 }
