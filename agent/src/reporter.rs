@@ -25,7 +25,15 @@ impl std::fmt::Debug for Reporter {
 
 impl Reporter {
     /// Records that `task_id` reached `state`.
-    pub fn report(&self, task_id: &str, state: TaskState, message: &str, err: &str, exit_code: Option<i32>, pid: u32) {
+    pub fn report(
+        &self,
+        task_id: &str,
+        state: TaskState,
+        message: &str,
+        err: &str,
+        exit_code: Option<i32>,
+        pid: u32,
+    ) {
         let status = TaskStatus {
             state,
             message: message.to_string(),
@@ -47,12 +55,19 @@ impl Reporter {
 
     /// The update waiting to be sent for `task_id`, if any.
     pub fn latest(&self, task_id: &str) -> Option<TaskStatus> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).get(task_id).cloned()
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(task_id)
+            .cloned()
     }
 
     /// Forgets every pending update (as if the dispatcher had accepted them).
     pub fn clear(&self) {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Number of updates not yet accepted.
@@ -61,7 +76,12 @@ impl Reporter {
     }
 
     /// Sends pending updates over one session until sending fails (the session is then over).
-    pub async fn run(&self, mut client: DispatcherClient<Channel>, node_id: String, session_id: String) -> Result<(), tonic::Status> {
+    pub async fn run(
+        &self,
+        mut client: DispatcherClient<Channel>,
+        node_id: String,
+        session_id: String,
+    ) -> Result<(), tonic::Status> {
         loop {
             let batch: Vec<(String, TaskStatus)> = {
                 let p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -79,7 +99,10 @@ impl Reporter {
                 session_id: session_id.clone(),
                 updates: batch
                     .iter()
-                    .map(|(id, s)| TaskStatusUpdate { task_id: id.clone(), status: Some(s.into()) })
+                    .map(|(id, s)| TaskStatusUpdate {
+                        task_id: id.clone(),
+                        status: Some(s.into()),
+                    })
                     .collect(),
             };
             client.update_task_status(req).await?;

@@ -39,7 +39,9 @@ pub struct Agent {
 
 impl std::fmt::Debug for Agent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Agent").field("node_id", &self.cfg.node_id).finish()
+        f.debug_struct("Agent")
+            .field("node_id", &self.cfg.node_id)
+            .finish()
     }
 }
 
@@ -89,7 +91,10 @@ impl Agent {
 
     /// Known manager addresses.
     pub fn managers(&self) -> Vec<String> {
-        self.managers.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.managers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Holds sessions until `stop` turns true, then stops all tasks.
@@ -147,7 +152,10 @@ impl Agent {
             Err(e) => return SessionEnd::Failed(e.to_string()),
         };
         let mut client = DispatcherClient::new(ch);
-        let req = pb::SessionRequest { node_id: self.cfg.node_id.clone(), hostname: String::new() };
+        let req = pb::SessionRequest {
+            node_id: self.cfg.node_id.clone(),
+            hostname: String::new(),
+        };
         let mut stream = match client.session(req).await {
             Ok(s) => s.into_inner(),
             Err(s) => return end_of(&s),
@@ -162,14 +170,26 @@ impl Agent {
         self.connected.send_replace(Some(addr.to_string()));
         let period = Duration::from_millis(first.heartbeat_period_ms.max(50));
         self.handle(first);
-        let heartbeat = heartbeat_loop(client.clone(), self.cfg.node_id.clone(), session_id.clone(), period);
-        let report = self.reporter.run(client.clone(), self.cfg.node_id.clone(), session_id.clone());
+        let heartbeat = heartbeat_loop(
+            client.clone(),
+            self.cfg.node_id.clone(),
+            session_id.clone(),
+            period,
+        );
+        let report =
+            self.reporter
+                .run(client.clone(), self.cfg.node_id.clone(), session_id.clone());
         let messages = async {
             loop {
                 match stream.message().await {
                     Ok(Some(m)) => {
                         if let Some(lr) = m.log_request.clone() {
-                            tokio::spawn(publish_logs(client.clone(), self.worker.clone(), self.cfg.node_id.clone(), lr));
+                            tokio::spawn(publish_logs(
+                                client.clone(),
+                                self.worker.clone(),
+                                self.cfg.node_id.clone(),
+                                lr,
+                            ));
                         }
                         self.handle(m);
                     }
@@ -206,16 +226,28 @@ impl Agent {
 }
 
 fn end_of(s: &tonic::Status) -> SessionEnd {
-    if let Some(addr) = s.metadata().get(LEADER_ADDR_KEY).and_then(|v| v.to_str().ok()) {
+    if let Some(addr) = s
+        .metadata()
+        .get(LEADER_ADDR_KEY)
+        .and_then(|v| v.to_str().ok())
+    {
         return SessionEnd::Redirect(addr.to_string());
     }
     SessionEnd::Failed(format!("{}: {}", s.code(), s.message()))
 }
 
-async fn heartbeat_loop(mut client: DispatcherClient<Channel>, node_id: String, session_id: String, mut period: Duration) -> tonic::Status {
+async fn heartbeat_loop(
+    mut client: DispatcherClient<Channel>,
+    node_id: String,
+    session_id: String,
+    mut period: Duration,
+) -> tonic::Status {
     loop {
         tokio::time::sleep(period).await;
-        let mut req = tonic::Request::new(pb::HeartbeatRequest { node_id: node_id.clone(), session_id: session_id.clone() });
+        let mut req = tonic::Request::new(pb::HeartbeatRequest {
+            node_id: node_id.clone(),
+            session_id: session_id.clone(),
+        });
         req.set_timeout(period * 2);
         match client.heartbeat(req).await {
             Ok(r) => period = Duration::from_millis(r.into_inner().period_ms.max(50)),
@@ -224,7 +256,12 @@ async fn heartbeat_loop(mut client: DispatcherClient<Channel>, node_id: String, 
     }
 }
 
-async fn publish_logs(mut client: DispatcherClient<Channel>, worker: Worker, node_id: String, lr: pb::LogRequest) {
+async fn publish_logs(
+    mut client: DispatcherClient<Channel>,
+    worker: Worker,
+    node_id: String,
+    lr: pb::LogRequest,
+) {
     let mut lines = Vec::new();
     let mut error = String::new();
     for id in &lr.task_ids {
@@ -241,7 +278,12 @@ async fn publish_logs(mut client: DispatcherClient<Channel>, worker: Worker, nod
             }
         }
     }
-    let req = pb::PublishLogsRequest { node_id, request_id: lr.request_id, lines, error };
+    let req = pb::PublishLogsRequest {
+        node_id,
+        request_id: lr.request_id,
+        lines,
+        error,
+    };
     if let Err(e) = client.publish_logs(req).await {
         warn!(error = %e, "could not publish logs");
     }

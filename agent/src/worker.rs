@@ -48,7 +48,11 @@ impl std::fmt::Debug for Worker {
 impl Worker {
     /// A worker using `executor` and reporting to `reporter`.
     pub fn new(executor: ProcessExecutor, reporter: Reporter) -> Self {
-        Worker { inner: Arc::new(Mutex::new(HashMap::new())), executor, reporter }
+        Worker {
+            inner: Arc::new(Mutex::new(HashMap::new())),
+            executor,
+            reporter,
+        }
     }
 
     /// The executor (for logs).
@@ -58,7 +62,10 @@ impl Worker {
 
     /// Number of tasks running here.
     pub fn running(&self) -> usize {
-        self.lock().values().filter(|l| matches!(l, Local::Running { .. })).count()
+        self.lock()
+            .values()
+            .filter(|l| matches!(l, Local::Running { .. }))
+            .count()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Local>> {
@@ -67,11 +74,20 @@ impl Worker {
 
     /// Applies one assignments message.
     pub fn apply(&self, a: &pb::Assignments) {
-        let tasks: Vec<Task> = a.tasks.iter().filter_map(|t| Task::try_from(t).ok()).collect();
+        let tasks: Vec<Task> = a
+            .tasks
+            .iter()
+            .filter_map(|t| Task::try_from(t).ok())
+            .collect();
         let mut gone: Vec<String> = a.removed.clone();
         if a.full {
             let keep: HashSet<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
-            gone.extend(self.lock().keys().filter(|id| !keep.contains(id.as_str())).cloned());
+            gone.extend(
+                self.lock()
+                    .keys()
+                    .filter(|id| !keep.contains(id.as_str()))
+                    .cloned(),
+            );
         }
         for id in gone {
             self.stop_task(&id);
@@ -103,7 +119,8 @@ impl Worker {
                 }
             }
         }
-        self.reporter.report(id, f.state, f.message, &f.err, f.exit_code, 0);
+        self.reporter
+            .report(id, f.state, f.message, &f.err, f.exit_code, 0);
     }
 
     fn reconcile(&self, t: Task) {
@@ -114,7 +131,8 @@ impl Worker {
         if let Some(f) = done {
             // The managers still think it runs: our report was lost (e.g. a leader change).
             if !t.status.state.is_terminal() {
-                self.reporter.report(&t.id, f.state, f.message, &f.err, f.exit_code, 0);
+                self.reporter
+                    .report(&t.id, f.state, f.message, &f.err, f.exit_code, 0);
             }
             return;
         }
@@ -124,7 +142,12 @@ impl Worker {
                 self.stop_task(&t.id);
             } else if !t.status.state.is_terminal() {
                 // Never started here (or lost in an agent restart): nothing to stop.
-                let f = Final { state: TaskState::Shutdown, message: "shutdown", err: String::new(), exit_code: None };
+                let f = Final {
+                    state: TaskState::Shutdown,
+                    message: "shutdown",
+                    err: String::new(),
+                    exit_code: None,
+                };
                 self.finish(&t.id, f, true);
             }
             return;
@@ -152,7 +175,8 @@ impl Worker {
 
     fn start(&self, t: Task) {
         let (tx, rx) = oneshot::channel();
-        self.lock().insert(t.id.clone(), Local::Running { stop: Some(tx) });
+        self.lock()
+            .insert(t.id.clone(), Local::Running { stop: Some(tx) });
         let r = &self.reporter;
         r.report(&t.id, TaskState::Accepted, "accepted", "", None, 0);
         r.report(&t.id, TaskState::Preparing, "preparing", "", None, 0);
@@ -166,14 +190,23 @@ impl Worker {
             }
             Err(e) => {
                 warn!(task.id = %t.id, error = %e, "task failed to start");
-                let f = Final { state: TaskState::Rejected, message: "rejected", err: e, exit_code: None };
+                let f = Final {
+                    state: TaskState::Rejected,
+                    message: "rejected",
+                    err: e,
+                    exit_code: None,
+                };
                 self.finish(&t.id, f, true);
             }
         }
     }
 
     async fn supervise(self, t: Task, mut running: Running, stop_rx: oneshot::Receiver<()>) {
-        let grace = if t.spec.stop_grace_ms > 0 { Duration::from_millis(t.spec.stop_grace_ms) } else { DEFAULT_STOP_GRACE };
+        let grace = if t.spec.stop_grace_ms > 0 {
+            Duration::from_millis(t.spec.stop_grace_ms)
+        } else {
+            DEFAULT_STOP_GRACE
+        };
         let (state, msg, err, code) = tokio::select! {
             status = running.child.wait() => {
                 let code = status.ok().and_then(|s| s.code());
@@ -189,7 +222,16 @@ impl Worker {
             }
         };
         info!(?state, exit = ?code, "task ended");
-        self.finish(&t.id, Final { state, message: msg, err, exit_code: code }, false);
+        self.finish(
+            &t.id,
+            Final {
+                state,
+                message: msg,
+                err,
+                exit_code: code,
+            },
+            false,
+        );
     }
 
     /// Stops every task (swarmd is shutting down).
@@ -221,14 +263,21 @@ mod tests {
                 ..Default::default()
             },
             desired_state: desired,
-            status: TaskStatus { state: observed, ..Default::default() },
+            status: TaskStatus {
+                state: observed,
+                ..Default::default()
+            },
             ..Default::default()
         };
         (&t).into()
     }
 
     fn full(tasks: Vec<pb::Task>) -> pb::Assignments {
-        pb::Assignments { full: true, tasks, ..Default::default() }
+        pb::Assignments {
+            full: true,
+            tasks,
+            ..Default::default()
+        }
     }
 
     async fn wait_state(r: &Reporter, id: &str, state: TaskState) {
@@ -244,18 +293,35 @@ mod tests {
     fn worker() -> (Worker, Reporter, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let r = Reporter::default();
-        (Worker::new(ProcessExecutor::new(dir.path().to_path_buf(), "n1".into()), r.clone()), r, dir)
+        (
+            Worker::new(
+                ProcessExecutor::new(dir.path().to_path_buf(), "n1".into()),
+                r.clone(),
+            ),
+            r,
+            dir,
+        )
     }
 
     #[tokio::test]
     async fn runs_reports_exit_and_re_reports_a_lost_status() {
         let (w, r, _dir) = worker();
-        w.apply(&full(vec![task("t1", &["-c", "exit 3"], TaskState::Running, TaskState::Assigned)]));
+        w.apply(&full(vec![task(
+            "t1",
+            &["-c", "exit 3"],
+            TaskState::Running,
+            TaskState::Assigned,
+        )]));
         wait_state(&r, "t1", TaskState::Failed).await;
         assert_eq!(r.latest("t1").unwrap().exit_code, Some(3));
         r.clear(); // the dispatcher took it...
-        // ...but a new leader's store still says it runs: the final state is sent again.
-        w.apply(&full(vec![task("t1", &["-c", "exit 3"], TaskState::Running, TaskState::Running)]));
+                   // ...but a new leader's store still says it runs: the final state is sent again.
+        w.apply(&full(vec![task(
+            "t1",
+            &["-c", "exit 3"],
+            TaskState::Running,
+            TaskState::Running,
+        )]));
         assert_eq!(r.latest("t1").unwrap().state, TaskState::Failed);
     }
 
@@ -263,14 +329,29 @@ mod tests {
     async fn stops_on_desired_shutdown_and_on_removal() {
         let (w, r, _dir) = worker();
         w.apply(&full(vec![
-            task("a", &["-c", "sleep 100"], TaskState::Running, TaskState::Assigned),
-            task("b", &["-c", "sleep 100"], TaskState::Running, TaskState::Assigned),
+            task(
+                "a",
+                &["-c", "sleep 100"],
+                TaskState::Running,
+                TaskState::Assigned,
+            ),
+            task(
+                "b",
+                &["-c", "sleep 100"],
+                TaskState::Running,
+                TaskState::Assigned,
+            ),
         ]));
         wait_state(&r, "a", TaskState::Running).await;
         wait_state(&r, "b", TaskState::Running).await;
         assert_eq!(w.running(), 2);
         w.apply(&pb::Assignments {
-            tasks: vec![task("a", &["-c", "sleep 100"], TaskState::Shutdown, TaskState::Running)],
+            tasks: vec![task(
+                "a",
+                &["-c", "sleep 100"],
+                TaskState::Shutdown,
+                TaskState::Running,
+            )],
             ..Default::default()
         });
         wait_state(&r, "a", TaskState::Shutdown).await;
@@ -281,17 +362,31 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(w.running(), 0, "a task dropped from a full assignment is stopped");
+        assert_eq!(
+            w.running(),
+            0,
+            "a task dropped from a full assignment is stopped"
+        );
     }
 
     #[tokio::test]
     async fn lost_and_never_started_tasks() {
         let (w, r, _dir) = worker();
         // Accepted by an earlier run of this agent, unknown now: reported failed.
-        w.apply(&full(vec![task("lost", &["-c", "sleep 100"], TaskState::Running, TaskState::Running)]));
+        w.apply(&full(vec![task(
+            "lost",
+            &["-c", "sleep 100"],
+            TaskState::Running,
+            TaskState::Running,
+        )]));
         assert_eq!(r.latest("lost").unwrap().state, TaskState::Failed);
         // Told to stop before it ever started here: reported shut down, nothing runs.
-        w.apply(&full(vec![task("never", &["-c", "sleep 100"], TaskState::Shutdown, TaskState::Assigned)]));
+        w.apply(&full(vec![task(
+            "never",
+            &["-c", "sleep 100"],
+            TaskState::Shutdown,
+            TaskState::Assigned,
+        )]));
         assert_eq!(r.latest("never").unwrap().state, TaskState::Shutdown);
         assert_eq!(w.running(), 0);
         // A program that does not exist is rejected with the reason.

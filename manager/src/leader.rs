@@ -67,7 +67,11 @@ fn spawn_actors(m: Arc<Manager>) -> JoinSet<()> {
 
 /// Runs a planning function whenever the store changes (and every [`RESYNC`]), proposing what
 /// it returns.
-async fn run_planner(m: Arc<Manager>, name: &'static str, plan: impl Fn(&State, i64) -> Vec<Command>) {
+async fn run_planner(
+    m: Arc<Manager>,
+    name: &'static str,
+    plan: impl Fn(&State, i64) -> Vec<Command>,
+) {
     let mut rx = m.store.subscribe();
     loop {
         let cmds = {
@@ -76,13 +80,13 @@ async fn run_planner(m: Arc<Manager>, name: &'static str, plan: impl Fn(&State, 
         };
         for cmd in cmds {
             match m.raft.client_write(cmd).await {
-                Ok(r) => {
-                    match r.data.error {
-                        Some(e) if e.contains("concurrently") => debug!(actor = name, error = %e, "conflict; re-planning"),
-                        Some(e) => warn!(actor = name, error = %e, "store refused a command"),
-                        None => {}
+                Ok(r) => match r.data.error {
+                    Some(e) if e.contains("concurrently") => {
+                        debug!(actor = name, error = %e, "conflict; re-planning")
                     }
-                }
+                    Some(e) => warn!(actor = name, error = %e, "store refused a command"),
+                    None => {}
+                },
                 Err(e) => {
                     debug!(actor = name, error = %e, "write failed");
                     break;
@@ -134,7 +138,10 @@ async fn membership_pass(m: &Manager) -> Result<(), String> {
         }
         if !learners.contains(id) {
             info!(raft.id = id, addr, "adding manager as raft learner");
-            m.raft.add_learner(*id, BasicNode::new(addr), false).await.map_err(|e| e.to_string())?;
+            m.raft
+                .add_learner(*id, BasicNode::new(addr), false)
+                .await
+                .map_err(|e| e.to_string())?;
             continue;
         }
         let matched = metrics
@@ -151,7 +158,11 @@ async fn membership_pass(m: &Manager) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
         }
     }
-    let gone_voters: BTreeSet<u64> = voters.iter().filter(|id| !desired.contains_key(id)).copied().collect();
+    let gone_voters: BTreeSet<u64> = voters
+        .iter()
+        .filter(|id| !desired.contains_key(id))
+        .copied()
+        .collect();
     if !gone_voters.is_empty() && gone_voters.len() < voters.len() {
         info!(raft.ids = ?gone_voters, "removing demoted or removed managers from raft");
         m.raft
@@ -159,7 +170,11 @@ async fn membership_pass(m: &Manager) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
     }
-    let gone_learners: BTreeSet<u64> = learners.iter().filter(|id| !desired.contains_key(id)).copied().collect();
+    let gone_learners: BTreeSet<u64> = learners
+        .iter()
+        .filter(|id| !desired.contains_key(id))
+        .copied()
+        .collect();
     if !gone_learners.is_empty() {
         m.raft
             .change_membership(ChangeMembers::RemoveNodes(gone_learners), false)

@@ -16,8 +16,8 @@ mod leader;
 pub mod manager;
 pub mod orchestrator;
 pub mod raft;
-pub mod server;
 pub mod scheduler;
+pub mod server;
 pub mod store;
 
 pub use config::ManagerConfig;

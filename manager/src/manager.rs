@@ -55,7 +55,9 @@ pub struct Manager {
 
 impl std::fmt::Debug for Manager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Manager").field("node_id", &self.cfg.node_id).finish()
+        f.debug_struct("Manager")
+            .field("node_id", &self.cfg.node_id)
+            .finish()
     }
 }
 
@@ -65,15 +67,27 @@ impl Manager {
         cfg.validate().map_err(ManagerError::Config)?;
         let store = Store::default();
         let dir = cfg.state_dir.join("raft");
-        let (log, sm) =
-            storage::open(cfg.engine, &dir, store.clone()).await.map_err(|e| ManagerError::Storage(e.to_string()))?;
+        let (log, sm) = storage::open(cfg.engine, &dir, store.clone())
+            .await
+            .map_err(|e| ManagerError::Storage(e.to_string()))?;
         let net = Network::default();
-        let raft_cfg = Arc::new(cfg.raft_config().validate().map_err(|e| ManagerError::Config(e.to_string()))?);
+        let raft_cfg = Arc::new(
+            cfg.raft_config()
+                .validate()
+                .map_err(|e| ManagerError::Config(e.to_string()))?,
+        );
         let raft = Raft::new(cfg.raft_id, raft_cfg, net.clone(), log, sm)
             .await
             .map_err(|e| ManagerError::Raft(e.to_string()))?;
         let dispatcher = Arc::new(Dispatcher::new(cfg.heartbeat_period, cfg.heartbeat_misses));
-        let m = Arc::new(Manager { cfg, raft, store, dispatcher, net, leader_tasks: Mutex::new(None) });
+        let m = Arc::new(Manager {
+            cfg,
+            raft,
+            store,
+            dispatcher,
+            net,
+            leader_tasks: Mutex::new(None),
+        });
         tokio::spawn(crate::leader::watch_leadership(m.clone()));
         Ok(m)
     }
@@ -81,10 +95,13 @@ impl Manager {
     /// Makes this manager the single member of a new raft group (first node of a cluster).
     /// Harmless if the group already exists.
     pub async fn initialize(&self) -> Result<(), ManagerError> {
-        let members = BTreeMap::from([(self.cfg.raft_id, BasicNode::new(&self.cfg.advertise_addr))]);
+        let members =
+            BTreeMap::from([(self.cfg.raft_id, BasicNode::new(&self.cfg.advertise_addr))]);
         match self.raft.initialize(members).await {
             Ok(()) => Ok(()),
-            Err(openraft::error::RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
+            Err(openraft::error::RaftError::APIError(
+                openraft::error::InitializeError::NotAllowed(_),
+            )) => Ok(()),
             Err(e) => Err(ManagerError::Raft(e.to_string())),
         }
     }
@@ -93,7 +110,11 @@ impl Manager {
     pub fn leader(&self) -> Option<(NodeId, String)> {
         let m = self.raft.metrics().borrow().clone();
         let id = m.current_leader?;
-        let addr = m.membership_config.membership().get_node(&id).map(|n| n.addr.clone())?;
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())?;
         Some((id, addr))
     }
 
@@ -110,13 +131,19 @@ impl Manager {
             return true;
         }
         let window = (self.cfg.election_timeout * 4).max(Duration::from_secs(1));
-        self.net.last_contact(raft_id).is_some_and(|t| t.elapsed() < window)
+        self.net
+            .last_contact(raft_id)
+            .is_some_and(|t| t.elapsed() < window)
     }
 
     /// Addresses of all raft members.
     pub fn manager_addrs(&self) -> Vec<String> {
         let m = self.raft.metrics().borrow().clone();
-        m.membership_config.membership().nodes().map(|(_, n)| n.addr.clone()).collect()
+        m.membership_config
+            .membership()
+            .nodes()
+            .map(|(_, n)| n.addr.clone())
+            .collect()
     }
 
     /// Proposes `cmd` and waits until it is applied here or on the leader (writes on a follower
@@ -137,13 +164,18 @@ impl Manager {
                                 // follower apply the entry first (it learns of the commit with
                                 // the leader's next message, within a raft heartbeat).
                                 let wait = self.raft.wait(Some(WRITE_TIMEOUT));
-                                if let Err(e) = wait.applied_index_at_least(Some(resp.log_index), "forwarded write").await {
+                                if let Err(e) = wait
+                                    .applied_index_at_least(Some(resp.log_index), "forwarded write")
+                                    .await
+                                {
                                     warn!(index = resp.log_index, error = %e, "a forwarded write is not applied here yet");
                                 }
                                 return resp.into_result().map_err(ManagerError::Refused);
                             }
                             Ok(None) => {}
-                            Err(e) => warn!(leader = %node.addr, error = %e, "forwarding a write failed; retrying"),
+                            Err(e) => {
+                                warn!(leader = %node.addr, error = %e, "forwarding a write failed; retrying")
+                            }
                         }
                     }
                 }
@@ -162,8 +194,12 @@ impl Manager {
         let data = encode(cmd).map_err(|e| e.to_string())?;
         let mut req = tonic::Request::new(RaftBytes { data });
         req.set_timeout(Duration::from_secs(5));
-        let resp = client.forward_write(req).await.map_err(|s| s.message().to_string())?;
-        let result: Result<Response, Option<String>> = decode(&resp.into_inner().data).map_err(|e| e.to_string())?;
+        let resp = client
+            .forward_write(req)
+            .await
+            .map_err(|s| s.message().to_string())?;
+        let result: Result<Response, Option<String>> =
+            decode(&resp.into_inner().data).map_err(|e| e.to_string())?;
         match result {
             Ok(r) => Ok(Some(r)),
             Err(None) => Ok(None),
@@ -172,12 +208,18 @@ impl Manager {
     }
 
     /// A cached gRPC channel to another manager.
-    pub fn channel(&self, addr: &str) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    pub fn channel(
+        &self,
+        addr: &str,
+    ) -> Result<tonic::transport::Channel, tonic::transport::Error> {
         self.net.channel(addr)
     }
 
     pub(crate) fn set_leader_tasks(&self, tasks: Option<JoinSet<()>>) {
-        let old = std::mem::replace(&mut *self.leader_tasks.lock().unwrap_or_else(|e| e.into_inner()), tasks);
+        let old = std::mem::replace(
+            &mut *self.leader_tasks.lock().unwrap_or_else(|e| e.into_inner()),
+            tasks,
+        );
         if let Some(mut old) = old {
             old.abort_all();
         }

@@ -17,9 +17,19 @@ struct Member {
     raft_id: u64,
 }
 
-async fn start(dir: &std::path::Path, raft_id: u64, listener: TcpListener, engine: EngineKind) -> Member {
+async fn start(
+    dir: &std::path::Path,
+    raft_id: u64,
+    listener: TcpListener,
+    engine: EngineKind,
+) -> Member {
     let addr = listener.local_addr().unwrap().to_string();
-    let mut cfg = ManagerConfig::new(format!("node{raft_id}"), raft_id, addr.clone(), dir.to_path_buf());
+    let mut cfg = ManagerConfig::new(
+        format!("node{raft_id}"),
+        raft_id,
+        addr.clone(),
+        dir.to_path_buf(),
+    );
     cfg.engine = engine;
     cfg.election_timeout = Duration::from_millis(150);
     cfg.raft_heartbeat = Duration::from_millis(40);
@@ -33,7 +43,13 @@ async fn start(dir: &std::path::Path, raft_id: u64, listener: TcpListener, engin
         })
         .await;
     });
-    Member { m, stop: Some(tx), dir: dir.to_path_buf(), addr, raft_id }
+    Member {
+        m,
+        stop: Some(tx),
+        dir: dir.to_path_buf(),
+        addr,
+        raft_id,
+    }
 }
 
 async fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
@@ -45,7 +61,11 @@ async fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 }
 
 fn net(name: &str) -> Command {
-    Command::CreateNetwork(Network { id: format!("id-{name}"), name: name.into(), ..Default::default() })
+    Command::CreateNetwork(Network {
+        id: format!("id-{name}"),
+        name: name.into(),
+        ..Default::default()
+    })
 }
 
 async fn three_managers(engine: EngineKind) {
@@ -82,7 +102,14 @@ async fn three_managers(engine: EngineKind) {
         m1.write(Command::PutNode(node)).await.unwrap();
     }
     wait_for("3 voters", Duration::from_secs(10), || {
-        m1.raft.metrics().borrow().membership_config.membership().voter_ids().count() == 3
+        m1.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .count()
+            == 3
     })
     .await;
 
@@ -90,7 +117,10 @@ async fn three_managers(engine: EngineKind) {
     members[2].m.write(net("lp_net")).await.unwrap();
     for mem in &members {
         let m = mem.m.clone();
-        wait_for("replication", Duration::from_secs(5), || m.store.read().network("lp_net").is_some()).await;
+        wait_for("replication", Duration::from_secs(5), || {
+            m.store.read().network("lp_net").is_some()
+        })
+        .await;
     }
     // A refused command comes back as an error from a follower too, and changes nothing.
     let err = members[1].m.write(net("lp_net")).await.unwrap_err();
@@ -108,12 +138,17 @@ async fn three_managers(engine: EngineKind) {
     old.m.shutdown().await;
     let survivor = members[0].m.clone();
     survivor.write(net("after-failover")).await.unwrap();
-    eprintln!("{engine}: leader kill -> next acknowledged write: {:?}", killed.elapsed());
+    eprintln!(
+        "{engine}: leader kill -> next acknowledged write: {:?}",
+        killed.elapsed()
+    );
     for mem in &members {
         let m = mem.m.clone();
-        wait_for("every committed network on every survivor", Duration::from_secs(10), || {
-            m.store.read().networks.len() == 122
-        })
+        wait_for(
+            "every committed network on every survivor",
+            Duration::from_secs(10),
+            || m.store.read().networks.len() == 122,
+        )
         .await;
     }
 
@@ -121,9 +156,11 @@ async fn three_managers(engine: EngineKind) {
     let l = TcpListener::bind(&old.addr).await.unwrap();
     let back = start(&old.dir, old.raft_id, l, engine).await;
     let bm = back.m.clone();
-    wait_for("restarted manager to catch up", Duration::from_secs(10), || {
-        bm.store.read().network("after-failover").is_some()
-    })
+    wait_for(
+        "restarted manager to catch up",
+        Duration::from_secs(10),
+        || bm.store.read().network("after-failover").is_some(),
+    )
     .await;
     assert_eq!(bm.store.read().networks.len(), 122);
     members.push(back);

@@ -163,7 +163,9 @@ impl From<&m::PortConfig> for pb::PortConfig {
 impl TryFrom<&pb::PortConfig> for m::PortConfig {
     type Error = String;
     fn try_from(p: &pb::PortConfig) -> Result<Self, String> {
-        let port = |v: u32, what: &str| u16::try_from(v).map_err(|_| format!("{what} port {v} is out of range 1-65535"));
+        let port = |v: u32, what: &str| {
+            u16::try_from(v).map_err(|_| format!("{what} port {v} is out of range 1-65535"))
+        };
         Ok(m::PortConfig {
             protocol: match p.protocol() {
                 pb::Protocol::Tcp => m::Protocol::Tcp,
@@ -196,7 +198,10 @@ impl From<&m::ServiceSpec> for pb::ServiceSpec {
             networks: s
                 .networks
                 .iter()
-                .map(|n| pb::NetworkAttachmentSpec { target: n.target.clone(), aliases: n.aliases.clone() })
+                .map(|n| pb::NetworkAttachmentSpec {
+                    target: n.target.clone(),
+                    aliases: n.aliases.clone(),
+                })
                 .collect(),
             endpoint_mode: match s.endpoint_mode {
                 m::EndpointMode::Vip => pb::EndpointMode::Vip,
@@ -238,15 +243,28 @@ impl TryFrom<&pb::ServiceSpec> for m::ServiceSpec {
         };
         Ok(m::ServiceSpec {
             name: s.name.clone(),
-            mode: if s.global { m::ServiceMode::Global } else { m::ServiceMode::Replicated { replicas: s.replicas } },
+            mode: if s.global {
+                m::ServiceMode::Global
+            } else {
+                m::ServiceMode::Replicated {
+                    replicas: s.replicas,
+                }
+            },
             image: s.image.clone(),
             args: s.args.clone(),
             env: s.env.clone(),
-            ports: s.ports.iter().map(m::PortConfig::try_from).collect::<Result<_, _>>()?,
+            ports: s
+                .ports
+                .iter()
+                .map(m::PortConfig::try_from)
+                .collect::<Result<_, _>>()?,
             networks: s
                 .networks
                 .iter()
-                .map(|n| m::NetworkAttachmentSpec { target: n.target.clone(), aliases: n.aliases.clone() })
+                .map(|n| m::NetworkAttachmentSpec {
+                    target: n.target.clone(),
+                    aliases: n.aliases.clone(),
+                })
                 .collect(),
             endpoint_mode: match s.endpoint_mode() {
                 pb::EndpointMode::Vip => m::EndpointMode::Vip,
@@ -270,7 +288,14 @@ pub fn service_to_pb(s: &m::Service, running: u64, desired: u64) -> pb::Service 
         spec: Some((&s.spec).into()),
         spec_version: s.spec_version,
         ports: s.ports.iter().map(Into::into).collect(),
-        vips: s.vips.iter().map(|v| pb::VirtualIp { network_id: v.network_id.clone(), addr: v.addr.clone() }).collect(),
+        vips: s
+            .vips
+            .iter()
+            .map(|v| pb::VirtualIp {
+                network_id: v.network_id.clone(),
+                addr: v.addr.clone(),
+            })
+            .collect(),
         created_ms: s.created_ms,
         updated_ms: s.updated_ms,
         version: s.version,
@@ -284,10 +309,26 @@ impl TryFrom<&pb::Service> for m::Service {
     fn try_from(s: &pb::Service) -> Result<Self, String> {
         Ok(m::Service {
             id: s.id.clone(),
-            spec: s.spec.as_ref().map(m::ServiceSpec::try_from).transpose()?.unwrap_or_default(),
+            spec: s
+                .spec
+                .as_ref()
+                .map(m::ServiceSpec::try_from)
+                .transpose()?
+                .unwrap_or_default(),
             spec_version: s.spec_version,
-            ports: s.ports.iter().map(m::PortConfig::try_from).collect::<Result<_, _>>()?,
-            vips: s.vips.iter().map(|v| m::VirtualIp { network_id: v.network_id.clone(), addr: v.addr.clone() }).collect(),
+            ports: s
+                .ports
+                .iter()
+                .map(m::PortConfig::try_from)
+                .collect::<Result<_, _>>()?,
+            vips: s
+                .vips
+                .iter()
+                .map(|v| m::VirtualIp {
+                    network_id: v.network_id.clone(),
+                    addr: v.addr.clone(),
+                })
+                .collect(),
             created_ms: s.created_ms,
             updated_ms: s.updated_ms,
             version: s.version,
@@ -360,7 +401,12 @@ impl TryFrom<&pb::Task> for m::Task {
             service_name: t.service_name.clone(),
             slot: t.slot,
             node_id: t.node_id.clone(),
-            spec: t.spec.as_ref().map(m::ServiceSpec::try_from).transpose()?.unwrap_or_default(),
+            spec: t
+                .spec
+                .as_ref()
+                .map(m::ServiceSpec::try_from)
+                .transpose()?
+                .unwrap_or_default(),
             spec_version: t.spec_version,
             desired_state: opt_state(t.desired_state),
             status: t.status.as_ref().map(Into::into).unwrap_or_default(),
@@ -396,7 +442,11 @@ mod tests {
                 ..Default::default()
             },
             desired_state: m::TaskState::Running,
-            status: m::TaskStatus { state: m::TaskState::Failed, exit_code: Some(3), ..Default::default() },
+            status: m::TaskStatus {
+                state: m::TaskState::Failed,
+                exit_code: Some(3),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let wire = pb::Task::from(&t);

@@ -33,20 +33,31 @@ impl ProcessExecutor {
     /// (so the shipped `whoami` demo is found), then in `PATH`.
     pub fn new(dir: PathBuf, node_id: String) -> Self {
         let mut search = Vec::new();
-        if let Some(d) = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)) {
+        if let Some(d) = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+        {
             search.push(d);
         }
         if let Some(path) = std::env::var_os("PATH") {
             search.extend(std::env::split_paths(&path));
         }
-        ProcessExecutor { dir, search, node_id }
+        ProcessExecutor {
+            dir,
+            search,
+            node_id,
+        }
     }
 
     /// The program an image name refers to.
     pub fn resolve(&self, image: &str) -> Result<PathBuf, String> {
         if image.contains('/') {
             let p = PathBuf::from(image);
-            return if p.is_file() { Ok(p) } else { Err(format!("executable {image} not found on this node")) };
+            return if p.is_file() {
+                Ok(p)
+            } else {
+                Err(format!("executable {image} not found on this node"))
+            };
         }
         self.search
             .iter()
@@ -91,13 +102,22 @@ impl ProcessExecutor {
             }
         }
         die_with_parent(&mut cmd);
-        let child = cmd.spawn().map_err(|e| format!("starting {}: {e}", program.display()))?;
-        let pid = child.id().ok_or("the task exited before it could be tracked")?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", program.display()))?;
+        let pid = child
+            .id()
+            .ok_or("the task exited before it could be tracked")?;
         Ok(Running { child, pid })
     }
 
     /// Reads the last `tail` lines (0 = all, within [`MAX_LOG_BYTES`]) of a task's stream.
-    pub fn read_log(&self, task_id: &str, stream: &str, tail: u32) -> std::io::Result<Vec<Vec<u8>>> {
+    pub fn read_log(
+        &self,
+        task_id: &str,
+        stream: &str,
+        tail: u32,
+    ) -> std::io::Result<Vec<Vec<u8>>> {
         let path = self.task_dir(task_id).join(format!("{stream}.log"));
         let mut f = match std::fs::File::open(&path) {
             Ok(f) => f,
@@ -130,7 +150,9 @@ impl ProcessExecutor {
 /// Sends `signal` to the process group `pgid`.
 #[allow(unsafe_code)]
 pub fn signal_group(pgid: u32, signal: i32) -> bool {
-    let Ok(pgid) = i32::try_from(pgid) else { return false };
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return false;
+    };
     if pgid <= 1 {
         return false; // never signal init or every process
     }
@@ -152,7 +174,13 @@ pub async fn stop(running: &mut Running, grace: Duration) -> Option<i32> {
         }
         _ => {
             signal_group(running.pid, libc::SIGKILL);
-            running.child.wait().await.ok().and_then(|s| s.code()).or(Some(137))
+            running
+                .child
+                .wait()
+                .await
+                .ok()
+                .and_then(|s| s.code())
+                .or(Some(137))
         }
     }
 }
@@ -181,7 +209,12 @@ mod tests {
         Task {
             id: shoal_proto::model::new_id(),
             service_name: "t".into(),
-            spec: ServiceSpec { image: image.into(), args: args.iter().map(|s| s.to_string()).collect(), env: vec!["GREETING=hi".into()], ..Default::default() },
+            spec: ServiceSpec {
+                image: image.into(),
+                args: args.iter().map(|s| s.to_string()).collect(),
+                env: vec!["GREETING=hi".into()],
+                ..Default::default()
+            },
             ..Default::default()
         }
     }
@@ -190,13 +223,22 @@ mod tests {
     async fn runs_logs_and_exit_codes() {
         let dir = tempfile::tempdir().unwrap();
         let ex = ProcessExecutor::new(dir.path().to_path_buf(), "n1".into());
-        let t = task("sh", &["-c", "echo $GREETING $SHOAL_TASK_NAME; echo oops >&2; exit 3"]);
+        let t = task(
+            "sh",
+            &[
+                "-c",
+                "echo $GREETING $SHOAL_TASK_NAME; echo oops >&2; exit 3",
+            ],
+        );
         let mut r = ex.start(&t).unwrap();
         let status = r.child.wait().await.unwrap();
         assert_eq!(status.code(), Some(3));
         let out = ex.read_log(&t.id, "stdout", 0).unwrap();
         assert_eq!(out, vec![format!("hi {}", t.name()).into_bytes()]);
-        assert_eq!(ex.read_log(&t.id, "stderr", 0).unwrap(), vec![b"oops".to_vec()]);
+        assert_eq!(
+            ex.read_log(&t.id, "stderr", 0).unwrap(),
+            vec![b"oops".to_vec()]
+        );
     }
 
     #[tokio::test]
@@ -223,7 +265,10 @@ mod tests {
         let ex = ProcessExecutor::new(dir.path().to_path_buf(), "n1".into());
         std::fs::create_dir_all(ex.task_dir("x")).unwrap();
         std::fs::write(ex.task_dir("x").join("stdout.log"), "a\nb\nc\n").unwrap();
-        assert_eq!(ex.read_log("x", "stdout", 2).unwrap(), vec![b"b".to_vec(), b"c".to_vec()]);
+        assert_eq!(
+            ex.read_log("x", "stdout", 2).unwrap(),
+            vec![b"b".to_vec(), b"c".to_vec()]
+        );
         assert!(ex.read_log("y", "stdout", 0).unwrap().is_empty());
     }
 }

@@ -16,8 +16,12 @@ pub struct Subnet {
 impl Subnet {
     /// Parses `a.b.c.d/n`; the address must be the network address.
     pub fn parse(s: &str) -> Result<Subnet, String> {
-        let (a, p) = s.split_once('/').ok_or_else(|| format!("invalid subnet {s:?}: expected CIDR such as 10.0.9.0/24"))?;
-        let addr: Ipv4Addr = a.parse().map_err(|_| format!("invalid subnet {s:?}: {a:?} is not an IPv4 address"))?;
+        let (a, p) = s
+            .split_once('/')
+            .ok_or_else(|| format!("invalid subnet {s:?}: expected CIDR such as 10.0.9.0/24"))?;
+        let addr: Ipv4Addr = a
+            .parse()
+            .map_err(|_| format!("invalid subnet {s:?}: {a:?} is not an IPv4 address"))?;
         let prefix: u8 = p
             .parse()
             .ok()
@@ -25,13 +29,20 @@ impl Subnet {
             .ok_or_else(|| format!("invalid subnet {s:?}: prefix length must be 0-32"))?;
         let sub = Subnet { addr, prefix };
         if sub.network() != addr {
-            return Err(format!("invalid subnet {s:?}: did you mean {}/{prefix}?", sub.network()));
+            return Err(format!(
+                "invalid subnet {s:?}: did you mean {}/{prefix}?",
+                sub.network()
+            ));
         }
         Ok(sub)
     }
 
     fn mask(self) -> u32 {
-        if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) }
+        if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix)
+        }
     }
 
     /// The network address.
@@ -81,19 +92,30 @@ pub fn next_subnet(pool: Subnet, size: u8, used: &[Subnet]) -> Option<Subnet> {
     let count = 1u64 << (size - pool.prefix);
     let step = 1u64 << (32 - size);
     (0..count)
-        .map(|i| Subnet { addr: Ipv4Addr::from((u64::from(u32::from(pool.addr)) + i * step) as u32), prefix: size })
+        .map(|i| Subnet {
+            addr: Ipv4Addr::from((u64::from(u32::from(pool.addr)) + i * step) as u32),
+            prefix: size,
+        })
         .find(|cand| used.iter().all(|u| !u.overlaps(*cand)))
 }
 
 /// Hands out the next free host address after `cursor` (wrapping once), skipping the network
 /// address, the gateway and the broadcast address. Returns the address and the new cursor.
-pub fn next_host(subnet: Subnet, cursor: u32, used: &BTreeSet<Ipv4Addr>) -> Option<(Ipv4Addr, u32)> {
+pub fn next_host(
+    subnet: Subnet,
+    cursor: u32,
+    used: &BTreeSet<Ipv4Addr>,
+) -> Option<(Ipv4Addr, u32)> {
     let last = (subnet.size() - 2) as u32; // last usable offset (broadcast excluded)
     if last < 2 {
         return None;
     }
     let first = 2; // .0 network, .1 gateway
-    let start = if cursor < first || cursor >= last { first } else { cursor + 1 };
+    let start = if cursor < first || cursor >= last {
+        first
+    } else {
+        cursor + 1
+    };
     let span = last - first + 1;
     (0..span)
         .map(|i| first + (start - first + i) % span)
@@ -118,15 +140,24 @@ mod tests {
         let b = next_subnet(pool, 24, &[a]).unwrap();
         assert_eq!(b.to_string(), "10.0.1.0/24");
         let user = Subnet::parse("10.0.2.0/23").unwrap();
-        assert_eq!(next_subnet(pool, 24, &[a, b, user]).unwrap().to_string(), "10.0.4.0/24");
-        assert_eq!(next_subnet(pool, 24, &[b]).unwrap(), a, "freed subnets are reused");
+        assert_eq!(
+            next_subnet(pool, 24, &[a, b, user]).unwrap().to_string(),
+            "10.0.4.0/24"
+        );
+        assert_eq!(
+            next_subnet(pool, 24, &[b]).unwrap(),
+            a,
+            "freed subnets are reused"
+        );
         let tiny = Subnet::parse("10.0.0.0/24").unwrap();
         assert_eq!(next_subnet(tiny, 24, &[a]), None);
     }
 
     #[test]
     fn parse_and_overlap() {
-        assert!(Subnet::parse("10.0.0.1/24").unwrap_err().contains("10.0.0.0/24"));
+        assert!(Subnet::parse("10.0.0.1/24")
+            .unwrap_err()
+            .contains("10.0.0.0/24"));
         assert!(Subnet::parse("10.0.0.0").is_err());
         assert!(Subnet::parse("10.0.0.0/33").is_err());
         let a = Subnet::parse("10.0.0.0/16").unwrap();

@@ -9,7 +9,10 @@ pub const DYNAMIC_START: u16 = 30000;
 pub const DYNAMIC_END: u16 = 32767;
 
 /// Ports published in ingress mode by services other than `except`.
-pub fn used_ports<'a>(services: impl Iterator<Item = &'a Service>, except: &str) -> BTreeSet<(Protocol, u16)> {
+pub fn used_ports<'a>(
+    services: impl Iterator<Item = &'a Service>,
+    except: &str,
+) -> BTreeSet<(Protocol, u16)> {
     services
         .filter(|s| s.id != except)
         .flat_map(|s| s.ports.iter())
@@ -30,7 +33,10 @@ pub fn allocate(
     let mut taken = used.clone();
     let mut out = Vec::with_capacity(wanted.len());
     // Fixed ports first, so a dynamic pick never steals a port asked for explicitly.
-    for p in wanted.iter().filter(|p| p.published != 0 && p.mode == PublishMode::Ingress) {
+    for p in wanted
+        .iter()
+        .filter(|p| p.published != 0 && p.mode == PublishMode::Ingress)
+    {
         if !taken.insert((p.protocol, p.published)) {
             let who = owner_of(p.protocol, p.published).unwrap_or_else(|| service_name.to_string());
             return Err(format!(
@@ -46,7 +52,12 @@ pub fn allocate(
         if p.mode == PublishMode::Ingress && p.published == 0 {
             let kept = previous
                 .iter()
-                .find(|q| q.target == p.target && q.protocol == p.protocol && q.mode == p.mode && q.published != 0)
+                .find(|q| {
+                    q.target == p.target
+                        && q.protocol == p.protocol
+                        && q.mode == p.mode
+                        && q.published != 0
+                })
                 .map(|q| q.published)
                 .filter(|port| !taken.contains(&(p.protocol, *port)));
             let port = match kept {
@@ -74,32 +85,65 @@ mod tests {
     #[test]
     fn dynamic_and_fixed() {
         let used = BTreeSet::from([(Protocol::Tcp, 30000)]);
-        let got = allocate(&[parse("8080"), parse("30001:80")], &[], &used, "web", |_, _| None).unwrap();
-        assert_eq!(got[0].published, 30002, "skips the used one and the fixed one");
+        let got = allocate(
+            &[parse("8080"), parse("30001:80")],
+            &[],
+            &used,
+            "web",
+            |_, _| None,
+        )
+        .unwrap();
+        assert_eq!(
+            got[0].published, 30002,
+            "skips the used one and the fixed one"
+        );
         assert_eq!(got[1].published, 30001);
     }
 
     #[test]
     fn conflicts_refused_with_owner() {
         let used = BTreeSet::from([(Protocol::Tcp, 8080)]);
-        let err = allocate(&[parse("8080:80")], &[], &used, "web", |_, _| Some("api".into())).unwrap_err();
+        let err = allocate(&[parse("8080:80")], &[], &used, "web", |_, _| {
+            Some("api".into())
+        })
+        .unwrap_err();
         assert!(err.contains("api") && err.contains("8080"), "{err}");
         // the same number over udp is free
         assert!(allocate(&[parse("8080:80/udp")], &[], &used, "web", |_, _| None).is_ok());
         // twice in one spec
-        assert!(allocate(&[parse("9000:80"), parse("9000:81")], &[], &BTreeSet::new(), "web", |_, _| None).is_err());
+        assert!(allocate(
+            &[parse("9000:80"), parse("9000:81")],
+            &[],
+            &BTreeSet::new(),
+            "web",
+            |_, _| None
+        )
+        .is_err());
     }
 
     #[test]
     fn updates_keep_their_dynamic_port() {
-        let prev = vec![PortConfig { published: 31000, ..parse("8080") }];
-        let got = allocate(&[parse("8080")], &prev, &BTreeSet::new(), "web", |_, _| None).unwrap();
+        let prev = vec![PortConfig {
+            published: 31000,
+            ..parse("8080")
+        }];
+        let got = allocate(&[parse("8080")], &prev, &BTreeSet::new(), "web", |_, _| {
+            None
+        })
+        .unwrap();
         assert_eq!(got[0].published, 31000);
     }
 
     #[test]
     fn host_mode_is_not_allocated() {
-        let got = allocate(&[parse("8080,mode=host")], &[], &BTreeSet::new(), "web", |_, _| None).unwrap();
+        let got = allocate(
+            &[parse("8080,mode=host")],
+            &[],
+            &BTreeSet::new(),
+            "web",
+            |_, _| None,
+        )
+        .unwrap();
         assert_eq!(got[0].published, 0);
     }
 }

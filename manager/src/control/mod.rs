@@ -9,8 +9,8 @@ use crate::manager::{Manager, ManagerError};
 use crate::store::State;
 use shoal_proto::convert::{node_to_pb, service_to_pb};
 use shoal_proto::model::{
-    self, new_id, now_ms, Availability, Command, Network, NetworkDriver, Node, NodeRole, NodeState, Service,
-    ServiceMode, ServiceSpec, TaskState,
+    self, new_id, now_ms, Availability, Command, Network, NetworkDriver, Node, NodeRole, NodeState,
+    Service, ServiceMode, ServiceSpec, TaskState,
 };
 use shoal_proto::pb::control_client::ControlClient;
 use shoal_proto::pb::{self, control_server};
@@ -47,8 +47,14 @@ impl ControlService {
     }
 
     fn service_pb(&self, s: &State, svc: &Service) -> pb::Service {
-        let live = |t: &&model::Task| t.service_id == svc.id && t.desired_state <= TaskState::Running;
-        let running = s.tasks.values().filter(live).filter(|t| t.status.state == TaskState::Running).count() as u64;
+        let live =
+            |t: &&model::Task| t.service_id == svc.id && t.desired_state <= TaskState::Running;
+        let running = s
+            .tasks
+            .values()
+            .filter(live)
+            .filter(|t| t.status.state == TaskState::Running)
+            .count() as u64;
         let desired = match svc.spec.mode {
             ServiceMode::Replicated { replicas } => replicas,
             ServiceMode::Global => s.tasks.values().filter(live).count() as u64,
@@ -76,7 +82,8 @@ const FORWARDED: &str = "shoal-forwarded";
 
 fn forwarded<T>(msg: T) -> Request<T> {
     let mut r = Request::new(msg);
-    r.metadata_mut().insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    r.metadata_mut()
+        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
     r.set_timeout(std::time::Duration::from_secs(2));
     r
 }
@@ -98,7 +105,10 @@ type R<T> = Result<Response<T>, Status>;
 impl control_server::Control for ControlService {
     async fn get_cluster(&self, _: Request<pb::Empty>) -> R<pb::Cluster> {
         let s = self.m.store.read();
-        let c = s.cluster.clone().ok_or_else(|| Status::unavailable("cluster is not initialised yet"))?;
+        let c = s
+            .cluster
+            .clone()
+            .ok_or_else(|| Status::unavailable("cluster is not initialised yet"))?;
         let metrics = self.m.raft.metrics().borrow().clone();
         let leader = metrics
             .current_leader
@@ -113,8 +123,16 @@ impl control_server::Control for ControlService {
             raft_leader: leader,
             raft_term: metrics.current_term,
             raft_last_applied: metrics.last_applied.map(|l| l.index).unwrap_or(0),
-            managers: s.nodes.values().filter(|n| n.role == NodeRole::Manager).count() as u32,
-            workers: s.nodes.values().filter(|n| n.role == NodeRole::Worker).count() as u32,
+            managers: s
+                .nodes
+                .values()
+                .filter(|n| n.role == NodeRole::Manager)
+                .count() as u32,
+            workers: s
+                .nodes
+                .values()
+                .filter(|n| n.role == NodeRole::Worker)
+                .count() as u32,
             heartbeat_period_ms: self.m.dispatcher.period().as_millis() as u64,
         }))
     }
@@ -122,7 +140,13 @@ impl control_server::Control for ControlService {
     async fn get_join_token(&self, req: Request<pb::JoinTokenRequest>) -> R<pb::JoinTokenResponse> {
         let r = req.into_inner();
         let role: NodeRole = r.role().into();
-        let mut c = self.m.store.read().cluster.clone().ok_or_else(|| Status::unavailable("cluster is not initialised yet"))?;
+        let mut c = self
+            .m
+            .store
+            .read()
+            .cluster
+            .clone()
+            .ok_or_else(|| Status::unavailable("cluster is not initialised yet"))?;
         if r.rotate {
             let secret = new_id();
             match role {
@@ -131,35 +155,56 @@ impl control_server::Control for ControlService {
             }
             let resp = self.write(Command::PutCluster(c.clone())).await?;
             if resp.conflicts > 0 {
-                return Err(Status::aborted("the cluster changed concurrently; retry the rotation"));
+                return Err(Status::aborted(
+                    "the cluster changed concurrently; retry the rotation",
+                ));
             }
         }
-        let manager_addr = self.m.leader().map(|(_, a)| a).unwrap_or_else(|| self.m.cfg.advertise_addr.clone());
-        Ok(Response::new(pb::JoinTokenResponse { token: c.token(role), manager_addr }))
+        let manager_addr = self
+            .m
+            .leader()
+            .map(|(_, a)| a)
+            .unwrap_or_else(|| self.m.cfg.advertise_addr.clone());
+        Ok(Response::new(pb::JoinTokenResponse {
+            token: c.token(role),
+            manager_addr,
+        }))
     }
 
     async fn list_nodes(&self, req: Request<pb::Empty>) -> R<pb::NodeList> {
         // Only the leader sees which managers answer raft: ask it when we are a follower.
         if let Some(ch) = self.leader_channel(&req) {
-            if let Ok(r) = ControlClient::new(ch).list_nodes(forwarded(pb::Empty {})).await {
+            if let Ok(r) = ControlClient::new(ch)
+                .list_nodes(forwarded(pb::Empty {}))
+                .await
+            {
                 return Ok(r);
             }
         }
         let s = self.m.store.read();
-        let nodes = s.nodes.values().map(|n| node_to_pb(n, self.manager_status(n))).collect();
+        let nodes = s
+            .nodes
+            .values()
+            .map(|n| node_to_pb(n, self.manager_status(n)))
+            .collect();
         Ok(Response::new(pb::NodeList { nodes }))
     }
 
     async fn get_node(&self, req: Request<pb::IdRequest>) -> R<pb::Node> {
         if let Some(ch) = self.leader_channel(&req) {
-            match ControlClient::new(ch).get_node(forwarded(req.get_ref().clone())).await {
+            match ControlClient::new(ch)
+                .get_node(forwarded(req.get_ref().clone()))
+                .await
+            {
                 Ok(r) => return Ok(r),
                 Err(s) if s.code() == tonic::Code::NotFound => return Err(s),
                 Err(_) => {}
             }
         }
         let s = self.m.store.read();
-        let n = s.node(&req.get_ref().id).ok_or_else(|| not_found("node", &req.get_ref().id))?;
+        let n = s
+            .node(&req.get_ref().id)
+            .ok_or_else(|| not_found("node", &req.get_ref().id))?;
         Ok(Response::new(node_to_pb(n, self.manager_status(n))))
     }
 
@@ -168,8 +213,17 @@ impl control_server::Control for ControlService {
         let r = req.into_inner();
         let (mut node, managers) = {
             let s = self.m.store.read();
-            let n = s.node(&r.id).cloned().ok_or_else(|| not_found("node", &r.id))?;
-            (n, s.nodes.values().filter(|n| n.role == NodeRole::Manager).count())
+            let n = s
+                .node(&r.id)
+                .cloned()
+                .ok_or_else(|| not_found("node", &r.id))?;
+            (
+                n,
+                s.nodes
+                    .values()
+                    .filter(|n| n.role == NodeRole::Manager)
+                    .count(),
+            )
         };
         if r.set_availability {
             node.availability = Availability::from(r.availability());
@@ -197,13 +251,26 @@ impl control_server::Control for ControlService {
         if resp.conflicts > 0 {
             return Err(Status::aborted("the node changed concurrently; retry"));
         }
-        let n = self.m.store.read().nodes.get(&node.id).cloned().unwrap_or(node);
+        let n = self
+            .m
+            .store
+            .read()
+            .nodes
+            .get(&node.id)
+            .cloned()
+            .unwrap_or(node);
         Ok(Response::new(node_to_pb(&n, self.manager_status(&n))))
     }
 
     async fn remove_node(&self, req: Request<pb::RemoveNodeRequest>) -> R<pb::Empty> {
         let r = req.into_inner();
-        let node = self.m.store.read().node(&r.id).cloned().ok_or_else(|| not_found("node", &r.id))?;
+        let node = self
+            .m
+            .store
+            .read()
+            .node(&r.id)
+            .cloned()
+            .ok_or_else(|| not_found("node", &r.id))?;
         if node.role == NodeRole::Manager {
             return Err(Status::failed_precondition(format!(
                 "node {} is a manager: demote it first (`swarmctl node demote {}`)",
@@ -222,88 +289,143 @@ impl control_server::Control for ControlService {
 
     #[instrument(skip_all, fields(service = %req.get_ref().spec.as_ref().map(|s| s.name.as_str()).unwrap_or("")))]
     async fn create_service(&self, req: Request<pb::CreateServiceRequest>) -> R<pb::Service> {
-        let spec = req.into_inner().spec.ok_or_else(|| Status::invalid_argument("a service spec is required"))?;
+        let spec = req
+            .into_inner()
+            .spec
+            .ok_or_else(|| Status::invalid_argument("a service spec is required"))?;
         let mut spec = ServiceSpec::try_from(&spec).map_err(Status::invalid_argument)?;
         {
             let s = self.m.store.read();
             service_spec(&s, &mut spec).map_err(Status::invalid_argument)?;
             if s.services.values().any(|o| o.spec.name == spec.name) {
-                return Err(Status::already_exists(format!("service with name {:?} already exists", spec.name)));
+                return Err(Status::already_exists(format!(
+                    "service with name {:?} already exists",
+                    spec.name
+                )));
             }
         }
         let now = now_ms();
-        let svc = Service { id: new_id(), spec, spec_version: 1, created_ms: now, updated_ms: now, ..Default::default() };
+        let svc = Service {
+            id: new_id(),
+            spec,
+            spec_version: 1,
+            created_ms: now,
+            updated_ms: now,
+            ..Default::default()
+        };
         let resp = self.write(Command::CreateService(svc)).await?;
         let s = self.m.store.read();
-        let svc = s.services.get(&resp.id).ok_or_else(|| Status::internal("service vanished after create"))?;
+        let svc = s
+            .services
+            .get(&resp.id)
+            .ok_or_else(|| Status::internal("service vanished after create"))?;
         Ok(Response::new(self.service_pb(&s, svc)))
     }
 
     async fn update_service(&self, req: Request<pb::UpdateServiceRequest>) -> R<pb::Service> {
         let r = req.into_inner();
-        let spec = r.spec.ok_or_else(|| Status::invalid_argument("a service spec is required"))?;
+        let spec = r
+            .spec
+            .ok_or_else(|| Status::invalid_argument("a service spec is required"))?;
         let mut spec = ServiceSpec::try_from(&spec).map_err(Status::invalid_argument)?;
         let mut svc = {
             let s = self.m.store.read();
-            let svc = s.service(&r.id).cloned().ok_or_else(|| not_found("service", &r.id))?;
+            let svc = s
+                .service(&r.id)
+                .cloned()
+                .ok_or_else(|| not_found("service", &r.id))?;
             service_spec(&s, &mut spec).map_err(Status::invalid_argument)?;
             svc
         };
-        if matches!(svc.spec.mode, ServiceMode::Global) != matches!(spec.mode, ServiceMode::Global) {
-            return Err(Status::invalid_argument("a service's mode (replicated or global) can't be changed"));
+        if matches!(svc.spec.mode, ServiceMode::Global) != matches!(spec.mode, ServiceMode::Global)
+        {
+            return Err(Status::invalid_argument(
+                "a service's mode (replicated or global) can't be changed",
+            ));
         }
         svc.spec = spec;
         svc.updated_ms = now_ms();
         let id = svc.id.clone();
         self.write(Command::UpdateService(svc)).await?;
         let s = self.m.store.read();
-        let svc = s.services.get(&id).ok_or_else(|| not_found("service", &id))?;
+        let svc = s
+            .services
+            .get(&id)
+            .ok_or_else(|| not_found("service", &id))?;
         Ok(Response::new(self.service_pb(&s, svc)))
     }
 
     async fn scale_service(&self, req: Request<pb::ScaleRequest>) -> R<pb::Service> {
         let r = req.into_inner();
         if r.replicas > crate::MAX_REPLICAS {
-            return Err(Status::invalid_argument(format!("{} replicas is too many (at most {})", r.replicas, crate::MAX_REPLICAS)));
+            return Err(Status::invalid_argument(format!(
+                "{} replicas is too many (at most {})",
+                r.replicas,
+                crate::MAX_REPLICAS
+            )));
         }
         for _ in 0..5 {
-            let mut svc = self.m.store.read().service(&r.id).cloned().ok_or_else(|| not_found("service", &r.id))?;
+            let mut svc = self
+                .m
+                .store
+                .read()
+                .service(&r.id)
+                .cloned()
+                .ok_or_else(|| not_found("service", &r.id))?;
             if matches!(svc.spec.mode, ServiceMode::Global) {
                 return Err(Status::failed_precondition(format!(
                     "service {} is global: scale can only be used with replicated mode",
                     svc.spec.name
                 )));
             }
-            svc.spec.mode = ServiceMode::Replicated { replicas: r.replicas };
+            svc.spec.mode = ServiceMode::Replicated {
+                replicas: r.replicas,
+            };
             svc.updated_ms = now_ms();
             let id = svc.id.clone();
             match self.m.write(Command::UpdateService(svc)).await {
                 Ok(_) => {
                     let s = self.m.store.read();
-                    let svc = s.services.get(&id).ok_or_else(|| not_found("service", &id))?;
+                    let svc = s
+                        .services
+                        .get(&id)
+                        .ok_or_else(|| not_found("service", &id))?;
                     return Ok(Response::new(self.service_pb(&s, svc)));
                 }
                 Err(ManagerError::Refused(m)) if m.contains("concurrently") => continue,
                 Err(e) => return Err(to_status(e)),
             }
         }
-        Err(Status::aborted("the service kept changing concurrently; retry"))
+        Err(Status::aborted(
+            "the service kept changing concurrently; retry",
+        ))
     }
 
     async fn get_service(&self, req: Request<pb::IdRequest>) -> R<pb::Service> {
         let s = self.m.store.read();
-        let svc = s.service(&req.get_ref().id).ok_or_else(|| not_found("service", &req.get_ref().id))?;
+        let svc = s
+            .service(&req.get_ref().id)
+            .ok_or_else(|| not_found("service", &req.get_ref().id))?;
         Ok(Response::new(self.service_pb(&s, svc)))
     }
 
     async fn list_services(&self, _: Request<pb::Empty>) -> R<pb::ServiceList> {
         let s = self.m.store.read();
-        let services = s.services.values().map(|svc| self.service_pb(&s, svc)).collect();
+        let services = s
+            .services
+            .values()
+            .map(|svc| self.service_pb(&s, svc))
+            .collect();
         Ok(Response::new(pb::ServiceList { services }))
     }
 
     async fn remove_service(&self, req: Request<pb::IdRequest>) -> R<pb::Empty> {
-        let id = self.m.store.read().service(&req.get_ref().id).map(|s| s.id.clone());
+        let id = self
+            .m
+            .store
+            .read()
+            .service(&req.get_ref().id)
+            .map(|s| s.id.clone());
         let id = id.ok_or_else(|| not_found("service", &req.get_ref().id))?;
         self.write(Command::RemoveService { id }).await?;
         Ok(Response::new(pb::Empty {}))
@@ -315,19 +437,29 @@ impl control_server::Control for ControlService {
         let service = if f.service.is_empty() {
             None
         } else {
-            Some(s.service(&f.service).map(|x| x.id.clone()).ok_or_else(|| not_found("service", &f.service))?)
+            Some(
+                s.service(&f.service)
+                    .map(|x| x.id.clone())
+                    .ok_or_else(|| not_found("service", &f.service))?,
+            )
         };
         let node = if f.node.is_empty() {
             None
         } else {
-            Some(s.node(&f.node).map(|x| x.id.clone()).ok_or_else(|| not_found("node", &f.node))?)
+            Some(
+                s.node(&f.node)
+                    .map(|x| x.id.clone())
+                    .ok_or_else(|| not_found("node", &f.node))?,
+            )
         };
         let tasks = s
             .tasks
             .values()
             .filter(|t| service.as_ref().is_none_or(|id| t.service_id == *id))
             .filter(|t| node.as_ref().is_none_or(|id| t.node_id == *id))
-            .filter(|t| f.all || t.desired_state <= TaskState::Running || !t.status.state.is_terminal())
+            .filter(|t| {
+                f.all || t.desired_state <= TaskState::Running || !t.status.state.is_terminal()
+            })
             .map(Into::into)
             .collect();
         Ok(Response::new(pb::TaskList { tasks }))
@@ -337,13 +469,18 @@ impl control_server::Control for ControlService {
         let id = &req.get_ref().id;
         let s = self.m.store.read();
         let t = s.tasks.get(id).or_else(|| {
-            let mut it = s.tasks.values().filter(|t| t.id.starts_with(id.as_str()) || t.name() == *id);
+            let mut it = s
+                .tasks
+                .values()
+                .filter(|t| t.id.starts_with(id.as_str()) || t.name() == *id);
             match (it.next(), it.next()) {
                 (Some(t), None) => Some(t),
                 _ => None,
             }
         });
-        Ok(Response::new(t.ok_or_else(|| not_found("task", id))?.into()))
+        Ok(Response::new(
+            t.ok_or_else(|| not_found("task", id))?.into(),
+        ))
     }
 
     async fn create_network(&self, req: Request<pb::CreateNetworkRequest>) -> R<pb::Network> {
@@ -367,23 +504,35 @@ impl control_server::Control for ControlService {
         };
         let resp = self.write(Command::CreateNetwork(net)).await?;
         let s = self.m.store.read();
-        let n = s.networks.get(&resp.id).ok_or_else(|| Status::internal("network vanished after create"))?;
+        let n = s
+            .networks
+            .get(&resp.id)
+            .ok_or_else(|| Status::internal("network vanished after create"))?;
         Ok(Response::new(n.into()))
     }
 
     async fn list_networks(&self, _: Request<pb::Empty>) -> R<pb::NetworkList> {
         let s = self.m.store.read();
-        Ok(Response::new(pb::NetworkList { networks: s.networks.values().map(Into::into).collect() }))
+        Ok(Response::new(pb::NetworkList {
+            networks: s.networks.values().map(Into::into).collect(),
+        }))
     }
 
     async fn get_network(&self, req: Request<pb::IdRequest>) -> R<pb::Network> {
         let s = self.m.store.read();
-        let n = s.network(&req.get_ref().id).ok_or_else(|| not_found("network", &req.get_ref().id))?;
+        let n = s
+            .network(&req.get_ref().id)
+            .ok_or_else(|| not_found("network", &req.get_ref().id))?;
         Ok(Response::new(n.into()))
     }
 
     async fn remove_network(&self, req: Request<pb::IdRequest>) -> R<pb::Empty> {
-        let id = self.m.store.read().network(&req.get_ref().id).map(|n| n.id.clone());
+        let id = self
+            .m
+            .store
+            .read()
+            .network(&req.get_ref().id)
+            .map(|n| n.id.clone());
         let id = id.ok_or_else(|| not_found("network", &req.get_ref().id))?;
         self.write(Command::RemoveNetwork { id }).await?;
         Ok(Response::new(pb::Empty {}))
@@ -391,8 +540,14 @@ impl control_server::Control for ControlService {
 
     async fn service_logs(&self, req: Request<pb::LogsRequest>) -> R<pb::LogsResponse> {
         if !self.m.is_leader() {
-            let (_, addr) = self.m.leader().ok_or_else(|| Status::unavailable("no raft leader right now; retry shortly"))?;
-            let ch = self.m.channel(&addr).map_err(|e| Status::unavailable(e.to_string()))?;
+            let (_, addr) = self
+                .m
+                .leader()
+                .ok_or_else(|| Status::unavailable("no raft leader right now; retry shortly"))?;
+            let ch = self
+                .m
+                .channel(&addr)
+                .map_err(|e| Status::unavailable(e.to_string()))?;
             return ControlClient::new(ch).service_logs(req.into_inner()).await;
         }
         let r = req.into_inner();
@@ -406,19 +561,33 @@ impl control_server::Control for ControlService {
                     .ok_or_else(|| not_found("task", &r.task))?;
                 vec![t]
             } else {
-                let svc = s.service(&r.service).ok_or_else(|| not_found("service", &r.service))?;
-                s.tasks.values().filter(|t| t.service_id == svc.id).collect()
+                let svc = s
+                    .service(&r.service)
+                    .ok_or_else(|| not_found("service", &r.service))?;
+                s.tasks
+                    .values()
+                    .filter(|t| t.service_id == svc.id)
+                    .collect()
             };
-            let names: std::collections::HashMap<String, String> =
-                s.nodes.values().map(|n| (n.id.clone(), n.hostname.clone())).collect();
+            let names: std::collections::HashMap<String, String> = s
+                .nodes
+                .values()
+                .map(|n| (n.id.clone(), n.hostname.clone()))
+                .collect();
             let task_names: std::collections::HashMap<String, String> =
                 tasks.iter().map(|t| (t.id.clone(), t.name())).collect();
-            (crate::dispatcher::by_node(tasks.into_iter()), names, task_names)
+            (
+                crate::dispatcher::by_node(tasks.into_iter()),
+                names,
+                task_names,
+            )
         };
         let (mut lines, errors) = self
             .m
             .dispatcher
-            .collect_logs(by_node, r.tail, |id| names.get(id).cloned().unwrap_or_else(|| id.to_string()))
+            .collect_logs(by_node, r.tail, |id| {
+                names.get(id).cloned().unwrap_or_else(|| id.to_string())
+            })
             .await;
         for l in &mut lines {
             if let Some(n) = task_names.get(&l.task_id) {

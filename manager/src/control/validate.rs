@@ -15,7 +15,10 @@ pub fn service_spec(state: &State, spec: &mut ServiceSpec) -> Result<(), String>
     }
     if let ServiceMode::Replicated { replicas } = spec.mode {
         if replicas > crate::MAX_REPLICAS {
-            return Err(format!("--replicas {replicas} is too large (at most {})", crate::MAX_REPLICAS));
+            return Err(format!(
+                "--replicas {replicas} is too large (at most {})",
+                crate::MAX_REPLICAS
+            ));
         }
     }
     for e in &spec.env {
@@ -26,7 +29,9 @@ pub fn service_spec(state: &State, spec: &mut ServiceSpec) -> Result<(), String>
     for c in &spec.constraints {
         crate::scheduler::constraint::Constraint::parse(c)?;
     }
-    if spec.endpoint_mode == EndpointMode::Dnsrr && spec.ports.iter().any(|p| p.mode == PublishMode::Ingress) {
+    if spec.endpoint_mode == EndpointMode::Dnsrr
+        && spec.ports.iter().any(|p| p.mode == PublishMode::Ingress)
+    {
         return Err("port published with ingress mode can't be used with dnsrr mode: publish with mode=host or use --endpoint-mode vip".into());
     }
     let mut seen = BTreeSet::new();
@@ -34,17 +39,27 @@ pub fn service_spec(state: &State, spec: &mut ServiceSpec) -> Result<(), String>
         if p.target == 0 {
             return Err("a published port needs a target port (1-65535)".into());
         }
-        if p.published != 0 && !seen.insert((p.protocol, p.published, p.mode == PublishMode::Host)) {
-            return Err(format!("port {}/{} is published twice", p.published, p.protocol.as_str()));
+        if p.published != 0 && !seen.insert((p.protocol, p.published, p.mode == PublishMode::Host))
+        {
+            return Err(format!(
+                "port {}/{} is published twice",
+                p.published,
+                p.protocol.as_str()
+            ));
         }
     }
     let mut ids = BTreeSet::new();
     for a in &mut spec.networks {
         let net = state.network(&a.target).ok_or_else(|| {
-            format!("network {} not found; create it with `swarmctl network create -d overlay {}`", a.target, a.target)
+            format!(
+                "network {} not found; create it with `swarmctl network create -d overlay {}`",
+                a.target, a.target
+            )
         })?;
         if net.ingress {
-            return Err("the ingress network can't be attached directly: publish a port instead".into());
+            return Err(
+                "the ingress network can't be attached directly: publish a port instead".into(),
+            );
         }
         a.target = net.id.clone();
         if !ids.insert(a.target.clone()) {

@@ -21,24 +21,40 @@ impl AssignmentSet {
             .filter(|t| !t.status.state.is_terminal())
             .map(|t| (t.id.as_str(), t))
             .collect();
-        let net_ids: BTreeSet<&str> =
-            current.values().flat_map(|t| t.networks.iter().map(|n| n.network_id.as_str())).collect();
-        let nets: Vec<&shoal_proto::model::Network> = net_ids.iter().filter_map(|id| state.networks.get(*id)).collect();
-        let mut msg = pb::Assignments { full, ..Default::default() };
+        let net_ids: BTreeSet<&str> = current
+            .values()
+            .flat_map(|t| t.networks.iter().map(|n| n.network_id.as_str()))
+            .collect();
+        let nets: Vec<&shoal_proto::model::Network> = net_ids
+            .iter()
+            .filter_map(|id| state.networks.get(*id))
+            .collect();
+        let mut msg = pb::Assignments {
+            full,
+            ..Default::default()
+        };
         for (id, t) in &current {
             if full || self.sent.get(*id) != Some(&t.version) {
                 msg.tasks.push((*t).into());
             }
         }
         if !full {
-            msg.removed = self.sent.keys().filter(|id| !current.contains_key(id.as_str())).cloned().collect();
+            msg.removed = self
+                .sent
+                .keys()
+                .filter(|id| !current.contains_key(id.as_str()))
+                .cloned()
+                .collect();
         }
         for n in &nets {
             if full || self.networks.get(&n.id) != Some(&n.version) {
                 msg.networks.push((*n).into());
             }
         }
-        self.sent = current.iter().map(|(id, t)| (id.to_string(), t.version)).collect();
+        self.sent = current
+            .iter()
+            .map(|(id, t)| (id.to_string(), t.version))
+            .collect();
         self.networks = nets.iter().map(|n| (n.id.clone(), n.version)).collect();
         if !full && msg.tasks.is_empty() && msg.removed.is_empty() && msg.networks.is_empty() {
             return None;
@@ -55,17 +71,42 @@ mod tests {
     #[test]
     fn full_then_incremental() {
         let mut s = State::default();
-        let t = |id: &str| Task { id: id.into(), node_id: "n1".into(), ..Default::default() };
+        let t = |id: &str| Task {
+            id: id.into(),
+            node_id: "n1".into(),
+            ..Default::default()
+        };
         s.apply(1, &Command::PutTasks(vec![t("a"), t("b")]));
         let mut set = AssignmentSet::default();
         let full = set.next(&s, "n1", true).unwrap();
         assert!(full.full);
         assert_eq!(full.tasks.len(), 2);
         assert!(set.next(&s, "n1", false).is_none(), "nothing changed");
-        s.apply(2, &Command::TaskStatuses(vec![("a".into(), TaskStatus { state: TaskState::Running, ..Default::default() })]));
+        s.apply(
+            2,
+            &Command::TaskStatuses(vec![(
+                "a".into(),
+                TaskStatus {
+                    state: TaskState::Running,
+                    ..Default::default()
+                },
+            )]),
+        );
         let inc = set.next(&s, "n1", false).unwrap();
-        assert_eq!(inc.tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), vec!["a"]);
-        s.apply(3, &Command::TaskStatuses(vec![("b".into(), TaskStatus { state: TaskState::Complete, ..Default::default() })]));
+        assert_eq!(
+            inc.tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+            vec!["a"]
+        );
+        s.apply(
+            3,
+            &Command::TaskStatuses(vec![(
+                "b".into(),
+                TaskStatus {
+                    state: TaskState::Complete,
+                    ..Default::default()
+                },
+            )]),
+        );
         let inc = set.next(&s, "n1", false).unwrap();
         assert_eq!(inc.removed, vec!["b".to_string()]);
         assert!(set.next(&s, "n2", true).unwrap().tasks.is_empty());

@@ -29,7 +29,10 @@ struct Session {
     to_agent: mpsc::Sender<pb::LogRequest>,
 }
 
-type StatusBatch = (Vec<(String, TaskStatus)>, oneshot::Sender<Result<(), String>>);
+type StatusBatch = (
+    Vec<(String, TaskStatus)>,
+    oneshot::Sender<Result<(), String>>,
+);
 
 /// In-memory dispatcher state. Lives on every manager; used on the leader.
 pub struct Dispatcher {
@@ -79,8 +82,14 @@ impl Dispatcher {
 
     fn open_session(&self, node_id: &str, to_agent: mpsc::Sender<pb::LogRequest>) -> String {
         let id = shoal_proto::model::new_id();
-        lock(&self.sessions)
-            .insert(node_id.to_string(), Session { id: id.clone(), last_seen: Instant::now(), to_agent });
+        lock(&self.sessions).insert(
+            node_id.to_string(),
+            Session {
+                id: id.clone(),
+                last_seen: Instant::now(),
+                to_agent,
+            },
+        );
         id
     }
 
@@ -92,7 +101,9 @@ impl Dispatcher {
     }
 
     fn session_valid(&self, node_id: &str, session_id: &str) -> bool {
-        lock(&self.sessions).get(node_id).is_some_and(|s| s.id == session_id)
+        lock(&self.sessions)
+            .get(node_id)
+            .is_some_and(|s| s.id == session_id)
     }
 
     /// Records a heartbeat; false if the session is unknown (the agent must open a new one).
@@ -109,7 +120,9 @@ impl Dispatcher {
     /// Queues status updates for the next batch and waits until it is committed.
     pub async fn submit_statuses(&self, updates: Vec<(String, TaskStatus)>) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
-        self.status_tx.send((updates, tx)).map_err(|_| "dispatcher stopped".to_string())?;
+        self.status_tx
+            .send((updates, tx))
+            .map_err(|_| "dispatcher stopped".to_string())?;
         match tokio::time::timeout(Duration::from_secs(10), rx).await {
             Ok(Ok(r)) => r,
             _ => Err("status update not committed (leadership changed?); retry".into()),
@@ -131,10 +144,17 @@ impl Dispatcher {
         let mut waiting = 0;
         for (node, task_ids) in by_node {
             let sender = lock(&self.sessions).get(&node).map(|s| s.to_agent.clone());
-            let req = pb::LogRequest { request_id: request_id.clone(), task_ids, tail };
+            let req = pb::LogRequest {
+                request_id: request_id.clone(),
+                task_ids,
+                tail,
+            };
             match sender {
                 Some(s) if s.send(req).await.is_ok() => waiting += 1,
-                _ => errors.push(format!("node {} is not connected; logs of its tasks are unavailable", node_name(&node))),
+                _ => errors.push(format!(
+                    "node {} is not connected; logs of its tasks are unavailable",
+                    node_name(&node)
+                )),
             }
         }
         let mut lines = Vec::new();
@@ -144,7 +164,11 @@ impl Dispatcher {
                 Ok(Some(reply)) => {
                     waiting -= 1;
                     if !reply.error.is_empty() {
-                        errors.push(format!("node {}: {}", node_name(&reply.node_id), reply.error));
+                        errors.push(format!(
+                            "node {}: {}",
+                            node_name(&reply.node_id),
+                            reply.error
+                        ));
                     }
                     lines.extend(reply.lines);
                 }
@@ -186,17 +210,29 @@ pub async fn monitor_heartbeats(m: Arc<Manager>) {
                 .nodes
                 .values()
                 .filter_map(|n| match sessions.get(&n.id) {
-                    Some(s) if s.last_seen.elapsed() <= expiry => {
-                        (n.state != NodeState::Ready).then(|| (n.id.clone(), NodeState::Ready, String::new()))
-                    }
-                    Some(_) => Some((n.id.clone(), NodeState::Down, "heartbeat failure".to_string())),
+                    Some(s) if s.last_seen.elapsed() <= expiry => (n.state != NodeState::Ready)
+                        .then(|| (n.id.clone(), NodeState::Ready, String::new())),
+                    Some(_) => Some((
+                        n.id.clone(),
+                        NodeState::Down,
+                        "heartbeat failure".to_string(),
+                    )),
                     None if n.state == NodeState::Down => None,
                     // A node that just joined has not opened its session yet.
-                    None if now_ms().saturating_sub(n.created_ms) < (expiry * 2).as_millis() as i64 => None,
+                    None if now_ms().saturating_sub(n.created_ms)
+                        < (expiry * 2).as_millis() as i64 =>
+                    {
+                        None
+                    }
                     None if since.elapsed() > expiry * 2 => Some((
                         n.id.clone(),
                         NodeState::Down,
-                        if n.state == NodeState::Ready { "heartbeat failure" } else { "node never connected" }.to_string(),
+                        if n.state == NodeState::Ready {
+                            "heartbeat failure"
+                        } else {
+                            "node never connected"
+                        }
+                        .to_string(),
                     )),
                     None => None,
                 })
@@ -231,7 +267,12 @@ pub async fn write_statuses(m: Arc<Manager>) {
                 _ => break,
             }
         }
-        let result = m.raft.client_write(Command::TaskStatuses(updates)).await.map(|_| ()).map_err(|e| e.to_string());
+        let result = m
+            .raft
+            .client_write(Command::TaskStatuses(updates))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
         for w in waiters {
             let _ = w.send(result.clone());
         }

@@ -35,7 +35,9 @@ impl DispatcherService {
     fn not_leader(&self) -> Status {
         match self.m.leader() {
             Some((_, addr)) => {
-                let mut s = Status::failed_precondition(format!("this manager is not the leader; the leader is {addr}"));
+                let mut s = Status::failed_precondition(format!(
+                    "this manager is not the leader; the leader is {addr}"
+                ));
                 if let Ok(v) = addr.parse() {
                     s.metadata_mut().insert(LEADER_ADDR_KEY, v);
                 }
@@ -45,7 +47,12 @@ impl DispatcherService {
         }
     }
 
-    fn session_message(&self, session_id: &str, node: &Node, assignments: Option<pb::Assignments>) -> pb::SessionMessage {
+    fn session_message(
+        &self,
+        session_id: &str,
+        node: &Node,
+        assignments: Option<pb::Assignments>,
+    ) -> pb::SessionMessage {
         pb::SessionMessage {
             session_id: session_id.to_string(),
             node: Some(node_to_pb(node, "")),
@@ -67,18 +74,33 @@ fn status(e: crate::manager::ManagerError) -> Status {
 #[tonic::async_trait]
 impl dispatcher_server::Dispatcher for DispatcherService {
     #[instrument(skip_all, fields(hostname = %req.get_ref().hostname))]
-    async fn register(&self, req: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
+    async fn register(
+        &self,
+        req: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
         if !self.m.is_leader() {
-            let (_, addr) = self.m.leader().ok_or_else(|| Status::unavailable("no raft leader right now; retry shortly"))?;
-            let ch = self.m.channel(&addr).map_err(|e| Status::unavailable(e.to_string()))?;
+            let (_, addr) = self
+                .m
+                .leader()
+                .ok_or_else(|| Status::unavailable("no raft leader right now; retry shortly"))?;
+            let ch = self
+                .m
+                .channel(&addr)
+                .map_err(|e| Status::unavailable(e.to_string()))?;
             return DispatcherClient::new(ch).register(req.into_inner()).await;
         }
         let r = req.into_inner();
         let (cluster, existing) = {
             let s = self.m.store.read();
-            (s.cluster.clone(), (!r.node_id.is_empty()).then(|| s.nodes.get(&r.node_id).cloned()).flatten())
+            (
+                s.cluster.clone(),
+                (!r.node_id.is_empty())
+                    .then(|| s.nodes.get(&r.node_id).cloned())
+                    .flatten(),
+            )
         };
-        let cluster = cluster.ok_or_else(|| Status::unavailable("cluster is not initialised yet"))?;
+        let cluster =
+            cluster.ok_or_else(|| Status::unavailable("cluster is not initialised yet"))?;
         let managers = self.m.manager_addrs();
         if let Some(n) = existing {
             // A node that joined before and kept its state dir.
@@ -101,7 +123,8 @@ impl dispatcher_server::Dispatcher for DispatcherService {
                 r.node_id
             )));
         }
-        let role = check_token(&cluster, &r.token).map_err(|e| Status::permission_denied(e.to_string()))?;
+        let role = check_token(&cluster, &r.token)
+            .map_err(|e| Status::permission_denied(e.to_string()))?;
         if role == NodeRole::Manager && r.raft_id == 0 {
             return Err(Status::invalid_argument("a manager must send its raft id"));
         }
@@ -112,13 +135,20 @@ impl dispatcher_server::Dispatcher for DispatcherService {
             role,
             addr: r.addr.clone(),
             labels: r.labels.into_iter().collect(),
-            raft_id: if role == NodeRole::Manager { r.raft_id } else { 0 },
+            raft_id: if role == NodeRole::Manager {
+                r.raft_id
+            } else {
+                0
+            },
             state: NodeState::Unknown,
             created_ms: now,
             updated_ms: now,
             ..Default::default()
         };
-        self.m.write(Command::PutNode(node.clone())).await.map_err(status)?;
+        self.m
+            .write(Command::PutNode(node.clone()))
+            .await
+            .map_err(status)?;
         info!(node.id = %node.id, role = ?role, "node joined");
         Ok(Response::new(pb::RegisterResponse {
             node_id: node.id,
@@ -132,7 +162,10 @@ impl dispatcher_server::Dispatcher for DispatcherService {
     type SessionStream = ReceiverStream<Result<pb::SessionMessage, Status>>;
 
     #[instrument(skip_all, fields(node.id = %req.get_ref().node_id))]
-    async fn session(&self, req: Request<pb::SessionRequest>) -> Result<Response<Self::SessionStream>, Status> {
+    async fn session(
+        &self,
+        req: Request<pb::SessionRequest>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
         if !self.m.is_leader() {
             return Err(self.not_leader());
         }
@@ -141,19 +174,38 @@ impl dispatcher_server::Dispatcher for DispatcherService {
             // leader as leader of its old term at once, with a store that may lack everything
             // committed while it was down; a full assignment set from it would make the agent
             // stop tasks the cluster still wants.
-            return Err(Status::unavailable("this manager is not serving agents yet (leadership not confirmed); retry shortly"));
+            return Err(Status::unavailable(
+                "this manager is not serving agents yet (leadership not confirmed); retry shortly",
+            ));
         }
         let node_id = req.into_inner().node_id;
-        let node = self.m.store.read().nodes.get(&node_id).cloned().ok_or_else(|| {
-            Status::permission_denied(format!("node {node_id} is not part of this cluster (was it removed?)"))
-        })?;
+        let node = self
+            .m
+            .store
+            .read()
+            .nodes
+            .get(&node_id)
+            .cloned()
+            .ok_or_else(|| {
+                Status::permission_denied(format!(
+                    "node {node_id} is not part of this cluster (was it removed?)"
+                ))
+            })?;
         let (log_tx, mut log_rx) = mpsc::channel(16);
         let session_id = self.m.dispatcher.open_session(&node_id, log_tx);
         // Mark the node READY now rather than at the next monitor tick.
         let m = self.m.clone();
         let nid = node_id.clone();
         tokio::spawn(async move {
-            if let Err(e) = m.raft.client_write(Command::SetNodeStates(vec![(nid, NodeState::Ready, String::new())])).await {
+            if let Err(e) = m
+                .raft
+                .client_write(Command::SetNodeStates(vec![(
+                    nid,
+                    NodeState::Ready,
+                    String::new(),
+                )]))
+                .await
+            {
                 warn!(error = %e, "could not mark node ready");
             }
         });
@@ -163,7 +215,9 @@ impl dispatcher_server::Dispatcher for DispatcherService {
             let s = self.m.store.read();
             set.next(&s, &node_id, true)
         };
-        let _ = tx.send(Ok(self.session_message(&session_id, &node, first))).await;
+        let _ = tx
+            .send(Ok(self.session_message(&session_id, &node, first)))
+            .await;
         let svc = DispatcherService { m: self.m.clone() };
         tokio::spawn(async move {
             let m = svc.m.clone();
@@ -187,15 +241,22 @@ impl dispatcher_server::Dispatcher for DispatcherService {
                 }
                 let (node, inc) = {
                     let s = m.store.read();
-                    let Some(node) = s.nodes.get(&node_id).cloned() else { break };
+                    let Some(node) = s.nodes.get(&node_id).cloned() else {
+                        break;
+                    };
                     (node, set.next(&s, &node_id, false))
                 };
                 let managers = m.manager_addrs();
-                let node_changed = node.role != last_node.role || node.availability != last_node.availability;
+                let node_changed =
+                    node.role != last_node.role || node.availability != last_node.availability;
                 if inc.is_some() || node_changed || managers != last_managers {
                     last_node = node;
                     last_managers = managers;
-                    if tx.send(Ok(svc.session_message(&session_id, &last_node, inc))).await.is_err() {
+                    if tx
+                        .send(Ok(svc.session_message(&session_id, &last_node, inc)))
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -205,7 +266,10 @@ impl dispatcher_server::Dispatcher for DispatcherService {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
-    async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
+    async fn heartbeat(
+        &self,
+        req: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let r = req.into_inner();
         if !self.m.dispatcher.heartbeat(&r.node_id, &r.session_id) {
             if !self.m.is_leader() {
@@ -213,30 +277,50 @@ impl dispatcher_server::Dispatcher for DispatcherService {
             }
             return Err(Status::not_found("unknown session; open a new one"));
         }
-        Ok(Response::new(pb::HeartbeatResponse { period_ms: self.m.dispatcher.period().as_millis() as u64 }))
+        Ok(Response::new(pb::HeartbeatResponse {
+            period_ms: self.m.dispatcher.period().as_millis() as u64,
+        }))
     }
 
-    async fn update_task_status(&self, req: Request<pb::UpdateTaskStatusRequest>) -> Result<Response<pb::Empty>, Status> {
+    async fn update_task_status(
+        &self,
+        req: Request<pb::UpdateTaskStatusRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
         let r = req.into_inner();
         if !self.m.dispatcher.session_valid(&r.node_id, &r.session_id) {
-            return Err(if self.m.is_leader() { Status::not_found("unknown session; open a new one") } else { self.not_leader() });
+            return Err(if self.m.is_leader() {
+                Status::not_found("unknown session; open a new one")
+            } else {
+                self.not_leader()
+            });
         }
         let updates: Vec<(String, model::TaskStatus)> = {
             let s = self.m.store.read();
             r.updates
                 .iter()
-                .filter(|u| s.tasks.get(&u.task_id).is_some_and(|t| t.node_id == r.node_id))
+                .filter(|u| {
+                    s.tasks
+                        .get(&u.task_id)
+                        .is_some_and(|t| t.node_id == r.node_id)
+                })
                 .filter_map(|u| Some((u.task_id.clone(), u.status.as_ref()?.into())))
                 .collect()
         };
         if updates.is_empty() {
             return Ok(Response::new(pb::Empty {}));
         }
-        self.m.dispatcher.submit_statuses(updates).await.map_err(Status::unavailable)?;
+        self.m
+            .dispatcher
+            .submit_statuses(updates)
+            .await
+            .map_err(Status::unavailable)?;
         Ok(Response::new(pb::Empty {}))
     }
 
-    async fn publish_logs(&self, req: Request<pb::PublishLogsRequest>) -> Result<Response<pb::Empty>, Status> {
+    async fn publish_logs(
+        &self,
+        req: Request<pb::PublishLogsRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
         self.m.dispatcher.deliver_logs(req.into_inner());
         Ok(Response::new(pb::Empty {}))
     }
@@ -250,4 +334,3 @@ pub fn by_node<'a>(tasks: impl Iterator<Item = &'a model::Task>) -> HashMap<Stri
     }
     map
 }
-

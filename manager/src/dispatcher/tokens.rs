@@ -12,7 +12,9 @@ pub enum TokenError {
     #[error("malformed join token: expected SWMTKN-1-<digest>-<secret>")]
     Malformed,
     /// The digest names another cluster.
-    #[error("the join token belongs to another cluster (its digest does not match this cluster's)")]
+    #[error(
+        "the join token belongs to another cluster (its digest does not match this cluster's)"
+    )]
     WrongCluster,
     /// Right cluster, unknown secret.
     #[error("invalid join token: it was rotated or mistyped; get the current one with `swarmctl swarm join-token`")]
@@ -25,7 +27,9 @@ pub fn parse_token(token: &str) -> Result<(&str, &str), TokenError> {
     if token.is_empty() {
         return Err(TokenError::Missing);
     }
-    let rest = token.strip_prefix("SWMTKN-1-").ok_or(TokenError::Malformed)?;
+    let rest = token
+        .strip_prefix("SWMTKN-1-")
+        .ok_or(TokenError::Malformed)?;
     let (digest, secret) = rest.split_once('-').ok_or(TokenError::Malformed)?;
     if digest.is_empty() || secret.is_empty() || secret.contains('-') {
         return Err(TokenError::Malformed);
@@ -53,7 +57,11 @@ pub fn check_token(cluster: &Cluster, token: &str) -> Result<NodeRole, TokenErro
 /// cluster id now; the root CA certificate once the cluster has one).
 pub fn cluster_digest(seed: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(seed).iter().take(16).map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(seed)
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -62,12 +70,26 @@ mod tests {
 
     #[test]
     fn tokens() {
-        let c = Cluster { digest: "d1".into(), worker_secret: "w".into(), manager_secret: "m".into(), ..Default::default() };
-        assert_eq!(check_token(&c, &c.token(NodeRole::Worker)), Ok(NodeRole::Worker));
-        assert_eq!(check_token(&c, &c.token(NodeRole::Manager)), Ok(NodeRole::Manager));
+        let c = Cluster {
+            digest: "d1".into(),
+            worker_secret: "w".into(),
+            manager_secret: "m".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            check_token(&c, &c.token(NodeRole::Worker)),
+            Ok(NodeRole::Worker)
+        );
+        assert_eq!(
+            check_token(&c, &c.token(NodeRole::Manager)),
+            Ok(NodeRole::Manager)
+        );
         assert_eq!(check_token(&c, ""), Err(TokenError::Missing));
         assert_eq!(check_token(&c, "hello"), Err(TokenError::Malformed));
-        assert_eq!(check_token(&c, "SWMTKN-1-d2-w"), Err(TokenError::WrongCluster));
+        assert_eq!(
+            check_token(&c, "SWMTKN-1-d2-w"),
+            Err(TokenError::WrongCluster)
+        );
         assert_eq!(check_token(&c, "SWMTKN-1-d1-x"), Err(TokenError::Invalid));
     }
 }

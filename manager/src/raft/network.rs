@@ -2,11 +2,13 @@
 //! JSON inside `RaftBytes`.
 
 use super::types::{NodeId, TypeConfig};
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
@@ -49,7 +51,11 @@ impl Network {
 
     /// When a raft RPC to `id` last succeeded (on the leader: at least every heartbeat).
     pub fn last_contact(&self, id: NodeId) -> Option<Instant> {
-        self.contact.lock().unwrap_or_else(|e| e.into_inner()).get(&id).copied()
+        self.contact
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .copied()
     }
 }
 
@@ -100,10 +106,12 @@ impl Peer {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let client = self
-            .client
-            .as_mut()
-            .ok_or_else(|| RPCError::Unreachable(Unreachable::new(&TransportError(format!("bad address {}", self.node.addr)))))?;
+        let client = self.client.as_mut().ok_or_else(|| {
+            RPCError::Unreachable(Unreachable::new(&TransportError(format!(
+                "bad address {}",
+                self.node.addr
+            ))))
+        })?;
         let data = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut request = tonic::Request::new(RaftBytes { data });
         request.set_timeout(option.hard_ttl());
@@ -118,10 +126,19 @@ impl Peer {
             }
             _ => RPCError::Network(NetworkError::new(&TransportError(s.message().to_string()))),
         })?;
-        let result: Result<Resp, RaftError<NodeId, E>> =
-            decode(&resp.into_inner().data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        self.contact.lock().unwrap_or_else(|e| e.into_inner()).insert(self.target, Instant::now());
-        result.map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), e)))
+        let result: Result<Resp, RaftError<NodeId, E>> = decode(&resp.into_inner().data)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.contact
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(self.target, Instant::now());
+        result.map_err(|e| {
+            RPCError::RemoteError(RemoteError::new_with_node(
+                self.target,
+                self.node.clone(),
+                e,
+            ))
+        })
     }
 }
 
@@ -144,8 +161,10 @@ impl RaftNetwork<TypeConfig> for Peer {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
-    {
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
         self.call(Kind::Snapshot, &rpc, &option).await
     }
 

@@ -29,13 +29,16 @@ fn bad(e: serde_json::Error) -> Status {
 }
 
 fn reply<T: serde::Serialize>(v: &T) -> Result<Response<RaftBytes>, Status> {
-    Ok(Response::new(RaftBytes { data: encode(v).map_err(|e| Status::internal(e.to_string()))? }))
+    Ok(Response::new(RaftBytes {
+        data: encode(v).map_err(|e| Status::internal(e.to_string()))?,
+    }))
 }
 
 #[tonic::async_trait]
 impl raft_server::Raft for RaftService {
     async fn append_entries(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
-        let rpc: openraft::raft::AppendEntriesRequest<TypeConfig> = decode(&req.get_ref().data).map_err(bad)?;
+        let rpc: openraft::raft::AppendEntriesRequest<TypeConfig> =
+            decode(&req.get_ref().data).map_err(bad)?;
         reply(&self.raft.append_entries(rpc).await)
     }
 
@@ -44,19 +47,27 @@ impl raft_server::Raft for RaftService {
         reply(&self.raft.vote(rpc).await)
     }
 
-    async fn install_snapshot(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
-        let rpc: openraft::raft::InstallSnapshotRequest<TypeConfig> = decode(&req.get_ref().data).map_err(bad)?;
+    async fn install_snapshot(
+        &self,
+        req: Request<RaftBytes>,
+    ) -> Result<Response<RaftBytes>, Status> {
+        let rpc: openraft::raft::InstallSnapshotRequest<TypeConfig> =
+            decode(&req.get_ref().data).map_err(bad)?;
         reply(&self.raft.install_snapshot(rpc).await)
     }
 
     async fn forward_write(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
         let cmd: Command = decode(&req.get_ref().data).map_err(bad)?;
         // Err(None): this node is not the leader (the caller looks again); Err(Some): failed.
-        let result: Result<shoal_proto::model::Response, Option<String>> = match self.raft.client_write(cmd).await {
-            Ok(r) => Ok(shoal_proto::model::Response { log_index: r.log_id.index, ..r.data }),
-            Err(e) if e.forward_to_leader().is_some() => Err(None),
-            Err(e) => Err(Some(e.to_string())),
-        };
+        let result: Result<shoal_proto::model::Response, Option<String>> =
+            match self.raft.client_write(cmd).await {
+                Ok(r) => Ok(shoal_proto::model::Response {
+                    log_index: r.log_id.index,
+                    ..r.data
+                }),
+                Err(e) if e.forward_to_leader().is_some() => Err(None),
+                Err(e) => Err(Some(e.to_string())),
+            };
         reply(&result)
     }
 }

@@ -19,7 +19,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("applied", &*self.applied.borrow()).finish()
+        f.debug_struct("Store")
+            .field("applied", &*self.applied.borrow())
+            .finish()
     }
 }
 
@@ -33,7 +35,10 @@ impl Store {
     /// A store holding `state`.
     pub fn new(state: State) -> Store {
         let (applied, _) = watch::channel(0);
-        Store { inner: Arc::new(RwLock::new(state)), applied }
+        Store {
+            inner: Arc::new(RwLock::new(state)),
+            applied,
+        }
     }
 
     /// A read view. Hold it only for synchronous work: never across an `.await`.

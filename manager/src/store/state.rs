@@ -37,7 +37,10 @@ impl State {
         self.tasks_by_node.clear();
         for t in self.tasks.values() {
             if !t.node_id.is_empty() {
-                self.tasks_by_node.entry(t.node_id.clone()).or_default().insert(t.id.clone());
+                self.tasks_by_node
+                    .entry(t.node_id.clone())
+                    .or_default()
+                    .insert(t.id.clone());
             }
         }
     }
@@ -48,7 +51,10 @@ impl State {
             .get(id_or_name)
             .or_else(|| self.services.values().find(|s| s.spec.name == id_or_name))
             .or_else(|| {
-                let mut prefixed = self.services.values().filter(|s| s.id.starts_with(id_or_name));
+                let mut prefixed = self
+                    .services
+                    .values()
+                    .filter(|s| s.id.starts_with(id_or_name));
                 match (prefixed.next(), prefixed.next()) {
                     (Some(s), None) if id_or_name.len() >= 3 => Some(s),
                     _ => None,
@@ -62,7 +68,10 @@ impl State {
             .get(id_or_name)
             .or_else(|| self.networks.values().find(|n| n.name == id_or_name))
             .or_else(|| {
-                let mut prefixed = self.networks.values().filter(|n| n.id.starts_with(id_or_name));
+                let mut prefixed = self
+                    .networks
+                    .values()
+                    .filter(|n| n.id.starts_with(id_or_name));
                 match (prefixed.next(), prefixed.next()) {
                     (Some(n), None) if id_or_name.len() >= 3 => Some(n),
                     _ => None,
@@ -97,12 +106,20 @@ impl State {
     pub fn apply(&mut self, index: u64, cmd: &Command) -> Response {
         match self.apply_inner(index, cmd) {
             Ok(r) => r,
-            Err(e) => Response { error: Some(e), ..Default::default() },
+            Err(e) => Response {
+                error: Some(e),
+                ..Default::default()
+            },
         }
     }
 
     fn apply_inner(&mut self, index: u64, cmd: &Command) -> Result<Response, String> {
-        let ok = |id: &str| Ok(Response { id: id.to_string(), ..Default::default() });
+        let ok = |id: &str| {
+            Ok(Response {
+                id: id.to_string(),
+                ..Default::default()
+            })
+        };
         match cmd {
             Command::Noop => ok(""),
             Command::InitCluster(c) => {
@@ -118,7 +135,10 @@ impl State {
             Command::PutCluster(c) => {
                 let cur = self.cluster.as_ref().ok_or("cluster is not initialised")?;
                 if cur.version != c.version {
-                    return Ok(Response { conflicts: 1, ..Default::default() });
+                    return Ok(Response {
+                        conflicts: 1,
+                        ..Default::default()
+                    });
                 }
                 let mut c = c.clone();
                 c.version = index;
@@ -128,7 +148,10 @@ impl State {
             Command::PutNode(n) => {
                 let cur = self.nodes.get(&n.id).map(|n| n.version).unwrap_or(0);
                 if cur != n.version {
-                    return Ok(Response { conflicts: 1, ..Default::default() });
+                    return Ok(Response {
+                        conflicts: 1,
+                        ..Default::default()
+                    });
                 }
                 let mut n = n.clone();
                 n.version = index;
@@ -137,7 +160,9 @@ impl State {
                 ok(&id)
             }
             Command::RemoveNode { id } => {
-                self.nodes.remove(id).ok_or_else(|| format!("node {id} not found"))?;
+                self.nodes
+                    .remove(id)
+                    .ok_or_else(|| format!("node {id} not found"))?;
                 ok(id)
             }
             Command::SetNodeStates(states) => {
@@ -164,10 +189,16 @@ impl State {
                         _ => conflicts += 1,
                     }
                 }
-                Ok(Response { conflicts, ..Default::default() })
+                Ok(Response {
+                    conflicts,
+                    ..Default::default()
+                })
             }
             Command::RemoveNetwork { id } => {
-                let net = self.networks.get(id).ok_or_else(|| format!("network {id} not found"))?;
+                let net = self
+                    .networks
+                    .get(id)
+                    .ok_or_else(|| format!("network {id} not found"))?;
                 if net.ingress {
                     return Err("the ingress network cannot be removed".into());
                 }
@@ -194,15 +225,23 @@ impl State {
                 self.put_service(index, s, None)
             }
             Command::UpdateService(s) => {
-                let cur = self.services.get(&s.id).ok_or_else(|| format!("service {} not found", s.id))?;
+                let cur = self
+                    .services
+                    .get(&s.id)
+                    .ok_or_else(|| format!("service {} not found", s.id))?;
                 if cur.version != s.version {
-                    return Err(format!("service {} was changed concurrently; retry", s.spec.name));
+                    return Err(format!(
+                        "service {} was changed concurrently; retry",
+                        s.spec.name
+                    ));
                 }
                 let prev = cur.clone();
                 self.put_service(index, s, Some(prev))
             }
             Command::RemoveService { id } => {
-                self.services.remove(id).ok_or_else(|| format!("service {id} not found"))?;
+                self.services
+                    .remove(id)
+                    .ok_or_else(|| format!("service {id} not found"))?;
                 for t in self.tasks.values_mut().filter(|t| t.service_id == *id) {
                     if t.desired_state < TaskState::Remove {
                         t.desired_state = TaskState::Remove;
@@ -231,7 +270,10 @@ impl State {
                     self.index_task(cur.map(|c| c.node_id.clone()), &t);
                     self.tasks.insert(t.id.clone(), t);
                 }
-                Ok(Response { conflicts, ..Default::default() })
+                Ok(Response {
+                    conflicts,
+                    ..Default::default()
+                })
             }
             Command::DeleteTasks(ids) => {
                 for id in ids {
@@ -276,7 +318,10 @@ impl State {
             self.unindex_task(&old, &t.id);
         }
         if !t.node_id.is_empty() {
-            self.tasks_by_node.entry(t.node_id.clone()).or_default().insert(t.id.clone());
+            self.tasks_by_node
+                .entry(t.node_id.clone())
+                .or_default()
+                .insert(t.id.clone());
         }
     }
 
@@ -293,25 +338,36 @@ impl State {
         if self.networks.values().any(|o| o.name == n.name) {
             return Err(format!("network with name {:?} already exists", n.name));
         }
-        let used: Vec<ipam::Subnet> =
-            self.networks.values().filter_map(|o| ipam::Subnet::parse(&o.subnet).ok()).collect();
+        let used: Vec<ipam::Subnet> = self
+            .networks
+            .values()
+            .filter_map(|o| ipam::Subnet::parse(&o.subnet).ok())
+            .collect();
         let subnet = if n.subnet.is_empty() {
             let c = self.cluster.as_ref().ok_or("cluster is not initialised")?;
             let pool = ipam::Subnet::parse(&c.default_addr_pool)?;
             ipam::next_subnet(pool, c.subnet_size, &used).ok_or_else(|| {
-                format!("address pool {} is exhausted; pass --subnet or remove unused networks", c.default_addr_pool)
+                format!(
+                    "address pool {} is exhausted; pass --subnet or remove unused networks",
+                    c.default_addr_pool
+                )
             })?
         } else {
             let s = ipam::Subnet::parse(&n.subnet)?;
             if s.prefix > 29 {
-                return Err(format!("subnet {s} is too small: use a prefix of /29 or shorter"));
+                return Err(format!(
+                    "subnet {s} is too small: use a prefix of /29 or shorter"
+                ));
             }
             if let Some(o) = self
                 .networks
                 .values()
                 .find(|o| ipam::Subnet::parse(&o.subnet).is_ok_and(|x| x.overlaps(s)))
             {
-                return Err(format!("subnet {s} overlaps network {} ({})", o.name, o.subnet));
+                return Err(format!(
+                    "subnet {s} overlaps network {} ({})",
+                    o.name, o.subnet
+                ));
             }
             s
         };
@@ -320,17 +376,34 @@ impl State {
         net.gateway = subnet.gateway().to_string();
         if net.driver == NetworkDriver::Overlay && net.vni == 0 {
             let used: BTreeSet<u32> = self.networks.values().map(|o| o.vni).collect();
-            net.vni = (FIRST_VNI..(1 << 24)).find(|v| !used.contains(v)).ok_or("no free VXLAN id")?;
+            net.vni = (FIRST_VNI..(1 << 24))
+                .find(|v| !used.contains(v))
+                .ok_or("no free VXLAN id")?;
         }
         net.version = index;
         let id = net.id.clone();
         self.networks.insert(id.clone(), net);
-        Ok(Response { id, ..Default::default() })
+        Ok(Response {
+            id,
+            ..Default::default()
+        })
     }
 
-    fn put_service(&mut self, index: u64, s: &Service, prev: Option<Service>) -> Result<Response, String> {
-        if let Some(o) = self.services.values().find(|o| o.spec.name == s.spec.name && o.id != s.id) {
-            return Err(format!("service with name {:?} already exists (id {})", s.spec.name, o.id));
+    fn put_service(
+        &mut self,
+        index: u64,
+        s: &Service,
+        prev: Option<Service>,
+    ) -> Result<Response, String> {
+        if let Some(o) = self
+            .services
+            .values()
+            .find(|o| o.spec.name == s.spec.name && o.id != s.id)
+        {
+            return Err(format!(
+                "service with name {:?} already exists (id {})",
+                s.spec.name, o.id
+            ));
         }
         for a in &s.spec.networks {
             if !self.networks.contains_key(&a.target) {
@@ -339,17 +412,31 @@ impl State {
         }
         if let ServiceMode::Replicated { replicas } = s.spec.mode {
             if replicas > crate::MAX_REPLICAS {
-                return Err(format!("replicas {replicas} is too large (at most {})", crate::MAX_REPLICAS));
+                return Err(format!(
+                    "replicas {replicas} is too large (at most {})",
+                    crate::MAX_REPLICAS
+                ));
             }
         }
         let used = ports::used_ports(self.services.values(), &s.id);
         let previous = prev.as_ref().map(|p| p.ports.clone()).unwrap_or_default();
-        let allocated = ports::allocate(&s.spec.ports, &previous, &used, &s.spec.name, |proto, port| {
-            self.services
-                .values()
-                .find(|o| o.id != s.id && o.ports.iter().any(|p| p.protocol == proto && p.published == port))
-                .map(|o| o.spec.name.clone())
-        })?;
+        let allocated = ports::allocate(
+            &s.spec.ports,
+            &previous,
+            &used,
+            &s.spec.name,
+            |proto, port| {
+                self.services
+                    .values()
+                    .find(|o| {
+                        o.id != s.id
+                            && o.ports
+                                .iter()
+                                .any(|p| p.protocol == proto && p.published == port)
+                    })
+                    .map(|o| o.spec.name.clone())
+            },
+        )?;
         let mut svc = s.clone();
         svc.ports = allocated;
         if let Some(prev) = prev {
@@ -363,6 +450,9 @@ impl State {
         svc.version = index;
         let id = svc.id.clone();
         self.services.insert(id.clone(), svc);
-        Ok(Response { id, ..Default::default() })
+        Ok(Response {
+            id,
+            ..Default::default()
+        })
     }
 }

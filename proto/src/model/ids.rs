@@ -23,14 +23,20 @@ pub fn now_ms() -> i64 {
 /// with a letter or digit (Docker's rule), and no `.` for service names since task names are
 /// `service.slot.taskid`.
 pub fn validate_name(kind: &str, name: &str, allow_dot: bool) -> Result<(), String> {
-    let ok_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_' || (allow_dot && c == '.');
+    let ok_char =
+        |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_' || (allow_dot && c == '.');
     if name.is_empty() {
         return Err(format!("{kind} name must not be empty"));
     }
     if name.len() > 63 {
         return Err(format!("{kind} name {name:?} is longer than 63 characters"));
     }
-    if !name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric()) || !name.chars().all(ok_char) {
+    if !name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        || !name.chars().all(ok_char)
+    {
         return Err(format!(
             "invalid {kind} name {name:?}: use letters, digits, '-' and '_'{}, starting with a letter or digit",
             if allow_dot { ", '.'" } else { "" }
@@ -47,7 +53,9 @@ mod tests {
     fn ids_are_25_base36_chars() {
         let id = new_id();
         assert_eq!(id.len(), 25);
-        assert!(id.chars().all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()));
+        assert!(id
+            .chars()
+            .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()));
         assert_ne!(id, new_id());
     }
 

@@ -4,7 +4,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Transport protocol of a published port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 pub enum Protocol {
     /// TCP.
     #[default]
@@ -65,18 +67,26 @@ impl PortConfig {
                 None => (first, None),
             };
             if let Some(proto) = proto {
-                port.protocol = parse_proto(proto).ok_or_else(|| bad("protocol must be tcp or udp"))?;
+                port.protocol =
+                    parse_proto(proto).ok_or_else(|| bad("protocol must be tcp or udp"))?;
             }
             match ports.split_once(':') {
                 Some((p, t)) => {
-                    port.published = parse_port(p).ok_or_else(|| bad("published port must be 1-65535"))?;
-                    port.target = parse_port(t).ok_or_else(|| bad("target port must be 1-65535"))?;
+                    port.published =
+                        parse_port(p).ok_or_else(|| bad("published port must be 1-65535"))?;
+                    port.target =
+                        parse_port(t).ok_or_else(|| bad("target port must be 1-65535"))?;
                 }
-                None => port.target = parse_port(ports).ok_or_else(|| bad("target port must be 1-65535"))?,
+                None => {
+                    port.target =
+                        parse_port(ports).ok_or_else(|| bad("target port must be 1-65535"))?
+                }
             }
         }
         for kv in rest {
-            let (k, v) = kv.split_once('=').ok_or_else(|| bad("options are key=value"))?;
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| bad("options are key=value"))?;
             match k {
                 "mode" => {
                     port.mode = match v {
@@ -85,9 +95,17 @@ impl PortConfig {
                         _ => return Err(bad("mode must be host or ingress")),
                     }
                 }
-                "published" => port.published = parse_port(v).ok_or_else(|| bad("published port must be 1-65535"))?,
-                "target" => port.target = parse_port(v).ok_or_else(|| bad("target port must be 1-65535"))?,
-                "protocol" => port.protocol = parse_proto(v).ok_or_else(|| bad("protocol must be tcp or udp"))?,
+                "published" => {
+                    port.published =
+                        parse_port(v).ok_or_else(|| bad("published port must be 1-65535"))?
+                }
+                "target" => {
+                    port.target = parse_port(v).ok_or_else(|| bad("target port must be 1-65535"))?
+                }
+                "protocol" => {
+                    port.protocol =
+                        parse_proto(v).ok_or_else(|| bad("protocol must be tcp or udp"))?
+                }
                 _ => return Err(bad(&format!("unknown option {k:?}"))),
             }
         }
@@ -100,8 +118,18 @@ impl PortConfig {
     /// Docker's `PORTS` column form: `*:30001->8080/tcp`.
     pub fn display(&self) -> String {
         match self.mode {
-            PublishMode::Ingress => format!("*:{}->{}/{}", self.published, self.target, self.protocol.as_str()),
-            PublishMode::Host => format!("{}->{}/{} (host)", self.published, self.target, self.protocol.as_str()),
+            PublishMode::Ingress => format!(
+                "*:{}->{}/{}",
+                self.published,
+                self.target,
+                self.protocol.as_str()
+            ),
+            PublishMode::Host => format!(
+                "{}->{}/{} (host)",
+                self.published,
+                self.target,
+                self.protocol.as_str()
+            ),
         }
     }
 }
@@ -145,7 +173,11 @@ impl Default for RestartPolicy {
     fn default() -> Self {
         // Swarm waits 5 s; we restart sooner by default but keep a delay so a crash loop does not
         // spin (SK api/defaults/service.go uses 5 s).
-        RestartPolicy { condition: RestartCondition::Any, delay_ms: 1000, max_attempts: 0 }
+        RestartPolicy {
+            condition: RestartCondition::Any,
+            delay_ms: 1000,
+            max_attempts: 0,
+        }
     }
 }
 
@@ -259,21 +291,46 @@ mod tests {
     #[test]
     fn parse_publish_forms() {
         let p = PortConfig::parse("8080").unwrap();
-        assert_eq!((p.published, p.target, p.protocol, p.mode), (0, 8080, Protocol::Tcp, PublishMode::Ingress));
+        assert_eq!(
+            (p.published, p.target, p.protocol, p.mode),
+            (0, 8080, Protocol::Tcp, PublishMode::Ingress)
+        );
         let p = PortConfig::parse("8080:80/udp").unwrap();
-        assert_eq!((p.published, p.target, p.protocol), (8080, 80, Protocol::Udp));
+        assert_eq!(
+            (p.published, p.target, p.protocol),
+            (8080, 80, Protocol::Udp)
+        );
         let p = PortConfig::parse("8080:80,mode=host").unwrap();
         assert_eq!(p.mode, PublishMode::Host);
         let p = PortConfig::parse("published=9000,target=80,protocol=udp").unwrap();
-        assert_eq!((p.published, p.target, p.protocol), (9000, 80, Protocol::Udp));
-        for bad in ["", "x", "0", "70000", "80:", ":80", "80/sctp", "80,mode=x", "80,foo=1", "published=1"] {
+        assert_eq!(
+            (p.published, p.target, p.protocol),
+            (9000, 80, Protocol::Udp)
+        );
+        for bad in [
+            "",
+            "x",
+            "0",
+            "70000",
+            "80:",
+            ":80",
+            "80/sctp",
+            "80,mode=x",
+            "80,foo=1",
+            "published=1",
+        ] {
             assert!(PortConfig::parse(bad).is_err(), "{bad} should be refused");
         }
     }
 
     #[test]
     fn display_like_docker() {
-        let p = PortConfig { protocol: Protocol::Tcp, target: 8080, published: 30001, mode: PublishMode::Ingress };
+        let p = PortConfig {
+            protocol: Protocol::Tcp,
+            target: 8080,
+            published: 30001,
+            mode: PublishMode::Ingress,
+        };
         assert_eq!(p.display(), "*:30001->8080/tcp");
     }
 }

@@ -4,7 +4,9 @@ use super::ServiceSpec;
 use serde::{Deserialize, Serialize};
 
 /// Task lifecycle. Values follow SwarmKit's (spaced by 64); a task's state only moves forward.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 #[repr(i32)]
 pub enum TaskState {
     /// Created by the orchestrator.
@@ -175,8 +177,14 @@ mod tests {
 
     #[test]
     fn states_only_move_forward() {
-        assert_eq!(TaskState::advance(TaskState::Running, TaskState::Starting), TaskState::Running);
-        assert_eq!(TaskState::advance(TaskState::Running, TaskState::Failed), TaskState::Failed);
+        assert_eq!(
+            TaskState::advance(TaskState::Running, TaskState::Starting),
+            TaskState::Running
+        );
+        assert_eq!(
+            TaskState::advance(TaskState::Running, TaskState::Failed),
+            TaskState::Failed
+        );
         assert!(TaskState::Complete.is_terminal());
         assert!(!TaskState::Running.is_terminal());
         for s in TaskState::ALL {

@@ -68,14 +68,23 @@ pub struct Args {
 /// Parses `300ms`, `2s`, `1m`, `1h` or plain milliseconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map(|i| s.split_at(i)).unwrap_or((s, "ms"));
-    let v: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}: expected e.g. 300ms, 2s, 1m"))?;
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "ms"));
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 300ms, 2s, 1m"))?;
     let ms = match unit {
         "ms" => v,
         "s" => v * 1e3,
         "m" => v * 60e3,
         "h" => v * 3600e3,
-        _ => return Err(format!("invalid duration {s:?}: unit must be ms, s, m or h")),
+        _ => {
+            return Err(format!(
+                "invalid duration {s:?}: unit must be ms, s, m or h"
+            ))
+        }
     };
     if !ms.is_finite() || ms < 0.0 {
         return Err(format!("invalid duration {s:?}"));

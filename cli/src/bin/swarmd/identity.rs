@@ -25,7 +25,10 @@ impl Identity {
     pub fn load(dir: &Path) -> anyhow::Result<Option<Identity>> {
         let path = dir.join(FILE);
         match std::fs::read(&path) {
-            Ok(b) => Ok(Some(serde_json::from_slice(&b).with_context(|| format!("corrupt {}", path.display()))?)),
+            Ok(b) => Ok(Some(
+                serde_json::from_slice(&b)
+                    .with_context(|| format!("corrupt {}", path.display()))?,
+            )),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }

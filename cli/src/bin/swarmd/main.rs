@@ -12,7 +12,9 @@ use identity::{load_managers, Identity};
 use shoal_agent::{Agent, AgentConfig};
 use shoal_manager::raft::storage::EngineKind;
 use shoal_manager::{Manager, ManagerConfig};
-use shoal_proto::model::{self, now_ms, Cluster, Command, Network, NetworkDriver, Node, NodeRole, NodeState};
+use shoal_proto::model::{
+    self, now_ms, Cluster, Command, Network, NetworkDriver, Node, NodeRole, NodeState,
+};
 use shoal_proto::pb::dispatcher_client::DispatcherClient;
 use shoal_proto::pb::{self, RegisterRequest};
 use std::collections::BTreeMap;
@@ -25,10 +27,15 @@ use tracing::{info, warn};
 fn main() {
     let args = Args::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     if let Err(e) = rt.block_on(run(args)) {
         eprintln!("swarmd: {e:#}");
         std::process::exit(1);
@@ -45,9 +52,15 @@ struct Node_ {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     if args.data_plane != "none" {
-        bail!("--data-plane {}: this build supports only `none` (tasks run as processes on the node)", args.data_plane);
+        bail!(
+            "--data-plane {}: this build supports only `none` (tasks run as processes on the node)",
+            args.data_plane
+        );
     }
-    let engine: EngineKind = args.storage_engine.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let engine: EngineKind = args
+        .storage_engine
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let advertise = match &args.advertise_addr {
         Some(a) => a.clone(),
         None if args.listen_addr.starts_with("0.0.0.0") || args.listen_addr.starts_with("[::]") => {
@@ -64,9 +77,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     let state_dir = args.state_dir.clone();
-    std::fs::create_dir_all(&state_dir).with_context(|| format!("cannot create --state-dir {}", state_dir.display()))?;
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("cannot create --state-dir {}", state_dir.display()))?;
     let hostname = args.hostname.clone().unwrap_or_else(machine_hostname);
-    let node = Node_ { args, state_dir, advertise, hostname, engine };
+    let node = Node_ {
+        args,
+        state_dir,
+        advertise,
+        hostname,
+        engine,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let mut running: Option<RunningManager> = None;
@@ -96,9 +116,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if ident.manager && !managers.contains(&node.advertise) {
         managers.insert(0, node.advertise.clone());
     }
-    let agent = Agent::new(AgentConfig { node_id: ident.node_id.clone(), managers, state_dir: node.state_dir.clone() });
+    let agent = Agent::new(AgentConfig {
+        node_id: ident.node_id.clone(),
+        managers,
+        state_dir: node.state_dir.clone(),
+    });
     let agent_task = tokio::spawn(agent.clone().run(stop_rx.clone()));
-    println!("swarmd: node {} ({}) running as {}", ident.node_id, node.hostname, if ident.manager { "manager" } else { "worker" });
+    println!(
+        "swarmd: node {} ({}) running as {}",
+        ident.node_id,
+        node.hostname,
+        if ident.manager { "manager" } else { "worker" }
+    );
 
     // Promotion and demotion arrive through the session as the node's role.
     let mut node_rx = agent.node();
@@ -151,11 +180,18 @@ async fn shutdown_signal() {
 }
 
 fn machine_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 fn manager_config(node: &Node_, ident: &Identity) -> ManagerConfig {
-    let mut cfg = ManagerConfig::new(ident.node_id.clone(), ident.raft_id, node.advertise.clone(), node.state_dir.clone());
+    let mut cfg = ManagerConfig::new(
+        ident.node_id.clone(),
+        ident.raft_id,
+        node.advertise.clone(),
+        node.state_dir.clone(),
+    );
     cfg.engine = node.engine;
     cfg.election_timeout = node.args.election_timeout;
     cfg.raft_heartbeat = node.args.raft_heartbeat;
@@ -181,7 +217,13 @@ impl RunningManager {
 async fn start_manager(node: &Node_, ident: &Identity) -> anyhow::Result<RunningManager> {
     let m = Manager::start(manager_config(node, ident)).await?;
     let (stop, rx) = watch::channel(false);
-    serve::serve(m.clone(), &node.args.listen_addr, &node.state_dir.join("swarmd.sock"), rx).await?;
+    serve::serve(
+        m.clone(),
+        &node.args.listen_addr,
+        &node.state_dir.join("swarmd.sock"),
+        rx,
+    )
+    .await?;
     Ok(RunningManager { m, stop })
 }
 
@@ -189,7 +231,10 @@ fn labels(node: &Node_) -> BTreeMap<String, String> {
     node.args
         .labels
         .iter()
-        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
         .collect()
 }
 
@@ -199,7 +244,10 @@ async fn init(node: &Node_) -> anyhow::Result<(Identity, RunningManager)> {
         .map_err(|e| anyhow::anyhow!("--default-addr-pool: {e}"))?;
     let size = node.args.default_addr_pool_mask_len;
     if size < pool.prefix || size > 29 {
-        bail!("--default-addr-pool-mask-len {size} must be between the pool's prefix ({}) and 29", pool.prefix);
+        bail!(
+            "--default-addr-pool-mask-len {size} must be between the pool's prefix ({}) and 29",
+            pool.prefix
+        );
     }
     let ident = Identity {
         node_id: model::new_id(),
@@ -282,19 +330,37 @@ async fn join(node: &Node_, addr: &str) -> anyhow::Result<Identity> {
             .connect_lazy();
         match DispatcherClient::new(ch).register(req.clone()).await {
             Ok(r) => break r.into_inner(),
-            Err(s) if matches!(s.code(), tonic::Code::PermissionDenied | tonic::Code::InvalidArgument) => {
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::PermissionDenied | tonic::Code::InvalidArgument
+                ) =>
+            {
                 bail!("joining {addr} refused: {}", s.message())
             }
-            Err(s) if Instant::now() > deadline => bail!("cannot join through {addr}: {}", s.message()),
+            Err(s) if Instant::now() > deadline => {
+                bail!("cannot join through {addr}: {}", s.message())
+            }
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     };
     let manager = resp.role() == pb::NodeRole::Manager;
-    let ident = Identity { node_id: resp.node_id, manager, raft_id: resp.raft_id, cluster_id: resp.cluster_id };
+    let ident = Identity {
+        node_id: resp.node_id,
+        manager,
+        raft_id: resp.raft_id,
+        cluster_id: resp.cluster_id,
+    };
     ident.save(&node.state_dir)?;
     if !resp.managers.is_empty() {
-        std::fs::write(node.state_dir.join("managers.json"), serde_json::to_vec(&resp.managers)?)?;
+        std::fs::write(
+            node.state_dir.join("managers.json"),
+            serde_json::to_vec(&resp.managers)?,
+        )?;
     }
-    println!("This node joined a swarm as a {}.", if manager { "manager" } else { "worker" });
+    println!(
+        "This node joined a swarm as a {}.",
+        if manager { "manager" } else { "worker" }
+    );
     Ok(ident)
 }

@@ -14,12 +14,18 @@ use tonic::transport::Server;
 use tracing::{error, info};
 
 /// Binds both listeners, then serves until `stop` turns true.
-pub async fn serve(m: Arc<Manager>, listen: &str, socket: &Path, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let tcp = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}: is another swarmd using it? (use --listen-addr)"))?;
+pub async fn serve(
+    m: Arc<Manager>,
+    listen: &str,
+    socket: &Path,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let tcp = TcpListener::bind(listen).await.with_context(|| {
+        format!("cannot listen on {listen}: is another swarmd using it? (use --listen-addr)")
+    })?;
     let _ = std::fs::remove_file(socket);
-    let unix = UnixListener::bind(socket).with_context(|| format!("cannot create control socket {}", socket.display()))?;
+    let unix = UnixListener::bind(socket)
+        .with_context(|| format!("cannot create control socket {}", socket.display()))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
     info!(addr = listen, socket = %socket.display(), "serving manager APIs");
     let wait = |mut rx: watch::Receiver<bool>| async move {
