@@ -9,5 +9,7 @@ if ! command -v cargo >/dev/null; then
   echo "cargo is not installed: install Rust (https://rustup.rs) first" >&2
   exit 1
 fi
+if cargo fmt --version >/dev/null 2>&1; then cargo fmt --all -- --check; fi
+cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo build --locked --workspace --bins
 cargo test --locked --workspace -- --test-threads "${SHOAL_TEST_THREADS:-2}"
