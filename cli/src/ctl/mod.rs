@@ -128,6 +128,11 @@ impl Failures {
         }
     }
 
+    /// How many failed so far.
+    pub fn count(&self) -> usize {
+        self.0
+    }
+
     /// `Err(AlreadyReported)` if anything failed.
     pub fn finish(self) -> anyhow::Result<()> {
         if self.0 == 0 {

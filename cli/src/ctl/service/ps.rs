@@ -31,7 +31,10 @@ pub async fn run(
     // The same service given twice (by name and id) shows once.
     let mut seen = std::collections::HashSet::new();
     tasks.retain(|t| seen.insert(t.id.clone()));
-    print_tasks(ctx, tasks, quiet, no_trunc).await?;
+    // Like Docker: when every service asked for is unknown, print only the errors.
+    if failures.count() < services.len() {
+        print_tasks(ctx, tasks, quiet, no_trunc).await?;
+    }
     failures.finish()
 }
 
