@@ -34,9 +34,11 @@ pub struct Timings {
 impl Default for Timings {
     fn default() -> Self {
         Timings {
-            election_timeout: "150ms".into(),
-            raft_heartbeat: "40ms".into(),
-            heartbeat_period: "200ms".into(),
+            // swarmd's defaults for raft: a CI machine's 2 cores are busy building and testing,
+            // and tighter timings make leadership move under that load.
+            election_timeout: "300ms".into(),
+            raft_heartbeat: "80ms".into(),
+            heartbeat_period: "250ms".into(),
         }
     }
 }
