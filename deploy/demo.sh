@@ -24,7 +24,7 @@ if [ "${KEEP:-0}" != 1 ]; then trap cleanup EXIT; fi
 BASE=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 24100)
 NAMES=(manager1 manager2 manager3 worker1 worker2)
 port() { echo $((BASE + $1)); }
-FAST=(--election-timeout 300ms --heartbeat-period 500ms)
+FAST=()
 
 run() { echo; echo "\$ $*"; "$@"; }
 wait_for() { # wait_for DESC SECONDS CMD...

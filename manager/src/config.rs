@@ -17,7 +17,9 @@ pub struct ManagerConfig {
     pub state_dir: PathBuf,
     /// Raft storage engine.
     pub engine: EngineKind,
-    /// Raft election timeout, lower bound (upper bound is twice this).
+    /// Raft election timeout, lower bound; each timer is drawn from `[t, 1.5 t]`. A follower
+    /// that heard from a leader also waits out the leader's lease (openraft 0.9: the upper
+    /// bound) first, so a dead leader is replaced after about `2.5 t` to `3 t`.
     pub election_timeout: Duration,
     /// Raft heartbeat interval (leader → followers).
     pub raft_heartbeat: Duration,
@@ -38,8 +40,8 @@ impl ManagerConfig {
             advertise_addr,
             state_dir,
             engine: EngineKind::Redb,
-            election_timeout: Duration::from_millis(300),
-            raft_heartbeat: Duration::from_millis(80),
+            election_timeout: Duration::from_millis(200),
+            raft_heartbeat: Duration::from_millis(60),
             snapshot_every: 5000,
             heartbeat_period: Duration::from_millis(500),
             heartbeat_misses: 3,
@@ -72,7 +74,7 @@ impl ManagerConfig {
         openraft::Config {
             cluster_name: "shoal".into(),
             election_timeout_min: min,
-            election_timeout_max: min * 2,
+            election_timeout_max: min + min / 2,
             heartbeat_interval: self.raft_heartbeat.as_millis() as u64,
             install_snapshot_timeout: 2000.max(min * 4),
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),

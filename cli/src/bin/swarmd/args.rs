@@ -36,11 +36,12 @@ pub struct Args {
     /// How tasks are connected: `none` runs them as plain processes on the node.
     #[arg(long, default_value = "none")]
     pub data_plane: String,
-    /// Raft election timeout (lower bound; the upper bound is twice this).
-    #[arg(long, default_value = "300ms", value_parser = parse_duration)]
+    /// Raft election timeout: timers are drawn from [T, 1.5 T]; a dead leader is replaced after
+    /// about 2.5 T to 3 T (the followers first wait out its lease).
+    #[arg(long, default_value = "200ms", value_parser = parse_duration)]
     pub election_timeout: Duration,
     /// Raft leader heartbeat interval.
-    #[arg(long, default_value = "80ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "60ms", value_parser = parse_duration)]
     pub raft_heartbeat: Duration,
     /// Agent heartbeat period; a node missing `--heartbeat-misses` periods is marked DOWN.
     #[arg(long, default_value = "500ms", value_parser = parse_duration)]
