@@ -16,7 +16,14 @@ now_ms() { date +%s%3N; }
 # ------------------------------------------------------------------------------ run directory
 # BASE holds binaries, state dirs, logs and the pid list of one run.
 bench_init() { # NAME
-  if [ -n "${BASE:-}" ]; then return 0; fi
+  if [ -n "${BASE:-}" ]; then return 0; fi   # a part run by control-plane.sh: its run, its lock
+  # One benchmark at a time on this machine: two runs would measure each other (and write the
+  # same result files). The lock is released when this shell exits.
+  exec 9>"${BENCH_LOCK:-/var/tmp/shoal-bench.lock}"
+  if ! flock -n 9; then
+    log "another benchmark run holds ${BENCH_LOCK:-/var/tmp/shoal-bench.lock}; waiting for it (at most ${LOCK_WAIT:-3600} s)"
+    flock -w "${LOCK_WAIT:-3600}" 9 || die "still locked after ${LOCK_WAIT:-3600} s"
+  fi
   BASE=$(mktemp -d "/var/tmp/shoal-bench-$1.XXXXXX")
   export BASE
   : >"$BASE/pids"
@@ -140,7 +147,7 @@ swarmd_start() { # NAME PORT [EXTRA ARGS...]   (re)starts a node with its record
     NODE_ARGS[$name]="--state-dir $dir --hostname $name --listen-addr 127.0.0.1:$port $SWARMD_FLAGS $*"
   fi
   # shellcheck disable=SC2086
-  "$BASE/bin/swarmd" ${NODE_ARGS[$name]} >>"$dir/swarmd.log" 2>&1 &
+  "$BASE/bin/swarmd" ${NODE_ARGS[$name]} >>"$dir/swarmd.log" 2>&1 9>&- &
   NODE_PID[$name]=$!
   NODE_PORT[$name]=$port
   track "${NODE_PID[$name]}"
@@ -203,7 +210,7 @@ etcd_install() {
 
 etcd_start() { # NAME (uses ETCD_ARGS[NAME])
   local name=$1
-  etcd ${ETCD_ARGS[$name]} >>"$BASE/etcd/$name.log" 2>&1 &
+  etcd ${ETCD_ARGS[$name]} >>"$BASE/etcd/$name.log" 2>&1 9>&- &
   ETCD_PID[$name]=$!
   track "${ETCD_PID[$name]}"
 }
