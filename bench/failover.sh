@@ -3,13 +3,13 @@
 #
 # Per run: a writer connected to a surviving member writes back to back (Shoal: `CreateService`
 # of a fresh 0-replica service, like the Swarm anchor's `service create`; etcd: `Put`), each
-# request with a short timeout; the leader is killed with SIGKILL; the gap is the time from the
+# request with a short timeout (100 ms); the leader is killed with SIGKILL; the gap is the time from the
 # kill to the first acknowledged write. A watcher polls the survivor every 10 ms for the new
 # leader. Then the killed member is restarted on its data and the time until the cluster is
 # healthy again is measured (Shoal: every node READY, one leader, the others reachable, as seen
 # through the restarted node; etcd: `etcdctl endpoint health` on all three).
 #
-# Env: RUNS=5 SYSTEMS="shoal etcd" SHOAL_FAST=1 (also Shoal with --election-timeout 150ms
+# Env: RUNS=5 REQUEST_TIMEOUT_MS=100 SYSTEMS="shoal etcd" SHOAL_FAST=1 (also Shoal with --election-timeout 150ms
 #      --raft-heartbeat 40ms) ETCD_MATCHED=1 (also etcd with Shoal's timing: election
 #      300 ms, heartbeat 60 ms: etcd wants election >= 5 x heartbeat). Output: $RESULTS_DIR/failover.raw and failover.md.
 set -euo pipefail
@@ -19,6 +19,9 @@ RUNS=${RUNS:-5}
 SYSTEMS=${SYSTEMS:-"shoal etcd"}
 ETCD_MATCHED=${ETCD_MATCHED:-1}
 SHOAL_FAST=${SHOAL_FAST:-1}
+# The writer's per-request timeout: an attempt stuck in the election is abandoned after this long
+# and the next one sent, so the measured gap is quantized by at most this much.
+REQUEST_TIMEOUT_MS=${REQUEST_TIMEOUT_MS:-100}
 RAW=$RESULTS_DIR/failover.raw
 
 render() {
@@ -58,7 +61,7 @@ shoal_runs() { # LABEL (SWARMD_FLAGS set by the caller)
     members="m1=$(ep m1),m2=$(ep m2),m3=$(ep m3)"
     pids="m1=${NODE_PID[m1]},m2=${NODE_PID[m2]},m3=${NODE_PID[m3]}"
     wait_quiet
-    line=$(LG failover --system shoal --members "$members" --pids "$pids" --run "$r") || die "shoal failover run $r failed"
+    line=$(LG failover --system shoal --members "$members" --pids "$pids" --run "$r" --request-timeout-ms "$REQUEST_TIMEOUT_MS") || die "shoal failover run $r failed"
     leader=$(echo "$line" | field old_leader)
     { wait "${NODE_PID[$leader]}"; } 2>/dev/null || true   # reap the killed swarmd
     untrack "${NODE_PID[$leader]}"
@@ -80,7 +83,7 @@ etcd_runs() { # LABEL
     members="e1=${ETCD_URL[e1]},e2=${ETCD_URL[e2]},e3=${ETCD_URL[e3]}"
     pids="e1=${ETCD_PID[e1]},e2=${ETCD_PID[e2]},e3=${ETCD_PID[e3]}"
     wait_quiet
-    line=$(LG failover --system etcd --members "$members" --pids "$pids" --run "$r") || die "etcd failover run $r failed"
+    line=$(LG failover --system etcd --members "$members" --pids "$pids" --run "$r" --request-timeout-ms "$REQUEST_TIMEOUT_MS") || die "etcd failover run $r failed"
     leader=$(echo "$line" | field old_leader)
     { wait "${ETCD_PID[$leader]}"; } 2>/dev/null || true
     untrack "${ETCD_PID[$leader]}"
