@@ -75,6 +75,21 @@ impl Ctx {
     }
 }
 
+impl Ctx {
+    /// Node id → hostname, for the NODE columns and log prefixes.
+    pub async fn hostnames(
+        &mut self,
+    ) -> Result<std::collections::HashMap<String, String>, tonic::Status> {
+        let nodes = self
+            .client
+            .list_nodes(shoal_proto::pb::Empty {})
+            .await?
+            .into_inner()
+            .nodes;
+        Ok(nodes.into_iter().map(|n| (n.id, n.hostname)).collect())
+    }
+}
+
 /// Marks an error whose details were already printed (one `Error:` line per failed argument of
 /// `rm a b c`); the binary only has to exit 1.
 #[derive(Debug)]

@@ -390,13 +390,8 @@ pub async fn wait(ctx: &mut Ctx, id: &str, name: &str, timeout: Duration) -> any
                 .iter()
                 .any(|t| !t.node_id.is_empty() && !hostnames.contains_key(&t.node_id))
         {
-            if let Ok(r) = ctx.client.list_nodes(pb::Empty {}).await {
-                hostnames = r
-                    .into_inner()
-                    .nodes
-                    .into_iter()
-                    .map(|n| (n.id, n.hostname))
-                    .collect();
+            if let Ok(h) = ctx.hostnames().await {
+                hostnames = h;
             }
         }
         let frame = tracker.frame(&svc, &tasks, &hostnames);

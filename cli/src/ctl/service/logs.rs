@@ -1,7 +1,7 @@
 //! `swarmctl service logs SERVICE|TASK`.
 
 use super::Ctx;
-use crate::client::{status_error, RpcResultExt};
+use crate::client::status_error;
 use serde_json::json;
 use shoal_proto::pb;
 use std::collections::HashMap;
@@ -32,15 +32,7 @@ pub async fn run(ctx: &mut Ctx, tail: u32, target: &str) -> anyhow::Result<()> {
         }
         Err(s) => return Err(status_error(s)),
     };
-    let hostnames: HashMap<String, String> = ctx
-        .client
-        .list_nodes(pb::Empty {})
-        .await
-        .rpc()?
-        .nodes
-        .into_iter()
-        .map(|n| (n.id, n.hostname))
-        .collect();
+    let hostnames: HashMap<String, String> = ctx.hostnames().await.map_err(status_error)?;
     if ctx.json() {
         let lines: Vec<_> = resp
             .lines

@@ -57,15 +57,8 @@ pub async fn print_tasks(
         }
         return Ok(());
     }
-    let hostnames: HashMap<String, String> = ctx
-        .client
-        .list_nodes(pb::Empty {})
-        .await
-        .rpc()?
-        .nodes
-        .into_iter()
-        .map(|n| (n.id, n.hostname))
-        .collect();
+    let hostnames: HashMap<String, String> =
+        ctx.hostnames().await.map_err(crate::client::status_error)?;
     ctx.out
         .print(&ps_table(&tasks, &hostnames, now_ms(), no_trunc));
     Ok(())
