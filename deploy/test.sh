@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README "Run the tests"; .ci/run calls exactly this).
 # Builds the binaries the end-to-end tests drive, then runs every test of the workspace.
-# Needs no root: tasks run as plain processes (`--data-plane none`) and nodes listen on 127.0.0.1.
+# Without root, the tests that build namespaces skip themselves; CI runs as root (CI=true makes
+# a missing root a failure).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/shoal-target}"
@@ -9,6 +10,8 @@ if ! command -v cargo >/dev/null; then
   echo "cargo is not installed: install Rust (https://rustup.rs) first" >&2
   exit 1
 fi
+# System packages the root tests use (nftables), installed when missing and running as root.
+bash deploy/deps.sh
 if cargo fmt --version >/dev/null 2>&1; then cargo fmt --all -- --check; fi
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo build --locked --workspace --bins

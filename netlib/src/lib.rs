@@ -1,9 +1,19 @@
-//! `shoal-netlib`: programs the Linux network stack (namespaces, links, VXLAN, FDB, nftables,
-//! IPVS). Knows nothing of Shoal's model.
+//! `shoal-netlib`: programs the Linux network stack from Rust — network namespaces, links
+//! (veth, bridge, VXLAN), addresses, routes, neighbours and bridge FDB entries over rtnetlink,
+//! IPVS over generic netlink, nftables through `nft`'s JSON interface, and a load-balancer
+//! trait over both. It knows nothing of Shoal's model; any program can use it.
 //!
-//! This crate is filled in by the data-plane work; the control plane runs with
-//! `--data-plane none` and does not touch the kernel.
-#![forbid(unsafe_code)]
+//! Modules read like the tools they replace: [`rt`] like `ip`/`bridge`, [`ipvs`] like
+//! `ipvsadm`, [`nft`] like `nft`. `unsafe` is confined to the modules that make system calls
+//! ([`netns`], [`ipvs`]'s socket), each block with a `SAFETY` comment.
+
+
+pub mod lb;
+pub mod names;
+pub mod netns;
+pub mod nft;
+pub mod rt;
+pub mod sysctl;
 
 /// Longest Linux interface name, in bytes (`IFNAMSIZ - 1`).
 pub const MAX_IFNAME: usize = 15;

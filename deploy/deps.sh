@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the system packages Shoal's data plane needs, when they are missing (Debian/Ubuntu):
+# nftables (the `nft` program; the load balancer and NAT rules go through it) and iproute2.
+# Safe to run twice. Needs root to install; without root it only reports what is missing.
+set -euo pipefail
+missing=()
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing packages: ${missing[*]} (run as root to install them)" >&2
+  exit 0
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "missing packages: ${missing[*]}: install them with your distribution's package manager" >&2
+  exit 1
+fi
+echo "installing ${missing[*]}" >&2
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
