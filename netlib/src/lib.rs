@@ -7,7 +7,7 @@
 //! `ipvsadm`, [`nft`] like `nft`. `unsafe` is confined to the modules that make system calls
 //! ([`netns`], [`ipvs`]'s socket), each block with a `SAFETY` comment.
 
-
+pub mod ipvs;
 pub mod lb;
 pub mod names;
 pub mod netns;

@@ -47,7 +47,11 @@ pub const SANDBOX_BRIDGE: &str = "br0";
 /// Lower-case alphanumerics of `id`, at most `n` of them. Ids are hex or base-36 already; this
 /// only guards against characters a device name cannot hold.
 fn short(id: &str, n: usize) -> String {
-    id.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_lowercase()).take(n).collect()
+    id.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .take(n)
+        .collect()
 }
 
 /// `tk_<id[:12]>`.
@@ -94,10 +98,19 @@ pub fn task_ifname(n: u8) -> String {
 /// or `..`, no `/`, `:` or whitespace.
 pub fn check_ifname(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > MAX_IFNAME {
-        return Err(format!("interface name {name:?} must be 1 to {MAX_IFNAME} bytes"));
+        return Err(format!(
+            "interface name {name:?} must be 1 to {MAX_IFNAME} bytes"
+        ));
     }
-    if name == "." || name == ".." || name.bytes().any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace()) {
-        return Err(format!("interface name {name:?} may not be . or .. nor hold '/', ':' or spaces"));
+    if name == "."
+        || name == ".."
+        || name
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace())
+    {
+        return Err(format!(
+            "interface name {name:?} may not be . or .. nor hold '/', ':' or spaces"
+        ));
     }
     Ok(())
 }
@@ -127,11 +140,22 @@ mod tests {
     #[test]
     fn every_generated_device_fits_and_is_valid() {
         let long = "z".repeat(64);
-        for name in [task_veth(&long, 15), lb_veth(&long), gw_veth(&long), vxlan(u32::MAX), task_ifname(9)] {
+        for name in [
+            task_veth(&long, 15),
+            lb_veth(&long),
+            gw_veth(&long),
+            vxlan(u32::MAX),
+            task_ifname(9),
+        ] {
             check_ifname(&name).unwrap();
             assert!(name.len() <= MAX_IFNAME, "{name}");
         }
-        for host in [task_veth(&long, 0), lb_veth(&long), gw_veth(&long), vxlan(4096)] {
+        for host in [
+            task_veth(&long, 0),
+            lb_veth(&long),
+            gw_veth(&long),
+            vxlan(4096),
+        ] {
             assert!(host.starts_with(DEVICE), "{host}");
         }
         check_ifname(DEFAULT_BRIDGE).unwrap();
@@ -158,7 +182,11 @@ mod tests {
     #[test]
     fn leftovers_skip_what_is_kept_and_foreign_names() {
         let keep: HashSet<String> = ["tk_a".to_string()].into();
-        let found = leftovers(["tk_a", "tk_b", "eth0", "ov_1", "lo"], &[TASK_NS, OVERLAY_NS], &keep);
+        let found = leftovers(
+            ["tk_a", "tk_b", "eth0", "ov_1", "lo"],
+            &[TASK_NS, OVERLAY_NS],
+            &keep,
+        );
         assert_eq!(found, vec!["ov_1".to_string(), "tk_b".to_string()]);
     }
 }

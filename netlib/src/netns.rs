@@ -45,7 +45,11 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 fn sys<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
-    move |source| Error::Sys { op, path: path.to_path_buf(), source }
+    move |source| Error::Sys {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn cstr(path: &Path) -> CString {
@@ -62,7 +66,12 @@ fn check(rc: libc::c_int) -> io::Result<()> {
 }
 
 /// `mount(2)` with optional source and type.
-fn mount(src: Option<&Path>, target: &Path, fstype: Option<&str>, flags: libc::c_ulong) -> io::Result<()> {
+fn mount(
+    src: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+) -> io::Result<()> {
     let src = src.map(cstr);
     let target = cstr(target);
     let fstype = fstype.map(|t| CString::new(t).expect("fs type without NUL"));
@@ -93,7 +102,13 @@ pub fn prepare_dir(dir: &Path) -> Result<()> {
     match mount(None, dir, None, libc::MS_SHARED | libc::MS_REC) {
         Ok(()) => return Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
-        Err(e) => return Err(Error::Sys { op: "mount --make-rshared", path: dir.into(), source: e }),
+        Err(e) => {
+            return Err(Error::Sys {
+                op: "mount --make-rshared",
+                path: dir.into(),
+                source: e,
+            })
+        }
     }
     // Not a mount point yet: bind it onto itself first.
     mount(Some(dir), dir, Some("none"), libc::MS_BIND | libc::MS_REC)
@@ -107,7 +122,11 @@ pub fn release_dir(dir: &Path) -> Result<()> {
     match umount_detach(dir) {
         Ok(()) => Ok(()),
         Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOENT)) => Ok(()),
-        Err(e) => Err(Error::Sys { op: "umount", path: dir.into(), source: e }),
+        Err(e) => Err(Error::Sys {
+            op: "umount",
+            path: dir.into(),
+            source: e,
+        }),
     }
 }
 
@@ -115,7 +134,9 @@ pub fn release_dir(dir: &Path) -> Result<()> {
 fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
         && name != "."
         && name != "..";
     if ok {
@@ -222,18 +243,31 @@ impl NetNs {
             .open(&path)
             .map_err(|e| match e.kind() {
                 io::ErrorKind::AlreadyExists => Error::Exists(path.clone()),
-                _ => Error::Sys { op: "ip netns add", path: path.clone(), source: e },
+                _ => Error::Sys {
+                    op: "ip netns add",
+                    path: path.clone(),
+                    source: e,
+                },
             })?;
         let target = path.clone();
         let made = std::thread::spawn(move || -> io::Result<()> {
             unshare(&[Kind::Net])?;
-            mount(Some(Path::new("/proc/thread-self/ns/net")), &target, Some("none"), libc::MS_BIND)
+            mount(
+                Some(Path::new("/proc/thread-self/ns/net")),
+                &target,
+                Some("none"),
+                libc::MS_BIND,
+            )
         })
         .join()
         .map_err(|_| Error::Panicked(path.clone()))?;
         if let Err(source) = made {
             let _ = fs::remove_file(&path);
-            return Err(Error::Sys { op: "ip netns add", path, source });
+            return Err(Error::Sys {
+                op: "ip netns add",
+                path,
+                source,
+            });
         }
         Self::open(&path)
     }
@@ -265,7 +299,10 @@ impl NetNs {
                 source: io::Error::new(io::ErrorKind::InvalidInput, "not a network namespace"),
             });
         }
-        Ok(NetNs { path: path.into(), file })
+        Ok(NetNs {
+            path: path.into(),
+            file,
+        })
     }
 
     /// The namespace of the calling thread.
@@ -316,7 +353,12 @@ impl NetNs {
     }
 
     /// Opens a socket inside the namespace (`socket(2)` on a thread in it) and hands it back.
-    pub fn socket(&self, domain: libc::c_int, ty: libc::c_int, protocol: libc::c_int) -> Result<OwnedFd> {
+    pub fn socket(
+        &self,
+        domain: libc::c_int,
+        ty: libc::c_int,
+        protocol: libc::c_int,
+    ) -> Result<OwnedFd> {
         self.run(|| {
             // SAFETY: plain integer arguments; the returned descriptor is owned right away.
             let fd = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, protocol) };
@@ -351,12 +393,22 @@ pub fn delete_path(path: &Path) -> Result<()> {
     match umount_detach(path) {
         Ok(()) => {}
         Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOENT)) => {}
-        Err(e) => return Err(Error::Sys { op: "ip netns del", path: path.into(), source: e }),
+        Err(e) => {
+            return Err(Error::Sys {
+                op: "ip netns del",
+                path: path.into(),
+                source: e,
+            })
+        }
     }
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::Sys { op: "ip netns del", path: path.into(), source: e }),
+        Err(e) => Err(Error::Sys {
+            op: "ip netns del",
+            path: path.into(),
+            source: e,
+        }),
     }
 }
 
@@ -365,7 +417,13 @@ pub fn list(dir: &Path) -> Result<Vec<String>> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::Sys { op: "ip netns list", path: dir.into(), source: e }),
+        Err(e) => {
+            return Err(Error::Sys {
+                op: "ip netns list",
+                path: dir.into(),
+                source: e,
+            })
+        }
     };
     let mut names: Vec<String> = entries
         .filter_map(|e| e.ok())
@@ -411,6 +469,8 @@ mod tests {
 
     #[test]
     fn listing_a_missing_dir_is_empty() {
-        assert!(list(Path::new("/nonexistent/shoal-netns")).unwrap().is_empty());
+        assert!(list(Path::new("/nonexistent/shoal-netns"))
+            .unwrap()
+            .is_empty());
     }
 }

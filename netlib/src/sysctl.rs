@@ -30,10 +30,18 @@ pub enum Error {
 /// `net.ipv4.ip_forward` or `net/ipv4/ip_forward` → `/proc/sys/net/ipv4/ip_forward`.
 /// Interface names with dots are not supported in the dotted form; use slashes for those.
 pub fn path_of(key: &str) -> Result<PathBuf, Error> {
-    let rel = if key.contains('/') { key.to_string() } else { key.replace('.', "/") };
+    let rel = if key.contains('/') {
+        key.to_string()
+    } else {
+        key.replace('.', "/")
+    };
     let ok = !rel.is_empty()
-        && rel.split('/').all(|p| !p.is_empty() && p != "." && p != "..")
-        && rel.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_-.".contains(&b));
+        && rel
+            .split('/')
+            .all(|p| !p.is_empty() && p != "." && p != "..")
+        && rel
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/_-.".contains(&b));
     if ok {
         Ok(PathBuf::from("/proc/sys").join(rel))
     } else {
@@ -59,7 +67,10 @@ pub fn set(ns: Option<&NetNs>, key: &str, value: &str) -> Result<(), Error> {
         }
         Ok(())
     })?
-    .map_err(|source| Error::Io { key: key.into(), source })
+    .map_err(|source| Error::Io {
+        key: key.into(),
+        source,
+    })
 }
 
 /// `sysctl -n KEY` in `ns`, trimmed.
@@ -67,7 +78,10 @@ pub fn get(ns: Option<&NetNs>, key: &str) -> Result<String, Error> {
     let path = path_of(key)?;
     in_ns(ns, || std::fs::read_to_string(&path))?
         .map(|s| s.trim().to_string())
-        .map_err(|source| Error::Io { key: key.into(), source })
+        .map_err(|source| Error::Io {
+            key: key.into(),
+            source,
+        })
 }
 
 #[cfg(test)]
@@ -76,7 +90,10 @@ mod tests {
 
     #[test]
     fn keys_map_to_proc_paths() {
-        assert_eq!(path_of("net.ipv4.ip_forward").unwrap(), PathBuf::from("/proc/sys/net/ipv4/ip_forward"));
+        assert_eq!(
+            path_of("net.ipv4.ip_forward").unwrap(),
+            PathBuf::from("/proc/sys/net/ipv4/ip_forward")
+        );
         assert_eq!(
             path_of("net/ipv4/conf/eth0.10/forwarding").unwrap(),
             PathBuf::from("/proc/sys/net/ipv4/conf/eth0.10/forwarding")

@@ -56,3 +56,10 @@ async fn auto_picks_nftables_on_a_kernel_without_ipvs() {
     let t = suite::topo("auto", LbChoice::Auto).await;
     assert_eq!(t.lb.kind(), shoal_netlib::lb::LbKind::Nftables);
 }
+
+#[tokio::test]
+async fn sync_converges_to_the_desired_set() {
+    if common::root() {
+        suite::sync_converges_to_the_desired_set(LB).await;
+    }
+}

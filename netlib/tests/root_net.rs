@@ -52,16 +52,28 @@ async fn build_node(n: &Node, i: u8, peers: &[u8]) -> bool {
     changed |= ov.ensure_mtu("swt0", 1450).await.unwrap();
     changed |= ov.ensure_master("swt0", "br0").await.unwrap();
     changed |= ov.ensure_up("swt0").await.unwrap();
-    changed |= task.ensure_mac("eth0", mac_of_ipv4(task_ip(i))).await.unwrap();
+    changed |= task
+        .ensure_mac("eth0", mac_of_ipv4(task_ip(i)))
+        .await
+        .unwrap();
     changed |= task.ensure_mtu("eth0", 1450).await.unwrap();
     changed |= task.ensure_addr("eth0", task_ip(i), 24).await.unwrap();
     changed |= task.ensure_up("eth0").await.unwrap();
     let gw = Ipv4Addr::new(198, 19, 1, 1);
-    changed |= task.ensure_route(Ipv4Addr::new(198, 19, 200, 0), 24, Some(gw), Some("eth0")).await.unwrap();
+    changed |= task
+        .ensure_route(Ipv4Addr::new(198, 19, 200, 0), 24, Some(gw), Some("eth0"))
+        .await
+        .unwrap();
     for &j in peers {
         changed |= ov.ensure_flood("vxlan0", node_ip(j)).await.unwrap();
-        changed |= ov.ensure_fdb("vxlan0", mac_of_ipv4(task_ip(j)), node_ip(j)).await.unwrap();
-        changed |= ov.ensure_neighbour("vxlan0", task_ip(j), mac_of_ipv4(task_ip(j))).await.unwrap();
+        changed |= ov
+            .ensure_fdb("vxlan0", mac_of_ipv4(task_ip(j)), node_ip(j))
+            .await
+            .unwrap();
+        changed |= ov
+            .ensure_neighbour("vxlan0", task_ip(j), mac_of_ipv4(task_ip(j)))
+            .await
+            .unwrap();
     }
     changed |= sysctl_set(&n.ov, "net.ipv4.conf.all.forwarding", "1");
     changed
@@ -88,8 +100,16 @@ async fn snapshot(ns: &NetNs) -> String {
 
 async fn two_nodes(s: &mut Scratch) -> Vec<Node> {
     let ul = s.ns("ul").await;
-    Handle::in_ns(&ul).unwrap().ensure_bridge("ulbr0").await.unwrap();
-    Handle::in_ns(&ul).unwrap().ensure_up("ulbr0").await.unwrap();
+    Handle::in_ns(&ul)
+        .unwrap()
+        .ensure_bridge("ulbr0")
+        .await
+        .unwrap();
+    Handle::in_ns(&ul)
+        .unwrap()
+        .ensure_up("ulbr0")
+        .await
+        .unwrap();
     let mut nodes = Vec::new();
     for i in 1..=2u8 {
         let node = s.ns(&format!("n{i}")).await;
@@ -112,18 +132,32 @@ async fn vxlan_carries_traffic_between_two_nodes_with_static_entries_only() {
     assert!(build_node(&nodes[1], 2, &[1]).await);
     s.serve(&nodes[1].task, 8080, "hello from t2");
     s.serve(&nodes[0].task, 8080, "hello from t1");
-    assert_eq!(fetch(&nodes[0].task, task_ip(2), 8080).as_deref(), Some("hello from t2"));
-    assert_eq!(fetch(&nodes[1].task, task_ip(1), 8080).as_deref(), Some("hello from t1"));
+    assert_eq!(
+        fetch(&nodes[0].task, task_ip(2), 8080).as_deref(),
+        Some("hello from t2")
+    );
+    assert_eq!(
+        fetch(&nodes[1].task, task_ip(1), 8080).as_deref(),
+        Some("hello from t1")
+    );
     // No learning: the VXLAN FDB holds exactly what we programmed (flood + one MAC).
     let ov = Handle::in_ns(&nodes[0].ov).unwrap();
     let vx = ov.link_required("vxlan0").await.unwrap();
     assert_eq!(vx.vni, Some(VNI));
     assert_eq!(vx.mtu, 1450);
-    let fdb: Vec<_> = ov.fdb().await.unwrap().into_iter().filter(|e| e.index == vx.index).collect();
+    let fdb: Vec<_> = ov
+        .fdb()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.index == vx.index)
+        .collect();
     assert_eq!(fdb.len(), 2, "{fdb:?}");
     assert!(fdb.iter().all(|e| e.dst == node_ip(2)));
     // The tunnel really is the path: without the peer's FDB entries it stops working.
-    ov.del_fdb("vxlan0", mac_of_ipv4(task_ip(2)), node_ip(2)).await.unwrap();
+    ov.del_fdb("vxlan0", mac_of_ipv4(task_ip(2)), node_ip(2))
+        .await
+        .unwrap();
     ov.del_fdb("vxlan0", [0; 6], node_ip(2)).await.unwrap();
     assert_eq!(fetch(&nodes[0].task, task_ip(2), 8080), None);
 }
@@ -136,13 +170,30 @@ async fn every_ensure_called_twice_changes_nothing_the_second_time() {
     let mut s = Scratch::new("idem");
     let nodes = two_nodes(&mut s).await;
     assert!(build_node(&nodes[0], 1, &[2]).await);
-    let before = (snapshot(&nodes[0].ov).await, snapshot(&nodes[0].task).await, snapshot(&nodes[0].node).await);
-    assert!(!build_node(&nodes[0], 1, &[2]).await, "the second pass reported a change");
-    let after = (snapshot(&nodes[0].ov).await, snapshot(&nodes[0].task).await, snapshot(&nodes[0].node).await);
+    let before = (
+        snapshot(&nodes[0].ov).await,
+        snapshot(&nodes[0].task).await,
+        snapshot(&nodes[0].node).await,
+    );
+    assert!(
+        !build_node(&nodes[0], 1, &[2]).await,
+        "the second pass reported a change"
+    );
+    let after = (
+        snapshot(&nodes[0].ov).await,
+        snapshot(&nodes[0].task).await,
+        snapshot(&nodes[0].node).await,
+    );
     assert_eq!(before, after);
     let h = Handle::in_ns(&nodes[0].ov).unwrap();
-    assert!(h.ensure_addr("br0", Ipv4Addr::new(198, 19, 1, 1), 24).await.unwrap());
-    assert!(!h.ensure_addr("br0", Ipv4Addr::new(198, 19, 1, 1), 24).await.unwrap());
+    assert!(h
+        .ensure_addr("br0", Ipv4Addr::new(198, 19, 1, 1), 24)
+        .await
+        .unwrap());
+    assert!(!h
+        .ensure_addr("br0", Ipv4Addr::new(198, 19, 1, 1), 24)
+        .await
+        .unwrap());
     // A wrong kind under an existing name is refused, not silently replaced.
     let err = h.ensure_bridge("vxlan0").await.unwrap_err();
     assert!(err.to_string().contains("not a bridge"), "{err}");
@@ -168,10 +219,16 @@ async fn deleting_a_namespace_removes_everything_in_it() {
     b.delete().unwrap();
     assert!(!netns::list(&dir).unwrap().contains(&"b".to_string()));
     // The veth pair dies with its end in b (once the kernel has cleaned the namespace up).
-    let gone = common::wait_for(10, async || ha.link("to-b").await.unwrap().is_none().then_some(())).await;
+    let gone = common::wait_for(10, async || {
+        ha.link("to-b").await.unwrap().is_none().then_some(())
+    })
+    .await;
     assert!(gone.is_some(), "the veth peer outlived its namespace");
     // Creating a namespace over an existing name is refused; ensure reuses it.
-    assert!(matches!(NetNs::create(&dir, "a"), Err(netns::Error::Exists(_))));
+    assert!(matches!(
+        NetNs::create(&dir, "a"),
+        Err(netns::Error::Exists(_))
+    ));
     let again = NetNs::ensure(&dir, "a").unwrap();
     assert_eq!(again.name(), "a");
 }

@@ -22,7 +22,12 @@ pub(crate) fn base(b: &mut Batch, table: &str, snat: Option<Snat>) {
     b.add_table(Family::Ip, table)
         .add_set(Family::Ip, table, VIPS, json!("ipv4_addr"))
         .add_set(Family::Ip, table, MARKS, json!("mark"))
-        .add_chain(Family::Ip, table, POSTROUTING, Some(&Hook::nat_postrouting()))
+        .add_chain(
+            Family::Ip,
+            table,
+            POSTROUTING,
+            Some(&Hook::nat_postrouting()),
+        )
         .flush_chain(Family::Ip, table, POSTROUTING);
     let Some(snat) = snat else { return };
     let action = || match snat {
@@ -33,14 +38,22 @@ pub(crate) fn base(b: &mut Batch, table: &str, snat: Option<Snat>) {
         Family::Ip,
         table,
         POSTROUTING,
-        vec![expr::eq(expr::ct_dir("ip daddr", "original"), expr::set_ref(VIPS)), expr::counter(), action()],
+        vec![
+            expr::eq(expr::ct_dir("ip daddr", "original"), expr::set_ref(VIPS)),
+            expr::counter(),
+            action(),
+        ],
         None,
     );
     b.add_rule(
         Family::Ip,
         table,
         POSTROUTING,
-        vec![expr::eq(expr::meta("mark"), expr::set_ref(MARKS)), expr::counter(), action()],
+        vec![
+            expr::eq(expr::meta("mark"), expr::set_ref(MARKS)),
+            expr::counter(),
+            action(),
+        ],
         None,
     );
 }
@@ -65,14 +78,23 @@ pub(crate) struct SnatRules {
 
 impl SnatRules {
     /// Writes the table (see [`base`]) in `ns`. With `snat` = `None` nothing is written.
-    pub(crate) async fn open(ns: Option<Arc<NetNs>>, table: &str, snat: Option<Snat>) -> Result<SnatRules> {
+    pub(crate) async fn open(
+        ns: Option<Arc<NetNs>>,
+        table: &str,
+        snat: Option<Snat>,
+    ) -> Result<SnatRules> {
         let nft = Nft::new(ns);
         if snat.is_some() {
             let mut b = Batch::new();
             base(&mut b, table, snat);
             nft.apply(&b).await?;
         }
-        Ok(SnatRules { nft, table: table.into(), snat, users: Default::default() })
+        Ok(SnatRules {
+            nft,
+            table: table.into(),
+            snat,
+            users: Default::default(),
+        })
     }
 
     /// Makes `svc`'s connections SNATed (idempotent per service: call once per service).
@@ -82,7 +104,9 @@ impl SnatRules {
         }
         let (set, elem) = element(svc);
         let mut users = self.users.lock().await;
-        let n = users.entry((set.to_string(), elem.to_string())).or_insert(0);
+        let n = users
+            .entry((set.to_string(), elem.to_string()))
+            .or_insert(0);
         *n += 1;
         if *n == 1 {
             let mut b = Batch::new();
@@ -100,7 +124,9 @@ impl SnatRules {
         let (set, elem) = element(svc);
         let mut users = self.users.lock().await;
         let key = (set.to_string(), elem.to_string());
-        let Some(n) = users.get_mut(&key) else { return Ok(()) };
+        let Some(n) = users.get_mut(&key) else {
+            return Ok(());
+        };
         *n -= 1;
         if *n == 0 {
             users.remove(&key);

@@ -8,6 +8,8 @@ use std::str::FromStr;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The IPVS implementation failed (or the kernel has none).
+    #[error(transparent)]
+    Ipvs(#[from] crate::ipvs::Error),
     /// The nftables implementation failed.
     #[error(transparent)]
     Nft(#[from] crate::nft::Error),
@@ -120,7 +122,11 @@ impl FromStr for Scheduler {
             o if !o.is_empty() && o.len() < 16 && o.bytes().all(|b| b.is_ascii_lowercase()) => {
                 Scheduler::Other(o.to_string())
             }
-            o => return Err(Error::Invalid(format!("unknown scheduler {o:?} (rr, wrr, lc, sh…)"))),
+            o => {
+                return Err(Error::Invalid(format!(
+                    "unknown scheduler {o:?} (rr, wrr, lc, sh…)"
+                )))
+            }
         })
     }
 }
@@ -147,6 +153,17 @@ pub struct Backend {
     pub addr: BackendAddr,
     /// Relative weight; 0 = no new connections.
     pub weight: u32,
+}
+
+/// A service as it should be, for [`super::LoadBalancer::sync`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredService {
+    /// The virtual service.
+    pub service: VirtualService,
+    /// Its scheduler.
+    pub scheduler: Scheduler,
+    /// Its backends (unique addresses).
+    pub backends: Vec<Backend>,
 }
 
 /// One backend as listed.
@@ -203,7 +220,9 @@ impl FromStr for LbChoice {
             "auto" => Ok(LbChoice::Auto),
             "ipvs" => Ok(LbChoice::Ipvs),
             "nftables" | "nft" => Ok(LbChoice::Nftables),
-            o => Err(Error::Invalid(format!("unknown load balancer {o:?}: use auto, ipvs or nftables"))),
+            o => Err(Error::Invalid(format!(
+                "unknown load balancer {o:?}: use auto, ipvs or nftables"
+            ))),
         }
     }
 }
@@ -230,7 +249,10 @@ pub struct LbConfig {
 
 impl Default for LbConfig {
     fn default() -> Self {
-        LbConfig { table: "netlib_lb".into(), snat: None }
+        LbConfig {
+            table: "netlib_lb".into(),
+            snat: None,
+        }
     }
 }
 
@@ -239,11 +261,17 @@ impl LbConfig {
     pub fn validate(&self) -> Result<()> {
         let ok = !self.table.is_empty()
             && self.table.len() <= 64
-            && self.table.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            && self
+                .table
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if ok {
             Ok(())
         } else {
-            Err(Error::Invalid(format!("bad nftables table name {:?}", self.table)))
+            Err(Error::Invalid(format!(
+                "bad nftables table name {:?}",
+                self.table
+            )))
         }
     }
 }

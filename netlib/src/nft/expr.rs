@@ -120,3 +120,19 @@ pub fn numgen_inc(modulus: u32) -> Value {
 pub fn anon_map(pairs: Vec<(Value, Value)>) -> Value {
     json!({"set": pairs.into_iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>()})
 }
+
+/// `KEY map { k0 : v0, … }`: a lookup expression (the value of a statement such as `dnat ip
+/// to …` or `counter name …`).
+pub fn map_lookup(key: Value, data: Value) -> Value {
+    json!({"map": {"key": key, "data": data}})
+}
+
+/// `counter name EXPR`: counts into the named counter object `EXPR` evaluates to.
+pub fn counter_named(name: Value) -> Value {
+    json!({"counter": name})
+}
+
+/// `dnat ip to EXPR` where `EXPR` yields an address or an `address . port` concatenation.
+pub fn dnat_to(addr: Value) -> Value {
+    json!({"dnat": {"family": "ip", "addr": addr}})
+}

@@ -17,7 +17,9 @@ use crate::netns::NetNs;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The `nft` program is not installed.
-    #[error("the nft program was not found: install the nftables package (apt-get install nftables)")]
+    #[error(
+        "the nft program was not found: install the nftables package (apt-get install nftables)"
+    )]
     Missing,
     /// `nft` refused the transaction; nothing of it was applied.
     #[error("nft {op} failed: {stderr}")]
@@ -74,15 +76,27 @@ pub struct Hook {
 impl Hook {
     /// `type nat hook prerouting priority dstnat`.
     pub fn nat_prerouting() -> Hook {
-        Hook { ty: "nat", hook: "prerouting", prio: -100 }
+        Hook {
+            ty: "nat",
+            hook: "prerouting",
+            prio: -100,
+        }
     }
     /// `type nat hook output priority -100`.
     pub fn nat_output() -> Hook {
-        Hook { ty: "nat", hook: "output", prio: -100 }
+        Hook {
+            ty: "nat",
+            hook: "output",
+            prio: -100,
+        }
     }
     /// `type nat hook postrouting priority srcnat`.
     pub fn nat_postrouting() -> Hook {
-        Hook { ty: "nat", hook: "postrouting", prio: 100 }
+        Hook {
+            ty: "nat",
+            hook: "postrouting",
+            prio: 100,
+        }
     }
 }
 
@@ -116,18 +130,32 @@ impl Batch {
 
     /// `add table FAMILY NAME` (no-op when it exists).
     pub fn add_table(&mut self, family: Family, table: &str) -> &mut Self {
-        self.push("add", "table", json!({"family": family.as_str(), "name": table}))
+        self.push(
+            "add",
+            "table",
+            json!({"family": family.as_str(), "name": table}),
+        )
     }
 
     /// `delete table FAMILY NAME` (fails when absent: add it first in the same batch to make
     /// the pair idempotent, as `nft` scripts do).
     pub fn delete_table(&mut self, family: Family, table: &str) -> &mut Self {
-        self.push("delete", "table", json!({"family": family.as_str(), "name": table}))
+        self.push(
+            "delete",
+            "table",
+            json!({"family": family.as_str(), "name": table}),
+        )
     }
 
     /// `add chain FAMILY TABLE NAME { type … hook … priority …; policy accept; }`, or a regular
     /// chain when `hook` is `None` (no-op when it exists).
-    pub fn add_chain(&mut self, family: Family, table: &str, chain: &str, hook: Option<&Hook>) -> &mut Self {
+    pub fn add_chain(
+        &mut self,
+        family: Family,
+        table: &str,
+        chain: &str,
+        hook: Option<&Hook>,
+    ) -> &mut Self {
         let mut body = json!({"family": family.as_str(), "table": table, "name": chain});
         if let Some(h) = hook {
             body["type"] = json!(h.ty);
@@ -140,17 +168,33 @@ impl Batch {
 
     /// `flush chain FAMILY TABLE NAME`.
     pub fn flush_chain(&mut self, family: Family, table: &str, chain: &str) -> &mut Self {
-        self.push("flush", "chain", json!({"family": family.as_str(), "table": table, "name": chain}))
+        self.push(
+            "flush",
+            "chain",
+            json!({"family": family.as_str(), "table": table, "name": chain}),
+        )
     }
 
     /// `delete chain FAMILY TABLE NAME` (it must be empty and unreferenced).
     pub fn delete_chain(&mut self, family: Family, table: &str, chain: &str) -> &mut Self {
-        self.push("delete", "chain", json!({"family": family.as_str(), "table": table, "name": chain}))
+        self.push(
+            "delete",
+            "chain",
+            json!({"family": family.as_str(), "table": table, "name": chain}),
+        )
     }
 
     /// `add rule FAMILY TABLE CHAIN EXPR… [comment "…"]`.
-    pub fn add_rule(&mut self, family: Family, table: &str, chain: &str, exprs: Vec<Value>, comment: Option<&str>) -> &mut Self {
-        let mut body = json!({"family": family.as_str(), "table": table, "chain": chain, "expr": exprs});
+    pub fn add_rule(
+        &mut self,
+        family: Family,
+        table: &str,
+        chain: &str,
+        exprs: Vec<Value>,
+        comment: Option<&str>,
+    ) -> &mut Self {
+        let mut body =
+            json!({"family": family.as_str(), "table": table, "chain": chain, "expr": exprs});
         if let Some(c) = comment {
             body["comment"] = json!(c);
         }
@@ -160,11 +204,22 @@ impl Batch {
     /// `add set FAMILY TABLE NAME { type TYPE; }` (`type` is a string like `ipv4_addr` or an
     /// array for concatenations).
     pub fn add_set(&mut self, family: Family, table: &str, name: &str, ty: Value) -> &mut Self {
-        self.push("add", "set", json!({"family": family.as_str(), "table": table, "name": name, "type": ty}))
+        self.push(
+            "add",
+            "set",
+            json!({"family": family.as_str(), "table": table, "name": name, "type": ty}),
+        )
     }
 
     /// `add map FAMILY TABLE NAME { type KEY : VALUE; }` (`value` = `verdict` for a vmap).
-    pub fn add_map(&mut self, family: Family, table: &str, name: &str, key: Value, value: &str) -> &mut Self {
+    pub fn add_map(
+        &mut self,
+        family: Family,
+        table: &str,
+        name: &str,
+        key: Value,
+        value: &str,
+    ) -> &mut Self {
         self.push(
             "add",
             "map",
@@ -173,13 +228,51 @@ impl Batch {
     }
 
     /// `add element FAMILY TABLE NAME { ELEM, … }` (map elements are `[key, value]` arrays).
-    pub fn add_element(&mut self, family: Family, table: &str, set: &str, elems: Vec<Value>) -> &mut Self {
-        self.push("add", "element", json!({"family": family.as_str(), "table": table, "name": set, "elem": elems}))
+    pub fn add_element(
+        &mut self,
+        family: Family,
+        table: &str,
+        set: &str,
+        elems: Vec<Value>,
+    ) -> &mut Self {
+        self.push(
+            "add",
+            "element",
+            json!({"family": family.as_str(), "table": table, "name": set, "elem": elems}),
+        )
     }
 
     /// `delete element FAMILY TABLE NAME { ELEM, … }` (keys only; fails when absent).
-    pub fn delete_element(&mut self, family: Family, table: &str, set: &str, elems: Vec<Value>) -> &mut Self {
-        self.push("delete", "element", json!({"family": family.as_str(), "table": table, "name": set, "elem": elems}))
+    pub fn delete_element(
+        &mut self,
+        family: Family,
+        table: &str,
+        set: &str,
+        elems: Vec<Value>,
+    ) -> &mut Self {
+        self.push(
+            "delete",
+            "element",
+            json!({"family": family.as_str(), "table": table, "name": set, "elem": elems}),
+        )
+    }
+
+    /// `add counter FAMILY TABLE NAME` (a named counter object; no-op when it exists).
+    pub fn add_counter(&mut self, family: Family, table: &str, name: &str) -> &mut Self {
+        self.push(
+            "add",
+            "counter",
+            json!({"family": family.as_str(), "table": table, "name": name}),
+        )
+    }
+
+    /// `delete counter FAMILY TABLE NAME` (it must be unreferenced).
+    pub fn delete_counter(&mut self, family: Family, table: &str, name: &str) -> &mut Self {
+        self.push(
+            "delete",
+            "counter",
+            json!({"family": family.as_str(), "table": table, "name": name}),
+        )
     }
 
     /// Appends every command of `other`.
@@ -214,22 +307,34 @@ impl Nft {
             return Ok(());
         }
         let input = serde_json::to_vec(&batch.to_json())?;
-        self.run(vec!["-j".into(), "-f".into(), "-".into()], Some(input)).await.map(|_| ())
+        self.run(vec!["-j".into(), "-f".into(), "-".into()], Some(input))
+            .await
+            .map(|_| ())
     }
 
     /// `nft -j list table FAMILY NAME`; `None` when there is no such table.
     pub async fn list_table(&self, family: Family, table: &str) -> Result<Option<Value>> {
-        let args = vec!["-j".into(), "list".into(), "table".into(), family.as_str().into(), table.into()];
+        let args = vec![
+            "-j".into(),
+            "list".into(),
+            "table".into(),
+            family.as_str().into(),
+            table.into(),
+        ];
         match self.run(args, None).await {
             Ok(out) => Ok(Some(serde_json::from_slice(&out)?)),
-            Err(Error::Failed { stderr, .. }) if stderr.contains("No such file or directory") => Ok(None),
+            Err(Error::Failed { stderr, .. }) if stderr.contains("No such file or directory") => {
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }
 
     /// `nft -j list ruleset`.
     pub async fn list_ruleset(&self) -> Result<Value> {
-        let out = self.run(vec!["-j".into(), "list".into(), "ruleset".into()], None).await?;
+        let out = self
+            .run(vec!["-j".into(), "list".into(), "ruleset".into()], None)
+            .await?;
         Ok(serde_json::from_slice(&out)?)
     }
 
@@ -256,11 +361,21 @@ impl Nft {
 fn run_nft(args: &[String], input: Option<&[u8]>) -> Result<Vec<u8>> {
     let mut child = Command::new("nft")
         .args(args)
-        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| if e.kind() == std::io::ErrorKind::NotFound { Error::Missing } else { Error::Io(e) })?;
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::Missing
+            } else {
+                Error::Io(e)
+            }
+        })?;
     if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
         stdin.write_all(data)?;
     }
@@ -270,7 +385,11 @@ fn run_nft(args: &[String], input: Option<&[u8]>) -> Result<Vec<u8>> {
     } else {
         Err(Error::Failed {
             op: args.join(" "),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().chars().take(2000).collect(),
+            stderr: String::from_utf8_lossy(&out.stderr)
+                .trim()
+                .chars()
+                .take(2000)
+                .collect(),
         })
     }
 }
@@ -287,7 +406,11 @@ pub fn rules_of<'a>(doc: &'a Value, chain: &str) -> Vec<(&'a Value, Option<&'a s
 /// Every object of kind `kind` (`table`, `chain`, `rule`, `set`, `map`, `element`) in a
 /// `nft -j list …` document.
 pub fn objects<'a>(doc: &'a Value, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
-    doc["nftables"].as_array().into_iter().flatten().filter_map(move |o| o.get(kind))
+    doc["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(move |o| o.get(kind))
 }
 
 /// Packets counted by the first `counter` statement of a rule's `expr` array.
@@ -296,7 +419,11 @@ pub fn counter_packets(exprs: &Value) -> u64 {
         .as_array()
         .into_iter()
         .flatten()
-        .find_map(|e| e.get("counter").and_then(|c| c.get("packets")).and_then(Value::as_u64))
+        .find_map(|e| {
+            e.get("counter")
+                .and_then(|c| c.get("packets"))
+                .and_then(Value::as_u64)
+        })
         .unwrap_or(0)
 }
 

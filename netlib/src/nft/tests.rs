@@ -4,12 +4,16 @@ use super::*;
 #[test]
 fn batch_is_one_document_with_metainfo_first() {
     let mut b = Batch::new();
-    b.add_table(Family::Ip, "t").add_chain(Family::Ip, "t", "pre", Some(&Hook::nat_prerouting()));
+    b.add_table(Family::Ip, "t")
+        .add_chain(Family::Ip, "t", "pre", Some(&Hook::nat_prerouting()));
     let doc = b.to_json();
     let all = doc["nftables"].as_array().unwrap();
     assert_eq!(all.len(), 3);
     assert_eq!(all[0]["metainfo"]["json_schema_version"], 1);
-    assert_eq!(all[1], json!({"add": {"table": {"family": "ip", "name": "t"}}}));
+    assert_eq!(
+        all[1],
+        json!({"add": {"table": {"family": "ip", "name": "t"}}})
+    );
     assert_eq!(
         all[2],
         json!({"add": {"chain": {"family": "ip", "table": "t", "name": "pre",
@@ -20,14 +24,23 @@ fn batch_is_one_document_with_metainfo_first() {
 #[test]
 fn round_robin_dnat_reads_like_the_rule_text() {
     // numgen inc mod 2 vmap { 0 : goto b0, 1 : goto b1 }
-    let rule = vmap(numgen_inc(2), anon_map(vec![(json!(0), goto("b0")), (json!(1), goto("b1"))]));
+    let rule = vmap(
+        numgen_inc(2),
+        anon_map(vec![(json!(0), goto("b0")), (json!(1), goto("b1"))]),
+    );
     assert_eq!(
         rule,
         json!({"vmap": {"key": {"numgen": {"mode": "inc", "mod": 2, "offset": 0}},
             "data": {"set": [[0, {"goto": {"target": "b0"}}], [1, {"goto": {"target": "b1"}}]]}}})
     );
-    assert_eq!(dnat("10.0.0.5".parse().unwrap(), 80), json!({"dnat": {"addr": "10.0.0.5", "port": 80}}));
-    assert_eq!(dnat("10.0.0.5".parse().unwrap(), 0), json!({"dnat": {"addr": "10.0.0.5"}}));
+    assert_eq!(
+        dnat("10.0.0.5".parse().unwrap(), 80),
+        json!({"dnat": {"addr": "10.0.0.5", "port": 80}})
+    );
+    assert_eq!(
+        dnat("10.0.0.5".parse().unwrap(), 0),
+        json!({"dnat": {"addr": "10.0.0.5"}})
+    );
 }
 
 #[test]

@@ -19,17 +19,23 @@ pub struct Addr {
 }
 
 fn from_msg(m: &AddressMessage) -> Option<Addr> {
-    m.attributes.iter().find_map(|a| match a {
-        AddressAttribute::Local(IpAddr::V4(v4)) => Some(*v4),
-        _ => None,
-    })
-    .or_else(|| {
-        m.attributes.iter().find_map(|a| match a {
-            AddressAttribute::Address(IpAddr::V4(v4)) => Some(*v4),
+    m.attributes
+        .iter()
+        .find_map(|a| match a {
+            AddressAttribute::Local(IpAddr::V4(v4)) => Some(*v4),
             _ => None,
         })
-    })
-    .map(|addr| Addr { index: m.header.index, addr, prefix: m.header.prefix_len })
+        .or_else(|| {
+            m.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(IpAddr::V4(v4)) => Some(*v4),
+                _ => None,
+            })
+        })
+        .map(|addr| Addr {
+            index: m.header.index,
+            addr,
+            prefix: m.header.prefix_len,
+        })
 }
 
 impl Handle {
@@ -55,7 +61,10 @@ impl Handle {
         }
         let l = self.link_required(name).await?;
         let have = self.addrs().await?;
-        if have.iter().any(|a| a.index == l.index && a.addr == addr && a.prefix == prefix) {
+        if have
+            .iter()
+            .any(|a| a.index == l.index && a.addr == addr && a.prefix == prefix)
+        {
             return Ok(false);
         }
         self.inner
@@ -69,7 +78,9 @@ impl Handle {
 
     /// `ip addr del ADDR/PREFIX dev NAME`; absent is not an error.
     pub async fn del_addr(&self, name: &str, addr: Ipv4Addr, prefix: u8) -> Result<bool> {
-        let Some(l) = self.link(name).await? else { return Ok(false) };
+        let Some(l) = self.link(name).await? else {
+            return Ok(false);
+        };
         let msgs: Vec<AddressMessage> = self
             .inner
             .address()
@@ -80,13 +91,16 @@ impl Handle {
             .await
             .map_err(|e| Error::from_rt("ip addr show", e))?;
         for m in msgs {
-            if from_msg(&m) == Some(Addr { index: l.index, addr, prefix }) {
-                self.inner
-                    .address()
-                    .del(m)
-                    .execute()
-                    .await
-                    .map_err(|e| Error::from_rt(format!("ip addr del {addr}/{prefix} dev {name}"), e))?;
+            if from_msg(&m)
+                == Some(Addr {
+                    index: l.index,
+                    addr,
+                    prefix,
+                })
+            {
+                self.inner.address().del(m).execute().await.map_err(|e| {
+                    Error::from_rt(format!("ip addr del {addr}/{prefix} dev {name}"), e)
+                })?;
                 return Ok(true);
             }
         }

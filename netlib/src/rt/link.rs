@@ -135,8 +135,14 @@ impl Handle {
     /// `ip link show NAME`, or `None` when there is no such link.
     pub async fn link(&self, name: &str) -> Result<Option<Link>> {
         check_ifname(name).map_err(Error::Invalid)?;
-        let r: std::result::Result<Vec<LinkMessage>, _> =
-            self.inner.link().get().match_name(name.to_string()).execute().try_collect().await;
+        let r: std::result::Result<Vec<LinkMessage>, _> = self
+            .inner
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute()
+            .try_collect()
+            .await;
         match r {
             Ok(msgs) => Ok(msgs.first().map(Link::from_msg)),
             Err(e) => match Error::from_rt(format!("ip link show {name}"), e) {
@@ -148,17 +154,28 @@ impl Handle {
 
     /// `ip link show NAME`, failing when it does not exist.
     pub async fn link_required(&self, name: &str) -> Result<Link> {
-        self.link(name).await?.ok_or_else(|| Error::NoDevice(name.into()))
+        self.link(name)
+            .await?
+            .ok_or_else(|| Error::NoDevice(name.into()))
     }
 
     async fn add(&self, op: &str, msg: LinkMessage) -> Result<()> {
-        self.ack(op, RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL).await
+        self.ack(
+            op,
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+        .await
     }
 
     async fn check_kind(&self, name: &str, wanted: &str) -> Result<Option<Link>> {
         match self.link(name).await? {
             Some(l) if l.kind == wanted => Ok(Some(l)),
-            Some(l) => Err(Error::WrongKind { name: name.into(), found: l.kind, wanted: wanted.into() }),
+            Some(l) => Err(Error::WrongKind {
+                name: name.into(),
+                found: l.kind,
+                wanted: wanted.into(),
+            }),
             None => Ok(None),
         }
     }
@@ -169,15 +186,23 @@ impl Handle {
         if self.check_kind(name, "bridge").await?.is_some() {
             return Ok(false);
         }
-        let msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Bridge).name(name).build();
-        self.add(&format!("ip link add {name} type bridge"), msg).await?;
+        let msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Bridge)
+            .name(name)
+            .build();
+        self.add(&format!("ip link add {name} type bridge"), msg)
+            .await?;
         Ok(true)
     }
 
     /// `ip link add NAME type veth peer name PEER [netns PEER_NS]` unless `NAME` exists as a
     /// veth. With `peer_ns` the peer is created straight in that namespace, so no device of
     /// this pair ever appears anywhere else.
-    pub async fn ensure_veth(&self, name: &str, peer: &str, peer_ns: Option<&NetNs>) -> Result<bool> {
+    pub async fn ensure_veth(
+        &self,
+        name: &str,
+        peer: &str,
+        peer_ns: Option<&NetNs>,
+    ) -> Result<bool> {
         check_ifname(name).map_err(Error::Invalid)?;
         check_ifname(peer).map_err(Error::Invalid)?;
         if self.check_kind(name, "veth").await?.is_some() {
@@ -191,7 +216,11 @@ impl Handle {
             .name(name)
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg.build())))
             .build();
-        self.add(&format!("ip link add {name} type veth peer name {peer}"), msg).await?;
+        self.add(
+            &format!("ip link add {name} type veth peer name {peer}"),
+            msg,
+        )
+        .await?;
         Ok(true)
     }
 
@@ -224,7 +253,11 @@ impl Handle {
             .mtu(v.mtu)
             .set_info_data(InfoData::Vxlan(info))
             .build();
-        self.add(&format!("ip link add {} type vxlan id {}", v.name, v.vni), msg).await?;
+        self.add(
+            &format!("ip link add {} type vxlan id {}", v.name, v.vni),
+            msg,
+        )
+        .await?;
         Ok(true)
     }
 
@@ -234,14 +267,16 @@ impl Handle {
         if l.up {
             return Ok(false);
         }
-        self.set(name, LinkUnspec::new_with_index(l.index).up().build()).await?;
+        self.set(name, LinkUnspec::new_with_index(l.index).up().build())
+            .await?;
         Ok(true)
     }
 
     /// `ip link set NAME down`.
     pub async fn set_down(&self, name: &str) -> Result<()> {
         let l = self.link_required(name).await?;
-        self.set(name, LinkUnspec::new_with_index(l.index).down().build()).await
+        self.set(name, LinkUnspec::new_with_index(l.index).down().build())
+            .await
     }
 
     /// `ip link set NAME mtu MTU`; no-op when it has that MTU.
@@ -250,7 +285,8 @@ impl Handle {
         if l.mtu == mtu {
             return Ok(false);
         }
-        self.set(name, LinkUnspec::new_with_index(l.index).mtu(mtu).build()).await?;
+        self.set(name, LinkUnspec::new_with_index(l.index).mtu(mtu).build())
+            .await?;
         Ok(true)
     }
 
@@ -261,7 +297,9 @@ impl Handle {
         if l.master == Some(b.index) {
             return Ok(false);
         }
-        let msg = LinkUnspec::new_with_index(l.index).controller(b.index).build();
+        let msg = LinkUnspec::new_with_index(l.index)
+            .controller(b.index)
+            .build();
         self.set(name, msg).await?;
         Ok(true)
     }
@@ -272,7 +310,9 @@ impl Handle {
         if l.mac == format_mac(&mac) {
             return Ok(false);
         }
-        let msg = LinkUnspec::new_with_index(l.index).address(mac.to_vec()).build();
+        let msg = LinkUnspec::new_with_index(l.index)
+            .address(mac.to_vec())
+            .build();
         self.set(name, msg).await?;
         Ok(true)
     }
@@ -281,23 +321,33 @@ impl Handle {
     pub async fn rename(&self, name: &str, new: &str) -> Result<()> {
         check_ifname(new).map_err(Error::Invalid)?;
         let l = self.link_required(name).await?;
-        self.set(name, LinkUnspec::new_with_index(l.index).name(new).build()).await
+        self.set(name, LinkUnspec::new_with_index(l.index).name(new).build())
+            .await
     }
 
     /// `ip link set NAME netns NS`: moves the link into another namespace.
     pub async fn move_to(&self, name: &str, ns: &NetNs) -> Result<()> {
         let l = self.link_required(name).await?;
-        let msg = LinkUnspec::new_with_index(l.index).setns_by_fd(ns.as_fd().as_raw_fd()).build();
+        let msg = LinkUnspec::new_with_index(l.index)
+            .setns_by_fd(ns.as_fd().as_raw_fd())
+            .build();
         self.set(name, msg).await
     }
 
     async fn set(&self, name: &str, msg: LinkMessage) -> Result<()> {
-        self.ack(&format!("ip link set {name}"), RouteNetlinkMessage::SetLink(msg), 0).await
+        self.ack(
+            &format!("ip link set {name}"),
+            RouteNetlinkMessage::SetLink(msg),
+            0,
+        )
+        .await
     }
 
     /// `ip link del NAME`; absent is not an error (returns `false`).
     pub async fn del_link(&self, name: &str) -> Result<bool> {
-        let Some(l) = self.link(name).await? else { return Ok(false) };
+        let Some(l) = self.link(name).await? else {
+            return Ok(false);
+        };
         match self.inner.link().del(l.index).execute().await {
             Ok(()) => Ok(true),
             Err(e) => match Error::from_rt(format!("ip link del {name}"), e) {

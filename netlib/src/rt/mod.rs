@@ -82,9 +82,16 @@ impl Error {
         match e {
             rtnetlink::Error::NetlinkError(m) => {
                 let errno = m.raw_code().abs();
-                Error::Kernel { op: op.into(), errno, message: io::Error::from_raw_os_error(errno).to_string() }
+                Error::Kernel {
+                    op: op.into(),
+                    errno,
+                    message: io::Error::from_raw_os_error(errno).to_string(),
+                }
             }
-            source => Error::Netlink { op: op.into(), source },
+            source => Error::Netlink {
+                op: op.into(),
+                source,
+            },
         }
     }
 }
@@ -166,7 +173,10 @@ impl IntoRawFdOwned for Socket {
 
 /// `aa:bb:cc:dd:ee:ff`.
 pub fn format_mac(mac: &[u8]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Parses `aa:bb:cc:dd:ee:ff`.

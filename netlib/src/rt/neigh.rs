@@ -41,7 +41,12 @@ fn mac6(v: &[u8]) -> Option<[u8; 6]> {
     v.try_into().ok()
 }
 
-fn message(family: AddressFamily, index: u32, flags: NeighbourFlags, attrs: Vec<NeighbourAttribute>) -> NeighbourMessage {
+fn message(
+    family: AddressFamily,
+    index: u32,
+    flags: NeighbourFlags,
+    attrs: Vec<NeighbourAttribute>,
+) -> NeighbourMessage {
     let mut m = NeighbourMessage::default();
     m.header.family = family;
     m.header.ifindex = index;
@@ -80,7 +85,11 @@ impl Handle {
                     NeighbourAttribute::LinkLayerAddress(mac) => mac6(mac),
                     _ => None,
                 })?;
-                Some(Neighbour { index: m.header.ifindex, ip, mac })
+                Some(Neighbour {
+                    index: m.header.ifindex,
+                    ip,
+                    mac,
+                })
             })
             .collect();
         out.sort();
@@ -90,7 +99,11 @@ impl Handle {
     /// `ip neigh replace IP lladdr MAC dev NAME nud permanent` unless that entry exists.
     pub async fn ensure_neighbour(&self, name: &str, ip: Ipv4Addr, mac: [u8; 6]) -> Result<bool> {
         let l = self.link_required(name).await?;
-        let want = Neighbour { index: l.index, ip, mac };
+        let want = Neighbour {
+            index: l.index,
+            ip,
+            mac,
+        };
         if self.neighbours().await?.contains(&want) {
             return Ok(false);
         }
@@ -103,15 +116,30 @@ impl Handle {
                 NeighbourAttribute::LinkLayerAddress(mac.to_vec()),
             ],
         );
-        let op = format!("ip neigh replace {ip} lladdr {} dev {name} nud permanent", format_mac(&mac));
-        self.ack(&op, RouteNetlinkMessage::NewNeighbour(m), NLM_F_CREATE | NLM_F_REPLACE).await?;
+        let op = format!(
+            "ip neigh replace {ip} lladdr {} dev {name} nud permanent",
+            format_mac(&mac)
+        );
+        self.ack(
+            &op,
+            RouteNetlinkMessage::NewNeighbour(m),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        )
+        .await?;
         Ok(true)
     }
 
     /// `ip neigh del IP dev NAME`; absent is not an error.
     pub async fn del_neighbour(&self, name: &str, ip: Ipv4Addr) -> Result<bool> {
-        let Some(l) = self.link(name).await? else { return Ok(false) };
-        if !self.neighbours().await?.iter().any(|n| n.index == l.index && n.ip == ip) {
+        let Some(l) = self.link(name).await? else {
+            return Ok(false);
+        };
+        if !self
+            .neighbours()
+            .await?
+            .iter()
+            .any(|n| n.index == l.index && n.ip == ip)
+        {
             return Ok(false);
         }
         let m = message(
@@ -120,7 +148,12 @@ impl Handle {
             NeighbourFlags::empty(),
             vec![NeighbourAttribute::Destination(NeighbourAddress::Inet(ip))],
         );
-        self.ack(&format!("ip neigh del {ip} dev {name}"), RouteNetlinkMessage::DelNeighbour(m), 0).await?;
+        self.ack(
+            &format!("ip neigh del {ip} dev {name}"),
+            RouteNetlinkMessage::DelNeighbour(m),
+            0,
+        )
+        .await?;
         Ok(true)
     }
 
@@ -143,7 +176,11 @@ impl Handle {
                     NeighbourAttribute::LinkLayerAddress(mac) => mac6(mac),
                     _ => None,
                 })?;
-                Some(FdbEntry { index: m.header.ifindex, mac, dst })
+                Some(FdbEntry {
+                    index: m.header.ifindex,
+                    mac,
+                    dst,
+                })
             })
             .collect();
         out.sort();
@@ -167,10 +204,17 @@ impl Handle {
     /// VTEP) unless that entry exists.
     pub async fn ensure_fdb(&self, name: &str, mac: [u8; 6], dst: Ipv4Addr) -> Result<bool> {
         let l = self.link_required(name).await?;
-        if self.fdb().await?.contains(&FdbEntry { index: l.index, mac, dst }) {
+        if self.fdb().await?.contains(&FdbEntry {
+            index: l.index,
+            mac,
+            dst,
+        }) {
             return Ok(false);
         }
-        let op = format!("bridge fdb replace {} dev {name} dst {dst} self permanent", format_mac(&mac));
+        let op = format!(
+            "bridge fdb replace {} dev {name} dst {dst} self permanent",
+            format_mac(&mac)
+        );
         let msg = RouteNetlinkMessage::NewNeighbour(Self::fdb_message(l.index, mac, dst));
         self.ack(&op, msg, NLM_F_CREATE | NLM_F_REPLACE).await?;
         Ok(true)
@@ -181,7 +225,11 @@ impl Handle {
     pub async fn ensure_flood(&self, name: &str, dst: Ipv4Addr) -> Result<bool> {
         let l = self.link_required(name).await?;
         let zero = [0u8; 6];
-        if self.fdb().await?.contains(&FdbEntry { index: l.index, mac: zero, dst }) {
+        if self.fdb().await?.contains(&FdbEntry {
+            index: l.index,
+            mac: zero,
+            dst,
+        }) {
             return Ok(false);
         }
         let op = format!("bridge fdb append 00:00:00:00:00:00 dev {name} dst {dst} self permanent");
@@ -192,12 +240,26 @@ impl Handle {
 
     /// `bridge fdb del MAC dev NAME dst DST self`; absent is not an error.
     pub async fn del_fdb(&self, name: &str, mac: [u8; 6], dst: Ipv4Addr) -> Result<bool> {
-        let Some(l) = self.link(name).await? else { return Ok(false) };
-        if !self.fdb().await?.contains(&FdbEntry { index: l.index, mac, dst }) {
+        let Some(l) = self.link(name).await? else {
+            return Ok(false);
+        };
+        if !self.fdb().await?.contains(&FdbEntry {
+            index: l.index,
+            mac,
+            dst,
+        }) {
             return Ok(false);
         }
-        let op = format!("bridge fdb del {} dev {name} dst {dst} self", format_mac(&mac));
-        self.ack(&op, RouteNetlinkMessage::DelNeighbour(Self::fdb_message(l.index, mac, dst)), 0).await?;
+        let op = format!(
+            "bridge fdb del {} dev {name} dst {dst} self",
+            format_mac(&mac)
+        );
+        self.ack(
+            &op,
+            RouteNetlinkMessage::DelNeighbour(Self::fdb_message(l.index, mac, dst)),
+            0,
+        )
+        .await?;
         Ok(true)
     }
 }

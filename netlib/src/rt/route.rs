@@ -3,7 +3,9 @@
 use std::net::Ipv4Addr;
 
 use futures_util::TryStreamExt;
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType,
+};
 use netlink_packet_route::AddressFamily;
 use rtnetlink::RouteMessageBuilder;
 
@@ -29,7 +31,12 @@ fn from_msg(m: &RouteMessage) -> Option<Route> {
     {
         return None;
     }
-    let mut r = Route { dst: Ipv4Addr::UNSPECIFIED, prefix: m.header.destination_prefix_length, gateway: None, oif: None };
+    let mut r = Route {
+        dst: Ipv4Addr::UNSPECIFIED,
+        prefix: m.header.destination_prefix_length,
+        gateway: None,
+        oif: None,
+    };
     for a in &m.attributes {
         match a {
             RouteAttribute::Destination(RouteAddress::Inet(d)) => r.dst = *d,
@@ -60,7 +67,13 @@ impl Handle {
 
     /// `ip route add DST/PREFIX [via GW] [dev NAME]` unless that route exists; `ip route
     /// replace` when a route to the same destination exists with another next hop.
-    pub async fn ensure_route(&self, dst: Ipv4Addr, prefix: u8, gateway: Option<Ipv4Addr>, dev: Option<&str>) -> Result<bool> {
+    pub async fn ensure_route(
+        &self,
+        dst: Ipv4Addr,
+        prefix: u8,
+        gateway: Option<Ipv4Addr>,
+        dev: Option<&str>,
+    ) -> Result<bool> {
         let oif = match dev {
             Some(d) => Some(self.link_required(d).await?.index),
             None => None,
@@ -81,22 +94,34 @@ impl Handle {
         }
         let op = format!("ip route replace {dst}/{prefix}");
         let req = self.inner.route().add(b.build());
-        let req = if existing.is_some() { req.replace() } else { req };
+        let req = if existing.is_some() {
+            req.replace()
+        } else {
+            req
+        };
         req.execute().await.map_err(|e| Error::from_rt(op, e))?;
         Ok(true)
     }
 
     /// `ip route add default via GW`.
     pub async fn ensure_default_route(&self, gateway: Ipv4Addr) -> Result<bool> {
-        self.ensure_route(Ipv4Addr::UNSPECIFIED, 0, Some(gateway), None).await
+        self.ensure_route(Ipv4Addr::UNSPECIFIED, 0, Some(gateway), None)
+            .await
     }
 
     /// `ip route del DST/PREFIX`; absent is not an error.
     pub async fn del_route(&self, dst: Ipv4Addr, prefix: u8) -> Result<bool> {
-        if !self.routes().await?.iter().any(|r| r.dst == dst && r.prefix == prefix) {
+        if !self
+            .routes()
+            .await?
+            .iter()
+            .any(|r| r.dst == dst && r.prefix == prefix)
+        {
             return Ok(false);
         }
-        let msg = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(dst, prefix).build();
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(dst, prefix)
+            .build();
         self.inner
             .route()
             .del(msg)

@@ -18,11 +18,16 @@ use shoal_netlib::rt::Handle;
 pub fn root() -> bool {
     // SAFETY-free: geteuid via std is not available; read /proc/self/status.
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let uid0 = status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    let uid0 = status
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
     if uid0 {
         return true;
     }
-    assert!(std::env::var_os("CI").is_none(), "root tests need root and CI must run them");
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "root tests need root and CI must run them"
+    );
     eprintln!("skipped: needs root");
     false
 }
@@ -43,7 +48,12 @@ impl Scratch {
         // A crashed earlier run with the same pid and test: remove what it left.
         cleanup_dir(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        Scratch { dir, nses: Vec::new(), stop: Arc::new(AtomicBool::new(false)), threads: Vec::new() }
+        Scratch {
+            dir,
+            nses: Vec::new(),
+            stop: Arc::new(AtomicBool::new(false)),
+            threads: Vec::new(),
+        }
     }
 
     /// A new namespace `name` with `lo` up.
@@ -102,7 +112,11 @@ pub fn cleanup_dir(dir: &Path) {
 /// (`None` on refusal or a 2 s timeout).
 pub fn fetch(ns: &NetNs, addr: Ipv4Addr, port: u16) -> Option<String> {
     ns.run(move || {
-        let mut s = TcpStream::connect_timeout(&SocketAddrV4::new(addr, port).into(), Duration::from_secs(2)).ok()?;
+        let mut s = TcpStream::connect_timeout(
+            &SocketAddrV4::new(addr, port).into(),
+            Duration::from_secs(2),
+        )
+        .ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
         let mut out = String::new();
         s.read_to_string(&mut out).ok()?;

@@ -1,0 +1,147 @@
+//! Programming cost of the nftables load balancer (root; builds one throwaway namespace).
+//!
+//! 1. 1,000 services × 10 backends from empty, in one `sync` (one transaction).
+//! 2. One backend change (add, then remove) with those 1,000 services present: the
+//!    incremental path the agent takes on every task start/stop.
+//! 3. Baselines measured in the same run: the same change with one service present (does
+//!    size matter?) and a full reload (flush + the whole set again), what a balancer without
+//!    incremental updates pays per change.
+//!
+//! Run: `cargo bench -p shoal-netlib --bench lb_program` (as root).
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shoal_netlib::lb::{
+    self, Backend, BackendAddr, DesiredService, LbChoice, LbConfig, LoadBalancer, Protocol,
+    Scheduler, Snat, VirtualService,
+};
+use shoal_netlib::netns::{self, NetNs};
+
+const SERVICES: u16 = 1000;
+const BACKENDS: u8 = 10;
+const CHANGES: usize = 20;
+
+fn desired(n: u16) -> Vec<DesiredService> {
+    (0..n)
+        .map(|i| DesiredService {
+            service: VirtualService::Addr {
+                proto: Protocol::Tcp,
+                addr: Ipv4Addr::new(198, 18, (i / 250) as u8 + 100, (i % 250) as u8 + 1),
+                port: 80,
+            },
+            scheduler: Scheduler::RoundRobin,
+            backends: (0..BACKENDS)
+                .map(|b| Backend {
+                    addr: BackendAddr {
+                        addr: Ipv4Addr::new(198, 19, (i / 250) as u8, (i % 250) as u8),
+                        port: 8000 + b as u16,
+                    },
+                    weight: 1,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Median time of `CHANGES` single-backend changes (alternately add and remove) on service 0.
+async fn change_latency(lb: &dyn LoadBalancer, svc: &VirtualService) -> Duration {
+    let extra = BackendAddr {
+        addr: Ipv4Addr::new(198, 19, 255, 254),
+        port: 9999,
+    };
+    let mut times = Vec::new();
+    for i in 0..CHANGES {
+        let t = Instant::now();
+        if i % 2 == 0 {
+            lb.ensure_backend(
+                svc,
+                &Backend {
+                    addr: extra,
+                    weight: 1,
+                },
+            )
+            .await
+            .unwrap();
+        } else {
+            lb.remove_backend(svc, &extra).await.unwrap();
+        }
+        times.push(t.elapsed());
+    }
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[tokio::main]
+async fn main() {
+    if !std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:\t0"))
+    {
+        eprintln!("lb_program: skipped (needs root to create a network namespace)");
+        return;
+    }
+    let dir = std::path::PathBuf::from(format!("/tmp/shoal-netlib-bench-{}", std::process::id()));
+    let ns = Arc::new(NetNs::create(&dir, "bench").unwrap());
+    let config = LbConfig {
+        table: "bench".into(),
+        snat: Some(Snat::To(Ipv4Addr::new(198, 18, 0, 2))),
+    };
+    let run = async {
+        let lb = lb::open(LbChoice::Nftables, Some(Arc::clone(&ns)), config)
+            .await
+            .unwrap();
+        // Baseline first: one service only.
+        let one = desired(1);
+        lb.sync(&one).await.unwrap();
+        let small = change_latency(lb.as_ref(), &one[0].service).await;
+        lb.flush().await.unwrap();
+
+        let all = desired(SERVICES);
+        let t = Instant::now();
+        lb.sync(&all).await.unwrap();
+        let full = t.elapsed();
+        let listed = lb.list().await.unwrap();
+        assert_eq!(listed.len(), SERVICES as usize);
+        assert!(listed.iter().all(|s| s.backends.len() == BACKENDS as usize));
+        let big = change_latency(lb.as_ref(), &all[0].service).await;
+
+        let t = Instant::now();
+        lb.flush().await.unwrap();
+        lb.sync(&all).await.unwrap();
+        let reload = t.elapsed();
+        lb.flush().await.unwrap();
+
+        println!("| nftables LB, {SERVICES} services x {BACKENDS} backends from empty (one transaction) | {:.0} ms |", ms(full));
+        println!(
+            "| one backend change, {SERVICES} services present (median of {CHANGES}) | {:.1} ms |",
+            ms(big)
+        );
+        println!(
+            "| one backend change, 1 service present (baseline, same run) | {:.1} ms |",
+            ms(small)
+        );
+        println!("| full reload of the {SERVICES}-service table (flush + sync; baseline, same run) | {:.0} ms |", ms(reload));
+        println!(
+            "| ratio: change with {SERVICES} services / change with 1 | {:.2}x |",
+            ms(big) / ms(small)
+        );
+        println!(
+            "| ratio: incremental change / full reload | {:.4}x |",
+            ms(big) / ms(reload)
+        );
+    };
+    run.await;
+    drop(ns);
+    for name in netns::list(&dir).unwrap_or_default() {
+        let _ = netns::delete_path(&dir.join(name));
+    }
+    let _ = netns::release_dir(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}
