@@ -16,3 +16,13 @@ if cargo fmt --version >/dev/null 2>&1; then cargo fmt --all -- --check; fi
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo build --locked --workspace --bins
 cargo test --locked --workspace -- --test-threads "${SHOAL_TEST_THREADS:-2}"
+# netlib's IPVS balancer against a real IPVS: this machine's kernel may have none, so the same
+# load-balancer suite runs inside a throwaway VM booted with Debian's kernel (tests/vm/README.md).
+if [ "$(id -u)" -eq 0 ]; then
+  exe=$(cargo test --locked -p shoal-netlib --test lb_ipvs --no-run --message-format=json 2>/dev/null |
+    sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
+  [ -n "$exe" ] || { echo "could not find the lb_ipvs test binary" >&2; exit 1; }
+  bash tests/vm/run-in-vm.sh "$exe" --test-threads 1
+else
+  echo "skipped: the IPVS suite in a VM needs root (tests/vm/run-in-vm.sh)" >&2
+fi
