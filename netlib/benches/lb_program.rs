@@ -1,4 +1,5 @@
-//! Programming cost of the nftables load balancer (root; builds one throwaway namespace).
+//! Programming cost of the load balancers (root; builds one throwaway namespace). nftables
+//! always; IPVS too where the kernel has it (run the bench binary in `tests/vm/run-in-vm.sh`).
 //!
 //! 1. 1,000 services × 10 backends from empty, in one `sync` (one transaction).
 //! 2. One backend change (add, then remove) with those 1,000 services present: the
@@ -77,6 +78,51 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+async fn measure(kind: String, lb: &dyn LoadBalancer) {
+    // Baseline first: one service only.
+    let one = desired(1);
+    lb.sync(&one).await.unwrap();
+    let small = change_latency(lb, &one[0].service).await;
+    lb.flush().await.unwrap();
+
+    let all = desired(SERVICES);
+    let t = Instant::now();
+    lb.sync(&all).await.unwrap();
+    let full = t.elapsed();
+    let listed = lb.list().await.unwrap();
+    assert_eq!(listed.len(), SERVICES as usize);
+    assert!(listed.iter().all(|s| s.backends.len() == BACKENDS as usize));
+    let big = change_latency(lb, &all[0].service).await;
+
+    let t = Instant::now();
+    lb.flush().await.unwrap();
+    lb.sync(&all).await.unwrap();
+    let reload = t.elapsed();
+    lb.flush().await.unwrap();
+
+    println!(
+        "| {kind}: {SERVICES} services x {BACKENDS} backends from empty (sync) | {:.0} ms |",
+        ms(full)
+    );
+    println!("| {kind}: one backend change, {SERVICES} services present (median of {CHANGES}) | {:.2} ms |", ms(big));
+    println!(
+        "| {kind}: one backend change, 1 service present (baseline, same run) | {:.2} ms |",
+        ms(small)
+    );
+    println!(
+        "| {kind}: full reload (flush + sync of all {SERVICES}; baseline, same run) | {:.0} ms |",
+        ms(reload)
+    );
+    println!(
+        "| {kind}: ratio change with {SERVICES} services / change with 1 | {:.2}x |",
+        ms(big) / ms(small)
+    );
+    println!(
+        "| {kind}: ratio incremental change / full reload | {:.4}x |",
+        ms(big) / ms(reload)
+    );
+}
+
 #[tokio::main]
 async fn main() {
     if !std::fs::read_to_string("/proc/self/status")
@@ -89,55 +135,21 @@ async fn main() {
     }
     let dir = std::path::PathBuf::from(format!("/tmp/shoal-netlib-bench-{}", std::process::id()));
     let ns = Arc::new(NetNs::create(&dir, "bench").unwrap());
-    let config = LbConfig {
-        table: "bench".into(),
-        snat: Some(Snat::To(Ipv4Addr::new(198, 18, 0, 2))),
-    };
-    let run = async {
-        let lb = lb::open(LbChoice::Nftables, Some(Arc::clone(&ns)), config)
+    let mut choices = vec![LbChoice::Nftables];
+    match shoal_netlib::ipvs::Ipvs::open() {
+        Ok(_) => choices.push(LbChoice::Ipvs),
+        Err(e) => eprintln!("lb_program: IPVS rows skipped: {e}"),
+    }
+    for choice in choices {
+        let config = LbConfig {
+            table: "bench".into(),
+            snat: Some(Snat::To(Ipv4Addr::new(198, 18, 0, 2))),
+        };
+        let lb = lb::open(choice, Some(Arc::clone(&ns)), config)
             .await
             .unwrap();
-        // Baseline first: one service only.
-        let one = desired(1);
-        lb.sync(&one).await.unwrap();
-        let small = change_latency(lb.as_ref(), &one[0].service).await;
-        lb.flush().await.unwrap();
-
-        let all = desired(SERVICES);
-        let t = Instant::now();
-        lb.sync(&all).await.unwrap();
-        let full = t.elapsed();
-        let listed = lb.list().await.unwrap();
-        assert_eq!(listed.len(), SERVICES as usize);
-        assert!(listed.iter().all(|s| s.backends.len() == BACKENDS as usize));
-        let big = change_latency(lb.as_ref(), &all[0].service).await;
-
-        let t = Instant::now();
-        lb.flush().await.unwrap();
-        lb.sync(&all).await.unwrap();
-        let reload = t.elapsed();
-        lb.flush().await.unwrap();
-
-        println!("| nftables LB, {SERVICES} services x {BACKENDS} backends from empty (one transaction) | {:.0} ms |", ms(full));
-        println!(
-            "| one backend change, {SERVICES} services present (median of {CHANGES}) | {:.1} ms |",
-            ms(big)
-        );
-        println!(
-            "| one backend change, 1 service present (baseline, same run) | {:.1} ms |",
-            ms(small)
-        );
-        println!("| full reload of the {SERVICES}-service table (flush + sync; baseline, same run) | {:.0} ms |", ms(reload));
-        println!(
-            "| ratio: change with {SERVICES} services / change with 1 | {:.2}x |",
-            ms(big) / ms(small)
-        );
-        println!(
-            "| ratio: incremental change / full reload | {:.4}x |",
-            ms(big) / ms(reload)
-        );
-    };
-    run.await;
+        measure(format!("{:?}", lb.kind()), lb.as_ref()).await;
+    }
     drop(ns);
     for name in netns::list(&dir).unwrap_or_default() {
         let _ = netns::delete_path(&dir.join(name));
