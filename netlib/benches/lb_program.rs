@@ -135,6 +135,12 @@ async fn main() {
     }
     let dir = std::path::PathBuf::from(format!("/tmp/shoal-netlib-bench-{}", std::process::id()));
     let ns = Arc::new(NetNs::create(&dir, "bench").unwrap());
+    // IPVS refuses destinations while the namespace has no local routing table (lo down).
+    shoal_netlib::rt::Handle::in_ns(&ns)
+        .unwrap()
+        .ensure_up("lo")
+        .await
+        .unwrap();
     let mut choices = vec![LbChoice::Nftables];
     match shoal_netlib::ipvs::Ipvs::open() {
         Ok(_) => choices.push(LbChoice::Ipvs),

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::snat::SnatRules;
 use super::{
-    Backend, BackendAddr, BackendStats, BoxFuture, Error, LbConfig, LbKind, LoadBalancer, Protocol,
-    Result, Scheduler, ServiceStats, VirtualService,
+    Backend, BackendAddr, BackendStats, BoxFuture, DesiredService, Error, LbConfig, LbKind,
+    LoadBalancer, Protocol, Result, Scheduler, ServiceStats, VirtualService,
 };
 use crate::ipvs::{self, Dest, Ipvs, Service, ServiceKey, IPPROTO_TCP, IPPROTO_UDP};
 use crate::netns::NetNs;
@@ -122,9 +122,13 @@ impl IpvsLb {
             snat_services: Mutex::default(),
         };
         if config.snat.is_some() {
-            for s in lb.list_now().await? {
-                lb.snat_add(&s.service).await?;
-            }
+            let existing: Vec<VirtualService> = lb
+                .list_now()
+                .await?
+                .into_iter()
+                .map(|s| s.service)
+                .collect();
+            lb.snat_add_many(&existing).await?;
         }
         Ok(lb)
     }
@@ -138,6 +142,40 @@ impl IpvsLb {
         // A panic mid-request leaves at worst unread replies, which the next request skips by
         // sequence number: the handle stays usable after poisoning.
         blocking(move || f(&mut ipvs.lock().unwrap_or_else(PoisonError::into_inner))).await
+    }
+
+    /// [`IpvsLb::snat_add`] for many services, in one nftables transaction.
+    async fn snat_add_many(&self, svcs: &[VirtualService]) -> Result<()> {
+        let new: Vec<VirtualService> = {
+            let mut known = self
+                .snat_services
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            svcs.iter().filter(|s| known.insert(**s)).copied().collect()
+        };
+        if let Err(e) = self.snat.add_many(&new).await {
+            let mut known = self
+                .snat_services
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for s in &new {
+                known.remove(s);
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// [`IpvsLb::snat_remove`] for many services, in one nftables transaction.
+    async fn snat_remove_many(&self, svcs: &[VirtualService]) -> Result<()> {
+        let known: Vec<VirtualService> = {
+            let mut set = self
+                .snat_services
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            svcs.iter().filter(|s| set.remove(*s)).copied().collect()
+        };
+        self.snat.remove_many(&known).await
     }
 
     async fn snat_add(&self, svc: &VirtualService) -> Result<()> {
@@ -301,6 +339,77 @@ impl LoadBalancer for IpvsLb {
 
     fn list(&self) -> BoxFuture<'_, Result<Vec<ServiceStats>>> {
         Box::pin(self.list_now())
+    }
+
+    /// One blocking pass over the netlink socket for every IPVS change, and one nftables
+    /// transaction for the SNAT sets (the default would run `nft` once per new service).
+    fn sync<'a>(&'a self, desired: &'a [DesiredService]) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let have = self.list_now().await?;
+            let removed: Vec<VirtualService> = have
+                .iter()
+                .map(|h| h.service)
+                .filter(|s| !desired.iter().any(|d| d.service == *s))
+                .collect();
+            let added: Vec<VirtualService> = desired
+                .iter()
+                .map(|d| d.service)
+                .filter(|s| !have.iter().any(|h| h.service == *s))
+                .collect();
+            let (want, gone) = (desired.to_vec(), removed.clone());
+            self.with(move |ipvs| {
+                for svc in &gone {
+                    match ipvs.del_service(&key(svc)) {
+                        Ok(()) => {}
+                        Err(e) if e.is_not_found() => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                for d in &want {
+                    let k = key(&d.service);
+                    let old = have.iter().find(|h| h.service == d.service);
+                    match old {
+                        None => ipvs.add_service(&Service::new(k, d.scheduler.name()))?,
+                        Some(h) if h.scheduler != d.scheduler.name() => {
+                            // Keep what else is set (persistence…): only the scheduler changes.
+                            let mut next = ipvs
+                                .service(&k)?
+                                .map(|i| i.service)
+                                .unwrap_or_else(|| Service::new(k, d.scheduler.name()));
+                            next.scheduler = d.scheduler.name().to_string();
+                            ipvs.update_service(&next)?
+                        }
+                        Some(_) => {}
+                    }
+                    let old_backends = old.map(|h| h.backends.as_slice()).unwrap_or_default();
+                    for b in old_backends {
+                        if !d.backends.iter().any(|x| x.addr == b.addr) {
+                            match ipvs.del_dest(&k, b.addr.addr, b.addr.port) {
+                                Ok(()) => {}
+                                Err(e) if e.is_not_found() => {}
+                                Err(e) => return Err(e.into()),
+                            }
+                        }
+                    }
+                    for b in &d.backends {
+                        let dest = Dest::masq(b.addr.addr, b.addr.port, b.weight);
+                        match old_backends.iter().find(|x| x.addr == b.addr) {
+                            None => ipvs
+                                .add_dest(&k, &dest)
+                                .map_err(|e| dest_error(e, &d.service))?,
+                            Some(x) if x.weight != b.weight => ipvs
+                                .update_dest(&k, &dest)
+                                .map_err(|e| dest_error(e, &d.service))?,
+                            Some(_) => {}
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+            self.snat_remove_many(&removed).await?;
+            self.snat_add_many(&added).await
+        })
     }
 
     fn flush(&self) -> BoxFuture<'_, Result<()>> {

@@ -99,43 +99,66 @@ impl SnatRules {
 
     /// Makes `svc`'s connections SNATed (idempotent per service: call once per service).
     pub(crate) async fn add(&self, svc: &VirtualService) -> Result<()> {
-        if self.snat.is_none() {
+        self.add_many(std::slice::from_ref(svc)).await
+    }
+
+    /// [`SnatRules::add`] for many services, in one transaction.
+    pub(crate) async fn add_many(&self, svcs: &[VirtualService]) -> Result<()> {
+        if self.snat.is_none() || svcs.is_empty() {
             return Ok(());
         }
-        let (set, elem) = element(svc);
         let mut users = self.users.lock().await;
-        let n = users
-            .entry((set.to_string(), elem.to_string()))
-            .or_insert(0);
-        *n += 1;
-        if *n == 1 {
-            let mut b = Batch::new();
-            b.add_element(Family::Ip, &self.table, set, vec![elem]);
-            self.nft.apply(&b).await?;
+        let mut b = Batch::new();
+        for svc in svcs {
+            let (set, elem) = element(svc);
+            let n = users
+                .entry((set.to_string(), elem.to_string()))
+                .or_insert(0);
+            *n += 1;
+            if *n == 1 {
+                b.add_element(Family::Ip, &self.table, set, vec![elem]);
+            }
+        }
+        if let Err(e) = self.nft.apply(&b).await {
+            for svc in svcs {
+                let (set, elem) = element(svc);
+                if let Some(n) = users.get_mut(&(set.to_string(), elem.to_string())) {
+                    *n -= 1;
+                }
+            }
+            users.retain(|_, n| *n > 0);
+            return Err(e.into());
         }
         Ok(())
     }
 
     /// Undoes [`SnatRules::add`] for `svc`.
     pub(crate) async fn remove(&self, svc: &VirtualService) -> Result<()> {
-        if self.snat.is_none() {
+        self.remove_many(std::slice::from_ref(svc)).await
+    }
+
+    /// [`SnatRules::remove`] for many services, in one transaction.
+    pub(crate) async fn remove_many(&self, svcs: &[VirtualService]) -> Result<()> {
+        if self.snat.is_none() || svcs.is_empty() {
             return Ok(());
         }
-        let (set, elem) = element(svc);
         let mut users = self.users.lock().await;
-        let key = (set.to_string(), elem.to_string());
-        let Some(n) = users.get_mut(&key) else {
-            return Ok(());
-        };
-        *n -= 1;
-        if *n == 0 {
-            users.remove(&key);
-            // `add element` first makes the delete succeed even if the element is gone.
-            let mut b = Batch::new();
-            b.add_element(Family::Ip, &self.table, set, vec![elem.clone()])
-                .delete_element(Family::Ip, &self.table, set, vec![elem]);
-            self.nft.apply(&b).await?;
+        let mut b = Batch::new();
+        for svc in svcs {
+            let (set, elem) = element(svc);
+            let key = (set.to_string(), elem.to_string());
+            let Some(n) = users.get_mut(&key) else {
+                continue;
+            };
+            *n -= 1;
+            if *n == 0 {
+                users.remove(&key);
+                // `add element` first makes the delete succeed even if the element is gone.
+                b.add_element(Family::Ip, &self.table, set, vec![elem.clone()])
+                    .delete_element(Family::Ip, &self.table, set, vec![elem]);
+            }
         }
+        self.nft.apply(&b).await?;
         Ok(())
     }
 
