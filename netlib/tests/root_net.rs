@@ -247,3 +247,34 @@ async fn sysctls_are_per_namespace() {
     let err = sysctl::set(Some(&a), "net.ipv4.no_such_key", "1").unwrap_err();
     assert!(err.to_string().contains("no_such_key"), "{err}");
 }
+
+#[test]
+fn uts_and_pid_namespace_helpers_work_on_a_dedicated_thread() {
+    if !common::root() {
+        return;
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let (name, pid) = std::thread::spawn(|| {
+        netns::unshare(&[netns::Kind::Uts, netns::Kind::Pid]).unwrap();
+        netns::set_hostname("tk-test-uts").unwrap();
+        let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        // A new PID namespace applies to children: the first one is PID 1 there.
+        let out = std::process::Command::new("sh")
+            .args(["-c", "echo $$"])
+            .output()
+            .unwrap();
+        (
+            name,
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        )
+    })
+    .join()
+    .unwrap();
+    assert_eq!(name.trim(), "tk-test-uts");
+    assert_eq!(pid, "1");
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(),
+        host,
+        "the host's name changed"
+    );
+}

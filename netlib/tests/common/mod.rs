@@ -45,7 +45,8 @@ impl Scratch {
     /// A fresh directory named after the test and this process.
     pub fn new(test: &str) -> Scratch {
         let dir = PathBuf::from(format!("/tmp/shoal-netlib-{}-{test}", std::process::id()));
-        // A crashed earlier run with the same pid and test: remove what it left.
+        // What crashed earlier runs left: their directories name a pid that is gone.
+        reap_stale_runs();
         cleanup_dir(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         Scratch {
@@ -96,6 +97,25 @@ impl Drop for Scratch {
         }
         self.nses.clear();
         cleanup_dir(&self.dir);
+    }
+}
+
+/// Removes `/tmp/shoal-netlib-<pid>-*` directories of processes that no longer exist.
+fn reap_stale_runs() {
+    let Ok(entries) = std::fs::read_dir("/tmp") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(rest) = name.strip_prefix("shoal-netlib-") else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            cleanup_dir(&e.path());
+        }
     }
 }
 
