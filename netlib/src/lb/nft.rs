@@ -538,20 +538,27 @@ fn slot_backends(exprs: &Value) -> Vec<BackendAddr> {
         .collect()
 }
 
+/// The objects of `kind` whose name is `PREFIX-…`: each object, its name, and the name's
+/// `-`-separated parts after the prefix.
+fn named<'a>(
+    doc: &'a Value,
+    kind: &'a str,
+    prefix: &'a str,
+) -> impl Iterator<Item = (&'a Value, &'a str, Vec<&'a str>)> + 'a {
+    nft::objects(doc, kind).filter_map(move |o| {
+        let name = o["name"].as_str()?;
+        let mut parts = name.split('-');
+        (parts.next() == Some(prefix)).then(|| (o, name, parts.collect()))
+    })
+}
+
 /// Reads services, backends, weights and connection counters back from `nft -j list table`.
 /// Weights come from the slots: a backend's number of slots under `wrr`, 1 under `rr` and `sh`,
 /// 0 for a backend that has a counter but no slot.
 fn parse_state(doc: &Value) -> Parsed {
     let mut out: Parsed = BTreeMap::new();
-    for chain in nft::objects(doc, "chain") {
-        let Some(name) = chain["name"].as_str() else {
-            continue;
-        };
-        let parts: Vec<&str> = name.split('-').collect();
-        if parts.first() != Some(&"svc") {
-            continue;
-        }
-        let Some((svc, _)) = parse_key(&parts[1..]) else {
+    for (_, name, parts) in named(doc, "chain", "svc") {
+        let Some((svc, _)) = parse_key(&parts) else {
             continue;
         };
         let rules = nft::rules_of(doc, name);
@@ -575,15 +582,8 @@ fn parse_state(doc: &Value) -> Parsed {
         }
         entry.0.sched = sched;
     }
-    for counter in nft::objects(doc, "counter") {
-        let Some(name) = counter["name"].as_str() else {
-            continue;
-        };
-        let parts: Vec<&str> = name.split('-').collect();
-        if parts.first() != Some(&"c") {
-            continue;
-        }
-        let Some((svc, be)) = parse_backend(&parts[1..]) else {
+    for (counter, _, parts) in named(doc, "counter", "c") {
+        let Some((svc, be)) = parse_backend(&parts) else {
             continue;
         };
         let Some(entry) = out.get_mut(&svc) else {

@@ -128,6 +128,22 @@ impl Batch {
         self
     }
 
+    /// `VERB OBJ FAMILY TABLE NAME` for objects named within a table.
+    fn named(
+        &mut self,
+        verb: &str,
+        obj: &str,
+        family: Family,
+        table: &str,
+        name: &str,
+    ) -> &mut Self {
+        self.push(
+            verb,
+            obj,
+            json!({"family": family.as_str(), "table": table, "name": name}),
+        )
+    }
+
     /// `add table FAMILY NAME` (no-op when it exists).
     pub fn add_table(&mut self, family: Family, table: &str) -> &mut Self {
         self.push(
@@ -168,20 +184,12 @@ impl Batch {
 
     /// `flush chain FAMILY TABLE NAME`.
     pub fn flush_chain(&mut self, family: Family, table: &str, chain: &str) -> &mut Self {
-        self.push(
-            "flush",
-            "chain",
-            json!({"family": family.as_str(), "table": table, "name": chain}),
-        )
+        self.named("flush", "chain", family, table, chain)
     }
 
     /// `delete chain FAMILY TABLE NAME` (it must be empty and unreferenced).
     pub fn delete_chain(&mut self, family: Family, table: &str, chain: &str) -> &mut Self {
-        self.push(
-            "delete",
-            "chain",
-            json!({"family": family.as_str(), "table": table, "name": chain}),
-        )
+        self.named("delete", "chain", family, table, chain)
     }
 
     /// `add rule FAMILY TABLE CHAIN EXPR… [comment "…"]`.
@@ -259,20 +267,12 @@ impl Batch {
 
     /// `add counter FAMILY TABLE NAME` (a named counter object; no-op when it exists).
     pub fn add_counter(&mut self, family: Family, table: &str, name: &str) -> &mut Self {
-        self.push(
-            "add",
-            "counter",
-            json!({"family": family.as_str(), "table": table, "name": name}),
-        )
+        self.named("add", "counter", family, table, name)
     }
 
     /// `delete counter FAMILY TABLE NAME` (it must be unreferenced).
     pub fn delete_counter(&mut self, family: Family, table: &str, name: &str) -> &mut Self {
-        self.push(
-            "delete",
-            "counter",
-            json!({"family": family.as_str(), "table": table, "name": name}),
-        )
+        self.named("delete", "counter", family, table, name)
     }
 
     /// Appends every command of `other`.
