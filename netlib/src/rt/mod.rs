@@ -14,7 +14,7 @@ pub use neigh::{FdbEntry, Neighbour};
 pub use route::Route;
 
 use std::io;
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 
 use futures_util::StreamExt;
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST};
@@ -122,8 +122,10 @@ impl Handle {
                 let mut s = Socket::new(NETLINK_ROUTE)?;
                 s.bind_auto()?;
                 s.connect(&SocketAddr::new(0, 0))?;
-                // SAFETY: the descriptor comes from a live socket we own and give up here.
-                Ok(unsafe { OwnedFd::from_raw_fd(s.into_raw_fd_owned()) })
+                // netlink-sys sockets give their descriptor up only by duplication.
+                // SAFETY: `s` is open for the whole borrow, which ends before `s` drops.
+                let fd = unsafe { BorrowedFd::borrow_raw(s.as_raw_fd()) };
+                fd.try_clone_to_owned()
             })?
             .map_err(Error::Socket)?;
         // SAFETY: `fd` is an open netlink socket owned by nobody else from here on.
@@ -152,22 +154,6 @@ impl Handle {
             }
         }
         Ok(())
-    }
-}
-
-/// `into_raw_fd` for netlink-sys sockets, which implement only `AsRawFd`.
-trait IntoRawFdOwned {
-    fn into_raw_fd_owned(self) -> i32;
-}
-
-impl IntoRawFdOwned for Socket {
-    fn into_raw_fd_owned(self) -> i32 {
-        use std::os::fd::AsRawFd;
-        let fd = self.as_raw_fd();
-        // SAFETY: `dup` of a live descriptor; the original closes when `self` drops below.
-        let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-        drop(self);
-        dup
     }
 }
 
