@@ -7,7 +7,6 @@
 //! SNAT (when configured) is nftables' job (`snat.rs`), with `net.ipv4.vs.conntrack=1` so
 //! that IPVS connections go through conntrack and NAT.
 
-use std::collections::BTreeSet;
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -24,9 +23,6 @@ use crate::netns::NetNs;
 pub struct IpvsLb {
     ipvs: Arc<Mutex<Ipvs>>,
     snat: SnatRules,
-    /// The services [`SnatRules::add`] was called for, so that it is called once per service
-    /// however often `ensure_service` runs.
-    snat_services: Mutex<BTreeSet<VirtualService>>,
 }
 
 /// The IPVS service of a virtual service.
@@ -119,7 +115,6 @@ impl IpvsLb {
         let lb = IpvsLb {
             ipvs: Arc::new(Mutex::new(ipvs)),
             snat,
-            snat_services: Mutex::default(),
         };
         if config.snat.is_some() {
             let existing: Vec<VirtualService> = lb
@@ -128,7 +123,7 @@ impl IpvsLb {
                 .into_iter()
                 .map(|s| s.service)
                 .collect();
-            lb.snat_add_many(&existing).await?;
+            lb.snat.add(&existing).await?;
         }
         Ok(lb)
     }
@@ -142,70 +137,6 @@ impl IpvsLb {
         // A panic mid-request leaves at worst unread replies, which the next request skips by
         // sequence number: the handle stays usable after poisoning.
         blocking(move || f(&mut ipvs.lock().unwrap_or_else(PoisonError::into_inner))).await
-    }
-
-    /// [`IpvsLb::snat_add`] for many services, in one nftables transaction.
-    async fn snat_add_many(&self, svcs: &[VirtualService]) -> Result<()> {
-        let new: Vec<VirtualService> = {
-            let mut known = self
-                .snat_services
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            svcs.iter().filter(|s| known.insert(**s)).copied().collect()
-        };
-        if let Err(e) = self.snat.add_many(&new).await {
-            let mut known = self
-                .snat_services
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            for s in &new {
-                known.remove(s);
-            }
-            return Err(e);
-        }
-        Ok(())
-    }
-
-    /// [`IpvsLb::snat_remove`] for many services, in one nftables transaction.
-    async fn snat_remove_many(&self, svcs: &[VirtualService]) -> Result<()> {
-        let known: Vec<VirtualService> = {
-            let mut set = self
-                .snat_services
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            svcs.iter().filter(|s| set.remove(*s)).copied().collect()
-        };
-        self.snat.remove_many(&known).await
-    }
-
-    async fn snat_add(&self, svc: &VirtualService) -> Result<()> {
-        let new = self
-            .snat_services
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(*svc);
-        if new {
-            if let Err(e) = self.snat.add(svc).await {
-                self.snat_services
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(svc);
-                return Err(e);
-            }
-        }
-        Ok(())
-    }
-
-    async fn snat_remove(&self, svc: &VirtualService) -> Result<()> {
-        let known = self
-            .snat_services
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(svc);
-        if known {
-            self.snat.remove(svc).await?;
-        }
-        Ok(())
     }
 
     /// `ipvsadm -Ln --stats`, converted and sorted.
@@ -277,7 +208,7 @@ impl LoadBalancer for IpvsLb {
                 }
             })
             .await?;
-            self.snat_add(svc).await
+            self.snat.add(std::slice::from_ref(svc)).await
         })
     }
 
@@ -290,7 +221,7 @@ impl LoadBalancer for IpvsLb {
                 Err(e) => Err(e.into()),
             })
             .await?;
-            self.snat_remove(svc).await
+            self.snat.remove(std::slice::from_ref(svc)).await
         })
     }
 
@@ -407,18 +338,14 @@ impl LoadBalancer for IpvsLb {
                 Ok(())
             })
             .await?;
-            self.snat_remove_many(&removed).await?;
-            self.snat_add_many(&added).await
+            self.snat.remove(&removed).await?;
+            self.snat.add(&added).await
         })
     }
 
     fn flush(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             self.with(|ipvs| Ok(ipvs.flush()?)).await?;
-            self.snat_services
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clear();
             self.snat.flush().await
         })
     }

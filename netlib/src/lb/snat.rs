@@ -3,7 +3,7 @@
 //! is one of the balancer's VIPs (set `snat_vips`) or whose packets carry one of its fwmarks
 //! (set `snat_marks`). For IPVS this needs `net.ipv4.vs.conntrack=1`.
 
-use std::collections::HashMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -66,14 +66,19 @@ pub(crate) fn element(svc: &VirtualService) -> (&'static str, Value) {
     }
 }
 
-/// SNAT bookkeeping for a balancer whose DNAT is done elsewhere (IPVS): counts the services
-/// that need each set element, so a VIP shared by two ports stays until both are gone.
+/// SNAT bookkeeping for a balancer whose DNAT is done elsewhere (IPVS): the services that are
+/// SNATed. A set element is there while at least one of them needs it (a VIP shared by two
+/// ports stays until both are gone), and adding a service twice changes nothing.
 #[derive(Debug)]
 pub(crate) struct SnatRules {
     nft: Nft,
     table: String,
     snat: Option<Snat>,
-    users: tokio::sync::Mutex<HashMap<(String, String), usize>>,
+    services: tokio::sync::Mutex<BTreeSet<VirtualService>>,
+}
+
+fn needed(services: &BTreeSet<VirtualService>, elem: &Value) -> bool {
+    services.iter().any(|s| element(s).1 == *elem)
 }
 
 impl SnatRules {
@@ -93,84 +98,64 @@ impl SnatRules {
             nft,
             table: table.into(),
             snat,
-            users: Default::default(),
+            services: Default::default(),
         })
     }
 
-    /// Makes `svc`'s connections SNATed (idempotent per service: call once per service).
-    pub(crate) async fn add(&self, svc: &VirtualService) -> Result<()> {
-        self.add_many(std::slice::from_ref(svc)).await
-    }
-
-    /// [`SnatRules::add`] for many services, in one transaction.
-    pub(crate) async fn add_many(&self, svcs: &[VirtualService]) -> Result<()> {
-        if self.snat.is_none() || svcs.is_empty() {
+    /// Makes the connections of `svcs` SNATed, in one transaction. Idempotent per service.
+    pub(crate) async fn add(&self, svcs: &[VirtualService]) -> Result<()> {
+        if self.snat.is_none() {
             return Ok(());
         }
-        let mut users = self.users.lock().await;
+        let mut services = self.services.lock().await;
+        let mut next = services.clone();
         let mut b = Batch::new();
         for svc in svcs {
             let (set, elem) = element(svc);
-            let n = users
-                .entry((set.to_string(), elem.to_string()))
-                .or_insert(0);
-            *n += 1;
-            if *n == 1 {
+            if !needed(&next, &elem) {
                 b.add_element(Family::Ip, &self.table, set, vec![elem]);
             }
+            next.insert(*svc);
         }
-        if let Err(e) = self.nft.apply(&b).await {
-            for svc in svcs {
-                let (set, elem) = element(svc);
-                if let Some(n) = users.get_mut(&(set.to_string(), elem.to_string())) {
-                    *n -= 1;
-                }
-            }
-            users.retain(|_, n| *n > 0);
-            return Err(e.into());
-        }
+        self.nft.apply(&b).await?;
+        *services = next;
         Ok(())
     }
 
-    /// Undoes [`SnatRules::add`] for `svc`.
-    pub(crate) async fn remove(&self, svc: &VirtualService) -> Result<()> {
-        self.remove_many(std::slice::from_ref(svc)).await
-    }
-
-    /// [`SnatRules::remove`] for many services, in one transaction.
-    pub(crate) async fn remove_many(&self, svcs: &[VirtualService]) -> Result<()> {
-        if self.snat.is_none() || svcs.is_empty() {
+    /// Undoes [`SnatRules::add`] for `svcs`, in one transaction. Unknown services are ignored.
+    pub(crate) async fn remove(&self, svcs: &[VirtualService]) -> Result<()> {
+        if self.snat.is_none() {
             return Ok(());
         }
-        let mut users = self.users.lock().await;
+        let mut services = self.services.lock().await;
+        let mut next = services.clone();
         let mut b = Batch::new();
         for svc in svcs {
-            let (set, elem) = element(svc);
-            let key = (set.to_string(), elem.to_string());
-            let Some(n) = users.get_mut(&key) else {
+            if !next.remove(svc) {
                 continue;
-            };
-            *n -= 1;
-            if *n == 0 {
-                users.remove(&key);
+            }
+            let (set, elem) = element(svc);
+            if !needed(&next, &elem) {
                 // `add element` first makes the delete succeed even if the element is gone.
                 b.add_element(Family::Ip, &self.table, set, vec![elem.clone()])
                     .delete_element(Family::Ip, &self.table, set, vec![elem]);
             }
         }
         self.nft.apply(&b).await?;
+        *services = next;
         Ok(())
     }
 
-    /// Removes the table.
+    /// Removes every element (and writes the table afresh).
     pub(crate) async fn flush(&self) -> Result<()> {
-        self.users.lock().await.clear();
+        let mut services = self.services.lock().await;
         self.nft.delete_table(Family::Ip, &self.table).await?;
         if self.snat.is_some() {
             let mut b = Batch::new();
             base(&mut b, &self.table, self.snat);
             self.nft.apply(&b).await?;
         }
+        services.clear();
         Ok(())
     }
 }
