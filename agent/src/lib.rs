@@ -4,10 +4,12 @@
 //!   manager when one dies), sends heartbeats, receives assignments and log requests.
 //! * [`worker`]: reconciles the assigned tasks with what runs on this node.
 //! * [`reporter`]: sends task status changes in batches, resending after a reconnect.
-//! * [`executor`]: runs tasks (`process`: a program on the node).
+//! * [`executor`]: runs tasks (`process`: a program on the node, in its sandbox or not).
+//! * [`network`]: the data plane: task sandboxes and the local network drivers.
 #![deny(unsafe_code)]
 
 pub mod executor;
+pub mod network;
 pub mod reporter;
 pub mod session;
 pub mod worker;

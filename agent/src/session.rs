@@ -25,6 +25,8 @@ pub struct AgentConfig {
     pub managers: Vec<String>,
     /// Directory for task files and the managers list.
     pub state_dir: PathBuf,
+    /// The data plane tasks run in (`--data-plane kernel`); `None` runs them as plain processes.
+    pub data_plane: Option<crate::network::DataPlane>,
 }
 
 /// A running agent.
@@ -68,7 +70,8 @@ impl Agent {
     pub fn new(cfg: AgentConfig) -> Arc<Agent> {
         let reporter = Reporter::default();
         let executor = ProcessExecutor::new(cfg.state_dir.join("tasks"), cfg.node_id.clone());
-        let worker = Worker::new(executor, reporter.clone());
+        let worker =
+            Worker::new(executor, reporter.clone()).with_data_plane(cfg.data_plane.clone());
         Arc::new(Agent {
             managers: Mutex::new(cfg.managers.clone()),
             cfg,

@@ -3,6 +3,7 @@
 //! reconciled on its own.
 
 use crate::executor::process::{stop, ProcessExecutor, Running};
+use crate::network::DataPlane;
 use crate::reporter::Reporter;
 use shoal_proto::model::{Task, TaskState};
 use shoal_proto::pb;
@@ -37,6 +38,7 @@ pub struct Worker {
     inner: Arc<Mutex<HashMap<String, Local>>>,
     executor: ProcessExecutor,
     reporter: Reporter,
+    data_plane: Option<DataPlane>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -52,7 +54,14 @@ impl Worker {
             inner: Arc::new(Mutex::new(HashMap::new())),
             executor,
             reporter,
+            data_plane: None,
         }
+    }
+
+    /// Runs tasks in sandboxes of `data_plane` (plain processes when `None`).
+    pub fn with_data_plane(mut self, data_plane: Option<DataPlane>) -> Self {
+        self.data_plane = data_plane;
+        self
     }
 
     /// The executor (for logs).
@@ -179,25 +188,47 @@ impl Worker {
             .insert(t.id.clone(), Local::Running { stop: Some(tx) });
         let r = &self.reporter;
         r.report(&t.id, TaskState::Accepted, "accepted", "", None, 0);
+        let span = info_span!("task", task.id = %t.id, service.id = %t.service_id);
+        tokio::spawn(self.clone().prepare_and_run(t, rx).instrument(span));
+    }
+
+    async fn prepare_and_run(self, t: Task, stop_rx: oneshot::Receiver<()>) {
+        let r = &self.reporter;
         r.report(&t.id, TaskState::Preparing, "preparing", "", None, 0);
+        let sandbox = match &self.data_plane {
+            Some(dp) => match dp.prepare(&t).await {
+                Ok(sb) => Some(sb),
+                Err(e) => return self.reject(&t, format!("network: {e}")).await,
+            },
+            None => None,
+        };
         r.report(&t.id, TaskState::Starting, "starting", "", None, 0);
-        match self.executor.start(&t) {
+        match self.executor.start_in(&t, sandbox.as_ref()) {
             Ok(running) => {
-                info!(task.id = %t.id, pid = running.pid, "task started");
+                info!(pid = running.pid, "task started");
                 r.report(&t.id, TaskState::Running, "started", "", None, running.pid);
-                let span = info_span!("task", task.id = %t.id, service.id = %t.service_id);
-                tokio::spawn(self.clone().supervise(t, running, rx).instrument(span));
+                self.supervise(t, running, stop_rx).await;
             }
-            Err(e) => {
-                warn!(task.id = %t.id, error = %e, "task failed to start");
-                let f = Final {
-                    state: TaskState::Rejected,
-                    message: "rejected",
-                    err: e,
-                    exit_code: None,
-                };
-                self.finish(&t.id, f, true);
-            }
+            Err(e) => self.reject(&t, e).await,
+        }
+    }
+
+    async fn reject(&self, t: &Task, err: String) {
+        warn!(error = %err, "task failed to start");
+        self.release(&t.id).await;
+        let f = Final {
+            state: TaskState::Rejected,
+            message: "rejected",
+            err,
+            exit_code: None,
+        };
+        self.finish(&t.id, f, true);
+    }
+
+    /// Removes a task's sandbox, if it had one.
+    async fn release(&self, task_id: &str) {
+        if let Some(dp) = &self.data_plane {
+            dp.release(task_id).await;
         }
     }
 
@@ -222,6 +253,8 @@ impl Worker {
             }
         };
         info!(?state, exit = ?code, "task ended");
+        drop(running);
+        self.release(&t.id).await;
         self.finish(
             &t.id,
             Final {
@@ -395,8 +428,8 @@ mod tests {
             t.spec.as_mut().unwrap().image = "no-such-program-xyz".into();
             t
         }]));
+        wait_state(&r, "bad", TaskState::Rejected).await;
         let s = r.latest("bad").unwrap();
-        assert_eq!(s.state, TaskState::Rejected);
         assert!(s.err.contains("not found"), "{}", s.err);
     }
 }

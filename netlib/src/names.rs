@@ -10,6 +10,7 @@
 //! | `swt` | a task's veth, outer end: `swt<id[:10]><n>` (`n` = attach order, hex) | `swt4f1c9a02b70` |
 //! | `swl` | a load-balancer endpoint's veth, outer end: `swl<netid[:11]>` | `swl7d2e0c1aa0b3` |
 //! | `swg` | a gateway-bridge veth, outer end: `swg<id[:11]>` | `swg4f1c9a02b7d` |
+//! | `swb` | a user bridge network's bridge: `swb<netid[:11]>` | `swb7d2e0c1aa0b3` |
 //! | `swvx` | a VXLAN device: `swvx<vni>` | `swvx4097` |
 //! | `shoal` | node-wide bridges: `shoal0`, `shoal_gwbridge` | |
 //!
@@ -35,6 +36,8 @@ pub const TASK_VETH: &str = "swt";
 pub const LB_VETH: &str = "swl";
 /// Prefix of gateway-bridge veths.
 pub const GW_VETH: &str = "swg";
+/// Prefix of user bridge networks' bridges.
+pub const BRIDGE: &str = "swb";
 /// Prefix of VXLAN devices.
 pub const VXLAN: &str = "swvx";
 /// The default bridge.
@@ -82,6 +85,11 @@ pub fn lb_veth(net_id: &str) -> String {
 /// `swg<id[:11]>`: the outer end of a gateway-bridge veth.
 pub fn gw_veth(id: &str) -> String {
     format!("{GW_VETH}{}", short(id, 11))
+}
+
+/// `swb<netid[:11]>`: the node's bridge of a user bridge network.
+pub fn bridge(net_id: &str) -> String {
+    format!("{BRIDGE}{}", short(net_id, 11))
 }
 
 /// `swvx<vni>`.
@@ -144,6 +152,7 @@ mod tests {
             task_veth(&long, 15),
             lb_veth(&long),
             gw_veth(&long),
+            bridge(&long),
             vxlan(u32::MAX),
             task_ifname(9),
         ] {

@@ -222,6 +222,109 @@ pub fn bind_mount(src: &Path, dst: &Path) -> io::Result<()> {
     mount(Some(src), dst, Some("none"), libc::MS_BIND)
 }
 
+/// What a child process does to itself between `fork` and `exec` to become a task: a new mount
+/// namespace whose mounts are slaves of the node's, files bound over others (`/etc/hosts`…), a
+/// new UTS namespace with its own host name. Everything that allocates happens in the builder,
+/// before the fork; [`ChildSetup::apply`] only makes system calls, as code running in a child of
+/// a multi-threaded process must.
+#[derive(Debug, Default)]
+pub struct ChildSetup {
+    hostname: Option<CString>,
+    binds: Vec<(CString, CString)>,
+    root: Option<CString>,
+    fresh: Vec<(CString, CString, libc::c_ulong)>,
+}
+
+impl ChildSetup {
+    /// Nothing yet.
+    pub fn new() -> ChildSetup {
+        ChildSetup {
+            root: Some(cstr(Path::new("/"))),
+            ..Default::default()
+        }
+    }
+
+    /// `hostname NAME` in a new UTS namespace.
+    pub fn hostname(mut self, name: &str) -> ChildSetup {
+        self.hostname = CString::new(name).ok();
+        self
+    }
+
+    /// `mount -t proc proc /proc` and `mount -t sysfs -o ro sysfs /sys` in the new mount
+    /// namespace, so that `/proc` shows the process's own PID namespace and `/sys/class/net`
+    /// its own network namespace (each shows the namespaces of whoever mounts it).
+    pub fn mount_proc_and_sys(mut self) -> ChildSetup {
+        let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        let fs = |n: &str| CString::new(n).expect("no NUL");
+        self.fresh
+            .push((fs("proc"), cstr(Path::new("/proc")), flags));
+        self.fresh.push((
+            fs("sysfs"),
+            cstr(Path::new("/sys")),
+            flags | libc::MS_RDONLY,
+        ));
+        self
+    }
+
+    /// `mount --bind SRC DST` in the new mount namespace (`DST` must exist).
+    pub fn bind(mut self, src: &Path, dst: &Path) -> ChildSetup {
+        self.binds.push((cstr(src), cstr(dst)));
+        self
+    }
+
+    /// Applies the setup to the calling process. Call it only in a child between `fork` and
+    /// `exec` (`CommandExt::pre_exec`): it changes the caller's namespaces.
+    pub fn apply(&self) -> io::Result<()> {
+        let mut flags = libc::CLONE_NEWNS;
+        if self.hostname.is_some() {
+            flags |= libc::CLONE_NEWUTS;
+        }
+        // SAFETY: plain integer argument.
+        check(unsafe { libc::unshare(flags) })?;
+        if let Some(root) = &self.root {
+            // SAFETY: valid NUL-terminated strings or null pointers, per mount(2).
+            check(unsafe {
+                libc::mount(
+                    std::ptr::null(),
+                    root.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_SLAVE | libc::MS_REC,
+                    std::ptr::null(),
+                )
+            })?;
+        }
+        for (src, dst) in &self.binds {
+            // SAFETY: as above; the strings were made before the fork.
+            check(unsafe {
+                libc::mount(
+                    src.as_ptr(),
+                    dst.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                )
+            })?;
+        }
+        for (fs, target, flags) in &self.fresh {
+            // SAFETY: as above.
+            check(unsafe {
+                libc::mount(
+                    fs.as_ptr(),
+                    target.as_ptr(),
+                    fs.as_ptr(),
+                    *flags,
+                    std::ptr::null(),
+                )
+            })?;
+        }
+        if let Some(h) = &self.hostname {
+            // SAFETY: pointer and length of a live C string.
+            check(unsafe { libc::sethostname(h.as_ptr(), h.as_bytes().len()) })?;
+        }
+        Ok(())
+    }
+}
+
 /// A network namespace, held open by a descriptor (it lives while the file or the descriptor
 /// does).
 #[derive(Debug)]

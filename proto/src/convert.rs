@@ -100,15 +100,34 @@ impl From<&pb::Node> for m::Node {
     }
 }
 
+impl From<m::NetworkDriver> for pb::NetworkDriver {
+    fn from(d: m::NetworkDriver) -> Self {
+        match d {
+            m::NetworkDriver::Overlay => pb::NetworkDriver::Overlay,
+            m::NetworkDriver::Bridge => pb::NetworkDriver::Bridge,
+            m::NetworkDriver::Host => pb::NetworkDriver::Host,
+            m::NetworkDriver::Null => pb::NetworkDriver::Null,
+        }
+    }
+}
+
+impl From<pb::NetworkDriver> for m::NetworkDriver {
+    fn from(d: pb::NetworkDriver) -> Self {
+        match d {
+            pb::NetworkDriver::Overlay => m::NetworkDriver::Overlay,
+            pb::NetworkDriver::Bridge => m::NetworkDriver::Bridge,
+            pb::NetworkDriver::Host => m::NetworkDriver::Host,
+            pb::NetworkDriver::Null => m::NetworkDriver::Null,
+        }
+    }
+}
+
 impl From<&m::Network> for pb::Network {
     fn from(n: &m::Network) -> Self {
         pb::Network {
             id: n.id.clone(),
             name: n.name.clone(),
-            driver: match n.driver {
-                m::NetworkDriver::Overlay => pb::NetworkDriver::Overlay,
-                m::NetworkDriver::Bridge => pb::NetworkDriver::Bridge,
-            } as i32,
+            driver: pb::NetworkDriver::from(n.driver) as i32,
             subnet: n.subnet.clone(),
             gateway: n.gateway.clone(),
             vni: n.vni,
@@ -126,10 +145,7 @@ impl From<&pb::Network> for m::Network {
         m::Network {
             id: n.id.clone(),
             name: n.name.clone(),
-            driver: match n.driver() {
-                pb::NetworkDriver::Overlay => m::NetworkDriver::Overlay,
-                pb::NetworkDriver::Bridge => m::NetworkDriver::Bridge,
-            },
+            driver: n.driver().into(),
             subnet: n.subnet.clone(),
             gateway: n.gateway.clone(),
             vni: n.vni,
@@ -382,6 +398,11 @@ impl From<&m::Task> for pb::Task {
                     network_id: n.network_id.clone(),
                     addresses: n.addresses.clone(),
                     aliases: n.aliases.clone(),
+                    network_name: n.network.name.clone(),
+                    driver: pb::NetworkDriver::from(n.network.driver) as i32,
+                    subnet: n.network.subnet.clone(),
+                    gateway: n.network.gateway.clone(),
+                    vni: n.network.vni,
                 })
                 .collect(),
             attempt: t.attempt,
@@ -417,6 +438,13 @@ impl TryFrom<&pb::Task> for m::Task {
                     network_id: n.network_id.clone(),
                     addresses: n.addresses.clone(),
                     aliases: n.aliases.clone(),
+                    network: m::AttachedNetwork {
+                        name: n.network_name.clone(),
+                        driver: n.driver().into(),
+                        subnet: n.subnet.clone(),
+                        gateway: n.gateway.clone(),
+                        vni: n.vni,
+                    },
                 })
                 .collect(),
             attempt: t.attempt,

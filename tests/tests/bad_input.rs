@@ -270,6 +270,34 @@ fn bad_requests_fail_clearly_and_change_nothing() {
             vec!["network", "create", "--subnet", "10.0.0.0/24", "clash"],
             vec!["overlaps", "ingress"],
         ),
+        // The predefined networks.
+        (
+            vec!["network", "rm", "bridge"],
+            vec!["bridge is a pre-defined network and cannot be removed"],
+        ),
+        (
+            vec!["network", "rm", "none"],
+            vec!["none is a pre-defined network and cannot be removed"],
+        ),
+        (
+            vec!["network", "create", "--subnet", "172.17.5.0/24", "clash2"],
+            vec!["overlaps", "bridge"],
+        ),
+        (
+            vec![
+                "service",
+                "create",
+                "--name",
+                "h",
+                "--network",
+                "host",
+                "--network",
+                "used",
+                "sleep",
+                "1",
+            ],
+            vec!["on the host network cannot be attached to other networks"],
+        ),
         // A network in use.
         (
             vec!["network", "rm", "used"],

@@ -158,8 +158,34 @@ fn three_managers_two_workers_survive_failures_and_restarts() {
     assert_eq!(row(&ls, 1, "web")[3], "2/2", "service ls:\n{ls}");
     step(&t0, "web: 2/2, 8 processes stopped");
 
-    // --- kill -9 the leader ---
+    // --- network ls: the predefined networks and a user overlay, as Docker shows them ---
     c.ctl_ok(m, &["network", "create", "front"]);
+    let nets = c.ctl_json(m, &["network", "ls"]);
+    let mut shown: Vec<(String, String, String)> = nets
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|n| {
+            let f = |k: &str| n[k].as_str().unwrap_or_default().to_string();
+            (f("name"), f("driver"), f("scope"))
+        })
+        .collect();
+    shown.sort();
+    let want = [
+        ("bridge", "bridge", "local"),
+        ("front", "overlay", "swarm"),
+        ("host", "host", "local"),
+        ("ingress", "overlay", "swarm"),
+        ("none", "null", "local"),
+        ("shoal_gwbridge", "bridge", "local"),
+    ];
+    let want: Vec<(String, String, String)> = want
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(shown, want, "network ls");
+
+    // --- kill -9 the leader ---
     let before = catalog(&c, m);
     let live_before = c
         .service_ps(m, "web")

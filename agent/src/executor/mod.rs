@@ -2,5 +2,6 @@
 //! this node; namespaces and images come with the data plane.
 
 pub mod process;
+pub mod sandbox;
 
 pub use process::{ProcessExecutor, Running};

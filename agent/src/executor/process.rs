@@ -1,6 +1,7 @@
 //! The `process` executor: a task is a child process of `swarmd`, in its own process group, with
 //! stdout and stderr kept in `<state-dir>/tasks/<task-id>/`.
 
+use crate::network::Sandbox;
 use shoal_proto::model::Task;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -26,6 +27,8 @@ pub struct Running {
     pub child: Child,
     /// Its pid (also its process group id).
     pub pid: u32,
+    /// For sandboxed tasks: dropping it lets the thread that spawned the task end.
+    pub spawner: Option<std::sync::mpsc::Sender<()>>,
 }
 
 impl ProcessExecutor {
@@ -71,8 +74,13 @@ impl ProcessExecutor {
         self.dir.join(task_id)
     }
 
-    /// Starts `task`.
+    /// Starts `task` as a plain process on the node.
     pub fn start(&self, task: &Task) -> Result<Running, String> {
+        self.start_in(task, None)
+    }
+
+    /// Starts `task`, inside `sandbox` when given (see [`super::sandbox`]).
+    pub fn start_in(&self, task: &Task, sandbox: Option<&Sandbox>) -> Result<Running, String> {
         let program = self.resolve(&task.spec.image)?;
         let dir = self.task_dir(&task.id);
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
@@ -101,14 +109,30 @@ impl ProcessExecutor {
                 cmd.env(k, v);
             }
         }
-        die_with_parent(&mut cmd);
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("starting {}: {e}", program.display()))?;
+        let (child, spawner) = match sandbox {
+            None => {
+                die_with_parent(&mut cmd);
+                let child = cmd
+                    .spawn()
+                    .map_err(|e| format!("starting {}: {e}", program.display()))?;
+                (child, None)
+            }
+            Some(sb) => {
+                let setup = super::sandbox::etc_files(&dir, &task.id, sb)
+                    .map_err(|e| format!("writing the task's /etc files: {e}"))?;
+                let (child, keep) = super::sandbox::spawn(cmd, sb, setup)
+                    .map_err(|e| format!("starting {} in its sandbox: {e}", program.display()))?;
+                (child, Some(keep))
+            }
+        };
         let pid = child
             .id()
             .ok_or("the task exited before it could be tracked")?;
-        Ok(Running { child, pid })
+        Ok(Running {
+            child,
+            pid,
+            spawner,
+        })
     }
 
     /// Reads the last `tail` lines (0 = all, within [`MAX_LOG_BYTES`]) of a task's stream.

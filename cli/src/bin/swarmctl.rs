@@ -21,6 +21,10 @@ fn main() -> ExitCode {
     match rt.block_on(ctl::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // `lab exec` / `lab shell`: the command's own exit code, no message of ours.
+            if let Some(ctl::lab::ExitWith(code)) = e.downcast_ref() {
+                return ExitCode::from(*code);
+            }
             if e.downcast_ref::<AlreadyReported>().is_none() {
                 eprintln!("Error: {e:#}");
             }

@@ -2,6 +2,7 @@
 //! command prints a Docker-style table (or message) by default and JSON with `--format json`.
 
 pub mod json;
+pub mod lab;
 pub mod names;
 pub mod network;
 pub mod node;
@@ -56,6 +57,9 @@ pub enum Command {
     /// Inspect tasks.
     #[command(subcommand)]
     Task(task::TaskCmd),
+    /// A cluster of network namespaces on this machine, every node a real swarmd.
+    #[command(subcommand)]
+    Lab(lab::LabCmd),
 }
 
 /// What every command works with.
@@ -105,6 +109,10 @@ impl std::error::Error for AlreadyReported {}
 
 /// Runs the parsed command line against the manager named by `--host`.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // The lab verbs drive namespaces on this machine: no manager to connect to.
+    if let Command::Lab(c) = cli.command {
+        return lab::run(c, cli.format).await;
+    }
     let client = client::connect(&cli.host).await?;
     let mut ctx = Ctx {
         client,
@@ -122,6 +130,7 @@ pub async fn dispatch(ctx: &mut Ctx, command: Command) -> anyhow::Result<()> {
         Command::Service(c) => service::run(ctx, c).await,
         Command::Network(c) => network::run(ctx, c).await,
         Command::Task(c) => task::run(ctx, c).await,
+        Command::Lab(c) => lab::run(c, ctx.format).await,
     }
 }
 

@@ -30,19 +30,21 @@ pub fn node_state(s: pb::NodeState) -> &'static str {
     }
 }
 
-/// `overlay` / `bridge`.
+/// `overlay` / `bridge` / `host` / `null`, as Docker names drivers.
 pub fn driver(d: pb::NetworkDriver) -> &'static str {
     match d {
         pb::NetworkDriver::Overlay => "overlay",
         pb::NetworkDriver::Bridge => "bridge",
+        pb::NetworkDriver::Host => "host",
+        pb::NetworkDriver::Null => "null",
     }
 }
 
-/// `swarm` for overlays, `local` for bridges.
+/// `swarm` for overlays, `local` for the others (they exist on each node separately).
 pub fn scope(d: pb::NetworkDriver) -> &'static str {
     match d {
         pb::NetworkDriver::Overlay => "swarm",
-        pb::NetworkDriver::Bridge => "local",
+        _ => "local",
     }
 }
 

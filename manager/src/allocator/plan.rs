@@ -156,7 +156,7 @@ fn allocate_task(
             .find(|a| a.target == net.id)
             .map(|a| a.aliases.clone())
             .unwrap_or_default();
-        let addresses = if net.driver == NetworkDriver::Bridge {
+        let addresses = if net.driver.is_local() {
             // Local scope: the agent addresses bridge networks itself; the attachment only keeps
             // the network's place in the attach order.
             Vec::new()
@@ -176,6 +176,7 @@ fn allocate_task(
             network_id: net.id.clone(),
             addresses,
             aliases,
+            network: net.into(),
         });
     }
     Ok(out)

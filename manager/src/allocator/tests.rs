@@ -246,6 +246,7 @@ fn bridge_networks_are_attached_without_addresses() {
         t.networks,
         vec![NetworkAttachment {
             network_id: "net-local".into(),
+            network: (&sim.state.networks["net-local"]).into(),
             ..Default::default()
         }]
     );

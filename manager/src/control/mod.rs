@@ -495,6 +495,13 @@ impl control_server::Control for ControlService {
             driver: match r.driver() {
                 pb::NetworkDriver::Overlay => NetworkDriver::Overlay,
                 pb::NetworkDriver::Bridge => NetworkDriver::Bridge,
+                d @ (pb::NetworkDriver::Host | pb::NetworkDriver::Null) => {
+                    return Err(Status::invalid_argument(format!(
+                        "only one instance of the {} network is allowed: use the predefined {} network",
+                        if d == pb::NetworkDriver::Host { "host" } else { "null" },
+                        if d == pb::NetworkDriver::Host { "host" } else { "none" },
+                    )))
+                }
             },
             subnet: r.subnet,
             attachable: r.attachable,

@@ -1,7 +1,9 @@
 //! Checks on user input before anything is proposed: a bad request changes nothing.
 
 use crate::store::State;
-use shoal_proto::model::{validate_name, EndpointMode, PublishMode, ServiceMode, ServiceSpec};
+use shoal_proto::model::{
+    validate_name, EndpointMode, NetworkDriver, PublishMode, ServiceMode, ServiceSpec,
+};
 use std::collections::BTreeSet;
 
 /// Names that cannot be used for user networks.
@@ -49,6 +51,7 @@ pub fn service_spec(state: &State, spec: &mut ServiceSpec) -> Result<(), String>
         }
     }
     let mut ids = BTreeSet::new();
+    let attached = spec.networks.len();
     for a in &mut spec.networks {
         let net = state.network(&a.target).ok_or_else(|| {
             format!(
@@ -67,6 +70,20 @@ pub fn service_spec(state: &State, spec: &mut ServiceSpec) -> Result<(), String>
         }
         for alias in &a.aliases {
             validate_name("alias", alias, true)?;
+        }
+        if matches!(net.driver, NetworkDriver::Host | NetworkDriver::Null) {
+            if attached > 1 {
+                return Err(format!(
+                    "a task on the {} network cannot be attached to other networks",
+                    net.name
+                ));
+            }
+            if !a.aliases.is_empty() {
+                return Err(format!(
+                    "the {} network has no DNS: drop the alias",
+                    net.name
+                ));
+            }
         }
     }
     if spec.limit_memory_bytes < 0 || spec.limit_cpus < 0.0 || !spec.limit_cpus.is_finite() {

@@ -202,6 +202,16 @@ impl State {
                 if net.ingress {
                     return Err("the ingress network cannot be removed".into());
                 }
+                if net.driver.is_local()
+                    && shoal_proto::model::PREDEFINED_NETWORKS
+                        .iter()
+                        .any(|(name, ..)| *name == net.name)
+                {
+                    return Err(format!(
+                        "{} is a pre-defined network and cannot be removed",
+                        net.name
+                    ));
+                }
                 let users: Vec<&str> = self
                     .services
                     .values()
@@ -337,6 +347,19 @@ impl State {
     fn create_network(&mut self, index: u64, n: &Network) -> Result<Response, String> {
         if self.networks.values().any(|o| o.name == n.name) {
             return Err(format!("network with name {:?} already exists", n.name));
+        }
+        if matches!(n.driver, NetworkDriver::Host | NetworkDriver::Null) {
+            // The node's own stack, or loopback only: nothing to address.
+            let mut net = n.clone();
+            net.subnet.clear();
+            net.gateway.clear();
+            net.version = index;
+            let id = net.id.clone();
+            self.networks.insert(id.clone(), net);
+            return Ok(Response {
+                id,
+                ..Default::default()
+            });
         }
         let used: Vec<ipam::Subnet> = self
             .networks

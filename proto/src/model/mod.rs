@@ -8,9 +8,11 @@ mod task;
 
 pub use command::{Command, CommandResult, Response};
 pub use ids::{new_id, now_ms, validate_name};
-pub use node::{Availability, Cluster, Network, NetworkDriver, Node, NodeRole, NodeState};
+pub use node::{
+    Availability, Cluster, Network, NetworkDriver, Node, NodeRole, NodeState, PREDEFINED_NETWORKS,
+};
 pub use service::{
     EndpointMode, NetworkAttachmentSpec, PortConfig, Protocol, PublishMode, RestartCondition,
     RestartPolicy, Service, ServiceMode, ServiceSpec, VirtualIp,
 };
-pub use task::{NetworkAttachment, Task, TaskState, TaskStatus};
+pub use task::{AttachedNetwork, NetworkAttachment, Task, TaskState, TaskStatus};

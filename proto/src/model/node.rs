@@ -76,7 +76,28 @@ pub enum NetworkDriver {
     Overlay,
     /// A Linux bridge on each node (local scope).
     Bridge,
+    /// The node's own network namespace (the predefined `host` network).
+    Host,
+    /// Loopback only (the predefined `none` network).
+    Null,
 }
+
+impl NetworkDriver {
+    /// Whether networks of this driver exist on each node separately (Docker's "local" scope)
+    /// rather than across the cluster.
+    pub fn is_local(self) -> bool {
+        !matches!(self, NetworkDriver::Overlay)
+    }
+}
+
+/// The networks every cluster has from `init` on, as Docker shows them: name, driver, subnet.
+/// They cannot be removed.
+pub const PREDEFINED_NETWORKS: [(&str, NetworkDriver, &str); 4] = [
+    ("bridge", NetworkDriver::Bridge, "172.17.0.0/16"),
+    ("host", NetworkDriver::Host, ""),
+    ("none", NetworkDriver::Null, ""),
+    ("shoal_gwbridge", NetworkDriver::Bridge, "172.18.0.0/16"),
+];
 
 /// A network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

@@ -121,6 +121,37 @@ pub struct NetworkAttachment {
     pub addresses: Vec<String>,
     /// DNS aliases.
     pub aliases: Vec<String>,
+    /// The network's name, driver, subnet, gateway and VNI when the attachment was made, so an
+    /// agent can build it from the task alone.
+    #[serde(default)]
+    pub network: AttachedNetwork,
+}
+
+/// What an agent needs to know of a network to attach a task to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AttachedNetwork {
+    /// Name.
+    pub name: String,
+    /// Driver.
+    pub driver: super::NetworkDriver,
+    /// Subnet (CIDR); empty for `host` and `none`.
+    pub subnet: String,
+    /// Gateway address; empty for `host` and `none`.
+    pub gateway: String,
+    /// VXLAN id (overlays).
+    pub vni: u32,
+}
+
+impl From<&super::Network> for AttachedNetwork {
+    fn from(n: &super::Network) -> Self {
+        AttachedNetwork {
+            name: n.name.clone(),
+            driver: n.driver,
+            subnet: n.subnet.clone(),
+            gateway: n.gateway.clone(),
+            vni: n.vni,
+        }
+    }
 }
 
 /// One run of one slot of a service.

@@ -33,8 +33,10 @@ pub struct Args {
     /// Raft storage engine.
     #[arg(long, default_value = "redb", value_parser = ["sled", "redb"])]
     pub storage_engine: String,
-    /// How tasks are connected: `none` runs them as plain processes on the node.
-    #[arg(long, default_value = "none")]
+    /// How tasks run: `kernel` gives each task its own network, mount, UTS and PID namespaces
+    /// and builds its networks (bridge, host, none) with the kernel (root needed); `none` runs
+    /// tasks as plain processes on the node.
+    #[arg(long, default_value = "none", value_parser = ["none", "kernel"])]
     pub data_plane: String,
     /// Raft election timeout: timers are drawn from [T, 1.5 T]; a dead leader is replaced after
     /// about 2.5 T to 3 T (the followers first wait out its lease).

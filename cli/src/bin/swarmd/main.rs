@@ -51,12 +51,6 @@ struct Node_ {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    if args.data_plane != "none" {
-        bail!(
-            "--data-plane {}: this build supports only `none` (tasks run as processes on the node)",
-            args.data_plane
-        );
-    }
     let engine: EngineKind = args
         .storage_engine
         .parse()
@@ -116,10 +110,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if ident.manager && !managers.contains(&node.advertise) {
         managers.insert(0, node.advertise.clone());
     }
+    let data_plane = match node.args.data_plane.as_str() {
+        "kernel" => {
+            let dp = shoal_agent::network::DataPlane::new(&node.state_dir)
+                .await
+                .context(
+                    "--data-plane kernel needs root (network namespaces, bridges, nftables)",
+                )?;
+            // Tasks do not outlive swarmd yet: every sandbox left on disk is a leftover.
+            dp.janitor(&Default::default()).await;
+            Some(dp)
+        }
+        _ => None,
+    };
     let agent = Agent::new(AgentConfig {
         node_id: ident.node_id.clone(),
         managers,
         state_dir: node.state_dir.clone(),
+        data_plane,
     });
     let agent_task = tokio::spawn(agent.clone().run(stop_rx.clone()));
     println!(
@@ -300,6 +308,17 @@ async fn init(node: &Node_) -> anyhow::Result<(Identity, RunningManager)> {
     m.write(Command::InitCluster(cluster.clone())).await?;
     m.write(Command::PutNode(me)).await?;
     m.write(Command::CreateNetwork(ingress)).await?;
+    for (name, driver, subnet) in model::PREDEFINED_NETWORKS {
+        let net = Network {
+            id: model::new_id(),
+            name: name.into(),
+            driver,
+            subnet: subnet.into(),
+            created_ms: now,
+            ..Default::default()
+        };
+        m.write(Command::CreateNetwork(net)).await?;
+    }
     ident.save(&node.state_dir)?;
     println!(
         "Swarm initialized: current node ({}) is now a manager.\n\nTo add a worker to this swarm, run:\n\n    swarmd --join {} --token {} --state-dir DIR --listen-addr IP:PORT\n\nTo add a manager, use `swarmctl swarm join-token manager`.",

@@ -1,0 +1,97 @@
+//! Starting a task inside its sandbox: the task's network namespace and a new PID namespace
+//! are entered by a thread made for this one task (never a runtime worker); the child then makes
+//! its own mount and UTS namespaces between `fork` and `exec`, with `/etc/hosts`,
+//! `/etc/hostname` and `/etc/resolv.conf` bound from the task's directory, `/proc` and `/sys`
+//! mounted afresh
+//! and the task id as host name.
+//!
+//! The thread stays until the task's [`super::Running`] is dropped: `PR_SET_PDEATHSIG` fires
+//! when the thread that forked the task ends, and it must not end before the task.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::sync::mpsc;
+
+use shoal_netlib::netns::{self, ChildSetup, Kind, NetNs};
+use tokio::process::{Child, Command};
+
+use crate::network::Sandbox;
+
+/// Writes the task's `/etc` files into `dir` and returns the setup that binds them. A task on
+/// the `host` network keeps the node's host name and `/etc` files, as Docker's do.
+pub fn etc_files(dir: &Path, task_id: &str, sandbox: &Sandbox) -> io::Result<ChildSetup> {
+    if *sandbox == Sandbox::Host {
+        return Ok(ChildSetup::new().mount_proc_and_sys());
+    }
+    let mut hosts =
+        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    if let Some(a) = sandbox.first_addr() {
+        hosts.push_str(&format!("{a}\t{task_id}\n"));
+    }
+    std::fs::write(dir.join("hosts"), hosts)?;
+    std::fs::write(dir.join("hostname"), format!("{task_id}\n"))?;
+    // The node's resolvers until the embedded DNS (127.0.0.11) comes.
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    std::fs::write(dir.join("resolv.conf"), resolv)?;
+    let mut setup = ChildSetup::new().hostname(task_id).mount_proc_and_sys();
+    for f in ["hosts", "hostname", "resolv.conf"] {
+        let target = Path::new("/etc").join(f);
+        if target.exists() {
+            setup = setup.bind(&dir.join(f), &target);
+        }
+    }
+    Ok(setup)
+}
+
+/// Spawns `cmd` in `sandbox` with `setup` applied in the child. Returns the child and the
+/// sender whose drop lets the spawning thread end.
+pub fn spawn(
+    mut cmd: Command,
+    sandbox: &Sandbox,
+    setup: ChildSetup,
+) -> io::Result<(Child, mpsc::Sender<()>)> {
+    let ns = match sandbox {
+        Sandbox::Netns { path, .. } => Some(NetNs::open(path).map_err(io::Error::other)?),
+        Sandbox::Host => None,
+    };
+    set_child_setup(&mut cmd, setup);
+    let rt = tokio::runtime::Handle::current();
+    let (keep_tx, keep_rx) = mpsc::channel::<()>();
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("task-spawn".into())
+        .spawn(move || {
+            let _rt = rt.enter();
+            let spawned = (|| {
+                if let Some(ns) = &ns {
+                    netns::enter(ns.as_fd(), Kind::Net)?;
+                }
+                netns::unshare(&[Kind::Pid])?;
+                cmd.spawn()
+            })();
+            let ok = spawned.is_ok();
+            let _ = tx.send(spawned);
+            if ok {
+                // Lives as long as the task's handle (see the module doc).
+                let _ = keep_rx.recv();
+            }
+        })?;
+    let child = rx
+        .recv()
+        .map_err(|_| io::Error::other("the spawning thread died"))??;
+    Ok((child, keep_tx))
+}
+
+#[allow(unsafe_code)]
+fn set_child_setup(cmd: &mut Command, setup: ChildSetup) {
+    // SAFETY: the closure runs in the child between fork and exec; `ChildSetup::apply` makes
+    // only system calls (its strings were built before the fork), and prctl(2) is
+    // async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            setup.apply()
+        });
+    }
+}

@@ -1,0 +1,182 @@
+//! Addresses on local-scope (bridge) networks: each node hands them out itself, as Docker's
+//! default IPAM does, and keeps them in `<state-dir>/network/ipam.json` so a restarted agent
+//! gives running tasks' addresses to nobody else.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// An IPv4 subnet `a.b.c.d/len`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subnet {
+    /// Network address.
+    pub addr: Ipv4Addr,
+    /// Prefix length.
+    pub prefix: u8,
+}
+
+impl Subnet {
+    /// Parses `10.0.0.0/24`.
+    pub fn parse(s: &str) -> Result<Subnet, String> {
+        let (a, p) = s
+            .split_once('/')
+            .ok_or_else(|| format!("bad subnet {s:?}"))?;
+        let addr: Ipv4Addr = a.parse().map_err(|_| format!("bad subnet {s:?}"))?;
+        let prefix: u8 = p.parse().map_err(|_| format!("bad subnet {s:?}"))?;
+        if !(1..=30).contains(&prefix) {
+            return Err(format!("bad subnet {s:?}: prefix must be 1..=30"));
+        }
+        let mask = u32::MAX << (32 - prefix);
+        Ok(Subnet {
+            addr: Ipv4Addr::from(u32::from(addr) & mask),
+            prefix,
+        })
+    }
+
+    /// Host number `n` of the subnet (1 = the first host).
+    pub fn host(&self, n: u32) -> Option<Ipv4Addr> {
+        let size = 1u32 << (32 - self.prefix);
+        (n >= 1 && n < size - 1).then(|| Ipv4Addr::from(u32::from(self.addr) + n))
+    }
+}
+
+impl std::fmt::Display for Subnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// Which task holds which address, per network.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct LocalIpam {
+    /// network id → task id → address.
+    taken: BTreeMap<String, BTreeMap<String, Ipv4Addr>>,
+    #[serde(skip)]
+    path: Option<PathBuf>,
+}
+
+impl LocalIpam {
+    /// Loads the table from `path` (empty when absent or unreadable: the janitor then frees
+    /// what no task uses).
+    pub fn load(path: PathBuf) -> LocalIpam {
+        let mut ipam: LocalIpam = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        ipam.path = Some(path);
+        ipam
+    }
+
+    fn save(&self) {
+        if let Some(p) = &self.path {
+            if let Some(dir) = p.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            let tmp = p.with_extension("tmp");
+            if let Ok(b) = serde_json::to_vec(self) {
+                if std::fs::write(&tmp, b).is_ok() {
+                    let _ = std::fs::rename(&tmp, p);
+                }
+            }
+        }
+    }
+
+    /// The address of `task` on `net` (subnet `subnet`, gateway `gateway` excluded): the one it
+    /// has, or the lowest free one.
+    pub fn assign(
+        &mut self,
+        net: &str,
+        subnet: Subnet,
+        gateway: Ipv4Addr,
+        task: &str,
+    ) -> Result<Ipv4Addr, String> {
+        let table = self.taken.entry(net.to_string()).or_default();
+        if let Some(a) = table.get(task) {
+            return Ok(*a);
+        }
+        let used: std::collections::BTreeSet<Ipv4Addr> = table.values().copied().collect();
+        let addr = (1..)
+            .map_while(|n| subnet.host(n))
+            .find(|a| *a != gateway && !used.contains(a))
+            .ok_or_else(|| format!("no free address left in {subnet}"))?;
+        table.insert(task.to_string(), addr);
+        self.save();
+        Ok(addr)
+    }
+
+    /// Frees every address of `task`.
+    pub fn release(&mut self, task: &str) {
+        let mut changed = false;
+        for table in self.taken.values_mut() {
+            changed |= table.remove(task).is_some();
+        }
+        self.taken.retain(|_, t| !t.is_empty());
+        if changed {
+            self.save();
+        }
+    }
+
+    /// Tasks holding addresses.
+    pub fn tasks(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .taken
+            .values()
+            .flat_map(|t| t.keys().cloned())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assigns_lowest_free_skipping_gateway_and_survives_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ipam.json");
+        let s = Subnet::parse("172.17.0.0/16").unwrap();
+        let gw: Ipv4Addr = "172.17.0.1".parse().unwrap();
+        let mut ipam = LocalIpam::load(path.clone());
+        assert_eq!(
+            ipam.assign("b", s, gw, "t1").unwrap(),
+            "172.17.0.2".parse::<Ipv4Addr>().unwrap()
+        );
+        assert_eq!(
+            ipam.assign("b", s, gw, "t2").unwrap(),
+            "172.17.0.3".parse::<Ipv4Addr>().unwrap()
+        );
+        assert_eq!(
+            ipam.assign("b", s, gw, "t1").unwrap(),
+            "172.17.0.2".parse::<Ipv4Addr>().unwrap()
+        );
+        let mut again = LocalIpam::load(path);
+        assert_eq!(again.tasks(), vec!["t1".to_string(), "t2".to_string()]);
+        again.release("t1");
+        assert_eq!(
+            again.assign("b", s, gw, "t3").unwrap(),
+            "172.17.0.2".parse::<Ipv4Addr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn a_full_subnet_is_a_clear_error() {
+        let s = Subnet::parse("10.9.0.0/30").unwrap();
+        let gw: Ipv4Addr = "10.9.0.1".parse().unwrap();
+        let mut ipam = LocalIpam::default();
+        assert_eq!(
+            ipam.assign("n", s, gw, "a").unwrap(),
+            "10.9.0.2".parse::<Ipv4Addr>().unwrap()
+        );
+        assert!(ipam
+            .assign("n", s, gw, "b")
+            .unwrap_err()
+            .contains("no free address"));
+        assert!(Subnet::parse("10.0.0.0").is_err());
+        assert!(Subnet::parse("10.0.0.0/31").is_err());
+    }
+}

@@ -1,0 +1,376 @@
+//! The data plane of one node: a network namespace per task (`tk_<id>` under
+//! `<state-dir>/netns/`) and the local network drivers (DESIGN §4):
+//!
+//! * `host`: the task shares the node's namespace;
+//! * `none`: loopback only;
+//! * `bridge` networks: a Linux bridge on the node (`shoal0` for the default `bridge` network,
+//!   `shoal_gwbridge`, `swb<netid>` for user ones) holding the gateway address, a veth per task
+//!   (`swt<id><n>` on the node, `eth<n>` inside) with an address from the node's own IPAM,
+//!   masquerading out of the bridge, and no forwarding between two different bridges.
+//!
+//! Everything is level-triggered: [`DataPlane::prepare`] converges a task's sandbox whatever
+//! part of it exists, [`DataPlane::release`] removes it, [`DataPlane::janitor`] removes
+//! sandboxes no task owns (a crash's leftovers).
+
+mod ipam;
+
+pub use ipam::{LocalIpam, Subnet};
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+use shoal_netlib::names;
+use shoal_netlib::netns::{self, NetNs};
+use shoal_netlib::nft::{expr, Batch, Family, Hook, Nft};
+use shoal_netlib::rt::{mac_of_ipv4, Handle};
+use shoal_proto::model::{NetworkAttachment, NetworkDriver, Task};
+use tracing::{info, warn};
+
+/// The nftables table this module owns in the node's namespace.
+const NODE_TABLE: &str = "shoal";
+/// The default `bridge` network's subnet, for tasks attached to no network.
+const DEFAULT_BRIDGE_SUBNET: &str = "172.17.0.0/16";
+
+/// Where a task runs, network-wise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sandbox {
+    /// The node's own namespace (`--network host`).
+    Host,
+    /// Its own namespace.
+    Netns {
+        /// The namespace file.
+        path: PathBuf,
+        /// Its interfaces in attach order: name, address/prefix, gateway (None on `none`).
+        interfaces: Vec<Interface>,
+    },
+}
+
+/// One interface of a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    /// `eth0`, `eth1`…
+    pub name: String,
+    /// The network's name.
+    pub network: String,
+    /// Address.
+    pub addr: Ipv4Addr,
+    /// Prefix length.
+    pub prefix: u8,
+    /// Gateway.
+    pub gateway: Option<Ipv4Addr>,
+    /// MAC (`02:42` + the address).
+    pub mac: [u8; 6],
+}
+
+impl Sandbox {
+    /// The task's first address, if it has one of its own.
+    pub fn first_addr(&self) -> Option<Ipv4Addr> {
+        match self {
+            Sandbox::Netns { interfaces, .. } => interfaces.first().map(|i| i.addr),
+            Sandbox::Host => None,
+        }
+    }
+}
+
+/// A bridge the node has for a local network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NodeBridge {
+    name: String,
+    subnet: Subnet,
+}
+
+/// The node's data plane.
+#[derive(Debug, Clone)]
+pub struct DataPlane {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    netns_dir: PathBuf,
+    host: Handle,
+    nft: Nft,
+    ipam: Mutex<LocalIpam>,
+    bridges: tokio::sync::Mutex<BTreeMap<String, NodeBridge>>,
+}
+
+/// The attachments a task gets: its own, or the default `bridge` network when it has none.
+fn attachments(task: &Task) -> Vec<NetworkAttachment> {
+    if !task.networks.is_empty() {
+        return task.networks.clone();
+    }
+    let mut a = NetworkAttachment {
+        network_id: "bridge".into(),
+        ..Default::default()
+    };
+    a.network.name = "bridge".into();
+    a.network.driver = NetworkDriver::Bridge;
+    a.network.subnet = DEFAULT_BRIDGE_SUBNET.into();
+    a.network.gateway = "172.17.0.1".into();
+    vec![a]
+}
+
+/// The node bridge of a local network.
+fn bridge_name(att: &NetworkAttachment) -> String {
+    match att.network.name.as_str() {
+        "bridge" => names::DEFAULT_BRIDGE.to_string(),
+        "shoal_gwbridge" => names::GW_BRIDGE.to_string(),
+        _ => names::bridge(&att.network_id),
+    }
+}
+
+impl DataPlane {
+    /// The data plane of the node whose state is in `state_dir`, programming the namespace the
+    /// calling thread is in (the node's).
+    pub async fn new(state_dir: &Path) -> anyhow::Result<DataPlane> {
+        Self::with_node(state_dir, None).await
+    }
+
+    /// The same, programming the node namespace `node` (the caller's when `None`): what a test
+    /// uses to stand a namespace in for a node.
+    pub async fn with_node(
+        state_dir: &Path,
+        node: Option<Arc<NetNs>>,
+    ) -> anyhow::Result<DataPlane> {
+        let netns_dir = state_dir.join("netns");
+        netns::prepare_dir(&netns_dir)?;
+        let host = match &node {
+            Some(ns) => Handle::in_ns(ns)?,
+            None => Handle::new()?,
+        };
+        shoal_netlib::sysctl::set(node.as_deref(), "net.ipv4.ip_forward", "1")?;
+        let ipam = LocalIpam::load(state_dir.join("network").join("ipam.json"));
+        Ok(DataPlane {
+            inner: Arc::new(Inner {
+                netns_dir,
+                host,
+                nft: Nft::new(node),
+                ipam: Mutex::new(ipam),
+                bridges: Default::default(),
+            }),
+        })
+    }
+
+    /// The directory of the namespace files.
+    pub fn netns_dir(&self) -> &Path {
+        &self.inner.netns_dir
+    }
+
+    /// Builds (or finishes building) `task`'s sandbox.
+    pub async fn prepare(&self, task: &Task) -> Result<Sandbox, String> {
+        let atts = attachments(task);
+        if atts.iter().any(|a| a.network.driver == NetworkDriver::Host) {
+            return Ok(Sandbox::Host);
+        }
+        let ns_name = names::task_ns(&task.id);
+        let ns = NetNs::ensure(&self.inner.netns_dir, &ns_name).map_err(|e| e.to_string())?;
+        let inside = Handle::in_ns(&ns).map_err(|e| e.to_string())?;
+        inside.ensure_up("lo").await.map_err(|e| e.to_string())?;
+        let mut interfaces = Vec::new();
+        for (n, att) in atts.iter().enumerate() {
+            let n = u8::try_from(n).map_err(|_| "too many networks")?;
+            match att.network.driver {
+                NetworkDriver::Null | NetworkDriver::Host => {}
+                NetworkDriver::Bridge => {
+                    let i = self.attach_bridge(task, att, n, &ns, &inside).await?;
+                    interfaces.push(i);
+                }
+                NetworkDriver::Overlay => {
+                    return Err(format!(
+                        "network {}: overlay networks are not built by this agent yet",
+                        att.network.name
+                    ))
+                }
+            }
+        }
+        if let Some(gw) = interfaces.iter().find_map(|i| i.gateway) {
+            inside
+                .ensure_default_route(gw)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(Sandbox::Netns {
+            path: ns.path().to_path_buf(),
+            interfaces,
+        })
+    }
+
+    async fn attach_bridge(
+        &self,
+        task: &Task,
+        att: &NetworkAttachment,
+        n: u8,
+        ns: &NetNs,
+        inside: &Handle,
+    ) -> Result<Interface, String> {
+        let subnet = Subnet::parse(&att.network.subnet)?;
+        let gateway: Ipv4Addr = att.network.gateway.parse().map_err(|_| {
+            format!(
+                "network {}: bad gateway {:?}",
+                att.network.name, att.network.gateway
+            )
+        })?;
+        let br = bridge_name(att);
+        self.ensure_bridge(&br, subnet, gateway).await?;
+        let addr = self
+            .inner
+            .ipam
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .assign(&att.network_id, subnet, gateway, &task.id)?;
+        let outer = names::task_veth(&task.id, n);
+        let name = names::task_ifname(n);
+        let host = &self.inner.host;
+        let err = |e: shoal_netlib::rt::Error| e.to_string();
+        if inside.link(&name).await.map_err(err)?.is_none() {
+            // A half-made pair from a crash: its outer end may still be on the node.
+            host.del_link(&outer).await.map_err(err)?;
+            host.ensure_veth(&outer, &name, Some(ns))
+                .await
+                .map_err(err)?;
+        }
+        host.ensure_master(&outer, &br).await.map_err(err)?;
+        host.ensure_up(&outer).await.map_err(err)?;
+        let mac = mac_of_ipv4(addr);
+        inside.ensure_mac(&name, mac).await.map_err(err)?;
+        inside
+            .ensure_addr(&name, addr, subnet.prefix)
+            .await
+            .map_err(err)?;
+        inside.ensure_up(&name).await.map_err(err)?;
+        Ok(Interface {
+            name,
+            network: att.network.name.clone(),
+            addr,
+            prefix: subnet.prefix,
+            gateway: Some(gateway),
+            mac,
+        })
+    }
+
+    /// The node's bridge for a local network, with its gateway address, and the node's NAT and
+    /// isolation rules for every bridge.
+    async fn ensure_bridge(
+        &self,
+        br: &str,
+        subnet: Subnet,
+        gateway: Ipv4Addr,
+    ) -> Result<(), String> {
+        let host = &self.inner.host;
+        let err = |e: shoal_netlib::rt::Error| e.to_string();
+        host.ensure_bridge(br).await.map_err(err)?;
+        host.ensure_addr(br, gateway, subnet.prefix)
+            .await
+            .map_err(err)?;
+        host.ensure_up(br).await.map_err(err)?;
+        let mut bridges = self.inner.bridges.lock().await;
+        let want = NodeBridge {
+            name: br.to_string(),
+            subnet,
+        };
+        if bridges.get(br) == Some(&want) {
+            return Ok(());
+        }
+        bridges.insert(br.to_string(), want);
+        self.inner
+            .nft
+            .apply(&node_rules(&bridges))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Removes `task`'s sandbox and frees its addresses. Absent parts are not an error.
+    pub async fn release(&self, task_id: &str) {
+        let path = self.inner.netns_dir.join(names::task_ns(task_id));
+        // The task's veths die with its namespace.
+        if let Err(e) = netns::delete_path(&path) {
+            warn!(task.id = task_id, "removing {}: {e}", path.display());
+        }
+        self.inner
+            .ipam
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .release(task_id);
+    }
+
+    /// Removes the sandboxes and addresses of tasks not in `keep` (what a crash left).
+    pub async fn janitor(&self, keep: &HashSet<String>) {
+        let keep_ns: HashSet<String> = keep.iter().map(|t| names::task_ns(t)).collect();
+        let present = netns::list(&self.inner.netns_dir).unwrap_or_default();
+        for name in names::leftovers(
+            present.iter().map(String::as_str),
+            &[names::TASK_NS],
+            &keep_ns,
+        ) {
+            info!("removing the leftover sandbox {name}");
+            let _ = netns::delete_path(&self.inner.netns_dir.join(&name));
+        }
+        let holders = self
+            .inner
+            .ipam
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .tasks();
+        for t in holders.iter().filter(|t| !keep.contains(*t)) {
+            self.inner
+                .ipam
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .release(t);
+        }
+    }
+}
+
+/// The node's table: masquerade what leaves a bridge's subnet through another interface, and
+/// drop forwarding from one Shoal bridge to another (networks are isolated, as Docker's are).
+fn node_rules(bridges: &BTreeMap<String, NodeBridge>) -> Batch {
+    let t = NODE_TABLE;
+    let mut b = Batch::new();
+    b.add_table(Family::Ip, t)
+        .delete_table(Family::Ip, t)
+        .add_table(Family::Ip, t);
+    b.add_chain(Family::Ip, t, "postrouting", Some(&Hook::nat_postrouting()));
+    b.add_chain(
+        Family::Ip,
+        t,
+        "forward",
+        Some(&Hook {
+            ty: "filter",
+            hook: "forward",
+            prio: 0,
+        }),
+    );
+    let all: Vec<serde_json::Value> = bridges.keys().map(|n| json!(n)).collect();
+    for br in bridges.values() {
+        b.add_rule(
+            Family::Ip,
+            t,
+            "postrouting",
+            vec![
+                expr::eq(expr::ip("saddr"), json!({"prefix": {"addr": br.subnet.addr.to_string(), "len": br.subnet.prefix}})),
+                expr::ne(expr::meta("oifname"), json!(br.name)),
+                expr::masquerade(),
+            ],
+            None,
+        );
+        b.add_rule(
+            Family::Ip,
+            t,
+            "forward",
+            vec![
+                expr::eq(expr::meta("iifname"), json!(br.name)),
+                expr::ne(expr::meta("oifname"), json!(br.name)),
+                expr::eq(expr::meta("oifname"), json!({"set": all.clone()})),
+                json!({"drop": null}),
+            ],
+            None,
+        );
+    }
+    b
+}
+
+#[cfg(test)]
+mod tests;

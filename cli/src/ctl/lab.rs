@@ -1,0 +1,126 @@
+//! `swarmctl lab up | ls | shell | exec | down`: the command line of [`crate::lab`]. These verbs
+//! build and drive namespaces on this machine; they need no connection to a manager.
+
+use super::Format;
+use crate::lab::config::{self, LabSpec, Subnet, DEFAULT_NAME, DEFAULT_SUBNET};
+use crate::lab::exec::What;
+use crate::lab::{self, Printer};
+use clap::{Args, Subcommand};
+
+/// `lab` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LabCmd {
+    /// Build a lab: one network namespace per node, each running swarmd, joined into a swarm.
+    Up {
+        #[command(flatten)]
+        name: LabName,
+        /// Managers (1 to 7; odd numbers recommended).
+        #[arg(long, default_value_t = 3)]
+        managers: usize,
+        /// Workers (0 to 16).
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// The lab's underlay network: a /24 (or larger) inside 198.18.0.0/15.
+        #[arg(long, default_value = DEFAULT_SUBNET, value_parser = parse_subnet)]
+        subnet: Subnet,
+    },
+    /// List labs and whether they run.
+    #[command(alias = "list")]
+    Ls,
+    /// Open a shell on a node (in its network namespace, with swarmctl pointed at it).
+    Shell {
+        /// The node: manager1, worker2, …
+        node: String,
+        #[command(flatten)]
+        name: LabName,
+    },
+    /// Run a command on a node (in its network namespace, with swarmctl pointed at it).
+    Exec {
+        /// The node: manager1, worker2, …
+        node: String,
+        #[command(flatten)]
+        name: LabName,
+        /// The command and its arguments (after `--`).
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CMD"
+        )]
+        cmd: Vec<String>,
+    },
+    /// Stop every swarmd of a lab and remove its namespaces, links and files.
+    #[command(alias = "rm")]
+    Down {
+        #[command(flatten)]
+        name: LabName,
+    },
+}
+
+/// `--name LAB`, shared by every verb.
+#[derive(Debug, Clone, Args)]
+pub struct LabName {
+    /// The lab (1 to 8 characters a-z, 0-9): several labs can run side by side.
+    #[arg(long = "name", value_name = "LAB", default_value = DEFAULT_NAME, value_parser = parse_name)]
+    pub name: String,
+}
+
+fn parse_name(s: &str) -> Result<String, String> {
+    config::check_name(s).map(|()| s.to_string())
+}
+
+fn parse_subnet(s: &str) -> Result<Subnet, String> {
+    let net: Subnet = s.parse()?;
+    net.check_for_lab()?;
+    Ok(net)
+}
+
+/// The exit code a command run by `lab exec` / `lab shell` ended with, to be passed on by
+/// `swarmctl` without a message of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitWith(pub u8);
+
+impl std::fmt::Display for ExitWith {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the command exited with status {}", self.0)
+    }
+}
+
+impl std::error::Error for ExitWith {}
+
+/// Runs a `lab` subcommand.
+pub async fn run(cmd: LabCmd, format: Format) -> anyhow::Result<()> {
+    let mut p = Printer::stdout(format == Format::Json);
+    match cmd {
+        LabCmd::Up {
+            name,
+            managers,
+            workers,
+            subnet,
+        } => {
+            let spec = LabSpec {
+                name: name.name,
+                managers,
+                workers,
+                subnet,
+            };
+            lab::up::up(spec, &mut p).await
+        }
+        LabCmd::Ls => lab::ls::ls(&mut p),
+        LabCmd::Shell { node, name } => {
+            exit(lab::exec::exec(&name.name, &node, What::Shell).await?)
+        }
+        LabCmd::Exec { node, name, cmd } => {
+            exit(lab::exec::exec(&name.name, &node, What::Command(cmd)).await?)
+        }
+        LabCmd::Down { name } => lab::down::down(&name.name, &mut p).await,
+    }
+}
+
+fn exit(code: i32) -> anyhow::Result<()> {
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(ExitWith(code.clamp(1, 255) as u8).into())
+    }
+}

@@ -1,0 +1,373 @@
+//! The lab's processes: finding `swarmd`, starting it inside a node's namespace, and finding and
+//! stopping what a lab left running — always by pid, and only processes whose `/proc` entry
+//! proves they belong to the lab (never by name).
+
+use super::config::NodePlan;
+use super::state::LabDir;
+use anyhow::Context;
+use shoal_netlib::netns::NetNs;
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Env var naming the swarmd binary to run.
+pub const SWARMD_ENV: &str = "SHOAL_SWARMD";
+/// Env var with extra swarmd flags (space-separated), e.g. faster raft timings in tests.
+pub const SWARMD_ARGS_ENV: &str = "SHOAL_LAB_SWARMD_ARGS";
+
+/// Whether this process runs as root (effective uid 0, read from `/proc/self/status`).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// The `swarmd` to start: `$SHOAL_SWARMD`, else the one next to this `swarmctl`, else the first
+/// on `PATH`.
+pub fn find_swarmd() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os(SWARMD_ENV).filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        anyhow::ensure!(
+            p.is_file(),
+            "{SWARMD_ENV}={} is not a file: point it at a swarmd binary",
+            p.display()
+        );
+        return Ok(p);
+    }
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        let p = dir.join("swarmd");
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    find_on_path("swarmd").ok_or_else(|| {
+        anyhow::anyhow!(
+            "cannot find swarmd: it is neither next to this swarmctl nor on PATH; \
+             build it (`cargo build --bins`) or set {SWARMD_ENV}=/path/to/swarmd"
+        )
+    })
+}
+
+/// The first `name` in a `PATH` directory.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Extra swarmd flags from [`SWARMD_ARGS_ENV`].
+pub fn extra_args() -> Vec<String> {
+    std::env::var(SWARMD_ARGS_ENV)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The swarmd command line of `node` (without the namespace: see [`spawn_swarmd`]).
+pub fn swarmd_args(
+    dir: &LabDir,
+    node: &NodePlan,
+    join: Option<(&str, &str)>,
+    extra: &[String],
+) -> Vec<String> {
+    let mut args = vec![
+        "--state-dir".to_string(),
+        dir.node(&node.name).display().to_string(),
+        "--hostname".into(),
+        node.name.clone(),
+        "--listen-addr".into(),
+        node.endpoint(),
+        "--advertise-addr".into(),
+        node.endpoint(),
+        // Lab nodes are namespaces of their own: tasks get real sandboxes and networks there.
+        "--data-plane".into(),
+        "kernel".into(),
+    ];
+    if let Some((addr, token)) = join {
+        args.extend(["--join".into(), addr.into(), "--token".into(), token.into()]);
+    }
+    args.extend(extra.iter().cloned());
+    args
+}
+
+/// Starts `swarmd ARGS` inside `ns`: spawned from a thread that entered the namespace (the
+/// child inherits it), in its own process group (a Ctrl-C at the terminal does not reach it),
+/// stdin closed, stdout and stderr appended to the node's `swarmd.log`, working directory its
+/// state dir. It outlives this process.
+pub fn spawn_swarmd(
+    ns: &NetNs,
+    swarmd: &Path,
+    dir: &LabDir,
+    node: &str,
+    args: &[String],
+) -> anyhow::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    let state = dir.node(node);
+    std::fs::create_dir_all(&state)
+        .with_context(|| format!("cannot create {}", state.display()))?;
+    let log_path = dir.log(node);
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let log2 = log.try_clone().context("duplicating the log file")?;
+    let mut cmd = Command::new(swarmd);
+    cmd.args(args)
+        .current_dir(&state)
+        .env("NO_COLOR", "1")
+        .env_remove("SWARM_HOST")
+        .env_remove("SWARM_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .process_group(0);
+    ns.run(move || cmd.spawn())
+        .with_context(|| format!("entering {}", ns.path().display()))?
+        .with_context(|| format!("cannot start {} for {node}", swarmd.display()))
+}
+
+/// What `/proc/<pid>` says about a process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcInfo {
+    /// Its pid.
+    pub pid: u32,
+    /// Its command line.
+    pub argv: Vec<String>,
+    /// Its working directory, when readable.
+    pub cwd: Option<PathBuf>,
+    /// A zombie (exited, not yet reaped): as good as gone.
+    pub zombie: bool,
+}
+
+impl ProcInfo {
+    /// Reads `/proc/<pid>`; `None` when there is no such process.
+    pub fn read(pid: u32) -> Option<ProcInfo> {
+        let base = PathBuf::from(format!("/proc/{pid}"));
+        let stat = std::fs::read_to_string(base.join("stat")).ok()?;
+        // The state follows the parenthesised command name, which may itself hold ") ".
+        let zombie = stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X'));
+        let argv = std::fs::read(base.join("cmdline"))
+            .map(|b| parse_cmdline(&b))
+            .unwrap_or_default();
+        let cwd = std::fs::read_link(base.join("cwd")).ok();
+        Some(ProcInfo {
+            pid,
+            argv,
+            cwd,
+            zombie,
+        })
+    }
+
+    /// Whether this is a swarmd of the lab whose nodes live in `nodes`: `argv[0]` names swarmd
+    /// and its `--state-dir` is inside `nodes`.
+    pub fn is_lab_swarmd(&self, nodes: &Path) -> bool {
+        is_lab_swarmd(&self.argv, nodes) && !self.zombie
+    }
+
+    /// Whether this process belongs to the lab whose nodes live in `nodes`: its working
+    /// directory or one of its arguments is inside it (swarmds and the tasks they started).
+    pub fn belongs_to(&self, nodes: &Path) -> bool {
+        !self.zombie
+            && (self.cwd.as_deref().is_some_and(|c| c.starts_with(nodes))
+                || self
+                    .argv
+                    .iter()
+                    .any(|a| Path::new(a).starts_with(nodes) || arg_value_in(a, nodes)))
+    }
+}
+
+/// `--state-dir=/x/…` style arguments.
+fn arg_value_in(arg: &str, dir: &Path) -> bool {
+    arg.split_once('=')
+        .is_some_and(|(_, v)| Path::new(v).starts_with(dir))
+}
+
+/// Splits `/proc/<pid>/cmdline` (NUL-separated).
+pub fn parse_cmdline(b: &[u8]) -> Vec<String> {
+    b.split(|c| *c == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+/// Whether `argv` is a swarmd whose `--state-dir` is inside `nodes`.
+pub fn is_lab_swarmd(argv: &[String], nodes: &Path) -> bool {
+    let names_swarmd = argv
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .is_some_and(|n| n.to_string_lossy().contains("swarmd"));
+    let state_dir = argv.iter().enumerate().find_map(|(i, a)| {
+        if a == "--state-dir" {
+            argv.get(i + 1).map(String::as_str)
+        } else {
+            a.strip_prefix("--state-dir=")
+        }
+    });
+    names_swarmd && state_dir.is_some_and(|d| Path::new(d).starts_with(nodes))
+}
+
+/// This process and its ancestors: never signalled, whatever their working directory.
+fn me_and_ancestors() -> Vec<u32> {
+    let mut out = vec![std::process::id()];
+    let mut pid = std::process::id();
+    for _ in 0..64 {
+        let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(") ")
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+            });
+        match ppid {
+            Some(p) if p > 1 && !out.contains(&p) => {
+                out.push(p);
+                pid = p;
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
+/// Every live process that belongs to the lab whose nodes live in `nodes` (see
+/// [`ProcInfo::belongs_to`]), except this process and its ancestors.
+pub fn lab_processes(nodes: &Path) -> Vec<ProcInfo> {
+    let skip = me_and_ancestors();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out: Vec<ProcInfo> = rd
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| !skip.contains(pid))
+        .filter_map(ProcInfo::read)
+        .filter(|p| p.belongs_to(nodes))
+        .collect();
+    out.sort_by_key(|p| p.pid);
+    out
+}
+
+/// Sends `signal` (`TERM`, `KILL`) to `pid` with `kill(1)`: the safe way from a crate that
+/// forbids `unsafe`. Errors (the process is gone) are ignored.
+fn signal(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Stops the lab's swarmds: `pids` (from `lab.json`) plus any other swarmd whose state dir is
+/// in `nodes`, each checked again just before it is signalled. SIGTERM, then SIGKILL for those
+/// still alive after `grace`. Returns `(pid, node dir, how)` for each one stopped.
+pub fn stop_swarmds(pids: &[u32], nodes: &Path, grace: Duration) -> Vec<(u32, String, String)> {
+    let mut targets: Vec<u32> = pids
+        .iter()
+        .copied()
+        .filter(|p| ProcInfo::read(*p).is_some_and(|i| i.is_lab_swarmd(nodes)))
+        .collect();
+    for p in lab_processes(nodes) {
+        if p.is_lab_swarmd(nodes) && !targets.contains(&p.pid) {
+            targets.push(p.pid);
+        }
+    }
+    let node_of = |pid: u32| -> String {
+        ProcInfo::read(pid)
+            .and_then(|i| {
+                let pos = i.argv.iter().position(|a| a == "--state-dir")?;
+                let dir = i.argv.get(pos + 1)?;
+                Path::new(dir)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
+            .unwrap_or_default()
+    };
+    let names: Vec<(u32, String)> = targets.iter().map(|p| (*p, node_of(*p))).collect();
+    for &pid in &targets {
+        if ProcInfo::read(pid).is_some_and(|i| i.is_lab_swarmd(nodes)) {
+            signal(pid, "TERM");
+        }
+    }
+    let alive = |pid: u32| ProcInfo::read(pid).is_some_and(|i| i.is_lab_swarmd(nodes));
+    let started = Instant::now();
+    while targets.iter().any(|p| alive(*p)) && started.elapsed() < grace {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut out = Vec::new();
+    for (pid, node) in names {
+        if alive(pid) {
+            signal(pid, "KILL");
+            out.push((pid, node, "SIGKILL".to_string()));
+        } else {
+            out.push((pid, node, "SIGTERM".to_string()));
+        }
+    }
+    out
+}
+
+/// Kills (SIGKILL, by pid) every process still belonging to the lab (task processes that
+/// outlived their swarmd), rechecking each just before; returns the pids killed.
+pub fn kill_leftovers(nodes: &Path) -> Vec<u32> {
+    let mut killed = Vec::new();
+    for _ in 0..20 {
+        let found = lab_processes(nodes);
+        if found.is_empty() {
+            break;
+        }
+        for p in found {
+            if ProcInfo::read(p.pid).is_some_and(|i| i.belongs_to(nodes)) {
+                signal(p.pid, "KILL");
+                if !killed.contains(&p.pid) {
+                    killed.push(p.pid);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    killed
+}
+
+/// The last `n` lines of a log, escape sequences removed.
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| strip_ansi(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

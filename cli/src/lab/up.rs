@@ -1,0 +1,493 @@
+//! `swarmctl lab up`: check, build the network, start swarmd on every node, wait until the
+//! cluster is whole. A failure midway tears down what was made (the same code as `lab down`)
+//! and shows the end of the failing node's log.
+
+use super::config::{check_link_names, host_link, LabSpec, Role, Subnet, SAFE_RANGE};
+use super::state::{self, LabDir, LabFile};
+use super::{down, health, name_flag, net, procs, require_root, Health, Printer};
+use crate::client::{self, ClientConfig, RpcResultExt};
+use crate::ctl::output::Table;
+use anyhow::{anyhow, bail, Context};
+use serde_json::json;
+use shoal_netlib::netns::NetNs;
+use shoal_proto::pb;
+use std::path::PathBuf;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+/// How long `lab up` waits, from the first swarmd's start, for every node to be Ready.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time between two looks at the cluster while waiting.
+const POLL: Duration = Duration::from_millis(100);
+/// Lines of a failing node's log shown with the error.
+const LOG_LINES: usize = 30;
+
+/// Runs `lab up` for `spec`.
+pub async fn up(spec: LabSpec, p: &mut Printer) -> anyhow::Result<()> {
+    let warnings = spec.validate().map_err(anyhow::Error::msg)?;
+    check_link_names(&spec).map_err(anyhow::Error::msg)?;
+    for w in warnings {
+        eprintln!("{w}");
+    }
+    require_root("up")?;
+    // The root made and resolved first, so that the paths given to swarmd (and compared with
+    // /proc/<pid>/cwd by `lab down`) are canonical.
+    let root = state::root();
+    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    let root = root.canonicalize().unwrap_or(root);
+    let dir = LabDir::new(&root, &spec.name);
+    preflight(&spec, &dir, &root).await?;
+    let swarmd = procs::find_swarmd()?;
+    // Claim the name: of two `lab up` racing for it, the second stops here, before it could
+    // tear down the first one's lab on failure.
+    std::fs::create_dir(&dir.dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => anyhow!(
+            "lab {} is being created by another `swarmctl lab up`",
+            spec.name
+        ),
+        _ => anyhow!("cannot create {}: {e}", dir.dir.display()),
+    })?;
+
+    let mut b = Builder {
+        file: LabFile::plan(&spec, &dir, shoal_proto::model::now_ms()),
+        spec,
+        dir,
+        swarmd,
+        extra: procs::extra_args(),
+        children: Vec::new(),
+        failing: None,
+        started: Instant::now(),
+    };
+    p.say(&format!(
+        "Creating lab {:?}: {} on {} (state in {})",
+        b.spec.name,
+        super::ls::plural_counts(b.spec.managers, b.spec.workers),
+        b.spec.subnet,
+        b.dir.dir.display()
+    ));
+    // A Ctrl-C while building tears the half-made lab down instead of leaving it behind.
+    let (r, interrupted) = tokio::select! {
+        r = b.run(p) => (r, false),
+        _ = tokio::signal::ctrl_c() => (Err(anyhow!("interrupted")), true),
+    };
+    if interrupted {
+        b.failing = None;
+    }
+    match r {
+        Ok(nodes) => {
+            b.report(p, &nodes);
+            Ok(())
+        }
+        Err(e) => {
+            if let Some(node) = &b.failing {
+                let log = b.dir.log(node);
+                let tail = procs::tail(&log, LOG_LINES);
+                if tail.is_empty() {
+                    eprintln!("lab up failed on {node}");
+                } else {
+                    eprintln!(
+                        "lab up failed on {node}; last lines of {}:\n{tail}",
+                        log.display()
+                    );
+                }
+            }
+            eprintln!("Tearing down what was made:");
+            // Handles on our children only; dropping them neither waits nor kills.
+            b.children.clear();
+            // Teardown lines go to stderr with the error, whatever the format.
+            let mut to_stderr = Printer {
+                out: crate::ctl::Out::stdout(),
+                json: true,
+            };
+            if let Err(e2) = down::remove(&b.dir, &mut to_stderr).await {
+                eprintln!("Error: tearing down: {e2:#}");
+            }
+            Err(e.context(format!("lab up {} failed", b.spec.name)))
+        }
+    }
+}
+
+/// Refuses to build over an existing lab or its leftovers, or on a subnet already in use.
+async fn preflight(spec: &LabSpec, dir: &LabDir, root: &std::path::Path) -> anyhow::Result<()> {
+    let flag = name_flag(&spec.name);
+    if dir.dir.exists() {
+        let file = dir.load().ok().flatten();
+        match health(dir, file.as_ref()) {
+            Health::Running => bail!(
+                "lab {} is already running ({} nodes on {}): use it, or run `swarmctl lab down{flag}` first",
+                spec.name,
+                file.as_ref().map_or(0, |f| f.nodes.len()),
+                file.as_ref().map_or(String::new(), |f| f.subnet.to_string()),
+            ),
+            h => bail!(
+                "lab {} already exists in {} ({h}): run `swarmctl lab down{flag}` first",
+                spec.name,
+                dir.dir.display()
+            ),
+        }
+    }
+    let link = host_link(&spec.name);
+    if net::host_has_link(&link) {
+        bail!(
+            "link {link} already exists in the host namespace (left by an earlier lab {}?): \
+             run `swarmctl lab down{flag}` first",
+            spec.name
+        );
+    }
+    let mut used: Vec<Subnet> = Vec::new();
+    let mut clash: Option<String> = None;
+    for other in state::list(root) {
+        if let Ok(Some(f)) = LabDir::new(root, &other).load() {
+            if f.subnet.overlaps(&spec.subnet) && clash.is_none() {
+                clash = Some(format!("lab {other} uses {}", f.subnet));
+            }
+            used.push(f.subnet);
+        }
+    }
+    for (ifname, net) in net::host_overlaps(SAFE_RANGE).await? {
+        if net.overlaps(&spec.subnet) && clash.is_none() {
+            clash = Some(format!("host interface {ifname} has {net}"));
+        }
+        used.push(net);
+    }
+    if let Some(why) = clash {
+        let hint = suggest_subnet(&used)
+            .map(|s| format!(", e.g. --subnet {s}"))
+            .unwrap_or_default();
+        bail!(
+            "--subnet {} is already in use ({why}): pick another inside {SAFE_RANGE}{hint}",
+            spec.subnet
+        );
+    }
+    Ok(())
+}
+
+/// The first /24 of 198.18.0.0/15 that overlaps none of `used`.
+pub fn suggest_subnet(used: &[Subnet]) -> Option<Subnet> {
+    (0..512u32)
+        .map(|i| Subnet::of(SAFE_RANGE.host(i * 256), 24))
+        .find(|s| !used.iter().any(|u| u.overlaps(s)))
+}
+
+struct Builder {
+    spec: LabSpec,
+    dir: LabDir,
+    file: LabFile,
+    swarmd: PathBuf,
+    extra: Vec<String>,
+    /// The swarmds started so far (to notice one exiting early).
+    children: Vec<(String, Child)>,
+    /// The node to blame when something fails.
+    failing: Option<String>,
+    started: Instant,
+}
+
+impl Builder {
+    async fn run(&mut self, p: &mut Printer) -> anyhow::Result<Vec<pb::Node>> {
+        let dir = self.dir.clone();
+        std::fs::create_dir_all(dir.nodes())
+            .with_context(|| format!("cannot create {}", dir.nodes().display()))?;
+        dir.save(&self.file)?;
+
+        let ul = net::make_underlay(&dir).await?;
+        p.say(&format!(
+            "  underlay: namespace {}, bridge {}",
+            self.file.underlay.netns.display(),
+            self.file.underlay.bridge
+        ));
+        net::make_host_endpoint(&self.spec, &ul).await?;
+        let he = &self.file.host_endpoint;
+        p.say(&format!(
+            "  host endpoint: {} {}/{}",
+            he.link, he.address, he.prefix
+        ));
+        let mut namespaces: Vec<NetNs> = Vec::new();
+        for node in self.spec.nodes() {
+            self.failing = Some(node.name.clone());
+            namespaces.push(net::make_node(&dir, &ul, &node, self.spec.subnet).await?);
+            p.say(&format!(
+                "  {}: namespace, eth0 {}/{} (underlay port {})",
+                node.name, node.address, self.spec.subnet.prefix, node.link
+            ));
+        }
+        self.failing = None;
+        drop(ul);
+
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let plans = self.spec.nodes();
+        let first = &plans[0];
+        let m1 = first.name.clone();
+        let join_addr = first.endpoint();
+
+        self.start(p, 0, &namespaces[0], None)?;
+        self.wait(deadline, &format!("{m1} to lead the new swarm"), |nodes| {
+            check_node(nodes, &m1, Role::Manager)
+        })
+        .await?;
+        p.say(&format!(
+            "  {m1}: Ready, Leader ({:.1}s)",
+            self.started.elapsed().as_secs_f64()
+        ));
+
+        let (worker_token, manager_token) = self.tokens().await?;
+        // Managers join one at a time: each is a raft membership change.
+        for (i, node) in plans.iter().enumerate().skip(1) {
+            if node.role != Role::Manager {
+                continue;
+            }
+            self.start(p, i, &namespaces[i], Some((&join_addr, &manager_token)))?;
+            let name = node.name.clone();
+            let seen = self
+                .wait(deadline, &format!("{name} to join as a manager"), |nodes| {
+                    check_node(nodes, &name, Role::Manager)
+                })
+                .await?;
+            let raft = seen
+                .iter()
+                .find(|n| n.hostname == name)
+                .map_or("Reachable", |n| n.manager_status.as_str());
+            p.say(&format!(
+                "  {name}: Ready, {raft} ({:.1}s)",
+                self.started.elapsed().as_secs_f64()
+            ));
+        }
+        for (i, node) in plans.iter().enumerate() {
+            if node.role == Role::Worker {
+                self.start(p, i, &namespaces[i], Some((&join_addr, &worker_token)))?;
+            }
+        }
+        let all: Vec<(String, Role)> = plans.iter().map(|n| (n.name.clone(), n.role)).collect();
+        let nodes = self
+            .wait(deadline, "every node to be Ready", |nodes| {
+                for (name, role) in &all {
+                    check_node(nodes, name, *role)?;
+                }
+                let leaders = nodes
+                    .iter()
+                    .filter(|n| n.manager_status == "Leader")
+                    .count();
+                if leaders != 1 {
+                    return Err((all[0].0.clone(), format!("{leaders} leaders")));
+                }
+                Ok(())
+            })
+            .await?;
+        p.say(&format!(
+            "  all {} nodes Ready ({:.1}s)",
+            plans.len(),
+            self.started.elapsed().as_secs_f64()
+        ));
+        Ok(nodes)
+    }
+
+    /// Starts node `i`'s swarmd and records its pid in `lab.json`.
+    fn start(
+        &mut self,
+        p: &mut Printer,
+        i: usize,
+        ns: &NetNs,
+        join: Option<(&str, &str)>,
+    ) -> anyhow::Result<()> {
+        let node = &self.spec.nodes()[i];
+        self.failing = Some(node.name.clone());
+        let args = procs::swarmd_args(&self.dir, node, join, &self.extra);
+        let child = procs::spawn_swarmd(ns, &self.swarmd, &self.dir, &node.name, &args)?;
+        let pid = child.id();
+        self.children.push((node.name.clone(), child));
+        self.file.nodes[i].pid = Some(pid);
+        self.dir.save(&self.file)?;
+        let what = match (join.is_some(), node.role) {
+            (false, _) => "initialising the swarm",
+            (true, Role::Manager) => "joining as a manager",
+            (true, Role::Worker) => "joining as a worker",
+        };
+        p.say(&format!(
+            "  {}: swarmd started (pid {pid}), {what}",
+            node.name
+        ));
+        Ok(())
+    }
+
+    /// Fails if a swarmd we started has exited.
+    fn check_children(&mut self) -> anyhow::Result<()> {
+        for (name, c) in &mut self.children {
+            if let Ok(Some(status)) = c.try_wait() {
+                self.failing = Some(name.clone());
+                bail!("swarmd on {name} exited ({status})");
+            }
+        }
+        Ok(())
+    }
+
+    /// The first manager's Control API, with short timeouts: a node that is still starting
+    /// should cost one poll, not a minute.
+    async fn manager1(
+        &self,
+    ) -> anyhow::Result<pb::control_client::ControlClient<tonic::transport::Channel>> {
+        let cfg = ClientConfig {
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Some(Duration::from_secs(3)),
+        };
+        client::connect_with(&self.dir.host(&self.spec.nodes()[0].name), &cfg).await
+    }
+
+    /// Polls `ListNodes` on manager1 until `check` passes; returns the nodes it saw then.
+    async fn wait(
+        &mut self,
+        deadline: Instant,
+        desc: &str,
+        check: impl Fn(&[pb::Node]) -> Result<(), (String, String)>,
+    ) -> anyhow::Result<Vec<pb::Node>> {
+        let m1 = self.spec.nodes()[0].name.clone();
+        loop {
+            self.check_children()?;
+            let seen = match self.manager1().await {
+                Ok(mut c) => c.list_nodes(pb::Empty {}).await.rpc(),
+                Err(e) => Err(e),
+            };
+            let last = match seen {
+                Ok(r) => match check(&r.nodes) {
+                    Ok(()) => return Ok(r.nodes),
+                    Err(why) => why,
+                },
+                Err(e) => (m1.clone(), format!("{m1}'s control socket: {e:#}")),
+            };
+            if Instant::now() > deadline {
+                self.failing = Some(last.0.clone());
+                bail!(
+                    "timed out after {}s waiting for {desc}; last seen: {}",
+                    READY_TIMEOUT.as_secs(),
+                    last.1
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// The worker and manager join tokens, from manager1.
+    async fn tokens(&mut self) -> anyhow::Result<(String, String)> {
+        self.failing = Some(self.spec.nodes()[0].name.clone());
+        let mut c = self.manager1().await?;
+        let mut tokens = Vec::new();
+        for role in [pb::NodeRole::Worker, pb::NodeRole::Manager] {
+            let r = c
+                .get_join_token(pb::JoinTokenRequest {
+                    role: role as i32,
+                    rotate: false,
+                })
+                .await
+                .rpc()
+                .context("fetching the join tokens from manager1")?;
+            tokens.push(r.token);
+        }
+        let manager = tokens.pop().unwrap_or_default();
+        let worker = tokens.pop().unwrap_or_default();
+        Ok((worker, manager))
+    }
+
+    /// The final table (or JSON) and how to use the lab.
+    fn report(&self, p: &mut Printer, nodes: &[pb::Node]) {
+        let status = |name: &str| -> String {
+            nodes
+                .iter()
+                .find(|n| n.hostname == name)
+                .map(|n| {
+                    let st = crate::ctl::names::node_state(n.state()).to_string();
+                    if n.manager_status.is_empty() {
+                        st
+                    } else {
+                        format!("{st} ({})", n.manager_status)
+                    }
+                })
+                .unwrap_or_else(|| "?".into())
+        };
+        let elapsed = self.started.elapsed().as_secs_f64();
+        if p.json {
+            let v = json!({
+                "name": self.file.name,
+                "subnet": self.file.subnet.to_string(),
+                "dir": self.dir.dir,
+                "ready_after_s": (elapsed * 10.0).round() / 10.0,
+                "host_endpoint": self.file.host_endpoint,
+                "nodes": self.file.nodes.iter().map(|n| json!({
+                    "name": n.name,
+                    "role": n.role,
+                    "address": n.address,
+                    "pid": n.pid,
+                    "status": status(&n.name),
+                    "swarm_host": super::exec::swarm_host(&self.dir, &self.file, n),
+                })).collect::<Vec<_>>(),
+            });
+            p.out.json(&v);
+            return;
+        }
+        let mut t = Table::new(&["NODE", "ROLE", "ADDRESS", "STATUS"]);
+        for n in &self.file.nodes {
+            t.row(vec![
+                n.name.clone(),
+                n.role.as_str().into(),
+                n.address.to_string(),
+                status(&n.name),
+            ]);
+        }
+        let flag = name_flag(&self.spec.name);
+        let ip1 = self.file.nodes[0].address;
+        let hints = [
+            (
+                format!("swarmctl lab shell{flag} manager1"),
+                "a shell on manager1",
+            ),
+            (
+                format!("swarmctl lab exec{flag} manager1 -- swarmctl node ls"),
+                "one command there",
+            ),
+            (
+                format!("swarmctl --host tcp://{ip1}:2377 node ls"),
+                "from this host",
+            ),
+            (format!("swarmctl lab down{flag}"), "remove it all"),
+        ];
+        let width = hints.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
+        let mut text = format!(
+            "\nLab {:?} is up: {} nodes Ready in {elapsed:.1}s.\n\n{}\nTry:\n",
+            self.spec.name,
+            self.file.nodes.len(),
+            t.render()
+        );
+        for (cmd, what) in hints {
+            text.push_str(&format!("  {cmd:<width$}   # {what}\n"));
+        }
+        p.out.print(&text);
+    }
+}
+
+/// Whether `name` is listed Ready (and, for a manager, Leader or Reachable).
+fn check_node(nodes: &[pb::Node], name: &str, role: Role) -> Result<(), (String, String)> {
+    let n = nodes
+        .iter()
+        .find(|n| n.hostname == name)
+        .ok_or_else(|| (name.to_string(), format!("{name} is not listed yet")))?;
+    if n.state() != pb::NodeState::Ready {
+        return Err((
+            name.to_string(),
+            format!(
+                "{name} is {}",
+                crate::ctl::names::node_state(n.state()).to_lowercase()
+            ),
+        ));
+    }
+    if role == Role::Manager && !matches!(n.manager_status.as_str(), "Leader" | "Reachable") {
+        return Err((
+            name.to_string(),
+            format!(
+                "manager {name} is {:?} (raft)",
+                if n.manager_status.is_empty() {
+                    "not a raft member yet"
+                } else {
+                    n.manager_status.as_str()
+                }
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! A `swarmctl lab` under test: a real lab of network namespaces, each node a real swarmd,
+//! driven only through `swarmctl`. Each lab has its own name, subnet (inside 198.19.0.0/16) and
+//! temporary `SHOAL_LAB_DIR`; dropping it runs `lab down` even when the test failed.
+
+use crate::{bin, run, Output, Timings};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+pub const UP_TIMEOUT: Duration = Duration::from_secs(120);
+pub const CMD_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Whether the test may run; fails under CI without root.
+pub fn root_or_skip(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: the lab tests need root, and CI is set"
+    );
+    eprintln!("skipping {test}: the lab tests need root (network namespaces)");
+    false
+}
+
+/// A lab under test: its name, subnet and private lab directory. Dropping it runs `lab down`
+/// (after printing the end of every node's log if the test is failing) and removes the
+/// directory.
+pub struct Lab {
+    /// The lab's name.
+    pub name: String,
+    /// Its subnet.
+    pub subnet: String,
+    /// The lab directory's parent (`SHOAL_LAB_DIR`).
+    pub root: PathBuf,
+    swarmctl: PathBuf,
+}
+
+impl Default for Lab {
+    fn default() -> Self {
+        Lab::new()
+    }
+}
+
+impl Lab {
+    /// A fresh lab name, subnet and directory (nothing is started).
+    pub fn new() -> Lab {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let seed = std::process::id().wrapping_mul(2_654_435_761) ^ nanos;
+        let name = format!("t{:06x}", (seed.wrapping_add(n)) & 0xff_ffff);
+        // A /24 of 198.19.0.0/16 per test (198.18.0.0/24, the default, is left to users).
+        let subnet = format!("198.19.{}.0/24", (seed % 100) * 2 + n % 2 + 10);
+        let root = std::env::temp_dir().join(format!("shoal-lab-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).expect("create the lab dir");
+        let root = root.canonicalize().expect("canonical lab dir");
+        Lab {
+            name,
+            subnet,
+            root,
+            swarmctl: bin("swarmctl"),
+        }
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.root.join(&self.name)
+    }
+
+    /// `swarmctl ARGS` with this lab's directory and fast timings.
+    pub fn ctl(&self, args: &[&str], timeout: Duration) -> Output {
+        let t = Timings::default();
+        let mut cmd = Command::new(&self.swarmctl);
+        cmd.args(args)
+            .env("SHOAL_LAB_DIR", &self.root)
+            .env(
+                "SHOAL_LAB_SWARMD_ARGS",
+                format!(
+                    "--election-timeout {} --raft-heartbeat {} --heartbeat-period {}",
+                    t.election_timeout, t.raft_heartbeat, t.heartbeat_period
+                ),
+            )
+            .env("NO_COLOR", "1")
+            .env_remove("SWARM_HOST");
+        run(&mut cmd, timeout)
+    }
+
+    /// `swarmctl lab VERB … --name NAME REST…` (the name goes before a `--`).
+    pub fn lab(&self, verb: &[&str], rest: &[&str]) -> Output {
+        let mut args = vec!["lab"];
+        args.extend(verb);
+        args.extend(["--name", &self.name]);
+        args.extend(rest);
+        let timeout = if verb.first() == Some(&"up") {
+            UP_TIMEOUT
+        } else {
+            CMD_TIMEOUT
+        };
+        self.ctl(&args, timeout)
+    }
+
+    pub fn lab_ok(&self, verb: &[&str], rest: &[&str]) -> String {
+        let out = self.lab(verb, rest);
+        assert!(out.success(), "{out}");
+        out.stdout
+    }
+
+    /// `lab.json`.
+    pub fn file(&self) -> serde_json::Value {
+        let p = self.dir().join("lab.json");
+        let b = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        serde_json::from_slice(&b).expect("lab.json is JSON")
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        self.file()["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .filter_map(|n| n["pid"].as_u64().map(|p| p as u32))
+            .collect()
+    }
+
+    /// Checks that nothing of the lab is left: swarmds, directory, namespaces, host link,
+    /// mounts.
+    pub fn assert_gone(&self, pids: &[u32]) {
+        for pid in pids {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            assert!(
+                !cmdline.contains(&self.dir().display().to_string()),
+                "swarmd {pid} of the lab is still alive: {cmdline}"
+            );
+        }
+        assert!(
+            !self.dir().exists(),
+            "{} is still there",
+            self.dir().display()
+        );
+        let link = format!("swlab-{}", self.name);
+        assert!(
+            !Path::new("/sys/class/net").join(&link).exists(),
+            "link {link} is still there"
+        );
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let dir = self.dir().display().to_string();
+        assert!(
+            !mounts.lines().any(|l| l.contains(&dir)),
+            "mounts left under {dir}:\n{mounts}"
+        );
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let nodes = self.dir().join("nodes");
+            if let Ok(rd) = std::fs::read_dir(&nodes) {
+                for e in rd.flatten() {
+                    let log = e.path().join("swarmd.log");
+                    let text = std::fs::read_to_string(&log).unwrap_or_default();
+                    let lines: Vec<&str> = text.lines().collect();
+                    eprintln!("----- last lines of {} -----", log.display());
+                    for l in &lines[lines.len().saturating_sub(30)..] {
+                        eprintln!("{l}");
+                    }
+                }
+            }
+        }
+        let out = self.lab(&["down"], &[]);
+        if !out.success() {
+            eprintln!("lab down in the test's cleanup failed:\n{out}");
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// The interface names in a `/proc/net/dev`.
+pub fn interfaces(proc_net_dev: &str) -> Vec<String> {
+    let mut v: Vec<String> = proc_net_dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_once(':').map(|(n, _)| n.trim().to_string()))
+        .collect();
+    v.sort();
+    v
+}

@@ -1,0 +1,269 @@
+//! The reference article's section 2 on a `swarmctl lab` (root): tasks on the default
+//! `bridge` network get 172.17.0.x addresses and reach each other; a task on `none` has only
+//! `lo` and no route; a task on `host` serves on the node's own address; tasks on two user
+//! bridge networks cannot reach each other. Traffic stays inside the lab's namespaces.
+
+use shoal_tests::lab::{interfaces, root_or_skip, Lab};
+use shoal_tests::{run, wait_for, Output, TaskView};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// `swarmctl ARGS` run inside manager1.
+fn ctl(lab: &Lab, args: &[&str]) -> Output {
+    let mut rest = vec!["--", "swarmctl"];
+    rest.extend(args);
+    lab.lab(&["exec", "manager1"], &rest)
+}
+
+fn ctl_ok(lab: &Lab, args: &[&str]) -> String {
+    let out = ctl(lab, args);
+    assert!(out.success(), "swarmctl {args:?}: {out}");
+    out.stdout
+}
+
+/// The service's running tasks once there are `n`.
+fn running(lab: &Lab, service: &str, n: usize) -> Vec<TaskView> {
+    wait_for(
+        &format!("{n} running tasks of {service}"),
+        Duration::from_secs(60),
+        || {
+            let out = ctl(lab, &["service", "ps", service, "--format", "json"]);
+            if !out.success() {
+                return Err(out.to_string());
+            }
+            let v: serde_json::Value =
+                serde_json::from_str(&out.stdout).map_err(|e| e.to_string())?;
+            let live: Vec<TaskView> = TaskView::list(&v)
+                .into_iter()
+                .filter(|t| t.state == "running")
+                .collect();
+            if live.len() == n {
+                Ok(live)
+            } else {
+                Err(format!("{:?}", TaskView::list(&v)))
+            }
+        },
+    )
+}
+
+/// A command in `node`'s namespace, bounded by curl's own timeouts.
+fn on_node(lab: &Lab, node: &str, cmd: &[&str]) -> Output {
+    let mut rest = vec!["--"];
+    rest.extend(cmd);
+    lab.lab(&["exec", node], &rest)
+}
+
+/// The task's network namespace file on `node`.
+fn task_netns(lab: &Lab, node: &str, task_id: &str) -> PathBuf {
+    let short: String = task_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(12)
+        .collect();
+    lab.dir()
+        .join("nodes")
+        .join(node)
+        .join("netns")
+        .join(format!("tk_{}", short.to_lowercase()))
+}
+
+/// A command inside a task's network namespace.
+fn in_task(ns: &Path, cmd: &[&str]) -> Output {
+    let mut c = Command::new("nsenter");
+    c.arg(format!("--net={}", ns.display())).args(cmd);
+    run(&mut c, Duration::from_secs(20))
+}
+
+fn curl_name(addr: &str) -> Vec<&str> {
+    vec!["curl", "-s", "-m", "3", addr]
+}
+
+#[test]
+fn article_section_2_bridge_none_host_and_isolated_bridges() {
+    if !root_or_skip("article_section_2") {
+        return;
+    }
+    let lab = Lab::new();
+    lab.lab_ok(
+        &["up"],
+        &["--managers", "1", "--workers", "1", "--subnet", &lab.subnet],
+    );
+    let worker_ip = lab.file()["nodes"][1]["address"]
+        .as_str()
+        .expect("address")
+        .to_string();
+    let on_worker = ["--constraint", "node.hostname==worker1"];
+
+    // --- the default bridge network: 172.17.0.x, reachable from the node and each other ---
+    let mut args = vec!["service", "create", "--name", "web", "--replicas", "2"];
+    args.extend(on_worker);
+    args.push("whoami");
+    ctl_ok(&lab, &args);
+    let web = running(&lab, "web", 2);
+    let mut names = Vec::new();
+    for ip in ["172.17.0.2", "172.17.0.3"] {
+        let out = on_node(
+            &lab,
+            "worker1",
+            &curl_name(&format!("http://{ip}:8080/name")),
+        );
+        assert!(out.success(), "{out}");
+        names.push(out.stdout.trim().to_string());
+    }
+    names.sort();
+    let mut ids: Vec<String> = web.iter().map(|t| t.id.clone()).collect();
+    ids.sort();
+    assert_eq!(
+        names, ids,
+        "each bridge address answers with its own task's host name"
+    );
+    let ns0 = task_netns(&lab, "worker1", &web[0].id);
+    let page = in_task(&ns0, &curl_name("http://172.17.0.2:8080/"));
+    let page2 = in_task(&ns0, &curl_name("http://172.17.0.3:8080/"));
+    assert!(page.success() && page2.success(), "{page}\n{page2}");
+    assert!(
+        page.stdout.contains("I'm ") && page2.stdout.contains("I'm "),
+        "{page}\n{page2}"
+    );
+    let whoami = if page.stdout.contains(&web[0].id) {
+        &page2.stdout
+    } else {
+        &page.stdout
+    };
+    assert!(
+        whoami.contains("RemoteAddr: 172.17.0."),
+        "the other task sees our bridge address:\n{whoami}"
+    );
+
+    // --- none: loopback only, no route ---
+    let mut args = vec!["service", "create", "--name", "lonely", "--network", "none"];
+    args.extend(on_worker);
+    args.extend(["sleep", "100000"]);
+    ctl_ok(&lab, &args);
+    let lonely = running(&lab, "lonely", 1);
+    let ns = task_netns(&lab, "worker1", &lonely[0].id);
+    // /proc/net shows the network namespace of the reader (nsenter's /sys would not).
+    let links = in_task(&ns, &["cat", "/proc/net/dev"]);
+    assert_eq!(interfaces(&links.stdout), vec!["lo".to_string()], "{links}");
+    let routes = in_task(&ns, &["cat", "/proc/net/route"]);
+    assert_eq!(
+        routes.stdout.lines().count(),
+        1,
+        "only the header:\n{routes}"
+    );
+
+    // --- host: the task serves on the node's own address ---
+    let mut args = vec!["service", "create", "--name", "onhost", "--network", "host"];
+    args.extend(on_worker);
+    args.extend(["whoami", "--port", "8081"]);
+    ctl_ok(&lab, &args);
+    let onhost = running(&lab, "onhost", 1);
+    let url = format!(
+        "http://{}:8081/name",
+        worker_ip.split(':').next().unwrap_or_default()
+    );
+    let answer = wait_for(
+        "the host-network task answers",
+        Duration::from_secs(20),
+        || {
+            let out = on_node(&lab, "manager1", &curl_name(&url));
+            if out.success() && !out.stdout.trim().is_empty() {
+                Ok(out.stdout.trim().to_string())
+            } else {
+                Err(out.to_string())
+            }
+        },
+    );
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    assert_eq!(
+        answer,
+        machine.trim(),
+        "a host-network task keeps the node's host name"
+    );
+    assert!(
+        !task_netns(&lab, "worker1", &onhost[0].id).exists(),
+        "no namespace of its own"
+    );
+
+    // --- two user bridge networks cannot reach each other ---
+    ctl_ok(
+        &lab,
+        &[
+            "network",
+            "create",
+            "-d",
+            "bridge",
+            "--subnet",
+            "198.19.250.0/24",
+            "red",
+        ],
+    );
+    ctl_ok(
+        &lab,
+        &[
+            "network",
+            "create",
+            "-d",
+            "bridge",
+            "--subnet",
+            "198.19.251.0/24",
+            "blue",
+        ],
+    );
+    for (svc, net, n) in [("r", "red", "2"), ("b", "blue", "1")] {
+        let mut args = vec![
+            "service",
+            "create",
+            "--name",
+            svc,
+            "--replicas",
+            n,
+            "--network",
+            net,
+        ];
+        args.extend(on_worker);
+        args.push("whoami");
+        ctl_ok(&lab, &args);
+    }
+    let reds = running(&lab, "r", 2);
+    running(&lab, "b", 1);
+    let red_ns = task_netns(&lab, "worker1", &reds[0].id);
+    let same = in_task(&red_ns, &curl_name("http://198.19.250.3:8080/name"));
+    let same2 = in_task(&red_ns, &curl_name("http://198.19.250.2:8080/name"));
+    assert!(
+        same.success() && same2.success(),
+        "tasks of one bridge network reach each other:\n{same}\n{same2}"
+    );
+    let other = in_task(&red_ns, &curl_name("http://198.19.251.2:8080/name"));
+    assert!(!other.success(), "red reached blue:\n{other}");
+    let to_default = in_task(&red_ns, &curl_name("http://172.17.0.2:8080/name"));
+    assert!(
+        !to_default.success(),
+        "red reached the default bridge:\n{to_default}"
+    );
+
+    // Removing the services removes their sandboxes.
+    for svc in ["web", "lonely", "onhost", "r", "b"] {
+        ctl_ok(&lab, &["service", "rm", svc]);
+    }
+    let netns_dir = lab.dir().join("nodes").join("worker1").join("netns");
+    wait_for(
+        "every task sandbox removed",
+        Duration::from_secs(30),
+        || {
+            let left: Vec<String> = std::fs::read_dir(&netns_dir)
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| e.file_name().to_string_lossy().to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{left:?}"))
+            }
+        },
+    );
+}
