@@ -3,7 +3,7 @@
 //! reconciled on its own.
 
 use crate::executor::process::{stop, ProcessExecutor, Running};
-use crate::network::DataPlane;
+use crate::network::{DataPlane, Peer};
 use crate::reporter::Reporter;
 use shoal_proto::model::{Task, TaskState};
 use shoal_proto::pb;
@@ -39,6 +39,8 @@ pub struct Worker {
     executor: ProcessExecutor,
     reporter: Reporter,
     data_plane: Option<DataPlane>,
+    /// The latest overlay peers from the managers, applied in order by one task.
+    peers: Option<tokio::sync::watch::Sender<Vec<Peer>>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -55,11 +57,24 @@ impl Worker {
             executor,
             reporter,
             data_plane: None,
+            peers: None,
         }
     }
 
     /// Runs tasks in sandboxes of `data_plane` (plain processes when `None`).
+    /// Must be called within a tokio runtime (it starts the task that programs overlay peers).
     pub fn with_data_plane(mut self, data_plane: Option<DataPlane>) -> Self {
+        if let Some(dp) = &data_plane {
+            let (tx, mut rx) = tokio::sync::watch::channel(Vec::new());
+            let dp = dp.clone();
+            tokio::spawn(async move {
+                while rx.changed().await.is_ok() {
+                    let peers = rx.borrow_and_update().clone();
+                    dp.set_peers(peers).await;
+                }
+            });
+            self.peers = Some(tx);
+        }
         self.data_plane = data_plane;
         self
     }
@@ -83,6 +98,20 @@ impl Worker {
 
     /// Applies one assignments message.
     pub fn apply(&self, a: &pb::Assignments) {
+        if let (true, Some(tx)) = (a.peers_full, &self.peers) {
+            let peers: Vec<Peer> = a
+                .peers
+                .iter()
+                .filter_map(|p| {
+                    Some((
+                        p.network_id.clone(),
+                        p.ip.parse().ok()?,
+                        p.node_ip.parse().ok()?,
+                    ))
+                })
+                .collect();
+            tx.send_replace(peers);
+        }
         let tasks: Vec<Task> = a
             .tasks
             .iter()

@@ -267,3 +267,143 @@ fn article_section_2_bridge_none_host_and_isolated_bridges() {
         },
     );
 }
+
+/// Node id → hostname, through `node ls`.
+fn hostnames(lab: &Lab) -> std::collections::BTreeMap<String, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(&ctl_ok(lab, &["node", "ls", "--format", "json"])).expect("json");
+    shoal_tests::NodeView::list(&v)
+        .into_iter()
+        .map(|n| (n.id, n.hostname))
+        .collect()
+}
+
+#[test]
+fn article_section_3_overlay_across_five_nodes() {
+    if !root_or_skip("article_section_3") {
+        return;
+    }
+    let lab = Lab::new();
+    lab.lab_ok(
+        &["up"],
+        &["--managers", "3", "--workers", "2", "--subnet", &lab.subnet],
+    );
+    ctl_ok(&lab, &["network", "create", "-d", "overlay", "lp_net"]);
+    ctl_ok(
+        &lab,
+        &[
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--replicas",
+            "5",
+            "--network",
+            "lp_net",
+            "whoami",
+        ],
+    );
+    let tasks = running(&lab, "web", 5);
+    let names = hostnames(&lab);
+    let on: std::collections::BTreeSet<&str> =
+        tasks.iter().map(|t| names[&t.node_id].as_str()).collect();
+    assert_eq!(on.len(), 5, "one task per node: {on:?}");
+
+    // Every task's address on lp_net, from the managers' allocation.
+    let v: serde_json::Value =
+        serde_json::from_str(&ctl_ok(&lab, &["service", "ps", "web", "--format", "json"]))
+            .expect("json");
+    let ips: Vec<(String, String, String)> = v
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .filter(|t| t["status"]["state"] == "running")
+        .map(|t| {
+            let addr = t["networks"][0]["addresses"][0]
+                .as_str()
+                .expect("an address")
+                .to_string();
+            let ip = addr.split('/').next().unwrap_or_default().to_string();
+            (
+                t["id"].as_str().unwrap_or_default().to_string(),
+                names[t["node_id"].as_str().unwrap_or_default()].clone(),
+                ip,
+            )
+        })
+        .collect();
+    assert_eq!(ips.len(), 5);
+
+    // From every task, every other task answers by IP across the VXLAN overlay.
+    for (id, node, _) in &ips {
+        let ns = task_netns(&lab, node, id);
+        for (other, other_node, ip) in &ips {
+            let out = wait_for(
+                &format!("{node}/{id} reaches {other_node}/{other} at {ip}"),
+                Duration::from_secs(20),
+                || {
+                    let out = in_task(&ns, &curl_name(&format!("http://{ip}:8080/name")));
+                    if out.success() && out.stdout.trim() == other {
+                        Ok(out)
+                    } else {
+                        Err(out.to_string())
+                    }
+                },
+            );
+            assert_eq!(out.stdout.trim(), other);
+        }
+    }
+
+    // network ls shows the predefined networks and lp_net as Docker does.
+    let nets: serde_json::Value =
+        serde_json::from_str(&ctl_ok(&lab, &["network", "ls", "--format", "json"])).expect("json");
+    let mut shown: Vec<String> = nets
+        .as_array()
+        .expect("networks")
+        .iter()
+        .map(|n| {
+            format!(
+                "{} {} {}",
+                n["name"].as_str().unwrap_or(""),
+                n["driver"].as_str().unwrap_or(""),
+                n["scope"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    shown.sort();
+    assert_eq!(
+        shown,
+        vec![
+            "bridge bridge local",
+            "host host local",
+            "ingress overlay swarm",
+            "lp_net overlay swarm",
+            "none null local",
+            "shoal_gwbridge bridge local"
+        ]
+    );
+
+    // Scaling down removes the gone tasks from the others' tables; removing the service
+    // removes every overlay sandbox.
+    ctl_ok(&lab, &["service", "rm", "web"]);
+    for node in ["manager1", "manager2", "manager3", "worker1", "worker2"] {
+        let dir = lab.dir().join("nodes").join(node).join("netns");
+        wait_for(
+            &format!("{node}: no sandbox left"),
+            Duration::from_secs(30),
+            || {
+                let left: Vec<String> = std::fs::read_dir(&dir)
+                    .map(|rd| {
+                        rd.flatten()
+                            .map(|e| e.file_name().to_string_lossy().to_string())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if left.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("{left:?}"))
+                }
+            },
+        );
+    }
+}

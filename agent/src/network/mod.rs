@@ -13,8 +13,10 @@
 //! sandboxes no task owns (a crash's leftovers).
 
 mod ipam;
+mod overlay;
 
 pub use ipam::{LocalIpam, Subnet};
+pub use overlay::{Peer, OVERLAY_MTU};
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
@@ -95,6 +97,8 @@ struct Inner {
     nft: Nft,
     ipam: Mutex<LocalIpam>,
     bridges: tokio::sync::Mutex<BTreeMap<String, NodeBridge>>,
+    overlays: tokio::sync::Mutex<BTreeMap<String, overlay::Overlay>>,
+    peers: tokio::sync::Mutex<std::collections::BTreeSet<Peer>>,
 }
 
 /// The attachments a task gets: its own, or the default `bridge` network when it has none.
@@ -150,6 +154,8 @@ impl DataPlane {
                 nft: Nft::new(node),
                 ipam: Mutex::new(ipam),
                 bridges: Default::default(),
+                overlays: Default::default(),
+                peers: Default::default(),
             }),
         })
     }
@@ -179,10 +185,8 @@ impl DataPlane {
                     interfaces.push(i);
                 }
                 NetworkDriver::Overlay => {
-                    return Err(format!(
-                        "network {}: overlay networks are not built by this agent yet",
-                        att.network.name
-                    ))
+                    let i = self.attach_overlay(task, att, n, &ns, &inside).await?;
+                    interfaces.push(i);
                 }
             }
         }
@@ -259,6 +263,8 @@ impl DataPlane {
         subnet: Subnet,
         gateway: Ipv4Addr,
     ) -> Result<(), String> {
+        // One at a time: two tasks starting together must not both create the bridge.
+        let mut bridges = self.inner.bridges.lock().await;
         let host = &self.inner.host;
         let err = |e: shoal_netlib::rt::Error| e.to_string();
         host.ensure_bridge(br).await.map_err(err)?;
@@ -266,7 +272,6 @@ impl DataPlane {
             .await
             .map_err(err)?;
         host.ensure_up(br).await.map_err(err)?;
-        let mut bridges = self.inner.bridges.lock().await;
         let want = NodeBridge {
             name: br.to_string(),
             subnet,
@@ -294,15 +299,24 @@ impl DataPlane {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .release(task_id);
+        self.leave_overlays(task_id).await;
     }
 
     /// Removes the sandboxes and addresses of tasks not in `keep` (what a crash left).
     pub async fn janitor(&self, keep: &HashSet<String>) {
-        let keep_ns: HashSet<String> = keep.iter().map(|t| names::task_ns(t)).collect();
+        let mut keep_ns: HashSet<String> = keep.iter().map(|t| names::task_ns(t)).collect();
+        keep_ns.extend(
+            self.inner
+                .overlays
+                .lock()
+                .await
+                .keys()
+                .map(|n| names::overlay_ns(n)),
+        );
         let present = netns::list(&self.inner.netns_dir).unwrap_or_default();
         for name in names::leftovers(
             present.iter().map(String::as_str),
-            &[names::TASK_NS],
+            &[names::TASK_NS, names::OVERLAY_NS],
             &keep_ns,
         ) {
             info!("removing the leftover sandbox {name}");

@@ -143,7 +143,10 @@ pub fn task(t: &pb::Task) -> Value {
         },
         "networks": t.networks.iter().map(|n| json!({
             "network_id": n.network_id,
+            "network": n.network_name,
+            "driver": names::driver(n.driver()),
             "addresses": n.addresses,
+            "gateway": n.gateway,
             "aliases": n.aliases,
         })).collect::<Vec<_>>(),
         "attempt": t.attempt,

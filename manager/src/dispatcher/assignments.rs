@@ -10,6 +10,40 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct AssignmentSet {
     sent: BTreeMap<String, u64>,
     networks: BTreeMap<String, u64>,
+    peers: BTreeSet<(String, String, String)>,
+}
+
+/// The remote endpoints of the overlay networks in `nets` as seen from `node_id`: every address
+/// of a live task on another node, with that node's underlay address.
+fn overlay_peers(
+    state: &State,
+    node_id: &str,
+    nets: &BTreeSet<&str>,
+) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for t in state.tasks.values() {
+        if t.node_id.is_empty() || t.node_id == node_id || t.status.state.is_terminal() {
+            continue;
+        }
+        let Some(node) = state.nodes.get(&t.node_id) else {
+            continue;
+        };
+        let node_ip = node
+            .addr
+            .rsplit_once(':')
+            .map_or(node.addr.as_str(), |(h, _)| h)
+            .to_string();
+        for a in &t.networks {
+            if !nets.contains(a.network_id.as_str()) {
+                continue;
+            }
+            for addr in &a.addresses {
+                let ip = addr.split('/').next().unwrap_or_default().to_string();
+                out.insert((a.network_id.clone(), ip, node_ip.clone()));
+            }
+        }
+    }
+    out
 }
 
 impl AssignmentSet {
@@ -56,7 +90,30 @@ impl AssignmentSet {
             .map(|(id, t)| (id.to_string(), t.version))
             .collect();
         self.networks = nets.iter().map(|n| (n.id.clone(), n.version)).collect();
-        if !full && msg.tasks.is_empty() && msg.removed.is_empty() && msg.networks.is_empty() {
+        let overlays: BTreeSet<&str> = nets
+            .iter()
+            .filter(|n| n.driver == shoal_proto::model::NetworkDriver::Overlay)
+            .map(|n| n.id.as_str())
+            .collect();
+        let peers = overlay_peers(state, node_id, &overlays);
+        if full || peers != self.peers {
+            msg.peers_full = true;
+            msg.peers = peers
+                .iter()
+                .map(|(n, ip, node)| pb::OverlayPeer {
+                    network_id: n.clone(),
+                    ip: ip.clone(),
+                    node_ip: node.clone(),
+                })
+                .collect();
+            self.peers = peers;
+        }
+        if !full
+            && msg.tasks.is_empty()
+            && msg.removed.is_empty()
+            && msg.networks.is_empty()
+            && !msg.peers_full
+        {
             return None;
         }
         Some(msg)
