@@ -1,91 +1,99 @@
 #!/usr/bin/env bash
-# The main job (README "The two commands"): builds Shoal, starts a 3-manager + 2-worker cluster
-# of real swarmd processes on 127.0.0.1 (no root: tasks are plain processes) and replays the
-# tour. Everything it starts is stopped by PID and its directory removed when it ends, unless
-# KEEP=1, which leaves the cluster running and prints how to use and stop it.
+# The main job (README "The two commands"): installs what is missing (nftables…), builds Shoal,
+# starts a Play-with-Docker-style lab — 3 managers and 2 workers, each a real swarmd in its own
+# network namespace — and replays the reference article's scenarios there: tasks on the default
+# bridge reaching each other, `none` and `host`, an overlay network across the five nodes, then
+# a leader killed with -9. Needs root (namespaces, bridges, VXLAN). The lab is removed at the
+# end unless KEEP=1, which leaves it running (`swarmctl lab shell manager1` to use it,
+# `swarmctl lab down --name demo` to remove it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/shoal-target}"
+[ "$(id -u)" -eq 0 ] || { echo "the lab demo needs root (network namespaces); without root: deploy/demo-local.sh" >&2; exit 1; }
 command -v cargo >/dev/null || { echo "cargo is not installed: install Rust first" >&2; exit 1; }
+bash deploy/deps.sh
 cargo build --locked --workspace --bins
 BIN="$CARGO_TARGET_DIR/debug"
 export PATH="$BIN:$PATH"
+LAB=${LAB:-demo}
+SUBNET=${SUBNET:-198.18.0.0/24}
+export SHOAL_LAB_DIR=${SHOAL_LAB_DIR:-/var/lib/shoal/labs}
 
-DIR=$(mktemp -d /tmp/shoal-demo.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$DIR"
+if [ "${KEEP:-0}" != 1 ]; then trap 'echo; echo "== lab down"; swarmctl lab down --name "$LAB" >/dev/null || true' EXIT; fi
+
+say() { echo; echo "== $*"; }
+run() { echo "\$ $*"; "$@"; }
+# swarmctl inside manager1 (where SWARM_HOST points at manager1's socket)
+ctl() { echo "manager1\$ swarmctl $*"; swarmctl lab exec manager1 --name "$LAB" -- swarmctl "$@"; }
+on() { local node=$1; shift; echo "$node\$ $*"; swarmctl lab exec "$node" --name "$LAB" -- "$@"; }
+# the network namespace file of a task, and a command inside it (what `task exec` will do)
+netns_of() { # SERVICE SLOT_INDEX -> "node path"
+  swarmctl lab exec manager1 --name "$LAB" -- swarmctl service ps "$1" --format json | python3 -c '
+import json, sys
+ts = [t for t in json.load(sys.stdin) if t["status"]["state"] == "running"]
+ts.sort(key=lambda t: t["slot"])
+t = ts[int(sys.argv[1])]
+print(t["node_id"], t["id"], (t["networks"][0]["addresses"] or ["-"])[0].split("/")[0] if t["networks"] else "-")' "$2"
 }
-if [ "${KEEP:-0}" != 1 ]; then trap cleanup EXIT; fi
-
-# A free port range: the kernel picks a base, we use base..base+4.
-BASE=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 24100)
-NAMES=(manager1 manager2 manager3 worker1 worker2)
-port() { echo $((BASE + $1)); }
-FAST=()
-
-run() { echo; echo "\$ $*"; "$@"; }
-wait_for() { # wait_for DESC SECONDS CMD...
-  local desc=$1 secs=$2; shift 2
-  for _ in $(seq 1 $((secs * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  echo "timed out waiting for $desc" >&2; return 1
+hostname_of() { swarmctl lab exec manager1 --name "$LAB" -- swarmctl node inspect "$1" --format json | python3 -c 'import json,sys; v=json.load(sys.stdin); print((v[0] if isinstance(v, list) else v)["hostname"])'; }
+in_task() { # NODE TASK_ID CMD...
+  local node=$1 id=$2; shift 2
+  local short; short=$(echo "$id" | tr -cd 'a-z0-9' | cut -c1-12)
+  echo "task ${id:0:12} on $node\$ $*"
+  nsenter --net="$SHOAL_LAB_DIR/$LAB/nodes/$node/netns/tk_$short" "$@"
 }
-start() { # start INDEX [join args]
-  local i=$1; shift
-  local name=${NAMES[$i]}
-  mkdir -p "$DIR/$name"
-  swarmd --state-dir "$DIR/$name" --hostname "$name" --listen-addr "127.0.0.1:$(port "$i")" "${FAST[@]}" "$@" \
-    >"$DIR/$name/stdout.log" 2>"$DIR/$name/swarmd.log" &
-  PIDS[$i]=$!
+wait_running() { # SERVICE N
+  for _ in $(seq 1 300); do
+    n=$(swarmctl lab exec manager1 --name "$LAB" -- swarmctl service ps "$1" --format json | grep -o '"state": *"running"' | wc -l)
+    [ "$n" -ge "$2" ] && return 0; sleep 0.2
+  done
+  echo "service $1 did not reach $2 running tasks" >&2; return 1
 }
 
-echo "== Starting manager1 (initialises the cluster)"
-start 0
-export SWARM_HOST="unix://$DIR/manager1/swarmd.sock"
-wait_for "manager1" 15 swarmctl swarm inspect
-WORKER_TOKEN=$(swarmctl swarm join-token worker -q)
-MANAGER_TOKEN=$(swarmctl swarm join-token manager -q)
-echo "== Joining manager2, manager3 with the manager token and worker1, worker2 with the worker token"
-start 1 --join "127.0.0.1:$(port 0)" --token "$MANAGER_TOKEN"
-start 2 --join "127.0.0.1:$(port 0)" --token "$MANAGER_TOKEN"
-start 3 --join "127.0.0.1:$(port 0)" --token "$WORKER_TOKEN"
-start 4 --join "127.0.0.1:$(port 0)" --token "$WORKER_TOKEN"
-ready() { [ "$(swarmctl node ls --format json | grep -o '"state": *"ready"' | wc -l)" -ge 5 ]; }
-wait_for "5 ready nodes" 30 ready
-run swarmctl node ls
+say "A lab: 3 managers + 2 workers, each a swarmd in its own network namespace on $SUBNET"
+run swarmctl lab up --name "$LAB" --subnet "$SUBNET"
+ctl node ls
 
-run swarmctl network create -d overlay lp_net
-run swarmctl network ls
-run swarmctl service create --name web --replicas 5 --publish 8080 --network lp_net sleep 100000
-run swarmctl service ls
-run swarmctl service ps web
-run swarmctl service scale web=10
-run swarmctl service scale web=2
-run swarmctl service create --name hello --replicas 2 -d sh -c 'echo "hello from task $SHOAL_TASK_NAME"; sleep 100000'
-sleep 1
-run swarmctl service logs hello
+say "Section 2: the default bridge network (shoal0, 172.17.0.0/16) on worker1"
+ctl service create --name alpine --replicas 2 --constraint node.hostname==worker1 whoami
+wait_running alpine 2
+ctl service ps alpine
+read -r n0 t0 _ < <(netns_of alpine 0)
+on worker1 curl -s -m 3 http://172.17.0.2:8080/
+in_task worker1 "$t0" curl -s -m 3 http://172.17.0.3:8080/name; echo
+ctl service create --name lonely --network none --constraint node.hostname==worker1 sleep 100000
+wait_running lonely 1
+read -r _ tl _ < <(netns_of lonely 0)
+in_task worker1 "$tl" cat /proc/net/dev
+ctl service create --name onhost --network host --constraint node.hostname==worker2 whoami --port 8081
+wait_running onhost 1
+W2=$(python3 -c 'import json,sys; print([n["address"] for n in json.load(open(sys.argv[1]))["nodes"] if n["name"]=="worker2"][0])' "$SHOAL_LAB_DIR/$LAB/lab.json")
+on manager1 curl -s -m 3 "http://${W2%%:*}:8081/"
 
-LEADER=$(swarmctl node ls --format json | python3 -c 'import json,sys; print(next(n["hostname"] for n in json.load(sys.stdin) if n.get("manager_status")=="Leader"))' 2>/dev/null || echo manager1)
-for i in 0 1 2; do [ "${NAMES[$i]}" = "$LEADER" ] && L=$i; done
-OTHER=$(( (L + 1) % 3 ))
-export SWARM_HOST="unix://$DIR/${NAMES[$OTHER]}/swarmd.sock"
-echo; echo "== kill -9 the leader ($LEADER); talking to ${NAMES[$OTHER]} now"
-kill -9 "${PIDS[$L]}"; wait "${PIDS[$L]}" 2>/dev/null || true
-run swarmctl network create -d overlay after_failover
-run swarmctl node ls
-down() { swarmctl node ls --format json | grep -q '"state": *"down"'; }
-wait_for "$LEADER to be marked down" 15 down
-run swarmctl node ls
-run swarmctl service ps web
-run swarmctl service ls
+say "Section 3: an overlay network across the five nodes (VXLAN, static FDB from the managers)"
+ctl network create -d overlay lp_net
+ctl service create --name web --replicas 5 --network lp_net whoami
+wait_running web 5
+ctl service ps web
+ctl network ls
+read -r na ta ipa < <(netns_of web 0)
+read -r nb tb ipb < <(netns_of web 4)
+ha=$(hostname_of "$na"); hb=$(hostname_of "$nb")
+in_task "$ha" "$ta" curl -s -m 3 "http://$ipb:8080/"
+echo "(task ${ta:0:12} on $ha reached task ${tb:0:12} on $hb at $ipb through VXLAN)"
+
+say "Scale, and kill -9 the leader: another manager takes over"
+ctl service scale web=7
+LEADER=$(swarmctl lab exec manager1 --name "$LAB" -- swarmctl node ls --format json | python3 -c 'import json,sys; print(next(n["hostname"] for n in json.load(sys.stdin) if n.get("manager_status")=="Leader"))')
+PID=$(python3 -c 'import json,sys; print([n["pid"] for n in json.load(open(sys.argv[1]))["nodes"] if n["name"]==sys.argv[2]][0])' "$SHOAL_LAB_DIR/$LAB/lab.json" "$LEADER")
+OTHER=manager2; [ "$LEADER" = manager2 ] && OTHER=manager3
+run kill -9 "$PID"
+for _ in $(seq 1 50); do swarmctl lab exec "$OTHER" --name "$LAB" -- swarmctl network create -d overlay after_failover >/dev/null 2>&1 && break; sleep 0.2; done
+echo "$OTHER\$ swarmctl node ls"
+swarmctl lab exec "$OTHER" --name "$LAB" -- swarmctl node ls
 
 if [ "${KEEP:-0}" = 1 ]; then
   echo
-  echo "The cluster keeps running (except $LEADER, which was killed). Use it with:"
-  echo "  export PATH=$BIN:\$PATH SWARM_HOST=$SWARM_HOST"
-  echo "Stop it with: kill ${PIDS[*]}; rm -rf $DIR"
-else
-  echo; echo "== Done; stopping the cluster"
+  echo "The lab keeps running. Try: swarmctl lab shell $OTHER --name $LAB   (then: swarmctl service ps web)"
+  echo "Remove it with: swarmctl lab down --name $LAB"
 fi
