@@ -194,6 +194,23 @@ impl Agent {
                                 lr,
                             ));
                         }
+                        if let Some(er) = m.exec_request.clone() {
+                            let (mut client, worker, node) = (
+                                client.clone(),
+                                self.worker.clone(),
+                                self.cfg.node_id.clone(),
+                            );
+                            tokio::spawn(async move {
+                                let timeout =
+                                    Duration::from_millis(u64::from(er.timeout_ms.max(1000)));
+                                let mut r = worker.exec(&er.task_id, &er.cmd, timeout).await;
+                                r.request_id = er.request_id;
+                                r.node_id = node;
+                                if let Err(e) = client.publish_exec(r).await {
+                                    warn!(error = %e, "could not publish an exec result");
+                                }
+                            });
+                        }
                         self.handle(m);
                     }
                     Ok(None) => return SessionEnd::Failed("stream closed".into()),

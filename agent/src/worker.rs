@@ -17,8 +17,11 @@ use tracing::{info, info_span, warn, Instrument};
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 
 enum Local {
-    /// Started; the sender asks the supervisor to stop it.
-    Running { stop: Option<oneshot::Sender<()>> },
+    /// Started (pid 0 until the process exists); the sender asks the supervisor to stop it.
+    Running {
+        stop: Option<oneshot::Sender<()>>,
+        pid: u32,
+    },
     /// Ended (or never started) on this node, with the final status reported.
     Done(Final),
 }
@@ -84,6 +87,22 @@ impl Worker {
         &self.executor
     }
 
+    /// Runs `cmd` inside the running task `id` (`swarmctl task exec`).
+    pub async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> pb::ExecResult {
+        let pid = match self.lock().get(id) {
+            Some(Local::Running { pid, .. }) if *pid != 0 => *pid,
+            _ => {
+                return pb::ExecResult {
+                    error: format!("task {id} is not running on this node"),
+                    exit_code: -1,
+                    ..Default::default()
+                }
+            }
+        };
+        let pid = self.data_plane.is_some().then_some(pid);
+        crate::executor::exec::run(pid, cmd, timeout).await
+    }
+
     /// Number of tasks running here.
     pub fn running(&self) -> usize {
         self.lock()
@@ -137,7 +156,7 @@ impl Worker {
     }
 
     fn stop_task(&self, id: &str) {
-        if let Some(Local::Running { stop }) = self.lock().get_mut(id) {
+        if let Some(Local::Running { stop, .. }) = self.lock().get_mut(id) {
             if let Some(tx) = stop.take() {
                 let _ = tx.send(());
             }
@@ -213,8 +232,13 @@ impl Worker {
 
     fn start(&self, t: Task) {
         let (tx, rx) = oneshot::channel();
-        self.lock()
-            .insert(t.id.clone(), Local::Running { stop: Some(tx) });
+        self.lock().insert(
+            t.id.clone(),
+            Local::Running {
+                stop: Some(tx),
+                pid: 0,
+            },
+        );
         let r = &self.reporter;
         r.report(&t.id, TaskState::Accepted, "accepted", "", None, 0);
         let span = info_span!("task", task.id = %t.id, service.id = %t.service_id);
@@ -235,6 +259,9 @@ impl Worker {
         match self.executor.start_in(&t, sandbox.as_ref()) {
             Ok(running) => {
                 info!(pid = running.pid, "task started");
+                if let Some(Local::Running { pid, .. }) = self.lock().get_mut(&t.id) {
+                    *pid = running.pid;
+                }
                 r.report(&t.id, TaskState::Running, "started", "", None, running.pid);
                 self.supervise(t, running, stop_rx).await;
             }

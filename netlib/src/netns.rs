@@ -325,6 +325,40 @@ impl ChildSetup {
     }
 }
 
+/// Namespaces a child process joins between `fork` and `exec` (`nsenter --net --uts --mount`):
+/// the descriptors are opened before the fork; [`NsJoin::apply`] only calls `setns(2)`, and
+/// `chdir("/")` after joining a mount namespace.
+#[derive(Debug, Default)]
+pub struct NsJoin {
+    fds: Vec<(OwnedFd, Kind)>,
+}
+
+impl NsJoin {
+    /// Nothing to join yet.
+    pub fn new() -> NsJoin {
+        NsJoin::default()
+    }
+
+    /// Joins the namespace `fd` refers to. Call the mount namespace last.
+    pub fn join(mut self, fd: OwnedFd, kind: Kind) -> NsJoin {
+        self.fds.push((fd, kind));
+        self
+    }
+
+    /// Joins every namespace. Call it only in a child between `fork` and `exec`.
+    pub fn apply(&self) -> io::Result<()> {
+        for (fd, kind) in &self.fds {
+            // SAFETY: `fd` is open for the life of `self`; setns takes only integers.
+            check(unsafe { libc::setns(fd.as_raw_fd(), kind.flag()) })?;
+            if *kind == Kind::Mount {
+                // SAFETY: a static NUL-terminated string.
+                check(unsafe { libc::chdir(c"/".as_ptr()) })?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A network namespace, held open by a descriptor (it lives while the file or the descriptor
 /// does).
 #[derive(Debug)]

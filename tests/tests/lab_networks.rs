@@ -353,6 +353,51 @@ fn article_section_3_overlay_across_five_nodes() {
         }
     }
 
+    // task exec from manager1 into a task on another node: its own host name, /etc/hostname,
+    // PID namespace (PID 1 is whoami), network (reaches another task by IP); exit codes pass.
+    let (id, node, _) = ips
+        .iter()
+        .find(|(_, n, _)| n != "manager1")
+        .expect("a task elsewhere");
+    let (other, _, other_ip) = ips.iter().find(|(i, ..)| i != id).expect("another task");
+    let exec = |cmd: &[&str]| {
+        let mut a = vec!["task", "exec", id.as_str(), "--"];
+        a.extend(cmd);
+        ctl(&lab, &a)
+    };
+    let out = exec(&[
+        "sh",
+        "-c",
+        "hostname; cat /etc/hostname; tr '\\0' ' ' </proc/1/cmdline",
+    ]);
+    assert!(out.success(), "{out}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        &lines[..2],
+        &[id.as_str(), id.as_str()],
+        "{out} (task on {node})"
+    );
+    assert!(
+        lines[2].contains("whoami"),
+        "PID 1 of the task is its program: {out}"
+    );
+    let out = exec(&[
+        "curl",
+        "-s",
+        "-m",
+        "3",
+        &format!("http://{other_ip}:8080/name"),
+    ]);
+    assert_eq!(out.stdout.trim(), other, "{out}");
+    let out = exec(&["sh", "-c", "echo oops >&2; exit 3"]);
+    assert_eq!(out.code, 3, "{out}");
+    assert!(out.stderr.contains("oops"), "{out}");
+    let out = exec(&["no-such-command-xyz"]);
+    assert!(
+        !out.success() && out.stderr.contains("no-such-command-xyz"),
+        "{out}"
+    );
+
     // network ls shows the predefined networks and lp_net as Docker does.
     let nets: serde_json::Value =
         serde_json::from_str(&ctl_ok(&lab, &["network", "ls", "--format", "json"])).expect("json");

@@ -430,6 +430,21 @@ impl control_server::Control for Fake {
         }
         Ok(Response::new(pb::Empty {}))
     }
+    /// Echoes the command back: `exit N` ends with code N, anything else prints its words.
+    async fn exec_task(&self, req: Request<pb::ExecTaskRequest>) -> R<pb::ExecResult> {
+        let r = req.into_inner();
+        let words = r.cmd.join(" ");
+        let exit_code = words
+            .strip_prefix("exit ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        Ok(Response::new(pb::ExecResult {
+            stdout: format!("{}: {words}\n", r.task).into_bytes(),
+            exit_code,
+            ..Default::default()
+        }))
+    }
+
     async fn service_logs(&self, req: Request<pb::LogsRequest>) -> R<pb::LogsResponse> {
         let r = req.into_inner();
         let s = self.lock();

@@ -1,4 +1,4 @@
-//! `swarmctl task ls | inspect`.
+//! `swarmctl task ls | inspect | exec`.
 
 use super::service::ps_table_for;
 use super::{json, Ctx, Failures};
@@ -35,6 +35,18 @@ pub enum TaskCmd {
         #[arg(required = true)]
         tasks: Vec<String>,
     },
+    /// Run a command inside a running task, on whichever node runs it; its output and exit
+    /// code are passed through (`swarmctl task exec web.1.<id> -- cat /etc/hosts`).
+    Exec {
+        /// Task id, id prefix or name.
+        task: String,
+        /// Seconds before the command is killed.
+        #[arg(long, default_value_t = 60)]
+        timeout: u32,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
 }
 
 /// Runs a `task` subcommand.
@@ -54,6 +66,26 @@ pub async fn run(ctx: &mut Ctx, cmd: TaskCmd) -> anyhow::Result<()> {
             };
             let tasks = ctx.client.list_tasks(filter).await.rpc()?.tasks;
             ps_table_for(ctx, tasks, quiet, no_trunc).await
+        }
+        TaskCmd::Exec { task, timeout, cmd } => {
+            use std::io::Write;
+            let req = pb::ExecTaskRequest {
+                task,
+                cmd,
+                timeout_ms: timeout.saturating_mul(1000),
+            };
+            let r = ctx.client.exec_task(req).await.rpc()?;
+            if !r.error.is_empty() {
+                anyhow::bail!("{}", r.error);
+            }
+            std::io::stdout().write_all(&r.stdout)?;
+            std::io::stderr().write_all(&r.stderr)?;
+            std::io::stdout().flush()?;
+            if r.exit_code != 0 {
+                let code = u8::try_from(r.exit_code.clamp(1, 255)).unwrap_or(1);
+                return Err(super::lab::ExitWith(code).into());
+            }
+            Ok(())
         }
         TaskCmd::Inspect { tasks } => {
             let mut failures = Failures::default();

@@ -603,4 +603,59 @@ impl control_server::Control for ControlService {
         }
         Ok(Response::new(pb::LogsResponse { lines, errors }))
     }
+
+    async fn exec_task(&self, req: Request<pb::ExecTaskRequest>) -> R<pb::ExecResult> {
+        if !self.m.is_leader() {
+            // Agents hold their sessions with the leader: it relays.
+            let (_, addr) = self
+                .m
+                .leader()
+                .ok_or_else(|| Status::unavailable("no raft leader right now; retry shortly"))?;
+            let ch = self
+                .m
+                .channel(&addr)
+                .map_err(|e| Status::unavailable(e.to_string()))?;
+            return ControlClient::new(ch).exec_task(req.into_inner()).await;
+        }
+        let r = req.into_inner();
+        if r.cmd.is_empty() {
+            return Err(Status::invalid_argument(
+                "no command: swarmctl task exec TASK -- CMD [ARGS...]",
+            ));
+        }
+        let (task_id, node) = {
+            let s = self.m.store.read();
+            let t = s
+                .tasks
+                .values()
+                .find(|t| t.id == r.task || t.name() == r.task)
+                .or_else(|| {
+                    let mut m = s.tasks.values().filter(|t| t.id.starts_with(&r.task));
+                    match (m.next(), m.next()) {
+                        (Some(t), None) if !r.task.is_empty() => Some(t),
+                        _ => None,
+                    }
+                })
+                .ok_or_else(|| not_found("task", &r.task))?;
+            if t.status.state != model::TaskState::Running {
+                return Err(Status::failed_precondition(format!(
+                    "task {} is not running (it is {:?})",
+                    t.name(),
+                    t.status.state
+                )));
+            }
+            (t.id.clone(), t.node_id.clone())
+        };
+        let timeout = match r.timeout_ms {
+            0 => std::time::Duration::from_secs(60),
+            ms => std::time::Duration::from_millis(u64::from(ms)),
+        };
+        let out = self
+            .m
+            .dispatcher
+            .exec(&node, &task_id, r.cmd, timeout)
+            .await
+            .map_err(Status::unavailable)?;
+        Ok(Response::new(out))
+    }
 }

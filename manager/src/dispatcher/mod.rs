@@ -26,7 +26,16 @@ pub const STATUS_BATCH_MAX: usize = 10_000;
 struct Session {
     id: String,
     last_seen: Instant,
-    to_agent: mpsc::Sender<pb::LogRequest>,
+    to_agent: mpsc::Sender<ToAgent>,
+}
+
+/// A request the leader sends an agent over its session stream.
+#[derive(Debug)]
+pub enum ToAgent {
+    /// Send these tasks' logs.
+    Logs(pb::LogRequest),
+    /// Run a command in a task.
+    Exec(pb::ExecRequest),
 }
 
 type StatusBatch = (
@@ -43,6 +52,7 @@ pub struct Dispatcher {
     status_tx: mpsc::UnboundedSender<StatusBatch>,
     status_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<StatusBatch>>,
     log_waiters: Mutex<HashMap<String, mpsc::Sender<pb::PublishLogsRequest>>>,
+    exec_waiters: Mutex<HashMap<String, oneshot::Sender<pb::ExecResult>>>,
 }
 
 impl Dispatcher {
@@ -57,6 +67,7 @@ impl Dispatcher {
             status_tx,
             status_rx: tokio::sync::Mutex::new(status_rx),
             log_waiters: Mutex::new(HashMap::new()),
+            exec_waiters: Mutex::new(HashMap::new()),
         }
     }
 
@@ -80,7 +91,7 @@ impl Dispatcher {
         lock(&self.sessions).clear();
     }
 
-    fn open_session(&self, node_id: &str, to_agent: mpsc::Sender<pb::LogRequest>) -> String {
+    fn open_session(&self, node_id: &str, to_agent: mpsc::Sender<ToAgent>) -> String {
         let id = shoal_proto::model::new_id();
         lock(&self.sessions).insert(
             node_id.to_string(),
@@ -150,7 +161,7 @@ impl Dispatcher {
                 tail,
             };
             match sender {
-                Some(s) if s.send(req).await.is_ok() => waiting += 1,
+                Some(s) if s.send(ToAgent::Logs(req)).await.is_ok() => waiting += 1,
                 _ => errors.push(format!(
                     "node {} is not connected; logs of its tasks are unavailable",
                     node_name(&node)
@@ -180,6 +191,50 @@ impl Dispatcher {
         }
         lock(&self.log_waiters).remove(&request_id);
         (lines, errors)
+    }
+
+    /// Asks the agent of `node` to run `cmd` in `task_id` and waits for the result (at most
+    /// `timeout` plus a few seconds for the round trip).
+    pub async fn exec(
+        &self,
+        node: &str,
+        task_id: &str,
+        cmd: Vec<String>,
+        timeout: Duration,
+    ) -> Result<pb::ExecResult, String> {
+        let request_id = shoal_proto::model::new_id();
+        let (tx, rx) = oneshot::channel();
+        lock(&self.exec_waiters).insert(request_id.clone(), tx);
+        let sender = lock(&self.sessions).get(node).map(|s| s.to_agent.clone());
+        let req = pb::ExecRequest {
+            request_id: request_id.clone(),
+            task_id: task_id.to_string(),
+            cmd,
+            timeout_ms: timeout.as_millis().min(u32::MAX as u128) as u32,
+        };
+        let sent = match sender {
+            Some(s) => s.send(ToAgent::Exec(req)).await.is_ok(),
+            None => false,
+        };
+        let out = if !sent {
+            Err("the task's node is not connected to the managers; retry when it is Ready".into())
+        } else {
+            match tokio::time::timeout(timeout + Duration::from_secs(5), rx).await {
+                Ok(Ok(r)) => Ok(r),
+                _ => Err(format!(
+                    "no answer from the task's node within {}s",
+                    timeout.as_secs() + 5
+                )),
+            }
+        };
+        lock(&self.exec_waiters).remove(&request_id);
+        out
+    }
+
+    fn deliver_exec(&self, result: pb::ExecResult) {
+        if let Some(tx) = lock(&self.exec_waiters).remove(&result.request_id) {
+            let _ = tx.send(result);
+        }
     }
 
     fn deliver_logs(&self, reply: pb::PublishLogsRequest) {

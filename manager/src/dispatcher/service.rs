@@ -60,6 +60,7 @@ impl DispatcherService {
             heartbeat_period_ms: self.m.dispatcher.period().as_millis() as u64,
             assignments,
             log_request: None,
+            exec_request: None,
         }
     }
 }
@@ -227,9 +228,12 @@ impl dispatcher_server::Dispatcher for DispatcherService {
             loop {
                 tokio::select! {
                     r = changes.changed() => if r.is_err() { break },
-                    Some(lr) = log_rx.recv() => {
+                    Some(req) = log_rx.recv() => {
                         let mut msg = svc.session_message(&session_id, &last_node, None);
-                        msg.log_request = Some(lr);
+                        match req {
+                            super::ToAgent::Logs(lr) => msg.log_request = Some(lr),
+                            super::ToAgent::Exec(er) => msg.exec_request = Some(er),
+                        }
                         if tx.send(Ok(msg)).await.is_err() { break }
                         continue;
                     }
@@ -314,6 +318,14 @@ impl dispatcher_server::Dispatcher for DispatcherService {
             .submit_statuses(updates)
             .await
             .map_err(Status::unavailable)?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn publish_exec(
+        &self,
+        req: Request<pb::ExecResult>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        self.m.dispatcher.deliver_exec(req.into_inner());
         Ok(Response::new(pb::Empty {}))
     }
 

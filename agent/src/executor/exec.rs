@@ -1,0 +1,88 @@
+//! `swarmctl task exec`: runs a command inside a running task's namespaces (network, UTS,
+//! mount and PID, found through the task's pid), captures its output and exit code. The PID
+//! namespace is joined by a thread made for this one command (it applies to the children of the
+//! thread that joins it); the others by the child itself between `fork` and `exec`.
+
+use std::os::fd::AsFd;
+use std::process::Stdio;
+use std::time::Duration;
+
+use shoal_netlib::netns::{self, Kind, NsJoin};
+use shoal_proto::pb;
+use tokio::process::Command;
+
+/// Most bytes of each output stream returned.
+pub const MAX_OUTPUT: usize = 4 << 20;
+
+/// Runs `cmd` in the task whose main process is `pid` (`None`: the task runs as a plain process
+/// on the node, so the command does too), for at most `timeout`.
+pub async fn run(pid: Option<u32>, cmd: &[String], timeout: Duration) -> pb::ExecResult {
+    match run_inner(pid, cmd, timeout).await {
+        Ok(r) => r,
+        Err(error) => pb::ExecResult {
+            error,
+            exit_code: -1,
+            ..Default::default()
+        },
+    }
+}
+
+async fn run_inner(
+    pid: Option<u32>,
+    cmd: &[String],
+    timeout: Duration,
+) -> Result<pb::ExecResult, String> {
+    let (program, args) = cmd.split_first().ok_or("no command")?;
+    let mut c = Command::new(program);
+    c.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = match pid {
+        None => c.spawn().map_err(|e| format!("{program}: {e}"))?,
+        Some(pid) => {
+            let open =
+                |k| netns::open_of_pid(pid, k).map_err(|e| format!("the task's namespaces: {e}"));
+            let pid_ns = open(Kind::Pid)?;
+            let join = NsJoin::new()
+                .join(open(Kind::Net)?, Kind::Net)
+                .join(open(Kind::Uts)?, Kind::Uts)
+                .join(open(Kind::Mount)?, Kind::Mount);
+            set_join(&mut c, join);
+            let rt = tokio::runtime::Handle::current();
+            let program = program.clone();
+            std::thread::spawn(move || {
+                let _rt = rt.enter();
+                netns::enter(pid_ns.as_fd(), Kind::Pid)
+                    .map_err(|e| format!("joining the task's PID namespace: {e}"))?;
+                c.spawn().map_err(|e| format!("{program}: {e}"))
+            })
+            .join()
+            .map_err(|_| "the exec thread panicked".to_string())??
+        }
+    };
+    let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(r) => r.map_err(|e| e.to_string())?,
+        Err(_) => return Err(format!("timed out after {}s (killed)", timeout.as_secs())),
+    };
+    let cut = |mut v: Vec<u8>| {
+        v.truncate(MAX_OUTPUT);
+        v
+    };
+    Ok(pb::ExecResult {
+        stdout: cut(out.stdout),
+        stderr: cut(out.stderr),
+        exit_code: out.status.code().unwrap_or(128 + 9),
+        ..Default::default()
+    })
+}
+
+#[allow(unsafe_code)]
+fn set_join(c: &mut Command, join: NsJoin) {
+    // SAFETY: the closure runs in the child between fork and exec and only calls setns(2) and
+    // chdir(2) on descriptors opened before the fork.
+    unsafe {
+        c.pre_exec(move || join.apply());
+    }
+}
