@@ -186,6 +186,47 @@ fn article_section_2_bridge_none_host_and_isolated_bridges() {
         "no namespace of its own"
     );
 
+    // --- --publish mode=host: the node's own address, a fixed or a dynamic port, to the task ---
+    let worker = worker_ip.split(':').next().unwrap_or_default().to_string();
+    let mut args = vec![
+        "service",
+        "create",
+        "--name",
+        "pub",
+        "--publish",
+        "9090:8080,mode=host",
+    ];
+    args.extend(["--publish", "8080,mode=host"]);
+    args.extend(on_worker);
+    args.push("whoami");
+    ctl_ok(&lab, &args);
+    let pubt = running(&lab, "pub", 1);
+    let inspect: serde_json::Value = serde_json::from_str(&ctl_ok(
+        &lab,
+        &["service", "inspect", "pub", "--format", "json"],
+    ))
+    .expect("json");
+    let svc = if inspect.is_array() {
+        &inspect[0]
+    } else {
+        &inspect
+    };
+    let dynamic = svc["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .filter_map(|p| p["published"].as_u64())
+        .find(|p| *p != 9090)
+        .expect("a dynamic port");
+    assert!((30000..=32767).contains(&dynamic), "{svc}");
+    for port in [9090, dynamic] {
+        for from in ["manager1", "worker1"] {
+            let url = format!("http://{worker}:{port}/name");
+            let out = on_node(&lab, from, &curl_name(&url));
+            assert_eq!(out.stdout.trim(), pubt[0].id, "{from} -> {url}: {out}");
+        }
+    }
+
     // --- two user bridge networks cannot reach each other ---
     ctl_ok(
         &lab,
@@ -244,7 +285,7 @@ fn article_section_2_bridge_none_host_and_isolated_bridges() {
     );
 
     // Removing the services removes their sandboxes.
-    for svc in ["web", "lonely", "onhost", "r", "b"] {
+    for svc in ["web", "lonely", "onhost", "pub", "r", "b"] {
         ctl_ok(&lab, &["service", "rm", svc]);
     }
     let netns_dir = lab.dir().join("nodes").join("worker1").join("netns");

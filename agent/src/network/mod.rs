@@ -28,7 +28,7 @@ use shoal_netlib::names;
 use shoal_netlib::netns::{self, NetNs};
 use shoal_netlib::nft::{expr, Batch, Family, Hook, Nft};
 use shoal_netlib::rt::{mac_of_ipv4, Handle};
-use shoal_proto::model::{NetworkAttachment, NetworkDriver, Task};
+use shoal_proto::model::{NetworkAttachment, NetworkDriver, Protocol, PublishMode, Task};
 use tracing::{info, warn};
 
 /// The nftables table this module owns in the node's namespace.
@@ -84,6 +84,15 @@ struct NodeBridge {
     subnet: Subnet,
 }
 
+/// What the node's own nftables table is made from.
+#[derive(Debug, Default)]
+struct NodeState {
+    /// Bridge name → bridge.
+    bridges: BTreeMap<String, NodeBridge>,
+    /// `(protocol, published port)` → task → (task address, target port): `mode=host` ports.
+    host_ports: BTreeMap<(Protocol, u16), BTreeMap<String, (Ipv4Addr, u16)>>,
+}
+
 /// The node's data plane.
 #[derive(Debug, Clone)]
 pub struct DataPlane {
@@ -96,7 +105,7 @@ struct Inner {
     host: Handle,
     nft: Nft,
     ipam: Mutex<LocalIpam>,
-    bridges: tokio::sync::Mutex<BTreeMap<String, NodeBridge>>,
+    node: tokio::sync::Mutex<NodeState>,
     overlays: tokio::sync::Mutex<BTreeMap<String, overlay::Overlay>>,
     peers: tokio::sync::Mutex<std::collections::BTreeSet<Peer>>,
 }
@@ -153,7 +162,7 @@ impl DataPlane {
                 host,
                 nft: Nft::new(node),
                 ipam: Mutex::new(ipam),
-                bridges: Default::default(),
+                node: Default::default(),
                 overlays: Default::default(),
                 peers: Default::default(),
             }),
@@ -196,6 +205,7 @@ impl DataPlane {
                 .await
                 .map_err(|e| e.to_string())?;
         }
+        self.publish_host_ports(task, &interfaces).await?;
         Ok(Sandbox::Netns {
             path: ns.path().to_path_buf(),
             interfaces,
@@ -264,7 +274,7 @@ impl DataPlane {
         gateway: Ipv4Addr,
     ) -> Result<(), String> {
         // One at a time: two tasks starting together must not both create the bridge.
-        let mut bridges = self.inner.bridges.lock().await;
+        let mut node = self.inner.node.lock().await;
         let host = &self.inner.host;
         let err = |e: shoal_netlib::rt::Error| e.to_string();
         host.ensure_bridge(br).await.map_err(err)?;
@@ -276,19 +286,78 @@ impl DataPlane {
             name: br.to_string(),
             subnet,
         };
-        if bridges.get(br) == Some(&want) {
+        if node.bridges.get(br) == Some(&want) {
             return Ok(());
         }
-        bridges.insert(br.to_string(), want);
+        node.bridges.insert(br.to_string(), want);
         self.inner
             .nft
-            .apply(&node_rules(&bridges))
+            .apply(&node_rules(&node))
             .await
             .map_err(|e| e.to_string())
     }
 
+    /// Opens `task`'s `mode=host` ports on this node, to its address on the first network the
+    /// node routes to (a bridge network).
+    async fn publish_host_ports(
+        &self,
+        task: &Task,
+        interfaces: &[Interface],
+    ) -> Result<(), String> {
+        let ports: Vec<_> = task
+            .spec
+            .ports
+            .iter()
+            .filter(|p| p.mode == PublishMode::Host && p.published != 0)
+            .collect();
+        if ports.is_empty() {
+            return Ok(());
+        }
+        let Some(addr) = interfaces
+            .iter()
+            .find(|i| i.gateway.is_some())
+            .map(|i| i.addr)
+        else {
+            return Err(
+                "--publish mode=host needs the task on a bridge network (or the host network)"
+                    .into(),
+            );
+        };
+        let mut node = self.inner.node.lock().await;
+        let mut changed = false;
+        for p in ports {
+            let slot = node
+                .host_ports
+                .entry((p.protocol, p.published))
+                .or_default();
+            changed |= slot.insert(task.id.clone(), (addr, p.target)) != Some((addr, p.target));
+        }
+        if changed {
+            self.inner
+                .nft
+                .apply(&node_rules(&node))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
     /// Removes `task`'s sandbox and frees its addresses. Absent parts are not an error.
     pub async fn release(&self, task_id: &str) {
+        {
+            let mut node = self.inner.node.lock().await;
+            let count = |n: &NodeState| n.host_ports.values().map(BTreeMap::len).sum::<usize>();
+            let before = count(&node);
+            for tasks in node.host_ports.values_mut() {
+                tasks.remove(task_id);
+            }
+            node.host_ports.retain(|_, t| !t.is_empty());
+            if count(&node) != before {
+                if let Err(e) = self.inner.nft.apply(&node_rules(&node)).await {
+                    warn!(task.id = task_id, "closing its host ports: {e}");
+                }
+            }
+        }
         let path = self.inner.netns_dir.join(names::task_ns(task_id));
         // The task's veths die with its namespace.
         if let Err(e) = netns::delete_path(&path) {
@@ -340,7 +409,8 @@ impl DataPlane {
 
 /// The node's table: masquerade what leaves a bridge's subnet through another interface, and
 /// drop forwarding from one Shoal bridge to another (networks are isolated, as Docker's are).
-fn node_rules(bridges: &BTreeMap<String, NodeBridge>) -> Batch {
+fn node_rules(node: &NodeState) -> Batch {
+    let bridges = &node.bridges;
     let t = NODE_TABLE;
     let mut b = Batch::new();
     b.add_table(Family::Ip, t)
@@ -382,6 +452,44 @@ fn node_rules(bridges: &BTreeMap<String, NodeBridge>) -> Batch {
             ],
             None,
         );
+    }
+    // `--publish P:T,mode=host`: the node's own addresses, port P, to the local tasks' T
+    // (round robin when several tasks of the service run here), from outside and from the node.
+    if !node.host_ports.is_empty() {
+        for (chain, hook) in [
+            ("prerouting", Hook::nat_prerouting()),
+            ("output", Hook::nat_output()),
+        ] {
+            b.add_chain(Family::Ip, t, chain, Some(&hook));
+            for ((proto, port), tasks) in &node.host_ports {
+                let targets: Vec<(serde_json::Value, serde_json::Value)> = tasks
+                    .values()
+                    .enumerate()
+                    .map(|(i, (ip, target))| {
+                        (
+                            json!(i),
+                            expr::concat(vec![json!(ip.to_string()), json!(target)]),
+                        )
+                    })
+                    .collect();
+                let n = targets.len() as u32;
+                b.add_rule(
+                    Family::Ip,
+                    t,
+                    chain,
+                    vec![
+                        expr::eq(expr::fib(&["daddr"], "type"), json!("local")),
+                        expr::eq(expr::meta("l4proto"), json!(proto.as_str())),
+                        expr::eq(expr::th("dport"), json!(port)),
+                        expr::dnat_to(expr::map_lookup(
+                            expr::numgen_inc(n),
+                            expr::anon_map(targets),
+                        )),
+                    ],
+                    None,
+                );
+            }
+        }
     }
     b
 }

@@ -82,6 +82,13 @@ pub fn plan(state: &State, now_ms: i64) -> Vec<Command> {
             Ok(networks) => {
                 let mut t = t.clone();
                 t.networks = networks;
+                // The published ports as allocated (dynamic ones filled in): the agent opens
+                // `mode=host` ports from the task alone.
+                if let Some(svc) = state.services.get(&t.service_id) {
+                    if svc.ports.len() == t.spec.ports.len() {
+                        t.spec.ports = svc.ports.clone();
+                    }
+                }
                 t.status.state = TaskState::Pending;
                 t.status.message = ALLOCATED.to_string();
                 t.status.timestamp_ms = now_ms;

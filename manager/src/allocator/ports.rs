@@ -8,7 +8,8 @@ pub const DYNAMIC_START: u16 = 30000;
 /// Last dynamic published port.
 pub const DYNAMIC_END: u16 = 32767;
 
-/// Ports published in ingress mode by services other than `except`.
+/// Ports published (in either mode) by services other than `except`: a dynamic pick never
+/// takes one of them.
 pub fn used_ports<'a>(
     services: impl Iterator<Item = &'a Service>,
     except: &str,
@@ -16,7 +17,7 @@ pub fn used_ports<'a>(
     services
         .filter(|s| s.id != except)
         .flat_map(|s| s.ports.iter())
-        .filter(|p| p.mode == PublishMode::Ingress && p.published != 0)
+        .filter(|p| p.published != 0)
         .map(|p| (p.protocol, p.published))
         .collect()
 }
@@ -33,11 +34,9 @@ pub fn allocate(
     let mut taken = used.clone();
     let mut out = Vec::with_capacity(wanted.len());
     // Fixed ports first, so a dynamic pick never steals a port asked for explicitly.
-    for p in wanted
-        .iter()
-        .filter(|p| p.published != 0 && p.mode == PublishMode::Ingress)
-    {
-        if !taken.insert((p.protocol, p.published)) {
+    for p in wanted.iter().filter(|p| p.published != 0) {
+        // Fixed host-mode ports are per node: two services may use one on different nodes.
+        if !taken.insert((p.protocol, p.published)) && p.mode == PublishMode::Ingress {
             let who = owner_of(p.protocol, p.published).unwrap_or_else(|| service_name.to_string());
             return Err(format!(
                 "port {}/{} is already published by service {who:?}; choose another with --publish PUBLISHED:{}",
@@ -49,7 +48,7 @@ pub fn allocate(
     }
     for p in wanted {
         let mut p = *p;
-        if p.mode == PublishMode::Ingress && p.published == 0 {
+        if p.published == 0 {
             let kept = previous
                 .iter()
                 .find(|q| {
@@ -135,15 +134,17 @@ mod tests {
     }
 
     #[test]
-    fn host_mode_is_not_allocated() {
+    fn host_mode_gets_a_dynamic_port_and_fixed_ones_may_repeat() {
+        let used = BTreeSet::from([(Protocol::Tcp, 30000), (Protocol::Tcp, 8080)]);
         let got = allocate(
-            &[parse("8080,mode=host")],
+            &[parse("80,mode=host"), parse("8080:80,mode=host")],
             &[],
-            &BTreeSet::new(),
+            &used,
             "web",
             |_, _| None,
         )
         .unwrap();
-        assert_eq!(got[0].published, 0);
+        assert_eq!(got[0].published, 30001, "a dynamic port no service holds");
+        assert_eq!(got[1].published, 8080, "host-mode ports are per node");
     }
 }

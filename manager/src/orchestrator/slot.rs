@@ -45,7 +45,7 @@ fn runs_the_same(a: &ServiceSpec, b: &ServiceSpec) -> bool {
         && *image == b.image
         && *args == b.args
         && *env == b.env
-        && *ports == b.ports
+        && same_ports(ports, &b.ports)
         && *networks == b.networks
         && *endpoint_mode == b.endpoint_mode
         && *restart == b.restart
@@ -54,6 +54,20 @@ fn runs_the_same(a: &ServiceSpec, b: &ServiceSpec) -> bool {
         && *stop_grace_ms == b.stop_grace_ms
         && *limit_memory_bytes == b.limit_memory_bytes
         && *limit_cpus == b.limit_cpus
+}
+
+/// A task's ports (published numbers filled in by the allocator) against a spec's (0 = any).
+fn same_ports(
+    task: &[shoal_proto::model::PortConfig],
+    spec: &[shoal_proto::model::PortConfig],
+) -> bool {
+    task.len() == spec.len()
+        && task.iter().zip(spec).all(|(t, s)| {
+            t.protocol == s.protocol
+                && t.target == s.target
+                && t.mode == s.mode
+                && (s.published == 0 || t.published == s.published)
+        })
 }
 
 /// Tasks the orchestrator still wants running (desired RUNNING or lower).
