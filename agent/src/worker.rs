@@ -8,13 +8,15 @@ use crate::reporter::Reporter;
 use shoal_proto::model::{Task, TaskState};
 use shoal_proto::pb;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tracing::{info, info_span, warn, Instrument};
 
 /// Default time between SIGTERM and SIGKILL (Docker's default).
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+/// Time between two sweeps of leftover task cgroups.
+pub const CGROUP_SWEEP_PERIOD: Duration = Duration::from_secs(60);
 
 enum Local {
     /// Started (pid 0 until the process exists); the sender asks the supervisor to stop it.
@@ -53,14 +55,41 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
-    /// A worker using `executor` and reporting to `reporter`.
+    /// A worker using `executor` and reporting to `reporter`. Within a tokio runtime it also
+    /// starts the cgroup janitor (see [`Worker::sweep_cgroups`]).
     pub fn new(executor: ProcessExecutor, reporter: Reporter) -> Self {
-        Worker {
+        let w = Worker {
             inner: Arc::new(Mutex::new(HashMap::new())),
             executor,
             reporter,
             data_plane: None,
             peers: None,
+        };
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(Self::sweep_cgroups(
+                Arc::downgrade(&w.inner),
+                w.executor.clone(),
+            ));
+        }
+        w
+    }
+
+    /// Removes the cgroups of tasks that do not run here: at start (a crash's leftovers:
+    /// tasks do not outlive swarmd), then every [`CGROUP_SWEEP_PERIOD`] (cgroups whose removal
+    /// failed at the task's end). Ends with the worker.
+    async fn sweep_cgroups(inner: Weak<Mutex<HashMap<String, Local>>>, executor: ProcessExecutor) {
+        loop {
+            let Some(map) = inner.upgrade() else { return };
+            let running: HashSet<String> = map
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .filter(|(_, l)| matches!(l, Local::Running { .. }))
+                .map(|(id, _)| id.clone())
+                .collect();
+            drop(map);
+            executor.sweep_cgroups(&running);
+            tokio::time::sleep(CGROUP_SWEEP_PERIOD).await;
         }
     }
 
@@ -281,11 +310,12 @@ impl Worker {
         self.finish(&t.id, f, true);
     }
 
-    /// Removes a task's sandbox, if it had one.
+    /// Removes a task's sandbox and cgroups, if it had them.
     async fn release(&self, task_id: &str) {
         if let Some(dp) = &self.data_plane {
             dp.release(task_id).await;
         }
+        self.executor.cleanup(task_id).await;
     }
 
     async fn supervise(self, t: Task, mut running: Running, stop_rx: oneshot::Receiver<()>) {

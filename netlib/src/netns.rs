@@ -233,6 +233,7 @@ pub struct ChildSetup {
     binds: Vec<(CString, CString)>,
     root: Option<CString>,
     fresh: Vec<(CString, CString, libc::c_ulong)>,
+    cgroups: CgroupJoin,
 }
 
 impl ChildSetup {
@@ -253,15 +254,22 @@ impl ChildSetup {
     /// `mount -t proc proc /proc` and `mount -t sysfs -o ro sysfs /sys` in the new mount
     /// namespace, so that `/proc` shows the process's own PID namespace and `/sys/class/net`
     /// its own network namespace (each shows the namespaces of whoever mounts it).
-    pub fn mount_proc_and_sys(mut self) -> ChildSetup {
-        let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-        let fs = |n: &str| CString::new(n).expect("no NUL");
-        self.fresh
-            .push((fs("proc"), cstr(Path::new("/proc")), flags));
+    pub fn mount_proc_and_sys(self) -> ChildSetup {
+        self.mount_proc().mount("sysfs", "/sys", libc::MS_RDONLY)
+    }
+
+    /// `mount -t proc proc /proc` only: for a process that keeps its parent's network namespace
+    /// (a fresh sysfs there is refused with EBUSY).
+    pub fn mount_proc(self) -> ChildSetup {
+        self.mount("proc", "/proc", 0)
+    }
+
+    fn mount(mut self, fs: &str, target: &str, extra: libc::c_ulong) -> ChildSetup {
+        let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | extra;
         self.fresh.push((
-            fs("sysfs"),
-            cstr(Path::new("/sys")),
-            flags | libc::MS_RDONLY,
+            CString::new(fs).expect("no NUL"),
+            cstr(Path::new(target)),
+            flags,
         ));
         self
     }
@@ -272,9 +280,17 @@ impl ChildSetup {
         self
     }
 
+    /// Moves the child into each cgroup whose `cgroup.procs` file is in `procs_files` (see
+    /// [`CgroupJoin`]). Done first, before the fresh `/sys` would hide `/sys/fs/cgroup`.
+    pub fn join_cgroups(mut self, procs_files: &[PathBuf]) -> ChildSetup {
+        self.cgroups = CgroupJoin::new(procs_files);
+        self
+    }
+
     /// Applies the setup to the calling process. Call it only in a child between `fork` and
     /// `exec` (`CommandExt::pre_exec`): it changes the caller's namespaces.
     pub fn apply(&self) -> io::Result<()> {
+        self.cgroups.apply()?;
         let mut flags = libc::CLONE_NEWNS;
         if self.hostname.is_some() {
             flags |= libc::CLONE_NEWUTS;
@@ -320,6 +336,46 @@ impl ChildSetup {
         if let Some(h) = &self.hostname {
             // SAFETY: pointer and length of a live C string.
             check(unsafe { libc::sethostname(h.as_ptr(), h.as_bytes().len()) })?;
+        }
+        Ok(())
+    }
+}
+
+/// Cgroups a child process moves itself into between `fork` and `exec`, so that not one
+/// instruction of the program it execs runs outside them: `echo 0 > DIR/cgroup.procs` for each.
+/// Writing 0 moves the writing process, on cgroup v1 and v2 alike (`cgroup_procs_write_start`
+/// in kernel/cgroup/cgroup.c takes `current` when the pid is 0). The paths become C strings in
+/// [`CgroupJoin::new`], before the fork; [`CgroupJoin::apply`] only calls open, write and close.
+#[derive(Debug, Default)]
+pub struct CgroupJoin {
+    procs: Vec<CString>,
+}
+
+impl CgroupJoin {
+    /// Joins the cgroups whose `cgroup.procs` files are `procs_files` (none: does nothing).
+    pub fn new(procs_files: &[PathBuf]) -> CgroupJoin {
+        CgroupJoin {
+            procs: procs_files.iter().map(|p| cstr(p)).collect(),
+        }
+    }
+
+    /// Moves the calling process into every cgroup. Call it in a child between `fork` and
+    /// `exec`: it allocates nothing and makes only async-signal-safe system calls.
+    pub fn apply(&self) -> io::Result<()> {
+        for path in &self.procs {
+            // SAFETY: `path` is a NUL-terminated string made before the fork.
+            let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: writes one byte of a static buffer to the descriptor opened above.
+            let n = unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) };
+            let err = (n != 1).then(io::Error::last_os_error);
+            // SAFETY: `fd` was opened above and is closed exactly once.
+            unsafe { libc::close(fd) };
+            if let Some(e) = err {
+                return Err(e);
+            }
         }
         Ok(())
     }

@@ -1,8 +1,11 @@
 //! The `process` executor: a task is a child process of `swarmd`, in its own process group, with
 //! stdout and stderr kept in `<state-dir>/tasks/<task-id>/`.
 
+use super::cgroup::{Cgroups, Limits};
 use crate::network::Sandbox;
+use shoal_netlib::netns::CgroupJoin;
 use shoal_proto::model::Task;
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -11,6 +14,10 @@ use tokio::process::{Child, Command};
 
 /// Most bytes of one log stream returned per request.
 pub const MAX_LOG_BYTES: u64 = 4 << 20;
+/// How long removing an ended task's cgroups waits for its last processes to exit.
+pub const CGROUP_REMOVE_PATIENCE: Duration = Duration::from_millis(500);
+/// Cgroups younger than this are left alone by [`ProcessExecutor::sweep_cgroups`].
+pub const CGROUP_SWEEP_MIN_AGE: Duration = Duration::from_secs(5);
 
 /// Runs tasks as processes.
 #[derive(Debug, Clone)]
@@ -18,6 +25,7 @@ pub struct ProcessExecutor {
     dir: PathBuf,
     search: Vec<PathBuf>,
     node_id: String,
+    cgroups: Cgroups,
 }
 
 /// A started task.
@@ -33,7 +41,8 @@ pub struct Running {
 
 impl ProcessExecutor {
     /// Tasks' files go under `dir`; programs are looked up next to the running binary first
-    /// (so the shipped `whoami` demo is found), then in `PATH`.
+    /// (so the shipped `whoami` demo is found), then in `PATH`. Tasks with limits get cgroups
+    /// as detected now ([`Cgroups::detect`]).
     pub fn new(dir: PathBuf, node_id: String) -> Self {
         let mut search = Vec::new();
         if let Some(d) = std::env::current_exe()
@@ -49,7 +58,19 @@ impl ProcessExecutor {
             dir,
             search,
             node_id,
+            cgroups: Cgroups::detect(),
         }
+    }
+
+    /// Uses `cgroups` instead of the detected ones.
+    pub fn with_cgroups(mut self, cgroups: Cgroups) -> Self {
+        self.cgroups = cgroups;
+        self
+    }
+
+    /// The cgroups tasks with limits get.
+    pub fn cgroups(&self) -> &Cgroups {
+        &self.cgroups
     }
 
     /// The program an image name refers to.
@@ -79,7 +100,9 @@ impl ProcessExecutor {
         self.start_in(task, None)
     }
 
-    /// Starts `task`, inside `sandbox` when given (see [`super::sandbox`]).
+    /// Starts `task`, inside `sandbox` when given (see [`super::sandbox`]), in its own cgroups
+    /// when it has limits (see [`super::cgroup`]; call [`ProcessExecutor::cleanup`] once it
+    /// ended).
     pub fn start_in(&self, task: &Task, sandbox: Option<&Sandbox>) -> Result<Running, String> {
         let program = self.resolve(&task.spec.image)?;
         let dir = self.task_dir(&task.id);
@@ -109,20 +132,54 @@ impl ProcessExecutor {
                 cmd.env(k, v);
             }
         }
-        let (child, spawner) = match sandbox {
-            None => {
+        let setup = match sandbox {
+            Some(sb) => Some(
+                super::sandbox::etc_files(&dir, &task.id, sb)
+                    .map_err(|e| format!("writing the task's /etc files: {e}"))?,
+            ),
+            None => None,
+        };
+        let procs = self
+            .cgroups
+            .create(&task.id, &Limits::of(&task.spec))
+            .map_err(|e| e.to_string())?;
+        // The child's errors come back as a bare errno: say where it may come from.
+        let joining = if procs.is_empty() {
+            String::new()
+        } else {
+            let files: Vec<String> = procs.iter().map(|p| p.display().to_string()).collect();
+            format!(
+                " (from setting up the child, which includes moving it into its cgroup: \
+                 writing 0 to {})",
+                files.join(", ")
+            )
+        };
+        let spawned = match (sandbox, setup) {
+            (Some(sb), Some(setup)) => super::sandbox::spawn(cmd, sb, setup.join_cgroups(&procs))
+                .map(|(child, keep)| (child, Some(keep)))
+                .map_err(|e| {
+                    format!(
+                        "starting {} in its sandbox: {e}{joining}",
+                        program.display()
+                    )
+                }),
+            _ => {
                 die_with_parent(&mut cmd);
-                let child = cmd
-                    .spawn()
-                    .map_err(|e| format!("starting {}: {e}", program.display()))?;
-                (child, None)
+                if !procs.is_empty() {
+                    join_cgroups(&mut cmd, CgroupJoin::new(&procs));
+                }
+                cmd.spawn()
+                    .map(|child| (child, None))
+                    .map_err(|e| format!("starting {}: {e}{joining}", program.display()))
             }
-            Some(sb) => {
-                let setup = super::sandbox::etc_files(&dir, &task.id, sb)
-                    .map_err(|e| format!("writing the task's /etc files: {e}"))?;
-                let (child, keep) = super::sandbox::spawn(cmd, sb, setup)
-                    .map_err(|e| format!("starting {} in its sandbox: {e}", program.display()))?;
-                (child, Some(keep))
+        };
+        let (child, spawner) = match spawned {
+            Ok(s) => s,
+            Err(e) => {
+                for d in self.cgroups.task_dirs(&task.id) {
+                    let _ = std::fs::remove_dir(d); // the worker's cleanup retries
+                }
+                return Err(e);
             }
         };
         let pid = child
@@ -168,6 +225,23 @@ impl ProcessExecutor {
     /// Removes a task's files.
     pub fn remove(&self, task_id: &str) {
         let _ = std::fs::remove_dir_all(self.task_dir(task_id));
+    }
+
+    /// Removes the cgroups of a task that ended (none: nothing to do). A failure is logged,
+    /// never returned: the task's final state does not depend on it, and
+    /// [`ProcessExecutor::sweep_cgroups`] retries later.
+    pub async fn cleanup(&self, task_id: &str) {
+        if let Err(e) = self.cgroups.remove(task_id, CGROUP_REMOVE_PATIENCE).await {
+            tracing::warn!(task.id = task_id, error = %e, "could not remove the task's cgroup");
+        }
+    }
+
+    /// Removes the cgroups of tasks not in `running` (leftovers of a crash, or of a cleanup that
+    /// failed), logging what could not be removed.
+    pub fn sweep_cgroups(&self, running: &HashSet<String>) {
+        for e in self.cgroups.sweep(running, CGROUP_SWEEP_MIN_AGE) {
+            tracing::debug!(error = %e, "leftover cgroup not removed yet");
+        }
     }
 }
 
@@ -221,6 +295,16 @@ fn die_with_parent(cmd: &mut Command) {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             Ok(())
         });
+    }
+}
+
+/// Moves the child into its cgroups before exec (see [`CgroupJoin`]).
+#[allow(unsafe_code)]
+fn join_cgroups(cmd: &mut Command, join: CgroupJoin) {
+    // SAFETY: the closure runs in the child between fork and exec; `CgroupJoin::apply` only
+    // calls open(2), write(2) and close(2) on strings made before the fork.
+    unsafe {
+        cmd.pre_exec(move || join.apply());
     }
 }
 

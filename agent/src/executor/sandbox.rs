@@ -22,7 +22,7 @@ use crate::network::Sandbox;
 /// the `host` network keeps the node's host name and `/etc` files, as Docker's do.
 pub fn etc_files(dir: &Path, task_id: &str, sandbox: &Sandbox) -> io::Result<ChildSetup> {
     if *sandbox == Sandbox::Host {
-        return Ok(ChildSetup::new().mount_proc_and_sys());
+        return Ok(ChildSetup::new().mount_proc());
     }
     let mut hosts =
         String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
