@@ -72,6 +72,11 @@ impl Agent {
         let executor = ProcessExecutor::new(cfg.state_dir.join("tasks"), cfg.node_id.clone());
         let worker =
             Worker::new(executor, reporter.clone()).with_data_plane(cfg.data_plane.clone());
+        let adopted: std::collections::HashSet<String> = worker.adopt().into_iter().collect();
+        if let Some(dp) = cfg.data_plane.clone() {
+            // Sandboxes of tasks that did not survive are leftovers.
+            tokio::spawn(async move { dp.janitor(&adopted).await });
+        }
         Arc::new(Agent {
             managers: Mutex::new(cfg.managers.clone()),
             cfg,
@@ -146,7 +151,14 @@ impl Agent {
             backoff = Duration::from_millis(50);
         }
         info!("agent stopping; stopping tasks");
-        self.worker.stop_all().await;
+        if self.worker.tasks_outlive_agent() {
+            info!(
+                tasks = self.worker.running(),
+                "leaving the tasks running: a restarted swarmd adopts them"
+            );
+        } else {
+            self.worker.stop_all().await;
+        }
     }
 
     async fn session(&self, addr: &str) -> SessionEnd {

@@ -23,6 +23,8 @@ enum Local {
     Running {
         stop: Option<oneshot::Sender<()>>,
         pid: u32,
+        /// Adopted after a restart and its sandbox not yet re-registered with the data plane.
+        adopted: bool,
     },
     /// Ended (or never started) on this node, with the final status reported.
     Done(Final),
@@ -239,6 +241,22 @@ impl Worker {
             return;
         }
         if known {
+            // Adopted after a restart: the data plane learns the task's networks again (its
+            // namespaces are there; `prepare` only records them).
+            let adopted = matches!(
+                self.lock().get(&t.id),
+                Some(Local::Running { adopted: true, .. })
+            );
+            if let (true, Some(dp)) = (adopted, self.data_plane.clone()) {
+                if let Some(Local::Running { adopted, .. }) = self.lock().get_mut(&t.id) {
+                    *adopted = false;
+                }
+                tokio::spawn(async move {
+                    if let Err(e) = dp.prepare(&t).await {
+                        warn!(task.id = %t.id, "re-registering an adopted task's networks: {e}");
+                    }
+                });
+            }
             return;
         }
         if t.status.state >= TaskState::Accepted {
@@ -266,6 +284,7 @@ impl Worker {
             Local::Running {
                 stop: Some(tx),
                 pid: 0,
+                adopted: false,
             },
         );
         let r = &self.reporter;
@@ -333,13 +352,15 @@ impl Worker {
                     None => (TaskState::Failed, "failed", "task: killed by a signal".to_string(), None),
                 }
             }
-            _ = stop_rx => {
+            // A dropped sender (the agent going away) is not a stop: the task outlives it.
+            Ok(()) = stop_rx => {
                 let code = stop(&mut running, grace).await;
                 (TaskState::Shutdown, "shutdown", String::new(), code)
             }
         };
         info!(?state, exit = ?code, "task ended");
         drop(running);
+        crate::executor::adopt::forget(&self.executor.task_dir(&t.id));
         self.release(&t.id).await;
         self.finish(
             &t.id,
@@ -351,6 +372,90 @@ impl Worker {
             },
             false,
         );
+    }
+
+    /// Takes back the sandboxed tasks a previous run of this agent left running (their process
+    /// is still the same one): they are supervised again rather than replaced. Returns their ids.
+    pub fn adopt(&self) -> Vec<String> {
+        if self.data_plane.is_none() {
+            return Vec::new();
+        }
+        let found = crate::executor::adopt::find(self.executor.dir());
+        for (id, pid, start) in &found {
+            let (tx, rx) = oneshot::channel();
+            self.lock().insert(
+                id.clone(),
+                Local::Running {
+                    stop: Some(tx),
+                    pid: *pid,
+                    adopted: true,
+                },
+            );
+            info!(task.id = %id, pid, "adopted a task left running by the previous swarmd");
+            let span = info_span!("task", task.id = %id);
+            tokio::spawn(
+                self.clone()
+                    .supervise_adopted(id.clone(), *pid, *start, rx)
+                    .instrument(span),
+            );
+        }
+        found.into_iter().map(|(id, ..)| id).collect()
+    }
+
+    /// Supervises an adopted task (not our child: its end is seen by polling, its exit code is
+    /// unknown).
+    async fn supervise_adopted(
+        self,
+        id: String,
+        pid: u32,
+        start: u64,
+        mut stop_rx: oneshot::Receiver<()>,
+    ) {
+        use crate::executor::adopt::alive;
+        use crate::executor::process::signal_group;
+        let stopped = loop {
+            tokio::select! {
+                Ok(()) = &mut stop_rx => {
+                    signal_group(pid, libc::SIGTERM);
+                    let deadline = tokio::time::Instant::now() + DEFAULT_STOP_GRACE;
+                    while alive(pid, start) && tokio::time::Instant::now() < deadline {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    signal_group(pid, libc::SIGKILL);
+                    break true;
+                }
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                    if !alive(pid, start) {
+                        break false;
+                    }
+                }
+            }
+        };
+        crate::executor::adopt::forget(&self.executor.task_dir(&id));
+        self.release(&id).await;
+        let f = if stopped {
+            Final {
+                state: TaskState::Shutdown,
+                message: "shutdown",
+                err: String::new(),
+                exit_code: None,
+            }
+        } else {
+            Final {
+                state: TaskState::Failed,
+                message: "failed",
+                err: "task: exited while adopted after a swarmd restart (exit code unknown)".into(),
+                exit_code: None,
+            }
+        };
+        info!(?f.state, "adopted task ended");
+        self.finish(&id, f, false);
+    }
+
+    /// Whether tasks keep running when swarmd stops (sandboxed tasks do; a restarted swarmd
+    /// adopts them).
+    pub fn tasks_outlive_agent(&self) -> bool {
+        self.data_plane.is_some()
     }
 
     /// Stops every task (swarmd is shutting down).

@@ -45,6 +45,8 @@ pub struct Lab {
     pub subnet: String,
     /// The lab directory's parent (`SHOAL_LAB_DIR`).
     pub root: PathBuf,
+    /// Extra swarmd flags (`SHOAL_LAB_SWARMD_ARGS`); fast timings by default.
+    pub swarmd_args: String,
     swarmctl: PathBuf,
 }
 
@@ -75,6 +77,13 @@ impl Lab {
             name,
             subnet,
             root,
+            swarmd_args: {
+                let t = Timings::default();
+                format!(
+                    "--election-timeout {} --raft-heartbeat {} --heartbeat-period {}",
+                    t.election_timeout, t.raft_heartbeat, t.heartbeat_period
+                )
+            },
             swarmctl: bin("swarmctl"),
         }
     }
@@ -85,17 +94,10 @@ impl Lab {
 
     /// `swarmctl ARGS` with this lab's directory and fast timings.
     pub fn ctl(&self, args: &[&str], timeout: Duration) -> Output {
-        let t = Timings::default();
         let mut cmd = Command::new(&self.swarmctl);
         cmd.args(args)
             .env("SHOAL_LAB_DIR", &self.root)
-            .env(
-                "SHOAL_LAB_SWARMD_ARGS",
-                format!(
-                    "--election-timeout {} --raft-heartbeat {} --heartbeat-period {}",
-                    t.election_timeout, t.raft_heartbeat, t.heartbeat_period
-                ),
-            )
+            .env("SHOAL_LAB_SWARMD_ARGS", &self.swarmd_args)
             .env("NO_COLOR", "1")
             .env_remove("SWARM_HOST");
         run(&mut cmd, timeout)

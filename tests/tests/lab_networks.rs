@@ -493,3 +493,201 @@ fn article_section_3_overlay_across_five_nodes() {
         );
     }
 }
+
+/// One keep-alive HTTP connection from inside a namespace: requests go over the same TCP
+/// connection until it breaks.
+struct KeepAlive {
+    stream: std::net::TcpStream,
+}
+
+impl KeepAlive {
+    fn open(ns: &Path, addr: &str) -> KeepAlive {
+        let ns = shoal_netlib::netns::NetNs::open(ns).expect("the node's namespace");
+        let addr: std::net::SocketAddr = addr.parse().expect("an address");
+        let stream = ns
+            .run(move || std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)))
+            .expect("enter the namespace")
+            .expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        KeepAlive { stream }
+    }
+
+    /// `GET /name` on the open connection; the body.
+    fn name(&mut self) -> std::io::Result<String> {
+        use std::io::{Read, Write};
+        self.stream
+            .write_all(b"GET /name HTTP/1.1\r\nHost: t\r\n\r\n")?;
+        let mut buf = vec![0u8; 4096];
+        let mut got = Vec::new();
+        loop {
+            let n = self.stream.read(&mut buf)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().to_string())
+                    })
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                if body.len() >= len {
+                    return Ok(body[..len].to_string());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn restarting_the_agent_keeps_tasks_and_their_connections() {
+    if !root_or_skip("agent_restart") {
+        return;
+    }
+    let mut lab = Lab::new();
+    // Swarm's own rule: a node that misses its heartbeats is down and its tasks move. A restart
+    // keeps them when it is quicker than that (3 × 1 s here, 3 × 500 ms by default).
+    lab.swarmd_args = "--heartbeat-period 1s".into();
+    lab.lab_ok(
+        &["up"],
+        &["--managers", "1", "--workers", "1", "--subnet", &lab.subnet],
+    );
+    ctl_ok(
+        &lab,
+        &[
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--replicas",
+            "2",
+            "--constraint",
+            "node.hostname==worker1",
+            "whoami",
+        ],
+    );
+    let before = running(&lab, "web", 2);
+    let node_ns = lab.dir().join("netns").join("worker1");
+    let mut conn = KeepAlive::open(&node_ns, "172.17.0.2:8080");
+    let first = conn.name().expect("a first answer");
+
+    // Stop worker1's swarmd (SIGTERM, as a service manager would) and start it again.
+    let file = lab.file();
+    let node = file["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "worker1")
+        .unwrap()
+        .clone();
+    let pid = node["pid"].as_u64().unwrap() as u32;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("swarmd runs");
+    let argv: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).to_string())
+        .collect();
+    assert!(argv[0].ends_with("swarmd"), "{argv:?}");
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    wait_for("the old swarmd exits", Duration::from_secs(20), || {
+        // Gone, or a zombie its new parent has not reaped yet.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        match stat
+            .rfind(')')
+            .and_then(|i| stat[i + 2..].split_whitespace().next())
+        {
+            None | Some("Z") => Ok(()),
+            Some(s) => Err(format!("state {s}")),
+        }
+    });
+    for t in &before {
+        assert!(
+            Path::new(&format!("/proc/{}", t.pid)).exists(),
+            "task {} died with swarmd",
+            t.id
+        );
+    }
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(lab.dir().join("nodes").join("worker1").join("swarmd.log"))
+        .expect("the node's log");
+    let mut restart = Command::new("nsenter");
+    restart
+        .arg(format!("--net={}", node_ns.display()))
+        .arg("--")
+        .args(&argv)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    std::os::unix::process::CommandExt::process_group(&mut restart, 0);
+    let mut child = restart.spawn().expect("restart swarmd");
+
+    // The same tasks, same processes, still running; the open connection still answers.
+    let again = wait_for(
+        "worker1 Ready again with its tasks",
+        Duration::from_secs(30),
+        || {
+            let v: serde_json::Value =
+                serde_json::from_str(&ctl_ok(&lab, &["node", "ls", "--format", "json"]))
+                    .map_err(|e| e.to_string())?;
+            let ready = shoal_tests::NodeView::list(&v)
+                .iter()
+                .all(|n| n.state == "ready");
+            let tasks = running(&lab, "web", 2);
+            if ready {
+                Ok(tasks)
+            } else {
+                Err("worker1 not ready".into())
+            }
+        },
+    );
+    let ids = |v: &[TaskView]| {
+        let mut x: Vec<(String, u64)> = v.iter().map(|t| (t.id.clone(), t.pid)).collect();
+        x.sort();
+        x
+    };
+    assert_eq!(
+        ids(&again),
+        ids(&before),
+        "the tasks were kept, not replaced"
+    );
+    assert_eq!(conn.name().expect("the old connection still works"), first);
+    let out = ctl(&lab, &["service", "ps", "web", "--format", "json"]);
+    let all: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        all.as_array().unwrap().len(),
+        2,
+        "no replacement task was made: {all}"
+    );
+
+    // The adopted tasks are still managed: scaling down stops one and removes its sandbox.
+    ctl_ok(&lab, &["service", "scale", "web=1"]);
+    running(&lab, "web", 1);
+    let netns_dir = lab.dir().join("nodes").join("worker1").join("netns");
+    wait_for("one task sandbox left", Duration::from_secs(30), || {
+        let n = std::fs::read_dir(&netns_dir)
+            .map(|rd| rd.flatten().count())
+            .unwrap_or(0);
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(format!("{n} sandboxes"))
+        }
+    });
+    // The restarted swarmd is ours: stop it by PID before the lab goes.
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}

@@ -35,8 +35,6 @@ pub struct Running {
     pub child: Child,
     /// Its pid (also its process group id).
     pub pid: u32,
-    /// For sandboxed tasks: dropping it lets the thread that spawned the task end.
-    pub spawner: Option<std::sync::mpsc::Sender<()>>,
 }
 
 impl ProcessExecutor {
@@ -88,6 +86,11 @@ impl ProcessExecutor {
             .map(|d| d.join(image))
             .find(|p| p.is_file())
             .ok_or_else(|| format!("executable {image:?} not found on this node (looked next to swarmd and in PATH)"))
+    }
+
+    /// The directory holding every task's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The directory holding a task's files.
@@ -156,7 +159,6 @@ impl ProcessExecutor {
         };
         let spawned = match (sandbox, setup) {
             (Some(sb), Some(setup)) => super::sandbox::spawn(cmd, sb, setup.join_cgroups(&procs))
-                .map(|(child, keep)| (child, Some(keep)))
                 .map_err(|e| {
                     format!(
                         "starting {} in its sandbox: {e}{joining}",
@@ -169,11 +171,10 @@ impl ProcessExecutor {
                     join_cgroups(&mut cmd, CgroupJoin::new(&procs));
                 }
                 cmd.spawn()
-                    .map(|child| (child, None))
                     .map_err(|e| format!("starting {}: {e}{joining}", program.display()))
             }
         };
-        let (child, spawner) = match spawned {
+        let child = match spawned {
             Ok(s) => s,
             Err(e) => {
                 for d in self.cgroups.task_dirs(&task.id) {
@@ -185,11 +186,10 @@ impl ProcessExecutor {
         let pid = child
             .id()
             .ok_or("the task exited before it could be tracked")?;
-        Ok(Running {
-            child,
-            pid,
-            spawner,
-        })
+        if sandbox.is_some() {
+            super::adopt::record(&dir, pid);
+        }
+        Ok(Running { child, pid })
     }
 
     /// Reads the last `tail` lines (0 = all, within [`MAX_LOG_BYTES`]) of a task's stream.

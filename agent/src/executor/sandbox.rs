@@ -5,13 +5,11 @@
 //! mounted afresh
 //! and the task id as host name.
 //!
-//! The thread stays until the task's [`super::Running`] is dropped: `PR_SET_PDEATHSIG` fires
-//! when the thread that forked the task ends, and it must not end before the task.
+//! Sandboxed tasks outlive `swarmd` (no `PR_SET_PDEATHSIG`): a restarted agent adopts them.
 
 use std::io;
 use std::os::fd::AsFd;
 use std::path::Path;
-use std::sync::mpsc;
 
 use shoal_netlib::netns::{self, ChildSetup, Kind, NetNs};
 use tokio::process::{Child, Command};
@@ -44,54 +42,34 @@ pub fn etc_files(dir: &Path, task_id: &str, sandbox: &Sandbox) -> io::Result<Chi
     Ok(setup)
 }
 
-/// Spawns `cmd` in `sandbox` with `setup` applied in the child. Returns the child and the
-/// sender whose drop lets the spawning thread end.
-pub fn spawn(
-    mut cmd: Command,
-    sandbox: &Sandbox,
-    setup: ChildSetup,
-) -> io::Result<(Child, mpsc::Sender<()>)> {
+/// Spawns `cmd` in `sandbox` with `setup` applied in the child. The task does not die with
+/// `swarmd`: a restarted `swarmd` adopts it (see [`super::adopt`]).
+pub fn spawn(mut cmd: Command, sandbox: &Sandbox, setup: ChildSetup) -> io::Result<Child> {
     let ns = match sandbox {
         Sandbox::Netns { path, .. } => Some(NetNs::open(path).map_err(io::Error::other)?),
         Sandbox::Host => None,
     };
     set_child_setup(&mut cmd, setup);
     let rt = tokio::runtime::Handle::current();
-    let (keep_tx, keep_rx) = mpsc::channel::<()>();
-    let (tx, rx) = mpsc::channel();
     std::thread::Builder::new()
         .name("task-spawn".into())
         .spawn(move || {
             let _rt = rt.enter();
-            let spawned = (|| {
-                if let Some(ns) = &ns {
-                    netns::enter(ns.as_fd(), Kind::Net)?;
-                }
-                netns::unshare(&[Kind::Pid])?;
-                cmd.spawn()
-            })();
-            let ok = spawned.is_ok();
-            let _ = tx.send(spawned);
-            if ok {
-                // Lives as long as the task's handle (see the module doc).
-                let _ = keep_rx.recv();
+            if let Some(ns) = &ns {
+                netns::enter(ns.as_fd(), Kind::Net)?;
             }
-        })?;
-    let child = rx
-        .recv()
-        .map_err(|_| io::Error::other("the spawning thread died"))??;
-    Ok((child, keep_tx))
+            netns::unshare(&[Kind::Pid])?;
+            cmd.spawn()
+        })?
+        .join()
+        .map_err(|_| io::Error::other("the spawning thread panicked"))?
 }
 
 #[allow(unsafe_code)]
 fn set_child_setup(cmd: &mut Command, setup: ChildSetup) {
     // SAFETY: the closure runs in the child between fork and exec; `ChildSetup::apply` makes
-    // only system calls (its strings were built before the fork), and prctl(2) is
-    // async-signal-safe.
+    // only system calls (its strings were built before the fork).
     unsafe {
-        cmd.pre_exec(move || {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            setup.apply()
-        });
+        cmd.pre_exec(move || setup.apply());
     }
 }

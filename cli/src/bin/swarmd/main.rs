@@ -36,7 +36,12 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    if let Err(e) = rt.block_on(run(args)) {
+    let result = rt.block_on(run(args));
+    // Everything that must finish has finished inside `run`; do not wait for idle blocking-pool
+    // threads (up to seconds): a restart must be quicker than node-down detection for the
+    // node's tasks to be adopted rather than replaced.
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    if let Err(e) = result {
         eprintln!("swarmd: {e:#}");
         std::process::exit(1);
     }
@@ -117,8 +122,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .context(
                     "--data-plane kernel needs root (network namespaces, bridges, nftables)",
                 )?;
-            // Tasks do not outlive swarmd yet: every sandbox left on disk is a leftover.
-            dp.janitor(&Default::default()).await;
             Some(dp)
         }
         _ => None,
