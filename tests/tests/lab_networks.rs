@@ -439,6 +439,20 @@ fn article_section_3_overlay_across_five_nodes() {
         "{out}"
     );
 
+    // An overlay-only task also has shoal_gwbridge (eth1, 172.18.0.0/16) as its way out: the
+    // default route goes there, not into the overlay.
+    let out = exec(&["cat", "/proc/net/dev", "/proc/net/route"]);
+    assert!(out.stdout.contains("eth1:"), "{out}");
+    let default = out
+        .stdout
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("00000000"))
+        .unwrap_or_else(|| panic!("no default route: {out}"));
+    assert!(
+        default.starts_with("eth1") && default.contains("010012AC"),
+        "via 172.18.0.1: {default}"
+    );
+
     // network ls shows the predefined networks and lp_net as Docker does.
     let nets: serde_json::Value =
         serde_json::from_str(&ctl_ok(&lab, &["network", "ls", "--format", "json"])).expect("json");

@@ -35,6 +35,8 @@ use tracing::{info, warn};
 const NODE_TABLE: &str = "shoal";
 /// The default `bridge` network's subnet, for tasks attached to no network.
 const DEFAULT_BRIDGE_SUBNET: &str = "172.17.0.0/16";
+/// `shoal_gwbridge`'s subnet: overlay tasks' way out.
+const GW_BRIDGE_SUBNET: &str = "172.18.0.0/16";
 
 /// Where a task runs, network-wise.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,19 +113,31 @@ struct Inner {
 }
 
 /// The attachments a task gets: its own, or the default `bridge` network when it has none.
+/// A task on overlay networks only also gets `shoal_gwbridge`, last, for its traffic out of
+/// the cluster (Docker's `docker_gwbridge`).
 fn attachments(task: &Task) -> Vec<NetworkAttachment> {
-    if !task.networks.is_empty() {
-        return task.networks.clone();
-    }
-    let mut a = NetworkAttachment {
-        network_id: "bridge".into(),
-        ..Default::default()
+    let local = |name: &str, subnet: &str, gateway: &str| {
+        let mut a = NetworkAttachment {
+            network_id: name.into(),
+            ..Default::default()
+        };
+        a.network.name = name.into();
+        a.network.driver = NetworkDriver::Bridge;
+        a.network.subnet = subnet.into();
+        a.network.gateway = gateway.into();
+        a
     };
-    a.network.name = "bridge".into();
-    a.network.driver = NetworkDriver::Bridge;
-    a.network.subnet = DEFAULT_BRIDGE_SUBNET.into();
-    a.network.gateway = "172.17.0.1".into();
-    vec![a]
+    if task.networks.is_empty() {
+        return vec![local("bridge", DEFAULT_BRIDGE_SUBNET, "172.17.0.1")];
+    }
+    let mut atts = task.networks.clone();
+    if atts
+        .iter()
+        .all(|a| a.network.driver == NetworkDriver::Overlay)
+    {
+        atts.push(local("shoal_gwbridge", GW_BRIDGE_SUBNET, "172.18.0.1"));
+    }
+    atts
 }
 
 /// The node bridge of a local network.

@@ -146,6 +146,7 @@ pub fn task(t: &pb::Task) -> Value {
             "network": n.network_name,
             "driver": names::driver(n.driver()),
             "addresses": n.addresses,
+            "macs": n.addresses.iter().map(|a| mac_of(a)).collect::<Vec<_>>(),
             "gateway": n.gateway,
             "aliases": n.aliases,
         })).collect::<Vec<_>>(),
@@ -155,9 +156,27 @@ pub fn task(t: &pb::Task) -> Value {
     })
 }
 
+/// The MAC a task's interface has for an address (`02:42` + the IPv4 address, as Docker).
+fn mac_of(cidr: &str) -> String {
+    let ip = cidr.split('/').next().unwrap_or_default();
+    match ip.parse::<std::net::Ipv4Addr>() {
+        Ok(a) => {
+            let o = a.octets();
+            format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
+        }
+        Err(_) => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn macs_follow_addresses() {
+        assert_eq!(mac_of("10.0.1.7/24"), "02:42:0a:00:01:07");
+        assert_eq!(mac_of("bad"), "");
+    }
 
     #[test]
     fn enums_are_words() {
