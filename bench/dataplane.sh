@@ -1,0 +1,416 @@
+#!/usr/bin/env bash
+# (h) The data plane on a lab (issue 4): one `swarmctl lab` (3 managers + 2 workers, each a
+# release swarmd --data-plane kernel in its own network namespace), three measurements:
+#
+# 1. TCP throughput worker2 -> worker1, overlay vs underlay, interleaved in the same run
+#    (iperf3, DURATION s, RUNS runs each). Underlay: iperf3 in the two nodes' namespaces
+#    (`swarmctl lab exec`), client to worker1's lab address. Overlay: two tasks (`sleep 100000`)
+#    on an overlay network, one pinned to each worker; iperf3 runs in the tasks' network
+#    namespaces (nsenter) and the client connects to the server task's overlay address (VXLAN
+#    between the nodes). Result: Mbit/s medians and overlay / underlay.
+# 2. `service create -d --replicas 50` -> 50 tasks RUNNING (polled every 50 ms through `service
+#    ps --format json`), RUNS runs per network, the three interleaved in every round: tasks on
+#    `--network none` (namespaces, no links: the baseline), on the default bridge (no flag) and on
+#    an overlay network. The service is removed after each run and the script waits until its
+#    tasks, task namespaces and overlay sandboxes are gone. Tasks get --stop-grace-period 1s (as
+#    in the Swarm anchor): a task is PID 1 of its PID namespace, where `sleep` ignores SIGTERM, so
+#    every stop waits out the grace period (default 10 s) before the SIGKILL.
+# 3. VmRSS of every node's swarmd (pid from lab.json): before the lab ran any task, before each
+#    run of 2 (0 tasks: the baseline) and SETTLE s after its 50 tasks are RUNNING; per node:
+#    the delta per task.
+#
+# Root only. The lab gets a unique name (bench + 3 digits), a free /24 in 198.18.200-250.0 (or
+# SUBNET) and its state in the run directory under /var/tmp; at exit, even on failure or
+# Ctrl-C, `swarmctl lab down` removes it, and the processes the script started (iperf3 servers)
+# are stopped by PID. Installs iperf3 with apt when missing.
+#
+# Env: RUNS=3 DURATION=5 REPLICAS=50 SETTLE=2 SUBNET=198.18.X.0/24 NO_BUILD=1 (use the release
+# binaries already in $CARGO_TARGET_DIR/release), QUIET_PCT/QUIET_MAX (lib.sh; default 60 s here),
+# SWARM_RESULTS (a docker-swarm.sh results file for the side-by-side Swarm figure), KEEP=1.
+# Output: $RESULTS_DIR/dataplane.md.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+[ "$(id -u)" -eq 0 ] || die "bench/dataplane.sh needs root: it builds a lab of network namespaces (run it with sudo)"
+
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-5}
+REPLICAS=${REPLICAS:-50}
+SETTLE=${SETTLE:-2}
+QUIET_MAX=${QUIET_MAX:-60}
+PORT=5201
+OVNET=dpnet
+
+bench_init dataplane
+RAW=$BASE/dataplane.raw
+: >"$RAW"
+mkdir -p "$RESULTS_DIR"
+
+# ------------------------------------------------------------------------------ clean-up
+LAB=""
+export SHOAL_LAB_DIR=$BASE/labs
+dp_cleanup() {
+  local rc=$? pid cwd
+  set +e
+  trap - INT TERM
+  if [ -n "$LAB" ] && [ -e "$SHOAL_LAB_DIR/$LAB/lab.json" ]; then
+    log "removing lab $LAB"
+    if ! timeout 120 swarmctl lab down --name "$LAB" >>"$BASE/lab-down.log" 2>&1; then
+      log "lab down failed ($(tail -n 2 "$BASE/lab-down.log" | tr '\n' ' ')); keeping $BASE:" \
+        "remove the rest with SHOAL_LAB_DIR=$SHOAL_LAB_DIR $BASE/bin/swarmctl lab down --name $LAB"
+      export KEEP=1   # bench_cleanup keeps $BASE
+      # the lab's swarmds, if any survived: by pid, only those running in this lab's directory
+      for pid in $(cat "$BASE/labpids" 2>/dev/null); do
+        cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null) || continue
+        case "$cwd" in "$SHOAL_LAB_DIR/$LAB"/*) log "lab swarmd $pid still running: KILL"; kill -KILL "$pid" 2>/dev/null ;; esac
+      done
+    fi
+  fi
+  (exit "$rc")
+  bench_cleanup   # iperf3 servers by PID, left-over task processes in $BASE, then $BASE
+  exit "$rc"
+}
+trap dp_cleanup EXIT
+
+# Background processes of this script: recorded by PID (stopped by bench_cleanup if still there).
+BGPID=""
+bg_start() { "$@" 9>&- & BGPID=$!; track "$BGPID"; }
+bg_stop() { # PID: lets it end on its own for up to 10 s, then TERM
+  local pid=$1
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -TERM "$pid" 2>/dev/null || true
+  { wait "$pid"; } 2>/dev/null || true
+  untrack "$pid"
+}
+
+# ------------------------------------------------------------------------------ set-up
+command -v iperf3 >/dev/null || {
+  log "installing iperf3 (Debian)"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3; } >&2 || die "cannot install iperf3"
+}
+command -v python3 >/dev/null || die "python3 is needed (JSON of swarmctl and iperf3)"
+command -v nsenter >/dev/null || die "nsenter (util-linux) is needed"
+
+mkdir -p "$BASE/bin"
+if [ "${NO_BUILD:-0}" != 1 ]; then
+  log "building the release binaries (swarmd, swarmctl, whoami)"
+  ok=0
+  for i in 1 2 3; do   # another engineer's half-edited file can break a build: retry
+    if (cd "$REPO" && cargo build --locked --release -q --bins) >&2; then ok=1; break; fi
+    log "build failed (attempt $i); retrying in 60 s"; sleep 60
+  done
+  [ $ok = 1 ] || die "cannot build the release binaries"
+fi
+# Copies: a rebuild by someone else during the run cannot swap the binaries under the lab.
+# swarmctl starts the swarmd next to it.
+cp "$CARGO_TARGET_DIR/release/swarmd" "$CARGO_TARGET_DIR/release/swarmctl" "$CARGO_TARGET_DIR/release/whoami" "$BASE/bin/" ||
+  die "release binaries missing in $CARGO_TARGET_DIR/release (NO_BUILD=1 without a build?)"
+export PATH="$BASE/bin:$PATH"
+
+# A free /24 for the lab's underlay: the host endpoint gets .254 of it in this namespace.
+if [ -z "${SUBNET:-}" ]; then
+  for x in $(seq 200 250); do
+    if ! ip -4 -o addr show | grep -q " 198\.18\.$x\." && ! ip -4 route show | grep -q "^198\.18\.$x\."; then
+      SUBNET=198.18.$x.0/24; break
+    fi
+  done
+  [ -n "${SUBNET:-}" ] || die "no free /24 in 198.18.200.0-198.18.250.0 (set SUBNET=198.18.X.0/24)"
+fi
+for _ in $(seq 1 20); do
+  LAB=$(printf 'bench%03d' $((RANDOM % 1000)))
+  ip link show "swlab-$LAB" >/dev/null 2>&1 || break
+done
+LABDIR=$SHOAL_LAB_DIR/$LAB
+export SWARM_HOST=unix://$LABDIR/nodes/manager1/swarmd.sock
+
+START_NOTE="$(date -u +%FT%TZ), $(machine_note)"
+log "lab $LAB on $SUBNET (state in $LABDIR) — $START_NOTE"
+# fd 9 (the bench lock) must not be inherited by the lab's swarmds, which outlive swarmctl.
+timeout 120 swarmctl lab up --name "$LAB" --subnet "$SUBNET" >"$BASE/lab-up.log" 2>&1 9>&- ||
+  die "lab up failed: $(tail -n 5 "$BASE/lab-up.log")"
+labjson() { python3 -c "import json,sys; d=json.load(open('$LABDIR/lab.json')); $1"; }
+labjson 'print("\n".join(str(n["pid"]) for n in d["nodes"]))' >"$BASE/labpids"
+NODES=$(labjson 'print(" ".join(n["name"] for n in d["nodes"]))')
+declare -A PID_OF=() ROLE_OF=()
+while read -r n p r; do PID_OF[$n]=$p; ROLE_OF[$n]=$r; done < <(labjson 'print("\n".join("%s %s %s" % (n["name"], n["pid"], n["role"]) for n in d["nodes"]))')
+W1_ADDR=$(labjson 'print([n["address"] for n in d["nodes"] if n["name"]=="worker1"][0])')
+log "lab up: $(tr '\n' ' ' <"$BASE/labpids")(swarmd pids)"
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo nan; }
+node_ids() { swarmctl node ls --format json | python3 -c 'import json,sys; [print(n["id"], n["hostname"]) for n in json.load(sys.stdin)]'; }
+# Tasks of SERVICE per node hostname: "HOST COUNT" lines (running tasks only).
+tasks_per_node() {
+  swarmctl service ps "$1" --format json | python3 -c '
+import json, sys
+names = dict(l.split() for l in open(sys.argv[1]))
+c = {}
+for t in json.load(sys.stdin):
+    if t["status"]["state"] == "running":
+        h = names.get(t["node_id"], t["node_id"]); c[h] = c.get(h, 0) + 1
+for h, n in c.items(): print(h, n)' "$BASE/nodeids"
+}
+rss_sample() { # PHASE MODE RUN [SERVICE]   appends one RSS line per node
+  local phase=$1 mode=$2 run=$3 svc=${4:-} n
+  declare -A cnt=()
+  if [ -n "$svc" ]; then while read -r h c; do cnt[$h]=$c; done < <(tasks_per_node "$svc"); fi
+  for n in $NODES; do
+    echo "RSS phase=$phase mode=$mode run=$run node=$n role=${ROLE_OF[$n]} kb=$(rss_kb "${PID_OF[$n]}") tasks=${cnt[$n]:-0}" >>"$RAW"
+  done
+}
+running_count() { { swarmctl service ps "$1" --format json 2>/dev/null || true; } | grep -c '"state": "running"' || true; }
+wait_running() { # SERVICE N TIMEOUT_S
+  local end=$(( $(date +%s) + $3 ))
+  for _ in $(seq 1 $(( $3 * 5 ))); do
+    [ "$(running_count "$1")" -ge "$2" ] && return 0
+    [ "$(date +%s)" -lt "$end" ] || break
+    sleep 0.2
+  done
+  die "service $1 did not reach $2 running tasks in $3 s"
+}
+# After `service rm`: no task left in the store, no task namespace and no overlay sandbox on any
+# node. Prints the milliseconds it took.
+wait_gone() { # START_MS
+  local tasks files
+  for _ in $(seq 1 300); do   # 60 s at most
+    tasks=$({ swarmctl task ls --format json 2>/dev/null || echo '"service_id"'; } | grep -c '"service_id"' || true)
+    files=$(find "$LABDIR/nodes" -maxdepth 3 \( -path '*/netns/tk_*' -o -path '*/netns/ov_*' \) 2>/dev/null | wc -l)
+    if [ "$tasks" -eq 0 ] && [ "$files" -eq 0 ]; then echo $(( $(now_ms) - $1 )); return 0; fi
+    sleep 0.2
+  done
+  die "tasks still there 60 s after service rm ($tasks in the store, $files namespaces/sandboxes)"
+}
+
+sleep 3   # let the fresh cluster settle (joins, first heartbeats) before the first RSS sample
+node_ids >"$BASE/nodeids"
+rss_sample fresh - 0
+
+# ------------------------------------------------------------------------------ 1. throughput
+swarmctl network create -d overlay "$OVNET" >/dev/null || die "cannot create overlay network $OVNET"
+swarmctl service create -d --name ipsrv --stop-grace-period 1s --network "$OVNET" --constraint node.hostname==worker1 sleep 100000 >/dev/null
+swarmctl service create -d --name ipcli --stop-grace-period 1s --network "$OVNET" --constraint node.hostname==worker2 sleep 100000 >/dev/null
+wait_running ipsrv 1 30
+wait_running ipcli 1 30
+task_of() { # SERVICE -> "ID ADDRESS" of its running task
+  swarmctl service ps "$1" --format json | python3 -c '
+import json, sys
+t = [t for t in json.load(sys.stdin) if t["status"]["state"] == "running"][0]
+print(t["id"], t["networks"][0]["addresses"][0].split("/")[0])'
+}
+read -r SRV_ID SRV_IP < <(task_of ipsrv)
+read -r CLI_ID _ < <(task_of ipcli)
+tk_ns() { echo "$LABDIR/nodes/$1/netns/tk_$(echo "$2" | tr -cd 'a-z0-9' | cut -c1-12)"; }
+NS_SRV=$(tk_ns worker1 "$SRV_ID"); NS_CLI=$(tk_ns worker2 "$CLI_ID")
+{ [ -e "$NS_SRV" ] && [ -e "$NS_CLI" ]; } || die "task namespaces not found: $NS_SRV $NS_CLI"
+# (not /sys/class/net: sysfs shows the namespace it was mounted in, not the one entered)
+mtu_of() { nsenter --net="$1" ip -o link show eth0 2>/dev/null | sed -n 's/.* mtu \([0-9]*\) .*/\1/p' | grep . || echo '?'; }
+echo "MTU kind=underlay mtu=$(mtu_of "$LABDIR/netns/worker1")" >>"$RAW"
+echo "MTU kind=overlay mtu=$(mtu_of "$NS_SRV")" >>"$RAW"
+log "overlay: server task ${SRV_ID:0:12} on worker1 at $SRV_IP, client task ${CLI_ID:0:12} on worker2; underlay: worker1 at $W1_ADDR"
+
+listening() { nsenter --net="$1" ss -Hltn "sport = :$PORT" 2>/dev/null | grep -q .; }
+iperf_json() { # reads iperf3 -J on stdin: "Mbit/s retransmits sender-CPU% receiver-CPU%"
+  python3 -c '
+import json, sys
+try:
+    d = json.load(sys.stdin); e = d["end"]; c = e.get("cpu_utilization_percent", {})
+    print("%.0f %d %.0f %.0f" % (e["sum_received"]["bits_per_second"] / 1e6, e["sum_sent"].get("retransmits", 0),
+                                 c.get("host_total", 0), c.get("remote_total", 0)))
+except Exception as ex:
+    print("nan nan nan nan"); print("iperf3 output unusable: %s" % ex, file=sys.stderr)'
+}
+iperf_once() { # underlay|overlay RUN
+  local kind=$1 run=$2 srv srv_ns out
+  if [ "$kind" = underlay ]; then
+    srv_ns=$LABDIR/netns/worker1
+    bg_start timeout 30 swarmctl lab exec worker1 --name "$LAB" -- iperf3 -s -1 -p "$PORT" >>"$BASE/iperf-server.log" 2>&1
+  else
+    srv_ns=$NS_SRV
+    bg_start timeout 30 nsenter --net="$NS_SRV" iperf3 -s -1 -p "$PORT" >>"$BASE/iperf-server.log" 2>&1
+  fi
+  srv=$BGPID
+  for _ in $(seq 1 50); do listening "$srv_ns" && break; sleep 0.1; done
+  listening "$srv_ns" || die "iperf3 server ($kind) not listening after 5 s: $(tail -n 3 "$BASE/iperf-server.log")"
+  if [ "$kind" = underlay ]; then
+    out=$(timeout $((DURATION + 20)) swarmctl lab exec worker2 --name "$LAB" -- iperf3 -c "$W1_ADDR" -p "$PORT" -t "$DURATION" -J 9>&- | iperf_json) || true
+  else
+    out=$(timeout $((DURATION + 20)) nsenter --net="$NS_CLI" iperf3 -c "$SRV_IP" -p "$PORT" -t "$DURATION" -J 9>&- | iperf_json) || true
+  fi
+  bg_stop "$srv"
+  read -r mbps retr cpus cpur <<<"$out"
+  echo "IPERF kind=$kind run=$run mbps=$mbps retr=$retr cpu_snd=$cpus cpu_rcv=$cpur" >>"$RAW"
+  log "  $kind run $run: $mbps Mbit/s ($retr retransmits, CPU sender $cpus %, receiver $cpur %)"
+}
+log "1. TCP throughput worker2 -> worker1, $RUNS x $DURATION s each, underlay and overlay interleaved"
+for run in $(seq 1 "$RUNS"); do
+  wait_quiet
+  if [ $((run % 2)) = 1 ]; then iperf_once underlay "$run"; iperf_once overlay "$run"
+  else iperf_once overlay "$run"; iperf_once underlay "$run"; fi
+done
+t=$(now_ms)
+swarmctl service rm ipsrv ipcli >/dev/null
+wait_gone "$t" >/dev/null
+
+# ------------------------------------------------------------------------------ 2. + 3.
+conv_once() { # MODE RUN
+  local mode=$1 run=$2 svc="conv-$1-$2" t0 t1 t2 n polls=0 gone
+  local net=()
+  case $mode in none) net=(--network none) ;; bridge) net=() ;; overlay) net=(--network "$OVNET") ;; esac
+  wait_quiet
+  rss_sample before "$mode" "$run"
+  t0=$(now_ms)
+  swarmctl service create -d --name "$svc" --replicas "$REPLICAS" --stop-grace-period 1s "${net[@]}" sleep 100000 >/dev/null 9>&- ||
+    die "service create $svc failed"
+  t1=$(now_ms)
+  while :; do   # every 50 ms, at most 1200 polls and 60 s
+    polls=$((polls + 1))
+    n=$(running_count "$svc")
+    [ "$n" -ge "$REPLICAS" ] && break
+    if [ $polls -ge 1200 ] || [ $(( $(now_ms) - t0 )) -ge 60000 ]; then die "$svc: $n of $REPLICAS RUNNING after 60 s"; fi
+    sleep 0.05
+  done
+  t2=$(now_ms)
+  sleep "$SETTLE"
+  rss_sample after "$mode" "$run" "$svc"
+  t=$(now_ms)
+  swarmctl service rm "$svc" >/dev/null
+  gone=$(wait_gone "$t")
+  echo "CONV mode=$mode run=$run ack_ms=$((t1 - t0)) running_ms=$((t2 - t0)) polls=$polls gone_ms=$gone" >>"$RAW"
+  log "  $mode run $run: create acked $((t1 - t0)) ms, $REPLICAS RUNNING $((t2 - t0)) ms ($polls polls); removed in $gone ms"
+}
+log "2./3. service create --replicas $REPLICAS -> all RUNNING, $RUNS rounds of none / bridge / overlay (order rotated)"
+MODES=(none bridge overlay)
+for run in $(seq 1 "$RUNS"); do
+  for k in 0 1 2; do conv_once "${MODES[$(( (k + run - 1) % 3 ))]}" "$run"; done
+done
+END_NOTE="$(date -u +%FT%TZ), $(machine_note)"
+
+# ------------------------------------------------------------------------------ results
+SW_CONV=3042   # Docker Swarm, docker-swarm.sh on this machine kind, median of 3 (2026-11-29)
+if [ -n "${SWARM_RESULTS:-}" ] && [ -r "$SWARM_RESULTS" ]; then
+  SW_CONV=$(grep -F "service create x50 -> all Running" "$SWARM_RESULTS" | awk '{print $NF}' | head -1)
+fi
+export SW_CONV RUNS DURATION REPLICAS SETTLE LAB SUBNET START_NOTE END_NOTE
+REV=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')
+if [ -n "$(git -C "$REPO" status --porcelain -- . ':!bench' ':!docs' 2>/dev/null | head -1)" ]; then
+  REV+=" (with uncommitted changes outside bench/ and docs/)"
+fi
+MACHINE="$(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), $(free -g | awk '/^Mem:/{print $2}') GiB RAM, Linux $(uname -r)"
+IPERF_VERSION=$(iperf3 --version 2>/dev/null | head -1 || true)
+export REV MACHINE IPERF_VERSION
+python3 - "$RAW" >"$RESULTS_DIR/dataplane.md" <<'PY'
+import os, sys, statistics as st
+
+def kv(line):
+    parts = line.split()
+    return parts[0], dict(p.split("=", 1) for p in parts[1:])
+
+rows = [kv(l) for l in open(sys.argv[1]) if l.strip()]
+E = os.environ
+def num(v):
+    try:
+        return float(v)
+    except ValueError:
+        return float("nan")
+def med(xs):
+    xs = [x for x in xs if x == x]
+    return st.median(xs) if xs else float("nan")
+def f0(x):
+    return "n/a" if x != x else f"{x:,.0f}"
+def f2(x):
+    return "n/a" if x != x else f"{x:.2f}"
+
+print("# Data plane on a lab (bench/dataplane.sh)")
+print()
+print(f"- machine: {E['MACHINE']}; {E['IPERF_VERSION']}")
+print(f"- Shoal {E['REV']}, release build; lab `{E['LAB']}` on {E['SUBNET']}: 3 managers + 2 workers, "
+      "swarmd --data-plane kernel, default timings")
+print(f"- start: {E['START_NOTE']}")
+print(f"- end:   {E['END_NOTE']}")
+print()
+
+# 1. throughput
+ip = [d for k, d in rows if k == "IPERF"]
+mtu = {d["kind"]: d["mtu"] for k, d in rows if k == "MTU"}
+print(f"## 1. TCP throughput worker2 → worker1 (iperf3, 1 stream, {E['DURATION']} s per run, "
+      f"{E['RUNS']} runs each, interleaved)")
+print()
+print("| path | MTU | Mbit/s per run | median Mbit/s | retransmits (median) | CPU % sender / receiver (median) | vs underlay |")
+print("|---|---:|---|---:|---:|---|---:|")
+base = med([num(d["mbps"]) for d in ip if d["kind"] == "underlay"])
+for kind, what in (("underlay", "underlay: node namespace → node namespace (veth, lab bridge)"),
+                   ("overlay", "overlay: task → task (VXLAN between the nodes)")):
+    ds = [d for d in ip if d["kind"] == kind]
+    m = med([num(d["mbps"]) for d in ds])
+    print(f"| {what} | {mtu.get(kind, '?')} | {' '.join(f0(num(d['mbps'])) for d in ds)} | {f0(m)} | "
+          f"{f0(med([num(d['retr']) for d in ds]))} | {f0(med([num(d['cpu_snd']) for d in ds]))} / "
+          f"{f0(med([num(d['cpu_rcv']) for d in ds]))} | {f2(m / base) if base == base and base else 'n/a'} |")
+print()
+
+# 2. convergence
+cv = [d for k, d in rows if k == "CONV"]
+R = E["REPLICAS"]
+sw = num(E["SW_CONV"])
+print(f"## 2. `service create -d --replicas {R}` → {R} RUNNING (polled every 50 ms), {E['RUNS']} rounds")
+print()
+print(f"| tasks' network | per run (ms) | median | max | vs none (same run) | create acked (median) | `service rm` → tasks gone (median) |")
+print("|---|---|---:|---:|---:|---:|---:|")
+meds = {}
+for mode in ("none", "bridge", "overlay"):
+    ds = sorted([d for d in cv if d["mode"] == mode], key=lambda d: int(d["run"]))
+    meds[mode] = med([num(d["running_ms"]) for d in ds])
+for mode, what in (("none", "`--network none` (baseline: namespaces, no links)"),
+                   ("bridge", "default bridge (no flag)"), ("overlay", "overlay (`--network dpnet`)")):
+    ds = sorted([d for d in cv if d["mode"] == mode], key=lambda d: int(d["run"]))
+    xs = [num(d["running_ms"]) for d in ds]
+    print(f"| {what} | {' '.join(f0(x) for x in xs)} | {f0(meds[mode])} ms | {f0(max(xs) if xs else float('nan'))} ms | "
+          f"{f2(meds[mode] / meds['none']) if meds['none'] else 'n/a'} | {f0(med([num(d['ack_ms']) for d in ds]))} ms | "
+          f"{f0(med([num(d['gone_ms']) for d in ds]))} ms |")
+print(f"| Docker Swarm anchor (busybox containers, no network; not this run) | | {f0(sw)} ms | | | | |")
+print()
+print(f"Shoal / Swarm anchor: none {f2(meds['none'] / sw)}, bridge {f2(meds['bridge'] / sw)}, "
+      f"overlay {f2(meds['overlay'] / sw)} (side by side, not the same run).")
+print()
+
+# 3. memory
+rss = [d for k, d in rows if k == "RSS"]
+fresh = {d["node"]: num(d["kb"]) for d in rss if d["phase"] == "fresh"}
+nodes = list(fresh)
+role = {d["node"]: d["role"] for d in rss}
+print(f"## 3. swarmd VmRSS with {R} tasks (about {int(R) // len(nodes) if nodes else '?'} per node), "
+      f"sampled {E['SETTLE']} s after all were RUNNING")
+print()
+print("Baseline: the same swarmd with 0 tasks, just before each run's `service create`. "
+      "Medians over the runs; MiB = 1024 KiB.")
+print()
+print("| node | network | RSS fresh, no task yet (MiB) | RSS 0 tasks (MiB) | RSS with tasks (MiB) | tasks | Δ per task vs 0 tasks (KiB) | Δ per task vs fresh (KiB) |")
+print("|---|---|---:|---:|---:|---:|---:|---:|")
+summary = {}
+for mode in ("none", "bridge", "overlay"):
+    for n in nodes:
+        runs = sorted({d["run"] for d in rss if d["mode"] == mode})
+        b, a, t, per = [], [], [], []
+        for r in runs:
+            bb = [num(d["kb"]) for d in rss if d["phase"] == "before" and d["mode"] == mode and d["run"] == r and d["node"] == n]
+            aa = [d for d in rss if d["phase"] == "after" and d["mode"] == mode and d["run"] == r and d["node"] == n]
+            if not bb or not aa:
+                continue
+            b.append(bb[0]); a.append(num(aa[0]["kb"])); t.append(int(aa[0]["tasks"]))
+            if t[-1]:
+                per.append((a[-1] - b[-1]) / t[-1])
+        summary.setdefault(mode, {})[n] = med(per)
+        vs_fresh = (med(a) - fresh[n]) / med(t) if t and med(t) else float("nan")
+        print(f"| {n} ({role[n]}) | {mode} | {fresh[n] / 1024:.1f} | {med(b) / 1024:.1f} | {med(a) / 1024:.1f} | "
+              f"{'/'.join(str(x) for x in t)} | {f0(med(per))} | {f0(vs_fresh)} |")
+print()
+print("RSS with 0 tasks before each run, in the order of the runs (MiB; first: fresh):")
+print()
+for n in nodes:
+    seq = [fresh[n]] + [num(d["kb"]) for d in rss if d["phase"] == "before" and d["node"] == n]
+    print(f"- {n}: {' '.join(f'{x / 1024:.1f}' for x in seq)}")
+print()
+for mode in ("none", "bridge", "overlay"):
+    w = [v for n, v in summary.get(mode, {}).items() if role[n] == "worker"]
+    m = [v for n, v in summary.get(mode, {}).items() if role[n] == "manager"]
+    print(f"- {mode}: Δ per task, workers {' / '.join(f0(x) for x in w)} KiB, managers {' / '.join(f0(x) for x in m)} KiB")
+PY
+cat "$RESULTS_DIR/dataplane.md"
