@@ -91,6 +91,8 @@ struct NodeBridge {
 struct NodeState {
     /// Bridge name → bridge.
     bridges: BTreeMap<String, NodeBridge>,
+    /// Bridge name → the local tasks on it (a user bridge nobody uses is removed).
+    bridge_users: BTreeMap<String, std::collections::BTreeSet<String>>,
     /// `(protocol, published port)` → task → (task address, target port): `mode=host` ports.
     host_ports: BTreeMap<(Protocol, u16), BTreeMap<String, (Ipv4Addr, u16)>>,
 }
@@ -242,7 +244,7 @@ impl DataPlane {
             )
         })?;
         let br = bridge_name(att);
-        self.ensure_bridge(&br, subnet, gateway).await?;
+        self.ensure_bridge(&br, subnet, gateway, &task.id).await?;
         let addr = self
             .inner
             .ipam
@@ -286,9 +288,14 @@ impl DataPlane {
         br: &str,
         subnet: Subnet,
         gateway: Ipv4Addr,
+        task: &str,
     ) -> Result<(), String> {
         // One at a time: two tasks starting together must not both create the bridge.
         let mut node = self.inner.node.lock().await;
+        node.bridge_users
+            .entry(br.to_string())
+            .or_default()
+            .insert(task.to_string());
         let host = &self.inner.host;
         let err = |e: shoal_netlib::rt::Error| e.to_string();
         host.ensure_bridge(br).await.map_err(err)?;
@@ -366,7 +373,21 @@ impl DataPlane {
                 tasks.remove(task_id);
             }
             node.host_ports.retain(|_, t| !t.is_empty());
-            if count(&node) != before {
+            // A user bridge network's bridge goes with its last local task.
+            let mut unused = Vec::new();
+            for (br, users) in node.bridge_users.iter_mut() {
+                if users.remove(task_id) && users.is_empty() && br.starts_with(names::BRIDGE) {
+                    unused.push(br.clone());
+                }
+            }
+            for br in &unused {
+                node.bridge_users.remove(br);
+                node.bridges.remove(br);
+                if let Err(e) = self.inner.host.del_link(br).await {
+                    warn!("removing the unused bridge {br}: {e}");
+                }
+            }
+            if count(&node) != before || !unused.is_empty() {
                 if let Err(e) = self.inner.nft.apply(&node_rules(&node)).await {
                     warn!(task.id = task_id, "closing its host ports: {e}");
                 }

@@ -268,11 +268,13 @@ async fn user_bridges_are_isolated_from_each_other() {
         "two bridge networks must not reach each other"
     );
     let host = Handle::in_ns(&node.ns).unwrap();
-    assert!(host
-        .link(&names::bridge("net1aaaaaaaaaaa"))
-        .await
-        .unwrap()
-        .is_some());
+    let br1 = names::bridge("net1aaaaaaaaaaa");
+    assert!(host.link(&br1).await.unwrap().is_some());
+    // The bridge of a user network goes with its last local task; shoal0 would stay.
+    node.dp.release("taska1").await;
+    assert!(host.link(&br1).await.unwrap().is_some(), "taska2 still uses it");
+    node.dp.release("taska2").await;
+    assert!(host.link(&br1).await.unwrap().is_none(), "an unused user bridge is removed");
 }
 
 #[tokio::test]
