@@ -69,7 +69,13 @@ impl Agent {
     /// A new agent; call [`Agent::run`].
     pub fn new(cfg: AgentConfig) -> Arc<Agent> {
         let reporter = Reporter::default();
-        let executor = ProcessExecutor::new(cfg.state_dir.join("tasks"), cfg.node_id.clone());
+        let mut executor = ProcessExecutor::new(cfg.state_dir.join("tasks"), cfg.node_id.clone());
+        if cfg.data_plane.is_some() {
+            // Sandboxed tasks run under `swarmd __task-init` (this very binary) as their PID 1.
+            if let Ok(me) = std::env::current_exe() {
+                executor = executor.with_init(me);
+            }
+        }
         let worker =
             Worker::new(executor, reporter.clone()).with_data_plane(cfg.data_plane.clone());
         let adopted: std::collections::HashSet<String> = worker.adopt().into_iter().collect();

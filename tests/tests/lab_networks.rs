@@ -152,6 +152,19 @@ fn article_section_2_bridge_none_host_and_isolated_bridges() {
         1,
         "only the header:\n{routes}"
     );
+    // Stopping it: `sleep` has no SIGTERM handler, but it is not PID 1 (swarmd's init is), so
+    // SIGTERM ends it at once (exit 143) instead of the SIGKILL after the grace period (137).
+    ctl_ok(&lab, &["service", "update", "--force", "-d", "lonely"]);
+    let stopped = wait_for("lonely's task stopped", Duration::from_secs(30), || {
+        let out = ctl(&lab, &["service", "ps", "lonely", "--format", "json"]);
+        let v: serde_json::Value =
+            serde_json::from_str(&out.stdout).map_err(|e| format!("{e}: {out}"))?;
+        TaskView::list(&v)
+            .into_iter()
+            .find(|t| t.id == lonely[0].id && t.state == "shutdown")
+            .ok_or_else(|| format!("{v}"))
+    });
+    assert_eq!(stopped.exit_code, Some(143), "{stopped:?}");
 
     // --- host: the task serves on the node's own address ---
     let mut args = vec!["service", "create", "--name", "onhost", "--network", "host"];
@@ -409,7 +422,7 @@ fn article_section_3_overlay_across_five_nodes() {
     let out = exec(&[
         "sh",
         "-c",
-        "hostname; cat /etc/hostname; tr '\\0' ' ' </proc/1/cmdline",
+        "hostname; cat /etc/hostname; tr '\\0' ' ' </proc/1/cmdline; echo; tr '\\0' ' ' </proc/2/cmdline",
     ]);
     assert!(out.success(), "{out}");
     let lines: Vec<&str> = out.stdout.lines().collect();
@@ -419,8 +432,8 @@ fn article_section_3_overlay_across_five_nodes() {
         "{out} (task on {node})"
     );
     assert!(
-        lines[2].contains("whoami"),
-        "PID 1 of the task is its program: {out}"
+        lines[2].contains("__task-init") && lines[3].contains("whoami"),
+        "PID 1 of the task is swarmd's init, PID 2 its program: {out}"
     );
     let out = exec(&[
         "curl",

@@ -4,6 +4,7 @@
 pub mod adopt;
 pub mod cgroup;
 pub mod exec;
+pub mod init;
 pub mod process;
 pub mod sandbox;
 

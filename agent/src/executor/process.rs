@@ -26,6 +26,7 @@ pub struct ProcessExecutor {
     search: Vec<PathBuf>,
     node_id: String,
     cgroups: Cgroups,
+    init: Option<PathBuf>,
 }
 
 /// A started task.
@@ -57,7 +58,16 @@ impl ProcessExecutor {
             search,
             node_id,
             cgroups: Cgroups::detect(),
+            init: None,
         }
+    }
+
+    /// Runs sandboxed tasks under `init_program` (`swarmd`, which runs [`super::init`] when
+    /// called with [`super::init::ARG`]) so that they get signals; without it the task's own
+    /// program is PID 1 of its namespace.
+    pub fn with_init(mut self, init_program: PathBuf) -> Self {
+        self.init = Some(init_program);
+        self
     }
 
     /// Uses `cgroups` instead of the detected ones.
@@ -117,7 +127,14 @@ impl ProcessExecutor {
                 .open(dir.join(name))
                 .map_err(|e| format!("opening {name}: {e}"))
         };
-        let mut cmd = Command::new(&program);
+        let mut cmd = match (&self.init, sandbox) {
+            (Some(init), Some(_)) => {
+                let mut c = Command::new(init);
+                c.arg(super::init::ARG).arg("--").arg(&program);
+                c
+            }
+            _ => Command::new(&program),
+        };
         cmd.args(&task.spec.args)
             .current_dir(&dir)
             .stdin(Stdio::null())

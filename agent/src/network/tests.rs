@@ -272,9 +272,15 @@ async fn user_bridges_are_isolated_from_each_other() {
     assert!(host.link(&br1).await.unwrap().is_some());
     // The bridge of a user network goes with its last local task; shoal0 would stay.
     node.dp.release("taska1").await;
-    assert!(host.link(&br1).await.unwrap().is_some(), "taska2 still uses it");
+    assert!(
+        host.link(&br1).await.unwrap().is_some(),
+        "taska2 still uses it"
+    );
     node.dp.release("taska2").await;
-    assert!(host.link(&br1).await.unwrap().is_none(), "an unused user bridge is removed");
+    assert!(
+        host.link(&br1).await.unwrap().is_none(),
+        "an unused user bridge is removed"
+    );
 }
 
 #[tokio::test]

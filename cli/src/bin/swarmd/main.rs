@@ -25,6 +25,16 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 fn main() {
+    // `swarmd __task-init -- PROGRAM ARGS…`: the init of a sandboxed task (see the agent's
+    // executor::init), not a node daemon.
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some(shoal_agent::executor::init::ARG) {
+        let rest = match argv.get(2).map(String::as_str) {
+            Some("--") => &argv[3..],
+            _ => &argv[2..],
+        };
+        std::process::exit(shoal_agent::executor::init::run(rest));
+    }
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
