@@ -301,12 +301,17 @@ fn article_section_2_bridge_none_host_and_isolated_bridges() {
     for svc in ["web", "lonely", "onhost", "pub", "r", "b"] {
         ctl_ok(&lab, &["service", "rm", svc]);
     }
-    let netns_dir = lab.dir().join("nodes").join("worker1").join("netns");
+    wait_no_sandbox(&lab, "worker1");
+}
+
+/// Waits until `node` has no task or overlay sandbox left.
+fn wait_no_sandbox(lab: &Lab, node: &str) {
+    let dir = lab.dir().join("nodes").join(node).join("netns");
     wait_for(
-        "every task sandbox removed",
+        &format!("{node}: no sandbox left"),
         Duration::from_secs(30),
         || {
-            let left: Vec<String> = std::fs::read_dir(&netns_dir)
+            let left: Vec<String> = std::fs::read_dir(&dir)
                 .map(|rd| {
                     rd.flatten()
                         .map(|e| e.file_name().to_string_lossy().to_string())
@@ -495,29 +500,10 @@ fn article_section_3_overlay_across_five_nodes() {
         ]
     );
 
-    // Scaling down removes the gone tasks from the others' tables; removing the service
-    // removes every overlay sandbox.
+    // Removing the service removes every task and overlay sandbox on every node.
     ctl_ok(&lab, &["service", "rm", "web"]);
     for node in ["manager1", "manager2", "manager3", "worker1", "worker2"] {
-        let dir = lab.dir().join("nodes").join(node).join("netns");
-        wait_for(
-            &format!("{node}: no sandbox left"),
-            Duration::from_secs(30),
-            || {
-                let left: Vec<String> = std::fs::read_dir(&dir)
-                    .map(|rd| {
-                        rd.flatten()
-                            .map(|e| e.file_name().to_string_lossy().to_string())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                if left.is_empty() {
-                    Ok(())
-                } else {
-                    Err(format!("{left:?}"))
-                }
-            },
-        );
+        wait_no_sandbox(&lab, node);
     }
 }
 

@@ -72,6 +72,23 @@ impl ControlService {
         self.m.channel(&addr).ok()
     }
 
+    /// A client of the leader's Control API, or `None` when this manager is the leader:
+    /// for the calls only the leader can answer (its dispatcher holds the agents' sessions).
+    fn leader_client(&self) -> Result<Option<ControlClient<tonic::transport::Channel>>, Status> {
+        if self.m.is_leader() {
+            return Ok(None);
+        }
+        let (_, addr) = self
+            .m
+            .leader()
+            .ok_or_else(|| Status::unavailable("no raft leader right now; retry shortly"))?;
+        let ch = self
+            .m
+            .channel(&addr)
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Some(ControlClient::new(ch)))
+    }
+
     async fn write(&self, cmd: Command) -> Result<model::Response, Status> {
         self.m.write(cmd).await.map_err(to_status)
     }
@@ -546,16 +563,8 @@ impl control_server::Control for ControlService {
     }
 
     async fn service_logs(&self, req: Request<pb::LogsRequest>) -> R<pb::LogsResponse> {
-        if !self.m.is_leader() {
-            let (_, addr) = self
-                .m
-                .leader()
-                .ok_or_else(|| Status::unavailable("no raft leader right now; retry shortly"))?;
-            let ch = self
-                .m
-                .channel(&addr)
-                .map_err(|e| Status::unavailable(e.to_string()))?;
-            return ControlClient::new(ch).service_logs(req.into_inner()).await;
+        if let Some(mut leader) = self.leader_client()? {
+            return leader.service_logs(req.into_inner()).await;
         }
         let r = req.into_inner();
         let (by_node, names, task_names) = {
@@ -605,17 +614,9 @@ impl control_server::Control for ControlService {
     }
 
     async fn exec_task(&self, req: Request<pb::ExecTaskRequest>) -> R<pb::ExecResult> {
-        if !self.m.is_leader() {
-            // Agents hold their sessions with the leader: it relays.
-            let (_, addr) = self
-                .m
-                .leader()
-                .ok_or_else(|| Status::unavailable("no raft leader right now; retry shortly"))?;
-            let ch = self
-                .m
-                .channel(&addr)
-                .map_err(|e| Status::unavailable(e.to_string()))?;
-            return ControlClient::new(ch).exec_task(req.into_inner()).await;
+        // Agents hold their sessions with the leader: it relays.
+        if let Some(mut leader) = self.leader_client()? {
+            return leader.exec_task(req.into_inner()).await;
         }
         let r = req.into_inner();
         if r.cmd.is_empty() {
