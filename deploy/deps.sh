@@ -6,6 +6,7 @@ set -euo pipefail
 missing=()
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v ping >/dev/null 2>&1 || missing+=(iputils-ping)    # the lab tests ping between tasks
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing packages: ${missing[*]} (run as root to install them)" >&2

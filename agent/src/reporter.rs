@@ -41,6 +41,7 @@ impl Reporter {
             timestamp_ms: now_ms(),
             exit_code,
             pid,
+            addresses: Vec::new(),
         };
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         match p.get(task_id) {
@@ -51,6 +52,15 @@ impl Reporter {
         }
         drop(p);
         self.notify.notify_one();
+    }
+
+    /// Reports `task_id` RUNNING as `pid`, with the addresses the node gave it.
+    pub fn report_running(&self, task_id: &str, pid: u32, addresses: Vec<String>) {
+        self.report(task_id, TaskState::Running, "started", "", None, pid);
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = p.get_mut(task_id).filter(|s| s.state == TaskState::Running) {
+            s.addresses = addresses;
+        }
     }
 
     /// The update waiting to be sent for `task_id`, if any.

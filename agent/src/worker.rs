@@ -310,7 +310,15 @@ impl Worker {
                 if let Some(Local::Running { pid, .. }) = self.lock().get_mut(&t.id) {
                     *pid = running.pid;
                 }
-                r.report(&t.id, TaskState::Running, "started", "", None, running.pid);
+                let addresses = match &sandbox {
+                    Some(crate::network::Sandbox::Netns { interfaces, .. }) => interfaces
+                        .iter()
+                        .filter(|i| i.gateway.is_some())
+                        .map(|i| format!("{}={}/{}", i.network, i.addr, i.prefix))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                r.report_running(&t.id, running.pid, addresses);
                 self.supervise(t, running, stop_rx).await;
             }
             Err(e) => self.reject(&t, e).await,

@@ -362,6 +362,7 @@ impl From<&m::TaskStatus> for pb::TaskStatus {
             exit_code: s.exit_code.unwrap_or(0),
             has_exit_code: s.exit_code.is_some(),
             pid: s.pid,
+            addresses: s.addresses.clone(),
         }
     }
 }
@@ -375,6 +376,7 @@ impl From<&pb::TaskStatus> for m::TaskStatus {
             timestamp_ms: s.timestamp_ms,
             exit_code: s.has_exit_code.then_some(s.exit_code),
             pid: s.pid,
+            addresses: s.addresses.clone(),
         }
     }
 }

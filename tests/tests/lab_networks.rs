@@ -136,6 +136,31 @@ fn article_section_2_bridge_none_host_and_isolated_bridges() {
         "the other task sees our bridge address:\n{whoami}"
     );
 
+    let ping = in_task(&ns0, &["ping", "-c", "1", "-W", "2", "172.17.0.3"]);
+    assert!(ping.success(), "ping between two bridge tasks: {ping}");
+    // task inspect shows the attachment the node made: network, address, MAC, gateway.
+    let v: serde_json::Value = serde_json::from_str(&ctl_ok(
+        &lab,
+        &["task", "inspect", &web[0].id, "--format", "json"],
+    ))
+    .expect("json");
+    let task = if v.is_array() { &v[0] } else { &v };
+    let att = &task["networks"][0];
+    assert_eq!(att["network"], "bridge", "{task}");
+    let addr = att["addresses"][0].as_str().unwrap_or_default();
+    assert!(
+        addr.starts_with("172.17.0.") && addr.ends_with("/16"),
+        "{task}"
+    );
+    assert!(
+        att["macs"][0]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("02:42:ac:11:00:"),
+        "{task}"
+    );
+    assert_eq!(att["gateway"], "172.17.0.1", "{task}");
+
     // --- none: loopback only, no route ---
     let mut args = vec!["service", "create", "--name", "lonely", "--network", "none"];
     args.extend(on_worker);

@@ -140,20 +140,64 @@ pub fn task(t: &pb::Task) -> Value {
             "timestamp_ms": st.timestamp_ms,
             "exit_code": st.has_exit_code.then_some(st.exit_code),
             "pid": st.pid,
+            "addresses": st.addresses,
         },
-        "networks": t.networks.iter().map(|n| json!({
+        "networks": if t.networks.is_empty() { local_attachments(&st.addresses) } else { t.networks.iter().map(|n| {
+            // Local networks' addresses come from the node (in the status), overlays' from
+            // the managers.
+            let local: Vec<String> = st
+                .addresses
+                .iter()
+                .filter_map(|a| a.strip_prefix(&format!("{}=", n.network_name)).map(str::to_string))
+                .collect();
+            let addrs = if n.addresses.is_empty() { local } else { n.addresses.clone() };
+            json!({
             "network_id": n.network_id,
             "network": n.network_name,
             "driver": names::driver(n.driver()),
-            "addresses": n.addresses,
-            "macs": n.addresses.iter().map(|a| mac_of(a)).collect::<Vec<_>>(),
+            "addresses": addrs,
+            "macs": addrs.iter().map(|a| mac_of(a)).collect::<Vec<_>>(),
             "gateway": n.gateway,
             "aliases": n.aliases,
-        })).collect::<Vec<_>>(),
+        })}).collect::<Vec<_>>() },
         "attempt": t.attempt,
         "created_ms": t.created_ms,
         "version": t.version,
     })
+}
+
+/// Attachments of a task with no network of its own (the default `bridge`), from the addresses
+/// its node reported (`network=address/prefix`).
+fn local_attachments(addresses: &[String]) -> Vec<Value> {
+    addresses
+        .iter()
+        .filter_map(|a| a.split_once('='))
+        .map(|(net, cidr)| {
+            json!({
+                "network_id": "",
+                "network": net,
+                "driver": "bridge",
+                "addresses": [cidr],
+                "macs": [mac_of(cidr)],
+                "gateway": first_host(cidr),
+                "aliases": Vec::<String>::new(),
+            })
+        })
+        .collect()
+}
+
+/// The first host of `a.b.c.d/len` (the gateway by Shoal's convention).
+fn first_host(cidr: &str) -> String {
+    let Some((ip, len)) = cidr.split_once('/') else {
+        return String::new();
+    };
+    match (ip.parse::<std::net::Ipv4Addr>(), len.parse::<u32>()) {
+        (Ok(a), Ok(l)) if (1..=30).contains(&l) => {
+            let mask = u32::MAX << (32 - l);
+            std::net::Ipv4Addr::from((u32::from(a) & mask) + 1).to_string()
+        }
+        _ => String::new(),
+    }
 }
 
 /// The MAC a task's interface has for an address (`02:42` + the IPv4 address, as Docker).
@@ -171,6 +215,14 @@ fn mac_of(cidr: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_attachments_come_from_the_status() {
+        let v = local_attachments(&["bridge=172.17.0.2/16".to_string()]);
+        assert_eq!(v[0]["network"], "bridge");
+        assert_eq!(v[0]["macs"][0], "02:42:ac:11:00:02");
+        assert_eq!(v[0]["gateway"], "172.17.0.1");
+    }
 
     #[test]
     fn macs_follow_addresses() {

@@ -110,6 +110,10 @@ pub struct TaskStatus {
     pub exit_code: Option<i32>,
     /// Process id on the node while running.
     pub pid: u32,
+    /// Addresses the node gave the task itself on local (bridge) networks, as
+    /// `network=address/prefix` (overlay addresses are in the attachments).
+    #[serde(default)]
+    pub addresses: Vec<String>,
 }
 
 /// A task's address on one network.
