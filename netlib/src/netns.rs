@@ -387,6 +387,7 @@ impl CgroupJoin {
 #[derive(Debug, Default)]
 pub struct NsJoin {
     fds: Vec<(OwnedFd, Kind)>,
+    root: Option<OwnedFd>,
 }
 
 impl NsJoin {
@@ -401,16 +402,28 @@ impl NsJoin {
         self
     }
 
+    /// After joining, makes `dir` (an open `/proc/<pid>/root`) the root, as `nsenter --root`
+    /// does: joining a mount namespace sets the root to that namespace's own, which is not the
+    /// process's when it runs chrooted.
+    pub fn root(mut self, dir: OwnedFd) -> NsJoin {
+        self.root = Some(dir);
+        self
+    }
+
     /// Joins every namespace. Call it only in a child between `fork` and `exec`.
     pub fn apply(&self) -> io::Result<()> {
         for (fd, kind) in &self.fds {
             // SAFETY: `fd` is open for the life of `self`; setns takes only integers.
             check(unsafe { libc::setns(fd.as_raw_fd(), kind.flag()) })?;
-            if *kind == Kind::Mount {
-                // SAFETY: a static NUL-terminated string.
-                check(unsafe { libc::chdir(c"/".as_ptr()) })?;
-            }
         }
+        if let Some(root) = &self.root {
+            // SAFETY: `root` is an open directory descriptor owned by `self`.
+            check(unsafe { libc::fchdir(root.as_raw_fd()) })?;
+            // SAFETY: a static NUL-terminated string.
+            check(unsafe { libc::chroot(c".".as_ptr()) })?;
+        }
+        // SAFETY: a static NUL-terminated string.
+        check(unsafe { libc::chdir(c"/".as_ptr()) })?;
         Ok(())
     }
 }

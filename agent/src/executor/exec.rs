@@ -45,10 +45,13 @@ async fn run_inner(
             let open =
                 |k| netns::open_of_pid(pid, k).map_err(|e| format!("the task's namespaces: {e}"));
             let pid_ns = open(Kind::Pid)?;
+            let root = std::fs::File::open(format!("/proc/{pid}/root"))
+                .map_err(|e| format!("the task's root: {e}"))?;
             let join = NsJoin::new()
                 .join(open(Kind::Net)?, Kind::Net)
                 .join(open(Kind::Uts)?, Kind::Uts)
-                .join(open(Kind::Mount)?, Kind::Mount);
+                .join(open(Kind::Mount)?, Kind::Mount)
+                .root(root.into());
             set_join(&mut c, join);
             let rt = tokio::runtime::Handle::current();
             let program = program.clone();
