@@ -203,6 +203,18 @@ impl NftLb {
         }
     }
 
+    /// Removes `svc` (state `s`): its dispatch element, chain and backend counters.
+    fn drop_service(&self, b: &mut Batch, svc: &VirtualService, s: &Svc) {
+        let t = self.t();
+        let (map, k) = map_elem(svc);
+        b.delete_element(Family::Ip, t, map, vec![k]);
+        b.flush_chain(Family::Ip, t, &svc_chain(svc))
+            .delete_chain(Family::Ip, t, &svc_chain(svc));
+        for be in s.backends.keys() {
+            b.delete_counter(Family::Ip, t, &counter_name(svc, be));
+        }
+    }
+
     /// Rewrites `svc`'s dispatch rule from `s` (its backends' counters must exist).
     fn write_dispatch(&self, b: &mut Batch, svc: &VirtualService, s: &Svc) -> Result<()> {
         let t = self.t();
@@ -303,16 +315,7 @@ impl LoadBalancer for NftLb {
             };
             let t = self.t();
             let mut b = Batch::new();
-            let (map, k) = map_elem(svc);
-            b.delete_element(Family::Ip, t, map, vec![k]);
-            b.flush_chain(Family::Ip, t, &svc_chain(svc)).delete_chain(
-                Family::Ip,
-                t,
-                &svc_chain(svc),
-            );
-            for be in s.backends.keys() {
-                b.delete_counter(Family::Ip, t, &counter_name(svc, be));
-            }
+            self.drop_service(&mut b, svc, &s);
             let (set, e) = snat::element(svc);
             let shared = state.keys().any(|o| o != svc && snat::element(o).1 == e);
             if !shared {
@@ -416,16 +419,7 @@ impl LoadBalancer for NftLb {
             }
             // Removed services first (their chains go before anything is re-added).
             for (svc, old) in state.iter().filter(|(k, _)| !next.contains_key(*k)) {
-                let (map, k) = map_elem(svc);
-                b.delete_element(Family::Ip, t, map, vec![k]);
-                b.flush_chain(Family::Ip, t, &svc_chain(svc)).delete_chain(
-                    Family::Ip,
-                    t,
-                    &svc_chain(svc),
-                );
-                for be in old.backends.keys() {
-                    b.delete_counter(Family::Ip, t, &counter_name(svc, be));
-                }
+                self.drop_service(&mut b, svc, old);
             }
             let snat_now: std::collections::BTreeSet<String> = state
                 .keys()
