@@ -14,4 +14,7 @@ pub mod reporter;
 pub mod session;
 pub mod worker;
 
+#[cfg(test)]
+mod test_util;
+
 pub use session::{Agent, AgentConfig};

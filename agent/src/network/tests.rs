@@ -5,26 +5,11 @@
 
 use super::*;
 use crate::executor::process::ProcessExecutor;
+use crate::test_util::root;
 use shoal_proto::model::{AttachedNetwork, ServiceSpec};
 use std::io::{Read, Write};
 use std::net::{SocketAddrV4, TcpListener, TcpStream};
 use std::time::Duration;
-
-fn root() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    if status
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-    {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "data-plane tests need root and CI must run them"
-    );
-    eprintln!("skipped: needs root");
-    false
-}
 
 /// A node namespace and a state directory, removed on drop.
 struct Node {

@@ -7,26 +7,11 @@ use super::*;
 use crate::executor::process::{signal_group, stop, ProcessExecutor};
 use crate::network::Sandbox;
 use crate::reporter::Reporter;
+use crate::test_util::root;
 use crate::worker::Worker;
 use shoal_netlib::netns::{self, NetNs};
 use shoal_proto::model::{new_id, Task, TaskState, TaskStatus};
 use shoal_proto::pb;
-
-fn root() -> bool {
-    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    if status
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-    {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "cgroup tests need root and CI must run them"
-    );
-    eprintln!("skipped: needs root");
-    false
-}
 
 /// Kills the task's process group and removes its cgroups when dropped.
 struct Guard {
