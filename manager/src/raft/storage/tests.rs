@@ -93,6 +93,25 @@ fn ids(entries: &[Entry<TypeConfig>]) -> Vec<LogId<NodeId>> {
     entries.iter().map(|e| e.log_id).collect()
 }
 
+/// Opens an engine that this process just closed. sled releases its file lock from a
+/// background thread shortly after the handle is dropped (a restarted process never meets
+/// this), so the lock error is retried for at most 5 s.
+async fn reopen(kind: EngineKind, dir: &std::path::Path, store: Store) -> (LogStore, StateMachine) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match open(kind, dir, store.clone()).await {
+            Ok(pair) => return pair,
+            Err(e)
+                if format!("{e:?}").contains("acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("reopening {kind:?}: {e}"),
+        }
+    }
+}
+
 async fn restart_keeps_log_vote_and_committed(kind: EngineKind) {
     let dir = TempDir::new().unwrap();
     let written = entries(20);
@@ -107,7 +126,7 @@ async fn restart_keeps_log_vote_and_committed(kind: EngineKind) {
         log.save_committed(Some(log_id(2, 15))).await.unwrap();
     }
 
-    let (mut log, _sm) = open(kind, dir.path(), Store::default()).await.unwrap();
+    let (mut log, _sm) = reopen(kind, dir.path(), Store::default()).await;
     assert_eq!(
         log.read_vote().await.unwrap(),
         Some(Vote::new_committed(2, 1))
@@ -169,7 +188,7 @@ async fn snapshot_and_committed_log_survive_restart(kind: EngineKind) {
 
     // Reopen: the store holds the snapshot's state (index 10).
     let store = Store::default();
-    let (mut log, mut sm) = open(kind, dir.path(), store.clone()).await.unwrap();
+    let (mut log, mut sm) = reopen(kind, dir.path(), store.clone()).await;
     assert_eq!(store.applied_index(), 10);
     assert_eq!(store.read().nodes.len(), 7);
     assert!(store.read().cluster.is_some());
@@ -262,9 +281,7 @@ async fn install_snapshot_replaces_store_and_reindexes() {
     drop(follower);
 
     let restarted = Store::default();
-    let (_, _sm) = open(EngineKind::Sled, follower_dir.path(), restarted.clone())
-        .await
-        .unwrap();
+    let (_, _sm) = reopen(EngineKind::Sled, follower_dir.path(), restarted.clone()).await;
     assert_eq!(*restarted.read(), *leader.store().read());
     assert_eq!(restarted.read().node_tasks("node-4").count(), 1);
 }
