@@ -1,5 +1,6 @@
 //! `shoal-agent`: the half of `swarmd` that runs on every node.
 //!
+//! * [`certs`]: keeps the node's certificate renewed (expiry, role change, root rotation).
 //! * [`session`]: holds one session with the leader's dispatcher (reconnecting to another
 //!   manager when one dies), sends heartbeats, receives assignments and log requests.
 //! * [`worker`]: reconciles the assigned tasks with what runs on this node.
@@ -8,6 +9,7 @@
 //! * [`network`]: the data plane: task sandboxes and the local network drivers.
 #![deny(unsafe_code)]
 
+pub mod certs;
 pub mod executor;
 pub mod network;
 pub mod reporter;

@@ -1,11 +1,13 @@
 //! The agent's session with the managers: find the leader, hold a session stream, heartbeat,
 //! and fail over to another manager when the one in use dies.
 
+use crate::certs;
 use crate::executor::ProcessExecutor;
 use crate::reporter::Reporter;
 use crate::worker::Worker;
 use shoal_proto::pb::dispatcher_client::DispatcherClient;
 use shoal_proto::pb::{self, LogLine};
+use shoal_security::Transport;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,6 +29,9 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// The data plane tasks run in (`--data-plane kernel`); `None` runs them as plain processes.
     pub data_plane: Option<crate::network::DataPlane>,
+    /// How connections to managers are secured (mutual TLS with the node's certificate, which
+    /// the agent keeps renewed).
+    pub transport: Transport,
 }
 
 /// A running agent.
@@ -37,6 +42,10 @@ pub struct Agent {
     reporter: Reporter,
     node: watch::Sender<Option<pb::Node>>,
     connected: watch::Sender<Option<String>>,
+    /// Role and signing root as the managers last said.
+    cluster: watch::Sender<certs::Cluster>,
+    /// Digest of the root that signed the node's certificate, as far as the node knows.
+    issuer: Mutex<String>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -47,13 +56,13 @@ impl std::fmt::Debug for Agent {
     }
 }
 
-fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+fn channel(transport: &Transport, addr: &str) -> Result<Channel, tonic::transport::Error> {
+    let ep = Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(3))
-        .connect_lazy())
+        .keep_alive_timeout(Duration::from_secs(3));
+    Ok(transport.lazy(ep))
 }
 
 enum SessionEnd {
@@ -90,6 +99,8 @@ impl Agent {
             reporter,
             node: watch::channel(None).0,
             connected: watch::channel(None).0,
+            cluster: watch::channel(certs::Cluster::default()).0,
+            issuer: Mutex::new(String::new()),
         })
     }
 
@@ -168,7 +179,7 @@ impl Agent {
     }
 
     async fn session(&self, addr: &str) -> SessionEnd {
-        let ch = match channel(addr) {
+        let ch = match channel(&self.cfg.transport, addr) {
             Ok(c) => c,
             Err(e) => return SessionEnd::Failed(e.to_string()),
         };
@@ -236,14 +247,81 @@ impl Agent {
                 }
             }
         };
+        let renewals = self.renew_loop(client.clone());
         tokio::select! {
             end = messages => end,
+            end = renewals => end,
             s = heartbeat => end_of(&s),
             r = report => match r { Err(s) => end_of(&s), Ok(()) => SessionEnd::Failed("reporter stopped".into()) },
         }
     }
 
+    /// Renews the node's certificate whenever [`certs::due`] says so, through the session's
+    /// manager. Failures are retried; they never end the session.
+    async fn renew_loop(&self, mut client: DispatcherClient<Channel>) -> SessionEnd {
+        let Some(creds) = self.cfg.transport.credentials().cloned() else {
+            return std::future::pending().await;
+        };
+        let mut sched = certs::Schedule::default();
+        let mut view = self.cluster.subscribe();
+        let mut failures = 0u32;
+        loop {
+            let cluster = view.borrow_and_update().clone();
+            let issuer = self
+                .issuer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some(why) = certs::due(&creds, &mut sched, &cluster, &issuer) {
+                info!(why, "renewing the node certificate");
+                match certs::renew(&mut client, &creds, &self.cfg.node_id).await {
+                    Ok(issuer) => {
+                        failures = 0;
+                        let info = creds.current().info.clone();
+                        info!(role = %info.identity.role, not_after = info.not_after, "node certificate renewed");
+                        *self.issuer.lock().unwrap_or_else(|e| e.into_inner()) = issuer;
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        warn!(error = %e, "certificate renewal failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(u64::from(failures.min(10)))).await;
+                    }
+                }
+                continue;
+            }
+            let wait = certs::wait(&creds, &mut sched);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                r = view.changed() => if r.is_err() { return std::future::pending().await },
+            }
+        }
+    }
+
     fn handle(&self, m: pb::SessionMessage) {
+        if let Some(creds) = self.cfg.transport.credentials() {
+            if !m.roots_pem.is_empty() {
+                match creds.set_roots(&m.roots_pem) {
+                    Ok(true) => info!("the cluster's trusted roots changed"),
+                    Ok(false) => {}
+                    Err(e) => warn!(error = %e, "could not install the cluster's roots"),
+                }
+            }
+            let mut issuer = self.issuer.lock().unwrap_or_else(|e| e.into_inner());
+            if issuer.is_empty() {
+                if let Some(n) = &m.node {
+                    *issuer = n.cert_issuer.clone();
+                }
+            }
+        }
+        let view = certs::Cluster {
+            role: m.node.as_ref().map(|n| n.role()),
+            ca_digest: m.ca_digest.clone(),
+        };
+        self.cluster.send_if_modified(|v| {
+            let changed = *v != view;
+            *v = view;
+            changed
+        });
         if !m.managers.is_empty() {
             let mut cur = self.managers.lock().unwrap_or_else(|e| e.into_inner());
             if *cur != m.managers {

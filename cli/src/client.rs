@@ -4,6 +4,7 @@
 //! the Control API reaches a manager (and reports failing to) the same way.
 
 use shoal_proto::pb::control_client::ControlClient;
+use shoal_security::{Credentials, Transport};
 use std::error::Error as StdError;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,13 +24,24 @@ pub struct ClientConfig {
     /// Upper bound for any single call, so a manager that lost its quorum cannot hang the
     /// client forever. `None` = no limit.
     pub request_timeout: Option<Duration>,
+    /// Over TCP: the directory with the node certificate to present (a manager's
+    /// `<state-dir>/certificates`). `None`: [`DEFAULT_CERT_DIR`] if it exists, else plain TCP
+    /// (only `--insecure-plaintext` clusters accept that).
+    pub cert_dir: Option<PathBuf>,
+    /// Over TCP: talk plain gRPC (clusters made with `--insecure-plaintext`).
+    pub plaintext: bool,
 }
+
+/// Where `swarmctl` looks for certificates for a TCP connection when none is named.
+pub const DEFAULT_CERT_DIR: &str = "/var/lib/shoal/certificates";
 
 impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
             connect_timeout: Duration::from_secs(3),
             request_timeout: Some(Duration::from_secs(60)),
+            cert_dir: None,
+            plaintext: false,
         }
     }
 }
@@ -102,7 +114,11 @@ pub async fn connect_with(
     let unreachable = |cause: String| {
         anyhow::anyhow!("cannot reach swarmd at {host}: {cause}; is swarmd running there? (set --host or SWARM_HOST)")
     };
-    let channel = match tokio::time::timeout(cfg.connect_timeout, open(&target, cfg)).await {
+    let t = match &target {
+        Target::Tcp(_) => transport(cfg)?,
+        Target::Unix(_) => Transport::Plain,
+    };
+    let channel = match tokio::time::timeout(cfg.connect_timeout, open(&target, cfg, &t)).await {
         Ok(Ok(channel)) => channel,
         Ok(Err(e)) => return Err(unreachable(error_chain(&e))),
         Err(_) => {
@@ -115,7 +131,11 @@ pub async fn connect_with(
     Ok(ControlClient::new(channel))
 }
 
-async fn open(target: &Target, cfg: &ClientConfig) -> Result<Channel, tonic::transport::Error> {
+async fn open(
+    target: &Target,
+    cfg: &ClientConfig,
+    t: &Transport,
+) -> Result<Channel, tonic::transport::Error> {
     match target {
         Target::Tcp(addr) => {
             let mut ep = Endpoint::from_shared(format!("http://{addr}"))?
@@ -123,7 +143,7 @@ async fn open(target: &Target, cfg: &ClientConfig) -> Result<Channel, tonic::tra
             if let Some(t) = cfg.request_timeout {
                 ep = ep.timeout(t);
             }
-            ep.connect().await
+            t.connect(ep).await
         }
         Target::Unix(path) => {
             // The URI is required by tonic but unused: the connector below ignores it.
@@ -147,6 +167,26 @@ async fn open(target: &Target, cfg: &ClientConfig) -> Result<Channel, tonic::tra
             }))
             .await
         }
+    }
+}
+
+/// The transport for a TCP connection: mutual TLS with the certificates in the configured (or
+/// default) directory; plain only when asked for.
+fn transport(cfg: &ClientConfig) -> anyhow::Result<Transport> {
+    if cfg.plaintext {
+        return Ok(Transport::Plain);
+    }
+    let dir = cfg
+        .cert_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CERT_DIR));
+    match Credentials::load(&dir) {
+        Ok(Some(c)) => Ok(Transport::Node(c)),
+        Ok(None) => anyhow::bail!(
+            "managers speak mutual TLS over TCP, and there is no node certificate in {}: pass --cert-dir DIR (a manager's <state-dir>/certificates; env SWARM_CERT_DIR), or use the manager's unix socket",
+            dir.display()
+        ),
+        Err(e) => anyhow::bail!("cannot read the certificates in {}: {e}", dir.display()),
     }
 }
 
@@ -214,6 +254,16 @@ impl<T> RpcResultExt<T> for Result<tonic::Response<T>, tonic::Status> {
 mod tests {
     use super::*;
     use crate::ctl::fake::Fake;
+
+    /// The fake serves plain gRPC, as an `--insecure-plaintext` cluster does.
+    async fn connect(host: &str) -> anyhow::Result<ControlClient<Channel>> {
+        let cfg = ClientConfig {
+            plaintext: true,
+            ..Default::default()
+        };
+        connect_with(host, &cfg).await
+    }
+
     use shoal_proto::pb;
     use std::time::Instant;
 
@@ -254,6 +304,19 @@ mod tests {
                 "{bad}: {e}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn tcp_without_a_certificate_says_what_to_do() {
+        let cfg = ClientConfig {
+            cert_dir: Some("/nonexistent/certificates".into()),
+            ..Default::default()
+        };
+        let e = connect_with("tcp://127.0.0.1:1", &cfg)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--cert-dir") && e.contains("mutual TLS"), "{e}");
     }
 
     #[tokio::test]
@@ -345,6 +408,8 @@ mod tests {
         let cfg = ClientConfig {
             connect_timeout: Duration::from_millis(500),
             request_timeout: Some(Duration::from_millis(300)),
+            cert_dir: None,
+            plaintext: true,
         };
         let started = Instant::now();
         let r = match connect_with(&addr.to_string(), &cfg).await {

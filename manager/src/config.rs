@@ -1,6 +1,7 @@
 //! Manager configuration.
 
 use crate::raft::storage::EngineKind;
+use shoal_security::Transport;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -29,6 +30,9 @@ pub struct ManagerConfig {
     pub heartbeat_period: Duration,
     /// Missed agent heartbeats before a node is DOWN.
     pub heartbeat_misses: u32,
+    /// How connections to and from other nodes are secured: mutual TLS with the node's
+    /// certificate, or plain TCP (in-process tests, `--insecure-plaintext`).
+    pub transport: Transport,
 }
 
 impl ManagerConfig {
@@ -45,6 +49,7 @@ impl ManagerConfig {
             snapshot_every: 5000,
             heartbeat_period: Duration::from_millis(500),
             heartbeat_misses: 3,
+            transport: Transport::Plain,
         }
     }
 

@@ -6,9 +6,13 @@
 //!   its commands: [`orchestrator`], [`allocator`], [`scheduler`]; and the [`dispatcher`] that
 //!   serves agent sessions.
 //! * [`control`]: the Control API served to `swarmctl`.
+//! * [`ca`] and [`authz`]: the cluster CA (node certificates, root rotation) and who may call
+//!   what over mutual TLS.
 #![forbid(unsafe_code)]
 
 pub mod allocator;
+pub mod authz;
+pub mod ca;
 pub mod config;
 pub mod control;
 pub mod dispatcher;

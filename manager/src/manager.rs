@@ -70,7 +70,7 @@ impl Manager {
         let (log, sm) = storage::open(cfg.engine, &dir, store.clone())
             .await
             .map_err(|e| ManagerError::Storage(e.to_string()))?;
-        let net = Network::default();
+        let net = Network::new(cfg.transport.clone());
         let raft_cfg = Arc::new(
             cfg.raft_config()
                 .validate()

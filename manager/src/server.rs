@@ -1,5 +1,7 @@
-//! The manager's gRPC surface on one TCP listener: Raft, Dispatcher and Control.
+//! The manager's gRPC surface on one TCP listener: Raft, Dispatcher and Control, over the
+//! node's transport (mutual TLS), with the checks of [`crate::authz`].
 
+use crate::authz::ManagersOnly;
 use crate::control::ControlService;
 use crate::dispatcher::DispatcherService;
 use crate::manager::Manager;
@@ -7,7 +9,7 @@ use crate::raft::server::RaftService;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 
 /// Serves Raft, Dispatcher and Control on `listener` until `shutdown` completes.
@@ -16,17 +18,20 @@ pub async fn serve_tcp(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
+    let guard = ManagersOnly(m.clone());
+    // The transport sets TCP_NODELAY on every accepted socket: without it Nagle + delayed ACK
+    // stall small replies (raft, forwarded writes, control calls) for ~40 ms.
+    let incoming = m.cfg.transport.incoming(listener);
     Server::builder()
-        .tcp_nodelay(true)
-        .add_service(RaftService::new(m.raft.clone()).into_server())
+        .add_service(InterceptedService::new(
+            RaftService::new(m.raft.clone()).into_server(),
+            guard.clone(),
+        ))
         .add_service(DispatcherService::new(m.clone()).into_server())
-        .add_service(ControlService::new(m).into_server())
-        // `tcp_nodelay` above only applies to listeners tonic binds itself; sockets accepted
-        // from our own listener need it set here, or Nagle + delayed ACK stall small replies
-        // (raft, forwarded writes, control calls) for ~40 ms.
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
+        .add_service(InterceptedService::new(
+            ControlService::new(m).into_server(),
+            guard,
+        ))
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

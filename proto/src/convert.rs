@@ -78,6 +78,8 @@ pub fn node_to_pb(n: &m::Node, manager_status: &str) -> pb::Node {
         created_ms: n.created_ms,
         updated_ms: n.updated_ms,
         version: n.version,
+        cert_not_after_ms: n.cert_not_after_ms,
+        cert_issuer: n.cert_issuer.clone(),
     }
 }
 
@@ -96,6 +98,8 @@ impl From<&pb::Node> for m::Node {
             created_ms: n.created_ms,
             updated_ms: n.updated_ms,
             version: n.version,
+            cert_not_after_ms: n.cert_not_after_ms,
+            cert_issuer: n.cert_issuer.clone(),
         }
     }
 }

@@ -227,6 +227,22 @@ impl control_server::Control for Fake {
             ..Default::default()
         }))
     }
+    async fn update_cluster(&self, req: Request<pb::UpdateClusterRequest>) -> R<pb::Cluster> {
+        Ok(Response::new(pb::Cluster {
+            id: "c1".into(),
+            cert_expiry_ms: req.get_ref().cert_expiry_ms,
+            ..Default::default()
+        }))
+    }
+    async fn rotate_ca(&self, _: Request<pb::Empty>) -> R<pb::Cluster> {
+        Ok(Response::new(pb::Cluster {
+            id: "c1".into(),
+            ca_digest: "d2".into(),
+            ca_rotating: true,
+            ca_rotation_pending: 5,
+            ..Default::default()
+        }))
+    }
     async fn get_join_token(&self, req: Request<pb::JoinTokenRequest>) -> R<pb::JoinTokenResponse> {
         let kind = if req.get_ref().role == pb::NodeRole::Manager as i32 {
             "mgr"

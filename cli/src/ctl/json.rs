@@ -22,6 +22,12 @@ pub fn cluster(c: &pb::Cluster) -> Value {
         "managers": c.managers,
         "workers": c.workers,
         "heartbeat_period_ms": c.heartbeat_period_ms,
+        "ca": {
+            "digest": c.ca_digest,
+            "cert_expiry_ms": c.cert_expiry_ms,
+            "rotating": c.ca_rotating,
+            "rotation_pending_nodes": c.ca_rotation_pending,
+        },
     })
 }
 
@@ -33,6 +39,7 @@ pub fn node(n: &pb::Node) -> Value {
         "role": names::role(n.role()),
         "availability": names::availability(n.availability()).to_lowercase(),
         "state": names::node_state(n.state()).to_lowercase(),
+        "certificate": { "not_after_ms": n.cert_not_after_ms, "issuer": n.cert_issuer },
         "state_message": n.state_message,
         "addr": n.addr,
         "labels": labels(&n.labels),

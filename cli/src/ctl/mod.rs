@@ -31,6 +31,13 @@ pub struct Cli {
     /// The manager to talk to: unix:///PATH/swarmd.sock or tcp://IP:PORT.
     #[arg(long, global = true, env = "SWARM_HOST", default_value = DEFAULT_HOST)]
     pub host: String,
+    /// For tcp:// hosts: the directory with the certificate to present (a manager's
+    /// `<state-dir>/certificates`; default /var/lib/shoal/certificates when it exists).
+    #[arg(long, global = true, env = "SWARM_CERT_DIR")]
+    pub cert_dir: Option<std::path::PathBuf>,
+    /// For tcp:// hosts: plain gRPC, for clusters made with `swarmd --insecure-plaintext`.
+    #[arg(long, global = true)]
+    pub insecure_plaintext: bool,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -113,7 +120,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Lab(c) = cli.command {
         return lab::run(c, cli.format).await;
     }
-    let client = client::connect(&cli.host).await?;
+    let cfg = client::ClientConfig {
+        cert_dir: cli.cert_dir.clone(),
+        plaintext: cli.insecure_plaintext,
+        ..Default::default()
+    };
+    let client = client::connect_with(&cli.host, &cfg).await?;
     let mut ctx = Ctx {
         client,
         format: cli.format,

@@ -1,4 +1,4 @@
-//! `swarmctl swarm inspect | join-token`.
+//! `swarmctl swarm inspect | join-token | update | ca`.
 
 use super::{json, output, Ctx};
 use crate::client::RpcResultExt;
@@ -23,6 +23,37 @@ pub enum SwarmCmd {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Change cluster settings.
+    Update {
+        /// Validity of node certificates issued from now on (e.g. 2160h, 90d; at least 10s);
+        /// nodes renew at 50–80 % of it.
+        #[arg(long, value_parser = parse_expiry)]
+        cert_expiry: Option<std::time::Duration>,
+    },
+    /// Show the root CA, or rotate it.
+    Ca {
+        /// Make a new root CA. Certificates of the old root keep working (the new root is
+        /// cross-signed by the old) until every node has renewed; join tokens change.
+        #[arg(long)]
+        rotate: bool,
+    },
+}
+
+fn parse_expiry(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 90d, 2160h, 30m, 60s"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" | "" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(format!("invalid duration {s:?}: unit must be s, m, h or d")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// Node kinds a join token admits.
@@ -43,7 +74,58 @@ pub async fn run(ctx: &mut Ctx, cmd: SwarmCmd) -> anyhow::Result<()> {
             rotate,
             quiet,
         } => join_token(ctx, role, rotate, quiet).await,
+        SwarmCmd::Update { cert_expiry } => {
+            let Some(e) = cert_expiry else {
+                anyhow::bail!("nothing to update: pass --cert-expiry");
+            };
+            let req = pb::UpdateClusterRequest {
+                cert_expiry_ms: e.as_millis() as u64,
+            };
+            let c = ctx.client.update_cluster(req).await.rpc()?;
+            if ctx.json() {
+                ctx.out.json(&json::cluster(&c));
+            } else {
+                ctx.out.line("Swarm updated.");
+            }
+            Ok(())
+        }
+        SwarmCmd::Ca { rotate } => {
+            let c = if rotate {
+                ctx.client.rotate_ca(pb::Empty {}).await.rpc()?
+            } else {
+                ctx.client.get_cluster(pb::Empty {}).await.rpc()?
+            };
+            if ctx.json() {
+                ctx.out.json(&json::cluster(&c));
+            } else {
+                ctx.out.print(&ca_text(&c, rotate));
+            }
+            Ok(())
+        }
     }
+}
+
+/// The human form of `swarm ca`.
+pub fn ca_text(c: &pb::Cluster, rotated: bool) -> String {
+    if c.ca_digest.is_empty() {
+        return "This cluster runs without TLS (--insecure-plaintext): it has no CA.\n".into();
+    }
+    let mut out = String::new();
+    if rotated {
+        out.push_str("Root CA rotated: nodes renew their certificates now; join tokens changed (see `swarmctl swarm join-token`).\n");
+    }
+    out.push_str(&format!("Root CA digest:       {}\n", c.ca_digest));
+    out.push_str(&format!(
+        "Certificate expiry:   {}\n",
+        output::millis(c.cert_expiry_ms)
+    ));
+    if c.ca_rotating {
+        out.push_str(&format!(
+            "Rotation:             in progress, {} node(s) still hold a certificate of the old root\n",
+            c.ca_rotation_pending
+        ));
+    }
+    out
 }
 
 async fn inspect(ctx: &mut Ctx) -> anyhow::Result<()> {
@@ -77,7 +159,9 @@ pub fn render_cluster(c: &pb::Cluster, now_ms: i64) -> String {
          Term:                {}\n \
          Last applied index:  {}\n\
          Heartbeat period:     {}\n\
-         Default address pool: {} (subnets of /{})\n",
+         Default address pool: {} (subnets of /{})\n\
+         Root CA digest:       {}\n\
+         Certificate expiry:   {}\n",
         c.id,
         c.managers,
         c.workers,
@@ -86,6 +170,12 @@ pub fn render_cluster(c: &pb::Cluster, now_ms: i64) -> String {
         output::millis(c.heartbeat_period_ms),
         c.default_addr_pool,
         c.subnet_size,
+        if c.ca_digest.is_empty() {
+            "(no TLS)"
+        } else {
+            c.ca_digest.as_str()
+        },
+        output::millis(c.cert_expiry_ms),
     )
 }
 

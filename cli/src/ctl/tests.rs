@@ -3,7 +3,17 @@
 use super::fake::Fake;
 use super::output::SharedBuf;
 use super::*;
-use crate::client::connect;
+
+/// The fake serves plain gRPC, as an `--insecure-plaintext` cluster does.
+async fn connect(
+    host: &str,
+) -> anyhow::Result<shoal_proto::pb::control_client::ControlClient<tonic::transport::Channel>> {
+    let cfg = crate::client::ClientConfig {
+        plaintext: true,
+        ..Default::default()
+    };
+    crate::client::connect_with(host, &cfg).await
+}
 
 /// Runs `swarmctl ARGS` against `host`, returning the result and what went to stdout.
 async fn run_cmd(host: &str, args: &[&str]) -> (anyhow::Result<()>, String) {

@@ -327,6 +327,7 @@ impl Builder {
         let cfg = ClientConfig {
             connect_timeout: Duration::from_secs(1),
             request_timeout: Some(Duration::from_secs(3)),
+            ..Default::default()
         };
         client::connect_with(&self.dir.host(&self.spec.nodes()[0].name), &cfg).await
     }

@@ -62,6 +62,53 @@ impl ControlService {
         service_to_pb(svc, running, desired)
     }
 
+    /// The cluster as the Control API shows it (never its CA key).
+    fn cluster_pb(&self) -> Result<pb::Cluster, Status> {
+        let s = self.m.store.read();
+        let c = s
+            .cluster
+            .clone()
+            .ok_or_else(|| Status::unavailable("cluster is not initialised yet"))?;
+        let metrics = self.m.raft.metrics().borrow().clone();
+        let leader = metrics
+            .current_leader
+            .and_then(|id| s.nodes.values().find(|n| n.raft_id == id))
+            .map(|n| n.hostname.clone())
+            .unwrap_or_default();
+        Ok(pb::Cluster {
+            id: c.id,
+            default_addr_pool: c.default_addr_pool,
+            subnet_size: c.subnet_size.into(),
+            created_ms: c.created_ms,
+            raft_leader: leader,
+            raft_term: metrics.current_term,
+            raft_last_applied: metrics.last_applied.map(|l| l.index).unwrap_or(0),
+            managers: s
+                .nodes
+                .values()
+                .filter(|n| n.role == NodeRole::Manager)
+                .count() as u32,
+            workers: s
+                .nodes
+                .values()
+                .filter(|n| n.role == NodeRole::Worker)
+                .count() as u32,
+            heartbeat_period_ms: self.m.dispatcher.period().as_millis() as u64,
+            ca_digest: if c.ca_cert_pem.is_empty() {
+                String::new()
+            } else {
+                c.digest.clone()
+            },
+            cert_expiry_ms: c.cert_expiry_ms,
+            ca_rotating: !c.ca_cross_pem.is_empty(),
+            ca_rotation_pending: if c.ca_cross_pem.is_empty() {
+                0
+            } else {
+                crate::ca::pending(&s) as u32
+            },
+        })
+    }
+
     /// A channel to the leader when this manager is a follower that knows one (and the request
     /// was not already forwarded once).
     fn leader_channel<T>(&self, req: &Request<T>) -> Option<tonic::transport::Channel> {
@@ -121,37 +168,51 @@ type R<T> = Result<Response<T>, Status>;
 #[tonic::async_trait]
 impl control_server::Control for ControlService {
     async fn get_cluster(&self, _: Request<pb::Empty>) -> R<pb::Cluster> {
-        let s = self.m.store.read();
-        let c = s
+        self.cluster_pb().map(Response::new)
+    }
+
+    async fn update_cluster(&self, req: Request<pb::UpdateClusterRequest>) -> R<pb::Cluster> {
+        let r = req.into_inner();
+        let mut c = self
+            .m
+            .store
+            .read()
             .cluster
             .clone()
             .ok_or_else(|| Status::unavailable("cluster is not initialised yet"))?;
-        let metrics = self.m.raft.metrics().borrow().clone();
-        let leader = metrics
-            .current_leader
-            .and_then(|id| s.nodes.values().find(|n| n.raft_id == id))
-            .map(|n| n.hostname.clone())
-            .unwrap_or_default();
-        Ok(Response::new(pb::Cluster {
-            id: c.id,
-            default_addr_pool: c.default_addr_pool,
-            subnet_size: c.subnet_size.into(),
-            created_ms: c.created_ms,
-            raft_leader: leader,
-            raft_term: metrics.current_term,
-            raft_last_applied: metrics.last_applied.map(|l| l.index).unwrap_or(0),
-            managers: s
-                .nodes
-                .values()
-                .filter(|n| n.role == NodeRole::Manager)
-                .count() as u32,
-            workers: s
-                .nodes
-                .values()
-                .filter(|n| n.role == NodeRole::Worker)
-                .count() as u32,
-            heartbeat_period_ms: self.m.dispatcher.period().as_millis() as u64,
-        }))
+        if r.cert_expiry_ms > 0 {
+            let min = crate::ca::MIN_CERT_EXPIRY.as_millis() as u64;
+            if r.cert_expiry_ms < min {
+                return Err(Status::invalid_argument(format!(
+                    "--cert-expiry must be at least {} s",
+                    min / 1000
+                )));
+            }
+            c.cert_expiry_ms = r.cert_expiry_ms;
+        }
+        let resp = self.write(Command::PutCluster(c)).await?;
+        if resp.conflicts > 0 {
+            return Err(Status::aborted("the cluster changed concurrently; retry"));
+        }
+        self.cluster_pb().map(Response::new)
+    }
+
+    async fn rotate_ca(&self, _: Request<pb::Empty>) -> R<pb::Cluster> {
+        let c = self
+            .m
+            .store
+            .read()
+            .cluster
+            .clone()
+            .ok_or_else(|| Status::unavailable("cluster is not initialised yet"))?;
+        let n = crate::ca::rotated(&c)?;
+        let resp = self.write(Command::PutCluster(n)).await?;
+        if resp.conflicts > 0 {
+            return Err(Status::aborted(
+                "the cluster changed concurrently; retry the rotation",
+            ));
+        }
+        self.cluster_pb().map(Response::new)
     }
 
     async fn get_join_token(&self, req: Request<pb::JoinTokenRequest>) -> R<pb::JoinTokenResponse> {
@@ -301,6 +362,7 @@ impl control_server::Control for ControlService {
             )));
         }
         self.write(Command::RemoveNode { id: node.id }).await?;
+        self.m.finish_ca_rotation().await;
         Ok(Response::new(pb::Empty {}))
     }
 

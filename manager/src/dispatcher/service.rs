@@ -53,7 +53,17 @@ impl DispatcherService {
         node: &Node,
         assignments: Option<pb::Assignments>,
     ) -> pb::SessionMessage {
+        let (roots_pem, ca_digest) = self
+            .m
+            .store
+            .read()
+            .cluster
+            .as_ref()
+            .map(|c| (c.ca_roots_pem.clone(), c.digest.clone()))
+            .unwrap_or_default();
         pb::SessionMessage {
+            roots_pem,
+            ca_digest,
             session_id: session_id.to_string(),
             node: Some(node_to_pb(node, "")),
             managers: self.m.manager_addrs(),
@@ -74,6 +84,49 @@ fn status(e: crate::manager::ManagerError) -> Status {
 
 #[tonic::async_trait]
 impl dispatcher_server::Dispatcher for DispatcherService {
+    async fn get_root_ca(
+        &self,
+        _req: Request<pb::Empty>,
+    ) -> Result<Response<pb::RootCaResponse>, Status> {
+        let roots_pem = self
+            .m
+            .store
+            .read()
+            .cluster
+            .as_ref()
+            .map(|c| c.ca_roots_pem.clone())
+            .ok_or_else(|| Status::unavailable("cluster is not initialised yet"))?;
+        Ok(Response::new(pb::RootCaResponse { roots_pem }))
+    }
+
+    #[instrument(skip_all, fields(node.id = %req.get_ref().node_id))]
+    async fn renew_certificate(
+        &self,
+        req: Request<pb::RenewRequest>,
+    ) -> Result<Response<pb::CertificateResponse>, Status> {
+        self.m.check_node(&req, &req.get_ref().node_id)?;
+        if !self.m.is_leader() {
+            let (_, addr) = self
+                .m
+                .leader()
+                .ok_or_else(|| Status::unavailable("no raft leader right now; retry shortly"))?;
+            let ch = self
+                .m
+                .channel(&addr)
+                .map_err(|e| Status::unavailable(e.to_string()))?;
+            return DispatcherClient::new(ch)
+                .renew_certificate(req.into_inner())
+                .await;
+        }
+        let r = req.into_inner();
+        let issued = self.m.renew_certificate(&r.node_id, &r.csr).await?;
+        Ok(Response::new(pb::CertificateResponse {
+            certificate: issued.chain_pem,
+            roots_pem: issued.roots_pem,
+            issuer: issued.issuer,
+        }))
+    }
+
     #[instrument(skip_all, fields(hostname = %req.get_ref().hostname))]
     async fn register(
         &self,
@@ -89,6 +142,10 @@ impl dispatcher_server::Dispatcher for DispatcherService {
                 .channel(&addr)
                 .map_err(|e| Status::unavailable(e.to_string()))?;
             return DispatcherClient::new(ch).register(req.into_inner()).await;
+        }
+        if !req.get_ref().node_id.is_empty() {
+            // Only the node itself may come back as itself.
+            self.m.check_node(&req, &req.get_ref().node_id)?;
         }
         let r = req.into_inner();
         let (cluster, existing) = {
@@ -116,6 +173,8 @@ impl dispatcher_server::Dispatcher for DispatcherService {
                 cluster_id: cluster.id,
                 raft_id: n.raft_id,
                 managers,
+                certificate: String::new(),
+                roots_pem: cluster.ca_roots_pem,
             }));
         }
         if !r.node_id.is_empty() {
@@ -146,17 +205,23 @@ impl dispatcher_server::Dispatcher for DispatcherService {
             updated_ms: now,
             ..Default::default()
         };
-        self.m
-            .write(Command::PutNode(node.clone()))
-            .await
-            .map_err(status)?;
+        // Sign first: a bad request leaves nothing behind in the store.
+        let issued = crate::ca::issue(&cluster, &node.id, role, &r.csr)?;
+        let mut cmds = vec![Command::PutNode(node.clone())];
+        if let Some(i) = &issued {
+            cmds.push(crate::ca::issued_command(&node.id, i));
+        }
+        self.m.write(Command::Batch(cmds)).await.map_err(status)?;
         info!(node.id = %node.id, role = ?role, "node joined");
+        let issued = issued.unwrap_or_default();
         Ok(Response::new(pb::RegisterResponse {
             node_id: node.id,
             role: pb::NodeRole::from(role) as i32,
             cluster_id: cluster.id,
             raft_id: node.raft_id,
             managers,
+            certificate: issued.chain_pem,
+            roots_pem: issued.roots_pem,
         }))
     }
 
@@ -179,6 +244,7 @@ impl dispatcher_server::Dispatcher for DispatcherService {
                 "this manager is not serving agents yet (leadership not confirmed); retry shortly",
             ));
         }
+        self.m.check_node(&req, &req.get_ref().node_id)?;
         let node_id = req.into_inner().node_id;
         let node = self
             .m
@@ -274,6 +340,7 @@ impl dispatcher_server::Dispatcher for DispatcherService {
         &self,
         req: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        self.m.check_node(&req, &req.get_ref().node_id)?;
         let r = req.into_inner();
         if !self.m.dispatcher.heartbeat(&r.node_id, &r.session_id) {
             if !self.m.is_leader() {
@@ -290,6 +357,7 @@ impl dispatcher_server::Dispatcher for DispatcherService {
         &self,
         req: Request<pb::UpdateTaskStatusRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
+        self.m.check_node(&req, &req.get_ref().node_id)?;
         let r = req.into_inner();
         if !self.m.dispatcher.session_valid(&r.node_id, &r.session_id) {
             return Err(if self.m.is_leader() {
@@ -325,6 +393,7 @@ impl dispatcher_server::Dispatcher for DispatcherService {
         &self,
         req: Request<pb::ExecResult>,
     ) -> Result<Response<pb::Empty>, Status> {
+        self.m.check_node(&req, &req.get_ref().node_id)?;
         self.m.dispatcher.deliver_exec(req.into_inner());
         Ok(Response::new(pb::Empty {}))
     }
@@ -333,6 +402,7 @@ impl dispatcher_server::Dispatcher for DispatcherService {
         &self,
         req: Request<pb::PublishLogsRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
+        self.m.check_node(&req, &req.get_ref().node_id)?;
         self.m.dispatcher.deliver_logs(req.into_inner());
         Ok(Response::new(pb::Empty {}))
     }

@@ -15,36 +15,47 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shoal_proto::pb::raft_client::RaftClient;
 use shoal_proto::pb::RaftBytes;
+use shoal_security::Transport;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tonic::transport::{Channel, Endpoint};
 
-/// A lazily connected channel to `addr` (`ip:port`).
-pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+/// A lazily connected channel to `addr` (`ip:port`) over `transport`.
+pub fn channel(transport: &Transport, addr: &str) -> Result<Channel, tonic::transport::Error> {
+    let ep = Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .connect_lazy())
+        .keep_alive_timeout(Duration::from_secs(5));
+    Ok(transport.lazy(ep))
 }
 
 /// Creates one connection per peer and caches the channels.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Network {
+    transport: Transport,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     contact: Arc<Mutex<HashMap<NodeId, Instant>>>,
 }
 
 impl Network {
+    /// Connections to peers over `transport`.
+    pub fn new(transport: Transport) -> Network {
+        Network {
+            transport,
+            channels: Arc::default(),
+            contact: Arc::default(),
+        }
+    }
+
     /// A cached channel to `addr`.
     pub fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
         let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = map.get(addr) {
             return Ok(c.clone());
         }
-        let c = channel(addr)?;
+        let c = channel(&self.transport, addr)?;
         map.insert(addr.to_string(), c.clone());
         Ok(c)
     }

@@ -26,6 +26,9 @@ pub struct State {
     pub services: BTreeMap<String, Service>,
     /// Tasks by id.
     pub tasks: BTreeMap<String, Task>,
+    /// Ids of removed nodes: their certificates are refused from then on.
+    #[serde(default)]
+    pub removed_nodes: BTreeSet<String>,
     /// Index: node id → ids of the tasks assigned to it. Rebuilt on restore.
     #[serde(skip)]
     pub tasks_by_node: BTreeMap<String, BTreeSet<String>>,
@@ -146,6 +149,9 @@ impl State {
                 ok("")
             }
             Command::PutNode(n) => {
+                if self.removed_nodes.contains(&n.id) {
+                    return Err(format!("node {} was removed from the swarm", n.id));
+                }
                 let cur = self.nodes.get(&n.id).map(|n| n.version).unwrap_or(0);
                 if cur != n.version {
                     return Ok(Response {
@@ -163,6 +169,21 @@ impl State {
                 self.nodes
                     .remove(id)
                     .ok_or_else(|| format!("node {id} not found"))?;
+                self.removed_nodes.insert(id.clone());
+                ok(id)
+            }
+            Command::NodeCertIssued {
+                id,
+                not_after_ms,
+                issuer,
+            } => {
+                let n = self
+                    .nodes
+                    .get_mut(id)
+                    .ok_or_else(|| format!("node {id} not found"))?;
+                n.cert_not_after_ms = *not_after_ms;
+                n.cert_issuer = issuer.clone();
+                n.version = index;
                 ok(id)
             }
             Command::SetNodeStates(states) => {

@@ -21,6 +21,15 @@ pub enum Command {
         /// Node id.
         id: String,
     },
+    /// Records the certificate the managers issued to a node; no version check.
+    NodeCertIssued {
+        /// Node id.
+        id: String,
+        /// Expiry, ms since epoch.
+        not_after_ms: i64,
+        /// Digest of the issuing root.
+        issuer: String,
+    },
     /// Sets nodes' observed state (heartbeats); no version check.
     SetNodeStates(Vec<(String, NodeState, String)>),
     /// Creates a network; an empty subnet is allocated from the default pool, a VNI is

@@ -9,7 +9,8 @@ mod task;
 pub use command::{Command, CommandResult, Response};
 pub use ids::{new_id, now_ms, validate_name};
 pub use node::{
-    Availability, Cluster, Network, NetworkDriver, Node, NodeRole, NodeState, PREDEFINED_NETWORKS,
+    Availability, Cluster, Network, NetworkDriver, Node, NodeRole, NodeState, Secret,
+    PREDEFINED_NETWORKS,
 };
 pub use service::{
     EndpointMode, NetworkAttachmentSpec, PortConfig, Protocol, PublishMode, RestartCondition,

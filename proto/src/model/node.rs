@@ -66,6 +66,12 @@ pub struct Node {
     pub updated_ms: i64,
     /// Raft index of the last write (optimistic concurrency).
     pub version: u64,
+    /// Expiry of the last certificate the managers issued to the node, ms since epoch.
+    #[serde(default)]
+    pub cert_not_after_ms: i64,
+    /// Digest of the root CA that issued it.
+    #[serde(default)]
+    pub cert_issuer: String,
 }
 
 /// Network driver.
@@ -148,6 +154,37 @@ pub struct Cluster {
     pub created_ms: i64,
     /// Raft index of the last write.
     pub version: u64,
+    /// The root CA that signs node certificates: its certificate (PEM)…
+    #[serde(default)]
+    pub ca_cert_pem: String,
+    /// …and its private key (PEM; replicated to managers only, never sent to a client).
+    #[serde(default)]
+    pub ca_key_pem: Secret,
+    /// During a root rotation: the new root cross-signed by the old one, sent after each node
+    /// certificate so that nodes still trusting only the old root accept it. Empty otherwise.
+    #[serde(default)]
+    pub ca_cross_pem: String,
+    /// Every root nodes must trust: the signing root, plus the old one during a rotation.
+    #[serde(default)]
+    pub ca_roots_pem: String,
+    /// Validity of node certificates, ms.
+    #[serde(default)]
+    pub cert_expiry_ms: u64,
+}
+
+/// A string that `Debug` does not print (private keys).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "<redacted>"
+        })
+    }
 }
 
 impl Cluster {

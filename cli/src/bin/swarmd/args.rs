@@ -60,6 +60,14 @@ pub struct Args {
     /// Prefix length of the subnets cut from the pool (at init).
     #[arg(long, default_value_t = 24)]
     pub default_addr_pool_mask_len: u8,
+    /// Validity of node certificates (at init; later `swarmctl swarm update --cert-expiry`).
+    /// Nodes renew theirs at 50–80 % of it.
+    #[arg(long, default_value = "90d", value_parser = parse_duration)]
+    pub cert_expiry: Duration,
+    /// Run without TLS: no CA, no node certificates, plain gRPC between nodes. Only for
+    /// benchmarks that measure what TLS costs; every node of such a cluster needs it.
+    #[arg(long)]
+    pub insecure_plaintext: bool,
     /// Node label `key=value` (repeatable; at join or init).
     #[arg(long = "label")]
     pub labels: Vec<String>,
@@ -83,9 +91,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" => v * 1e3,
         "m" => v * 60e3,
         "h" => v * 3600e3,
+        "d" => v * 86400e3,
         _ => {
             return Err(format!(
-                "invalid duration {s:?}: unit must be ms, s, m or h"
+                "invalid duration {s:?}: unit must be ms, s, m, h or d"
             ))
         }
     };
@@ -106,6 +115,10 @@ mod tests {
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse_duration("250").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("x").is_err());
-        assert!(parse_duration("3d").is_err());
+        assert_eq!(
+            parse_duration("90d").unwrap(),
+            Duration::from_secs(90 * 86400)
+        );
+        assert!(parse_duration("3w").is_err());
     }
 }

@@ -16,6 +16,9 @@ pub struct Identity {
     pub raft_id: u64,
     /// Cluster id.
     pub cluster_id: String,
+    /// Joined or made with `--insecure-plaintext` (no certificates).
+    #[serde(default)]
+    pub plaintext: bool,
 }
 
 const FILE: &str = "node.json";

@@ -17,7 +17,9 @@ use shoal_proto::model::{
 };
 use shoal_proto::pb::dispatcher_client::DispatcherClient;
 use shoal_proto::pb::{self, RegisterRequest};
+use shoal_security::{Credentials, NodeIdentity, NodeKeyPair, Role, Transport};
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,6 +65,15 @@ struct Node_ {
     advertise: String,
     hostname: String,
     engine: EngineKind,
+    /// Mutual TLS with the node's certificate (plain TCP with `--insecure-plaintext`).
+    transport: Transport,
+}
+
+impl Node_ {
+    /// Where the node's key, certificate and trusted roots are kept.
+    fn certs_dir(&self) -> PathBuf {
+        self.state_dir.join("certificates")
+    }
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -85,16 +96,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
             bail!("invalid --label {l:?}: expected key=value");
         }
     }
+    if args.cert_expiry < shoal_manager::ca::MIN_CERT_EXPIRY {
+        bail!(
+            "--cert-expiry must be at least {:?}",
+            shoal_manager::ca::MIN_CERT_EXPIRY
+        );
+    }
     let state_dir = args.state_dir.clone();
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("cannot create --state-dir {}", state_dir.display()))?;
+    // Raft data holds the CA key: the state dir is for root only.
+    std::fs::set_permissions(&state_dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot restrict --state-dir {}", state_dir.display()))?;
     let hostname = args.hostname.clone().unwrap_or_else(machine_hostname);
-    let node = Node_ {
+    let mut node = Node_ {
         args,
         state_dir,
         advertise,
         hostname,
         engine,
+        transport: Transport::Plain,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -102,12 +123,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let ident = match Identity::load(&node.state_dir)? {
         Some(id) => {
             info!(node.id = %id.node_id, manager = id.manager, "restarting with the identity in the state dir");
+            node.transport = load_transport(&node, &id)?;
             id
         }
         None => match node.args.join.clone() {
-            Some(addr) => join(&node, &addr).await?,
+            Some(addr) => {
+                let (id, t) = join(&node, &addr).await?;
+                node.transport = t;
+                id
+            }
             None => {
-                let (id, m) = init(&node).await?;
+                let (id, m, t) = init(&mut node).await?;
+                node.transport = t;
                 running = Some(m);
                 id
             }
@@ -141,6 +168,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         managers,
         state_dir: node.state_dir.clone(),
         data_plane,
+        transport: node.transport.clone(),
     });
     let agent_task = tokio::spawn(agent.clone().run(stop_rx.clone()));
     println!(
@@ -164,6 +192,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 let want_manager = n.role() == pb::NodeRole::Manager;
                 if want_manager && running.is_none() {
                     info!("this node was promoted: starting its manager");
+                    wait_for_manager_certificate(&node.transport).await;
                     ident.manager = true;
                     ident.raft_id = n.raft_id;
                     ident.save(&node.state_dir)?;
@@ -219,7 +248,52 @@ fn manager_config(node: &Node_, ident: &Identity) -> ManagerConfig {
     cfg.heartbeat_period = node.args.heartbeat_period;
     cfg.heartbeat_misses = node.args.heartbeat_misses;
     cfg.snapshot_every = node.args.snapshot_every;
+    cfg.transport = node.transport.clone();
     cfg
+}
+
+/// The transport of a node restarting with its identity: its saved certificates.
+fn load_transport(node: &Node_, ident: &Identity) -> anyhow::Result<Transport> {
+    if ident.plaintext {
+        if !node.args.insecure_plaintext {
+            warn!("this node belongs to a cluster without TLS (--insecure-plaintext)");
+        }
+        return Ok(Transport::Plain);
+    }
+    let dir = node.certs_dir();
+    let creds = Credentials::load(&dir)
+        .with_context(|| format!("cannot read the node's certificates in {}", dir.display()))?
+        .ok_or_else(|| anyhow::anyhow!("no certificates in {}: this state dir's node cannot prove who it is; clear the state dir and join again with a token", dir.display()))?;
+    let id = creds.identity();
+    if id.node_id != ident.node_id || id.cluster_id != ident.cluster_id {
+        bail!(
+            "the certificate in {} is for node {} of cluster {}, not this node ({} of {})",
+            dir.display(),
+            id.node_id,
+            id.cluster_id,
+            ident.node_id,
+            ident.cluster_id
+        );
+    }
+    Ok(Transport::Node(creds))
+}
+
+/// A promoted node needs a manager certificate before its manager talks Raft: the agent asks
+/// for one as soon as it hears of the promotion.
+async fn wait_for_manager_certificate(t: &Transport) {
+    let Some(creds) = t.credentials() else { return };
+    let mut rx = creds.subscribe();
+    let ok = tokio::time::timeout(Duration::from_secs(10), async {
+        while creds.identity().role != Role::Manager {
+            if rx.changed().await.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    if ok.is_err() {
+        warn!("no manager certificate 10 s after the promotion; starting the manager anyway");
+    }
 }
 
 /// A manager and the switch that stops its servers.
@@ -260,7 +334,7 @@ fn labels(node: &Node_) -> BTreeMap<String, String> {
 }
 
 /// First node: a new cluster with this node as its only manager.
-async fn init(node: &Node_) -> anyhow::Result<(Identity, RunningManager)> {
+async fn init(node: &mut Node_) -> anyhow::Result<(Identity, RunningManager, Transport)> {
     let pool = shoal_manager::allocator::ipam::Subnet::parse(&node.args.default_addr_pool)
         .map_err(|e| anyhow::anyhow!("--default-addr-pool: {e}"))?;
     let size = node.args.default_addr_pool_mask_len;
@@ -275,30 +349,20 @@ async fn init(node: &Node_) -> anyhow::Result<(Identity, RunningManager)> {
         manager: true,
         raft_id: rand::random::<u64>() | 1,
         cluster_id: model::new_id(),
+        plaintext: node.args.insecure_plaintext,
     };
-    let running = start_manager(node, &ident).await?;
-    let m = running.m.clone();
-    m.initialize().await?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !m.is_leader() {
-        if Instant::now() > deadline {
-            bail!("this node did not become leader of its new cluster within 10 s");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     let now = now_ms();
-    let digest = shoal_manager::dispatcher::cluster_digest(ident.cluster_id.as_bytes());
-    let cluster = Cluster {
+    let mut cluster = Cluster {
         id: ident.cluster_id.clone(),
         worker_secret: model::new_id(),
         manager_secret: model::new_id(),
-        digest,
+        digest: String::new(),
         default_addr_pool: pool.to_string(),
         subnet_size: size,
         created_ms: now,
-        version: 0,
+        ..Default::default()
     };
-    let me = Node {
+    let mut me = Node {
         id: ident.node_id.clone(),
         hostname: node.hostname.clone(),
         role: NodeRole::Manager,
@@ -310,6 +374,35 @@ async fn init(node: &Node_) -> anyhow::Result<(Identity, RunningManager)> {
         updated_ms: now,
         ..Default::default()
     };
+    if node.args.insecure_plaintext {
+        warn!("--insecure-plaintext: this cluster has no CA; nodes talk plain gRPC and anyone who can reach a manager can join with a token or call its APIs");
+        cluster.digest = shoal_manager::dispatcher::cluster_digest(ident.cluster_id.as_bytes());
+    } else {
+        // The root CA, and this node's own certificate from it, before anything listens.
+        let root = shoal_manager::ca::init_cluster_ca(&mut cluster, node.args.cert_expiry)?;
+        let key = NodeKeyPair::generate()?;
+        let who = NodeIdentity {
+            node_id: ident.node_id.clone(),
+            role: Role::Manager,
+            cluster_id: ident.cluster_id.clone(),
+        };
+        let cert = root.issue(&key.csr()?, &who, node.args.cert_expiry)?;
+        let info = shoal_security::ca::cert_info(&cert)?;
+        me.cert_not_after_ms = info.not_after * 1000;
+        me.cert_issuer = cluster.digest.clone();
+        let creds = Credentials::new(cert, key.pem(), root.cert_pem, Some(node.certs_dir()))?;
+        node.transport = Transport::Node(creds);
+    }
+    let running = start_manager(node, &ident).await?;
+    let m = running.m.clone();
+    m.initialize().await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !m.is_leader() {
+        if Instant::now() > deadline {
+            bail!("this node did not become leader of its new cluster within 10 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let ingress = Network {
         id: model::new_id(),
         name: "ingress".into(),
@@ -339,41 +432,88 @@ async fn init(node: &Node_) -> anyhow::Result<(Identity, RunningManager)> {
         node.advertise,
         cluster.token(NodeRole::Worker)
     );
-    Ok((ident, running))
+    Ok((ident, running, node.transport.clone()))
 }
 
 /// Joins an existing cluster through `addr` with the token.
-async fn join(node: &Node_, addr: &str) -> anyhow::Result<Identity> {
+///
+/// With TLS (the default): first fetch the cluster's root CA without trusting the manager, and
+/// accept it only if its digest is the one in the token; then register over TLS checked against
+/// that root, sending a certificate signing request for a key made here. The node's certificate
+/// comes back with the node id.
+async fn join(node: &Node_, addr: &str) -> anyhow::Result<(Identity, Transport)> {
     let token = node.args.token.clone().unwrap_or_default();
-    shoal_manager::dispatcher::parse_token(&token).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let raft_id = rand::random::<u64>() | 1;
+    let (digest, _) =
+        shoal_manager::dispatcher::parse_token(&token).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let plaintext = node.args.insecure_plaintext;
+    let (transport, key) = if plaintext {
+        (Transport::Plain, None)
+    } else {
+        let probe = Transport::unverified()?;
+        let roots = retry(
+            addr,
+            deadline,
+            |ch| async move {
+                DispatcherClient::new(ch)
+                    .get_root_ca(pb::Empty {})
+                    .await
+                    .map(|r| r.into_inner().roots_pem)
+            },
+            &probe,
+        )
+        .await?;
+        let trusted = Transport::trusting_digest(&roots, digest).map_err(|_| {
+            anyhow::anyhow!(
+                "joining {addr} refused: the manager there does not hold the root CA named by the token (digest {digest}): it belongs to another cluster, or something in between is impersonating it; check --join and --token"
+            )
+        })?;
+        (trusted, Some(NodeKeyPair::generate()?))
+    };
     let req = RegisterRequest {
         token,
         hostname: node.hostname.clone(),
         addr: node.advertise.clone(),
         node_id: String::new(),
         labels: labels(node).into_iter().collect(),
-        raft_id,
+        raft_id: rand::random::<u64>() | 1,
+        csr: match &key {
+            Some(k) => k.csr()?,
+            None => String::new(),
+        },
     };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let resp = loop {
-        let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-            .connect_timeout(Duration::from_secs(1))
-            .connect_lazy();
-        match DispatcherClient::new(ch).register(req.clone()).await {
-            Ok(r) => break r.into_inner(),
-            Err(s)
-                if matches!(
-                    s.code(),
-                    tonic::Code::PermissionDenied | tonic::Code::InvalidArgument
-                ) =>
-            {
-                bail!("joining {addr} refused: {}", s.message())
+    let resp = retry(
+        addr,
+        deadline,
+        |ch| {
+            let req = req.clone();
+            async move {
+                DispatcherClient::new(ch)
+                    .register(req)
+                    .await
+                    .map(|r| r.into_inner())
             }
-            Err(s) if Instant::now() > deadline => {
-                bail!("cannot join through {addr}: {}", s.message())
+        },
+        &transport,
+    )
+    .await?;
+    let transport = match key {
+        None => Transport::Plain,
+        Some(key) => {
+            if resp.certificate.is_empty() {
+                bail!("joining {addr}: the managers issued no certificate (is the cluster running with --insecure-plaintext? then pass it here too)");
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            let creds = Credentials::new(
+                resp.certificate.clone(),
+                key.pem(),
+                resp.roots_pem.clone(),
+                Some(node.certs_dir()),
+            )
+            .context("the certificate the managers issued does not check out")?;
+            if creds.identity().node_id != resp.node_id {
+                bail!("joining {addr}: the certificate issued is for another node");
+            }
+            Transport::Node(creds)
         }
     };
     let manager = resp.role() == pb::NodeRole::Manager;
@@ -382,6 +522,7 @@ async fn join(node: &Node_, addr: &str) -> anyhow::Result<Identity> {
         manager,
         raft_id: resp.raft_id,
         cluster_id: resp.cluster_id,
+        plaintext,
     };
     ident.save(&node.state_dir)?;
     if !resp.managers.is_empty() {
@@ -394,5 +535,45 @@ async fn join(node: &Node_, addr: &str) -> anyhow::Result<Identity> {
         "This node joined a swarm as a {}.",
         if manager { "manager" } else { "worker" }
     );
-    Ok(ident)
+    Ok((ident, transport))
+}
+
+/// Calls `f` on a channel to `addr` until it answers, is refused for good (permission, bad
+/// argument) or `deadline` passes.
+async fn retry<T, F, Fut>(
+    addr: &str,
+    deadline: Instant,
+    f: F,
+    transport: &Transport,
+) -> anyhow::Result<T>
+where
+    F: Fn(tonic::transport::Channel) -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    loop {
+        let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(Duration::from_secs(10));
+        match f(transport.lazy(ep)).await {
+            Ok(r) => return Ok(r),
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::PermissionDenied
+                        | tonic::Code::InvalidArgument
+                        | tonic::Code::Unauthenticated
+                ) =>
+            {
+                bail!("joining {addr} refused: {}", s.message())
+            }
+            Err(s) if Instant::now() > deadline => {
+                let cause = match std::error::Error::source(&s) {
+                    Some(src) => shoal_cli::client::error_chain(src),
+                    None => s.message().to_string(),
+                };
+                bail!("cannot join through {addr}: {cause}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
 }
