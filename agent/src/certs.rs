@@ -106,8 +106,9 @@ pub async fn renew(
     if r.certificate.is_empty() {
         anyhow::bail!("the managers issued no certificate (a cluster without TLS?)");
     }
-    let roots = (!r.roots_pem.is_empty()).then_some(r.roots_pem);
-    creds.replace(r.certificate, Some(key.pem()), roots)?;
+    // The trusted roots come from the session alone: a session message may already have
+    // brought newer ones (the end of a root rotation) than this answer carries.
+    creds.replace(r.certificate, Some(key.pem()), None)?;
     Ok(r.issuer)
 }
 

@@ -127,6 +127,7 @@ impl Agent {
         let mut next: Option<String> = None;
         let mut idx = 0usize;
         let mut backoff = Duration::from_millis(50);
+        let mut refused = String::new();
         loop {
             if *stop.borrow() {
                 break;
@@ -157,6 +158,15 @@ impl Agent {
                 }
                 SessionEnd::Failed(why) => {
                     debug!(manager = %addr, why, "session ended");
+                    // A refusal says something the operator must act on: say it (once).
+                    if why.starts_with("Permission") || why.starts_with("Unauthenticated") {
+                        if why != refused {
+                            warn!(manager = %addr, why, "the managers refuse this node");
+                            refused = why.clone();
+                        }
+                    } else {
+                        refused.clear();
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = stop.changed() => break,
@@ -349,7 +359,7 @@ fn end_of(s: &tonic::Status) -> SessionEnd {
     {
         return SessionEnd::Redirect(addr.to_string());
     }
-    SessionEnd::Failed(format!("{}: {}", s.code(), s.message()))
+    SessionEnd::Failed(format!("{:?}: {}", s.code(), s.message()))
 }
 
 async fn heartbeat_loop(

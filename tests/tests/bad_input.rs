@@ -379,6 +379,22 @@ fn bad_joins_and_unreachable_managers() {
         .split_once('-')
         .expect("SWMTKN-1-<digest>-<secret>");
     let wrong = format!("SWMTKN-1-{digest}-0000000000000000000000000");
+    // A token rotated out, and a's secret under another CA's digest.
+    let rotated_out = good.clone();
+    let current = a
+        .ctl_ok(0, &["swarm", "join-token", "worker", "--rotate", "-q"])
+        .trim()
+        .to_string();
+    assert_ne!(current, rotated_out);
+    let (other_digest, _) = foreign
+        .trim_start_matches("SWMTKN-1-")
+        .split_once('-')
+        .expect("SWMTKN-1-<digest>-<secret>");
+    let (_, secret) = current
+        .trim_start_matches("SWMTKN-1-")
+        .split_once('-')
+        .expect("SWMTKN-1-<digest>-<secret>");
+    let wrong_ca = format!("SWMTKN-1-{other_digest}-{secret}");
     let nodes_before = a.node_ls(0);
 
     let cases: Vec<(&str, Vec<&str>, Vec<&str>)> = vec![
@@ -402,6 +418,16 @@ fn bad_joins_and_unreachable_managers() {
             "other-cluster",
             vec!["--join", &join, "--token", &foreign],
             vec!["refused", "belongs to another cluster"],
+        ),
+        (
+            "rotated-out",
+            vec!["--join", &join, "--token", &rotated_out],
+            vec!["refused", "invalid join token", "rotated"],
+        ),
+        (
+            "ca-digest-mismatch",
+            vec!["--join", &join, "--token", &wrong_ca],
+            vec!["refused", "does not hold the root CA named by the token"],
         ),
     ];
     for (name, args, needles) in &cases {

@@ -108,11 +108,21 @@ fn lab_up_exec_ls_down() {
         "{out}"
     );
 
+    // A worker's shell reaches manager1 over TCP with the worker's own certificate: refused, as
+    // Docker refuses `docker node ls` on a worker.
+    let out = lab.lab(&["exec", "worker1"], &["--", "swarmctl", "node", "ls"]);
+    assert!(
+        !out.success() && out.stderr.contains("worker certificate"),
+        "{out}"
+    );
+
     // From the host, through the host endpoint.
     let out = lab.ctl(
         &[
             "--host",
             &format!("tcp://{ip1}:2377"),
+            "--cert-dir",
+            &format!("{}/nodes/manager1/certificates", lab.dir().display()),
             "node",
             "ls",
             "--format",

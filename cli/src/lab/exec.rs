@@ -131,7 +131,8 @@ fn shell(dir: &LabDir) -> anyhow::Result<(String, Vec<String>)> {
 }
 
 /// The environment of a program run in a node: `SWARM_HOST` pointing at the node (a manager's
-/// own control socket; a worker, which serves none, gets the first manager's address), the
+/// own control socket; a worker, which serves none, gets the first manager's address),
+/// `SWARM_CERT_DIR` at the node's certificates, the
 /// prompt, the lab and node names, and this swarmctl's directory first on `PATH` so that a plain
 /// `swarmctl` (and `swarmd`) there are the lab's.
 pub fn env(dir: &LabDir, file: &LabFile, node: &NodeRecord) -> Vec<(String, OsString)> {
@@ -139,6 +140,9 @@ pub fn env(dir: &LabDir, file: &LabFile, node: &NodeRecord) -> Vec<(String, OsSt
     let ps1 = format!("{}/{} \\w# ", file.name, node.name);
     let mut out: Vec<(String, OsString)> = vec![
         ("SWARM_HOST".into(), host.into()),
+        // Over TCP swarmctl shows the node's own certificate: a worker's is refused by the
+        // Control API, as on a real cluster.
+        ("SWARM_CERT_DIR".into(), dir.certs(&node.name).into()),
         ("PS1".into(), ps1.clone().into()),
         ("SHOAL_LAB_PS1".into(), ps1.into()),
         ("SHOAL_LAB".into(), file.name.clone().into()),

@@ -79,6 +79,11 @@ impl LabDir {
         self.node(node).join("swarmd.sock")
     }
 
+    /// Node `node`'s certificates (its `--state-dir`'s), for `--cert-dir` / `SWARM_CERT_DIR`.
+    pub fn certs(&self, node: &str) -> PathBuf {
+        self.node(node).join("certificates")
+    }
+
     /// `unix://…/swarmd.sock` of node `node`, for `--host` / `SWARM_HOST`.
     pub fn host(&self, node: &str) -> String {
         format!("unix://{}", self.socket(node).display())

@@ -351,6 +351,7 @@ fn environment_of_a_node() {
     assert_eq!(get("manager2", "SWARM_HOST"), sock);
     // Workers serve no control socket: they talk to the first manager.
     assert_eq!(get("worker1", "SWARM_HOST"), "tcp://198.18.0.1:2377");
+    assert!(get("worker1", "SWARM_CERT_DIR").ends_with("/nodes/worker1/certificates"));
     assert_eq!(get("worker1", "PS1"), "lab/worker1 \\w# ");
     assert_eq!(get("worker1", "SHOAL_LAB_NODE"), "worker1");
     // A promoted worker serving its own socket is talked to directly.

@@ -443,8 +443,11 @@ impl Builder {
                 "one command there",
             ),
             (
-                format!("swarmctl --host tcp://{ip1}:2377 node ls"),
-                "from this host",
+                format!(
+                    "swarmctl --host tcp://{ip1}:2377 --cert-dir {} node ls",
+                    self.dir.certs(&self.file.nodes[0].name).display()
+                ),
+                "from this host (mutual TLS with manager1's certificate)",
             ),
             (format!("swarmctl lab down{flag}"), "remove it all"),
         ];

@@ -291,6 +291,12 @@ impl dispatcher_server::Dispatcher for DispatcherService {
             let mut changes = m.store.subscribe();
             let mut last_node = node;
             let mut last_managers = m.manager_addrs();
+            let ca_of = |s: &crate::store::State| {
+                s.cluster
+                    .as_ref()
+                    .map(|c| (c.digest.clone(), c.ca_roots_pem.clone()))
+            };
+            let mut last_ca = ca_of(&m.store.read());
             loop {
                 tokio::select! {
                     r = changes.changed() => if r.is_err() { break },
@@ -309,19 +315,21 @@ impl dispatcher_server::Dispatcher for DispatcherService {
                     let _ = tx.send(Err(svc.not_leader())).await;
                     break;
                 }
-                let (node, inc) = {
+                let (node, inc, ca) = {
                     let s = m.store.read();
                     let Some(node) = s.nodes.get(&node_id).cloned() else {
                         break;
                     };
-                    (node, set.next(&s, &node_id, false))
+                    (node, set.next(&s, &node_id, false), ca_of(&s))
                 };
                 let managers = m.manager_addrs();
                 let node_changed =
                     node.role != last_node.role || node.availability != last_node.availability;
-                if inc.is_some() || node_changed || managers != last_managers {
+                // A new signing root or trust bundle (root rotation) reaches every node at once.
+                if inc.is_some() || node_changed || managers != last_managers || ca != last_ca {
                     last_node = node;
                     last_managers = managers;
+                    last_ca = ca;
                     if tx
                         .send(Ok(svc.session_message(&session_id, &last_node, inc)))
                         .await

@@ -21,6 +21,12 @@ impl Cluster {
             .args(args)
             .env_remove("SWARM_HOST")
             .env("NO_COLOR", "1");
+        if self.extra.iter().any(|a| a == "--insecure-plaintext") {
+            cmd.arg("--insecure-plaintext");
+        } else if !args.contains(&"--cert-dir") {
+            // Over TCP: the first manager's certificate.
+            cmd.env("SWARM_CERT_DIR", self.nodes[0].certs());
+        }
         let at = self.started.elapsed();
         let out = run(&mut cmd, CTL_TIMEOUT);
         let who = self

@@ -63,6 +63,11 @@ impl NodeProc {
         self.dir.join("swarmd.sock")
     }
 
+    /// The node's certificates (`--cert-dir` for `swarmctl` over TCP).
+    pub fn certs(&self) -> PathBuf {
+        self.dir.join("certificates")
+    }
+
     /// `--host` value for `swarmctl`.
     pub fn host(&self) -> String {
         format!("unix://{}", self.socket().display())
@@ -115,6 +120,8 @@ pub struct Cluster {
     swarmctl: PathBuf,
     started: Instant,
     history: Mutex<Vec<String>>,
+    /// More `swarmd` arguments for every node (`--cert-expiry 12s`, `--insecure-plaintext`).
+    extra: Vec<String>,
 }
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -132,8 +139,19 @@ impl Cluster {
 
     /// [`Cluster::start`] with other timings.
     pub fn start_with(managers: usize, workers: usize, timings: Timings) -> Cluster {
+        Cluster::start_args(managers, workers, timings, &[])
+    }
+
+    /// [`Cluster::start_with`], every swarmd given `extra` arguments too.
+    pub fn start_args(
+        managers: usize,
+        workers: usize,
+        timings: Timings,
+        extra: &[&str],
+    ) -> Cluster {
         assert!(managers >= 1, "a cluster needs a manager");
         let mut c = Cluster::empty(timings);
+        c.extra = extra.iter().map(|s| s.to_string()).collect();
         let first = c.add("manager1", true);
         c.spawn(first, None);
         c.wait_member(first, first);
@@ -160,6 +178,15 @@ impl Cluster {
         c
     }
 
+    /// Starts a new node that joins through manager 0 with `token`, and waits until it is Ready.
+    pub fn join(&mut self, hostname: &str, manager: bool, token: &str) -> usize {
+        let i = self.add(hostname, manager);
+        let join = self.nodes[0].addr.clone();
+        self.spawn(i, Some((&join, token)));
+        self.wait_member(0, i);
+        i
+    }
+
     /// An empty cluster directory (no nodes yet).
     fn empty(timings: Timings) -> Cluster {
         static N: AtomicU32 = AtomicU32::new(0);
@@ -182,6 +209,7 @@ impl Cluster {
             swarmctl: bin("swarmctl"),
             started: Instant::now(),
             history: Mutex::new(Vec::new()),
+            extra: Vec::new(),
         }
     }
 
@@ -216,6 +244,7 @@ impl Cluster {
             .args(["--election-timeout", &self.timings.election_timeout])
             .args(["--raft-heartbeat", &self.timings.raft_heartbeat])
             .args(["--heartbeat-period", &self.timings.heartbeat_period])
+            .args(&self.extra)
             .env("NO_COLOR", "1")
             .env_remove("SWARM_TOKEN")
             .env_remove("SWARM_HOST");
