@@ -162,6 +162,13 @@ cluster_up() { # MANAGERS WORKERS ENGINE
   local nm=$1 nw=$2 engine=$3 ports i tok_m tok_w n=0
   read -r -a ports <<<"$(LG ports $((nm + nw)))"
   swarmd_start m1 "${ports[0]}" --storage-engine "$engine"
+  # The load generator talks to the managers over TCP: mutual TLS with m1's (manager)
+  # certificate, or plain gRPC for a cluster made with --insecure-plaintext.
+  if [[ " $SWARMD_FLAGS " == *" --insecure-plaintext "* ]]; then
+    export SWARM_PLAINTEXT=1; unset SWARM_CERT_DIR
+  else
+    export SWARM_CERT_DIR="$BASE/nodes/m1/certificates"; unset SWARM_PLAINTEXT
+  fi
   for i in $(seq 1 200); do   # up to 20 s for the first manager
     tok_m=$(LG token --endpoint "$(ep m1)" --role manager 2>/dev/null) && break
     kill -0 "${NODE_PID[m1]}" 2>/dev/null || die "m1 exited: $(tail -5 "$BASE/nodes/m1/swarmd.log")"

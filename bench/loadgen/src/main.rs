@@ -201,7 +201,15 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
 // ------------------------------------------------------------------------------------ helpers
 
 async fn shoal(url: &str, timeout: Duration) -> anyhow::Result<ControlClient<Channel>> {
-    connect_with(url, &ClientConfig { connect_timeout: Duration::from_secs(3), request_timeout: Some(timeout) }).await
+    // Managers speak mutual TLS: bench/lib.sh points SWARM_CERT_DIR at a manager's certificates
+    // (or sets SWARM_PLAINTEXT=1 for an --insecure-plaintext cluster).
+    let cfg = ClientConfig {
+        connect_timeout: Duration::from_secs(3),
+        request_timeout: Some(timeout),
+        cert_dir: std::env::var_os("SWARM_CERT_DIR").map(Into::into),
+        plaintext: std::env::var("SWARM_PLAINTEXT").is_ok_and(|v| v == "1"),
+    };
+    connect_with(url, &cfg).await
 }
 
 fn ms(d: Duration) -> f64 {
