@@ -15,8 +15,8 @@
 # cost of TLS (TLS / plain). ETCD=0 skips etcd (the TLS table needs no etcd).
 #
 # Env: ROUNDS=3 DURATION=10 WARMUP=2 CLIENTS="1 64" TARGETS="leader all" ENGINES="redb sled"
-#      TRANSPORTS="tls" ETCD=1 QUIET_PCT=15 QUIET_MAX=300 NOISY_PCT=25
-# Output: $RESULTS_DIR/writes.raw (RESULT lines) and writes.md (table).
+#      TRANSPORTS="tls" ETCD=1 NAME=writes QUIET_PCT=15 QUIET_MAX=300 NOISY_PCT=25
+# Output: $RESULTS_DIR/$NAME.raw (RESULT lines) and $NAME.md (table).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -29,7 +29,8 @@ ENGINES=${ENGINES:-"redb sled"}
 TRANSPORTS=${TRANSPORTS:-"tls"}
 ETCD=${ETCD:-1}
 
-RAW=$RESULTS_DIR/writes.raw
+NAME=${NAME:-writes}
+RAW=$RESULTS_DIR/$NAME.raw
 # ------------------------------------------------------------------------------------ table
 render() {
 get() { # LABEL TARGET CLIENTS KEY -> median over rounds
@@ -77,8 +78,8 @@ maxget() { local vals; vals=$( (grep "^label=$1 " "$RAW" | grep " target=$2 clie
   # shellcheck disable=SC2046
   local $(sed -n 's/^# params //p' "$RAW" | head -1)
   echo "Medians of ${ROUNDS} rounds of ${DURATION} s each (after ${WARMUP} s warm-up), Shoal and etcd interleaved. Errors: the largest count in one round. Other CPU: the largest share of a core used by processes other than the servers and the load generator during a measured window (other people's builds and tests; 100 = one core)."
-} >"$RESULTS_DIR/writes.md"
-cat "$RESULTS_DIR/writes.md"
+} >"$RESULTS_DIR/$NAME.md"
+cat "$RESULTS_DIR/$NAME.md"
 }
 
 if [ "${1:-}" = render ]; then render; exit 0; fi   # re-render the table from writes.raw
