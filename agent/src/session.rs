@@ -233,6 +233,21 @@ impl Agent {
                                 lr,
                             ));
                         }
+                        if let Some(lr) = m.lb_request.clone() {
+                            let (mut client, worker, node) = (
+                                client.clone(),
+                                self.worker.clone(),
+                                self.cfg.node_id.clone(),
+                            );
+                            tokio::spawn(async move {
+                                let mut r = worker.lb_report(&lr.network_id).await;
+                                r.request_id = lr.request_id;
+                                r.node_id = node;
+                                if let Err(e) = client.publish_lb(r).await {
+                                    warn!(error = %e, "could not publish a balancer report");
+                                }
+                            });
+                        }
                         if let Some(er) = m.exec_request.clone() {
                             let (mut client, worker, node) = (
                                 client.clone(),

@@ -48,6 +48,8 @@ pub struct Worker {
     data_plane: Option<DataPlane>,
     /// The latest overlay peers from the managers, applied in order by one task.
     peers: Option<tokio::sync::watch::Sender<Vec<Peer>>>,
+    /// The latest balancer tables from the managers, applied in order by one task.
+    lb: Option<tokio::sync::watch::Sender<Vec<pb::LbTable>>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -66,6 +68,7 @@ impl Worker {
             reporter,
             data_plane: None,
             peers: None,
+            lb: None,
         };
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(Self::sweep_cgroups(
@@ -100,14 +103,36 @@ impl Worker {
     pub fn with_data_plane(mut self, data_plane: Option<DataPlane>) -> Self {
         if let Some(dp) = &data_plane {
             let (tx, mut rx) = tokio::sync::watch::channel(Vec::new());
-            let dp = dp.clone();
+            let dp2 = dp.clone();
             tokio::spawn(async move {
                 while rx.changed().await.is_ok() {
                     let peers = rx.borrow_and_update().clone();
-                    dp.set_peers(peers).await;
+                    dp2.set_peers(peers).await;
                 }
             });
             self.peers = Some(tx);
+            // Balancers: the latest tables, retried until they apply (a network's overlay may
+            // lack its VXLAN id for a moment; a kernel call may fail).
+            let (tx, mut rx) = tokio::sync::watch::channel(Vec::<pb::LbTable>::new());
+            let dp = dp.clone();
+            tokio::spawn(async move {
+                while rx.changed().await.is_ok() {
+                    loop {
+                        let tables = rx.borrow_and_update().clone();
+                        match dp.apply_lb(&tables).await {
+                            Ok(()) => break,
+                            Err(e) => {
+                                tracing::warn!("balancers not converged yet, retrying: {e}");
+                                tokio::select! {
+                                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                                    r = rx.changed() => if r.is_err() { return },
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+            self.lb = Some(tx);
         }
         self.data_plane = data_plane;
         self
@@ -146,8 +171,23 @@ impl Worker {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The balancer of network `net` on this node, as the kernel has it.
+    pub async fn lb_report(&self, net: &str) -> pb::LbNodeReport {
+        let r = match &self.data_plane {
+            Some(dp) => dp.lb_report(net).await,
+            None => Err("this node runs with --data-plane none: no balancers".into()),
+        };
+        r.unwrap_or_else(|error| pb::LbNodeReport {
+            error,
+            ..Default::default()
+        })
+    }
+
     /// Applies one assignments message.
     pub fn apply(&self, a: &pb::Assignments) {
+        if let (true, Some(tx)) = (a.lb_full, &self.lb) {
+            tx.send_replace(a.lb.clone());
+        }
         if let (true, Some(tx)) = (a.peers_full, &self.peers) {
             let peers: Vec<Peer> = a
                 .peers

@@ -80,6 +80,7 @@ pub fn node_to_pb(n: &m::Node, manager_status: &str) -> pb::Node {
         version: n.version,
         cert_not_after_ms: n.cert_not_after_ms,
         cert_issuer: n.cert_issuer.clone(),
+        lb_addrs: n.lb_addrs.clone().into_iter().collect(),
     }
 }
 
@@ -100,6 +101,7 @@ impl From<&pb::Node> for m::Node {
             version: n.version,
             cert_not_after_ms: n.cert_not_after_ms,
             cert_issuer: n.cert_issuer.clone(),
+            lb_addrs: n.lb_addrs.clone().into_iter().collect(),
         }
     }
 }

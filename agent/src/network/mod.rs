@@ -13,6 +13,7 @@
 //! sandboxes no task owns (a crash's leftovers).
 
 mod ipam;
+mod lb;
 mod overlay;
 
 pub use ipam::{LocalIpam, Subnet};
@@ -95,6 +96,8 @@ struct NodeState {
     bridge_users: BTreeMap<String, std::collections::BTreeSet<String>>,
     /// `(protocol, published port)` → task → (task address, target port): `mode=host` ports.
     host_ports: BTreeMap<(Protocol, u16), BTreeMap<String, (Ipv4Addr, u16)>>,
+    /// The routing mesh: `ingress_sbox`'s address on `shoal_gwbridge` and the published ports.
+    mesh: Option<(Ipv4Addr, std::collections::BTreeSet<(Protocol, u16)>)>,
 }
 
 /// The node's data plane.
@@ -112,6 +115,7 @@ struct Inner {
     node: tokio::sync::Mutex<NodeState>,
     overlays: tokio::sync::Mutex<BTreeMap<String, overlay::Overlay>>,
     peers: tokio::sync::Mutex<std::collections::BTreeSet<Peer>>,
+    lb: tokio::sync::Mutex<lb::LbPlane>,
 }
 
 /// The attachments a task gets: its own, or the default `bridge` network when it has none.
@@ -181,6 +185,7 @@ impl DataPlane {
                 node: Default::default(),
                 overlays: Default::default(),
                 peers: Default::default(),
+                lb: Default::default(),
             }),
         })
     }
@@ -197,7 +202,8 @@ impl DataPlane {
             return Ok(Sandbox::Host);
         }
         let ns_name = names::task_ns(&task.id);
-        let ns = NetNs::ensure(&self.inner.netns_dir, &ns_name).map_err(|e| e.to_string())?;
+        let ns =
+            Arc::new(NetNs::ensure(&self.inner.netns_dir, &ns_name).map_err(|e| e.to_string())?);
         let inside = Handle::in_ns(&ns).map_err(|e| e.to_string())?;
         inside.ensure_up("lo").await.map_err(|e| e.to_string())?;
         let mut interfaces = Vec::new();
@@ -222,6 +228,14 @@ impl DataPlane {
                 .map_err(|e| e.to_string())?;
         }
         self.publish_host_ports(task, &interfaces).await?;
+        let ingress_if = atts
+            .iter()
+            .zip(&interfaces)
+            .find(|(a, _)| {
+                a.network.name == "ingress" && a.network.driver == NetworkDriver::Overlay
+            })
+            .map(|(_, i)| i.name.as_str());
+        self.redirect_published(task, &ns, ingress_if).await?;
         Ok(Sandbox::Netns {
             path: ns.path().to_path_buf(),
             interfaces,
@@ -484,6 +498,45 @@ fn node_rules(node: &NodeState) -> Batch {
                 expr::ne(expr::meta("oifname"), json!(br.name)),
                 expr::eq(expr::meta("oifname"), json!({"set": all.clone()})),
                 json!({"drop": null}),
+            ],
+            None,
+        );
+    }
+    // The routing mesh: every published port on the node's own addresses (from outside and from
+    // the node itself, `localhost` included) to `ingress_sbox`, which balances it.
+    if let Some((sbox, ports)) = &node.mesh {
+        for (chain, hook) in [
+            ("prerouting", Hook::nat_prerouting()),
+            ("output", Hook::nat_output()),
+        ] {
+            b.add_chain(Family::Ip, t, chain, Some(&hook));
+            for (proto, port) in ports {
+                b.add_rule(
+                    Family::Ip,
+                    t,
+                    chain,
+                    vec![
+                        expr::eq(expr::fib(&["daddr"], "type"), json!("local")),
+                        expr::eq(expr::meta("l4proto"), json!(proto.as_str())),
+                        expr::eq(expr::th("dport"), json!(port)),
+                        expr::dnat(*sbox, *port),
+                    ],
+                    None,
+                );
+            }
+        }
+        // From the node itself: 127.0.0.1 cannot be a source on the bridge.
+        b.add_rule(
+            Family::Ip,
+            t,
+            "postrouting",
+            vec![
+                expr::eq(expr::meta("oifname"), json!(names::GW_BRIDGE)),
+                expr::eq(
+                    expr::ip("saddr"),
+                    json!({"prefix": {"addr": "127.0.0.0", "len": 8}}),
+                ),
+                expr::masquerade(),
             ],
             None,
         );

@@ -41,7 +41,7 @@ fn e(err: impl std::fmt::Display) -> String {
 
 impl DataPlane {
     /// The sandbox of `att`'s overlay network, built if missing.
-    async fn ensure_overlay(
+    pub(super) async fn ensure_overlay(
         &self,
         att: &NetworkAttachment,
         task: &str,

@@ -227,6 +227,36 @@ impl control_server::Control for Fake {
             ..Default::default()
         }))
     }
+    async fn inspect_lb(&self, req: Request<pb::InspectLbRequest>) -> R<pb::LbReport> {
+        let r = req.into_inner();
+        Ok(Response::new(pb::LbReport {
+            network_id: "n1".into(),
+            network: r.network,
+            nodes: vec![pb::LbNodeReport {
+                hostname: "manager1".into(),
+                namespace: "lb_n1".into(),
+                kind: "nftables".into(),
+                lb_addr: "10.0.1.4/24".into(),
+                services: vec![pb::LbServiceReport {
+                    fwmark: 258,
+                    scheduler: "rr".into(),
+                    name: "web".into(),
+                    vip: "10.0.1.2/24".into(),
+                    ports: vec![],
+                    backends: vec![pb::LbBackendReport {
+                        name: "web.1.t1".into(),
+                        addr: "10.0.1.3".into(),
+                        forward: "Masq".into(),
+                        weight: 1,
+                        active: None,
+                        inactive: None,
+                        connections: 7,
+                    }],
+                }],
+                ..Default::default()
+            }],
+        }))
+    }
     async fn update_cluster(&self, req: Request<pb::UpdateClusterRequest>) -> R<pb::Cluster> {
         Ok(Response::new(pb::Cluster {
             id: "c1".into(),

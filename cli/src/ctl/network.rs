@@ -37,11 +37,19 @@ pub enum NetworkCmd {
         #[arg(long)]
         no_trunc: bool,
     },
-    /// Show networks in detail (JSON).
+    /// Show networks in detail (JSON), or with --lb each node's load balancer for the network
+    /// as `ipvsadm -Ln` shows it.
     Inspect {
         /// Network names, ids or id prefixes.
         #[arg(required = true)]
         networks: Vec<String>,
+        /// Show the nodes' balancers (virtual services by firewall mark, scheduler, backends by
+        /// task name, forwarding, weight, connections).
+        #[arg(long)]
+        lb: bool,
+        /// With --lb: only this node's.
+        #[arg(long, requires = "lb")]
+        node: Option<String>,
     },
     /// Remove networks.
     #[command(alias = "remove")]
@@ -108,7 +116,33 @@ pub async fn run(ctx: &mut Ctx, cmd: NetworkCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        NetworkCmd::Inspect { networks } => {
+        NetworkCmd::Inspect {
+            networks,
+            lb: true,
+            node,
+        } => {
+            let mut failures = Failures::default();
+            let mut reports = Vec::new();
+            for network in networks {
+                let req = pb::InspectLbRequest {
+                    network,
+                    node: node.clone().unwrap_or_default(),
+                };
+                if let Some(r) = failures.check(ctx.client.inspect_lb(req).await.rpc()) {
+                    reports.push(r);
+                }
+            }
+            if ctx.json() {
+                ctx.out
+                    .json(&Value::Array(reports.iter().map(json::lb_report).collect()));
+            } else {
+                for r in &reports {
+                    ctx.out.print(&lb_text(r));
+                }
+            }
+            failures.finish()
+        }
+        NetworkCmd::Inspect { networks, .. } => {
             let mut failures = Failures::default();
             let mut found = Vec::new();
             for id in networks {
@@ -207,4 +241,64 @@ bbbbbbbbbbbb   local     bridge    local
         assert!(check_cidr("10.20.0.0/33").is_err());
         assert!(check_cidr("fd00::/64").is_err());
     }
+}
+
+/// `network inspect --lb`, one block per node in the form of `ipvsadm -Ln`: a virtual service per
+/// firewall mark with its scheduler, then its backends named `service.slot.taskid`.
+pub fn lb_text(r: &pb::LbReport) -> String {
+    let mut out = String::new();
+    for n in &r.nodes {
+        if !n.error.is_empty() {
+            out.push_str(&format!("{} ({}): {}\n\n", n.hostname, r.network, n.error));
+            continue;
+        }
+        out.push_str(&format!(
+            "{}: {} ({}), balancer address {}\n",
+            n.hostname, n.namespace, n.kind, n.lb_addr
+        ));
+        out.push_str("Prot LocalAddress:Port Scheduler Flags\n");
+        out.push_str(&format!(
+            "  -> {:<40} {:<7} {:<6} {:<10} {:<9} {}\n",
+            "RemoteAddress:Port", "Forward", "Weight", "ActiveConn", "InActConn", "Conns"
+        ));
+        for s in &n.services {
+            let what = if s.ports.is_empty() {
+                format!("{} VIP {}", s.name, s.vip)
+            } else {
+                let ports: Vec<String> = s
+                    .ports
+                    .iter()
+                    .map(|p| {
+                        let proto = if p.protocol == pb::Protocol::Udp as i32 {
+                            "udp"
+                        } else {
+                            "tcp"
+                        };
+                        format!("*:{}->{}/{proto}", p.published, p.target)
+                    })
+                    .collect();
+                format!("{} {}", s.name, ports.join(", "))
+            };
+            out.push_str(&format!("FWM  {} {}  ({what})\n", s.fwmark, s.scheduler));
+            for b in &s.backends {
+                let who = if b.name.is_empty() {
+                    format!("{}:0", b.addr)
+                } else {
+                    format!("{} ({})", b.name, b.addr)
+                };
+                let n = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+                out.push_str(&format!(
+                    "  -> {:<40} {:<7} {:<6} {:<10} {:<9} {}\n",
+                    who,
+                    b.forward,
+                    b.weight,
+                    n(b.active),
+                    n(b.inactive),
+                    b.connections
+                ));
+            }
+        }
+        out.push('\n');
+    }
+    out
 }

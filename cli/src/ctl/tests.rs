@@ -416,3 +416,22 @@ async fn network_commands() {
         "front\nlocal1\n"
     );
 }
+
+#[tokio::test]
+async fn network_inspect_lb_reads_like_ipvsadm() {
+    let host = Fake::with_nodes().serve_tcp().await;
+    let out = ok(&host, &["network", "inspect", "--lb", "lp_net"]).await;
+    assert!(
+        out.starts_with("manager1: lb_n1 (nftables), balancer address 10.0.1.4/24\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("FWM  258 rr  (web VIP 10.0.1.2/24)\n"),
+        "{out}"
+    );
+    assert!(out.contains("  -> web.1.t1 (10.0.1.3)"), "{out}");
+    assert!(
+        out.contains("Masq    1      -          -         7"),
+        "{out}"
+    );
+}

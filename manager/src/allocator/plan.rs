@@ -103,6 +103,35 @@ pub fn plan(state: &State, now_ms: i64) -> Vec<Command> {
         }
     }
 
+    // (c) Each node's load-balancer endpoint on ingress and on every overlay network it has
+    // live tasks on (DESIGN §5: `lb_<netid>`, `ingress_sbox`). Kept until the network or node
+    // goes.
+    let mut lb = Vec::new();
+    for node in state.nodes.values() {
+        let mut nets: BTreeSet<&str> = ingress.map(|n| n.id.as_str()).into_iter().collect();
+        for t in state
+            .node_tasks(&node.id)
+            .filter(|t| !t.status.state.is_terminal())
+        {
+            for a in &t.networks {
+                if pools.get(&a.network_id).is_some() {
+                    nets.insert(a.network_id.as_str());
+                }
+            }
+        }
+        for net in nets {
+            if node.lb_addrs.contains_key(net) {
+                continue;
+            }
+            if let Some(addr) = pools.alloc(net) {
+                lb.push((node.id.clone(), net.to_string(), addr));
+            }
+        }
+    }
+    if !lb.is_empty() {
+        cmds.push(Command::SetNodeLbAddrs(lb));
+    }
+
     let nets = pools.moved_cursors();
     if !nets.is_empty() {
         cmds.insert(0, Command::PutNetworks(nets));
@@ -232,6 +261,11 @@ impl<'a> Pools<'a> {
         for s in state.services.values() {
             for v in &s.vips {
                 mark(&v.network_id, &v.addr);
+            }
+        }
+        for n in state.nodes.values() {
+            for (net, addr) in &n.lb_addrs {
+                mark(net, addr);
             }
         }
         // A task's address is free again once the task has ended (SwarmKit deallocates on a

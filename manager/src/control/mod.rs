@@ -721,4 +721,58 @@ impl control_server::Control for ControlService {
             .map_err(Status::unavailable)?;
         Ok(Response::new(out))
     }
+
+    async fn inspect_lb(&self, req: Request<pb::InspectLbRequest>) -> R<pb::LbReport> {
+        // Agents hold their sessions with the leader: it relays.
+        if let Some(mut leader) = self.leader_client()? {
+            return leader.inspect_lb(req.into_inner()).await;
+        }
+        let r = req.into_inner();
+        let (net, nodes) = {
+            let s = self.m.store.read();
+            let net = s
+                .network(&r.network)
+                .cloned()
+                .ok_or_else(|| not_found("network", &r.network))?;
+            if net.driver != model::NetworkDriver::Overlay {
+                return Err(Status::failed_precondition(format!(
+                    "network {} is not an overlay network: it has no service load balancers",
+                    net.name
+                )));
+            }
+            let nodes: Vec<model::Node> = match r.node.as_str() {
+                "" => s
+                    .nodes
+                    .values()
+                    .filter(|n| n.lb_addrs.contains_key(&net.id))
+                    .cloned()
+                    .collect(),
+                want => vec![s
+                    .node(want)
+                    .cloned()
+                    .ok_or_else(|| not_found("node", want))?],
+            };
+            (net, nodes)
+        };
+        let mut out = pb::LbReport {
+            network_id: net.id.clone(),
+            network: net.name.clone(),
+            nodes: Vec::new(),
+        };
+        let asks = nodes
+            .iter()
+            .map(|n| self.m.dispatcher.lb_report(&n.id, &net.id));
+        let answers = futures_util::future::join_all(asks).await;
+        for (n, a) in nodes.iter().zip(answers) {
+            let mut rep = a.unwrap_or_else(|e| pb::LbNodeReport {
+                error: e,
+                ..Default::default()
+            });
+            rep.node_id = n.id.clone();
+            rep.hostname = n.hostname.clone();
+            out.nodes.push(rep);
+        }
+        out.nodes.sort_by(|a, b| a.hostname.cmp(&b.hostname));
+        Ok(Response::new(out))
+    }
 }

@@ -1,7 +1,9 @@
 //! What a node must run: its tasks that have not ended. Sent in full once per session, then as
 //! increments (changed tasks by version, removed ids).
 
+use crate::allocator::ipam::{self, Subnet};
 use crate::store::State;
+use shoal_proto::model::{NetworkDriver, NodeState, PublishMode, Task, TaskState};
 use shoal_proto::pb;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,6 +13,120 @@ pub struct AssignmentSet {
     sent: BTreeMap<String, u64>,
     networks: BTreeMap<String, u64>,
     peers: BTreeSet<(String, String, String)>,
+    lb: Vec<pb::LbTable>,
+}
+
+/// The firewall mark of a VIP: 256 + its offset in the network's subnet, unique per network
+/// (each balancer namespace holds one network) and the same on every node.
+pub fn fwmark(subnet: &str, vip: &str) -> Option<u32> {
+    let net = Subnet::parse(subnet).ok()?;
+    let vip = ipam::addr_of(vip)?;
+    net.contains(vip)
+        .then(|| 0x100 + (u32::from(vip) - u32::from(net.addr)))
+}
+
+/// The balancers node `node_id` must hold: one per overlay network it has live tasks on, plus
+/// ingress, each listing the services with a VIP there and their running tasks on that network
+/// on nodes that are not down — in the order of the network ids and service names.
+pub fn lb_tables(state: &State, node_id: &str) -> Vec<pb::LbTable> {
+    let Some(node) = state.nodes.get(node_id) else {
+        return Vec::new();
+    };
+    let mut nets: BTreeSet<&str> = BTreeSet::new();
+    for t in state
+        .node_tasks(node_id)
+        .filter(|t| !t.status.state.is_terminal())
+    {
+        nets.extend(t.networks.iter().map(|a| a.network_id.as_str()));
+    }
+    nets.extend(
+        state
+            .networks
+            .values()
+            .filter(|n| n.ingress)
+            .map(|n| n.id.as_str()),
+    );
+    // Backends: running tasks that are meant to run, on nodes that are up.
+    let mut running: BTreeMap<&str, Vec<&Task>> = BTreeMap::new();
+    for t in state.tasks.values() {
+        let up = state
+            .nodes
+            .get(&t.node_id)
+            .is_some_and(|n| n.state != NodeState::Down);
+        if up && t.status.state == TaskState::Running && t.desired_state <= TaskState::Running {
+            running.entry(t.service_id.as_str()).or_default().push(t);
+        }
+    }
+    let mut out = Vec::new();
+    for net_id in nets {
+        let (Some(net), Some(lb_addr)) = (state.networks.get(net_id), node.lb_addrs.get(net_id))
+        else {
+            continue;
+        };
+        if net.driver != NetworkDriver::Overlay {
+            continue;
+        }
+        let mut services: Vec<pb::LbService> = Vec::new();
+        for svc in state.services.values() {
+            let Some(vip) = svc.vips.iter().find(|v| v.network_id == net_id) else {
+                continue;
+            };
+            let ports: Vec<pb::LbPort> = if net.ingress {
+                svc.ports
+                    .iter()
+                    .filter(|p| p.mode == PublishMode::Ingress && p.published > 0)
+                    .map(|p| {
+                        let pc = pb::PortConfig::from(p);
+                        pb::LbPort {
+                            protocol: pc.protocol,
+                            published: pc.published,
+                            target: pc.target,
+                        }
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            if net.ingress && ports.is_empty() {
+                continue;
+            }
+            let mut backends: Vec<pb::LbBackend> = running
+                .get(svc.id.as_str())
+                .into_iter()
+                .flatten()
+                .filter_map(|t| {
+                    let a = t.networks.iter().find(|a| a.network_id == net_id)?;
+                    let ip = ipam::addr_of(a.addresses.first()?)?;
+                    Some(pb::LbBackend {
+                        task_id: t.id.clone(),
+                        name: t.name(),
+                        ip: ip.to_string(),
+                    })
+                })
+                .collect();
+            backends.sort_by(|a, b| a.name.cmp(&b.name));
+            services.push(pb::LbService {
+                service_id: svc.id.clone(),
+                name: svc.spec.name.clone(),
+                vip: vip.addr.clone(),
+                fwmark: fwmark(&net.subnet, &vip.addr).unwrap_or(0),
+                ports,
+                backends,
+            });
+        }
+        services.sort_by(|a, b| a.name.cmp(&b.name));
+        out.push(pb::LbTable {
+            network_id: net_id.to_string(),
+            ingress: net.ingress,
+            lb_addr: lb_addr.clone(),
+            services,
+            name: net.name.clone(),
+            subnet: net.subnet.clone(),
+            gateway: net.gateway.clone(),
+            vni: net.vni,
+        });
+    }
+    out
 }
 
 /// The remote endpoints of the overlay networks in `nets` as seen from `node_id`: every address
@@ -21,6 +137,16 @@ fn overlay_peers(
     nets: &BTreeSet<&str>,
 ) -> BTreeSet<(String, String, String)> {
     let mut out = BTreeSet::new();
+    let node_ip =
+        |addr: &str| -> String { addr.rsplit_once(':').map_or(addr, |(h, _)| h).to_string() };
+    // Other nodes' balancer endpoints: backends answer them.
+    for n in state.nodes.values().filter(|n| n.id != node_id) {
+        for (net, cidr) in &n.lb_addrs {
+            if let (true, Some(ip)) = (nets.contains(net.as_str()), ipam::addr_of(cidr)) {
+                out.insert((net.clone(), ip.to_string(), node_ip(&n.addr)));
+            }
+        }
+    }
     for t in state.tasks.values() {
         if t.node_id.is_empty() || t.node_id == node_id || t.status.state.is_terminal() {
             continue;
@@ -28,11 +154,7 @@ fn overlay_peers(
         let Some(node) = state.nodes.get(&t.node_id) else {
             continue;
         };
-        let node_ip = node
-            .addr
-            .rsplit_once(':')
-            .map_or(node.addr.as_str(), |(h, _)| h)
-            .to_string();
+        let node_ip = node_ip(&node.addr);
         for a in &t.networks {
             if !nets.contains(a.network_id.as_str()) {
                 continue;
@@ -55,9 +177,17 @@ impl AssignmentSet {
             .filter(|t| !t.status.state.is_terminal())
             .map(|t| (t.id.as_str(), t))
             .collect();
+        // Every node holds the ingress network (its `ingress_sbox` publishes the mesh's ports).
         let net_ids: BTreeSet<&str> = current
             .values()
             .flat_map(|t| t.networks.iter().map(|n| n.network_id.as_str()))
+            .chain(
+                state
+                    .networks
+                    .values()
+                    .filter(|n| n.ingress)
+                    .map(|n| n.id.as_str()),
+            )
             .collect();
         let nets: Vec<&shoal_proto::model::Network> = net_ids
             .iter()
@@ -108,11 +238,18 @@ impl AssignmentSet {
                 .collect();
             self.peers = peers;
         }
+        let lb = lb_tables(state, node_id);
+        if full || lb != self.lb {
+            msg.lb_full = true;
+            msg.lb = lb.clone();
+            self.lb = lb;
+        }
         if !full
             && msg.tasks.is_empty()
             && msg.removed.is_empty()
             && msg.networks.is_empty()
             && !msg.peers_full
+            && !msg.lb_full
         {
             return None;
         }

@@ -36,6 +36,8 @@ pub enum ToAgent {
     Logs(pb::LogRequest),
     /// Run a command in a task.
     Exec(pb::ExecRequest),
+    /// Report a network's balancer.
+    Lb(pb::LbRequest),
 }
 
 type StatusBatch = (
@@ -53,6 +55,7 @@ pub struct Dispatcher {
     status_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<StatusBatch>>,
     log_waiters: Mutex<HashMap<String, mpsc::Sender<pb::PublishLogsRequest>>>,
     exec_waiters: Mutex<HashMap<String, oneshot::Sender<pb::ExecResult>>>,
+    lb_waiters: Mutex<HashMap<String, oneshot::Sender<pb::LbNodeReport>>>,
 }
 
 impl Dispatcher {
@@ -68,6 +71,7 @@ impl Dispatcher {
             status_rx: tokio::sync::Mutex::new(status_rx),
             log_waiters: Mutex::new(HashMap::new()),
             exec_waiters: Mutex::new(HashMap::new()),
+            lb_waiters: Mutex::new(HashMap::new()),
         }
     }
 
@@ -229,6 +233,42 @@ impl Dispatcher {
         };
         lock(&self.exec_waiters).remove(&request_id);
         out
+    }
+
+    /// Asks the agent of `node` for its balancer of `network_id` (at most 5 s).
+    pub async fn lb_report(
+        &self,
+        node: &str,
+        network_id: &str,
+    ) -> Result<pb::LbNodeReport, String> {
+        let request_id = shoal_proto::model::new_id();
+        let (tx, rx) = oneshot::channel();
+        lock(&self.lb_waiters).insert(request_id.clone(), tx);
+        let sender = lock(&self.sessions).get(node).map(|s| s.to_agent.clone());
+        let req = pb::LbRequest {
+            request_id: request_id.clone(),
+            network_id: network_id.to_string(),
+        };
+        let sent = match sender {
+            Some(s) => s.send(ToAgent::Lb(req)).await.is_ok(),
+            None => false,
+        };
+        let out = if !sent {
+            Err("not connected to the managers".into())
+        } else {
+            match tokio::time::timeout(Duration::from_secs(5), rx).await {
+                Ok(Ok(r)) => Ok(r),
+                _ => Err("no answer within 5 s".into()),
+            }
+        };
+        lock(&self.lb_waiters).remove(&request_id);
+        out
+    }
+
+    fn deliver_lb(&self, report: pb::LbNodeReport) {
+        if let Some(tx) = lock(&self.lb_waiters).remove(&report.request_id) {
+            let _ = tx.send(report);
+        }
     }
 
     fn deliver_exec(&self, result: pb::ExecResult) {

@@ -71,6 +71,7 @@ impl DispatcherService {
             assignments,
             log_request: None,
             exec_request: None,
+            lb_request: None,
         }
     }
 }
@@ -305,6 +306,7 @@ impl dispatcher_server::Dispatcher for DispatcherService {
                         match req {
                             super::ToAgent::Logs(lr) => msg.log_request = Some(lr),
                             super::ToAgent::Exec(er) => msg.exec_request = Some(er),
+                            super::ToAgent::Lb(lr) => msg.lb_request = Some(lr),
                         }
                         if tx.send(Ok(msg)).await.is_err() { break }
                         continue;
@@ -403,6 +405,15 @@ impl dispatcher_server::Dispatcher for DispatcherService {
     ) -> Result<Response<pb::Empty>, Status> {
         self.m.check_node(&req, &req.get_ref().node_id)?;
         self.m.dispatcher.deliver_exec(req.into_inner());
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn publish_lb(
+        &self,
+        req: Request<pb::LbNodeReport>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        self.m.check_node(&req, &req.get_ref().node_id)?;
+        self.m.dispatcher.deliver_lb(req.into_inner());
         Ok(Response::new(pb::Empty {}))
     }
 

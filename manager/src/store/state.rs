@@ -186,6 +186,21 @@ impl State {
                 n.version = index;
                 ok(id)
             }
+            Command::SetNodeLbAddrs(addrs) => {
+                for (node, net, addr) in addrs {
+                    if let Some(n) = self.nodes.get_mut(node) {
+                        let changed = if addr.is_empty() {
+                            n.lb_addrs.remove(net).is_some()
+                        } else {
+                            n.lb_addrs.insert(net.clone(), addr.clone()).as_ref() != Some(addr)
+                        };
+                        if changed {
+                            n.version = index;
+                        }
+                    }
+                }
+                ok("")
+            }
             Command::SetNodeStates(states) => {
                 for (id, state, msg) in states {
                     if let Some(n) = self.nodes.get_mut(id) {
@@ -247,6 +262,11 @@ impl State {
                     ));
                 }
                 self.networks.remove(id);
+                for n in self.nodes.values_mut() {
+                    if n.lb_addrs.remove(id).is_some() {
+                        n.version = index;
+                    }
+                }
                 ok(id)
             }
             Command::CreateService(s) => {

@@ -30,6 +30,9 @@ pub enum Command {
         /// Digest of the issuing root.
         issuer: String,
     },
+    /// Sets nodes' load-balancer addresses: (node, network, CIDR); an empty CIDR removes one.
+    /// No version check.
+    SetNodeLbAddrs(Vec<(String, String, String)>),
     /// Sets nodes' observed state (heartbeats); no version check.
     SetNodeStates(Vec<(String, NodeState, String)>),
     /// Creates a network; an empty subnet is allocated from the default pool, a VNI is

@@ -72,6 +72,10 @@ pub struct Node {
     /// Digest of the root CA that issued it.
     #[serde(default)]
     pub cert_issuer: String,
+    /// The node's load-balancer endpoint per overlay network (network id → CIDR): the address
+    /// of its `lb_<netid>` namespace (or `ingress_sbox`), which balanced connections come from.
+    #[serde(default)]
+    pub lb_addrs: BTreeMap<String, String>,
 }
 
 /// Network driver.

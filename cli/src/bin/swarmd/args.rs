@@ -38,6 +38,10 @@ pub struct Args {
     /// tasks as plain processes on the node.
     #[arg(long, default_value = "none", value_parser = ["none", "kernel"])]
     pub data_plane: String,
+    /// Service load balancers (with `--data-plane kernel`): `ipvs` (the kernel's IP Virtual
+    /// Server, as Swarm), `nftables`, or `auto` (IPVS where the kernel has it).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "ipvs", "nftables"])]
+    pub lb_backend: String,
     /// Raft election timeout: timers are drawn from [T, 1.5 T]; a dead leader is replaced after
     /// about 2.5 T to 3 T (the followers first wait out its lease).
     #[arg(long, default_value = "200ms", value_parser = parse_duration)]

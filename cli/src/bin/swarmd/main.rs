@@ -159,6 +159,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .context(
                     "--data-plane kernel needs root (network namespaces, bridges, nftables)",
                 )?;
+            let choice = node
+                .args
+                .lb_backend
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--lb-backend: {e}"))?;
+            dp.set_lb_backend(choice).await;
             Some(dp)
         }
         _ => None,
