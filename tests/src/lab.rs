@@ -2,7 +2,7 @@
 //! driven only through `swarmctl`. Each lab has its own name, subnet (inside 198.19.0.0/16) and
 //! temporary `SHOAL_LAB_DIR`; dropping it runs `lab down` even when the test failed.
 
-use crate::{bin, run, Output, Timings};
+use crate::{bin, run, wait_for, Output, TaskView, Timings};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -115,6 +115,52 @@ impl Lab {
             CMD_TIMEOUT
         };
         self.ctl(&args, timeout)
+    }
+
+    /// `swarmctl ARGS` run inside manager1 (against its control socket).
+    pub fn swarmctl(&self, args: &[&str]) -> Output {
+        let mut rest = vec!["--", "swarmctl"];
+        rest.extend(args);
+        self.lab(&["exec", "manager1"], &rest)
+    }
+
+    /// [`Lab::swarmctl`], which must succeed; its stdout.
+    pub fn swarmctl_ok(&self, args: &[&str]) -> String {
+        let out = self.swarmctl(args);
+        assert!(out.success(), "swarmctl {args:?}: {out}");
+        out.stdout
+    }
+
+    /// A command in `node`'s namespace (bounded by the command's own timeouts and the lab's).
+    pub fn on_node(&self, node: &str, cmd: &[&str]) -> Output {
+        let mut rest = vec!["--"];
+        rest.extend(cmd);
+        self.lab(&["exec", node], &rest)
+    }
+
+    /// The service's running tasks, once there are exactly `n` (at most 60 s).
+    pub fn running(&self, service: &str, n: usize) -> Vec<TaskView> {
+        wait_for(
+            &format!("{n} running tasks of {service}"),
+            Duration::from_secs(60),
+            || {
+                let out = self.swarmctl(&["service", "ps", service, "--format", "json"]);
+                if !out.success() {
+                    return Err(out.to_string());
+                }
+                let v: serde_json::Value =
+                    serde_json::from_str(&out.stdout).map_err(|e| e.to_string())?;
+                let live: Vec<TaskView> = TaskView::list(&v)
+                    .into_iter()
+                    .filter(|t| t.state == "running")
+                    .collect();
+                if live.len() == n {
+                    Ok(live)
+                } else {
+                    Err(format!("{:?}", TaskView::list(&v)))
+                }
+            },
+        )
     }
 
     pub fn lab_ok(&self, verb: &[&str], rest: &[&str]) -> String {

@@ -9,51 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// `swarmctl ARGS` run inside manager1.
-fn ctl(lab: &Lab, args: &[&str]) -> Output {
-    let mut rest = vec!["--", "swarmctl"];
-    rest.extend(args);
-    lab.lab(&["exec", "manager1"], &rest)
-}
-
-fn ctl_ok(lab: &Lab, args: &[&str]) -> String {
-    let out = ctl(lab, args);
-    assert!(out.success(), "swarmctl {args:?}: {out}");
-    out.stdout
-}
-
-/// The service's running tasks once there are `n`.
-fn running(lab: &Lab, service: &str, n: usize) -> Vec<TaskView> {
-    wait_for(
-        &format!("{n} running tasks of {service}"),
-        Duration::from_secs(60),
-        || {
-            let out = ctl(lab, &["service", "ps", service, "--format", "json"]);
-            if !out.success() {
-                return Err(out.to_string());
-            }
-            let v: serde_json::Value =
-                serde_json::from_str(&out.stdout).map_err(|e| e.to_string())?;
-            let live: Vec<TaskView> = TaskView::list(&v)
-                .into_iter()
-                .filter(|t| t.state == "running")
-                .collect();
-            if live.len() == n {
-                Ok(live)
-            } else {
-                Err(format!("{:?}", TaskView::list(&v)))
-            }
-        },
-    )
-}
-
-/// A command in `node`'s namespace, bounded by curl's own timeouts.
-fn on_node(lab: &Lab, node: &str, cmd: &[&str]) -> Output {
-    let mut rest = vec!["--"];
-    rest.extend(cmd);
-    lab.lab(&["exec", node], &rest)
-}
-
 /// The task's network namespace file on `node`.
 fn task_netns(lab: &Lab, node: &str, task_id: &str) -> PathBuf {
     let short: String = task_id
@@ -99,15 +54,11 @@ fn article_section_2_bridge_none_host_and_isolated_bridges() {
     let mut args = vec!["service", "create", "--name", "web", "--replicas", "2"];
     args.extend(on_worker);
     args.push("whoami");
-    ctl_ok(&lab, &args);
-    let web = running(&lab, "web", 2);
+    lab.swarmctl_ok(&args);
+    let web = lab.running("web", 2);
     let mut names = Vec::new();
     for ip in ["172.17.0.2", "172.17.0.3"] {
-        let out = on_node(
-            &lab,
-            "worker1",
-            &curl_name(&format!("http://{ip}:8080/name")),
-        );
+        let out = lab.on_node("worker1", &curl_name(&format!("http://{ip}:8080/name")));
         assert!(out.success(), "{out}");
         names.push(out.stdout.trim().to_string());
     }
@@ -139,10 +90,9 @@ fn article_section_2_bridge_none_host_and_isolated_bridges() {
     let ping = in_task(&ns0, &["ping", "-c", "1", "-W", "2", "172.17.0.3"]);
     assert!(ping.success(), "ping between two bridge tasks: {ping}");
     // task inspect shows the attachment the node made: network, address, MAC, gateway.
-    let v: serde_json::Value = serde_json::from_str(&ctl_ok(
-        &lab,
-        &["task", "inspect", &web[0].id, "--format", "json"],
-    ))
+    let v: serde_json::Value = serde_json::from_str(
+        &lab.swarmctl_ok(&["task", "inspect", &web[0].id, "--format", "json"]),
+    )
     .expect("json");
     let task = if v.is_array() { &v[0] } else { &v };
     let att = &task["networks"][0];
@@ -165,8 +115,8 @@ fn article_section_2_bridge_none_host_and_isolated_bridges() {
     let mut args = vec!["service", "create", "--name", "lonely", "--network", "none"];
     args.extend(on_worker);
     args.extend(["sleep", "100000"]);
-    ctl_ok(&lab, &args);
-    let lonely = running(&lab, "lonely", 1);
+    lab.swarmctl_ok(&args);
+    let lonely = lab.running("lonely", 1);
     let ns = task_netns(&lab, "worker1", &lonely[0].id);
     // /proc/net shows the network namespace of the reader (nsenter's /sys would not).
     let links = in_task(&ns, &["cat", "/proc/net/dev"]);
@@ -179,9 +129,9 @@ fn article_section_2_bridge_none_host_and_isolated_bridges() {
     );
     // Stopping it: `sleep` has no SIGTERM handler, but it is not PID 1 (swarmd's init is), so
     // SIGTERM ends it at once (exit 143) instead of the SIGKILL after the grace period (137).
-    ctl_ok(&lab, &["service", "update", "--force", "-d", "lonely"]);
+    lab.swarmctl_ok(&["service", "update", "--force", "-d", "lonely"]);
     let stopped = wait_for("lonely's task stopped", Duration::from_secs(30), || {
-        let out = ctl(&lab, &["service", "ps", "lonely", "--format", "json"]);
+        let out = lab.swarmctl(&["service", "ps", "lonely", "--format", "json"]);
         let v: serde_json::Value =
             serde_json::from_str(&out.stdout).map_err(|e| format!("{e}: {out}"))?;
         TaskView::list(&v)
@@ -195,8 +145,8 @@ fn article_section_2_bridge_none_host_and_isolated_bridges() {
     let mut args = vec!["service", "create", "--name", "onhost", "--network", "host"];
     args.extend(on_worker);
     args.extend(["whoami", "--port", "8081"]);
-    ctl_ok(&lab, &args);
-    let onhost = running(&lab, "onhost", 1);
+    lab.swarmctl_ok(&args);
+    let onhost = lab.running("onhost", 1);
     let url = format!(
         "http://{}:8081/name",
         worker_ip.split(':').next().unwrap_or_default()
@@ -205,7 +155,7 @@ fn article_section_2_bridge_none_host_and_isolated_bridges() {
         "the host-network task answers",
         Duration::from_secs(20),
         || {
-            let out = on_node(&lab, "manager1", &curl_name(&url));
+            let out = lab.on_node("manager1", &curl_name(&url));
             if out.success() && !out.stdout.trim().is_empty() {
                 Ok(out.stdout.trim().to_string())
             } else {
@@ -237,13 +187,11 @@ fn article_section_2_bridge_none_host_and_isolated_bridges() {
     args.extend(["--publish", "8080,mode=host"]);
     args.extend(on_worker);
     args.push("whoami");
-    ctl_ok(&lab, &args);
-    let pubt = running(&lab, "pub", 1);
-    let inspect: serde_json::Value = serde_json::from_str(&ctl_ok(
-        &lab,
-        &["service", "inspect", "pub", "--format", "json"],
-    ))
-    .expect("json");
+    lab.swarmctl_ok(&args);
+    let pubt = lab.running("pub", 1);
+    let inspect: serde_json::Value =
+        serde_json::from_str(&lab.swarmctl_ok(&["service", "inspect", "pub", "--format", "json"]))
+            .expect("json");
     let svc = if inspect.is_array() {
         &inspect[0]
     } else {
@@ -260,36 +208,30 @@ fn article_section_2_bridge_none_host_and_isolated_bridges() {
     for port in [9090, dynamic] {
         for from in ["manager1", "worker1"] {
             let url = format!("http://{worker}:{port}/name");
-            let out = on_node(&lab, from, &curl_name(&url));
+            let out = lab.on_node(from, &curl_name(&url));
             assert_eq!(out.stdout.trim(), pubt[0].id, "{from} -> {url}: {out}");
         }
     }
 
     // --- two user bridge networks cannot reach each other ---
-    ctl_ok(
-        &lab,
-        &[
-            "network",
-            "create",
-            "-d",
-            "bridge",
-            "--subnet",
-            "198.19.250.0/24",
-            "red",
-        ],
-    );
-    ctl_ok(
-        &lab,
-        &[
-            "network",
-            "create",
-            "-d",
-            "bridge",
-            "--subnet",
-            "198.19.251.0/24",
-            "blue",
-        ],
-    );
+    lab.swarmctl_ok(&[
+        "network",
+        "create",
+        "-d",
+        "bridge",
+        "--subnet",
+        "198.19.250.0/24",
+        "red",
+    ]);
+    lab.swarmctl_ok(&[
+        "network",
+        "create",
+        "-d",
+        "bridge",
+        "--subnet",
+        "198.19.251.0/24",
+        "blue",
+    ]);
     for (svc, net, n) in [("r", "red", "2"), ("b", "blue", "1")] {
         let mut args = vec![
             "service",
@@ -303,10 +245,10 @@ fn article_section_2_bridge_none_host_and_isolated_bridges() {
         ];
         args.extend(on_worker);
         args.push("whoami");
-        ctl_ok(&lab, &args);
+        lab.swarmctl_ok(&args);
     }
-    let reds = running(&lab, "r", 2);
-    running(&lab, "b", 1);
+    let reds = lab.running("r", 2);
+    lab.running("b", 1);
     let red_ns = task_netns(&lab, "worker1", &reds[0].id);
     let same = in_task(&red_ns, &curl_name("http://198.19.250.3:8080/name"));
     let same2 = in_task(&red_ns, &curl_name("http://198.19.250.2:8080/name"));
@@ -324,7 +266,7 @@ fn article_section_2_bridge_none_host_and_isolated_bridges() {
 
     // Removing the services removes their sandboxes.
     for svc in ["web", "lonely", "onhost", "pub", "r", "b"] {
-        ctl_ok(&lab, &["service", "rm", svc]);
+        lab.swarmctl_ok(&["service", "rm", svc]);
     }
     wait_no_sandbox(&lab, "worker1");
 }
@@ -355,7 +297,7 @@ fn wait_no_sandbox(lab: &Lab, node: &str) {
 /// Node id → hostname, through `node ls`.
 fn hostnames(lab: &Lab) -> std::collections::BTreeMap<String, String> {
     let v: serde_json::Value =
-        serde_json::from_str(&ctl_ok(lab, &["node", "ls", "--format", "json"])).expect("json");
+        serde_json::from_str(&lab.swarmctl_ok(&["node", "ls", "--format", "json"])).expect("json");
     shoal_tests::NodeView::list(&v)
         .into_iter()
         .map(|n| (n.id, n.hostname))
@@ -372,22 +314,19 @@ fn article_section_3_overlay_across_five_nodes() {
         &["up"],
         &["--managers", "3", "--workers", "2", "--subnet", &lab.subnet],
     );
-    ctl_ok(&lab, &["network", "create", "-d", "overlay", "lp_net"]);
-    ctl_ok(
-        &lab,
-        &[
-            "service",
-            "create",
-            "--name",
-            "web",
-            "--replicas",
-            "5",
-            "--network",
-            "lp_net",
-            "whoami",
-        ],
-    );
-    let tasks = running(&lab, "web", 5);
+    lab.swarmctl_ok(&["network", "create", "-d", "overlay", "lp_net"]);
+    lab.swarmctl_ok(&[
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--replicas",
+        "5",
+        "--network",
+        "lp_net",
+        "whoami",
+    ]);
+    let tasks = lab.running("web", 5);
     let names = hostnames(&lab);
     let on: std::collections::BTreeSet<&str> =
         tasks.iter().map(|t| names[&t.node_id].as_str()).collect();
@@ -395,7 +334,7 @@ fn article_section_3_overlay_across_five_nodes() {
 
     // Every task's address on lp_net, from the managers' allocation.
     let v: serde_json::Value =
-        serde_json::from_str(&ctl_ok(&lab, &["service", "ps", "web", "--format", "json"]))
+        serde_json::from_str(&lab.swarmctl_ok(&["service", "ps", "web", "--format", "json"]))
             .expect("json");
     let ips: Vec<(String, String, String)> = v
         .as_array()
@@ -447,7 +386,7 @@ fn article_section_3_overlay_across_five_nodes() {
     let exec = |cmd: &[&str]| {
         let mut a = vec!["task", "exec", id.as_str(), "--"];
         a.extend(cmd);
-        ctl(&lab, &a)
+        lab.swarmctl(&a)
     };
     let out = exec(&[
         "sh",
@@ -498,7 +437,8 @@ fn article_section_3_overlay_across_five_nodes() {
 
     // network ls shows the predefined networks and lp_net as Docker does.
     let nets: serde_json::Value =
-        serde_json::from_str(&ctl_ok(&lab, &["network", "ls", "--format", "json"])).expect("json");
+        serde_json::from_str(&lab.swarmctl_ok(&["network", "ls", "--format", "json"]))
+            .expect("json");
     let mut shown: Vec<String> = nets
         .as_array()
         .expect("networks")
@@ -526,7 +466,7 @@ fn article_section_3_overlay_across_five_nodes() {
     );
 
     // Removing the service removes every task and overlay sandbox on every node.
-    ctl_ok(&lab, &["service", "rm", "web"]);
+    lab.swarmctl_ok(&["service", "rm", "web"]);
     for node in ["manager1", "manager2", "manager3", "worker1", "worker2"] {
         wait_no_sandbox(&lab, node);
     }
@@ -597,21 +537,18 @@ fn restarting_the_agent_keeps_tasks_and_their_connections() {
         &["up"],
         &["--managers", "1", "--workers", "1", "--subnet", &lab.subnet],
     );
-    ctl_ok(
-        &lab,
-        &[
-            "service",
-            "create",
-            "--name",
-            "web",
-            "--replicas",
-            "2",
-            "--constraint",
-            "node.hostname==worker1",
-            "whoami",
-        ],
-    );
-    let before = running(&lab, "web", 2);
+    lab.swarmctl_ok(&[
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "--constraint",
+        "node.hostname==worker1",
+        "whoami",
+    ]);
+    let before = lab.running("web", 2);
     let node_ns = lab.dir().join("netns").join("worker1");
     let mut conn = KeepAlive::open(&node_ns, "172.17.0.2:8080");
     let first = conn.name().expect("a first answer");
@@ -677,12 +614,12 @@ fn restarting_the_agent_keeps_tasks_and_their_connections() {
         Duration::from_secs(30),
         || {
             let v: serde_json::Value =
-                serde_json::from_str(&ctl_ok(&lab, &["node", "ls", "--format", "json"]))
+                serde_json::from_str(&lab.swarmctl_ok(&["node", "ls", "--format", "json"]))
                     .map_err(|e| e.to_string())?;
             let ready = shoal_tests::NodeView::list(&v)
                 .iter()
                 .all(|n| n.state == "ready");
-            let tasks = running(&lab, "web", 2);
+            let tasks = lab.running("web", 2);
             if ready {
                 Ok(tasks)
             } else {
@@ -701,7 +638,7 @@ fn restarting_the_agent_keeps_tasks_and_their_connections() {
         "the tasks were kept, not replaced"
     );
     assert_eq!(conn.name().expect("the old connection still works"), first);
-    let out = ctl(&lab, &["service", "ps", "web", "--format", "json"]);
+    let out = lab.swarmctl(&["service", "ps", "web", "--format", "json"]);
     let all: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(
         all.as_array().unwrap().len(),
@@ -710,8 +647,8 @@ fn restarting_the_agent_keeps_tasks_and_their_connections() {
     );
 
     // The adopted tasks are still managed: scaling down stops one and removes its sandbox.
-    ctl_ok(&lab, &["service", "scale", "web=1"]);
-    running(&lab, "web", 1);
+    lab.swarmctl_ok(&["service", "scale", "web=1"]);
+    lab.running("web", 1);
     let netns_dir = lab.dir().join("nodes").join("worker1").join("netns");
     wait_for("one task sandbox left", Duration::from_secs(30), || {
         let n = std::fs::read_dir(&netns_dir)
