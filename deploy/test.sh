@@ -23,6 +23,13 @@ if [ "$(id -u)" -eq 0 ]; then
     sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
   [ -n "$exe" ] || { echo "could not find the lb_ipvs test binary" >&2; exit 1; }
   bash tests/vm/run-in-vm.sh "$exe" --test-threads 1
+  # The agent's service balancers with --lb-backend ipvs: VIP and routing mesh, strict round
+  # robin, and `ipvsadm -Ln` in the lb_ namespace as the reference article shows it.
+  exe=$(cargo test --locked -p shoal-agent --lib --no-run --message-format=json 2>/dev/null |
+    sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
+  [ -n "$exe" ] || { echo "could not find the agent's test binary" >&2; exit 1; }
+  SHOAL_VM_ENV="SHOAL_REQUIRE_IPVS=1" bash tests/vm/run-in-vm.sh "$exe" \
+    network::lb_tests::vip_and_mesh_ipvs --exact --nocapture
 else
   echo "skipped: the IPVS suite in a VM needs root (tests/vm/run-in-vm.sh)" >&2
 fi

@@ -443,7 +443,7 @@ impl DataPlane {
         // `curl localhost:PORT` on the node: 127.0.0.1 may leave through the bridge (then
         // masqueraded, see the node's table).
         shoal_netlib::sysctl::set(
-            None,
+            self.inner.node_ns.as_deref(),
             &format!("net.ipv4.conf.{}.route_localnet", names::GW_BRIDGE),
             "1",
         )

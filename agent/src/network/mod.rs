@@ -116,6 +116,8 @@ struct Inner {
     overlays: tokio::sync::Mutex<BTreeMap<String, overlay::Overlay>>,
     peers: tokio::sync::Mutex<std::collections::BTreeSet<Peer>>,
     lb: tokio::sync::Mutex<lb::LbPlane>,
+    /// The node's namespace when it is not the caller's (tests).
+    node_ns: Option<Arc<NetNs>>,
 }
 
 /// The attachments a task gets: its own, or the default `bridge` network when it has none.
@@ -180,12 +182,13 @@ impl DataPlane {
             inner: Arc::new(Inner {
                 netns_dir,
                 host,
-                nft: Nft::new(node),
+                nft: Nft::new(node.clone()),
                 ipam: Mutex::new(ipam),
                 node: Default::default(),
                 overlays: Default::default(),
                 peers: Default::default(),
                 lb: Default::default(),
+                node_ns: node,
             }),
         })
     }
@@ -582,5 +585,7 @@ fn node_rules(node: &NodeState) -> Batch {
     b
 }
 
+#[cfg(test)]
+mod lb_tests;
 #[cfg(test)]
 mod tests;

@@ -12,14 +12,14 @@ use std::net::{SocketAddrV4, TcpListener, TcpStream};
 use std::time::Duration;
 
 /// A node namespace and a state directory, removed on drop.
-struct Node {
-    dir: tempfile::TempDir,
-    ns: Arc<NetNs>,
-    dp: DataPlane,
+pub(super) struct Node {
+    pub(super) dir: tempfile::TempDir,
+    pub(super) ns: Arc<NetNs>,
+    pub(super) dp: DataPlane,
 }
 
 impl Node {
-    async fn new() -> Node {
+    pub(super) async fn new() -> Node {
         let dir = tempfile::Builder::new()
             .prefix("shoal-agent-dp-")
             .tempdir()
@@ -45,7 +45,7 @@ impl Drop for Node {
     }
 }
 
-fn task(id: &str, nets: Vec<NetworkAttachment>) -> Task {
+pub(super) fn task(id: &str, nets: Vec<NetworkAttachment>) -> Task {
     Task {
         id: id.into(),
         service_name: "t".into(),
@@ -58,7 +58,7 @@ fn task(id: &str, nets: Vec<NetworkAttachment>) -> Task {
     }
 }
 
-fn net(
+pub(super) fn net(
     id: &str,
     name: &str,
     driver: NetworkDriver,
@@ -79,7 +79,7 @@ fn net(
 }
 
 /// Serves one line on :8080 inside the task's namespace, for at most 60 s.
-fn serve(sb: &Sandbox, reply: &'static str) {
+pub(super) fn serve(sb: &Sandbox, reply: &'static str) {
     let Sandbox::Netns { path, .. } = sb else {
         panic!("no namespace")
     };
