@@ -17,6 +17,9 @@ use tracing::{info, info_span, warn, Instrument};
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 /// Time between two sweeps of leftover task cgroups.
 pub const CGROUP_SWEEP_PERIOD: Duration = Duration::from_secs(60);
+/// How long a task that the managers stopped keeps running before it is signalled, with a data
+/// plane: its balancers on every node let go of it first.
+pub const LB_DRAIN: Duration = Duration::from_millis(250);
 
 enum Local {
     /// Started (pid 0 until the process exists); the sender asks the supervisor to stop it.
@@ -229,7 +232,17 @@ impl Worker {
     fn stop_task(&self, id: &str) {
         if let Some(Local::Running { stop, .. }) = self.lock().get_mut(id) {
             if let Some(tx) = stop.take() {
-                let _ = tx.send(());
+                if self.data_plane.is_some() {
+                    // The managers took the task out of every balancer when they asked for its
+                    // stop; the nodes reprogram within milliseconds. Stop it a moment later, so
+                    // that no new connection is balanced to a task already gone.
+                    tokio::spawn(async move {
+                        tokio::time::sleep(LB_DRAIN).await;
+                        let _ = tx.send(());
+                    });
+                } else {
+                    let _ = tx.send(());
+                }
             }
         }
     }
