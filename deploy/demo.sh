@@ -72,15 +72,36 @@ on manager1 curl -s -m 3 "http://${W2%%:*}:8081/"
 
 say "Section 3: an overlay network across the five nodes (VXLAN, static FDB from the managers)"
 ctl network create -d overlay lp_net
-ctl service create --name web --replicas 5 --network lp_net whoami
+ctl service create --name web --replicas 5 --publish 8080 --network lp_net whoami
 wait_running web 5
 ctl service ps web
 ctl network ls
 read -r na ta ipa < <(netns_of web 0)
 read -r nb tb ipb < <(netns_of web 4)
 ha=$(hostname_of "$na"); hb=$(hostname_of "$nb")
+# the first network of a web task is ingress (published ports), its second lp_net
+ipb=$(swarmctl lab exec manager1 --name "$LAB" -- swarmctl service ps web --format json | python3 -c '
+import json, sys
+ts = sorted([t for t in json.load(sys.stdin) if t["status"]["state"] == "running"], key=lambda t: t["slot"])
+print([n for n in ts[4]["networks"] if n["network"] != "ingress"][0]["addresses"][0].split("/")[0])')
 in_task "$ha" "$ta" curl -s -m 3 "http://$ipb:8080/"
 echo "(task ${ta:0:12} on $ha reached task ${tb:0:12} on $hb at $ipb through VXLAN)"
+
+say "Section 3.3: the routing mesh and the service's VIP, round robin"
+ctl service ls
+PORT=$(swarmctl lab exec manager1 --name "$LAB" -- swarmctl service inspect web --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["ports"][0]["published"])')
+on worker1 sh -c "for i in 1 2 3 4 5; do curl -s -m 3 localhost:$PORT/name; echo; done"
+on manager2 sh -c "for i in 1 2 3 4 5; do curl -s -m 3 ${W2%%:*}:$PORT/name; echo; done"
+ctl service create --name client --network lp_net whoami --port 9000
+wait_running client 1
+VIP=$(swarmctl lab exec manager1 --name "$LAB" -- swarmctl service inspect web --format json | python3 -c '
+import json, sys
+s = json.load(sys.stdin)[0]
+print(s["vips"][-1]["addr"].split("/")[0])   # ingress comes first, lp_net last')
+CT=$(swarmctl lab exec manager1 --name "$LAB" -- swarmctl service ps client -q | head -1)
+ctl task exec "$CT" -- sh -c "for i in 1 2 3 4 5; do curl -s -m 3 $VIP:8080/name; echo; done"
+CN=$(swarmctl lab exec manager1 --name "$LAB" -- swarmctl service ps client --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["node_id"])')
+ctl network inspect lp_net --lb --node "$(hostname_of "$CN")"
 
 say "Scale, and kill -9 the leader: another manager takes over"
 ctl service scale web=7

@@ -146,7 +146,19 @@ pub fn is_current(svc_spec: &pb::ServiceSpec, svc_version: u64, t: &pb::Task) ->
         labels: Default::default(),
         ..s.clone()
     };
-    t.spec.as_ref().is_some_and(|ts| norm(ts) == norm(svc_spec))
+    t.spec.as_ref().is_some_and(|ts| {
+        // A task carries its ports as allocated: a port the service leaves to the allocator
+        // (published 0) has its number in the task.
+        let (mut a, b) = (norm(ts), norm(svc_spec));
+        if a.ports.len() == b.ports.len() {
+            for (pa, pb) in a.ports.iter_mut().zip(&b.ports) {
+                if pb.published == 0 {
+                    pa.published = 0;
+                }
+            }
+        }
+        a == b
+    })
 }
 
 fn state_of(t: &pb::Task) -> TaskState {

@@ -175,6 +175,22 @@ fn an_update_waits_for_tasks_of_the_new_spec() {
         2,
         &task("a", 1, TaskState::Running, &old, 1)
     ));
+    // A published port left to the allocator: the task has its number, and still is current
+    // after a scale; a different fixed port is not.
+    let mut auto = old.clone();
+    auto.ports = vec![pb::PortConfig {
+        target: 8080,
+        ..Default::default()
+    }];
+    let mut allocated = auto.clone();
+    allocated.ports[0].published = 30000;
+    let mut scaled = auto.clone();
+    scaled.replicas = 7;
+    let t = task("a", 1, TaskState::Running, &allocated, 1);
+    assert!(is_current(&scaled, 2, &t));
+    let mut fixed = scaled.clone();
+    fixed.ports[0].published = 30001;
+    assert!(!is_current(&fixed, 2, &t));
 }
 
 #[test]
