@@ -288,17 +288,27 @@ impl DataPlane {
             .get_mut(&t.network_id)
             .ok_or("balancer vanished")?;
         let (services, marks, vips) = desired(t);
-        // VIPs first (IPVS balances only to local addresses), then marks, then backends.
-        let link = b.inside.link_required("eth0").await.map_err(e)?;
-        for vip in &vips {
-            b.inside.ensure_addr("eth0", *vip, 32).await.map_err(e)?;
-        }
-        for a in b.inside.addrs().await.map_err(e)? {
-            if a.index == link.index && a.prefix == 32 && !vips.contains(&a.addr) {
-                b.inside.del_addr("eth0", a.addr, 32).await.map_err(e)?;
+        // VIPs first (IPVS balances only to local addresses), then marks, then backends; each
+        // only when it changed (one backend more among 1,000 services touches one service).
+        if b.vips != vips {
+            let link = b.inside.link_required("eth0").await.map_err(e)?;
+            let have: BTreeSet<Ipv4Addr> = b
+                .inside
+                .addrs()
+                .await
+                .map_err(e)?
+                .into_iter()
+                .filter(|a| a.index == link.index && a.prefix == 32)
+                .map(|a| a.addr)
+                .collect();
+            for vip in vips.difference(&have) {
+                b.inside.ensure_addr("eth0", *vip, 32).await.map_err(e)?;
             }
+            for gone in have.difference(&vips) {
+                b.inside.del_addr("eth0", *gone, 32).await.map_err(e)?;
+            }
+            b.vips = vips;
         }
-        b.vips = vips;
         if b.marks != marks {
             Nft::new(Some(Arc::clone(&b.ns)))
                 .apply(&mark_rules(&marks, b.ingress))
