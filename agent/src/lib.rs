@@ -6,10 +6,12 @@
 //! * [`worker`]: reconciles the assigned tasks with what runs on this node.
 //! * [`reporter`]: sends task status changes in batches, resending after a reconnect.
 //! * [`executor`]: runs tasks (`process`: a program on the node, in its sandbox or not).
+//! * [`dns`]: the embedded DNS at 127.0.0.11 in every task.
 //! * [`network`]: the data plane: task sandboxes and the local network drivers.
 #![deny(unsafe_code)]
 
 pub mod certs;
+pub mod dns;
 pub mod executor;
 pub mod network;
 pub mod reporter;

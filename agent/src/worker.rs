@@ -191,6 +191,9 @@ impl Worker {
         if let (true, Some(tx)) = (a.lb_full, &self.lb) {
             tx.send_replace(a.lb.clone());
         }
+        if let (true, Some(dp)) = (a.dns_full, &self.data_plane) {
+            dp.set_dns(&a.dns);
+        }
         if let (true, Some(tx)) = (a.peers_full, &self.peers) {
             let peers: Vec<Peer> = a
                 .peers

@@ -29,9 +29,12 @@ pub fn etc_files(dir: &Path, task_id: &str, sandbox: &Sandbox) -> io::Result<Chi
     }
     std::fs::write(dir.join("hosts"), hosts)?;
     std::fs::write(dir.join("hostname"), format!("{task_id}\n"))?;
-    // The node's resolvers until the embedded DNS (127.0.0.11) comes.
-    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    std::fs::write(dir.join("resolv.conf"), resolv)?;
+    // The embedded DNS, listening in the task's own namespace: service names first, then the
+    // node's resolvers. `ndots:0`: `web` is asked as it is, not with a search domain appended.
+    std::fs::write(
+        dir.join("resolv.conf"),
+        "nameserver 127.0.0.11\noptions ndots:0\n",
+    )?;
     let mut setup = ChildSetup::new().hostname(task_id).mount_proc_and_sys();
     for f in ["hosts", "hostname", "resolv.conf"] {
         let target = Path::new("/etc").join(f);

@@ -118,6 +118,8 @@ struct Inner {
     lb: tokio::sync::Mutex<lb::LbPlane>,
     /// The node's namespace when it is not the caller's (tests).
     node_ns: Option<Arc<NetNs>>,
+    /// The embedded DNS of the node's tasks.
+    dns: crate::dns::Dns,
 }
 
 /// The attachments a task gets: its own, or the default `bridge` network when it has none.
@@ -188,6 +190,7 @@ impl DataPlane {
                 overlays: Default::default(),
                 peers: Default::default(),
                 lb: Default::default(),
+                dns: crate::dns::Dns::new(node.clone()),
                 node_ns: node,
             }),
         })
@@ -239,6 +242,13 @@ impl DataPlane {
             })
             .map(|(_, i)| i.name.as_str());
         self.redirect_published(task, &ns, ingress_if).await?;
+        // Service discovery on the task's overlay networks (ingress has none, as in Swarm).
+        let dns_nets: Vec<String> = atts
+            .iter()
+            .filter(|a| a.network.driver == NetworkDriver::Overlay && a.network.name != "ingress")
+            .map(|a| a.network_id.clone())
+            .collect();
+        self.inner.dns.serve(&task.id, &ns, dns_nets)?;
         Ok(Sandbox::Netns {
             path: ns.path().to_path_buf(),
             interfaces,
@@ -380,8 +390,19 @@ impl DataPlane {
         Ok(())
     }
 
+    /// Replaces the names the node's tasks resolve (the managers' tables).
+    pub fn set_dns(&self, tables: &[shoal_proto::pb::DnsNetwork]) {
+        self.inner.dns.set_tables(tables);
+    }
+
+    /// Where the embedded DNS sends names that are not the cluster's (`[]`: nowhere).
+    pub fn set_dns_upstream(&self, servers: Vec<std::net::SocketAddr>) {
+        self.inner.dns.set_upstream(servers);
+    }
+
     /// Removes `task`'s sandbox and frees its addresses. Absent parts are not an error.
     pub async fn release(&self, task_id: &str) {
+        self.inner.dns.stop(task_id);
         {
             let mut node = self.inner.node.lock().await;
             let count = |n: &NodeState| n.host_ports.values().map(BTreeMap::len).sum::<usize>();

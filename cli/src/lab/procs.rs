@@ -98,6 +98,11 @@ pub fn swarmd_args(
     if let Some((addr, token)) = join {
         args.extend(["--join".into(), addr.into(), "--token".into(), token.into()]);
     }
+    // A lab has no way out: names outside the cluster are NXDOMAIN unless the lab's own
+    // resolver is named (SHOAL_LAB_SWARMD_ARGS="--dns-upstream IP:PORT").
+    if !extra.iter().any(|a| a.starts_with("--dns-upstream")) {
+        args.extend(["--dns-upstream".into(), "none".into()]);
+    }
     args.extend(extra.iter().cloned());
     args
 }

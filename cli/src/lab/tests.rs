@@ -223,7 +223,7 @@ fn swarmd_command_line() {
         args.join(" "),
         "--state-dir /l/lab/nodes/worker1 --hostname worker1 --listen-addr 198.18.0.4:2377 \
          --advertise-addr 198.18.0.4:2377 --data-plane kernel --join 198.18.0.1:2377 \
-         --token SWMTKN-1-a-b \
+         --token SWMTKN-1-a-b --dns-upstream none \
          --election-timeout 300ms"
     );
     let mut argv = vec!["/usr/bin/swarmd".to_string()];

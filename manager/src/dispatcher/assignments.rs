@@ -14,6 +14,7 @@ pub struct AssignmentSet {
     networks: BTreeMap<String, u64>,
     peers: BTreeSet<(String, String, String)>,
     lb: Vec<pb::LbTable>,
+    dns: Vec<pb::DnsNetwork>,
 }
 
 /// The firewall mark of a VIP: 256 + its offset in the network's subnet, unique per network
@@ -23,6 +24,93 @@ pub fn fwmark(subnet: &str, vip: &str) -> Option<u32> {
     let vip = ipam::addr_of(vip)?;
     net.contains(vip)
         .then(|| 0x100 + (u32::from(vip) - u32::from(net.addr)))
+}
+
+/// Tasks that balancers and DNS answers include, by service: running, meant to run, on a node
+/// that is not down.
+fn running_by_service(state: &State) -> BTreeMap<&str, Vec<&Task>> {
+    let mut running: BTreeMap<&str, Vec<&Task>> = BTreeMap::new();
+    for t in state.tasks.values() {
+        let up = state
+            .nodes
+            .get(&t.node_id)
+            .is_some_and(|n| n.state != NodeState::Down);
+        if up && t.status.state == TaskState::Running && t.desired_state <= TaskState::Running {
+            running.entry(t.service_id.as_str()).or_default().push(t);
+        }
+    }
+    running
+}
+
+/// The address of `t` on `net_id`, if it has one.
+fn addr_on(t: &Task, net_id: &str) -> Option<std::net::Ipv4Addr> {
+    let a = t.networks.iter().find(|a| a.network_id == net_id)?;
+    ipam::addr_of(a.addresses.first()?)
+}
+
+/// What the tasks of node `node_id` can resolve: per overlay network they are on (ingress
+/// excluded, as in Swarm), every service attached to it with its VIP (none with dnsrr), aliases
+/// and running tasks there.
+pub fn dns_tables(state: &State, node_id: &str) -> Vec<pb::DnsNetwork> {
+    let mut nets: BTreeSet<&str> = BTreeSet::new();
+    for t in state
+        .node_tasks(node_id)
+        .filter(|t| !t.status.state.is_terminal())
+    {
+        nets.extend(t.networks.iter().map(|a| a.network_id.as_str()));
+    }
+    let running = running_by_service(state);
+    let mut out = Vec::new();
+    for net_id in nets {
+        let Some(net) = state.networks.get(net_id) else {
+            continue;
+        };
+        if net.driver != NetworkDriver::Overlay || net.ingress {
+            continue;
+        }
+        let mut services = Vec::new();
+        for svc in state.services.values() {
+            let Some(att) = svc.spec.networks.iter().find(|a| a.target == net_id) else {
+                continue;
+            };
+            let vip = svc
+                .vips
+                .iter()
+                .find(|v| v.network_id == net_id)
+                .and_then(|v| ipam::addr_of(&v.addr))
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            let mut tasks: Vec<pb::DnsTask> = running
+                .get(svc.id.as_str())
+                .into_iter()
+                .flatten()
+                .filter_map(|t| {
+                    Some(pb::DnsTask {
+                        name: t.name(),
+                        ip: addr_on(t, net_id)?.to_string(),
+                    })
+                })
+                .collect();
+            tasks.sort_by(|a, b| a.name.cmp(&b.name));
+            services.push(pb::DnsService {
+                name: svc.spec.name.clone(),
+                vip: if svc.spec.endpoint_mode == shoal_proto::model::EndpointMode::Vip {
+                    vip
+                } else {
+                    String::new()
+                },
+                aliases: att.aliases.clone(),
+                tasks,
+            });
+        }
+        services.sort_by(|a, b| a.name.cmp(&b.name));
+        out.push(pb::DnsNetwork {
+            network_id: net_id.to_string(),
+            name: net.name.clone(),
+            services,
+        });
+    }
+    out
 }
 
 /// The balancers node `node_id` must hold: one per overlay network it has live tasks on, plus
@@ -46,17 +134,7 @@ pub fn lb_tables(state: &State, node_id: &str) -> Vec<pb::LbTable> {
             .filter(|n| n.ingress)
             .map(|n| n.id.as_str()),
     );
-    // Backends: running tasks that are meant to run, on nodes that are up.
-    let mut running: BTreeMap<&str, Vec<&Task>> = BTreeMap::new();
-    for t in state.tasks.values() {
-        let up = state
-            .nodes
-            .get(&t.node_id)
-            .is_some_and(|n| n.state != NodeState::Down);
-        if up && t.status.state == TaskState::Running && t.desired_state <= TaskState::Running {
-            running.entry(t.service_id.as_str()).or_default().push(t);
-        }
-    }
+    let running = running_by_service(state);
     let mut out = Vec::new();
     for net_id in nets {
         let (Some(net), Some(lb_addr)) = (state.networks.get(net_id), node.lb_addrs.get(net_id))
@@ -95,12 +173,10 @@ pub fn lb_tables(state: &State, node_id: &str) -> Vec<pb::LbTable> {
                 .into_iter()
                 .flatten()
                 .filter_map(|t| {
-                    let a = t.networks.iter().find(|a| a.network_id == net_id)?;
-                    let ip = ipam::addr_of(a.addresses.first()?)?;
                     Some(pb::LbBackend {
                         task_id: t.id.clone(),
                         name: t.name(),
-                        ip: ip.to_string(),
+                        ip: addr_on(t, net_id)?.to_string(),
                     })
                 })
                 .collect();
@@ -244,12 +320,19 @@ impl AssignmentSet {
             msg.lb = lb.clone();
             self.lb = lb;
         }
+        let dns = dns_tables(state, node_id);
+        if full || dns != self.dns {
+            msg.dns_full = true;
+            msg.dns = dns.clone();
+            self.dns = dns;
+        }
         if !full
             && msg.tasks.is_empty()
             && msg.removed.is_empty()
             && msg.networks.is_empty()
             && !msg.peers_full
             && !msg.lb_full
+            && !msg.dns_full
         {
             return None;
         }

@@ -42,6 +42,10 @@ pub struct Args {
     /// Server, as Swarm), `nftables`, or `auto` (IPVS where the kernel has it).
     #[arg(long, default_value = "auto", value_parser = ["auto", "ipvs", "nftables"])]
     pub lb_backend: String,
+    /// Where tasks' DNS queries for names outside the cluster go: `IP[:PORT],…`, or `none`
+    /// (such names are NXDOMAIN). Default: the node's /etc/resolv.conf.
+    #[arg(long)]
+    pub dns_upstream: Option<String>,
     /// Raft election timeout: timers are drawn from [T, 1.5 T]; a dead leader is replaced after
     /// about 2.5 T to 3 T (the followers first wait out its lease).
     #[arg(long, default_value = "200ms", value_parser = parse_duration)]

@@ -165,6 +165,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .parse()
                 .map_err(|e| anyhow::anyhow!("--lb-backend: {e}"))?;
             dp.set_lb_backend(choice).await;
+            dp.set_dns_upstream(dns_upstream(node.args.dns_upstream.as_deref())?);
             Some(dp)
         }
         _ => None,
@@ -256,6 +257,27 @@ fn manager_config(node: &Node_, ident: &Identity) -> ManagerConfig {
     cfg.snapshot_every = node.args.snapshot_every;
     cfg.transport = node.transport.clone();
     cfg
+}
+
+/// `--dns-upstream`: `none`, `IP[:PORT],…` (port 53 by default), or the node's resolv.conf.
+fn dns_upstream(arg: Option<&str>) -> anyhow::Result<Vec<std::net::SocketAddr>> {
+    let Some(arg) = arg else {
+        return Ok(shoal_agent::dns::system_upstream());
+    };
+    if arg.trim() == "none" {
+        return Ok(Vec::new());
+    }
+    arg.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<std::net::SocketAddr>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| (ip, 53).into()))
+                .map_err(|_| {
+                    anyhow::anyhow!("--dns-upstream {s:?}: expected IP or IP:PORT (or none)")
+                })
+        })
+        .collect()
 }
 
 /// The transport of a node restarting with its identity: its saved certificates.
