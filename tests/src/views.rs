@@ -77,6 +77,8 @@ pub struct TaskView {
     pub exit_code: Option<i64>,
     /// Pid of the task's process on its node (0 if none reported).
     pub pid: u64,
+    /// Network name → the task's addresses on it (CIDR), in attach order.
+    pub networks: Vec<(String, Vec<String>)>,
 }
 
 impl TaskView {
@@ -95,7 +97,27 @@ impl TaskView {
             err: s(st, "err"),
             exit_code: st["exit_code"].as_i64(),
             pid: n(st, "pid"),
+            networks: v["networks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| {
+                    let addrs = a["addresses"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect();
+                    (s(a, "network"), addrs)
+                })
+                .collect(),
         }
+    }
+
+    /// The task's first address on network `name`, without its prefix.
+    pub fn addr_on(&self, name: &str) -> Option<std::net::Ipv4Addr> {
+        let (_, addrs) = self.networks.iter().find(|(n, _)| n == name)?;
+        addrs.first()?.split('/').next()?.parse().ok()
     }
 
     /// Parses a task array.
