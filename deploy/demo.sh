@@ -103,6 +103,15 @@ ctl task exec "$CT" -- sh -c "for i in 1 2 3 4 5; do curl -s -m 3 $VIP:8080/name
 CN=$(swarmctl lab exec manager1 --name "$LAB" -- swarmctl service ps client --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["node_id"])')
 ctl network inspect lp_net --lb --node "$(hostname_of "$CN")"
 
+say "Section 3.4: service discovery by the embedded DNS at 127.0.0.11"
+ctl task exec "$CT" -- cat /etc/resolv.conf
+ctl task exec "$CT" -- curl -s -m 3 web:8080/name; echo
+ctl task exec "$CT" -- getent hosts web
+ctl task exec "$CT" -- getent hosts tasks.web
+ctl task exec "$CT" -- getent hosts "$ipb"
+WNAME=$(swarmctl lab exec manager1 --name "$LAB" -- swarmctl task exec "$CT" -- getent hosts "$ipb" | awk '{print $2}')
+ctl task exec "$CT" -- ping -c 1 -W 2 "$WNAME"
+
 say "Scale, and kill -9 the leader: another manager takes over"
 ctl service scale web=7
 LEADER=$(swarmctl lab exec manager1 --name "$LAB" -- swarmctl node ls --format json | python3 -c 'import json,sys; print(next(n["hostname"] for n in json.load(sys.stdin) if n.get("manager_status")=="Leader"))')
