@@ -207,6 +207,20 @@ impl Manager {
         }
     }
 
+    /// A channel to the leader when this manager is a follower; `None` on the leader. For the
+    /// calls only the leader answers (it holds the agents' sessions and issues certificates).
+    pub fn channel_to_leader(&self) -> Result<Option<tonic::transport::Channel>, tonic::Status> {
+        if self.is_leader() {
+            return Ok(None);
+        }
+        let (_, addr) = self
+            .leader()
+            .ok_or_else(|| tonic::Status::unavailable("no raft leader right now; retry shortly"))?;
+        self.channel(&addr)
+            .map(Some)
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))
+    }
+
     /// A cached gRPC channel to another manager.
     pub fn channel(
         &self,

@@ -42,9 +42,10 @@ pub fn manager<T>(req: &Request<T>) -> Result<Option<&NodeIdentity>, Status> {
 }
 
 /// Requires the certificate of node `node_id` itself (over TLS): a node speaks only for itself.
+/// A manager may speak for any node (a follower forwards agents' calls to the leader).
 pub fn node<T>(req: &Request<T>, node_id: &str) -> Result<(), Status> {
     if let Some(id) = caller(req)? {
-        if id.node_id != node_id {
+        if id.node_id != node_id && id.role != Role::Manager {
             return Err(Status::permission_denied(format!(
                 "the certificate of node {} cannot act for node {node_id}",
                 id.node_id

@@ -250,12 +250,13 @@ impl Credentials {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::ca::{NodeKeyPair, RootCa};
     use crate::identity::Role;
     use std::time::Duration;
 
+    /// A certificate (valid one hour) and key for node `id` of cluster `c1`.
     pub(crate) fn node(ca: &RootCa, id: &str, role: Role) -> (String, String) {
         let key = NodeKeyPair::generate().unwrap();
         let who = NodeIdentity {

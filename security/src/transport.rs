@@ -325,16 +325,8 @@ mod tests {
     use tokio_stream::StreamExt;
 
     fn creds(ca: &RootCa, id: &str, role: Role) -> Arc<Credentials> {
-        let key = NodeKeyPair::generate().unwrap();
-        let who = NodeIdentity {
-            node_id: id.into(),
-            role,
-            cluster_id: "c1".into(),
-        };
-        let cert = ca
-            .issue(&key.csr().unwrap(), &who, Duration::from_secs(600))
-            .unwrap();
-        Credentials::new(cert, key.pem(), ca.cert_pem.clone(), None).unwrap()
+        let (cert, key) = crate::creds::tests::node(ca, id, role);
+        Credentials::new(cert, key, ca.cert_pem.clone(), None).unwrap()
     }
 
     /// Serves one connection at a time: echoes one byte back and reports the peer.

@@ -196,7 +196,7 @@ async fn fuzzed_queries_do_no_harm() {
     let seed: u64 = std::env::var("SHOAL_DNS_FUZZ_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_0f_d45);
+        .unwrap_or(0x0005_eed0_fd45);
     eprintln!("fuzz seed {seed}, {secs} s");
     let (addr, _s) = server(n1(), vec![]).await;
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();

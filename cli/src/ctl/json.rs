@@ -219,6 +219,42 @@ fn mac_of(cidr: &str) -> String {
     }
 }
 
+/// `network inspect --lb --format json`.
+pub fn lb_report(r: &pb::LbReport) -> Value {
+    json!({
+        "network": r.network,
+        "network_id": r.network_id,
+        "nodes": r.nodes.iter().map(|n| json!({
+            "node_id": n.node_id,
+            "hostname": n.hostname,
+            "error": n.error,
+            "namespace": n.namespace,
+            "kind": n.kind,
+            "lb_addr": n.lb_addr,
+            "services": n.services.iter().map(|s| json!({
+                "fwmark": s.fwmark,
+                "scheduler": s.scheduler,
+                "name": s.name,
+                "vip": s.vip,
+                "ports": s.ports.iter().map(|p| json!({
+                    "protocol": if p.protocol == pb::Protocol::Udp as i32 { "udp" } else { "tcp" },
+                    "published": p.published,
+                    "target": p.target,
+                })).collect::<Vec<_>>(),
+                "backends": s.backends.iter().map(|b| json!({
+                    "name": b.name,
+                    "addr": b.addr,
+                    "forward": b.forward,
+                    "weight": b.weight,
+                    "active": b.active,
+                    "inactive": b.inactive,
+                    "connections": b.connections,
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,40 +307,4 @@ mod tests {
         };
         assert!(spec(&s)["mode"]["global"].is_object());
     }
-}
-
-/// `network inspect --lb --format json`.
-pub fn lb_report(r: &pb::LbReport) -> Value {
-    json!({
-        "network": r.network,
-        "network_id": r.network_id,
-        "nodes": r.nodes.iter().map(|n| json!({
-            "node_id": n.node_id,
-            "hostname": n.hostname,
-            "error": n.error,
-            "namespace": n.namespace,
-            "kind": n.kind,
-            "lb_addr": n.lb_addr,
-            "services": n.services.iter().map(|s| json!({
-                "fwmark": s.fwmark,
-                "scheduler": s.scheduler,
-                "name": s.name,
-                "vip": s.vip,
-                "ports": s.ports.iter().map(|p| json!({
-                    "protocol": if p.protocol == pb::Protocol::Udp as i32 { "udp" } else { "tcp" },
-                    "published": p.published,
-                    "target": p.target,
-                })).collect::<Vec<_>>(),
-                "backends": s.backends.iter().map(|b| json!({
-                    "name": b.name,
-                    "addr": b.addr,
-                    "forward": b.forward,
-                    "weight": b.weight,
-                    "active": b.active,
-                    "inactive": b.inactive,
-                    "connections": b.connections,
-                })).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-    })
 }

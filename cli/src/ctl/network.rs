@@ -207,42 +207,6 @@ pub fn table(nets: &[pb::Network], no_trunc: bool) -> String {
     t.render()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn network_table() {
-        let nets = [
-            pb::Network {
-                id: "a".repeat(25),
-                name: "ingress".into(),
-                ..Default::default()
-            },
-            pb::Network {
-                id: "b".repeat(25),
-                name: "local".into(),
-                driver: pb::NetworkDriver::Bridge as i32,
-                ..Default::default()
-            },
-        ];
-        let want = "\
-NETWORK ID     NAME      DRIVER    SCOPE
-aaaaaaaaaaaa   ingress   overlay   swarm
-bbbbbbbbbbbb   local     bridge    local
-";
-        assert_eq!(table(&nets, false), want);
-    }
-
-    #[test]
-    fn subnets() {
-        assert!(check_cidr("10.20.0.0/24").is_ok());
-        assert!(check_cidr("10.20.0.0").is_err());
-        assert!(check_cidr("10.20.0.0/33").is_err());
-        assert!(check_cidr("fd00::/64").is_err());
-    }
-}
-
 /// `network inspect --lb`, one block per node in the form of `ipvsadm -Ln`: a virtual service per
 /// firewall mark with its scheduler, then its backends named `service.slot.taskid`.
 pub fn lb_text(r: &pb::LbReport) -> String {
@@ -301,4 +265,40 @@ pub fn lb_text(r: &pb::LbReport) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_table() {
+        let nets = [
+            pb::Network {
+                id: "a".repeat(25),
+                name: "ingress".into(),
+                ..Default::default()
+            },
+            pb::Network {
+                id: "b".repeat(25),
+                name: "local".into(),
+                driver: pb::NetworkDriver::Bridge as i32,
+                ..Default::default()
+            },
+        ];
+        let want = "\
+NETWORK ID     NAME      DRIVER    SCOPE
+aaaaaaaaaaaa   ingress   overlay   swarm
+bbbbbbbbbbbb   local     bridge    local
+";
+        assert_eq!(table(&nets, false), want);
+    }
+
+    #[test]
+    fn subnets() {
+        assert!(check_cidr("10.20.0.0/24").is_ok());
+        assert!(check_cidr("10.20.0.0").is_err());
+        assert!(check_cidr("10.20.0.0/33").is_err());
+        assert!(check_cidr("fd00::/64").is_err());
+    }
 }

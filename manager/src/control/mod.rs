@@ -122,18 +122,7 @@ impl ControlService {
     /// A client of the leader's Control API, or `None` when this manager is the leader:
     /// for the calls only the leader can answer (its dispatcher holds the agents' sessions).
     fn leader_client(&self) -> Result<Option<ControlClient<tonic::transport::Channel>>, Status> {
-        if self.m.is_leader() {
-            return Ok(None);
-        }
-        let (_, addr) = self
-            .m
-            .leader()
-            .ok_or_else(|| Status::unavailable("no raft leader right now; retry shortly"))?;
-        let ch = self
-            .m
-            .channel(&addr)
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        Ok(Some(ControlClient::new(ch)))
+        Ok(self.m.channel_to_leader()?.map(ControlClient::new))
     }
 
     async fn write(&self, cmd: Command) -> Result<model::Response, Status> {

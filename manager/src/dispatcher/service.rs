@@ -106,15 +106,7 @@ impl dispatcher_server::Dispatcher for DispatcherService {
         req: Request<pb::RenewRequest>,
     ) -> Result<Response<pb::CertificateResponse>, Status> {
         self.m.check_node(&req, &req.get_ref().node_id)?;
-        if !self.m.is_leader() {
-            let (_, addr) = self
-                .m
-                .leader()
-                .ok_or_else(|| Status::unavailable("no raft leader right now; retry shortly"))?;
-            let ch = self
-                .m
-                .channel(&addr)
-                .map_err(|e| Status::unavailable(e.to_string()))?;
+        if let Some(ch) = self.m.channel_to_leader()? {
             return DispatcherClient::new(ch)
                 .renew_certificate(req.into_inner())
                 .await;
@@ -133,15 +125,7 @@ impl dispatcher_server::Dispatcher for DispatcherService {
         &self,
         req: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
-        if !self.m.is_leader() {
-            let (_, addr) = self
-                .m
-                .leader()
-                .ok_or_else(|| Status::unavailable("no raft leader right now; retry shortly"))?;
-            let ch = self
-                .m
-                .channel(&addr)
-                .map_err(|e| Status::unavailable(e.to_string()))?;
+        if let Some(ch) = self.m.channel_to_leader()? {
             return DispatcherClient::new(ch).register(req.into_inner()).await;
         }
         if !req.get_ref().node_id.is_empty() {
