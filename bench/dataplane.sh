@@ -31,8 +31,6 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-[ "$(id -u)" -eq 0 ] || die "bench/dataplane.sh needs root: it builds a lab of network namespaces (run it with sudo)"
-
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-5}
 REPLICAS=${REPLICAS:-50}
@@ -41,103 +39,17 @@ QUIET_MAX=${QUIET_MAX:-60}
 PORT=5201
 OVNET=dpnet
 
-bench_init dataplane
+lab_init dataplane   # root; at exit: lab down, our processes (iperf3 servers) by PID, $BASE
 RAW=$BASE/dataplane.raw
 : >"$RAW"
 mkdir -p "$RESULTS_DIR"
 
-# ------------------------------------------------------------------------------ clean-up
-LAB=""
-export SHOAL_LAB_DIR=$BASE/labs
-dp_cleanup() {
-  local rc=$? pid cwd
-  set +e
-  trap - INT TERM
-  if [ -n "$LAB" ] && [ -e "$SHOAL_LAB_DIR/$LAB/lab.json" ]; then
-    log "removing lab $LAB"
-    if ! timeout 120 swarmctl lab down --name "$LAB" >>"$BASE/lab-down.log" 2>&1; then
-      log "lab down failed ($(tail -n 2 "$BASE/lab-down.log" | tr '\n' ' ')); keeping $BASE:" \
-        "remove the rest with SHOAL_LAB_DIR=$SHOAL_LAB_DIR $BASE/bin/swarmctl lab down --name $LAB"
-      export KEEP=1   # bench_cleanup keeps $BASE
-      # the lab's swarmds, if any survived: by pid, only those running in this lab's directory
-      for pid in $(cat "$BASE/labpids" 2>/dev/null); do
-        cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null) || continue
-        case "$cwd" in "$SHOAL_LAB_DIR/$LAB"/*) log "lab swarmd $pid still running: KILL"; kill -KILL "$pid" 2>/dev/null ;; esac
-      done
-    fi
-  fi
-  (exit "$rc")
-  bench_cleanup   # iperf3 servers by PID, left-over task processes in $BASE, then $BASE
-  exit "$rc"
-}
-trap dp_cleanup EXIT
-
-# Background processes of this script: recorded by PID (stopped by bench_cleanup if still there).
-BGPID=""
-bg_start() { "$@" 9>&- & BGPID=$!; track "$BGPID"; }
-bg_stop() { # PID: lets it end on its own for up to 10 s, then TERM
-  local pid=$1
-  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -TERM "$pid" 2>/dev/null || true
-  { wait "$pid"; } 2>/dev/null || true
-  untrack "$pid"
-}
-
-# ------------------------------------------------------------------------------ set-up
-command -v iperf3 >/dev/null || {
-  log "installing iperf3 (Debian)"
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3; } >&2 || die "cannot install iperf3"
-}
-command -v python3 >/dev/null || die "python3 is needed (JSON of swarmctl and iperf3)"
-command -v nsenter >/dev/null || die "nsenter (util-linux) is needed"
-
-mkdir -p "$BASE/bin"
-if [ "${NO_BUILD:-0}" != 1 ]; then
-  log "building the release binaries (swarmd, swarmctl, whoami)"
-  ok=0
-  for i in 1 2 3; do   # another engineer's half-edited file can break a build: retry
-    if (cd "$REPO" && cargo build --locked --release -q --bins) >&2; then ok=1; break; fi
-    log "build failed (attempt $i); retrying in 60 s"; sleep 60
-  done
-  [ $ok = 1 ] || die "cannot build the release binaries"
-fi
-# Copies: a rebuild by someone else during the run cannot swap the binaries under the lab.
-# swarmctl starts the swarmd next to it.
-cp "$CARGO_TARGET_DIR/release/swarmd" "$CARGO_TARGET_DIR/release/swarmctl" "$CARGO_TARGET_DIR/release/whoami" "$BASE/bin/" ||
-  die "release binaries missing in $CARGO_TARGET_DIR/release (NO_BUILD=1 without a build?)"
-export PATH="$BASE/bin:$PATH"
-
-# A free /24 for the lab's underlay: the host endpoint gets .254 of it in this namespace.
-if [ -z "${SUBNET:-}" ]; then
-  for x in $(seq 200 250); do
-    if ! ip -4 -o addr show | grep -q " 198\.18\.$x\." && ! ip -4 route show | grep -q "^198\.18\.$x\."; then
-      SUBNET=198.18.$x.0/24; break
-    fi
-  done
-  [ -n "${SUBNET:-}" ] || die "no free /24 in 198.18.200.0-198.18.250.0 (set SUBNET=198.18.X.0/24)"
-fi
-for _ in $(seq 1 20); do
-  LAB=$(printf 'bench%03d' $((RANDOM % 1000)))
-  ip link show "swlab-$LAB" >/dev/null 2>&1 || break
-done
-LABDIR=$SHOAL_LAB_DIR/$LAB
-export SWARM_HOST=unix://$LABDIR/nodes/manager1/swarmd.sock
-
-START_NOTE="$(date -u +%FT%TZ), $(machine_note)"
-log "lab $LAB on $SUBNET (state in $LABDIR) — $START_NOTE"
-# fd 9 (the bench lock) must not be inherited by the lab's swarmds, which outlive swarmctl.
-timeout 120 swarmctl lab up --name "$LAB" --subnet "$SUBNET" >"$BASE/lab-up.log" 2>&1 9>&- ||
-  die "lab up failed: $(tail -n 5 "$BASE/lab-up.log")"
-labjson() { python3 -c "import json,sys; d=json.load(open('$LABDIR/lab.json')); $1"; }
-labjson 'print("\n".join(str(n["pid"]) for n in d["nodes"]))' >"$BASE/labpids"
-NODES=$(labjson 'print(" ".join(n["name"] for n in d["nodes"]))')
-declare -A PID_OF=() ROLE_OF=()
-while read -r n p r; do PID_OF[$n]=$p; ROLE_OF[$n]=$r; done < <(labjson 'print("\n".join("%s %s %s" % (n["name"], n["pid"], n["role"]) for n in d["nodes"]))')
-W1_ADDR=$(labjson 'print([n["address"] for n in d["nodes"] if n["name"]=="worker1"][0])')
-log "lab up: $(tr '\n' ' ' <"$BASE/labpids")(swarmd pids)"
+need_cmd iperf3
+build_release_bins
+lab_up
+W1_ADDR=${ADDR_OF[worker1]}
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo nan; }
-node_ids() { swarmctl node ls --format json | python3 -c 'import json,sys; [print(n["id"], n["hostname"]) for n in json.load(sys.stdin)]'; }
 # Tasks of SERVICE per node hostname: "HOST COUNT" lines (running tasks only).
 tasks_per_node() {
   swarmctl service ps "$1" --format json | python3 -c '
@@ -157,23 +69,15 @@ rss_sample() { # PHASE MODE RUN [SERVICE]   appends one RSS line per node
     echo "RSS phase=$phase mode=$mode run=$run node=$n role=${ROLE_OF[$n]} kb=$(rss_kb "${PID_OF[$n]}") tasks=${cnt[$n]:-0}" >>"$RAW"
   done
 }
-running_count() { { swarmctl service ps "$1" --format json 2>/dev/null || true; } | grep -c '"state": "running"' || true; }
-wait_running() { # SERVICE N TIMEOUT_S
-  local end=$(( $(date +%s) + $3 ))
-  for _ in $(seq 1 $(( $3 * 5 ))); do
-    [ "$(running_count "$1")" -ge "$2" ] && return 0
-    [ "$(date +%s)" -lt "$end" ] || break
-    sleep 0.2
-  done
-  die "service $1 did not reach $2 running tasks in $3 s"
-}
 # After `service rm`: no task left in the store, no task namespace and no overlay sandbox on any
-# node. Prints the milliseconds it took.
+# node (but the ingress network's: every node keeps it for the routing mesh). Prints the
+# milliseconds it took.
+INGRESS_OV=ov_$(swarmctl network inspect ingress --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"][:9])')
 wait_gone() { # START_MS
   local tasks files
   for _ in $(seq 1 300); do   # 60 s at most
     tasks=$({ swarmctl task ls --format json 2>/dev/null || echo '"service_id"'; } | grep -c '"service_id"' || true)
-    files=$(find "$LABDIR/nodes" -maxdepth 3 \( -path '*/netns/tk_*' -o -path '*/netns/ov_*' \) 2>/dev/null | wc -l)
+    files=$(find "$LABDIR/nodes" -maxdepth 3 \( -path '*/netns/tk_*' -o -path '*/netns/ov_*' \) ! -name "$INGRESS_OV" 2>/dev/null | wc -l)
     if [ "$tasks" -eq 0 ] && [ "$files" -eq 0 ]; then echo $(( $(now_ms) - $1 )); return 0; fi
     sleep 0.2
   done
@@ -190,15 +94,8 @@ swarmctl service create -d --name ipsrv --stop-grace-period 1s --network "$OVNET
 swarmctl service create -d --name ipcli --stop-grace-period 1s --network "$OVNET" --constraint node.hostname==worker2 sleep 100000 >/dev/null
 wait_running ipsrv 1 30
 wait_running ipcli 1 30
-task_of() { # SERVICE -> "ID ADDRESS" of its running task
-  swarmctl service ps "$1" --format json | python3 -c '
-import json, sys
-t = [t for t in json.load(sys.stdin) if t["status"]["state"] == "running"][0]
-print(t["id"], t["networks"][0]["addresses"][0].split("/")[0])'
-}
-read -r SRV_ID SRV_IP < <(task_of ipsrv)
-read -r CLI_ID _ < <(task_of ipcli)
-tk_ns() { echo "$LABDIR/nodes/$1/netns/tk_$(echo "$2" | tr -cd 'a-z0-9' | cut -c1-12)"; }
+read -r SRV_ID SRV_IP _ < <(tasks_of ipsrv)
+read -r CLI_ID _ < <(tasks_of ipcli)
 NS_SRV=$(tk_ns worker1 "$SRV_ID"); NS_CLI=$(tk_ns worker2 "$CLI_ID")
 { [ -e "$NS_SRV" ] && [ -e "$NS_CLI" ]; } || die "task namespaces not found: $NS_SRV $NS_CLI"
 # (not /sys/class/net: sysfs shows the namespace it was mounted in, not the one entered)
@@ -290,13 +187,9 @@ if [ -n "${SWARM_RESULTS:-}" ] && [ -r "$SWARM_RESULTS" ]; then
   SW_CONV=$(grep -F "service create x50 -> all Running" "$SWARM_RESULTS" | awk '{print $NF}' | head -1)
 fi
 export SW_CONV RUNS DURATION REPLICAS SETTLE LAB SUBNET START_NOTE END_NOTE
-REV=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')
-if [ -n "$(git -C "$REPO" status --porcelain -- . ':!bench' ':!docs' 2>/dev/null | head -1)" ]; then
-  REV+=" (with uncommitted changes outside bench/ and docs/)"
-fi
-MACHINE="$(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), $(free -g | awk '/^Mem:/{print $2}') GiB RAM, Linux $(uname -r)"
+run_info
 IPERF_VERSION=$(iperf3 --version 2>/dev/null | head -1 || true)
-export REV MACHINE IPERF_VERSION
+export IPERF_VERSION
 python3 - "$RAW" >"$RESULTS_DIR/dataplane.md" <<'PY'
 import os, sys, statistics as st
 

@@ -90,6 +90,13 @@ build_bins() {
 }
 LG() { "$BASE/bin/shoal-loadgen" "$@"; }
 
+# Debian packages the measurements need (etcd, iperf3, wrk), installed with apt when missing.
+apt_install() { # PACKAGE...
+  log "installing $* (Debian)"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"; } >&2 || die "cannot install $*"
+}
+need_cmd() { command -v "$1" >/dev/null || apt_install "${2:-$1}"; }   # COMMAND [PACKAGE]
+
 # Where the results go: one markdown fragment and one raw file per part.
 RESULTS_DIR=${RESULTS_DIR:-$BENCH_DIR/results}
 
@@ -210,8 +217,7 @@ declare -A ETCD_PID=() ETCD_URL=() ETCD_ARGS=()
 
 etcd_install() {
   command -v etcd >/dev/null && command -v etcdctl >/dev/null && return 0
-  log "installing etcd-server and etcd-client (Debian)"
-  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client >&2 || die "cannot install etcd"
+  apt_install etcd-server etcd-client
   # The package may start a system etcd on the default ports; that one is not used here.
 }
 
@@ -266,3 +272,145 @@ etcd_down() {
 median() { printf '%s\n' "$@" | awk 'NF && tolower($1) != "nan"' | sort -g | awk '{a[NR]=$1} END{if(NR==0){print "n/a"; exit} if(NR%2){print a[(NR+1)/2]} else {printf "%.6g\n", (a[NR/2]+a[NR/2+1])/2}}'; }
 maxof() { printf '%s\n' "$@" | awk 'NF && tolower($1) != "nan"' | sort -g | tail -1; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b+0==0 || a=="n/a" || b=="n/a") print "n/a"; else printf "%.2f", a/b }'; }
+
+# Shoal revision and machine, for the results' header: sets and exports REV and MACHINE.
+run_info() {
+  REV=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')
+  if [ -n "$(git -C "$REPO" status --porcelain -- . ':!bench' ':!docs' 2>/dev/null | head -1)" ]; then
+    REV+=" (with uncommitted changes outside bench/ and docs/)"
+  fi
+  MACHINE="$(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), $(free -g | awk '/^Mem:/{print $2}') GiB RAM, Linux $(uname -r)"
+  export REV MACHINE
+}
+
+# ------------------------------------------------------------------------------------- labs
+# For the scripts that measure on a `swarmctl lab` (root; dataplane.sh, lb.sh): 3 managers + 2
+# workers, each a release `swarmd --data-plane kernel` in its own network namespace (extra swarmd
+# flags: SHOAL_LAB_SWARMD_ARGS), with a unique name (bench + 3 digits), a free /24 in
+# 198.18.200-250.0 (or SUBNET) and its state in the run directory. At exit, even on failure or
+# Ctrl-C, `swarmctl lab down` removes it, then bench_cleanup stops the script's own processes by
+# PID and removes the run directory.
+LAB=""
+declare -A PID_OF=() ROLE_OF=() ADDR_OF=()
+
+lab_init() { # NAME   (instead of bench_init)
+  [ "$(id -u)" -eq 0 ] || die "bench/$1.sh needs root: it builds a lab of network namespaces (run it with sudo)"
+  bench_init "$1"
+  export SHOAL_LAB_DIR=$BASE/labs
+  trap lab_cleanup EXIT
+}
+
+lab_cleanup() {
+  local rc=$? pid cwd
+  set +e
+  trap - INT TERM
+  if [ -n "$LAB" ] && [ -e "$SHOAL_LAB_DIR/$LAB/lab.json" ]; then
+    log "removing lab $LAB"
+    if ! timeout 120 swarmctl lab down --name "$LAB" >>"$BASE/lab-down.log" 2>&1; then
+      log "lab down failed ($(tail -n 2 "$BASE/lab-down.log" | tr '\n' ' ')); keeping $BASE:" \
+        "remove the rest with SHOAL_LAB_DIR=$SHOAL_LAB_DIR $BASE/bin/swarmctl lab down --name $LAB"
+      export KEEP=1   # bench_cleanup keeps $BASE
+      # the lab's swarmds, if any survived: by pid, only those running in this lab's directory
+      for pid in $(cat "$BASE/labpids" 2>/dev/null); do
+        cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null) || continue
+        case "$cwd" in "$SHOAL_LAB_DIR/$LAB"/*) log "lab swarmd $pid still running: KILL"; kill -KILL "$pid" 2>/dev/null ;; esac
+      done
+    fi
+  fi
+  (exit "$rc")
+  bench_cleanup   # the script's processes by PID, left-over task processes in $BASE, then $BASE
+  exit "$rc"
+}
+
+# Background processes of the script: recorded by PID (stopped by bench_cleanup if still there).
+BGPID=""
+bg_start() { "$@" 9>&- & BGPID=$!; track "$BGPID"; }
+bg_stop() { # PID: lets it end on its own for up to 10 s, then TERM
+  local pid=$1
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -TERM "$pid" 2>/dev/null || true
+  { wait "$pid"; } 2>/dev/null || true
+  untrack "$pid"
+}
+
+# The release binaries (swarmd, swarmctl, whoami): built unless NO_BUILD=1, then copied into
+# BASE/bin (a rebuild by someone else during the run cannot swap them under the lab) and put
+# first on PATH (swarmctl starts the swarmd next to it).
+build_release_bins() {
+  mkdir -p "$BASE/bin"
+  if [ "${NO_BUILD:-0}" != 1 ]; then
+    log "building the release binaries (swarmd, swarmctl, whoami)"
+    local i ok=0
+    for i in 1 2 3; do   # another engineer's half-edited file can break a build: retry
+      if (cd "$REPO" && cargo build --locked --release -q --bins) >&2; then ok=1; break; fi
+      log "build failed (attempt $i); retrying in 60 s"; sleep 60
+    done
+    [ $ok = 1 ] || die "cannot build the release binaries"
+  fi
+  cp "$CARGO_TARGET_DIR/release/swarmd" "$CARGO_TARGET_DIR/release/swarmctl" "$CARGO_TARGET_DIR/release/whoami" "$BASE/bin/" ||
+    die "release binaries missing in $CARGO_TARGET_DIR/release (NO_BUILD=1 without a build?)"
+  export PATH="$BASE/bin:$PATH"
+}
+
+labjson() { python3 -c "import json,sys; d=json.load(open('$LABDIR/lab.json')); $1"; }
+
+# Starts the lab. Sets LAB, LABDIR, SUBNET, SWARM_HOST (manager1's socket), START_NOTE, NODES
+# and per node PID_OF (its swarmd), ROLE_OF, ADDR_OF (its lab address).
+lab_up() {
+  command -v python3 >/dev/null || die "python3 is needed (JSON of swarmctl)"
+  command -v nsenter >/dev/null || die "nsenter (util-linux) is needed"
+  # A free /24 for the lab's underlay: the host endpoint gets .254 of it in this namespace.
+  if [ -z "${SUBNET:-}" ]; then
+    local x
+    for x in $(seq 200 250); do
+      if ! ip -4 -o addr show | grep -q " 198\.18\.$x\." && ! ip -4 route show | grep -q "^198\.18\.$x\."; then
+        SUBNET=198.18.$x.0/24; break
+      fi
+    done
+    [ -n "${SUBNET:-}" ] || die "no free /24 in 198.18.200.0-198.18.250.0 (set SUBNET=198.18.X.0/24)"
+  fi
+  for _ in $(seq 1 20); do
+    LAB=$(printf 'bench%03d' $((RANDOM % 1000)))
+    ip link show "swlab-$LAB" >/dev/null 2>&1 || break
+  done
+  LABDIR=$SHOAL_LAB_DIR/$LAB
+  export SWARM_HOST=unix://$LABDIR/nodes/manager1/swarmd.sock
+  START_NOTE="$(date -u +%FT%TZ), $(machine_note)"
+  log "lab $LAB on $SUBNET (state in $LABDIR${SHOAL_LAB_SWARMD_ARGS:+, swarmd $SHOAL_LAB_SWARMD_ARGS}) — $START_NOTE"
+  # fd 9 (the bench lock) must not be inherited by the lab's swarmds, which outlive swarmctl.
+  timeout 120 swarmctl lab up --name "$LAB" --subnet "$SUBNET" >"$BASE/lab-up.log" 2>&1 9>&- ||
+    die "lab up failed: $(tail -n 5 "$BASE/lab-up.log")"
+  labjson 'print("\n".join(str(n["pid"]) for n in d["nodes"]))' >"$BASE/labpids"
+  # shellcheck disable=SC2034   # NODES, PID_OF, ROLE_OF, ADDR_OF: for the scripts sourcing this
+  NODES=$(labjson 'print(" ".join(n["name"] for n in d["nodes"]))')
+  local n p r a
+  # shellcheck disable=SC2034
+  while read -r n p r a; do PID_OF[$n]=$p; ROLE_OF[$n]=$r; ADDR_OF[$n]=$a; done < <(labjson '
+print("\n".join("%s %s %s %s" % (n["name"], n["pid"], n["role"], n["address"]) for n in d["nodes"]))')
+  log "lab up: $(tr '\n' ' ' <"$BASE/labpids")(swarmd pids)"
+}
+
+node_ids() { swarmctl node ls --format json | python3 -c 'import json,sys; [print(n["id"], n["hostname"]) for n in json.load(sys.stdin)]'; }
+running_count() { { swarmctl service ps "$1" --format json 2>/dev/null || true; } | grep -c '"state": "running"' || true; }
+wait_running() { # SERVICE N TIMEOUT_S
+  local end=$(( $(date +%s) + $3 ))
+  for _ in $(seq 1 $(( $3 * 5 ))); do
+    [ "$(running_count "$1")" -ge "$2" ] && return 0
+    [ "$(date +%s)" -lt "$end" ] || break
+    sleep 0.2
+  done
+  die "service $1 did not reach $2 running tasks in $3 s"
+}
+# The running tasks of SERVICE, one "ID ADDRESS NODE_ID" line each; ADDRESS on NETWORK (name;
+# default: the task's first network).
+tasks_of() { # SERVICE [NETWORK]
+  swarmctl service ps "$1" --format json | python3 -c '
+import json, sys
+for t in json.load(sys.stdin):
+    if t["status"]["state"] != "running":
+        continue
+    nets = [n for n in t["networks"] if sys.argv[1] in ("", n["network"])]
+    print(t["id"], nets[0]["addresses"][0].split("/")[0] if nets else "-", t["node_id"])' "${2:-}"
+}
+# The network namespace of task ID on NODE.
+tk_ns() { echo "$LABDIR/nodes/$1/netns/tk_$(echo "$2" | tr -cd 'a-z0-9' | cut -c1-12)"; }
