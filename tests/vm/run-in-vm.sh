@@ -24,6 +24,8 @@
 #   SHOAL_VM_ENV           extra variables for the test, NAME=VALUE separated by newlines
 #   SHOAL_VM_DMESG=1       print the guest's kernel log after the test
 #   SHOAL_VM_KERNEL_PKG    pin the kernel package (default: what linux-image-amd64 depends on)
+#   SHOAL_VM_PREPARE=1     only build (or find) the cached kernel and base initramfs and print
+#                          "VMLINUX BASE_CPIO" (what tests/vm/cluster.sh boots its VMs with)
 set -euo pipefail
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 export LC_ALL=C
@@ -36,8 +38,8 @@ TIMEOUT=${SHOAL_VM_TIMEOUT:-600}
 TEST_TIMEOUT=${SHOAL_VM_TEST_TIMEOUT:-300}
 SHELL_CMD=${SHOAL_VM_SHELL_CMD:-}
 # Bump when the base initramfs recipe below changes: cached bases with another stamp are rebuilt.
-RECIPE=5
-MODS="crc32c_generic ip_vs ip_vs_rr ip_vs_wrr ip_vs_sh ip_vs_lc veth bridge br_netfilter vxlan
+RECIPE=6
+MODS="crc32c_generic virtio_pci virtio_net virtio_console ip_vs ip_vs_rr ip_vs_wrr ip_vs_sh ip_vs_lc veth bridge br_netfilter vxlan
   nf_conntrack nf_nat nf_tables nft_nat nft_chain_nat nft_ct nft_numgen nft_masq nft_redir
   nft_hash nft_fib_inet nft_reject_inet nft_objref dummy"
 # ... and every nftables / conntrack / NAT / IPVS module (3 MB, autoloaded on first use through
@@ -50,7 +52,7 @@ die() { log "error: $1"; exit "${2:-2}"; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}'; }
 
-if [ $# -eq 0 ] && [ -z "$SHELL_CMD" ]; then
+if [ $# -eq 0 ] && [ -z "$SHELL_CMD" ] && [ "${SHOAL_VM_PREPARE:-0}" != 1 ]; then
   echo "usage: $0 BINARY [ARGS...]   (or SHOAL_VM_SHELL_CMD='cmd' $0 [BINARY [ARGS...]])" >&2
   exit 64
 fi
@@ -218,6 +220,8 @@ if [ ! -s "$BASE" ] || [ "$(cat "$KDIR/base.stamp" 2>/dev/null)" != "$STAMP" ]; 
 fi
 if [ -n "$W" ]; then rm -rf "$W"; fi
 exec 9>&-          # cache ready: let other runs in
+# SHOAL_VM_PREPARE=1: only the cached kernel and base initramfs, for tests/vm/cluster.sh.
+if [ "${SHOAL_VM_PREPARE:-0}" = 1 ]; then echo "$KDIR/vmlinux $BASE"; exit 0; fi
 
 # ---------------------------------------------------------------- 3b. per-run initramfs
 TMP=$(mktemp -d /tmp/shoal-vm-run.XXXXXX)

@@ -1,0 +1,283 @@
+#!/bin/bash
+# cluster.sh - the reference article across three VMs with IPVS (issue #9), as CI runs it.
+#
+# Boots 3 QEMU VMs (Debian's kernel, which has IPVS; the cached kernel and base initramfs of
+# run-in-vm.sh) on a private bridge inside a network namespace of this script's own, with no
+# route anywhere else. Each VM gets swarmd, swarmctl, whoami and the deploy kit's launcher in its
+# initramfs; swarmd starts from the kit's config file (/etc/shoal/swarmd.conf): vm1 initialises,
+# vm2 and vm3 join with the tokens over the VMs' network. Then, with --lb-backend auto picking
+# IPVS: overlay lp_net, web (3 replicas, a published port), a second service; the mesh answers on
+# every VM with strict round robin; the VIP rotates from a task of the second service; tasks.web
+# and web.<slot>.<taskid>.lp_net resolve; `ipvsadm -Ln` in a VM's lb_ namespace lists the FWM, rr
+# and the 3 backends with Masq. Then vm3 is powered off: its task runs again on the others and no
+# request goes to a missing backend once it is Down (after one heartbeat period).
+#
+# Usage: tests/vm/cluster.sh [BIN_DIR]   (root; BIN_DIR holds swarmd swarmctl whoami, default
+#        $CARGO_TARGET_DIR/debug). Prints PASS/FAIL lines and timings; exit 0 only if all pass.
+# Env: SHOAL_VM_MEM (MiB per VM, default 512), SHOAL_VM_ACCEL (tcg), KEEP=1 (keep the run dir).
+set -uo pipefail
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+BIN_DIR=${1:-${CARGO_TARGET_DIR:-/var/tmp/shoal-target}/debug}
+MEM=${SHOAL_VM_MEM:-512}
+ACCEL=${SHOAL_VM_ACCEL:-tcg}
+N=3
+NET=198.18.9     # the VMs' private network: .11-.13, the namespace's bridge .1
+NS=shoalvm$$     # this run's namespace (bridge + taps live and die with it)
+HB=1s            # heartbeat period under emulation (a node is Down after 3 missed)
+
+T_START=$(date +%s.%N)
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}'; }
+log() { echo "[cluster $(since "$T_START")s] $*"; }
+FAILS=0
+pass() { log "PASS $*"; }
+fail() { log "FAIL $*"; FAILS=$((FAILS + 1)); }
+die() { log "FATAL $*"; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "needs root (network namespace, taps, QEMU)"
+for b in swarmd swarmctl whoami; do [ -x "$BIN_DIR/$b" ] || die "no $BIN_DIR/$b (build the workspace first)"; done
+command -v python3 >/dev/null || die "python3 is needed (the control channel client)"
+LAUNCHER=${SHOAL_VM_LAUNCHER:-$REPO/deploy/swarmd-start}
+[ -x "$LAUNCHER" ] || die "no $LAUNCHER (the deploy kit's launcher)"
+
+read -r VMLINUX BASE < <(SHOAL_VM_PREPARE=1 bash "$HERE/run-in-vm.sh") || die "cannot prepare the VM kernel"
+[ -s "$VMLINUX" ] && [ -s "$BASE" ] || die "no kernel/base initramfs from run-in-vm.sh"
+
+RUN=$(mktemp -d /tmp/shoal-vmcluster.XXXXXX)
+cleanup() {
+  local i p
+  for i in $(seq 1 $N); do
+    p=$(cat "$RUN/vm$i.pid" 2>/dev/null) || continue
+    kill "$p" 2>/dev/null
+  done
+  sleep 0.5
+  for i in $(seq 1 $N); do
+    p=$(cat "$RUN/vm$i.pid" 2>/dev/null) || continue
+    kill -9 "$p" 2>/dev/null
+  done
+  ip netns del "$NS" 2>/dev/null
+  if [ "${KEEP:-0}" = 1 ]; then log "kept $RUN"; else rm -rf "$RUN"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ------------------------------------------------------------------ initramfs: base + this run's
+R=$RUN/root
+mkdir -p "$R/usr/local/bin" "$R/usr/local/lib/shoal" "$R/etc/shoal"
+copy_with_libs() {   # FILE DEST: FILE at DEST + its ldd closure at the same paths
+  local f=$1 dest=$2 l
+  mkdir -p "$R$(dirname "$dest")"
+  cp -L "$f" "$R$dest"
+  { ldd "$f" 2>/dev/null || true; } | awk '/=> \//{print $3} /^[[:space:]]*\/[^ ]*ld-linux/{print $1}' |
+    while read -r l; do
+      [ -e "$R$l" ] && continue
+      mkdir -p "$R$(dirname "$l")"; cp -L "$l" "$R$l"
+    done
+}
+for b in swarmd swarmctl whoami; do
+  copy_with_libs "$BIN_DIR/$b" "/usr/local/bin/$b"
+  strip --strip-debug "$R/usr/local/bin/$b" 2>/dev/null || true
+done
+# An HTTP client that resolves through the tasks' resolver (busybox's static wget cannot use
+# NSS); glibc asks DNS when nsswitch.conf says so (cluster-init.sh).
+command -v curl >/dev/null || die "curl is needed on this host (it is shipped into the VMs)"
+copy_with_libs "$(command -v curl)" /usr/bin/curl
+cp "$LAUNCHER" "$R/usr/local/lib/shoal/swarmd-start"
+cp "$HERE/cluster-init.sh" "$R/init"; chmod 755 "$R/init"
+(cd "$R" && find . | /bin/busybox cpio -o -H newc 2>/dev/null | gzip -1) > "$RUN/run.cpio.gz"
+cat "$BASE" "$RUN/run.cpio.gz" > "$RUN/initrd.img"
+rm -rf "$R" "$RUN/run.cpio.gz"
+log "initramfs $(($(stat -c %s "$RUN/initrd.img") / 1048576)) MiB"
+
+# ------------------------------------------------------------------ network and VMs
+ip netns add "$NS" || die "cannot create namespace $NS"
+ip -n "$NS" link set lo up
+ip -n "$NS" link add br0 type bridge
+ip -n "$NS" addr add "$NET.1/24" dev br0
+ip -n "$NS" link set br0 up
+for i in $(seq 1 $N); do
+  ip -n "$NS" tuntap add dev "tap$i" mode tap
+  ip -n "$NS" link set "tap$i" master br0 up
+done
+boot() {   # boot I: VM I in the background
+  local i=$1
+  ip netns exec "$NS" qemu-system-x86_64 -name "shoal-vm$i" -accel "$ACCEL" -cpu max -m "$MEM" -smp 1 \
+    -nodefaults -no-user-config -display none -no-reboot \
+    -kernel "$VMLINUX" -initrd "$RUN/initrd.img" \
+    -append "console=ttyS0 panic=-1 quiet rdinit=/init vmt.name=vm$i vmt.ip=$NET.$((10 + i))/24" \
+    -chardev file,id=con,path="$RUN/vm$i.console" -serial chardev:con \
+    -chardev socket,id=ctl,path="$RUN/vm$i.ctl",server=on,wait=off \
+    -device virtio-serial-pci,id=vser0 -device virtserialport,bus=vser0.0,chardev=ctl,name=vmt.ctl \
+    -netdev "tap,id=n0,ifname=tap$i,script=no,downscript=no" \
+    -device virtio-net-pci,netdev=n0,mac=52:54:00:12:09:$((10 + i)) \
+    -pidfile "$RUN/vm$i.pid" </dev/null >"$RUN/vm$i.qemu.log" 2>&1 &
+}
+T_BOOT=$(now)
+for i in $(seq 1 $N); do boot "$i"; done
+for i in $(seq 1 $N); do
+  for _ in $(seq 1 1800); do grep -qa VMT-READY "$RUN/vm$i.console" 2>/dev/null && break; sleep 0.1; done
+  grep -qa VMT-READY "$RUN/vm$i.console" || { tail -20 "$RUN/vm$i.console"; cat "$RUN/vm$i.qemu.log"; die "vm$i did not boot"; }
+done
+BOOTED=$(since "$T_BOOT")
+log "3 VMs booted in ${BOOTED}s"
+
+# vmx I TIMEOUT 'script': runs the script in VM I, prints its output, returns its exit code.
+vmx() {
+  python3 - "$RUN/vm$1.ctl" "$2" "$3" <<'PY'
+import base64, random, socket, sys, time
+path, tmo, script = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+rid = str(random.randrange(10**9))
+s = socket.socket(socket.AF_UNIX)
+s.connect(path)
+s.settimeout(1.0)
+s.sendall(("CMD %s %s\n" % (rid, base64.b64encode(script.encode()).decode())).encode())
+buf, end = b"", time.time() + tmo
+begin, fin = ("@@VMT-BEGIN %s\n" % rid).encode(), ("@@VMT-END %s rc=" % rid).encode()
+while time.time() < end:
+    try:
+        chunk = s.recv(65536)
+    except socket.timeout:
+        continue
+    if not chunk:
+        break
+    buf += chunk
+    if fin in buf and buf.endswith(b"\n"):
+        out = buf.split(begin, 1)[-1]
+        body, rc = out.split(fin, 1)
+        sys.stdout.write(body.decode(errors="replace"))
+        sys.exit(int(rc.split(b"\n")[0]))
+sys.stdout.write(buf.decode(errors="replace"))
+print("[no answer within %ss]" % tmo)
+sys.exit(124)
+PY
+}
+# The swarmctl of VM I (root, the manager's unix socket).
+ctl() { local i=$1; shift; vmx "$i" 120 "swarmctl --host unix:///var/lib/shoal/swarmd.sock $*"; }
+
+# ------------------------------------------------------------------ swarmd from the kit's config
+conf() {   # conf I ROLE [TOKEN]
+  local i=$1 role=$2 token=${3:-}
+  local extra="--election-timeout 1s --raft-heartbeat 250ms --heartbeat-period $HB --dns-upstream none"
+  {
+    echo "ROLE=$role"
+    echo "ADVERTISE_ADDR=$NET.$((10 + i)):2377"
+    echo "LISTEN_ADDR=$NET.$((10 + i)):2377"
+    echo "HOSTNAME=vm$i"
+    echo "LB_BACKEND=auto"
+    echo "EXTRA_ARGS=\"$extra\""
+    if [ "$role" = join ]; then echo "JOIN_ADDR=$NET.11:2377"; echo "TOKEN=$token"; fi
+  } | base64 -w0
+}
+start_swarmd() {   # start_swarmd I ROLE [TOKEN]
+  vmx "$1" 30 "
+    echo $(conf "$@") | base64 -d > /etc/shoal/swarmd.conf && chmod 600 /etc/shoal/swarmd.conf
+    setsid /usr/local/lib/shoal/swarmd-start > /var/log/swarmd.log 2>&1 3>&- < /dev/null &
+    echo started"
+}
+wait_for() {   # wait_for SECONDS DESC CMD...: until CMD succeeds
+  local t=$1 desc=$2; shift 2
+  local end=$(( $(date +%s) + t ))
+  while [ "$(date +%s)" -lt "$end" ]; do "$@" >/dev/null 2>&1 && return 0; sleep 1; done
+  log "timed out after ${t}s waiting for $desc"
+  return 1
+}
+T_SWARM=$(now)
+start_swarmd 1 init >/dev/null
+wait_for 90 "vm1's manager" ctl 1 node ls || { vmx 1 10 'tail -30 /var/log/swarmd.log'; die "vm1 did not initialise"; }
+WTOKEN=$(ctl 1 swarm join-token worker -q | tr -d '\r' | tail -1)
+case "$WTOKEN" in SWMTKN-1-*) ;; *) die "no worker token: $WTOKEN" ;; esac
+start_swarmd 2 join "$WTOKEN" >/dev/null
+start_swarmd 3 join "$WTOKEN" >/dev/null
+ready3() { [ "$(ctl 1 node ls | grep -c ' Ready ')" = 3 ]; }
+if wait_for 120 "3 Ready nodes" ready3; then
+  READY=$(since "$T_SWARM")
+  pass "3 VMs, swarmd from the kit's config, joined with tokens: node ls shows 3 Ready (${READY}s after boot)"
+  ctl 1 node ls
+else
+  for i in 1 2 3; do vmx "$i" 10 'tail -20 /var/log/swarmd.log'; done
+  die "the cluster did not form"
+fi
+
+# ------------------------------------------------------------------ the article's scenario
+T_SVC=$(now)
+ctl 1 network create -d overlay lp_net >/dev/null
+ctl 1 service create -d --name web --replicas 3 --publish 8080 --network lp_net whoami >/dev/null
+ctl 1 service create -d --name client --network lp_net --constraint node.hostname==vm1 whoami --port 9000 >/dev/null
+running() { [ "$(ctl 1 service ps "$1" | grep -c ' Running ')" = "$2" ]; }
+if wait_for 180 "web running" running web 3 && wait_for 120 "client running" running client 1; then
+  CONVERGED=$(since "$T_SVC")
+  pass "web (3 replicas) and client converged in ${CONVERGED}s"
+else
+  ctl 1 service ps web; fail "services did not converge"
+fi
+PORT=$(ctl 1 service inspect web --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["ports"][0]["published"])')
+WEB=$(ctl 1 service ps web --format json)
+ids() { echo "$WEB" | python3 -c 'import json,sys; print(" ".join(t["id"] for t in json.load(sys.stdin) if t["status"]["state"]=="running"))'; }
+rr_ok() {   # rr_ok "answers" "ids": every window of 3 answers names 3 different running tasks
+  python3 - "$1" "$2" <<'PY'
+import sys
+ans, ids = sys.argv[1].split(), set(sys.argv[2].split())
+ok = len(ans) >= 3 and all(a in ids for a in ans) and all(len(set(ans[i:i+3])) == 3 for i in range(len(ans) - 2))
+sys.exit(0 if ok else 1)
+PY
+}
+IDS=$(ids)
+# The mesh on every VM, localhost and another VM's address.
+for i in 1 2 3; do
+  other=$NET.$(( 10 + (i % 3) + 1 ))
+  a=$(vmx "$i" 60 "for k in 1 2 3 4 5 6; do curl -s -m 3 http://127.0.0.1:$PORT/name; echo; done")
+  b=$(vmx "$i" 60 "for k in 1 2 3 4 5 6; do curl -s -m 3 http://$other:$PORT/name; echo; done")
+  if rr_ok "$a" "$IDS" && rr_ok "$b" "$IDS"; then pass "mesh on vm$i: strict round robin (localhost and $other)"
+  else fail "mesh on vm$i: $(echo $a) / $(echo $b)"; fi
+done
+# The VIP (by name: the embedded DNS) from the client task.
+CT=$(ctl 1 service ps client -q | tr -d '\r' | head -1)
+a=$(ctl 1 task exec "$CT" -- sh -c "'for k in 1 2 3 4 5 6; do curl -s -m 3 http://web:8080/name; echo; done'")
+if rr_ok "$a" "$IDS"; then pass "web's VIP from the client task: strict round robin"; else fail "VIP: $(echo $a)"; fi
+# DNS: tasks.web lists the 3, web.<slot>.<taskid>.lp_net resolves to that task.
+TW=$(ctl 1 task exec "$CT" -- nslookup tasks.web 127.0.0.11)
+n=$(echo "$TW" | grep -cE '^Address( [0-9]+)?: *10\.')
+if [ "$n" = 3 ]; then pass "tasks.web resolves to 3 addresses"; else fail "tasks.web: $TW"; fi
+T1=$(echo "$WEB" | python3 -c '
+import json, sys
+t = [t for t in json.load(sys.stdin) if t["status"]["state"] == "running"][0]
+ip = [n for n in t["networks"] if n["network"] == "lp_net"][0]["addresses"][0].split("/")[0]
+print(t["name"] + ".lp_net", ip)')
+read -r T1NAME T1IP <<<"$T1"
+got=$(ctl 1 task exec "$CT" -- nslookup "$T1NAME" 127.0.0.11)
+if echo "$got" | grep -q "$T1IP"; then pass "$T1NAME resolves to $T1IP"; else fail "$T1NAME: $got"; fi
+# ipvsadm in vm1's lb_ namespace, as the article shows it.
+IPVS=$(vmx 1 30 'for f in /var/lib/shoal/netns/lb_*; do nsenter --net=$f ipvsadm -Ln; done')
+echo "$IPVS"
+if echo "$IPVS" | grep -qE '^FWM +[0-9]+ rr' && [ "$(echo "$IPVS" | grep -c 'Masq')" -ge 3 ]; then
+  pass "ipvsadm -Ln in vm1's lb_ namespace: FWM rr with 3 Masq backends"
+else fail "ipvsadm -Ln: no FWM rr with 3 Masq backends"; fi
+
+# ------------------------------------------------------------------ power off vm3
+ON3=$(echo "$WEB" | python3 -c '
+import json, sys
+print(" ".join(t["id"] for t in json.load(sys.stdin) if t["status"]["state"] == "running" and t["node_id"] == sys.argv[1]))' \
+  "$(ctl 1 node inspect vm3 --format json | python3 -c 'import json,sys; v=json.load(sys.stdin); print((v[0] if isinstance(v, list) else v)["id"])')")
+vmx 3 5 'sync; poweroff -f' >/dev/null 2>&1   # no answer comes back: the VM is gone
+down3() { ctl 1 node ls | grep ' vm3 ' | grep -q Down; }
+if wait_for 60 "vm3 Down" down3; then
+  sleep 1   # one heartbeat period
+  a=$(vmx 1 60 "for k in 1 2 3 4 5 6; do curl -s -m 3 http://127.0.0.1:$PORT/name || echo FAIL; echo; done")
+  bad=0; for x in $a; do case " $ON3 FAIL " in *" $x "*) bad=1 ;; esac; done
+  if [ $bad = 0 ]; then pass "vm3 Down: no request to its task (${ON3:-none}) through the mesh"; else fail "after vm3: $(echo $a)"; fi
+  b=$(ctl 1 task exec "$CT" -- sh -c "'for k in 1 2 3 4 5 6; do curl -s -m 3 http://web:8080/name || echo FAIL; echo; done'")
+  bad=0; for x in $b; do case " $ON3 FAIL " in *" $x "*) bad=1 ;; esac; done
+  if [ $bad = 0 ]; then pass "vm3 Down: no request to its task through the VIP"; else fail "VIP after vm3: $(echo $b)"; fi
+  live3() { [ "$(ctl 1 service ps web | grep ' Running ' | grep -vc ' vm3 ')" = 3 ]; }
+  if wait_for 120 "web 3/3 on vm1+vm2" live3; then pass "vm3's task runs again on the others"; else ctl 1 service ps web; fail "web not back to 3"; fi
+else
+  fail "vm3 never Down"
+fi
+
+log "timings: booted ${BOOTED}s; booted -> 3 Ready ${READY:-n/a}s; service create -> converged ${CONVERGED:-n/a}s (emulated CPUs, TCG)"
+echo "CLUSTER-TIMINGS booted=${BOOTED} ready=${READY:-nan} converged=${CONVERGED:-nan}"
+if [ "$FAILS" -gt 0 ]; then log "$FAILS check(s) failed"; exit 1; fi
+log "all checks passed"
