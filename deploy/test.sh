@@ -30,6 +30,9 @@ if [ "$(id -u)" -eq 0 ]; then
   [ -n "$exe" ] || { echo "could not find the agent's test binary" >&2; exit 1; }
   SHOAL_VM_ENV="SHOAL_REQUIRE_IPVS=1" bash tests/vm/run-in-vm.sh "$exe" \
     network::lb_tests::vip_and_mesh_ipvs --exact --nocapture
+  # The article across three VMs (issue #9): swarmd from the deploy kit's config, IPVS chosen
+  # by --lb-backend auto, a worker VM powered off.
+  bash tests/vm/cluster.sh "$CARGO_TARGET_DIR/debug"
 else
   echo "skipped: the IPVS suite in a VM needs root (tests/vm/run-in-vm.sh)" >&2
 fi
