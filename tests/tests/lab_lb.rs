@@ -71,7 +71,15 @@ fn published_port(lab: &Lab) -> u16 {
 /// `network inspect NET --lb --format json`: node → backend name → connections, for the
 /// service with `fwmark`-less name `service`.
 fn balancers(lab: &Lab, net: &str, service: &str) -> BTreeMap<String, BTreeMap<String, u64>> {
-    let out = lab.swarmctl_ok(&["network", "inspect", net, "--lb", "--format", "json"]);
+    // Retried: under load a leader election can make one call fail ("no raft leader").
+    let out = wait_for("network inspect --lb", Duration::from_secs(20), || {
+        let out = lab.swarmctl(&["network", "inspect", net, "--lb", "--format", "json"]);
+        if out.success() {
+            Ok(out.stdout)
+        } else {
+            Err(out.to_string())
+        }
+    });
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
     let mut map = BTreeMap::new();
     for n in v[0]["nodes"].as_array().into_iter().flatten() {
