@@ -271,9 +271,24 @@ fn article_section_2_bridge_none_host_and_isolated_bridges() {
     wait_no_sandbox(&lab, "worker1");
 }
 
-/// Waits until `node` has no task or overlay sandbox left.
+/// Waits until `node` has no task or overlay sandbox left but the routing mesh's (every node
+/// keeps `ingress_sbox` and the ingress network's overlay sandbox).
 fn wait_no_sandbox(lab: &Lab, node: &str) {
     let dir = lab.dir().join("nodes").join(node).join("netns");
+    let nets: serde_json::Value =
+        serde_json::from_str(&lab.swarmctl_ok(&["network", "ls", "--format", "json"]))
+            .expect("json");
+    let ingress = nets
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["name"] == "ingress")
+        .and_then(|n| n["id"].as_str())
+        .expect("the ingress network");
+    let mesh = [
+        shoal_netlib::names::INGRESS_SBOX.to_string(),
+        shoal_netlib::names::overlay_ns(ingress),
+    ];
     wait_for(
         &format!("{node}: no sandbox left"),
         Duration::from_secs(30),
@@ -282,6 +297,7 @@ fn wait_no_sandbox(lab: &Lab, node: &str) {
                 .map(|rd| {
                     rd.flatten()
                         .map(|e| e.file_name().to_string_lossy().to_string())
+                        .filter(|n| !mesh.contains(n))
                         .collect()
                 })
                 .unwrap_or_default();
@@ -652,7 +668,11 @@ fn restarting_the_agent_keeps_tasks_and_their_connections() {
     let netns_dir = lab.dir().join("nodes").join("worker1").join("netns");
     wait_for("one task sandbox left", Duration::from_secs(30), || {
         let n = std::fs::read_dir(&netns_dir)
-            .map(|rd| rd.flatten().count())
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("tk_"))
+                    .count()
+            })
             .unwrap_or(0);
         if n == 1 {
             Ok(())

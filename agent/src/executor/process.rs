@@ -145,6 +145,8 @@ impl ProcessExecutor {
             .env("SHOAL_SERVICE_NAME", &task.service_name)
             .env("SHOAL_TASK_SLOT", task.slot.to_string())
             .env("SHOAL_NODE_ID", &self.node_id)
+            // swarmd's join token is not the task's business.
+            .env_remove("SWARM_TOKEN")
             .process_group(0)
             .kill_on_drop(false);
         for kv in &task.spec.env {

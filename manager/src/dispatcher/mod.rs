@@ -50,6 +50,9 @@ pub struct Dispatcher {
     period: Duration,
     misses: u32,
     sessions: Mutex<HashMap<String, Session>>,
+    /// When each node's last session closed: a node whose `swarmd` restarts reconnects within
+    /// a heartbeat period, and is not marked down (and its tasks replaced) meanwhile.
+    closed: Mutex<HashMap<String, Instant>>,
     leader_since: Mutex<Option<Instant>>,
     status_tx: mpsc::UnboundedSender<StatusBatch>,
     status_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<StatusBatch>>,
@@ -66,6 +69,7 @@ impl Dispatcher {
             period,
             misses,
             sessions: Mutex::new(HashMap::new()),
+            closed: Mutex::new(HashMap::new()),
             leader_since: Mutex::new(None),
             status_tx,
             status_rx: tokio::sync::Mutex::new(status_rx),
@@ -112,6 +116,7 @@ impl Dispatcher {
         let mut s = lock(&self.sessions);
         if s.get(node_id).is_some_and(|x| x.id == session_id) {
             s.remove(node_id);
+            lock(&self.closed).insert(node_id.to_string(), Instant::now());
         }
     }
 
@@ -301,6 +306,8 @@ pub async fn monitor_heartbeats(m: Arc<Manager>) {
         let changes: Vec<(String, NodeState, String)> = {
             let state = m.store.read();
             let sessions = lock(&d.sessions);
+            let mut closed = lock(&d.closed);
+            closed.retain(|_, at| at.elapsed() <= d.period);
             state
                 .nodes
                 .values()
@@ -313,6 +320,8 @@ pub async fn monitor_heartbeats(m: Arc<Manager>) {
                         "heartbeat failure".to_string(),
                     )),
                     None if n.state == NodeState::Down => None,
+                    // Its session just closed: a restarting swarmd gets one period to return.
+                    None if closed.contains_key(&n.id) => None,
                     // A node that just joined has not opened its session yet.
                     None if now_ms().saturating_sub(n.created_ms)
                         < (expiry * 2).as_millis() as i64 =>
