@@ -136,8 +136,11 @@ put() {
   local verb=installed
   [ -e "$dest" ] && verb=updated
   PENDING=$dest.shoal-new
-  install -m "$mode" "$src" "$PENDING"
-  mv -f "$PENDING" "$dest"
+  # Checked explicitly: put runs inside `if`, where `set -e` does not stop on a failure. cp and
+  # chmod, not install(1), which minimal systems (busybox) may lack.
+  cp "$src" "$PENDING" || die "cannot write $PENDING"
+  chmod "$mode" "$PENDING" || die "cannot set the mode of $PENDING"
+  mv -f "$PENDING" "$dest" || die "cannot move $PENDING to $dest"
   PENDING=
   say "$path: $verb"
   CHANGED=$((CHANGED + 1))

@@ -16,6 +16,8 @@ if cargo fmt --version >/dev/null 2>&1; then cargo fmt --all -- --check; fi
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo build --locked --workspace --bins
 cargo test --locked --workspace -- --test-threads "${SHOAL_TEST_THREADS:-2}"
+# The deploy kit: launcher, unit (systemd-analyze verify), install.sh twice, cloud-init.
+bash deploy/check-kit.sh
 # netlib's IPVS balancer against a real IPVS: this machine's kernel may have none, so the same
 # load-balancer suite runs inside a throwaway VM booted with Debian's kernel (tests/vm/README.md).
 if [ "$(id -u)" -eq 0 ]; then

@@ -14,13 +14,13 @@
 #
 # Usage: tests/vm/cluster.sh [BIN_DIR]   (root; BIN_DIR holds swarmd swarmctl whoami, default
 #        $CARGO_TARGET_DIR/debug). Prints PASS/FAIL lines and timings; exit 0 only if all pass.
-# Env: SHOAL_VM_MEM (MiB per VM, default 512), SHOAL_VM_ACCEL (tcg), KEEP=1 (keep the run dir).
+# Env: SHOAL_VM_MEM (MiB per VM, default 768), SHOAL_VM_ACCEL (tcg), KEEP=1 (keep the run dir).
 set -uo pipefail
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 BIN_DIR=${1:-${CARGO_TARGET_DIR:-/var/tmp/shoal-target}/debug}
-MEM=${SHOAL_VM_MEM:-512}
+MEM=${SHOAL_VM_MEM:-768}
 ACCEL=${SHOAL_VM_ACCEL:-tcg}
 N=3
 NET=198.18.9     # the VMs' private network: .11-.13, the namespace's bridge .1
@@ -66,7 +66,7 @@ trap 'exit 143' TERM
 
 # ------------------------------------------------------------------ initramfs: base + this run's
 R=$RUN/root
-mkdir -p "$R/usr/local/bin" "$R/usr/local/lib/shoal" "$R/etc/shoal"
+mkdir -p "$R/opt/shoal/bin" "$R/opt/shoal/deploy"
 copy_with_libs() {   # FILE DEST: FILE at DEST + its ldd closure at the same paths
   local f=$1 dest=$2 l
   mkdir -p "$R$(dirname "$dest")"
@@ -77,15 +77,19 @@ copy_with_libs() {   # FILE DEST: FILE at DEST + its ldd closure at the same pat
       mkdir -p "$R$(dirname "$l")"; cp -L "$l" "$R$l"
     done
 }
+# What a node gets from the kit: the binaries and deploy/ (install.sh puts them in place in the
+# VM); bash for install.sh.
 for b in swarmd swarmctl whoami; do
-  copy_with_libs "$BIN_DIR/$b" "/usr/local/bin/$b"
-  strip --strip-debug "$R/usr/local/bin/$b" 2>/dev/null || true
+  copy_with_libs "$BIN_DIR/$b" "/opt/shoal/bin/$b"
+  strip "$R/opt/shoal/bin/$b" 2>/dev/null || true
 done
+for f in install.sh deps.sh swarmd.service swarmd.conf; do cp "$REPO/deploy/$f" "$R/opt/shoal/deploy/"; done
+cp "$LAUNCHER" "$R/opt/shoal/deploy/swarmd-start"
+copy_with_libs "$(command -v bash)" /bin/bash
 # An HTTP client that resolves through the tasks' resolver (busybox's static wget cannot use
 # NSS); glibc asks DNS when nsswitch.conf says so (cluster-init.sh).
 command -v curl >/dev/null || die "curl is needed on this host (it is shipped into the VMs)"
 copy_with_libs "$(command -v curl)" /usr/bin/curl
-cp "$LAUNCHER" "$R/usr/local/lib/shoal/swarmd-start"
 cp "$HERE/cluster-init.sh" "$R/init"; chmod 755 "$R/init"
 (cd "$R" && find . | /bin/busybox cpio -o -H newc 2>/dev/null | gzip -1) > "$RUN/run.cpio.gz"
 cat "$BASE" "$RUN/run.cpio.gz" > "$RUN/initrd.img"
@@ -171,6 +175,22 @@ conf() {   # conf I ROLE [TOKEN]
     if [ "$role" = join ]; then echo "JOIN_ADDR=$NET.11:2377"; echo "TOKEN=$token"; fi
   } | base64 -w0
 }
+install_kit() {   # install_kit I: the kit's install.sh, twice; the second run must change nothing
+  vmx "$1" 120 '
+    k=/opt/shoal/deploy/install.sh
+    bash $k --no-deps --bin-dir /opt/shoal/bin > /tmp/install1.log 2>&1 || { cat /tmp/install1.log; exit 1; }
+    bash $k --no-deps --bin-dir /opt/shoal/bin > /tmp/install2.log 2>&1 || { cat /tmp/install2.log; exit 1; }
+    cat /tmp/install2.log
+    grep -q "nothing changed" /tmp/install2.log && swarmd --version && swarmctl --version &&
+      [ -x /usr/local/lib/shoal/swarmd-start ] && [ "$(stat -c %a /var/lib/shoal)" = 700 ]'
+}
+for i in $(seq 1 $N); do
+  if out=$(install_kit "$i"); then
+    [ "$i" = 1 ] && pass "install.sh run twice in vm1: one working install, the second run changed nothing"
+  else
+    echo "$out"; die "install.sh failed in vm$i"
+  fi
+done
 start_swarmd() {   # start_swarmd I ROLE [TOKEN]
   vmx "$1" 30 "
     echo $(conf "$@") | base64 -d > /etc/shoal/swarmd.conf && chmod 600 /etc/shoal/swarmd.conf
