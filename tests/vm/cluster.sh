@@ -67,29 +67,24 @@ trap 'exit 143' TERM
 # ------------------------------------------------------------------ initramfs: base + this run's
 R=$RUN/root
 mkdir -p "$R/opt/shoal/bin" "$R/opt/shoal/deploy"
-copy_with_libs() {   # FILE DEST: FILE at DEST + its ldd closure at the same paths
-  local f=$1 dest=$2 l
-  mkdir -p "$R$(dirname "$dest")"
-  cp -L "$f" "$R$dest"
-  { ldd "$f" 2>/dev/null || true; } | awk '/=> \//{print $3} /^[[:space:]]*\/[^ ]*ld-linux/{print $1}' |
-    while read -r l; do
-      [ -e "$R$l" ] && continue
-      mkdir -p "$R$(dirname "$l")"; cp -L "$l" "$R$l"
-    done
-}
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"   # copy_with_libs ROOT FILE DEST
 # What a node gets from the kit: the binaries and deploy/ (install.sh puts them in place in the
 # VM); bash for install.sh.
 for b in swarmd swarmctl whoami; do
-  copy_with_libs "$BIN_DIR/$b" "/opt/shoal/bin/$b"
+  copy_with_libs "$R" "$BIN_DIR/$b" "/opt/shoal/bin/$b"
   strip "$R/opt/shoal/bin/$b" 2>/dev/null || true
 done
 for f in install.sh deps.sh swarmd.service swarmd.conf; do cp "$REPO/deploy/$f" "$R/opt/shoal/deploy/"; done
 cp "$LAUNCHER" "$R/opt/shoal/deploy/swarmd-start"
-copy_with_libs "$(command -v bash)" /bin/bash
+copy_with_libs "$R" "$(command -v bash)" /bin/bash
 # An HTTP client that resolves through the tasks' resolver (busybox's static wget cannot use
 # NSS); glibc asks DNS when nsswitch.conf says so (cluster-init.sh).
-command -v curl >/dev/null || die "curl is needed on this host (it is shipped into the VMs)"
-copy_with_libs "$(command -v curl)" /usr/bin/curl
+if ! command -v curl >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends curl >&2 ||
+    die "curl is needed on this host (it is shipped into the VMs)"
+fi
+copy_with_libs "$R" "$(command -v curl)" /usr/bin/curl
 cp "$HERE/cluster-init.sh" "$R/init"; chmod 755 "$R/init"
 (cd "$R" && find . | /bin/busybox cpio -o -H newc 2>/dev/null | gzip -1) > "$RUN/run.cpio.gz"
 cat "$BASE" "$RUN/run.cpio.gz" > "$RUN/initrd.img"

@@ -154,16 +154,8 @@ if [ ! -s "$KDIR/vmlinux" ]; then
 fi
 
 # ---------------------------------------------------------------- 3a. base initramfs (cached)
-copy_with_libs() {   # copy_with_libs ROOT FILE [DEST]: FILE (at DEST) + its ldd closure
-  local root=$1 f=$2 dest=${3:-$2} l
-  mkdir -p "$root$(dirname "$dest")"
-  cp -L "$f" "$root$dest"
-  { ldd "$f" 2>/dev/null || true; } | awk '/=> \//{print $3} /^[[:space:]]*\/[^ ]*ld-linux/{print $1}' |
-    while read -r l; do
-      [ -e "$root$l" ] && continue
-      mkdir -p "$root$(dirname "$l")"; cp -L "$l" "$root$l"
-    done
-}
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"   # copy_with_libs
 
 STAMP="recipe=$RECIPE kv=$KV mods=$(tr -s ' \n' ' ' <<<"$MODS") paths=$MOD_PATHS tools=$TOOLS"
 BASE=$KDIR/base.cpio.gz
