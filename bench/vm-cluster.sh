@@ -23,7 +23,7 @@ for r in $(seq 1 "$RUNS"); do
 done
 get() { median $(sed -n "s/.* $1=\([0-9.]*\).*/\1/p" "$RAW" | tr '\n' ' '); }
 {
-  echo "| step (3 VMs, 1 vCPU and ${SHOAL_VM_MEM:-512} MiB each, QEMU TCG) | median s | runs |"
+  echo "| step (3 VMs, 1 vCPU and ${SHOAL_VM_MEM:-768} MiB each, QEMU TCG) | median s | runs |"
   echo "|---|---:|---|"
   echo "| QEMU start → 3 VMs booted (init ready) | $(get booted) | $(sed -n 's/.* booted=\([0-9.]*\).*/\1/p' "$RAW" | tr '\n' ' ') |"
   echo "| booted → 3 nodes Ready (init + 2 joins from the kit's config) | $(get ready) | $(sed -n 's/.* ready=\([0-9.]*\).*/\1/p' "$RAW" | tr '\n' ' ') |"
