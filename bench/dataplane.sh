@@ -199,18 +199,8 @@ def kv(line):
 
 rows = [kv(l) for l in open(sys.argv[1]) if l.strip()]
 E = os.environ
-def num(v):
-    try:
-        return float(v)
-    except ValueError:
-        return float("nan")
-def med(xs):
-    xs = [x for x in xs if x == x]
-    return st.median(xs) if xs else float("nan")
-def f0(x):
-    return "n/a" if x != x else f"{x:,.0f}"
-def f2(x):
-    return "n/a" if x != x else f"{x:.2f}"
+sys.path.insert(0, os.environ["BENCH_DIR"])
+from benchfmt import num, med, f0, f2, f3  # noqa: E402
 
 print("# Data plane on a lab (bench/dataplane.sh)")
 print()

@@ -297,20 +297,8 @@ for line in open(sys.argv[1]):
         kind, rest = line.split(" ", 1)
         rows.append((kind, dict(p.split("=", 1) for p in rest.split())))
 exp = json.load(open(sys.argv[2]))
-def num(v):
-    try:
-        return float(v)
-    except ValueError:
-        return float("nan")
-def med(xs):
-    xs = [x for x in xs if x == x]
-    return st.median(xs) if xs else float("nan")
-def f0(x):
-    return "n/a" if x != x else f"{x:,.0f}"
-def f2(x):
-    return "n/a" if x != x else f"{x:.2f}"
-def f3(x):
-    return "n/a" if x != x else f"{x:.3f}"
+sys.path.insert(0, os.environ["BENCH_DIR"])
+from benchfmt import num, med, f0, f2, f3  # noqa: E402
 
 print("# Embedded DNS: queries/s vs unbound (bench/dns.sh)")
 print()

@@ -251,18 +251,8 @@ for line in open(sys.argv[1]):
         rows.append((kind, {"run": run.split("=")[1], "what": c[0], "value": c[1]}))
     else:
         rows.append((kind, dict(p.split("=", 1) for p in rest.split())))
-def num(v):
-    try:
-        return float(str(v).rstrip("msx ").replace(",", ""))
-    except ValueError:
-        return float("nan")
-def med(xs):
-    xs = [x for x in xs if x == x]
-    return st.median(xs) if xs else float("nan")
-def f0(x):
-    return "n/a" if x != x else f"{x:,.0f}"
-def f2(x):
-    return "n/a" if x != x else f"{x:.2f}"
+sys.path.insert(0, os.environ["BENCH_DIR"])
+from benchfmt import num, med, f0, f2, f3  # noqa: E402
 setup = [d for k, d in rows if k == "SETUP"][0]
 
 print("# Service load balancing: VIP and routing mesh (bench/lb.sh)")

@@ -6,6 +6,7 @@
 # shellcheck shell=bash
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+export BENCH_DIR   # the scripts' Python imports benchfmt from here
 REPO=$(cd "$BENCH_DIR/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/shoal-target}
 
