@@ -189,7 +189,12 @@ done
 start_swarmd() {   # start_swarmd I ROLE [TOKEN]
   vmx "$1" 30 "
     echo $(conf "$@") | base64 -d > /etc/shoal/swarmd.conf && chmod 600 /etc/shoal/swarmd.conf
-    setsid /usr/local/lib/shoal/swarmd-start > /var/log/swarmd.log 2>&1 3>&- < /dev/null &
+    # As a systemd unit with Delegate=yes: swarmd in a cgroup of its own, memory and cpu
+    # delegated to it (on cgroup v2 it then moves itself into a leaf to pass them on to tasks).
+    c=/sys/fs/cgroup
+    mkdir -p \$c/swarmd.service && echo +memory > \$c/cgroup.subtree_control && echo +cpu > \$c/cgroup.subtree_control
+    setsid sh -c 'echo \$\$ > /sys/fs/cgroup/swarmd.service/cgroup.procs && exec /usr/local/lib/shoal/swarmd-start' \
+      > /var/log/swarmd.log 2>&1 3>&- < /dev/null &
     echo started"
 }
 wait_for() {   # wait_for SECONDS DESC CMD...: until CMD succeeds
@@ -270,6 +275,22 @@ echo "$IPVS"
 if echo "$IPVS" | grep -qE '^FWM +[0-9]+ rr' && [ "$(echo "$IPVS" | grep -c 'Masq')" -ge 3 ]; then
   pass "ipvsadm -Ln in vm1's lb_ namespace: FWM rr with 3 Masq backends"
 else fail "ipvsadm -Ln: no FWM rr with 3 Masq backends"; fi
+
+# Limits on a cgroup v2 kernel (the VMs'; this machine's is v1): memory.max of the task's cgroup.
+ctl 1 service create -d --name limited --limit-memory 64M --limit-cpu 0.5 --constraint node.hostname==vm2 sleep 100000 >/dev/null
+if wait_for 120 "limited running" running limited 1; then
+  LT=$(ctl 1 service ps limited -q --no-trunc | tr -d '\r' | head -1)
+  d=/sys/fs/cgroup/swarmd.service
+  got=$(vmx 2 10 "cat $d/shoal-tasks/shoal-$LT/memory.max $d/shoal-tasks/shoal-$LT/cpu.max; grep -c . $d/swarmd/cgroup.procs")
+  if echo "$got" | grep -qx 67108864 && echo "$got" | grep -q '^50000 100000'; then
+    pass "cgroup v2 limits beneath swarmd's delegated cgroup (swarmd moved to a leaf): memory.max 64M, cpu.max 0.5 core"
+  else
+    fail "cgroup v2 limits: $got"
+    vmx 2 10 'find /sys/fs/cgroup -name "shoal-*" -o -name swarmd | head; cat /proc/$(pidof swarmd | cut -d" " -f1)/cgroup; grep -i cgroup /var/log/swarmd.log | tail -5'
+  fi
+else
+  ctl 1 service ps limited; fail "a task with limits did not run on cgroup v2"
+fi
 
 # ------------------------------------------------------------------ power off vm3
 ON3=$(echo "$WEB" | python3 -c '

@@ -8,7 +8,8 @@
 //! * v2: `<own>/shoal-tasks/shoal-<id>`. The kernel lets a cgroup enable controllers for its
 //!   children only when it holds no processes itself (the root excepted; "no internal process
 //!   constraint" in Documentation/admin-guide/cgroup-v2.rst), and `swarmd` is a process in
-//!   `<own>`: where enabling fails, the task is rejected with what to do about it.
+//!   `<own>`: it first moves itself into `<own>/swarmd`; where enabling still fails (other
+//!   processes share the cgroup), the task is rejected with what to do about it.
 //!
 //! The task's process moves itself in between `fork` and `exec`
 //! ([`shoal_netlib::netns::CgroupJoin`]), so its program never runs outside its limits. A task
@@ -27,6 +28,9 @@ pub const DEFAULT_ROOT: &str = "/sys/fs/cgroup";
 pub const PREFIX: &str = "shoal-";
 /// On v2, the cgroup below `swarmd`'s that holds the tasks' cgroups.
 pub const V2_PARENT: &str = "shoal-tasks";
+/// On v2, the leaf `swarmd` moves itself into when its own cgroup must give up its processes
+/// to delegate controllers.
+pub const SWARMD_LEAF: &str = "swarmd";
 
 /// Why a limit could not be applied. Messages name the file and keep the kernel's errno.
 #[derive(Debug, thiserror::Error)]
@@ -254,8 +258,14 @@ impl Cgroups {
     /// Creates `task_id`'s cgroups and writes `limits` into them. Returns the `cgroup.procs`
     /// files the task's process must write itself into before `exec`: none when there is no
     /// limit. On error, whatever was created is removed again.
+    ///
+    /// On v2 every task gets a cgroup, limits or not: then `swarmd`'s own cgroup holds no task
+    /// (a task is not "an internal process" there), and controllers can be delegated later
+    /// whatever tasks run already. For a task without limits this is best effort: where it
+    /// fails, the task runs in `swarmd`'s cgroup.
     pub fn create(&self, task_id: &str, limits: &Limits) -> Result<Vec<PathBuf>, Error> {
-        if limits.is_empty() {
+        let v2 = matches!(self.layout, Layout::V2 { .. });
+        if limits.is_empty() && !v2 {
             return Ok(Vec::new());
         }
         check_name(task_id)?;
@@ -263,6 +273,9 @@ impl Cgroups {
         if made.is_err() {
             for dir in self.task_dirs(task_id) {
                 let _ = fs::remove_dir(dir);
+            }
+            if limits.is_empty() {
+                return Ok(Vec::new());
             }
         }
         made
@@ -274,6 +287,14 @@ impl Cgroups {
         for c in limits.controllers() {
             dirs.push((c, self.parent_of(c)?.join(&name)));
         }
+        // On v2 the task's one cgroup, even without a controller to limit.
+        let mut make: Vec<PathBuf> = dirs.iter().map(|(_, d)| d.clone()).collect();
+        if let Layout::V2 { own } = &self.layout {
+            let d = own.join(V2_PARENT).join(&name);
+            if !make.contains(&d) {
+                make.push(d);
+            }
+        }
         let version = match &self.layout {
             Layout::V2 { own } => {
                 delegate_v2(own, &limits.controllers())?;
@@ -282,7 +303,7 @@ impl Cgroups {
             _ => Version::V1,
         };
         let mut procs: Vec<PathBuf> = Vec::new();
-        for (_, dir) in &dirs {
+        for dir in &make {
             match fs::create_dir(dir) {
                 Ok(()) => {}
                 // A cgroup of this same task from an earlier attempt: reuse it.
@@ -435,11 +456,32 @@ fn delegate_v2(own: &Path, controllers: &[Controller]) -> Result<(), Error> {
     }
     let own_control = own.join("cgroup.subtree_control");
     let enabled = fs::read_to_string(&own_control).map_err(io_err("reading", &own_control))?;
-    enable(&own_control, &enabled, controllers).map_err(|(value, source)| Error::Delegate {
+    let delegate_err = |(value, source): (String, io::Error)| Error::Delegate {
         own: own.to_path_buf(),
         value,
         source,
-    })?;
+    };
+    match enable(&own_control, &enabled, controllers) {
+        Ok(()) => {}
+        // EBUSY: `own` holds processes ("no internal process" rule) — swarmd itself when it
+        // runs in a cgroup of its own, as under a systemd unit with Delegate=yes. It moves into
+        // a leaf below (as container runtimes do), then the controllers can be enabled.
+        Err((_, e)) if e.raw_os_error() == Some(libc::EBUSY) => {
+            let leaf = own.join(SWARMD_LEAF);
+            match fs::create_dir(&leaf) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_err("mkdir", &leaf)(e)),
+            }
+            let procs = leaf.join("cgroup.procs");
+            write_file(&procs, &std::process::id().to_string())
+                .map_err(|e| io_err("moving swarmd into", &procs)(e))?;
+            let enabled =
+                fs::read_to_string(&own_control).map_err(io_err("reading", &own_control))?;
+            enable(&own_control, &enabled, controllers).map_err(delegate_err)?;
+        }
+        Err(e) => return Err(delegate_err(e)),
+    }
     let parent = own.join(V2_PARENT);
     match fs::create_dir(&parent) {
         Ok(()) => {}
