@@ -138,6 +138,26 @@ impl Lab {
         self.lab(&["exec", node], &rest)
     }
 
+    /// The reference article's section 3 set-up: the overlay network `lp_net` and the service
+    /// `web` (`whoami`, 5 replicas, publishing 8080) on it, created without waiting.
+    pub fn create_article_web(&self) {
+        self.swarmctl_ok(&["network", "create", "-d", "overlay", "lp_net"]);
+        self.swarmctl_ok(&[
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--replicas",
+            "5",
+            "--publish",
+            "8080",
+            "--network",
+            "lp_net",
+            "-d",
+            "whoami",
+        ]);
+    }
+
     /// The service's running tasks, once there are exactly `n` (at most 60 s).
     pub fn running(&self, service: &str, n: usize) -> Vec<TaskView> {
         wait_for(

@@ -90,22 +90,8 @@ fn service_discovery() {
     let stop = Arc::new(AtomicBool::new(false));
     let resolver = fake_upstream(&upstream, Duration::from_secs(120), Arc::clone(&stop));
 
-    lab.swarmctl_ok(&["network", "create", "-d", "overlay", "lp_net"]);
+    lab.create_article_web();
     lab.swarmctl_ok(&["network", "create", "-d", "overlay", "other_net"]);
-    lab.swarmctl_ok(&[
-        "service",
-        "create",
-        "--name",
-        "web",
-        "--replicas",
-        "5",
-        "--publish",
-        "8080",
-        "--network",
-        "lp_net",
-        "-d",
-        "whoami",
-    ]);
     lab.swarmctl_ok(&[
         "service",
         "create",

@@ -142,21 +142,7 @@ fn vips_and_the_routing_mesh() {
             .to_string()
     };
 
-    lab.swarmctl_ok(&["network", "create", "-d", "overlay", "lp_net"]);
-    lab.swarmctl_ok(&[
-        "service",
-        "create",
-        "--name",
-        "web",
-        "--replicas",
-        "5",
-        "--publish",
-        "8080",
-        "--network",
-        "lp_net",
-        "-d",
-        "whoami",
-    ]);
+    lab.create_article_web();
     let web = lab.running("web", 5);
     let port = published_port(&lab);
     wait_tables(&lab, "ingress", &NODES, &web);
