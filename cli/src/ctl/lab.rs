@@ -49,6 +49,18 @@ pub enum LabCmd {
         )]
         cmd: Vec<String>,
     },
+    /// Serve the lab in a browser: a terminal into every node and a live picture of nodes,
+    /// networks, balancers and tasks. Prints the address to open (with its token).
+    Ui {
+        #[command(flatten)]
+        name: LabName,
+        /// Address to serve on (loopback; the port picked when 0).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// Serve on a non-loopback address too (the terminals are root shells on this host).
+        #[arg(long)]
+        allow_remote: bool,
+    },
     /// Stop every swarmd of a lab and remove its namespaces, links and files.
     #[command(alias = "rm")]
     Down {
@@ -112,6 +124,14 @@ pub async fn run(cmd: LabCmd, format: Format) -> anyhow::Result<()> {
         }
         LabCmd::Exec { node, name, cmd } => {
             exit(lab::exec::exec(&name.name, &node, What::Command(cmd)).await?)
+        }
+        LabCmd::Ui {
+            name,
+            listen,
+            allow_remote,
+        } => {
+            let dir = lab::state::LabDir::new(&lab::state::root(), &name.name);
+            lab::ui::run(dir, listen, allow_remote).await
         }
         LabCmd::Down { name } => lab::down::down(&name.name, &mut p).await,
     }

@@ -22,6 +22,7 @@ pub mod ls;
 pub mod net;
 pub mod procs;
 pub mod state;
+pub mod ui;
 pub mod up;
 
 #[cfg(test)]
