@@ -20,6 +20,8 @@ pub async fn down(name: &str, p: &mut Printer) -> anyhow::Result<()> {
     check_name(name).map_err(anyhow::Error::msg)?;
     require_root("down")?;
     let dir = LabDir::new(&state::root(), name);
+    // The browser UI and its terminals first: they are shells into the nodes.
+    super::ui::stop(name);
     let removed = remove(&dir, p).await?;
     if p.json {
         p.out

@@ -485,6 +485,39 @@ pub fn token(dir: &crate::lab::state::LabDir) -> anyhow::Result<String> {
     Ok(t)
 }
 
+/// Where a running `lab ui` of lab `name` keeps its pid (outside the lab directory, which `lab
+/// down` removes).
+pub fn pid_path(name: &str) -> PathBuf {
+    crate::lab::state::root().join(format!(".ui-{name}.pid"))
+}
+
+/// Stops the `lab ui` of lab `name`, if one runs: by the pid it recorded, once its command line
+/// says it is that lab's `swarmctl lab ui`. Its terminals go with it.
+pub fn stop(name: &str) {
+    let path = pid_path(name);
+    let Some(pid) = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let ours = args
+        .windows(2)
+        .any(|w| w == [b"lab".as_slice(), b"ui".as_slice()])
+        && args
+            .windows(2)
+            .any(|w| w == [b"--name".as_slice(), name.as_bytes()]);
+    if ours {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
 /// `swarmctl lab ui`: serves `dir`'s lab on `listen` until Ctrl-C (or the lab goes).
 pub async fn run(
     dir: crate::lab::state::LabDir,
@@ -512,11 +545,17 @@ pub async fn run(
     let swarmctl = std::env::current_exe()?;
     let lab: Arc<dyn Lab> = Arc::new(RealLab { dir, swarmctl });
     let ui = Ui::new(lab, token.clone(), hosts);
+    // `lab down` stops this process (by this pid, after checking its command line).
+    let pid_file = pid_path(&file.name);
+    std::fs::write(&pid_file, std::process::id().to_string())?;
     println!("Lab {:?}: http://{addr}/?token={token}", file.name);
     println!("(the page's terminals are root shells on this host: keep the address to yourself)");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = ui.serve(listener) => {}
         _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
+    let _ = std::fs::remove_file(&pid_file);
     Ok(())
 }

@@ -153,14 +153,14 @@ impl Drop for Pty {
     /// The tab is gone: hang up the shell's session, then kill every process left in it (jobs
     /// in the background too), and reap the shell.
     fn drop(&mut self) {
+        // At once, not from a thread: `lab ui` may be exiting (Ctrl-C, `lab down`).
         let sid = self.pid;
         let _ = killpg(Pid::from_raw(sid), Signal::SIGHUP);
+        for pid in session_members(sid) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
         let child = Arc::clone(&self.child);
         std::thread::spawn(move || {
-            let _ = wait_bounded(&child, Duration::from_millis(300));
-            for pid in session_members(sid) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            }
             let _ = child.lock().unwrap_or_else(|e| e.into_inner()).wait();
         });
     }
