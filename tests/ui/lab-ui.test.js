@@ -242,11 +242,44 @@ test('two tabs on one node are two shells', async () => {
   await run(second, 'export SHOAL_UI_MARK=second');
   assert.deepEqual(await run(main, 'echo "mark=$SHOAL_UI_MARK"'), ['mark=']);
   assert.deepEqual(await run(second, 'echo "mark=$SHOAL_UI_MARK"'), ['mark=second']);
-  // Closing the second tab leaves the first.
+  // `exit` ends that shell (the server says so), and its × closes the tab; the first stays.
+  await type(second, 'exit 3');
+  await waitFor('the second shell to exit', 10_000, async () =>
+    (await page.locator(`#tabs .tab[data-tab="${second}"]`).getAttribute('data-status')) === 'exited');
+  assert.equal(await page.evaluate((id) => window.__shoalTerms.find((t) => t.id === id).exitCode, second), 3);
   await page.locator(`#tabs .tab[data-tab="${second}"] .tab-close`).click();
   await waitFor('the second tab to go', 5_000, async () => (await count('#tabs .tab')) === 1);
   assert.equal(await count('.term'), 1);
   assert.deepEqual(await run(main, 'echo still-here'), ['still-here']);
+});
+
+test('Ctrl+Shift+C copies the selection, Ctrl+Shift+V pastes', async () => {
+  await run(main, 'echo "copy""-me-$((6*7))"');
+  // Select the output line `copy-me-42` as a mouse would, then copy.
+  const selected = await page.evaluate((id) => {
+    const t = window.__shoalTerms.find((x) => x.id === id).term;
+    const b = t.buffer.active;
+    for (let i = b.length - 1; i >= 0; i--) {
+      if (b.getLine(i).translateToString(true) === 'copy-me-42') {
+        t.select(0, i, 'copy-me-42'.length);
+        return t.getSelection();
+      }
+    }
+    return null;
+  }, main);
+  assert.equal(selected, 'copy-me-42');
+  await page.locator(`.term[data-tab="${main}"] .xterm-helper-textarea`).focus();
+  await page.keyboard.press('Control+Shift+C');
+  await waitFor('the clipboard to hold the selection', 5_000, async () =>
+    (await page.evaluate(() => navigator.clipboard.readText())) === 'copy-me-42');
+  await page.evaluate(() => navigator.clipboard.writeText('echo "pasted-$((6*7))"'));
+  await page.locator(`.term[data-tab="${main}"] .xterm-helper-textarea`).focus();
+  await page.keyboard.press('Control+Shift+V');
+  await waitFor('the pasted command line', 5_000, async () =>
+    (await screen(main)).some((l) => l.endsWith('echo "pasted-$((6*7))"')));
+  await page.keyboard.press('Enter');
+  await waitFor('the pasted command to run', 10_000, async () =>
+    (await screen(main)).some((l) => l === 'pasted-42'));
 });
 
 test('a service typed in a terminal appears with its VIP and an lb_ mark per node', async () => {
@@ -371,8 +404,17 @@ test('a restarted lab ui is picked up by the open page without a reload', async 
   await waitFor('a snapshot from the new server', 15_000, async () =>
     Number(await page.evaluate(() => document.documentElement.dataset.snapshots)) > seen);
 
-  // Live again: a new terminal (the cookie works on the new server's websocket too), and a
-  // change typed there shows up in the picture.
+  // The old tab's connection ended with the old server; Enter there opens a new shell on the
+  // new one (the cookie works for its websockets too).
+  assert.equal(await page.locator(`#tabs .tab[data-tab="${main}"]`).getAttribute('data-status'), 'closed');
+  await page.locator(`#tabs .tab[data-tab="${main}"]`).click();
+  await page.locator(`.term[data-tab="${main}"]`).click();
+  await page.keyboard.press('Enter');
+  await waitFor('a new shell in the old tab', 15_000, async () =>
+    (await tabs()).find((x) => x.id === main).status === 'open');
+  assert.deepEqual(await run(main, 'echo "back on $SHOAL_LAB_NODE"'), ['back on manager1']);
+
+  // Live again: a new terminal, and a change typed there shows up in the picture.
   const t = await openTab('manager2');
   await type(t, 'swarmctl service scale web=3');
   await waitFor('3 web tasks in the picture', 30_000, async () =>

@@ -50,7 +50,7 @@ UI_PIDFILE="$OUT/ui.pid"
 LAB_UP=0
 
 ui_pid_alive() { # PID: whether it is still a `swarmctl lab ui` (not a reused PID)
-    [ -n "${1:-}" ] && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -q " lab ui "
+    [ -n "${1:-}" ] && { tr '\0' ' ' <"/proc/$1/cmdline"; } 2>/dev/null | grep -q " lab ui "
 }
 
 cleanup() {

@@ -7,7 +7,8 @@
 // `.port-link[data-node][data-service][data-port]`, `#tabs .tab[data-tab]`,
 // `.term[data-node][data-tab]`, `#status[data-state]` (connecting | connected | disconnected),
 // `html[data-snapshots]` (snapshots drawn so far) and `window.__shoalTerms` (one entry per
-// open tab: {id, node, term, ws, fit, status}; `term.buffer.active` is the screen).
+// open tab: {id, node, term, ws, fit, status, shells}; `term.buffer.active` is the screen;
+// status: connecting | open | exited | closed (connection lost) | failed).
 'use strict';
 
 // ---------------------------------------------------------------------------------------------
@@ -192,7 +193,7 @@
   }
 
   function portLinks(node, services) {
-    const cell = h('div', { class: 'ports', 'data-node': node.name });
+    const cell = h('div', { class: 'ports', 'data-node': node.name, 'data-state': String(node.state || '').toLowerCase() });
     for (const svc of services) {
       for (const p of svc.ports || []) {
         const label = `${svc.name} :${p.published}`;
@@ -603,7 +604,7 @@
     });
     const fit = new FitAddon.FitAddon();
     term.loadAddon(fit);
-    const entry = { id, node, term, fit, ws: null, tab, container, status: 'connecting', exitCode: null, sent: null };
+    const entry = { id, node, term, fit, ws: null, tab, container, status: 'connecting', exitCode: null, sent: null, shells: 0 };
     terms.push(entry);
     activate(id); // visible before open(): xterm measures its cells on open
     term.open(container);
@@ -613,46 +614,11 @@
       // keep xterm's 80×24
     }
 
-    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const url = `${proto}//${location.host}/ws/term/${encodeURIComponent(node)}?cols=${term.cols}&rows=${term.rows}`;
-    const ws = new WebSocket(url);
-    ws.binaryType = 'arraybuffer';
-    entry.ws = ws;
-    const setTabStatus = (st) => {
-      entry.status = st;
-      tab.dataset.status = st;
-    };
-    ws.onopen = () => {
-      setTabStatus('open');
-      entry.sent = { cols: term.cols, rows: term.rows }; // the URL said so
-      sendResize(entry);
-    };
-    ws.onmessage = (ev) => {
-      if (typeof ev.data !== 'string') {
-        term.write(new Uint8Array(ev.data));
-        return;
-      }
-      let msg = null;
-      try {
-        msg = JSON.parse(ev.data);
-      } catch (e) {
-        return;
-      }
-      if (msg && msg.type === 'exit') {
-        entry.exitCode = msg.code;
-        setTabStatus('exited');
-        term.write(`\r\n\x1b[2m[the shell on ${node} exited with code ${msg.code}; close the tab]\x1b[0m\r\n`);
-      }
-    };
-    ws.onclose = () => {
-      if (entry.status === 'exited' || entry.status === 'closed') return;
-      const wasOpen = entry.status === 'open';
-      setTabStatus('closed');
-      term.write(wasOpen
-        ? '\r\n\x1b[2m[connection closed]\x1b[0m\r\n'
-        : `\r\n\x1b[31m[could not open a shell on ${node}]\x1b[0m\r\n`);
-    };
-    term.onData((d) => send(entry, encoder.encode(d)));
+    connectShell(entry);
+    term.onData((d) => {
+      if (entry.status === 'open') send(entry, encoder.encode(d));
+      else if (d === '\r' && ENDED.has(entry.status)) connectShell(entry);
+    });
     term.onBinary((d) => send(entry, Uint8Array.from(d, (ch) => ch.charCodeAt(0) & 0xff)));
     term.onResize(() => sendResize(entry));
     term.attachCustomKeyEventHandler(keyHandler(entry));
@@ -678,11 +644,65 @@
     return entry;
   }
 
+  /** Statuses after which Enter in the tab starts a new shell there. */
+  const ENDED = new Set(['exited', 'closed', 'failed']);
+
+  /** A new shell for the tab: its websocket and handlers (again after Enter once it ended). */
+  function connectShell(entry) {
+    const { term, node, tab } = entry;
+    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    const url = `${proto}//${location.host}/ws/term/${encodeURIComponent(node)}?cols=${term.cols}&rows=${term.rows}`;
+    const ws = new WebSocket(url);
+    ws.binaryType = 'arraybuffer';
+    entry.ws = ws;
+    entry.sent = null;
+    entry.exitCode = null;
+    entry.shells = (entry.shells || 0) + 1;
+    const setStatus = (st) => {
+      entry.status = st;
+      tab.dataset.status = st;
+    };
+    const mine = () => entry.ws === ws && entry.status !== 'disposed';
+    setStatus('connecting');
+    ws.onopen = () => {
+      if (!mine()) return;
+      setStatus('open');
+      entry.sent = { cols: term.cols, rows: term.rows }; // the URL said so
+      sendResize(entry);
+    };
+    ws.onmessage = (ev) => {
+      if (!mine()) return;
+      if (typeof ev.data !== 'string') {
+        term.write(new Uint8Array(ev.data));
+        return;
+      }
+      let msg = null;
+      try {
+        msg = JSON.parse(ev.data);
+      } catch (e) {
+        return;
+      }
+      if (msg && msg.type === 'exit') {
+        entry.exitCode = msg.code;
+        setStatus('exited');
+        term.write(`\r\n\x1b[2m[the shell on ${node} exited with code ${msg.code}: Enter opens a new one]\x1b[0m\r\n`);
+      }
+    };
+    ws.onclose = () => {
+      if (!mine() || entry.status === 'exited') return;
+      const wasOpen = entry.status === 'open';
+      setStatus(wasOpen ? 'closed' : 'failed');
+      term.write(wasOpen
+        ? '\r\n\x1b[2m[connection closed: Enter opens a new shell]\x1b[0m\r\n'
+        : `\r\n\x1b[31m[could not open a shell on ${node}: Enter tries again]\x1b[0m\r\n`);
+    };
+  }
+
   function closeTerminal(id) {
     const i = terms.findIndex((t) => t.id === id);
     if (i < 0) return;
     const [e] = terms.splice(i, 1);
-    e.status = 'closed';
+    e.status = 'disposed';
     try {
       e.ws.close();
     } catch (err) {
