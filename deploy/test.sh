@@ -35,6 +35,8 @@ if [ "$(id -u)" -eq 0 ]; then
   # The article across three VMs (issue #9): swarmd from the deploy kit's config, IPVS chosen
   # by --lb-backend auto, a worker VM powered off.
   bash tests/vm/cluster.sh "$CARGO_TARGET_DIR/debug"
+  # `swarmctl lab ui` in headless Chromium (Debian's, driven by playwright-core) on a 3+2 lab.
+  SWARMCTL="$CARGO_TARGET_DIR/debug/swarmctl" bash tests/ui/run.sh
 else
   echo "skipped: the IPVS suite in a VM needs root (tests/vm/run-in-vm.sh)" >&2
 fi

@@ -11,7 +11,7 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-SWARMCTL=${SWARMCTL:-/var/tmp/shoal-target-ui/debug/swarmctl}
+SWARMCTL=${SWARMCTL:-${CARGO_TARGET_DIR:-/var/tmp/shoal-target}/debug/swarmctl}
 OUT="$HERE/out"
 
 if [ "$(id -u)" != 0 ]; then
