@@ -221,7 +221,7 @@ impl Ui {
             .and_then(|h| h.to_str().ok())
             .unwrap_or("")
             .to_string();
-        if !self.hosts.iter().any(|h| *h == host) {
+        if !self.hosts.contains(&host) {
             return plain(StatusCode::FORBIDDEN, "unexpected Host header");
         }
         if req.method() != Method::GET {
