@@ -65,8 +65,15 @@ pub async fn exec(name: &str, node: &str, what: What) -> anyhow::Result<i32> {
     for (k, v) in env(&dir, &file, rec) {
         cmd.env(k, v);
     }
+    // A UTS namespace of its own named after the node, as a Play-with-Docker terminal is: the
+    // prompt and `hostname` say manager1, not this machine's name.
+    let host = node.to_string();
     let child = ns
-        .run(move || cmd.spawn())
+        .run(move || {
+            shoal_netlib::netns::unshare(&[shoal_netlib::netns::Kind::Uts])?;
+            shoal_netlib::netns::set_hostname(&host)?;
+            cmd.spawn()
+        })
         .with_context(|| format!("entering {}", rec.netns.display()))?;
     let child = match child {
         Ok(c) => c,
