@@ -226,7 +226,9 @@ T_SVC=$(now)
 ctl 1 network create -d overlay lp_net >/dev/null
 ctl 1 service create -d --name web --replicas 3 --publish 8080 --network lp_net whoami >/dev/null
 ctl 1 service create -d --name client --network lp_net --constraint node.hostname==vm1 whoami --port 9000 >/dev/null
-running() { [ "$(ctl 1 service ps "$1" | grep -c ' Running ')" = "$2" ]; }
+running() {   # running SERVICE N: exactly N tasks seen running (observed state, not desired)
+  [ "$(ctl 1 service ps "$1" --format json | python3 -c 'import json,sys; print(sum(1 for t in json.load(sys.stdin) if t["status"]["state"] == "running" and t["desired_state"] == "running"))')" = "$2" ]
+}
 if wait_for 180 "web running" running web 3 && wait_for 120 "client running" running client 1; then
   CONVERGED=$(since "$T_SVC")
   pass "web (3 replicas) and client converged in ${CONVERGED}s"
@@ -293,10 +295,10 @@ else
 fi
 
 # ------------------------------------------------------------------ power off vm3
+VM3ID=$(ctl 1 node inspect vm3 --format json | python3 -c 'import json,sys; v=json.load(sys.stdin); print((v[0] if isinstance(v, list) else v)["id"])')
 ON3=$(echo "$WEB" | python3 -c '
 import json, sys
-print(" ".join(t["id"] for t in json.load(sys.stdin) if t["status"]["state"] == "running" and t["node_id"] == sys.argv[1]))' \
-  "$(ctl 1 node inspect vm3 --format json | python3 -c 'import json,sys; v=json.load(sys.stdin); print((v[0] if isinstance(v, list) else v)["id"])')")
+print(" ".join(t["id"] for t in json.load(sys.stdin) if t["status"]["state"] == "running" and t["node_id"] == sys.argv[1]))' "$VM3ID")
 vmx 3 5 'sync; poweroff -f' >/dev/null 2>&1   # no answer comes back: the VM is gone
 down3() { ctl 1 node ls | grep ' vm3 ' | grep -q Down; }
 if wait_for 60 "vm3 Down" down3; then
@@ -307,7 +309,11 @@ if wait_for 60 "vm3 Down" down3; then
   b=$(ctl 1 task exec "$CT" -- sh -c "'for k in 1 2 3 4 5 6; do curl -s -m 3 http://web:8080/name || echo FAIL; echo; done'")
   bad=0; for x in $b; do case " $ON3 FAIL " in *" $x "*) bad=1 ;; esac; done
   if [ $bad = 0 ]; then pass "vm3 Down: no request to its task through the VIP"; else fail "VIP after vm3: $(echo $b)"; fi
-  live3() { [ "$(ctl 1 service ps web | grep ' Running ' | grep -vc ' vm3 ')" = 3 ]; }
+  live3() {   # 3 tasks seen running, none on vm3
+    [ "$(ctl 1 service ps web --format json | python3 -c '
+import json, sys
+print(sum(1 for t in json.load(sys.stdin) if t["status"]["state"] == "running" and t["desired_state"] == "running" and t["node_id"] != sys.argv[1]))' "$VM3ID")" = 3 ]
+  }
   if wait_for 120 "web 3/3 on vm1+vm2" live3; then pass "vm3's task runs again on the others"; else ctl 1 service ps web; fail "web not back to 3"; fi
 else
   fail "vm3 never Down"
