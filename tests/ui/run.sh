@@ -32,6 +32,16 @@ fi
 CHROMIUM=${CHROMIUM:-$(command -v chromium)}
 echo "== $("$CHROMIUM" --version 2>/dev/null | head -1)"
 
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "== installing Debian's nodejs and npm"
+    apt-get update -qq
+    # nodejs (NodeSource's, where the machine's apt sources have it, ships npm; Debian's does not)
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs >/dev/null
+    command -v npm >/dev/null 2>&1 ||
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+fi
+echo "== node $(node --version), npm $(npm --version)"
+
 echo "== npm ci in tests/ui"
 (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error)
 
