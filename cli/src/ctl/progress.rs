@@ -407,25 +407,30 @@ pub async fn wait(ctx: &mut Ctx, id: &str, name: &str, timeout: Duration) -> any
             }
         }
         let frame = tracker.frame(&svc, &tasks, &hostnames);
-        let verify = match (frame.converged, converged_at) {
+        // One reading of the clock for both what is drawn and whether to stop: two readings
+        // could draw "Waiting…" and stop on the same poll.
+        let stable = match (frame.converged, converged_at) {
             (false, _) => {
                 converged_at = None;
-                None
+                false
             }
             (true, None) => {
                 converged_at = Some(Instant::now());
-                Some(format!(
-                    "Waiting {} seconds to verify that tasks are stable...",
-                    VERIFY.as_secs()
-                ))
+                false
             }
-            (true, Some(at)) if at.elapsed() >= VERIFY => Some(format!("Service {id} converged")),
-            (true, Some(_)) => Some(format!(
+            (true, Some(at)) => at.elapsed() >= VERIFY,
+        };
+        let verify = if stable {
+            Some(format!("Service {id} converged"))
+        } else if frame.converged {
+            Some(format!(
                 "Waiting {} seconds to verify that tasks are stable...",
                 VERIFY.as_secs()
-            )),
+            ))
+        } else {
+            None
         };
-        let done = converged_at.is_some_and(|at| at.elapsed() >= VERIFY) && frame.converged;
+        let done = stable;
         if draw {
             let text = renderer.draw(&frame_lines(&frame, verify));
             ctx.out.print(&text);
