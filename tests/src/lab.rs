@@ -158,6 +158,23 @@ impl Lab {
         ]);
     }
 
+    /// A second service on `lp_net`, `client` (`whoami --port 9000`), created without waiting:
+    /// where the article's VIP and DNS checks are made from.
+    pub fn create_client(&self) {
+        self.swarmctl_ok(&[
+            "service",
+            "create",
+            "--name",
+            "client",
+            "--network",
+            "lp_net",
+            "-d",
+            "whoami",
+            "--port",
+            "9000",
+        ]);
+    }
+
     /// The service's running tasks, once there are exactly `n` (at most 60 s).
     pub fn running(&self, service: &str, n: usize) -> Vec<TaskView> {
         wait_for(

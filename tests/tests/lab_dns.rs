@@ -92,18 +92,7 @@ fn service_discovery() {
 
     lab.create_article_web();
     lab.swarmctl_ok(&["network", "create", "-d", "overlay", "other_net"]);
-    lab.swarmctl_ok(&[
-        "service",
-        "create",
-        "--name",
-        "client",
-        "--network",
-        "lp_net",
-        "-d",
-        "whoami",
-        "--port",
-        "9000",
-    ]);
+    lab.create_client();
     lab.swarmctl_ok(&[
         "service",
         "create",

@@ -165,18 +165,7 @@ fn vips_and_the_routing_mesh() {
     );
 
     // 2. The VIP, from a task of a second service on lp_net; counters match what was sent.
-    lab.swarmctl_ok(&[
-        "service",
-        "create",
-        "--name",
-        "client",
-        "--network",
-        "lp_net",
-        "-d",
-        "whoami",
-        "--port",
-        "9000",
-    ]);
+    lab.create_client();
     let client = lab.running("client", 1).remove(0);
     let svc: serde_json::Value =
         serde_json::from_str(&lab.swarmctl_ok(&["service", "inspect", "web", "--format", "json"]))
