@@ -15,6 +15,9 @@ use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info, warn};
 
+/// Longest a clean stop waits for the managers to take its goodbye.
+pub const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Metadata key a follower uses to name the leader (same as the manager's).
 pub const LEADER_ADDR_KEY: &str = "shoal-leader-addr";
 
@@ -23,6 +26,8 @@ pub const LEADER_ADDR_KEY: &str = "shoal-leader-addr";
 pub struct AgentConfig {
     /// This node's id.
     pub node_id: String,
+    /// This node's host name (`swarmd --hostname`): tasks on the `host` network see it.
+    pub hostname: String,
     /// Managers to try, in order (updated from session messages).
     pub managers: Vec<String>,
     /// Directory for task files and the managers list.
@@ -46,6 +51,8 @@ pub struct Agent {
     cluster: watch::Sender<certs::Cluster>,
     /// Digest of the root that signed the node's certificate, as far as the node knows.
     issuer: Mutex<String>,
+    /// The last session held (its manager and id): where a clean stop says goodbye.
+    last_session: Mutex<Option<(DispatcherClient<Channel>, String)>>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -78,7 +85,8 @@ impl Agent {
     /// A new agent; call [`Agent::run`].
     pub fn new(cfg: AgentConfig) -> Arc<Agent> {
         let reporter = Reporter::default();
-        let mut executor = ProcessExecutor::new(cfg.state_dir.join("tasks"), cfg.node_id.clone());
+        let mut executor = ProcessExecutor::new(cfg.state_dir.join("tasks"), cfg.node_id.clone())
+            .with_hostname(cfg.hostname.clone());
         if cfg.data_plane.is_some() {
             // Sandboxed tasks run under `swarmd __task-init` (this very binary) as their PID 1.
             if let Ok(me) = std::env::current_exe() {
@@ -101,6 +109,7 @@ impl Agent {
             connected: watch::channel(None).0,
             cluster: watch::channel(certs::Cluster::default()).0,
             issuer: Mutex::new(String::new()),
+            last_session: Mutex::new(None),
         })
     }
 
@@ -177,14 +186,42 @@ impl Agent {
             }
             backoff = Duration::from_millis(50);
         }
-        info!("agent stopping; stopping tasks");
         if self.worker.tasks_outlive_agent() {
             info!(
                 tasks = self.worker.running(),
-                "leaving the tasks running: a restarted swarmd adopts them"
+                "agent stopping; leaving the tasks running: a restarted swarmd adopts them"
             );
+            self.goodbye().await;
         } else {
+            info!("agent stopping; stopping tasks");
             self.worker.stop_all().await;
+        }
+    }
+
+    /// Tells the managers this node stops cleanly and comes back (bounded: a manager that does
+    /// not answer at once is no reason to delay the stop). They then keep its tasks for their
+    /// restart grace instead of replacing them at the next heartbeat check.
+    async fn goodbye(&self) {
+        let last = self
+            .last_session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let Some((mut client, session_id)) = last else {
+            return;
+        };
+        let mut req = tonic::Request::new(pb::GoodbyeRequest {
+            node_id: self.cfg.node_id.clone(),
+            session_id,
+        });
+        req.set_timeout(GOODBYE_TIMEOUT);
+        match tokio::time::timeout(GOODBYE_TIMEOUT, client.goodbye(req)).await {
+            Ok(Ok(r)) => info!(
+                restart_grace_ms = r.into_inner().restart_grace_ms,
+                "said goodbye to the managers: they keep this node's tasks while it restarts"
+            ),
+            Ok(Err(s)) => warn!(error = %s.message(), "the managers did not take the goodbye"),
+            Err(_) => warn!("no answer to the goodbye within {GOODBYE_TIMEOUT:?}"),
         }
     }
 
@@ -210,6 +247,8 @@ impl Agent {
         let session_id = first.session_id.clone();
         info!(manager = addr, session = %session_id, "session established");
         self.connected.send_replace(Some(addr.to_string()));
+        *self.last_session.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((client.clone(), session_id.clone()));
         let period = Duration::from_millis(first.heartbeat_period_ms.max(50));
         self.handle(first);
         let heartbeat = heartbeat_loop(

@@ -5,6 +5,10 @@ use shoal_security::Transport;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Default of [`ManagerConfig::restart_grace`]: as long as Docker Swarm takes to replace a
+/// dead node's tasks on the same machine (15.5 s), so a planned restart never does worse.
+pub const DEFAULT_RESTART_GRACE: Duration = Duration::from_secs(15);
+
 /// Everything a manager needs to start.
 #[derive(Debug, Clone)]
 pub struct ManagerConfig {
@@ -30,6 +34,10 @@ pub struct ManagerConfig {
     pub heartbeat_period: Duration,
     /// Missed agent heartbeats before a node is DOWN.
     pub heartbeat_misses: u32,
+    /// How long a node whose swarmd stopped cleanly (it said goodbye and left its tasks
+    /// running: a restart, an upgrade) may stay away before it is DOWN and its tasks replaced.
+    /// A crash or a silent node is still detected after its heartbeats.
+    pub restart_grace: Duration,
     /// How connections to and from other nodes are secured: mutual TLS with the node's
     /// certificate, or plain TCP (in-process tests, `--insecure-plaintext`).
     pub transport: Transport,
@@ -49,6 +57,7 @@ impl ManagerConfig {
             snapshot_every: 5000,
             heartbeat_period: Duration::from_millis(500),
             heartbeat_misses: 3,
+            restart_grace: DEFAULT_RESTART_GRACE,
             transport: Transport::Plain,
         }
     }
@@ -69,6 +78,12 @@ impl ManagerConfig {
         }
         if self.heartbeat_misses == 0 {
             return Err("heartbeat misses must be at least 1".into());
+        }
+        if self.restart_grace < self.heartbeat_period {
+            return Err(format!(
+                "restart grace ({:?}) must be at least one heartbeat period ({:?})",
+                self.restart_grace, self.heartbeat_period
+            ));
         }
         Ok(())
     }

@@ -79,7 +79,11 @@ impl Manager {
         let raft = Raft::new(cfg.raft_id, raft_cfg, net.clone(), log, sm)
             .await
             .map_err(|e| ManagerError::Raft(e.to_string()))?;
-        let dispatcher = Arc::new(Dispatcher::new(cfg.heartbeat_period, cfg.heartbeat_misses));
+        let dispatcher = Arc::new(Dispatcher::new(
+            cfg.heartbeat_period,
+            cfg.heartbeat_misses,
+            cfg.restart_grace,
+        ));
         let m = Arc::new(Manager {
             cfg,
             raft,

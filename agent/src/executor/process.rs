@@ -27,6 +27,8 @@ pub struct ProcessExecutor {
     node_id: String,
     cgroups: Cgroups,
     init: Option<PathBuf>,
+    /// The node's host name, which tasks on the `host` network see (as Docker's do).
+    hostname: Option<String>,
 }
 
 /// A started task.
@@ -59,6 +61,7 @@ impl ProcessExecutor {
             node_id,
             cgroups: Cgroups::detect(),
             init: None,
+            hostname: None,
         }
     }
 
@@ -67,6 +70,14 @@ impl ProcessExecutor {
     /// program is PID 1 of its namespace.
     pub fn with_init(mut self, init_program: PathBuf) -> Self {
         self.init = Some(init_program);
+        self
+    }
+
+    /// Tasks on the `host` network get `hostname` (the node's, `swarmd --hostname`) in a UTS
+    /// namespace of their own, so that several nodes on one machine (a lab) each show their
+    /// own name; without it they keep the machine's.
+    pub fn with_hostname(mut self, hostname: String) -> Self {
+        self.hostname = Some(hostname);
         self
     }
 
@@ -156,7 +167,7 @@ impl ProcessExecutor {
         }
         let setup = match sandbox {
             Some(sb) => Some(
-                super::sandbox::etc_files(&dir, &task.id, sb)
+                super::sandbox::etc_files(&dir, &task.id, sb, self.hostname.as_deref())
                     .map_err(|e| format!("writing the task's /etc files: {e}"))?,
             ),
             None => None,

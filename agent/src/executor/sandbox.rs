@@ -17,10 +17,20 @@ use tokio::process::{Child, Command};
 use crate::network::Sandbox;
 
 /// Writes the task's `/etc` files into `dir` and returns the setup that binds them. A task on
-/// the `host` network keeps the node's host name and `/etc` files, as Docker's do.
-pub fn etc_files(dir: &Path, task_id: &str, sandbox: &Sandbox) -> io::Result<ChildSetup> {
+/// the `host` network keeps the node's `/etc` files and host name, as Docker's do: `node_name`
+/// (`swarmd --hostname`) when given, set in a UTS namespace of its own, else the machine's.
+pub fn etc_files(
+    dir: &Path,
+    task_id: &str,
+    sandbox: &Sandbox,
+    node_name: Option<&str>,
+) -> io::Result<ChildSetup> {
     if *sandbox == Sandbox::Host {
-        return Ok(ChildSetup::new().mount_proc());
+        let setup = ChildSetup::new().mount_proc();
+        return Ok(match node_name {
+            Some(n) => setup.hostname(n),
+            None => setup,
+        });
     }
     let mut hosts =
         String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");

@@ -148,6 +148,13 @@ fn to_status(e: ManagerError) -> Status {
     }
 }
 
+fn lookup_status(e: crate::store::TaskLookupError) -> Status {
+    match e {
+        crate::store::TaskLookupError::NotFound(_) => Status::not_found(e.to_string()),
+        crate::store::TaskLookupError::Ambiguous { .. } => Status::invalid_argument(e.to_string()),
+    }
+}
+
 fn not_found(kind: &str, id: &str) -> Status {
     Status::not_found(format!("{kind} {id} not found"))
 }
@@ -513,6 +520,9 @@ impl control_server::Control for ControlService {
         };
         let node = if f.node.is_empty() {
             None
+        } else if f.node == "self" {
+            // `swarmctl node ps` without a node: the node this manager runs on.
+            Some(self.m.cfg.node_id.clone())
         } else {
             Some(
                 s.node(&f.node)
@@ -534,21 +544,9 @@ impl control_server::Control for ControlService {
     }
 
     async fn get_task(&self, req: Request<pb::IdRequest>) -> R<pb::Task> {
-        let id = &req.get_ref().id;
         let s = self.m.store.read();
-        let t = s.tasks.get(id).or_else(|| {
-            let mut it = s
-                .tasks
-                .values()
-                .filter(|t| t.id.starts_with(id.as_str()) || t.name() == *id);
-            match (it.next(), it.next()) {
-                (Some(t), None) => Some(t),
-                _ => None,
-            }
-        });
-        Ok(Response::new(
-            t.ok_or_else(|| not_found("task", id))?.into(),
-        ))
+        let t = s.task(&req.get_ref().id).map_err(lookup_status)?;
+        Ok(Response::new(t.into()))
     }
 
     async fn create_network(&self, req: Request<pb::CreateNetworkRequest>) -> R<pb::Network> {
@@ -621,12 +619,7 @@ impl control_server::Control for ControlService {
         let (by_node, names, task_names) = {
             let s = self.m.store.read();
             let tasks: Vec<&model::Task> = if !r.task.is_empty() {
-                let t = s
-                    .tasks
-                    .values()
-                    .find(|t| t.id == r.task || t.id.starts_with(&r.task) || t.name() == r.task)
-                    .ok_or_else(|| not_found("task", &r.task))?;
-                vec![t]
+                vec![s.task(&r.task).map_err(lookup_status)?]
             } else {
                 let svc = s
                     .service(&r.service)
@@ -677,18 +670,7 @@ impl control_server::Control for ControlService {
         }
         let (task_id, node) = {
             let s = self.m.store.read();
-            let t = s
-                .tasks
-                .values()
-                .find(|t| t.id == r.task || t.name() == r.task)
-                .or_else(|| {
-                    let mut m = s.tasks.values().filter(|t| t.id.starts_with(&r.task));
-                    match (m.next(), m.next()) {
-                        (Some(t), None) if !r.task.is_empty() => Some(t),
-                        _ => None,
-                    }
-                })
-                .ok_or_else(|| not_found("task", &r.task))?;
+            let t = s.task(&r.task).map_err(lookup_status)?;
             if t.status.state != model::TaskState::Running {
                 return Err(Status::failed_precondition(format!(
                     "task {} is not running (it is {:?})",

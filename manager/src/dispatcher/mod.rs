@@ -49,10 +49,14 @@ type StatusBatch = (
 pub struct Dispatcher {
     period: Duration,
     misses: u32,
+    restart_grace: Duration,
     sessions: Mutex<HashMap<String, Session>>,
     /// When each node's last session closed: a node whose `swarmd` restarts reconnects within
     /// a heartbeat period, and is not marked down (and its tasks replaced) meanwhile.
     closed: Mutex<HashMap<String, Instant>>,
+    /// When each node said goodbye (its swarmd stopped cleanly, leaving its tasks running): it
+    /// gets `restart_grace` to come back before it is Down.
+    goodbyes: Mutex<HashMap<String, Instant>>,
     leader_since: Mutex<Option<Instant>>,
     status_tx: mpsc::UnboundedSender<StatusBatch>,
     status_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<StatusBatch>>,
@@ -62,14 +66,17 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// A dispatcher expecting heartbeats every `period`; `misses` missed periods mark a node DOWN.
-    pub fn new(period: Duration, misses: u32) -> Dispatcher {
+    /// A dispatcher expecting heartbeats every `period`; `misses` missed periods mark a node
+    /// DOWN, and a node that said goodbye is DOWN after `restart_grace` without a session.
+    pub fn new(period: Duration, misses: u32, restart_grace: Duration) -> Dispatcher {
         let (status_tx, status_rx) = mpsc::unbounded_channel();
         Dispatcher {
             period,
             misses,
+            restart_grace,
             sessions: Mutex::new(HashMap::new()),
             closed: Mutex::new(HashMap::new()),
+            goodbyes: Mutex::new(HashMap::new()),
             leader_since: Mutex::new(None),
             status_tx,
             status_rx: tokio::sync::Mutex::new(status_rx),
@@ -82,6 +89,11 @@ impl Dispatcher {
     /// Heartbeat period agents are told to use.
     pub fn period(&self) -> Duration {
         self.period
+    }
+
+    /// How long a node that said goodbye may stay away before it is Down.
+    pub fn restart_grace(&self) -> Duration {
+        self.restart_grace
     }
 
     pub(crate) fn on_leader_start(&self) {
@@ -101,6 +113,7 @@ impl Dispatcher {
 
     fn open_session(&self, node_id: &str, to_agent: mpsc::Sender<ToAgent>) -> String {
         let id = shoal_proto::model::new_id();
+        lock(&self.goodbyes).remove(node_id);
         lock(&self.sessions).insert(
             node_id.to_string(),
             Session {
@@ -118,6 +131,25 @@ impl Dispatcher {
             s.remove(node_id);
             lock(&self.closed).insert(node_id.to_string(), Instant::now());
         }
+    }
+
+    /// Records a node's goodbye: its session (`session_id`, or the one that just closed) ends
+    /// and the node has `restart_grace` to return. False when the node holds another session
+    /// or none it could be leaving.
+    fn goodbye(&self, node_id: &str, session_id: &str) -> bool {
+        let mut sessions = lock(&self.sessions);
+        let mut closed = lock(&self.closed);
+        let leaving = match sessions.get(node_id) {
+            Some(s) => s.id == session_id,
+            // Its stream may close before the goodbye arrives.
+            None => closed.contains_key(node_id),
+        };
+        if leaving {
+            sessions.remove(node_id);
+            closed.remove(node_id);
+            lock(&self.goodbyes).insert(node_id.to_string(), Instant::now());
+        }
+        leaving
     }
 
     fn session_valid(&self, node_id: &str, session_id: &str) -> bool {
@@ -295,7 +327,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Leader actor: marks nodes DOWN when they miss their heartbeats, READY when they hold a
-/// session. After a leader change nodes get twice the usual grace to reconnect.
+/// session. After a leader change nodes get twice the usual grace to reconnect. A node whose
+/// session closed without a goodbye (a crash) gets one heartbeat period to reconnect; one that
+/// said goodbye (a clean restart) is DISCONNECTED and gets the restart grace.
 pub async fn monitor_heartbeats(m: Arc<Manager>) {
     let d = &m.dispatcher;
     let expiry = d.period * d.misses;
@@ -308,6 +342,7 @@ pub async fn monitor_heartbeats(m: Arc<Manager>) {
             let sessions = lock(&d.sessions);
             let mut closed = lock(&d.closed);
             closed.retain(|_, at| at.elapsed() <= d.period);
+            let goodbyes = lock(&d.goodbyes);
             state
                 .nodes
                 .values()
@@ -320,6 +355,22 @@ pub async fn monitor_heartbeats(m: Arc<Manager>) {
                         "heartbeat failure".to_string(),
                     )),
                     None if n.state == NodeState::Down => None,
+                    // It said goodbye (to this leader, or to one before it: then the grace
+                    // counts from this leader's start).
+                    None if n.state == NodeState::Disconnected => {
+                        let gone = goodbyes.get(&n.id).copied().unwrap_or(since);
+                        (gone.elapsed() > d.restart_grace).then(|| {
+                            (
+                                n.id.clone(),
+                                NodeState::Down,
+                                format!(
+                                    "stopped cleanly and did not come back within {:?}",
+                                    d.restart_grace
+                                ),
+                            )
+                        })
+                    }
+                    None if goodbyes.contains_key(&n.id) => None,
                     // Its session just closed: a restarting swarmd gets one period to return.
                     None if closed.contains_key(&n.id) => None,
                     // A node that just joined has not opened its session yet.
@@ -380,5 +431,43 @@ pub async fn write_statuses(m: Arc<Manager>) {
         for w in waiters {
             let _ = w.send(result.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dispatcher() -> Dispatcher {
+        Dispatcher::new(Duration::from_millis(500), 3, Duration::from_secs(15))
+    }
+
+    #[test]
+    fn a_goodbye_ends_the_session_and_starts_the_restart_grace() {
+        let d = dispatcher();
+        let (tx, _rx) = mpsc::channel(1);
+        let s1 = d.open_session("n1", tx.clone());
+        assert!(
+            !d.goodbye("n1", "another-session"),
+            "not this node's session"
+        );
+        assert!(d.goodbye("n1", &s1));
+        assert!(!d.session_valid("n1", &s1), "the session is over");
+        assert!(lock(&d.goodbyes).contains_key("n1"));
+        // Coming back clears it.
+        let _s2 = d.open_session("n1", tx);
+        assert!(!lock(&d.goodbyes).contains_key("n1"));
+    }
+
+    #[test]
+    fn a_goodbye_after_the_stream_closed_still_counts() {
+        let d = dispatcher();
+        let (tx, _rx) = mpsc::channel(1);
+        let s1 = d.open_session("n1", tx);
+        d.close_session("n1", &s1);
+        assert!(d.goodbye("n1", &s1));
+        assert!(!lock(&d.closed).contains_key("n1"), "no longer a crash");
+        // A node that never had a session cannot say goodbye.
+        assert!(!d.goodbye("n2", "x"));
     }
 }

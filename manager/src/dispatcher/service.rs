@@ -347,6 +347,37 @@ impl dispatcher_server::Dispatcher for DispatcherService {
         }))
     }
 
+    #[instrument(skip_all, fields(node.id = %req.get_ref().node_id))]
+    async fn goodbye(
+        &self,
+        req: Request<pb::GoodbyeRequest>,
+    ) -> Result<Response<pb::GoodbyeResponse>, Status> {
+        self.m.check_node(&req, &req.get_ref().node_id)?;
+        let r = req.into_inner();
+        if !self.m.dispatcher.goodbye(&r.node_id, &r.session_id) {
+            if !self.m.is_leader() {
+                return Err(self.not_leader());
+            }
+            return Err(Status::not_found("unknown session"));
+        }
+        let grace = self.m.dispatcher.restart_grace();
+        info!(
+            ?grace,
+            "node said goodbye; its tasks stay until it returns or the grace ends"
+        );
+        self.m
+            .write(Command::SetNodeStates(vec![(
+                r.node_id,
+                NodeState::Disconnected,
+                format!("restarting (stopped cleanly); Down if not back within {grace:?}"),
+            )]))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::GoodbyeResponse {
+            restart_grace_ms: grace.as_millis() as u64,
+        }))
+    }
+
     async fn update_task_status(
         &self,
         req: Request<pb::UpdateTaskStatusRequest>,

@@ -1,10 +1,12 @@
 //! The store: the replicated [`State`] plus a change signal. "The store is the bus": actors read a
 //! consistent view, compute, and write back through raft; they never call each other.
 
+mod lookup;
 mod state;
 #[cfg(test)]
 mod tests;
 
+pub use lookup::{TaskLookupError, MIN_PREFIX};
 pub use state::{State, FIRST_VNI};
 
 use std::sync::{Arc, RwLock, RwLockReadGuard};

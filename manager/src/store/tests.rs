@@ -139,3 +139,101 @@ fn task_versions_and_forward_only_status() {
     copy.reindex();
     assert_eq!(copy.tasks_by_node, s.tasks_by_node);
 }
+
+fn task(id: &str, service: &Service, slot: u64, state: TaskState, created_ms: i64) -> Task {
+    Task {
+        id: id.into(),
+        service_id: service.id.clone(),
+        service_name: service.spec.name.clone(),
+        slot,
+        node_id: "node1".into(),
+        spec: service.spec.clone(),
+        desired_state: if state.is_terminal() {
+            TaskState::Shutdown
+        } else {
+            TaskState::Running
+        },
+        status: TaskStatus {
+            state,
+            ..Default::default()
+        },
+        created_ms,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn tasks_are_found_by_every_name_a_user_sees() {
+    let mut s = State::default();
+    let web = svc("web", &[]);
+    s.services.insert(web.id.clone(), web.clone());
+    let old = task("b6h6wsx87u1pold000000000a", &web, 5, TaskState::Failed, 1);
+    let cur = task("b6h6wsx87u1pqr5t0000000zz", &web, 5, TaskState::Running, 2);
+    let other = task("k2m4wsx87u1p00000000000aa", &web, 1, TaskState::Running, 3);
+    for t in [&old, &cur, &other] {
+        s.tasks.insert(t.id.clone(), t.clone());
+    }
+    let found = |q: &str| s.task(q).map(|t| t.id.clone());
+    // The id, a unique prefix, the full name.
+    assert_eq!(found(&cur.id), Ok(cur.id.clone()));
+    assert_eq!(found("k2m4"), Ok(other.id.clone()));
+    assert_eq!(found(&cur.name()), Ok(cur.id.clone()));
+    // `service.slot`: the slot's current task, not the failed one before it.
+    assert_eq!(found("web.5"), Ok(cur.id.clone()));
+    assert_eq!(found("web.1"), Ok(other.id.clone()));
+    // `service.slot.<12 characters>` as `service ps` prints ids.
+    assert_eq!(found("web.5.b6h6wsx87u1pq"), Ok(cur.id.clone()));
+    assert_eq!(found("web.1.k2m4wsx87u1p"), Ok(other.id.clone()));
+    // Ambiguous forms say what they match; unknown ones are not found.
+    match s.task("web.5.b6h6wsx87u1p") {
+        Err(TaskLookupError::Ambiguous { candidates, .. }) => {
+            let mut want = vec![cur.name(), old.name()];
+            want.sort();
+            assert_eq!(candidates, want);
+        }
+        r => panic!("expected ambiguous, got {r:?}"),
+    }
+    assert!(matches!(
+        s.task("b6h6"),
+        Err(TaskLookupError::Ambiguous { .. })
+    ));
+    assert_eq!(
+        s.task("web.9"),
+        Err(TaskLookupError::NotFound("web.9".into()))
+    );
+    assert!(s.task("db.1").is_err());
+    assert!(s.task("web.1.zzz").is_err());
+    assert!(s.task("").is_err());
+    assert!(
+        s.task("k2").is_err(),
+        "two characters are too few for a prefix"
+    );
+}
+
+#[test]
+fn global_tasks_are_found_by_service_and_node() {
+    let mut s = State::default();
+    let mut agent = svc("agent", &[]);
+    agent.spec.mode = ServiceMode::Global;
+    s.services.insert(agent.id.clone(), agent.clone());
+    s.nodes.insert(
+        "node1".into(),
+        Node {
+            id: "node1".into(),
+            hostname: "worker1".into(),
+            ..Default::default()
+        },
+    );
+    let t = task(
+        "g7h8j9k0l1m2n3p4q5r6s7t8u",
+        &agent,
+        0,
+        TaskState::Running,
+        1,
+    );
+    s.tasks.insert(t.id.clone(), t.clone());
+    assert_eq!(s.task("agent.worker1").map(|t| &t.id), Ok(&t.id));
+    assert_eq!(s.task("agent.node1").map(|t| &t.id), Ok(&t.id));
+    assert_eq!(s.task(&t.name()).map(|t| &t.id), Ok(&t.id));
+    assert_eq!(s.task("agent.node1.g7h8j9").map(|t| &t.id), Ok(&t.id));
+}

@@ -59,6 +59,11 @@ pub struct Args {
     /// Missed heartbeats before a node is DOWN.
     #[arg(long, default_value_t = 3)]
     pub heartbeat_misses: u32,
+    /// How long the managers keep the tasks of a node whose swarmd stopped cleanly (a restart
+    /// or an upgrade: it says goodbye and leaves its tasks running) before the node is DOWN and
+    /// its tasks are replaced elsewhere. Crashes and silent nodes are still found by heartbeats.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub restart_grace: Duration,
     /// Raft log entries between snapshots.
     #[arg(long, default_value_t = 5000)]
     pub snapshot_every: u64,

@@ -172,6 +172,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let agent = Agent::new(AgentConfig {
         node_id: ident.node_id.clone(),
+        hostname: node.hostname.clone(),
         managers,
         state_dir: node.state_dir.clone(),
         data_plane,
@@ -254,6 +255,7 @@ fn manager_config(node: &Node_, ident: &Identity) -> ManagerConfig {
     cfg.raft_heartbeat = node.args.raft_heartbeat;
     cfg.heartbeat_period = node.args.heartbeat_period;
     cfg.heartbeat_misses = node.args.heartbeat_misses;
+    cfg.restart_grace = node.args.restart_grace;
     cfg.snapshot_every = node.args.snapshot_every;
     cfg.transport = node.transport.clone();
     cfg
