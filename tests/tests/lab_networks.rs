@@ -546,9 +546,9 @@ fn restarting_the_agent_keeps_tasks_and_their_connections() {
         return;
     }
     let mut lab = Lab::new();
-    // Swarm's own rule: a node that misses its heartbeats is down and its tasks move. A restart
-    // keeps them when it is quicker than that (3 × 1 s here, 3 × 500 ms by default).
-    lab.swarmd_args = "--heartbeat-period 1s".into();
+    // Default timings, as users run: a clean stop says goodbye and the managers wait their
+    // restart grace (15 s); without it the node would be Down after 3 × 500 ms.
+    lab.swarmd_args = String::new();
     lab.lab_ok(
         &["up"],
         &["--managers", "1", "--workers", "1", "--subnet", &lab.subnet],
@@ -560,89 +560,43 @@ fn restarting_the_agent_keeps_tasks_and_their_connections() {
         "web",
         "--replicas",
         "2",
+        "--publish",
+        "8080",
         "--constraint",
         "node.hostname==worker1",
         "whoami",
     ]);
     let before = lab.running("web", 2);
-    let node_ns = lab.dir().join("netns").join("worker1");
-    let mut conn = KeepAlive::open(&node_ns, "172.17.0.2:8080");
-    let first = conn.name().expect("a first answer");
-
-    // Stop worker1's swarmd (SIGTERM, as a service manager would) and start it again.
+    let port = published_port(&lab, "web");
     let file = lab.file();
-    let node = file["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == "worker1")
-        .unwrap()
-        .clone();
-    let pid = node["pid"].as_u64().unwrap() as u32;
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("swarmd runs");
-    let argv: Vec<String> = cmdline
-        .split(|b| *b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).to_string())
-        .collect();
-    assert!(argv[0].ends_with("swarmd"), "{argv:?}");
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap()
-        .success());
-    wait_for("the old swarmd exits", Duration::from_secs(20), || {
-        // Gone, or a zombie its new parent has not reaped yet.
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        match stat
-            .rfind(')')
-            .and_then(|i| stat[i + 2..].split_whitespace().next())
-        {
-            None | Some("Z") => Ok(()),
-            Some(s) => Err(format!("state {s}")),
-        }
-    });
-    for t in &before {
-        assert!(
-            Path::new(&format!("/proc/{}", t.pid)).exists(),
-            "task {} died with swarmd",
-            t.id
-        );
-    }
-    let log = std::fs::OpenOptions::new()
-        .append(true)
-        .open(lab.dir().join("nodes").join("worker1").join("swarmd.log"))
-        .expect("the node's log");
-    let mut restart = Command::new("nsenter");
-    restart
-        .arg(format!("--net={}", node_ns.display()))
-        .arg("--")
-        .args(&argv)
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log);
-    std::os::unix::process::CommandExt::process_group(&mut restart, 0);
-    let mut child = restart.spawn().expect("restart swarmd");
+    let addr_of = |name: &str| {
+        file["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name)
+            .and_then(|n| n["address"].as_str().map(str::to_string))
+            .unwrap()
+    };
+    let worker1 = addr_of("worker1");
+    let netns = lab.dir().join("netns");
+    // One connection on worker1's bridge, one through the routing mesh from manager1 to
+    // worker1's published port (worker1's ingress_sbox balances it).
+    let mut bridge = KeepAlive::open(&netns.join("worker1"), "172.17.0.2:8080");
+    let mut mesh = KeepAlive::open(&netns.join("manager1"), &format!("{worker1}:{port}"));
+    let (first_bridge, first_mesh) = (bridge.name().unwrap(), mesh.name().unwrap());
+    let old_pid = lab.pids()[1];
 
-    // The same tasks, same processes, still running; the open connection still answers.
-    let again = wait_for(
-        "worker1 Ready again with its tasks",
-        Duration::from_secs(30),
-        || {
-            let v: serde_json::Value =
-                serde_json::from_str(&lab.swarmctl_ok(&["node", "ls", "--format", "json"]))
-                    .map_err(|e| e.to_string())?;
-            let ready = shoal_tests::NodeView::list(&v)
-                .iter()
-                .all(|n| n.state == "ready");
-            let tasks = lab.running("web", 2);
-            if ready {
-                Ok(tasks)
-            } else {
-                Err("worker1 not ready".into())
-            }
-        },
+    // `lab restart`: SIGTERM, wait for the exit, start swarmd again on its state dir.
+    let out = lab.lab_ok(&["restart", "worker1"], &[]);
+    assert!(out.contains("worker1"), "{out}");
+    let new_pid = lab.pids()[1];
+    assert_ne!(old_pid, new_pid, "a new swarmd runs: {out}");
+    assert!(
+        lab.lab_ok(&["ls"], &[]).contains("running"),
+        "lab ls counts the restarted node"
     );
+    let again = lab.running("web", 2);
     let ids = |v: &[TaskView]| {
         let mut x: Vec<(String, u64)> = v.iter().map(|t| (t.id.clone(), t.pid)).collect();
         x.sort();
@@ -651,15 +605,22 @@ fn restarting_the_agent_keeps_tasks_and_their_connections() {
     assert_eq!(
         ids(&again),
         ids(&before),
-        "the tasks were kept, not replaced"
+        "the tasks were kept (same ids, same processes), not replaced"
     );
-    assert_eq!(conn.name().expect("the old connection still works"), first);
-    let out = lab.swarmctl(&["service", "ps", "web", "--format", "json"]);
-    let all: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let all: serde_json::Value =
+        serde_json::from_str(&lab.swarmctl_ok(&["service", "ps", "web", "--format", "json"]))
+            .unwrap();
     assert_eq!(
         all.as_array().unwrap().len(),
         2,
         "no replacement task was made: {all}"
+    );
+    assert_eq!(bridge.name().expect("the bridge connection still works"), first_bridge);
+    assert_eq!(mesh.name().expect("the mesh connection still works"), first_mesh);
+    let node_ls = lab.swarmctl_ok(&["node", "ls"]);
+    assert!(
+        node_ls.lines().all(|l| !l.contains("worker1") || l.contains("Ready")),
+        "{node_ls}"
     );
 
     // The adopted tasks are still managed: scaling down stops one and removes its sandbox.
@@ -680,9 +641,29 @@ fn restarting_the_agent_keeps_tasks_and_their_connections() {
             Err(format!("{n} sandboxes"))
         }
     });
-    // The restarted swarmd is ours: stop it by PID before the lab goes.
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+
+    // A crash is still found at once: kill -9 (no goodbye) and the node is Down within a few
+    // heartbeats, far sooner than the restart grace.
+    let t0 = std::time::Instant::now();
+    lab.lab_ok(&["stop", "worker1"], &["--kill"]);
+    wait_for("worker1 Down after kill -9", Duration::from_secs(10), || {
+        let out = lab.swarmctl_ok(&["node", "ls"]);
+        match out.lines().find(|l| l.contains("worker1")) {
+            Some(l) if l.contains("Down") => Ok(()),
+            l => Err(format!("{l:?}")),
+        }
+    });
+    println!("worker1 Down {:?} after kill -9", t0.elapsed());
+}
+
+/// The port the routing mesh published for `service`'s first port.
+fn published_port(lab: &Lab, service: &str) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(&lab.swarmctl_ok(&[
+        "service", "inspect", service, "--format", "json",
+    ]))
+    .expect("json");
+    let s = if v.is_array() { &v[0] } else { &v };
+    s["ports"][0]["published"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no published port: {v}"))
 }
