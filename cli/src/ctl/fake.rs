@@ -1,6 +1,7 @@
 //! A scripted in-process Control server for tests: it keeps objects in memory and moves every
 //! live task one state forward each time tasks are listed, so progress can be followed without a
-//! cluster. A service with the constraint `node.role==nowhere` never gets placed.
+//! cluster. A service with the constraint `node.role==nowhere` never gets placed. The first node
+//! plays the manager swarmctl talks to: the node filter `self` means it.
 
 use shoal_proto::model::TaskState;
 use shoal_proto::pb::{self, control_server};
@@ -16,6 +17,8 @@ pub(crate) struct State {
     pub networks: Vec<pb::Network>,
     /// Reads of services fail as during a leader election.
     pub no_leader: bool,
+    /// Every `ListTasks` filter received, in order.
+    pub task_filters: Vec<pb::TaskFilter>,
     next: u64,
 }
 
@@ -400,6 +403,7 @@ impl control_server::Control for Fake {
     async fn list_tasks(&self, req: Request<pb::TaskFilter>) -> R<pb::TaskList> {
         let f = req.into_inner();
         let mut s = self.lock();
+        s.task_filters.push(f.clone());
         let service = if f.service.is_empty() {
             None
         } else {
@@ -407,6 +411,8 @@ impl control_server::Control for Fake {
         };
         let node = if f.node.is_empty() {
             None
+        } else if f.node == "self" {
+            Some(s.nodes.first().map(|n| n.id.clone()).unwrap_or_default())
         } else {
             Some(s.nodes[s.node_idx(&f.node)?].id.clone())
         };

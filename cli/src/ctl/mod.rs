@@ -1,5 +1,6 @@
 //! `swarmctl`: the command-line client of the Control API. One module per command family; every
-//! command prints a Docker-style table (or message) by default and JSON with `--format json`.
+//! command prints a Docker-style table (or message) by default and JSON with `--format json`;
+//! `inspect` prints JSON by default and a readable view with `--format table` (or `--pretty`).
 
 pub mod json;
 pub mod lab;
@@ -24,23 +25,27 @@ pub use output::{Format, Out};
 use shoal_proto::pb::control_client::ControlClient;
 use tonic::transport::Channel;
 
+/// The help heading of the flags every command takes; `--help` lists them after the command's
+/// own, as Docker does.
+const GLOBAL_OPTIONS: &str = "Global Options";
+
 /// Shoal's client: manage a cluster of swarmd nodes.
 #[derive(Debug, Parser)]
 #[command(name = "swarmctl", version, propagate_version = true)]
 pub struct Cli {
     /// The manager to talk to: unix:///PATH/swarmd.sock or tcp://IP:PORT.
-    #[arg(long, global = true, env = "SWARM_HOST", default_value = DEFAULT_HOST)]
+    #[arg(long, global = true, env = "SWARM_HOST", default_value = DEFAULT_HOST, help_heading = GLOBAL_OPTIONS)]
     pub host: String,
     /// For tcp:// hosts: the directory with the certificate to present (a manager's
     /// `<state-dir>/certificates`; default /var/lib/shoal/certificates when it exists).
-    #[arg(long, global = true, env = "SWARM_CERT_DIR")]
+    #[arg(long, global = true, env = "SWARM_CERT_DIR", help_heading = GLOBAL_OPTIONS)]
     pub cert_dir: Option<std::path::PathBuf>,
     /// For tcp:// hosts: plain gRPC, for clusters made with `swarmd --insecure-plaintext`.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL_OPTIONS)]
     pub insecure_plaintext: bool,
-    /// Output format.
-    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
+    /// Output format (default: table; `inspect` prints JSON unless given `--format table`).
+    #[arg(long, global = true, value_enum, help_heading = GLOBAL_OPTIONS)]
+    pub format: Option<Format>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -73,8 +78,8 @@ pub enum Command {
 pub struct Ctx {
     /// The Control API.
     pub client: ControlClient<Channel>,
-    /// `--format`.
-    pub format: Format,
+    /// `--format`, `None` when not given (inspect commands tell that apart from `table`).
+    pub format: Option<Format>,
     /// Where results go (errors go to stderr).
     pub out: Out,
 }
@@ -82,7 +87,17 @@ pub struct Ctx {
 impl Ctx {
     /// Whether `--format json` was given.
     pub fn json(&self) -> bool {
-        self.format == Format::Json
+        self.format == Some(Format::Json)
+    }
+
+    /// Whether an `inspect` prints its readable view: with `--pretty` or an explicit
+    /// `--format table`; JSON otherwise, as Docker's inspect does by default.
+    pub fn readable(&self, pretty: bool) -> bool {
+        match self.format {
+            Some(Format::Json) => false,
+            Some(Format::Table) => true,
+            None => pretty,
+        }
     }
 }
 
@@ -118,7 +133,7 @@ impl std::error::Error for AlreadyReported {}
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     // The lab verbs drive namespaces on this machine: no manager to connect to.
     if let Command::Lab(c) = cli.command {
-        return lab::run(c, cli.format).await;
+        return lab::run(c, cli.format.unwrap_or(Format::Table)).await;
     }
     let cfg = client::ClientConfig {
         cert_dir: cli.cert_dir.clone(),
@@ -142,7 +157,7 @@ pub async fn dispatch(ctx: &mut Ctx, command: Command) -> anyhow::Result<()> {
         Command::Service(c) => service::run(ctx, c).await,
         Command::Network(c) => network::run(ctx, c).await,
         Command::Task(c) => task::run(ctx, c).await,
-        Command::Lab(c) => lab::run(c, ctx.format).await,
+        Command::Lab(c) => lab::run(c, ctx.format.unwrap_or(Format::Table)).await,
     }
 }
 

@@ -37,9 +37,12 @@ pub enum NetworkCmd {
         #[arg(long)]
         no_trunc: bool,
     },
-    /// Show networks in detail (JSON), or with --lb each node's load balancer for the network
-    /// as `ipvsadm -Ln` shows it.
+    /// Show networks in detail (JSON, or a summary with --pretty or --format table), or with
+    /// --lb each node's load balancer for the network as `ipvsadm -Ln` shows it.
     Inspect {
+        /// Human-readable summary instead of JSON.
+        #[arg(long, conflicts_with = "lb")]
+        pretty: bool,
         /// Network names, ids or id prefixes.
         #[arg(required = true)]
         networks: Vec<String>,
@@ -120,6 +123,7 @@ pub async fn run(ctx: &mut Ctx, cmd: NetworkCmd) -> anyhow::Result<()> {
             networks,
             lb: true,
             node,
+            ..
         } => {
             let mut failures = Failures::default();
             let mut reports = Vec::new();
@@ -132,27 +136,40 @@ pub async fn run(ctx: &mut Ctx, cmd: NetworkCmd) -> anyhow::Result<()> {
                     reports.push(r);
                 }
             }
-            if ctx.json() {
+            if ctx.json() && !reports.is_empty() {
                 ctx.out
                     .json(&Value::Array(reports.iter().map(json::lb_report).collect()));
-            } else {
+            } else if !ctx.json() {
                 for r in &reports {
                     ctx.out.print(&lb_text(r));
                 }
             }
             failures.finish()
         }
-        NetworkCmd::Inspect { networks, .. } => {
+        NetworkCmd::Inspect {
+            networks, pretty, ..
+        } => {
             let mut failures = Failures::default();
             let mut found = Vec::new();
             for id in networks {
                 if let Some(n) =
                     failures.check(ctx.client.get_network(pb::IdRequest { id }).await.rpc())
                 {
-                    found.push(json::network(&n));
+                    found.push(n);
                 }
             }
-            ctx.out.json(&Value::Array(found));
+            // Like Docker, but without its `[]`: when nothing was found, only the errors.
+            if found.is_empty() {
+                return failures.finish();
+            }
+            if ctx.readable(pretty) {
+                let now = shoal_proto::model::now_ms();
+                let text: Vec<String> = found.iter().map(|n| pretty_network(n, now)).collect();
+                ctx.out.print(&text.join("\n"));
+            } else {
+                ctx.out
+                    .json(&Value::Array(found.iter().map(json::network).collect()));
+            }
             failures.finish()
         }
         NetworkCmd::Rm { networks } => {
@@ -205,6 +222,39 @@ pub fn table(nets: &[pb::Network], no_trunc: bool) -> String {
         ]);
     }
     t.render()
+}
+
+/// `network inspect --pretty` (or `--format table`), `Created` relative to `now_ms`.
+pub fn pretty_network(n: &pb::Network, now_ms: i64) -> String {
+    let mut o = output::KeyValues::new(16);
+    o.kv("ID", &n.id);
+    o.kv("Name", &n.name);
+    o.kv("Driver", names::driver(n.driver()));
+    o.kv("Scope", names::scope(n.driver()));
+    // Empty until the managers allocated them (an empty value would read as a heading).
+    if !n.subnet.is_empty() {
+        o.kv("Subnet", &n.subnet);
+    }
+    if !n.gateway.is_empty() {
+        o.kv("Gateway", &n.gateway);
+    }
+    if n.vni != 0 {
+        o.kv("VNI", &n.vni.to_string());
+    }
+    o.kv("Attachable", &n.attachable.to_string());
+    if n.ingress {
+        o.kv("Ingress", "true");
+    }
+    if !n.labels.is_empty() {
+        let mut l: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        l.sort();
+        o.kv("Labels", &l.join(", "));
+    }
+    let created = output::ago(now_ms, n.created_ms);
+    if !created.is_empty() {
+        o.kv("Created", &created);
+    }
+    o.into_string()
 }
 
 /// `network inspect --lb`, one block per node in the form of `ipvsadm -Ln`: a virtual service per

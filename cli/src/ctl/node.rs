@@ -1,5 +1,6 @@
-//! `swarmctl node ls | inspect | update | promote | demote | rm`.
+//! `swarmctl node ls | inspect | ps | update | promote | demote | rm`.
 
+use super::service::{ps_for, PsArgs};
 use super::{json, names, output, parse, Ctx, Failures};
 use crate::client::RpcResultExt;
 use clap::{Subcommand, ValueEnum};
@@ -19,13 +20,22 @@ pub enum NodeCmd {
         #[arg(long)]
         no_trunc: bool,
     },
-    /// Show nodes in detail (JSON, or a summary with --pretty).
+    /// Show nodes in detail (JSON, or a summary with --pretty or --format table).
     Inspect {
         /// Human-readable summary instead of JSON.
         #[arg(long)]
         pretty: bool,
         /// Node ids, id prefixes or hostnames.
         #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// List the tasks on nodes (default: the node swarmctl talks to), older tasks of a slot
+    /// under the current one, as `service ps` does.
+    Ps {
+        /// --filter, --quiet, --no-trunc.
+        #[command(flatten)]
+        args: PsArgs,
+        /// Node ids, id prefixes or hostnames (default: `self`, the manager of --host).
         nodes: Vec<String>,
     },
     /// Change a node's availability or labels.
@@ -82,6 +92,7 @@ pub async fn run(ctx: &mut Ctx, cmd: NodeCmd) -> anyhow::Result<()> {
     match cmd {
         NodeCmd::Ls { quiet, no_trunc } => ls(ctx, quiet, no_trunc).await,
         NodeCmd::Inspect { pretty, nodes } => inspect(ctx, pretty, &nodes).await,
+        NodeCmd::Ps { args, nodes } => ps(ctx, &args, nodes).await,
         NodeCmd::Update {
             availability,
             label_add,
@@ -141,6 +152,27 @@ async fn ls(ctx: &mut Ctx, quiet: bool, no_trunc: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The node `node ps` means when given none: the manager swarmctl talks to resolves `self` to
+/// itself (Docker's `docker node ps` defaults to the local node the same way).
+pub const SELF_NODE: &str = "self";
+
+async fn ps(ctx: &mut Ctx, args: &PsArgs, nodes: Vec<String>) -> anyhow::Result<()> {
+    let nodes = if nodes.is_empty() {
+        vec![SELF_NODE.to_string()]
+    } else {
+        nodes
+    };
+    let requests = nodes
+        .into_iter()
+        .map(|node| pb::TaskFilter {
+            service: String::new(),
+            node,
+            all: true,
+        })
+        .collect();
+    ps_for(ctx, args, requests).await
+}
+
 /// The `node ls` table.
 pub fn table(nodes: &[pb::Node], no_trunc: bool) -> String {
     let mut t = output::Table::new(&["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS"]);
@@ -169,7 +201,11 @@ async fn inspect(ctx: &mut Ctx, pretty: bool, ids: &[String]) -> anyhow::Result<
             found.push(n);
         }
     }
-    if pretty && !ctx.json() {
+    // Like Docker, but without its `[]`: when nothing was found, only the errors are printed.
+    if found.is_empty() {
+        return failures.finish();
+    }
+    if ctx.readable(pretty) {
         let text: Vec<String> = found.iter().map(pretty_node).collect();
         ctx.out.print(&text.join("\n"));
     } else {

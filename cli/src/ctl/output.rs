@@ -5,10 +5,10 @@ use std::cmp::Ordering;
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 
-/// Output format chosen with `--format`.
+/// Output format chosen with `--format` (none given: tables, but JSON for `inspect`, as Docker).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// Human tables and messages.
+    /// Human tables and messages (readable key/value views for `inspect`).
     Table,
     /// JSON (one document per command).
     Json,
@@ -84,6 +84,36 @@ impl Out {
     pub fn json(&mut self, v: &Value) {
         let s = serde_json::to_string_pretty(v).unwrap_or_else(|_| "null".into());
         self.line(&s);
+    }
+}
+
+/// A readable view of one object, as `docker service inspect --pretty` prints it: `Key:` padded
+/// to a column, the value after it; a key starting with spaces is nested under the one above.
+#[derive(Debug, Clone)]
+pub struct KeyValues {
+    width: usize,
+    text: String,
+}
+
+impl KeyValues {
+    /// Values start in column `width` (keys that are longer push them right).
+    pub fn new(width: usize) -> KeyValues {
+        KeyValues {
+            width,
+            text: String::new(),
+        }
+    }
+
+    /// Adds `key: value` (a heading when `value` is empty).
+    pub fn kv(&mut self, key: &str, value: &str) {
+        let line = format!("{:<w$}{value}", format!("{key}:"), w = self.width);
+        self.text.push_str(line.trim_end());
+        self.text.push('\n');
+    }
+
+    /// The lines added so far, each ending in a newline.
+    pub fn into_string(self) -> String {
+        self.text
     }
 }
 

@@ -1,11 +1,13 @@
 //! `swarmctl task ls | inspect | exec`.
 
-use super::service::ps_table_for;
-use super::{json, Ctx, Failures};
+use super::service::{display_name, ps_table_for};
+use super::{json, names, output, Ctx, Failures};
 use crate::client::RpcResultExt;
 use clap::Subcommand;
 use serde_json::Value;
+use shoal_proto::model::now_ms;
 use shoal_proto::pb;
+use std::collections::HashMap;
 
 /// `task` subcommands.
 #[derive(Debug, Subcommand)]
@@ -29,8 +31,11 @@ pub enum TaskCmd {
         #[arg(long)]
         no_trunc: bool,
     },
-    /// Show tasks in detail (JSON).
+    /// Show tasks in detail (JSON, or a summary with --pretty or --format table).
     Inspect {
+        /// Human-readable summary instead of JSON.
+        #[arg(long)]
+        pretty: bool,
         /// Task ids, id prefixes or names (`web.1.<id>`).
         #[arg(required = true)]
         tasks: Vec<String>,
@@ -87,18 +92,109 @@ pub async fn run(ctx: &mut Ctx, cmd: TaskCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        TaskCmd::Inspect { tasks } => {
-            let mut failures = Failures::default();
-            let mut found = Vec::new();
-            for id in tasks {
-                if let Some(t) =
-                    failures.check(ctx.client.get_task(pb::IdRequest { id }).await.rpc())
-                {
-                    found.push(json::task(&t));
-                }
-            }
-            ctx.out.json(&Value::Array(found));
-            failures.finish()
+        TaskCmd::Inspect { pretty, tasks } => inspect(ctx, pretty, tasks).await,
+    }
+}
+
+async fn inspect(ctx: &mut Ctx, pretty: bool, ids: Vec<String>) -> anyhow::Result<()> {
+    let mut failures = Failures::default();
+    let mut found = Vec::new();
+    for id in ids {
+        if let Some(t) = failures.check(ctx.client.get_task(pb::IdRequest { id }).await.rpc()) {
+            found.push(t);
         }
     }
+    // Like Docker, but without its `[]`: when nothing was found, only the errors are printed.
+    if found.is_empty() {
+        return failures.finish();
+    }
+    if ctx.readable(pretty) {
+        // Hostnames only make the view nicer: without them it shows node ids.
+        let hostnames = ctx.hostnames().await.unwrap_or_default();
+        let now = now_ms();
+        let text: Vec<String> = found
+            .iter()
+            .map(|t| pretty_task(t, &hostnames, now))
+            .collect();
+        ctx.out.print(&text.join("\n"));
+    } else {
+        ctx.out
+            .json(&Value::Array(found.iter().map(json::task).collect()));
+    }
+    failures.finish()
+}
+
+/// `task inspect --pretty` (or `--format table`): node ids shown with their hostnames where
+/// `hostnames` knows them, times relative to `now_ms`.
+pub fn pretty_task(t: &pb::Task, hostnames: &HashMap<String, String>, now_ms: i64) -> String {
+    let spec = t.spec.clone().unwrap_or_default();
+    let st = t.status.clone().unwrap_or_default();
+    let mut o = output::KeyValues::new(16);
+    o.kv("ID", &t.id);
+    o.kv("Name", &display_name(t, true));
+    o.kv("Service", &format!("{} ({})", t.service_name, t.service_id));
+    if !spec.global {
+        o.kv("Slot", &t.slot.to_string());
+    }
+    let node = match (t.node_id.as_str(), hostnames.get(&t.node_id)) {
+        ("", _) => "(not assigned yet)".to_string(),
+        (id, Some(h)) => format!("{h} ({id})"),
+        (id, None) => id.to_string(),
+    };
+    o.kv("Node", &node);
+    o.kv("Image", &spec.image);
+    if !spec.args.is_empty() {
+        o.kv(" Args", &spec.args.join(" "));
+    }
+    o.kv("Desired State", names::task_state(t.desired_state));
+    o.kv("Status", "");
+    let ago = output::ago(now_ms, st.timestamp_ms);
+    o.kv(
+        " State",
+        format!("{} {ago}", names::task_state(st.state)).trim_end(),
+    );
+    if !st.message.is_empty() {
+        o.kv(" Message", &st.message);
+    }
+    if !st.err.is_empty() {
+        o.kv(" Error", &st.err);
+    }
+    if st.has_exit_code {
+        o.kv(" Exit Code", &st.exit_code.to_string());
+    }
+    if st.pid != 0 {
+        o.kv(" PID", &st.pid.to_string());
+    }
+    // The addresses of an attachment come from the managers (overlays) or from the node's
+    // status (local networks); `json::task` is the one place that merges them.
+    let v = json::task(t);
+    let nets = v["networks"].as_array().cloned().unwrap_or_default();
+    if !nets.is_empty() {
+        o.kv("Networks", "");
+        for n in &nets {
+            let words = |k: &str| -> Vec<String> {
+                n[k].as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let mut line = words("addresses").join(", ");
+            let aliases = words("aliases");
+            if !aliases.is_empty() {
+                line.push_str(&format!(" (aliases: {})", aliases.join(", ")));
+            }
+            o.kv(&format!(" {}", n["network"].as_str().unwrap_or("")), &line);
+        }
+    }
+    if t.attempt > 0 {
+        o.kv("Attempt", &t.attempt.to_string());
+    }
+    let created = output::ago(now_ms, t.created_ms);
+    if !created.is_empty() {
+        o.kv("Created", &created);
+    }
+    o.into_string()
 }

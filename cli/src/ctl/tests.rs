@@ -4,6 +4,9 @@ use super::fake::Fake;
 use super::output::SharedBuf;
 use super::*;
 
+mod inspect;
+mod node_ps;
+
 /// The fake serves plain gRPC, as an `--insecure-plaintext` cluster does.
 async fn connect(
     host: &str,
@@ -41,7 +44,10 @@ async fn ok(host: &str, args: &[&str]) -> String {
 #[test]
 fn global_flags_and_defaults() {
     let cli = Cli::try_parse_from(["swarmctl", "node", "ls"]).unwrap();
-    assert_eq!(cli.format, Format::Table);
+    assert_eq!(
+        cli.format, None,
+        "not given: inspect can tell it from table"
+    );
     // --host and --format are accepted after the subcommand too.
     let cli = Cli::try_parse_from([
         "swarmctl",
@@ -55,7 +61,7 @@ fn global_flags_and_defaults() {
     .unwrap();
     assert_eq!(
         (cli.format, cli.host.as_str()),
-        (Format::Json, "tcp://1.2.3.4:2377")
+        (Some(Format::Json), "tcp://1.2.3.4:2377")
     );
     assert!(Cli::try_parse_from(["swarmctl", "--format", "yaml", "node", "ls"]).is_err());
     assert!(Cli::try_parse_from(["swarmctl", "swarm", "join-token", "boss"]).is_err());
@@ -81,12 +87,15 @@ fn every_command_parses() {
         "swarm join-token worker --rotate -q",
         "node ls -q --no-trunc",
         "node inspect --pretty a b",
+        "node ps",
+        "node ps -q --no-trunc -f desired-state=running --filter name=web a b",
         "node update --availability drain --label-add a=b --label-rm c n1",
         "node promote a b",
         "node demote a",
         "node rm --force a",
         "service ls",
         "service ps --no-trunc -q web api",
+        "service ps -f node=worker1 -f id=abc web",
         "service inspect --pretty web",
         "service scale web=3 api=0 -d --timeout 5s",
         "service update --image x --force web",
@@ -95,9 +104,11 @@ fn every_command_parses() {
         "network create -d bridge --subnet 10.1.0.0/24 --attachable --label a=b net1",
         "network ls",
         "network inspect net1",
+        "network inspect --pretty net1",
         "network rm net1 net2",
         "task ls --service web --node n1 --all",
         "task inspect t1",
+        "task inspect --pretty t1 t2",
     ] {
         let mut full = vec!["swarmctl"];
         full.extend(argv.split(' '));
@@ -434,4 +445,32 @@ async fn network_inspect_lb_reads_like_ipvsadm() {
         out.contains("Masq    1      -          -         7"),
         "{out}"
     );
+}
+
+/// `--help` as the user sees it: clap renders it as the "error" of the parse.
+fn help(args: &[&str]) -> String {
+    let mut argv = vec!["swarmctl"];
+    argv.extend_from_slice(args);
+    argv.push("--help");
+    let e = Cli::try_parse_from(argv).unwrap_err();
+    assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp);
+    e.to_string()
+}
+
+#[test]
+fn help_lists_own_flags_before_global_ones() {
+    let at = |h: &str, what: &str| h.find(what).unwrap_or_else(|| panic!("{what}:\n{h}"));
+    let h = help(&["service", "create"]);
+    assert!(at(&h, "--name <NAME>") < at(&h, "--host <HOST>"), "{h}");
+    assert!(at(&h, "--timeout") < at(&h, "Global Options:"), "{h}");
+    assert!(at(&h, "Global Options:") < at(&h, "--host <HOST>"), "{h}");
+    for global in ["--cert-dir", "--insecure-plaintext", "--format <FORMAT>"] {
+        assert!(at(&h, "Global Options:") < at(&h, global), "{global}: {h}");
+    }
+    let h = help(&["node", "ls"]);
+    assert!(at(&h, "--no-trunc") < at(&h, "Global Options:"), "{h}");
+    assert!(at(&h, "Global Options:") < at(&h, "--host <HOST>"), "{h}");
+    let h = help(&[]);
+    assert!(at(&h, "Commands:") < at(&h, "Global Options:"), "{h}");
+    assert!(at(&h, "Global Options:") < at(&h, "--host <HOST>"), "{h}");
 }

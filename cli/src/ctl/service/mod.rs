@@ -6,7 +6,10 @@ mod ps;
 mod update;
 
 pub use create::CreateArgs;
-pub use ps::{display_name, print_tasks as ps_table_for, ps_table, sort_tasks};
+pub use ps::{
+    display_name, print_tasks as ps_table_for, ps_table, run as ps_for, sort_tasks, PsArgs,
+    TaskMatch,
+};
 pub use update::UpdateArgs;
 
 use super::progress::{self, WaitArgs};
@@ -36,17 +39,14 @@ pub enum ServiceCmd {
     },
     /// List the tasks of services, older tasks of a slot under the current one (`\_ web.1`).
     Ps {
-        /// Print only task ids.
-        #[arg(short, long)]
-        quiet: bool,
-        /// Do not truncate ids, names and errors.
-        #[arg(long)]
-        no_trunc: bool,
+        /// --filter, --quiet, --no-trunc.
+        #[command(flatten)]
+        args: PsArgs,
         /// Service names, ids or id prefixes.
         #[arg(required = true)]
         services: Vec<String>,
     },
-    /// Show services in detail (JSON, or a summary with --pretty).
+    /// Show services in detail (JSON, or a summary with --pretty or --format table).
     Inspect {
         /// Human-readable summary instead of JSON.
         #[arg(long)]
@@ -88,11 +88,17 @@ pub async fn run(ctx: &mut Ctx, cmd: ServiceCmd) -> anyhow::Result<()> {
     match cmd {
         ServiceCmd::Create(args) => create::run(ctx, *args).await,
         ServiceCmd::Ls { quiet, no_trunc } => ls(ctx, quiet, no_trunc).await,
-        ServiceCmd::Ps {
-            quiet,
-            no_trunc,
-            services,
-        } => ps::run(ctx, quiet, no_trunc, &services).await,
+        ServiceCmd::Ps { args, services } => {
+            let requests = services
+                .into_iter()
+                .map(|service| pb::TaskFilter {
+                    service,
+                    node: String::new(),
+                    all: true,
+                })
+                .collect();
+            ps::run(ctx, &args, requests).await
+        }
         ServiceCmd::Inspect { pretty, services } => inspect(ctx, pretty, &services).await,
         ServiceCmd::Scale { wait, targets } => scale(ctx, &wait, &targets).await,
         ServiceCmd::Update(args) => update::run(ctx, *args).await,
@@ -155,7 +161,11 @@ async fn inspect(ctx: &mut Ctx, pretty: bool, ids: &[String]) -> anyhow::Result<
             found.push(s);
         }
     }
-    if pretty && !ctx.json() {
+    // Like Docker, but without its `[]`: when nothing was found, only the errors are printed.
+    if found.is_empty() {
+        return failures.finish();
+    }
+    if ctx.readable(pretty) {
         let mut nets = std::collections::HashMap::new();
         if let Ok(r) = ctx.client.list_networks(pb::Empty {}).await {
             nets = r
@@ -178,12 +188,8 @@ async fn inspect(ctx: &mut Ctx, pretty: bool, ids: &[String]) -> anyhow::Result<
 pub fn pretty_service(s: &pb::Service, nets: &std::collections::HashMap<String, String>) -> String {
     let spec = s.spec.clone().unwrap_or_default();
     let net_name = |id: &str| nets.get(id).cloned().unwrap_or_else(|| id.to_string());
-    let mut o = String::new();
-    let mut kv = |k: &str, v: &str| {
-        let line = format!("{:<16}{v}", format!("{k}:"));
-        o.push_str(line.trim_end());
-        o.push('\n');
-    };
+    let mut o = output::KeyValues::new(16);
+    let mut kv = |k: &str, v: &str| o.kv(k, v);
     kv("ID", &s.id);
     kv("Name", &spec.name);
     if spec.global {
@@ -266,7 +272,7 @@ pub fn pretty_service(s: &pb::Service, nets: &std::collections::HashMap<String, 
                 .join(", "),
         );
     }
-    o
+    o.into_string()
 }
 
 async fn scale(ctx: &mut Ctx, wait: &WaitArgs, targets: &[(String, u64)]) -> anyhow::Result<()> {

@@ -1,4 +1,4 @@
-//! `swarmctl service ps` (the task table is shared with `task ls`).
+//! `swarmctl service ps` (the task table and flags are shared with `node ps` and `task ls`).
 
 use super::{json, names, output, Ctx, Failures};
 use crate::client::RpcResultExt;
@@ -9,31 +9,111 @@ use std::collections::HashMap;
 
 const MAX_ERROR: usize = 30;
 
-/// Lists the tasks (history included) of `services`.
+/// The flags `service ps` and `node ps` share.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PsArgs {
+    /// Only tasks that match: id=ID, name=NAME, node=NODE or desired-state=running|shutdown|…
+    /// (repeatable: values of one key are alternatives, different keys must all match).
+    #[arg(short, long = "filter", value_name = "KEY=VALUE", value_parser = parse_filter)]
+    pub filter: Vec<TaskMatch>,
+    /// Print only task ids.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Do not truncate ids, names and errors.
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+/// One `--filter` of the ps commands (applied here, to what the managers sent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskMatch {
+    /// `id=`: the task id starts with this.
+    Id(String),
+    /// `name=`: the task's full name (`web.1.<id>`) starts with this, as in Docker.
+    Name(String),
+    /// `node=`: the node's hostname, or the start of its id.
+    Node(String),
+    /// `desired-state=`: a task state, as a wire value.
+    DesiredState(i32),
+}
+
+/// Parses `KEY=VALUE` for `--filter`.
+pub fn parse_filter(s: &str) -> Result<TaskMatch, String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("invalid filter {s:?}: expected KEY=VALUE"))?;
+    match k {
+        "id" => Ok(TaskMatch::Id(v.to_string())),
+        "name" => Ok(TaskMatch::Name(v.to_string())),
+        "node" => Ok(TaskMatch::Node(v.to_string())),
+        "desired-state" => TaskState::ALL
+            .iter()
+            .find(|st| st.display().eq_ignore_ascii_case(v))
+            .map(|st| TaskMatch::DesiredState(*st as i32))
+            .ok_or_else(|| {
+                format!("invalid desired-state {v:?}: expected running, shutdown, accepted, …")
+            }),
+        _ => Err(format!(
+            "invalid filter key {k:?}: expected id, name, node or desired-state"
+        )),
+    }
+}
+
+impl TaskMatch {
+    fn matches(&self, t: &pb::Task, hostnames: &HashMap<String, String>) -> bool {
+        match self {
+            TaskMatch::Id(p) => t.id.starts_with(p.as_str()),
+            TaskMatch::Name(p) => display_name(t, true).starts_with(p.as_str()),
+            TaskMatch::Node(n) => {
+                (!t.node_id.is_empty() && t.node_id.starts_with(n.as_str()))
+                    || hostnames.get(&t.node_id) == Some(n)
+            }
+            TaskMatch::DesiredState(s) => t.desired_state == *s,
+        }
+    }
+}
+
+/// Whether `t` passes `filters`: for each key given, one of its values matches.
+pub fn keep(filters: &[TaskMatch], t: &pb::Task, hostnames: &HashMap<String, String>) -> bool {
+    let same_key =
+        |a: &TaskMatch, b: &TaskMatch| std::mem::discriminant(a) == std::mem::discriminant(b);
+    filters.iter().all(|f| {
+        filters
+            .iter()
+            .filter(|g| same_key(f, g))
+            .any(|g| g.matches(t, hostnames))
+    })
+}
+
+/// Lists the tasks (history included) each of `requests` selects, as one table: `service ps`
+/// asks once per service, `node ps` once per node. A failed request prints its `Error:` line;
+/// when all failed, that is all that is printed, as Docker does.
 pub async fn run(
     ctx: &mut Ctx,
-    quiet: bool,
-    no_trunc: bool,
-    services: &[String],
+    args: &PsArgs,
+    requests: Vec<pb::TaskFilter>,
 ) -> anyhow::Result<()> {
     let mut failures = Failures::default();
+    let asked = requests.len();
     let mut tasks = Vec::new();
-    for s in services {
-        let filter = pb::TaskFilter {
-            service: s.clone(),
-            node: String::new(),
-            all: true,
-        };
+    for filter in requests {
         if let Some(r) = failures.check(ctx.client.list_tasks(filter).await.rpc()) {
             tasks.extend(r.tasks);
         }
     }
-    // The same service given twice (by name and id) shows once.
+    // The same service (node) given twice, by name and id, shows once.
     let mut seen = std::collections::HashSet::new();
     tasks.retain(|t| seen.insert(t.id.clone()));
-    // Like Docker: when every service asked for is unknown, print only the errors.
-    if failures.count() < services.len() {
-        print_tasks(ctx, tasks, quiet, no_trunc).await?;
+    if !args.filter.is_empty() {
+        let hostnames = if args.filter.iter().any(|f| matches!(f, TaskMatch::Node(_))) {
+            ctx.hostnames().await.map_err(crate::client::status_error)?
+        } else {
+            HashMap::new()
+        };
+        tasks.retain(|t| keep(&args.filter, t, &hostnames));
+    }
+    if failures.count() < asked {
+        print_tasks(ctx, tasks, args.quiet, args.no_trunc).await?;
     }
     failures.finish()
 }
@@ -136,6 +216,27 @@ fn error_cell(t: &pb::Task, no_trunc: bool) -> String {
     format!("\"{err}\"")
 }
 
+/// The PORTS column: the ports the task publishes on its node (`mode=host`), as Docker shows
+/// them; ports published through the ingress belong to the service (`service ls`).
+fn ports_cell(t: &pb::Task) -> String {
+    let Some(spec) = &t.spec else {
+        return String::new();
+    };
+    spec.ports
+        .iter()
+        .filter(|p| p.mode() == pb::PublishMode::Host && p.published != 0)
+        .map(|p| {
+            format!(
+                "*:{}->{}/{}",
+                p.published,
+                p.target,
+                names::protocol(p.protocol())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The `service ps` table for tasks sorted by [`sort_tasks`]: older tasks of a slot are shown
 /// as `\_ web.1` under the newest one.
 pub fn ps_table(
@@ -152,6 +253,7 @@ pub fn ps_table(
         "DESIRED STATE",
         "CURRENT STATE",
         "ERROR",
+        "PORTS",
     ]);
     let mut prev: Option<(String, bool, u64, String)> = None;
     for task in tasks {
@@ -181,6 +283,7 @@ pub fn ps_table(
             names::task_state(task.desired_state).to_string(),
             current,
             error_cell(task, no_trunc),
+            ports_cell(task),
         ]);
     }
     t.render()

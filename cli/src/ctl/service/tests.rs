@@ -350,7 +350,7 @@ fn ps_nests_older_tasks_under_their_slot() {
     let hosts: HashMap<String, String> = [("n1".to_string(), "worker1".to_string())].into();
     let got = ps_table(&tasks, &hosts, 100_000, false);
     let want = "\
-ID             NAME        IMAGE     NODE      DESIRED STATE   CURRENT STATE           ERROR
+ID             NAME        IMAGE     NODE      DESIRED STATE   CURRENT STATE           ERROR                             PORTS
 nnnnnnnnnnnn   web.1       whoami    worker1   Running         Running 7 seconds ago
 oooooooooooo    \\_ web.1   whoami    worker1   Shutdown        Failed 6 seconds ago    \"task: non-zero exit (1): the…\"
 bbbbbbbbbbbb   web.2       whoami    worker1   Running         Running 8 seconds ago
@@ -365,6 +365,63 @@ bbbbbbbbbbbb   web.2       whoami    worker1   Running         Running 8 seconds
         full.contains("\"task: non-zero exit (1): the program crashed\""),
         "{full}"
     );
+}
+
+#[test]
+fn ps_ports_are_the_host_mode_ones() {
+    let mut t = ps_task("a", 1, 1, TaskState::Running, TaskState::Running, "");
+    let port = |published, mode: pb::PublishMode| pb::PortConfig {
+        protocol: pb::Protocol::Udp as i32,
+        target: 53,
+        published,
+        mode: mode as i32,
+    };
+    t.spec.as_mut().unwrap().ports = vec![
+        port(5353, pb::PublishMode::Host),
+        port(30000, pb::PublishMode::Ingress),
+        port(0, pb::PublishMode::Host),
+    ];
+    let got = ps_table(&[t], &HashMap::new(), 100_000, false);
+    assert!(
+        got.lines().nth(1).unwrap().ends_with("   *:5353->53/udp"),
+        "{got}"
+    );
+}
+
+#[test]
+fn ps_filters_like_docker() {
+    use super::ps::{keep, parse_filter};
+    let running = ps_task("a", 1, 1, TaskState::Running, TaskState::Running, "");
+    let old = ps_task("b", 2, 1, TaskState::Shutdown, TaskState::Failed, "");
+    let hosts: HashMap<String, String> = [("n1".to_string(), "worker1".to_string())].into();
+    let f = |specs: &[&str]| -> Vec<TaskMatch> {
+        specs.iter().map(|s| parse_filter(s).unwrap()).collect()
+    };
+    let kept = |specs: &[&str]| -> Vec<u64> {
+        [&running, &old]
+            .into_iter()
+            .filter(|t| keep(&f(specs), t, &hosts))
+            .map(|t| t.slot)
+            .collect()
+    };
+    assert_eq!(kept(&[]), [1, 2]);
+    assert_eq!(kept(&["desired-state=running"]), [1]);
+    assert_eq!(kept(&["desired-state=Shutdown"]), [2]);
+    // Values of one key: any; different keys: all.
+    assert_eq!(kept(&["name=web.1", "name=web.2"]), [1, 2]);
+    assert_eq!(
+        kept(&["name=web.2", "desired-state=running"]),
+        Vec::<u64>::new()
+    );
+    assert_eq!(kept(&["id=aaa"]), [1]);
+    assert_eq!(kept(&["node=worker1"]), [1, 2]);
+    assert_eq!(kept(&["node=n1"]), [1, 2]);
+    assert_eq!(kept(&["node=worker2"]), Vec::<u64>::new());
+    assert!(parse_filter("label=a")
+        .unwrap_err()
+        .contains("expected id, name, node or desired-state"));
+    assert!(parse_filter("desired-state=sleeping").is_err());
+    assert!(parse_filter("name").is_err());
 }
 
 #[test]
