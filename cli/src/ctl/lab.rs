@@ -1,4 +1,5 @@
-//! `swarmctl lab up | ls | shell | exec | down`: the command line of [`crate::lab`]. These verbs
+//! `swarmctl lab up | ls | shell | exec | restart | stop | start | ui | down`: the command line
+//! of [`crate::lab`]. These verbs
 //! build and drive namespaces on this machine; they need no connection to a manager.
 
 use super::Format;
@@ -48,6 +49,30 @@ pub enum LabCmd {
             value_name = "CMD"
         )]
         cmd: Vec<String>,
+    },
+    /// Restart a node's swarmd (SIGTERM, then start it again) and wait until it is Ready.
+    Restart {
+        /// The node: manager1, worker2, …
+        node: String,
+        #[command(flatten)]
+        name: LabName,
+    },
+    /// Stop a node's swarmd: SIGTERM and wait (a clean stop), or with --kill a SIGKILL (a crash).
+    Stop {
+        /// The node: manager1, worker2, …
+        node: String,
+        #[command(flatten)]
+        name: LabName,
+        /// SIGKILL at once: the node crashes, as in a power cut (for failure drills).
+        #[arg(long)]
+        kill: bool,
+    },
+    /// Start a stopped node's swarmd and wait until it is Ready.
+    Start {
+        /// The node: manager1, worker2, …
+        node: String,
+        #[command(flatten)]
+        name: LabName,
     },
     /// Serve the lab in a browser: a terminal into every node and a live picture of nodes,
     /// networks, balancers and tasks. Prints the address to open (with its token).
@@ -125,12 +150,15 @@ pub async fn run(cmd: LabCmd, format: Format) -> anyhow::Result<()> {
         LabCmd::Exec { node, name, cmd } => {
             exit(lab::exec::exec(&name.name, &node, What::Command(cmd)).await?)
         }
+        LabCmd::Restart { node, name } => lab::node::restart(&name.name, &node, &mut p).await,
+        LabCmd::Stop { node, name, kill } => lab::node::stop(&name.name, &node, kill, &mut p).await,
+        LabCmd::Start { node, name } => lab::node::start(&name.name, &node, &mut p).await,
         LabCmd::Ui {
             name,
             listen,
             allow_remote,
         } => {
-            let dir = lab::state::LabDir::new(&lab::state::root(), &name.name);
+            let dir = lab::existing(&name.name)?;
             lab::ui::run(dir, listen, allow_remote).await
         }
         LabCmd::Down { name } => lab::down::down(&name.name, &mut p).await,

@@ -1,11 +1,12 @@
-//! `swarmctl lab down`: removes everything a lab made. Idempotent and crash-proof: processes are
+//! `swarmctl lab down`: removes everything a lab made, and ends the `lab shell` / `lab exec`
+//! sessions still open in its namespaces. Idempotent and crash-proof: processes are
 //! found from `lab.json` and from `/proc` (by their state dir), namespaces by listing the lab's
 //! netns directory, the host link by its exact name; so it works with `lab.json` missing or
 //! half-written, and a second run finds nothing to do.
 
-use super::config::{check_name, host_link};
+use super::config::{check_name, host_link, UNDERLAY_NS};
 use super::state::{self, LabDir};
-use super::{net, procs, require_root, Printer};
+use super::{net, procs, require_root, sessions, Printer};
 use anyhow::{bail, Context};
 use serde_json::json;
 use shoal_netlib::netns;
@@ -14,33 +15,114 @@ use std::time::Duration;
 
 /// How long swarmd gets to stop after SIGTERM before it is killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long a `lab shell` / `lab exec` session gets to end after SIGHUP before it is killed.
+pub const SHELL_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs `lab down --name NAME`.
 pub async fn down(name: &str, p: &mut Printer) -> anyhow::Result<()> {
     check_name(name).map_err(anyhow::Error::msg)?;
     require_root("down")?;
-    let dir = LabDir::new(&state::root(), name);
+    let root = state::root();
+    let dir = LabDir::new(&root, name);
     // The browser UI and its terminals first: they are shells into the nodes.
     super::ui::stop(name);
-    let removed = remove(&dir, p).await?;
+    let removed = remove(&dir).await?;
     if p.json {
         p.out
-            .json(&json!({ "name": name, "removed": removed, "dir": dir.dir }));
+            .json(&json!({ "name": name, "removed": removed.items, "dir": dir.dir }));
     } else if removed.is_empty() {
-        p.say(&format!("lab {name}: nothing to remove"));
+        // Nothing to do is no failure (`down` is idempotent), but a mistyped name should show.
+        p.say(&format!(
+            "lab {name}: nothing to remove; {}",
+            super::describe_labs(&super::labs_here(&root))
+        ));
     } else {
-        p.say(&format!("lab {name} removed"));
+        p.say(&removed.summary(name));
     }
     Ok(())
 }
 
-/// Removes the lab in `dir`, reporting each step through `p`; returns what was removed.
-pub async fn remove(dir: &LabDir, p: &mut Printer) -> anyhow::Result<Vec<String>> {
-    let mut removed = Vec::new();
-    let mut note = |p: &mut Printer, what: String| {
-        p.say(&format!("  {what}"));
-        removed.push(what);
-    };
+/// What [`remove`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Removal {
+    /// One line per thing removed (`--format json` lists them).
+    pub items: Vec<String>,
+    /// The swarmds stopped: pid, node, and `SIGTERM` or `SIGKILL`.
+    pub swarmds: Vec<(u32, String, String)>,
+    /// Task processes that outlived their swarmd, killed.
+    pub task_processes: usize,
+    /// `lab shell` / `lab exec` sessions ended.
+    pub shells: usize,
+    /// Node namespaces deleted.
+    pub node_namespaces: usize,
+    /// Whether the underlay namespace was deleted.
+    pub underlay: bool,
+    /// Task sandboxes (namespaces under the nodes' state dirs) deleted.
+    pub task_sandboxes: usize,
+    /// The host link deleted.
+    pub link: Option<String>,
+    /// Whether the lab's directory was removed.
+    pub dir: bool,
+}
+
+impl Removal {
+    /// Whether nothing was there.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// One line for `lab down`: `lab demo removed: 5 swarmd stopped (SIGTERM), 12 task processes
+    /// and 2 shells ended, 5 node namespaces and the underlay, 23 task sandboxes, link
+    /// swlab-demo`.
+    pub fn summary(&self, name: &str) -> String {
+        let count =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        let mut parts = Vec::new();
+        if !self.swarmds.is_empty() {
+            let killed = self.swarmds.iter().filter(|s| s.2 == "SIGKILL").count();
+            let how = match killed {
+                0 => "SIGTERM".to_string(),
+                k if k == self.swarmds.len() => "SIGKILL".to_string(),
+                k => format!("{} SIGTERM, {k} SIGKILL", self.swarmds.len() - k),
+            };
+            parts.push(format!("{} swarmd stopped ({how})", self.swarmds.len()));
+        }
+        let ended: Vec<String> = [
+            (self.task_processes, "task process", "task processes"),
+            (self.shells, "shell", "shells"),
+        ]
+        .into_iter()
+        .filter(|(n, ..)| *n > 0)
+        .map(|(n, one, many)| count(n, one, many))
+        .collect();
+        if !ended.is_empty() {
+            parts.push(format!("{} ended", ended.join(" and ")));
+        }
+        match (self.node_namespaces, self.underlay) {
+            (0, false) => {}
+            (0, true) => parts.push("the underlay namespace".into()),
+            (n, u) => parts.push(format!(
+                "{}{}",
+                count(n, "node namespace", "node namespaces"),
+                if u { " and the underlay" } else { "" }
+            )),
+        }
+        if self.task_sandboxes > 0 {
+            parts.push(count(self.task_sandboxes, "task sandbox", "task sandboxes"));
+        }
+        if let Some(link) = &self.link {
+            parts.push(format!("link {link}"));
+        }
+        if parts.is_empty() && self.dir {
+            parts.push("its directory".into());
+        }
+        format!("lab {name} removed: {}", parts.join(", "))
+    }
+}
+
+/// Removes the lab in `dir`; returns what was removed.
+pub async fn remove(dir: &LabDir) -> anyhow::Result<Removal> {
+    let mut r = Removal::default();
     // A lab.json that cannot be read is no reason to stop: everything is found without it.
     let file = dir.load().ok().flatten();
     let pids: Vec<u32> = file
@@ -49,18 +131,39 @@ pub async fn remove(dir: &LabDir, p: &mut Printer) -> anyhow::Result<Vec<String>
         .collect();
     let nodes = dir.nodes();
     for (pid, node, how) in procs::stop_swarmds(&pids, &nodes, STOP_GRACE) {
-        note(p, format!("stopped swarmd of {node} (pid {pid}, {how})"));
+        r.items
+            .push(format!("stopped swarmd of {node} (pid {pid}, {how})"));
+        r.swarmds.push((pid, node, how));
     }
     for pid in procs::kill_leftovers(&nodes) {
-        note(p, format!("killed leftover process {pid}"));
+        r.items.push(format!("killed leftover process {pid}"));
+        r.task_processes += 1;
     }
+    // Whatever still runs in the lab's namespaces was started there by `lab shell` or `lab
+    // exec` (the swarmds and their tasks are gone).
+    let ns_dir = dir.netns();
+    let names = netns::list(&ns_dir)?;
+    // Never the host's namespace (init's), whatever a file there turned out to be.
+    let host = sessions::ns_id(Path::new("/proc/1/ns/net"));
+    let ids: Vec<(u64, u64)> = names
+        .iter()
+        .filter_map(|n| sessions::ns_id(&ns_dir.join(n)))
+        .filter(|id| Some(*id) != host)
+        .collect();
+    let ended = sessions::end_sessions(&ids, &nodes, SHELL_GRACE);
+    for pid in &ended.pids {
+        r.items
+            .push(format!("ended process {pid} of a lab shell or exec"));
+    }
+    r.shells = ended.sessions;
 
     let link = host_link(&dir.name);
     if net::del_host_endpoint(&dir.name)
         .await
         .with_context(|| format!("deleting link {link}"))?
     {
-        note(p, format!("deleted link {link}"));
+        r.items.push(format!("deleted link {link}"));
+        r.link = Some(link);
     }
 
     // Each node's task sandboxes (its data plane keeps them under its state dir).
@@ -75,25 +178,24 @@ pub async fn remove(dir: &LabDir, p: &mut Printer) -> anyhow::Result<Vec<String>
             netns::delete_path(&task_ns.join(n))?;
         }
         if !tasks.is_empty() {
-            note(
-                p,
-                format!(
-                    "deleted {} task namespace(s) of {}",
-                    tasks.len(),
-                    node_dir.file_name().to_string_lossy()
-                ),
-            );
+            r.items.push(format!(
+                "deleted {} task namespace(s) of {}",
+                tasks.len(),
+                node_dir.file_name().to_string_lossy()
+            ));
+            r.task_sandboxes += tasks.len();
         }
         netns::release_dir(&task_ns)?;
     }
 
-    let ns_dir = dir.netns();
-    let names = netns::list(&ns_dir)?;
     for n in &names {
         netns::delete_path(&ns_dir.join(n))?;
     }
     if !names.is_empty() {
-        note(p, format!("deleted namespaces {}", names.join(" ")));
+        r.items
+            .push(format!("deleted namespaces {}", names.join(" ")));
+        r.underlay = names.iter().any(|n| n == UNDERLAY_NS);
+        r.node_namespaces = names.iter().filter(|n| *n != UNDERLAY_NS).count();
     }
     netns::release_dir(&ns_dir)?;
 
@@ -112,9 +214,10 @@ pub async fn remove(dir: &LabDir, p: &mut Printer) -> anyhow::Result<Vec<String>
         }
         std::fs::remove_dir_all(&dir.dir)
             .with_context(|| format!("cannot remove {}", dir.dir.display()))?;
-        note(p, format!("removed {}", dir.dir.display()));
+        r.items.push(format!("removed {}", dir.dir.display()));
+        r.dir = true;
     }
-    Ok(removed)
+    Ok(r)
 }
 
 /// Mount points at or below `dir`, from `/proc/self/mountinfo`.

@@ -1,8 +1,8 @@
 //! `swarmctl lab shell NODE` and `swarmctl lab exec NODE -- CMD`: run a program inside a node's
 //! network namespace, with `swarmctl` pointed at that node.
 
-use super::config::{check_name, Role, PORT};
-use super::state::{self, LabDir, LabFile, NodeRecord};
+use super::config::{Role, PORT};
+use super::state::{LabDir, LabFile, NodeRecord};
 use super::{name_flag, require_root};
 use anyhow::{bail, Context};
 use shoal_netlib::netns::NetNs;
@@ -26,24 +26,14 @@ pub enum What {
 
 /// Runs `what` in node `node` of lab `name`; returns its exit code (128 + signal when killed).
 pub async fn exec(name: &str, node: &str, what: What) -> anyhow::Result<i32> {
-    check_name(name).map_err(anyhow::Error::msg)?;
     let verb = match what {
         What::Shell => "shell",
         What::Command(_) => "exec",
     };
+    let dir = super::existing(name)?;
     require_root(verb)?;
-    let dir = LabDir::new(&state::root(), name);
     let file = load(&dir)?;
-    let rec = file.node(node).ok_or_else(|| {
-        anyhow::anyhow!(
-            "lab {name} has no node {node:?}; its nodes: {}",
-            file.nodes
-                .iter()
-                .map(|n| n.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    })?;
+    let rec = find_node(&file, node)?;
     let ns = NetNs::open(&rec.netns).with_context(|| {
         format!(
             "the namespace of {node} is gone: run `swarmctl lab down{f}` and `swarmctl lab up{f}` again",
@@ -91,7 +81,8 @@ pub async fn exec(name: &str, node: &str, what: What) -> anyhow::Result<i32> {
     Ok(code(status))
 }
 
-fn load(dir: &LabDir) -> anyhow::Result<LabFile> {
+/// The `lab.json` of an existing lab (see [`super::existing`]).
+pub fn load(dir: &LabDir) -> anyhow::Result<LabFile> {
     match dir.load()? {
         Some(f) => Ok(f),
         None if dir.dir.exists() => bail!(
@@ -101,12 +92,28 @@ fn load(dir: &LabDir) -> anyhow::Result<LabFile> {
             f = name_flag(&dir.name)
         ),
         None => bail!(
-            "there is no lab {} (in {}): start one with `swarmctl lab up{}`",
-            dir.name,
-            dir.dir.parent().unwrap_or(&dir.dir).display(),
-            name_flag(&dir.name)
+            "{}",
+            super::no_such_lab(&dir.name, &super::labs_here(dir.dir.parent().unwrap_or(&dir.dir)))
         ),
     }
+}
+
+/// Node `node` of the lab, or an error listing its nodes.
+pub fn find_node<'a>(file: &'a LabFile, node: &str) -> anyhow::Result<&'a NodeRecord> {
+    file.node(node).ok_or_else(|| no_such_node(file, node))
+}
+
+/// The error for a node the lab does not have, listing those it has.
+pub fn no_such_node(file: &LabFile, node: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "lab {} has no node {node:?}; its nodes: {}",
+        file.name,
+        file.nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// The program and arguments of `lab shell`. bash reads an rc file that sources the user's

@@ -20,7 +20,10 @@ pub mod down;
 pub mod exec;
 pub mod ls;
 pub mod net;
+pub mod node;
 pub mod procs;
+pub mod ready;
+pub mod sessions;
 pub mod state;
 pub mod ui;
 pub mod up;
@@ -30,6 +33,7 @@ mod tests;
 
 use crate::ctl::Out;
 use state::{LabDir, LabFile};
+use std::path::Path;
 
 /// Where a verb's messages go: progress and results to stdout for humans; with `--format json`
 /// stdout carries only the JSON document and progress goes to stderr.
@@ -93,17 +97,20 @@ pub fn health(dir: &LabDir, file: Option<&LabFile>) -> Health {
     let Some(file) = file else {
         return Health::Incomplete;
     };
-    let nodes = dir.nodes();
+    let swarmds = procs::lab_swarmds(&dir.nodes());
+    let netns_ok = file.underlay.netns.exists() && file.nodes.iter().all(|n| n.netns.exists());
+    health_of(file, &swarmds, netns_ok)
+}
+
+/// [`health`] from what was found: the lab's live swarmds and whether every namespace file is
+/// there. A node runs when a live swarmd serves its state dir, whether it is the pid `lab.json`
+/// recorded or one restarted by hand.
+pub fn health_of(file: &LabFile, swarmds: &[procs::LabSwarmd], netns_ok: bool) -> Health {
     let up = file
         .nodes
         .iter()
-        .filter(|n| {
-            n.pid
-                .and_then(procs::ProcInfo::read)
-                .is_some_and(|p| p.is_lab_swarmd(&nodes))
-        })
+        .filter(|n| procs::running_pid(n.pid, &n.state_dir, swarmds).is_some())
         .count();
-    let netns_ok = file.underlay.netns.exists() && file.nodes.iter().all(|n| n.netns.exists());
     match up {
         0 => Health::Stopped,
         n if n == file.nodes.len() && netns_ok => Health::Running,
@@ -112,6 +119,46 @@ pub fn health(dir: &LabDir, file: Option<&LabFile>) -> Health {
             total: file.nodes.len(),
         },
     }
+}
+
+/// The labs under `root` and their health, for messages that name them.
+pub fn labs_here(root: &Path) -> Vec<(String, Health)> {
+    state::list(root)
+        .into_iter()
+        .map(|name| {
+            let dir = LabDir::new(root, &name);
+            let file = dir.load().ok().flatten();
+            let h = health(&dir, file.as_ref());
+            (name, h)
+        })
+        .collect()
+}
+
+/// `labs here: demo (running), t1 (stopped)`, or how to make one when there are none.
+pub fn describe_labs(labs: &[(String, Health)]) -> String {
+    if labs.is_empty() {
+        return "there are no labs: create one with `swarmctl lab up`".into();
+    }
+    let list: Vec<String> = labs.iter().map(|(n, h)| format!("{n} ({h})")).collect();
+    format!("labs here: {}", list.join(", "))
+}
+
+/// The message for a lab name that names nothing: `there is no lab "foo"; labs here: …`.
+pub fn no_such_lab(name: &str, labs: &[(String, Health)]) -> String {
+    format!("there is no lab {name:?}; {}", describe_labs(labs))
+}
+
+/// Lab `name` under the lab root, when its directory exists; otherwise an error that says so
+/// and names the labs that do exist. Every verb that works on an existing lab (`shell`, `exec`,
+/// `restart`, `stop`, `start`, `ui`) asks this first.
+pub fn existing(name: &str) -> anyhow::Result<LabDir> {
+    config::check_name(name).map_err(anyhow::Error::msg)?;
+    let root = state::root();
+    let dir = LabDir::new(&root, name);
+    if dir.dir.is_dir() {
+        return Ok(dir);
+    }
+    anyhow::bail!("{}", no_such_lab(name, &labs_here(&root)))
 }
 
 /// ` --name NAME` for the hints printed to users, empty for the default lab.

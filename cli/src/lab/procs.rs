@@ -184,6 +184,16 @@ impl ProcInfo {
         is_lab_swarmd(&self.argv, nodes) && !self.zombie
     }
 
+    /// Its `--state-dir`, a relative one resolved against its working directory.
+    pub fn state_dir(&self) -> Option<PathBuf> {
+        let d = Path::new(state_dir_arg(&self.argv)?);
+        if d.is_absolute() {
+            Some(d.to_path_buf())
+        } else {
+            self.cwd.as_ref().map(|c| c.join(d))
+        }
+    }
+
     /// Whether this process belongs to the lab whose nodes live in `nodes`: its working
     /// directory or one of its arguments is inside it (swarmds and the tasks they started).
     pub fn belongs_to(&self, nodes: &Path) -> bool {
@@ -210,34 +220,42 @@ pub fn parse_cmdline(b: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// The `--state-dir` argument of `argv` (`--state-dir D` or `--state-dir=D`).
+pub fn state_dir_arg(argv: &[String]) -> Option<&str> {
+    argv.iter().enumerate().find_map(|(i, a)| {
+        if a == "--state-dir" {
+            argv.get(i + 1).map(String::as_str)
+        } else {
+            a.strip_prefix("--state-dir=")
+        }
+    })
+}
+
 /// Whether `argv` is a swarmd whose `--state-dir` is inside `nodes`.
 pub fn is_lab_swarmd(argv: &[String], nodes: &Path) -> bool {
     let names_swarmd = argv
         .first()
         .and_then(|a| Path::new(a).file_name())
         .is_some_and(|n| n.to_string_lossy().contains("swarmd"));
-    let state_dir = argv.iter().enumerate().find_map(|(i, a)| {
-        if a == "--state-dir" {
-            argv.get(i + 1).map(String::as_str)
-        } else {
-            a.strip_prefix("--state-dir=")
-        }
-    });
-    names_swarmd && state_dir.is_some_and(|d| Path::new(d).starts_with(nodes))
+    names_swarmd && state_dir_arg(argv).is_some_and(|d| Path::new(d).starts_with(nodes))
+}
+
+/// The parent of `pid`, from `/proc/<pid>/stat`.
+pub fn parent_of(pid: u32) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(") ")
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+        })
 }
 
 /// This process and its ancestors: never signalled, whatever their working directory.
-fn me_and_ancestors() -> Vec<u32> {
+pub fn me_and_ancestors() -> Vec<u32> {
     let mut out = vec![std::process::id()];
     let mut pid = std::process::id();
     for _ in 0..64 {
-        let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| {
-                s.rsplit_once(") ")
-                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
-            });
-        match ppid {
+        match parent_of(pid) {
             Some(p) if p > 1 && !out.contains(&p) => {
                 out.push(p);
                 pid = p;
@@ -248,9 +266,8 @@ fn me_and_ancestors() -> Vec<u32> {
     out
 }
 
-/// Every live process that belongs to the lab whose nodes live in `nodes` (see
-/// [`ProcInfo::belongs_to`]), except this process and its ancestors.
-pub fn lab_processes(nodes: &Path) -> Vec<ProcInfo> {
+/// Every live process but this one and its ancestors, by pid.
+pub(super) fn others() -> Vec<ProcInfo> {
     let skip = me_and_ancestors();
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -260,15 +277,60 @@ pub fn lab_processes(nodes: &Path) -> Vec<ProcInfo> {
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| !skip.contains(pid))
         .filter_map(ProcInfo::read)
-        .filter(|p| p.belongs_to(nodes))
         .collect();
     out.sort_by_key(|p| p.pid);
     out
 }
 
-/// Sends `signal` (`TERM`, `KILL`) to `pid` with `kill(1)`: the safe way from a crate that
-/// forbids `unsafe`. Errors (the process is gone) are ignored.
-fn signal(pid: u32, signal: &str) {
+/// Every live process that belongs to the lab whose nodes live in `nodes` (see
+/// [`ProcInfo::belongs_to`]), except this process and its ancestors.
+pub fn lab_processes(nodes: &Path) -> Vec<ProcInfo> {
+    others()
+        .into_iter()
+        .filter(|p| p.belongs_to(nodes))
+        .collect()
+}
+
+/// A live swarmd of a lab: its pid and `--state-dir`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabSwarmd {
+    /// Its pid.
+    pub pid: u32,
+    /// Its `--state-dir`: the node it runs.
+    pub state_dir: PathBuf,
+}
+
+/// Every live swarmd of the lab whose nodes live in `nodes`, however it was started (by `lab
+/// up`, `lab start`, or by hand).
+pub fn lab_swarmds(nodes: &Path) -> Vec<LabSwarmd> {
+    others()
+        .into_iter()
+        .filter(|p| p.is_lab_swarmd(nodes))
+        .filter_map(|p| {
+            Some(LabSwarmd {
+                pid: p.pid,
+                state_dir: p.state_dir()?,
+            })
+        })
+        .collect()
+}
+
+/// The pid of the swarmd running node `state_dir` among the live `swarmds`: the one recorded in
+/// `lab.json` (`recorded`) when it is still that node's, else any other whose `--state-dir` is
+/// the node's (a swarmd restarted by hand). Paths compare by component, so `a/b/` is `a/b`.
+pub fn running_pid(recorded: Option<u32>, state_dir: &Path, swarmds: &[LabSwarmd]) -> Option<u32> {
+    let of_node = |s: &&LabSwarmd| s.state_dir == state_dir;
+    swarmds
+        .iter()
+        .filter(of_node)
+        .find(|s| Some(s.pid) == recorded)
+        .or_else(|| swarmds.iter().find(of_node))
+        .map(|s| s.pid)
+}
+
+/// Sends `signal` (`TERM`, `KILL`, `HUP`) to `pid` with `kill(1)`: the safe way from a crate
+/// that forbids `unsafe`. Errors (the process is gone) are ignored.
+pub fn signal(pid: u32, signal: &str) {
     let _ = Command::new("kill")
         .arg(format!("-{signal}"))
         .arg(pid.to_string())
@@ -295,9 +357,7 @@ pub fn stop_swarmds(pids: &[u32], nodes: &Path, grace: Duration) -> Vec<(u32, St
     let node_of = |pid: u32| -> String {
         ProcInfo::read(pid)
             .and_then(|i| {
-                let pos = i.argv.iter().position(|a| a == "--state-dir")?;
-                let dir = i.argv.get(pos + 1)?;
-                Path::new(dir)
+                Path::new(state_dir_arg(&i.argv)?)
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
             })

@@ -7,7 +7,9 @@
 //!   nodes/<node>/          the node's swarmd --state-dir, with swarmd.log and swarmd.sock
 //! ```
 
-use super::config::{host_link, LabSpec, Role, Subnet, HOST_PEER, UNDERLAY_BRIDGE, UNDERLAY_NS};
+use super::config::{
+    host_link, LabSpec, NodePlan, Role, Subnet, HOST_PEER, UNDERLAY_BRIDGE, UNDERLAY_NS,
+};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
@@ -149,8 +151,36 @@ pub struct NodeRecord {
     pub state_dir: PathBuf,
     /// Its veth's end in the underlay namespace.
     pub link: String,
-    /// Pid of its swarmd, once started.
+    /// Pid of its swarmd, once started; `None` after `lab stop`.
     pub pid: Option<u32>,
+    /// Its swarmd's arguments without `--join`/`--token` (its state dir holds its identity):
+    /// what `lab start` and `lab restart` run. Empty in a `lab.json` written before they were
+    /// recorded; see [`NodeRecord::swarmd_args`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+}
+
+impl NodeRecord {
+    /// The node as planned (for [`super::procs::swarmd_args`]).
+    pub fn plan(&self) -> NodePlan {
+        NodePlan {
+            name: self.name.clone(),
+            role: self.role,
+            address: self.address,
+            link: self.link.clone(),
+        }
+    }
+
+    /// The arguments to start its swarmd again: the recorded ones, or for a `lab.json` that
+    /// has none, those `lab up` gives (with `extra`, the flags of `SHOAL_LAB_SWARMD_ARGS` now)
+    /// minus `--join`/`--token`.
+    pub fn swarmd_args(&self, dir: &LabDir, extra: &[String]) -> Vec<String> {
+        if self.args.is_empty() {
+            super::procs::swarmd_args(dir, &self.plan(), None, extra)
+        } else {
+            self.args.clone()
+        }
+    }
 }
 
 /// `lab.json`: everything a lab made, written as it is made so that `lab down` can undo a
@@ -199,6 +229,7 @@ impl LabFile {
                     address: n.address,
                     link: n.link,
                     pid: None,
+                    args: Vec::new(),
                 })
                 .collect(),
         }

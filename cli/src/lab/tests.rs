@@ -2,9 +2,12 @@
 
 use super::config::*;
 use super::down::parse_mount_points;
-use super::procs::{is_lab_swarmd, parse_cmdline, swarmd_args, ProcInfo};
+use super::down::Removal;
+use super::procs::{is_lab_swarmd, parse_cmdline, running_pid, swarmd_args, LabSwarmd, ProcInfo};
+use super::ready::ReadyWatch;
 use super::state::{LabDir, LabFile};
 use super::up::suggest_subnet;
+use super::{describe_labs, health_of, labs_here, no_such_lab, Health};
 use crate::ctl::{lab::LabCmd, Cli, Command};
 use clap::Parser;
 use std::net::Ipv4Addr;
@@ -330,6 +333,30 @@ fn command_line() {
     assert!(parse(&["exec", "manager1"]).is_err());
     assert!(parse(&["down", "--name", "x/y"]).is_err());
     assert!(matches!(parse(&["ls"]).unwrap(), LabCmd::Ls));
+    match parse(&["restart", "worker1", "--name", "t1"]).unwrap() {
+        LabCmd::Restart { node, name } => {
+            assert_eq!((node.as_str(), name.name.as_str()), ("worker1", "t1"))
+        }
+        c => panic!("{c:?}"),
+    }
+    match parse(&["stop", "manager2", "--kill"]).unwrap() {
+        LabCmd::Stop { node, name, kill } => {
+            assert_eq!(
+                (node.as_str(), name.name.as_str(), kill),
+                ("manager2", "lab", true)
+            )
+        }
+        c => panic!("{c:?}"),
+    }
+    assert!(matches!(
+        parse(&["stop", "worker1"]).unwrap(),
+        LabCmd::Stop { kill: false, .. }
+    ));
+    assert!(matches!(
+        parse(&["start", "worker1"]).unwrap(),
+        LabCmd::Start { .. }
+    ));
+    assert!(parse(&["restart"]).is_err());
 }
 
 #[test]
@@ -358,4 +385,279 @@ fn environment_of_a_node() {
     std::fs::create_dir_all(dir.node("worker2")).unwrap();
     std::fs::write(dir.socket("worker2"), "").unwrap();
     assert!(get("worker2", "SWARM_HOST").ends_with("/nodes/worker2/swarmd.sock"));
+}
+
+#[test]
+fn restart_arguments_are_recorded_or_rebuilt() {
+    let dir = LabDir::new(Path::new("/l"), "lab");
+    let mut f = LabFile::plan(&spec(1, 1, DEFAULT_SUBNET), &dir, 1);
+    let extra = vec!["--log".to_string(), "debug".to_string()];
+    // A lab.json from before the arguments were recorded: rebuilt as `lab up` made them, with
+    // no join (the state dir holds the node's identity).
+    let w = f.node("worker1").unwrap().clone();
+    assert!(w.args.is_empty());
+    let rebuilt = w.swarmd_args(&dir, &extra);
+    assert_eq!(rebuilt, swarmd_args(&dir, &w.plan(), None, &extra));
+    assert_eq!(
+        rebuilt.join(" "),
+        "--state-dir /l/lab/nodes/worker1 --hostname worker1 --listen-addr 198.18.0.2:2377 \
+         --advertise-addr 198.18.0.2:2377 --data-plane kernel --dns-upstream none --log debug"
+    );
+    assert!(!rebuilt.iter().any(|a| a == "--join" || a == "--token"));
+    // Recorded ones win, whatever the environment says now.
+    f.nodes[1].args = vec![
+        "--state-dir".into(),
+        "/l/lab/nodes/worker1".into(),
+        "--x".into(),
+    ];
+    assert_eq!(f.nodes[1].swarmd_args(&dir, &extra), f.nodes[1].args);
+    // They are kept in lab.json; an older lab.json without them still loads.
+    let text = serde_json::to_string(&f).unwrap();
+    let back: LabFile = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, f);
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["nodes"][1]["args"][2], "--x");
+    assert!(
+        v["nodes"][0].get("args").is_none(),
+        "empty args are not written"
+    );
+    v["nodes"][1].as_object_mut().unwrap().remove("args");
+    let old: LabFile = serde_json::from_value(v).unwrap();
+    assert!(old.nodes[1].args.is_empty());
+}
+
+#[test]
+fn a_node_runs_when_its_state_dir_has_a_live_swarmd() {
+    let dir = LabDir::new(Path::new("/l"), "lab");
+    let mut f = LabFile::plan(&spec(1, 1, DEFAULT_SUBNET), &dir, 1);
+    f.nodes[0].pid = Some(100);
+    f.nodes[1].pid = Some(200);
+    let sw = |pid: u32, node: &str| LabSwarmd {
+        pid,
+        state_dir: dir.node(node),
+    };
+    // As recorded.
+    let live = [sw(100, "manager1"), sw(200, "worker1")];
+    assert_eq!(health_of(&f, &live, true), Health::Running);
+    assert_eq!(
+        running_pid(Some(200), &dir.node("worker1"), &live),
+        Some(200)
+    );
+    // worker1 restarted by hand: the recorded pid is gone, another swarmd serves its state dir.
+    let restarted = [sw(100, "manager1"), sw(345, "worker1")];
+    assert_eq!(health_of(&f, &restarted, true), Health::Running);
+    assert_eq!(
+        running_pid(Some(200), &dir.node("worker1"), &restarted),
+        Some(345)
+    );
+    // Also when lab.json has no pid (after `lab stop`), and with a trailing slash.
+    f.nodes[1].pid = None;
+    let slash = LabSwarmd {
+        pid: 345,
+        state_dir: PathBuf::from(format!("{}/", dir.node("worker1").display())),
+    };
+    assert_eq!(running_pid(None, &dir.node("worker1"), &[slash]), Some(345));
+    // Stopped: degraded. A recorded pid now another node's swarmd is not this node's.
+    assert_eq!(
+        health_of(&f, &[sw(100, "manager1")], true),
+        Health::Degraded { up: 1, total: 2 }
+    );
+    assert_eq!(
+        running_pid(Some(100), &dir.node("worker1"), &[sw(100, "manager1")]),
+        None
+    );
+    assert_eq!(health_of(&f, &[], true), Health::Stopped);
+    // Every swarmd up but a namespace file missing: degraded too.
+    assert_eq!(
+        health_of(&f, &restarted, false),
+        Health::Degraded { up: 2, total: 2 }
+    );
+    assert_eq!(
+        Health::Degraded { up: 4, total: 5 }.to_string(),
+        "degraded (4/5 swarmd running)"
+    );
+}
+
+#[test]
+fn state_dir_of_a_process() {
+    let p = ProcInfo {
+        pid: 1,
+        argv: vec![
+            "swarmd".into(),
+            "--state-dir".into(),
+            "nodes/worker1".into(),
+        ],
+        cwd: Some("/l/lab".into()),
+        zombie: false,
+    };
+    assert_eq!(p.state_dir(), Some(PathBuf::from("/l/lab/nodes/worker1")));
+    let abs = ProcInfo {
+        argv: vec!["swarmd".into(), "--state-dir=/l/lab/nodes/m1".into()],
+        ..p.clone()
+    };
+    assert_eq!(abs.state_dir(), Some(PathBuf::from("/l/lab/nodes/m1")));
+    let none = ProcInfo {
+        argv: vec!["swarmd".into()],
+        ..p
+    };
+    assert_eq!(none.state_dir(), None);
+}
+
+#[test]
+fn down_summary() {
+    let mut r = Removal::default();
+    assert!(r.is_empty());
+    for (i, n) in ["manager1", "manager2", "manager3", "worker1", "worker2"]
+        .iter()
+        .enumerate()
+    {
+        r.swarmds
+            .push((100 + i as u32, n.to_string(), "SIGTERM".into()));
+    }
+    r.task_processes = 12;
+    r.shells = 2;
+    r.node_namespaces = 5;
+    r.underlay = true;
+    r.task_sandboxes = 23;
+    r.link = Some("swlab-demo".into());
+    r.dir = true;
+    r.items.push("…".into());
+    assert_eq!(
+        r.summary("demo"),
+        "lab demo removed: 5 swarmd stopped (SIGTERM), 12 task processes and 2 shells ended, \
+         5 node namespaces and the underlay, 23 task sandboxes, link swlab-demo"
+    );
+    r.swarmds[4].2 = "SIGKILL".into();
+    r.task_processes = 1;
+    r.shells = 0;
+    r.task_sandboxes = 0;
+    r.node_namespaces = 1;
+    r.underlay = false;
+    r.link = None;
+    assert_eq!(
+        r.summary("demo"),
+        "lab demo removed: 5 swarmd stopped (4 SIGTERM, 1 SIGKILL), 1 task process ended, \
+         1 node namespace"
+    );
+    // A crashed `lab up` that made only its directory.
+    let only_dir = Removal {
+        items: vec!["removed /l/x".into()],
+        dir: true,
+        ..Removal::default()
+    };
+    assert_eq!(only_dir.summary("x"), "lab x removed: its directory");
+    let shells_only = Removal {
+        items: vec!["…".into()],
+        shells: 1,
+        underlay: true,
+        ..Removal::default()
+    };
+    assert_eq!(
+        shells_only.summary("x"),
+        "lab x removed: 1 shell ended, the underlay namespace"
+    );
+}
+
+#[test]
+fn no_such_lab_names_the_labs_there_are() {
+    let labs = vec![
+        ("demo".to_string(), Health::Running),
+        ("t1".to_string(), Health::Stopped),
+    ];
+    assert_eq!(
+        no_such_lab("foo", &labs),
+        "there is no lab \"foo\"; labs here: demo (running), t1 (stopped)"
+    );
+    assert_eq!(
+        no_such_lab("foo", &[]),
+        "there is no lab \"foo\"; there are no labs: create one with `swarmctl lab up`"
+    );
+    // Read from a lab root: one with a lab.json and no swarmd, one without a lab.json.
+    let tmp = tempfile::tempdir().unwrap();
+    let t1 = LabDir::new(tmp.path(), "t1");
+    std::fs::create_dir_all(&t1.dir).unwrap();
+    t1.save(&LabFile::plan(&spec(1, 0, DEFAULT_SUBNET), &t1, 1))
+        .unwrap();
+    std::fs::create_dir_all(tmp.path().join("half")).unwrap();
+    std::fs::create_dir_all(tmp.path().join("Not-A-Lab")).unwrap();
+    let here = labs_here(tmp.path());
+    assert_eq!(
+        describe_labs(&here),
+        "labs here: half (incomplete: no lab.json), t1 (stopped)"
+    );
+}
+
+#[test]
+fn ready_again_needs_evidence_of_the_new_swarmd() {
+    let t0 = std::time::Instant::now();
+    let at = |ms: u64| t0 + std::time::Duration::from_millis(ms);
+    let steady = std::time::Duration::from_secs(5);
+    // Ready throughout (the manager's grace hid the restart): not believed at once…
+    let mut w = ReadyWatch::new(steady);
+    assert!(!w.observe(at(0), Some(true), false));
+    assert!(!w.observe(at(4_900), Some(true), false));
+    // …but once the new swarmd logged its session,
+    assert!(w.observe(at(5_000 - 1), Some(true), true));
+    // or after staying Ready long enough.
+    let mut w = ReadyWatch::new(steady);
+    assert!(!w.observe(at(0), Some(true), false));
+    assert!(w.observe(at(5_000), Some(true), false));
+    // Down, then Ready: the new swarmd's.
+    let mut w = ReadyWatch::new(steady);
+    assert!(!w.observe(at(0), Some(false), false));
+    assert!(!w.observe(at(100), None, false));
+    assert!(w.observe(at(200), Some(true), false));
+    // No manager answering is no evidence either way; a logged session alone is not Ready.
+    let mut w = ReadyWatch::new(steady);
+    assert!(!w.observe(at(0), None, true));
+    assert!(!w.observe(at(9_000), None, true));
+}
+
+#[test]
+fn logged_since_reads_only_what_was_appended() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("swarmd.log");
+    std::fs::write(&log, "old: session established\n").unwrap();
+    let from = std::fs::metadata(&log).unwrap().len();
+    assert!(!super::ready::logged_since(
+        &log,
+        from,
+        "session established"
+    ));
+    std::fs::write(
+        &log,
+        "old: session established\nINFO new: session established\n",
+    )
+    .unwrap();
+    assert!(super::ready::logged_since(
+        &log,
+        from,
+        "session established"
+    ));
+    assert!(!super::ready::logged_since(
+        &tmp.path().join("none"),
+        0,
+        "x"
+    ));
+}
+
+#[test]
+fn processes_are_found_by_network_namespace() {
+    // Read-only: finds a child of this test in this (the host's) namespace; signals nothing.
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let id = super::sessions::ns_id(Path::new("/proc/self/ns/net")).expect("own netns");
+    let found = super::sessions::in_namespaces(&[id]);
+    let pid = child.id();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(found.iter().any(|p| p.pid == pid));
+    assert!(
+        !found.iter().any(|p| p.pid == std::process::id()),
+        "never this process"
+    );
+    assert!(super::sessions::in_namespaces(&[]).is_empty());
+    assert!(super::sessions::in_namespaces(&[(0, 0)]).is_empty());
 }

@@ -3,6 +3,7 @@
 //! and shows the end of the failing node's log.
 
 use super::config::{check_link_names, host_link, LabSpec, Role, Subnet, SAFE_RANGE};
+use super::ready::{check_node, POLL};
 use super::state::{self, LabDir, LabFile};
 use super::{down, health, name_flag, net, procs, require_root, Health, Printer};
 use crate::client::{self, ClientConfig, RpcResultExt};
@@ -17,8 +18,6 @@ use std::time::{Duration, Instant};
 
 /// How long `lab up` waits, from the first swarmd's start, for every node to be Ready.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
-/// Time between two looks at the cluster while waiting.
-const POLL: Duration = Duration::from_millis(100);
 /// Lines of a failing node's log shown with the error.
 const LOG_LINES: usize = 30;
 
@@ -94,13 +93,11 @@ pub async fn up(spec: LabSpec, p: &mut Printer) -> anyhow::Result<()> {
             eprintln!("Tearing down what was made:");
             // Handles on our children only; dropping them neither waits nor kills.
             b.children.clear();
-            // Teardown lines go to stderr with the error, whatever the format.
-            let mut to_stderr = Printer {
-                out: crate::ctl::Out::stdout(),
-                json: true,
-            };
-            if let Err(e2) = down::remove(&b.dir, &mut to_stderr).await {
-                eprintln!("Error: tearing down: {e2:#}");
+            // The teardown goes to stderr with the error, whatever the format.
+            match down::remove(&b.dir).await {
+                Ok(r) if !r.is_empty() => eprintln!("  {}", r.summary(&b.spec.name)),
+                Ok(_) => {}
+                Err(e2) => eprintln!("Error: tearing down: {e2:#}"),
             }
             Err(e.context(format!("lab up {} failed", b.spec.name)))
         }
@@ -295,6 +292,9 @@ impl Builder {
         let pid = child.id();
         self.children.push((node.name.clone(), child));
         self.file.nodes[i].pid = Some(pid);
+        // What `lab start` / `lab restart` run: the same, minus the join (the state dir now
+        // holds the node's identity).
+        self.file.nodes[i].args = procs::swarmd_args(&self.dir, node, None, &self.extra);
         self.dir.save(&self.file)?;
         let what = match (join.is_some(), node.role) {
             (false, _) => "initialising the swarm",
@@ -463,35 +463,4 @@ impl Builder {
         }
         p.out.print(&text);
     }
-}
-
-/// Whether `name` is listed Ready (and, for a manager, Leader or Reachable).
-fn check_node(nodes: &[pb::Node], name: &str, role: Role) -> Result<(), (String, String)> {
-    let n = nodes
-        .iter()
-        .find(|n| n.hostname == name)
-        .ok_or_else(|| (name.to_string(), format!("{name} is not listed yet")))?;
-    if n.state() != pb::NodeState::Ready {
-        return Err((
-            name.to_string(),
-            format!(
-                "{name} is {}",
-                crate::ctl::names::node_state(n.state()).to_lowercase()
-            ),
-        ));
-    }
-    if role == Role::Manager && !matches!(n.manager_status.as_str(), "Leader" | "Reachable") {
-        return Err((
-            name.to_string(),
-            format!(
-                "manager {name} is {:?} (raft)",
-                if n.manager_status.is_empty() {
-                    "not a raft member yet"
-                } else {
-                    n.manager_status.as_str()
-                }
-            ),
-        ));
-    }
-    Ok(())
 }
