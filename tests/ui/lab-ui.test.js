@@ -5,12 +5,13 @@
 //
 // Environment (run.sh sets it): SHOAL_UI_URL (the address `lab ui` printed), SHOAL_UI_PIDFILE
 // (the running `lab ui`'s PID; rewritten when this test restarts it), SHOAL_UI_OUT (screenshots,
-// logs), SHOAL_LAB_NAME, SHOAL_LAB_DIR, SHOAL_LAB_SWARMD_ARGS, SWARMCTL, CHROMIUM.
+// logs, and ui-1.out: what `lab ui` printed), SHOAL_LAB_NAME, SHOAL_LAB_DIR,
+// SHOAL_LAB_SWARMD_ARGS, SWARMCTL, CHROMIUM.
 'use strict';
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn } = require('node:child_process');
+const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -123,6 +124,14 @@ function screen(id) {
 async function openTab(node) {
   const before = (await tabs()).map((t) => t.id);
   await page.locator(`.node[data-node="${node}"]`).click();
+  return newTab(node, before);
+}
+
+/**
+ * Waits for a tab on `node` that is not in `before`, its websocket open and its prompt shown
+ * (closing a tab before then kills a shell still reading its rc files).
+ */
+async function newTab(node, before) {
   const tab = await waitFor(`a new tab on ${node}`, 10_000, async () =>
     (await tabs()).find((t) => !before.includes(t.id) && t.node === node));
   await waitFor(`the websocket of tab ${tab.id}`, 10_000, async () =>
@@ -165,6 +174,21 @@ async function type(id, cmd) {
 
 const count = (sel) => page.locator(sel).count();
 
+/** The empty terminal area's hint: whether it shows, and where. */
+async function hint() {
+  const loc = page.locator('#term-hint');
+  const visible = await loc.isVisible();
+  return { visible, box: visible ? await loc.locator('.big').boundingBox() : null };
+}
+
+/** A PNG's width and height, from its IHDR chunk (after checking the signature). */
+function pngSize(buf) {
+  assert.ok(buf.length > 24, `a PNG of ${buf.length} bytes`);
+  assert.equal(buf.subarray(0, 8).toString('hex'), '89504e470d0a1a0a', 'the PNG signature');
+  assert.equal(buf.subarray(12, 16).toString('ascii'), 'IHDR');
+  return { width: buf.readUInt32BE(16), height: buf.readUInt32BE(20) };
+}
+
 function labFile() {
   return JSON.parse(fs.readFileSync(path.join(LAB_DIR, LAB, 'lab.json'), 'utf8'));
 }
@@ -196,8 +220,27 @@ test('the page lists five Ready nodes, one of them the leader', async () => {
   }
 });
 
+test('before any terminal, the terminal area says how to open one', async () => {
+  assert.equal(await count('#tabs .tab'), 0);
+  assert.equal(await page.evaluate(() => document.documentElement.dataset.view), 'live');
+  const h = await hint();
+  assert.ok(h.visible, 'the hint shows before any terminal opens');
+  assert.match(await page.locator('#term-hint').innerText(), /Click a node to open a terminal on it/);
+  assert.match(await page.locator('#term-hint').innerText(), /Tab\s.*Enter/);
+  // In the lower part of the window (where the terminals go), centred, and large enough to read.
+  const vp = page.viewportSize();
+  assert.ok(h.box.y > vp.height * 0.5 && h.box.y + h.box.height < vp.height, JSON.stringify({ box: h.box, vp }));
+  assert.ok(Math.abs(h.box.x + h.box.width / 2 - vp.width / 2) < 10, JSON.stringify({ box: h.box, vp }));
+  assert.equal(await page.locator('#hint').isVisible(), false, 'one hint at a time');
+  const px = await page.locator('#term-hint .big').evaluate((e) => parseFloat(getComputedStyle(e).fontSize));
+  assert.ok(px >= 16, `the hint's font is ${px}px`);
+  await page.screenshot({ path: path.join(OUT, 'no-terminal.png') });
+});
+
 test('a terminal on manager1 answers hostname and swarmctl node ls', async () => {
   main = await openTab('manager1');
+  assert.equal((await hint()).visible, false, 'the hint goes once a tab is open');
+  assert.equal(await page.locator('#hint').isVisible(), true, 'the copy/paste reminder stays');
   assert.equal(await count('#tabs .tab'), 1);
   assert.equal(await count('.term'), 1);
   assert.deepEqual(await run(main, 'hostname'), ['manager1']);
@@ -331,6 +374,92 @@ test('a service typed in a terminal appears with its VIP and an lb_ mark per nod
   await page.screenshot({ path: path.join(OUT, 'lab-ui.png') });
 });
 
+test('the static view draws one snapshot, with no event stream and no terminals', async () => {
+  const p = await ctx.newPage();
+  const urls = [];
+  p.on('request', (r) => urls.push(new URL(r.url()).pathname));
+  p.on('pageerror', (e) => problems.push(`static view: page error: ${e.message}`));
+  p.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`static view: console: ${m.text()}`);
+  });
+  try {
+    // The token URL, as `lab ui` prints it: the token is traded for the cookie, `static` stays.
+    await p.goto(`${URL0}&static=1`, { waitUntil: 'load' });
+    assert.equal(p.url(), `${ORIGIN}/?static=1`);
+    assert.equal(await p.evaluate(() => document.documentElement.dataset.view), 'static');
+    await p.locator('#status[data-state="static"]').waitFor({ timeout: 15_000 });
+    assert.match(await p.locator('#status').textContent(), /^snapshot \d\d:\d\d:\d\d$/);
+    assert.equal(await p.locator('.node').count(), 5);
+    assert.equal(await p.locator('.task[data-service="web"][data-state="running"]').count(), 5);
+    assert.equal(await p.locator('#terminals').isVisible(), false);
+    assert.equal(await p.locator('.node[role="button"]').count(), 0);
+    await p.locator('.node[data-node="manager1"]').click();
+    await sleep(500);
+    assert.equal(await p.evaluate(() => window.__shoalTerms.length), 0, 'no terminal opens');
+    assert.ok(urls.includes('/api/lab'), urls.join(' '));
+    assert.ok(!urls.includes('/api/events'), `no event stream: ${urls.join(' ')}`);
+    assert.ok(!urls.some((u) => u.startsWith('/ws/')), urls.join(' '));
+  } finally {
+    await p.close();
+  }
+});
+
+test("a headless screenshot of the static view, as `lab ui` prints it, ends and shows the lab", async () => {
+  // The command `lab ui` printed, run as printed (a fresh browser: nothing but the URL's token
+  // signs it in), into out/ rather than ./lab.png and with a throwaway profile.
+  const printed = fs.readFileSync(path.join(OUT, 'ui-1.out'), 'utf8');
+  const m = printed.match(/^\s*chromium (--headless .*--screenshot=lab\.png) '(\S+)'$/m);
+  assert.ok(m, `lab ui printed a screenshot command:\n${printed}`);
+  const url = m[2];
+  assert.equal(url, `${URL0}&static=1`);
+  const png = path.join(OUT, 'static.png');
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'shoal-ui-shot-'));
+  const args = m[1].split(/\s+/).map((a) => (a === '--screenshot=lab.png' ? `--screenshot=${png}` : a));
+  const t0 = Date.now();
+  // `timeout`: a capture that hangs (the live page's event stream does that) fails here, bounded.
+  const r = spawnSync('timeout', ['-k', '5', '60', CHROMIUM, ...args, `--user-data-dir=${profile}`, url], {
+    encoding: 'utf8',
+    timeout: 70_000,
+  });
+  const seconds = ((Date.now() - t0) / 1000).toFixed(1);
+  fs.rmSync(profile, { recursive: true, force: true });
+  fs.writeFileSync(path.join(OUT, 'static-chromium.log'), `${r.stdout}\n${r.stderr}`);
+  assert.notEqual(r.status, 124, `the screenshot did not finish within 60 s (see static-chromium.log)`);
+  assert.equal(r.status, 0, `chromium exited ${r.status} after ${seconds} s:\n${r.stderr.slice(-2000)}`);
+  console.log(`# static screenshot taken in ${seconds} s`);
+  const buf = fs.readFileSync(png);
+  assert.deepEqual(pngSize(buf), { width: 1400, height: 900 });
+  // It shows the lab, not an empty or error page: the header's colour at its top left, and the
+  // web service's colour (its running tasks) somewhere in the picture.
+  const webFill = await page.locator('.task[data-service="web"][data-state="running"]').first()
+    .evaluate((e) => getComputedStyle(e).backgroundColor);
+  const p = await ctx.newPage();
+  try {
+    const seen = await p.evaluate(async ({ b64, webFill }) => {
+      const img = new Image();
+      img.src = `data:image/png;base64,${b64}`;
+      await img.decode();
+      const c = document.createElement('canvas');
+      c.width = img.width;
+      c.height = img.height;
+      const g = c.getContext('2d');
+      g.drawImage(img, 0, 0);
+      const px = (x, y) => Array.from(g.getImageData(x, y, 1, 1).data.slice(0, 3));
+      const [wr, wg, wb] = webFill.match(/\d+/g).map(Number);
+      const data = g.getImageData(0, 0, c.width, c.height).data;
+      let web = 0;
+      for (let i = 0; i < data.length; i += 4) {
+        if (Math.abs(data[i] - wr) < 3 && Math.abs(data[i + 1] - wg) < 3 && Math.abs(data[i + 2] - wb) < 3) web++;
+      }
+      return { header: px(5, 5), web };
+    }, { b64: buf.toString('base64'), webFill });
+    assert.deepEqual(seen.header, [29, 35, 48], 'the header (#1d2330) at the top left');
+    assert.ok(seen.web > 1000, `web's tasks drawn (${seen.web} pixels of ${webFill})`);
+  } finally {
+    await p.close();
+  }
+});
+
 test('the port link opens a whoami page', async () => {
   const link = page.locator('.port-link[data-service="web"][data-node="worker1"]');
   const href = await link.getAttribute('href');
@@ -421,6 +550,21 @@ test('a restarted lab ui is picked up by the open page without a reload', async 
     (await count('.task[data-service="web"][data-state="running"]')) === 3);
   assert.equal(await page.locator('.node[data-node="worker2"]').getAttribute('data-state'), 'down');
   assert.equal(await page.evaluate(() => window.__sameDocument), 'yes', 'no reload');
+});
+
+test('closing the last tab brings the hint back; Enter on a node opens a tab again', async () => {
+  for (const t of await tabs()) {
+    await page.locator(`#tabs .tab[data-tab="${t.id}"] .tab-close`).click();
+  }
+  await waitFor('every tab closed', 5_000, async () => (await count('#tabs .tab')) === 0);
+  await waitFor('the hint back', 5_000, async () => (await hint()).visible);
+  // What the hint says: a node reached with Tab opens with Enter.
+  await page.locator('.node[data-node="worker1"]').focus();
+  await page.keyboard.press('Enter');
+  await newTab('worker1', []);
+  assert.equal((await hint()).visible, false);
+  await page.locator('#tabs .tab[data-node="worker1"] .tab-close').click();
+  await waitFor('the hint back again', 5_000, async () => (await hint()).visible);
 });
 
 test('no CSP violation and no page error', () => {

@@ -7,7 +7,8 @@
 #
 # Installs Debian's chromium when it is missing and the test's npm packages (npm ci). Whatever
 # happens, the trap stops the `lab ui` it started (by PID) and runs `lab down`. Screenshots and
-# logs go to tests/ui/out/ (not committed).
+# logs go to tests/ui/out/ (not committed); out/static.png is the static view, taken with the
+# `chromium --headless --screenshot` command `lab ui` prints.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)

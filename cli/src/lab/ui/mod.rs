@@ -7,6 +7,11 @@
 //! `{"type":"resize","cols","rows"}` in and `{"type":"exit","code"}` out). Each terminal runs
 //! `swarmctl lab shell NODE` in a PTY: what users run there is what the tests run.
 //!
+//! `/?static=1` is the same page drawn once from `/api/lab`, without the event stream and
+//! without terminals: an open `/api/events` keeps headless Chromium's virtual time from
+//! advancing, so `--screenshot --virtual-time-budget=…` of the live page never ends (see
+//! [`screenshot_help`]).
+//!
 //! The shell is root on the host, so the URL's token is a root credential: it is traded for an
 //! HttpOnly, SameSite=Strict cookie at once; every request needs it; the `Host` header must name
 //! the address served (DNS rebinding) and a websocket's `Origin` must be the page's own
@@ -228,15 +233,22 @@ impl Ui {
             return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET");
         }
         let path = req.uri().path().to_string();
-        // The URL's token: traded for the cookie, and out of the address bar at once.
+        // The URL's token: traded for the cookie, and out of the address bar at once. The
+        // static view (`&static=1`, for screenshots) survives the trade; nothing else from
+        // the query goes into `Location`.
         if path == "/" {
             if let Some(t) = query_param(&req, "token") {
                 if !same(&t, &self.token) {
                     return plain(StatusCode::UNAUTHORIZED, "wrong token");
                 }
+                let to = if query_param(&req, "static").as_deref() == Some("1") {
+                    "/?static=1"
+                } else {
+                    "/"
+                };
                 let mut r = plain(StatusCode::SEE_OTHER, "");
                 let h = r.headers_mut();
-                h.insert(header::LOCATION, HeaderValue::from_static("/"));
+                h.insert(header::LOCATION, HeaderValue::from_static(to));
                 if let Ok(v) = HeaderValue::from_str(&format!(
                     "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
                     self.token
@@ -518,6 +530,17 @@ pub fn stop(name: &str) {
     let _ = std::fs::remove_file(&path);
 }
 
+/// What `lab ui` prints under the page's address `url` (the one with the token): how to take a
+/// picture of the lab with headless Chromium. The static view draws one snapshot and opens no
+/// event stream, so the capture ends once `--virtual-time-budget` has run out.
+pub fn screenshot_help(url: &str) -> String {
+    format!(
+        "A picture of the lab (one snapshot, no terminals; --no-sandbox as root):\n  \
+         chromium --headless --no-sandbox --disable-gpu --window-size=1400,900 \
+         --virtual-time-budget=5000 --screenshot=lab.png '{url}&static=1'"
+    )
+}
+
 /// `swarmctl lab ui`: serves `dir`'s lab on `listen` until Ctrl-C (or the lab goes).
 pub async fn run(
     dir: crate::lab::state::LabDir,
@@ -548,8 +571,10 @@ pub async fn run(
     // `lab down` stops this process (by this pid, after checking its command line).
     let pid_file = pid_path(&file.name);
     std::fs::write(&pid_file, std::process::id().to_string())?;
-    println!("Lab {:?}: http://{addr}/?token={token}", file.name);
+    let url = format!("http://{addr}/?token={token}");
+    println!("Lab {:?}: {url}", file.name);
     println!("(the page's terminals are root shells on this host: keep the address to yourself)");
+    println!("{}", screenshot_help(&url));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = ui.serve(listener) => {}

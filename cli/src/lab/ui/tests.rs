@@ -82,6 +82,45 @@ async fn the_token_is_required_and_traded_for_a_cookie() {
 }
 
 #[tokio::test]
+async fn the_static_view_survives_the_token_trade() {
+    let addr = server().await;
+    let (code, text) = get(addr, &format!("/?token={TOKEN}&static=1"), &[]).await;
+    assert_eq!(code, 303, "{text}");
+    let lower = text.to_ascii_lowercase();
+    assert!(lower.contains("location: /?static=1\r\n"), "{text}");
+    assert!(lower.contains("set-cookie: shoal_lab="), "{text}");
+    // Only `static=1` goes along: nothing else of the query reaches `Location`.
+    let (code, text) = get(addr, &format!("/?static=1&token={TOKEN}&x=//evil"), &[]).await;
+    assert_eq!(code, 303, "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("location: /?static=1\r\n"),
+        "{text}"
+    );
+    let (_, text) = get(addr, &format!("/?token={TOKEN}&static=0"), &[]).await;
+    assert!(
+        text.to_ascii_lowercase().contains("location: /\r\n"),
+        "{text}"
+    );
+    // Without the cookie the static view is refused like the live one.
+    assert_eq!(get(addr, "/?static=1", &[]).await.0, 401);
+    assert_eq!(
+        get(addr, "/?static=1", &[("Cookie", &cookie())]).await.0,
+        200
+    );
+}
+
+#[test]
+fn the_screenshot_help_names_the_static_view() {
+    let help = screenshot_help("http://127.0.0.1:1/?token=T");
+    assert!(
+        help.contains("--screenshot=lab.png 'http://127.0.0.1:1/?token=T&static=1'"),
+        "{help}"
+    );
+    assert!(help.contains("--virtual-time-budget="), "{help}");
+}
+
+#[tokio::test]
 async fn foreign_host_and_origin_are_refused() {
     let addr = server().await;
     // DNS rebinding: evil.example resolving to 127.0.0.1.

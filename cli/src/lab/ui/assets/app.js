@@ -2,11 +2,17 @@
 // before this file (vendor/). It draws the lab from `/api/events` (a snapshot on every change)
 // and opens one terminal per tab on `/ws/term/{node}`.
 //
+// `/?static=1` draws one snapshot from `/api/lab` and stops there: no event stream, no
+// terminals. That view is for pictures: an open event stream keeps headless Chromium's virtual
+// time still, so `chromium --headless --screenshot --virtual-time-budget=…` of the live page
+// never ends. The live page opens its stream after the load event.
+//
 // Hooks for the browser test (tests/ui): `.node[data-node][data-state][data-leader]`,
 // `.task[data-service][data-node][data-state]`, `.lb-mark[data-node][data-network]`,
 // `.port-link[data-node][data-service][data-port]`, `#tabs .tab[data-tab]`,
-// `.term[data-node][data-tab]`, `#status[data-state]` (connecting | connected | disconnected),
-// `html[data-snapshots]` (snapshots drawn so far) and `window.__shoalTerms` (one entry per
+// `.term[data-node][data-tab]`, `#status[data-state]` (connecting | connected | disconnected;
+// in the static view: static | failed), `#term-hint` (shown while no tab is open),
+// `html[data-view]` (live | static), `html[data-snapshots]` (snapshots drawn so far) and `window.__shoalTerms` (one entry per
 // open tab: {id, node, term, ws, fit, status, shells}; `term.buffer.active` is the screen;
 // status: connecting | open | exited | closed (connection lost) | failed).
 'use strict';
@@ -78,6 +84,9 @@
 (function main() {
   const SVG = 'http://www.w3.org/2000/svg';
   const $ = (sel) => document.querySelector(sel);
+  /** `?static=1`: one snapshot, no event stream, no terminals (for screenshots). */
+  const STATIC = new URLSearchParams(location.search).get('static') === '1';
+  document.documentElement.dataset.view = STATIC ? 'static' : 'live';
 
   /** An element: h('div', {class: 'x', 'data-node': n, onclick: f}, child, 'text', …). */
   function h(tag, attrs, ...children) {
@@ -165,12 +174,8 @@
   function nodeCard(n) {
     const state = String(n.state || 'unknown').toLowerCase();
     const open = () => openTerminal(n.name);
-    return h('div', {
-      class: 'node',
-      'data-node': n.name,
-      'data-state': state,
-      'data-leader': n.leader ? 'true' : 'false',
-      'data-role': n.role || 'unknown',
+    // The static view has no terminals: its cards are not buttons.
+    const button = STATIC ? {} : {
       role: 'button',
       tabindex: 0,
       title: `Open a shell on ${n.name}`,
@@ -181,6 +186,14 @@
           open();
         }
       },
+    };
+    return h('div', {
+      class: 'node',
+      'data-node': n.name,
+      'data-state': state,
+      'data-leader': n.leader ? 'true' : 'false',
+      'data-role': n.role || 'unknown',
+      ...button,
     },
     h('div', { class: 'node-title' },
       n.leader ? leaderStar() : null,
@@ -189,7 +202,7 @@
       h('span', { class: 'role' }, n.role || 'unknown'),
       h('span', { class: 'state-pill', 'data-state': state }, stateLabel(state))),
     h('div', { class: 'node-addr' }, n.address || ''),
-    h('div', { class: 'node-open' }, '▸ open a shell'));
+    STATIC ? null : h('div', { class: 'node-open' }, '▸ open a shell'));
   }
 
   function portLinks(node, services) {
@@ -579,6 +592,7 @@
   }
 
   function openTerminal(node) {
+    if (STATIC) return null;
     const id = nextId++;
     const n = terms.filter((t) => t.node === node).length + 1;
     const close = h('button', { class: 'tab-close', type: 'button', title: 'Close this shell', 'aria-label': `Close ${node} #${n}` }, '×');
@@ -746,10 +760,37 @@
 
   // --- start -------------------------------------------------------------------------------------
 
+  /** The static view: one snapshot from `/api/lab`, then nothing more is fetched. */
+  function drawOnce() {
+    setStatus('connecting', 'reading the lab…');
+    fetch('/api/lab', { cache: 'no-store' })
+      .then(async (r) => {
+        if (r.status === 401) throw new Error('not signed in: open the address `swarmctl lab ui` printed, with &static=1');
+        if (!r.ok) throw new Error(`${r.status}: ${(await r.text()).trim()}`);
+        return r.json();
+      })
+      .then((snap) => {
+        onSnapshot(snap);
+        const at = new Date().toLocaleTimeString([], { hour12: false });
+        setStatus('static', `snapshot ${at}`);
+      })
+      .catch((e) => setStatus('failed', `could not read the lab: ${e.message}`));
+  }
+
+  /** After the load event: neither it nor anything waiting on it waits for the stream. */
+  function afterLoad(f) {
+    if (document.readyState === 'complete') f();
+    else window.addEventListener('load', f, { once: true });
+  }
+
   $('#picture').append(h('div', { class: 'empty-note' }, 'Waiting for the lab…'));
+  if (STATIC) {
+    drawOnce();
+    return;
+  }
   window.addEventListener('resize', queueFit);
   if (typeof ResizeObserver === 'function') new ResizeObserver(queueFit).observe($('#terms'));
   splitter();
   setStatus('connecting', 'connecting…');
-  connect();
+  afterLoad(connect);
 })();
