@@ -230,6 +230,11 @@ impl Worker {
         for t in tasks {
             self.reconcile(t);
         }
+        if let (true, Some(dp)) = (a.full, self.data_plane.clone()) {
+            // Overlay sandboxes left by tasks that ended while no agent ran (their ports are
+            // gone by now): see DataPlane::sweep_overlays.
+            tokio::spawn(async move { dp.sweep_overlays().await });
+        }
     }
 
     fn stop_task(&self, id: &str) {

@@ -566,7 +566,17 @@ fn restarting_the_agent_keeps_tasks_and_their_connections() {
         "node.hostname==worker1",
         "whoami",
     ]);
-    let before = lab.running("web", 2);
+    // And one on the default bridge (published ports put web on ingress instead).
+    lab.swarmctl_ok(&[
+        "service",
+        "create",
+        "--name",
+        "local",
+        "--constraint",
+        "node.hostname==worker1",
+        "whoami",
+    ]);
+    let before = [lab.running("web", 2), lab.running("local", 1)].concat();
     let port = published_port(&lab, "web");
     let file = lab.file();
     let addr_of = |name: &str| {
@@ -592,11 +602,13 @@ fn restarting_the_agent_keeps_tasks_and_their_connections() {
     assert!(out.contains("worker1"), "{out}");
     let new_pid = lab.pids()[1];
     assert_ne!(old_pid, new_pid, "a new swarmd runs: {out}");
+    let ls = lab.ctl(&["lab", "ls"], Duration::from_secs(30)).stdout;
     assert!(
-        lab.lab_ok(&["ls"], &[]).contains("running"),
-        "lab ls counts the restarted node"
+        ls.lines()
+            .any(|l| l.starts_with(&lab.name) && l.ends_with("running")),
+        "lab ls counts the restarted node: {ls}"
     );
-    let again = lab.running("web", 2);
+    let again = [lab.running("web", 2), lab.running("local", 1)].concat();
     let ids = |v: &[TaskView]| {
         let mut x: Vec<(String, u64)> = v.iter().map(|t| (t.id.clone(), t.pid)).collect();
         x.sort();
@@ -615,11 +627,19 @@ fn restarting_the_agent_keeps_tasks_and_their_connections() {
         2,
         "no replacement task was made: {all}"
     );
-    assert_eq!(bridge.name().expect("the bridge connection still works"), first_bridge);
-    assert_eq!(mesh.name().expect("the mesh connection still works"), first_mesh);
+    assert_eq!(
+        bridge.name().expect("the bridge connection still works"),
+        first_bridge
+    );
+    assert_eq!(
+        mesh.name().expect("the mesh connection still works"),
+        first_mesh
+    );
     let node_ls = lab.swarmctl_ok(&["node", "ls"]);
     assert!(
-        node_ls.lines().all(|l| !l.contains("worker1") || l.contains("Ready")),
+        node_ls
+            .lines()
+            .all(|l| !l.contains("worker1") || l.contains("Ready")),
         "{node_ls}"
     );
 
@@ -627,40 +647,48 @@ fn restarting_the_agent_keeps_tasks_and_their_connections() {
     lab.swarmctl_ok(&["service", "scale", "web=1"]);
     lab.running("web", 1);
     let netns_dir = lab.dir().join("nodes").join("worker1").join("netns");
-    wait_for("one task sandbox left", Duration::from_secs(30), || {
-        let n = std::fs::read_dir(&netns_dir)
-            .map(|rd| {
-                rd.flatten()
-                    .filter(|e| e.file_name().to_string_lossy().starts_with("tk_"))
-                    .count()
-            })
-            .unwrap_or(0);
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(format!("{n} sandboxes"))
-        }
-    });
+    wait_for(
+        "two task sandboxes left (web.1, local.1)",
+        Duration::from_secs(30),
+        || {
+            let n = std::fs::read_dir(&netns_dir)
+                .map(|rd| {
+                    rd.flatten()
+                        .filter(|e| e.file_name().to_string_lossy().starts_with("tk_"))
+                        .count()
+                })
+                .unwrap_or(0);
+            if n == 2 {
+                Ok(())
+            } else {
+                Err(format!("{n} sandboxes"))
+            }
+        },
+    );
 
     // A crash is still found at once: kill -9 (no goodbye) and the node is Down within a few
     // heartbeats, far sooner than the restart grace.
     let t0 = std::time::Instant::now();
     lab.lab_ok(&["stop", "worker1"], &["--kill"]);
-    wait_for("worker1 Down after kill -9", Duration::from_secs(10), || {
-        let out = lab.swarmctl_ok(&["node", "ls"]);
-        match out.lines().find(|l| l.contains("worker1")) {
-            Some(l) if l.contains("Down") => Ok(()),
-            l => Err(format!("{l:?}")),
-        }
-    });
+    wait_for(
+        "worker1 Down after kill -9",
+        Duration::from_secs(10),
+        || {
+            let out = lab.swarmctl_ok(&["node", "ls"]);
+            match out.lines().find(|l| l.contains("worker1")) {
+                Some(l) if l.contains("Down") => Ok(()),
+                l => Err(format!("{l:?}")),
+            }
+        },
+    );
     println!("worker1 Down {:?} after kill -9", t0.elapsed());
 }
 
 /// The port the routing mesh published for `service`'s first port.
 fn published_port(lab: &Lab, service: &str) -> u64 {
-    let v: serde_json::Value = serde_json::from_str(&lab.swarmctl_ok(&[
-        "service", "inspect", service, "--format", "json",
-    ]))
+    let v: serde_json::Value = serde_json::from_str(
+        &lab.swarmctl_ok(&["service", "inspect", service, "--format", "json"]),
+    )
     .expect("json");
     let s = if v.is_array() { &v[0] } else { &v };
     s["ports"][0]["published"]

@@ -30,7 +30,7 @@ use shoal_netlib::netns::{self, NetNs};
 use shoal_netlib::nft::{expr, Batch, Family, Hook, Nft};
 use shoal_netlib::rt::{mac_of_ipv4, Handle};
 use shoal_proto::model::{NetworkAttachment, NetworkDriver, Protocol, PublishMode, Task};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// The nftables table this module owns in the node's namespace.
 const NODE_TABLE: &str = "shoal";
@@ -446,24 +446,17 @@ impl DataPlane {
 
     /// Removes the sandboxes and addresses of tasks not in `keep` (what a crash left).
     pub async fn janitor(&self, keep: &HashSet<String>) {
-        let mut keep_ns: HashSet<String> = keep.iter().map(|t| names::task_ns(t)).collect();
-        keep_ns.extend(
-            self.inner
-                .overlays
-                .lock()
-                .await
-                .keys()
-                .map(|n| names::overlay_ns(n)),
-        );
+        let keep_ns: HashSet<String> = keep.iter().map(|t| names::task_ns(t)).collect();
         let present = netns::list(&self.inner.netns_dir).unwrap_or_default();
         for name in names::leftovers(
             present.iter().map(String::as_str),
-            &[names::TASK_NS, names::OVERLAY_NS],
+            &[names::TASK_NS],
             &keep_ns,
         ) {
             info!("removing the leftover sandbox {name}");
             let _ = netns::delete_path(&self.inner.netns_dir.join(&name));
         }
+        self.sweep_overlays().await;
         let holders = self
             .inner
             .ipam
@@ -476,6 +469,41 @@ impl DataPlane {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .release(t);
+        }
+    }
+
+    /// Removes the overlay sandboxes nobody uses: not registered by a task or balancer of this
+    /// agent, and without a port (a veth) of anyone else's. A restarted agent finds its adopted
+    /// tasks' overlays still plugged in and keeps them: removing one would cut those tasks (and
+    /// connections through the mesh) off their networks, and its VXLAN device, whose socket
+    /// lives in the node's namespace, would hold its VNI until the kernel frees it.
+    pub async fn sweep_overlays(&self) {
+        let overlays = self.inner.overlays.lock().await;
+        let present = netns::list(&self.inner.netns_dir).unwrap_or_default();
+        let registered: HashSet<String> = overlays.keys().map(|n| names::overlay_ns(n)).collect();
+        for name in names::leftovers(
+            present.iter().map(String::as_str),
+            &[names::OVERLAY_NS],
+            &registered,
+        ) {
+            let path = self.inner.netns_dir.join(&name);
+            let plugged = match NetNs::open(&path) {
+                Ok(ns) => match Handle::in_ns(&ns) {
+                    Ok(h) => h
+                        .links()
+                        .await
+                        .map_or(true, |links| links.iter().any(|l| l.kind == "veth")),
+                    // Cannot look inside: keep it rather than cut someone off.
+                    Err(_) => true,
+                },
+                Err(_) => false,
+            };
+            if plugged {
+                debug!("keeping the overlay sandbox {name}: it still has ports");
+                continue;
+            }
+            info!("removing the leftover sandbox {name}");
+            let _ = netns::delete_path(&path);
         }
     }
 }

@@ -75,7 +75,8 @@ pub enum LabCmd {
         name: LabName,
     },
     /// Serve the lab in a browser: a terminal into every node and a live picture of nodes,
-    /// networks, balancers and tasks. Prints the address to open (with its token).
+    /// networks, balancers and tasks. Prints the address to open (with its token); `&static=1`
+    /// on it gives a one-snapshot view that headless browsers can capture.
     Ui {
         #[command(flatten)]
         name: LabName,
