@@ -13,6 +13,7 @@
 pub mod certs;
 pub mod dns;
 pub mod executor;
+pub mod join;
 pub mod network;
 pub mod reporter;
 pub mod session;

@@ -12,6 +12,7 @@
 
 pub mod allocator;
 pub mod authz;
+pub mod bootstrap;
 pub mod ca;
 pub mod config;
 pub mod control;
@@ -24,6 +25,7 @@ pub mod scheduler;
 pub mod server;
 pub mod store;
 
+pub use bootstrap::{Bootstrap, BootstrapError, BootstrapSpec};
 pub use config::ManagerConfig;
 pub use manager::{Manager, ManagerError};
 

@@ -10,6 +10,8 @@
 //!   in-process tests); a server learns each peer's [`identity::NodeIdentity`] from the
 //!   connection ([`transport::PeerInfo`]).
 //! - [`authz`]: the checks the gRPC services make with it.
+//! - [`token`]: the join tokens' format (`SWMTKN-1-<digest>-<secret>`), parsed by joining nodes
+//!   and by the managers that check them.
 
 pub mod authz;
 pub mod ca;
@@ -17,6 +19,7 @@ pub mod creds;
 pub mod identity;
 mod pem;
 mod tls;
+pub mod token;
 pub mod transport;
 
 pub use ca::NodeKeyPair;

@@ -316,6 +316,28 @@ impl tower::Service<Uri> for Connector {
     }
 }
 
+/// The messages of an error and its sources, joined with `: `, skipping wrappers that add nothing
+/// ("transport error") and repeats: what a failed connection says to an operator (`tcp connect
+/// error: Connection refused (os error 111)` rather than tonic's bare `transport error`).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let msg = err.to_string();
+        let useless =
+            msg.is_empty() || msg == "transport error" || parts.iter().any(|p| p.contains(&msg));
+        if !useless {
+            parts.push(msg);
+        }
+        cur = err.source();
+    }
+    if parts.is_empty() {
+        e.to_string()
+    } else {
+        parts.join(": ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,41 +1,11 @@
-//! Join tokens: `SWMTKN-1-<cluster digest>-<secret>`, one secret per role.
+//! Join tokens on the managers: the role a token grants in this cluster (the format itself is
+//! `shoal_security::token`).
 
 use shoal_proto::model::{Cluster, NodeRole};
 
-/// Why a token was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
-    /// No token given.
-    #[error("a join token is required: run `swarmctl swarm join-token worker` (or manager) on a manager and pass it with --token")]
-    Missing,
-    /// Not of the `SWMTKN-1-…` form.
-    #[error("malformed join token: expected SWMTKN-1-<digest>-<secret>")]
-    Malformed,
-    /// The digest names another cluster.
-    #[error(
-        "the join token belongs to another cluster (its digest does not match this cluster's)"
-    )]
-    WrongCluster,
-    /// Right cluster, unknown secret.
-    #[error("invalid join token: it was rotated or mistyped; get the current one with `swarmctl swarm join-token`")]
-    Invalid,
-}
-
-/// Splits a token into digest and secret.
-pub fn parse_token(token: &str) -> Result<(&str, &str), TokenError> {
-    let token = token.trim();
-    if token.is_empty() {
-        return Err(TokenError::Missing);
-    }
-    let rest = token
-        .strip_prefix("SWMTKN-1-")
-        .ok_or(TokenError::Malformed)?;
-    let (digest, secret) = rest.split_once('-').ok_or(TokenError::Malformed)?;
-    if digest.is_empty() || secret.is_empty() || secret.contains('-') {
-        return Err(TokenError::Malformed);
-    }
-    Ok((digest, secret))
-}
+// The token format moved to `shoal_security::token` (joining nodes parse tokens too); these
+// re-exports keep `shoal_manager::dispatcher::{parse_token, cluster_digest, TokenError}` working.
+pub use shoal_security::token::{cluster_digest, parse_token, TokenError};
 
 /// The role a token grants in `cluster`.
 pub fn check_token(cluster: &Cluster, token: &str) -> Result<NodeRole, TokenError> {
@@ -51,17 +21,6 @@ pub fn check_token(cluster: &Cluster, token: &str) -> Result<NodeRole, TokenErro
     } else {
         Err(TokenError::Invalid)
     }
-}
-
-/// The digest half of a cluster's join tokens: 32 hex digits of SHA-256 over `seed` (the
-/// cluster id now; the root CA certificate once the cluster has one).
-pub fn cluster_digest(seed: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(seed)
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! The node's identity on disk (`<state-dir>/node.json`): written once at init or join, read on
 //! every restart so the node comes back as itself.
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
+use shoal_security::{Credentials, Transport};
 use std::path::Path;
+use tracing::warn;
 
 /// What a node remembers about itself.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -43,6 +45,34 @@ impl Identity {
         std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
         std::fs::rename(&tmp, dir.join(FILE))?;
         Ok(())
+    }
+
+    /// The transport of a node restarting with this identity: its saved certificates in
+    /// `certs_dir` (none for a cluster made with `--insecure-plaintext`, which `insecure_flag`
+    /// should then repeat).
+    pub fn transport(&self, certs_dir: &Path, insecure_flag: bool) -> anyhow::Result<Transport> {
+        if self.plaintext {
+            if !insecure_flag {
+                warn!("this node belongs to a cluster without TLS (--insecure-plaintext)");
+            }
+            return Ok(Transport::Plain);
+        }
+        let dir = certs_dir;
+        let creds = Credentials::load(dir)
+            .with_context(|| format!("cannot read the node's certificates in {}", dir.display()))?
+            .ok_or_else(|| anyhow::anyhow!("no certificates in {}: this state dir's node cannot prove who it is; clear the state dir and join again with a token", dir.display()))?;
+        let id = creds.identity();
+        if id.node_id != self.node_id || id.cluster_id != self.cluster_id {
+            bail!(
+                "the certificate in {} is for node {} of cluster {}, not this node ({} of {})",
+                dir.display(),
+                id.node_id,
+                id.cluster_id,
+                self.node_id,
+                self.cluster_id
+            );
+        }
+        Ok(Transport::Node(creds))
     }
 }
 

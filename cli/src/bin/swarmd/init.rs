@@ -1,0 +1,58 @@
+//! `swarmd` on an empty state dir without `--join`: a new cluster with this node as its only
+//! manager (the cluster itself is made by `shoal_manager::bootstrap`).
+
+use crate::identity::Identity;
+use crate::node::Node;
+use crate::role::RunningManager;
+use shoal_manager::{Bootstrap, BootstrapError, BootstrapSpec};
+use tracing::warn;
+
+/// Makes the cluster, saves the node's identity and prints how to join it.
+pub async fn init(node: &mut Node) -> anyhow::Result<(Identity, RunningManager)> {
+    let spec = BootstrapSpec {
+        hostname: node.hostname.clone(),
+        advertise_addr: node.advertise.clone(),
+        labels: node.labels.clone(),
+        default_addr_pool: node.args.default_addr_pool.clone(),
+        subnet_size: node.args.default_addr_pool_mask_len,
+        cert_expiry: node.args.cert_expiry,
+        plaintext: node.args.insecure_plaintext,
+        certs_dir: node.certs_dir(),
+    };
+    let plan = Bootstrap::plan(&spec).map_err(flag_error)?;
+    if spec.plaintext {
+        warn!("--insecure-plaintext: this cluster has no CA; nodes talk plain gRPC and anyone who can reach a manager can join with a token or call its APIs");
+    }
+    let ident = Identity {
+        node_id: plan.node_id.clone(),
+        manager: true,
+        raft_id: plan.raft_id,
+        cluster_id: plan.cluster_id.clone(),
+        plaintext: spec.plaintext,
+    };
+    node.transport = plan.transport.clone();
+    let running = RunningManager::start(node, &ident).await?;
+    running.m.bootstrap(&plan).await?;
+    ident.save(&node.state_dir)?;
+    println!(
+        "Swarm initialized: current node ({}) is now a manager.\n\nTo add a worker to this swarm, run:\n\n    swarmd --join {} --token {} --state-dir DIR --listen-addr IP:PORT\n\nTo add a manager, use `swarmctl swarm join-token manager`.",
+        ident.node_id,
+        node.advertise,
+        plan.worker_token()
+    );
+    Ok((ident, running))
+}
+
+/// Names the flag behind a refused setting.
+fn flag_error(e: BootstrapError) -> anyhow::Error {
+    match e {
+        BootstrapError::AddrPool { reason, .. } => {
+            anyhow::anyhow!("--default-addr-pool: {reason}")
+        }
+        BootstrapError::SubnetSize { size, prefix } => anyhow::anyhow!(
+            "--default-addr-pool-mask-len {size} must be between the pool's prefix ({prefix}) and {}",
+            shoal_manager::bootstrap::MAX_SUBNET_SIZE
+        ),
+        e => e.into(),
+    }
+}
