@@ -37,3 +37,60 @@ pub fn free_port() -> u16 {
     }
     panic!("no free port on 127.0.0.1 in {FIRST}-{}", FIRST + COUNT - 1);
 }
+
+/// A fixed port held for one test at a time across test processes (a state-dir fixture whose
+/// raft membership names `127.0.0.1:PORT`): a lock directory under the temp dir holding the
+/// holder's pid, taken over when that process is gone. Released when dropped.
+#[derive(Debug)]
+pub struct FixedPort {
+    /// The port.
+    pub port: u16,
+    lock: std::path::PathBuf,
+}
+
+impl FixedPort {
+    /// Waits up to `timeout` for the port's lock, then checks nothing else listens on it.
+    pub fn take(port: u16, timeout: std::time::Duration) -> FixedPort {
+        let lock = std::env::temp_dir().join(format!("shoal-tests-port-{port}.lock"));
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if std::fs::create_dir(&lock).is_ok() {
+                let _ = std::fs::write(lock.join("pid"), std::process::id().to_string());
+                break;
+            }
+            let holder = std::fs::read_to_string(lock.join("pid")).unwrap_or_default();
+            let gone = holder
+                .trim()
+                .parse::<u32>()
+                .is_ok_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists());
+            if gone {
+                let _ = std::fs::remove_dir_all(&lock);
+                continue;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "port {port} is held by test process {} ({}): wait for it, or remove the lock",
+                holder.trim(),
+                lock.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let port_lock = FixedPort { port, lock };
+        let deadline = std::time::Instant::now() + timeout;
+        while TcpListener::bind(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "127.0.0.1:{port} is in use by another program; this test needs that port \
+                 (it is baked into a state-dir fixture): free it and run the test again"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        port_lock
+    }
+}
+
+impl Drop for FixedPort {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.lock);
+    }
+}

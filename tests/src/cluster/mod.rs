@@ -2,11 +2,12 @@
 //! `swarmctl` calls the tests make against it.
 
 mod ctl;
+mod restore;
 mod state;
 mod teardown;
 
 use crate::bins::bin;
-use crate::ports::free_port;
+use crate::ports::{free_port, FixedPort};
 use crate::run::{describe, run, Output};
 use crate::wait::wait_for;
 use serde_json::Value;
@@ -122,6 +123,8 @@ pub struct Cluster {
     history: Mutex<Vec<String>>,
     /// More `swarmd` arguments for every node (`--cert-expiry 12s`, `--insecure-plaintext`).
     extra: Vec<String>,
+    /// The fixed port of a cluster restored from a fixture, released after its nodes stopped.
+    fixed_port: Option<FixedPort>,
 }
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -210,8 +213,10 @@ impl Cluster {
             started: Instant::now(),
             history: Mutex::new(Vec::new()),
             extra: Vec::new(),
+            fixed_port: None,
         }
     }
+
 
     fn add(&mut self, hostname: &str, manager: bool) -> usize {
         let dir = self.root.join(hostname);
