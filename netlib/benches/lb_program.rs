@@ -125,11 +125,7 @@ async fn measure(kind: String, lb: &dyn LoadBalancer) {
 
 #[tokio::main]
 async fn main() {
-    if !std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:\t0"))
-    {
+    if !shoal_netlib::is_root() {
         eprintln!("lb_program: skipped (needs root to create a network namespace)");
         return;
     }

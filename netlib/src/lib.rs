@@ -12,8 +12,11 @@ pub mod lb;
 pub mod names;
 pub mod netns;
 pub mod nft;
+pub mod root;
 pub mod rt;
 pub mod sysctl;
+
+pub use root::is_root;
 
 /// Longest Linux interface name, in bytes (`IFNAMSIZ - 1`).
 pub const MAX_IFNAME: usize = 15;

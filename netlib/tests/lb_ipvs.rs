@@ -9,6 +9,7 @@ use shoal_netlib::lb::LbChoice;
 
 const LB: LbChoice = LbChoice::Ipvs;
 
+#[ignore = "needs root"]
 #[tokio::test]
 async fn nine_connections_rotate_over_three_backends() {
     if common::root() && ipvs_here() {
@@ -16,6 +17,7 @@ async fn nine_connections_rotate_over_three_backends() {
     }
 }
 
+#[ignore = "needs root"]
 #[tokio::test]
 async fn fwmark_service_rotates() {
     if common::root() && ipvs_here() {
@@ -23,6 +25,7 @@ async fn fwmark_service_rotates() {
     }
 }
 
+#[ignore = "needs root"]
 #[tokio::test]
 async fn backend_changes_take_effect() {
     if common::root() && ipvs_here() {
@@ -30,6 +33,7 @@ async fn backend_changes_take_effect() {
     }
 }
 
+#[ignore = "needs root"]
 #[tokio::test]
 async fn ensure_twice_changes_nothing() {
     if common::root() && ipvs_here() {
@@ -37,6 +41,7 @@ async fn ensure_twice_changes_nothing() {
     }
 }
 
+#[ignore = "needs root"]
 #[tokio::test]
 async fn flush_removes_everything() {
     if common::root() && ipvs_here() {
@@ -44,6 +49,7 @@ async fn flush_removes_everything() {
     }
 }
 
+#[ignore = "needs root"]
 #[tokio::test]
 async fn reopen_adopts_existing_state() {
     if common::root() && ipvs_here() {
@@ -69,6 +75,7 @@ fn ipvs_here() -> bool {
     }
 }
 
+#[ignore = "needs root"]
 #[tokio::test]
 async fn sync_converges_to_the_desired_set() {
     if common::root() && ipvs_here() {

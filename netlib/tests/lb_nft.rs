@@ -6,6 +6,7 @@ use shoal_netlib::lb::LbChoice;
 
 const LB: LbChoice = LbChoice::Nftables;
 
+#[ignore = "needs root"]
 #[tokio::test]
 async fn nine_connections_rotate_over_three_backends() {
     if common::root() {
@@ -13,6 +14,7 @@ async fn nine_connections_rotate_over_three_backends() {
     }
 }
 
+#[ignore = "needs root"]
 #[tokio::test]
 async fn fwmark_service_rotates() {
     if common::root() {
@@ -20,6 +22,7 @@ async fn fwmark_service_rotates() {
     }
 }
 
+#[ignore = "needs root"]
 #[tokio::test]
 async fn backend_changes_take_effect() {
     if common::root() {
@@ -27,6 +30,7 @@ async fn backend_changes_take_effect() {
     }
 }
 
+#[ignore = "needs root"]
 #[tokio::test]
 async fn ensure_twice_changes_nothing() {
     if common::root() {
@@ -34,6 +38,7 @@ async fn ensure_twice_changes_nothing() {
     }
 }
 
+#[ignore = "needs root"]
 #[tokio::test]
 async fn flush_removes_everything() {
     if common::root() {
@@ -41,6 +46,7 @@ async fn flush_removes_everything() {
     }
 }
 
+#[ignore = "needs root"]
 #[tokio::test]
 async fn reopen_adopts_existing_state() {
     if common::root() {
@@ -48,6 +54,7 @@ async fn reopen_adopts_existing_state() {
     }
 }
 
+#[ignore = "needs root"]
 #[tokio::test]
 async fn auto_picks_nftables_on_a_kernel_without_ipvs() {
     if !common::root() || std::env::var_os("SHOAL_IN_VM").is_some() {
@@ -57,6 +64,7 @@ async fn auto_picks_nftables_on_a_kernel_without_ipvs() {
     assert_eq!(t.lb.kind(), shoal_netlib::lb::LbKind::Nftables);
 }
 
+#[ignore = "needs root"]
 #[tokio::test]
 async fn sync_converges_to_the_desired_set() {
     if common::root() {

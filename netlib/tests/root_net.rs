@@ -121,6 +121,7 @@ async fn two_nodes(s: &mut Scratch) -> Vec<Node> {
     nodes
 }
 
+#[ignore = "needs root"]
 #[tokio::test]
 async fn vxlan_carries_traffic_between_two_nodes_with_static_entries_only() {
     if !common::root() {
@@ -162,6 +163,7 @@ async fn vxlan_carries_traffic_between_two_nodes_with_static_entries_only() {
     assert_eq!(fetch(&nodes[0].task, task_ip(2), 8080), None);
 }
 
+#[ignore = "needs root"]
 #[tokio::test]
 async fn every_ensure_called_twice_changes_nothing_the_second_time() {
     if !common::root() {
@@ -199,6 +201,7 @@ async fn every_ensure_called_twice_changes_nothing_the_second_time() {
     assert!(err.to_string().contains("not a bridge"), "{err}");
 }
 
+#[ignore = "needs root"]
 #[tokio::test]
 async fn deleting_a_namespace_removes_everything_in_it() {
     if !common::root() {
@@ -233,6 +236,7 @@ async fn deleting_a_namespace_removes_everything_in_it() {
     assert_eq!(again.name(), "a");
 }
 
+#[ignore = "needs root"]
 #[tokio::test]
 async fn sysctls_are_per_namespace() {
     if !common::root() {
@@ -248,6 +252,7 @@ async fn sysctls_are_per_namespace() {
     assert!(err.to_string().contains("no_such_key"), "{err}");
 }
 
+#[ignore = "needs root"]
 #[test]
 fn uts_and_pid_namespace_helpers_work_on_a_dedicated_thread() {
     if !common::root() {

@@ -1,6 +1,9 @@
 //! A `swarmctl lab` under test: a real lab of network namespaces, each node a real swarmd,
 //! driven only through `swarmctl`. Each lab has its own name, subnet (inside 198.19.0.0/16) and
 //! temporary `SHOAL_LAB_DIR`; dropping it runs `lab down` even when the test failed.
+//!
+//! Labs need root: a lab test is marked `#[ignore = "needs root"]` and starts with
+//! `if !shoal_netlib::root::root_or_skip() { return; }`.
 
 use crate::{bin, run, wait_for, Output, TaskView, Timings};
 use std::path::{Path, PathBuf};
@@ -10,30 +13,6 @@ use std::time::Duration;
 
 pub const UP_TIMEOUT: Duration = Duration::from_secs(120);
 pub const CMD_TIMEOUT: Duration = Duration::from_secs(60);
-
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
-
-/// Whether the test may run; fails under CI without root.
-pub fn root_or_skip(test: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{test}: the lab tests need root, and CI is set"
-    );
-    eprintln!("skipping {test}: the lab tests need root (network namespaces)");
-    false
-}
 
 /// A lab under test: its name, subnet and private lab directory. Dropping it runs `lab down`
 /// (after printing the end of every node's log if the test is failing) and removes the

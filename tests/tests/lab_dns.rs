@@ -5,7 +5,8 @@
 //! after `scale web=2`, `tasks.web` lists 2. Names outside the cluster go to the upstream the
 //! lab names — a resolver this test runs on the lab's host endpoint, never this machine's.
 
-use shoal_tests::lab::{root_or_skip, Lab};
+use shoal_netlib::root::root_or_skip;
+use shoal_tests::lab::Lab;
 use shoal_tests::{wait_for, TaskView};
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, UdpSocket};
@@ -75,9 +76,10 @@ fn fake_upstream(
     })
 }
 
+#[ignore = "needs root"]
 #[test]
 fn service_discovery() {
-    if !root_or_skip("service_discovery") {
+    if !root_or_skip() {
         return;
     }
     let t0 = Instant::now();

@@ -3,7 +3,8 @@
 //! `lo` and no route; a task on `host` serves on the node's own address; tasks on two user
 //! bridge networks cannot reach each other. Traffic stays inside the lab's namespaces.
 
-use shoal_tests::lab::{interfaces, root_or_skip, Lab};
+use shoal_netlib::root::root_or_skip;
+use shoal_tests::lab::{interfaces, Lab};
 use shoal_tests::{run, wait_for, Output, TaskView};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -34,9 +35,10 @@ fn curl_name(addr: &str) -> Vec<&str> {
     vec!["curl", "-s", "-m", "3", addr]
 }
 
+#[ignore = "needs root"]
 #[test]
 fn article_section_2_bridge_none_host_and_isolated_bridges() {
-    if !root_or_skip("article_section_2") {
+    if !root_or_skip() {
         return;
     }
     let lab = Lab::new();
@@ -320,9 +322,10 @@ fn hostnames(lab: &Lab) -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
+#[ignore = "needs root"]
 #[test]
 fn article_section_3_overlay_across_five_nodes() {
-    if !root_or_skip("article_section_3") {
+    if !root_or_skip() {
         return;
     }
     let lab = Lab::new();
@@ -540,9 +543,10 @@ impl KeepAlive {
     }
 }
 
+#[ignore = "needs root"]
 #[test]
 fn restarting_the_agent_keeps_tasks_and_their_connections() {
-    if !root_or_skip("agent_restart") {
+    if !root_or_skip() {
         return;
     }
     let mut lab = Lab::new();

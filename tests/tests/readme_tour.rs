@@ -3,14 +3,16 @@
 //! `deploy/demo.sh` uses. A command that fails, prints nothing where the README shows output or
 //! lacks the table header the README shows fails this test, so the README cannot drift.
 
+use shoal_netlib::root::root_or_skip;
 use shoal_tests::bin;
-use shoal_tests::lab::{root_or_skip, Lab};
+use shoal_tests::lab::Lab;
 use std::path::Path;
 use std::process::Command;
 
+#[ignore = "needs root"]
 #[test]
 fn the_readme_tour_runs_as_written() {
-    if !root_or_skip("readme_tour") {
+    if !root_or_skip() {
         return;
     }
     let mut lab = Lab::new();

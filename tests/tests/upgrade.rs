@@ -116,8 +116,16 @@ fn a_cluster_from_the_previous_commits_state_dir_restarts_and_serves() {
     c.ctl_ok(
         0,
         &[
-            "service", "create", "--name", "api", "--network", "appnet", "--network", "after",
-            "sleep", "1000",
+            "service",
+            "create",
+            "--name",
+            "api",
+            "--network",
+            "appnet",
+            "--network",
+            "after",
+            "sleep",
+            "1000",
         ],
     );
     c.wait_running(0, "api", 1);

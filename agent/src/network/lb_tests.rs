@@ -290,6 +290,7 @@ async fn vip_and_mesh(choice: LbChoice) {
     }
 }
 
+#[ignore = "needs root"]
 #[tokio::test]
 async fn vip_and_mesh_nftables() {
     if !root() {
@@ -298,6 +299,7 @@ async fn vip_and_mesh_nftables() {
     vip_and_mesh(LbChoice::Nftables).await;
 }
 
+#[ignore = "needs root"]
 #[tokio::test]
 async fn vip_and_mesh_ipvs() {
     if !root() {

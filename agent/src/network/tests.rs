@@ -122,6 +122,7 @@ fn fetch(from: &Sandbox, to: Ipv4Addr) -> Option<String> {
         .unwrap()
 }
 
+#[ignore = "needs root"]
 #[tokio::test]
 async fn default_bridge_none_and_host() {
     if !root() {
@@ -217,6 +218,7 @@ async fn default_bridge_none_and_host() {
     assert_eq!(c.first_addr(), Some("172.17.0.3".parse().unwrap()));
 }
 
+#[ignore = "needs root"]
 #[tokio::test]
 async fn user_bridges_are_isolated_from_each_other() {
     if !root() {
@@ -268,6 +270,7 @@ async fn user_bridges_are_isolated_from_each_other() {
     );
 }
 
+#[ignore = "needs root"]
 #[tokio::test]
 async fn a_sandboxed_task_has_its_own_hostname_pid_and_etc() {
     if !root() {

@@ -16,17 +16,8 @@ pub const SWARMD_ENV: &str = "SHOAL_SWARMD";
 /// Env var with extra swarmd flags (space-separated), e.g. faster raft timings in tests.
 pub const SWARMD_ARGS_ENV: &str = "SHOAL_LAB_SWARMD_ARGS";
 
-/// Whether this process runs as root (effective uid 0, read from `/proc/self/status`).
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
+/// Whether this process runs as root (effective uid 0).
+pub use shoal_netlib::is_root;
 
 /// The `swarmd` to start: `$SHOAL_SWARMD`, else the one next to this `swarmctl`, else the first
 /// on `PATH`.

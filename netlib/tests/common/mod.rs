@@ -16,20 +16,7 @@ use shoal_netlib::rt::Handle;
 /// True when the test may run: root. Without root the test is skipped with a message, except
 /// under CI (`CI` set), where a missing root is a failure: CI must run these.
 pub fn root() -> bool {
-    // SAFETY-free: geteuid via std is not available; read /proc/self/status.
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let uid0 = status
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
-    if uid0 {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "root tests need root and CI must run them"
-    );
-    eprintln!("skipped: needs root");
-    false
+    shoal_netlib::root::root_or_skip()
 }
 
 /// A directory of namespaces made by one test; dropping it deletes every namespace in it and

@@ -217,7 +217,6 @@ impl Cluster {
         }
     }
 
-
     fn add(&mut self, hostname: &str, manager: bool) -> usize {
         let dir = self.root.join(hostname);
         std::fs::create_dir_all(&dir)

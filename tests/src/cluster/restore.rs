@@ -10,12 +10,7 @@ impl Cluster {
     /// made earlier (by another version), as node `hostname` listening on `port` — the address
     /// baked into its raft membership — with `timings`, and waits until `node ls` shows it
     /// Ready and leading.
-    pub fn restore(
-        state_dir: &Path,
-        hostname: &str,
-        port: FixedPort,
-        timings: Timings,
-    ) -> Cluster {
+    pub fn restore(state_dir: &Path, hostname: &str, port: FixedPort, timings: Timings) -> Cluster {
         let mut c = Cluster::empty(timings);
         let dir = c.root.join(hostname);
         copy_dir(state_dir, &dir);

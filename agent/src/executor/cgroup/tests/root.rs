@@ -158,6 +158,7 @@ async fn wait_status(r: &Reporter, id: &str, state: TaskState) -> TaskStatus {
     }
 }
 
+#[ignore = "needs root"]
 #[tokio::test]
 async fn plain_task_runs_in_its_cgroups_until_it_stops() {
     if !root() {
@@ -214,6 +215,7 @@ impl Drop for Ns {
 // `Sandbox::Host` would need no namespace, but its child mounts a fresh sysfs, which the
 // kernel refuses (EBUSY) in the node's own network namespace: the task gets a namespace of
 // its own without interfaces instead.
+#[ignore = "needs root"]
 #[tokio::test]
 async fn sandboxed_task_runs_in_its_cgroups() {
     if !root() {
