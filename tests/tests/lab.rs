@@ -207,7 +207,7 @@ fn lab_up_exec_ls_down() {
         started.elapsed().as_secs_f64()
     );
     assert!(
-        down.contains(&format!("deleted link swlab-{}", lab.name)),
+        down.contains(&format!("link swlab-{}", lab.name)),
         "{down}"
     );
     lab.assert_gone(&pids);
@@ -247,7 +247,8 @@ fn down_cleans_up_after_a_crash() {
     let up = lab.lab(&["up"], &["--subnet", &lab.subnet]);
     assert!(!up.success() && up.stderr.contains("lab down"), "{up}");
 
-    let down = lab.lab_ok(&["down"], &[]);
+    // The JSON form lists every item removed (the table form prints a one-line summary).
+    let down = lab.lab_ok(&["down"], &["--format", "json"]);
     assert!(down.contains("stopped swarmd of manager1"), "{down}");
     assert!(down.contains("killed leftover process"), "{down}");
     let status = wait_for(
