@@ -206,10 +206,7 @@ fn lab_up_exec_ls_down() {
         "lab down took {:.2}s:\n{down}",
         started.elapsed().as_secs_f64()
     );
-    assert!(
-        down.contains(&format!("link swlab-{}", lab.name)),
-        "{down}"
-    );
+    assert!(down.contains(&format!("link swlab-{}", lab.name)), "{down}");
     lab.assert_gone(&pids);
     let again = lab.lab_ok(&["down"], &[]);
     assert!(again.contains("nothing to remove"), "{again}");
