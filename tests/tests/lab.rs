@@ -204,8 +204,10 @@ fn lab_up_exec_ls_down() {
         "lab down took {:.2}s:\n{down}",
         started.elapsed().as_secs_f64()
     );
+    // One summary line: what was stopped and removed.
     assert!(
-        down.contains(&format!("deleted link swlab-{}", lab.name)),
+        down.contains(&format!("lab {} removed: 5 swarmd stopped", lab.name))
+            && down.contains(&format!("link swlab-{}", lab.name)),
         "{down}"
     );
     lab.assert_gone(&pids);
@@ -245,8 +247,9 @@ fn down_cleans_up_after_a_crash() {
     assert!(!up.success() && up.stderr.contains("lab down"), "{up}");
 
     let down = lab.lab_ok(&["down"], &[]);
-    assert!(down.contains("stopped swarmd of manager1"), "{down}");
-    assert!(down.contains("killed leftover process"), "{down}");
+    // manager1's swarmd stopped; worker1's task process (its swarmd gone) killed.
+    assert!(down.contains("1 swarmd stopped"), "{down}");
+    assert!(down.contains("1 task process ended"), "{down}");
     let status = wait_for(
         "the leftover task to be killed",
         Duration::from_secs(10),
