@@ -118,7 +118,7 @@ async fn three_managers(engine: EngineKind) {
     for mem in &members {
         let m = mem.m.clone();
         wait_for("replication", Duration::from_secs(5), || {
-            m.store.read().network("lp_net").is_some()
+            m.store.read().network("lp_net").is_ok()
         })
         .await;
     }
@@ -159,7 +159,7 @@ async fn three_managers(engine: EngineKind) {
     wait_for(
         "restarted manager to catch up",
         Duration::from_secs(10),
-        || bm.store.read().network("after-failover").is_some(),
+        || bm.store.read().network("after-failover").is_ok(),
     )
     .await;
     assert_eq!(bm.store.read().networks.len(), 122);
