@@ -1,5 +1,5 @@
 //! The Control API served to `swarmctl`, one module per family as `swarmctl`'s own commands
-//! (`cli/src/ctl/`): [`cluster`], [`node`], [`service`], [`task`], [`network`], and [`relay`]
+//! (`cli/src/ctl/`): `cluster`, `node`, `service`, `task`, `network`, and `relay`
 //! for the calls the leader relays to agents (logs, exec, balancer inspection).
 //!
 //! Reads are answered from this manager's store; writes go through raft (forwarded to the

@@ -1,8 +1,8 @@
 //! Dispatcher: agent sessions, heartbeats, assignments and batched status writes. Sessions are
 //! served by the leader only; a follower tells the agent where the leader is.
 //!
-//! * [`relay`]: requests the leader sends agents over their sessions and the replies.
-//! * [`status`]: task status updates, batched into raft writes by a leader actor.
+//! * `relay`: requests the leader sends agents over their sessions and the replies.
+//! * `status`: task status updates, batched into raft writes by a leader actor.
 
 mod assignments;
 mod relay;

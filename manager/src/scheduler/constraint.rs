@@ -12,6 +12,7 @@ const KEYS: &str = "node.id, node.hostname, node.role, node.labels.<name>";
 
 /// The node attribute a constraint tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Key {
     /// `node.id`
     Id,
@@ -25,6 +26,7 @@ pub enum Key {
 
 /// Comparison operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Op {
     /// `==`
     Eq,
