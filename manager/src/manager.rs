@@ -138,8 +138,8 @@ impl Manager {
                         return Err(ManagerError::raft(e));
                     };
                     if let Some(node) = fwd.leader_node.clone() {
-                        let timeout = self.cfg.forward_write_timeout;
-                        match forward::forward(&self.net, &node.addr, &cmd, timeout).await {
+                        let deadline = self.cfg.forward_write_timeout;
+                        match forward::forward(&self.net, &node.addr, &cmd, deadline).await {
                             Ok(Some((applied, index))) => {
                                 // Callers read the store right after a write: let this
                                 // follower apply the entry first (it learns of the commit with
