@@ -4,6 +4,7 @@ use shoal_proto::model::{Cluster, NodeRole};
 
 /// Why a token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TokenError {
     /// No token given.
     #[error("a join token is required: run `swarmctl swarm join-token worker` (or manager) on a manager and pass it with --token")]
