@@ -8,13 +8,37 @@ use crate::manager::{Manager, ManagerError};
 use shoal_proto::model::{Cluster, Command, NodeRole, Secret};
 use shoal_security::{ca, NodeIdentity, Role, RootCa};
 use std::time::Duration;
-use tonic::Status;
 use tracing::info;
+
+// The two validities below are not manager timings (`ManagerConfig`): they are the cluster's
+// policy, chosen at `init` (`--cert-expiry`) and kept in the cluster object so every manager
+// signs alike.
 
 /// Default validity of node certificates (`--cert-expiry`): 90 days, as Swarm's.
 pub const DEFAULT_CERT_EXPIRY: Duration = Duration::from_secs(90 * 24 * 3600);
 /// Shortest validity accepted: renewal happens at 50–80 % of it.
 pub const MIN_CERT_EXPIRY: Duration = Duration::from_secs(10);
+
+/// Why the CA could not sign or rotate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaError {
+    /// A TLS cluster got a request without a certificate signing request.
+    #[error("this cluster uses mutual TLS: the request must carry a certificate signing request (is this an --insecure-plaintext node?)")]
+    NoCsr,
+    /// The signing request is bad.
+    #[error("cannot sign the request: {0}")]
+    Sign(shoal_security::Error),
+    /// A cluster made with `--insecure-plaintext` has no CA.
+    #[error("this cluster runs without TLS (--insecure-plaintext): it has no CA to rotate")]
+    NoCa,
+    /// A renewal for a node the store does not know.
+    #[error("node {0} is not part of this cluster")]
+    UnknownNode(String),
+    /// Generating, reading or cross-signing a certificate failed.
+    #[error("{0}")]
+    Internal(#[from] shoal_security::Error),
+}
 
 /// A node certificate as issued: the chain to present and the roots to trust (PEM), the
 /// digest of the issuing root.
@@ -44,14 +68,12 @@ pub fn issue(
     node_id: &str,
     r: NodeRole,
     csr: &str,
-) -> Result<Option<Issued>, Status> {
+) -> Result<Option<Issued>, CaError> {
     if cluster.ca_cert_pem.is_empty() {
         return Ok(None);
     }
     if csr.trim().is_empty() {
-        return Err(Status::invalid_argument(
-            "this cluster uses mutual TLS: the request must carry a certificate signing request (is this an --insecure-plaintext node?)",
-        ));
+        return Err(CaError::NoCsr);
     }
     let root = RootCa {
         cert_pem: cluster.ca_cert_pem.clone(),
@@ -67,10 +89,8 @@ pub fn issue(
             .cert_expiry_ms
             .max(MIN_CERT_EXPIRY.as_millis() as u64),
     );
-    let cert = root
-        .issue(csr, &who, expiry)
-        .map_err(|e| Status::invalid_argument(format!("cannot sign the request: {e}")))?;
-    let info = ca::cert_info(&cert).map_err(|e| Status::internal(e.to_string()))?;
+    let cert = root.issue(csr, &who, expiry).map_err(CaError::Sign)?;
+    let info = ca::cert_info(&cert)?;
     let mut chain_pem = cert;
     chain_pem.push_str(&cluster.ca_cross_pem);
     Ok(Some(Issued {
@@ -104,22 +124,18 @@ pub fn init_cluster_ca(c: &mut Cluster, expiry: Duration) -> Result<RootCa, shoa
 
 /// The cluster after starting a root rotation: a new signing root, cross-signed by the current
 /// one; both trusted until every node holds a certificate of the new root.
-pub fn rotated(c: &Cluster) -> Result<Cluster, Status> {
+pub fn rotated(c: &Cluster) -> Result<Cluster, CaError> {
     if c.ca_cert_pem.is_empty() {
-        return Err(Status::failed_precondition(
-            "this cluster runs without TLS (--insecure-plaintext): it has no CA to rotate",
-        ));
+        return Err(CaError::NoCa);
     }
     let old = RootCa {
         cert_pem: c.ca_cert_pem.clone(),
         key_pem: c.ca_key_pem.0.clone(),
     };
-    let new = RootCa::generate(&c.id).map_err(|e| Status::internal(e.to_string()))?;
-    let cross = old
-        .cross_sign(&new)
-        .map_err(|e| Status::internal(e.to_string()))?;
+    let new = RootCa::generate(&c.id)?;
+    let cross = old.cross_sign(&new)?;
     let mut n = c.clone();
-    n.digest = new.digest().map_err(|e| Status::internal(e.to_string()))?;
+    n.digest = new.digest()?;
     n.ca_cert_pem = new.cert_pem.clone();
     n.ca_key_pem = Secret(new.key_pem);
     n.ca_cross_pem = cross;
@@ -138,22 +154,21 @@ pub fn pending(s: &crate::store::State) -> usize {
 
 impl Manager {
     /// Signs `csr` for an existing node with its role in the store, and records it.
-    pub async fn renew_certificate(&self, node_id: &str, csr: &str) -> Result<Issued, Status> {
+    pub async fn renew_certificate(
+        &self,
+        node_id: &str,
+        csr: &str,
+    ) -> Result<Issued, ManagerError> {
         let (cluster, node) = {
             let s = self.store.read();
             (s.cluster.clone(), s.nodes.get(node_id).cloned())
         };
-        let cluster =
-            cluster.ok_or_else(|| Status::unavailable("cluster is not initialised yet"))?;
-        let node = node.ok_or_else(|| {
-            Status::permission_denied(format!("node {node_id} is not part of this cluster"))
-        })?;
+        let cluster = cluster.ok_or(ManagerError::NotInitialised)?;
+        let node = node.ok_or_else(|| CaError::UnknownNode(node_id.to_string()))?;
         let Some(issued) = issue(&cluster, node_id, node.role, csr)? else {
             return Ok(Issued::default());
         };
-        self.write(issued_command(node_id, &issued))
-            .await
-            .map_err(write_status)?;
+        self.write(issued_command(node_id, &issued)).await?;
         info!(node.id = %node_id, role = ?node.role, "issued a node certificate");
         self.finish_ca_rotation().await;
         Ok(issued)
@@ -172,18 +187,9 @@ impl Manager {
         let mut n = c.clone();
         n.ca_cross_pem.clear();
         n.ca_roots_pem = n.ca_cert_pem.clone();
-        match self.write(Command::PutCluster(n)).await {
-            Ok(r) if r.conflicts == 0 => {
-                info!("root CA rotation complete: the old root is no longer trusted")
-            }
-            _ => {}
+        // A conflict or a failure leaves the rotation to the next renewal or removal.
+        if self.write(Command::PutCluster(n)).await.is_ok() {
+            info!("root CA rotation complete: the old root is no longer trusted")
         }
-    }
-}
-
-fn write_status(e: ManagerError) -> Status {
-    match e {
-        ManagerError::Refused(m) => Status::failed_precondition(m),
-        e => Status::unavailable(e.to_string()),
     }
 }

@@ -2,18 +2,15 @@
 //! has caught up with everything committed) and stop together when it loses leadership. Each
 //! rebuilds its view from the store on every pass: no private mirror.
 
+use crate::error::BoxError;
 use crate::manager::Manager;
-use crate::store::State;
+use crate::store::{Refusal, State};
 use openraft::{BasicNode, ChangeMembers, ServerState};
 use shoal_proto::model::{now_ms, Command, NodeRole};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
-
-/// Period of the level-triggered resync, on top of store-change wakeups.
-pub const RESYNC: Duration = Duration::from_millis(250);
 
 /// Watches raft metrics and starts/stops the leader actors.
 pub async fn watch_leadership(m: Arc<Manager>) {
@@ -35,7 +32,7 @@ pub async fn watch_leadership(m: Arc<Manager>) {
                 }
                 Err(e) => {
                     debug!(error = %e, "not yet able to lead");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(m.cfg.leadership_retry).await;
                     continue;
                 }
             }
@@ -65,8 +62,8 @@ fn spawn_actors(m: Arc<Manager>) -> JoinSet<()> {
     set
 }
 
-/// Runs a planning function whenever the store changes (and every [`RESYNC`]), proposing what
-/// it returns.
+/// Runs a planning function whenever the store changes (and every
+/// [`resync_period`](crate::ManagerConfig::resync_period)), proposing what it returns.
 async fn run_planner(
     m: Arc<Manager>,
     name: &'static str,
@@ -80,8 +77,8 @@ async fn run_planner(
         };
         for cmd in cmds {
             match m.raft.client_write(cmd).await {
-                Ok(r) => match r.data.error {
-                    Some(e) if e.contains("concurrently") => {
+                Ok(r) => match r.data.refusal {
+                    Some(e @ Refusal::Conflict(_)) => {
                         debug!(actor = name, error = %e, "conflict; re-planning")
                     }
                     Some(e) => warn!(actor = name, error = %e, "store refused a command"),
@@ -95,7 +92,7 @@ async fn run_planner(
         }
         tokio::select! {
             r = rx.changed() => if r.is_err() { return },
-            _ = tokio::time::sleep(RESYNC) => {}
+            _ = tokio::time::sleep(m.cfg.resync_period) => {}
         }
     }
 }
@@ -110,12 +107,12 @@ async fn reconcile_membership(m: Arc<Manager>) {
         }
         tokio::select! {
             r = rx.changed() => if r.is_err() { return },
-            _ = tokio::time::sleep(RESYNC) => {}
+            _ = tokio::time::sleep(m.cfg.resync_period) => {}
         }
     }
 }
 
-async fn membership_pass(m: &Manager) -> Result<(), String> {
+async fn membership_pass(m: &Manager) -> Result<(), BoxError> {
     let desired: BTreeMap<u64, String> = {
         let s = m.store.read();
         s.nodes
@@ -138,10 +135,7 @@ async fn membership_pass(m: &Manager) -> Result<(), String> {
         }
         if !learners.contains(id) {
             info!(raft.id = id, addr, "adding manager as raft learner");
-            m.raft
-                .add_learner(*id, BasicNode::new(addr), false)
-                .await
-                .map_err(|e| e.to_string())?;
+            m.raft.add_learner(*id, BasicNode::new(addr), false).await?;
             continue;
         }
         let matched = metrics
@@ -154,8 +148,7 @@ async fn membership_pass(m: &Manager) -> Result<(), String> {
             info!(raft.id = id, "promoting caught-up learner to voter");
             m.raft
                 .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([*id])), false)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
         }
     }
     let gone_voters: BTreeSet<u64> = voters
@@ -167,8 +160,7 @@ async fn membership_pass(m: &Manager) -> Result<(), String> {
         info!(raft.ids = ?gone_voters, "removing demoted or removed managers from raft");
         m.raft
             .change_membership(ChangeMembers::RemoveVoters(gone_voters), false)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
     }
     let gone_learners: BTreeSet<u64> = learners
         .iter()
@@ -178,8 +170,7 @@ async fn membership_pass(m: &Manager) -> Result<(), String> {
     if !gone_learners.is_empty() {
         m.raft
             .change_membership(ChangeMembers::RemoveNodes(gone_learners), false)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
     }
     Ok(())
 }

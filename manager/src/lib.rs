@@ -8,7 +8,10 @@
 //! * [`control`]: the Control API served to `swarmctl`.
 //! * [`ca`] and [`authz`]: the cluster CA (node certificates, root rotation) and who may call
 //!   what over mutual TLS.
+//! * [`error`]: [`ManagerError`], which every module's error folds into, and the one mapping
+//!   to gRPC statuses; [`route`]: how a call reaches the leader.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod allocator;
 pub mod authz;
@@ -17,17 +20,20 @@ pub mod ca;
 pub mod config;
 pub mod control;
 pub mod dispatcher;
+pub mod error;
 mod leader;
 pub mod manager;
 pub mod orchestrator;
 pub mod raft;
+pub mod route;
 pub mod scheduler;
 pub mod server;
 pub mod store;
 
 pub use bootstrap::{Bootstrap, BootstrapError, BootstrapSpec};
 pub use config::ManagerConfig;
-pub use manager::{Manager, ManagerError};
+pub use error::ManagerError;
+pub use manager::Manager;
 
 /// Upper bound on `--replicas`, to refuse absurd requests before they allocate anything.
 pub const MAX_REPLICAS: u64 = 100_000;

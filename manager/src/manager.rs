@@ -1,43 +1,20 @@
 //! The manager: raft, the store, and the leader-only actors, behind one handle.
 
+pub use crate::error::ManagerError;
+
 use crate::config::ManagerConfig;
 use crate::dispatcher::Dispatcher;
-use crate::raft::network::{decode, encode, Network};
-use crate::raft::storage;
+use crate::raft::network::{Network, PeerTimings};
+use crate::raft::{forward, storage};
 use crate::raft::{NodeId, Raft};
-use crate::store::Store;
+use crate::store::{Applied, Store};
 use openraft::{BasicNode, ServerState};
-use shoal_proto::model::{Command, Response};
-use shoal_proto::pb::raft_client::RaftClient;
-use shoal_proto::pb::RaftBytes;
+use shoal_proto::model::Command;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
-
-/// Errors of manager operations.
-#[derive(Debug, thiserror::Error)]
-pub enum ManagerError {
-    /// The command was applied and refused by the store's rules; nothing changed.
-    #[error("{0}")]
-    Refused(String),
-    /// No leader could be reached in time.
-    #[error("no raft leader reachable within {0:?}: is a majority of managers up?")]
-    NoLeader(Duration),
-    /// Raft failed.
-    #[error("raft: {0}")]
-    Raft(String),
-    /// Storage failed to open.
-    #[error("raft storage: {0}")]
-    Storage(String),
-    /// Bad configuration.
-    #[error("invalid manager configuration: {0}")]
-    Config(String),
-}
-
-/// How long a write waits for a leader before failing.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// A running manager.
 pub struct Manager {
@@ -64,26 +41,22 @@ impl std::fmt::Debug for Manager {
 impl Manager {
     /// Opens storage, starts raft and the leadership watcher. Does not initialise a cluster.
     pub async fn start(cfg: ManagerConfig) -> Result<Arc<Manager>, ManagerError> {
-        cfg.validate().map_err(ManagerError::Config)?;
+        cfg.validate()?;
         let store = Store::default();
         let dir = cfg.state_dir.join("raft");
         let (log, sm) = storage::open(cfg.engine, &dir, store.clone())
             .await
-            .map_err(|e| ManagerError::Storage(e.to_string()))?;
-        let net = Network::new(cfg.transport.clone());
+            .map_err(ManagerError::Storage)?;
+        let net = Network::new(cfg.transport.clone(), PeerTimings::of(&cfg));
         let raft_cfg = Arc::new(
             cfg.raft_config()
                 .validate()
-                .map_err(|e| ManagerError::Config(e.to_string()))?,
+                .map_err(crate::config::ConfigError::from)?,
         );
         let raft = Raft::new(cfg.raft_id, raft_cfg, net.clone(), log, sm)
             .await
-            .map_err(|e| ManagerError::Raft(e.to_string()))?;
-        let dispatcher = Arc::new(Dispatcher::new(
-            cfg.heartbeat_period,
-            cfg.heartbeat_misses,
-            cfg.restart_grace,
-        ));
+            .map_err(ManagerError::raft)?;
+        let dispatcher = Arc::new(Dispatcher::new(&cfg));
         let m = Arc::new(Manager {
             cfg,
             raft,
@@ -106,7 +79,7 @@ impl Manager {
             Err(openraft::error::RaftError::APIError(
                 openraft::error::InitializeError::NotAllowed(_),
             )) => Ok(()),
-            Err(e) => Err(ManagerError::Raft(e.to_string())),
+            Err(e) => Err(ManagerError::raft(e)),
         }
     }
 
@@ -134,7 +107,7 @@ impl Manager {
         if raft_id == self.cfg.raft_id {
             return true;
         }
-        let window = (self.cfg.election_timeout * 4).max(Duration::from_secs(1));
+        let window = (self.cfg.election_timeout * 4).max(self.cfg.reachable_window);
         self.net
             .last_contact(raft_id)
             .is_some_and(|t| t.elapsed() < window)
@@ -151,30 +124,34 @@ impl Manager {
     }
 
     /// Proposes `cmd` and waits until it is applied here or on the leader (writes on a follower
-    /// are forwarded to the leader). A command the store refuses returns [`ManagerError::Refused`].
-    pub async fn write(&self, cmd: Command) -> Result<Response, ManagerError> {
+    /// are forwarded to the leader). A command the store refuses returns
+    /// [`ManagerError::Refused`]; no leader within [`ManagerConfig::write_timeout`] returns
+    /// [`ManagerError::NoLeader`].
+    pub async fn write(&self, cmd: Command) -> Result<Applied, ManagerError> {
         let start = Instant::now();
+        let timeout = self.cfg.write_timeout;
         loop {
             match self.raft.client_write(cmd.clone()).await {
-                Ok(r) => return r.data.into_result().map_err(ManagerError::Refused),
+                Ok(r) => return Ok(r.data.into_result()?),
                 Err(e) => {
                     let Some(fwd) = e.forward_to_leader() else {
-                        return Err(ManagerError::Raft(e.to_string()));
+                        return Err(ManagerError::raft(e));
                     };
                     if let Some(node) = fwd.leader_node.clone() {
-                        match self.forward(&node.addr, &cmd).await {
-                            Ok(Some(resp)) => {
+                        let deadline = self.cfg.forward_write_timeout;
+                        match forward::forward(&self.net, &node.addr, &cmd, deadline).await {
+                            Ok(Some((applied, index))) => {
                                 // Callers read the store right after a write: let this
                                 // follower apply the entry first (it learns of the commit with
                                 // the leader's next message, within a raft heartbeat).
-                                let wait = self.raft.wait(Some(WRITE_TIMEOUT));
+                                let wait = self.raft.wait(Some(timeout));
                                 if let Err(e) = wait
-                                    .applied_index_at_least(Some(resp.log_index), "forwarded write")
+                                    .applied_index_at_least(Some(index), "forwarded write")
                                     .await
                                 {
-                                    warn!(index = resp.log_index, error = %e, "a forwarded write is not applied here yet");
+                                    warn!(index, error = %e, "a forwarded write is not applied here yet");
                                 }
-                                return resp.into_result().map_err(ManagerError::Refused);
+                                return Ok(applied.into_result()?);
                             }
                             Ok(None) => {}
                             Err(e) => {
@@ -184,45 +161,11 @@ impl Manager {
                     }
                 }
             }
-            if start.elapsed() > WRITE_TIMEOUT {
-                return Err(ManagerError::NoLeader(WRITE_TIMEOUT));
+            if start.elapsed() > timeout {
+                return Err(ManagerError::NoLeader(timeout));
             }
-            tokio::time::sleep(Duration::from_millis(30)).await;
+            tokio::time::sleep(self.cfg.write_retry).await;
         }
-    }
-
-    /// Sends `cmd` to the leader at `addr`. `Ok(None)`: that node is no longer the leader.
-    async fn forward(&self, addr: &str, cmd: &Command) -> Result<Option<Response>, String> {
-        let channel = self.net.channel(addr).map_err(|e| e.to_string())?;
-        let mut client = RaftClient::new(channel);
-        let data = encode(cmd).map_err(|e| e.to_string())?;
-        let mut req = tonic::Request::new(RaftBytes { data });
-        req.set_timeout(Duration::from_secs(5));
-        let resp = client
-            .forward_write(req)
-            .await
-            .map_err(|s| s.message().to_string())?;
-        let result: Result<Response, Option<String>> =
-            decode(&resp.into_inner().data).map_err(|e| e.to_string())?;
-        match result {
-            Ok(r) => Ok(Some(r)),
-            Err(None) => Ok(None),
-            Err(Some(e)) => Err(e),
-        }
-    }
-
-    /// A channel to the leader when this manager is a follower; `None` on the leader. For the
-    /// calls only the leader answers (it holds the agents' sessions and issues certificates).
-    pub fn channel_to_leader(&self) -> Result<Option<tonic::transport::Channel>, tonic::Status> {
-        if self.is_leader() {
-            return Ok(None);
-        }
-        let (_, addr) = self
-            .leader()
-            .ok_or_else(|| tonic::Status::unavailable("no raft leader right now; retry shortly"))?;
-        self.channel(&addr)
-            .map(Some)
-            .map_err(|e| tonic::Status::unavailable(e.to_string()))
     }
 
     /// A cached gRPC channel to another manager.

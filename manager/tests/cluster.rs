@@ -2,8 +2,10 @@
 //! a follower, leader failure and restart from disk, on both storage engines.
 
 use shoal_manager::raft::storage::EngineKind;
+use shoal_manager::route::forwarded;
 use shoal_manager::{Manager, ManagerConfig};
 use shoal_proto::model::{now_ms, Cluster, Command, Network, Node, NodeRole, NodeState};
+use shoal_proto::pb::{self, control_client::ControlClient};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -118,13 +120,43 @@ async fn three_managers(engine: EngineKind) {
     for mem in &members {
         let m = mem.m.clone();
         wait_for("replication", Duration::from_secs(5), || {
-            m.store.read().network("lp_net").is_some()
+            m.store.read().network("lp_net").is_ok()
         })
         .await;
     }
     // A refused command comes back as an error from a follower too, and changes nothing.
     let err = members[1].m.write(net("lp_net")).await.unwrap_err();
-    assert!(err.to_string().contains("already exists"), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "network with name \"lp_net\" already exists"
+    );
+
+    // A follower forwards the calls only the leader answers, once.
+    let mut ctl = ControlClient::connect(format!("http://{}", members[2].addr))
+        .await
+        .unwrap();
+    let exec = pb::ExecTaskRequest {
+        task: "nosuch".into(),
+        cmd: vec!["true".into()],
+        timeout_ms: 0,
+    };
+    let err = ctl.exec_task(exec.clone()).await.unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (tonic::Code::NotFound, "task nosuch not found"),
+        "answered by the leader"
+    );
+    let err = ctl.exec_task(forwarded(exec, None)).await.unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (
+            tonic::Code::Unavailable,
+            "no raft leader right now; retry shortly"
+        ),
+        "a forwarded call is never forwarded again"
+    );
+    let nodes = ctl.list_nodes(pb::Empty {}).await.unwrap().into_inner();
+    assert_eq!(nodes.nodes.len(), 3);
 
     // Enough writes to snapshot and purge the log.
     for i in 0..120 {
@@ -159,7 +191,7 @@ async fn three_managers(engine: EngineKind) {
     wait_for(
         "restarted manager to catch up",
         Duration::from_secs(10),
-        || bm.store.read().network("after-failover").is_some(),
+        || bm.store.read().network("after-failover").is_ok(),
     )
     .await;
     assert_eq!(bm.store.read().networks.len(), 122);

@@ -1,8 +1,40 @@
 //! IPv4 address management: subnets cut from a pool, addresses handed out serially inside a
 //! subnet. Pure functions over what the store already holds (no private mirror).
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
+
+/// Why a subnet did not parse. It can be a store refusal, so it crosses the wire between
+/// managers inside [`crate::store::Refusal`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubnetError {
+    /// No `/`.
+    #[error("invalid subnet {0:?}: expected CIDR such as 10.0.9.0/24")]
+    NotCidr(String),
+    /// The part before `/` is not an IPv4 address.
+    #[error("invalid subnet {input:?}: {addr:?} is not an IPv4 address")]
+    BadAddress {
+        /// What was given.
+        input: String,
+        /// Its address part.
+        addr: String,
+    },
+    /// The prefix length is not 0-32.
+    #[error("invalid subnet {0:?}: prefix length must be 0-32")]
+    BadPrefix(String),
+    /// Host bits are set.
+    #[error("invalid subnet {input:?}: did you mean {network}/{prefix}?")]
+    HostBits {
+        /// What was given.
+        input: String,
+        /// The network address.
+        network: Ipv4Addr,
+        /// The prefix length.
+        prefix: u8,
+    },
+}
 
 /// An IPv4 subnet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -15,24 +47,26 @@ pub struct Subnet {
 
 impl Subnet {
     /// Parses `a.b.c.d/n`; the address must be the network address.
-    pub fn parse(s: &str) -> Result<Subnet, String> {
+    pub fn parse(s: &str) -> Result<Subnet, SubnetError> {
         let (a, p) = s
             .split_once('/')
-            .ok_or_else(|| format!("invalid subnet {s:?}: expected CIDR such as 10.0.9.0/24"))?;
-        let addr: Ipv4Addr = a
-            .parse()
-            .map_err(|_| format!("invalid subnet {s:?}: {a:?} is not an IPv4 address"))?;
+            .ok_or_else(|| SubnetError::NotCidr(s.to_string()))?;
+        let addr: Ipv4Addr = a.parse().map_err(|_| SubnetError::BadAddress {
+            input: s.to_string(),
+            addr: a.to_string(),
+        })?;
         let prefix: u8 = p
             .parse()
             .ok()
             .filter(|p| *p <= 32)
-            .ok_or_else(|| format!("invalid subnet {s:?}: prefix length must be 0-32"))?;
+            .ok_or_else(|| SubnetError::BadPrefix(s.to_string()))?;
         let sub = Subnet { addr, prefix };
         if sub.network() != addr {
-            return Err(format!(
-                "invalid subnet {s:?}: did you mean {}/{prefix}?",
-                sub.network()
-            ));
+            return Err(SubnetError::HostBits {
+                input: s.to_string(),
+                network: sub.network(),
+                prefix,
+            });
         }
         Ok(sub)
     }
@@ -155,9 +189,14 @@ mod tests {
 
     #[test]
     fn parse_and_overlap() {
-        assert!(Subnet::parse("10.0.0.1/24")
-            .unwrap_err()
-            .contains("10.0.0.0/24"));
+        assert_eq!(
+            Subnet::parse("10.0.0.1/24").unwrap_err().to_string(),
+            "invalid subnet \"10.0.0.1/24\": did you mean 10.0.0.0/24?"
+        );
+        assert_eq!(
+            Subnet::parse("10.0.0.0").unwrap_err().to_string(),
+            "invalid subnet \"10.0.0.0\": expected CIDR such as 10.0.9.0/24"
+        );
         assert!(Subnet::parse("10.0.0.0").is_err());
         assert!(Subnet::parse("10.0.0.0/33").is_err());
         let a = Subnet::parse("10.0.0.0/16").unwrap();

@@ -94,9 +94,9 @@ pub fn plan(state: &State, now_ms: i64) -> Vec<Command> {
                 t.status.timestamp_ms = now_ms;
                 tasks.push(t);
             }
-            Err(msg) if msg != t.status.message => {
+            Err(why) if why.to_string() != t.status.message => {
                 let mut t = t.clone();
-                t.status.message = msg;
+                t.status.message = why.to_string();
                 tasks.push(t);
             }
             Err(_) => {}
@@ -168,20 +168,31 @@ fn attached_networks<'a>(
     out
 }
 
-/// A task's attachments, or the message that says why they cannot be made yet (nothing taken).
+/// Why a task's networks cannot be allocated yet; the text becomes the task's status message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Unallocatable {
+    /// A network of its spec is gone.
+    #[error("network {0} not found")]
+    NetworkMissing(String),
+    /// A network has no free address.
+    #[error("no free address in network {name} ({subnet}); use a larger --subnet or remove unused tasks")]
+    Exhausted { name: String, subnet: String },
+}
+
+/// A task's attachments, or why they cannot be made yet (nothing taken).
 fn allocate_task(
     state: &State,
     pools: &mut Pools,
     t: &Task,
     ingress: Option<&Network>,
-) -> Result<Vec<NetworkAttachment>, String> {
+) -> Result<Vec<NetworkAttachment>, Unallocatable> {
     if let Some(missing) = t
         .spec
         .networks
         .iter()
         .find(|a| !state.networks.contains_key(&a.target))
     {
-        return Err(format!("network {} not found", missing.target));
+        return Err(Unallocatable::NetworkMissing(missing.target.clone()));
     }
     let mut out: Vec<NetworkAttachment> = Vec::new();
     for net in attached_networks(state, &t.spec, ingress) {
@@ -201,10 +212,10 @@ fn allocate_task(
                 Some(a) => vec![a],
                 None => {
                     pools.release(&out);
-                    return Err(format!(
-                        "no free address in network {} ({}); use a larger --subnet or remove unused tasks",
-                        net.name, net.subnet
-                    ));
+                    return Err(Unallocatable::Exhausted {
+                        name: net.name.clone(),
+                        subnet: net.subnet.clone(),
+                    });
                 }
             }
         };

@@ -1,5 +1,6 @@
 //! Published ports: one cluster-wide space per protocol; dynamic ports from 30000–32767.
 
+use serde::{Deserialize, Serialize};
 use shoal_proto::model::{PortConfig, Protocol, PublishMode, Service};
 use std::collections::BTreeSet;
 
@@ -7,6 +8,28 @@ use std::collections::BTreeSet;
 pub const DYNAMIC_START: u16 = 30000;
 /// Last dynamic published port.
 pub const DYNAMIC_END: u16 = 32767;
+
+/// Why published ports could not be allocated (a store refusal: it crosses the wire between
+/// managers inside [`crate::store::Refusal`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum PortError {
+    /// Another service publishes this port in ingress mode.
+    #[error("port {port}/{protocol} is already published by service {owner:?}; choose another with --publish PUBLISHED:{target}")]
+    InUse {
+        /// The published port.
+        port: u16,
+        /// `tcp` or `udp`.
+        protocol: String,
+        /// The service holding it.
+        owner: String,
+        /// The target port asked for.
+        target: u16,
+    },
+    /// Every dynamic port is taken.
+    #[error("no free published port left in {DYNAMIC_START}-{DYNAMIC_END}")]
+    NoneFree,
+}
 
 /// Ports published (in either mode) by services other than `except`: a dynamic pick never
 /// takes one of them.
@@ -30,7 +53,7 @@ pub fn allocate(
     used: &BTreeSet<(Protocol, u16)>,
     service_name: &str,
     owner_of: impl Fn(Protocol, u16) -> Option<String>,
-) -> Result<Vec<PortConfig>, String> {
+) -> Result<Vec<PortConfig>, PortError> {
     let mut taken = used.clone();
     let mut out = Vec::with_capacity(wanted.len());
     // Fixed ports first, so a dynamic pick never steals a port asked for explicitly.
@@ -38,12 +61,12 @@ pub fn allocate(
         // Fixed host-mode ports are per node: two services may use one on different nodes.
         if !taken.insert((p.protocol, p.published)) && p.mode == PublishMode::Ingress {
             let who = owner_of(p.protocol, p.published).unwrap_or_else(|| service_name.to_string());
-            return Err(format!(
-                "port {}/{} is already published by service {who:?}; choose another with --publish PUBLISHED:{}",
-                p.published,
-                p.protocol.as_str(),
-                p.target
-            ));
+            return Err(PortError::InUse {
+                port: p.published,
+                protocol: p.protocol.as_str().to_string(),
+                owner: who,
+                target: p.target,
+            });
         }
     }
     for p in wanted {
@@ -63,7 +86,7 @@ pub fn allocate(
                 Some(port) => port,
                 None => (DYNAMIC_START..=DYNAMIC_END)
                     .find(|port| !taken.contains(&(p.protocol, *port)))
-                    .ok_or_else(|| "no free published port left in 30000-32767".to_string())?,
+                    .ok_or(PortError::NoneFree)?,
             };
             taken.insert((p.protocol, port));
             p.published = port;
@@ -105,8 +128,16 @@ mod tests {
         let err = allocate(&[parse("8080:80")], &[], &used, "web", |_, _| {
             Some("api".into())
         })
-        .unwrap_err();
-        assert!(err.contains("api") && err.contains("8080"), "{err}");
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "port 8080/tcp is already published by service \"api\"; choose another with --publish PUBLISHED:80"
+        );
+        assert_eq!(
+            PortError::NoneFree.to_string(),
+            "no free published port left in 30000-32767"
+        );
         // the same number over udp is free
         assert!(allocate(&[parse("8080:80/udp")], &[], &used, "web", |_, _| None).is_ok());
         // twice in one spec

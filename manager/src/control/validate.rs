@@ -1,5 +1,6 @@
 //! Checks on user input before anything is proposed: a bad request changes nothing.
 
+use super::ControlError;
 use crate::store::State;
 use shoal_proto::model::{
     validate_name, EndpointMode, NetworkDriver, PublishMode, ServiceMode, ServiceSpec,
@@ -10,22 +11,22 @@ use std::collections::BTreeSet;
 pub const RESERVED_NETWORKS: [&str; 5] = ["ingress", "bridge", "host", "none", "shoal_gwbridge"];
 
 /// Validates a service spec and resolves network names to ids (in place).
-pub fn service_spec(state: &State, spec: &mut ServiceSpec) -> Result<(), String> {
-    validate_name("service", &spec.name, false)?;
+pub fn service_spec(state: &State, spec: &mut ServiceSpec) -> Result<(), ControlError> {
+    name("service", &spec.name, false)?;
     if spec.image.trim().is_empty() {
-        return Err("an image (the program to run) is required".into());
+        return Err(ControlError::NoImage);
     }
     if let ServiceMode::Replicated { replicas } = spec.mode {
         if replicas > crate::MAX_REPLICAS {
-            return Err(format!(
-                "--replicas {replicas} is too large (at most {})",
-                crate::MAX_REPLICAS
-            ));
+            return Err(ControlError::TooManyReplicas {
+                replicas,
+                max: crate::MAX_REPLICAS,
+            });
         }
     }
     for e in &spec.env {
         if !e.contains('=') || e.starts_with('=') {
-            return Err(format!("invalid --env {e:?}: expected KEY=VALUE"));
+            return Err(ControlError::Env(e.clone()));
         }
     }
     for c in &spec.constraints {
@@ -34,72 +35,67 @@ pub fn service_spec(state: &State, spec: &mut ServiceSpec) -> Result<(), String>
     if spec.endpoint_mode == EndpointMode::Dnsrr
         && spec.ports.iter().any(|p| p.mode == PublishMode::Ingress)
     {
-        return Err("port published with ingress mode can't be used with dnsrr mode: publish with mode=host or use --endpoint-mode vip".into());
+        return Err(ControlError::DnsrrIngress);
     }
     let mut seen = BTreeSet::new();
     for p in &spec.ports {
         if p.target == 0 {
-            return Err("a published port needs a target port (1-65535)".into());
+            return Err(ControlError::NoTargetPort);
         }
         if p.published != 0 && !seen.insert((p.protocol, p.published, p.mode == PublishMode::Host))
         {
-            return Err(format!(
-                "port {}/{} is published twice",
-                p.published,
-                p.protocol.as_str()
-            ));
+            return Err(ControlError::PortTwice {
+                port: p.published,
+                protocol: p.protocol.as_str(),
+            });
         }
     }
     let mut ids = BTreeSet::new();
     let attached = spec.networks.len();
     for a in &mut spec.networks {
-        let net = state.network(&a.target).ok_or_else(|| {
-            format!(
-                "network {} not found; create it with `swarmctl network create -d overlay {}`",
-                a.target, a.target
-            )
-        })?;
+        // An ambiguous reference is refused like an unknown one: the spec must name one
+        // network for sure.
+        let net = state
+            .network(&a.target)
+            .map_err(|_| ControlError::NoSuchNetwork(a.target.clone()))?;
         if net.ingress {
-            return Err(
-                "the ingress network can't be attached directly: publish a port instead".into(),
-            );
+            return Err(ControlError::IngressAttached);
         }
         a.target = net.id.clone();
         if !ids.insert(a.target.clone()) {
-            return Err(format!("network {} is attached twice", net.name));
+            return Err(ControlError::AttachedTwice(net.name.clone()));
         }
         for alias in &a.aliases {
-            validate_name("alias", alias, true)?;
+            name("alias", alias, true)?;
         }
         if matches!(net.driver, NetworkDriver::Host | NetworkDriver::Null) {
             if attached > 1 {
-                return Err(format!(
-                    "a task on the {} network cannot be attached to other networks",
-                    net.name
-                ));
+                return Err(ControlError::NotAlone(net.name.clone()));
             }
             if !a.aliases.is_empty() {
-                return Err(format!(
-                    "the {} network has no DNS: drop the alias",
-                    net.name
-                ));
+                return Err(ControlError::NoDns(net.name.clone()));
             }
         }
     }
     if spec.limit_memory_bytes < 0 || spec.limit_cpus < 0.0 || !spec.limit_cpus.is_finite() {
-        return Err("resource limits must not be negative".into());
+        return Err(ControlError::NegativeLimits);
     }
     Ok(())
 }
 
 /// Validates a network name.
-pub fn network_name(state: &State, name: &str) -> Result<(), String> {
-    validate_name("network", name, true)?;
+pub fn network_name(state: &State, name: &str) -> Result<(), ControlError> {
+    self::name("network", name, true)?;
     if RESERVED_NETWORKS.contains(&name) {
-        return Err(format!("network name {name:?} is reserved"));
+        return Err(ControlError::ReservedNetwork(name.to_string()));
     }
     if state.networks.values().any(|n| n.name == name) {
-        return Err(format!("network with name {name:?} already exists"));
+        return Err(ControlError::NetworkExists(name.to_string()));
     }
     Ok(())
+}
+
+/// The shared name rules of the model (`validate_name`).
+fn name(kind: &str, name: &str, allow_dot: bool) -> Result<(), ControlError> {
+    validate_name(kind, name, allow_dot).map_err(|e| ControlError::Name(e.to_string()))
 }

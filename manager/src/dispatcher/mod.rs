@@ -1,27 +1,29 @@
 //! Dispatcher: agent sessions, heartbeats, assignments and batched status writes. Sessions are
 //! served by the leader only; a follower tells the agent where the leader is.
+//!
+//! * `relay`: requests the leader sends agents over their sessions and the replies.
+//! * `status`: task status updates, batched into raft writes by a leader actor.
 
 mod assignments;
+mod relay;
 mod service;
+mod status;
 mod tokens;
 
 pub use assignments::AssignmentSet;
+pub use relay::{FromAgent, RelayError, ToAgent};
 pub use service::{by_node, DispatcherService, LEADER_ADDR_KEY};
+pub use status::{write_statuses, StatusError, STATUS_BATCH_MAX};
 pub use tokens::{check_token, cluster_digest, parse_token, TokenError};
 
+use crate::config::ManagerConfig;
 use crate::manager::Manager;
-use shoal_proto::model::{now_ms, Command, NodeState, TaskStatus};
-use shoal_proto::pb;
+use shoal_proto::model::{now_ms, Command, NodeState};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
-
-/// Longest a status batch waits for more updates before it is written.
-pub const STATUS_BATCH_WINDOW: Duration = Duration::from_millis(20);
-/// Most status updates in one raft entry.
-pub const STATUS_BATCH_MAX: usize = 10_000;
 
 struct Session {
     id: String,
@@ -29,27 +31,19 @@ struct Session {
     to_agent: mpsc::Sender<ToAgent>,
 }
 
-/// A request the leader sends an agent over its session stream.
-#[derive(Debug)]
-pub enum ToAgent {
-    /// Send these tasks' logs.
-    Logs(pb::LogRequest),
-    /// Run a command in a task.
-    Exec(pb::ExecRequest),
-    /// Report a network's balancer.
-    Lb(pb::LbRequest),
-}
-
-type StatusBatch = (
-    Vec<(String, TaskStatus)>,
-    oneshot::Sender<Result<(), String>>,
-);
-
-/// In-memory dispatcher state. Lives on every manager; used on the leader.
-pub struct Dispatcher {
+/// The dispatcher's timings, from [`ManagerConfig`].
+#[derive(Debug, Clone, Copy)]
+struct Timings {
     period: Duration,
     misses: u32,
     restart_grace: Duration,
+    relay_timeout: Duration,
+    exec_default_timeout: Duration,
+}
+
+/// In-memory dispatcher state. Lives on every manager; used on the leader.
+pub struct Dispatcher {
+    t: Timings,
     sessions: Mutex<HashMap<String, Session>>,
     /// When each node's last session closed: a node whose `swarmd` restarts reconnects within
     /// a heartbeat period, and is not marked down (and its tasks replaced) meanwhile.
@@ -58,42 +52,45 @@ pub struct Dispatcher {
     /// gets `restart_grace` to come back before it is Down.
     goodbyes: Mutex<HashMap<String, Instant>>,
     leader_since: Mutex<Option<Instant>>,
-    status_tx: mpsc::UnboundedSender<StatusBatch>,
-    status_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<StatusBatch>>,
-    log_waiters: Mutex<HashMap<String, mpsc::Sender<pb::PublishLogsRequest>>>,
-    exec_waiters: Mutex<HashMap<String, oneshot::Sender<pb::ExecResult>>>,
-    lb_waiters: Mutex<HashMap<String, oneshot::Sender<pb::LbNodeReport>>>,
+    statuses: status::Queue,
+    relay: relay::Relay,
 }
 
 impl Dispatcher {
-    /// A dispatcher expecting heartbeats every `period`; `misses` missed periods mark a node
-    /// DOWN, and a node that said goodbye is DOWN after `restart_grace` without a session.
-    pub fn new(period: Duration, misses: u32, restart_grace: Duration) -> Dispatcher {
-        let (status_tx, status_rx) = mpsc::unbounded_channel();
+    /// A dispatcher with the timings of `cfg`: agents heartbeat every `heartbeat_period`,
+    /// `heartbeat_misses` missed periods mark a node DOWN, and a node that said goodbye is DOWN
+    /// after `restart_grace` without a session.
+    pub fn new(cfg: &ManagerConfig) -> Dispatcher {
         Dispatcher {
-            period,
-            misses,
-            restart_grace,
+            t: Timings {
+                period: cfg.heartbeat_period,
+                misses: cfg.heartbeat_misses,
+                restart_grace: cfg.restart_grace,
+                relay_timeout: cfg.relay_timeout,
+                exec_default_timeout: cfg.exec_default_timeout,
+            },
             sessions: Mutex::new(HashMap::new()),
             closed: Mutex::new(HashMap::new()),
             goodbyes: Mutex::new(HashMap::new()),
             leader_since: Mutex::new(None),
-            status_tx,
-            status_rx: tokio::sync::Mutex::new(status_rx),
-            log_waiters: Mutex::new(HashMap::new()),
-            exec_waiters: Mutex::new(HashMap::new()),
-            lb_waiters: Mutex::new(HashMap::new()),
+            statuses: status::Queue::new(cfg),
+            relay: relay::Relay::default(),
         }
     }
 
     /// Heartbeat period agents are told to use.
     pub fn period(&self) -> Duration {
-        self.period
+        self.t.period
     }
 
     /// How long a node that said goodbye may stay away before it is Down.
     pub fn restart_grace(&self) -> Duration {
-        self.restart_grace
+        self.t.restart_grace
+    }
+
+    /// How long `exec` lets a command run when the request gives no timeout.
+    pub fn exec_default_timeout(&self) -> Duration {
+        self.t.exec_default_timeout
     }
 
     pub(crate) fn on_leader_start(&self) {
@@ -168,158 +165,6 @@ impl Dispatcher {
             _ => false,
         }
     }
-
-    /// Queues status updates for the next batch and waits until it is committed.
-    pub async fn submit_statuses(&self, updates: Vec<(String, TaskStatus)>) -> Result<(), String> {
-        let (tx, rx) = oneshot::channel();
-        self.status_tx
-            .send((updates, tx))
-            .map_err(|_| "dispatcher stopped".to_string())?;
-        match tokio::time::timeout(Duration::from_secs(10), rx).await {
-            Ok(Ok(r)) => r,
-            _ => Err("status update not committed (leadership changed?); retry".into()),
-        }
-    }
-
-    /// Asks the agents running `tasks` (node id → task ids) for their logs and gathers the
-    /// replies. Nodes without a session are reported in the errors.
-    pub async fn collect_logs(
-        &self,
-        by_node: HashMap<String, Vec<String>>,
-        tail: u32,
-        node_name: impl Fn(&str) -> String,
-    ) -> (Vec<pb::LogLine>, Vec<String>) {
-        let request_id = shoal_proto::model::new_id();
-        let (tx, mut rx) = mpsc::channel(64);
-        lock(&self.log_waiters).insert(request_id.clone(), tx);
-        let mut errors = Vec::new();
-        let mut waiting = 0;
-        for (node, task_ids) in by_node {
-            let sender = lock(&self.sessions).get(&node).map(|s| s.to_agent.clone());
-            let req = pb::LogRequest {
-                request_id: request_id.clone(),
-                task_ids,
-                tail,
-            };
-            match sender {
-                Some(s) if s.send(ToAgent::Logs(req)).await.is_ok() => waiting += 1,
-                _ => errors.push(format!(
-                    "node {} is not connected; logs of its tasks are unavailable",
-                    node_name(&node)
-                )),
-            }
-        }
-        let mut lines = Vec::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while waiting > 0 {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(reply)) => {
-                    waiting -= 1;
-                    if !reply.error.is_empty() {
-                        errors.push(format!(
-                            "node {}: {}",
-                            node_name(&reply.node_id),
-                            reply.error
-                        ));
-                    }
-                    lines.extend(reply.lines);
-                }
-                _ => {
-                    errors.push(format!("{waiting} node(s) did not send logs within 5 s"));
-                    break;
-                }
-            }
-        }
-        lock(&self.log_waiters).remove(&request_id);
-        (lines, errors)
-    }
-
-    /// Asks the agent of `node` to run `cmd` in `task_id` and waits for the result (at most
-    /// `timeout` plus a few seconds for the round trip).
-    pub async fn exec(
-        &self,
-        node: &str,
-        task_id: &str,
-        cmd: Vec<String>,
-        timeout: Duration,
-    ) -> Result<pb::ExecResult, String> {
-        let request_id = shoal_proto::model::new_id();
-        let (tx, rx) = oneshot::channel();
-        lock(&self.exec_waiters).insert(request_id.clone(), tx);
-        let sender = lock(&self.sessions).get(node).map(|s| s.to_agent.clone());
-        let req = pb::ExecRequest {
-            request_id: request_id.clone(),
-            task_id: task_id.to_string(),
-            cmd,
-            timeout_ms: timeout.as_millis().min(u32::MAX as u128) as u32,
-        };
-        let sent = match sender {
-            Some(s) => s.send(ToAgent::Exec(req)).await.is_ok(),
-            None => false,
-        };
-        let out = if !sent {
-            Err("the task's node is not connected to the managers; retry when it is Ready".into())
-        } else {
-            match tokio::time::timeout(timeout + Duration::from_secs(5), rx).await {
-                Ok(Ok(r)) => Ok(r),
-                _ => Err(format!(
-                    "no answer from the task's node within {}s",
-                    timeout.as_secs() + 5
-                )),
-            }
-        };
-        lock(&self.exec_waiters).remove(&request_id);
-        out
-    }
-
-    /// Asks the agent of `node` for its balancer of `network_id` (at most 5 s).
-    pub async fn lb_report(
-        &self,
-        node: &str,
-        network_id: &str,
-    ) -> Result<pb::LbNodeReport, String> {
-        let request_id = shoal_proto::model::new_id();
-        let (tx, rx) = oneshot::channel();
-        lock(&self.lb_waiters).insert(request_id.clone(), tx);
-        let sender = lock(&self.sessions).get(node).map(|s| s.to_agent.clone());
-        let req = pb::LbRequest {
-            request_id: request_id.clone(),
-            network_id: network_id.to_string(),
-        };
-        let sent = match sender {
-            Some(s) => s.send(ToAgent::Lb(req)).await.is_ok(),
-            None => false,
-        };
-        let out = if !sent {
-            Err("not connected to the managers".into())
-        } else {
-            match tokio::time::timeout(Duration::from_secs(5), rx).await {
-                Ok(Ok(r)) => Ok(r),
-                _ => Err("no answer within 5 s".into()),
-            }
-        };
-        lock(&self.lb_waiters).remove(&request_id);
-        out
-    }
-
-    fn deliver_lb(&self, report: pb::LbNodeReport) {
-        if let Some(tx) = lock(&self.lb_waiters).remove(&report.request_id) {
-            let _ = tx.send(report);
-        }
-    }
-
-    fn deliver_exec(&self, result: pb::ExecResult) {
-        if let Some(tx) = lock(&self.exec_waiters).remove(&result.request_id) {
-            let _ = tx.send(result);
-        }
-    }
-
-    fn deliver_logs(&self, reply: pb::PublishLogsRequest) {
-        let tx = lock(&self.log_waiters).get(&reply.request_id).cloned();
-        if let Some(tx) = tx {
-            let _ = tx.try_send(reply);
-        }
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -332,8 +177,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// said goodbye (a clean restart) is DISCONNECTED and gets the restart grace.
 pub async fn monitor_heartbeats(m: Arc<Manager>) {
     let d = &m.dispatcher;
-    let expiry = d.period * d.misses;
-    let mut tick = tokio::time::interval(d.period / 2);
+    let (period, restart_grace) = (d.t.period, d.t.restart_grace);
+    let expiry = period * d.t.misses;
+    let mut tick = tokio::time::interval(period / 2);
     loop {
         tick.tick().await;
         let since = lock(&d.leader_since).unwrap_or_else(Instant::now);
@@ -341,7 +187,7 @@ pub async fn monitor_heartbeats(m: Arc<Manager>) {
             let state = m.store.read();
             let sessions = lock(&d.sessions);
             let mut closed = lock(&d.closed);
-            closed.retain(|_, at| at.elapsed() <= d.period);
+            closed.retain(|_, at| at.elapsed() <= period);
             let goodbyes = lock(&d.goodbyes);
             state
                 .nodes
@@ -359,13 +205,12 @@ pub async fn monitor_heartbeats(m: Arc<Manager>) {
                     // counts from this leader's start).
                     None if n.state == NodeState::Disconnected => {
                         let gone = goodbyes.get(&n.id).copied().unwrap_or(since);
-                        (gone.elapsed() > d.restart_grace).then(|| {
+                        (gone.elapsed() > restart_grace).then(|| {
                             (
                                 n.id.clone(),
                                 NodeState::Down,
                                 format!(
-                                    "stopped cleanly and did not come back within {:?}",
-                                    d.restart_grace
+                                    "stopped cleanly and did not come back within {restart_grace:?}",
                                 ),
                             )
                         })
@@ -405,41 +250,17 @@ pub async fn monitor_heartbeats(m: Arc<Manager>) {
     }
 }
 
-/// Leader actor: writes queued task status updates in batches (one raft entry per batch).
-pub async fn write_statuses(m: Arc<Manager>) {
-    let mut rx = m.dispatcher.status_rx.lock().await;
-    loop {
-        let Some(first) = rx.recv().await else { return };
-        let mut updates = first.0;
-        let mut waiters = vec![first.1];
-        let deadline = tokio::time::Instant::now() + STATUS_BATCH_WINDOW;
-        while updates.len() < STATUS_BATCH_MAX {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some((u, w))) => {
-                    updates.extend(u);
-                    waiters.push(w);
-                }
-                _ => break,
-            }
-        }
-        let result = m
-            .raft
-            .client_write(Command::TaskStatuses(updates))
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string());
-        for w in waiters {
-            let _ = w.send(result.clone());
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn dispatcher() -> Dispatcher {
-        Dispatcher::new(Duration::from_millis(500), 3, Duration::from_secs(15))
+        Dispatcher::new(&ManagerConfig::new(
+            "n".into(),
+            1,
+            "127.0.0.1:1".into(),
+            "/nonexistent".into(),
+        ))
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! The Dispatcher gRPC service.
 
-use super::{check_token, AssignmentSet};
+use super::{check_token, AssignmentSet, FromAgent, ToAgent};
+use crate::error::ManagerError;
 use crate::manager::Manager;
+use crate::route::{forwarded, Route};
+use crate::store::Refusal;
 use shoal_proto::convert::node_to_pb;
 use shoal_proto::model::{self, now_ms, Command, Node, NodeRole, NodeState};
 use shoal_proto::pb::dispatcher_client::DispatcherClient;
@@ -43,7 +46,7 @@ impl DispatcherService {
                 }
                 s
             }
-            None => Status::unavailable("no raft leader right now; retry shortly"),
+            None => ManagerError::NoLeaderNow.into(),
         }
     }
 
@@ -76,13 +79,6 @@ impl DispatcherService {
     }
 }
 
-fn status(e: crate::manager::ManagerError) -> Status {
-    match e {
-        crate::manager::ManagerError::Refused(m) => Status::failed_precondition(m),
-        e => Status::unavailable(e.to_string()),
-    }
-}
-
 #[tonic::async_trait]
 impl dispatcher_server::Dispatcher for DispatcherService {
     async fn get_root_ca(
@@ -96,7 +92,7 @@ impl dispatcher_server::Dispatcher for DispatcherService {
             .cluster
             .as_ref()
             .map(|c| c.ca_roots_pem.clone())
-            .ok_or_else(|| Status::unavailable("cluster is not initialised yet"))?;
+            .ok_or(ManagerError::NotInitialised)?;
         Ok(Response::new(pb::RootCaResponse { roots_pem }))
     }
 
@@ -106,9 +102,9 @@ impl dispatcher_server::Dispatcher for DispatcherService {
         req: Request<pb::RenewRequest>,
     ) -> Result<Response<pb::CertificateResponse>, Status> {
         self.m.check_node(&req, &req.get_ref().node_id)?;
-        if let Some(ch) = self.m.channel_to_leader()? {
+        if let Route::Leader(ch) = self.m.route(&req)? {
             return DispatcherClient::new(ch)
-                .renew_certificate(req.into_inner())
+                .renew_certificate(forwarded(req.into_inner(), None))
                 .await;
         }
         let r = req.into_inner();
@@ -125,8 +121,10 @@ impl dispatcher_server::Dispatcher for DispatcherService {
         &self,
         req: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
-        if let Some(ch) = self.m.channel_to_leader()? {
-            return DispatcherClient::new(ch).register(req.into_inner()).await;
+        if let Route::Leader(ch) = self.m.route(&req)? {
+            return DispatcherClient::new(ch)
+                .register(forwarded(req.into_inner(), None))
+                .await;
         }
         if !req.get_ref().node_id.is_empty() {
             // Only the node itself may come back as itself.
@@ -142,15 +140,19 @@ impl dispatcher_server::Dispatcher for DispatcherService {
                     .flatten(),
             )
         };
-        let cluster =
-            cluster.ok_or_else(|| Status::unavailable("cluster is not initialised yet"))?;
+        let cluster = cluster.ok_or(ManagerError::NotInitialised)?;
         let managers = self.m.manager_addrs();
         if let Some(n) = existing {
             // A node that joined before and kept its state dir.
             if n.addr != r.addr && !r.addr.is_empty() {
                 let mut upd = n.clone();
                 upd.addr = r.addr.clone();
-                self.m.write(Command::PutNode(upd)).await.map_err(status)?;
+                match self.m.write(Command::PutNode(upd)).await {
+                    // Someone else wrote the node meanwhile: its next registration records
+                    // the address.
+                    Ok(_) | Err(ManagerError::Refused(Refusal::Conflict(_))) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
             return Ok(Response::new(pb::RegisterResponse {
                 node_id: n.id,
@@ -196,7 +198,7 @@ impl dispatcher_server::Dispatcher for DispatcherService {
         if let Some(i) = &issued {
             cmds.push(crate::ca::issued_command(&node.id, i));
         }
-        self.m.write(Command::Batch(cmds)).await.map_err(status)?;
+        self.m.write(Command::Batch(cmds)).await?;
         info!(node.id = %node.id, role = ?role, "node joined");
         let issued = issued.unwrap_or_default();
         Ok(Response::new(pb::RegisterResponse {
@@ -288,9 +290,9 @@ impl dispatcher_server::Dispatcher for DispatcherService {
                     Some(req) = log_rx.recv() => {
                         let mut msg = svc.session_message(&session_id, &last_node, None);
                         match req {
-                            super::ToAgent::Logs(lr) => msg.log_request = Some(lr),
-                            super::ToAgent::Exec(er) => msg.exec_request = Some(er),
-                            super::ToAgent::Lb(lr) => msg.lb_request = Some(lr),
+                            ToAgent::Logs(lr) => msg.log_request = Some(lr),
+                            ToAgent::Exec(er) => msg.exec_request = Some(er),
+                            ToAgent::Lb(lr) => msg.lb_request = Some(lr),
                         }
                         if tx.send(Ok(msg)).await.is_err() { break }
                         continue;
@@ -371,8 +373,7 @@ impl dispatcher_server::Dispatcher for DispatcherService {
                 NodeState::Disconnected,
                 format!("restarting (stopped cleanly); Down if not back within {grace:?}"),
             )]))
-            .await
-            .map_err(status)?;
+            .await?;
         Ok(Response::new(pb::GoodbyeResponse {
             restart_grace_ms: grace.as_millis() as u64,
         }))
@@ -406,11 +407,7 @@ impl dispatcher_server::Dispatcher for DispatcherService {
         if updates.is_empty() {
             return Ok(Response::new(pb::Empty {}));
         }
-        self.m
-            .dispatcher
-            .submit_statuses(updates)
-            .await
-            .map_err(Status::unavailable)?;
+        self.m.dispatcher.submit_statuses(updates).await?;
         Ok(Response::new(pb::Empty {}))
     }
 
@@ -419,7 +416,7 @@ impl dispatcher_server::Dispatcher for DispatcherService {
         req: Request<pb::ExecResult>,
     ) -> Result<Response<pb::Empty>, Status> {
         self.m.check_node(&req, &req.get_ref().node_id)?;
-        self.m.dispatcher.deliver_exec(req.into_inner());
+        self.m.dispatcher.deliver(FromAgent::Exec(req.into_inner()));
         Ok(Response::new(pb::Empty {}))
     }
 
@@ -428,7 +425,7 @@ impl dispatcher_server::Dispatcher for DispatcherService {
         req: Request<pb::LbNodeReport>,
     ) -> Result<Response<pb::Empty>, Status> {
         self.m.check_node(&req, &req.get_ref().node_id)?;
-        self.m.dispatcher.deliver_lb(req.into_inner());
+        self.m.dispatcher.deliver(FromAgent::Lb(req.into_inner()));
         Ok(Response::new(pb::Empty {}))
     }
 
@@ -437,7 +434,7 @@ impl dispatcher_server::Dispatcher for DispatcherService {
         req: Request<pb::PublishLogsRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
         self.m.check_node(&req, &req.get_ref().node_id)?;
-        self.m.dispatcher.deliver_logs(req.into_inner());
+        self.m.dispatcher.deliver(FromAgent::Logs(req.into_inner()));
         Ok(Response::new(pb::Empty {}))
     }
 }

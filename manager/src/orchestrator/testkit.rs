@@ -56,7 +56,7 @@ impl Sim {
         for c in cmds {
             self.index += 1;
             let r = self.state.apply(self.index, c);
-            assert!(r.error.is_none() && r.conflicts == 0, "{c:?} gave {r:?}");
+            assert!(r.refusal.is_none() && r.skipped == 0, "{c:?} gave {r:?}");
         }
     }
 

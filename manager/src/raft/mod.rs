@@ -1,8 +1,9 @@
 //! Raft: openraft's type configuration, storage engines and gRPC transport.
 
+pub mod forward;
 pub mod network;
 pub mod server;
 pub mod storage;
 pub mod types;
 
-pub use types::{NodeId, Raft, TypeConfig};
+pub use types::{NodeId, Raft, TypeConfig, WriteError};

@@ -21,13 +21,40 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tonic::transport::{Channel, Endpoint};
 
+/// Timings of the connections between managers (see the `peer_*` fields of
+/// [`ManagerConfig`](crate::ManagerConfig)).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerTimings {
+    /// TCP connect deadline.
+    pub connect_timeout: Duration,
+    /// HTTP/2 keep-alive ping interval.
+    pub keepalive_interval: Duration,
+    /// How long a ping may go unanswered.
+    pub keepalive_timeout: Duration,
+}
+
+impl PeerTimings {
+    /// The timings of `cfg`.
+    pub fn of(cfg: &crate::ManagerConfig) -> PeerTimings {
+        PeerTimings {
+            connect_timeout: cfg.peer_connect_timeout,
+            keepalive_interval: cfg.peer_keepalive_interval,
+            keepalive_timeout: cfg.peer_keepalive_timeout,
+        }
+    }
+}
+
 /// A lazily connected channel to `addr` (`ip:port`) over `transport`.
-pub fn channel(transport: &Transport, addr: &str) -> Result<Channel, tonic::transport::Error> {
+pub fn channel(
+    transport: &Transport,
+    timings: PeerTimings,
+    addr: &str,
+) -> Result<Channel, tonic::transport::Error> {
     let ep = Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_millis(500))
+        .connect_timeout(timings.connect_timeout)
         .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5));
+        .http2_keep_alive_interval(timings.keepalive_interval)
+        .keep_alive_timeout(timings.keepalive_timeout);
     Ok(transport.lazy(ep))
 }
 
@@ -35,15 +62,17 @@ pub fn channel(transport: &Transport, addr: &str) -> Result<Channel, tonic::tran
 #[derive(Clone)]
 pub struct Network {
     transport: Transport,
+    timings: PeerTimings,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     contact: Arc<Mutex<HashMap<NodeId, Instant>>>,
 }
 
 impl Network {
     /// Connections to peers over `transport`.
-    pub fn new(transport: Transport) -> Network {
+    pub fn new(transport: Transport, timings: PeerTimings) -> Network {
         Network {
             transport,
+            timings,
             channels: Arc::default(),
             contact: Arc::default(),
         }
@@ -55,7 +84,7 @@ impl Network {
         if let Some(c) = map.get(addr) {
             return Ok(c.clone());
         }
-        let c = channel(&self.transport, addr)?;
+        let c = channel(&self.transport, self.timings, addr)?;
         map.insert(addr.to_string(), c.clone());
         Ok(c)
     }

@@ -1,5 +1,6 @@
 //! Raft transport, server side: the `Raft` gRPC service.
 
+use super::forward::{ForwardResult, WireReply};
 use super::network::{decode, encode};
 use super::types::{Raft, TypeConfig};
 use shoal_proto::model::Command;
@@ -59,15 +60,11 @@ impl raft_server::Raft for RaftService {
     async fn forward_write(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
         let cmd: Command = decode(&req.get_ref().data).map_err(bad)?;
         // Err(None): this node is not the leader (the caller looks again); Err(Some): failed.
-        let result: Result<shoal_proto::model::Response, Option<String>> =
-            match self.raft.client_write(cmd).await {
-                Ok(r) => Ok(shoal_proto::model::Response {
-                    log_index: r.log_id.index,
-                    ..r.data
-                }),
-                Err(e) if e.forward_to_leader().is_some() => Err(None),
-                Err(e) => Err(Some(e.to_string())),
-            };
+        let result: ForwardResult = match self.raft.client_write(cmd).await {
+            Ok(r) => Ok(WireReply::new(r.data, r.log_id.index)),
+            Err(e) if e.forward_to_leader().is_some() => Err(None),
+            Err(e) => Err(Some(e.to_string())),
+        };
         reply(&result)
     }
 }

@@ -1,6 +1,7 @@
-//! openraft type configuration: log entries are [`Command`]s, responses are [`Response`]s.
+//! openraft type configuration: log entries are [`Command`]s, responses are [`Applied`]s.
 
-use shoal_proto::model::{Command, Response};
+use crate::store::Applied;
+use shoal_proto::model::Command;
 use std::io::Cursor;
 
 /// Raft member id (random u64, distinct from the node id string).
@@ -10,7 +11,7 @@ openraft::declare_raft_types!(
     /// Shoal's raft types.
     pub TypeConfig:
         D = Command,
-        R = Response,
+        R = Applied,
         NodeId = NodeId,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
@@ -20,3 +21,9 @@ openraft::declare_raft_types!(
 
 /// The raft handle.
 pub type Raft = openraft::Raft<TypeConfig>;
+
+/// Why a proposal failed (as opposed to being applied and refused by the store).
+pub type WriteError = openraft::error::RaftError<
+    NodeId,
+    openraft::error::ClientWriteError<NodeId, openraft::BasicNode>,
+>;

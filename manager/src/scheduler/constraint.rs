@@ -12,6 +12,7 @@ const KEYS: &str = "node.id, node.hostname, node.role, node.labels.<name>";
 
 /// The node attribute a constraint tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Key {
     /// `node.id`
     Id,
@@ -25,11 +26,22 @@ pub enum Key {
 
 /// Comparison operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Op {
     /// `==`
     Eq,
     /// `!=`
     Ne,
+}
+
+/// A constraint that does not parse; the text says what is expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid constraint {input:?}: {why} (expected KEY==VALUE or KEY!=VALUE with KEY one of {KEYS})")]
+pub struct ConstraintError {
+    /// The constraint as given.
+    pub input: String,
+    /// What is wrong with it.
+    pub why: String,
 }
 
 /// One parsed placement constraint.
@@ -45,11 +57,10 @@ pub struct Constraint {
 
 impl Constraint {
     /// Parses `KEY==VALUE` or `KEY!=VALUE`; spaces around the parts are ignored.
-    pub fn parse(s: &str) -> Result<Constraint, String> {
-        let bad = |why: &str| {
-            format!(
-                "invalid constraint {s:?}: {why} (expected KEY==VALUE or KEY!=VALUE with KEY one of {KEYS})"
-            )
+    pub fn parse(s: &str) -> Result<Constraint, ConstraintError> {
+        let bad = |why: &str| ConstraintError {
+            input: s.to_string(),
+            why: why.to_string(),
         };
         let (key, op, value) = if let Some((k, v)) = s.split_once("!=") {
             (k, Op::Ne, v)
@@ -90,7 +101,7 @@ impl Constraint {
     }
 
     /// Parses every constraint of a spec; the first bad one is the error.
-    pub fn parse_all(specs: &[String]) -> Result<Vec<Constraint>, String> {
+    pub fn parse_all(specs: &[String]) -> Result<Vec<Constraint>, ConstraintError> {
         specs.iter().map(|s| Constraint::parse(s)).collect()
     }
 
@@ -186,7 +197,7 @@ mod tests {
             "a==b==c",
             "",
         ] {
-            let err = Constraint::parse(bad).unwrap_err();
+            let err = Constraint::parse(bad).unwrap_err().to_string();
             assert!(err.contains(&format!("{bad:?}")), "{err}");
             assert!(
                 err.contains("node.labels.<name>") && err.contains("KEY!=VALUE"),
@@ -195,12 +206,14 @@ mod tests {
         }
         assert!(Constraint::parse("node.role==boss")
             .unwrap_err()
+            .to_string()
             .contains("manager or worker"));
         assert!(Constraint::parse("node.ip==1")
             .unwrap_err()
+            .to_string()
             .contains("unknown key \"node.ip\""));
         let all = Constraint::parse_all(&["node.role==worker".into(), "x".into()]);
-        assert!(all.unwrap_err().contains("\"x\""));
+        assert!(all.unwrap_err().to_string().contains("\"x\""));
     }
 
     #[test]

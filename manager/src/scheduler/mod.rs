@@ -124,7 +124,7 @@ impl<'a> Scheduler<'a> {
             self.by_id.get(t.node_id.as_str()),
             Constraint::parse_all(&t.spec.constraints),
         ) {
-            (_, Err(e)) => e,
+            (_, Err(e)) => e.to_string(),
             (None, _) => format!("node {} not found", t.node_id),
             (Some(&i), Ok(cs)) => {
                 let node = self.nodes[i];

@@ -1,37 +1,153 @@
-//! Finding a task the way users name one: every form `swarmctl` prints.
+//! Finding an object the way users name one. Every lookup of the Control API goes through here,
+//! and none ever picks one of several matches: it says which ones matched instead.
 //!
+//! Nodes, networks and services: the id, the name (a node's hostname), or a unique id prefix of
+//! at least [`MIN_PREFIX`] characters, tried in that order.
+//!
+//! Tasks, every form `swarmctl` prints:
 //! * its id, or a unique prefix of it (`service ps` shows 12 characters);
 //! * its full name `service.slot.taskid` (`service.nodeid.taskid` for global services);
 //! * that name with the id shortened to a unique prefix (`web.5.b6h6wsx87u1p`);
 //! * `service.slot` (`web.5`, the NAME column of `service ps`), or `service.node` for a global
 //!   service (node id, id prefix or hostname): the slot's current task.
 
-use super::State;
-use shoal_proto::model::{ServiceMode, Task, TaskState};
+use super::{ObjectKind, State};
+use shoal_proto::model::{Network, Node, Service, ServiceMode, Task, TaskState};
+use std::collections::BTreeMap;
 
 /// Shortest id prefix accepted on its own (shorter ones would match by accident).
 pub const MIN_PREFIX: usize = 3;
 
-/// Why a task could not be resolved.
+/// Most candidates an ambiguity error lists.
+const MAX_CANDIDATES: usize = 5;
+
+/// Why an object could not be resolved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TaskLookupError {
+#[non_exhaustive]
+pub enum LookupError {
     /// Nothing matches.
-    #[error("task {0} not found")]
-    NotFound(String),
-    /// Several tasks match; the names of some of them.
-    #[error("task {query} is ambiguous: it matches {}; use more of the id", candidates.join(", "))]
-    Ambiguous {
+    #[error("{kind} {query} not found")]
+    NotFound {
+        /// What was looked for.
+        kind: ObjectKind,
         /// What the user typed.
         query: String,
-        /// Full names of the matching tasks.
+    },
+    /// Several objects match.
+    #[error("{kind} {query} is ambiguous: it matches {}; use more of the id", .candidates.join(", "))]
+    Ambiguous {
+        /// What was looked for.
+        kind: ObjectKind,
+        /// What the user typed.
+        query: String,
+        /// Some of the matches (task names, service and network names, node ids), sorted.
         candidates: Vec<String>,
     },
 }
 
+impl LookupError {
+    fn not_found(kind: ObjectKind, query: &str) -> LookupError {
+        LookupError::NotFound {
+            kind,
+            query: query.to_string(),
+        }
+    }
+}
+
+/// The one resolver: by id, then by name, then by unique id prefix. `label` names a match in
+/// an ambiguity error.
+fn resolve<'a, T>(
+    kind: ObjectKind,
+    query: &str,
+    by_id: &'a BTreeMap<String, T>,
+    name: impl Fn(&T) -> &str,
+    label: impl Fn(&T) -> String,
+) -> Result<&'a T, LookupError> {
+    if query.is_empty() {
+        return Err(LookupError::not_found(kind, query));
+    }
+    if let Some(t) = by_id.get(query) {
+        return Ok(t);
+    }
+    let named = by_id.values().filter(|t| name(t) == query);
+    if let Some(t) = unique(kind, query, named, &label)? {
+        return Ok(t);
+    }
+    if query.len() >= MIN_PREFIX {
+        let prefixed = by_id
+            .range(query.to_string()..)
+            .take_while(|(id, _)| id.starts_with(query))
+            .map(|(_, t)| t);
+        if let Some(t) = unique(kind, query, prefixed, &label)? {
+            return Ok(t);
+        }
+    }
+    Err(LookupError::not_found(kind, query))
+}
+
+/// The one item of `m`, `None` when there is none, an error when there are several.
+fn unique<'a, T: 'a>(
+    kind: ObjectKind,
+    query: &str,
+    mut m: impl Iterator<Item = &'a T>,
+    label: impl Fn(&T) -> String,
+) -> Result<Option<&'a T>, LookupError> {
+    let Some(first) = m.next() else {
+        return Ok(None);
+    };
+    let rest: Vec<&T> = m.collect();
+    if rest.is_empty() {
+        return Ok(Some(first));
+    }
+    let mut candidates: Vec<String> = std::iter::once(first).chain(rest).map(label).collect();
+    candidates.sort();
+    candidates.truncate(MAX_CANDIDATES);
+    Err(LookupError::Ambiguous {
+        kind,
+        query: query.to_string(),
+        candidates,
+    })
+}
+
 impl State {
+    /// The service a user means by `query`: id, name or unique id prefix.
+    pub fn service(&self, query: &str) -> Result<&Service, LookupError> {
+        resolve(
+            ObjectKind::Service,
+            query,
+            &self.services,
+            |s| &s.spec.name,
+            |s| s.spec.name.clone(),
+        )
+    }
+
+    /// The network a user means by `query`: id, name or unique id prefix.
+    pub fn network(&self, query: &str) -> Result<&Network, LookupError> {
+        resolve(
+            ObjectKind::Network,
+            query,
+            &self.networks,
+            |n| &n.name,
+            |n| n.name.clone(),
+        )
+    }
+
+    /// The node a user means by `query`: id, hostname or unique id prefix. Two nodes may share
+    /// a hostname: then the hostname is ambiguous and the error lists their ids.
+    pub fn node(&self, query: &str) -> Result<&Node, LookupError> {
+        resolve(
+            ObjectKind::Node,
+            query,
+            &self.nodes,
+            |n| &n.hostname,
+            |n| n.id.clone(),
+        )
+    }
+
     /// The task a user means by `query` (see the module's doc for the forms accepted).
-    pub fn task(&self, query: &str) -> Result<&Task, TaskLookupError> {
-        let not_found = || TaskLookupError::NotFound(query.to_string());
+    pub fn task(&self, query: &str) -> Result<&Task, LookupError> {
+        let kind = ObjectKind::Task;
+        let not_found = || LookupError::not_found(kind, query);
         if query.is_empty() {
             return Err(not_found());
         }
@@ -48,7 +164,7 @@ impl State {
                     .tasks
                     .values()
                     .filter(|t| t.id.starts_with(id_prefix) && slot_name(t) == head);
-                if let Some(t) = unique(query, m)? {
+                if let Some(t) = unique(kind, query, m, Task::name)? {
                     return Ok(t);
                 }
             }
@@ -61,7 +177,7 @@ impl State {
         }
         if query.len() >= MIN_PREFIX && !query.contains('.') {
             let m = self.tasks.values().filter(|t| t.id.starts_with(query));
-            if let Some(t) = unique(query, m)? {
+            if let Some(t) = unique(kind, query, m, Task::name)? {
                 return Ok(t);
             }
         }
@@ -71,11 +187,11 @@ impl State {
     /// The current task of slot `slot` of service `service` (name or id): the one the managers
     /// want running, else the newest. For global services `slot` names the node.
     fn slot_task(&self, service: &str, slot: &str) -> Option<&Task> {
-        let svc = self.service(service)?;
+        let svc = self.service(service).ok()?;
         let in_slot = |t: &&Task| match svc.spec.mode {
             ServiceMode::Replicated { .. } => slot.parse::<u64>().is_ok_and(|s| s == t.slot),
             ServiceMode::Global => {
-                t.node_id == slot || self.node(slot).is_some_and(|n| n.id == t.node_id)
+                t.node_id == slot || self.node(slot).is_ok_and(|n| n.id == t.node_id)
             }
         };
         let tasks: Vec<&Task> = self
@@ -99,25 +215,4 @@ fn slot_name(t: &Task) -> String {
         ServiceMode::Global => format!("{}.{}", t.service_name, t.node_id),
         ServiceMode::Replicated { .. } => format!("{}.{}", t.service_name, t.slot),
     }
-}
-
-/// The one task of `m`, `None` when there is none, an error when there are several.
-fn unique<'a>(
-    query: &str,
-    mut m: impl Iterator<Item = &'a Task>,
-) -> Result<Option<&'a Task>, TaskLookupError> {
-    let Some(first) = m.next() else {
-        return Ok(None);
-    };
-    let rest: Vec<&Task> = m.collect();
-    if rest.is_empty() {
-        return Ok(Some(first));
-    }
-    let mut candidates: Vec<String> = std::iter::once(first).chain(rest).map(Task::name).collect();
-    candidates.sort();
-    candidates.truncate(5);
-    Err(TaskLookupError::Ambiguous {
-        query: query.to_string(),
-        candidates,
-    })
 }

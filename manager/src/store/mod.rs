@@ -2,11 +2,13 @@
 //! consistent view, compute, and write back through raft; they never call each other.
 
 mod lookup;
+mod refusal;
 mod state;
 #[cfg(test)]
 mod tests;
 
-pub use lookup::{TaskLookupError, MIN_PREFIX};
+pub use lookup::{LookupError, MIN_PREFIX};
+pub use refusal::{Applied, ObjectKind, Refusal, Versioned};
 pub use state::{State, FIRST_VNI};
 
 use std::sync::{Arc, RwLock, RwLockReadGuard};

@@ -3,10 +3,11 @@
 //! `apply` is deterministic: it uses only the command and the log index, never the clock, so
 //! every manager ends with the same state.
 
+use super::{Applied, ObjectKind, Refusal, Versioned};
 use crate::allocator::{ipam, ports};
 use serde::{Deserialize, Serialize};
 use shoal_proto::model::{
-    Cluster, Command, Network, NetworkDriver, Node, Response, Service, ServiceMode, Task, TaskState,
+    Cluster, Command, Network, NetworkDriver, Node, Service, ServiceMode, Task, TaskState,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -48,54 +49,6 @@ impl State {
         }
     }
 
-    /// A service by id or name.
-    pub fn service(&self, id_or_name: &str) -> Option<&Service> {
-        self.services
-            .get(id_or_name)
-            .or_else(|| self.services.values().find(|s| s.spec.name == id_or_name))
-            .or_else(|| {
-                let mut prefixed = self
-                    .services
-                    .values()
-                    .filter(|s| s.id.starts_with(id_or_name));
-                match (prefixed.next(), prefixed.next()) {
-                    (Some(s), None) if id_or_name.len() >= 3 => Some(s),
-                    _ => None,
-                }
-            })
-    }
-
-    /// A network by id or name.
-    pub fn network(&self, id_or_name: &str) -> Option<&Network> {
-        self.networks
-            .get(id_or_name)
-            .or_else(|| self.networks.values().find(|n| n.name == id_or_name))
-            .or_else(|| {
-                let mut prefixed = self
-                    .networks
-                    .values()
-                    .filter(|n| n.id.starts_with(id_or_name));
-                match (prefixed.next(), prefixed.next()) {
-                    (Some(n), None) if id_or_name.len() >= 3 => Some(n),
-                    _ => None,
-                }
-            })
-    }
-
-    /// A node by id, id prefix or hostname.
-    pub fn node(&self, id_or_name: &str) -> Option<&Node> {
-        self.nodes
-            .get(id_or_name)
-            .or_else(|| self.nodes.values().find(|n| n.hostname == id_or_name))
-            .or_else(|| {
-                let mut prefixed = self.nodes.values().filter(|n| n.id.starts_with(id_or_name));
-                match (prefixed.next(), prefixed.next()) {
-                    (Some(n), None) if id_or_name.len() >= 3 => Some(n),
-                    _ => None,
-                }
-            })
-    }
-
     /// Tasks of one node.
     pub fn node_tasks<'a>(&'a self, node_id: &str) -> impl Iterator<Item = &'a Task> + 'a {
         self.tasks_by_node
@@ -106,28 +59,27 @@ impl State {
     }
 
     /// Applies one command at log index `index`.
-    pub fn apply(&mut self, index: u64, cmd: &Command) -> Response {
+    pub fn apply(&mut self, index: u64, cmd: &Command) -> Applied {
         match self.apply_inner(index, cmd) {
             Ok(r) => r,
-            Err(e) => Response {
-                error: Some(e),
+            Err(e) => Applied {
+                refusal: Some(e),
                 ..Default::default()
             },
         }
     }
 
-    fn apply_inner(&mut self, index: u64, cmd: &Command) -> Result<Response, String> {
-        let ok = |id: &str| {
-            Ok(Response {
-                id: id.to_string(),
-                ..Default::default()
-            })
+    fn apply_inner(&mut self, index: u64, cmd: &Command) -> Result<Applied, Refusal> {
+        let ok = |id: &str| Ok(Applied::with_id(id));
+        let not_found = |kind, id: &str| Refusal::NotFound {
+            kind,
+            id: id.to_string(),
         };
         match cmd {
             Command::Noop => ok(""),
             Command::InitCluster(c) => {
                 if self.cluster.is_some() {
-                    return Err("cluster is already initialised".into());
+                    return Err(Refusal::AlreadyInitialised);
                 }
                 let mut c = c.clone();
                 c.version = index;
@@ -136,12 +88,9 @@ impl State {
                 ok(&id)
             }
             Command::PutCluster(c) => {
-                let cur = self.cluster.as_ref().ok_or("cluster is not initialised")?;
+                let cur = self.cluster.as_ref().ok_or(Refusal::NotInitialised)?;
                 if cur.version != c.version {
-                    return Ok(Response {
-                        conflicts: 1,
-                        ..Default::default()
-                    });
+                    return Err(Refusal::Conflict(Versioned::Cluster));
                 }
                 let mut c = c.clone();
                 c.version = index;
@@ -150,14 +99,11 @@ impl State {
             }
             Command::PutNode(n) => {
                 if self.removed_nodes.contains(&n.id) {
-                    return Err(format!("node {} was removed from the swarm", n.id));
+                    return Err(Refusal::NodeRemoved(n.id.clone()));
                 }
                 let cur = self.nodes.get(&n.id).map(|n| n.version).unwrap_or(0);
                 if cur != n.version {
-                    return Ok(Response {
-                        conflicts: 1,
-                        ..Default::default()
-                    });
+                    return Err(Refusal::Conflict(Versioned::Node { id: n.id.clone() }));
                 }
                 let mut n = n.clone();
                 n.version = index;
@@ -168,7 +114,7 @@ impl State {
             Command::RemoveNode { id } => {
                 self.nodes
                     .remove(id)
-                    .ok_or_else(|| format!("node {id} not found"))?;
+                    .ok_or_else(|| not_found(ObjectKind::Node, id))?;
                 self.removed_nodes.insert(id.clone());
                 ok(id)
             }
@@ -180,7 +126,7 @@ impl State {
                 let n = self
                     .nodes
                     .get_mut(id)
-                    .ok_or_else(|| format!("node {id} not found"))?;
+                    .ok_or_else(|| not_found(ObjectKind::Node, id))?;
                 n.cert_not_after_ms = *not_after_ms;
                 n.cert_issuer = issuer.clone();
                 n.version = index;
@@ -215,18 +161,18 @@ impl State {
             }
             Command::CreateNetwork(n) => self.create_network(index, n),
             Command::PutNetworks(nets) => {
-                let mut conflicts = 0;
+                let mut skipped = 0;
                 for n in nets {
                     match self.networks.get_mut(&n.id) {
                         Some(cur) if cur.version == n.version => {
                             *cur = n.clone();
                             cur.version = index;
                         }
-                        _ => conflicts += 1,
+                        _ => skipped += 1,
                     }
                 }
-                Ok(Response {
-                    conflicts,
+                Ok(Applied {
+                    skipped,
                     ..Default::default()
                 })
             }
@@ -234,32 +180,28 @@ impl State {
                 let net = self
                     .networks
                     .get(id)
-                    .ok_or_else(|| format!("network {id} not found"))?;
+                    .ok_or_else(|| not_found(ObjectKind::Network, id))?;
                 if net.ingress {
-                    return Err("the ingress network cannot be removed".into());
+                    return Err(Refusal::IngressNetwork);
                 }
                 if net.driver.is_local()
                     && shoal_proto::model::PREDEFINED_NETWORKS
                         .iter()
                         .any(|(name, ..)| *name == net.name)
                 {
-                    return Err(format!(
-                        "{} is a pre-defined network and cannot be removed",
-                        net.name
-                    ));
+                    return Err(Refusal::PredefinedNetwork(net.name.clone()));
                 }
-                let users: Vec<&str> = self
+                let users: Vec<String> = self
                     .services
                     .values()
                     .filter(|s| s.spec.networks.iter().any(|a| a.target == *id))
-                    .map(|s| s.spec.name.as_str())
+                    .map(|s| s.spec.name.clone())
                     .collect();
                 if !users.is_empty() {
-                    return Err(format!(
-                        "network {} is in use by service(s) {}; remove them or detach them first",
-                        net.name,
-                        users.join(", ")
-                    ));
+                    return Err(Refusal::NetworkInUse {
+                        network: net.name.clone(),
+                        services: users,
+                    });
                 }
                 self.networks.remove(id);
                 for n in self.nodes.values_mut() {
@@ -271,7 +213,10 @@ impl State {
             }
             Command::CreateService(s) => {
                 if self.services.contains_key(&s.id) {
-                    return Err(format!("service id {} already exists", s.id));
+                    return Err(Refusal::IdTaken {
+                        kind: ObjectKind::Service,
+                        id: s.id.clone(),
+                    });
                 }
                 self.put_service(index, s, None)
             }
@@ -279,12 +224,11 @@ impl State {
                 let cur = self
                     .services
                     .get(&s.id)
-                    .ok_or_else(|| format!("service {} not found", s.id))?;
+                    .ok_or_else(|| not_found(ObjectKind::Service, &s.id))?;
                 if cur.version != s.version {
-                    return Err(format!(
-                        "service {} was changed concurrently; retry",
-                        s.spec.name
-                    ));
+                    return Err(Refusal::Conflict(Versioned::Service {
+                        name: s.spec.name.clone(),
+                    }));
                 }
                 let prev = cur.clone();
                 self.put_service(index, s, Some(prev))
@@ -292,7 +236,7 @@ impl State {
             Command::RemoveService { id } => {
                 self.services
                     .remove(id)
-                    .ok_or_else(|| format!("service {id} not found"))?;
+                    .ok_or_else(|| not_found(ObjectKind::Service, id))?;
                 for t in self.tasks.values_mut().filter(|t| t.service_id == *id) {
                     if t.desired_state < TaskState::Remove {
                         t.desired_state = TaskState::Remove;
@@ -302,11 +246,11 @@ impl State {
                 ok(id)
             }
             Command::PutTasks(tasks) => {
-                let mut conflicts = 0;
+                let mut skipped = 0;
                 for t in tasks {
                     let cur = self.tasks.get(&t.id);
                     if cur.map(|c| c.version).unwrap_or(0) != t.version {
-                        conflicts += 1;
+                        skipped += 1;
                         continue;
                     }
                     let mut t = t.clone();
@@ -321,8 +265,8 @@ impl State {
                     self.index_task(cur.map(|c| c.node_id.clone()), &t);
                     self.tasks.insert(t.id.clone(), t);
                 }
-                Ok(Response {
-                    conflicts,
+                Ok(Applied {
+                    skipped,
                     ..Default::default()
                 })
             }
@@ -348,12 +292,14 @@ impl State {
                 ok("")
             }
             Command::Batch(cmds) => {
-                let mut out = Response::default();
+                // Not atomic: a refused command changes nothing, the others still apply. The
+                // first refusal is reported.
+                let mut out = Applied::default();
                 for c in cmds {
                     let r = self.apply(index, c);
-                    out.conflicts += r.conflicts;
-                    if out.error.is_none() {
-                        out.error = r.error;
+                    out.skipped += r.skipped;
+                    if out.refusal.is_none() {
+                        out.refusal = r.refusal;
                     }
                     if out.id.is_empty() {
                         out.id = r.id;
@@ -385,9 +331,13 @@ impl State {
         }
     }
 
-    fn create_network(&mut self, index: u64, n: &Network) -> Result<Response, String> {
+    fn create_network(&mut self, index: u64, n: &Network) -> Result<Applied, Refusal> {
         if self.networks.values().any(|o| o.name == n.name) {
-            return Err(format!("network with name {:?} already exists", n.name));
+            return Err(Refusal::NameTaken {
+                kind: ObjectKind::Network,
+                name: n.name.clone(),
+                holder: None,
+            });
         }
         if matches!(n.driver, NetworkDriver::Host | NetworkDriver::Null) {
             // The node's own stack, or loopback only: nothing to address.
@@ -397,10 +347,7 @@ impl State {
             net.version = index;
             let id = net.id.clone();
             self.networks.insert(id.clone(), net);
-            return Ok(Response {
-                id,
-                ..Default::default()
-            });
+            return Ok(Applied::with_id(id));
         }
         let used: Vec<ipam::Subnet> = self
             .networks
@@ -408,30 +355,26 @@ impl State {
             .filter_map(|o| ipam::Subnet::parse(&o.subnet).ok())
             .collect();
         let subnet = if n.subnet.is_empty() {
-            let c = self.cluster.as_ref().ok_or("cluster is not initialised")?;
+            let c = self.cluster.as_ref().ok_or(Refusal::NotInitialised)?;
             let pool = ipam::Subnet::parse(&c.default_addr_pool)?;
-            ipam::next_subnet(pool, c.subnet_size, &used).ok_or_else(|| {
-                format!(
-                    "address pool {} is exhausted; pass --subnet or remove unused networks",
-                    c.default_addr_pool
-                )
+            ipam::next_subnet(pool, c.subnet_size, &used).ok_or_else(|| Refusal::PoolExhausted {
+                pool: c.default_addr_pool.clone(),
             })?
         } else {
             let s = ipam::Subnet::parse(&n.subnet)?;
             if s.prefix > 29 {
-                return Err(format!(
-                    "subnet {s} is too small: use a prefix of /29 or shorter"
-                ));
+                return Err(Refusal::SubnetTooSmall(s.to_string()));
             }
             if let Some(o) = self
                 .networks
                 .values()
                 .find(|o| ipam::Subnet::parse(&o.subnet).is_ok_and(|x| x.overlaps(s)))
             {
-                return Err(format!(
-                    "subnet {s} overlaps network {} ({})",
-                    o.name, o.subnet
-                ));
+                return Err(Refusal::SubnetOverlap {
+                    subnet: s.to_string(),
+                    network: o.name.clone(),
+                    network_subnet: o.subnet.clone(),
+                });
             }
             s
         };
@@ -442,15 +385,12 @@ impl State {
             let used: BTreeSet<u32> = self.networks.values().map(|o| o.vni).collect();
             net.vni = (FIRST_VNI..(1 << 24))
                 .find(|v| !used.contains(v))
-                .ok_or("no free VXLAN id")?;
+                .ok_or(Refusal::NoFreeVni)?;
         }
         net.version = index;
         let id = net.id.clone();
         self.networks.insert(id.clone(), net);
-        Ok(Response {
-            id,
-            ..Default::default()
-        })
+        Ok(Applied::with_id(id))
     }
 
     fn put_service(
@@ -458,28 +398,32 @@ impl State {
         index: u64,
         s: &Service,
         prev: Option<Service>,
-    ) -> Result<Response, String> {
+    ) -> Result<Applied, Refusal> {
         if let Some(o) = self
             .services
             .values()
             .find(|o| o.spec.name == s.spec.name && o.id != s.id)
         {
-            return Err(format!(
-                "service with name {:?} already exists (id {})",
-                s.spec.name, o.id
-            ));
+            return Err(Refusal::NameTaken {
+                kind: ObjectKind::Service,
+                name: s.spec.name.clone(),
+                holder: Some(o.id.clone()),
+            });
         }
         for a in &s.spec.networks {
             if !self.networks.contains_key(&a.target) {
-                return Err(format!("network {} not found", a.target));
+                return Err(Refusal::NotFound {
+                    kind: ObjectKind::Network,
+                    id: a.target.clone(),
+                });
             }
         }
         if let ServiceMode::Replicated { replicas } = s.spec.mode {
             if replicas > crate::MAX_REPLICAS {
-                return Err(format!(
-                    "replicas {replicas} is too large (at most {})",
-                    crate::MAX_REPLICAS
-                ));
+                return Err(Refusal::TooManyReplicas {
+                    replicas,
+                    max: crate::MAX_REPLICAS,
+                });
             }
         }
         let used = ports::used_ports(self.services.values(), &s.id);
@@ -514,9 +458,6 @@ impl State {
         svc.version = index;
         let id = svc.id.clone();
         self.services.insert(id.clone(), svc);
-        Ok(Response {
-            id,
-            ..Default::default()
-        })
+        Ok(Applied::with_id(id))
     }
 }

@@ -38,14 +38,17 @@ fn svc(name: &str, ports: &[&str]) -> Service {
 #[test]
 fn networks_get_subnets_and_vnis_and_names_are_unique() {
     let mut s = State::default();
-    assert!(s.apply(1, &Command::InitCluster(cluster())).error.is_none());
+    assert!(s
+        .apply(1, &Command::InitCluster(cluster()))
+        .refusal
+        .is_none());
     assert!(s
         .apply(2, &Command::CreateNetwork(net("ingress", "")))
-        .error
+        .refusal
         .is_none());
     assert!(s
         .apply(3, &Command::CreateNetwork(net("lp_net", "")))
-        .error
+        .refusal
         .is_none());
     assert_eq!(s.networks["n-ingress"].subnet, "10.0.0.0/24");
     assert_eq!(s.networks["n-lp_net"].subnet, "10.0.1.0/24");
@@ -59,9 +62,19 @@ fn networks_get_subnets_and_vnis_and_names_are_unique() {
             ..net("lp_net", "")
         }),
     );
-    assert!(dup.error.unwrap().contains("already exists"));
+    assert_eq!(
+        dup.refusal,
+        Some(Refusal::NameTaken {
+            kind: ObjectKind::Network,
+            name: "lp_net".into(),
+            holder: None
+        })
+    );
     let overlap = s.apply(5, &Command::CreateNetwork(net("other", "10.0.1.0/25")));
-    assert!(overlap.error.unwrap().contains("overlaps"));
+    assert_eq!(
+        overlap.refusal.unwrap().to_string(),
+        "subnet 10.0.1.0/25 overlaps network lp_net (10.0.1.0/24)"
+    );
     assert_eq!(s.networks.len(), 2, "refused commands change nothing");
 }
 
@@ -75,22 +88,31 @@ fn services_ports_conflicts_and_network_in_use() {
         target: "n-lp_net".into(),
         aliases: vec![],
     });
-    assert!(s.apply(3, &Command::CreateService(web)).error.is_none());
+    assert!(s.apply(3, &Command::CreateService(web)).refusal.is_none());
     assert_eq!(s.services["s-web"].ports[0].published, 30000);
     let r = s.apply(4, &Command::CreateService(svc("web", &[])));
-    assert!(r.error.unwrap().contains("already exists"));
+    assert!(matches!(r.refusal, Some(Refusal::IdTaken { .. })), "{r:?}");
     let r = s.apply(5, &Command::CreateService(svc("api", &["30000:80"])));
-    assert!(r.error.unwrap().contains("\"web\""));
+    assert!(
+        matches!(&r.refusal, Some(Refusal::Port(p)) if p.to_string().contains("\"web\"")),
+        "{r:?}"
+    );
     let r = s.apply(
         6,
         &Command::RemoveNetwork {
             id: "n-lp_net".into(),
         },
     );
-    assert!(r.error.unwrap().contains("in use by service(s) web"));
+    assert_eq!(
+        r.refusal,
+        Some(Refusal::NetworkInUse {
+            network: "lp_net".into(),
+            services: vec!["web".into()]
+        })
+    );
     assert!(s
         .apply(7, &Command::RemoveService { id: "s-web".into() })
-        .error
+        .refusal
         .is_none());
     assert!(s
         .apply(
@@ -99,7 +121,7 @@ fn services_ports_conflicts_and_network_in_use() {
                 id: "n-lp_net".into()
             }
         )
-        .error
+        .refusal
         .is_none());
 }
 
@@ -111,9 +133,9 @@ fn task_versions_and_forward_only_status() {
         node_id: "n1".into(),
         ..Default::default()
     };
-    assert_eq!(s.apply(1, &Command::PutTasks(vec![t.clone()])).conflicts, 0);
+    assert_eq!(s.apply(1, &Command::PutTasks(vec![t.clone()])).skipped, 0);
     assert_eq!(
-        s.apply(2, &Command::PutTasks(vec![t.clone()])).conflicts,
+        s.apply(2, &Command::PutTasks(vec![t.clone()])).skipped,
         1,
         "stale version"
     );
@@ -186,20 +208,20 @@ fn tasks_are_found_by_every_name_a_user_sees() {
     assert_eq!(found("web.1.k2m4wsx87u1p"), Ok(other.id.clone()));
     // Ambiguous forms say what they match; unknown ones are not found.
     match s.task("web.5.b6h6wsx87u1p") {
-        Err(TaskLookupError::Ambiguous { candidates, .. }) => {
+        Err(LookupError::Ambiguous { candidates, .. }) => {
             let mut want = vec![cur.name(), old.name()];
             want.sort();
             assert_eq!(candidates, want);
         }
         r => panic!("expected ambiguous, got {r:?}"),
     }
-    assert!(matches!(
-        s.task("b6h6"),
-        Err(TaskLookupError::Ambiguous { .. })
-    ));
+    assert!(matches!(s.task("b6h6"), Err(LookupError::Ambiguous { .. })));
     assert_eq!(
         s.task("web.9"),
-        Err(TaskLookupError::NotFound("web.9".into()))
+        Err(LookupError::NotFound {
+            kind: ObjectKind::Task,
+            query: "web.9".into()
+        })
     );
     assert!(s.task("db.1").is_err());
     assert!(s.task("web.1.zzz").is_err());
@@ -236,4 +258,88 @@ fn global_tasks_are_found_by_service_and_node() {
     assert_eq!(s.task("agent.node1").map(|t| &t.id), Ok(&t.id));
     assert_eq!(s.task(&t.name()).map(|t| &t.id), Ok(&t.id));
     assert_eq!(s.task("agent.node1.g7h8j9").map(|t| &t.id), Ok(&t.id));
+}
+
+#[test]
+fn services_networks_and_nodes_resolve_one_way_and_never_guess() {
+    let mut s = State::default();
+    for (id, name) in [("abc111", "web"), ("abc222", "api"), ("xyz333", "abc")] {
+        let mut x = svc(name, &[]);
+        x.id = id.into();
+        s.services.insert(x.id.clone(), x);
+    }
+    let id = |r: Result<&Service, LookupError>| r.map(|x| x.id.clone());
+    assert_eq!(id(s.service("abc111")), Ok("abc111".into()), "by id");
+    assert_eq!(id(s.service("web")), Ok("abc111".into()), "by name");
+    assert_eq!(
+        id(s.service("abc")),
+        Ok("xyz333".into()),
+        "a name beats an id prefix"
+    );
+    assert_eq!(id(s.service("xyz")), Ok("xyz333".into()), "unique prefix");
+    assert_eq!(s.service("abc1").map(|x| x.id.clone()), Ok("abc111".into()));
+    s.services.remove("xyz333");
+    match s.service("abc") {
+        Err(LookupError::Ambiguous { candidates, .. }) => {
+            assert_eq!(candidates, vec!["api".to_string(), "web".to_string()])
+        }
+        r => panic!("an ambiguous prefix must not pick one: {r:?}"),
+    }
+    assert_eq!(
+        s.service("ab").unwrap_err().to_string(),
+        "service ab not found",
+        "too short for a prefix"
+    );
+    assert_eq!(
+        s.network("nope").unwrap_err(),
+        LookupError::NotFound {
+            kind: ObjectKind::Network,
+            query: "nope".into()
+        }
+    );
+
+    // Two nodes may share a hostname: then the hostname names neither.
+    for id in ["node-a", "node-b"] {
+        s.nodes.insert(
+            id.into(),
+            Node {
+                id: id.into(),
+                hostname: "worker1".into(),
+                ..Default::default()
+            },
+        );
+    }
+    assert_eq!(
+        s.node("worker1").unwrap_err().to_string(),
+        "node worker1 is ambiguous: it matches node-a, node-b; use more of the id"
+    );
+    assert_eq!(s.node("node-b").map(|n| n.id.as_str()), Ok("node-b"));
+}
+
+#[test]
+fn stale_single_object_writes_are_refused_as_conflicts() {
+    let mut s = State::default();
+    s.apply(1, &Command::InitCluster(cluster()));
+    let mut stale = s.cluster.clone().unwrap();
+    stale.version = 0;
+    assert_eq!(
+        s.apply(2, &Command::PutCluster(stale)).refusal,
+        Some(Refusal::Conflict(Versioned::Cluster))
+    );
+    let n = Node {
+        id: "n1".into(),
+        ..Default::default()
+    };
+    assert!(s.apply(3, &Command::PutNode(n.clone())).refusal.is_none());
+    assert_eq!(
+        s.apply(4, &Command::PutNode(n)).refusal,
+        Some(Refusal::Conflict(Versioned::Node { id: "n1".into() }))
+    );
+    let mut web = svc("web", &[]);
+    s.apply(5, &Command::CreateService(web.clone()));
+    web.version = 1;
+    assert_eq!(
+        s.apply(6, &Command::UpdateService(web)).refusal,
+        Some(Refusal::Conflict(Versioned::Service { name: "web".into() }))
+    );
 }

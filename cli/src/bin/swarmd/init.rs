@@ -46,8 +46,8 @@ pub async fn init(node: &mut Node) -> anyhow::Result<(Identity, RunningManager)>
 /// Names the flag behind a refused setting.
 fn flag_error(e: BootstrapError) -> anyhow::Error {
     match e {
-        BootstrapError::AddrPool { reason, .. } => {
-            anyhow::anyhow!("--default-addr-pool: {reason}")
+        BootstrapError::AddrPool { source, .. } => {
+            anyhow::anyhow!("--default-addr-pool: {source}")
         }
         BootstrapError::SubnetSize { size, prefix } => anyhow::anyhow!(
             "--default-addr-pool-mask-len {size} must be between the pool's prefix ({prefix}) and {}",

@@ -44,6 +44,7 @@ pub trait Engine: Send + Sync + 'static {
 
 /// A failure of the disk engine. Every variant names the operation that failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EngineError {
     /// The storage directory could not be created.
     #[error(

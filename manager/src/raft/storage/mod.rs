@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 /// Which disk engine holds the raft log and snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum EngineKind {
     /// sled 0.34.
     Sled,
@@ -81,6 +82,7 @@ impl FromStr for EngineKind {
 
 /// Opening the raft storage failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OpenError {
     /// The engine could not open its files.
     #[error("opening the {kind} raft storage in {dir}: {source}")]

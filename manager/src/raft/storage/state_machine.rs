@@ -7,6 +7,7 @@
 
 use super::engine::Engine;
 use crate::raft::{NodeId, TypeConfig};
+use crate::store::Applied;
 use crate::store::{State, Store};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -14,7 +15,6 @@ use openraft::{
     RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
 };
 use serde::{Deserialize, Serialize};
-use shoal_proto::model::Response;
 use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 
@@ -202,7 +202,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((self.last_applied, self.last_membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -216,12 +216,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Normal(cmd) => self.store.write(index, |s| s.apply(index, &cmd)),
                 EntryPayload::Blank => {
                     self.store.write(index, |_| ());
-                    Response::default()
+                    Applied::default()
                 }
                 EntryPayload::Membership(m) => {
                     self.last_membership = StoredMembership::new(Some(entry.log_id), m);
                     self.store.write(index, |_| ());
-                    Response::default()
+                    Applied::default()
                 }
             };
             responses.push(response);

@@ -169,7 +169,10 @@ async fn snapshot_and_committed_log_survive_restart(kind: EngineKind) {
         log.blocking_append(all.clone()).await.unwrap();
         let responses = sm.apply(all[..10].to_vec()).await.unwrap();
         assert_eq!(responses.len(), 10);
-        assert!(responses.iter().all(|r| r.error.is_none()), "{responses:?}");
+        assert!(
+            responses.iter().all(|r| r.refusal.is_none()),
+            "{responses:?}"
+        );
         let snap = sm
             .get_snapshot_builder()
             .await

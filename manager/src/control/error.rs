@@ -1,0 +1,162 @@
+//! [`ControlError`]: what the Control API refuses before proposing anything. Its gRPC codes are
+//! chosen with every other error's, in `From<ManagerError> for Status` (`crate::error`).
+
+use crate::allocator::ipam::SubnetError;
+use crate::scheduler::constraint::ConstraintError;
+use shoal_proto::model::TaskState;
+
+/// A request the Control API refuses; nothing was proposed. The text is what users see.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    // ---- invalid requests (INVALID_ARGUMENT) ----
+    /// A name that is not a valid service, network or alias name.
+    #[error("{0}")]
+    Name(String),
+    /// A request without a service spec.
+    #[error("a service spec is required")]
+    NoSpec,
+    /// A service spec that does not convert from its wire form.
+    #[error("{0}")]
+    Spec(String),
+    /// A service without an image.
+    #[error("an image (the program to run) is required")]
+    NoImage,
+    /// `--replicas` above [`crate::MAX_REPLICAS`].
+    #[error("--replicas {replicas} is too large (at most {max})")]
+    TooManyReplicas {
+        /// Replicas asked for.
+        replicas: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// `service scale` above [`crate::MAX_REPLICAS`].
+    #[error("{replicas} replicas is too many (at most {max})")]
+    ScaleTooLarge {
+        /// Replicas asked for.
+        replicas: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// An `--env` that is not `KEY=VALUE`.
+    #[error("invalid --env {0:?}: expected KEY=VALUE")]
+    Env(String),
+    /// A placement constraint that does not parse.
+    #[error(transparent)]
+    Constraint(#[from] ConstraintError),
+    /// Ingress-published ports on a DNS round-robin service.
+    #[error("port published with ingress mode can't be used with dnsrr mode: publish with mode=host or use --endpoint-mode vip")]
+    DnsrrIngress,
+    /// A published port without a target.
+    #[error("a published port needs a target port (1-65535)")]
+    NoTargetPort,
+    /// One published port twice in a spec.
+    #[error("port {port}/{protocol} is published twice")]
+    PortTwice {
+        /// The port.
+        port: u16,
+        /// `tcp` or `udp`.
+        protocol: &'static str,
+    },
+    /// A network a spec attaches to does not exist.
+    #[error("network {0} not found; create it with `swarmctl network create -d overlay {0}`")]
+    NoSuchNetwork(String),
+    /// A spec attaches `ingress`.
+    #[error("the ingress network can't be attached directly: publish a port instead")]
+    IngressAttached,
+    /// A spec attaches one network twice.
+    #[error("network {0} is attached twice")]
+    AttachedTwice(String),
+    /// `host` or `none` with other networks.
+    #[error("a task on the {0} network cannot be attached to other networks")]
+    NotAlone(String),
+    /// An alias on `host` or `none`.
+    #[error("the {0} network has no DNS: drop the alias")]
+    NoDns(String),
+    /// Negative or non-finite resource limits.
+    #[error("resource limits must not be negative")]
+    NegativeLimits,
+    /// `service update` from replicated to global or back.
+    #[error("a service's mode (replicated or global) can't be changed")]
+    ModeChange,
+    /// A name reserved for the networks every cluster has.
+    #[error("network name {0:?} is reserved")]
+    ReservedNetwork(String),
+    /// A network name in use.
+    #[error("network with name {0:?} already exists")]
+    NetworkExists(String),
+    /// `network create -d host|null`.
+    #[error("only one instance of the {driver} network is allowed: use the predefined {network} network")]
+    SingletonDriver {
+        /// The driver asked for.
+        driver: &'static str,
+        /// The predefined network of that driver.
+        network: &'static str,
+    },
+    /// A `--subnet` that does not parse.
+    #[error(transparent)]
+    Subnet(#[from] SubnetError),
+    /// `--cert-expiry` too short.
+    #[error("--cert-expiry must be at least {min_secs} s")]
+    CertExpiry {
+        /// The shortest validity, in seconds.
+        min_secs: u64,
+    },
+    /// `task exec` without a command.
+    #[error("no command: swarmctl task exec TASK -- CMD [ARGS...]")]
+    NoCommand,
+
+    // ---- ALREADY_EXISTS ----
+    /// `service create` with a name in use.
+    #[error("service with name {0:?} already exists")]
+    ServiceExists(String),
+
+    // ---- refused in the current state (FAILED_PRECONDITION) ----
+    /// Demoting the only manager.
+    #[error("can't demote the last manager of the cluster: promote another node first")]
+    LastManager,
+    /// Removing a manager.
+    #[error("node {0} is a manager: demote it first (`swarmctl node demote {0}`)")]
+    RemoveManager(String),
+    /// Removing a node that is up, without `--force`.
+    #[error("node {0} is up: stop it first, or remove it anyway with --force")]
+    NodeUp(String),
+    /// Scaling a global service.
+    #[error("service {0} is global: scale can only be used with replicated mode")]
+    ScaleGlobal(String),
+    /// `task exec` into a task that is not running.
+    #[error("task {name} is not running (it is {state:?})")]
+    TaskNotRunning {
+        /// The task's name.
+        name: String,
+        /// Its state.
+        state: TaskState,
+    },
+    /// `network inspect --lb` on a network without balancers.
+    #[error("network {0} is not an overlay network: it has no service load balancers")]
+    NotOverlay(String),
+
+    // ---- lost races (ABORTED) ----
+    /// A service kept changing under `service scale`.
+    #[error("the service kept changing concurrently; retry")]
+    KeptChanging,
+    /// The cluster changed under a token or CA rotation.
+    #[error("the cluster changed concurrently; retry the rotation")]
+    RotationConflict,
+
+    // ---- the task's node did not answer (UNAVAILABLE) ----
+    /// `task exec` to a node without a session.
+    #[error("the task's node is not connected to the managers; retry when it is Ready")]
+    TaskUnreachable,
+    /// `task exec` without an answer in time.
+    #[error("no answer from the task's node within {secs}s")]
+    ExecNoAnswer {
+        /// How long the leader waited, in seconds.
+        secs: u64,
+    },
+
+    // ---- bugs (INTERNAL) ----
+    /// An object created a moment ago is not in the store.
+    #[error("{0} vanished after create")]
+    Vanished(&'static str),
+}

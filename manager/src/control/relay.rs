@@ -1,0 +1,177 @@
+//! The calls the leader answers by asking agents over their sessions (see
+//! [`crate::dispatcher`]'s relay): `service logs`, `task exec`, `network inspect --lb`. Agents
+//! hold their sessions with the leader, so a follower forwards these, and fails rather than
+//! answering from its own (empty) dispatcher.
+
+use super::{ControlError, ControlService, R};
+use crate::dispatcher::{by_node, RelayError};
+use crate::route::{forwarded, Route};
+use shoal_proto::model::{NetworkDriver, Node, Task, TaskState};
+use shoal_proto::pb;
+use shoal_proto::pb::control_client::ControlClient;
+use std::collections::HashMap;
+use tonic::{Request, Response};
+
+/// The leader's Control API when this manager is not the leader.
+fn leader<T>(
+    svc: &ControlService,
+    req: &Request<T>,
+) -> Result<Option<ControlClient<tonic::transport::Channel>>, crate::ManagerError> {
+    Ok(match svc.m.route(req)? {
+        Route::Leader(ch) => Some(ControlClient::new(ch)),
+        Route::Here => None,
+    })
+}
+
+pub(super) async fn logs(
+    svc: &ControlService,
+    req: Request<pb::LogsRequest>,
+) -> R<pb::LogsResponse> {
+    if let Some(mut leader) = leader(svc, &req)? {
+        return leader.service_logs(forwarded(req.into_inner(), None)).await;
+    }
+    let r = req.into_inner();
+    let (asks, hostnames, task_names) = {
+        let s = svc.m.store.read();
+        let tasks: Vec<&Task> = if !r.task.is_empty() {
+            vec![s.task(&r.task)?]
+        } else {
+            let service = s.service(&r.service)?;
+            s.tasks
+                .values()
+                .filter(|t| t.service_id == service.id)
+                .collect()
+        };
+        let hostnames: HashMap<String, String> = s
+            .nodes
+            .values()
+            .map(|n| (n.id.clone(), n.hostname.clone()))
+            .collect();
+        let task_names: HashMap<String, String> =
+            tasks.iter().map(|t| (t.id.clone(), t.name())).collect();
+        (by_node(tasks.into_iter()), hostnames, task_names)
+    };
+    let hostname = |id: &str| hostnames.get(id).cloned().unwrap_or_else(|| id.to_string());
+    let reply = svc.m.dispatcher.collect_logs(asks, r.tail).await;
+    let mut errors: Vec<String> = reply
+        .not_connected
+        .iter()
+        .map(|n| {
+            format!(
+                "node {} is not connected; logs of its tasks are unavailable",
+                hostname(n)
+            )
+        })
+        .collect();
+    errors.extend(
+        reply
+            .failed
+            .iter()
+            .map(|(n, e)| format!("node {}: {e}", hostname(n))),
+    );
+    if reply.silent > 0 {
+        errors.push(format!(
+            "{} node(s) did not send logs within {} s",
+            reply.silent,
+            svc.m.cfg.relay_timeout.as_secs()
+        ));
+    }
+    let mut lines = reply.lines;
+    for l in &mut lines {
+        if let Some(n) = task_names.get(&l.task_id) {
+            l.task_name = n.clone();
+        }
+    }
+    Ok(Response::new(pb::LogsResponse { lines, errors }))
+}
+
+pub(super) async fn exec(
+    svc: &ControlService,
+    req: Request<pb::ExecTaskRequest>,
+) -> R<pb::ExecResult> {
+    if let Some(mut leader) = leader(svc, &req)? {
+        return leader.exec_task(forwarded(req.into_inner(), None)).await;
+    }
+    let r = req.into_inner();
+    if r.cmd.is_empty() {
+        return Err(ControlError::NoCommand.into());
+    }
+    let (task_id, node) = {
+        let s = svc.m.store.read();
+        let t = s.task(&r.task)?;
+        if t.status.state != TaskState::Running {
+            return Err(ControlError::TaskNotRunning {
+                name: t.name(),
+                state: t.status.state,
+            }
+            .into());
+        }
+        (t.id.clone(), t.node_id.clone())
+    };
+    let timeout = match r.timeout_ms {
+        0 => svc.m.dispatcher.exec_default_timeout(),
+        ms => std::time::Duration::from_millis(u64::from(ms)),
+    };
+    let out = svc
+        .m
+        .dispatcher
+        .exec(&node, &task_id, r.cmd, timeout)
+        .await
+        .map_err(|e| match e {
+            RelayError::Timeout { after } => ControlError::ExecNoAnswer {
+                secs: after.as_secs(),
+            },
+            _ => ControlError::TaskUnreachable,
+        })?;
+    Ok(Response::new(out))
+}
+
+pub(super) async fn inspect_lb(
+    svc: &ControlService,
+    req: Request<pb::InspectLbRequest>,
+) -> R<pb::LbReport> {
+    if let Some(mut leader) = leader(svc, &req)? {
+        return leader.inspect_lb(forwarded(req.into_inner(), None)).await;
+    }
+    let r = req.into_inner();
+    let (net, nodes) = {
+        let s = svc.m.store.read();
+        let net = s.network(&r.network)?.clone();
+        if net.driver != NetworkDriver::Overlay {
+            return Err(ControlError::NotOverlay(net.name).into());
+        }
+        let nodes: Vec<Node> = match r.node.as_str() {
+            "" => s
+                .nodes
+                .values()
+                .filter(|n| n.lb_addrs.contains_key(&net.id))
+                .cloned()
+                .collect(),
+            want => vec![s.node(want)?.clone()],
+        };
+        (net, nodes)
+    };
+    let asks = nodes
+        .iter()
+        .map(|n| svc.m.dispatcher.lb_report(&n.id, &net.id));
+    let answers = futures_util::future::join_all(asks).await;
+    let mut reports: Vec<pb::LbNodeReport> = nodes
+        .iter()
+        .zip(answers)
+        .map(|(n, a)| {
+            let mut rep = a.unwrap_or_else(|e| pb::LbNodeReport {
+                error: e.to_string(),
+                ..Default::default()
+            });
+            rep.node_id = n.id.clone();
+            rep.hostname = n.hostname.clone();
+            rep
+        })
+        .collect();
+    reports.sort_by(|a, b| a.hostname.cmp(&b.hostname));
+    Ok(Response::new(pb::LbReport {
+        network_id: net.id,
+        network: net.name,
+        nodes: reports,
+    }))
+}
