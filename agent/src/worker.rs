@@ -177,8 +177,8 @@ impl Worker {
     /// The balancer of network `net` on this node, as the kernel has it.
     pub async fn lb_report(&self, net: &str) -> pb::LbNodeReport {
         let r = match &self.data_plane {
-            Some(dp) => dp.lb_report(net).await,
-            None => Err("this node runs with --data-plane none: no balancers".into()),
+            Some(dp) => dp.lb_report(net).await.map_err(|e| e.to_string()),
+            None => Err("this node runs with --data-plane none: no balancers".to_string()),
         };
         r.unwrap_or_else(|error| pb::LbNodeReport {
             error,
