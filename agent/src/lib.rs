@@ -1,5 +1,7 @@
 //! `shoal-agent`: the half of `swarmd` that runs on every node.
 //!
+//! * [`config`]: the agent's settings, every timing among them.
+//! * [`background`]: the loops and request handlers the agent spawns, owned and stopped together.
 //! * [`certs`]: keeps the node's certificate renewed (expiry, role change, root rotation).
 //! * [`session`]: holds one session with the leader's dispatcher (reconnecting to another
 //!   manager when one dies), sends heartbeats, receives assignments and log requests.
@@ -10,7 +12,9 @@
 //! * [`network`]: the data plane: task sandboxes and the local network drivers.
 #![deny(unsafe_code)]
 
+pub mod background;
 pub mod certs;
+pub mod config;
 pub mod dns;
 pub mod executor;
 pub mod network;
@@ -21,4 +25,5 @@ pub mod worker;
 #[cfg(test)]
 mod test_util;
 
-pub use session::{Agent, AgentConfig};
+pub use config::{AgentConfig, ConfigError};
+pub use session::Agent;

@@ -344,9 +344,15 @@ impl Cgroups {
         Ok(procs)
     }
 
-    /// Removes `task_id`'s cgroups, retrying for up to `patience` while they still hold
-    /// processes (the task's last ones are exiting). Missing cgroups are not an error.
-    pub async fn remove(&self, task_id: &str, patience: Duration) -> Result<(), Error> {
+    /// Removes `task_id`'s cgroups, retrying every `retry` for up to `patience` while they
+    /// still hold processes (the task's last ones are exiting). Missing cgroups are not an
+    /// error.
+    pub async fn remove(
+        &self,
+        task_id: &str,
+        patience: Duration,
+        retry: Duration,
+    ) -> Result<(), Error> {
         if check_name(task_id).is_err() {
             return Ok(()); // never created
         }
@@ -360,7 +366,7 @@ impl Cgroups {
                         if e.raw_os_error() == Some(libc::EBUSY)
                             && tokio::time::Instant::now() < deadline =>
                     {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        tokio::time::sleep(retry).await;
                     }
                     Err(e) => return Err(io_err("rmdir", &dir)(e)),
                 }

@@ -1,0 +1,75 @@
+//! The process executor on its own (no sandbox: no root needed).
+
+use super::*;
+use shoal_proto::model::ServiceSpec;
+
+fn task(image: &str, args: &[&str]) -> Task {
+    Task {
+        id: shoal_proto::model::new_id(),
+        service_name: "t".into(),
+        spec: ServiceSpec {
+            image: image.into(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: vec!["GREETING=hi".into()],
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn runs_logs_and_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ex = ProcessExecutor::new(dir.path().to_path_buf(), "n1".into());
+    let t = task(
+        "sh",
+        &[
+            "-c",
+            "echo $GREETING $SHOAL_TASK_NAME; echo oops >&2; exit 3",
+        ],
+    );
+    let mut r = ex.start(&t).unwrap();
+    let status = r.child.wait().await.unwrap();
+    assert_eq!(status.code(), Some(3));
+    let out = ex.read_log(&t.id, "stdout", 0).unwrap();
+    assert_eq!(out, vec![format!("hi {}", t.name()).into_bytes()]);
+    assert_eq!(
+        ex.read_log(&t.id, "stderr", 0).unwrap(),
+        vec![b"oops".to_vec()]
+    );
+}
+
+#[tokio::test]
+async fn stop_terminates_the_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let ex = ProcessExecutor::new(dir.path().to_path_buf(), "n1".into());
+    let mut r = ex.start(&task("sleep", &["100"])).unwrap();
+    let code = stop(&mut r, Duration::from_secs(5)).await;
+    assert!(code.is_some());
+    assert!(!signal_group(r.pid, 0), "group is gone");
+}
+
+#[test]
+fn unknown_program_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let ex = ProcessExecutor::new(dir.path().to_path_buf(), "n1".into());
+    let err = ex.start(&task("no-such-program-xyz", &[])).unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "executable \"no-such-program-xyz\" not found on this node (looked next to swarmd and in PATH)"
+    );
+}
+
+#[test]
+fn tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let ex = ProcessExecutor::new(dir.path().to_path_buf(), "n1".into());
+    std::fs::create_dir_all(ex.task_dir("x")).unwrap();
+    std::fs::write(ex.task_dir("x").join("stdout.log"), "a\nb\nc\n").unwrap();
+    assert_eq!(
+        ex.read_log("x", "stdout", 2).unwrap(),
+        vec![b"b".to_vec(), b"c".to_vec()]
+    );
+    assert!(ex.read_log("y", "stdout", 0).unwrap().is_empty());
+}
