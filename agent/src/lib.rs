@@ -11,6 +11,8 @@
 //! * [`dns`]: the embedded DNS at 127.0.0.11 in every task.
 //! * [`network`]: the data plane: task sandboxes and the local network drivers.
 #![deny(unsafe_code)]
+#![deny(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod background;
 pub mod certs;

@@ -148,8 +148,8 @@ fn below(root: &Path, cgroup_path: &str) -> PathBuf {
 enum Layout {
     /// Per controller: `swarmd`'s own cgroup directory, or why there is none.
     V1 {
-        memory: Result<PathBuf, String>,
-        cpu: Result<PathBuf, String>,
+        memory: Result<PathBuf, Missing>,
+        cpu: Result<PathBuf, Missing>,
     },
     /// `swarmd`'s own cgroup directory.
     V2 { own: PathBuf },
@@ -230,7 +230,7 @@ impl Cgroups {
                     Controller::Memory => memory,
                     Controller::Cpu => cpu,
                 };
-                own.clone().map_err(|why| unavailable(&why))
+                own.clone().map_err(|Missing(why)| unavailable(&why))
             }
             Layout::V2 { own } => Ok(own.join(V2_PARENT)),
             Layout::None(why) => Err(unavailable(why)),
@@ -419,12 +419,12 @@ impl Cgroups {
 /// `swarmd`'s own cgroup directory in the v1 hierarchy of `controller`. The hierarchy is
 /// mounted at `root/<its controllers>` (`cpu,cpuacct`) or `root/<controller>` (the usual
 /// symlink); `swarmd`'s cgroup must be visible there.
-fn v1_own(root: &Path, m: &Membership, controller: Controller) -> Result<PathBuf, String> {
+fn v1_own(root: &Path, m: &Membership, controller: Controller) -> Result<PathBuf, Missing> {
     let name = controller.name();
     let Some((list, path)) = m.v1_of(name) else {
-        return Err(format!(
+        return Err(Missing(format!(
             "no cgroup v1 {name} hierarchy (no {name} line in /proc/self/cgroup)"
-        ));
+        )));
     };
     let candidates = [root.join(list.join(",")), root.join(name)];
     candidates
@@ -432,13 +432,18 @@ fn v1_own(root: &Path, m: &Membership, controller: Controller) -> Result<PathBuf
         .map(|mount| below(mount, path))
         .find(|own| own.join(controller.v1_probe()).is_file())
         .ok_or_else(|| {
-            format!(
+            Missing(format!(
                 "swarmd's {name} cgroup {path} is not under {} (no {})",
                 candidates[0].display(),
                 controller.v1_probe()
-            )
+            ))
         })
 }
+
+/// Why a v1 controller is not usable, found at detection and told (as
+/// [`Error::Unavailable`]) to the first task that needs it.
+#[derive(Debug, Clone)]
+struct Missing(String);
 
 /// v2: enables `controllers` in `own`'s `cgroup.subtree_control`, creates `own/shoal-tasks`
 /// and enables them there too, so its children (the tasks) have the controllers' files.

@@ -74,6 +74,10 @@ enum Held {
     Fake(fake::Hold),
 }
 
+/// A static FDB entry of a VXLAN device: frames for the MAC go to the remote VTEP (the
+/// all-zero MAC: the flood list).
+pub type Fdb = ([u8; 6], Ipv4Addr);
+
 /// A link as the data plane needs to see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkInfo {
@@ -137,7 +141,7 @@ pub trait Namespace: Send + Sync + fmt::Debug {
 
     /// `bridge fdb show dev DEV`: its static entries (MAC, remote VTEP); the flood list has
     /// the all-zero MAC.
-    fn fdb<'a>(&'a self, dev: &'a str) -> BoxFuture<'a, Result<Vec<([u8; 6], Ipv4Addr)>>>;
+    fn fdb<'a>(&'a self, dev: &'a str) -> BoxFuture<'a, Result<Vec<Fdb>>>;
     /// `bridge fdb append 00:00:00:00:00:00 dev DEV dst DST`.
     fn ensure_flood<'a>(&'a self, dev: &'a str, dst: Ipv4Addr) -> BoxFuture<'a, Result<()>>;
     /// `bridge fdb replace MAC dev DEV dst DST`.

@@ -12,7 +12,7 @@ use shoal_netlib::nft::{Batch, Nft};
 use shoal_netlib::rt::{Handle, Vxlan};
 use shoal_proto::model::Protocol;
 
-use super::{BoxFuture, Held, Kernel, LinkInfo, Namespace, Reservation};
+use super::{BoxFuture, Fdb, Held, Kernel, LinkInfo, Namespace, Reservation};
 use crate::network::Result;
 
 /// The kernel through netlib.
@@ -218,7 +218,7 @@ impl Namespace for NetlibNs {
         Box::pin(async move { done(self.handle.ensure_default_route(gateway).await) })
     }
 
-    fn fdb<'a>(&'a self, dev: &'a str) -> BoxFuture<'a, Result<Vec<([u8; 6], Ipv4Addr)>>> {
+    fn fdb<'a>(&'a self, dev: &'a str) -> BoxFuture<'a, Result<Vec<Fdb>>> {
         Box::pin(async move {
             let link = self.handle.link_required(dev).await?;
             Ok(self

@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use shoal_netlib::rt::mac_of_ipv4;
 use tracing::warn;
 
-use super::super::kernel::Namespace;
+use super::super::kernel::{Fdb, Namespace};
 use super::super::{DataPlane, Result};
 
 /// A remote endpoint: network, address, the underlay address of its node.
@@ -34,10 +34,10 @@ pub(in crate::network) enum PeerOp {
 /// additions first, then removals.
 pub(in crate::network) fn plan(
     want: &[(Ipv4Addr, Ipv4Addr)],
-    fdb: &[([u8; 6], Ipv4Addr)],
+    fdb: &[Fdb],
     neigh: &[Ipv4Addr],
 ) -> Vec<PeerOp> {
-    let have_fdb: BTreeSet<([u8; 6], Ipv4Addr)> = fdb.iter().copied().collect();
+    let have_fdb: BTreeSet<Fdb> = fdb.iter().copied().collect();
     let have_neigh: BTreeSet<Ipv4Addr> = neigh.iter().copied().collect();
     let nodes: BTreeSet<Ipv4Addr> = want.iter().map(|(_, n)| *n).collect();
     let macs: BTreeMap<[u8; 6], Ipv4Addr> =

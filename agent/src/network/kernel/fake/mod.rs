@@ -19,7 +19,7 @@ use shoal_netlib::nft::Batch;
 use shoal_netlib::rt::{format_mac, Vxlan};
 use shoal_proto::model::Protocol;
 
-use super::{BoxFuture, Held, Kernel, LinkInfo, Namespace, Reservation};
+use super::{BoxFuture, Fdb, Held, Kernel, LinkInfo, Namespace, Reservation};
 use crate::network::Result;
 
 #[derive(Debug, Default, Clone)]
@@ -421,7 +421,7 @@ impl Namespace for FakeNs {
         }))
     }
 
-    fn fdb<'a>(&'a self, dev: &'a str) -> BoxFuture<'a, Result<Vec<([u8; 6], Ipv4Addr)>>> {
+    fn fdb<'a>(&'a self, dev: &'a str) -> BoxFuture<'a, Result<Vec<Fdb>>> {
         ready(Ok(self.read(|ns| {
             ns.fdb
                 .iter()
