@@ -241,4 +241,6 @@ impl Worker {
 }
 
 #[cfg(test)]
+mod seam_tests;
+#[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@ use super::*;
 use crate::executor::ProcessExecutor;
 use shoal_proto::model::{ServiceSpec, Task, TaskStatus};
 
-fn task(id: &str, args: &[&str], desired: TaskState, observed: TaskState) -> pb::Task {
+pub(super) fn task(id: &str, args: &[&str], desired: TaskState, observed: TaskState) -> pb::Task {
     let t = Task {
         id: id.into(),
         service_name: "svc".into(),
@@ -24,7 +24,7 @@ fn task(id: &str, args: &[&str], desired: TaskState, observed: TaskState) -> pb:
     (&t).into()
 }
 
-fn full(tasks: Vec<pb::Task>) -> pb::Assignments {
+pub(super) fn full(tasks: Vec<pb::Task>) -> pb::Assignments {
     pb::Assignments {
         full: true,
         tasks,
@@ -32,7 +32,7 @@ fn full(tasks: Vec<pb::Task>) -> pb::Assignments {
     }
 }
 
-async fn wait_state(r: &Reporter, id: &str, state: TaskState) {
+pub(super) async fn wait_state(r: &Reporter, id: &str, state: TaskState) {
     for _ in 0..500 {
         if r.latest(id).is_some_and(|s| s.state == state) {
             return;
