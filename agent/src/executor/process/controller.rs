@@ -112,10 +112,7 @@ impl Controller for ProcessController {
 
     fn adopt(&mut self) -> BoxFuture<'_, Result<Option<u32>, Error>> {
         Box::pin(async move {
-            let found = adopt::find(self.executor.dir())
-                .into_iter()
-                .find(|(id, ..)| *id == self.task_id);
-            let Some((_, pid, start)) = found else {
+            let Some((pid, start)) = adopt::load(&self.executor.task_dir(&self.task_id)) else {
                 return Ok(None);
             };
             // Only sandboxed tasks outlive swarmd, so only they are ever adopted.

@@ -73,3 +73,30 @@ fn tail() {
     );
     assert!(ex.read_log("y", "stdout", 0).unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn an_adopted_task_is_waited_for_and_stopped_through_its_controller() {
+    use crate::executor::{Controller, Executor, Exit};
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ex = ProcessExecutor::new(dir.path().to_path_buf(), "n1".into());
+    // A task a previous swarmd left: a process group of its own, recorded in its directory.
+    let mut child = std::process::Command::new("sleep")
+        .arg("100")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    std::fs::create_dir_all(ex.task_dir("left")).unwrap();
+    crate::executor::adopt::record(&ex.task_dir("left"), child.id());
+    assert_eq!(ex.adoptable(), ["left"]);
+    assert_eq!(ex.controller("other").adopt().await.unwrap(), None);
+    let mut ctl = ex.controller("left");
+    assert_eq!(ctl.adopt().await.unwrap(), Some(child.id()));
+    let waiting = tokio::time::timeout(Duration::from_millis(300), ctl.wait()).await;
+    assert!(waiting.is_err(), "it still runs");
+    assert_eq!(ctl.shutdown(Duration::from_secs(5)).await.unwrap(), None);
+    let _ = child.wait(); // reap it: the controller saw it die (a zombie is dead)
+    assert_eq!(ctl.wait().await.unwrap(), Exit::Unknown);
+    ctl.remove().await;
+    assert!(ex.adoptable().is_empty(), "its record is gone");
+}
