@@ -76,7 +76,7 @@ fn tail() {
 
 #[tokio::test]
 async fn an_adopted_task_is_waited_for_and_stopped_through_its_controller() {
-    use crate::executor::{Controller, Executor, Exit};
+    use crate::executor::{Executor, Exit};
     use std::os::unix::process::CommandExt;
     let dir = tempfile::tempdir().unwrap();
     let ex = ProcessExecutor::new(dir.path().to_path_buf(), "n1".into());
