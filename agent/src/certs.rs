@@ -85,26 +85,42 @@ pub fn wait(creds: &Credentials, sched: &mut Schedule) -> Duration {
     Duration::from_millis((sched.at(creds) - now_ms()).max(0) as u64)
 }
 
-/// Asks the managers for a new certificate for a new key and installs it. Returns the digest
-/// of the issuing root.
+/// Why a renewal failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Making the key or request, or installing the certificate, failed.
+    #[error(transparent)]
+    Credentials(#[from] shoal_security::Error),
+    /// The managers refused the request.
+    #[error("{}", .0.message())]
+    Refused(tonic::Status),
+    /// The managers answered without a certificate.
+    #[error("the managers issued no certificate (a cluster without TLS?)")]
+    NoCertificate,
+}
+
+/// Asks the managers (for at most `timeout`) for a new certificate for a new key and installs
+/// it. Returns the digest of the issuing root.
 pub async fn renew(
     client: &mut DispatcherClient<Channel>,
     creds: &Arc<Credentials>,
     node_id: &str,
-) -> anyhow::Result<String> {
+    timeout: Duration,
+) -> Result<String, Error> {
     let key = NodeKeyPair::generate()?;
     let mut req = tonic::Request::new(pb::RenewRequest {
         node_id: node_id.to_string(),
         csr: key.csr()?,
     });
-    req.set_timeout(Duration::from_secs(10));
+    req.set_timeout(timeout);
     let r = client
         .renew_certificate(req)
         .await
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .map_err(Error::Refused)?
         .into_inner();
     if r.certificate.is_empty() {
-        anyhow::bail!("the managers issued no certificate (a cluster without TLS?)");
+        return Err(Error::NoCertificate);
     }
     // The trusted roots come from the session alone: a session message may already have
     // brought newer ones (the end of a root rotation) than this answer carries.

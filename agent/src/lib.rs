@@ -1,5 +1,7 @@
 //! `shoal-agent`: the half of `swarmd` that runs on every node.
 //!
+//! * [`config`]: the agent's settings, every timing among them.
+//! * [`background`]: the loops and request handlers the agent spawns, owned and stopped together.
 //! * [`certs`]: keeps the node's certificate renewed (expiry, role change, root rotation).
 //! * [`session`]: holds one session with the leader's dispatcher (reconnecting to another
 //!   manager when one dies), sends heartbeats, receives assignments and log requests.
@@ -9,8 +11,12 @@
 //! * [`dns`]: the embedded DNS at 127.0.0.11 in every task.
 //! * [`network`]: the data plane: task sandboxes and the local network drivers.
 #![deny(unsafe_code)]
+#![deny(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod background;
 pub mod certs;
+pub mod config;
 pub mod dns;
 pub mod executor;
 pub mod join;
@@ -22,4 +28,5 @@ pub mod worker;
 #[cfg(test)]
 mod test_util;
 
-pub use session::{Agent, AgentConfig};
+pub use config::{AgentConfig, ConfigError};
+pub use session::Agent;

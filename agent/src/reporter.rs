@@ -10,11 +10,21 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tonic::transport::Channel;
 
+/// Default of how often pending updates are sent again when nothing new happens.
+pub const DEFAULT_RESEND: Duration = Duration::from_millis(500);
+
 /// Pending status updates.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Reporter {
     pending: Arc<Mutex<BTreeMap<String, TaskStatus>>>,
     notify: Arc<Notify>,
+    resend: Duration,
+}
+
+impl Default for Reporter {
+    fn default() -> Self {
+        Reporter::new(DEFAULT_RESEND)
+    }
 }
 
 impl std::fmt::Debug for Reporter {
@@ -24,6 +34,15 @@ impl std::fmt::Debug for Reporter {
 }
 
 impl Reporter {
+    /// A reporter that sends pending updates again every `resend` when nothing new happens.
+    pub fn new(resend: Duration) -> Reporter {
+        Reporter {
+            pending: Default::default(),
+            notify: Default::default(),
+            resend,
+        }
+    }
+
     /// Records that `task_id` reached `state`.
     pub fn report(
         &self,
@@ -100,7 +119,7 @@ impl Reporter {
             if batch.is_empty() {
                 tokio::select! {
                     _ = self.notify.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = tokio::time::sleep(self.resend) => {}
                 }
                 continue;
             }

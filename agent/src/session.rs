@@ -1,42 +1,56 @@
 //! The agent's session with the managers: find the leader, hold a session stream, heartbeat,
 //! and fail over to another manager when the one in use dies.
 
+use crate::background::Background;
 use crate::certs;
+use crate::config::AgentConfig;
 use crate::executor::ProcessExecutor;
 use crate::reporter::Reporter;
 use crate::worker::Worker;
+use shoal_proto::pb;
 use shoal_proto::pb::dispatcher_client::DispatcherClient;
-use shoal_proto::pb::{self, LogLine};
 use shoal_security::Transport;
-use std::path::PathBuf;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info, warn};
 
-/// Longest a clean stop waits for the managers to take its goodbye.
-pub const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default of [`AgentConfig::goodbye_timeout`].
+pub const DEFAULT_GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Metadata key a follower uses to name the leader (same as the manager's).
 pub const LEADER_ADDR_KEY: &str = "shoal-leader-addr";
 
-/// Agent settings.
-#[derive(Debug, Clone)]
-pub struct AgentConfig {
-    /// This node's id.
-    pub node_id: String,
-    /// This node's host name (`swarmd --hostname`): tasks on the `host` network see it.
-    pub hostname: String,
-    /// Managers to try, in order (updated from session messages).
-    pub managers: Vec<String>,
-    /// Directory for task files and the managers list.
-    pub state_dir: PathBuf,
-    /// The data plane tasks run in (`--data-plane kernel`); `None` runs them as plain processes.
-    pub data_plane: Option<crate::network::DataPlane>,
-    /// How connections to managers are secured (mutual TLS with the node's certificate, which
-    /// the agent keeps renewed).
-    pub transport: Transport,
+/// Why a session ended (other than a redirect or a stop). Its text is what the agent logs.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No connection to the manager could be made.
+    #[error(transparent)]
+    Connect(#[from] tonic::transport::Error),
+    /// The manager answered with an error status (a refusal among them: see
+    /// [`Error::is_refusal`]).
+    #[error("{:?}: {}", .0.code(), .0.message())]
+    Status(tonic::Status),
+    /// The manager closed the session stream.
+    #[error("stream closed")]
+    StreamClosed,
+    /// The status reporter ended without an error (it never does).
+    #[error("reporter stopped")]
+    ReporterStopped,
+}
+
+impl Error {
+    /// Whether the managers refuse this node (a revoked, removed or unknown node): something
+    /// the operator must act on, as opposed to a manager that is down.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Error::Status(s) if matches!(
+            s.code(),
+            tonic::Code::PermissionDenied | tonic::Code::Unauthenticated
+        ))
+    }
 }
 
 /// A running agent.
@@ -53,6 +67,8 @@ pub struct Agent {
     issuer: Mutex<String>,
     /// The last session held (its manager and id): where a clean stop says goodbye.
     last_session: Mutex<Option<(DispatcherClient<Channel>, String)>>,
+    /// Everything the agent spawns; stopped when [`Agent::run`] returns.
+    background: Background,
 }
 
 impl std::fmt::Debug for Agent {
@@ -63,12 +79,16 @@ impl std::fmt::Debug for Agent {
     }
 }
 
-fn channel(transport: &Transport, addr: &str) -> Result<Channel, tonic::transport::Error> {
+fn channel(
+    cfg: &AgentConfig,
+    transport: &Transport,
+    addr: &str,
+) -> Result<Channel, tonic::transport::Error> {
     let ep = Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_millis(500))
+        .connect_timeout(cfg.connect_timeout)
         .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(3));
+        .http2_keep_alive_interval(cfg.keepalive_interval)
+        .keep_alive_timeout(cfg.keepalive_timeout);
     Ok(transport.lazy(ep))
 }
 
@@ -76,30 +96,33 @@ enum SessionEnd {
     /// Go to this address next.
     Redirect(String),
     /// Try the next manager.
-    Failed(String),
+    Failed(Error),
     /// Shut down.
     Stop,
 }
 
 impl Agent {
-    /// A new agent; call [`Agent::run`].
+    /// A new agent; call [`Agent::run`]. Must be called within a tokio runtime.
     pub fn new(cfg: AgentConfig) -> Arc<Agent> {
-        let reporter = Reporter::default();
+        let background = Background::new();
+        let reporter = Reporter::new(cfg.report_resend);
         let mut executor = ProcessExecutor::new(cfg.state_dir.join("tasks"), cfg.node_id.clone())
-            .with_hostname(cfg.hostname.clone());
-        if cfg.data_plane.is_some() {
+            .with_hostname(cfg.hostname.clone())
+            .with_timings(cfg.process_timings());
+        if let Some(dp) = &cfg.data_plane {
+            dp.set_timings(cfg.network_timings());
             // Sandboxed tasks run under `swarmd __task-init` (this very binary) as their PID 1.
             if let Ok(me) = std::env::current_exe() {
                 executor = executor.with_init(me);
             }
         }
-        let worker =
-            Worker::new(executor, reporter.clone()).with_data_plane(cfg.data_plane.clone());
-        let adopted: std::collections::HashSet<String> = worker.adopt().into_iter().collect();
-        if let Some(dp) = cfg.data_plane.clone() {
-            // Sandboxes of tasks that did not survive are leftovers.
-            tokio::spawn(async move { dp.janitor(&adopted).await });
-        }
+        let worker = Worker::new(
+            Arc::new(executor),
+            reporter.clone(),
+            cfg.worker_timings(),
+            background.clone(),
+        )
+        .with_data_plane(cfg.data_plane.clone());
         Arc::new(Agent {
             managers: Mutex::new(cfg.managers.clone()),
             cfg,
@@ -110,6 +133,7 @@ impl Agent {
             cluster: watch::channel(certs::Cluster::default()).0,
             issuer: Mutex::new(String::new()),
             last_session: Mutex::new(None),
+            background,
         })
     }
 
@@ -131,12 +155,21 @@ impl Agent {
             .clone()
     }
 
-    /// Holds sessions until `stop` turns true, then stops all tasks.
+    /// Takes back the tasks a previous run left, then holds sessions until `stop` turns true;
+    /// then stops all tasks (or leaves them to the next run) and everything it spawned.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let adopted: HashSet<String> = self.worker.adopt().await.into_iter().collect();
+        if let Some(dp) = self.cfg.data_plane.clone() {
+            // Sandboxes of tasks that did not survive are leftovers.
+            self.background
+                .spawn(async move { dp.janitor(&adopted).await });
+        }
+        let cfg = &self.cfg;
         let mut next: Option<String> = None;
         let mut idx = 0usize;
-        let mut backoff = Duration::from_millis(50);
-        let mut refused = String::new();
+        let mut backoff = cfg.reconnect_backoff_min;
+        // The last refusal warned about, so that it is said once.
+        let mut refused: Option<String> = None;
         loop {
             if *stop.borrow() {
                 break;
@@ -163,28 +196,29 @@ impl Agent {
                 SessionEnd::Redirect(a) => {
                     debug!(leader = %a, "redirected to the leader");
                     next = Some(a);
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    tokio::time::sleep(cfg.redirect_delay).await;
                 }
-                SessionEnd::Failed(why) => {
+                SessionEnd::Failed(e) => {
+                    let why = e.to_string();
                     debug!(manager = %addr, why, "session ended");
                     // A refusal says something the operator must act on: say it (once).
-                    if why.starts_with("Permission") || why.starts_with("Unauthenticated") {
-                        if why != refused {
+                    if e.is_refusal() {
+                        if refused.as_deref() != Some(why.as_str()) {
                             warn!(manager = %addr, why, "the managers refuse this node");
-                            refused = why.clone();
+                            refused = Some(why);
                         }
                     } else {
-                        refused.clear();
+                        refused = None;
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = stop.changed() => break,
                     }
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                    backoff = (backoff * 2).min(cfg.reconnect_backoff_max);
                     continue;
                 }
             }
-            backoff = Duration::from_millis(50);
+            backoff = cfg.reconnect_backoff_min;
         }
         if self.worker.tasks_outlive_agent() {
             info!(
@@ -196,6 +230,7 @@ impl Agent {
             info!("agent stopping; stopping tasks");
             self.worker.stop_all().await;
         }
+        self.background.shutdown().await;
     }
 
     /// Tells the managers this node stops cleanly and comes back (bounded: a manager that does
@@ -214,21 +249,23 @@ impl Agent {
             node_id: self.cfg.node_id.clone(),
             session_id,
         });
-        req.set_timeout(GOODBYE_TIMEOUT);
-        match tokio::time::timeout(GOODBYE_TIMEOUT, client.goodbye(req)).await {
+        let timeout = self.cfg.goodbye_timeout;
+        req.set_timeout(timeout);
+        match tokio::time::timeout(timeout, client.goodbye(req)).await {
             Ok(Ok(r)) => info!(
                 restart_grace_ms = r.into_inner().restart_grace_ms,
                 "said goodbye to the managers: they keep this node's tasks while it restarts"
             ),
             Ok(Err(s)) => warn!(error = %s.message(), "the managers did not take the goodbye"),
-            Err(_) => warn!("no answer to the goodbye within {GOODBYE_TIMEOUT:?}"),
+            Err(_) => warn!("no answer to the goodbye within {timeout:?}"),
         }
     }
 
     async fn session(&self, addr: &str) -> SessionEnd {
-        let ch = match channel(&self.cfg.transport, addr) {
+        let cfg = &self.cfg;
+        let ch = match channel(cfg, &cfg.transport, addr) {
             Ok(c) => c,
-            Err(e) => return SessionEnd::Failed(e.to_string()),
+            Err(e) => return SessionEnd::Failed(e.into()),
         };
         let mut client = DispatcherClient::new(ch);
         let req = pb::SessionRequest {
@@ -241,7 +278,7 @@ impl Agent {
         };
         let first = match stream.message().await {
             Ok(Some(m)) => m,
-            Ok(None) => return SessionEnd::Failed("stream closed".into()),
+            Ok(None) => return SessionEnd::Failed(Error::StreamClosed),
             Err(s) => return end_of(&s),
         };
         let session_id = first.session_id.clone();
@@ -249,13 +286,15 @@ impl Agent {
         self.connected.send_replace(Some(addr.to_string()));
         *self.last_session.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((client.clone(), session_id.clone()));
-        let period = Duration::from_millis(first.heartbeat_period_ms.max(50));
+        let floor = cfg.min_heartbeat_period;
+        let period = Duration::from_millis(first.heartbeat_period_ms).max(floor);
         self.handle(first);
         let heartbeat = heartbeat_loop(
             client.clone(),
             self.cfg.node_id.clone(),
             session_id.clone(),
             period,
+            floor,
         );
         let report =
             self.reporter
@@ -264,49 +303,10 @@ impl Agent {
             loop {
                 match stream.message().await {
                     Ok(Some(m)) => {
-                        if let Some(lr) = m.log_request.clone() {
-                            tokio::spawn(publish_logs(
-                                client.clone(),
-                                self.worker.clone(),
-                                self.cfg.node_id.clone(),
-                                lr,
-                            ));
-                        }
-                        if let Some(lr) = m.lb_request.clone() {
-                            let (mut client, worker, node) = (
-                                client.clone(),
-                                self.worker.clone(),
-                                self.cfg.node_id.clone(),
-                            );
-                            tokio::spawn(async move {
-                                let mut r = worker.lb_report(&lr.network_id).await;
-                                r.request_id = lr.request_id;
-                                r.node_id = node;
-                                if let Err(e) = client.publish_lb(r).await {
-                                    warn!(error = %e, "could not publish a balancer report");
-                                }
-                            });
-                        }
-                        if let Some(er) = m.exec_request.clone() {
-                            let (mut client, worker, node) = (
-                                client.clone(),
-                                self.worker.clone(),
-                                self.cfg.node_id.clone(),
-                            );
-                            tokio::spawn(async move {
-                                let timeout =
-                                    Duration::from_millis(u64::from(er.timeout_ms.max(1000)));
-                                let mut r = worker.exec(&er.task_id, &er.cmd, timeout).await;
-                                r.request_id = er.request_id;
-                                r.node_id = node;
-                                if let Err(e) = client.publish_exec(r).await {
-                                    warn!(error = %e, "could not publish an exec result");
-                                }
-                            });
-                        }
+                        self.serve_requests(&client, &m);
                         self.handle(m);
                     }
-                    Ok(None) => return SessionEnd::Failed("stream closed".into()),
+                    Ok(None) => return SessionEnd::Failed(Error::StreamClosed),
                     Err(s) => return end_of(&s),
                 }
             }
@@ -316,7 +316,7 @@ impl Agent {
             end = messages => end,
             end = renewals => end,
             s = heartbeat => end_of(&s),
-            r = report => match r { Err(s) => end_of(&s), Ok(()) => SessionEnd::Failed("reporter stopped".into()) },
+            r = report => match r { Err(s) => end_of(&s), Ok(()) => SessionEnd::Failed(Error::ReporterStopped) },
         }
     }
 
@@ -338,7 +338,8 @@ impl Agent {
                 .clone();
             if let Some(why) = certs::due(&creds, &mut sched, &cluster, &issuer) {
                 info!(why, "renewing the node certificate");
-                match certs::renew(&mut client, &creds, &self.cfg.node_id).await {
+                let (node, timeout) = (&self.cfg.node_id, self.cfg.renew_timeout);
+                match certs::renew(&mut client, &creds, node, timeout).await {
                     Ok(issuer) => {
                         failures = 0;
                         let info = creds.current().info.clone();
@@ -348,7 +349,9 @@ impl Agent {
                     Err(e) => {
                         failures += 1;
                         warn!(error = %e, "certificate renewal failed; retrying");
-                        tokio::time::sleep(Duration::from_secs(u64::from(failures.min(10)))).await;
+                        let pause =
+                            (self.cfg.renew_retry_step * failures).min(self.cfg.renew_retry_max);
+                        tokio::time::sleep(pause).await;
                     }
                 }
                 continue;
@@ -358,6 +361,45 @@ impl Agent {
                 _ = tokio::time::sleep(wait) => {}
                 r = view.changed() => if r.is_err() { return std::future::pending().await },
             }
+        }
+    }
+
+    /// Serves the requests a session message carries (logs, balancer report, exec), each in
+    /// the background: their answers go back over `client`.
+    fn serve_requests(&self, client: &DispatcherClient<Channel>, m: &pb::SessionMessage) {
+        let node = &self.cfg.node_id;
+        if let Some(lr) = m.log_request.clone() {
+            let (mut client, worker, node) = (client.clone(), self.worker.clone(), node.clone());
+            self.background.spawn(async move {
+                let req = worker.logs(&node, &lr);
+                if let Err(e) = client.publish_logs(req).await {
+                    warn!(error = %e, "could not publish logs");
+                }
+            });
+        }
+        if let Some(lr) = m.lb_request.clone() {
+            let (mut client, worker, node) = (client.clone(), self.worker.clone(), node.clone());
+            self.background.spawn(async move {
+                let mut r = worker.lb_report(&lr.network_id).await;
+                r.request_id = lr.request_id;
+                r.node_id = node;
+                if let Err(e) = client.publish_lb(r).await {
+                    warn!(error = %e, "could not publish a balancer report");
+                }
+            });
+        }
+        if let Some(er) = m.exec_request.clone() {
+            let (mut client, worker, node) = (client.clone(), self.worker.clone(), node.clone());
+            let timeout =
+                Duration::from_millis(u64::from(er.timeout_ms)).max(self.cfg.min_exec_timeout);
+            self.background.spawn(async move {
+                let mut r = worker.exec(&er.task_id, &er.cmd, timeout).await;
+                r.request_id = er.request_id;
+                r.node_id = node;
+                if let Err(e) = client.publish_exec(r).await {
+                    warn!(error = %e, "could not publish an exec result");
+                }
+            });
         }
     }
 
@@ -413,7 +455,7 @@ fn end_of(s: &tonic::Status) -> SessionEnd {
     {
         return SessionEnd::Redirect(addr.to_string());
     }
-    SessionEnd::Failed(format!("{:?}: {}", s.code(), s.message()))
+    SessionEnd::Failed(Error::Status(s.clone()))
 }
 
 async fn heartbeat_loop(
@@ -421,6 +463,7 @@ async fn heartbeat_loop(
     node_id: String,
     session_id: String,
     mut period: Duration,
+    floor: Duration,
 ) -> tonic::Status {
     loop {
         tokio::time::sleep(period).await;
@@ -430,41 +473,8 @@ async fn heartbeat_loop(
         });
         req.set_timeout(period * 2);
         match client.heartbeat(req).await {
-            Ok(r) => period = Duration::from_millis(r.into_inner().period_ms.max(50)),
+            Ok(r) => period = Duration::from_millis(r.into_inner().period_ms).max(floor),
             Err(s) => return s,
         }
-    }
-}
-
-async fn publish_logs(
-    mut client: DispatcherClient<Channel>,
-    worker: Worker,
-    node_id: String,
-    lr: pb::LogRequest,
-) {
-    let mut lines = Vec::new();
-    let mut error = String::new();
-    for id in &lr.task_ids {
-        for stream in ["stdout", "stderr"] {
-            match worker.executor().read_log(id, stream, lr.tail) {
-                Ok(ls) => lines.extend(ls.into_iter().map(|data| LogLine {
-                    task_id: id.clone(),
-                    task_name: String::new(),
-                    node_id: node_id.clone(),
-                    stream: stream.to_string(),
-                    data,
-                })),
-                Err(e) => error = format!("reading logs of task {id}: {e}"),
-            }
-        }
-    }
-    let req = pb::PublishLogsRequest {
-        node_id,
-        request_id: lr.request_id,
-        lines,
-        error,
-    };
-    if let Err(e) = client.publish_logs(req).await {
-        warn!(error = %e, "could not publish logs");
     }
 }

@@ -281,7 +281,10 @@ mod tests {
         let BootstrapError::AddrPool { source, .. } = &e else {
             panic!("{e}")
         };
-        assert!(source.to_string().contains("did you mean 10.0.0.0/8"), "{e}");
+        assert!(
+            source.to_string().contains("did you mean 10.0.0.0/8"),
+            "{e}"
+        );
         for size in [7, 30] {
             let mut s = spec(dir.path(), true);
             s.subnet_size = size;

@@ -7,7 +7,7 @@ mod index;
 mod resolver;
 
 pub use index::{Index, Target};
-pub use resolver::{answer, Reply, Shared, TaskResolver, TTL};
+pub use resolver::{answer, Reply, Shared, TaskResolver, DEFAULT_UPSTREAM_TIMEOUT, TTL};
 
 use hickory_server::Server;
 use shoal_netlib::netns::NetNs;
@@ -20,8 +20,23 @@ use tracing::debug;
 
 /// The resolver's address in every task.
 pub const LISTEN: &str = "127.0.0.11:53";
-/// A TCP client that sends nothing for this long is dropped.
-const TCP_IDLE: Duration = Duration::from_secs(5);
+/// Default of how long a TCP client may send nothing before it is dropped.
+pub const DEFAULT_TCP_IDLE: Duration = Duration::from_secs(5);
+
+/// Why the embedded DNS cannot serve a task.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The task's namespace could not be entered.
+    #[error(transparent)]
+    Netns(#[from] shoal_netlib::netns::Error),
+    /// Binding 127.0.0.11:53 inside the task failed.
+    #[error("cannot listen on {LISTEN} in the task: {0}")]
+    Listen(#[source] std::io::Error),
+    /// The runtime would not take the sockets.
+    #[error("{0}")]
+    Register(#[source] std::io::Error),
+}
 
 /// The node's DNS: shared tables and one server per task.
 #[derive(Debug)]
@@ -81,9 +96,25 @@ impl Dns {
         *self.shared.index.write().unwrap_or_else(|e| e.into_inner()) = ix;
     }
 
-    /// Serves task `task_id`, on `networks`, at 127.0.0.11:53 inside `ns`. Idempotent: a task
-    /// served already keeps its sockets (its networks are updated).
-    pub fn serve(&self, task_id: &str, ns: &NetNs, networks: Vec<String>) -> Result<(), String> {
+    /// How long an upstream resolver has to answer.
+    pub fn set_upstream_timeout(&self, timeout: Duration) {
+        *self
+            .shared
+            .upstream_timeout
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = timeout;
+    }
+
+    /// Serves task `task_id`, on `networks`, at 127.0.0.11:53 inside `ns`, dropping TCP clients
+    /// idle for `tcp_idle`. Idempotent: a task served already keeps its sockets (its networks
+    /// are updated).
+    pub fn serve(
+        &self,
+        task_id: &str,
+        ns: &NetNs,
+        networks: Vec<String>,
+        tcp_idle: Duration,
+    ) -> Result<(), Error> {
         let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
         if servers.get(task_id).is_some_and(|s| s.networks == networks) {
             return Ok(());
@@ -96,17 +127,16 @@ impl Dns {
                 let tcp = std::net::TcpListener::bind(LISTEN)?;
                 tcp.set_nonblocking(true)?;
                 Ok((udp, tcp))
-            })
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("cannot listen on {LISTEN} in the task: {e}"))?;
-        let udp = tokio::net::UdpSocket::from_std(udp).map_err(|e| e.to_string())?;
-        let tcp = tokio::net::TcpListener::from_std(tcp).map_err(|e| e.to_string())?;
+            })?
+            .map_err(Error::Listen)?;
+        let udp = tokio::net::UdpSocket::from_std(udp).map_err(Error::Register)?;
+        let tcp = tokio::net::TcpListener::from_std(tcp).map_err(Error::Register)?;
         let mut server = Server::new(TaskResolver {
             shared: Arc::clone(&self.shared),
             networks: networks.clone(),
         });
         server.register_socket(udp);
-        server.register_listener(tcp, TCP_IDLE, 16);
+        server.register_listener(tcp, tcp_idle, 16);
         debug!(task.id = task_id, ?networks, "embedded DNS listening");
         servers.insert(
             task_id.to_string(),

@@ -17,11 +17,11 @@ use tracing::debug;
 
 /// TTL of every answer: 0, so clients never keep a task that is gone (Swarm's is 600 s).
 pub const TTL: u32 = 0;
-/// How long an upstream resolver has to answer.
-pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default of how long an upstream resolver has to answer ([`Shared::upstream_timeout`]).
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What all of a node's task resolvers share.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Shared {
     /// The names, replaced whole on every change.
     pub index: RwLock<Arc<Index>>,
@@ -29,6 +29,19 @@ pub struct Shared {
     pub upstream: RwLock<Vec<SocketAddr>>,
     /// The node's namespace when it is not the caller's (tests): upstream queries leave from it.
     pub node_ns: Option<Arc<NetNs>>,
+    /// How long an upstream resolver has to answer.
+    pub upstream_timeout: RwLock<Duration>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            index: Default::default(),
+            upstream: Default::default(),
+            node_ns: None,
+            upstream_timeout: RwLock::new(DEFAULT_UPSTREAM_TIMEOUT),
+        }
+    }
 }
 
 /// What one query gets, before it goes on the wire.
@@ -118,7 +131,12 @@ impl TaskResolver {
                 continue;
             }
             let mut buf = vec![0u8; 4096];
-            let got = tokio::time::timeout(UPSTREAM_TIMEOUT, async {
+            let timeout = *self
+                .shared
+                .upstream_timeout
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            let got = tokio::time::timeout(timeout, async {
                 loop {
                     let (n, from) = sock.recv_from(&mut buf).await?;
                     if from == server {

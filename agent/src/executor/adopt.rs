@@ -47,6 +47,18 @@ pub fn forget(dir: &Path) {
     let _ = std::fs::remove_file(dir.join(FILE));
 }
 
+/// The process of the task in `dir`, if it still runs: (pid, start time). A record of a
+/// process that is gone is forgotten.
+pub fn load(dir: &Path) -> Option<(u32, u64)> {
+    let r: Record = serde_json::from_slice(&std::fs::read(dir.join(FILE)).ok()?).ok()?;
+    if alive(r.pid, r.start) {
+        Some((r.pid, r.start))
+    } else {
+        forget(dir);
+        None
+    }
+}
+
 /// Tasks under `tasks_dir` whose process still runs: (task id, pid, start time).
 pub fn find(tasks_dir: &Path) -> Vec<(String, u32, u64)> {
     let mut out = Vec::new();

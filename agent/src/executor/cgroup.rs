@@ -148,8 +148,8 @@ fn below(root: &Path, cgroup_path: &str) -> PathBuf {
 enum Layout {
     /// Per controller: `swarmd`'s own cgroup directory, or why there is none.
     V1 {
-        memory: Result<PathBuf, String>,
-        cpu: Result<PathBuf, String>,
+        memory: Result<PathBuf, Missing>,
+        cpu: Result<PathBuf, Missing>,
     },
     /// `swarmd`'s own cgroup directory.
     V2 { own: PathBuf },
@@ -230,7 +230,7 @@ impl Cgroups {
                     Controller::Memory => memory,
                     Controller::Cpu => cpu,
                 };
-                own.clone().map_err(|why| unavailable(&why))
+                own.clone().map_err(|Missing(why)| unavailable(&why))
             }
             Layout::V2 { own } => Ok(own.join(V2_PARENT)),
             Layout::None(why) => Err(unavailable(why)),
@@ -344,9 +344,15 @@ impl Cgroups {
         Ok(procs)
     }
 
-    /// Removes `task_id`'s cgroups, retrying for up to `patience` while they still hold
-    /// processes (the task's last ones are exiting). Missing cgroups are not an error.
-    pub async fn remove(&self, task_id: &str, patience: Duration) -> Result<(), Error> {
+    /// Removes `task_id`'s cgroups, retrying every `retry` for up to `patience` while they
+    /// still hold processes (the task's last ones are exiting). Missing cgroups are not an
+    /// error.
+    pub async fn remove(
+        &self,
+        task_id: &str,
+        patience: Duration,
+        retry: Duration,
+    ) -> Result<(), Error> {
         if check_name(task_id).is_err() {
             return Ok(()); // never created
         }
@@ -360,7 +366,7 @@ impl Cgroups {
                         if e.raw_os_error() == Some(libc::EBUSY)
                             && tokio::time::Instant::now() < deadline =>
                     {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        tokio::time::sleep(retry).await;
                     }
                     Err(e) => return Err(io_err("rmdir", &dir)(e)),
                 }
@@ -413,12 +419,12 @@ impl Cgroups {
 /// `swarmd`'s own cgroup directory in the v1 hierarchy of `controller`. The hierarchy is
 /// mounted at `root/<its controllers>` (`cpu,cpuacct`) or `root/<controller>` (the usual
 /// symlink); `swarmd`'s cgroup must be visible there.
-fn v1_own(root: &Path, m: &Membership, controller: Controller) -> Result<PathBuf, String> {
+fn v1_own(root: &Path, m: &Membership, controller: Controller) -> Result<PathBuf, Missing> {
     let name = controller.name();
     let Some((list, path)) = m.v1_of(name) else {
-        return Err(format!(
+        return Err(Missing(format!(
             "no cgroup v1 {name} hierarchy (no {name} line in /proc/self/cgroup)"
-        ));
+        )));
     };
     let candidates = [root.join(list.join(",")), root.join(name)];
     candidates
@@ -426,13 +432,18 @@ fn v1_own(root: &Path, m: &Membership, controller: Controller) -> Result<PathBuf
         .map(|mount| below(mount, path))
         .find(|own| own.join(controller.v1_probe()).is_file())
         .ok_or_else(|| {
-            format!(
+            Missing(format!(
                 "swarmd's {name} cgroup {path} is not under {} (no {})",
                 candidates[0].display(),
                 controller.v1_probe()
-            )
+            ))
         })
 }
+
+/// Why a v1 controller is not usable, found at detection and told (as
+/// [`Error::Unavailable`]) to the first task that needs it.
+#[derive(Debug, Clone)]
+struct Missing(String);
 
 /// v2: enables `controllers` in `own`'s `cgroup.subtree_control`, creates `own/shoal-tasks`
 /// and enables them there too, so its children (the tasks) have the controllers' files.

@@ -8,45 +8,33 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use shoal_netlib::netns::{self, Kind, NsJoin};
-use shoal_proto::pb;
 use tokio::process::Command;
+
+use super::{Error, ExecOutput};
 
 /// Most bytes of each output stream returned.
 pub const MAX_OUTPUT: usize = 4 << 20;
 
 /// Runs `cmd` in the task whose main process is `pid` (`None`: the task runs as a plain process
 /// on the node, so the command does too), for at most `timeout`.
-pub async fn run(pid: Option<u32>, cmd: &[String], timeout: Duration) -> pb::ExecResult {
-    match run_inner(pid, cmd, timeout).await {
-        Ok(r) => r,
-        Err(error) => pb::ExecResult {
-            error,
-            exit_code: -1,
-            ..Default::default()
-        },
-    }
-}
-
-async fn run_inner(
-    pid: Option<u32>,
-    cmd: &[String],
-    timeout: Duration,
-) -> Result<pb::ExecResult, String> {
-    let (program, args) = cmd.split_first().ok_or("no command")?;
+pub async fn run(pid: Option<u32>, cmd: &[String], timeout: Duration) -> Result<ExecOutput, Error> {
+    let (program, args) = cmd.split_first().ok_or(Error::NoCommand)?;
     let mut c = Command::new(program);
     c.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    let spawn_err = |source| Error::ExecSpawn {
+        program: program.clone(),
+        source,
+    };
     let child = match pid {
-        None => c.spawn().map_err(|e| format!("{program}: {e}"))?,
+        None => c.spawn().map_err(spawn_err)?,
         Some(pid) => {
-            let open =
-                |k| netns::open_of_pid(pid, k).map_err(|e| format!("the task's namespaces: {e}"));
+            let open = |k| netns::open_of_pid(pid, k).map_err(Error::Namespaces);
             let pid_ns = open(Kind::Pid)?;
-            let root = std::fs::File::open(format!("/proc/{pid}/root"))
-                .map_err(|e| format!("the task's root: {e}"))?;
+            let root = std::fs::File::open(format!("/proc/{pid}/root")).map_err(Error::Root)?;
             let join = NsJoin::new()
                 .join(open(Kind::Net)?, Kind::Net)
                 .join(open(Kind::Uts)?, Kind::Uts)
@@ -57,27 +45,30 @@ async fn run_inner(
             let program = program.clone();
             std::thread::spawn(move || {
                 let _rt = rt.enter();
-                netns::enter(pid_ns.as_fd(), Kind::Pid)
-                    .map_err(|e| format!("joining the task's PID namespace: {e}"))?;
-                c.spawn().map_err(|e| format!("{program}: {e}"))
+                netns::enter(pid_ns.as_fd(), Kind::Pid).map_err(Error::JoinPid)?;
+                c.spawn()
+                    .map_err(|source| Error::ExecSpawn { program, source })
             })
             .join()
-            .map_err(|_| "the exec thread panicked".to_string())??
+            .map_err(|_| Error::ExecPanicked)??
         }
     };
     let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(r) => r.map_err(|e| e.to_string())?,
-        Err(_) => return Err(format!("timed out after {}s (killed)", timeout.as_secs())),
+        Ok(r) => r.map_err(Error::ExecWait)?,
+        Err(_) => {
+            return Err(Error::Timeout {
+                secs: timeout.as_secs(),
+            })
+        }
     };
     let cut = |mut v: Vec<u8>| {
         v.truncate(MAX_OUTPUT);
         v
     };
-    Ok(pb::ExecResult {
+    Ok(ExecOutput {
         stdout: cut(out.stdout),
         stderr: cut(out.stderr),
         exit_code: out.status.code().unwrap_or(128 + 9),
-        ..Default::default()
     })
 }
 

@@ -1,11 +1,23 @@
-//! Executors run tasks. The `process` executor runs the program named by the task's image on
-//! this node; namespaces and images come with the data plane.
+//! Executors run tasks, behind one seam ([`Executor`] and its per-task [`Controller`], after
+//! SwarmKit's): the `process` executor ([`ProcessExecutor`]) runs the program named by the
+//! task's image on this node, in the task's sandbox when there is a data plane.
+//!
+//! * [`controller`]: the seam;
+//! * [`process`]: the process executor and its controller;
+//! * [`sandbox`], [`init`]: starting a process inside its namespaces, with an init;
+//! * [`cgroup`]: memory and CPU limits;
+//! * [`adopt`]: tasks that outlive `swarmd`;
+//! * [`exec`]: `swarmctl task exec`.
 
 pub mod adopt;
 pub mod cgroup;
+pub mod controller;
+mod error;
 pub mod exec;
 pub mod init;
 pub mod process;
 pub mod sandbox;
 
-pub use process::{ProcessExecutor, Running};
+pub use controller::{Controller, ExecOutput, Executor, Exit};
+pub use error::Error;
+pub use process::{ProcessController, ProcessExecutor, Running};

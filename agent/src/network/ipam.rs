@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::Error;
+
 /// An IPv4 subnet `a.b.c.d/len`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Subnet {
@@ -19,14 +21,13 @@ pub struct Subnet {
 
 impl Subnet {
     /// Parses `10.0.0.0/24`.
-    pub fn parse(s: &str) -> Result<Subnet, String> {
-        let (a, p) = s
-            .split_once('/')
-            .ok_or_else(|| format!("bad subnet {s:?}"))?;
-        let addr: Ipv4Addr = a.parse().map_err(|_| format!("bad subnet {s:?}"))?;
-        let prefix: u8 = p.parse().map_err(|_| format!("bad subnet {s:?}"))?;
+    pub fn parse(s: &str) -> Result<Subnet, Error> {
+        let bad = || Error::BadSubnet { subnet: s.into() };
+        let (a, p) = s.split_once('/').ok_or_else(bad)?;
+        let addr: Ipv4Addr = a.parse().map_err(|_| bad())?;
+        let prefix: u8 = p.parse().map_err(|_| bad())?;
         if !(1..=30).contains(&prefix) {
-            return Err(format!("bad subnet {s:?}: prefix must be 1..=30"));
+            return Err(Error::BadPrefix { subnet: s.into() });
         }
         let mask = u32::MAX << (32 - prefix);
         Ok(Subnet {
@@ -91,7 +92,7 @@ impl LocalIpam {
         subnet: Subnet,
         gateway: Ipv4Addr,
         task: &str,
-    ) -> Result<Ipv4Addr, String> {
+    ) -> Result<Ipv4Addr, Error> {
         let table = self.taken.entry(net.to_string()).or_default();
         if let Some(a) = table.get(task) {
             return Ok(*a);
@@ -100,7 +101,7 @@ impl LocalIpam {
         let addr = (1..)
             .map_while(|n| subnet.host(n))
             .find(|a| *a != gateway && !used.contains(a))
-            .ok_or_else(|| format!("no free address left in {subnet}"))?;
+            .ok_or(Error::SubnetFull { subnet })?;
         table.insert(task.to_string(), addr);
         self.save();
         Ok(addr)
@@ -172,10 +173,10 @@ mod tests {
             ipam.assign("n", s, gw, "a").unwrap(),
             "10.9.0.2".parse::<Ipv4Addr>().unwrap()
         );
-        assert!(ipam
-            .assign("n", s, gw, "b")
-            .unwrap_err()
-            .contains("no free address"));
+        assert_eq!(
+            ipam.assign("n", s, gw, "b").unwrap_err().to_string(),
+            "no free address left in 10.9.0.0/30"
+        );
         assert!(Subnet::parse("10.0.0.0").is_err());
         assert!(Subnet::parse("10.0.0.0/31").is_err());
     }

@@ -8,9 +8,14 @@ use super::tests::{net, serve, task, Node};
 use super::*;
 use crate::test_util::root;
 use shoal_netlib::lb::LbChoice;
+use shoal_netlib::names;
+use shoal_netlib::netns::{self, NetNs};
+use shoal_netlib::rt::Handle;
+use shoal_proto::model::{NetworkAttachment, NetworkDriver, Protocol};
 use shoal_proto::model::{PortConfig, PublishMode};
 use shoal_proto::pb;
 use std::io::Read;
+use std::net::Ipv4Addr;
 use std::net::{SocketAddrV4, TcpStream};
 use std::time::Duration;
 

@@ -6,8 +6,14 @@
 use super::*;
 use crate::executor::process::ProcessExecutor;
 use crate::test_util::root;
+use shoal_netlib::names;
+use shoal_netlib::netns::{self, NetNs};
+use shoal_netlib::rt::Handle;
 use shoal_proto::model::{AttachedNetwork, ServiceSpec};
+use shoal_proto::model::{NetworkAttachment, NetworkDriver, Task};
+use std::collections::HashSet;
 use std::io::{Read, Write};
+use std::net::Ipv4Addr;
 use std::net::{SocketAddrV4, TcpListener, TcpStream};
 use std::time::Duration;
 

@@ -326,9 +326,13 @@ async fn remove_and_sweep() {
         fs::create_dir(own.join(d)).unwrap();
     }
     touch(&own.join("shoal-file"), "");
-    cg.remove("t1", Duration::ZERO).await.unwrap();
+    cg.remove("t1", Duration::ZERO, Duration::ZERO)
+        .await
+        .unwrap();
     assert!(!own.join("shoal-t1").exists());
-    cg.remove("t1", Duration::ZERO).await.unwrap(); // gone already: fine
+    cg.remove("t1", Duration::ZERO, Duration::ZERO)
+        .await
+        .unwrap(); // gone already: fine
 
     let keep: HashSet<String> = ["keep".to_string()].into();
     assert!(cg.sweep(&keep, Duration::from_secs(3600)).is_empty());

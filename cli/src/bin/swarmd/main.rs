@@ -94,14 +94,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if ident.manager && !managers.contains(&node.advertise) {
         managers.insert(0, node.advertise.clone());
     }
-    let agent = Agent::new(AgentConfig {
-        node_id: ident.node_id.clone(),
-        hostname: node.hostname.clone(),
+    let mut agent_cfg = AgentConfig::new(
+        ident.node_id.clone(),
+        node.hostname.clone(),
         managers,
-        state_dir: node.state_dir.clone(),
-        data_plane: dataplane::build(&node).await?,
-        transport: node.transport.clone(),
-    });
+        node.state_dir.clone(),
+    );
+    agent_cfg.data_plane = dataplane::build(&node).await?;
+    agent_cfg.transport = node.transport.clone();
+    agent_cfg.validate()?;
+    let agent = Agent::new(agent_cfg);
     let agent_task = tokio::spawn(agent.clone().run(stop_rx.clone()));
     println!(
         "swarmd: node {} ({}) running as {}",

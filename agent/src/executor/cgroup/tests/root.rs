@@ -167,7 +167,12 @@ async fn plain_task_runs_in_its_cgroups_until_it_stops() {
     let dir = tempfile::tempdir().unwrap();
     let ex = ProcessExecutor::new(dir.path().join("tasks"), "n1".into());
     let r = Reporter::default();
-    let w = Worker::new(ex.clone(), r.clone());
+    let w = Worker::new(
+        std::sync::Arc::new(ex.clone()),
+        r.clone(),
+        crate::worker::Timings::default(),
+        crate::background::Background::new(),
+    );
     let id = new_id();
     let (version, dirs) = expected_dirs(&id);
     let mut guard = Guard {

@@ -1,9 +1,15 @@
 //! The `process` executor: a task is a child process of `swarmd`, in its own process group, with
-//! stdout and stderr kept in `<state-dir>/tasks/<task-id>/`.
+//! stdout and stderr kept in `<state-dir>/tasks/<task-id>/`. [`ProcessExecutor`] does the work;
+//! its [`controller`] drives one task through the [`super::Controller`] seam.
+
+mod controller;
+
+pub use controller::ProcessController;
 
 use super::cgroup::{Cgroups, Limits};
+use super::Error;
 use crate::network::Sandbox;
-use shoal_netlib::netns::CgroupJoin;
+use shoal_netlib::netns::{CgroupJoin, ChildSetup};
 use shoal_proto::model::Task;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
@@ -14,10 +20,33 @@ use tokio::process::{Child, Command};
 
 /// Most bytes of one log stream returned per request.
 pub const MAX_LOG_BYTES: u64 = 4 << 20;
-/// How long removing an ended task's cgroups waits for its last processes to exit.
-pub const CGROUP_REMOVE_PATIENCE: Duration = Duration::from_millis(500);
-/// Cgroups younger than this are left alone by [`ProcessExecutor::sweep_cgroups`].
-pub const CGROUP_SWEEP_MIN_AGE: Duration = Duration::from_secs(5);
+
+/// The process executor's timings (see the agent's configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timings {
+    /// How long removing an ended task's cgroups waits for its last processes to exit.
+    pub cgroup_remove_patience: Duration,
+    /// How often that removal is retried meanwhile.
+    pub cgroup_remove_retry: Duration,
+    /// Cgroups younger than this are left alone by [`ProcessExecutor::sweep_cgroups`].
+    pub cgroup_sweep_min_age: Duration,
+    /// How often an adopted task (not our child: no exit notification) is checked for life.
+    pub adopted_poll: Duration,
+    /// How often an adopted task being stopped is checked for life.
+    pub adopted_stop_poll: Duration,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Timings {
+            cgroup_remove_patience: Duration::from_millis(500),
+            cgroup_remove_retry: Duration::from_millis(20),
+            cgroup_sweep_min_age: Duration::from_secs(5),
+            adopted_poll: Duration::from_millis(250),
+            adopted_stop_poll: Duration::from_millis(50),
+        }
+    }
+}
 
 /// Runs tasks as processes.
 #[derive(Debug, Clone)]
@@ -29,6 +58,19 @@ pub struct ProcessExecutor {
     init: Option<PathBuf>,
     /// The node's host name, which tasks on the `host` network see (as Docker's do).
     hostname: Option<String>,
+    timings: Timings,
+}
+
+/// A task ready to start: everything made but the process.
+#[derive(Debug)]
+pub struct Prepared {
+    program: PathBuf,
+    dir: PathBuf,
+    sandbox: Option<Sandbox>,
+    /// Binds the task's `/etc` files and makes its namespaces (sandboxed tasks).
+    setup: Option<ChildSetup>,
+    /// The cgroup files the child joins.
+    procs: Vec<PathBuf>,
 }
 
 /// A started task.
@@ -62,7 +104,14 @@ impl ProcessExecutor {
             cgroups: Cgroups::detect(),
             init: None,
             hostname: None,
+            timings: Timings::default(),
         }
+    }
+
+    /// Uses `timings` instead of the defaults.
+    pub fn with_timings(mut self, timings: Timings) -> Self {
+        self.timings = timings;
+        self
     }
 
     /// Runs sandboxed tasks under `init_program` (`swarmd`, which runs [`super::init`] when
@@ -93,20 +142,24 @@ impl ProcessExecutor {
     }
 
     /// The program an image name refers to.
-    pub fn resolve(&self, image: &str) -> Result<PathBuf, String> {
+    pub fn resolve(&self, image: &str) -> Result<PathBuf, Error> {
         if image.contains('/') {
             let p = PathBuf::from(image);
             return if p.is_file() {
                 Ok(p)
             } else {
-                Err(format!("executable {image} not found on this node"))
+                Err(Error::NoSuchFile {
+                    image: image.into(),
+                })
             };
         }
         self.search
             .iter()
             .map(|d| d.join(image))
             .find(|p| p.is_file())
-            .ok_or_else(|| format!("executable {image:?} not found on this node (looked next to swarmd and in PATH)"))
+            .ok_or_else(|| Error::NotFound {
+                image: image.into(),
+            })
     }
 
     /// The directory holding every task's directory.
@@ -120,25 +173,61 @@ impl ProcessExecutor {
     }
 
     /// Starts `task` as a plain process on the node.
-    pub fn start(&self, task: &Task) -> Result<Running, String> {
+    pub fn start(&self, task: &Task) -> Result<Running, Error> {
         self.start_in(task, None)
     }
 
     /// Starts `task`, inside `sandbox` when given (see [`super::sandbox`]), in its own cgroups
     /// when it has limits (see [`super::cgroup`]; call [`ProcessExecutor::cleanup`] once it
     /// ended).
-    pub fn start_in(&self, task: &Task, sandbox: Option<&Sandbox>) -> Result<Running, String> {
+    pub fn start_in(&self, task: &Task, sandbox: Option<&Sandbox>) -> Result<Running, Error> {
+        let prepared = self.prepare(task, sandbox)?;
+        self.spawn(task, prepared)
+    }
+
+    /// Makes what `task` needs before its process: its directory, its `/etc` files (in a
+    /// sandbox), its cgroups (with limits).
+    pub fn prepare(&self, task: &Task, sandbox: Option<&Sandbox>) -> Result<Prepared, Error> {
         let program = self.resolve(&task.spec.image)?;
         let dir = self.task_dir(&task.id);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        let open = |name: &str| {
+        std::fs::create_dir_all(&dir).map_err(|source| Error::TaskDir {
+            path: dir.clone(),
+            source,
+        })?;
+        let setup = match sandbox {
+            Some(sb) => Some(
+                super::sandbox::etc_files(&dir, &task.id, sb, self.hostname.as_deref())
+                    .map_err(Error::EtcFiles)?,
+            ),
+            None => None,
+        };
+        let procs = self.cgroups.create(&task.id, &Limits::of(&task.spec))?;
+        Ok(Prepared {
+            program,
+            dir,
+            sandbox: sandbox.cloned(),
+            setup,
+            procs,
+        })
+    }
+
+    /// Starts the process of a prepared `task`.
+    pub fn spawn(&self, task: &Task, prepared: Prepared) -> Result<Running, Error> {
+        let Prepared {
+            program,
+            dir,
+            sandbox,
+            setup,
+            procs,
+        } = prepared;
+        let open = |name: &'static str| {
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(dir.join(name))
-                .map_err(|e| format!("opening {name}: {e}"))
+                .map_err(|source| Error::LogFile { name, source })
         };
-        let mut cmd = match (&self.init, sandbox) {
+        let mut cmd = match (&self.init, &sandbox) {
             (Some(init), Some(_)) => {
                 let mut c = Command::new(init);
                 c.arg(super::init::ARG).arg("--").arg(&program);
@@ -165,19 +254,8 @@ impl ProcessExecutor {
                 cmd.env(k, v);
             }
         }
-        let setup = match sandbox {
-            Some(sb) => Some(
-                super::sandbox::etc_files(&dir, &task.id, sb, self.hostname.as_deref())
-                    .map_err(|e| format!("writing the task's /etc files: {e}"))?,
-            ),
-            None => None,
-        };
-        let procs = self
-            .cgroups
-            .create(&task.id, &Limits::of(&task.spec))
-            .map_err(|e| e.to_string())?;
         // The child's errors come back as a bare errno: say where it may come from.
-        let joining = if procs.is_empty() {
+        let hint = if procs.is_empty() {
             String::new()
         } else {
             let files: Vec<String> = procs.iter().map(|p| p.display().to_string()).collect();
@@ -187,35 +265,31 @@ impl ProcessExecutor {
                 files.join(", ")
             )
         };
-        let spawned = match (sandbox, setup) {
-            (Some(sb), Some(setup)) => super::sandbox::spawn(cmd, sb, setup.join_cgroups(&procs))
-                .map_err(|e| {
-                    format!(
-                        "starting {} in its sandbox: {e}{joining}",
-                        program.display()
-                    )
-                }),
+        let spawned = match (&sandbox, setup) {
+            (Some(sb), Some(setup)) => super::sandbox::spawn(cmd, sb, setup.join_cgroups(&procs)),
             _ => {
                 die_with_parent(&mut cmd);
                 if !procs.is_empty() {
                     join_cgroups(&mut cmd, CgroupJoin::new(&procs));
                 }
                 cmd.spawn()
-                    .map_err(|e| format!("starting {}: {e}{joining}", program.display()))
             }
         };
         let child = match spawned {
             Ok(s) => s,
-            Err(e) => {
+            Err(source) => {
                 for d in self.cgroups.task_dirs(&task.id) {
                     let _ = std::fs::remove_dir(d); // the worker's cleanup retries
                 }
-                return Err(e);
+                return Err(Error::Spawn {
+                    program,
+                    sandboxed: sandbox.is_some(),
+                    hint,
+                    source,
+                });
             }
         };
-        let pid = child
-            .id()
-            .ok_or("the task exited before it could be tracked")?;
+        let pid = child.id().ok_or(Error::Vanished)?;
         if sandbox.is_some() {
             super::adopt::record(&dir, pid);
         }
@@ -261,7 +335,12 @@ impl ProcessExecutor {
     /// never returned: the task's final state does not depend on it, and
     /// [`ProcessExecutor::sweep_cgroups`] retries later.
     pub async fn cleanup(&self, task_id: &str) {
-        if let Err(e) = self.cgroups.remove(task_id, CGROUP_REMOVE_PATIENCE).await {
+        let t = &self.timings;
+        let removed = self
+            .cgroups
+            .remove(task_id, t.cgroup_remove_patience, t.cgroup_remove_retry)
+            .await;
+        if let Err(e) = removed {
             tracing::warn!(task.id = task_id, error = %e, "could not remove the task's cgroup");
         }
     }
@@ -269,7 +348,10 @@ impl ProcessExecutor {
     /// Removes the cgroups of tasks not in `running` (leftovers of a crash, or of a cleanup that
     /// failed), logging what could not be removed.
     pub fn sweep_cgroups(&self, running: &HashSet<String>) {
-        for e in self.cgroups.sweep(running, CGROUP_SWEEP_MIN_AGE) {
+        for e in self
+            .cgroups
+            .sweep(running, self.timings.cgroup_sweep_min_age)
+        {
             tracing::debug!(error = %e, "leftover cgroup not removed yet");
         }
     }
@@ -339,74 +421,4 @@ fn join_cgroups(cmd: &mut Command, join: CgroupJoin) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use shoal_proto::model::ServiceSpec;
-
-    fn task(image: &str, args: &[&str]) -> Task {
-        Task {
-            id: shoal_proto::model::new_id(),
-            service_name: "t".into(),
-            spec: ServiceSpec {
-                image: image.into(),
-                args: args.iter().map(|s| s.to_string()).collect(),
-                env: vec!["GREETING=hi".into()],
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-    }
-
-    #[tokio::test]
-    async fn runs_logs_and_exit_codes() {
-        let dir = tempfile::tempdir().unwrap();
-        let ex = ProcessExecutor::new(dir.path().to_path_buf(), "n1".into());
-        let t = task(
-            "sh",
-            &[
-                "-c",
-                "echo $GREETING $SHOAL_TASK_NAME; echo oops >&2; exit 3",
-            ],
-        );
-        let mut r = ex.start(&t).unwrap();
-        let status = r.child.wait().await.unwrap();
-        assert_eq!(status.code(), Some(3));
-        let out = ex.read_log(&t.id, "stdout", 0).unwrap();
-        assert_eq!(out, vec![format!("hi {}", t.name()).into_bytes()]);
-        assert_eq!(
-            ex.read_log(&t.id, "stderr", 0).unwrap(),
-            vec![b"oops".to_vec()]
-        );
-    }
-
-    #[tokio::test]
-    async fn stop_terminates_the_group() {
-        let dir = tempfile::tempdir().unwrap();
-        let ex = ProcessExecutor::new(dir.path().to_path_buf(), "n1".into());
-        let mut r = ex.start(&task("sleep", &["100"])).unwrap();
-        let code = stop(&mut r, Duration::from_secs(5)).await;
-        assert!(code.is_some());
-        assert!(!signal_group(r.pid, 0), "group is gone");
-    }
-
-    #[test]
-    fn unknown_program_is_a_clear_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let ex = ProcessExecutor::new(dir.path().to_path_buf(), "n1".into());
-        let err = ex.start(&task("no-such-program-xyz", &[])).unwrap_err();
-        assert!(err.contains("not found on this node"), "{err}");
-    }
-
-    #[test]
-    fn tail() {
-        let dir = tempfile::tempdir().unwrap();
-        let ex = ProcessExecutor::new(dir.path().to_path_buf(), "n1".into());
-        std::fs::create_dir_all(ex.task_dir("x")).unwrap();
-        std::fs::write(ex.task_dir("x").join("stdout.log"), "a\nb\nc\n").unwrap();
-        assert_eq!(
-            ex.read_log("x", "stdout", 2).unwrap(),
-            vec![b"b".to_vec(), b"c".to_vec()]
-        );
-        assert!(ex.read_log("y", "stdout", 0).unwrap().is_empty());
-    }
-}
+mod tests;

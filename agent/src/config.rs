@@ -1,0 +1,307 @@
+//! Agent configuration: who the node is, where its managers are, and every timing the agent
+//! uses, with today's values as defaults ([`AgentConfig::new`]) and [`AgentConfig::validate`].
+//! The components take the part that concerns them ([`AgentConfig::worker_timings`]…).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use shoal_security::Transport;
+
+use crate::executor::process;
+use crate::{network, worker};
+
+/// Why a configuration is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A period or timeout of zero (a loop would spin, or nothing would ever be waited for).
+    #[error("agent config: {field} must be more than zero")]
+    Zero {
+        /// The field.
+        field: &'static str,
+    },
+    /// A lower bound above its upper bound.
+    #[error("agent config: {lower} ({lower_value:?}) must not exceed {upper} ({upper_value:?})")]
+    Order {
+        /// The lower bound's field.
+        lower: &'static str,
+        /// Its value.
+        lower_value: Duration,
+        /// The upper bound's field.
+        upper: &'static str,
+        /// Its value.
+        upper_value: Duration,
+    },
+    /// A value below what the kernel can take.
+    #[error("agent config: {field} must be at least {min:?}")]
+    TooShort {
+        /// The field.
+        field: &'static str,
+        /// The least value.
+        min: Duration,
+    },
+}
+
+/// Agent settings.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// This node's id.
+    pub node_id: String,
+    /// This node's host name (`swarmd --hostname`): tasks on the `host` network see it.
+    pub hostname: String,
+    /// Managers to try, in order (updated from session messages).
+    pub managers: Vec<String>,
+    /// Directory for task files and the managers list.
+    pub state_dir: PathBuf,
+    /// The data plane tasks run in (`--data-plane kernel`); `None` runs them as plain processes.
+    pub data_plane: Option<network::DataPlane>,
+    /// How connections to managers are secured (mutual TLS with the node's certificate, which
+    /// the agent keeps renewed).
+    pub transport: Transport,
+
+    // --- session with the managers ---
+    /// Longest a clean stop waits for the managers to take its goodbye.
+    pub goodbye_timeout: Duration,
+    /// Longest a connection to a manager may take to open.
+    pub connect_timeout: Duration,
+    /// HTTP/2 keep-alive pings on the connection to a manager, this often.
+    pub keepalive_interval: Duration,
+    /// A keep-alive ping unanswered for this long closes the connection.
+    pub keepalive_timeout: Duration,
+    /// Pause before following a follower's redirect to the leader.
+    pub redirect_delay: Duration,
+    /// First pause before trying the next manager after a failed session (doubled after each
+    /// failure up to [`AgentConfig::reconnect_backoff_max`]).
+    pub reconnect_backoff_min: Duration,
+    /// Longest pause between two session attempts.
+    pub reconnect_backoff_max: Duration,
+    /// Shortest heartbeat period the agent accepts from a manager.
+    pub min_heartbeat_period: Duration,
+    /// Shortest time a `swarmctl task exec` command gets, whatever it asked.
+    pub min_exec_timeout: Duration,
+    /// Longest a certificate renewal request may take.
+    pub renew_timeout: Duration,
+    /// Pause after the n-th failed renewal: n times this...
+    pub renew_retry_step: Duration,
+    /// ...but never more than this.
+    pub renew_retry_max: Duration,
+    /// How often pending task statuses are sent again when nothing new happens.
+    pub report_resend: Duration,
+
+    // --- tasks ---
+    /// Time between asking a task to stop and killing it, for services that set none.
+    pub stop_grace: Duration,
+    /// Time between two sweeps of what ended tasks left (cgroups).
+    pub sweep_period: Duration,
+    /// With a data plane, how long a task the managers stopped keeps running while the
+    /// balancers of every node let go of it.
+    pub lb_drain: Duration,
+    /// Pause before programming the balancers again after a failure.
+    pub lb_retry: Duration,
+    /// How much longer than `stop_grace` a stopping agent waits for its tasks to end.
+    pub stop_all_slack: Duration,
+    /// How often a stopping agent checks whether its tasks have ended.
+    pub stop_all_poll: Duration,
+    /// How long removing an ended task's cgroups waits for its last processes to exit.
+    pub cgroup_remove_patience: Duration,
+    /// How often that removal is retried meanwhile.
+    pub cgroup_remove_retry: Duration,
+    /// Cgroups younger than this are left alone by the sweep (another `swarmd` may be about
+    /// to use them).
+    pub cgroup_sweep_min_age: Duration,
+    /// How often an adopted task (no exit notification: not our child) is checked for life.
+    pub adopted_poll: Duration,
+    /// How often an adopted task being stopped is checked for life.
+    pub adopted_stop_poll: Duration,
+
+    // --- data plane ---
+    /// How long an idle TCP connection stays in an IPVS balancer's table (the kernel's
+    /// default, 900 s, cut idle connections).
+    pub ipvs_tcp_idle: Duration,
+    /// The embedded DNS drops a TCP client that sends nothing for this long.
+    pub dns_tcp_idle: Duration,
+    /// How long an upstream resolver has to answer the embedded DNS.
+    pub dns_upstream_timeout: Duration,
+}
+
+impl AgentConfig {
+    /// Defaults for everything but who the node is and where its state is: no data plane,
+    /// plain TCP to the managers, and today's timings.
+    pub fn new(
+        node_id: String,
+        hostname: String,
+        managers: Vec<String>,
+        state_dir: PathBuf,
+    ) -> AgentConfig {
+        let (w, p, n) = (
+            worker::Timings::default(),
+            process::Timings::default(),
+            network::Timings::default(),
+        );
+        AgentConfig {
+            node_id,
+            hostname,
+            managers,
+            state_dir,
+            data_plane: None,
+            transport: Transport::Plain,
+            goodbye_timeout: crate::session::DEFAULT_GOODBYE_TIMEOUT,
+            connect_timeout: Duration::from_millis(500),
+            keepalive_interval: Duration::from_secs(5),
+            keepalive_timeout: Duration::from_secs(3),
+            redirect_delay: Duration::from_millis(20),
+            reconnect_backoff_min: Duration::from_millis(50),
+            reconnect_backoff_max: Duration::from_millis(500),
+            min_heartbeat_period: Duration::from_millis(50),
+            min_exec_timeout: Duration::from_secs(1),
+            renew_timeout: Duration::from_secs(10),
+            renew_retry_step: Duration::from_secs(1),
+            renew_retry_max: Duration::from_secs(10),
+            report_resend: crate::reporter::DEFAULT_RESEND,
+            stop_grace: w.stop_grace,
+            sweep_period: w.sweep_period,
+            lb_drain: w.lb_drain,
+            lb_retry: w.lb_retry,
+            stop_all_slack: w.stop_all_slack,
+            stop_all_poll: w.stop_all_poll,
+            cgroup_remove_patience: p.cgroup_remove_patience,
+            cgroup_remove_retry: p.cgroup_remove_retry,
+            cgroup_sweep_min_age: p.cgroup_sweep_min_age,
+            adopted_poll: p.adopted_poll,
+            adopted_stop_poll: p.adopted_stop_poll,
+            ipvs_tcp_idle: n.ipvs_tcp_idle,
+            dns_tcp_idle: n.dns_tcp_idle,
+            dns_upstream_timeout: n.dns_upstream_timeout,
+        }
+    }
+
+    /// Checks the settings before anything starts.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("goodbye_timeout", self.goodbye_timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("keepalive_interval", self.keepalive_interval),
+            ("keepalive_timeout", self.keepalive_timeout),
+            ("reconnect_backoff_min", self.reconnect_backoff_min),
+            ("min_heartbeat_period", self.min_heartbeat_period),
+            ("min_exec_timeout", self.min_exec_timeout),
+            ("renew_timeout", self.renew_timeout),
+            ("renew_retry_step", self.renew_retry_step),
+            ("report_resend", self.report_resend),
+            ("sweep_period", self.sweep_period),
+            ("lb_retry", self.lb_retry),
+            ("stop_all_poll", self.stop_all_poll),
+            ("cgroup_remove_retry", self.cgroup_remove_retry),
+            ("adopted_poll", self.adopted_poll),
+            ("adopted_stop_poll", self.adopted_stop_poll),
+            ("dns_tcp_idle", self.dns_tcp_idle),
+            ("dns_upstream_timeout", self.dns_upstream_timeout),
+        ];
+        if let Some((field, _)) = positive.iter().find(|(_, d)| d.is_zero()) {
+            return Err(ConfigError::Zero { field });
+        }
+        for (lower, lower_value, upper, upper_value) in [
+            (
+                "reconnect_backoff_min",
+                self.reconnect_backoff_min,
+                "reconnect_backoff_max",
+                self.reconnect_backoff_max,
+            ),
+            (
+                "renew_retry_step",
+                self.renew_retry_step,
+                "renew_retry_max",
+                self.renew_retry_max,
+            ),
+        ] {
+            if lower_value > upper_value {
+                return Err(ConfigError::Order {
+                    lower,
+                    lower_value,
+                    upper,
+                    upper_value,
+                });
+            }
+        }
+        // IPVS takes whole seconds, and 0 means "leave it as it is".
+        if self.ipvs_tcp_idle < Duration::from_secs(1) {
+            return Err(ConfigError::TooShort {
+                field: "ipvs_tcp_idle",
+                min: Duration::from_secs(1),
+            });
+        }
+        Ok(())
+    }
+
+    /// The worker's part.
+    pub fn worker_timings(&self) -> worker::Timings {
+        worker::Timings {
+            stop_grace: self.stop_grace,
+            sweep_period: self.sweep_period,
+            lb_drain: self.lb_drain,
+            lb_retry: self.lb_retry,
+            stop_all_slack: self.stop_all_slack,
+            stop_all_poll: self.stop_all_poll,
+        }
+    }
+
+    /// The process executor's part.
+    pub fn process_timings(&self) -> process::Timings {
+        process::Timings {
+            cgroup_remove_patience: self.cgroup_remove_patience,
+            cgroup_remove_retry: self.cgroup_remove_retry,
+            cgroup_sweep_min_age: self.cgroup_sweep_min_age,
+            adopted_poll: self.adopted_poll,
+            adopted_stop_poll: self.adopted_stop_poll,
+        }
+    }
+
+    /// The data plane's part.
+    pub fn network_timings(&self) -> network::Timings {
+        network::Timings {
+            ipvs_tcp_idle: self.ipvs_tcp_idle,
+            dns_tcp_idle: self.dns_tcp_idle,
+            dns_upstream_timeout: self.dns_upstream_timeout,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> AgentConfig {
+        AgentConfig::new("n1".into(), "h".into(), vec![], PathBuf::from("/tmp/x"))
+    }
+
+    #[test]
+    fn defaults_are_valid_and_round_trip_to_the_components() {
+        let c = cfg();
+        c.validate().unwrap();
+        assert_eq!(c.worker_timings(), worker::Timings::default());
+        assert_eq!(c.process_timings(), process::Timings::default());
+        assert_eq!(c.network_timings(), network::Timings::default());
+    }
+
+    #[test]
+    fn bad_timings_are_refused_with_the_field() {
+        let mut c = cfg();
+        c.adopted_poll = Duration::ZERO;
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "agent config: adopted_poll must be more than zero"
+        );
+        let mut c = cfg();
+        c.reconnect_backoff_max = Duration::from_millis(10);
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Order {
+                lower: "reconnect_backoff_min",
+                ..
+            })
+        ));
+        let mut c = cfg();
+        c.ipvs_tcp_idle = Duration::from_millis(10);
+        assert!(matches!(c.validate(), Err(ConfigError::TooShort { .. })));
+    }
+}

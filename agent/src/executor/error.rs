@@ -1,0 +1,103 @@
+//! What can go wrong running a task. A task that cannot start is rejected with this error's
+//! text, and `swarmctl task exec` shows it: every message is one an operator reads.
+
+use std::io;
+use std::path::PathBuf;
+
+/// An error of the executor.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An image given as a path names no file.
+    #[error("executable {image} not found on this node")]
+    NoSuchFile {
+        /// The image (a path).
+        image: String,
+    },
+    /// An image given as a name is found neither next to `swarmd` nor in `PATH`.
+    #[error("executable {image:?} not found on this node (looked next to swarmd and in PATH)")]
+    NotFound {
+        /// The image (a program name).
+        image: String,
+    },
+    /// The task's directory could not be made.
+    #[error("creating {}: {source}", path.display())]
+    TaskDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A log file could not be opened.
+    #[error("opening {name}: {source}")]
+    LogFile {
+        /// `stdout.log` or `stderr.log`.
+        name: &'static str,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The task's `/etc/hosts`, `/etc/hostname` or `/etc/resolv.conf` could not be written.
+    #[error("writing the task's /etc files: {0}")]
+    EtcFiles(#[source] io::Error),
+    /// The task's cgroups could not be made (see [`super::cgroup::Error`]).
+    #[error(transparent)]
+    Cgroup(#[from] super::cgroup::Error),
+    /// The task's process could not be started.
+    #[error(
+        "starting {}{}: {source}{hint}",
+        program.display(),
+        if *sandboxed { " in its sandbox" } else { "" }
+    )]
+    Spawn {
+        /// The program.
+        program: PathBuf,
+        /// Whether it was started in a sandbox.
+        sandboxed: bool,
+        /// Where a bare errno may come from (empty, or ` (from setting up the child…)`).
+        hint: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The process ended before its pid was read.
+    #[error("the task exited before it could be tracked")]
+    Vanished,
+    /// `start` without a successful `prepare` (a bug of the caller).
+    #[error("the task was not prepared")]
+    NotPrepared,
+    /// `swarmctl task exec` with no command.
+    #[error("no command")]
+    NoCommand,
+    /// The command of `swarmctl task exec` could not be started.
+    #[error("{program}: {source}")]
+    ExecSpawn {
+        /// The program.
+        program: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The running task's namespaces could not be opened.
+    #[error("the task's namespaces: {0}")]
+    Namespaces(#[source] io::Error),
+    /// The running task's root could not be opened.
+    #[error("the task's root: {0}")]
+    Root(#[source] io::Error),
+    /// The running task's PID namespace could not be joined.
+    #[error("joining the task's PID namespace: {0}")]
+    JoinPid(#[source] io::Error),
+    /// The thread that starts the command in the task panicked.
+    #[error("the exec thread panicked")]
+    ExecPanicked,
+    /// Waiting for the command failed.
+    #[error("{0}")]
+    ExecWait(#[source] io::Error),
+    /// The command ran past its time.
+    #[error("timed out after {secs}s (killed)")]
+    Timeout {
+        /// Its time, in seconds.
+        secs: u64,
+    },
+}

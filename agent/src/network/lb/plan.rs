@@ -1,0 +1,236 @@
+//! What a balancer must hold, from the managers' table: pure functions, no kernel. The
+//! programming side ([`super`]) compares this with what it applied last and changes only the
+//! difference.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use serde_json::json;
+use shoal_netlib::lb::{Backend, BackendAddr, DesiredService, Scheduler, VirtualService};
+use shoal_netlib::names;
+use shoal_netlib::nft::{expr, Batch, Family, Hook};
+use shoal_proto::model::{Protocol, PublishMode, Task};
+use shoal_proto::pb;
+
+use super::super::overlay::cidr;
+
+/// The nftables table marking packets for the balancer, in each balancer namespace.
+pub(super) const MARK_TABLE: &str = "shoal_mark";
+/// The task-side table redirecting a published port to the target port.
+const TASK_TABLE: &str = "shoal_task";
+/// `ingress_sbox`'s leg on `shoal_gwbridge`.
+pub(super) const SBOX_GW_IF: &str = "eth1";
+
+/// A rule of a balancer's mark table.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum MarkRule {
+    /// Packets to this VIP.
+    Vip(Ipv4Addr, u32),
+    /// Packets to this published port (ingress).
+    Port(Protocol, u16, u32),
+}
+
+/// What the balancer of one network must hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Desired {
+    /// Its virtual services, one per service with a mark, with their backends.
+    pub(super) services: Vec<DesiredService>,
+    /// Its mark table's rules, sorted.
+    pub(super) marks: Vec<MarkRule>,
+    /// The VIPs on its `eth0` (/32 each).
+    pub(super) vips: BTreeSet<Ipv4Addr>,
+}
+
+pub(super) fn protocol(p: i32) -> Protocol {
+    match pb::Protocol::try_from(p) {
+        Ok(pb::Protocol::Udp) => Protocol::Udp,
+        _ => Protocol::Tcp,
+    }
+}
+
+/// The namespace of a network's balancer.
+pub(super) fn ns_name(t: &pb::LbTable) -> String {
+    if t.ingress {
+        names::INGRESS_SBOX.to_string()
+    } else {
+        names::lb_ns(&t.network_id)
+    }
+}
+
+/// The overlay user key of a network's balancer.
+pub(super) fn lb_user(net: &str) -> String {
+    format!("lb:{net}")
+}
+
+/// What the balancer of `t` must hold.
+pub(super) fn desired(t: &pb::LbTable) -> Desired {
+    let mut services = Vec::new();
+    let mut marks = Vec::new();
+    let mut vips = BTreeSet::new();
+    for s in t.services.iter().filter(|s| s.fwmark > 0) {
+        if t.ingress {
+            for p in &s.ports {
+                if let Ok(port) = u16::try_from(p.published) {
+                    marks.push(MarkRule::Port(protocol(p.protocol), port, s.fwmark));
+                }
+            }
+        } else if let Ok((vip, _)) = cidr(&s.vip) {
+            vips.insert(vip);
+            marks.push(MarkRule::Vip(vip, s.fwmark));
+        }
+        services.push(DesiredService {
+            service: VirtualService::Fwmark(s.fwmark),
+            scheduler: Scheduler::RoundRobin,
+            backends: s
+                .backends
+                .iter()
+                .filter_map(|b| {
+                    Some(Backend {
+                        addr: BackendAddr {
+                            addr: b.ip.parse().ok()?,
+                            port: 0,
+                        },
+                        weight: 1,
+                    })
+                })
+                .collect(),
+        });
+    }
+    marks.sort();
+    Desired {
+        services,
+        marks,
+        vips,
+    }
+}
+
+/// The published ports of the ingress table among `tables`: the routing mesh's.
+pub(super) fn mesh_ports(tables: &[pb::LbTable]) -> BTreeSet<(Protocol, u16)> {
+    tables
+        .iter()
+        .find(|t| t.ingress)
+        .map(|t| {
+            t.services
+                .iter()
+                .flat_map(|s| &s.ports)
+                .filter_map(|p| Some((protocol(p.protocol), u16::try_from(p.published).ok()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The mark table of a balancer namespace, whole.
+pub(super) fn mark_rules(rules: &[MarkRule], ingress: bool) -> Batch {
+    let t = MARK_TABLE;
+    let mut b = Batch::new();
+    b.add_table(Family::Ip, t)
+        .delete_table(Family::Ip, t)
+        .add_table(Family::Ip, t);
+    b.add_chain(
+        Family::Ip,
+        t,
+        "prerouting",
+        Some(&Hook {
+            ty: "filter",
+            hook: "prerouting",
+            prio: -150,
+        }),
+    );
+    for r in rules {
+        let mut m = Vec::new();
+        match r {
+            MarkRule::Vip(vip, mark) => {
+                m.push(expr::eq(expr::ip("daddr"), json!(vip.to_string())));
+                m.push(expr::set_mark(*mark));
+            }
+            MarkRule::Port(proto, port, mark) => {
+                if ingress {
+                    // Only what the node DNATed here, not the backends' answers.
+                    m.push(expr::eq(expr::meta("iifname"), json!(SBOX_GW_IF)));
+                }
+                m.push(expr::eq(expr::meta("l4proto"), json!(proto.as_str())));
+                m.push(expr::eq(expr::th("dport"), json!(port)));
+                m.push(expr::set_mark(*mark));
+            }
+        }
+        b.add_rule(Family::Ip, t, "prerouting", m, None);
+    }
+    b
+}
+
+/// The table of `task`'s namespace that redirects its published ports on the ingress network
+/// (arriving on `ingress_if`) to their target ports (`--publish 8080:80` arrives as 8080, the
+/// program listens on 80); `None` when it has no such port.
+pub(in crate::network) fn redirect_published(task: &Task, ingress_if: &str) -> Option<Batch> {
+    let ports: Vec<(Protocol, u16, u16)> = task
+        .spec
+        .ports
+        .iter()
+        .filter(|p| p.mode == PublishMode::Ingress && p.published != 0 && p.published != p.target)
+        .map(|p| (p.protocol, p.published, p.target))
+        .collect();
+    if ports.is_empty() {
+        return None;
+    }
+    let t = TASK_TABLE;
+    let mut b = Batch::new();
+    b.add_table(Family::Ip, t)
+        .delete_table(Family::Ip, t)
+        .add_table(Family::Ip, t);
+    b.add_chain(Family::Ip, t, "prerouting", Some(&Hook::nat_prerouting()));
+    for (proto, published, target) in ports {
+        b.add_rule(
+            Family::Ip,
+            t,
+            "prerouting",
+            vec![
+                expr::eq(expr::meta("iifname"), json!(ingress_if)),
+                expr::eq(expr::meta("l4proto"), json!(proto.as_str())),
+                expr::eq(expr::th("dport"), json!(published)),
+                json!({"redirect": {"port": target}}),
+            ],
+            None,
+        );
+    }
+    Some(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(backends: &[&str]) -> pb::LbTable {
+        pb::LbTable {
+            network_id: "n1".into(),
+            lb_addr: "10.0.0.250/24".into(),
+            services: vec![pb::LbService {
+                name: "web".into(),
+                fwmark: 7,
+                vip: "10.0.0.5/24".into(),
+                backends: backends
+                    .iter()
+                    .map(|ip| pb::LbBackend {
+                        ip: ip.to_string(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_service_is_a_mark_a_vip_and_its_backends() {
+        let d = desired(&table(&["10.0.0.2", "not-an-ip", "10.0.0.3"]));
+        assert_eq!(d.vips, BTreeSet::from(["10.0.0.5".parse().unwrap()]));
+        assert_eq!(d.marks, vec![MarkRule::Vip("10.0.0.5".parse().unwrap(), 7)]);
+        assert_eq!(d.services.len(), 1);
+        let b: Vec<String> = d.services[0]
+            .backends
+            .iter()
+            .map(|b| b.addr.addr.to_string())
+            .collect();
+        assert_eq!(b, ["10.0.0.2", "10.0.0.3"], "a bad address is skipped");
+    }
+}

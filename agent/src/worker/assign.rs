@@ -1,0 +1,155 @@
+//! Assignments in: the data plane's tables handed on, each task reconciled with what runs.
+
+use std::collections::HashSet;
+
+use shoal_proto::model::{Task, TaskState};
+use shoal_proto::pb;
+use tracing::warn;
+
+use super::{Command, Final, Local, Worker};
+use crate::network::Peer;
+
+impl Worker {
+    /// Applies one assignments message.
+    pub fn apply(&self, a: &pb::Assignments) {
+        if let (true, Some(tx)) = (a.lb_full, &self.lb) {
+            tx.send_replace(a.lb.clone());
+        }
+        if let (true, Some(dp)) = (a.dns_full, &self.data_plane) {
+            dp.set_dns(&a.dns);
+        }
+        if let (true, Some(tx)) = (a.peers_full, &self.peers) {
+            let peers: Vec<Peer> = a
+                .peers
+                .iter()
+                .filter_map(|p| {
+                    Some((
+                        p.network_id.clone(),
+                        p.ip.parse().ok()?,
+                        p.node_ip.parse().ok()?,
+                    ))
+                })
+                .collect();
+            tx.send_replace(peers);
+        }
+        let tasks: Vec<Task> = a
+            .tasks
+            .iter()
+            .filter_map(|t| Task::try_from(t).ok())
+            .collect();
+        let mut gone: Vec<String> = a.removed.clone();
+        if a.full {
+            let keep: HashSet<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
+            gone.extend(
+                self.lock()
+                    .keys()
+                    .filter(|id| !keep.contains(id.as_str()))
+                    .cloned(),
+            );
+        }
+        for id in gone {
+            self.stop_task(&id);
+            self.lock().remove(&id);
+        }
+        for t in tasks {
+            self.reconcile(t);
+        }
+        if let (true, Some(dp)) = (a.full, self.data_plane.clone()) {
+            // Overlay sandboxes left by tasks that ended while no agent ran (their ports are
+            // gone by now): see DataPlane::sweep_overlays.
+            self.background
+                .spawn(async move { dp.sweep_overlays().await });
+        }
+    }
+
+    /// Asks a running task's supervisor to stop it. With a data plane the stop waits
+    /// [`super::Timings::lb_drain`]: the managers took the task out of every balancer when they
+    /// asked for its stop and the nodes reprogram within milliseconds, so no new connection is
+    /// balanced to a task already gone.
+    pub(super) fn stop_task(&self, id: &str) {
+        if let Some(Local::Running { cmd, .. }) = self.lock().get(id) {
+            let drain = match self.data_plane {
+                Some(_) => self.timings.lb_drain,
+                None => std::time::Duration::ZERO,
+            };
+            let _ = cmd.send(Command::Stop { drain });
+        }
+    }
+
+    /// Records a task's end and reports it.
+    pub(super) fn finish(&self, id: &str, f: Final, insert: bool) {
+        {
+            let mut map = self.lock();
+            match map.get_mut(id) {
+                Some(e) => *e = Local::Done(f.clone()),
+                // A task dropped from the assignments while it stopped stays dropped.
+                None if !insert => {}
+                None => {
+                    map.insert(id.to_string(), Local::Done(f.clone()));
+                }
+            }
+        }
+        self.reporter
+            .report(id, f.state, f.message, &f.err, f.exit_code, 0);
+    }
+
+    fn reconcile(&self, t: Task) {
+        let done = match self.lock().get(&t.id) {
+            Some(Local::Done(f)) => Some(f.clone()),
+            _ => None,
+        };
+        if let Some(f) = done {
+            // The managers still think it runs: our report was lost (e.g. a leader change).
+            if !t.status.state.is_terminal() {
+                self.reporter
+                    .report(&t.id, f.state, f.message, &f.err, f.exit_code, 0);
+            }
+            return;
+        }
+        let known = self.lock().contains_key(&t.id);
+        if t.desired_state > TaskState::Running {
+            if known {
+                self.stop_task(&t.id);
+            } else if !t.status.state.is_terminal() {
+                // Never started here (or lost in an agent restart): nothing to stop.
+                self.finish(&t.id, Final::shutdown(None), true);
+            }
+            return;
+        }
+        if known {
+            // Adopted after a restart: the data plane learns the task's networks again (its
+            // namespaces are there; `prepare` only records them).
+            let adopted = matches!(
+                self.lock().get(&t.id),
+                Some(Local::Running { adopted: true, .. })
+            );
+            if let (true, Some(dp)) = (adopted, self.data_plane.clone()) {
+                if let Some(Local::Running { adopted, .. }) = self.lock().get_mut(&t.id) {
+                    *adopted = false;
+                }
+                self.background.spawn(async move {
+                    if let Err(e) = dp.prepare(&t).await {
+                        warn!(task.id = %t.id, "re-registering an adopted task's networks: {e}");
+                    }
+                });
+            }
+            return;
+        }
+        if t.status.state >= TaskState::Accepted {
+            // We accepted it before, but this agent has no record: swarmd restarted and the
+            // task's process went with it. Report it so the orchestrator replaces it.
+            let f = Final {
+                state: TaskState::Failed,
+                message: "task lost",
+                err: "the task's process ended when swarmd restarted".into(),
+                exit_code: None,
+            };
+            self.finish(&t.id, f, true);
+            return;
+        }
+        if t.desired_state < TaskState::Running {
+            return; // waiting for a restart delay
+        }
+        self.start(t);
+    }
+}

@@ -1,0 +1,246 @@
+//! The worker: converges what runs on this node to the assignments. Level-triggered: every
+//! assignment message (full or incremental) updates the wanted set, then each task is
+//! reconciled on its own.
+//!
+//! * [`assign`](self): assignments in, tasks started, stopped, or their last status re-sent;
+//! * `lifecycle`: one supervisor per task drives its [`Controller`] (prepare, start, wait,
+//!   shutdown, remove) and reports each step;
+//! * `adopt`: tasks a previous `swarmd` left running, supervised again;
+//! * `reports`: what the managers ask of a node: logs, exec, balancer reports.
+//!
+//! The worker knows tasks only through the [`Executor`] seam; the data plane (sandboxes,
+//! overlay peers, balancers) is its other half.
+
+mod adopt;
+mod assign;
+mod lifecycle;
+mod reports;
+
+use crate::background::Background;
+use crate::executor::{controller::BoxFuture, ExecOutput, Executor};
+use crate::network::{DataPlane, Peer};
+use crate::reporter::Reporter;
+use shoal_proto::model::TaskState;
+use shoal_proto::pb;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Default of [`Timings::stop_grace`]: time between SIGTERM and SIGKILL (Docker's default).
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// The worker's timings (see the agent's configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timings {
+    /// Time between asking a task to stop and killing it, for tasks whose service sets none
+    /// (and adopted tasks, whose service is not known when they are adopted).
+    pub stop_grace: Duration,
+    /// Time between two sweeps of what ended tasks left behind (cgroups).
+    pub sweep_period: Duration,
+    /// How long a task that the managers stopped keeps running before it is signalled, with a
+    /// data plane: its balancers on every node let go of it first.
+    pub lb_drain: Duration,
+    /// How long the worker waits before programming balancers again after a failure.
+    pub lb_retry: Duration,
+    /// How much longer than `stop_grace` a stopping agent waits for its tasks to end.
+    pub stop_all_slack: Duration,
+    /// How often a stopping agent checks whether its tasks have ended.
+    pub stop_all_poll: Duration,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Timings {
+            stop_grace: DEFAULT_STOP_GRACE,
+            sweep_period: Duration::from_secs(60),
+            lb_drain: Duration::from_millis(250),
+            lb_retry: Duration::from_secs(1),
+            stop_all_slack: Duration::from_secs(1),
+            stop_all_poll: Duration::from_millis(20),
+        }
+    }
+}
+
+/// What a task's supervisor is asked to do.
+enum Command {
+    /// Stop the task, `drain` from now.
+    Stop { drain: Duration },
+    /// Run a command in the task; the reply is the command's run, to await elsewhere.
+    Exec {
+        cmd: Vec<String>,
+        timeout: Duration,
+        reply: oneshot::Sender<BoxFuture<'static, Result<ExecOutput, crate::executor::Error>>>,
+    },
+}
+
+enum Local {
+    /// Supervised (pid 0 until its process exists).
+    Running {
+        /// Its supervisor.
+        cmd: mpsc::UnboundedSender<Command>,
+        pid: u32,
+        /// Adopted after a restart and its sandbox not yet re-registered with the data plane.
+        adopted: bool,
+    },
+    /// Ended (or never started) on this node, with the final status reported.
+    Done(Final),
+}
+
+/// A task's last state on this node, re-reported if the managers missed it.
+#[derive(Clone)]
+struct Final {
+    state: TaskState,
+    message: &'static str,
+    err: String,
+    exit_code: Option<i32>,
+}
+
+impl Final {
+    fn shutdown(exit_code: Option<i32>) -> Final {
+        Final {
+            state: TaskState::Shutdown,
+            message: "shutdown",
+            err: String::new(),
+            exit_code,
+        }
+    }
+}
+
+/// Runs the node's tasks.
+#[derive(Clone)]
+pub struct Worker {
+    inner: Arc<Mutex<HashMap<String, Local>>>,
+    executor: Arc<dyn Executor>,
+    reporter: Reporter,
+    data_plane: Option<DataPlane>,
+    /// The latest overlay peers from the managers, applied in order by one task.
+    peers: Option<watch::Sender<Vec<Peer>>>,
+    /// The latest balancer tables from the managers, applied in order by one task.
+    lb: Option<watch::Sender<Vec<pb::LbTable>>>,
+    timings: Timings,
+    /// Where the worker's loops and supervisors run.
+    background: Background,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// A worker running tasks with `executor`, reporting to `reporter`, its loops and
+    /// supervisors in `background`. Must be called within a tokio runtime: it starts the sweep
+    /// of what ended tasks left (see [`Executor::sweep`]).
+    pub fn new(
+        executor: Arc<dyn Executor>,
+        reporter: Reporter,
+        timings: Timings,
+        background: Background,
+    ) -> Self {
+        let w = Worker {
+            inner: Arc::new(Mutex::new(HashMap::new())),
+            executor,
+            reporter,
+            data_plane: None,
+            peers: None,
+            lb: None,
+            timings,
+            background,
+        };
+        w.background.spawn(w.clone().sweep());
+        w
+    }
+
+    /// Removes what tasks that do not run here left: at start (a crash's leftovers), then
+    /// every [`Timings::sweep_period`] (what a task's removal could not remove yet).
+    async fn sweep(self) {
+        loop {
+            let running: HashSet<String> = self
+                .lock()
+                .iter()
+                .filter(|(_, l)| matches!(l, Local::Running { .. }))
+                .map(|(id, _)| id.clone())
+                .collect();
+            self.executor.sweep(&running);
+            tokio::time::sleep(self.timings.sweep_period).await;
+        }
+    }
+
+    /// Runs tasks in sandboxes of `data_plane` (plain processes when `None`), and starts the
+    /// loops that program its overlay peers and balancers.
+    pub fn with_data_plane(mut self, data_plane: Option<DataPlane>) -> Self {
+        if let Some(dp) = &data_plane {
+            let (tx, mut rx) = watch::channel(Vec::new());
+            let dp2 = dp.clone();
+            self.background.spawn(async move {
+                while rx.changed().await.is_ok() {
+                    let peers = rx.borrow_and_update().clone();
+                    dp2.set_peers(peers).await;
+                }
+            });
+            self.peers = Some(tx);
+            // Balancers: the latest tables, retried until they apply (a network's overlay may
+            // lack its VXLAN id for a moment; a kernel call may fail).
+            let (tx, mut rx) = watch::channel(Vec::<pb::LbTable>::new());
+            let (dp, retry) = (dp.clone(), self.timings.lb_retry);
+            self.background.spawn(async move {
+                while rx.changed().await.is_ok() {
+                    loop {
+                        let tables = rx.borrow_and_update().clone();
+                        match dp.apply_lb(&tables).await {
+                            Ok(()) => break,
+                            Err(e) => {
+                                tracing::warn!("balancers not converged yet, retrying: {e}");
+                                tokio::select! {
+                                    _ = tokio::time::sleep(retry) => {}
+                                    r = rx.changed() => if r.is_err() { return },
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+            self.lb = Some(tx);
+        }
+        self.data_plane = data_plane;
+        self
+    }
+
+    /// Number of tasks running here.
+    pub fn running(&self) -> usize {
+        self.lock()
+            .values()
+            .filter(|l| matches!(l, Local::Running { .. }))
+            .count()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Local>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether tasks keep running when swarmd stops (sandboxed tasks do; a restarted swarmd
+    /// adopts them).
+    pub fn tasks_outlive_agent(&self) -> bool {
+        self.data_plane.is_some()
+    }
+
+    /// Stops every task (swarmd is shutting down).
+    pub async fn stop_all(&self) {
+        let ids: Vec<String> = self.lock().keys().cloned().collect();
+        for id in &ids {
+            self.stop_task(id);
+        }
+        let t = &self.timings;
+        let deadline = tokio::time::Instant::now() + t.stop_grace + t.stop_all_slack;
+        while self.running() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(t.stop_all_poll).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod seam_tests;
+#[cfg(test)]
+mod tests;
