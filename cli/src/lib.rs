@@ -1,4 +1,5 @@
 //! Shoal command-line crate.
+#![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod client;

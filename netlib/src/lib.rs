@@ -6,6 +6,7 @@
 //! Modules read like the tools they replace: [`rt`] like `ip`/`bridge`, [`ipvs`] like
 //! `ipvsadm`, [`nft`] like `nft`. `unsafe` is confined to the modules that make system calls
 //! ([`netns`], [`ipvs`]'s socket), each block with a `SAFETY` comment.
+#![deny(missing_docs)]
 
 pub mod ipvs;
 pub mod lb;

@@ -4,6 +4,7 @@
 //! * [`model`]: the hand-written domain types the rest of Shoal works with. Raft log entries and
 //!   snapshots store `model` types (serde), never `pb` types.
 //! * [`convert`]: the one place where the two meet.
+#![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod convert;

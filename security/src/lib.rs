@@ -12,6 +12,7 @@
 //! - [`authz`]: the checks the gRPC services make with it.
 //! - [`token`]: the join tokens' format (`SWMTKN-1-<digest>-<secret>`), parsed by joining nodes
 //!   and by the managers that check them.
+#![deny(missing_docs)]
 
 pub mod authz;
 pub mod ca;

@@ -13,6 +13,7 @@ use clap::{Args, Subcommand};
 pub enum LabCmd {
     /// Build a lab: one network namespace per node, each running swarmd, joined into a swarm.
     Up {
+        /// The lab (`--name`).
         #[command(flatten)]
         name: LabName,
         /// Managers (1 to 7; odd numbers recommended).
@@ -32,6 +33,7 @@ pub enum LabCmd {
     Shell {
         /// The node: manager1, worker2, …
         node: String,
+        /// The lab (`--name`).
         #[command(flatten)]
         name: LabName,
     },
@@ -39,6 +41,7 @@ pub enum LabCmd {
     Exec {
         /// The node: manager1, worker2, …
         node: String,
+        /// The lab (`--name`).
         #[command(flatten)]
         name: LabName,
         /// The command and its arguments (after `--`).
@@ -54,6 +57,7 @@ pub enum LabCmd {
     Restart {
         /// The node: manager1, worker2, …
         node: String,
+        /// The lab (`--name`).
         #[command(flatten)]
         name: LabName,
     },
@@ -61,6 +65,7 @@ pub enum LabCmd {
     Stop {
         /// The node: manager1, worker2, …
         node: String,
+        /// The lab (`--name`).
         #[command(flatten)]
         name: LabName,
         /// SIGKILL at once: the node crashes, as in a power cut (for failure drills).
@@ -71,6 +76,7 @@ pub enum LabCmd {
     Start {
         /// The node: manager1, worker2, …
         node: String,
+        /// The lab (`--name`).
         #[command(flatten)]
         name: LabName,
     },
@@ -78,6 +84,7 @@ pub enum LabCmd {
     /// networks, balancers and tasks. Prints the address to open (with its token); `&static=1`
     /// on it gives a one-snapshot view that headless browsers can capture.
     Ui {
+        /// The lab (`--name`).
         #[command(flatten)]
         name: LabName,
         /// Address to serve on (loopback; the port picked when 0).
@@ -90,6 +97,7 @@ pub enum LabCmd {
     /// Stop every swarmd of a lab and remove its namespaces, links and files.
     #[command(alias = "rm")]
     Down {
+        /// The lab (`--name`).
         #[command(flatten)]
         name: LabName,
     },
