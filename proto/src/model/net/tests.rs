@@ -10,7 +10,12 @@ fn err(s: &str) -> String {
 
 #[test]
 fn parses_an_address_with_a_prefix_and_prints_it_back() {
-    for s in ["10.0.0.0/8", "10.0.0.5/24", "0.0.0.0/0", "255.255.255.255/32"] {
+    for s in [
+        "10.0.0.0/8",
+        "10.0.0.5/24",
+        "0.0.0.0/0",
+        "255.255.255.255/32",
+    ] {
         assert_eq!(net(s).to_string(), s);
     }
     let n = net("10.0.0.5/24");
@@ -38,7 +43,10 @@ fn refusals_keep_the_managers_texts() {
         "invalid subnet \"10.0.0.0/33\": prefix length must be 0-32"
     );
     assert_eq!(err("10.0.0.0/x"), err("10.0.0.0/33").replace("33", "x"));
-    assert_eq!(err("fd00::/64"), "invalid subnet \"fd00::/64\": \"fd00::\" is not an IPv4 address");
+    assert_eq!(
+        err("fd00::/64"),
+        "invalid subnet \"fd00::/64\": \"fd00::\" is not an IPv4 address"
+    );
     // The address is checked before the prefix.
     assert!(matches!(
         "x/33".parse::<Ipv4Net>(),
@@ -100,8 +108,14 @@ fn arithmetic() {
 
 #[test]
 fn addr_of_takes_a_bare_address_too() {
-    assert_eq!(Ipv4Net::addr_of("10.0.0.5/24"), Some(Ipv4Addr::new(10, 0, 0, 5)));
-    assert_eq!(Ipv4Net::addr_of("10.0.0.5"), Some(Ipv4Addr::new(10, 0, 0, 5)));
+    assert_eq!(
+        Ipv4Net::addr_of("10.0.0.5/24"),
+        Some(Ipv4Addr::new(10, 0, 0, 5))
+    );
+    assert_eq!(
+        Ipv4Net::addr_of("10.0.0.5"),
+        Some(Ipv4Addr::new(10, 0, 0, 5))
+    );
     assert_eq!(Ipv4Net::addr_of(""), None);
 }
 
@@ -109,6 +123,9 @@ fn addr_of_takes_a_bare_address_too() {
 fn serde_is_the_string() {
     let n = net("10.0.0.5/24");
     assert_eq!(serde_json::to_string(&n).unwrap(), "\"10.0.0.5/24\"");
-    assert_eq!(serde_json::from_str::<Ipv4Net>("\"10.0.0.5/24\"").unwrap(), n);
+    assert_eq!(
+        serde_json::from_str::<Ipv4Net>("\"10.0.0.5/24\"").unwrap(),
+        n
+    );
     assert!(serde_json::from_str::<Ipv4Net>("\"10.0.0.5\"").is_err());
 }
