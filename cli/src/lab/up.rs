@@ -205,7 +205,10 @@ impl Builder {
             namespaces.push(net::make_node(&dir, &ul, &node, self.spec.subnet).await?);
             p.say(&format!(
                 "  {}: namespace, eth0 {}/{} (underlay port {})",
-                node.name, node.address, self.spec.subnet.prefix(), node.link
+                node.name,
+                node.address,
+                self.spec.subnet.prefix(),
+                node.link
             ));
         }
         self.failing = None;
