@@ -117,7 +117,7 @@ impl TaskView {
     /// The task's first address on network `name`, without its prefix.
     pub fn addr_on(&self, name: &str) -> Option<std::net::Ipv4Addr> {
         let (_, addrs) = self.networks.iter().find(|(n, _)| n == name)?;
-        addrs.first()?.split('/').next()?.parse().ok()
+        shoal_proto::model::Ipv4Net::addr_of(addrs.first()?)
     }
 
     /// Parses a task array.

@@ -71,7 +71,7 @@ pub enum Error {
     #[error("no free address left in {subnet}")]
     SubnetFull {
         /// The subnet.
-        subnet: super::Subnet,
+        subnet: shoal_proto::model::Ipv4Net,
     },
     /// More networks on one task than interface names (`eth0`…`eth255`).
     #[error("too many networks")]

@@ -12,7 +12,7 @@ use shoal_netlib::rt::{format_mac, mac_of_ipv4};
 use shoal_proto::pb;
 
 use super::kernel::fake::FakeKernel;
-use super::{DataPlane, Subnet};
+use super::{parse_subnet, DataPlane};
 
 const NET: &str = "net0000000001";
 const INGRESS: &str = "ingress000001";
@@ -339,7 +339,7 @@ async fn balancers_no_network_needs_are_removed_with_their_overlay() {
 async fn a_user_bridge_and_its_rules_go_with_its_last_task() {
     let n = node(LbKind::Nftables);
     let br = names::bridge("net1aaaaaaaaaaa");
-    let subnet = Subnet::parse("198.18.101.0/24").unwrap();
+    let subnet = parse_subnet("198.18.101.0/24").unwrap();
     let gw = ip("198.18.101.1");
     n.dp.ensure_bridge(&br, subnet, gw, "t1").await.unwrap();
     assert_eq!(

@@ -7,46 +7,23 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use shoal_proto::model::{Ipv4Net, Ipv4NetError};
 
 use super::Error;
 
-/// An IPv4 subnet `a.b.c.d/len`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Subnet {
-    /// Network address.
-    pub addr: Ipv4Addr,
-    /// Prefix length.
-    pub prefix: u8,
-}
-
-impl Subnet {
-    /// Parses `10.0.0.0/24`.
-    pub fn parse(s: &str) -> Result<Subnet, Error> {
-        let bad = || Error::BadSubnet { subnet: s.into() };
-        let (a, p) = s.split_once('/').ok_or_else(bad)?;
-        let addr: Ipv4Addr = a.parse().map_err(|_| bad())?;
-        let prefix: u8 = p.parse().map_err(|_| bad())?;
-        if !(1..=30).contains(&prefix) {
-            return Err(Error::BadPrefix { subnet: s.into() });
-        }
-        let mask = u32::MAX << (32 - prefix);
-        Ok(Subnet {
-            addr: Ipv4Addr::from(u32::from(addr) & mask),
-            prefix,
-        })
+/// Parses a local network's subnet `a.b.c.d/len`, prefix 1 to 30 (room for a gateway and a
+/// host); host bits are cleared (`10.0.0.5/24` is `10.0.0.0/24`). The managers have already
+/// checked what they store, so these refusals only meet a subnet they never handed out.
+pub fn parse_subnet(s: &str) -> Result<Ipv4Net, Error> {
+    let net: Ipv4Net = s.parse().map_err(|e| match e {
+        // A number, just not 1-30: say so (a `u8` that is over 32 lands here too).
+        Ipv4NetError::PrefixTooLong { .. } => Error::BadPrefix { subnet: s.into() },
+        _ => Error::BadSubnet { subnet: s.into() },
+    })?;
+    if !(1..=30).contains(&net.prefix()) {
+        return Err(Error::BadPrefix { subnet: s.into() });
     }
-
-    /// Host number `n` of the subnet (1 = the first host).
-    pub fn host(&self, n: u32) -> Option<Ipv4Addr> {
-        let size = 1u32 << (32 - self.prefix);
-        (n >= 1 && n < size - 1).then(|| Ipv4Addr::from(u32::from(self.addr) + n))
-    }
-}
-
-impl std::fmt::Display for Subnet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
+    Ok(net.trunc())
 }
 
 /// Which task holds which address, per network.
@@ -89,7 +66,7 @@ impl LocalIpam {
     pub fn assign(
         &mut self,
         net: &str,
-        subnet: Subnet,
+        subnet: Ipv4Net,
         gateway: Ipv4Addr,
         task: &str,
     ) -> Result<Ipv4Addr, Error> {
@@ -99,7 +76,7 @@ impl LocalIpam {
         }
         let used: std::collections::BTreeSet<Ipv4Addr> = table.values().copied().collect();
         let addr = (1..)
-            .map_while(|n| subnet.host(n))
+            .map_while(|n| subnet.checked_host(n))
             .find(|a| *a != gateway && !used.contains(a))
             .ok_or(Error::SubnetFull { subnet })?;
         table.insert(task.to_string(), addr);
@@ -140,7 +117,7 @@ mod tests {
     fn assigns_lowest_free_skipping_gateway_and_survives_reload() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ipam.json");
-        let s = Subnet::parse("172.17.0.0/16").unwrap();
+        let s = parse_subnet("172.17.0.0/16").unwrap();
         let gw: Ipv4Addr = "172.17.0.1".parse().unwrap();
         let mut ipam = LocalIpam::load(path.clone());
         assert_eq!(
@@ -166,7 +143,7 @@ mod tests {
 
     #[test]
     fn a_full_subnet_is_a_clear_error() {
-        let s = Subnet::parse("10.9.0.0/30").unwrap();
+        let s = parse_subnet("10.9.0.0/30").unwrap();
         let gw: Ipv4Addr = "10.9.0.1".parse().unwrap();
         let mut ipam = LocalIpam::default();
         assert_eq!(
@@ -177,7 +154,39 @@ mod tests {
             ipam.assign("n", s, gw, "b").unwrap_err().to_string(),
             "no free address left in 10.9.0.0/30"
         );
-        assert!(Subnet::parse("10.0.0.0").is_err());
-        assert!(Subnet::parse("10.0.0.0/31").is_err());
+        assert!(parse_subnet("10.0.0.0").is_err());
+        assert!(parse_subnet("10.0.0.0/31").is_err());
+    }
+
+    #[test]
+    fn local_subnets_are_1_to_30_and_lose_their_host_bits() {
+        let text = |s: &str| parse_subnet(s).unwrap_err().to_string();
+        assert_eq!(
+            parse_subnet("10.0.0.5/24").unwrap().to_string(),
+            "10.0.0.0/24"
+        );
+        assert_eq!(parse_subnet("10.0.0.0/1").unwrap().to_string(), "0.0.0.0/1");
+        for bad in [
+            "10.0.0.0",
+            "10.0.0/24",
+            "10.0.0.0/x",
+            "10.0.0.0/300",
+            "x/33",
+            " 10.0.0.0/24",
+        ] {
+            assert_eq!(text(bad), format!("bad subnet {bad:?}"));
+        }
+        for short in [
+            "10.0.0.0/0",
+            "10.0.0.0/31",
+            "10.0.0.0/32",
+            "10.0.0.0/33",
+            "10.0.0.0/255",
+        ] {
+            assert_eq!(
+                text(short),
+                format!("bad subnet {short:?}: prefix must be 1..=30")
+            );
+        }
     }
 }

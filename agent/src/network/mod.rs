@@ -31,7 +31,7 @@ mod overlay;
 mod sandbox;
 
 pub use error::{Error, Result};
-pub use ipam::{LocalIpam, Subnet};
+pub use ipam::{parse_subnet, LocalIpam};
 pub use overlay::{Peer, OVERLAY_MTU};
 pub use sandbox::{Interface, Sandbox};
 

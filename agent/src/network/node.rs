@@ -11,7 +11,8 @@ use shoal_netlib::names;
 use shoal_netlib::nft::{expr, Batch, Family, Hook};
 use shoal_proto::model::{Protocol, PublishMode, Task};
 
-use super::{DataPlane, Error, Interface, Result, Subnet};
+use super::{DataPlane, Error, Interface, Result};
+use shoal_proto::model::Ipv4Net;
 
 /// The nftables table this module owns in the node's namespace.
 const NODE_TABLE: &str = "shoal";
@@ -24,7 +25,7 @@ pub(super) const GW_BRIDGE_SUBNET: &str = "172.18.0.0/16";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct NodeBridge {
     name: String,
-    subnet: Subnet,
+    subnet: Ipv4Net,
 }
 
 /// What the node's own nftables table is made from.
@@ -46,7 +47,7 @@ impl DataPlane {
     pub(super) async fn ensure_bridge(
         &self,
         br: &str,
-        subnet: Subnet,
+        subnet: Ipv4Net,
         gateway: Ipv4Addr,
         task: &str,
     ) -> Result<()> {
@@ -58,7 +59,7 @@ impl DataPlane {
             .insert(task.to_string());
         let host = &self.inner.host;
         host.ensure_bridge(br).await?;
-        host.ensure_addr(br, gateway, subnet.prefix).await?;
+        host.ensure_addr(br, gateway, subnet.prefix()).await?;
         host.ensure_up(br).await?;
         let want = NodeBridge {
             name: br.to_string(),
@@ -157,7 +158,7 @@ impl NodeState {
             t,
             "postrouting",
             vec![
-                expr::eq(expr::ip("saddr"), json!({"prefix": {"addr": br.subnet.addr.to_string(), "len": br.subnet.prefix}})),
+                expr::eq(expr::ip("saddr"), json!({"prefix": {"addr": br.subnet.addr().to_string(), "len": br.subnet.prefix()}})),
                 expr::ne(expr::meta("oifname"), json!(br.name)),
                 expr::masquerade(),
             ],

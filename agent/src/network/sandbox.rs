@@ -13,7 +13,7 @@ use tracing::warn;
 
 use super::kernel::Namespace;
 use super::node::{DEFAULT_BRIDGE_SUBNET, GW_BRIDGE_SUBNET};
-use super::{lb, DataPlane, Error, Result, Subnet};
+use super::{lb, parse_subnet, DataPlane, Error, Result};
 
 /// Where a task runs, network-wise.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,7 +167,7 @@ impl DataPlane {
         n: u8,
         inside: &dyn Namespace,
     ) -> Result<Interface> {
-        let subnet = Subnet::parse(&att.network.subnet)?;
+        let subnet = parse_subnet(&att.network.subnet)?;
         let gateway: Ipv4Addr = att.network.gateway.parse().map_err(|_| Error::BadGateway {
             network: att.network.name.clone(),
             gateway: att.network.gateway.clone(),
@@ -189,13 +189,13 @@ impl DataPlane {
         host.ensure_up(&outer).await?;
         let mac = mac_of_ipv4(addr);
         inside.ensure_mac(&name, mac).await?;
-        inside.ensure_addr(&name, addr, subnet.prefix).await?;
+        inside.ensure_addr(&name, addr, subnet.prefix()).await?;
         inside.ensure_up(&name).await?;
         Ok(Interface {
             name,
             network: att.network.name.clone(),
             addr,
-            prefix: subnet.prefix,
+            prefix: subnet.prefix(),
             gateway: Some(gateway),
             mac,
         })

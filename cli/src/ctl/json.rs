@@ -4,6 +4,7 @@
 
 use super::names;
 use serde_json::{json, Map, Value};
+use shoal_proto::model::Ipv4Net;
 use shoal_proto::pb;
 use std::collections::{BTreeMap, HashMap};
 
@@ -195,27 +196,20 @@ fn local_attachments(addresses: &[String]) -> Vec<Value> {
 
 /// The first host of `a.b.c.d/len` (the gateway by Shoal's convention).
 fn first_host(cidr: &str) -> String {
-    let Some((ip, len)) = cidr.split_once('/') else {
-        return String::new();
-    };
-    match (ip.parse::<std::net::Ipv4Addr>(), len.parse::<u32>()) {
-        (Ok(a), Ok(l)) if (1..=30).contains(&l) => {
-            let mask = u32::MAX << (32 - l);
-            std::net::Ipv4Addr::from((u32::from(a) & mask) + 1).to_string()
-        }
+    match cidr.parse::<Ipv4Net>() {
+        Ok(n) if (1..=30).contains(&n.prefix()) => n.host(1).to_string(),
         _ => String::new(),
     }
 }
 
 /// The MAC a task's interface has for an address (`02:42` + the IPv4 address, as Docker).
 fn mac_of(cidr: &str) -> String {
-    let ip = cidr.split('/').next().unwrap_or_default();
-    match ip.parse::<std::net::Ipv4Addr>() {
-        Ok(a) => {
+    match Ipv4Net::addr_of(cidr) {
+        Some(a) => {
             let o = a.octets();
             format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
         }
-        Err(_) => String::new(),
+        None => String::new(),
     }
 }
 
@@ -271,6 +265,17 @@ mod tests {
     fn macs_follow_addresses() {
         assert_eq!(mac_of("10.0.1.7/24"), "02:42:0a:00:01:07");
         assert_eq!(mac_of("bad"), "");
+        assert_eq!(mac_of("10.0.1.7"), "02:42:0a:00:01:07");
+        assert_eq!(first_host("10.0.1.7/24"), "10.0.1.1");
+        for none in [
+            "10.0.1.7",
+            "10.0.1.7/31",
+            "10.0.1.7/0",
+            "10.0.1.7/300",
+            "x/24",
+        ] {
+            assert_eq!(first_host(none), "", "{none}");
+        }
     }
 
     #[test]

@@ -3,10 +3,11 @@
 //! build and drive namespaces on this machine; they need no connection to a manager.
 
 use super::Format;
-use crate::lab::config::{self, LabSpec, Subnet, DEFAULT_NAME, DEFAULT_SUBNET};
+use crate::lab::config::{self, LabSpec, DEFAULT_NAME, DEFAULT_SUBNET};
 use crate::lab::exec::What;
 use crate::lab::{self, Printer};
 use clap::{Args, Subcommand};
+use shoal_proto::model::Ipv4Net;
 
 /// `lab` subcommands.
 #[derive(Debug, Subcommand)]
@@ -24,7 +25,7 @@ pub enum LabCmd {
         workers: usize,
         /// The lab's underlay network: a /24 (or larger) inside 198.18.0.0/15.
         #[arg(long, default_value = DEFAULT_SUBNET, value_parser = parse_subnet)]
-        subnet: Subnet,
+        subnet: Ipv4Net,
     },
     /// List labs and whether they run.
     #[command(alias = "list")]
@@ -115,9 +116,9 @@ fn parse_name(s: &str) -> Result<String, String> {
     config::check_name(s).map(|()| s.to_string())
 }
 
-fn parse_subnet(s: &str) -> Result<Subnet, String> {
-    let net: Subnet = s.parse()?;
-    net.check_for_lab()?;
+fn parse_subnet(s: &str) -> Result<Ipv4Net, String> {
+    let net = config::parse_subnet(s)?;
+    config::check_subnet(net)?;
     Ok(net)
 }
 

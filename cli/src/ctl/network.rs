@@ -4,7 +4,7 @@ use super::{json, names, output, parse, Ctx, Failures};
 use crate::client::RpcResultExt;
 use clap::{Subcommand, ValueEnum};
 use serde_json::Value;
-use shoal_proto::model::validate_name;
+use shoal_proto::model::{validate_name, Ipv4Net};
 use shoal_proto::pb;
 
 /// `network` subcommands.
@@ -200,11 +200,9 @@ pub async fn run(ctx: &mut Ctx, cmd: NetworkCmd) -> anyhow::Result<()> {
 }
 
 /// A quick shape check of `--subnet` (IPv4 CIDR); the managers check the rest (overlaps, size).
+/// Host bits are the managers' to refuse (they suggest the network address).
 fn check_cidr(s: &str) -> anyhow::Result<()> {
-    let ok = s.split_once('/').is_some_and(|(ip, len)| {
-        ip.parse::<std::net::Ipv4Addr>().is_ok() && len.parse::<u8>().is_ok_and(|l| l <= 32)
-    });
-    if !ok {
+    if s.parse::<Ipv4Net>().is_err() {
         anyhow::bail!("invalid --subnet {s:?}: expected an IPv4 CIDR such as 10.20.0.0/24");
     }
     Ok(())
@@ -350,5 +348,14 @@ bbbbbbbbbbbb   local     bridge    local
         assert!(check_cidr("10.20.0.0").is_err());
         assert!(check_cidr("10.20.0.0/33").is_err());
         assert!(check_cidr("fd00::/64").is_err());
+        assert!(
+            check_cidr("10.20.0.5/24").is_ok(),
+            "the managers refuse host bits"
+        );
+        assert!(check_cidr("10.20.0.0/x").is_err());
+        assert_eq!(
+            check_cidr(" 10.20.0.0/24").unwrap_err().to_string(),
+            "invalid --subnet \" 10.20.0.0/24\": expected an IPv4 CIDR such as 10.20.0.0/24"
+        );
     }
 }

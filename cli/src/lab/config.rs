@@ -3,9 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 use shoal_netlib::{names::check_ifname, MAX_IFNAME};
-use std::fmt;
+use shoal_proto::model::{Ipv4Net, Ipv4NetError};
 use std::net::Ipv4Addr;
-use std::str::FromStr;
 
 /// `--name` when none is given.
 pub const DEFAULT_NAME: &str = "lab";
@@ -36,116 +35,49 @@ pub const MTU: u32 = 1500;
 
 /// The only addresses a lab may use: 198.18.0.0/15, reserved for benchmarking (RFC 2544) and
 /// never routed on the Internet. A project-wide network-safety rule.
-pub const SAFE_RANGE: Subnet = Subnet {
-    addr: Ipv4Addr::new(198, 18, 0, 0),
-    prefix: 15,
+pub const SAFE_RANGE: Ipv4Net = match Ipv4Net::new(Ipv4Addr::new(198, 18, 0, 0), 15) {
+    Some(n) => n,
+    None => panic!("15 is a prefix length"),
 };
 
-/// An IPv4 network `A.B.C.D/N` with no host bits set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Subnet {
-    /// Network address.
-    pub addr: Ipv4Addr,
-    /// Prefix length.
-    pub prefix: u8,
+/// Parses `--subnet` (and `lab.json`'s `subnet`): `A.B.C.D/N`, surrounding blanks ignored, host
+/// bits zero. The lab's own texts, which name the flag's example range.
+pub fn parse_subnet(s: &str) -> Result<Ipv4Net, String> {
+    let bad = |why: &str| format!("invalid subnet {s:?}: {why} (expected e.g. 198.18.0.0/24)");
+    Ipv4Net::parse_network(s.trim()).map_err(|e| match e {
+        Ipv4NetError::NotCidr { .. } => bad("no /prefix"),
+        Ipv4NetError::BadAddress { .. } => bad("not an IPv4 address"),
+        Ipv4NetError::HostBits { network, .. } => {
+            bad(&format!("host bits are set; did you mean {network}?"))
+        }
+        _ => bad("the prefix length must be 0 to 32"),
+    })
 }
 
-impl Subnet {
-    fn mask(prefix: u8) -> u32 {
-        if prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(prefix))
-        }
+/// Checks that a lab may use this subnet: inside [`SAFE_RANGE`], prefix at most /24 (room for
+/// every node and the host endpoint at `.254`).
+pub fn check_subnet(net: Ipv4Net) -> Result<(), String> {
+    if !SAFE_RANGE.covers(net) {
+        return Err(format!(
+            "--subnet {net} is outside {SAFE_RANGE}: labs use only 198.18.0.0/15 \
+             (reserved for benchmarking, never routed), e.g. --subnet 198.18.1.0/24"
+        ));
     }
-
-    /// Whether `ip` is inside.
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & Self::mask(self.prefix) == u32::from(self.addr)
+    if net.prefix() > 24 {
+        let wider = Ipv4Net::new(net.addr(), 24).map(Ipv4Net::trunc);
+        return Err(format!(
+            "--subnet {net} is too small: use a /24 (or a shorter prefix), e.g. --subnet {}",
+            wider.map(|w| w.to_string()).unwrap_or_default()
+        ));
     }
-
-    /// Whether the two networks share an address.
-    pub fn overlaps(&self, other: &Subnet) -> bool {
-        let p = self.prefix.min(other.prefix);
-        u32::from(self.addr) & Self::mask(p) == u32::from(other.addr) & Self::mask(p)
-    }
-
-    /// Whether `other` lies entirely inside.
-    pub fn covers(&self, other: &Subnet) -> bool {
-        other.prefix >= self.prefix && self.contains(other.addr)
-    }
-
-    /// The address `offset` past the network address (`.1` is offset 1).
-    pub fn host(&self, offset: u32) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.addr) + offset)
-    }
-
-    /// The network `addr/prefix` belongs to.
-    pub fn of(addr: Ipv4Addr, prefix: u8) -> Subnet {
-        Subnet {
-            addr: Ipv4Addr::from(u32::from(addr) & Self::mask(prefix)),
-            prefix,
-        }
-    }
-
-    /// Checks that a lab may use this subnet: inside [`SAFE_RANGE`], prefix at most /24 (room
-    /// for every node and the host endpoint at `.254`).
-    pub fn check_for_lab(&self) -> Result<(), String> {
-        if !SAFE_RANGE.covers(self) {
-            return Err(format!(
-                "--subnet {self} is outside {SAFE_RANGE}: labs use only 198.18.0.0/15 \
-                 (reserved for benchmarking, never routed), e.g. --subnet 198.18.1.0/24"
-            ));
-        }
-        if self.prefix > 24 {
-            return Err(format!(
-                "--subnet {self} is too small: use a /24 (or a shorter prefix), e.g. --subnet {}",
-                Subnet::of(self.addr, 24)
-            ));
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
-impl fmt::Display for Subnet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-impl FromStr for Subnet {
-    type Err = String;
-
-    /// Parses `A.B.C.D/N`; host bits must be zero.
-    fn from_str(s: &str) -> Result<Subnet, String> {
-        let bad = |why: &str| format!("invalid subnet {s:?}: {why} (expected e.g. 198.18.0.0/24)");
-        let (ip, prefix) = s.trim().split_once('/').ok_or_else(|| bad("no /prefix"))?;
-        let ip: Ipv4Addr = ip.parse().map_err(|_| bad("not an IPv4 address"))?;
-        let prefix: u8 = prefix
-            .parse()
-            .ok()
-            .filter(|p| *p <= 32)
-            .ok_or_else(|| bad("the prefix length must be 0 to 32"))?;
-        let net = Subnet::of(ip, prefix);
-        if net.addr != ip {
-            return Err(bad(&format!("host bits are set; did you mean {net}?")));
-        }
-        Ok(net)
-    }
-}
-
-impl TryFrom<String> for Subnet {
-    type Error = String;
-    fn try_from(s: String) -> Result<Subnet, String> {
-        s.parse()
-    }
-}
-
-impl From<Subnet> for String {
-    fn from(s: Subnet) -> String {
-        s.to_string()
-    }
+/// `lab.json`'s `subnet`, read with the lab's rules ([`parse_subnet`]); written as
+/// [`Ipv4Net`]'s own `A.B.C.D/N` string.
+pub fn deserialize_subnet<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Ipv4Net, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_subnet(&s).map_err(serde::de::Error::custom)
 }
 
 /// Checks a lab name: 1–8 characters `[a-z0-9]`. Every namespace, link and directory of the lab
@@ -239,7 +171,7 @@ pub struct LabSpec {
     /// `--workers`.
     pub workers: usize,
     /// `--subnet`.
-    pub subnet: Subnet,
+    pub subnet: Ipv4Net,
 }
 
 impl Default for LabSpec {
@@ -248,7 +180,7 @@ impl Default for LabSpec {
             name: DEFAULT_NAME.into(),
             managers: 3,
             workers: 2,
-            subnet: DEFAULT_SUBNET.parse().expect("the default subnet parses"),
+            subnet: parse_subnet(DEFAULT_SUBNET).expect("the default subnet parses"),
         }
     }
 }
@@ -258,7 +190,7 @@ impl LabSpec {
     pub fn validate(&self) -> Result<Vec<String>, String> {
         check_name(&self.name)?;
         let warning = check_counts(self.managers, self.workers)?;
-        self.subnet.check_for_lab()?;
+        check_subnet(self.subnet)?;
         Ok(warning.into_iter().collect())
     }
 

@@ -3,14 +3,13 @@
 //! 198.18.0.0/15) is ever configured, only in namespaces the lab made and on its one host link;
 //! no route, NAT or forwarding toward the host's real interfaces is ever added.
 
-use super::config::{
-    LabSpec, NodePlan, Subnet, HOST_PEER, MTU, NODE_IFNAME, UNDERLAY_BRIDGE, UNDERLAY_NS,
-};
+use super::config::{LabSpec, NodePlan, HOST_PEER, MTU, NODE_IFNAME, UNDERLAY_BRIDGE, UNDERLAY_NS};
 use super::state::LabDir;
 use anyhow::Context;
 use shoal_netlib::netns::NetNs;
 use shoal_netlib::rt::Handle;
 use shoal_netlib::sysctl;
+use shoal_proto::model::Ipv4Net;
 
 /// The underlay namespace and a handle on it.
 pub struct Underlay {
@@ -47,7 +46,7 @@ pub async fn make_node(
     dir: &LabDir,
     ul: &Underlay,
     node: &NodePlan,
-    subnet: Subnet,
+    subnet: Ipv4Net,
 ) -> anyhow::Result<NetNs> {
     let ns = NetNs::create(&dir.netns(), &node.name)
         .with_context(|| format!("creating the namespace of {}", node.name))?;
@@ -58,7 +57,7 @@ pub async fn make_node(
     let rt = Handle::in_ns(&ns)?;
     rt.ensure_up("lo").await?;
     rt.ensure_mtu(NODE_IFNAME, MTU).await?;
-    rt.ensure_addr(NODE_IFNAME, node.address, subnet.prefix)
+    rt.ensure_addr(NODE_IFNAME, node.address, subnet.prefix())
         .await?;
     rt.ensure_up(NODE_IFNAME).await?;
     Ok(ns)
@@ -73,7 +72,7 @@ pub async fn make_host_endpoint(spec: &LabSpec, ul: &Underlay) -> anyhow::Result
     host.ensure_veth(&link, HOST_PEER, Some(&ul.ns)).await?;
     plug(ul, HOST_PEER).await?;
     host.ensure_mtu(&link, MTU).await?;
-    host.ensure_addr(&link, spec.host_address(), spec.subnet.prefix)
+    host.ensure_addr(&link, spec.host_address(), spec.subnet.prefix())
         .await?;
     host.ensure_up(&link).await?;
     Ok(())
@@ -91,13 +90,15 @@ pub fn host_has_link(name: &str) -> bool {
 }
 
 /// The host namespace's IPv4 networks that overlap `subnet`, as `(interface, network)`.
-pub async fn host_overlaps(subnet: Subnet) -> anyhow::Result<Vec<(String, Subnet)>> {
+pub async fn host_overlaps(subnet: Ipv4Net) -> anyhow::Result<Vec<(String, Ipv4Net)>> {
     let host = Handle::new()?;
     let links = host.links().await?;
     let mut out = Vec::new();
     for a in host.addrs().await? {
-        let net = Subnet::of(a.addr, a.prefix);
-        if net.overlaps(&subnet) {
+        let Some(net) = Ipv4Net::new(a.addr, a.prefix).map(Ipv4Net::trunc) else {
+            continue;
+        };
+        if net.overlaps(subnet) {
             let name = links
                 .iter()
                 .find(|l| l.index == a.index)

@@ -8,10 +8,11 @@
 //! ```
 
 use super::config::{
-    host_link, LabSpec, NodePlan, Role, Subnet, HOST_PEER, UNDERLAY_BRIDGE, UNDERLAY_NS,
+    deserialize_subnet, host_link, LabSpec, NodePlan, Role, HOST_PEER, UNDERLAY_BRIDGE, UNDERLAY_NS,
 };
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use shoal_proto::model::Ipv4Net;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -190,7 +191,8 @@ pub struct LabFile {
     /// Lab name.
     pub name: String,
     /// The underlay subnet.
-    pub subnet: Subnet,
+    #[serde(deserialize_with = "deserialize_subnet")]
+    pub subnet: Ipv4Net,
     /// When `lab up` began (ms since the epoch).
     pub created_ms: i64,
     /// The underlay namespace.
@@ -216,7 +218,7 @@ impl LabFile {
                 link: host_link(&spec.name),
                 peer: HOST_PEER.into(),
                 address: spec.host_address(),
-                prefix: spec.subnet.prefix,
+                prefix: spec.subnet.prefix(),
             },
             nodes: spec
                 .nodes()

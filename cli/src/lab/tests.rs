@@ -10,6 +10,7 @@ use super::up::suggest_subnet;
 use super::{describe_labs, health_of, labs_here, no_such_lab, Health};
 use crate::ctl::{lab::LabCmd, Cli, Command};
 use clap::Parser;
+use shoal_proto::model::Ipv4Net;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -54,18 +55,22 @@ fn counts() {
     assert!(check_counts(3, 17).unwrap_err().contains("0 to 16"));
 }
 
+fn net(s: &str) -> Ipv4Net {
+    parse_subnet(s).unwrap()
+}
+
 #[test]
 fn subnets_parse_and_stay_inside_198_18_0_0_15() {
-    let s: Subnet = "198.18.0.0/24".parse().unwrap();
+    let s = net("198.18.0.0/24");
     assert_eq!(s.to_string(), "198.18.0.0/24");
-    s.check_for_lab().unwrap();
+    check_subnet(s).unwrap();
     for ok in [
         "198.19.255.0/24",
         "198.18.4.0/22",
         "198.18.0.0/15",
         "198.19.0.0/16",
     ] {
-        ok.parse::<Subnet>().unwrap().check_for_lab().unwrap();
+        check_subnet(net(ok)).unwrap();
     }
     for outside in [
         "10.0.0.0/24",
@@ -74,45 +79,72 @@ fn subnets_parse_and_stay_inside_198_18_0_0_15() {
         "0.0.0.0/0",
         "198.16.0.0/14",
     ] {
-        let e = outside
-            .parse::<Subnet>()
-            .unwrap()
-            .check_for_lab()
-            .unwrap_err();
+        let e = check_subnet(net(outside)).unwrap_err();
         assert!(e.contains("outside 198.18.0.0/15"), "{outside}: {e}");
     }
-    let e = "198.18.0.0/25"
-        .parse::<Subnet>()
-        .unwrap()
-        .check_for_lab()
-        .unwrap_err();
-    assert!(
-        e.contains("too small") && e.contains("198.18.0.0/24"),
-        "{e}"
+    let e = check_subnet(net("198.18.0.0/25")).unwrap_err();
+    assert_eq!(
+        e,
+        "--subnet 198.18.0.0/25 is too small: use a /24 (or a shorter prefix), \
+         e.g. --subnet 198.18.0.0/24"
     );
-    let e = "198.18.0.5/24".parse::<Subnet>().unwrap_err();
+    let e = parse_subnet("198.18.0.5/24").unwrap_err();
     assert!(e.contains("did you mean 198.18.0.0/24"), "{e}");
     for bad in ["198.18.0.0", "198.18.0.0/33", "x/24", "198.18.0.0/x", ""] {
-        assert!(bad.parse::<Subnet>().is_err(), "{bad}");
+        assert!(parse_subnet(bad).is_err(), "{bad}");
     }
 }
 
 #[test]
+fn subnet_refusals_keep_the_labs_texts() {
+    let why = |s: &str| parse_subnet(s).unwrap_err();
+    let text =
+        |s: &str, why: &str| format!("invalid subnet {s:?}: {why} (expected e.g. 198.18.0.0/24)");
+    assert_eq!(why("198.18.0.0"), text("198.18.0.0", "no /prefix"));
+    assert_eq!(why("x/24"), text("x/24", "not an IPv4 address"));
+    for p in ["198.18.0.0/33", "198.18.0.0/x", "198.18.0.0/300"] {
+        assert_eq!(why(p), text(p, "the prefix length must be 0 to 32"));
+    }
+    assert_eq!(
+        why(" 198.18.0.5/24 "),
+        text(
+            " 198.18.0.5/24 ",
+            "host bits are set; did you mean 198.18.0.0/24?"
+        )
+    );
+    // Blanks around the whole are ignored, not inside it.
+    assert_eq!(net(" 198.18.0.0/24\n"), net("198.18.0.0/24"));
+    assert!(parse_subnet("198.18.0.0 /24").is_err());
+}
+
+#[test]
+fn lab_json_keeps_its_subnet_string_and_the_labs_rules() {
+    #[derive(serde::Serialize, serde::Deserialize, Debug)]
+    struct F {
+        #[serde(deserialize_with = "deserialize_subnet")]
+        subnet: Ipv4Net,
+    }
+    let f: F = serde_json::from_str(r#"{"subnet":"198.18.0.0/24"}"#).unwrap();
+    assert_eq!(
+        serde_json::to_string(&f).unwrap(),
+        r#"{"subnet":"198.18.0.0/24"}"#
+    );
+    assert!(serde_json::from_str::<F>(r#"{"subnet":"198.18.0.5/24"}"#).is_err());
+}
+
+#[test]
 fn overlaps() {
-    let a: Subnet = "198.18.0.0/24".parse().unwrap();
-    let b: Subnet = "198.18.1.0/24".parse().unwrap();
-    let wide: Subnet = "198.18.0.0/16".parse().unwrap();
-    assert!(!a.overlaps(&b));
-    assert!(a.overlaps(&wide) && wide.overlaps(&b));
-    assert!(wide.covers(&a) && !a.covers(&wide));
+    let a = net("198.18.0.0/24");
+    let b = net("198.18.1.0/24");
+    let wide = net("198.18.0.0/16");
+    assert!(!a.overlaps(b));
+    assert!(a.overlaps(wide) && wide.overlaps(b));
+    assert!(wide.covers(a) && !a.covers(wide));
     assert_eq!(
-        suggest_subnet(&[a, "198.18.1.0/24".parse().unwrap()]),
-        Some("198.18.2.0/24".parse().unwrap())
+        suggest_subnet(&[a, net("198.18.1.0/24")]),
+        Some(net("198.18.2.0/24"))
     );
-    assert_eq!(
-        suggest_subnet(&[wide]),
-        Some("198.19.0.0/24".parse().unwrap())
-    );
+    assert_eq!(suggest_subnet(&[wide]), Some(net("198.19.0.0/24")));
     assert_eq!(suggest_subnet(&[SAFE_RANGE]), None);
 }
 

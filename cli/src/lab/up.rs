@@ -2,7 +2,7 @@
 //! cluster is whole. A failure midway tears down what was made (the same code as `lab down`)
 //! and shows the end of the failing node's log.
 
-use super::config::{check_link_names, host_link, LabSpec, Role, Subnet, SAFE_RANGE};
+use super::config::{check_link_names, host_link, LabSpec, Role, SAFE_RANGE};
 use super::ready::{check_node, POLL};
 use super::state::{self, LabDir, LabFile};
 use super::{down, health, name_flag, net, procs, require_root, Health, Printer};
@@ -11,6 +11,7 @@ use crate::ctl::output::Table;
 use anyhow::{anyhow, bail, Context};
 use serde_json::json;
 use shoal_netlib::netns::NetNs;
+use shoal_proto::model::Ipv4Net;
 use shoal_proto::pb;
 use std::path::PathBuf;
 use std::process::Child;
@@ -131,18 +132,18 @@ async fn preflight(spec: &LabSpec, dir: &LabDir, root: &std::path::Path) -> anyh
             spec.name
         );
     }
-    let mut used: Vec<Subnet> = Vec::new();
+    let mut used: Vec<Ipv4Net> = Vec::new();
     let mut clash: Option<String> = None;
     for other in state::list(root) {
         if let Ok(Some(f)) = LabDir::new(root, &other).load() {
-            if f.subnet.overlaps(&spec.subnet) && clash.is_none() {
+            if f.subnet.overlaps(spec.subnet) && clash.is_none() {
                 clash = Some(format!("lab {other} uses {}", f.subnet));
             }
             used.push(f.subnet);
         }
     }
     for (ifname, net) in net::host_overlaps(SAFE_RANGE).await? {
-        if net.overlaps(&spec.subnet) && clash.is_none() {
+        if net.overlaps(spec.subnet) && clash.is_none() {
             clash = Some(format!("host interface {ifname} has {net}"));
         }
         used.push(net);
@@ -160,10 +161,10 @@ async fn preflight(spec: &LabSpec, dir: &LabDir, root: &std::path::Path) -> anyh
 }
 
 /// The first /24 of 198.18.0.0/15 that overlaps none of `used`.
-pub fn suggest_subnet(used: &[Subnet]) -> Option<Subnet> {
+pub fn suggest_subnet(used: &[Ipv4Net]) -> Option<Ipv4Net> {
     (0..512u32)
-        .map(|i| Subnet::of(SAFE_RANGE.host(i * 256), 24))
-        .find(|s| !used.iter().any(|u| u.overlaps(s)))
+        .filter_map(|i| Ipv4Net::new(SAFE_RANGE.host(i * 256), 24))
+        .find(|s| !used.iter().any(|u| u.overlaps(*s)))
 }
 
 struct Builder {
@@ -204,7 +205,10 @@ impl Builder {
             namespaces.push(net::make_node(&dir, &ul, &node, self.spec.subnet).await?);
             p.say(&format!(
                 "  {}: namespace, eth0 {}/{} (underlay port {})",
-                node.name, node.address, self.spec.subnet.prefix, node.link
+                node.name,
+                node.address,
+                self.spec.subnet.prefix(),
+                node.link
             ));
         }
         self.failing = None;

@@ -2,6 +2,7 @@
 //! subnet. Pure functions over what the store already holds (no private mirror).
 
 use serde::{Deserialize, Serialize};
+use shoal_proto::model::{Ipv4Net, Ipv4NetError};
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
@@ -36,7 +37,30 @@ pub enum SubnetError {
     },
 }
 
-/// An IPv4 subnet.
+impl From<Ipv4NetError> for SubnetError {
+    fn from(e: Ipv4NetError) -> SubnetError {
+        match e {
+            Ipv4NetError::NotCidr { input } => SubnetError::NotCidr(input),
+            Ipv4NetError::BadAddress { input, addr } => SubnetError::BadAddress { input, addr },
+            Ipv4NetError::HostBits { input, network } => SubnetError::HostBits {
+                input,
+                network: network.addr(),
+                prefix: network.prefix(),
+            },
+            Ipv4NetError::BadPrefix { input } | Ipv4NetError::PrefixTooLong { input, .. } => {
+                SubnetError::BadPrefix(input)
+            }
+            // `Ipv4NetError` is non_exhaustive; a new refusal still names the input.
+            other => SubnetError::NotCidr(other.to_string()),
+        }
+    }
+}
+
+/// An IPv4 network as the managers hand them out: an [`Ipv4Net`] with no host bits set.
+///
+/// A thin view of [`Ipv4Net`] (which does the parsing and the arithmetic) whose fields stay
+/// public because `store/state.rs` reads `prefix`; made only by [`Subnet::parse`] and
+/// [`next_subnet`], so `prefix` is at most 32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Subnet {
     /// Network address.
@@ -45,65 +69,49 @@ pub struct Subnet {
     pub prefix: u8,
 }
 
+impl From<Ipv4Net> for Subnet {
+    fn from(n: Ipv4Net) -> Subnet {
+        Subnet {
+            addr: n.addr(),
+            prefix: n.prefix(),
+        }
+    }
+}
+
 impl Subnet {
     /// Parses `a.b.c.d/n`; the address must be the network address.
     pub fn parse(s: &str) -> Result<Subnet, SubnetError> {
-        let (a, p) = s
-            .split_once('/')
-            .ok_or_else(|| SubnetError::NotCidr(s.to_string()))?;
-        let addr: Ipv4Addr = a.parse().map_err(|_| SubnetError::BadAddress {
-            input: s.to_string(),
-            addr: a.to_string(),
-        })?;
-        let prefix: u8 = p
-            .parse()
-            .ok()
-            .filter(|p| *p <= 32)
-            .ok_or_else(|| SubnetError::BadPrefix(s.to_string()))?;
-        let sub = Subnet { addr, prefix };
-        if sub.network() != addr {
-            return Err(SubnetError::HostBits {
-                input: s.to_string(),
-                network: sub.network(),
-                prefix,
-            });
-        }
-        Ok(sub)
+        Ok(Ipv4Net::parse_network(s)?.into())
     }
 
-    fn mask(self) -> u32 {
-        if self.prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - self.prefix)
-        }
+    /// The shared type.
+    pub fn net(self) -> Ipv4Net {
+        Ipv4Net::new(self.addr, self.prefix.min(32)).expect("prefix clamped to 32")
     }
 
     /// The network address.
     pub fn network(self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.addr) & self.mask())
+        self.net().network()
     }
 
     /// Number of addresses, network and broadcast included.
     pub fn size(self) -> u64 {
-        1u64 << (32 - self.prefix)
+        self.net().size()
     }
 
     /// Whether two subnets share any address.
     pub fn overlaps(self, other: Subnet) -> bool {
-        let p = self.prefix.min(other.prefix);
-        let m = if p == 0 { 0 } else { u32::MAX << (32 - p) };
-        u32::from(self.addr) & m == u32::from(other.addr) & m
+        self.net().overlaps(other.net())
     }
 
     /// Whether `ip` lies inside.
     pub fn contains(self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & self.mask() == u32::from(self.addr)
+        self.net().contains(ip)
     }
 
     /// The host at `offset` from the network address.
     pub fn host(self, offset: u32) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.addr) + offset)
+        self.net().host(offset)
     }
 
     /// The gateway: first host.
@@ -114,7 +122,7 @@ impl Subnet {
 
 impl std::fmt::Display for Subnet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
+        self.net().fmt(f)
     }
 }
 
@@ -157,9 +165,9 @@ pub fn next_host(
         .find(|(ip, _)| !used.contains(ip))
 }
 
-/// Strips a `/len` suffix.
+/// The address of `a.b.c.d/len` (or of a bare `a.b.c.d`).
 pub fn addr_of(cidr: &str) -> Option<Ipv4Addr> {
-    cidr.split('/').next()?.parse().ok()
+    Ipv4Net::addr_of(cidr)
 }
 
 #[cfg(test)]
@@ -199,6 +207,39 @@ mod tests {
         );
         assert!(Subnet::parse("10.0.0.0").is_err());
         assert!(Subnet::parse("10.0.0.0/33").is_err());
+        for (input, text) in [
+            (
+                "10.0.0/24",
+                "invalid subnet \"10.0.0/24\": \"10.0.0\" is not an IPv4 address",
+            ),
+            (
+                "10.0.0.0/33",
+                "invalid subnet \"10.0.0.0/33\": prefix length must be 0-32",
+            ),
+            (
+                "10.0.0.0/x",
+                "invalid subnet \"10.0.0.0/x\": prefix length must be 0-32",
+            ),
+            (
+                " 10.0.0.0/24",
+                "invalid subnet \" 10.0.0.0/24\": \" 10.0.0.0\" is not an IPv4 address",
+            ),
+        ] {
+            let e = Subnet::parse(input).unwrap_err();
+            assert_eq!(e.to_string(), text);
+            // The wire error says what the shared parser says.
+            assert_eq!(input.parse::<Ipv4Net>().unwrap_err().to_string(), text);
+        }
+        assert_eq!(
+            Subnet::parse("10.0.0.1/24").unwrap_err(),
+            SubnetError::HostBits {
+                input: "10.0.0.1/24".into(),
+                network: Ipv4Addr::new(10, 0, 0, 0),
+                prefix: 24
+            }
+        );
+        assert_eq!(Subnet::parse("0.0.0.0/0").unwrap().size(), 1 << 32);
+        assert_eq!(Subnet::parse("10.0.0.0/+8").unwrap().prefix, 8);
         let a = Subnet::parse("10.0.0.0/16").unwrap();
         assert!(a.overlaps(Subnet::parse("10.0.5.0/24").unwrap()));
         assert!(!a.overlaps(Subnet::parse("10.1.0.0/24").unwrap()));

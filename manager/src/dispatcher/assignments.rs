@@ -235,9 +235,8 @@ fn overlay_peers(
             if !nets.contains(a.network_id.as_str()) {
                 continue;
             }
-            for addr in &a.addresses {
-                let ip = addr.split('/').next().unwrap_or_default().to_string();
-                out.insert((a.network_id.clone(), ip, node_ip.clone()));
+            for ip in a.addresses.iter().filter_map(|c| ipam::addr_of(c)) {
+                out.insert((a.network_id.clone(), ip.to_string(), node_ip.clone()));
             }
         }
     }

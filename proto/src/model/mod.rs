@@ -2,12 +2,14 @@
 
 mod command;
 mod ids;
+mod net;
 mod node;
 mod service;
 mod task;
 
 pub use command::{Command, CommandResult, Response};
 pub use ids::{new_id, now_ms, validate_name};
+pub use net::{Ipv4Net, Ipv4NetError};
 pub use node::{
     Availability, Cluster, Network, NetworkDriver, Node, NodeRole, NodeState, Secret,
     PREDEFINED_NETWORKS,

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use super::super::kernel::Namespace;
 use super::super::node::GW_BRIDGE_SUBNET;
-use super::super::{DataPlane, Error, Result, Subnet, OVERLAY_MTU};
+use super::super::{parse_subnet, DataPlane, Error, Result, OVERLAY_MTU};
 use super::plan::{lb_user, ns_name, SBOX_GW_IF};
 use super::{Balancer, LbPlane};
 
@@ -98,8 +98,8 @@ impl DataPlane {
     /// `ingress_sbox`'s leg on `shoal_gwbridge`: where the node sends published ports. Its
     /// default route goes back through the node, to answer clients from anywhere.
     async fn sbox_gateway_leg(&self, inside: &dyn Namespace) -> Result<Ipv4Addr> {
-        let subnet = Subnet::parse(GW_BRIDGE_SUBNET)?;
-        let gateway = subnet.host(1).ok_or(Error::GwBridgeGateway)?;
+        let subnet = parse_subnet(GW_BRIDGE_SUBNET)?;
+        let gateway = subnet.checked_host(1).ok_or(Error::GwBridgeGateway)?;
         self.ensure_bridge(names::GW_BRIDGE, subnet, gateway, SBOX_KEY)
             .await?;
         let addr = self
@@ -114,7 +114,9 @@ impl DataPlane {
         host.ensure_master(&outer, names::GW_BRIDGE).await?;
         host.ensure_up(&outer).await?;
         inside.ensure_mac(SBOX_GW_IF, mac_of_ipv4(addr)).await?;
-        inside.ensure_addr(SBOX_GW_IF, addr, subnet.prefix).await?;
+        inside
+            .ensure_addr(SBOX_GW_IF, addr, subnet.prefix())
+            .await?;
         inside.ensure_up(SBOX_GW_IF).await?;
         inside.ensure_default_route(gateway).await?;
         // `curl localhost:PORT` on the node: 127.0.0.1 may leave through the bridge (then

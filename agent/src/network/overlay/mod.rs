@@ -14,11 +14,11 @@ use std::sync::Arc;
 
 use shoal_netlib::names;
 use shoal_netlib::rt::{mac_of_ipv4, Vxlan};
-use shoal_proto::model::{NetworkAttachment, Task};
+use shoal_proto::model::{Ipv4Net, NetworkAttachment, Task};
 use tracing::info;
 
 use super::kernel::Namespace;
-use super::{DataPlane, Error, Interface, Result, Subnet};
+use super::{parse_subnet, DataPlane, Error, Interface, Result};
 
 /// The overlay MTU: the underlay's 1500 less the 50 bytes of VXLAN encapsulation.
 pub const OVERLAY_MTU: u32 = 1450;
@@ -34,11 +34,12 @@ pub(super) struct Overlay {
     users: BTreeSet<String>,
 }
 
-/// `a.b.c.d/len`.
+/// An address with its prefix length, `a.b.c.d/len` (as the managers allocate them).
 pub(super) fn cidr(s: &str) -> Result<(Ipv4Addr, u8)> {
-    let bad = || Error::BadAddress { addr: s.into() };
-    let (a, p) = s.split_once('/').ok_or_else(bad)?;
-    Ok((a.parse().map_err(|_| bad())?, p.parse().map_err(|_| bad())?))
+    let net: Ipv4Net = s
+        .parse()
+        .map_err(|_| Error::BadAddress { addr: s.into() })?;
+    Ok((net.addr(), net.prefix()))
 }
 
 impl DataPlane {
@@ -53,7 +54,7 @@ impl DataPlane {
             o.users.insert(user.to_string());
             return Ok(Arc::clone(&o.ns));
         }
-        let subnet = Subnet::parse(&att.network.subnet)?;
+        let subnet = parse_subnet(&att.network.subnet)?;
         let gateway: Ipv4Addr = att
             .network
             .gateway
@@ -71,7 +72,7 @@ impl DataPlane {
         ov.ensure_up("lo").await?;
         ov.ensure_bridge(BR).await?;
         ov.ensure_mtu(BR, OVERLAY_MTU).await?;
-        ov.ensure_addr(BR, gateway, subnet.prefix).await?;
+        ov.ensure_addr(BR, gateway, subnet.prefix()).await?;
         ov.ensure_up(BR).await?;
         let vx = names::vxlan(att.network.vni);
         if !ov.link_exists(&vx).await? {

@@ -5,6 +5,7 @@ use crate::client::{self, ClientConfig};
 use crate::ctl::names;
 use crate::lab::state::{LabDir, LabFile};
 use serde_json::{json, Value};
+use shoal_proto::model::Ipv4Net;
 use shoal_proto::pb;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -107,7 +108,8 @@ pub fn render(
                         .find(|a| net_name.get(a.network_id.as_str()) != Some(&"ingress"))
                         .or(t.networks.first())
                         .and_then(|a| a.addresses.first())
-                        .map(|a| a.split('/').next().unwrap_or_default().to_string())
+                        .and_then(|a| Ipv4Net::addr_of(a))
+                        .map(|ip| ip.to_string())
                         .unwrap_or_default();
                     let node = host_of.get(t.node_id.as_str()).copied().unwrap_or("");
                     json!({
