@@ -16,7 +16,7 @@ use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
 use shoal_manager::raft::storage::{open, EngineKind};
 use shoal_manager::raft::TypeConfig;
 use shoal_manager::store::Store;
-use shoal_proto::model::{Command, NodeState};
+use shoal_proto::model::{Command, NodeState, NodeStateChange};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -31,11 +31,11 @@ type BoxError = Box<dyn std::error::Error>;
 
 /// A small entry, like a heartbeat batch of one node (~100 bytes of JSON).
 fn entry(index: u64) -> Entry<TypeConfig> {
-    let cmd = Command::SetNodeStates(vec![(
-        format!("node-{:08}", index % 7),
-        NodeState::Ready,
-        String::new(),
-    )]);
+    let cmd = Command::SetNodeStates(vec![NodeStateChange {
+        node_id: format!("node-{:08}", index % 7),
+        state: NodeState::Ready,
+        message: String::new(),
+    }]);
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
         payload: EntryPayload::Normal(cmd),

@@ -6,8 +6,8 @@
 use super::ipam::{self, Subnet};
 use crate::store::State;
 use shoal_proto::model::{
-    Command, EndpointMode, Network, NetworkAttachment, NetworkDriver, PublishMode, ServiceSpec,
-    Task, TaskState, VirtualIp,
+    Command, EndpointMode, Network, NetworkAttachment, NetworkDriver, NodeLbAddr, PublishMode,
+    ServiceSpec, Task, TaskState, VirtualIp,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -124,7 +124,11 @@ pub fn plan(state: &State, now_ms: i64) -> Vec<Command> {
                 continue;
             }
             if let Some(addr) = pools.alloc(net) {
-                lb.push((node.id.clone(), net.to_string(), addr));
+                lb.push(NodeLbAddr {
+                    node_id: node.id.clone(),
+                    network_id: net.to_string(),
+                    addr,
+                });
             }
         }
     }

@@ -342,7 +342,7 @@ impl AssignmentSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shoal_proto::model::{Command, Task, TaskState, TaskStatus};
+    use shoal_proto::model::{Command, Task, TaskState, TaskStatus, TaskStatusUpdate};
 
     #[test]
     fn full_then_incremental() {
@@ -360,13 +360,13 @@ mod tests {
         assert!(set.next(&s, "n1", false).is_none(), "nothing changed");
         s.apply(
             2,
-            &Command::TaskStatuses(vec![(
-                "a".into(),
-                TaskStatus {
+            &Command::TaskStatuses(vec![TaskStatusUpdate {
+                task_id: "a".into(),
+                status: TaskStatus {
                     state: TaskState::Running,
                     ..Default::default()
                 },
-            )]),
+            }]),
         );
         let inc = set.next(&s, "n1", false).unwrap();
         assert_eq!(
@@ -375,13 +375,13 @@ mod tests {
         );
         s.apply(
             3,
-            &Command::TaskStatuses(vec![(
-                "b".into(),
-                TaskStatus {
+            &Command::TaskStatuses(vec![TaskStatusUpdate {
+                task_id: "b".into(),
+                status: TaskStatus {
                     state: TaskState::Complete,
                     ..Default::default()
                 },
-            )]),
+            }]),
         );
         let inc = set.next(&s, "n1", false).unwrap();
         assert_eq!(inc.removed, vec!["b".to_string()]);

@@ -18,7 +18,7 @@ pub use tokens::{check_token, cluster_digest, parse_token, TokenError};
 
 use crate::config::ManagerConfig;
 use crate::manager::Manager;
-use shoal_proto::model::{now_ms, Command, NodeState};
+use shoal_proto::model::{now_ms, Command, Node, NodeState, NodeStateChange};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -171,6 +171,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// `n` is now in `state`, because of `message`.
+fn change(n: &Node, state: NodeState, message: String) -> NodeStateChange {
+    NodeStateChange {
+        node_id: n.id.clone(),
+        state,
+        message,
+    }
+}
+
 /// Leader actor: marks nodes DOWN when they miss their heartbeats, READY when they hold a
 /// session. After a leader change nodes get twice the usual grace to reconnect. A node whose
 /// session closed without a goodbye (a crash) gets one heartbeat period to reconnect; one that
@@ -183,7 +192,7 @@ pub async fn monitor_heartbeats(m: Arc<Manager>) {
     loop {
         tick.tick().await;
         let since = lock(&d.leader_since).unwrap_or_else(Instant::now);
-        let changes: Vec<(String, NodeState, String)> = {
+        let changes: Vec<NodeStateChange> = {
             let state = m.store.read();
             let sessions = lock(&d.sessions);
             let mut closed = lock(&d.closed);
@@ -194,20 +203,16 @@ pub async fn monitor_heartbeats(m: Arc<Manager>) {
                 .values()
                 .filter_map(|n| match sessions.get(&n.id) {
                     Some(s) if s.last_seen.elapsed() <= expiry => (n.state != NodeState::Ready)
-                        .then(|| (n.id.clone(), NodeState::Ready, String::new())),
-                    Some(_) => Some((
-                        n.id.clone(),
-                        NodeState::Down,
-                        "heartbeat failure".to_string(),
-                    )),
+                        .then(|| change(n, NodeState::Ready, String::new())),
+                    Some(_) => Some(change(n, NodeState::Down, "heartbeat failure".to_string())),
                     None if n.state == NodeState::Down => None,
                     // It said goodbye (to this leader, or to one before it: then the grace
                     // counts from this leader's start).
                     None if n.state == NodeState::Disconnected => {
                         let gone = goodbyes.get(&n.id).copied().unwrap_or(since);
                         (gone.elapsed() > restart_grace).then(|| {
-                            (
-                                n.id.clone(),
+                            change(
+                                n,
                                 NodeState::Down,
                                 format!(
                                     "stopped cleanly and did not come back within {restart_grace:?}",
@@ -224,8 +229,8 @@ pub async fn monitor_heartbeats(m: Arc<Manager>) {
                     {
                         None
                     }
-                    None if since.elapsed() > expiry * 2 => Some((
-                        n.id.clone(),
+                    None if since.elapsed() > expiry * 2 => Some(change(
+                        n,
                         NodeState::Down,
                         if n.state == NodeState::Ready {
                             "heartbeat failure"
@@ -241,8 +246,8 @@ pub async fn monitor_heartbeats(m: Arc<Manager>) {
         if changes.is_empty() {
             continue;
         }
-        for (id, state, why) in &changes {
-            info!(node.id = %id, ?state, why, "node state change");
+        for c in &changes {
+            info!(node.id = %c.node_id, state = ?c.state, why = c.message, "node state change");
         }
         if let Err(e) = m.raft.client_write(Command::SetNodeStates(changes)).await {
             warn!(error = %e, "could not write node states");

@@ -6,7 +6,9 @@ use crate::manager::Manager;
 use crate::route::{forwarded, Route};
 use crate::store::Refusal;
 use shoal_proto::convert::node_to_pb;
-use shoal_proto::model::{self, now_ms, Command, Node, NodeRole, NodeState};
+use shoal_proto::model::{
+    self, now_ms, Command, Node, NodeRole, NodeState, NodeStateChange, TaskStatusUpdate,
+};
 use shoal_proto::pb::dispatcher_client::DispatcherClient;
 use shoal_proto::pb::{self, dispatcher_server};
 use std::collections::HashMap;
@@ -253,11 +255,11 @@ impl dispatcher_server::Dispatcher for DispatcherService {
         tokio::spawn(async move {
             if let Err(e) = m
                 .raft
-                .client_write(Command::SetNodeStates(vec![(
-                    nid,
-                    NodeState::Ready,
-                    String::new(),
-                )]))
+                .client_write(Command::SetNodeStates(vec![NodeStateChange {
+                    node_id: nid,
+                    state: NodeState::Ready,
+                    message: String::new(),
+                }]))
                 .await
             {
                 warn!(error = %e, "could not mark node ready");
@@ -368,11 +370,11 @@ impl dispatcher_server::Dispatcher for DispatcherService {
             "node said goodbye; its tasks stay until it returns or the grace ends"
         );
         self.m
-            .write(Command::SetNodeStates(vec![(
-                r.node_id,
-                NodeState::Disconnected,
-                format!("restarting (stopped cleanly); Down if not back within {grace:?}"),
-            )]))
+            .write(Command::SetNodeStates(vec![NodeStateChange {
+                node_id: r.node_id,
+                state: NodeState::Disconnected,
+                message: format!("restarting (stopped cleanly); Down if not back within {grace:?}"),
+            }]))
             .await?;
         Ok(Response::new(pb::GoodbyeResponse {
             restart_grace_ms: grace.as_millis() as u64,
@@ -392,7 +394,7 @@ impl dispatcher_server::Dispatcher for DispatcherService {
                 self.not_leader()
             });
         }
-        let updates: Vec<(String, model::TaskStatus)> = {
+        let updates: Vec<TaskStatusUpdate> = {
             let s = self.m.store.read();
             r.updates
                 .iter()
@@ -401,7 +403,12 @@ impl dispatcher_server::Dispatcher for DispatcherService {
                         .get(&u.task_id)
                         .is_some_and(|t| t.node_id == r.node_id)
                 })
-                .filter_map(|u| Some((u.task_id.clone(), u.status.as_ref()?.into())))
+                .filter_map(|u| {
+                    Some(TaskStatusUpdate {
+                        task_id: u.task_id.clone(),
+                        status: u.status.as_ref()?.into(),
+                    })
+                })
                 .collect()
         };
         if updates.is_empty() {

@@ -9,7 +9,7 @@ use super::{lock, Dispatcher};
 use crate::config::ManagerConfig;
 use crate::manager::Manager;
 use crate::raft::WriteError;
-use shoal_proto::model::{Command, TaskStatus};
+use shoal_proto::model::{Command, TaskStatusUpdate};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -34,7 +34,7 @@ pub enum StatusError {
 }
 
 type Waiter = oneshot::Sender<Result<(), StatusError>>;
-type Batch = (Vec<(String, TaskStatus)>, Waiter);
+type Batch = (Vec<TaskStatusUpdate>, Waiter);
 
 /// The queue between agents' calls and the writer actor.
 pub(super) struct Queue {
@@ -97,10 +97,7 @@ impl Drop for Lease<'_> {
 
 impl Dispatcher {
     /// Queues status updates for the next batch and waits until it is committed.
-    pub async fn submit_statuses(
-        &self,
-        updates: Vec<(String, TaskStatus)>,
-    ) -> Result<(), StatusError> {
+    pub async fn submit_statuses(&self, updates: Vec<TaskStatusUpdate>) -> Result<(), StatusError> {
         let q = &self.statuses;
         let (tx, rx) = oneshot::channel();
         q.tx.send((updates, tx)).map_err(|_| StatusError::Stopped)?;
@@ -137,7 +134,7 @@ pub async fn write_statuses(m: Arc<Manager>) {
 async fn next_batch(
     rx: &mut mpsc::UnboundedReceiver<Batch>,
     window: Duration,
-) -> Option<(Vec<(String, TaskStatus)>, Vec<Waiter>)> {
+) -> Option<(Vec<TaskStatusUpdate>, Vec<Waiter>)> {
     let (mut updates, first) = rx.recv().await?;
     let mut waiters = vec![first];
     let deadline = tokio::time::Instant::now() + window;
@@ -156,6 +153,14 @@ async fn next_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shoal_proto::model::TaskStatus;
+
+    fn update(task_id: &str) -> TaskStatusUpdate {
+        TaskStatusUpdate {
+            task_id: task_id.into(),
+            status: TaskStatus::default(),
+        }
+    }
 
     fn queue() -> Queue {
         Queue::new(&ManagerConfig::new(
@@ -193,8 +198,7 @@ mod tests {
         // …and gets it once the first one is aborted (a leadership change).
         writer.abort();
         let (tx, _rx) = oneshot::channel();
-        q.tx.send((vec![("t1".into(), TaskStatus::default())], tx))
-            .unwrap();
+        q.tx.send((vec![update("t1")], tx)).unwrap();
         assert_eq!(next.await.unwrap(), Some(1));
         assert!(lock(&q.rx).is_some(), "given back again");
     }
@@ -204,8 +208,7 @@ mod tests {
         let q = queue();
         for id in ["t1", "t2"] {
             let (tx, _rx) = oneshot::channel();
-            q.tx.send((vec![(id.into(), TaskStatus::default())], tx))
-                .unwrap();
+            q.tx.send((vec![update(id)], tx)).unwrap();
         }
         let mut lease = q.lease().await;
         let (updates, waiters) = next_batch(lease.rx(), q.window).await.unwrap();

@@ -118,7 +118,10 @@ impl Sim {
         status.state = state;
         status.timestamp_ms = self.now;
         status.message = format!("reported {}", state.display());
-        self.apply(&[Command::TaskStatuses(vec![(task_id.to_string(), status)])]);
+        self.apply(&[Command::TaskStatuses(vec![TaskStatusUpdate {
+            task_id: task_id.to_string(),
+            status,
+        }])]);
     }
 
     /// One planner's commands against the current state.
@@ -162,7 +165,10 @@ impl Sim {
                 timestamp_ms: self.now,
                 ..t.status.clone()
             };
-            out.push((t.id.clone(), status));
+            out.push(TaskStatusUpdate {
+                task_id: t.id.clone(),
+                status,
+            });
         }
         if out.is_empty() {
             Vec::new()

@@ -7,7 +7,8 @@ use super::{Applied, ObjectKind, Refusal, Versioned};
 use crate::allocator::{ipam, ports};
 use serde::{Deserialize, Serialize};
 use shoal_proto::model::{
-    Cluster, Command, Network, NetworkDriver, Node, Service, ServiceMode, Task, TaskState,
+    Cluster, Command, Network, NetworkDriver, Node, NodeLbAddr, NodeStateChange, Service,
+    ServiceMode, Task, TaskState, TaskStatusUpdate,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -133,12 +134,18 @@ impl State {
                 ok(id)
             }
             Command::SetNodeLbAddrs(addrs) => {
-                for (node, net, addr) in addrs {
-                    if let Some(n) = self.nodes.get_mut(node) {
+                for NodeLbAddr {
+                    node_id,
+                    network_id,
+                    addr,
+                } in addrs
+                {
+                    if let Some(n) = self.nodes.get_mut(node_id) {
                         let changed = if addr.is_empty() {
-                            n.lb_addrs.remove(net).is_some()
+                            n.lb_addrs.remove(network_id).is_some()
                         } else {
-                            n.lb_addrs.insert(net.clone(), addr.clone()).as_ref() != Some(addr)
+                            n.lb_addrs.insert(network_id.clone(), addr.clone()).as_ref()
+                                != Some(addr)
                         };
                         if changed {
                             n.version = index;
@@ -148,11 +155,16 @@ impl State {
                 ok("")
             }
             Command::SetNodeStates(states) => {
-                for (id, state, msg) in states {
-                    if let Some(n) = self.nodes.get_mut(id) {
-                        if n.state != *state || n.state_message != *msg {
+                for NodeStateChange {
+                    node_id,
+                    state,
+                    message,
+                } in states
+                {
+                    if let Some(n) = self.nodes.get_mut(node_id) {
+                        if n.state != *state || n.state_message != *message {
                             n.state = *state;
-                            n.state_message = msg.clone();
+                            n.state_message = message.clone();
                             n.version = index;
                         }
                     }
@@ -279,8 +291,8 @@ impl State {
                 ok("")
             }
             Command::TaskStatuses(updates) => {
-                for (id, status) in updates {
-                    if let Some(t) = self.tasks.get_mut(id) {
+                for TaskStatusUpdate { task_id, status } in updates {
+                    if let Some(t) = self.tasks.get_mut(task_id) {
                         if status.state > t.status.state
                             || (status.state == t.status.state && status != &t.status)
                         {

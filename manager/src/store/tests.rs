@@ -144,12 +144,24 @@ fn task_versions_and_forward_only_status() {
         state: TaskState::Running,
         ..Default::default()
     };
-    s.apply(3, &Command::TaskStatuses(vec![("t1".into(), running)]));
+    s.apply(
+        3,
+        &Command::TaskStatuses(vec![TaskStatusUpdate {
+            task_id: "t1".into(),
+            status: running,
+        }]),
+    );
     let starting = TaskStatus {
         state: TaskState::Starting,
         ..Default::default()
     };
-    s.apply(4, &Command::TaskStatuses(vec![("t1".into(), starting)]));
+    s.apply(
+        4,
+        &Command::TaskStatuses(vec![TaskStatusUpdate {
+            task_id: "t1".into(),
+            status: starting,
+        }]),
+    );
     assert_eq!(s.tasks["t1"].status.state, TaskState::Running);
     let mut moved = s.tasks["t1"].clone();
     moved.node_id = "n2".into();

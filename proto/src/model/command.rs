@@ -1,7 +1,15 @@
 //! Raft log entries: every change to the store is one `Command`, applied in order on every manager.
+//!
+//! Commands are stored in the raft log and sent between managers as JSON (`serde_json`, in
+//! `manager/src/raft/storage/log_store.rs` and `raft/network.rs`), so their encoding is the log
+//! format: a manager must read entries written by an older one, and during a rolling upgrade an
+//! older one must read entries written by a newer one. `tests.rs` pins the encoding.
 
 use super::{Cluster, Network, Node, NodeState, Service, Task, TaskStatus};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+#[cfg(test)]
+mod tests;
 
 /// A change to the replicated store.
 ///
@@ -30,11 +38,10 @@ pub enum Command {
         /// Digest of the issuing root.
         issuer: String,
     },
-    /// Sets nodes' load-balancer addresses: (node, network, CIDR); an empty CIDR removes one.
-    /// No version check.
-    SetNodeLbAddrs(Vec<(String, String, String)>),
+    /// Sets nodes' load-balancer addresses; an empty address removes one. No version check.
+    SetNodeLbAddrs(Vec<NodeLbAddr>),
     /// Sets nodes' observed state (heartbeats); no version check.
-    SetNodeStates(Vec<(String, NodeState, String)>),
+    SetNodeStates(Vec<NodeStateChange>),
     /// Creates a network; an empty subnet is allocated from the default pool, a VNI is
     /// allocated for overlays. Refused if the name is taken or the subnet overlaps.
     CreateNetwork(Network),
@@ -60,37 +67,98 @@ pub enum Command {
     /// Deletes tasks (the reaper).
     DeleteTasks(Vec<String>),
     /// Observed task states from agents; a state never moves backwards.
-    TaskStatuses(Vec<(String, TaskStatus)>),
+    TaskStatuses(Vec<TaskStatusUpdate>),
     /// Several commands in one log entry, applied in order.
     Batch(Vec<Command>),
     /// Does nothing; used to check that the leader can commit.
     Noop,
 }
 
-/// What applying a command produced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Response {
-    /// Set when the command was refused; nothing was changed.
-    pub error: Option<String>,
-    /// Id of the object created, if any.
-    pub id: String,
-    /// Number of version conflicts (skipped puts).
-    pub conflicts: u32,
-    /// Raft log index of the entry, set by the leader on a forwarded write so the forwarding
-    /// follower can wait until it has applied the entry itself (read-your-writes).
-    #[serde(default)]
-    pub log_index: u64,
+// The payloads below were tuples before they had names, and JSON encodes a tuple as an array:
+// each keeps that array (`[node_id, network_id, addr]` rather than `{"node_id": …}`) so the log
+// format is unchanged in both directions. Written by hand rather than with `#[serde(into)]` so
+// that serializing borrows instead of cloning.
+
+/// A node's load-balancer address on one network, in [`Command::SetNodeLbAddrs`].
+///
+/// Encoded as the array `[node_id, network_id, addr]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeLbAddr {
+    /// Node id.
+    pub node_id: String,
+    /// Network id.
+    pub network_id: String,
+    /// The node's address on the network in CIDR form; empty removes it.
+    pub addr: String,
 }
 
-impl Response {
-    /// The error as a `Result`.
-    pub fn into_result(self) -> CommandResult {
-        match self.error {
-            Some(e) => Err(e),
-            None => Ok(self),
-        }
+impl Serialize for NodeLbAddr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (&self.node_id, &self.network_id, &self.addr).serialize(s)
     }
 }
 
-/// The result of a command as seen by the caller.
-pub type CommandResult = Result<Response, String>;
+impl<'de> Deserialize<'de> for NodeLbAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (node_id, network_id, addr) = Deserialize::deserialize(d)?;
+        Ok(Self {
+            node_id,
+            network_id,
+            addr,
+        })
+    }
+}
+
+/// A node's observed state, in [`Command::SetNodeStates`].
+///
+/// Encoded as the array `[node_id, state, message]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStateChange {
+    /// Node id.
+    pub node_id: String,
+    /// The state observed.
+    pub state: NodeState,
+    /// Why ("heartbeat failure", …); empty when there is nothing to say.
+    pub message: String,
+}
+
+impl Serialize for NodeStateChange {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (&self.node_id, &self.state, &self.message).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeStateChange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (node_id, state, message) = Deserialize::deserialize(d)?;
+        Ok(Self {
+            node_id,
+            state,
+            message,
+        })
+    }
+}
+
+/// A task's observed status, in [`Command::TaskStatuses`].
+///
+/// Encoded as the array `[task_id, status]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskStatusUpdate {
+    /// Task id.
+    pub task_id: String,
+    /// What the agent (or the manager) observed.
+    pub status: TaskStatus,
+}
+
+impl Serialize for TaskStatusUpdate {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (&self.task_id, &self.status).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for TaskStatusUpdate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (task_id, status) = Deserialize::deserialize(d)?;
+        Ok(Self { task_id, status })
+    }
+}

@@ -7,7 +7,7 @@ mod node;
 mod service;
 mod task;
 
-pub use command::{Command, CommandResult, Response};
+pub use command::{Command, NodeLbAddr, NodeStateChange, TaskStatusUpdate};
 pub use ids::{new_id, now_ms, validate_name};
 pub use net::{Ipv4Net, Ipv4NetError};
 pub use node::{
