@@ -190,26 +190,9 @@ fn transport(cfg: &ClientConfig) -> anyhow::Result<Transport> {
     }
 }
 
-/// The messages of an error and its sources, joined with `: `, skipping wrappers that add nothing
-/// ("transport error") and repeats.
-pub fn error_chain(e: &(dyn StdError + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
-    while let Some(err) = cur {
-        let msg = err.to_string();
-        let useless =
-            msg.is_empty() || msg == "transport error" || parts.iter().any(|p| p.contains(&msg));
-        if !useless {
-            parts.push(msg);
-        }
-        cur = err.source();
-    }
-    if parts.is_empty() {
-        e.to_string()
-    } else {
-        parts.join(": ")
-    }
-}
+/// The messages of an error and its sources, joined with `: ` (one implementation, shared
+/// with the join protocol).
+pub use shoal_security::transport::error_chain;
 
 /// Turns a failed call into an error carrying just the server's message: managers put the
 /// user-facing text there ("service web not found"). Failures of the connection itself say so.
