@@ -88,40 +88,13 @@ pub struct AgentConfig {
     /// How often pending task statuses are sent again when nothing new happens.
     pub report_resend: Duration,
 
-    // --- tasks ---
-    /// Time between asking a task to stop and killing it, for services that set none.
-    pub stop_grace: Duration,
-    /// Time between two sweeps of what ended tasks left (cgroups).
-    pub sweep_period: Duration,
-    /// With a data plane, how long a task the managers stopped keeps running while the
-    /// balancers of every node let go of it.
-    pub lb_drain: Duration,
-    /// Pause before programming the balancers again after a failure.
-    pub lb_retry: Duration,
-    /// How much longer than `stop_grace` a stopping agent waits for its tasks to end.
-    pub stop_all_slack: Duration,
-    /// How often a stopping agent checks whether its tasks have ended.
-    pub stop_all_poll: Duration,
-    /// How long removing an ended task's cgroups waits for its last processes to exit.
-    pub cgroup_remove_patience: Duration,
-    /// How often that removal is retried meanwhile.
-    pub cgroup_remove_retry: Duration,
-    /// Cgroups younger than this are left alone by the sweep (another `swarmd` may be about
-    /// to use them).
-    pub cgroup_sweep_min_age: Duration,
-    /// How often an adopted task (no exit notification: not our child) is checked for life.
-    pub adopted_poll: Duration,
-    /// How often an adopted task being stopped is checked for life.
-    pub adopted_stop_poll: Duration,
-
-    // --- data plane ---
-    /// How long an idle TCP connection stays in an IPVS balancer's table (the kernel's
-    /// default, 900 s, cut idle connections).
-    pub ipvs_tcp_idle: Duration,
-    /// The embedded DNS drops a TCP client that sends nothing for this long.
-    pub dns_tcp_idle: Duration,
-    /// How long an upstream resolver has to answer the embedded DNS.
-    pub dns_upstream_timeout: Duration,
+    // --- tasks and the data plane: each component's own timings ---
+    /// The worker's timings (stop grace, balancer drain, sweeps).
+    pub worker: worker::Timings,
+    /// The process executor's timings (cgroup removal, adopted tasks' polls).
+    pub process: process::Timings,
+    /// The data plane's timings (IPVS and DNS idle times, upstream DNS timeout).
+    pub network: network::Timings,
 }
 
 impl AgentConfig {
@@ -133,11 +106,6 @@ impl AgentConfig {
         managers: Vec<String>,
         state_dir: PathBuf,
     ) -> AgentConfig {
-        let (w, p, n) = (
-            worker::Timings::default(),
-            process::Timings::default(),
-            network::Timings::default(),
-        );
         AgentConfig {
             node_id,
             hostname,
@@ -158,20 +126,9 @@ impl AgentConfig {
             renew_retry_step: Duration::from_secs(1),
             renew_retry_max: Duration::from_secs(10),
             report_resend: crate::reporter::DEFAULT_RESEND,
-            stop_grace: w.stop_grace,
-            sweep_period: w.sweep_period,
-            lb_drain: w.lb_drain,
-            lb_retry: w.lb_retry,
-            stop_all_slack: w.stop_all_slack,
-            stop_all_poll: w.stop_all_poll,
-            cgroup_remove_patience: p.cgroup_remove_patience,
-            cgroup_remove_retry: p.cgroup_remove_retry,
-            cgroup_sweep_min_age: p.cgroup_sweep_min_age,
-            adopted_poll: p.adopted_poll,
-            adopted_stop_poll: p.adopted_stop_poll,
-            ipvs_tcp_idle: n.ipvs_tcp_idle,
-            dns_tcp_idle: n.dns_tcp_idle,
-            dns_upstream_timeout: n.dns_upstream_timeout,
+            worker: worker::Timings::default(),
+            process: process::Timings::default(),
+            network: network::Timings::default(),
         }
     }
 
@@ -188,14 +145,14 @@ impl AgentConfig {
             ("renew_timeout", self.renew_timeout),
             ("renew_retry_step", self.renew_retry_step),
             ("report_resend", self.report_resend),
-            ("sweep_period", self.sweep_period),
-            ("lb_retry", self.lb_retry),
-            ("stop_all_poll", self.stop_all_poll),
-            ("cgroup_remove_retry", self.cgroup_remove_retry),
-            ("adopted_poll", self.adopted_poll),
-            ("adopted_stop_poll", self.adopted_stop_poll),
-            ("dns_tcp_idle", self.dns_tcp_idle),
-            ("dns_upstream_timeout", self.dns_upstream_timeout),
+            ("sweep_period", self.worker.sweep_period),
+            ("lb_retry", self.worker.lb_retry),
+            ("stop_all_poll", self.worker.stop_all_poll),
+            ("cgroup_remove_retry", self.process.cgroup_remove_retry),
+            ("adopted_poll", self.process.adopted_poll),
+            ("adopted_stop_poll", self.process.adopted_stop_poll),
+            ("dns_tcp_idle", self.network.dns_tcp_idle),
+            ("dns_upstream_timeout", self.network.dns_upstream_timeout),
         ];
         if let Some((field, _)) = positive.iter().find(|(_, d)| d.is_zero()) {
             return Err(ConfigError::Zero { field });
@@ -224,45 +181,13 @@ impl AgentConfig {
             }
         }
         // IPVS takes whole seconds, and 0 means "leave it as it is".
-        if self.ipvs_tcp_idle < Duration::from_secs(1) {
+        if self.network.ipvs_tcp_idle < Duration::from_secs(1) {
             return Err(ConfigError::TooShort {
                 field: "ipvs_tcp_idle",
                 min: Duration::from_secs(1),
             });
         }
         Ok(())
-    }
-
-    /// The worker's part.
-    pub fn worker_timings(&self) -> worker::Timings {
-        worker::Timings {
-            stop_grace: self.stop_grace,
-            sweep_period: self.sweep_period,
-            lb_drain: self.lb_drain,
-            lb_retry: self.lb_retry,
-            stop_all_slack: self.stop_all_slack,
-            stop_all_poll: self.stop_all_poll,
-        }
-    }
-
-    /// The process executor's part.
-    pub fn process_timings(&self) -> process::Timings {
-        process::Timings {
-            cgroup_remove_patience: self.cgroup_remove_patience,
-            cgroup_remove_retry: self.cgroup_remove_retry,
-            cgroup_sweep_min_age: self.cgroup_sweep_min_age,
-            adopted_poll: self.adopted_poll,
-            adopted_stop_poll: self.adopted_stop_poll,
-        }
-    }
-
-    /// The data plane's part.
-    pub fn network_timings(&self) -> network::Timings {
-        network::Timings {
-            ipvs_tcp_idle: self.ipvs_tcp_idle,
-            dns_tcp_idle: self.dns_tcp_idle,
-            dns_upstream_timeout: self.dns_upstream_timeout,
-        }
     }
 }
 
@@ -278,15 +203,15 @@ mod tests {
     fn defaults_are_valid_and_round_trip_to_the_components() {
         let c = cfg();
         c.validate().unwrap();
-        assert_eq!(c.worker_timings(), worker::Timings::default());
-        assert_eq!(c.process_timings(), process::Timings::default());
-        assert_eq!(c.network_timings(), network::Timings::default());
+        assert_eq!(c.worker, worker::Timings::default());
+        assert_eq!(c.process, process::Timings::default());
+        assert_eq!(c.network, network::Timings::default());
     }
 
     #[test]
     fn bad_timings_are_refused_with_the_field() {
         let mut c = cfg();
-        c.adopted_poll = Duration::ZERO;
+        c.process.adopted_poll = Duration::ZERO;
         assert_eq!(
             c.validate().unwrap_err().to_string(),
             "agent config: adopted_poll must be more than zero"
@@ -301,7 +226,7 @@ mod tests {
             })
         ));
         let mut c = cfg();
-        c.ipvs_tcp_idle = Duration::from_millis(10);
+        c.network.ipvs_tcp_idle = Duration::from_millis(10);
         assert!(matches!(c.validate(), Err(ConfigError::TooShort { .. })));
     }
 }

@@ -108,9 +108,9 @@ impl Agent {
         let reporter = Reporter::new(cfg.report_resend);
         let mut executor = ProcessExecutor::new(cfg.state_dir.join("tasks"), cfg.node_id.clone())
             .with_hostname(cfg.hostname.clone())
-            .with_timings(cfg.process_timings());
+            .with_timings(cfg.process);
         if let Some(dp) = &cfg.data_plane {
-            dp.set_timings(cfg.network_timings());
+            dp.set_timings(cfg.network);
             // Sandboxed tasks run under `swarmd __task-init` (this very binary) as their PID 1.
             if let Ok(me) = std::env::current_exe() {
                 executor = executor.with_init(me);
@@ -119,7 +119,7 @@ impl Agent {
         let worker = Worker::new(
             Arc::new(executor),
             reporter.clone(),
-            cfg.worker_timings(),
+            cfg.worker,
             background.clone(),
         )
         .with_data_plane(cfg.data_plane.clone());

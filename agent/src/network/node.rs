@@ -190,12 +190,11 @@ impl NodeState {
                         Family::Ip,
                         t,
                         chain,
-                        vec![
-                            expr::eq(expr::fib(&["daddr"], "type"), json!("local")),
-                            expr::eq(expr::meta("l4proto"), json!(proto.as_str())),
-                            expr::eq(expr::th("dport"), json!(port)),
-                            expr::dnat(*sbox, *port),
-                        ],
+                        [
+                            to_local_port(proto.as_str(), *port),
+                            vec![expr::dnat(*sbox, *port)],
+                        ]
+                        .concat(),
                         None,
                     );
                 }
@@ -240,15 +239,14 @@ impl NodeState {
                         Family::Ip,
                         t,
                         chain,
-                        vec![
-                            expr::eq(expr::fib(&["daddr"], "type"), json!("local")),
-                            expr::eq(expr::meta("l4proto"), json!(proto.as_str())),
-                            expr::eq(expr::th("dport"), json!(port)),
-                            expr::dnat_to(expr::map_lookup(
+                        [
+                            to_local_port(proto.as_str(), *port),
+                            vec![expr::dnat_to(expr::map_lookup(
                                 expr::numgen_inc(n),
                                 expr::anon_map(targets),
-                            )),
-                        ],
+                            ))],
+                        ]
+                        .concat(),
                         None,
                     );
                 }
@@ -256,4 +254,14 @@ impl NodeState {
         }
         b
     }
+}
+
+/// The match of a published port on the node's own addresses: `fib daddr type local
+/// meta l4proto PROTO th dport PORT`.
+fn to_local_port(proto: &str, port: u16) -> Vec<serde_json::Value> {
+    vec![
+        expr::eq(expr::fib(&["daddr"], "type"), json!("local")),
+        expr::eq(expr::meta("l4proto"), json!(proto)),
+        expr::eq(expr::th("dport"), json!(port)),
+    ]
 }
