@@ -3,6 +3,7 @@
 //! Used by `swarmctl` and reused by the end-to-end tests and benchmarks, so that every client of
 //! the Control API reaches a manager (and reports failing to) the same way.
 
+use crate::BadInput;
 use shoal_proto::pb::control_client::ControlClient;
 use shoal_security::{Credentials, Transport};
 use std::error::Error as StdError;
@@ -58,7 +59,7 @@ pub enum Target {
 impl Target {
     /// Parses `unix:///path`, `tcp://IP[:PORT]`, `http://IP[:PORT]`, a bare `IP[:PORT]` or a bare
     /// absolute socket path. A missing TCP port means [`DEFAULT_PORT`].
-    pub fn parse(host: &str) -> Result<Target, String> {
+    pub fn parse(host: &str) -> Result<Target, BadInput> {
         let host = host.trim();
         let bad = |why: &str| {
             format!(
@@ -67,7 +68,7 @@ impl Target {
         };
         if let Some(path) = host.strip_prefix("unix://") {
             if path.is_empty() {
-                return Err(bad("the socket path is empty"));
+                return Err(bad("the socket path is empty").into());
             }
             return Ok(Target::Unix(PathBuf::from(path)));
         }
@@ -80,16 +81,16 @@ impl Target {
             .unwrap_or(host);
         let addr = addr.trim_end_matches('/');
         if addr.is_empty() {
-            return Err(bad("the address is empty"));
+            return Err(bad("the address is empty").into());
         }
         if addr.contains("://") {
-            return Err(bad("unsupported scheme"));
+            return Err(bad("unsupported scheme").into());
         }
         let uri: tonic::codegen::http::Uri = format!("http://{addr}")
             .parse()
             .map_err(|_| bad("not a valid address"))?;
         if uri.path() != "/" || uri.host().is_none_or(str::is_empty) {
-            return Err(bad("not a valid address"));
+            return Err(bad("not a valid address").into());
         }
         Ok(match uri.port_u16() {
             Some(_) => Target::Tcp(addr.to_string()),

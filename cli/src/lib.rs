@@ -4,4 +4,7 @@
 
 pub mod client;
 pub mod ctl;
+pub mod input;
 pub mod lab;
+
+pub use input::BadInput;

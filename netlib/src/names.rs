@@ -104,11 +104,9 @@ pub fn task_ifname(n: u8) -> String {
 
 /// Checks an interface name the way the kernel does (`dev_valid_name`): 1–15 bytes, not `.`
 /// or `..`, no `/`, `:` or whitespace.
-pub fn check_ifname(name: &str) -> Result<(), String> {
+pub fn check_ifname(name: &str) -> Result<(), IfnameError> {
     if name.is_empty() || name.len() > MAX_IFNAME {
-        return Err(format!(
-            "interface name {name:?} must be 1 to {MAX_IFNAME} bytes"
-        ));
+        return Err(IfnameError::Length(name.to_string()));
     }
     if name == "."
         || name == ".."
@@ -116,11 +114,21 @@ pub fn check_ifname(name: &str) -> Result<(), String> {
             .bytes()
             .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace())
     {
-        return Err(format!(
-            "interface name {name:?} may not be . or .. nor hold '/', ':' or spaces"
-        ));
+        return Err(IfnameError::Chars(name.to_string()));
     }
     Ok(())
+}
+
+/// An interface name the kernel would refuse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IfnameError {
+    /// Empty or longer than [`MAX_IFNAME`] bytes.
+    #[error("interface name {0:?} must be 1 to {MAX_IFNAME} bytes")]
+    Length(String),
+    /// `.`, `..`, or holding `/`, `:` or whitespace.
+    #[error("interface name {0:?} may not be . or .. nor hold '/', ':' or spaces")]
+    Chars(String),
 }
 
 /// The names among `names` that start with one of `prefixes` and are not in `keep`: what a

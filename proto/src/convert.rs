@@ -183,10 +183,10 @@ impl From<&m::PortConfig> for pb::PortConfig {
 }
 
 impl TryFrom<&pb::PortConfig> for m::PortConfig {
-    type Error = String;
-    fn try_from(p: &pb::PortConfig) -> Result<Self, String> {
-        let port = |v: u32, what: &str| {
-            u16::try_from(v).map_err(|_| format!("{what} port {v} is out of range 1-65535"))
+    type Error = m::Invalid;
+    fn try_from(p: &pb::PortConfig) -> Result<Self, m::Invalid> {
+        let port = |v: u32, what: &'static str| {
+            u16::try_from(v).map_err(|_| m::Invalid::PortRange { what, value: v })
         };
         Ok(m::PortConfig {
             protocol: match p.protocol() {
@@ -249,8 +249,8 @@ impl From<&m::ServiceSpec> for pb::ServiceSpec {
 }
 
 impl TryFrom<&pb::ServiceSpec> for m::ServiceSpec {
-    type Error = String;
-    fn try_from(s: &pb::ServiceSpec) -> Result<Self, String> {
+    type Error = m::Invalid;
+    fn try_from(s: &pb::ServiceSpec) -> Result<Self, m::Invalid> {
         let restart = match &s.restart {
             Some(r) => m::RestartPolicy {
                 condition: match r.condition() {
@@ -327,8 +327,8 @@ pub fn service_to_pb(s: &m::Service, running: u64, desired: u64) -> pb::Service 
 }
 
 impl TryFrom<&pb::Service> for m::Service {
-    type Error = String;
-    fn try_from(s: &pb::Service) -> Result<Self, String> {
+    type Error = m::Invalid;
+    fn try_from(s: &pb::Service) -> Result<Self, m::Invalid> {
         Ok(m::Service {
             id: s.id.clone(),
             spec: s
@@ -422,8 +422,8 @@ impl From<&m::Task> for pb::Task {
 }
 
 impl TryFrom<&pb::Task> for m::Task {
-    type Error = String;
-    fn try_from(t: &pb::Task) -> Result<Self, String> {
+    type Error = m::Invalid;
+    fn try_from(t: &pb::Task) -> Result<Self, m::Invalid> {
         Ok(m::Task {
             id: t.id.clone(),
             service_id: t.service_id.clone(),

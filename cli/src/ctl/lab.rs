@@ -6,6 +6,7 @@ use super::Format;
 use crate::lab::config::{self, LabSpec, DEFAULT_NAME, DEFAULT_SUBNET};
 use crate::lab::exec::What;
 use crate::lab::{self, Printer};
+use crate::BadInput;
 use clap::{Args, Subcommand};
 use shoal_proto::model::Ipv4Net;
 
@@ -112,11 +113,11 @@ pub struct LabName {
     pub name: String,
 }
 
-fn parse_name(s: &str) -> Result<String, String> {
+fn parse_name(s: &str) -> Result<String, BadInput> {
     config::check_name(s).map(|()| s.to_string())
 }
 
-fn parse_subnet(s: &str) -> Result<Ipv4Net, String> {
+fn parse_subnet(s: &str) -> Result<Ipv4Net, BadInput> {
     let net = config::parse_subnet(s)?;
     config::check_subnet(net)?;
     Ok(net)

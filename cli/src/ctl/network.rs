@@ -4,7 +4,7 @@ use super::{json, names, output, parse, Ctx, Failures};
 use crate::client::RpcResultExt;
 use clap::{Subcommand, ValueEnum};
 use serde_json::Value;
-use shoal_proto::model::{validate_name, Ipv4Net};
+use shoal_proto::model::{validate_name, Ipv4Net, NameKind};
 use shoal_proto::pb;
 
 /// `network` subcommands.
@@ -82,7 +82,7 @@ pub async fn run(ctx: &mut Ctx, cmd: NetworkCmd) -> anyhow::Result<()> {
             labels,
             name,
         } => {
-            validate_name("network", &name, true).map_err(anyhow::Error::msg)?;
+            validate_name(NameKind::Network, &name)?;
             if let Some(s) = &subnet {
                 check_cidr(s)?;
             }

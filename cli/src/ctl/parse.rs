@@ -1,25 +1,26 @@
 //! Parsers for flag values. Each returns a message that names the flag value and the expected
 //! form, so clap can print it as is.
 
+use crate::BadInput;
 use shoal_proto::model::{NetworkAttachmentSpec, RestartCondition};
 use std::time::Duration;
 
 /// `--replicas`: a non-negative integer.
-pub fn replicas(s: &str) -> Result<u64, String> {
+pub fn replicas(s: &str) -> Result<u64, BadInput> {
     s.trim()
         .parse::<u64>()
-        .map_err(|_| "the replica count must be a non-negative integer (0, 1, 2, …)".to_string())
+        .map_err(|_| "the replica count must be a non-negative integer (0, 1, 2, …)".into())
 }
 
 /// Go-style durations as Docker takes them: `500ms`, `5s`, `1m`, `1h`, `1m30s`, `1.5s`; a bare `0`.
-pub fn duration(s: &str) -> Result<Duration, String> {
+pub fn duration(s: &str) -> Result<Duration, BadInput> {
     let bad = || "not a duration: use a number with a unit, e.g. 500ms, 5s, 1m30s, 1h".to_string();
     let t = s.trim();
     if t == "0" {
         return Ok(Duration::ZERO);
     }
     if t.is_empty() {
-        return Err(bad());
+        return Err(bad().into());
     }
     let mut rest = t;
     let mut total = 0f64; // seconds
@@ -40,20 +41,20 @@ pub fn duration(s: &str) -> Result<Duration, String> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            _ => return Err(bad()),
+            _ => return Err(bad().into()),
         };
         total += v * scale;
         rest = tail;
     }
     if !total.is_finite() || total > 1e12 {
-        return Err(bad());
+        return Err(bad().into());
     }
     Ok(Duration::from_secs_f64(total))
 }
 
 /// Memory sizes as Docker takes them: `64M`, `1G`, `512k`, `1.5g`, `64MiB`, `64mb`, plain bytes.
 /// Units are binary (1k = 1024), case does not matter.
-pub fn memory(s: &str) -> Result<i64, String> {
+pub fn memory(s: &str) -> Result<i64, BadInput> {
     let bad = || {
         "not a memory size: use a number with an optional unit b, k, m, g or t, e.g. 64M, 1G"
             .to_string()
@@ -75,61 +76,65 @@ pub fn memory(s: &str) -> Result<i64, String> {
         "m" => 1024.0 * 1024.0,
         "g" => 1024.0 * 1024.0 * 1024.0,
         "t" => 1024f64.powi(4),
-        _ => return Err(bad()),
+        _ => return Err(bad().into()),
     };
     let bytes = v * scale;
     if !bytes.is_finite() || bytes < 1.0 || bytes > i64::MAX as f64 {
-        return Err(bad());
+        return Err(bad().into());
     }
     Ok(bytes as i64)
 }
 
 /// `--limit-cpu`: cores, more than 0 (`0.5`, `2`).
-pub fn cpus(s: &str) -> Result<f64, String> {
+pub fn cpus(s: &str) -> Result<f64, BadInput> {
     match s.trim().parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 && v <= 4096.0 => Ok(v),
-        _ => Err("not a CPU limit: use a number of cores above 0, e.g. 0.5 or 2".to_string()),
+        _ => Err(
+            "not a CPU limit: use a number of cores above 0, e.g. 0.5 or 2"
+                .to_string()
+                .into(),
+        ),
     }
 }
 
 /// `k=v` (a bare `k` gives an empty value, as Docker's `--label` does).
-pub fn label(s: &str) -> Result<(String, String), String> {
+pub fn label(s: &str) -> Result<(String, String), BadInput> {
     let (k, v) = s.split_once('=').unwrap_or((s, ""));
     if k.trim().is_empty() {
-        return Err("expected KEY=VALUE".to_string());
+        return Err("expected KEY=VALUE".to_string().into());
     }
     Ok((k.trim().to_string(), v.to_string()))
 }
 
 /// `--env K=V`. A bare `K` takes its value from this shell's environment, as Docker does.
-pub fn env(s: &str) -> Result<String, String> {
+pub fn env(s: &str) -> Result<String, BadInput> {
     match s.split_once('=') {
-        Some(("", _)) => Err("expected NAME=VALUE".to_string()),
+        Some(("", _)) => Err("expected NAME=VALUE".to_string().into()),
         Some(_) => Ok(s.to_string()),
-        None if s.is_empty() => Err("expected NAME=VALUE".to_string()),
+        None if s.is_empty() => Err("expected NAME=VALUE".to_string().into()),
         None => match std::env::var(s) {
             Ok(v) => Ok(format!("{s}={v}")),
-            Err(_) => Err(format!("{s} is not set in this shell; use --env {s}=VALUE")),
+            Err(_) => Err(format!("{s} is not set in this shell; use --env {s}=VALUE").into()),
         },
     }
 }
 
 /// `--restart-condition any|on-failure|none`.
-pub fn restart_condition(s: &str) -> Result<RestartCondition, String> {
+pub fn restart_condition(s: &str) -> Result<RestartCondition, BadInput> {
     match s {
         "any" => Ok(RestartCondition::Any),
         "on-failure" => Ok(RestartCondition::OnFailure),
         "none" => Ok(RestartCondition::None),
-        _ => Err("use any, on-failure or none".to_string()),
+        _ => Err("use any, on-failure or none".to_string().into()),
     }
 }
 
 /// `--network NET` or `--network name=NET,alias=A[,alias=B]` (`target=` is accepted for `name=`).
-pub fn network(s: &str) -> Result<NetworkAttachmentSpec, String> {
+pub fn network(s: &str) -> Result<NetworkAttachmentSpec, BadInput> {
     let bad = |why: &str| format!("{why} (expected NET or name=NET,alias=ALIAS)");
     if !s.contains('=') {
         if s.is_empty() || s.contains(',') {
-            return Err(bad("a network name is required"));
+            return Err(bad("a network name is required").into());
         }
         return Ok(NetworkAttachmentSpec {
             target: s.to_string(),
@@ -142,41 +147,41 @@ pub fn network(s: &str) -> Result<NetworkAttachmentSpec, String> {
             .split_once('=')
             .ok_or_else(|| bad("options are key=value"))?;
         if v.is_empty() {
-            return Err(bad(&format!("{k} needs a value")));
+            return Err(bad(&format!("{k} needs a value")).into());
         }
         match k.trim() {
             "name" | "target" => spec.target = v.to_string(),
             "alias" => spec.aliases.push(v.to_string()),
-            other => return Err(bad(&format!("unknown option {other:?}"))),
+            other => return Err(bad(&format!("unknown option {other:?}")).into()),
         }
     }
     if spec.target.is_empty() {
-        return Err(bad("name=NET is required"));
+        return Err(bad("name=NET is required").into());
     }
     Ok(spec)
 }
 
 /// `service scale` arguments: `NAME=K`.
-pub fn scale(s: &str) -> Result<(String, u64), String> {
+pub fn scale(s: &str) -> Result<(String, u64), BadInput> {
     let bad = || "expected SERVICE=REPLICAS, e.g. web=3".to_string();
     let (name, n) = s.split_once('=').ok_or_else(bad)?;
     if name.is_empty() || n.is_empty() {
-        return Err(bad());
+        return Err(bad().into());
     }
-    let n = n
-        .parse::<u64>()
-        .map_err(|_| "the replica count must be a non-negative integer (0, 1, 2, …)".to_string())?;
+    let n = n.parse::<u64>().map_err(|_| {
+        BadInput::from("the replica count must be a non-negative integer (0, 1, 2, …)")
+    })?;
     Ok((name.to_string(), n))
 }
 
 /// `--publish-rm TARGET[/PROTOCOL]`: the target port and, if given, the protocol.
-pub fn publish_rm(s: &str) -> Result<(u16, Option<shoal_proto::model::Protocol>), String> {
+pub fn publish_rm(s: &str) -> Result<(u16, Option<shoal_proto::model::Protocol>), BadInput> {
     use shoal_proto::model::Protocol;
     let bad = || "expected TARGET[/tcp|udp], e.g. 80 or 53/udp".to_string();
     let (port, proto) = match s.split_once('/') {
         Some((p, "tcp")) => (p, Some(Protocol::Tcp)),
         Some((p, "udp")) => (p, Some(Protocol::Udp)),
-        Some(_) => return Err(bad()),
+        Some(_) => return Err(bad().into()),
         None => (s, None),
     };
     let port = port
@@ -189,7 +194,7 @@ pub fn publish_rm(s: &str) -> Result<(u16, Option<shoal_proto::model::Protocol>)
 
 /// Splits `--args "..."` into words the way a POSIX shell would for plain words, single and double
 /// quotes and backslash escapes (no expansions).
-pub fn shell_words(s: &str) -> Result<Vec<String>, String> {
+pub fn shell_words(s: &str) -> Result<Vec<String>, BadInput> {
     let mut words = Vec::new();
     let mut cur = String::new();
     let mut in_word = false;
@@ -202,7 +207,7 @@ pub fn shell_words(s: &str) -> Result<Vec<String>, String> {
                     match chars.next() {
                         Some('\'') => break,
                         Some(c) => cur.push(c),
-                        None => return Err("unterminated ' quote".to_string()),
+                        None => return Err("unterminated ' quote".to_string().into()),
                     }
                 }
             }
@@ -217,10 +222,10 @@ pub fn shell_words(s: &str) -> Result<Vec<String>, String> {
                                 cur.push('\\');
                                 cur.push(c);
                             }
-                            None => return Err("unterminated \" quote".to_string()),
+                            None => return Err("unterminated \" quote".to_string().into()),
                         },
                         Some(c) => cur.push(c),
-                        None => return Err("unterminated \" quote".to_string()),
+                        None => return Err("unterminated \" quote".to_string().into()),
                     }
                 }
             }
@@ -228,7 +233,9 @@ pub fn shell_words(s: &str) -> Result<Vec<String>, String> {
                 in_word = true;
                 match chars.next() {
                     Some(c) => cur.push(c),
-                    None => return Err("nothing to escape after the trailing \\".to_string()),
+                    None => {
+                        return Err("nothing to escape after the trailing \\".to_string().into())
+                    }
                 }
             }
             c if c.is_whitespace() => {

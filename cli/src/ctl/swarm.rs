@@ -2,6 +2,7 @@
 
 use super::{json, output, Ctx};
 use crate::client::RpcResultExt;
+use crate::BadInput;
 use clap::{Subcommand, ValueEnum};
 use serde_json::json;
 use shoal_proto::pb;
@@ -39,7 +40,7 @@ pub enum SwarmCmd {
     },
 }
 
-fn parse_expiry(s: &str) -> Result<std::time::Duration, String> {
+fn parse_expiry(s: &str) -> Result<std::time::Duration, BadInput> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
@@ -51,7 +52,7 @@ fn parse_expiry(s: &str) -> Result<std::time::Duration, String> {
         "m" => n * 60,
         "h" | "" => n * 3600,
         "d" => n * 86400,
-        _ => return Err(format!("invalid duration {s:?}: unit must be s, m, h or d")),
+        _ => return Err(format!("invalid duration {s:?}: unit must be s, m, h or d").into()),
     };
     Ok(std::time::Duration::from_secs(secs))
 }

@@ -1,6 +1,7 @@
 //! What a lab is made of, checked before anything is built: its name, node counts, subnet, and
 //! the names and addresses every node gets. Pure logic, tested without root.
 
+use crate::BadInput;
 use serde::{Deserialize, Serialize};
 use shoal_netlib::{names::check_ifname, MAX_IFNAME};
 use shoal_proto::model::{Ipv4Net, Ipv4NetError};
@@ -42,8 +43,12 @@ pub const SAFE_RANGE: Ipv4Net = match Ipv4Net::new(Ipv4Addr::new(198, 18, 0, 0),
 
 /// Parses `--subnet` (and `lab.json`'s `subnet`): `A.B.C.D/N`, surrounding blanks ignored, host
 /// bits zero. The lab's own texts, which name the flag's example range.
-pub fn parse_subnet(s: &str) -> Result<Ipv4Net, String> {
-    let bad = |why: &str| format!("invalid subnet {s:?}: {why} (expected e.g. 198.18.0.0/24)");
+pub fn parse_subnet(s: &str) -> Result<Ipv4Net, BadInput> {
+    let bad = |why: &str| {
+        BadInput::from(format!(
+            "invalid subnet {s:?}: {why} (expected e.g. 198.18.0.0/24)"
+        ))
+    };
     Ipv4Net::parse_network(s.trim()).map_err(|e| match e {
         Ipv4NetError::NotCidr { .. } => bad("no /prefix"),
         Ipv4NetError::BadAddress { .. } => bad("not an IPv4 address"),
@@ -56,19 +61,21 @@ pub fn parse_subnet(s: &str) -> Result<Ipv4Net, String> {
 
 /// Checks that a lab may use this subnet: inside [`SAFE_RANGE`], prefix at most /24 (room for
 /// every node and the host endpoint at `.254`).
-pub fn check_subnet(net: Ipv4Net) -> Result<(), String> {
+pub fn check_subnet(net: Ipv4Net) -> Result<(), BadInput> {
     if !SAFE_RANGE.covers(net) {
         return Err(format!(
             "--subnet {net} is outside {SAFE_RANGE}: labs use only 198.18.0.0/15 \
              (reserved for benchmarking, never routed), e.g. --subnet 198.18.1.0/24"
-        ));
+        )
+        .into());
     }
     if net.prefix() > 24 {
         let wider = Ipv4Net::new(net.addr(), 24).map(Ipv4Net::trunc);
         return Err(format!(
             "--subnet {net} is too small: use a /24 (or a shorter prefix), e.g. --subnet {}",
             wider.map(|w| w.to_string()).unwrap_or_default()
-        ));
+        )
+        .into());
     }
     Ok(())
 }
@@ -82,11 +89,12 @@ pub fn deserialize_subnet<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Ipv4
 
 /// Checks a lab name: 1–8 characters `[a-z0-9]`. Every namespace, link and directory of the lab
 /// carries it, so it must be short and plain.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), BadInput> {
     if name.is_empty() || name.len() > MAX_NAME {
         return Err(format!(
             "invalid lab name {name:?}: use 1 to {MAX_NAME} characters a-z and 0-9"
-        ));
+        )
+        .into());
     }
     if !name
         .bytes()
@@ -94,22 +102,21 @@ pub fn check_name(name: &str) -> Result<(), String> {
     {
         return Err(format!(
             "invalid lab name {name:?}: use only lowercase letters a-z and digits 0-9"
-        ));
+        )
+        .into());
     }
     Ok(())
 }
 
 /// Checks the node counts; `Ok(Some(warning))` for an even number of managers.
-pub fn check_counts(managers: usize, workers: usize) -> Result<Option<String>, String> {
+pub fn check_counts(managers: usize, workers: usize) -> Result<Option<String>, BadInput> {
     if !(1..=MAX_MANAGERS).contains(&managers) {
         return Err(format!(
             "--managers {managers}: a lab has 1 to {MAX_MANAGERS} managers (1, 3, 5 or 7 recommended)"
-        ));
+        ).into());
     }
     if workers > MAX_WORKERS {
-        return Err(format!(
-            "--workers {workers}: a lab has 0 to {MAX_WORKERS} workers"
-        ));
+        return Err(format!("--workers {workers}: a lab has 0 to {MAX_WORKERS} workers").into());
     }
     if managers.is_multiple_of(2) {
         return Ok(Some(format!(
@@ -187,7 +194,7 @@ impl Default for LabSpec {
 
 impl LabSpec {
     /// Checks everything that can be checked without looking at the machine; returns warnings.
-    pub fn validate(&self) -> Result<Vec<String>, String> {
+    pub fn validate(&self) -> Result<Vec<String>, BadInput> {
         check_name(&self.name)?;
         let warning = check_counts(self.managers, self.workers)?;
         check_subnet(self.subnet)?;
@@ -237,7 +244,7 @@ pub fn host_link(lab: &str) -> String {
 }
 
 /// Checks every interface name a lab of this name and size uses (kernel rules, ≤ 15 bytes).
-pub fn check_link_names(spec: &LabSpec) -> Result<(), String> {
+pub fn check_link_names(spec: &LabSpec) -> Result<(), BadInput> {
     let mut all = vec![
         host_link(&spec.name),
         HOST_PEER.to_string(),
@@ -246,7 +253,7 @@ pub fn check_link_names(spec: &LabSpec) -> Result<(), String> {
     ];
     all.extend(spec.nodes().into_iter().map(|n| n.link));
     for n in &all {
-        check_ifname(n)?;
+        check_ifname(n).map_err(|e| BadInput::from(e.to_string()))?;
         debug_assert!(n.len() <= MAX_IFNAME);
     }
     Ok(())

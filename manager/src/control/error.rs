@@ -3,7 +3,7 @@
 
 use crate::allocator::ipam::SubnetError;
 use crate::scheduler::constraint::ConstraintError;
-use shoal_proto::model::TaskState;
+use shoal_proto::model::{Invalid, TaskState};
 
 /// A request the Control API refuses; nothing was proposed. The text is what users see.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -11,14 +11,14 @@ use shoal_proto::model::TaskState;
 pub enum ControlError {
     // ---- invalid requests (INVALID_ARGUMENT) ----
     /// A name that is not a valid service, network or alias name.
-    #[error("{0}")]
-    Name(String),
+    #[error(transparent)]
+    Name(Invalid),
     /// A request without a service spec.
     #[error("a service spec is required")]
     NoSpec,
     /// A service spec that does not convert from its wire form.
-    #[error("{0}")]
-    Spec(String),
+    #[error(transparent)]
+    Spec(Invalid),
     /// A service without an image.
     #[error("an image (the program to run) is required")]
     NoImage,

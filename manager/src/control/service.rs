@@ -41,7 +41,7 @@ fn shown(svc: &ControlService, id: &str) -> R<pb::Service> {
 /// store: see [`service_spec`]).
 fn convert(spec: Option<pb::ServiceSpec>) -> Result<ServiceSpec, ControlError> {
     let spec = spec.ok_or(ControlError::NoSpec)?;
-    ServiceSpec::try_from(&spec).map_err(|e| ControlError::Spec(e.to_string()))
+    ServiceSpec::try_from(&spec).map_err(ControlError::Spec)
 }
 
 #[instrument(skip_all, fields(service = %req.get_ref().spec.as_ref().map(|s| s.name.as_str()).unwrap_or("")))]

@@ -3,7 +3,7 @@
 use super::ControlError;
 use crate::store::State;
 use shoal_proto::model::{
-    validate_name, EndpointMode, NetworkDriver, PublishMode, ServiceMode, ServiceSpec,
+    validate_name, EndpointMode, NameKind, NetworkDriver, PublishMode, ServiceMode, ServiceSpec,
 };
 use std::collections::BTreeSet;
 
@@ -12,7 +12,7 @@ pub const RESERVED_NETWORKS: [&str; 5] = ["ingress", "bridge", "host", "none", "
 
 /// Validates a service spec and resolves network names to ids (in place).
 pub fn service_spec(state: &State, spec: &mut ServiceSpec) -> Result<(), ControlError> {
-    name("service", &spec.name, false)?;
+    name(NameKind::Service, &spec.name)?;
     if spec.image.trim().is_empty() {
         return Err(ControlError::NoImage);
     }
@@ -66,7 +66,7 @@ pub fn service_spec(state: &State, spec: &mut ServiceSpec) -> Result<(), Control
             return Err(ControlError::AttachedTwice(net.name.clone()));
         }
         for alias in &a.aliases {
-            name("alias", alias, true)?;
+            name(NameKind::Alias, alias)?;
         }
         if matches!(net.driver, NetworkDriver::Host | NetworkDriver::Null) {
             if attached > 1 {
@@ -85,7 +85,7 @@ pub fn service_spec(state: &State, spec: &mut ServiceSpec) -> Result<(), Control
 
 /// Validates a network name.
 pub fn network_name(state: &State, name: &str) -> Result<(), ControlError> {
-    self::name("network", name, true)?;
+    self::name(NameKind::Network, name)?;
     if RESERVED_NETWORKS.contains(&name) {
         return Err(ControlError::ReservedNetwork(name.to_string()));
     }
@@ -96,6 +96,6 @@ pub fn network_name(state: &State, name: &str) -> Result<(), ControlError> {
 }
 
 /// The shared name rules of the model (`validate_name`).
-fn name(kind: &str, name: &str, allow_dot: bool) -> Result<(), ControlError> {
-    validate_name(kind, name, allow_dot).map_err(|e| ControlError::Name(e.to_string()))
+fn name(kind: NameKind, name: &str) -> Result<(), ControlError> {
+    validate_name(kind, name).map_err(ControlError::Name)
 }

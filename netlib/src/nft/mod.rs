@@ -312,8 +312,19 @@ impl Nft {
             .map(|_| ())
     }
 
-    /// `nft -j list table FAMILY NAME`; `None` when there is no such table.
+    /// `nft -j list table FAMILY NAME`; `None` when there is no such table (asked first with
+    /// `nft -j list tables FAMILY`, rather than read from `nft`'s error text).
     pub async fn list_table(&self, family: Family, table: &str) -> Result<Option<Value>> {
+        let args = vec![
+            "-j".into(),
+            "list".into(),
+            "tables".into(),
+            family.as_str().into(),
+        ];
+        let tables: Value = serde_json::from_slice(&self.run(args, None).await?)?;
+        if !has_table(&tables, table) {
+            return Ok(None);
+        }
         let args = vec![
             "-j".into(),
             "list".into(),
@@ -321,13 +332,7 @@ impl Nft {
             family.as_str().into(),
             table.into(),
         ];
-        match self.run(args, None).await {
-            Ok(out) => Ok(Some(serde_json::from_slice(&out)?)),
-            Err(Error::Failed { stderr, .. }) if stderr.contains("No such file or directory") => {
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
+        Ok(Some(serde_json::from_slice(&self.run(args, None).await?)?))
     }
 
     /// `nft -j list ruleset`.
@@ -354,6 +359,18 @@ impl Nft {
                 .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?,
         }
     }
+}
+
+/// Whether `nft -j list tables`'s document names `table`.
+fn has_table(doc: &Value, table: &str) -> bool {
+    doc.get("nftables")
+        .and_then(Value::as_array)
+        .is_some_and(|items| {
+            items
+                .iter()
+                .filter_map(|i| i.get("table")?.get("name")?.as_str())
+                .any(|name| name == table)
+        })
 }
 
 /// Runs `nft ARGS…` with `input` on stdin; returns stdout. Blocking: call it on a thread that

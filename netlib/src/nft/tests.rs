@@ -57,3 +57,16 @@ fn counters_and_rules_are_read_back() {
     assert_eq!(counter_packets(rules[0].0), 7);
     assert_eq!(objects(&doc, "table").count(), 1);
 }
+
+#[test]
+fn has_table_reads_list_tables() {
+    let doc: Value = serde_json::from_str(
+        r#"{"nftables":[{"metainfo":{"version":"1.0.6","json_schema_version":1}},
+            {"table":{"family":"ip","name":"shoal_lb","handle":3}}]}"#,
+    )
+    .unwrap();
+    assert!(has_table(&doc, "shoal_lb"));
+    assert!(!has_table(&doc, "shoal"));
+    assert!(!has_table(&serde_json::json!({"nftables": []}), "shoal_lb"));
+    assert!(!has_table(&serde_json::json!({}), "shoal_lb"));
+}

@@ -134,7 +134,7 @@ impl Handle {
 
     /// `ip link show NAME`, or `None` when there is no such link.
     pub async fn link(&self, name: &str) -> Result<Option<Link>> {
-        check_ifname(name).map_err(Error::Invalid)?;
+        check_ifname(name)?;
         let r: std::result::Result<Vec<LinkMessage>, _> = self
             .inner
             .link()
@@ -182,7 +182,7 @@ impl Handle {
 
     /// `ip link add NAME type bridge` unless a bridge of that name exists.
     pub async fn ensure_bridge(&self, name: &str) -> Result<bool> {
-        check_ifname(name).map_err(Error::Invalid)?;
+        check_ifname(name)?;
         if self.check_kind(name, "bridge").await?.is_some() {
             return Ok(false);
         }
@@ -203,8 +203,8 @@ impl Handle {
         peer: &str,
         peer_ns: Option<&NetNs>,
     ) -> Result<bool> {
-        check_ifname(name).map_err(Error::Invalid)?;
-        check_ifname(peer).map_err(Error::Invalid)?;
+        check_ifname(name)?;
+        check_ifname(peer)?;
         if self.check_kind(name, "veth").await?.is_some() {
             return Ok(false);
         }
@@ -227,7 +227,7 @@ impl Handle {
     /// `ip link add NAME type vxlan id VNI dstport PORT [local IP] [dev DEV] nolearning proxy`
     /// unless a VXLAN device of that name and VNI exists (one with another VNI is replaced).
     pub async fn ensure_vxlan(&self, v: &Vxlan) -> Result<bool> {
-        check_ifname(&v.name).map_err(Error::Invalid)?;
+        check_ifname(&v.name)?;
         if let Some(l) = self.check_kind(&v.name, "vxlan").await? {
             if l.vni == Some(v.vni) {
                 return Ok(false);
@@ -319,7 +319,7 @@ impl Handle {
 
     /// `ip link set NAME name NEW` (the link must be down).
     pub async fn rename(&self, name: &str, new: &str) -> Result<()> {
-        check_ifname(new).map_err(Error::Invalid)?;
+        check_ifname(new)?;
         let l = self.link_required(name).await?;
         self.set(name, LinkUnspec::new_with_index(l.index).name(new).build())
             .await

@@ -61,6 +61,9 @@ pub enum Error {
     /// A bad argument (name too long…).
     #[error("{0}")]
     Invalid(String),
+    /// An interface name the kernel would refuse.
+    #[error(transparent)]
+    Ifname(#[from] crate::names::IfnameError),
     /// Opening the netlink socket failed.
     #[error("opening an rtnetlink socket: {0}")]
     Socket(#[source] io::Error),

@@ -1,6 +1,10 @@
 //! Identifiers, names and clocks.
 
+use std::fmt;
+
 use rand::Rng;
+
+use super::Invalid;
 
 /// A new random object id: 25 lowercase base-36 characters, like Docker's.
 pub fn new_id() -> String {
@@ -19,17 +23,43 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// What a user-chosen name names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NameKind {
+    /// A service: no `.`.
+    Service,
+    /// A network: `.` allowed.
+    Network,
+    /// A task's alias on a network: `.` allowed.
+    Alias,
+}
+
+impl fmt::Display for NameKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NameKind::Service => "service",
+            NameKind::Network => "network",
+            NameKind::Alias => "alias",
+        })
+    }
+}
+
 /// Checks a user-chosen service or network name: 1–63 characters of `[a-zA-Z0-9_.-]`, starting
 /// with a letter or digit (Docker's rule), and no `.` for service names since task names are
 /// `service.slot.taskid`.
-pub fn validate_name(kind: &str, name: &str, allow_dot: bool) -> Result<(), String> {
+pub fn validate_name(kind: NameKind, name: &str) -> Result<(), Invalid> {
+    let allow_dot = kind != NameKind::Service;
     let ok_char =
         |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_' || (allow_dot && c == '.');
     if name.is_empty() {
-        return Err(format!("{kind} name must not be empty"));
+        return Err(Invalid::EmptyName(kind));
     }
     if name.len() > 63 {
-        return Err(format!("{kind} name {name:?} is longer than 63 characters"));
+        return Err(Invalid::LongName {
+            kind,
+            name: name.to_string(),
+        });
     }
     if !name
         .chars()
@@ -37,10 +67,11 @@ pub fn validate_name(kind: &str, name: &str, allow_dot: bool) -> Result<(), Stri
         .is_some_and(|c| c.is_ascii_alphanumeric())
         || !name.chars().all(ok_char)
     {
-        return Err(format!(
-            "invalid {kind} name {name:?}: use letters, digits, '-' and '_'{}, starting with a letter or digit",
-            if allow_dot { ", '.'" } else { "" }
-        ));
+        return Err(Invalid::NameChars {
+            kind,
+            name: name.to_string(),
+            allow_dot,
+        });
     }
     Ok(())
 }
@@ -61,12 +92,12 @@ mod tests {
 
     #[test]
     fn names() {
-        assert!(validate_name("service", "web", false).is_ok());
-        assert!(validate_name("service", "web.1", false).is_err());
-        assert!(validate_name("network", "lp_net", true).is_ok());
-        assert!(validate_name("service", "", false).is_err());
-        assert!(validate_name("service", "-x", false).is_err());
-        assert!(validate_name("service", &"a".repeat(64), false).is_err());
-        assert!(validate_name("service", "a b", false).is_err());
+        assert!(validate_name(NameKind::Service, "web").is_ok());
+        assert!(validate_name(NameKind::Service, "web.1").is_err());
+        assert!(validate_name(NameKind::Network, "lp_net").is_ok());
+        assert!(validate_name(NameKind::Service, "").is_err());
+        assert!(validate_name(NameKind::Service, "-x").is_err());
+        assert!(validate_name(NameKind::Service, &"a".repeat(64)).is_err());
+        assert!(validate_name(NameKind::Service, "a b").is_err());
     }
 }

@@ -2,13 +2,15 @@
 
 mod command;
 mod ids;
+mod invalid;
 mod net;
 mod node;
 mod service;
 mod task;
 
 pub use command::{Command, NodeLbAddr, NodeStateChange, TaskStatusUpdate};
-pub use ids::{new_id, now_ms, validate_name};
+pub use ids::{new_id, now_ms, validate_name, NameKind};
+pub use invalid::Invalid;
 pub use net::{Ipv4Net, Ipv4NetError};
 pub use node::{
     Availability, Cluster, Network, NetworkDriver, Node, NodeRole, NodeState, Secret,

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use super::Invalid;
+
 /// Transport protocol of a published port.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
@@ -51,9 +53,10 @@ pub struct PortConfig {
 impl PortConfig {
     /// Parses Docker's short forms: `T`, `P:T`, with `/tcp|/udp` and `,mode=host|ingress`; also
     /// the long form `published=P,target=T,protocol=udp,mode=host`.
-    pub fn parse(s: &str) -> Result<PortConfig, String> {
-        let bad = |why: &str| {
-            format!("invalid --publish {s:?}: {why} (expected [PUBLISHED:]TARGET[/tcp|udp][,mode=host|ingress])")
+    pub fn parse(s: &str) -> Result<PortConfig, Invalid> {
+        let bad = |why: &str| Invalid::Publish {
+            input: s.to_string(),
+            why: why.to_string(),
         };
         let mut port = PortConfig::default();
         let mut parts = s.split(',');

@@ -1,6 +1,7 @@
 //! `swarmd` command line.
 
 use clap::Parser;
+use shoal_cli::BadInput;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -90,7 +91,7 @@ pub struct Args {
 }
 
 /// Parses `300ms`, `2s`, `1m`, `1h` or plain milliseconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, BadInput> {
     let s = s.trim();
     let (num, unit) = s
         .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -105,14 +106,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => v * 60e3,
         "h" => v * 3600e3,
         "d" => v * 86400e3,
-        _ => {
-            return Err(format!(
-                "invalid duration {s:?}: unit must be ms, s, m, h or d"
-            ))
-        }
+        _ => return Err(format!("invalid duration {s:?}: unit must be ms, s, m, h or d").into()),
     };
     if !ms.is_finite() || ms < 0.0 {
-        return Err(format!("invalid duration {s:?}"));
+        return Err(format!("invalid duration {s:?}").into());
     }
     Ok(Duration::from_micros((ms * 1000.0) as u64))
 }

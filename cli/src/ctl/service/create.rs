@@ -4,7 +4,7 @@ use super::{finish, parse, Ctx, WaitArgs};
 use crate::client::RpcResultExt;
 use clap::ValueEnum;
 use shoal_proto::model::{
-    validate_name, EndpointMode, NetworkAttachmentSpec, PortConfig, RestartCondition,
+    validate_name, EndpointMode, NameKind, NetworkAttachmentSpec, PortConfig, RestartCondition,
     RestartPolicy, ServiceMode, ServiceSpec,
 };
 use shoal_proto::pb;
@@ -133,7 +133,7 @@ impl From<EndpointModeArg> for EndpointMode {
 
 /// The spec the flags describe; checks what can be checked without the cluster.
 pub fn build_spec(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
-    validate_name("service", &a.name, false).map_err(anyhow::Error::msg)?;
+    validate_name(NameKind::Service, &a.name)?;
     if a.image.trim().is_empty() {
         anyhow::bail!("an image (the program to run, e.g. whoami) is required");
     }

@@ -2,6 +2,7 @@
 
 use super::{json, names, output, Ctx, Failures};
 use crate::client::RpcResultExt;
+use crate::BadInput;
 use serde_json::Value;
 use shoal_proto::model::{now_ms, TaskState};
 use shoal_proto::pb;
@@ -38,7 +39,7 @@ pub enum TaskMatch {
 }
 
 /// Parses `KEY=VALUE` for `--filter`.
-pub fn parse_filter(s: &str) -> Result<TaskMatch, String> {
+pub fn parse_filter(s: &str) -> Result<TaskMatch, BadInput> {
     let (k, v) = s
         .split_once('=')
         .ok_or_else(|| format!("invalid filter {s:?}: expected KEY=VALUE"))?;
@@ -52,10 +53,11 @@ pub fn parse_filter(s: &str) -> Result<TaskMatch, String> {
             .map(|st| TaskMatch::DesiredState(*st as i32))
             .ok_or_else(|| {
                 format!("invalid desired-state {v:?}: expected running, shutdown, accepted, …")
+                    .into()
             }),
-        _ => Err(format!(
-            "invalid filter key {k:?}: expected id, name, node or desired-state"
-        )),
+        _ => Err(
+            format!("invalid filter key {k:?}: expected id, name, node or desired-state").into(),
+        ),
     }
 }
 
