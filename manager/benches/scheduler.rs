@@ -21,13 +21,13 @@ fn cluster(services: usize) -> State {
     for i in 0..NODES {
         let id = format!("node{i:04}");
         let node = Node {
-            id: id.clone(),
+            id: id.clone().into(),
             hostname: id.clone(),
             role: NodeRole::Worker,
             state: NodeState::Ready,
             ..Default::default()
         };
-        state.nodes.insert(id, node);
+        state.nodes.insert(id.into(), node);
     }
     let per_service = TASKS / services;
     for s in 0..services {
@@ -42,8 +42,8 @@ fn cluster(services: usize) -> State {
         for slot in 1..=per_service {
             let id = format!("task{s:03}x{slot:05}");
             let task = Task {
-                id: id.clone(),
-                service_id: format!("svc{s}"),
+                id: id.clone().into(),
+                service_id: format!("svc{s}").into(),
                 service_name: spec.name.clone(),
                 slot: slot as u64,
                 spec: spec.clone(),
@@ -56,7 +56,7 @@ fn cluster(services: usize) -> State {
                 },
                 ..Default::default()
             };
-            state.tasks.insert(id, task);
+            state.tasks.insert(id.into(), task);
         }
     }
     state.reindex();

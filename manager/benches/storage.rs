@@ -32,7 +32,7 @@ type BoxError = Box<dyn std::error::Error>;
 /// A small entry, like a heartbeat batch of one node (~100 bytes of JSON).
 fn entry(index: u64) -> Entry<TypeConfig> {
     let cmd = Command::SetNodeStates(vec![NodeStateChange {
-        node_id: format!("node-{:08}", index % 7),
+        node_id: format!("node-{:08}", index % 7).into(),
         state: NodeState::Ready,
         message: String::new(),
     }]);

@@ -146,7 +146,7 @@ impl Bootstrap {
             ..Default::default()
         };
         let mut node = Node {
-            id: node_id.clone(),
+            id: node_id.clone().into(),
             hostname: spec.hostname.clone(),
             role: NodeRole::Manager,
             state: NodeState::Ready,
@@ -178,7 +178,7 @@ impl Bootstrap {
             Transport::Node(creds)
         };
         let mut networks = vec![Network {
-            id: model::new_id(),
+            id: model::new_id().into(),
             name: "ingress".into(),
             driver: NetworkDriver::Overlay,
             ingress: true,
@@ -187,7 +187,7 @@ impl Bootstrap {
         }];
         for (name, driver, subnet) in model::PREDEFINED_NETWORKS {
             networks.push(Network {
-                id: model::new_id(),
+                id: model::new_id().into(),
                 name: name.into(),
                 driver,
                 subnet: subnet.into(),

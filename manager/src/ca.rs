@@ -104,7 +104,7 @@ pub fn issue(
 /// The command recording `issued` for `node_id`.
 pub fn issued_command(node_id: &str, issued: &Issued) -> Command {
     Command::NodeCertIssued {
-        id: node_id.to_string(),
+        id: node_id.to_string().into(),
         not_after_ms: issued.not_after_ms,
         issuer: issued.issuer.clone(),
     }

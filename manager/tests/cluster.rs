@@ -64,7 +64,7 @@ async fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 
 fn net(name: &str) -> Command {
     Command::CreateNetwork(Network {
-        id: format!("id-{name}"),
+        id: format!("id-{name}").into(),
         name: name.into(),
         ..Default::default()
     })
@@ -92,7 +92,7 @@ async fn three_managers(engine: EngineKind) {
     // Registering manager nodes in the store is what makes the leader add them to raft.
     for mem in &members {
         let node = Node {
-            id: format!("node{}", mem.raft_id),
+            id: format!("node{}", mem.raft_id).into(),
             hostname: format!("m{}", mem.raft_id),
             role: NodeRole::Manager,
             state: NodeState::Ready,

@@ -65,7 +65,7 @@ impl From<pb::NodeState> for m::NodeState {
 /// A node on the wire; `manager_status` is computed by the caller (raft view).
 pub fn node_to_pb(n: &m::Node, manager_status: &str) -> pb::Node {
     pb::Node {
-        id: n.id.clone(),
+        id: n.id.to_string(),
         hostname: n.hostname.clone(),
         role: pb::NodeRole::from(n.role) as i32,
         availability: pb::Availability::from(n.availability) as i32,
@@ -80,14 +80,18 @@ pub fn node_to_pb(n: &m::Node, manager_status: &str) -> pb::Node {
         version: n.version,
         cert_not_after_ms: n.cert_not_after_ms,
         cert_issuer: n.cert_issuer.clone(),
-        lb_addrs: n.lb_addrs.clone().into_iter().collect(),
+        lb_addrs: n
+            .lb_addrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
     }
 }
 
 impl From<&pb::Node> for m::Node {
     fn from(n: &pb::Node) -> Self {
         m::Node {
-            id: n.id.clone(),
+            id: n.id.clone().into(),
             hostname: n.hostname.clone(),
             role: n.role().into(),
             availability: n.availability().into(),
@@ -101,7 +105,11 @@ impl From<&pb::Node> for m::Node {
             version: n.version,
             cert_not_after_ms: n.cert_not_after_ms,
             cert_issuer: n.cert_issuer.clone(),
-            lb_addrs: n.lb_addrs.clone().into_iter().collect(),
+            lb_addrs: n
+                .lb_addrs
+                .iter()
+                .map(|(k, v)| (k.into(), v.clone()))
+                .collect(),
         }
     }
 }
@@ -131,7 +139,7 @@ impl From<pb::NetworkDriver> for m::NetworkDriver {
 impl From<&m::Network> for pb::Network {
     fn from(n: &m::Network) -> Self {
         pb::Network {
-            id: n.id.clone(),
+            id: n.id.to_string(),
             name: n.name.clone(),
             driver: pb::NetworkDriver::from(n.driver) as i32,
             subnet: n.subnet.clone(),
@@ -149,7 +157,7 @@ impl From<&m::Network> for pb::Network {
 impl From<&pb::Network> for m::Network {
     fn from(n: &pb::Network) -> Self {
         m::Network {
-            id: n.id.clone(),
+            id: n.id.clone().into(),
             name: n.name.clone(),
             driver: n.driver().into(),
             subnet: n.subnet.clone(),
@@ -306,7 +314,7 @@ impl TryFrom<&pb::ServiceSpec> for m::ServiceSpec {
 /// A service on the wire, with its running/desired counts.
 pub fn service_to_pb(s: &m::Service, running: u64, desired: u64) -> pb::Service {
     pb::Service {
-        id: s.id.clone(),
+        id: s.id.to_string(),
         spec: Some((&s.spec).into()),
         spec_version: s.spec_version,
         ports: s.ports.iter().map(Into::into).collect(),
@@ -314,7 +322,7 @@ pub fn service_to_pb(s: &m::Service, running: u64, desired: u64) -> pb::Service 
             .vips
             .iter()
             .map(|v| pb::VirtualIp {
-                network_id: v.network_id.clone(),
+                network_id: v.network_id.to_string(),
                 addr: v.addr.clone(),
             })
             .collect(),
@@ -330,7 +338,7 @@ impl TryFrom<&pb::Service> for m::Service {
     type Error = m::Invalid;
     fn try_from(s: &pb::Service) -> Result<Self, m::Invalid> {
         Ok(m::Service {
-            id: s.id.clone(),
+            id: s.id.clone().into(),
             spec: s
                 .spec
                 .as_ref()
@@ -347,7 +355,7 @@ impl TryFrom<&pb::Service> for m::Service {
                 .vips
                 .iter()
                 .map(|v| m::VirtualIp {
-                    network_id: v.network_id.clone(),
+                    network_id: v.network_id.clone().into(),
                     addr: v.addr.clone(),
                 })
                 .collect(),
@@ -390,11 +398,11 @@ impl From<&pb::TaskStatus> for m::TaskStatus {
 impl From<&m::Task> for pb::Task {
     fn from(t: &m::Task) -> Self {
         pb::Task {
-            id: t.id.clone(),
-            service_id: t.service_id.clone(),
+            id: t.id.to_string(),
+            service_id: t.service_id.to_string(),
             service_name: t.service_name.clone(),
             slot: t.slot,
-            node_id: t.node_id.clone(),
+            node_id: t.node_id.to_string(),
             spec: Some((&t.spec).into()),
             spec_version: t.spec_version,
             desired_state: t.desired_state as i32,
@@ -403,7 +411,7 @@ impl From<&m::Task> for pb::Task {
                 .networks
                 .iter()
                 .map(|n| pb::NetworkAttachment {
-                    network_id: n.network_id.clone(),
+                    network_id: n.network_id.to_string(),
                     addresses: n.addresses.clone(),
                     aliases: n.aliases.clone(),
                     network_name: n.network.name.clone(),
@@ -425,11 +433,11 @@ impl TryFrom<&pb::Task> for m::Task {
     type Error = m::Invalid;
     fn try_from(t: &pb::Task) -> Result<Self, m::Invalid> {
         Ok(m::Task {
-            id: t.id.clone(),
-            service_id: t.service_id.clone(),
+            id: t.id.clone().into(),
+            service_id: t.service_id.clone().into(),
             service_name: t.service_name.clone(),
             slot: t.slot,
-            node_id: t.node_id.clone(),
+            node_id: t.node_id.clone().into(),
             spec: t
                 .spec
                 .as_ref()
@@ -443,7 +451,7 @@ impl TryFrom<&pb::Task> for m::Task {
                 .networks
                 .iter()
                 .map(|n| m::NetworkAttachment {
-                    network_id: n.network_id.clone(),
+                    network_id: n.network_id.clone().into(),
                     addresses: n.addresses.clone(),
                     aliases: n.aliases.clone(),
                     network: m::AttachedNetwork {

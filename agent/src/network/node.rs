@@ -102,7 +102,7 @@ impl DataPlane {
                 .host_ports
                 .entry((p.protocol, p.published))
                 .or_default();
-            changed |= slot.insert(task.id.clone(), (addr, p.target)) != Some((addr, p.target));
+            changed |= slot.insert(task.id.to_string(), (addr, p.target)) != Some((addr, p.target));
         }
         if changed {
             self.inner.host.apply_nft(&node.rules()).await?;

@@ -150,7 +150,7 @@ impl DataPlane {
         let dns_nets: Vec<String> = atts
             .iter()
             .filter(|a| a.network.driver == NetworkDriver::Overlay && a.network.name != "ingress")
-            .map(|a| a.network_id.clone())
+            .map(|a| a.network_id.to_string())
             .collect();
         let path = self.inner.kernel.ns_path(&ns_name);
         let ns = NetNs::open(&path)?;

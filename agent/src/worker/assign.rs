@@ -94,7 +94,7 @@ impl Worker {
     }
 
     fn reconcile(&self, t: Task) {
-        let done = match self.lock().get(&t.id) {
+        let done = match self.lock().get(t.id.as_str()) {
             Some(Local::Done(f)) => Some(f.clone()),
             _ => None,
         };
@@ -106,7 +106,7 @@ impl Worker {
             }
             return;
         }
-        let known = self.lock().contains_key(&t.id);
+        let known = self.lock().contains_key(t.id.as_str());
         if t.desired_state > TaskState::Running {
             if known {
                 self.stop_task(&t.id);
@@ -120,11 +120,11 @@ impl Worker {
             // Adopted after a restart: the data plane learns the task's networks again (its
             // namespaces are there; `prepare` only records them).
             let adopted = matches!(
-                self.lock().get(&t.id),
+                self.lock().get(t.id.as_str()),
                 Some(Local::Running { adopted: true, .. })
             );
             if let (true, Some(dp)) = (adopted, self.data_plane.clone()) {
-                if let Some(Local::Running { adopted, .. }) = self.lock().get_mut(&t.id) {
+                if let Some(Local::Running { adopted, .. }) = self.lock().get_mut(t.id.as_str()) {
                     *adopted = false;
                 }
                 self.background.spawn(async move {

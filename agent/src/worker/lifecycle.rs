@@ -62,7 +62,7 @@ impl Worker {
     pub(super) fn start(&self, t: Task) {
         let (tx, rx) = mpsc::unbounded_channel();
         self.lock().insert(
-            t.id.clone(),
+            t.id.to_string(),
             Local::Running {
                 cmd: tx,
                 pid: 0,
@@ -96,7 +96,7 @@ impl Worker {
             Err(e) => return self.reject(&t, Some(ctl), e.into()).await,
         };
         info!(pid, "task started");
-        if let Some(Local::Running { pid: p, .. }) = self.lock().get_mut(&t.id) {
+        if let Some(Local::Running { pid: p, .. }) = self.lock().get_mut(t.id.as_str()) {
             *p = pid;
         }
         let addresses = sandbox.as_ref().map(|s| s.addresses()).unwrap_or_default();

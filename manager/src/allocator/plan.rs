@@ -48,7 +48,7 @@ pub fn plan(state: &State, now_ms: i64) -> Vec<Command> {
                 None => {
                     if let Some(addr) = pools.alloc(net_id) {
                         vips.push(VirtualIp {
-                            network_id: net_id.to_string(),
+                            network_id: net_id.to_string().into(),
                             addr,
                         });
                     }
@@ -126,7 +126,7 @@ pub fn plan(state: &State, now_ms: i64) -> Vec<Command> {
             if let Some(addr) = pools.alloc(net) {
                 lb.push(NodeLbAddr {
                     node_id: node.id.clone(),
-                    network_id: net.to_string(),
+                    network_id: net.to_string().into(),
                     addr,
                 });
             }
@@ -163,7 +163,7 @@ fn attached_networks<'a>(
         out.push(ing);
     }
     for a in &spec.networks {
-        if let Some(n) = state.networks.get(&a.target) {
+        if let Some(n) = state.networks.get(a.target.as_str()) {
             if !out.iter().any(|o| o.id == n.id) {
                 out.push(n);
             }
@@ -194,7 +194,7 @@ fn allocate_task(
         .spec
         .networks
         .iter()
-        .find(|a| !state.networks.contains_key(&a.target))
+        .find(|a| !state.networks.contains_key(a.target.as_str()))
     {
         return Err(Unallocatable::NetworkMissing(missing.target.clone()));
     }

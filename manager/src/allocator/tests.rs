@@ -40,7 +40,7 @@ fn vip_nets(sim: &Sim, svc: &str) -> Vec<String> {
     sim.state.services[svc]
         .vips
         .iter()
-        .map(|v| v.network_id.clone())
+        .map(|v| v.network_id.to_string())
         .collect()
 }
 
@@ -91,7 +91,7 @@ fn addresses_are_unique_across_services_and_tasks() {
         );
     }
     assert_eq!(
-        sim.state.networks[&net].ipam_cursor,
+        sim.state.networks[net.as_str()].ipam_cursor,
         2 + 9 - 1,
         "cursor at the last address handed out"
     );
@@ -123,7 +123,7 @@ fn cursor_is_serial_so_freed_addresses_wait() {
         newest.networks[0].addresses,
         vec!["10.0.1.4/24".to_string()]
     );
-    assert_eq!(sim.state.networks[&net].ipam_cursor, 4);
+    assert_eq!(sim.state.networks[net.as_str()].ipam_cursor, 4);
 }
 
 #[test]
@@ -136,14 +136,15 @@ fn vips_follow_the_attached_networks() {
     let svc = sim.service(s);
     allocate(&mut sim);
     assert_eq!(vip_nets(&sim, &svc), vec![n1.clone()]);
-    let first_vip = sim.state.services[&svc].vips[0].clone();
+    let first_vip = sim.state.services[svc.as_str()].vips[0].clone();
     assert_eq!(first_vip.addr, "10.0.1.2/24");
 
     sim.update_service(&svc, |s| attach(s, &n2, &[]));
     allocate(&mut sim);
     assert_eq!(vip_nets(&sim, &svc), vec![n1.clone(), n2.clone()]);
     assert_eq!(
-        sim.state.services[&svc].vips[0], first_vip,
+        sim.state.services[svc.as_str()].vips[0],
+        first_vip,
         "kept VIPs keep their address"
     );
 
@@ -154,7 +155,7 @@ fn vips_follow_the_attached_networks() {
     sim.update_service(&svc, |s| s.endpoint_mode = EndpointMode::Dnsrr);
     allocate(&mut sim);
     assert!(
-        sim.state.services[&svc].vips.is_empty(),
+        sim.state.services[svc.as_str()].vips.is_empty(),
         "dnsrr services have no VIP"
     );
 }
@@ -216,7 +217,7 @@ fn dnsrr_tasks_get_addresses_but_no_vip() {
     attach(&mut s, &net, &[]);
     let svc = sim.service(s);
     allocate(&mut sim);
-    assert!(sim.state.services[&svc].vips.is_empty());
+    assert!(sim.state.services[svc.as_str()].vips.is_empty());
     assert!(sim
         .tasks(&svc)
         .iter()
@@ -238,7 +239,7 @@ fn bridge_networks_are_attached_without_addresses() {
     let svc = sim.service(s);
     allocate(&mut sim);
     assert!(
-        sim.state.services[&svc].vips.is_empty(),
+        sim.state.services[svc.as_str()].vips.is_empty(),
         "no VIP on a local-scope network"
     );
     let t = sim.tasks(&svc)[0];

@@ -33,7 +33,7 @@ pub(super) async fn create(
         Subnet::parse(&r.subnet).map_err(ControlError::from)?;
     }
     let net = Network {
-        id: new_id(),
+        id: new_id().into(),
         name: r.name.clone(),
         driver: driver(r.driver())?,
         subnet: r.subnet,
@@ -46,7 +46,7 @@ pub(super) async fn create(
     let s = svc.m.store.read();
     let n = s
         .networks
-        .get(&id)
+        .get(id.as_str())
         .ok_or(ControlError::Vanished("network"))?;
     Ok(Response::new(n.into()))
 }

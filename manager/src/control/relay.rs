@@ -45,10 +45,10 @@ pub(super) async fn logs(
         let hostnames: HashMap<String, String> = s
             .nodes
             .values()
-            .map(|n| (n.id.clone(), n.hostname.clone()))
+            .map(|n| (n.id.to_string(), n.hostname.clone()))
             .collect();
         let task_names: HashMap<String, String> =
-            tasks.iter().map(|t| (t.id.clone(), t.name())).collect();
+            tasks.iter().map(|t| (t.id.to_string(), t.name())).collect();
         (by_node(tasks.into_iter()), hostnames, task_names)
     };
     let hostname = |id: &str| hostnames.get(id).cloned().unwrap_or_else(|| id.to_string());
@@ -163,14 +163,14 @@ pub(super) async fn inspect_lb(
                 error: e.to_string(),
                 ..Default::default()
             });
-            rep.node_id = n.id.clone();
+            rep.node_id = n.id.to_string();
             rep.hostname = n.hostname.clone();
             rep
         })
         .collect();
     reports.sort_by(|a, b| a.hostname.cmp(&b.hostname));
     Ok(Response::new(pb::LbReport {
-        network_id: net.id,
+        network_id: net.id.to_string(),
         network: net.name,
         nodes: reports,
     }))

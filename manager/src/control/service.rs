@@ -59,7 +59,7 @@ pub(super) async fn create(
     }
     let now = now_ms();
     let created = Service {
-        id: new_id(),
+        id: new_id().into(),
         spec,
         spec_version: 1,
         created_ms: now,
@@ -70,7 +70,7 @@ pub(super) async fn create(
     let s = svc.m.store.read();
     let created = s
         .services
-        .get(&id)
+        .get(id.as_str())
         .ok_or(ControlError::Vanished("service"))?;
     Ok(Response::new(service_pb(&s, created)))
 }

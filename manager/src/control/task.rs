@@ -16,7 +16,7 @@ pub(super) async fn list(svc: &ControlService, req: Request<pb::TaskFilter>) -> 
         "" => None,
         // `swarmctl node ps` without a node: the node this manager runs on.
         "self" => Some(svc.m.cfg.node_id.clone()),
-        q => Some(s.node(q)?.id.clone()),
+        q => Some(s.node(q)?.id.to_string()),
     };
     let tasks = s
         .tasks

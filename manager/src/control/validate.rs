@@ -61,7 +61,7 @@ pub fn service_spec(state: &State, spec: &mut ServiceSpec) -> Result<(), Control
         if net.ingress {
             return Err(ControlError::IngressAttached);
         }
-        a.target = net.id.clone();
+        a.target = net.id.to_string();
         if !ids.insert(a.target.clone()) {
             return Err(ControlError::AttachedTwice(net.name.clone()));
         }

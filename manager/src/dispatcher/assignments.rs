@@ -174,7 +174,7 @@ pub fn lb_tables(state: &State, node_id: &str) -> Vec<pb::LbTable> {
                 .flatten()
                 .filter_map(|t| {
                     Some(pb::LbBackend {
-                        task_id: t.id.clone(),
+                        task_id: t.id.to_string(),
                         name: t.name(),
                         ip: addr_on(t, net_id)?.to_string(),
                     })
@@ -182,7 +182,7 @@ pub fn lb_tables(state: &State, node_id: &str) -> Vec<pb::LbTable> {
                 .collect();
             backends.sort_by(|a, b| a.name.cmp(&b.name));
             services.push(pb::LbService {
-                service_id: svc.id.clone(),
+                service_id: svc.id.to_string(),
                 name: svc.spec.name.clone(),
                 vip: vip.addr.clone(),
                 fwmark: fwmark(&net.subnet, &vip.addr).unwrap_or(0),
@@ -219,7 +219,7 @@ fn overlay_peers(
     for n in state.nodes.values().filter(|n| n.id != node_id) {
         for (net, cidr) in &n.lb_addrs {
             if let (true, Some(ip)) = (nets.contains(net.as_str()), ipam::addr_of(cidr)) {
-                out.insert((net.clone(), ip.to_string(), node_ip(&n.addr)));
+                out.insert((net.to_string(), ip.to_string(), node_ip(&n.addr)));
             }
         }
     }
@@ -236,7 +236,7 @@ fn overlay_peers(
                 continue;
             }
             for ip in a.addresses.iter().filter_map(|c| ipam::addr_of(c)) {
-                out.insert((a.network_id.clone(), ip.to_string(), node_ip.clone()));
+                out.insert((a.network_id.to_string(), ip.to_string(), node_ip.clone()));
             }
         }
     }
@@ -286,7 +286,7 @@ impl AssignmentSet {
                 .collect();
         }
         for n in &nets {
-            if full || self.networks.get(&n.id) != Some(&n.version) {
+            if full || self.networks.get(n.id.as_str()) != Some(&n.version) {
                 msg.networks.push((*n).into());
             }
         }
@@ -294,7 +294,7 @@ impl AssignmentSet {
             .iter()
             .map(|(id, t)| (id.to_string(), t.version))
             .collect();
-        self.networks = nets.iter().map(|n| (n.id.clone(), n.version)).collect();
+        self.networks = nets.iter().map(|n| (n.id.to_string(), n.version)).collect();
         let overlays: BTreeSet<&str> = nets
             .iter()
             .filter(|n| n.driver == shoal_proto::model::NetworkDriver::Overlay)

@@ -201,7 +201,7 @@ pub async fn monitor_heartbeats(m: Arc<Manager>) {
             state
                 .nodes
                 .values()
-                .filter_map(|n| match sessions.get(&n.id) {
+                .filter_map(|n| match sessions.get(n.id.as_str()) {
                     Some(s) if s.last_seen.elapsed() <= expiry => (n.state != NodeState::Ready)
                         .then(|| change(n, NodeState::Ready, String::new())),
                     Some(_) => Some(change(n, NodeState::Down, "heartbeat failure".to_string())),
@@ -209,7 +209,7 @@ pub async fn monitor_heartbeats(m: Arc<Manager>) {
                     // It said goodbye (to this leader, or to one before it: then the grace
                     // counts from this leader's start).
                     None if n.state == NodeState::Disconnected => {
-                        let gone = goodbyes.get(&n.id).copied().unwrap_or(since);
+                        let gone = goodbyes.get(n.id.as_str()).copied().unwrap_or(since);
                         (gone.elapsed() > restart_grace).then(|| {
                             change(
                                 n,
@@ -220,9 +220,9 @@ pub async fn monitor_heartbeats(m: Arc<Manager>) {
                             )
                         })
                     }
-                    None if goodbyes.contains_key(&n.id) => None,
+                    None if goodbyes.contains_key(n.id.as_str()) => None,
                     // Its session just closed: a restarting swarmd gets one period to return.
-                    None if closed.contains_key(&n.id) => None,
+                    None if closed.contains_key(n.id.as_str()) => None,
                     // A node that just joined has not opened its session yet.
                     None if now_ms().saturating_sub(n.created_ms)
                         < (expiry * 2).as_millis() as i64 =>

@@ -138,7 +138,7 @@ impl dispatcher_server::Dispatcher for DispatcherService {
             (
                 s.cluster.clone(),
                 (!r.node_id.is_empty())
-                    .then(|| s.nodes.get(&r.node_id).cloned())
+                    .then(|| s.nodes.get(r.node_id.as_str()).cloned())
                     .flatten(),
             )
         };
@@ -157,7 +157,7 @@ impl dispatcher_server::Dispatcher for DispatcherService {
                 }
             }
             return Ok(Response::new(pb::RegisterResponse {
-                node_id: n.id,
+                node_id: n.id.to_string(),
                 role: pb::NodeRole::from(n.role) as i32,
                 cluster_id: cluster.id,
                 raft_id: n.raft_id,
@@ -179,7 +179,7 @@ impl dispatcher_server::Dispatcher for DispatcherService {
         }
         let now = now_ms();
         let node = Node {
-            id: model::new_id(),
+            id: model::new_id().into(),
             hostname: r.hostname.clone(),
             role,
             addr: r.addr.clone(),
@@ -204,7 +204,7 @@ impl dispatcher_server::Dispatcher for DispatcherService {
         info!(node.id = %node.id, role = ?role, "node joined");
         let issued = issued.unwrap_or_default();
         Ok(Response::new(pb::RegisterResponse {
-            node_id: node.id,
+            node_id: node.id.to_string(),
             role: pb::NodeRole::from(role) as i32,
             cluster_id: cluster.id,
             raft_id: node.raft_id,
@@ -240,7 +240,7 @@ impl dispatcher_server::Dispatcher for DispatcherService {
             .store
             .read()
             .nodes
-            .get(&node_id)
+            .get(node_id.as_str())
             .cloned()
             .ok_or_else(|| {
                 Status::permission_denied(format!(
@@ -256,7 +256,7 @@ impl dispatcher_server::Dispatcher for DispatcherService {
             if let Err(e) = m
                 .raft
                 .client_write(Command::SetNodeStates(vec![NodeStateChange {
-                    node_id: nid,
+                    node_id: nid.into(),
                     state: NodeState::Ready,
                     message: String::new(),
                 }]))
@@ -307,7 +307,7 @@ impl dispatcher_server::Dispatcher for DispatcherService {
                 }
                 let (node, inc, ca) = {
                     let s = m.store.read();
-                    let Some(node) = s.nodes.get(&node_id).cloned() else {
+                    let Some(node) = s.nodes.get(node_id.as_str()).cloned() else {
                         break;
                     };
                     (node, set.next(&s, &node_id, false), ca_of(&s))
@@ -371,7 +371,7 @@ impl dispatcher_server::Dispatcher for DispatcherService {
         );
         self.m
             .write(Command::SetNodeStates(vec![NodeStateChange {
-                node_id: r.node_id,
+                node_id: r.node_id.into(),
                 state: NodeState::Disconnected,
                 message: format!("restarting (stopped cleanly); Down if not back within {grace:?}"),
             }]))
@@ -400,12 +400,12 @@ impl dispatcher_server::Dispatcher for DispatcherService {
                 .iter()
                 .filter(|u| {
                     s.tasks
-                        .get(&u.task_id)
+                        .get(u.task_id.as_str())
                         .is_some_and(|t| t.node_id == r.node_id)
                 })
                 .filter_map(|u| {
                     Some(TaskStatusUpdate {
-                        task_id: u.task_id.clone(),
+                        task_id: u.task_id.clone().into(),
                         status: u.status.as_ref()?.into(),
                     })
                 })
@@ -450,7 +450,9 @@ impl dispatcher_server::Dispatcher for DispatcherService {
 pub fn by_node<'a>(tasks: impl Iterator<Item = &'a model::Task>) -> HashMap<String, Vec<String>> {
     let mut map: HashMap<String, Vec<String>> = HashMap::new();
     for t in tasks.filter(|t| !t.node_id.is_empty()) {
-        map.entry(t.node_id.clone()).or_default().push(t.id.clone());
+        map.entry(t.node_id.to_string())
+            .or_default()
+            .push(t.id.to_string());
     }
     map
 }

@@ -25,7 +25,7 @@ mod tests;
 
 use crate::store::State;
 use shoal_proto::model::{
-    Availability, Command, NodeState, Service, ServiceMode, Task, TaskState, TaskStatus,
+    Availability, Command, NodeState, Service, ServiceMode, Task, TaskId, TaskState, TaskStatus,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -84,7 +84,7 @@ pub(crate) struct Plan<'a, 'f> {
     /// Existing tasks to write back, by id, as read with fields changed.
     updates: BTreeMap<String, Task>,
     created: Vec<Task>,
-    deleted: BTreeSet<String>,
+    deleted: BTreeSet<TaskId>,
 }
 
 impl<'a, 'f> Plan<'a, 'f> {
@@ -106,7 +106,7 @@ impl<'a, 'f> Plan<'a, 'f> {
         }
         let u = self
             .updates
-            .entry(t.id.clone())
+            .entry(t.id.to_string())
             .or_insert_with(|| t.clone());
         u.desired_state = TaskState::advance(u.desired_state, desired);
     }
@@ -120,11 +120,11 @@ impl<'a, 'f> Plan<'a, 'f> {
     pub fn create(&mut self, svc: &Service, slot: u64, node_id: &str, attempt: u64) {
         let now = self.now_ms;
         self.created.push(Task {
-            id: (self.new_id)(),
+            id: (self.new_id)().into(),
             service_id: svc.id.clone(),
             service_name: svc.spec.name.clone(),
             slot,
-            node_id: node_id.to_string(),
+            node_id: node_id.to_string().into(),
             spec: svc.spec.clone(),
             spec_version: svc.spec_version,
             desired_state: TaskState::Running,
@@ -156,7 +156,7 @@ impl<'a, 'f> Plan<'a, 'f> {
         let mut puts: Vec<Task> = self
             .updates
             .into_values()
-            .filter(|t| !deleted.contains(&t.id))
+            .filter(|t| !deleted.contains(t.id.as_str()))
             .collect();
         puts.extend(self.created);
         let mut cmds = Vec::new();

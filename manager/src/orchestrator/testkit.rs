@@ -64,7 +64,7 @@ impl Sim {
     pub fn node(&mut self, hostname: &str, role: NodeRole) -> String {
         let id = format!("node-{hostname}");
         self.apply(&[Command::PutNode(Node {
-            id: id.clone(),
+            id: id.clone().into(),
             hostname: hostname.into(),
             role,
             state: NodeState::Ready,
@@ -84,7 +84,7 @@ impl Sim {
     pub fn network(&mut self, name: &str, subnet: &str, ingress: bool) -> String {
         let id = format!("net-{name}");
         self.apply(&[Command::CreateNetwork(Network {
-            id: id.clone(),
+            id: id.clone().into(),
             name: name.into(),
             subnet: subnet.into(),
             ingress,
@@ -97,7 +97,7 @@ impl Sim {
     pub fn service(&mut self, spec: ServiceSpec) -> String {
         let id = format!("svc-{}", spec.name);
         self.apply(&[Command::CreateService(Service {
-            id: id.clone(),
+            id: id.clone().into(),
             spec,
             spec_version: 1,
             ..Default::default()
@@ -119,7 +119,7 @@ impl Sim {
         status.timestamp_ms = self.now;
         status.message = format!("reported {}", state.display());
         self.apply(&[Command::TaskStatuses(vec![TaskStatusUpdate {
-            task_id: task_id.to_string(),
+            task_id: task_id.to_string().into(),
             status,
         }])]);
     }

@@ -25,7 +25,7 @@ fn slots(tasks: &[&Task]) -> Vec<u64> {
 }
 
 fn nodes_of(tasks: &[&Task]) -> BTreeSet<String> {
-    tasks.iter().map(|t| t.node_id.clone()).collect()
+    tasks.iter().map(|t| t.node_id.to_string()).collect()
 }
 
 #[test]
@@ -40,7 +40,7 @@ fn creates_missing_slots_once() {
         panic!("{inner:?}")
     };
     assert_eq!(created.len(), 3);
-    let s = &sim.state.services[&svc];
+    let s = &sim.state.services[svc.as_str()];
     for (t, slot) in created.iter().zip(1..) {
         assert_eq!(
             (t.slot, t.attempt, t.version, t.node_id.as_str()),
@@ -246,7 +246,7 @@ fn tasks_on_a_down_or_drained_node_are_replaced_at_once() {
     sim.converge(&CLUSTER);
     let live = sim.live(&svc);
     assert_eq!(live.len(), 2);
-    assert!(!nodes_of(&live).contains(&victim.node_id));
+    assert!(!nodes_of(&live).contains(victim.node_id.as_str()));
     let replacement = live.iter().find(|t| t.slot == victim.slot).unwrap();
     assert_eq!(
         replacement.attempt, victim.attempt,
@@ -262,7 +262,7 @@ fn tasks_on_a_down_or_drained_node_are_replaced_at_once() {
     sim.converge(&CLUSTER);
     let live = sim.live(&svc);
     assert_eq!(live.len(), 2);
-    assert!(!nodes_of(&live).contains(&other.node_id));
+    assert!(!nodes_of(&live).contains(other.node_id.as_str()));
     assert!(
         !sim.state.tasks.contains_key(&other.id)
             || sim.state.tasks[&other.id].status.state == TaskState::Shutdown
@@ -273,18 +273,18 @@ fn tasks_on_a_down_or_drained_node_are_replaced_at_once() {
 #[test]
 fn spec_update_replaces_every_task() {
     let (mut sim, svc) = cluster(2, spec("web", 3));
-    let old: Vec<String> = sim.live(&svc).iter().map(|t| t.id.clone()).collect();
+    let old: Vec<String> = sim.live(&svc).iter().map(|t| t.id.to_string()).collect();
     sim.update_service(&svc, |s| s.image = "whoami".into());
     sim.converge(&CLUSTER);
     sim.assert_quiet();
     let live = sim.live(&svc);
     assert_eq!(slots(&live), vec![1, 2, 3]);
-    assert!(live
-        .iter()
-        .all(|t| t.spec.image == "whoami" && t.spec_version == 2 && !old.contains(&t.id)));
+    assert!(live.iter().all(|t| t.spec.image == "whoami"
+        && t.spec_version == 2
+        && !old.contains(&t.id.to_string())));
     assert!(old
         .iter()
-        .all(|id| sim.state.tasks[id].status.state == TaskState::Shutdown));
+        .all(|id| sim.state.tasks[id.as_str()].status.state == TaskState::Shutdown));
 }
 
 pub(super) fn global(name: &str) -> ServiceSpec {
@@ -367,7 +367,9 @@ fn reaper_removes_the_tasks_of_removed_services() {
     let down = sim.live(&svc)[0].node_id.clone();
     sim.update_node(&down, |n| n.state = NodeState::Down);
     // A never-scheduled task too: make the service unplaceable first.
-    sim.apply(&[Command::RemoveService { id: svc.clone() }]);
+    sim.apply(&[Command::RemoveService {
+        id: svc.clone().into(),
+    }]);
     // Tasks on the down node go at once; the others once their agent has stopped them.
     let cmds = orchestrate(&mut sim);
     sim.apply(&cmds);
@@ -392,7 +394,9 @@ fn tasks_that_never_ran_are_deleted_when_retired() {
         "the outdated pending tasks are gone: {tasks:?}"
     );
     assert!(tasks.iter().all(|t| t.spec_version == 2));
-    sim.apply(&[Command::RemoveService { id: svc.clone() }]);
+    sim.apply(&[Command::RemoveService {
+        id: svc.clone().into(),
+    }]);
     sim.converge(&LEADER);
     assert!(sim.state.tasks.is_empty());
 }
@@ -400,12 +404,12 @@ fn tasks_that_never_ran_are_deleted_when_retired() {
 #[test]
 fn scaling_or_relabelling_does_not_replace_tasks() {
     let (mut sim, svc) = cluster(2, spec("web", 2));
-    let before: BTreeSet<String> = sim.live(&svc).iter().map(|t| t.id.clone()).collect();
+    let before: BTreeSet<String> = sim.live(&svc).iter().map(|t| t.id.to_string()).collect();
     sim.update_service(&svc, |s| s.mode = ServiceMode::Replicated { replicas: 3 });
     sim.update_service(&svc, |s| _ = s.labels.insert("team".into(), "a".into()));
-    assert_eq!(sim.state.services[&svc].spec_version, 3);
+    assert_eq!(sim.state.services[svc.as_str()].spec_version, 3);
     sim.converge(&CLUSTER);
-    let after: BTreeSet<String> = sim.live(&svc).iter().map(|t| t.id.clone()).collect();
+    let after: BTreeSet<String> = sim.live(&svc).iter().map(|t| t.id.to_string()).collect();
     assert_eq!(after.len(), 3);
     assert!(before.is_subset(&after), "the first two tasks keep running");
 }

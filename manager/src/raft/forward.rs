@@ -76,9 +76,9 @@ impl WireReply {
             // An older leader counted a stale single-object put.
             (None, None) if self.conflicts > 0 => match cmd {
                 Command::PutCluster(_) => Some(Refusal::Conflict(Versioned::Cluster)),
-                Command::PutNode(n) => {
-                    Some(Refusal::Conflict(Versioned::Node { id: n.id.clone() }))
-                }
+                Command::PutNode(n) => Some(Refusal::Conflict(Versioned::Node {
+                    id: n.id.to_string(),
+                })),
                 _ => None,
             },
             (None, None) => None,

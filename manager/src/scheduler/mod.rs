@@ -194,7 +194,7 @@ impl<'a> Scheduler<'a> {
 /// The task placed on `node_id`.
 fn assigned(t: &Task, node_id: &str, now_ms: i64) -> Task {
     let mut t = t.clone();
-    t.node_id = node_id.to_string();
+    t.node_id = node_id.to_string().into();
     t.status.state = TaskState::Assigned;
     t.status.message = SCHEDULED.to_string();
     t.status.timestamp_ms = now_ms;

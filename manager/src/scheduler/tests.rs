@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 fn pending(sim: &mut Sim, spec: &ServiceSpec, n: u64) -> Vec<String> {
     let tasks: Vec<Task> = (1..=n)
         .map(|slot| Task {
-            id: format!("{}-{slot:05}", spec.name),
-            service_id: format!("svc-{}", spec.name),
+            id: format!("{}-{slot:05}", spec.name).into(),
+            service_id: format!("svc-{}", spec.name).into(),
             service_name: spec.name.clone(),
             slot,
             spec: spec.clone(),
@@ -22,7 +22,7 @@ fn pending(sim: &mut Sim, spec: &ServiceSpec, n: u64) -> Vec<String> {
             ..Default::default()
         })
         .collect();
-    let ids = tasks.iter().map(|t| t.id.clone()).collect();
+    let ids = tasks.iter().map(|t| t.id.to_string()).collect();
     sim.apply(&[Command::PutTasks(tasks)]);
     ids
 }
@@ -51,7 +51,7 @@ fn per_node(sim: &Sim, service: &str) -> BTreeMap<String, usize> {
         .values()
         .filter(|t| t.service_id == service && t.status.state == TaskState::Assigned)
     {
-        *m.entry(t.node_id.clone()).or_default() += 1;
+        *m.entry(t.node_id.to_string()).or_default() += 1;
     }
     m
 }
@@ -188,7 +188,7 @@ fn unplaceable_tasks_say_why_once() {
     assert_eq!(written.len(), 2);
     let want = "no suitable node (3 nodes not available for new tasks; 2 nodes do not satisfy constraint node.role==manager)";
     for id in &ids {
-        let t = &sim.state.tasks[id];
+        let t = &sim.state.tasks[id.as_str()];
         assert_eq!(
             (
                 t.status.state,
@@ -210,7 +210,7 @@ fn explanations_for_singular_no_nodes_and_bad_constraints() {
     let ids = pending(&mut sim, &spec("web", 1), 1);
     schedule(&mut sim);
     assert_eq!(
-        sim.state.tasks[&ids[0]].status.message,
+        sim.state.tasks[ids[0].as_str()].status.message,
         "no suitable node (the cluster has no nodes)"
     );
 
@@ -219,7 +219,7 @@ fn explanations_for_singular_no_nodes_and_bad_constraints() {
     s.constraints = vec!["node.labels.disk==ssd".into()];
     let ids = pending(&mut sim, &s, 1);
     schedule(&mut sim);
-    let msg = &sim.state.tasks[&ids[0]].status.message;
+    let msg = &sim.state.tasks[ids[0].as_str()].status.message;
     assert_eq!(
         msg,
         "no suitable node (1 node does not satisfy constraint node.labels.disk==ssd)"
@@ -229,7 +229,7 @@ fn explanations_for_singular_no_nodes_and_bad_constraints() {
     s.constraints = vec!["node.ip==10.0.0.1".into()];
     let ids = pending(&mut sim, &s, 1);
     schedule(&mut sim);
-    let msg = &sim.state.tasks[&ids[0]].status.message;
+    let msg = &sim.state.tasks[ids[0].as_str()].status.message;
     assert!(
         msg.starts_with("no suitable node (invalid constraint \"node.ip==10.0.0.1\""),
         "{msg}"
@@ -254,7 +254,10 @@ fn global_tasks_keep_their_node_or_wait() {
     preset(&ids[0], &a);
     preset(&ids[1], &b);
     schedule(&mut sim);
-    let (ta, tb) = (&sim.state.tasks[&ids[0]], &sim.state.tasks[&ids[1]]);
+    let (ta, tb) = (
+        &sim.state.tasks[ids[0].as_str()],
+        &sim.state.tasks[ids[1].as_str()],
+    );
     assert_eq!(
         (ta.status.state, ta.node_id.as_str()),
         (TaskState::Assigned, a.as_str())
@@ -269,7 +272,10 @@ fn global_tasks_keep_their_node_or_wait() {
     );
     sim.update_node(&b, |n| n.availability = Availability::Active);
     schedule(&mut sim);
-    assert_eq!(sim.state.tasks[&ids[1]].status.state, TaskState::Assigned);
+    assert_eq!(
+        sim.state.tasks[ids[1].as_str()].status.state,
+        TaskState::Assigned
+    );
 }
 
 #[test]
@@ -277,9 +283,9 @@ fn only_pending_tasks_wanted_running_are_touched() {
     let mut sim = Sim::new();
     sim.node("a", NodeRole::Worker);
     let ids = pending(&mut sim, &spec("web", 3), 3);
-    let mut new = sim.state.tasks[&ids[0]].clone();
+    let mut new = sim.state.tasks[ids[0].as_str()].clone();
     (new.id, new.version, new.status.state) = ("fresh".into(), 0, TaskState::New);
-    let mut stopping = sim.state.tasks[&ids[1]].clone();
+    let mut stopping = sim.state.tasks[ids[1].as_str()].clone();
     stopping.desired_state = TaskState::Shutdown;
     sim.apply(&[Command::PutTasks(vec![new, stopping])]);
     let placed = schedule(&mut sim);

@@ -56,13 +56,16 @@ impl LookupError {
 
 /// The one resolver: by id, then by name, then by unique id prefix. `label` names a match in
 /// an ambiguity error.
-fn resolve<'a, T>(
+fn resolve<'a, K, T>(
     kind: ObjectKind,
     query: &str,
-    by_id: &'a BTreeMap<String, T>,
+    by_id: &'a BTreeMap<K, T>,
     name: impl Fn(&T) -> &str,
     label: impl Fn(&T) -> String,
-) -> Result<&'a T, LookupError> {
+) -> Result<&'a T, LookupError>
+where
+    K: Ord + std::borrow::Borrow<str>,
+{
     if query.is_empty() {
         return Err(LookupError::not_found(kind, query));
     }
@@ -75,8 +78,8 @@ fn resolve<'a, T>(
     }
     if query.len() >= MIN_PREFIX {
         let prefixed = by_id
-            .range(query.to_string()..)
-            .take_while(|(id, _)| id.starts_with(query))
+            .range::<str, _>((std::ops::Bound::Included(query), std::ops::Bound::Unbounded))
+            .take_while(|(id, _)| (*id).borrow().starts_with(query))
             .map(|(_, t)| t);
         if let Some(t) = unique(kind, query, prefixed, &label)? {
             return Ok(t);
@@ -140,7 +143,7 @@ impl State {
             query,
             &self.nodes,
             |n| &n.hostname,
-            |n| n.id.clone(),
+            |n| n.id.to_string(),
         )
     }
 

@@ -7,8 +7,8 @@ use super::{Applied, ObjectKind, Refusal, Versioned};
 use crate::allocator::{ipam, ports};
 use serde::{Deserialize, Serialize};
 use shoal_proto::model::{
-    Cluster, Command, Network, NetworkDriver, Node, NodeLbAddr, NodeStateChange, Service,
-    ServiceMode, Task, TaskState, TaskStatusUpdate,
+    Cluster, Command, Network, NetworkDriver, NetworkId, Node, NodeId, NodeLbAddr, NodeStateChange,
+    Service, ServiceId, ServiceMode, Task, TaskId, TaskState, TaskStatusUpdate,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,19 +21,19 @@ pub struct State {
     /// The cluster object, once initialised.
     pub cluster: Option<Cluster>,
     /// Nodes by id.
-    pub nodes: BTreeMap<String, Node>,
+    pub nodes: BTreeMap<NodeId, Node>,
     /// Networks by id.
-    pub networks: BTreeMap<String, Network>,
+    pub networks: BTreeMap<NetworkId, Network>,
     /// Services by id.
-    pub services: BTreeMap<String, Service>,
+    pub services: BTreeMap<ServiceId, Service>,
     /// Tasks by id.
-    pub tasks: BTreeMap<String, Task>,
+    pub tasks: BTreeMap<TaskId, Task>,
     /// Ids of removed nodes: their certificates are refused from then on.
     #[serde(default)]
-    pub removed_nodes: BTreeSet<String>,
+    pub removed_nodes: BTreeSet<NodeId>,
     /// Index: node id → ids of the tasks assigned to it. Rebuilt on restore.
     #[serde(skip)]
-    pub tasks_by_node: BTreeMap<String, BTreeSet<String>>,
+    pub tasks_by_node: BTreeMap<NodeId, BTreeSet<TaskId>>,
 }
 
 impl State {
@@ -43,9 +43,9 @@ impl State {
         for t in self.tasks.values() {
             if !t.node_id.is_empty() {
                 self.tasks_by_node
-                    .entry(t.node_id.clone())
+                    .entry(t.node_id.to_string().into())
                     .or_default()
-                    .insert(t.id.clone());
+                    .insert(t.id.to_string().into());
             }
         }
     }
@@ -100,23 +100,25 @@ impl State {
             }
             Command::PutNode(n) => {
                 if self.removed_nodes.contains(&n.id) {
-                    return Err(Refusal::NodeRemoved(n.id.clone()));
+                    return Err(Refusal::NodeRemoved(n.id.to_string()));
                 }
                 let cur = self.nodes.get(&n.id).map(|n| n.version).unwrap_or(0);
                 if cur != n.version {
-                    return Err(Refusal::Conflict(Versioned::Node { id: n.id.clone() }));
+                    return Err(Refusal::Conflict(Versioned::Node {
+                        id: n.id.to_string(),
+                    }));
                 }
                 let mut n = n.clone();
                 n.version = index;
                 let id = n.id.clone();
-                self.nodes.insert(id.clone(), n);
+                self.nodes.insert(id.to_string().into(), n);
                 ok(&id)
             }
             Command::RemoveNode { id } => {
                 self.nodes
                     .remove(id)
                     .ok_or_else(|| not_found(ObjectKind::Node, id))?;
-                self.removed_nodes.insert(id.clone());
+                self.removed_nodes.insert(id.to_string().into());
                 ok(id)
             }
             Command::NodeCertIssued {
@@ -227,7 +229,7 @@ impl State {
                 if self.services.contains_key(&s.id) {
                     return Err(Refusal::IdTaken {
                         kind: ObjectKind::Service,
-                        id: s.id.clone(),
+                        id: s.id.to_string(),
                     });
                 }
                 self.put_service(index, s, None)
@@ -274,8 +276,8 @@ impl State {
                         t.desired_state = TaskState::advance(cur.desired_state, t.desired_state);
                     }
                     t.version = index;
-                    self.index_task(cur.map(|c| c.node_id.clone()), &t);
-                    self.tasks.insert(t.id.clone(), t);
+                    self.index_task(cur.map(|c| c.node_id.to_string()), &t);
+                    self.tasks.insert(t.id.to_string().into(), t);
                 }
                 Ok(Applied {
                     skipped,
@@ -328,9 +330,9 @@ impl State {
         }
         if !t.node_id.is_empty() {
             self.tasks_by_node
-                .entry(t.node_id.clone())
+                .entry(t.node_id.to_string().into())
                 .or_default()
-                .insert(t.id.clone());
+                .insert(t.id.to_string().into());
         }
     }
 
@@ -358,7 +360,7 @@ impl State {
             net.gateway.clear();
             net.version = index;
             let id = net.id.clone();
-            self.networks.insert(id.clone(), net);
+            self.networks.insert(id.to_string().into(), net);
             return Ok(Applied::with_id(id));
         }
         let used: Vec<ipam::Subnet> = self
@@ -401,7 +403,7 @@ impl State {
         }
         net.version = index;
         let id = net.id.clone();
-        self.networks.insert(id.clone(), net);
+        self.networks.insert(id.to_string().into(), net);
         Ok(Applied::with_id(id))
     }
 
@@ -419,11 +421,11 @@ impl State {
             return Err(Refusal::NameTaken {
                 kind: ObjectKind::Service,
                 name: s.spec.name.clone(),
-                holder: Some(o.id.clone()),
+                holder: Some(o.id.to_string()),
             });
         }
         for a in &s.spec.networks {
-            if !self.networks.contains_key(&a.target) {
+            if !self.networks.contains_key(a.target.as_str()) {
                 return Err(Refusal::NotFound {
                     kind: ObjectKind::Network,
                     id: a.target.clone(),
@@ -469,7 +471,7 @@ impl State {
         }
         svc.version = index;
         let id = svc.id.clone();
-        self.services.insert(id.clone(), svc);
+        self.services.insert(id.to_string().into(), svc);
         Ok(Applied::with_id(id))
     }
 }

@@ -12,7 +12,7 @@ fn cluster() -> Cluster {
 
 fn net(name: &str, subnet: &str) -> Network {
     Network {
-        id: format!("n-{name}"),
+        id: format!("n-{name}").into(),
         name: name.into(),
         subnet: subnet.into(),
         ..Default::default()
@@ -21,7 +21,7 @@ fn net(name: &str, subnet: &str) -> Network {
 
 fn svc(name: &str, ports: &[&str]) -> Service {
     Service {
-        id: format!("s-{name}"),
+        id: format!("s-{name}").into(),
         spec: ServiceSpec {
             name: name.into(),
             image: "sleep".into(),

@@ -5,7 +5,10 @@
 //! format: a manager must read entries written by an older one, and during a rolling upgrade an
 //! older one must read entries written by a newer one. `tests.rs` pins the encoding.
 
-use super::{Cluster, Network, Node, NodeState, Service, Task, TaskStatus};
+use super::{
+    Cluster, Network, NetworkId, Node, NodeId, NodeState, Service, ServiceId, Task, TaskId,
+    TaskStatus,
+};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 #[cfg(test)]
@@ -27,12 +30,12 @@ pub enum Command {
     /// Removes a node.
     RemoveNode {
         /// Node id.
-        id: String,
+        id: NodeId,
     },
     /// Records the certificate the managers issued to a node; no version check.
     NodeCertIssued {
         /// Node id.
-        id: String,
+        id: NodeId,
         /// Expiry, ms since epoch.
         not_after_ms: i64,
         /// Digest of the issuing root.
@@ -50,7 +53,7 @@ pub enum Command {
     /// Removes a network; refused while a service uses it.
     RemoveNetwork {
         /// Network id.
-        id: String,
+        id: NetworkId,
     },
     /// Creates a service; allocates its published ports. Refused on a duplicate name or a port
     /// already published.
@@ -60,12 +63,12 @@ pub enum Command {
     /// Removes a service; its tasks are marked for removal.
     RemoveService {
         /// Service id.
-        id: String,
+        id: ServiceId,
     },
     /// Creates or updates tasks (each version-checked separately).
     PutTasks(Vec<Task>),
     /// Deletes tasks (the reaper).
-    DeleteTasks(Vec<String>),
+    DeleteTasks(Vec<TaskId>),
     /// Observed task states from agents; a state never moves backwards.
     TaskStatuses(Vec<TaskStatusUpdate>),
     /// Several commands in one log entry, applied in order.
@@ -85,9 +88,9 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeLbAddr {
     /// Node id.
-    pub node_id: String,
+    pub node_id: NodeId,
     /// Network id.
-    pub network_id: String,
+    pub network_id: NetworkId,
     /// The node's address on the network in CIDR form; empty removes it.
     pub addr: String,
 }
@@ -115,7 +118,7 @@ impl<'de> Deserialize<'de> for NodeLbAddr {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeStateChange {
     /// Node id.
-    pub node_id: String,
+    pub node_id: NodeId,
     /// The state observed.
     pub state: NodeState,
     /// Why ("heartbeat failure", …); empty when there is nothing to say.
@@ -145,7 +148,7 @@ impl<'de> Deserialize<'de> for NodeStateChange {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskStatusUpdate {
     /// Task id.
-    pub task_id: String,
+    pub task_id: TaskId,
     /// What the agent (or the manager) observed.
     pub status: TaskStatus,
 }

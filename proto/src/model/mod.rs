@@ -1,6 +1,7 @@
 //! Domain model: the objects the managers replicate and the agents act on.
 
 mod command;
+mod id;
 mod ids;
 mod invalid;
 mod net;
@@ -9,6 +10,7 @@ mod service;
 mod task;
 
 pub use command::{Command, NodeLbAddr, NodeStateChange, TaskStatusUpdate};
+pub use id::{NetworkId, NodeId, ServiceId, TaskId};
 pub use ids::{new_id, now_ms, validate_name, NameKind};
 pub use invalid::Invalid;
 pub use net::{Ipv4Net, Ipv4NetError};

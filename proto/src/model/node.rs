@@ -1,5 +1,6 @@
 //! Nodes, networks and the cluster object.
 
+use super::{NetworkId, NodeId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -43,7 +44,7 @@ pub enum NodeState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Node {
     /// Node id (25 base-36 chars).
-    pub id: String,
+    pub id: NodeId,
     /// Hostname as reported at join.
     pub hostname: String,
     /// Manager or worker.
@@ -75,7 +76,7 @@ pub struct Node {
     /// The node's load-balancer endpoint per overlay network (network id → CIDR): the address
     /// of its `lb_<netid>` namespace (or `ingress_sbox`), which balanced connections come from.
     #[serde(default)]
-    pub lb_addrs: BTreeMap<String, String>,
+    pub lb_addrs: BTreeMap<NetworkId, String>,
 }
 
 /// Network driver.
@@ -113,7 +114,7 @@ pub const PREDEFINED_NETWORKS: [(&str, NetworkDriver, &str); 4] = [
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Network {
     /// Network id.
-    pub id: String,
+    pub id: NetworkId,
     /// Unique name.
     pub name: String,
     /// Driver.

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use super::Invalid;
+use super::{Invalid, NetworkId, ServiceId};
 
 /// Transport protocol of a published port.
 #[derive(
@@ -261,7 +261,7 @@ pub struct ServiceSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct VirtualIp {
     /// Network id.
-    pub network_id: String,
+    pub network_id: NetworkId,
     /// Address in CIDR form (`10.0.1.2/24`).
     pub addr: String,
 }
@@ -270,7 +270,7 @@ pub struct VirtualIp {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Service {
     /// Service id.
-    pub id: String,
+    pub id: ServiceId,
     /// Current spec.
     pub spec: ServiceSpec,
     /// Bumped on every spec change; tasks remember the version they were made from.

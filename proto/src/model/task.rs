@@ -1,6 +1,6 @@
 //! Tasks: one-shot units that run one copy of a service on one node.
 
-use super::ServiceSpec;
+use super::{NetworkId, NodeId, ServiceId, ServiceSpec, TaskId};
 use serde::{Deserialize, Serialize};
 
 /// Task lifecycle. Values follow SwarmKit's (spaced by 64); a task's state only moves forward.
@@ -120,7 +120,7 @@ pub struct TaskStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct NetworkAttachment {
     /// Network id.
-    pub network_id: String,
+    pub network_id: NetworkId,
     /// Addresses in CIDR form.
     pub addresses: Vec<String>,
     /// DNS aliases.
@@ -162,15 +162,15 @@ impl From<&super::Network> for AttachedNetwork {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Task {
     /// Task id.
-    pub id: String,
+    pub id: TaskId,
     /// Owning service.
-    pub service_id: String,
+    pub service_id: ServiceId,
     /// Service name at creation (for task names).
     pub service_name: String,
     /// Slot (replicated; 0 for global tasks).
     pub slot: u64,
     /// Node, once assigned (global tasks have it from the start).
-    pub node_id: String,
+    pub node_id: NodeId,
     /// The service spec the task was made from.
     pub spec: ServiceSpec,
     /// The service spec version it was made from.

@@ -240,7 +240,7 @@ impl ProcessExecutor {
             .stdin(Stdio::null())
             .stdout(open("stdout.log")?)
             .stderr(open("stderr.log")?)
-            .env("SHOAL_TASK_ID", &task.id)
+            .env("SHOAL_TASK_ID", task.id.as_str())
             .env("SHOAL_TASK_NAME", task.name())
             .env("SHOAL_SERVICE_NAME", &task.service_name)
             .env("SHOAL_TASK_SLOT", task.slot.to_string())

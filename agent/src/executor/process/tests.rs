@@ -5,7 +5,7 @@ use shoal_proto::model::ServiceSpec;
 
 fn task(image: &str, args: &[&str]) -> Task {
     Task {
-        id: shoal_proto::model::new_id(),
+        id: shoal_proto::model::new_id().into(),
         service_name: "t".into(),
         spec: ServiceSpec {
             image: image.into(),

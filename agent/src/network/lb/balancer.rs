@@ -32,7 +32,7 @@ impl DataPlane {
         choice: LbChoice,
     ) -> Result<Balancer> {
         let att = NetworkAttachment {
-            network_id: t.network_id.clone(),
+            network_id: t.network_id.clone().into(),
             network: AttachedNetwork {
                 name: t.name.clone(),
                 driver: NetworkDriver::Overlay,

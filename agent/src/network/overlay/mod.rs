@@ -50,7 +50,7 @@ impl DataPlane {
         user: &str,
     ) -> Result<Arc<dyn Namespace>> {
         let mut overlays = self.inner.overlays.lock().await;
-        if let Some(o) = overlays.get_mut(&att.network_id) {
+        if let Some(o) = overlays.get_mut(att.network_id.as_str()) {
             o.users.insert(user.to_string());
             return Ok(Arc::clone(&o.ns));
         }
@@ -88,7 +88,7 @@ impl DataPlane {
         ov.ensure_up(&vx).await?;
         info!(net.id = %att.network_id, vni = att.network.vni, "overlay sandbox ready");
         overlays.insert(
-            att.network_id.clone(),
+            att.network_id.to_string(),
             Overlay {
                 ns: Arc::clone(&ov),
                 vxlan: vx,

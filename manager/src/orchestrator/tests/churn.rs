@@ -56,7 +56,7 @@ fn churn(mut seed: u64) {
             .tasks
             .values()
             .filter(|t| t.is_live())
-            .map(|t| t.id.clone())
+            .map(|t| t.id.to_string())
             .collect();
         let node = nodes[rand(4) as usize].clone();
         match rand(8) {
@@ -102,7 +102,8 @@ fn churn(mut seed: u64) {
 
 fn check_invariants(sim: &Sim, replicated: &[&String], global: &str, nets: &[&String]) {
     for svc in replicated {
-        let ServiceMode::Replicated { replicas } = sim.state.services[*svc].spec.mode else {
+        let ServiceMode::Replicated { replicas } = sim.state.services[svc.as_str()].spec.mode
+        else {
             unreachable!()
         };
         let wanted: Vec<u64> = sim
@@ -121,7 +122,7 @@ fn check_invariants(sim: &Sim, replicated: &[&String], global: &str, nets: &[&St
             wanted.len() as u64 <= replicas,
             "{svc}: at most {replicas}: {wanted:?}"
         );
-        if sim.state.services[*svc].spec.restart.condition == RestartCondition::Any {
+        if sim.state.services[svc.as_str()].spec.restart.condition == RestartCondition::Any {
             assert_eq!(
                 wanted.len() as u64,
                 replicas,

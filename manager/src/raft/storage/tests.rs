@@ -80,7 +80,7 @@ fn entries(n: u64) -> Vec<Entry<TypeConfig>> {
                 2,
                 i,
                 EntryPayload::Normal(Command::PutNode(Node {
-                    id: format!("node-{i}"),
+                    id: format!("node-{i}").into(),
                     hostname: format!("host-{i}"),
                     ..Default::default()
                 })),
