@@ -5,12 +5,12 @@
 //!
 //! This crate knows nothing of Shoal's model (like `netlib`): the agent maps its tasks onto it.
 //!
-//! - [`reference`]: `nginx` → `docker.io/library/nginx:latest`.
-//! - [`registry`]: [`registry::Client`] (on `oci-client`; the module doc says why).
-//! - [`store`]: [`store::Store`]: `pull`, `load`, `list`, `inspect`, `remove`, `prune`, `root`,
-//!   `config`.
-//! - [`unpack`]: [`unpack::apply_layer`].
-//! - [`merge`]: [`merge::merge`] and [`merge::resolve_user`].
+//! - [`reference`]: `nginx` is `docker.io/library/nginx:latest`.
+//! - [`registry`]: the [`registry::Client`] (on `oci-client`; the module doc says why).
+//! - [`store`]: the [`store::Store`] (`pull`, `load`, `list`, `inspect`, `remove`, `prune`,
+//!   `root`, `config`).
+//! - [`unpack`]: the layer unpacker, [`unpack::apply_layer`].
+//! - [`merge`]: the process to run, [`merge::merge`] and [`merge::resolve_user`].
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

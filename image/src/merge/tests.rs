@@ -17,6 +17,16 @@ fn image() -> ImageConfig {
     }
 }
 
+/// (name, image, overrides, args, cwd, user)
+type Case<'a> = (
+    &'a str,
+    &'a ImageConfig,
+    Overrides,
+    Vec<String>,
+    &'a str,
+    &'a str,
+);
+
 #[test]
 fn merge_table() {
     let img = image();
@@ -34,7 +44,7 @@ fn merge_table() {
         ..bare.clone()
     };
     // (name, image, overrides, args, cwd, user)
-    let cases: Vec<(&str, &ImageConfig, Overrides, Vec<String>, &str, &str)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             "image defaults",
             &img,

@@ -270,10 +270,10 @@ fn valid_domain(d: &str) -> bool {
             None => (d, ""),
         }
     };
-    if !port.is_empty() || d.ends_with(':') {
-        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
-            return false;
-        }
+    if (!port.is_empty() || d.ends_with(':'))
+        && (port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return false;
     }
     if d.starts_with('[') {
         return true;

@@ -11,6 +11,8 @@
 //! root never carries an image id.
 
 mod blobs;
+#[cfg(test)]
+mod live_tests;
 mod load;
 mod pull;
 mod spec;

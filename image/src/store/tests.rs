@@ -164,7 +164,7 @@ fn remove_untags_then_deletes_and_prune_keeps_what_is_in_use() {
     fs::write(d.path().join("a.tar"), a.docker_save(&["a:1"])).unwrap();
     let ia = s.load(&d.path().join("a.tar")).unwrap().remove(0);
     let removed = s.prune(&HashSet::from([ib.id.clone()])).unwrap();
-    assert_eq!(removed, [ia.id.clone()]);
+    assert_eq!(removed, std::slice::from_ref(&ia.id));
     assert!(s.root(&ib).is_dir());
     assert!(!s.root(&ia).exists());
     assert_eq!(s.list().unwrap().len(), 1);

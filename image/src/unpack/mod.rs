@@ -242,13 +242,12 @@ impl Layer<'_> {
             source,
         };
         let last_str = last.to_string_lossy();
-        if last_str.starts_with(WHITEOUT) {
+        if let Some(target) = last_str.strip_prefix(WHITEOUT) {
             self.ensure_parents(&name, parents, false)?;
             let dir = self.root.join(rel(parents));
             if last_str == OPAQUE {
                 return self.clear_opaque(&dir, parents).map_err(io_err);
             }
-            let target = &last_str[WHITEOUT.len()..];
             if target.starts_with(".wh.") || target.is_empty() || target == "." || target == ".." {
                 return Ok(()); // aufs metadata (.wh..wh.plnk and friends): nothing to apply.
             }
