@@ -284,6 +284,16 @@ fn normalization_table() {
     }
 }
 
+/// Found by the fuzz target: Docker's familiar form of `docker.io/r.io/x` is `r.io/x`, which
+/// reads back as registry `r.io`. Kept identical to Docker (which has the same ambiguity).
+#[test]
+fn familiar_form_of_a_dotted_hub_namespace_is_ambiguous_as_in_docker() {
+    let r = Reference::parse("docker.io/r.io/x").unwrap();
+    assert_eq!(r.to_string(), "docker.io/r.io/x:latest");
+    assert_eq!(r.familiar(), "r.io/x:latest");
+    assert_eq!(Reference::parse(&r.familiar()).unwrap().domain(), "r.io");
+}
+
 #[test]
 fn digests_with_and_without_tag() {
     let r = Reference::parse(&format!("redis@{D}")).unwrap();
@@ -325,4 +335,43 @@ fn serde_round_trips_the_full_form() {
     let j = serde_json::to_string(&r).unwrap();
     assert_eq!(j, "\"docker.io/user/img:1\"");
     assert_eq!(serde_json::from_str::<Reference>(&j).unwrap(), r);
+}
+
+/// Bounded randomized input (the cargo-fuzz target `reference` runs the same property for
+/// longer): strings over the grammar's alphabet never panic, and an accepted one round-trips
+/// through its full and familiar forms.
+#[test]
+fn random_strings_round_trip() {
+    const ALPHABET: &[u8] = b"aZ09._-/:@[]ls hx";
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut accepted = 0;
+    for _ in 0..20_000 {
+        let len = (next() % 24) as usize;
+        let mut s: String = (0..len)
+            .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize] as char)
+            .collect();
+        if next() % 4 == 0 {
+            s.push_str(&format!("@sha256:{}", "ab".repeat(32)));
+        }
+        if let Ok(r) = Reference::parse(&s) {
+            accepted += 1;
+            assert_eq!(Reference::parse(&r.to_string()).as_ref(), Ok(&r), "{s:?}");
+            let first = r.path().split('/').next().unwrap_or("");
+            if !(r.domain() == DEFAULT_DOMAIN
+                && (first.contains(['.', ':']) || first == "localhost"))
+            {
+                assert_eq!(Reference::parse(&r.familiar()).as_ref(), Ok(&r), "{s:?}");
+            }
+        }
+    }
+    assert!(
+        accepted > 100,
+        "the generator should hit valid references too ({accepted})"
+    );
 }
