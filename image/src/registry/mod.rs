@@ -19,168 +19,24 @@
 //! - typed errors that say what to do.
 
 mod auth;
-
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::time::Duration;
+mod config;
+mod error;
 
 use futures_util::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 
 pub use auth::{AuthFile, Credentials};
+pub use config::RegistryConfig;
+pub use error::{BlobError, RegistryError};
+
+use config::mirror_host;
+use error::{classify, protocol};
 
 use crate::digest::Digest;
 use crate::reference::Reference;
 use crate::store::{parse_manifest, AnyManifest, Descriptor, Manifest, MANIFEST_TYPES};
-
-/// How nodes reach registries (swarmd's `--registry-mirror`, `--insecure-registry`, and the
-/// credentials file).
-#[derive(Debug, Clone)]
-pub struct RegistryConfig {
-    /// Registry domain (`docker.io`) → mirror URLs (`http://10.0.0.254:5000`), tried in order
-    /// before the registry itself.
-    pub mirrors: BTreeMap<String, Vec<String>>,
-    /// `HOST:PORT`s spoken to over plain HTTP. Nothing else ever is.
-    pub insecure: Vec<String>,
-    /// A Docker-style `config.json` with `auths`.
-    pub auth_file: Option<PathBuf>,
-    /// TCP/TLS connect timeout.
-    pub connect_timeout: Duration,
-    /// Longest silence while reading a response (also bounds a stalled blob download).
-    pub read_timeout: Duration,
-    /// Deadline for one manifest request (token exchange included).
-    pub request_timeout: Duration,
-}
-
-impl Default for RegistryConfig {
-    fn default() -> Self {
-        RegistryConfig {
-            mirrors: BTreeMap::new(),
-            insecure: Vec::new(),
-            auth_file: None,
-            connect_timeout: Duration::from_secs(5),
-            read_timeout: Duration::from_secs(30),
-            request_timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-impl RegistryConfig {
-    /// Adds a `--registry-mirror REGISTRY=URL` flag (`docker.io=http://10.0.0.254:5000`).
-    pub fn add_mirror(&mut self, flag: &str) -> Result<(), RegistryError> {
-        let (registry, url) = flag.split_once('=').ok_or_else(|| {
-            RegistryError::Config(format!("--registry-mirror {flag}: expected REGISTRY=URL"))
-        })?;
-        mirror_host(url)?;
-        self.mirrors
-            .entry(registry.to_string())
-            .or_default()
-            .push(url.trim_end_matches('/').to_string());
-        Ok(())
-    }
-
-    /// Checks every mirror URL and insecure entry.
-    pub fn validate(&self) -> Result<(), RegistryError> {
-        for url in self.mirrors.values().flatten() {
-            mirror_host(url)?;
-        }
-        for h in &self.insecure {
-            if h.is_empty() || h.contains('/') {
-                return Err(RegistryError::Config(format!(
-                    "--insecure-registry {h}: expected HOST[:PORT]"
-                )));
-            }
-        }
-        if self.connect_timeout.is_zero()
-            || self.read_timeout.is_zero()
-            || self.request_timeout.is_zero()
-        {
-            return Err(RegistryError::Config(
-                "registry timeouts must be positive".into(),
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// `http://host:port` → (`host:port`, insecure).
-fn mirror_host(url: &str) -> Result<(String, bool), RegistryError> {
-    let bad = || {
-        RegistryError::Config(format!(
-            "registry mirror {url}: expected http(s)://HOST[:PORT]"
-        ))
-    };
-    let (rest, insecure) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
-        (Some(r), _) => (r, false),
-        (_, Some(r)) => (r, true),
-        _ => return Err(bad()),
-    };
-    let host = rest.trim_end_matches('/');
-    if host.is_empty() || host.contains('/') {
-        return Err(bad());
-    }
-    Ok((host.to_string(), insecure))
-}
-
-/// Why a registry operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    /// A bad flag or credentials file.
-    #[error("registry configuration: {0}")]
-    Config(String),
-    /// Connection refused, DNS, TLS: nothing answered.
-    #[error("registry {registry} unreachable: {detail}")]
-    Unreachable {
-        /// Host.
-        registry: String,
-        /// Why.
-        detail: String,
-    },
-    /// No answer within the deadline.
-    #[error("registry {registry} did not answer within {after:?}")]
-    Timeout {
-        /// Host.
-        registry: String,
-        /// The deadline.
-        after: Duration,
-    },
-    /// The manifest (tag or digest) does not exist (Docker's wording).
-    #[error("manifest for {0} not found: manifest unknown")]
-    NotFound(String),
-    /// Credentials refused or missing.
-    #[error("pull access denied for {0}: the repository does not exist or needs `docker login` credentials in the auth file")]
-    Unauthorized(String),
-    /// The registry answered something that is not the protocol.
-    #[error("registry {registry} answered garbage for {what}: {detail}")]
-    Protocol {
-        /// Host.
-        registry: String,
-        /// What was asked.
-        what: String,
-        /// What was wrong.
-        detail: String,
-    },
-    /// Content did not hash to its digest.
-    #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
-    DigestMismatch {
-        /// What was fetched.
-        what: String,
-        /// Expected digest.
-        expected: String,
-        /// Computed digest.
-        actual: String,
-    },
-    /// An index without a linux/amd64 manifest, or a manifest for another platform.
-    #[error("no matching manifest for linux/amd64 in the manifest list entries of {reference} (found {found})")]
-    Platform {
-        /// The reference.
-        reference: String,
-        /// Platforms offered.
-        found: String,
-    },
-}
 
 /// One place a repository can be pulled from: a mirror or the registry itself.
 #[derive(Debug, Clone)]
@@ -456,83 +312,6 @@ impl Client {
             Ok(r) => r.map_err(|e| classify(host, e)),
         }
     }
-}
-
-/// A blob download failed on the registry's side or the store's.
-#[derive(Debug, thiserror::Error)]
-pub enum BlobError {
-    /// The registry.
-    #[error(transparent)]
-    Registry(RegistryError),
-    /// Writing it.
-    #[error(transparent)]
-    Store(crate::store::StoreError),
-}
-
-fn protocol(host: &str, what: &str, detail: impl std::fmt::Display) -> RegistryError {
-    RegistryError::Protocol {
-        registry: host.into(),
-        what: what.into(),
-        detail: detail.to_string(),
-    }
-}
-
-/// Folds the library's errors into ours.
-fn classify(host: &str, e: OciDistributionError) -> RegistryError {
-    use OciDistributionError as E;
-    match e {
-        E::ImageManifestNotFoundError(m) => RegistryError::NotFound(m),
-        E::RegistryError { ref envelope, .. }
-            if envelope.errors.iter().any(|c| {
-                matches!(
-                    c.code,
-                    OciErrorCode::ManifestUnknown
-                        | OciErrorCode::NameUnknown
-                        | OciErrorCode::NotFound
-                        | OciErrorCode::BlobUnknown
-                )
-            }) =>
-        {
-            RegistryError::NotFound(host.into())
-        }
-        E::RegistryError { ref envelope, .. }
-            if envelope
-                .errors
-                .iter()
-                .any(|c| matches!(c.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)) =>
-        {
-            RegistryError::Unauthorized(host.into())
-        }
-        E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => {
-            RegistryError::Unauthorized(host.into())
-        }
-        E::ServerError { code: 404, .. } => RegistryError::NotFound(host.into()),
-        E::DigestError(d) => RegistryError::DigestMismatch {
-            what: "content".into(),
-            expected: String::new(),
-            actual: d.to_string(),
-        },
-        E::RequestError(re) if re.is_timeout() => RegistryError::Timeout {
-            registry: host.into(),
-            after: Duration::ZERO,
-        },
-        E::RequestError(re) if re.is_connect() || re.is_request() => RegistryError::Unreachable {
-            registry: host.into(),
-            detail: error_chain(&re),
-        },
-        other => protocol(host, "request", error_chain(&other)),
-    }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]
