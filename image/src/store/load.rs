@@ -13,6 +13,10 @@
 //!   `io.containerd.image.name` annotation, else `org.opencontainers.image.ref.name` parsed as a
 //!   reference (`shoal/busybox:1`; a bare tag like `1` gives `docker.io/library/1:latest`, so
 //!   name your layouts).
+//!
+//! An image without a name (`docker save IMAGE_ID`, a layout entry without annotations) is kept
+//! under its manifest digest in the index: `list` shows it with no references and `inspect`
+//! finds it by id.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -110,22 +114,16 @@ impl Store {
             let m = self.manifest(&manifest)?;
             let layers: Vec<Digest> = m.layers.iter().map(|l| l.digest.clone()).collect();
             self.ensure_root(&m.config.digest, &layers)?;
-            match &name {
-                Some(r) => {
-                    self.tag(r, &manifest)?;
-                    out.push(self.inspect(&r.to_string())?);
-                }
-                // Unnamed: keep it reachable under its id-derived name so collection keeps it.
-                None => {
-                    let r = Reference::parse(&format!(
-                        "sha256-{}:untagged",
-                        &m.config.digest.hex()[..12]
-                    ))
-                    .map_err(|e| invalid("image name".into(), e))?;
-                    self.tag(&r, &manifest)?;
-                    out.push(self.inspect(&r.to_string())?);
-                }
-            }
+            // Unnamed (`<none>` in `docker images`): the index keeps it under its manifest
+            // digest, so collection keeps it and `inspect` finds it by id.
+            let key = match &name {
+                Some(r) => r.to_string(),
+                None => manifest.to_string(),
+            };
+            self.tag_key(key, &manifest)?;
+            out.push(
+                self.inspect(&name.map_or_else(|| m.config.digest.to_string(), |r| r.to_string()))?,
+            );
         }
         Ok(out)
     }

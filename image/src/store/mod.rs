@@ -194,8 +194,13 @@ impl Store {
         let index = self.read_index()?;
         let mut by_manifest: BTreeMap<Digest, Vec<Reference>> = BTreeMap::new();
         for (name, d) in &index.refs {
-            if let Ok(r) = Reference::parse(name) {
-                by_manifest.entry(d.clone()).or_default().push(r);
+            let names = by_manifest.entry(d.clone()).or_default();
+            // A key that is a digest is an unnamed image's manifest (checked first: a digest
+            // also parses as a reference, `sha256` tagged with the hex).
+            if name.parse::<Digest>().is_err() {
+                if let Ok(r) = Reference::parse(name) {
+                    names.push(r);
+                }
             }
         }
         by_manifest
@@ -252,12 +257,15 @@ impl Store {
                 .ok()
                 .filter(|r| index.refs.contains_key(&r.to_string()));
             let removed: Vec<Reference> = match by_name {
-                Some(r) => vec![r],
-                None => img.references.clone(),
+                Some(r) => {
+                    index.refs.remove(&r.to_string());
+                    vec![r]
+                }
+                None => {
+                    index.refs.retain(|_, m| *m != img.manifest);
+                    img.references.clone()
+                }
             };
-            for r in &removed {
-                index.refs.remove(&r.to_string());
-            }
             self.write_index(&index)?;
             removed
         };
@@ -378,9 +386,13 @@ impl Store {
 
     /// Points `name` at `manifest`.
     fn tag(&self, name: &Reference, manifest: &Digest) -> Result<(), StoreError> {
+        self.tag_key(name.to_string(), manifest)
+    }
+
+    fn tag_key(&self, key: String, manifest: &Digest) -> Result<(), StoreError> {
         let _g = self.inner.lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut index = self.read_index()?;
-        index.refs.insert(name.to_string(), manifest.clone());
+        index.refs.insert(key, manifest.clone());
         self.write_index(&index)
     }
 }

@@ -171,6 +171,21 @@ fn remove_untags_then_deletes_and_prune_keeps_what_is_in_use() {
 }
 
 #[test]
+fn unnamed_images_are_kept_and_found_by_id() {
+    let (d, s) = store();
+    let fx = Fixture::sample();
+    fs::write(d.path().join("none.tar"), fx.docker_save(&[])).unwrap();
+    let img = s.load(&d.path().join("none.tar")).unwrap().remove(0);
+    assert!(img.references.is_empty());
+    assert_eq!(s.list().unwrap(), std::slice::from_ref(&img));
+    assert_eq!(s.inspect(img.id.as_str()).unwrap(), img);
+    assert!(s.root(&img).is_dir());
+    assert!(s.remove(img.id.as_str()).unwrap().is_empty());
+    assert!(s.list().unwrap().is_empty());
+    assert!(!s.root(&img).exists());
+}
+
+#[test]
 fn open_clears_interrupted_work() {
     let (_d, s) = store();
     fs::create_dir_all(s.dir().join("roots/.tmp-abc/bin")).unwrap();
