@@ -50,26 +50,32 @@ pub struct AuthFile {
 impl AuthFile {
     /// Reads and decodes `path`.
     pub fn load(path: &Path) -> Result<AuthFile, RegistryError> {
-        let bad = |detail: String| RegistryError::Config(format!("{}: {detail}", path.display()));
-        let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-        Self::parse(&bytes).map_err(bad)
+        let bytes = std::fs::read(path)
+            .map_err(|e| RegistryError::Config(format!("{}: {e}", path.display())))?;
+        Self::parse(&bytes).map_err(|e| match e {
+            RegistryError::Config(detail) => {
+                RegistryError::Config(format!("{}: {detail}", path.display()))
+            }
+            other => other,
+        })
     }
 
     /// Decodes the JSON text of a config file.
-    pub fn parse(bytes: &[u8]) -> Result<AuthFile, String> {
-        let f: File = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    pub fn parse(bytes: &[u8]) -> Result<AuthFile, RegistryError> {
+        let bad = RegistryError::Config;
+        let f: File = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
         let mut by_host = BTreeMap::new();
         for (key, e) in f.auths {
             let creds = match (e.auth, e.username, e.password) {
                 (Some(a), _, _) if !a.is_empty() => {
                     let raw = base64::engine::general_purpose::STANDARD
                         .decode(a.trim())
-                        .map_err(|err| format!("auths.{key}.auth: {err}"))?;
+                        .map_err(|err| bad(format!("auths.{key}.auth: {err}")))?;
                     let s = String::from_utf8(raw)
-                        .map_err(|_| format!("auths.{key}.auth is not UTF-8"))?;
+                        .map_err(|_| bad(format!("auths.{key}.auth is not UTF-8")))?;
                     let (u, p) = s
                         .split_once(':')
-                        .ok_or_else(|| format!("auths.{key}.auth is not user:password"))?;
+                        .ok_or_else(|| bad(format!("auths.{key}.auth is not user:password")))?;
                     Credentials {
                         username: u.into(),
                         password: p.into(),
