@@ -488,3 +488,67 @@ fn hide_unified(c: &mut std::process::Command) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_what_runc_and_crun_print() {
+        // `runc state ID`
+        let runc: State = serde_json::from_str(
+            r#"{"ociVersion":"1.0.2-dev","id":"t1","pid":4242,"status":"running",
+                "bundle":"/s/t1/bundle","rootfs":"/s/t1/bundle/rootfs",
+                "created":"2026-12-06T04:40:20Z","owner":""}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            runc,
+            State {
+                id: "t1".into(),
+                pid: 4242,
+                status: Status::Running,
+                bundle: "/s/t1/bundle".into(),
+            }
+        );
+        // `crun list --format json`, and a status this driver does not know.
+        let crun: Vec<State> = serde_json::from_str(
+            r#"[{"id":"t2","pid":0,"status":"stopped","bundle":"/b","created":"x","owner":"root"},
+                {"id":"t3","pid":7,"status":"creating","bundle":"/b"}]"#,
+        )
+        .unwrap();
+        assert_eq!(crun[0].status, Status::Stopped);
+        assert_eq!(crun[1].status, Status::Unknown);
+        // `runc list --format json` with no container.
+        let none: Option<Vec<State>> = serde_json::from_str("null").unwrap();
+        assert!(none.is_none());
+    }
+
+    #[test]
+    fn flavor_comes_from_the_binary_name() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, flavor) in [
+            ("crun", Flavor::Crun),
+            ("runc", Flavor::Runc),
+            ("my-rt", Flavor::Runc),
+        ] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, "").unwrap();
+            let rt = Runtime::new(p.to_str().unwrap(), dir.path().join("root")).unwrap();
+            assert_eq!(rt.flavor(), flavor, "{name}");
+            assert_eq!(rt.name(), name);
+        }
+        assert!(!Runtime::new("/bin/sh", dir.path().join("root"))
+            .unwrap()
+            .exists("x"));
+    }
+
+    #[test]
+    fn a_failed_create_shows_the_tail_of_the_runtimes_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("runtime.log");
+        assert!(log_tail(&log).starts_with("(nothing in "));
+        std::fs::write(&log, "a\nb\n\nc\nd\n").unwrap();
+        assert_eq!(log_tail(&log), "b | c | d");
+    }
+}
