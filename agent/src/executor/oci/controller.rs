@@ -240,6 +240,7 @@ impl OciController {
             limits,
             cgroup_ns: inner.cgroups.version() == Some(crate::executor::cgroup::Version::V2),
             stop_signal: image.stop_signal.clone(),
+            init: inner.init.clone(),
         };
         let path = bundle.join("config.json");
         spec::build(&config)

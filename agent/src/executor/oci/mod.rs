@@ -106,6 +106,7 @@ struct Inner {
     cgroups: Cgroups,
     node_id: String,
     hostname: Option<String>,
+    init: Option<PathBuf>,
     timings: Timings,
 }
 
@@ -136,6 +137,7 @@ impl OciExecutor {
                 cgroups: Cgroups::detect(),
                 node_id,
                 hostname: None,
+                init: None,
                 timings: Timings::default(),
             }),
         }
@@ -163,6 +165,13 @@ impl OciExecutor {
     /// without it, the machine's.
     pub fn with_hostname(self, hostname: String) -> Self {
         self.with(|i| i.hostname = Some(hostname))
+    }
+
+    /// Runs every container under `init_program` as PID 1 (Docker's `--init`): `swarmd`, which
+    /// runs [`super::init`] when called with [`super::init::ARG`], bound into the container, so
+    /// it must run there: linked statically.
+    pub fn with_init(self, init_program: PathBuf) -> Self {
+        self.with(|i| i.init = Some(init_program))
     }
 
     /// The runtime.

@@ -105,7 +105,14 @@ pub struct ContainerConfig {
     pub cgroup_ns: bool,
     /// The image's stop signal, kept as an annotation.
     pub stop_signal: Option<String>,
+    /// `--init`: this program (Shoal's init, [`crate::executor::init`]: `swarmd` linked
+    /// statically, since the image may have no C library) is bound read-only at
+    /// [`INIT_PATH`] and runs as PID 1, the task's process as its child.
+    pub init: Option<PathBuf>,
 }
+
+/// Where `--init`'s program is bound in the container.
+pub const INIT_PATH: &str = "/sbin/shoal-init";
 
 fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount, OciSpecError> {
     MountBuilder::default()
@@ -283,6 +290,25 @@ pub fn build(c: &ContainerConfig) -> Result<Spec, OciSpecError> {
         );
     }
 
+    let mut process_config = c.process.clone();
+    if let Some(init) = &c.init {
+        mounts.push(
+            MountBuilder::default()
+                .destination(INIT_PATH)
+                .typ("bind")
+                .source(init)
+                .options(vec!["bind".to_string(), "ro".to_string()])
+                .build()?,
+        );
+        let mut args = vec![
+            INIT_PATH.to_string(),
+            crate::executor::init::ARG.to_string(),
+            "--".to_string(),
+        ];
+        args.append(&mut process_config.args);
+        process_config.args = args;
+    }
+
     let mut spec = SpecBuilder::default()
         .version("1.0.2")
         .root(
@@ -291,7 +317,7 @@ pub fn build(c: &ContainerConfig) -> Result<Spec, OciSpecError> {
                 .readonly(false)
                 .build()?,
         )
-        .process(process(&c.process)?)
+        .process(process(&process_config)?)
         .hostname(&c.hostname)
         .mounts(mounts)
         .linux(linux.build()?);

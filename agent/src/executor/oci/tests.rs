@@ -30,6 +30,7 @@ fn config() -> ContainerConfig {
         },
         cgroup_ns: false,
         stop_signal: Some("SIGQUIT".into()),
+        init: None,
     }
 }
 
@@ -295,4 +296,35 @@ fn overlay_options_refuse_paths_that_would_split_them() {
 fn a_missing_runtime_is_a_clear_error() {
     let e = runtime::Runtime::new("no-such-runtime-xyz", "/nonexistent".into()).unwrap_err();
     assert!(e.to_string().contains("install runc or crun"), "{e}");
+}
+
+#[test]
+fn init_runs_the_process_as_its_child() {
+    let mut c = config();
+    c.init = Some("/usr/local/bin/swarmd".into());
+    let s = spec::build(&c).unwrap();
+    let args = s.process().as_ref().unwrap().args().clone().unwrap();
+    assert_eq!(
+        args,
+        [
+            spec::INIT_PATH,
+            crate::executor::init::ARG,
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo hi"
+        ]
+    );
+    let m = s
+        .mounts()
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.destination() == Path::new(spec::INIT_PATH))
+        .unwrap();
+    assert_eq!(
+        m.source().as_deref(),
+        Some(Path::new("/usr/local/bin/swarmd"))
+    );
+    assert!(m.options().as_ref().unwrap().contains(&"ro".to_string()));
 }
