@@ -3,6 +3,9 @@
 //! ([`super::wait`]), a stop is `kill` with the image's stop signal then `KILL`, `remove` is
 //! `delete` and the bundle's removal, `exec` is the runtime's `exec` with the container's own
 //! process settings. After a restart the runtime's `state` tells which containers still run.
+//!
+//! [`Executor::adoptable`] and [`Executor::sweep`] are synchronous in the seam: they run
+//! `runtime list` (and `delete` for leftovers) as blocking commands, a few milliseconds each.
 
 use std::collections::HashSet;
 use std::io;
