@@ -161,6 +161,8 @@ enum Layout {
 #[derive(Debug, Clone)]
 pub struct Cgroups {
     layout: Layout,
+    /// Where the cgroup file systems are mounted.
+    root: PathBuf,
 }
 
 impl Cgroups {
@@ -181,6 +183,7 @@ impl Cgroups {
             Err(e) => {
                 return Cgroups {
                     layout: Layout::None(format!("reading /proc/self/cgroup: {e}")),
+                    root: root.to_path_buf(),
                 }
             }
         };
@@ -206,7 +209,10 @@ impl Cgroups {
                 cpu: v1_own(root, &m, Controller::Cpu),
             },
         };
-        Cgroups { layout }
+        Cgroups {
+            layout,
+            root: root.to_path_buf(),
+        }
     }
 
     /// The version in use, if cgroups are usable at all.
@@ -342,6 +348,31 @@ impl Cgroups {
                 .map_err(io_err("opening for writing", p))?;
         }
         Ok(procs)
+    }
+
+    /// The `linux.cgroupsPath` for an OCI runtime that makes the task's cgroup itself (runc),
+    /// beneath `swarmd`'s own cgroup as [`Cgroups::create`] would make it:
+    /// * v1: `shoal-<id>`, relative: runc puts a relative path beneath its own cgroup in each
+    ///   hierarchy (`subsysPath` in libcontainer/cgroups/fs/paths.go), which is `swarmd`'s;
+    /// * v2: `/<own>/shoal-tasks/shoal-<id>`, absolute, once the controllers `limits` need are
+    ///   delegated there.
+    ///
+    /// `None` without cgroups and without limits (the runtime picks its default).
+    pub fn runtime_path(&self, task_id: &str, limits: &Limits) -> Result<Option<PathBuf>, Error> {
+        check_name(task_id)?;
+        let name = format!("{PREFIX}{task_id}");
+        for c in limits.controllers() {
+            self.parent_of(c)?;
+        }
+        match &self.layout {
+            Layout::V1 { .. } => Ok(Some(PathBuf::from(name))),
+            Layout::V2 { own } => {
+                delegate_v2(own, &limits.controllers())?;
+                let rel = own.strip_prefix(&self.root).unwrap_or(own);
+                Ok(Some(Path::new("/").join(rel).join(V2_PARENT).join(name)))
+            }
+            Layout::None(_) => Ok(None),
+        }
     }
 
     /// Removes `task_id`'s cgroups, retrying every `retry` for up to `patience` while they

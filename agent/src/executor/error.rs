@@ -100,4 +100,48 @@ pub enum Error {
         /// Its time, in seconds.
         secs: u64,
     },
+    /// The image of a container task could not be made available (the image store's error).
+    #[error("image {image}: {source}")]
+    Image {
+        /// The image reference.
+        image: String,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The image and the service together name no program to run.
+    #[error("image {image} has no command: give one after the image (service create IMAGE CMD…)")]
+    NoImageCommand {
+        /// The image reference.
+        image: String,
+    },
+    /// The user to run a container as is not in the image's `/etc/passwd` or `/etc/group`.
+    #[error(
+        "unable to find user {user}: no matching entries in the image's /etc/passwd or /etc/group"
+    )]
+    UnknownUser {
+        /// The user as given (`name`, `name:group`, `uid:gid`).
+        user: String,
+    },
+    /// The OCI runtime failed (see [`super::oci::runtime::Error`]).
+    #[error(transparent)]
+    Runtime(#[from] super::oci::runtime::Error),
+    /// The container's root file system could not be mounted (see [`super::oci::overlay::Error`]).
+    #[error(transparent)]
+    Overlay(#[from] super::oci::overlay::Error),
+    /// The container's `config.json` could not be built or read.
+    #[error("the container's config.json: {0}")]
+    Spec(#[source] oci_spec::OciSpecError),
+    /// The container's bundle directory or an exec's files could not be written.
+    #[error("writing {}: {source}", path.display())]
+    Bundle {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The container's init could not be watched (`pidfd_open`, `waitid`).
+    #[error("watching the container's init process: {0}")]
+    Pidfd(#[source] io::Error),
 }

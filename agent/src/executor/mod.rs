@@ -4,6 +4,7 @@
 //!
 //! * [`controller`]: the seam;
 //! * [`process`]: the process executor and its controller;
+//! * [`oci`]: the OCI executor: containers from images, run by `runc` or `crun`;
 //! * [`sandbox`], [`init`]: starting a process inside its namespaces, with an init;
 //! * [`cgroup`]: memory and CPU limits;
 //! * [`adopt`]: tasks that outlive `swarmd`;
@@ -15,9 +16,11 @@ pub mod controller;
 mod error;
 pub mod exec;
 pub mod init;
+pub mod oci;
 pub mod process;
 pub mod sandbox;
 
 pub use controller::{Controller, ExecOutput, Executor, Exit};
 pub use error::Error;
+pub use oci::{ImageDefaults, ImageSource, OciController, OciExecutor};
 pub use process::{ProcessController, ProcessExecutor, Running};

@@ -32,6 +32,23 @@ pub fn etc_files(
             None => setup,
         });
     }
+    write_etc_files(dir, task_id, sandbox)?;
+    let mut setup = ChildSetup::new().hostname(task_id).mount_proc_and_sys();
+    for f in ETC_FILES {
+        let target = Path::new("/etc").join(f);
+        if target.exists() {
+            setup = setup.bind(&dir.join(f), &target);
+        }
+    }
+    Ok(setup)
+}
+
+/// The files [`write_etc_files`] writes, each bound over `/etc/<name>` in the task.
+pub const ETC_FILES: [&str; 3] = ["hosts", "hostname", "resolv.conf"];
+
+/// Writes a sandboxed task's `hosts`, `hostname` and `resolv.conf` into `dir` (its host name is
+/// `task_id`; its resolver the embedded DNS at 127.0.0.11).
+pub fn write_etc_files(dir: &Path, task_id: &str, sandbox: &Sandbox) -> io::Result<()> {
     let mut hosts =
         String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     if let Some(a) = sandbox.first_addr() {
@@ -45,14 +62,7 @@ pub fn etc_files(
         dir.join("resolv.conf"),
         "nameserver 127.0.0.11\noptions ndots:0\n",
     )?;
-    let mut setup = ChildSetup::new().hostname(task_id).mount_proc_and_sys();
-    for f in ["hosts", "hostname", "resolv.conf"] {
-        let target = Path::new("/etc").join(f);
-        if target.exists() {
-            setup = setup.bind(&dir.join(f), &target);
-        }
-    }
-    Ok(setup)
+    Ok(())
 }
 
 /// Spawns `cmd` in `sandbox` with `setup` applied in the child. The task does not die with

@@ -292,6 +292,38 @@ fn creates_v2_cgroups_below_shoal_tasks() {
 }
 
 #[test]
+fn runtime_paths_are_beneath_swarmds_cgroup() {
+    let dir = tempfile::tempdir().unwrap();
+    // v1: relative, which runc resolves beneath its own (swarmd's) cgroup in each hierarchy.
+    let cg = v1_tree(dir.path());
+    assert_eq!(
+        cg.runtime_path("t1", &limits(64 << 20, 0.5)).unwrap(),
+        Some(PathBuf::from("shoal-t1"))
+    );
+    assert!(matches!(
+        cg.runtime_path("../x", &Limits::default()),
+        Err(Error::BadName(_))
+    ));
+
+    // v2: absolute, below shoal-tasks, with the controllers delegated on the way.
+    let dir = tempfile::tempdir().unwrap();
+    let (cg, own) = v2_tree(dir.path(), "cpu io memory\n");
+    touch(&own.join("shoal-tasks/cgroup.subtree_control"), "");
+    assert_eq!(
+        cg.runtime_path("t1", &limits(64 << 20, 0.0)).unwrap(),
+        Some(PathBuf::from(
+            "/system.slice/swarmd.service/shoal-tasks/shoal-t1"
+        ))
+    );
+    assert!(read(&own.join("cgroup.subtree_control")).contains("memory"));
+
+    // No cgroups at all: fine without limits, an error with one.
+    let none = Cgroups::detect_at(dir.path(), Err(io::Error::other("no /proc")));
+    assert_eq!(none.runtime_path("t1", &Limits::default()).unwrap(), None);
+    assert!(none.runtime_path("t1", &limits(1 << 20, 0.0)).is_err());
+}
+
+#[test]
 fn v2_refusals_say_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let (cg, own) = v2_tree(dir.path(), "memory\n");

@@ -303,27 +303,7 @@ impl ProcessExecutor {
         stream: &str,
         tail: u32,
     ) -> std::io::Result<Vec<Vec<u8>>> {
-        let path = self.task_dir(task_id).join(format!("{stream}.log"));
-        let mut f = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let len = f.metadata()?.len();
-        if len > MAX_LOG_BYTES {
-            f.seek(SeekFrom::Start(len - MAX_LOG_BYTES))?;
-        }
-        let mut lines: Vec<Vec<u8>> = Vec::new();
-        for line in BufReader::new(f).split(b'\n') {
-            lines.push(line?);
-        }
-        if len > MAX_LOG_BYTES && !lines.is_empty() {
-            lines.remove(0); // partial first line
-        }
-        if tail > 0 && lines.len() > tail as usize {
-            lines.drain(..lines.len() - tail as usize);
-        }
-        Ok(lines)
+        read_log_in(&self.task_dir(task_id), stream, tail)
     }
 
     /// Removes a task's files.
@@ -355,6 +335,33 @@ impl ProcessExecutor {
             tracing::debug!(error = %e, "leftover cgroup not removed yet");
         }
     }
+}
+
+/// Reads the last `tail` lines (0 = all, within [`MAX_LOG_BYTES`]) of the stream `stream`
+/// (`stdout`, `stderr`) of the task whose directory is `task_dir` (shared by every executor
+/// that keeps its logs there).
+pub fn read_log_in(task_dir: &Path, stream: &str, tail: u32) -> std::io::Result<Vec<Vec<u8>>> {
+    let path = task_dir.join(format!("{stream}.log"));
+    let mut f = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let len = f.metadata()?.len();
+    if len > MAX_LOG_BYTES {
+        f.seek(SeekFrom::Start(len - MAX_LOG_BYTES))?;
+    }
+    let mut lines: Vec<Vec<u8>> = Vec::new();
+    for line in BufReader::new(f).split(b'\n') {
+        lines.push(line?);
+    }
+    if len > MAX_LOG_BYTES && !lines.is_empty() {
+        lines.remove(0); // partial first line
+    }
+    if tail > 0 && lines.len() > tail as usize {
+        lines.drain(..lines.len() - tail as usize);
+    }
+    Ok(lines)
 }
 
 /// Sends `signal` to the process group `pgid`.

@@ -1,0 +1,513 @@
+//! The OCI executor behind the [`Controller`] seam: `prepare` makes the bundle (image, overlay,
+//! spec), `start` is `create` then `start`, the init is watched through a pidfd
+//! ([`super::wait`]), a stop is `kill` with the image's stop signal then `KILL`, `remove` is
+//! `delete` and the bundle's removal, `exec` is the runtime's `exec` with the container's own
+//! process settings. After a restart the runtime's `state` tells which containers still run.
+//!
+//! [`Executor::adoptable`] and [`Executor::sweep`] are synchronous in the seam: they run
+//! `runtime list` (and `delete` for leftovers) as blocking commands, a few milliseconds each.
+
+use std::collections::HashSet;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, SystemTime};
+
+use shoal_netlib::netns::CgroupJoin;
+use shoal_proto::model::Task;
+
+use super::overlay::Overlay;
+use super::runtime::{ContainerStdio, Status};
+use super::spec::{self, ContainerConfig, ProcessConfig, STOP_SIGNAL_ANNOTATION};
+use super::wait::Pidfd;
+use super::{merge, resolve_user, OciExecutor};
+use crate::executor::cgroup::Limits;
+use crate::executor::controller::{BoxFuture, Controller, ExecOutput, Executor, Exit};
+use crate::executor::exec::MAX_OUTPUT;
+use crate::executor::sandbox::{write_etc_files, ETC_FILES};
+use crate::executor::Error;
+use crate::network::Sandbox;
+
+/// Where one task is in its life.
+#[derive(Debug)]
+enum State {
+    /// Nothing yet.
+    New,
+    /// Bundle made, container not created.
+    Prepared {
+        /// The cgroup files `create` joins (crun; empty for runc).
+        procs: Vec<PathBuf>,
+    },
+    /// Its init runs (or ran: the pidfd keeps how it ended).
+    Running(Pidfd),
+}
+
+/// One task of the OCI executor.
+#[derive(Debug)]
+pub struct OciController {
+    executor: OciExecutor,
+    task_id: String,
+    state: State,
+    /// The signal that asks it to stop (the image's `StopSignal`, else `SIGTERM`).
+    stop_signal: String,
+}
+
+impl Executor for OciExecutor {
+    fn controller(&self, task_id: &str) -> Box<dyn Controller> {
+        Box::new(OciController {
+            executor: self.clone(),
+            task_id: task_id.to_string(),
+            state: State::New,
+            stop_signal: "SIGTERM".into(),
+        })
+    }
+
+    fn adoptable(&self) -> Vec<String> {
+        match self.inner.runtime.list_blocking() {
+            Ok(list) => list
+                .into_iter()
+                .filter(|s| matches!(s.status, Status::Running | Status::Paused))
+                .map(|s| s.id)
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list containers to adopt");
+                Vec::new()
+            }
+        }
+    }
+
+    fn read_log(&self, task_id: &str, stream: &str, tail: u32) -> io::Result<Vec<Vec<u8>>> {
+        crate::executor::process::read_log_in(&self.task_dir(task_id), stream, tail)
+    }
+
+    fn sweep(&self, running: &HashSet<String>) {
+        let rt = &self.inner.runtime;
+        let mut containers = HashSet::new();
+        match rt.list_blocking() {
+            Ok(list) => {
+                for s in list {
+                    if running.contains(&s.id)
+                        || matches!(s.status, Status::Running | Status::Paused)
+                    {
+                        containers.insert(s.id);
+                        continue;
+                    }
+                    match rt.delete_blocking(&s.id, true) {
+                        Ok(()) => tracing::info!(task.id = %s.id, "removed a leftover container"),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "leftover container not removed yet");
+                            containers.insert(s.id);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot list containers to sweep");
+                return;
+            }
+        }
+        // Bundles without a container: a crash between the overlay's mount and `create`, or a
+        // removal that failed.
+        let now = SystemTime::now();
+        for e in std::fs::read_dir(&self.inner.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let id = e.file_name().to_string_lossy().to_string();
+            if running.contains(&id) || containers.contains(&id) {
+                continue;
+            }
+            let bundle = e.path().join("bundle");
+            let old = std::fs::metadata(&bundle)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age >= self.inner.timings.sweep_min_age);
+            if old {
+                tracing::info!(task.id = %id, "removing a leftover container bundle");
+                self.cleanup_dirs(&id);
+            }
+        }
+        if self.agent_cgroups() {
+            for e in self
+                .inner
+                .cgroups
+                .sweep(running, self.inner.timings.sweep_min_age)
+            {
+                tracing::debug!(error = %e, "leftover cgroup not removed yet");
+            }
+        }
+    }
+}
+
+/// The status to report for an init that ended as `exit`, `killed_with` being what a kill
+/// by signal reports (143 after SIGTERM, 137 after SIGKILL).
+fn status(exit: Exit, killed_with: i32) -> Option<i32> {
+    match exit {
+        Exit::Code(c) => Some(c),
+        Exit::Signal => Some(killed_with),
+        Exit::Unknown => None,
+    }
+}
+
+impl OciController {
+    fn pidfd(&mut self) -> Option<&mut Pidfd> {
+        match &mut self.state {
+            State::Running(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Makes the bundle: image, `/etc` files, cgroups, overlay, `config.json`.
+    async fn make_bundle(&mut self, task: &Task, sandbox: Option<&Sandbox>) -> Result<(), Error> {
+        let ex = self.executor.clone();
+        let inner = &ex.inner;
+        let id = &task.id;
+        let dir = ex.task_dir(id);
+        let bundle = ex.bundle_dir(id);
+        for d in [&dir, &bundle] {
+            std::fs::create_dir_all(d).map_err(|source| Error::TaskDir {
+                path: d.clone(),
+                source,
+            })?;
+        }
+        let (lower, image) = inner.images.lower_dir(&task.spec.image).await?;
+        let (args, env, cwd) = merge(&image, task, &inner.node_id);
+        if args.is_empty() {
+            return Err(Error::NoImageCommand {
+                image: task.spec.image.clone(),
+            });
+        }
+        let (uid, gid, additional_gids) = resolve_user(&lower, &image.user)?;
+        if let Some(s) = &image.stop_signal {
+            self.stop_signal = s.clone();
+        }
+
+        let (netns, binds, hostname) = match sandbox {
+            Some(sb @ Sandbox::Netns { path, .. }) => {
+                write_etc_files(&dir, id, sb).map_err(Error::EtcFiles)?;
+                let binds = ETC_FILES
+                    .iter()
+                    .map(|f| (dir.join(f), format!("/etc/{f}")))
+                    .collect();
+                (Some(path.clone()), binds, id.to_string())
+            }
+            // The node's network: the node's resolver and hosts, as Docker's `--network host`.
+            Some(Sandbox::Host) | None => {
+                let binds = ["hosts", "resolv.conf"]
+                    .iter()
+                    .map(|f| (Path::new("/etc").join(f), format!("/etc/{f}")))
+                    .filter(|(p, _)| p.exists())
+                    .collect();
+                let hostname = inner.hostname.clone().unwrap_or_else(|| {
+                    std::fs::read_to_string("/proc/sys/kernel/hostname")
+                        .map(|h| h.trim().to_string())
+                        .unwrap_or_else(|_| id.to_string())
+                });
+                (None, binds, hostname)
+            }
+        };
+
+        let limits = Limits::of(&task.spec);
+        let (cgroups_path, procs) = if ex.agent_cgroups() {
+            (None, inner.cgroups.create(id, &limits)?)
+        } else {
+            (inner.cgroups.runtime_path(id, &limits)?, Vec::new())
+        };
+
+        let rootfs = bundle.join("rootfs");
+        Overlay {
+            lower,
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            target: rootfs.clone(),
+        }
+        .mount()?;
+
+        let config = ContainerConfig {
+            process: ProcessConfig {
+                args,
+                env,
+                cwd,
+                uid,
+                gid,
+                additional_gids,
+                terminal: false,
+            },
+            rootfs,
+            hostname,
+            netns,
+            binds,
+            cgroups_path,
+            limits,
+            cgroup_ns: inner.cgroups.version() == Some(crate::executor::cgroup::Version::V2),
+            stop_signal: image.stop_signal.clone(),
+            init: inner.init.clone(),
+        };
+        let path = bundle.join("config.json");
+        spec::build(&config)
+            .map_err(Error::Spec)?
+            .save(&path)
+            .map_err(Error::Spec)?;
+        self.state = State::Prepared { procs };
+        Ok(())
+    }
+}
+
+impl Controller for OciController {
+    fn prepare<'a>(
+        &'a mut self,
+        task: &'a Task,
+        sandbox: Option<&'a Sandbox>,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let made = self.make_bundle(task, sandbox).await;
+            if made.is_err() {
+                let ex = &self.executor;
+                ex.cleanup_dirs(&self.task_id);
+                if ex.agent_cgroups() {
+                    for d in ex.inner.cgroups.task_dirs(&self.task_id) {
+                        let _ = std::fs::remove_dir(d); // `remove` and the sweep retry
+                    }
+                }
+            }
+            made
+        })
+    }
+
+    fn start(&mut self) -> BoxFuture<'_, Result<u32, Error>> {
+        Box::pin(async move {
+            let State::Prepared { procs } = std::mem::replace(&mut self.state, State::New) else {
+                return Err(Error::NotPrepared);
+            };
+            let ex = &self.executor;
+            let id = &self.task_id;
+            let dir = ex.task_dir(id);
+            let bundle = ex.bundle_dir(id);
+            let open = |name: &'static str| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join(name))
+                    .map_err(|source| Error::LogFile { name, source })
+            };
+            let stdio = ContainerStdio {
+                stdout: open("stdout.log")?,
+                stderr: open("stderr.log")?,
+            };
+            let join = (!procs.is_empty()).then(|| CgroupJoin::new(&procs));
+            let rt = &ex.inner.runtime;
+            let pid = rt
+                .create(
+                    id,
+                    &bundle,
+                    &bundle.join("init.pid"),
+                    &bundle.join("runtime.log"),
+                    stdio,
+                    join,
+                )
+                .await?;
+            // Watched before it runs: its end cannot be missed (it is our zombie till then).
+            let pidfd = Pidfd::open(pid).map_err(Error::Pidfd)?;
+            if let Err(e) = rt.start(id).await {
+                let _ = rt.delete(id, true).await;
+                return Err(e.into());
+            }
+            self.state = State::Running(pidfd);
+            Ok(pid)
+        })
+    }
+
+    fn adopt(&mut self) -> BoxFuture<'_, Result<Option<u32>, Error>> {
+        Box::pin(async move {
+            let rt = &self.executor.inner.runtime;
+            let Some(state) = rt.state(&self.task_id).await? else {
+                return Ok(None);
+            };
+            if !matches!(state.status, Status::Running | Status::Paused) || state.pid == 0 {
+                return Ok(None);
+            }
+            let pidfd = match Pidfd::open(state.pid) {
+                Ok(p) => p,
+                // It ended meanwhile.
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(None),
+                Err(e) => return Err(Error::Pidfd(e)),
+            };
+            let config = self.executor.bundle_dir(&self.task_id).join("config.json");
+            if let Some(sig) = oci_spec::runtime::Spec::load(&config)
+                .ok()
+                .and_then(|s| s.annotations().clone())
+                .and_then(|a| a.get(STOP_SIGNAL_ANNOTATION).cloned())
+            {
+                self.stop_signal = sig;
+            }
+            self.state = State::Running(pidfd);
+            Ok(Some(state.pid))
+        })
+    }
+
+    fn wait(&mut self) -> BoxFuture<'_, Result<Exit, Error>> {
+        Box::pin(async move {
+            match &mut self.state {
+                State::Running(p) => p.wait().await.map_err(Error::Pidfd),
+                State::New | State::Prepared { .. } => std::future::pending().await,
+            }
+        })
+    }
+
+    fn shutdown(&mut self, grace: Duration) -> BoxFuture<'_, Result<Option<i32>, Error>> {
+        Box::pin(async move {
+            let rt = self.executor.inner.runtime.clone();
+            let id = self.task_id.clone();
+            let signal = self.stop_signal.clone();
+            let Some(p) = self.pidfd() else {
+                return Ok(None);
+            };
+            if let Some(e) = p.exited() {
+                return Ok(status(e, 143));
+            }
+            if let Err(e) = rt.kill(&id, &signal).await {
+                // It may have ended meanwhile; the wait below tells.
+                tracing::debug!(task.id = %id, error = %e, "stop signal not sent");
+            }
+            if let Ok(r) = tokio::time::timeout(grace, p.wait()).await {
+                return Ok(status(r.map_err(Error::Pidfd)?, 143));
+            }
+            if rt.kill(&id, "KILL").await.is_err() {
+                let _ = p.signal(libc::SIGKILL);
+            }
+            Ok(status(p.wait().await.map_err(Error::Pidfd)?, 137))
+        })
+    }
+
+    fn terminate(&mut self) -> BoxFuture<'_, Result<Option<i32>, Error>> {
+        Box::pin(async move {
+            let rt = self.executor.inner.runtime.clone();
+            let id = self.task_id.clone();
+            let Some(p) = self.pidfd() else {
+                return Ok(None);
+            };
+            if p.exited().is_none() && rt.kill(&id, "KILL").await.is_err() {
+                let _ = p.signal(libc::SIGKILL);
+            }
+            Ok(status(p.wait().await.map_err(Error::Pidfd)?, 137))
+        })
+    }
+
+    fn remove(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let ex = &self.executor;
+            let id = &self.task_id;
+            let rt = &ex.inner.runtime;
+            if rt.exists(id) {
+                if let Err(e) = rt.delete(id, true).await {
+                    tracing::warn!(task.id = %id, error = %e, "could not delete the container");
+                }
+            }
+            if let State::Running(p) = &mut self.state {
+                // Reap it if it is still our zombie (delete --force killed it).
+                let _ = tokio::time::timeout(Duration::from_secs(1), p.wait()).await;
+            }
+            self.state = State::New;
+            if ex.agent_cgroups() {
+                let t = &ex.inner.timings;
+                let removed = ex
+                    .inner
+                    .cgroups
+                    .remove(id, t.cgroup_remove_patience, t.cgroup_remove_retry)
+                    .await;
+                if let Err(e) = removed {
+                    tracing::warn!(task.id = %id, error = %e, "could not remove the task's cgroup");
+                }
+            }
+            ex.cleanup_dirs(id);
+        })
+    }
+
+    fn exec(
+        &self,
+        cmd: &[String],
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<ExecOutput, Error>> {
+        let rt = self.executor.inner.runtime.clone();
+        let id = self.task_id.clone();
+        let bundle = self.executor.bundle_dir(&self.task_id);
+        let cmd = cmd.to_vec();
+        Box::pin(async move { exec(rt, id, bundle, cmd, timeout).await })
+    }
+}
+
+/// Runs `cmd` in container `id` with its own process settings (env, cwd, user, capabilities)
+/// read from its `config.json`, for at most `timeout` (then the command is killed).
+async fn exec(
+    rt: super::runtime::Runtime,
+    id: String,
+    bundle: PathBuf,
+    cmd: Vec<String>,
+    timeout: Duration,
+) -> Result<ExecOutput, Error> {
+    if cmd.is_empty() {
+        return Err(Error::NoCommand);
+    }
+    let spec = oci_spec::runtime::Spec::load(bundle.join("config.json")).map_err(Error::Spec)?;
+    let mut process = spec.process().clone().unwrap_or_default();
+    process.set_args(Some(cmd));
+    process.set_terminal(Some(false));
+    let nonce: u64 = rand::random();
+    let process_file = bundle.join(format!("exec-{nonce:016x}.json"));
+    let pid_file = bundle.join(format!("exec-{nonce:016x}.pid"));
+    let bundle_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Bundle { path, source }
+    };
+    let json = serde_json::to_vec(&process).map_err(|e| Error::Bundle {
+        path: process_file.clone(),
+        source: io::Error::other(e),
+    })?;
+    std::fs::write(&process_file, json).map_err(bundle_err(&process_file))?;
+    let mut c = rt.exec_command(&id, &process_file, &pid_file);
+    c.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let result = match c.spawn() {
+        Err(source) => Err(Error::ExecSpawn {
+            program: rt.program().display().to_string(),
+            source,
+        }),
+        Ok(child) => {
+            let out = child.wait_with_output();
+            tokio::pin!(out);
+            match tokio::time::timeout(timeout, &mut out).await {
+                Ok(r) => r.map_err(Error::ExecWait).map(|o| ExecOutput {
+                    stdout: cut(o.stdout),
+                    stderr: cut(o.stderr),
+                    exit_code: o.status.code().unwrap_or(128 + 9),
+                }),
+                Err(_) => {
+                    // Killing the runtime would leave the command running in the container.
+                    let pid = std::fs::read_to_string(&pid_file)
+                        .ok()
+                        .and_then(|s| s.trim().parse::<u32>().ok());
+                    if let Some(pid) = pid {
+                        if let Ok(p) = Pidfd::open(pid) {
+                            let _ = p.signal(libc::SIGKILL);
+                        }
+                    }
+                    let _ = tokio::time::timeout(Duration::from_secs(2), &mut out).await;
+                    Err(Error::Timeout {
+                        secs: timeout.as_secs(),
+                    })
+                }
+            }
+        }
+    };
+    let _ = std::fs::remove_file(&process_file);
+    let _ = std::fs::remove_file(&pid_file);
+    result
+}
+
+fn cut(mut v: Vec<u8>) -> Vec<u8> {
+    v.truncate(MAX_OUTPUT);
+    v
+}

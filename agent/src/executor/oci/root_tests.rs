@@ -1,0 +1,396 @@
+//! The OCI executor against real `runc` and `crun` (each test runs on both): a busybox image
+//! made from Debian's static busybox, a network namespace the test makes (and removes, even on
+//! failure), every container deleted and unmounted at the end.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::executor::{Executor, Exit};
+use crate::network::{Interface, Sandbox};
+use crate::test_util::root;
+use shoal_proto::model::{new_id, ServiceSpec};
+
+const RUNTIMES: [&str; 2] = ["runc", "crun"];
+
+/// An image: a root with `/bin/busybox` and the applets the tests use.
+#[derive(Debug)]
+struct Busybox {
+    root: PathBuf,
+    defaults: ImageDefaults,
+}
+
+impl Busybox {
+    fn new(dir: &Path) -> Busybox {
+        let root = dir.join("image");
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+        for applet in ["sh", "hostname", "cat", "sleep", "ip", "echo"] {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+        }
+        std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+        Busybox {
+            root,
+            defaults: ImageDefaults {
+                cmd: vec!["sh".into()],
+                env: vec!["PATH=/bin".into(), "FROM_IMAGE=yes".into()],
+                ..Default::default()
+            },
+        }
+    }
+}
+
+impl ImageSource for Busybox {
+    fn lower_dir(&self, image: &str) -> BoxFuture<'_, Result<(PathBuf, ImageDefaults), Error>> {
+        let image = image.to_string();
+        Box::pin(async move {
+            if image != "busybox" {
+                return Err(Error::Image {
+                    image,
+                    source: "no such image".into(),
+                });
+            }
+            Ok((self.root.clone(), self.defaults.clone()))
+        })
+    }
+}
+
+/// A network namespace (`ip netns add`), deleted when dropped.
+struct Netns(String);
+
+impl Netns {
+    fn new() -> Netns {
+        let name = format!("shoal-oci-{}", &new_id()[..8]);
+        let ip = |args: &[&str]| {
+            let ok = std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "ip {args:?}");
+        };
+        ip(&["netns", "add", &name]);
+        let ns = Netns(name.clone());
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        ip(&["-n", &name, "addr", "add", "10.77.0.5/32", "dev", "lo"]);
+        ns
+    }
+
+    fn sandbox(&self) -> Sandbox {
+        Sandbox::Netns {
+            path: Path::new("/run/netns").join(&self.0),
+            interfaces: vec![Interface {
+                name: "lo".into(),
+                network: "test".into(),
+                addr: "10.77.0.5".parse().unwrap(),
+                prefix: 32,
+                gateway: None,
+                mac: [2, 0x42, 10, 77, 0, 5],
+            }],
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+/// Everything one test made with one runtime; removes the container, its mount and files when
+/// dropped (a failed assertion included).
+struct Env {
+    ex: OciExecutor,
+    images: Arc<Busybox>,
+    dir: tempfile::TempDir,
+    runtime: &'static str,
+    ids: Vec<String>,
+}
+
+impl Env {
+    fn new(runtime: &'static str) -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("shoal-oci-test-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let images = Arc::new(Busybox::new(dir.path()));
+        let ex = Env::executor(dir.path(), runtime, images.clone());
+        Env {
+            ex,
+            images,
+            dir,
+            runtime,
+            ids: Vec::new(),
+        }
+    }
+
+    fn executor(dir: &Path, runtime: &str, images: Arc<Busybox>) -> OciExecutor {
+        let rt = runtime::Runtime::new(runtime, dir.join("runtime")).unwrap();
+        OciExecutor::new(dir.join("tasks"), rt, images, "n1".into())
+    }
+
+    fn task(&mut self, args: &[&str]) -> Task {
+        let t = Task {
+            id: new_id().into(),
+            service_name: "web".into(),
+            slot: 1,
+            spec: ServiceSpec {
+                image: "busybox".into(),
+                args: args.iter().map(|s| s.to_string()).collect(),
+                env: vec!["FROM_SERVICE=yes".into()],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        self.ids.push(t.id.to_string());
+        t
+    }
+
+    /// Asserts that nothing of task `id` is left: container, mount, bundle, upper, work.
+    fn assert_clean(&self, id: &str) {
+        let rt = self.ex.runtime();
+        assert!(!rt.exists(id), "{}: the container is left", self.runtime);
+        assert!(
+            !rt.list_blocking().unwrap().iter().any(|s| s.id == id),
+            "{}: listed",
+            self.runtime
+        );
+        let rootfs = self.ex.bundle_dir(id).join("rootfs");
+        assert!(
+            !overlay::is_mounted(&rootfs),
+            "{}: still mounted",
+            self.runtime
+        );
+        for d in ["bundle", "upper", "work"] {
+            let p = self.ex.task_dir(id).join(d);
+            assert!(!p.exists(), "{}: {} is left", self.runtime, p.display());
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let rt = self.ex.runtime();
+        for id in &self.ids {
+            if rt.exists(id) {
+                let _ = rt.delete_blocking(id, true);
+            }
+            self.ex.cleanup_dirs(id);
+        }
+        let _ = &self.dir;
+    }
+}
+
+fn text(lines: Vec<Vec<u8>>) -> String {
+    lines
+        .into_iter()
+        .map(|l| String::from_utf8_lossy(&l).to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[ignore = "needs root"]
+#[tokio::test]
+async fn a_container_runs_in_the_tasks_netns_with_its_etc_files_and_logs() {
+    if !root() {
+        return;
+    }
+    let ns = Netns::new();
+    let sandbox = ns.sandbox();
+    for runtime in RUNTIMES {
+        let mut env = Env::new(runtime);
+        let t = env.task(&[
+            "sh",
+            "-c",
+            "hostname; ip -o addr show lo; cat /etc/resolv.conf; \
+             echo env $FROM_IMAGE $FROM_SERVICE $SHOAL_TASK_NAME; echo oops >&2; exit 3",
+        ]);
+        let mut ctl = env.ex.controller(&t.id);
+        ctl.prepare(&t, Some(&sandbox)).await.unwrap();
+        let pid = ctl.start().await.unwrap();
+        assert!(pid > 1);
+        let exit = tokio::time::timeout(Duration::from_secs(20), ctl.wait())
+            .await
+            .expect("the container ends")
+            .unwrap();
+        assert_eq!(exit, Exit::Code(3), "{runtime}: its exit code");
+        // Waiting again (the worker may) gives the same answer at once.
+        assert_eq!(ctl.wait().await.unwrap(), Exit::Code(3));
+        let out = text(env.ex.read_log(&t.id, "stdout", 0).unwrap());
+        assert!(
+            out.starts_with(&format!("{}\n", t.id)),
+            "{runtime}: hostname: {out}"
+        );
+        assert!(
+            out.contains("10.77.0.5"),
+            "{runtime}: the task's netns: {out}"
+        );
+        assert!(out.contains("nameserver 127.0.0.11"), "{runtime}: {out}");
+        assert!(
+            out.contains(&format!("env yes yes {}", t.name())),
+            "{runtime}: image and service env: {out}"
+        );
+        let err = text(env.ex.read_log(&t.id, "stderr", 0).unwrap());
+        assert!(err.contains("oops"), "{runtime}: stderr: {err}");
+        ctl.remove().await;
+        env.assert_clean(&t.id);
+        assert!(
+            env.ex.task_dir(&t.id).join("stdout.log").exists(),
+            "{runtime}: logs stay for `service logs`"
+        );
+    }
+}
+
+/// The memory limit in the cgroup of `pid` (v1 `memory.limit_in_bytes`, v2 `memory.max`), and
+/// that cgroup's path.
+fn memory_limit_of(pid: u32) -> (String, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let m = crate::executor::cgroup::Membership::parse(&text);
+    if let Some((_, path)) = m.v1.iter().find(|(c, _)| c.iter().any(|c| c == "memory")) {
+        let f = Path::new("/sys/fs/cgroup/memory")
+            .join(path.trim_start_matches('/'))
+            .join("memory.limit_in_bytes");
+        let v = std::fs::read_to_string(&f).unwrap();
+        return (path.clone(), v.trim().parse().unwrap());
+    }
+    let path = m.v2.unwrap();
+    let f = Path::new("/sys/fs/cgroup")
+        .join(path.trim_start_matches('/'))
+        .join("memory.max");
+    (
+        path,
+        std::fs::read_to_string(f).unwrap().trim().parse().unwrap(),
+    )
+}
+
+#[ignore = "needs root"]
+#[tokio::test]
+async fn exec_limits_shutdown_and_adoption_after_a_restart() {
+    if !root() {
+        return;
+    }
+    let ns = Netns::new();
+    let sandbox = ns.sandbox();
+    let own = {
+        let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let m = crate::executor::cgroup::Membership::parse(&text);
+        m.v1.iter()
+            .find(|(c, _)| c.iter().any(|c| c == "memory"))
+            .map(|(_, p)| p.clone())
+            .or(m.v2)
+            .unwrap()
+    };
+    for runtime in RUNTIMES {
+        let mut env = Env::new(runtime);
+        let mut t = env.task(&[
+            "sh",
+            "-c",
+            "trap 'echo bye; exit 7' TERM; echo ready; while true; do sleep 0.1; done",
+        ]);
+        t.spec.limit_memory_bytes = 64 << 20;
+        let mut ctl = env.ex.controller(&t.id);
+        ctl.prepare(&t, Some(&sandbox)).await.unwrap();
+        let pid = ctl.start().await.unwrap();
+
+        // Its memory limit, in a cgroup beneath this process's own.
+        let (path, limit) = memory_limit_of(pid);
+        assert_eq!(limit, 64 << 20, "{runtime}: limit in {path}");
+        assert!(
+            path.starts_with(own.trim_end_matches('/')) && path.contains(t.id.as_str()),
+            "{runtime}: {path} is beneath {own}"
+        );
+
+        // exec: output, exit code, the container's env and cwd.
+        let cmd = |s: &str| vec!["sh".to_string(), "-c".to_string(), s.to_string()];
+        let out = ctl
+            .exec(
+                &cmd("echo out $FROM_SERVICE; pwd; hostname; echo err >&2; exit 4"),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("out yes\n/\n{}\n", t.id),
+            "{runtime}"
+        );
+        assert_eq!(out.stderr, b"err\n");
+        assert_eq!(out.exit_code, 4);
+        let e = ctl
+            .exec(&cmd("sleep 100"), Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::Timeout { .. }), "{runtime}: {e}");
+
+        // A restart: the controller and the executor are gone, the container runs on.
+        drop(ctl);
+        let ex = Env::executor(env.dir.path(), runtime, env.images.clone());
+        assert_eq!(ex.adoptable(), vec![t.id.clone()], "{runtime}");
+        assert_eq!(ex.controller("other").adopt().await.unwrap(), None);
+        let mut ctl = ex.controller(&t.id);
+        assert_eq!(ctl.adopt().await.unwrap(), Some(pid), "{runtime}");
+        let waiting = tokio::time::timeout(Duration::from_millis(300), ctl.wait()).await;
+        assert!(waiting.is_err(), "{runtime}: it still runs");
+
+        // Stop with grace: the trap runs and its code is reported (the init is still our
+        // child here: this process is the subreaper).
+        let code = ctl.shutdown(Duration::from_secs(10)).await.unwrap();
+        assert_eq!(code, Some(7), "{runtime}");
+        let out = text(ex.read_log(&t.id, "stdout", 0).unwrap());
+        assert!(
+            out.contains("ready") && out.contains("bye"),
+            "{runtime}: {out}"
+        );
+        ctl.remove().await;
+        env.assert_clean(&t.id);
+        assert!(ex.adoptable().is_empty());
+    }
+}
+
+#[ignore = "needs root"]
+#[tokio::test]
+async fn terminate_kills_and_an_unknown_image_fails_prepare_cleanly() {
+    if !root() {
+        return;
+    }
+    let ns = Netns::new();
+    let sandbox = ns.sandbox();
+    for runtime in RUNTIMES {
+        let mut env = Env::new(runtime);
+        // SIGTERM is ignored: only terminate's SIGKILL ends it.
+        let t = env.task(&["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"]);
+        let mut ctl = env.ex.controller(&t.id);
+        ctl.prepare(&t, Some(&sandbox)).await.unwrap();
+        ctl.start().await.unwrap();
+        let code = ctl.shutdown(Duration::from_millis(300)).await.unwrap();
+        assert_eq!(code, Some(137), "{runtime}: killed after the grace");
+        ctl.remove().await;
+        env.assert_clean(&t.id);
+
+        let mut bad = env.task(&[]);
+        bad.spec.image = "nope".into();
+        let mut ctl = env.ex.controller(&bad.id);
+        let e = ctl.prepare(&bad, Some(&sandbox)).await.unwrap_err();
+        assert!(e.to_string().contains("nope"), "{runtime}: {e}");
+        ctl.remove().await;
+        env.assert_clean(&bad.id);
+
+        // A container left stopped by a crash is swept.
+        let t = env.task(&["sh", "-c", "exit 0"]);
+        let mut ctl = env.ex.controller(&t.id);
+        ctl.prepare(&t, Some(&sandbox)).await.unwrap();
+        ctl.start().await.unwrap();
+        assert_eq!(ctl.wait().await.unwrap(), Exit::Code(0));
+        drop(ctl);
+        let ex = env.ex.clone().with_timings(Timings {
+            sweep_min_age: Duration::ZERO,
+            ..Timings::default()
+        });
+        ex.sweep(&Default::default());
+        env.assert_clean(&t.id);
+    }
+}

@@ -1,0 +1,330 @@
+//! The OCI executor without root: the generated spec, the merge of image defaults, users.
+
+use super::spec::{self, ContainerConfig, ProcessConfig, DEFAULT_CAPS};
+use super::*;
+use oci_spec::runtime::{Capability, LinuxNamespaceType};
+use shoal_proto::model::ServiceSpec;
+
+fn config() -> ContainerConfig {
+    ContainerConfig {
+        process: ProcessConfig {
+            args: vec!["/bin/sh".into(), "-c".into(), "echo hi".into()],
+            env: vec!["PATH=/bin".into(), "A=b".into()],
+            cwd: "/srv".into(),
+            uid: 1000,
+            gid: 100,
+            additional_gids: vec![27],
+            terminal: false,
+        },
+        rootfs: "/var/lib/shoal/tasks/t1/bundle/rootfs".into(),
+        hostname: "t1".into(),
+        netns: Some("/run/shoal/netns/tk_t1".into()),
+        binds: vec![(
+            "/var/lib/shoal/tasks/t1/resolv.conf".into(),
+            "/etc/resolv.conf".into(),
+        )],
+        cgroups_path: Some("shoal-t1".into()),
+        limits: Limits {
+            memory_bytes: Some(64 << 20),
+            cpu_quota_us: Some(50_000),
+        },
+        cgroup_ns: false,
+        stop_signal: Some("SIGQUIT".into()),
+        init: None,
+    }
+}
+
+use crate::executor::cgroup::Limits;
+
+#[test]
+fn spec_joins_the_tasks_netns_and_makes_the_other_namespaces() {
+    let s = spec::build(&config()).unwrap();
+    let ns = s.linux().as_ref().unwrap().namespaces().as_ref().unwrap();
+    let net: Vec<_> = ns
+        .iter()
+        .filter(|n| n.typ() == LinuxNamespaceType::Network)
+        .collect();
+    assert_eq!(net.len(), 1);
+    assert_eq!(
+        net[0].path().as_deref(),
+        Some(Path::new("/run/shoal/netns/tk_t1"))
+    );
+    for t in [
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Mount,
+    ] {
+        let n = ns.iter().find(|n| n.typ() == t).unwrap();
+        assert!(n.path().is_none(), "{t:?} is a new namespace");
+    }
+    assert!(!ns.iter().any(|n| n.typ() == LinuxNamespaceType::Cgroup));
+    assert!(!ns.iter().any(|n| n.typ() == LinuxNamespaceType::User));
+
+    let mut host = config();
+    host.netns = None;
+    host.cgroup_ns = true;
+    let s = spec::build(&host).unwrap();
+    let ns = s.linux().as_ref().unwrap().namespaces().as_ref().unwrap();
+    assert!(
+        !ns.iter().any(|n| n.typ() == LinuxNamespaceType::Network),
+        "host network: the node's namespace"
+    );
+    assert!(ns.iter().any(|n| n.typ() == LinuxNamespaceType::Cgroup));
+}
+
+#[test]
+fn spec_has_dockers_mounts_and_the_tasks_etc_files() {
+    let s = spec::build(&config()).unwrap();
+    let mounts = s.mounts().as_ref().unwrap();
+    let dest: Vec<String> = mounts
+        .iter()
+        .map(|m| m.destination().display().to_string())
+        .collect();
+    for d in [
+        "/proc",
+        "/dev",
+        "/dev/pts",
+        "/sys",
+        "/sys/fs/cgroup",
+        "/dev/mqueue",
+        "/dev/shm",
+        "/etc/resolv.conf",
+    ] {
+        assert!(dest.iter().any(|x| x == d), "{d} in {dest:?}");
+    }
+    let sys = mounts
+        .iter()
+        .find(|m| m.destination() == Path::new("/sys"))
+        .unwrap();
+    assert!(sys.options().as_ref().unwrap().contains(&"ro".to_string()));
+    let resolv = mounts
+        .iter()
+        .find(|m| m.destination() == Path::new("/etc/resolv.conf"))
+        .unwrap();
+    assert_eq!(resolv.typ().as_deref(), Some("bind"));
+    assert_eq!(
+        resolv.source().as_deref(),
+        Some(Path::new("/var/lib/shoal/tasks/t1/resolv.conf"))
+    );
+    assert_eq!(s.hostname().as_deref(), Some("t1"));
+    let root = s.root().as_ref().unwrap();
+    assert_eq!(
+        root.path(),
+        Path::new("/var/lib/shoal/tasks/t1/bundle/rootfs")
+    );
+    assert_eq!(root.readonly(), Some(false));
+    let linux = s.linux().as_ref().unwrap();
+    let masked = linux.masked_paths().as_ref().unwrap();
+    assert!(masked.contains(&"/proc/kcore".to_string()));
+    assert!(masked.contains(&"/sys/firmware".to_string()));
+    let ro = linux.readonly_paths().as_ref().unwrap();
+    assert!(ro.contains(&"/proc/sys".to_string()));
+    assert!(ro.contains(&"/proc/sysrq-trigger".to_string()));
+}
+
+#[test]
+fn spec_process_has_dockers_caps_env_cwd_user() {
+    let s = spec::build(&config()).unwrap();
+    let p = s.process().as_ref().unwrap();
+    assert_eq!(p.args().as_ref().unwrap()[0], "/bin/sh");
+    assert_eq!(
+        p.env().as_ref().unwrap(),
+        &vec!["PATH=/bin".to_string(), "A=b".into()]
+    );
+    assert_eq!(p.cwd(), Path::new("/srv"));
+    assert_eq!(p.user().uid(), 1000);
+    assert_eq!(p.user().gid(), 100);
+    assert_eq!(p.user().additional_gids().as_deref(), Some(&[27][..]));
+    assert_eq!(p.no_new_privileges(), Some(true));
+    assert_eq!(p.terminal(), Some(false));
+    let caps = p.capabilities().as_ref().unwrap();
+    let bounding = caps.bounding().as_ref().unwrap();
+    assert_eq!(bounding.len(), 14);
+    for c in DEFAULT_CAPS {
+        assert!(bounding.contains(&c), "{c:?}");
+    }
+    assert!(!bounding.contains(&Capability::SysAdmin));
+    assert!(!bounding.contains(&Capability::NetAdmin));
+    assert_eq!(caps.effective(), caps.bounding());
+}
+
+#[test]
+fn spec_carries_limits_and_the_cgroup_path() {
+    let s = spec::build(&config()).unwrap();
+    let linux = s.linux().as_ref().unwrap();
+    assert_eq!(linux.cgroups_path().as_deref(), Some(Path::new("shoal-t1")));
+    let r = linux.resources().as_ref().unwrap();
+    assert_eq!(r.memory().unwrap().limit(), Some(64 << 20));
+    assert_eq!(r.cpu().as_ref().unwrap().quota(), Some(50_000));
+    assert_eq!(r.cpu().as_ref().unwrap().period(), Some(100_000));
+    let devices = r.devices().as_ref().unwrap();
+    assert!(!devices[0].allow(), "deny everything first");
+    assert_eq!(
+        s.annotations()
+            .as_ref()
+            .unwrap()
+            .get(spec::STOP_SIGNAL_ANNOTATION)
+            .map(String::as_str),
+        Some("SIGQUIT")
+    );
+    // It is what a runtime reads.
+    let json = serde_json::to_value(&s).unwrap();
+    assert_eq!(json["linux"]["cgroupsPath"], "shoal-t1");
+    assert_eq!(json["process"]["noNewPrivileges"], true);
+    assert_eq!(json["linux"]["resources"]["memory"]["limit"], 64 << 20);
+}
+
+fn task(args: &[&str], env: &[&str]) -> Task {
+    Task {
+        id: "t1".into(),
+        service_name: "web".into(),
+        slot: 1,
+        spec: ServiceSpec {
+            image: "img".into(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: env.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+#[test]
+fn merge_follows_dockers_rules() {
+    let image = ImageDefaults {
+        entrypoint: vec!["/entry".into()],
+        cmd: vec!["--default".into()],
+        env: vec!["PATH=/image/bin".into(), "A=image".into(), "B=image".into()],
+        working_dir: "/app".into(),
+        ..Default::default()
+    };
+    struct Case {
+        args: &'static [&'static str],
+        env: &'static [&'static str],
+        want_args: &'static [&'static str],
+    }
+    for c in [
+        Case {
+            args: &[],
+            env: &[],
+            want_args: &["/entry", "--default"],
+        },
+        Case {
+            args: &["x", "y"],
+            env: &["A=service"],
+            want_args: &["/entry", "x", "y"],
+        },
+    ] {
+        let (args, env, cwd) = merge(&image, &task(c.args, c.env), "n1");
+        assert_eq!(args, c.want_args);
+        assert_eq!(cwd, "/app");
+        assert_eq!(
+            env[0], "PATH=/image/bin",
+            "the image's PATH replaces the default"
+        );
+        let a = env
+            .iter()
+            .filter(|e| e.starts_with("A="))
+            .collect::<Vec<_>>();
+        assert_eq!(a.len(), 1, "merged by key: {env:?}");
+        let want_a = if c.env.is_empty() {
+            "A=image"
+        } else {
+            "A=service"
+        };
+        assert_eq!(a[0], want_a);
+        assert!(env.contains(&"B=image".to_string()));
+        assert!(env.contains(&"SHOAL_TASK_ID=t1".to_string()));
+    }
+    // No entrypoint, no workdir, no PATH in the image: Cmd, `/`, the default PATH.
+    let bare = ImageDefaults {
+        cmd: vec!["sh".into()],
+        ..Default::default()
+    };
+    let (args, env, cwd) = merge(&bare, &task(&[], &[]), "n1");
+    assert_eq!(args, ["sh"]);
+    assert_eq!(cwd, "/");
+    assert!(env[0].starts_with("PATH=/usr/local/sbin:"));
+}
+
+#[test]
+fn users_resolve_from_the_images_files() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d.path().join("etc")).unwrap();
+    std::fs::write(
+        d.path().join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33::/var/www:/bin/false\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.path().join("etc/group"),
+        "root:x:0:\nwww:x:33:\nstaff:x:50:www\n",
+    )
+    .unwrap();
+    let r = |u| resolve_user(d.path(), u);
+    assert_eq!(r("").unwrap(), (0, 0, vec![]));
+    assert_eq!(r("www").unwrap(), (33, 33, vec![50]));
+    assert_eq!(r("33").unwrap(), (33, 33, vec![50]));
+    assert_eq!(r("www:staff").unwrap(), (33, 50, vec![]));
+    assert_eq!(r("1234:5").unwrap(), (1234, 5, vec![]));
+    let e = r("nobody").unwrap_err();
+    assert!(matches!(e, Error::UnknownUser { .. }), "{e}");
+    assert!(r("www:nogroup").is_err());
+}
+
+#[test]
+fn overlay_options_refuse_paths_that_would_split_them() {
+    let o = overlay::Overlay {
+        lower: "/images/a".into(),
+        upper: "/t/upper".into(),
+        work: "/t/work".into(),
+        target: "/t/rootfs".into(),
+    };
+    assert_eq!(
+        o.options().unwrap(),
+        "lowerdir=/images/a,upperdir=/t/upper,workdir=/t/work"
+    );
+    let bad = overlay::Overlay {
+        lower: "/images/a,upperdir=/etc".into(),
+        ..o
+    };
+    assert!(bad.options().is_err());
+}
+
+#[test]
+fn a_missing_runtime_is_a_clear_error() {
+    let e = runtime::Runtime::new("no-such-runtime-xyz", "/nonexistent".into()).unwrap_err();
+    assert!(e.to_string().contains("install runc or crun"), "{e}");
+}
+
+#[test]
+fn init_runs_the_process_as_its_child() {
+    let mut c = config();
+    c.init = Some("/usr/local/bin/swarmd".into());
+    let s = spec::build(&c).unwrap();
+    let args = s.process().as_ref().unwrap().args().clone().unwrap();
+    assert_eq!(
+        args,
+        [
+            spec::INIT_PATH,
+            crate::executor::init::ARG,
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo hi"
+        ]
+    );
+    let m = s
+        .mounts()
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.destination() == Path::new(spec::INIT_PATH))
+        .unwrap();
+    assert_eq!(
+        m.source().as_deref(),
+        Some(Path::new("/usr/local/bin/swarmd"))
+    );
+    assert!(m.options().as_ref().unwrap().contains(&"ro".to_string()));
+}
