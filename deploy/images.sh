@@ -36,7 +36,6 @@ cache=${SHOAL_IMAGE_CACHE:-/var/tmp/shoal-images}
 suite=${SHOAL_DEBIAN_SUITE:-bookworm}
 images=(shoal/busybox shoal/whoami shoal/nginx)
 PATH_ENV=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-SOURCE_URL=https://github.com/shoal/shoal   # label only
 # Applets the demos and tests rely on; the build fails if busybox lacks one.
 applets=(sh ls cat echo hostname wget nslookup ping ip ifconfig sleep httpd top ps env id grep
   head tail vi)
@@ -128,7 +127,6 @@ labels() { # NAME VERSION DESCRIPTION -> umoci config arguments
   printf '%s\n' "--config.label=org.opencontainers.image.title=$1" \
     "--config.label=org.opencontainers.image.version=$2" \
     "--config.label=org.opencontainers.image.description=$3" \
-    "--config.label=org.opencontainers.image.source=$SOURCE_URL" \
     "--config.label=org.opencontainers.image.vendor=Shoal (built by deploy/images.sh)"
 }
 
@@ -148,7 +146,6 @@ ID=shoal-busybox
 VERSION="$v (Debian busybox-static $bb_ver)"
 VERSION_ID=$v
 PRETTY_NAME="Shoal busybox $v (Debian busybox-static $bb_ver)"
-HOME_URL="$SOURCE_URL"
 EOF
   printf '%s\n' 'root:x:0:0:root:/root:/bin/sh' 'nobody:x:65534:65534:nobody:/nonexistent:/bin/false' \
     >"$r/etc/passwd"
