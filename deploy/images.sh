@@ -52,9 +52,17 @@ if ! flock -n 9; then
   log "waiting for another images.sh using $cache"
   flock 9
 fi
-rm -rf "$cache"/.build.*
+# Removes a build directory; mmdebstrap mounts /proc, /sys and /dev inside its root while it
+# runs, so a build killed then may leave mounts: unmount those first, never cross into them.
+rmtree() {
+  awk -v t="$1/" 'index($2, t) == 1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do
+    umount -l "$m" || true
+  done
+  rm -rf --one-file-system "$1"
+}
+for old in "$cache"/.build.*; do [ ! -e "$old" ] || rmtree "$old"; done
 tmp=$(mktemp -d "$cache/.build.XXXXXX")
-cleanup() { rm -rf "$tmp"; }
+cleanup() { rmtree "$tmp"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 start=$(date +%s)
@@ -82,14 +90,19 @@ else
   triple=$(rustc -vV | sed -n 's/^host: //p')
   case $triple in *-linux-gnu) ;; *) die "whoami is linked statically with glibc: host $triple is not *-linux-gnu" ;; esac
   target_dir=${CARGO_TARGET_DIR:-$repo/target}
-  log "building whoami (static, $triple)"
-  # crt-static through RUSTFLAGS with an explicit --target applies to the target only, not to
-  # build scripts and proc macros; the musl target cannot be installed offline.
-  RUSTFLAGS='-C target-feature=+crt-static' CARGO_TARGET_DIR=$target_dir \
-    flock "${SHOAL_CARGO_LOCK:-/tmp/shoal-cargo.lock}" \
-    cargo build --quiet --release --manifest-path "$repo/Cargo.toml" --bin whoami --target "$triple" \
-    || die "cargo build of whoami failed"
   whoami_bin=$target_dir/$triple/release/whoami
+  # Cargo only when whoami's sources, manifests or lock file are newer than the binary: the
+  # shared build lock may be held for minutes by other builds.
+  if [ ! -x "$whoami_bin" ] || [ -n "$(find "$repo/cli/src/bin/whoami" "$repo/cli/Cargo.toml" \
+      "$repo/Cargo.toml" "$repo/Cargo.lock" -newer "$whoami_bin" -print -quit)" ]; then
+    log "building whoami (static, $triple)"
+    # crt-static through RUSTFLAGS with an explicit --target applies to the target only, not to
+    # build scripts and proc macros; the musl target cannot be installed offline.
+    RUSTFLAGS='-C target-feature=+crt-static' CARGO_TARGET_DIR=$target_dir \
+      flock "${SHOAL_CARGO_LOCK:-/tmp/shoal-cargo.lock}" \
+      cargo build --quiet --release --manifest-path "$repo/Cargo.toml" --bin whoami --target "$triple" \
+      || die "cargo build of whoami failed"
+  fi
 fi
 is_static "$whoami_bin" || die "$whoami_bin is dynamically linked: build it with RUSTFLAGS='-C target-feature=+crt-static' and --target"
 
