@@ -243,6 +243,13 @@ EOF
 # ---- build what changed, keep the rest ------------------------------------------------------
 if [ ${#todo[@]} -eq 0 ]; then
   log "up to date: $cache/oci"
+  mkdir -p "$cache/archives"
+  for i in "${images[@]}"; do
+    a=archives/${i//\//-}.tar
+    [ ! -f "$cache/$a" ] || continue
+    { skopeo copy --quiet "oci:$cache/oci:$i:latest" "oci-archive:$tmp/${a#archives/}:$i:latest" \
+      && mv "$tmp/${a#archives/}" "$cache/$a"; } || die "cannot write $cache/$a"
+  done
 else
   log "building: ${todo[*]}"
   umoci init --layout "$L"
@@ -260,7 +267,7 @@ else
         esac ;;
       *) # unchanged: copied blob for blob (same digests)
         skopeo copy --quiet "oci:$cache/oci:$i:latest" "oci:$L:$i:latest" \
-          || die "cannot copy unchanged $i from $cache/oci" ;;
+          || die "cannot copy unchanged $i from $cache/oci (SHOAL_IMAGES_FORCE=1 rebuilds all)" ;;
     esac
   done
   umoci gc --layout "$L"
