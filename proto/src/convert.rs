@@ -252,6 +252,16 @@ impl From<&m::ServiceSpec> for pb::ServiceSpec {
             limit_memory_bytes: s.limit_memory_bytes,
             limit_cpus: s.limit_cpus,
             force_update: s.force_update,
+            runtime: match s.runtime {
+                m::Runtime::Container => pb::Runtime::Container,
+                m::Runtime::Process => pb::Runtime::Process,
+            } as i32,
+            image_digest: s.image_digest.clone(),
+            entrypoint: s.entrypoint.clone(),
+            user: s.user.clone(),
+            workdir: s.workdir.clone(),
+            tty: s.tty,
+            init: s.init,
         }
     }
 }
@@ -307,6 +317,16 @@ impl TryFrom<&pb::ServiceSpec> for m::ServiceSpec {
             limit_memory_bytes: s.limit_memory_bytes,
             limit_cpus: s.limit_cpus,
             force_update: s.force_update,
+            runtime: match s.runtime() {
+                pb::Runtime::Container => m::Runtime::Container,
+                pb::Runtime::Process => m::Runtime::Process,
+            },
+            image_digest: s.image_digest.clone(),
+            entrypoint: s.entrypoint.clone(),
+            user: s.user.clone(),
+            workdir: s.workdir.clone(),
+            tty: s.tty,
+            init: s.init,
         })
     }
 }

@@ -40,6 +40,13 @@ fn runs_the_same(a: &ServiceSpec, b: &ServiceSpec) -> bool {
         limit_memory_bytes,
         limit_cpus,
         force_update,
+        runtime,
+        image_digest,
+        entrypoint,
+        user,
+        workdir,
+        tty,
+        init,
     } = a;
     *name == b.name
         && *image == b.image
@@ -54,6 +61,13 @@ fn runs_the_same(a: &ServiceSpec, b: &ServiceSpec) -> bool {
         && *stop_grace_ms == b.stop_grace_ms
         && *limit_memory_bytes == b.limit_memory_bytes
         && *limit_cpus == b.limit_cpus
+        && *runtime == b.runtime
+        && *image_digest == b.image_digest
+        && *entrypoint == b.entrypoint
+        && *user == b.user
+        && *workdir == b.workdir
+        && *tty == b.tty
+        && *init == b.init
 }
 
 /// A task's ports (published numbers filled in by the allocator) against a spec's (0 = any).

@@ -20,6 +20,6 @@ pub use node::{
 };
 pub use service::{
     EndpointMode, NetworkAttachmentSpec, PortConfig, Protocol, PublishMode, RestartCondition,
-    RestartPolicy, Service, ServiceMode, ServiceSpec, VirtualIp,
+    RestartPolicy, Runtime, Service, ServiceMode, ServiceSpec, VirtualIp,
 };
 pub use task::{AttachedNetwork, NetworkAttachment, Task, TaskState, TaskStatus};

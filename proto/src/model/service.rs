@@ -255,6 +255,54 @@ pub struct ServiceSpec {
     /// Bumped by `service update --force` so every task is replaced.
     #[serde(default)]
     pub force_update: u64,
+    /// What runs the tasks. Specs written before containers existed ran programs: they read
+    /// back as [`Runtime::Process`].
+    #[serde(default = "Runtime::before_containers")]
+    pub runtime: Runtime,
+    /// The digest `image` was resolved to at create/update (`sha256:…`), so every replica runs
+    /// the same bytes; empty: not pinned (`--no-resolve-image`, or a process).
+    #[serde(default)]
+    pub image_digest: String,
+    /// Replaces the image's `ENTRYPOINT` when not empty.
+    #[serde(default)]
+    pub entrypoint: Vec<String>,
+    /// `--user`: `name`, `uid`, `uid:gid` or `name:group`; empty: the image's.
+    #[serde(default)]
+    pub user: String,
+    /// `--workdir`; empty: the image's.
+    #[serde(default)]
+    pub workdir: String,
+    /// `--tty`: a pseudo-terminal for the task.
+    #[serde(default)]
+    pub tty: bool,
+    /// `--init`: a minimal init as PID 1.
+    #[serde(default)]
+    pub init: bool,
+}
+
+/// What runs a service's tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Runtime {
+    /// An OCI container from the service's image, run by the node's OCI runtime (runc, crun).
+    #[default]
+    Container,
+    /// The program named by the image, looked up on the node (`--runtime process`).
+    Process,
+}
+
+impl Runtime {
+    /// What a spec stored before containers existed ran.
+    pub fn before_containers() -> Runtime {
+        Runtime::Process
+    }
+
+    /// `container` or `process`, as `--runtime` takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Container => "container",
+            Runtime::Process => "process",
+        }
+    }
 }
 
 /// A service's virtual IP on one network.
