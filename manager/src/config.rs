@@ -1,6 +1,7 @@
 //! Manager configuration: every timing the manager uses, with its default and its bounds.
 
 use crate::raft::storage::EngineKind;
+use shoal_image::registry::RegistryConfig;
 use shoal_security::Transport;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -91,6 +92,11 @@ pub struct ManagerConfig {
     /// How connections to and from other nodes are secured: mutual TLS with the node's
     /// certificate, or plain TCP (in-process tests, `--insecure-plaintext`).
     pub transport: Transport,
+    /// Registries, mirrors and credentials for resolving image tags to digests (`service
+    /// create` pins them); the agents pull with the same settings.
+    pub registry: RegistryConfig,
+    /// Longest a tag's resolution may take before `service create` goes on without a digest.
+    pub image_resolve_timeout: Duration,
 }
 
 /// A setting out of bounds. The texts say which flag or field to change.
@@ -182,6 +188,8 @@ impl ManagerConfig {
             relay_timeout: Duration::from_secs(5),
             exec_default_timeout: Duration::from_secs(60),
             transport: Transport::Plain,
+            registry: RegistryConfig::default(),
+            image_resolve_timeout: Duration::from_secs(10),
         }
     }
 

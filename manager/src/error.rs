@@ -11,6 +11,7 @@ use crate::control::ControlError;
 use crate::dispatcher::{RelayError, StatusError};
 use crate::raft::storage::OpenError;
 use crate::store::{LookupError, Refusal, Versioned};
+use shoal_image::registry::RegistryError;
 use std::time::Duration;
 use tonic::Status;
 
@@ -59,6 +60,9 @@ pub enum ManagerError {
     /// Task status updates could not be written.
     #[error(transparent)]
     Status(#[from] StatusError),
+    /// A registry could not resolve an image.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     /// Another manager could not be reached.
     #[error("{0}")]
     Transport(#[from] tonic::transport::Error),
@@ -104,7 +108,13 @@ impl From<ManagerError> for Status {
             ManagerError::Ca(CaError::NoCa) => Status::failed_precondition(msg),
             ManagerError::Ca(CaError::UnknownNode(_)) => Status::permission_denied(msg),
             ManagerError::Ca(_) => Status::internal(msg),
+            ManagerError::Registry(RegistryError::NotFound(_)) => Status::not_found(msg),
+            ManagerError::Registry(RegistryError::Unauthorized(_)) => {
+                Status::permission_denied(msg)
+            }
+            ManagerError::Registry(RegistryError::Config(_)) => Status::invalid_argument(msg),
             ManagerError::NoLeader(_)
+            | ManagerError::Registry(_)
             | ManagerError::NoLeaderNow
             | ManagerError::NotInitialised
             | ManagerError::Raft(_)
@@ -209,10 +219,7 @@ mod tests {
     fn control_refusals_keep_their_codes() {
         assert_eq!(
             status(ControlError::NoImage),
-            (
-                Code::InvalidArgument,
-                "an image (the program to run) is required".into()
-            )
+            (Code::InvalidArgument, "an image is required".into())
         );
         assert_eq!(
             status(ControlError::RemoveManager("m1".into())),

@@ -124,6 +124,8 @@ impl Lab {
         self.swarmctl_ok(&[
             "service",
             "create",
+            "--runtime",
+            "process",
             "--name",
             "web",
             "--replicas",
@@ -143,6 +145,8 @@ impl Lab {
         self.swarmctl_ok(&[
             "service",
             "create",
+            "--runtime",
+            "process",
             "--name",
             "client",
             "--network",

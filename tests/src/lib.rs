@@ -5,7 +5,7 @@
 //! ```no_run
 //! use shoal_tests::Cluster;
 //! let c = Cluster::start(3, 2); // manager1..3, worker1..2, all Ready
-//! c.ctl_ok(0, &["service", "create", "--name", "web", "--replicas", "5", "sleep", "1000"]);
+//! c.ctl_ok(0, &["service", "create", "--runtime", "process", "--name", "web", "--replicas", "5", "sleep", "1000"]);
 //! c.wait_running(0, "web", 5);
 //! ```
 //!

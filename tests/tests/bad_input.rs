@@ -69,6 +69,8 @@ fn bad_requests_fail_clearly_and_change_nothing() {
         &[
             "service",
             "create",
+            "--runtime",
+            "process",
             "--name",
             "web",
             "--publish",
@@ -86,23 +88,67 @@ fn bad_requests_fail_clearly_and_change_nothing() {
     let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
         // Service names.
         (
-            vec!["service", "create", "--name", "web.1", "sleep", "1"],
+            vec![
+                "service",
+                "create",
+                "--runtime",
+                "process",
+                "--name",
+                "web.1",
+                "sleep",
+                "1",
+            ],
             vec!["invalid service name", "web.1"],
         ),
         (
-            vec!["service", "create", "--name=-web", "sleep", "1"],
+            vec![
+                "service",
+                "create",
+                "--runtime",
+                "process",
+                "--name=-web",
+                "sleep",
+                "1",
+            ],
             vec!["invalid service name", "-web"],
         ),
         (
-            vec!["service", "create", "--name", "my web", "sleep", "1"],
+            vec![
+                "service",
+                "create",
+                "--runtime",
+                "process",
+                "--name",
+                "my web",
+                "sleep",
+                "1",
+            ],
             vec!["invalid service name", "my web"],
         ),
         (
-            vec!["service", "create", "--name", "", "sleep", "1"],
+            vec![
+                "service",
+                "create",
+                "--runtime",
+                "process",
+                "--name",
+                "",
+                "sleep",
+                "1",
+            ],
             vec!["service name must not be empty"],
         ),
         (
-            vec!["service", "create", "--name", &long, "sleep", "1"],
+            vec![
+                "service",
+                "create",
+                "--runtime",
+                "process",
+                "--name",
+                &long,
+                "sleep",
+                "1",
+            ],
             vec!["longer than 63"],
         ),
         // Replica counts.
@@ -110,6 +156,8 @@ fn bad_requests_fail_clearly_and_change_nothing() {
             vec![
                 "service",
                 "create",
+                "--runtime",
+                "process",
                 "--name",
                 "neg",
                 "--replicas",
@@ -123,6 +171,8 @@ fn bad_requests_fail_clearly_and_change_nothing() {
             vec![
                 "service",
                 "create",
+                "--runtime",
+                "process",
                 "--name",
                 "big",
                 "--replicas",
@@ -136,6 +186,8 @@ fn bad_requests_fail_clearly_and_change_nothing() {
             vec![
                 "service",
                 "create",
+                "--runtime",
+                "process",
                 "--name",
                 "huge",
                 "--replicas",
@@ -150,6 +202,8 @@ fn bad_requests_fail_clearly_and_change_nothing() {
             vec![
                 "service",
                 "create",
+                "--runtime",
+                "process",
                 "--name",
                 "p",
                 "--publish",
@@ -163,6 +217,8 @@ fn bad_requests_fail_clearly_and_change_nothing() {
             vec![
                 "service",
                 "create",
+                "--runtime",
+                "process",
                 "--name",
                 "p",
                 "--publish",
@@ -176,6 +232,8 @@ fn bad_requests_fail_clearly_and_change_nothing() {
             vec![
                 "service",
                 "create",
+                "--runtime",
+                "process",
                 "--name",
                 "p",
                 "--publish",
@@ -189,6 +247,8 @@ fn bad_requests_fail_clearly_and_change_nothing() {
             vec![
                 "service",
                 "create",
+                "--runtime",
+                "process",
                 "--name",
                 "p",
                 "--publish",
@@ -202,6 +262,8 @@ fn bad_requests_fail_clearly_and_change_nothing() {
             vec![
                 "service",
                 "create",
+                "--runtime",
+                "process",
                 "--name",
                 "p",
                 "--publish",
@@ -216,6 +278,8 @@ fn bad_requests_fail_clearly_and_change_nothing() {
             vec![
                 "service",
                 "create",
+                "--runtime",
+                "process",
                 "--name",
                 "web2",
                 "--publish",
@@ -230,6 +294,8 @@ fn bad_requests_fail_clearly_and_change_nothing() {
             vec![
                 "service",
                 "create",
+                "--runtime",
+                "process",
                 "--name",
                 "lost",
                 "--network",
@@ -244,6 +310,8 @@ fn bad_requests_fail_clearly_and_change_nothing() {
             vec![
                 "service",
                 "create",
+                "--runtime",
+                "process",
                 "--name",
                 "c",
                 "--constraint",
@@ -255,7 +323,16 @@ fn bad_requests_fail_clearly_and_change_nothing() {
         ),
         // Duplicate names.
         (
-            vec!["service", "create", "--name", "web", "sleep", "1"],
+            vec![
+                "service",
+                "create",
+                "--runtime",
+                "process",
+                "--name",
+                "web",
+                "sleep",
+                "1",
+            ],
             vec!["service with name \"web\" already exists"],
         ),
         (
@@ -287,6 +364,8 @@ fn bad_requests_fail_clearly_and_change_nothing() {
             vec![
                 "service",
                 "create",
+                "--runtime",
+                "process",
                 "--name",
                 "h",
                 "--network",

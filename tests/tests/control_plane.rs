@@ -75,6 +75,8 @@ fn three_managers_two_workers_survive_failures_and_restarts() {
         &[
             "service",
             "create",
+            "--runtime",
+            "process",
             "--name",
             "web",
             "--replicas",

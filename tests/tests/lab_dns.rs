@@ -98,6 +98,8 @@ fn service_discovery() {
     lab.swarmctl_ok(&[
         "service",
         "create",
+        "--runtime",
+        "process",
         "--name",
         "stranger",
         "--network",

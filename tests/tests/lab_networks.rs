@@ -53,7 +53,16 @@ fn article_section_2_bridge_none_host_and_isolated_bridges() {
     let on_worker = ["--constraint", "node.hostname==worker1"];
 
     // --- the default bridge network: 172.17.0.x, reachable from the node and each other ---
-    let mut args = vec!["service", "create", "--name", "web", "--replicas", "2"];
+    let mut args = vec![
+        "service",
+        "create",
+        "--runtime",
+        "process",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+    ];
     args.extend(on_worker);
     args.push("whoami");
     lab.swarmctl_ok(&args);
@@ -114,7 +123,16 @@ fn article_section_2_bridge_none_host_and_isolated_bridges() {
     assert_eq!(att["gateway"], "172.17.0.1", "{task}");
 
     // --- none: loopback only, no route ---
-    let mut args = vec!["service", "create", "--name", "lonely", "--network", "none"];
+    let mut args = vec![
+        "service",
+        "create",
+        "--runtime",
+        "process",
+        "--name",
+        "lonely",
+        "--network",
+        "none",
+    ];
     args.extend(on_worker);
     args.extend(["sleep", "100000"]);
     lab.swarmctl_ok(&args);
@@ -144,7 +162,16 @@ fn article_section_2_bridge_none_host_and_isolated_bridges() {
     assert_eq!(stopped.exit_code, Some(143), "{stopped:?}");
 
     // --- host: the task serves on the node's own address ---
-    let mut args = vec!["service", "create", "--name", "onhost", "--network", "host"];
+    let mut args = vec![
+        "service",
+        "create",
+        "--runtime",
+        "process",
+        "--name",
+        "onhost",
+        "--network",
+        "host",
+    ];
     args.extend(on_worker);
     args.extend(["whoami", "--port", "8081"]);
     lab.swarmctl_ok(&args);
@@ -181,6 +208,8 @@ fn article_section_2_bridge_none_host_and_isolated_bridges() {
     let mut args = vec![
         "service",
         "create",
+        "--runtime",
+        "process",
         "--name",
         "pub",
         "--publish",
@@ -238,6 +267,8 @@ fn article_section_2_bridge_none_host_and_isolated_bridges() {
         let mut args = vec![
             "service",
             "create",
+            "--runtime",
+            "process",
             "--name",
             svc,
             "--replicas",
@@ -337,6 +368,8 @@ fn article_section_3_overlay_across_five_nodes() {
     lab.swarmctl_ok(&[
         "service",
         "create",
+        "--runtime",
+        "process",
         "--name",
         "web",
         "--replicas",
@@ -560,6 +593,8 @@ fn restarting_the_agent_keeps_tasks_and_their_connections() {
     lab.swarmctl_ok(&[
         "service",
         "create",
+        "--runtime",
+        "process",
         "--name",
         "web",
         "--replicas",
@@ -574,6 +609,8 @@ fn restarting_the_agent_keeps_tasks_and_their_connections() {
     lab.swarmctl_ok(&[
         "service",
         "create",
+        "--runtime",
+        "process",
         "--name",
         "local",
         "--constraint",

@@ -28,6 +28,8 @@ fn logs_and_restart_policies() {
         &[
             "service",
             "create",
+            "--runtime",
+            "process",
             "--name",
             "hello",
             "--replicas",
@@ -105,6 +107,8 @@ fn logs_and_restart_policies() {
         &[
             "service",
             "create",
+            "--runtime",
+            "process",
             "-d",
             "--name",
             "once",
@@ -118,7 +122,16 @@ fn logs_and_restart_policies() {
     c.ctl_ok(
         m,
         &[
-            "service", "create", "-d", "--name", "crashy", "sh", "-c", "exit 3",
+            "service",
+            "create",
+            "--runtime",
+            "process",
+            "-d",
+            "--name",
+            "crashy",
+            "sh",
+            "-c",
+            "exit 3",
         ],
     );
     // The default policy (condition any, 1s delay) keeps replacing crashy's task in slot 1:
@@ -208,7 +221,16 @@ fn placement_drain_global_and_constraints() {
     c.ctl_ok(
         m,
         &[
-            "service", "create", "--name", "agent", "--mode", "global", "sleep", "1000",
+            "service",
+            "create",
+            "--runtime",
+            "process",
+            "--name",
+            "agent",
+            "--mode",
+            "global",
+            "sleep",
+            "1000",
         ],
     );
     let agent = c.wait_running(m, "agent", 3);
@@ -234,6 +256,8 @@ fn placement_drain_global_and_constraints() {
         &[
             "service",
             "create",
+            "--runtime",
+            "process",
             "--name",
             "back",
             "--replicas",
@@ -261,6 +285,8 @@ fn placement_drain_global_and_constraints() {
         &[
             "service",
             "create",
+            "--runtime",
+            "process",
             "-d",
             "--name",
             "nowhere",
@@ -330,6 +356,8 @@ fn placement_drain_global_and_constraints() {
         &[
             "service",
             "create",
+            "--runtime",
+            "process",
             "--name",
             "spread",
             "--replicas",

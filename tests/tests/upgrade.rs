@@ -118,6 +118,8 @@ fn a_cluster_from_the_previous_commits_state_dir_restarts_and_serves() {
         &[
             "service",
             "create",
+            "--runtime",
+            "process",
             "--name",
             "api",
             "--network",

@@ -19,6 +19,9 @@ pub(crate) struct State {
     pub no_leader: bool,
     /// Every `ListTasks` filter received, in order.
     pub task_filters: Vec<pb::TaskFilter>,
+    /// What `ResolveImage` answers: image as typed → digest. Others are not found; an image
+    /// with a space is an invalid reference.
+    pub registry: std::collections::HashMap<String, String>,
     next: u64,
 }
 
@@ -321,6 +324,25 @@ impl control_server::Control for Fake {
         s.nodes.remove(i);
         Ok(Response::new(pb::Empty {}))
     }
+    async fn resolve_image(
+        &self,
+        req: Request<pb::ResolveImageRequest>,
+    ) -> R<pb::ResolveImageResponse> {
+        let image = req.into_inner().image;
+        if image.contains(' ') {
+            return Err(Status::invalid_argument("invalid reference format"));
+        }
+        match self.lock().registry.get(&image) {
+            Some(d) => Ok(Response::new(pb::ResolveImageResponse {
+                digest: d.clone(),
+                canonical: image,
+            })),
+            None => Err(Status::not_found(format!(
+                "manifest for {image} not found: manifest unknown"
+            ))),
+        }
+    }
+
     async fn create_service(&self, req: Request<pb::CreateServiceRequest>) -> R<pb::Service> {
         let spec = req
             .into_inner()

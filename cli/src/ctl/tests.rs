@@ -186,6 +186,8 @@ async fn service_create_shows_progress_until_converged() {
         &[
             "service",
             "create",
+            "--runtime",
+            "process",
             "--name",
             "web",
             "--replicas",
@@ -258,7 +260,16 @@ async fn service_create_shows_progress_until_converged() {
     // Same name again: the server's message, as is.
     let (r, _) = run_cmd(
         &host,
-        &["service", "create", "--name", "web", "-d", "whoami"],
+        &[
+            "service",
+            "create",
+            "--runtime",
+            "process",
+            "--name",
+            "web",
+            "-d",
+            "whoami",
+        ],
     )
     .await;
     assert_eq!(
@@ -276,6 +287,8 @@ async fn stuck_tasks_show_why_and_time_out() {
         &[
             "service",
             "create",
+            "--runtime",
+            "process",
             "--name",
             "db",
             "--constraint",
@@ -318,6 +331,8 @@ async fn failing_polls_are_retried_and_reported() {
         &[
             "service",
             "create",
+            "--runtime",
+            "process",
             "--name",
             "web",
             "--timeout",
@@ -336,7 +351,16 @@ async fn scale_update_logs_and_rm() {
     let host = Fake::with_nodes().serve_tcp().await;
     ok(
         &host,
-        &["service", "create", "--name", "web", "-d", "whoami"],
+        &[
+            "service",
+            "create",
+            "--runtime",
+            "process",
+            "--name",
+            "web",
+            "-d",
+            "whoami",
+        ],
     )
     .await;
     let out = ok(&host, &["service", "scale", "web=3"]).await;
@@ -473,4 +497,135 @@ fn help_lists_own_flags_before_global_ones() {
     let h = help(&[]);
     assert!(at(&h, "Commands:") < at(&h, "Global Options:"), "{h}");
     assert!(at(&h, "Global Options:") < at(&h, "--host <HOST>"), "{h}");
+}
+
+#[tokio::test]
+async fn container_images_are_pinned_to_their_digest() {
+    let fake = Fake::with_nodes();
+    let (d1, d2) = (
+        format!("sha256:{}", "1".repeat(64)),
+        format!("sha256:{}", "2".repeat(64)),
+    );
+    fake.lock()
+        .registry
+        .insert("shoal/whoami".into(), d1.clone());
+    fake.lock()
+        .registry
+        .insert("shoal/whoami:2".into(), d2.clone());
+    let host = fake.clone().serve_tcp().await;
+    let spec = |name: &str| {
+        let s = fake.lock();
+        let svc = s
+            .services
+            .iter()
+            .find(|v| v.spec.as_ref().is_some_and(|p| p.name == name))
+            .cloned()
+            .expect("created");
+        svc.spec.unwrap()
+    };
+    let create = |name: &'static str, extra: &'static [&'static str], image: &'static str| {
+        let mut a = vec!["service", "create", "-d", "--name", name];
+        a.extend_from_slice(extra);
+        a.push(image);
+        a
+    };
+
+    // A tag the registry knows: pinned; the image stays as typed.
+    ok(&host, &create("web", &[], "shoal/whoami")).await;
+    let s = spec("web");
+    assert_eq!(
+        (s.image.as_str(), s.image_digest.as_str()),
+        ("shoal/whoami", d1.as_str())
+    );
+    assert_eq!(s.runtime(), shoal_proto::pb::Runtime::Container);
+    let out = ok(&host, &["service", "inspect", "--pretty", "web"]).await;
+    assert!(
+        out.contains(&format!("Image:")) && out.contains(&format!("shoal/whoami@{d1}")),
+        "{out}"
+    );
+
+    // One it can't find: created anyway, unpinned (the Docker CLI's warning goes to stderr).
+    ok(&host, &create("nopin", &[], "shoal/unknown")).await;
+    assert_eq!(spec("nopin").image_digest, "");
+    // Not asked: --no-resolve-image, and programs.
+    ok(
+        &host,
+        &create("tagonly", &["--no-resolve-image"], "shoal/whoami"),
+    )
+    .await;
+    assert_eq!(spec("tagonly").image_digest, "");
+    ok(
+        &host,
+        &create("prog", &["--runtime", "process"], "shoal/whoami"),
+    )
+    .await;
+    let s = spec("prog");
+    assert_eq!(
+        (s.image_digest.as_str(), s.runtime()),
+        ("", shoal_proto::pb::Runtime::Process)
+    );
+    // A reference that does not parse is an error, and nothing is created.
+    let (r, _) = run_cmd(&host, &create("bad", &[], "Bad Image")).await;
+    assert!(r
+        .unwrap_err()
+        .to_string()
+        .contains("invalid reference format"));
+    assert!(fake
+        .lock()
+        .services
+        .iter()
+        .all(|v| v.spec.as_ref().is_some_and(|p| p.name != "bad")));
+
+    // An update that leaves the image keeps the digest; --image pins the new one.
+    ok(
+        &host,
+        &["service", "update", "-d", "--env-add", "A=1", "web"],
+    )
+    .await;
+    assert_eq!(spec("web").image_digest, d1);
+    ok(
+        &host,
+        &[
+            "service",
+            "update",
+            "-d",
+            "--image",
+            "shoal/whoami:2",
+            "web",
+        ],
+    )
+    .await;
+    let s = spec("web");
+    assert_eq!(
+        (s.image.as_str(), s.image_digest.as_str()),
+        ("shoal/whoami:2", d2.as_str())
+    );
+
+    // Container flags reach the spec.
+    ok(
+        &host,
+        &create(
+            "c",
+            &[
+                "--entrypoint",
+                "/bin/sh -c",
+                "-u",
+                "1000:1000",
+                "-w",
+                "/srv",
+                "-t",
+                "--init",
+            ],
+            "shoal/busybox",
+        ),
+    )
+    .await;
+    let s = spec("c");
+    assert_eq!(s.entrypoint, ["/bin/sh", "-c"]);
+    assert_eq!(
+        (s.user.as_str(), s.workdir.as_str(), s.tty, s.init),
+        ("1000:1000", "/srv", true, true)
+    );
+    let (r, _) = run_cmd(&host, &create("rel", &["-w", "srv"], "shoal/busybox")).await;
+    assert!(r.unwrap_err().to_string().contains("absolute path"));
 }

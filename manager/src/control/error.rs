@@ -3,6 +3,8 @@
 
 use crate::allocator::ipam::SubnetError;
 use crate::scheduler::constraint::ConstraintError;
+use shoal_image::digest::DigestError;
+use shoal_image::reference::ReferenceError;
 use shoal_proto::model::{Invalid, TaskState};
 
 /// A request the Control API refuses; nothing was proposed. The text is what users see.
@@ -13,6 +15,12 @@ pub enum ControlError {
     /// A name that is not a valid service, network or alias name.
     #[error(transparent)]
     Name(Invalid),
+    /// An image reference Docker would not parse.
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    /// A pinned image digest that is not `sha256:<64 hex>`.
+    #[error("invalid image digest {0:?}: {1}")]
+    ImageDigest(String, DigestError),
     /// A request without a service spec.
     #[error("a service spec is required")]
     NoSpec,
@@ -20,7 +28,7 @@ pub enum ControlError {
     #[error(transparent)]
     Spec(Invalid),
     /// A service without an image.
-    #[error("an image (the program to run) is required")]
+    #[error("an image is required")]
     NoImage,
     /// `--replicas` above [`crate::MAX_REPLICAS`].
     #[error("--replicas {replicas} is too large (at most {max})")]

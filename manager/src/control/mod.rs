@@ -9,6 +9,7 @@
 
 mod cluster;
 mod error;
+mod image;
 mod network;
 mod node;
 mod relay;
@@ -81,6 +82,13 @@ impl control_server::Control for ControlService {
 
     async fn remove_node(&self, req: Request<pb::RemoveNodeRequest>) -> R<pb::Empty> {
         node::remove(self, req).await
+    }
+
+    async fn resolve_image(
+        &self,
+        req: Request<pb::ResolveImageRequest>,
+    ) -> R<pb::ResolveImageResponse> {
+        image::resolve(self, req).await
     }
 
     async fn create_service(&self, req: Request<pb::CreateServiceRequest>) -> R<pb::Service> {

@@ -2,8 +2,11 @@
 
 use super::ControlError;
 use crate::store::State;
+use shoal_image::digest::Digest;
+use shoal_image::reference::Reference;
 use shoal_proto::model::{
-    validate_name, EndpointMode, NameKind, NetworkDriver, PublishMode, ServiceMode, ServiceSpec,
+    validate_name, EndpointMode, NameKind, NetworkDriver, PublishMode, Runtime, ServiceMode,
+    ServiceSpec,
 };
 use std::collections::BTreeSet;
 
@@ -15,6 +18,14 @@ pub fn service_spec(state: &State, spec: &mut ServiceSpec) -> Result<(), Control
     name(NameKind::Service, &spec.name)?;
     if spec.image.trim().is_empty() {
         return Err(ControlError::NoImage);
+    }
+    if spec.runtime == Runtime::Container {
+        Reference::parse(&spec.image)?;
+        if !spec.image_digest.is_empty() {
+            spec.image_digest
+                .parse::<Digest>()
+                .map_err(|e| ControlError::ImageDigest(spec.image_digest.clone(), e))?;
+        }
     }
     if let ServiceMode::Replicated { replicas } = spec.mode {
         if replicas > crate::MAX_REPLICAS {

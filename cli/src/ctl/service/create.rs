@@ -1,5 +1,6 @@
 //! `swarmctl service create`.
 
+use super::image::{pin, ContainerArgs, RuntimeArg};
 use super::{finish, parse, Ctx, WaitArgs};
 use crate::client::RpcResultExt;
 use clap::ValueEnum;
@@ -43,12 +44,20 @@ pub struct CreateArgs {
     /// Service label KEY=VALUE (repeatable).
     #[arg(short = 'l', long = "label", value_name = "KEY=VALUE", value_parser = parse::label)]
     pub labels: Vec<(String, String)>,
+    /// container: run IMAGE from its registry; process: IMAGE is a program on the nodes.
+    #[arg(long, value_enum, default_value = "container")]
+    pub runtime: RuntimeArg,
+    /// Entrypoint, user, working directory, terminal, init, digest pinning.
+    #[command(flatten)]
+    pub container: ContainerArgs,
     /// --detach / --timeout.
     #[command(flatten)]
     pub wait: WaitArgs,
-    /// The program to run on the nodes (e.g. whoami).
+    /// The image to run (e.g. nginx:alpine, shoal/whoami); with --runtime process, a program
+    /// on the nodes (e.g. whoami).
     pub image: String,
-    /// Arguments for the program; everything after IMAGE, flags included, goes to the task.
+    /// Arguments (the image's CMD is replaced); everything after IMAGE, flags included, goes
+    /// to the task.
     #[arg(
         trailing_var_arg = true,
         allow_hyphen_values = true,
@@ -135,7 +144,9 @@ impl From<EndpointModeArg> for EndpointMode {
 pub fn build_spec(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
     validate_name(NameKind::Service, &a.name)?;
     if a.image.trim().is_empty() {
-        anyhow::bail!("an image (the program to run, e.g. whoami) is required");
+        anyhow::bail!(
+            "an image is required (e.g. nginx:alpine, or a program with --runtime process)"
+        );
     }
     let mode = match (a.mode, a.replicas) {
         (Some(ModeArg::Global), Some(_)) => {
@@ -158,15 +169,18 @@ pub fn build_spec(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
         restart: RestartPolicy::default(),
         constraints: a.constraints.clone(),
         labels: a.labels.iter().cloned().collect(),
+        runtime: a.runtime.into(),
         ..Default::default()
     };
     a.spec.apply(&mut spec);
+    a.container.apply(&mut spec)?;
     Ok(spec)
 }
 
 /// Creates the service, prints its id and follows it until it converges (unless -d).
 pub async fn run(ctx: &mut Ctx, a: CreateArgs) -> anyhow::Result<()> {
-    let spec = build_spec(&a)?;
+    let mut spec = build_spec(&a)?;
+    pin(ctx, &mut spec, a.container.no_resolve_image).await?;
     let req = pb::CreateServiceRequest {
         spec: Some(pb::ServiceSpec::from(&spec)),
     };

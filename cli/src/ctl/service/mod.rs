@@ -1,6 +1,7 @@
 //! `swarmctl service create | ls | ps | inspect | scale | update | rm | logs`.
 
 mod create;
+mod image;
 mod logs;
 mod ps;
 mod update;
@@ -220,9 +221,31 @@ pub fn pretty_service(s: &pb::Service, nets: &std::collections::HashMap<String, 
     kv(" Condition", names::restart_condition(restart.condition()));
     kv(" Delay", &output::millis(restart.delay_ms));
     kv(" MaxAttempts", &restart.max_attempts.to_string());
-    kv("Image", &spec.image);
+    // Docker's form: the image as typed, with the digest it was pinned to.
+    match spec.image_digest.as_str() {
+        d if d.is_empty() || spec.image.contains('@') => kv("Image", &spec.image),
+        d => kv("Image", &format!("{}@{d}", spec.image)),
+    }
+    if spec.runtime() == pb::Runtime::Process {
+        kv(" Runtime", "process");
+    }
+    if !spec.entrypoint.is_empty() {
+        kv(" Entrypoint", &spec.entrypoint.join(" "));
+    }
     if !spec.args.is_empty() {
         kv(" Args", &spec.args.join(" "));
+    }
+    if !spec.user.is_empty() {
+        kv(" User", &spec.user);
+    }
+    if !spec.workdir.is_empty() {
+        kv(" Dir", &spec.workdir);
+    }
+    if spec.tty {
+        kv(" TTY", "true");
+    }
+    if spec.init {
+        kv(" Init", "true");
     }
     if !spec.env.is_empty() {
         kv(" Env", &spec.env.join(" "));

@@ -1,6 +1,7 @@
 //! `swarmctl service update`: read the spec, change what the flags say, write it back.
 
 use super::create::{EndpointModeArg, SpecArgs};
+use super::image::{pin, ContainerArgs};
 use super::{finish, parse, Ctx, WaitArgs};
 use crate::client::RpcResultExt;
 use shoal_proto::model::{NetworkAttachmentSpec, PortConfig, Protocol, ServiceMode, ServiceSpec};
@@ -12,9 +13,12 @@ pub struct UpdateArgs {
     /// New number of tasks (replicated services).
     #[arg(long, value_parser = parse::replicas, allow_negative_numbers = true, value_name = "N")]
     pub replicas: Option<u64>,
-    /// New program to run.
+    /// New image (pinned to its digest again); with --runtime process, a new program.
     #[arg(long)]
     pub image: Option<String>,
+    /// Entrypoint, user, working directory, terminal, init, digest pinning.
+    #[command(flatten)]
+    pub container: ContainerArgs,
     /// New arguments, as one shell-quoted string: --args "--port 8080 --name 'a b'".
     #[arg(long, allow_hyphen_values = true, value_name = "\"ARGS\"")]
     pub args: Option<String>,
@@ -85,6 +89,8 @@ pub fn apply(
             anyhow::bail!("--image must not be empty");
         }
         spec.image = image.clone();
+        // A new image is resolved again (Docker's `--image` does the same).
+        spec.image_digest.clear();
     }
     if let Some(args) = &a.args {
         spec.args = parse::shell_words(args)
@@ -172,6 +178,8 @@ pub async fn run(ctx: &mut Ctx, a: UpdateArgs) -> anyhow::Result<()> {
         network_ids.push((name.clone(), n.id));
     }
     apply(&a, &mut spec, &network_ids)?;
+    a.container.apply(&mut spec)?;
+    pin(ctx, &mut spec, a.container.no_resolve_image).await?;
     let req = pb::UpdateServiceRequest {
         id: svc.id.clone(),
         spec: Some(pb::ServiceSpec::from(&spec)),

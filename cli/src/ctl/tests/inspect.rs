@@ -10,7 +10,16 @@ async fn inspect_format_table_is_readable() {
     ok(
         &host,
         &[
-            "service", "create", "--name", "web", "-d", "whoami", "--port", "80",
+            "service",
+            "create",
+            "--runtime",
+            "process",
+            "--name",
+            "web",
+            "-d",
+            "whoami",
+            "--port",
+            "80",
         ],
     )
     .await;
@@ -111,7 +120,16 @@ async fn inspect_of_unknown_names_prints_only_errors() {
     let host = Fake::with_nodes().serve_tcp().await;
     ok(
         &host,
-        &["service", "create", "--name", "web", "-d", "whoami"],
+        &[
+            "service",
+            "create",
+            "--runtime",
+            "process",
+            "--name",
+            "web",
+            "-d",
+            "whoami",
+        ],
     )
     .await;
     for family in ["task", "node", "service", "network"] {

@@ -43,6 +43,8 @@ async fn node_ps_defaults_to_self_and_takes_names() {
         &[
             "service",
             "create",
+            "--runtime",
+            "process",
             "--name",
             "web",
             "--replicas",
