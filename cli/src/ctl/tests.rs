@@ -540,7 +540,7 @@ async fn container_images_are_pinned_to_their_digest() {
     assert_eq!(s.runtime(), shoal_proto::pb::Runtime::Container);
     let out = ok(&host, &["service", "inspect", "--pretty", "web"]).await;
     assert!(
-        out.contains(&format!("Image:")) && out.contains(&format!("shoal/whoami@{d1}")),
+        out.contains("Image:") && out.contains(&format!("shoal/whoami@{d1}")),
         "{out}"
     );
 
