@@ -273,9 +273,8 @@ pub async fn wait_ready(child: &mut Child, addr: SocketAddrV4) -> anyhow::Result
 /// the process is stopped and the error carries the end of its log. Returns its pid.
 pub async fn start(dir: &LabDir, addr: SocketAddrV4) -> anyhow::Result<u32> {
     let bin = find()?;
-    if let Ok((code, _)) = http_get(addr.into(), "/v2/").await {
-        bail!("something already answers on http://{addr}/v2/ (HTTP {code}): stop it first");
-    }
+    // No probe before it starts: something else on the port makes it fail to bind, which
+    // `wait_ready` reports with its log.
     let mut child = spawn(&bin, dir, addr)?;
     let pid = child.id();
     if let Err(e) = wait_ready(&mut child, addr).await {
@@ -363,6 +362,15 @@ pub async fn ensure(dir: &LabDir, rec: &mut RegistryRecord) -> anyhow::Result<Op
         rec.pid = Some(*pid);
         return Ok(None);
     }
+    // Its address is the host endpoint's: without the lab's link, a connection to it would
+    // leave through the host's default route, so nothing is started (nor probed) then.
+    let link = super::config::host_link(&dir.name);
+    anyhow::ensure!(
+        super::net::host_has_link(&link),
+        "the lab's host link {link} is gone (the host rebooted?): run `swarmctl lab down{}` \
+         and `lab up` again",
+        super::name_flag(&dir.name)
+    );
     let pid = start(dir, rec.address).await?;
     rec.pid = Some(pid);
     Ok(Some(pid))
