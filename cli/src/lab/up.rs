@@ -400,9 +400,10 @@ impl Builder {
             }
             Err(missing) => p.say(&format!(
                 "  images: none ({} is not built): run deploy/images.sh (as root) to build the \
-                 demo images, then `swarmctl lab down` and `lab up` again, or push your own to \
-                 {addr} (skopeo copy --dest-tls-verify=false …)",
-                missing.display()
+                 demo images, then `swarmctl lab down{flag}` and `lab up` again, or push your \
+                 own to {addr} (skopeo copy --dest-tls-verify=false …)",
+                missing.display(),
+                flag = name_flag(&self.spec.name)
             )),
         }
         Ok(())
