@@ -23,6 +23,11 @@ bash deploy/deps.sh
 if cargo fmt --version >/dev/null 2>&1; then cargo fmt --all -- --check; fi
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo build --locked --workspace --bins
+# The demo images (shoal/busybox, shoal/whoami, shoal/nginx) the lab tests push into their
+# labs' registries, as an OCI layout in ${SHOAL_IMAGE_CACHE:-/var/tmp/shoal-images}/oci. Rebuilt
+# only when an input changed; the first build needs the Debian mirror (nginx, with mmdebstrap)
+# and builds whoami statically with cargo in release mode.
+if $root; then bash deploy/images.sh; fi
 test_args=(--test-threads "${SHOAL_TEST_THREADS:-2}")
 if $root; then test_args+=(--include-ignored); fi
 cargo test --locked --workspace -- "${test_args[@]}"

@@ -27,6 +27,11 @@ pub enum LabCmd {
         /// The lab's underlay network: a /24 (or larger) inside 198.18.0.0/15.
         #[arg(long, default_value = DEFAULT_SUBNET, value_parser = parse_subnet)]
         subnet: Ipv4Net,
+        /// An OCI image layout whose REPOSITORY:TAG images go into the lab's registry
+        /// [default: the demo images of deploy/images.sh, $SHOAL_IMAGE_CACHE/oci or
+        /// /var/tmp/shoal-images/oci, when built].
+        #[arg(long, value_name = "DIR")]
+        images: Option<std::path::PathBuf>,
     },
     /// List labs and whether they run.
     #[command(alias = "list")]
@@ -145,12 +150,14 @@ pub async fn run(cmd: LabCmd, format: Format) -> anyhow::Result<()> {
             managers,
             workers,
             subnet,
+            images,
         } => {
             let spec = LabSpec {
                 name: name.name,
                 managers,
                 workers,
                 subnet,
+                images,
             };
             lab::up::up(spec, &mut p).await
         }

@@ -179,6 +179,9 @@ pub struct LabSpec {
     pub workers: usize,
     /// `--subnet`.
     pub subnet: Ipv4Net,
+    /// `--images DIR`: the OCI layout whose images `lab up` pushes into the lab's registry;
+    /// `None` for the demo images' cache (`deploy/images.sh`'s), when it exists.
+    pub images: Option<std::path::PathBuf>,
 }
 
 impl Default for LabSpec {
@@ -188,6 +191,7 @@ impl Default for LabSpec {
             managers: 3,
             workers: 2,
             subnet: parse_subnet(DEFAULT_SUBNET).expect("the default subnet parses"),
+            images: None,
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use super::config::{check_name, host_link, UNDERLAY_NS};
 use super::state::{self, LabDir};
-use super::{net, procs, require_root, sessions, Printer};
+use super::{net, procs, registry, require_root, sessions, Printer};
 use anyhow::{bail, Context};
 use serde_json::json;
 use shoal_netlib::netns;
@@ -49,6 +49,8 @@ pub struct Removal {
     pub items: Vec<String>,
     /// The swarmds stopped: pid, node, and `SIGTERM` or `SIGKILL`.
     pub swarmds: Vec<(u32, String, String)>,
+    /// The lab's image registry stopped: pid and `SIGTERM` or `SIGKILL`.
+    pub registry: Option<(u32, String)>,
     /// Task processes that outlived their swarmd, killed.
     pub task_processes: usize,
     /// `lab shell` / `lab exec` sessions ended.
@@ -86,6 +88,9 @@ impl Removal {
                 k => format!("{} SIGTERM, {k} SIGKILL", self.swarmds.len() - k),
             };
             parts.push(format!("{} swarmd stopped ({how})", self.swarmds.len()));
+        }
+        if let Some((pid, how)) = &self.registry {
+            parts.push(format!("registry stopped (pid {pid}, {how})"));
         }
         let ended: Vec<String> = [
             (self.task_processes, "task process", "task processes"),
@@ -151,6 +156,25 @@ pub async fn remove(dir: &LabDir) -> anyhow::Result<Removal> {
         .filter(|id| Some(*id) != host)
         .collect();
     let ended = sessions::end_sessions(&ids, &nodes, SHELL_GRACE);
+    // The registry last of the processes: the nodes pull from it until they are gone. The one
+    // lab.json records, and any other serving this lab's config (a record lost in a crash).
+    let config = dir.registry_config();
+    let mut registries: Vec<u32> = file
+        .iter()
+        .filter_map(|f| f.registry.as_ref()?.pid)
+        .collect();
+    for pid in registry::running(&config) {
+        if !registries.contains(&pid) {
+            registries.push(pid);
+        }
+    }
+    for pid in registries {
+        if let Some(how) = registry::stop(pid, &config) {
+            r.items
+                .push(format!("stopped the registry (pid {pid}, {how})"));
+            r.registry = Some((pid, how.to_string()));
+        }
+    }
     for pid in &ended.pids {
         r.items
             .push(format!("ended process {pid} of a lab shell or exec"));

@@ -23,11 +23,14 @@ pub mod net;
 pub mod node;
 pub mod procs;
 pub mod ready;
+pub mod registry;
 pub mod sessions;
 pub mod state;
 pub mod ui;
 pub mod up;
 
+#[cfg(test)]
+mod registry_tests;
 #[cfg(test)]
 mod tests;
 

@@ -7,6 +7,7 @@
 use super::exec::{load, no_such_node};
 use super::procs::{self, ProcInfo};
 use super::ready;
+use super::registry;
 use super::state::{LabDir, LabFile, NodeRecord};
 use super::{name_flag, require_root, Printer};
 use anyhow::{bail, Context};
@@ -128,7 +129,7 @@ impl Target {
 
     /// Starts the node's swarmd in its namespace, records its pid, and waits until a live
     /// manager sees the node Ready again. Returns the new pid and the manager that saw it.
-    async fn start(&mut self) -> anyhow::Result<(u32, String)> {
+    async fn start(&mut self, p: &mut Printer) -> anyhow::Result<(u32, String)> {
         let rec = self.rec().clone();
         let flag = name_flag(&self.dir.name);
         let ns = NetNs::open(&rec.netns).with_context(|| {
@@ -138,6 +139,20 @@ impl Target {
             )
         })?;
         let swarmd = procs::find_swarmd()?;
+        // The nodes pull images through the lab's registry: bring it back if it is gone (a
+        // reboot of the host, a crash). A failure is said but does not keep the node down.
+        if let Some(mut reg) = self.file.registry.clone() {
+            match registry::ensure(&self.dir, &mut reg).await {
+                Ok(Some(pid)) => p.say(&format!(
+                    "registry: was not running; started again on http://{}/ (pid {pid})",
+                    reg.address
+                )),
+                Ok(None) => {}
+                Err(e) => eprintln!("warning: the lab's registry did not start again: {e:#}"),
+            }
+            self.file.registry = Some(reg);
+            self.dir.save(&self.file)?;
+        }
         let args = rec.swarmd_args(&self.dir, &procs::extra_args());
         let log = self.dir.log(&rec.name);
         let log_from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
@@ -180,7 +195,7 @@ pub async fn restart(name: &str, node: &str, p: &mut Printer) -> anyhow::Result<
         Some(pid) => (Some(t.stop(p, pid, false).await?), Some(began.elapsed())),
         None => (None, None),
     };
-    let (pid, manager) = t.start().await?;
+    let (pid, manager) = t.start(p).await?;
     let after = began.elapsed();
     if p.json {
         p.out.json(&json!({
@@ -263,7 +278,7 @@ pub async fn start(name: &str, node: &str, p: &mut Printer) -> anyhow::Result<()
         );
     }
     let began = Instant::now();
-    let (pid, manager) = t.start().await?;
+    let (pid, manager) = t.start(p).await?;
     let after = began.elapsed();
     if p.json {
         p.out.json(&json!({

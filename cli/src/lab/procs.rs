@@ -66,6 +66,16 @@ pub fn extra_args() -> Vec<String> {
         .collect()
 }
 
+/// Whether `swarmd --help` lists `flag` (a swarmd built before the flag existed exits on it).
+pub fn swarmd_has_flag(swarmd: &Path, flag: &str) -> bool {
+    Command::new(swarmd)
+        .arg("--help")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(flag))
+}
+
 /// The swarmd command line of `node` (without the namespace: see [`spawn_swarmd`]).
 pub fn swarmd_args(
     dir: &LabDir,

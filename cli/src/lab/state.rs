@@ -5,6 +5,7 @@
 //!   lab.json               this module's LabFile
 //!   netns/                 namespace files: ul, manager1, …, worker2
 //!   nodes/<node>/          the node's swarmd --state-dir, with swarmd.log and swarmd.sock
+//!   registry/              the lab's image registry: config.yml, registry.log, data/
 //! ```
 
 use super::config::{
@@ -13,7 +14,7 @@ use super::config::{
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use shoal_proto::model::Ipv4Net;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 
 /// Where labs live unless `SHOAL_LAB_DIR` says otherwise.
@@ -90,6 +91,16 @@ impl LabDir {
     /// `unix://…/swarmd.sock` of node `node`, for `--host` / `SWARM_HOST`.
     pub fn host(&self, node: &str) -> String {
         format!("unix://{}", self.socket(node).display())
+    }
+
+    /// The lab's image registry's directory (see [`super::registry`]).
+    pub fn registry(&self) -> PathBuf {
+        self.dir.join("registry")
+    }
+
+    /// The registry's config file: the argument of its `serve`, by which it is recognised.
+    pub fn registry_config(&self) -> PathBuf {
+        self.registry().join("config.yml")
     }
 
     /// Reads `lab.json`; `Ok(None)` when there is none.
@@ -184,6 +195,18 @@ impl NodeRecord {
     }
 }
 
+/// The lab's image registry as started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryRecord {
+    /// Where it listens: the host endpoint, port 5000.
+    pub address: SocketAddrV4,
+    /// Its pid, once started.
+    pub pid: Option<u32>,
+    /// The images pushed into it by `lab up` (`shoal/whoami:latest`, …).
+    #[serde(default)]
+    pub images: Vec<String>,
+}
+
 /// `lab.json`: everything a lab made, written as it is made so that `lab down` can undo a
 /// partial `lab up` (it also finds namespaces and processes without it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,6 +224,9 @@ pub struct LabFile {
     pub host_endpoint: HostEndpoint,
     /// Nodes, managers first.
     pub nodes: Vec<NodeRecord>,
+    /// The image registry, once started (absent in a `lab.json` from before labs had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<RegistryRecord>,
 }
 
 impl LabFile {
@@ -234,6 +260,7 @@ impl LabFile {
                     args: Vec::new(),
                 })
                 .collect(),
+            registry: None,
         }
     }
 

@@ -20,6 +20,7 @@ fn spec(managers: usize, workers: usize, subnet: &str) -> LabSpec {
         managers,
         workers,
         subnet: subnet.parse().unwrap(),
+        images: None,
     }
 }
 
@@ -333,11 +334,17 @@ fn command_line() {
             managers,
             workers,
             subnet,
+            images,
         } => {
             assert_eq!(name.name, "lab");
             assert_eq!((managers, workers), (3, 2));
             assert_eq!(subnet.to_string(), "198.18.0.0/24");
+            assert_eq!(images, None);
         }
+        c => panic!("{c:?}"),
+    }
+    match parse(&["up", "--images", "/tmp/oci"]).unwrap() {
+        LabCmd::Up { images, .. } => assert_eq!(images, Some(PathBuf::from("/tmp/oci"))),
         c => panic!("{c:?}"),
     }
     match parse(&[

@@ -4,8 +4,8 @@
 
 use super::config::{check_link_names, host_link, LabSpec, Role, SAFE_RANGE};
 use super::ready::{check_node, POLL};
-use super::state::{self, LabDir, LabFile};
-use super::{down, health, name_flag, net, procs, require_root, Health, Printer};
+use super::state::{self, LabDir, LabFile, RegistryRecord};
+use super::{down, health, name_flag, net, procs, registry, require_root, Health, Printer};
 use crate::client::{self, ClientConfig, RpcResultExt};
 use crate::ctl::output::Table;
 use anyhow::{anyhow, bail, Context};
@@ -38,6 +38,19 @@ pub async fn up(spec: LabSpec, p: &mut Printer) -> anyhow::Result<()> {
     let dir = LabDir::new(&root, &spec.name);
     preflight(&spec, &dir, &root).await?;
     let swarmd = procs::find_swarmd()?;
+    let registry_bin = registry::find()?;
+    let images = images_layout(&spec)?;
+    let registry_addr = registry::address(spec.host_address());
+    // Every node pulls docker.io images through the lab's registry. A swarmd built before it
+    // had the flags would exit on them: then the nodes start without, and say so.
+    let mirror = procs::swarmd_has_flag(&swarmd, "--registry-mirror").then_some(registry_addr);
+    if mirror.is_none() {
+        eprintln!(
+            "warning: {} has no --registry-mirror: the nodes will not pull from the lab's registry",
+            swarmd.display()
+        );
+    }
+    let extra = registry::node_extra(mirror, procs::extra_args());
     // Claim the name: of two `lab up` racing for it, the second stops here, before it could
     // tear down the first one's lab on failure.
     std::fs::create_dir(&dir.dir).map_err(|e| match e.kind() {
@@ -53,7 +66,9 @@ pub async fn up(spec: LabSpec, p: &mut Printer) -> anyhow::Result<()> {
         spec,
         dir,
         swarmd,
-        extra: procs::extra_args(),
+        extra,
+        registry_bin,
+        images,
         children: Vec::new(),
         failing: None,
         started: Instant::now(),
@@ -101,6 +116,30 @@ pub async fn up(spec: LabSpec, p: &mut Printer) -> anyhow::Result<()> {
                 Err(e2) => eprintln!("Error: tearing down: {e2:#}"),
             }
             Err(e.context(format!("lab up {} failed", b.spec.name)))
+        }
+    }
+}
+
+/// The layout whose images go into the lab's registry: `--images DIR`, which must be one, else
+/// the demo images' cache when `deploy/images.sh` has built it; `Err` for a `--images` that is
+/// not a layout, `Ok(Err(default))` when the cache is missing (a hint, not a failure).
+fn images_layout(spec: &LabSpec) -> anyhow::Result<Result<PathBuf, PathBuf>> {
+    match &spec.images {
+        Some(dir) => {
+            anyhow::ensure!(
+                registry::is_layout(dir),
+                "--images {}: not an OCI image layout (no index.json there)",
+                dir.display()
+            );
+            Ok(Ok(dir.canonicalize().unwrap_or_else(|_| dir.clone())))
+        }
+        None => {
+            let dir = registry::default_layout();
+            Ok(if registry::is_layout(&dir) {
+                Ok(dir)
+            } else {
+                Err(dir)
+            })
         }
     }
 }
@@ -173,6 +212,10 @@ struct Builder {
     file: LabFile,
     swarmd: PathBuf,
     extra: Vec<String>,
+    /// `docker-registry`.
+    registry_bin: PathBuf,
+    /// The layout to push (`Ok`), or the missing default one (`Err`, a hint is printed).
+    images: Result<PathBuf, PathBuf>,
     /// The swarmds started so far (to notice one exiting early).
     children: Vec<(String, Child)>,
     /// The node to blame when something fails.
@@ -199,6 +242,7 @@ impl Builder {
             "  host endpoint: {} {}/{}",
             he.link, he.address, he.prefix
         ));
+        self.registry(p).await?;
         let mut namespaces: Vec<NetNs> = Vec::new();
         for node in self.spec.nodes() {
             self.failing = Some(node.name.clone());
@@ -312,6 +356,59 @@ impl Builder {
         Ok(())
     }
 
+    /// Starts the lab's registry on the host endpoint (recorded in `lab.json` at once, so a
+    /// failure from here on stops it) and pushes the images into it.
+    async fn registry(&mut self, p: &mut Printer) -> anyhow::Result<()> {
+        let addr = registry::address(self.file.host_endpoint.address);
+        let t = Instant::now();
+        let mut child = registry::spawn(&self.registry_bin, &self.dir, addr)?;
+        self.file.registry = Some(RegistryRecord {
+            address: addr,
+            pid: Some(child.id()),
+            images: Vec::new(),
+        });
+        self.dir.save(&self.file)?;
+        if let Err(e) = registry::wait_ready(&mut child, addr).await {
+            let log = self.dir.registry().join("registry.log");
+            bail!(
+                "the lab's registry: {e:#}; last lines of {}:\n{}",
+                log.display(),
+                procs::tail(&log, LOG_LINES)
+            );
+        }
+        p.say(&format!(
+            "  registry: http://{addr}/ (docker-registry, pid {}, {:.1}s)",
+            child.id(),
+            t.elapsed().as_secs_f64()
+        ));
+        match &self.images {
+            Ok(layout) => {
+                let t = Instant::now();
+                let pushed = registry::push(layout, addr)
+                    .await
+                    .with_context(|| format!("pushing the images of {}", layout.display()))?;
+                p.say(&format!(
+                    "  images: {} pushed from {} ({:.1}s)",
+                    pushed.join(", "),
+                    layout.display(),
+                    t.elapsed().as_secs_f64()
+                ));
+                if let Some(r) = &mut self.file.registry {
+                    r.images = pushed;
+                }
+                self.dir.save(&self.file)?;
+            }
+            Err(missing) => p.say(&format!(
+                "  images: none ({} is not built): run deploy/images.sh (as root) to build the \
+                 demo images, then `swarmctl lab down{flag}` and `lab up` again, or push your \
+                 own to {addr} (skopeo copy --dest-tls-verify=false …)",
+                missing.display(),
+                flag = name_flag(&self.spec.name)
+            )),
+        }
+        Ok(())
+    }
+
     /// Fails if a swarmd we started has exited.
     fn check_children(&mut self) -> anyhow::Result<()> {
         for (name, c) in &mut self.children {
@@ -414,6 +511,7 @@ impl Builder {
                 "dir": self.dir.dir,
                 "ready_after_s": (elapsed * 10.0).round() / 10.0,
                 "host_endpoint": self.file.host_endpoint,
+                "registry": self.file.registry,
                 "nodes": self.file.nodes.iter().map(|n| json!({
                     "name": n.name,
                     "role": n.role,
@@ -455,6 +553,20 @@ impl Builder {
             ),
             (format!("swarmctl lab down{flag}"), "remove it all"),
         ];
+        let hints: Vec<(String, &str)> = match &self.file.registry {
+            Some(r) => {
+                let mut h = hints.to_vec();
+                h.insert(
+                    3,
+                    (
+                        format!("curl http://{}/v2/_catalog", r.address),
+                        "the lab's registry (the nodes' docker.io mirror)",
+                    ),
+                );
+                h
+            }
+            None => hints.to_vec(),
+        };
         let width = hints.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
         let mut text = format!(
             "\nLab {:?} is up: {} nodes Ready in {elapsed:.1}s.\n\n{}\nTry:\n",
