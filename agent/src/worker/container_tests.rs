@@ -182,7 +182,10 @@ async fn containers_from_a_registry_mirror_run_exec_are_adopted_and_collected() 
     assert_eq!(s.err, format!("No such image: {unknown}"));
     // One pull, its progress in the status of the task that pulled.
     let said = n.messages.lock().unwrap().clone();
-    let done: Vec<&String> = said.iter().filter(|m| m.ends_with("1 layer done")).collect();
+    let done: Vec<&String> = said
+        .iter()
+        .filter(|m| m.ends_with("1 layer done"))
+        .collect();
     assert_eq!(done.len(), 1, "one pull: {said:?}");
     assert!(
         done[0].ends_with(": pulling shoal/busybox:1: 1 layer done"),
@@ -212,7 +215,11 @@ async fn containers_from_a_registry_mirror_run_exec_are_adopted_and_collected() 
     assert_eq!(adopted, want);
     let out = n
         .worker
-        .exec(&b, &["echo".into(), "still here".into()], Duration::from_secs(10))
+        .exec(
+            &b,
+            &["echo".into(), "still here".into()],
+            Duration::from_secs(10),
+        )
         .await;
     assert_eq!(String::from_utf8_lossy(&out.stdout), "still here\n");
 
@@ -224,7 +231,9 @@ async fn containers_from_a_registry_mirror_run_exec_are_adopted_and_collected() 
     .await;
     let tasks = dir.path().join("tasks");
     until("bundles removed", || {
-        [&a, &b].iter().all(|id| !tasks.join(id).join("bundle").exists())
+        [&a, &b]
+            .iter()
+            .all(|id| !tasks.join(id).join("bundle").exists())
     })
     .await;
     let store = Store::open(dir.path().join("images")).unwrap();

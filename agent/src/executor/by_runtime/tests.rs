@@ -50,7 +50,10 @@ impl Executor for Fake {
         Ok(vec![self.name.as_bytes().to_vec()])
     }
     fn sweep(&self, _: &HashSet<String>) {
-        self.log.lock().unwrap().push(format!("{} sweep", self.name));
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("{} sweep", self.name));
     }
 }
 
@@ -191,7 +194,10 @@ async fn without_a_runtime_containers_are_refused_and_processes_still_run() {
         .await
         .unwrap_err();
     assert!(matches!(e, Error::NoOciRuntime { .. }));
-    assert!(e.to_string().contains("install the runc or crun package"), "{e}");
+    assert!(
+        e.to_string().contains("install the runc or crun package"),
+        "{e}"
+    );
     let mut ctl = ex.controller("p1");
     ctl.prepare(&task("p1", Runtime::Process), None)
         .await

@@ -21,13 +21,13 @@ use super::runtime::{ContainerStdio, Status};
 use super::spec::{self, ContainerConfig, ProcessConfig, STOP_SIGNAL_ANNOTATION};
 use super::wait::Pidfd;
 use super::{process_of, OciExecutor};
-use shoal_image::merge::resolve_user_in_root;
 use crate::executor::cgroup::Limits;
 use crate::executor::controller::{BoxFuture, Controller, ExecOutput, Executor, Exit};
 use crate::executor::exec::MAX_OUTPUT;
 use crate::executor::sandbox::{write_etc_files, ETC_FILES};
 use crate::executor::Error;
 use crate::network::Sandbox;
+use shoal_image::merge::resolve_user_in_root;
 
 /// The file in a bundle naming the image's lower directory the container's root is made of.
 const LOWER_FILE: &str = "image-lower";

@@ -136,10 +136,7 @@ impl StoreImages {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&img.id);
-        let config = self
-            .store
-            .config(&img)
-            .map_err(|e| pull_error(image, e))?;
+        let config = self.store.config(&img).map_err(|e| pull_error(image, e))?;
         Ok((self.store.root(&img), config))
     }
 }

@@ -212,7 +212,11 @@ fn the_process_is_dockers_merge_with_shoals_env() {
     t.spec.user = "1000:1000".into();
     t.spec.workdir = "/w".into();
     let p = process_of(&image, &t, "n1").unwrap();
-    assert_eq!(p.args, ["/other", "x"], "--entrypoint drops the image's Cmd");
+    assert_eq!(
+        p.args,
+        ["/other", "x"],
+        "--entrypoint drops the image's Cmd"
+    );
     assert_eq!((p.cwd.as_str(), p.user.as_str()), ("/w", "1000:1000"));
     assert!(p.env.contains(&"A=service".to_string()));
     assert!(p.env.contains(&"SHOAL_TASK_SLOT=override".to_string()));

@@ -124,10 +124,7 @@ impl Args {
                 )))
             }
             Some(p) => Some(p.clone()),
-            None => default_auth_file(
-                std::env::var_os("DOCKER_CONFIG"),
-                std::env::var_os("HOME"),
-            ),
+            None => default_auth_file(std::env::var_os("DOCKER_CONFIG"), std::env::var_os("HOME")),
         };
         cfg.validate()?;
         Ok(cfg)

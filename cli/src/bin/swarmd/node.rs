@@ -2,8 +2,8 @@
 
 use crate::args::Args;
 use anyhow::{bail, Context};
-use shoal_manager::raft::storage::EngineKind;
 use shoal_image::registry::RegistryConfig;
+use shoal_manager::raft::storage::EngineKind;
 use shoal_security::Transport;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
