@@ -63,6 +63,8 @@ impl Node {
             );
         }
         let registry = args.registry_config()?;
+        // Reads the credentials file: a bad one stops swarmd here rather than every pull.
+        shoal_image::registry::Client::new(registry.clone())?;
         // Before anything is bound: containers need the runtime (its state dir is the agent's
         // business; only its presence is checked here).
         shoal_agent::executor::oci::runtime::Runtime::new(&args.oci_runtime, PathBuf::new())
