@@ -7,13 +7,21 @@ use std::time::Duration;
 
 use shoal_security::Transport;
 
-use crate::executor::process;
+use shoal_image::registry::RegistryConfig;
+
+use crate::executor::{oci, process};
 use crate::{network, worker};
 
 /// Why a configuration is refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
+    /// The OCI runtime (`--oci-runtime`) is not on this node.
+    #[error("agent config: {0}")]
+    OciRuntime(#[from] oci::runtime::Error),
+    /// A registry flag (`--registry-mirror`, `--insecure-registry`, `--registry-auth`) is wrong.
+    #[error("agent config: {0}")]
+    Registry(#[from] shoal_image::registry::RegistryError),
     /// A period or timeout of zero (a loop would spin, or nothing would ever be waited for).
     #[error("agent config: {field} must be more than zero")]
     Zero {
@@ -58,6 +66,16 @@ pub struct AgentConfig {
     /// How connections to managers are secured (mutual TLS with the node's certificate, which
     /// the agent keeps renewed).
     pub transport: Transport,
+
+    // --- containers ---
+    /// The OCI runtime containers run with (`--oci-runtime`): `runc`, `crun` or a path.
+    pub oci_runtime: String,
+    /// How images are pulled (`--registry-mirror`, `--insecure-registry`, `--registry-auth`).
+    pub registry: RegistryConfig,
+    /// Longest an image pull may take (waiting for another task's pull of it included).
+    pub image_pull_timeout: Duration,
+    /// How long an image no container uses stays in the node's store before it is removed.
+    pub image_gc_grace: Duration,
 
     // --- session with the managers ---
     /// Longest a clean stop waits for the managers to take its goodbye.
@@ -113,6 +131,10 @@ impl AgentConfig {
             state_dir,
             data_plane: None,
             transport: Transport::Plain,
+            oci_runtime: "runc".into(),
+            registry: RegistryConfig::default(),
+            image_pull_timeout: oci::images::DEFAULT_PULL_TIMEOUT,
+            image_gc_grace: oci::images::DEFAULT_GC_GRACE,
             goodbye_timeout: crate::session::DEFAULT_GOODBYE_TIMEOUT,
             connect_timeout: Duration::from_millis(500),
             keepalive_interval: Duration::from_secs(5),
@@ -153,6 +175,7 @@ impl AgentConfig {
             ("adopted_stop_poll", self.process.adopted_stop_poll),
             ("dns_tcp_idle", self.network.dns_tcp_idle),
             ("dns_upstream_timeout", self.network.dns_upstream_timeout),
+            ("image_pull_timeout", self.image_pull_timeout),
         ];
         if let Some((field, _)) = positive.iter().find(|(_, d)| d.is_zero()) {
             return Err(ConfigError::Zero { field });
@@ -187,7 +210,27 @@ impl AgentConfig {
                 min: Duration::from_secs(1),
             });
         }
+        self.registry.validate()?;
         Ok(())
+    }
+
+    /// Checks that the OCI runtime exists (`swarmd` refuses to start without it; the
+    /// error names the packages to install).
+    pub fn check_oci_runtime(&self) -> Result<oci::runtime::Runtime, ConfigError> {
+        Ok(oci::runtime::Runtime::new(
+            &self.oci_runtime,
+            self.oci_runtime_root(),
+        )?)
+    }
+
+    /// Where the OCI runtime keeps its containers' state (`--root`).
+    pub fn oci_runtime_root(&self) -> PathBuf {
+        self.state_dir.join("oci")
+    }
+
+    /// The node's image store.
+    pub fn image_dir(&self) -> PathBuf {
+        self.state_dir.join("images")
     }
 }
 
@@ -228,5 +271,12 @@ mod tests {
         let mut c = cfg();
         c.network.ipvs_tcp_idle = Duration::from_millis(10);
         assert!(matches!(c.validate(), Err(ConfigError::TooShort { .. })));
+        let mut c = cfg();
+        c.registry.insecure = vec!["a/b".into()];
+        assert!(matches!(c.validate(), Err(ConfigError::Registry(_))));
+        let mut c = cfg();
+        c.oci_runtime = "no-such-runtime-xyz".into();
+        let e = c.check_oci_runtime().unwrap_err();
+        assert!(e.to_string().contains("install runc or crun"), "{e}");
     }
 }

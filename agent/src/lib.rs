@@ -7,7 +7,8 @@
 //!   manager when one dies), sends heartbeats, receives assignments and log requests.
 //! * [`worker`]: reconciles the assigned tasks with what runs on this node.
 //! * [`reporter`]: sends task status changes in batches, resending after a reconnect.
-//! * [`executor`]: runs tasks (`process`: a program on the node, in its sandbox or not).
+//! * [`executor`]: runs tasks: containers from images (`oci`, with the node's image store) or
+//!   programs on the node (`process`), in their sandbox or not, each task routed by its runtime.
 //! * [`dns`]: the embedded DNS at 127.0.0.11 in every task.
 //! * [`network`]: the data plane: task sandboxes and the local network drivers.
 #![deny(unsafe_code)]

@@ -4,9 +4,10 @@
 use crate::background::Background;
 use crate::certs;
 use crate::config::AgentConfig;
-use crate::executor::ProcessExecutor;
+use crate::executor::{Containers, OciExecutor, ProcessExecutor, RuntimeExecutor, StoreImages};
 use crate::reporter::Reporter;
 use crate::worker::Worker;
+use shoal_proto::model::TaskState;
 use shoal_proto::pb;
 use shoal_proto::pb::dispatcher_client::DispatcherClient;
 use shoal_security::Transport;
@@ -101,6 +102,47 @@ enum SessionEnd {
     Stop,
 }
 
+/// Why the node cannot run containers.
+#[derive(Debug, thiserror::Error)]
+enum NoContainers {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] shoal_image::StoreError),
+    #[error(transparent)]
+    Registry(#[from] shoal_image::registry::RegistryError),
+}
+
+/// The OCI executor of `cfg`: its runtime, the node's image store and registries; pull
+/// progress goes to the tasks' `Preparing` status.
+fn oci_executor(
+    cfg: &AgentConfig,
+    reporter: &Reporter,
+    init: Option<std::path::PathBuf>,
+) -> Result<OciExecutor, NoContainers> {
+    let runtime = cfg.check_oci_runtime()?;
+    let store = shoal_image::Store::open(cfg.image_dir())?;
+    let client = shoal_image::registry::Client::new(cfg.registry.clone())?;
+    let images = StoreImages::new(store, client)
+        .with_pull_timeout(cfg.image_pull_timeout)
+        .with_gc_grace(cfg.image_gc_grace);
+    let r = reporter.clone();
+    let mut ex = OciExecutor::new(
+        cfg.state_dir.join("tasks"),
+        runtime,
+        Arc::new(images),
+        cfg.node_id.clone(),
+    )
+    .with_hostname(cfg.hostname.clone())
+    .with_status(Arc::new(move |task: &str, msg: &str| {
+        r.report(task, TaskState::Preparing, msg, "", None, 0)
+    }));
+    if let Some(init) = init {
+        ex = ex.with_init(init);
+    }
+    Ok(ex)
+}
+
 impl Agent {
     /// A new agent; call [`Agent::run`]. Must be called within a tokio runtime.
     pub fn new(cfg: AgentConfig) -> Arc<Agent> {
@@ -109,13 +151,23 @@ impl Agent {
         let mut executor = ProcessExecutor::new(cfg.state_dir.join("tasks"), cfg.node_id.clone())
             .with_hostname(cfg.hostname.clone())
             .with_timings(cfg.process);
+        // Sandboxed tasks, and containers run with `--init`, run under `swarmd __task-init`
+        // (this very binary) as their PID 1.
+        let me = std::env::current_exe().ok();
         if let Some(dp) = &cfg.data_plane {
             dp.set_timings(cfg.network);
-            // Sandboxed tasks run under `swarmd __task-init` (this very binary) as their PID 1.
-            if let Ok(me) = std::env::current_exe() {
-                executor = executor.with_init(me);
+            if let Some(me) = &me {
+                executor = executor.with_init(me.clone());
             }
         }
+        let containers = match oci_executor(&cfg, &reporter, me) {
+            Ok(oci) => Containers::Run(Arc::new(oci)),
+            Err(e) => {
+                warn!("container tasks will be rejected: {e}");
+                Containers::Refuse(e.to_string())
+            }
+        };
+        let executor = RuntimeExecutor::new(Arc::new(executor), containers);
         let worker = Worker::new(
             Arc::new(executor),
             reporter.clone(),

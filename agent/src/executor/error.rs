@@ -115,13 +115,57 @@ pub enum Error {
         /// The image reference.
         image: String,
     },
-    /// The user to run a container as is not in the image's `/etc/passwd` or `/etc/group`.
-    #[error(
-        "unable to find user {user}: no matching entries in the image's /etc/passwd or /etc/group"
-    )]
-    UnknownUser {
-        /// The user as given (`name`, `name:group`, `uid:gid`).
-        user: String,
+    /// The process to run could not be made from the image and the service (a relative
+    /// working directory…).
+    #[error("image {image}: {source}")]
+    Process {
+        /// The image reference.
+        image: String,
+        /// Why.
+        #[source]
+        source: shoal_image::merge::MergeError,
+    },
+    /// The user to run a container as is not in the image's `/etc/passwd` or `/etc/group`
+    /// (Docker's words).
+    #[error(transparent)]
+    User(#[from] shoal_image::merge::UserError),
+    /// The image is in no registry the node can reach under that name or tag (Docker's words).
+    #[error("No such image: {image}")]
+    NoSuchImage {
+        /// The image as the service names it.
+        image: String,
+    },
+    /// The image's reference is not one Docker accepts.
+    #[error("invalid reference format: {image}: {source}")]
+    BadReference {
+        /// The image as the service names it.
+        image: String,
+        /// Why.
+        #[source]
+        source: shoal_image::ReferenceError,
+    },
+    /// Pulling the image failed: the registry's (or the store's) error.
+    #[error("pulling {image}: {source}")]
+    Pull {
+        /// The image as the service names it.
+        image: String,
+        /// The cause.
+        #[source]
+        source: shoal_image::StoreError,
+    },
+    /// Pulling the image took longer than the agent allows (`AgentConfig::image_pull_timeout`).
+    #[error("pulling {image}: not done after {after:?} (is the registry reachable?)")]
+    PullTimeout {
+        /// The image as the service names it.
+        image: String,
+        /// The deadline.
+        after: std::time::Duration,
+    },
+    /// A container task on a node without an OCI runtime.
+    #[error("this node has no OCI runtime for containers ({reason}): install the runc or crun package, or run the service with --runtime process")]
+    NoOciRuntime {
+        /// Why.
+        reason: String,
     },
     /// The OCI runtime failed (see [`super::oci::runtime::Error`]).
     #[error(transparent)]

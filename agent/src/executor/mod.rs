@@ -1,8 +1,11 @@
 //! Executors run tasks, behind one seam ([`Executor`] and its per-task [`Controller`], after
-//! SwarmKit's): the `process` executor ([`ProcessExecutor`]) runs the program named by the
-//! task's image on this node, in the task's sandbox when there is a data plane.
+//! SwarmKit's): the OCI executor ([`OciExecutor`]) runs containers from images (services'
+//! default `--runtime container`), the `process` executor ([`ProcessExecutor`]) runs the
+//! program named by the task's image on this node (`--runtime process`), in the task's
+//! sandbox when there is a data plane; [`RuntimeExecutor`] holds both and routes each task.
 //!
 //! * [`controller`]: the seam;
+//! * [`by_runtime`]: the node's executor, routing each task by its runtime;
 //! * [`process`]: the process executor and its controller;
 //! * [`oci`]: the OCI executor: containers from images, run by `runc` or `crun`;
 //! * [`sandbox`], [`init`]: starting a process inside its namespaces, with an init;
@@ -11,6 +14,7 @@
 //! * [`exec`]: `swarmctl task exec`.
 
 pub mod adopt;
+pub mod by_runtime;
 pub mod cgroup;
 pub mod controller;
 mod error;
@@ -20,7 +24,8 @@ pub mod oci;
 pub mod process;
 pub mod sandbox;
 
+pub use by_runtime::{Containers, RuntimeExecutor};
 pub use controller::{Controller, ExecOutput, Executor, Exit};
 pub use error::Error;
-pub use oci::{ImageDefaults, ImageSource, OciController, OciExecutor};
+pub use oci::{ImageSource, OciController, OciExecutor, StoreImages};
 pub use process::{ProcessController, ProcessExecutor, Running};

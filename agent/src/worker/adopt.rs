@@ -1,16 +1,15 @@
-//! After a restart: the sandboxed tasks a previous `swarmd` left running are taken back (their
-//! process is still the same one) and supervised again rather than replaced.
+//! After a restart: the sandboxed tasks and the containers a previous `swarmd` left running are
+//! taken back (their process is still the same one) and supervised again rather than replaced.
 
 use tracing::{info, warn};
 
 use super::Worker;
 
 impl Worker {
-    /// Takes back what a previous run of this agent left running. Returns the ids adopted.
+    /// Takes back what a previous run of this agent left running (sandboxed processes, and
+    /// containers whatever the data plane: they are detached from `swarmd`). Returns the ids
+    /// adopted.
     pub async fn adopt(&self) -> Vec<String> {
-        if self.data_plane.is_none() {
-            return Vec::new();
-        }
         let mut adopted = Vec::new();
         for id in self.executor.adoptable() {
             let mut ctl = self.executor.controller(&id);

@@ -1,6 +1,7 @@
 //! One task's life on this node: a supervisor per task, the only caller of the task's
 //! [`Controller`]. It reports each step (accepted, preparing, starting, running, then the end),
-//! serves stops and execs while it waits, and removes what the task left.
+//! serves stops and execs while it waits (a stop also ends a preparation, such as an image
+//! pull, at once), and removes what the task left.
 
 use std::time::Duration;
 
@@ -76,7 +77,7 @@ impl Worker {
             .spawn(self.clone().prepare_and_run(t, rx).instrument(span));
     }
 
-    async fn prepare_and_run(self, t: Task, rx: mpsc::UnboundedReceiver<Command>) {
+    async fn prepare_and_run(self, t: Task, mut rx: mpsc::UnboundedReceiver<Command>) {
         let r = &self.reporter;
         r.report(&t.id, TaskState::Preparing, "preparing", "", None, 0);
         let sandbox = match &self.data_plane {
@@ -87,8 +88,19 @@ impl Worker {
             None => None,
         };
         let mut ctl = self.executor.controller(&t.id);
-        if let Err(e) = ctl.prepare(&t, sandbox.as_ref()).await {
-            return self.reject(&t, Some(ctl), e.into()).await;
+        // A stop while the task is prepared (its image pulled) ends the preparation at once.
+        let prepared = tokio::select! {
+            r = ctl.prepare(&t, sandbox.as_ref()) => Some(r),
+            Some(Command::Stop { .. }) = rx.recv() => None,
+        };
+        match prepared {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return self.reject(&t, Some(ctl), e.into()).await,
+            None => {
+                info!("task stopped while it was prepared");
+                self.release(&t.id, Some(ctl)).await;
+                return self.finish(&t.id, Final::shutdown(None), false);
+            }
         }
         r.report(&t.id, TaskState::Starting, "starting", "", None, 0);
         let pid = match ctl.start().await {

@@ -241,6 +241,8 @@ impl Worker {
 }
 
 #[cfg(test)]
+mod container_tests;
+#[cfg(test)]
 mod seam_tests;
 #[cfg(test)]
 mod tests;

@@ -13,6 +13,8 @@ struct Script {
     log: Arc<Mutex<Vec<String>>>,
     exits: Arc<Mutex<HashMap<String, watch::Sender<Option<Exit>>>>>,
     refuse: bool,
+    /// `prepare` never ends (an image pull that takes forever).
+    hang: bool,
 }
 
 impl Script {
@@ -75,8 +77,11 @@ impl Controller for Scripted {
             task.spec.image,
             sandbox.is_some()
         ));
-        let refuse = self.script.refuse;
+        let (refuse, hang) = (self.script.refuse, self.script.hang);
         Box::pin(async move {
+            if hang {
+                std::future::pending::<()>().await;
+            }
             match refuse {
                 true => Err(Error::NotFound {
                     image: "nope".into(),
@@ -211,4 +216,21 @@ async fn a_task_the_controller_cannot_prepare_is_rejected_with_its_text() {
         "executable \"nope\" not found on this node (looked next to swarmd and in PATH)"
     );
     assert_eq!(script.log(), ["t1 prepare sh sandbox=false", "t1 remove"]);
+}
+
+#[tokio::test]
+async fn a_stop_ends_a_preparation_that_takes_long() {
+    let script = Script {
+        hang: true,
+        ..Default::default()
+    };
+    let (w, r) = scripted(&script);
+    let mut t = task("t1", &[], TaskState::Running, TaskState::Assigned);
+    w.apply(&full(vec![t.clone()]));
+    wait_state(&r, "t1", TaskState::Preparing).await;
+    t.desired_state = pb::TaskState::Shutdown as i32;
+    w.apply(&full(vec![t]));
+    wait_state(&r, "t1", TaskState::Shutdown).await;
+    assert_eq!(script.log(), ["t1 prepare sh sandbox=false", "t1 remove"]);
+    assert_eq!(w.running(), 0);
 }

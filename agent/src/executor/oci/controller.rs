@@ -20,13 +20,17 @@ use super::overlay::Overlay;
 use super::runtime::{ContainerStdio, Status};
 use super::spec::{self, ContainerConfig, ProcessConfig, STOP_SIGNAL_ANNOTATION};
 use super::wait::Pidfd;
-use super::{merge, resolve_user, OciExecutor};
+use super::{process_of, OciExecutor};
 use crate::executor::cgroup::Limits;
 use crate::executor::controller::{BoxFuture, Controller, ExecOutput, Executor, Exit};
 use crate::executor::exec::MAX_OUTPUT;
 use crate::executor::sandbox::{write_etc_files, ETC_FILES};
 use crate::executor::Error;
 use crate::network::Sandbox;
+use shoal_image::merge::resolve_user_in_root;
+
+/// The file in a bundle naming the image's lower directory the container's root is made of.
+const LOWER_FILE: &str = "image-lower";
 
 /// Where one task is in its life.
 #[derive(Debug)]
@@ -138,6 +142,15 @@ impl Executor for OciExecutor {
                 tracing::debug!(error = %e, "leftover cgroup not removed yet");
             }
         }
+        // Images: those the bundles left (running, being prepared, or not removable yet) use.
+        let in_use = std::fs::read_dir(&self.inner.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("bundle").join(LOWER_FILE)).ok())
+            .map(|b| PathBuf::from(String::from_utf8_lossy(&b).into_owned()))
+            .collect();
+        self.inner.images.collect(&in_use);
     }
 }
 
@@ -172,16 +185,31 @@ impl OciController {
                 source,
             })?;
         }
-        let (lower, image) = inner.images.lower_dir(&task.spec.image).await?;
-        let (args, env, cwd) = merge(&image, task, &inner.node_id);
-        if args.is_empty() {
-            return Err(Error::NoImageCommand {
-                image: task.spec.image.clone(),
-            });
+        let progress = |msg: &str| {
+            if let Some(s) = &inner.status {
+                (s.0)(id, msg)
+            }
+        };
+        let (lower, image) = inner
+            .images
+            .lower_dir(&task.spec.image, &task.spec.image_digest, &progress)
+            .await?;
+        // What the sweep reads to know which images containers use (the image collection).
+        let lower_file = bundle.join(LOWER_FILE);
+        std::fs::write(&lower_file, lower.as_os_str().as_encoded_bytes()).map_err(|source| {
+            Error::Bundle {
+                path: lower_file.clone(),
+                source,
+            }
+        })?;
+        let process = process_of(&image, task, &inner.node_id)?;
+        let user = resolve_user_in_root(&lower, &process.user)?;
+        let mut env = process.env;
+        if !env.iter().any(|e| e.starts_with("HOME=")) {
+            env.push(format!("HOME={}", user.home));
         }
-        let (uid, gid, additional_gids) = resolve_user(&lower, &image.user)?;
-        if let Some(s) = &image.stop_signal {
-            self.stop_signal = s.clone();
+        if !image.stop_signal.is_empty() {
+            self.stop_signal = image.stop_signal.clone();
         }
 
         let (netns, binds, hostname) = match sandbox {
@@ -227,12 +255,14 @@ impl OciController {
 
         let config = ContainerConfig {
             process: ProcessConfig {
-                args,
+                args: process.args,
                 env,
-                cwd,
-                uid,
-                gid,
-                additional_gids,
+                cwd: process.cwd,
+                uid: user.uid,
+                gid: user.gid,
+                additional_gids: user.additional_gids,
+                // A detached container with a terminal needs a console socket: `--tty` is
+                // not wired yet (the process gets no terminal).
                 terminal: false,
             },
             rootfs,
@@ -242,8 +272,8 @@ impl OciController {
             cgroups_path,
             limits,
             cgroup_ns: inner.cgroups.version() == Some(crate::executor::cgroup::Version::V2),
-            stop_signal: image.stop_signal.clone(),
-            init: inner.init.clone(),
+            stop_signal: Some(image.stop_signal.clone()).filter(|s| !s.is_empty()),
+            init: inner.init.clone().filter(|_| task.spec.init),
         };
         let path = bundle.join("config.json");
         spec::build(&config)

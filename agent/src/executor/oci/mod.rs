@@ -15,7 +15,8 @@
 //! * [`spec`]: `config.json` with Docker's defaults and Shoal's namespaces;
 //! * [`overlay`]: the root file system;
 //! * [`wait`]: waiting for a detached init (subreaper + pidfd);
-//! * [`controller`]: the [`super::Controller`] and [`super::Executor`] implementations.
+//! * [`controller`]: the [`super::Controller`] and [`super::Executor`] implementations;
+//! * [`images`]: the [`ImageSource`] of production, the node's image store ([`StoreImages`]).
 //!
 //! Cgroups: `runc` makes the task's cgroup itself at `linux.cgroupsPath`, which
 //! [`Cgroups::runtime_path`] puts beneath `swarmd`'s own (v1: a relative path, beneath runc's
@@ -26,49 +27,53 @@
 //! inherits them.
 
 mod controller;
+pub mod images;
 pub mod overlay;
 pub mod runtime;
 pub mod spec;
 pub mod wait;
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use shoal_image::merge::{merge, MergeError, Overrides, Process};
+use shoal_image::ImageConfig;
 use shoal_proto::model::Task;
 
 pub use controller::OciController;
+pub use images::StoreImages;
 
 use super::cgroup::Cgroups;
 use super::controller::BoxFuture;
 use super::Error;
 use runtime::{Flavor, Runtime};
 
-/// Where a container's root file system and image defaults come from (the image store, in
-/// production).
-pub trait ImageSource: Send + Sync + fmt::Debug {
-    /// Makes the read-only lower directory of `image` available (pulling if needed) and
-    /// returns it with the image's defaults.
-    fn lower_dir(&self, image: &str) -> BoxFuture<'_, Result<(PathBuf, ImageDefaults), Error>>;
-}
+/// A message about a task's preparation (image pull progress), for its status while it is
+/// `Preparing`: `(task id, message)`.
+pub type StatusSink = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
-/// What an image's config says about how to run it (the OCI image config's `config` object).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ImageDefaults {
-    /// `Entrypoint`.
-    pub entrypoint: Vec<String>,
-    /// `Cmd`.
-    pub cmd: Vec<String>,
-    /// `Env` (`KEY=value`).
-    pub env: Vec<String>,
-    /// `WorkingDir` (empty: `/`).
-    pub working_dir: String,
-    /// `User` (`name`, `uid`, `name:group`, `uid:gid`; empty: root).
-    pub user: String,
-    /// `StopSignal` (`SIGQUIT`, `15`…; `None`: SIGTERM).
-    pub stop_signal: Option<String>,
+/// Where a container's root file system and image defaults come from ([`StoreImages`]: the
+/// node's image store and registries, in production).
+pub trait ImageSource: Send + Sync + fmt::Debug {
+    /// Makes the read-only lower directory of `image` (as the service names it; pinned to
+    /// `digest`, the service's resolved `sha256:…`, when not empty) available, pulling it if
+    /// needed, and returns it with the image's config. `progress` gets a status message now
+    /// and then while a pull runs.
+    fn lower_dir<'a>(
+        &'a self,
+        image: &'a str,
+        digest: &'a str,
+        progress: &'a (dyn Fn(&str) + Send + Sync),
+    ) -> BoxFuture<'a, Result<(PathBuf, ImageConfig), Error>>;
+
+    /// Removes images whose lower directory is not in `in_use` (the containers this node
+    /// has), when the source has a notion of that; called by the executor's sweep.
+    fn collect(&self, in_use: &HashSet<PathBuf>) {
+        let _ = in_use;
+    }
 }
 
 /// The OCI executor's timings.
@@ -108,6 +113,17 @@ struct Inner {
     hostname: Option<String>,
     init: Option<PathBuf>,
     timings: Timings,
+    status: Option<Status>,
+}
+
+/// The [`StatusSink`], debug-printable.
+#[derive(Clone)]
+struct Status(StatusSink);
+
+impl fmt::Debug for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StatusSink")
+    }
 }
 
 impl OciExecutor {
@@ -139,6 +155,7 @@ impl OciExecutor {
                 hostname: None,
                 init: None,
                 timings: Timings::default(),
+                status: None,
             }),
         }
     }
@@ -167,11 +184,18 @@ impl OciExecutor {
         self.with(|i| i.hostname = Some(hostname))
     }
 
-    /// Runs every container under `init_program` as PID 1 (Docker's `--init`): `swarmd`, which
+    /// Runs containers whose service asks for it (`--init`) under `init_program` as PID 1
+    /// (Docker's `--init`): `swarmd`, which
     /// runs [`super::init`] when called with [`super::init::ARG`], bound into the container, so
     /// it must run there: linked statically.
     pub fn with_init(self, init_program: PathBuf) -> Self {
         self.with(|i| i.init = Some(init_program))
+    }
+
+    /// Sends what a task's preparation is doing (the image's pull progress) to `sink`: the
+    /// agent makes it the task's `Preparing` status message.
+    pub fn with_status(self, sink: StatusSink) -> Self {
+        self.with(|i| i.status = Some(Status(sink)))
     }
 
     /// The runtime.
@@ -220,116 +244,38 @@ impl OciExecutor {
     }
 }
 
-/// The program, environment, working directory and user of a container: the image's defaults
-/// merged with the service's by Docker's rules (args replace `Cmd`; env merged by key, the
-/// service's winning; `PATH` by default; `/` as the default working directory). Kept small:
-/// the image crate's canonical merge replaces it.
-fn merge(image: &ImageDefaults, task: &Task, node_id: &str) -> (Vec<String>, Vec<String>, String) {
-    let mut args = image.entrypoint.clone();
-    if task.spec.args.is_empty() {
-        args.extend(image.cmd.iter().cloned());
-    } else {
-        args.extend(task.spec.args.iter().cloned());
-    }
-    let mut env: Vec<String> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    let mut set = |kv: String| {
-        let key = kv
-            .split_once('=')
-            .map_or(kv.as_str(), |(k, _)| k)
-            .to_string();
-        match index.get(&key) {
-            Some(&i) => env[i] = kv,
-            None => {
-                index.insert(key, env.len());
-                env.push(kv);
-            }
-        }
-    };
-    set("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    for kv in &image.env {
-        set(kv.clone());
-    }
-    for (k, v) in [
+/// The process of a container: the image's config merged with the service's (entrypoint,
+/// args, env, user, working directory) by Docker's rules ([`shoal_image::merge`]), plus the
+/// `SHOAL_*` variables every task gets (the service's env wins over them).
+fn process_of(image: &ImageConfig, task: &Task, node_id: &str) -> Result<Process, Error> {
+    let some = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
+    let env = [
         ("SHOAL_TASK_ID", task.id.to_string()),
         ("SHOAL_TASK_NAME", task.name()),
         ("SHOAL_SERVICE_NAME", task.service_name.clone()),
         ("SHOAL_TASK_SLOT", task.slot.to_string()),
         ("SHOAL_NODE_ID", node_id.to_string()),
-    ] {
-        set(format!("{k}={v}"));
-    }
-    for kv in &task.spec.env {
-        set(kv.clone());
-    }
-    let cwd = if image.working_dir.is_empty() {
-        "/".to_string()
-    } else {
-        image.working_dir.clone()
+    ]
+    .into_iter()
+    .map(|(k, v)| format!("{k}={v}"))
+    .chain(task.spec.env.iter().cloned())
+    .collect();
+    let over = Overrides {
+        entrypoint: Some(task.spec.entrypoint.clone()).filter(|e| !e.is_empty()),
+        args: task.spec.args.clone(),
+        env,
+        user: some(&task.spec.user),
+        workdir: some(&task.spec.workdir),
     };
-    (args, env, cwd)
-}
-
-/// The uid, gid and supplementary groups of `user` (`name`, `uid`, `name:group`, `uid:gid`;
-/// empty: root) in the image whose root is `root`, as Docker resolves them with the image's
-/// `/etc/passwd` and `/etc/group` (which must be plain files: a symlink could point outside).
-fn resolve_user(root: &Path, user: &str) -> Result<(u32, u32, Vec<u32>), Error> {
-    let unknown = || Error::UnknownUser {
-        user: user.to_string(),
-    };
-    if user.is_empty() {
-        return Ok((0, 0, Vec::new()));
-    }
-    let read = |name: &str| -> Vec<Vec<String>> {
-        let p = root.join("etc").join(name);
-        if !std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file()) {
-            return Vec::new();
-        }
-        std::fs::read_to_string(p)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| l.split(':').map(str::to_string).collect())
-            .collect()
-    };
-    let (u, g) = match user.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (user, None),
-    };
-    let passwd = read("passwd");
-    let entry = passwd
-        .iter()
-        .find(|f| f.len() > 3 && (f[0] == u || f[2] == u));
-    let (uid, mut gid) = match (u.parse::<u32>(), entry) {
-        (_, Some(f)) => (
-            f[2].parse().map_err(|_| unknown())?,
-            f[3].parse().map_err(|_| unknown())?,
-        ),
-        (Ok(uid), None) => (uid, 0),
-        (Err(_), None) => return Err(unknown()),
-    };
-    let groups = read("group");
-    if let Some(g) = g {
-        gid = match (
-            g.parse::<u32>(),
-            groups.iter().find(|f| f.len() > 2 && f[0] == g),
-        ) {
-            (Ok(n), _) => n,
-            (_, Some(f)) => f[2].parse().map_err(|_| unknown())?,
-            (Err(_), None) => return Err(unknown()),
-        };
-    }
-    let name = entry.map(|f| f[0].clone());
-    let additional = groups
-        .iter()
-        .filter(|f| f.len() > 3)
-        .filter(|f| {
-            name.as_ref()
-                .is_some_and(|n| f[3].split(',').any(|m| m == n))
-        })
-        .filter_map(|f| f[2].parse().ok())
-        .filter(|g| *g != gid)
-        .collect();
-    Ok((uid, gid, additional))
+    merge(image, &over).map_err(|source| match source {
+        MergeError::NoCommand => Error::NoImageCommand {
+            image: task.spec.image.clone(),
+        },
+        source => Error::Process {
+            image: task.spec.image.clone(),
+            source,
+        },
+    })
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ const RUNTIMES: [&str; 2] = ["runc", "crun"];
 #[derive(Debug)]
 struct Busybox {
     root: PathBuf,
-    defaults: ImageDefaults,
+    defaults: ImageConfig,
 }
 
 impl Busybox {
@@ -33,7 +33,7 @@ impl Busybox {
         std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
         Busybox {
             root,
-            defaults: ImageDefaults {
+            defaults: ImageConfig {
                 cmd: vec!["sh".into()],
                 env: vec!["PATH=/bin".into(), "FROM_IMAGE=yes".into()],
                 ..Default::default()
@@ -43,7 +43,12 @@ impl Busybox {
 }
 
 impl ImageSource for Busybox {
-    fn lower_dir(&self, image: &str) -> BoxFuture<'_, Result<(PathBuf, ImageDefaults), Error>> {
+    fn lower_dir<'a>(
+        &'a self,
+        image: &'a str,
+        _digest: &'a str,
+        _progress: &'a (dyn Fn(&str) + Send + Sync),
+    ) -> BoxFuture<'a, Result<(PathBuf, ImageConfig), Error>> {
         let image = image.to_string();
         Box::pin(async move {
             if image != "busybox" {

@@ -4,6 +4,7 @@ use super::spec::{self, ContainerConfig, ProcessConfig, DEFAULT_CAPS};
 use super::*;
 use oci_spec::runtime::{Capability, LinuxNamespaceType};
 use shoal_proto::model::ServiceSpec;
+use std::path::Path;
 
 fn config() -> ContainerConfig {
     ContainerConfig {
@@ -191,86 +192,39 @@ fn task(args: &[&str], env: &[&str]) -> Task {
 }
 
 #[test]
-fn merge_follows_dockers_rules() {
-    let image = ImageDefaults {
+fn the_process_is_dockers_merge_with_shoals_env() {
+    let image = ImageConfig {
         entrypoint: vec!["/entry".into()],
         cmd: vec!["--default".into()],
-        env: vec!["PATH=/image/bin".into(), "A=image".into(), "B=image".into()],
+        env: vec!["PATH=/image/bin".into(), "A=image".into()],
         working_dir: "/app".into(),
+        user: "www".into(),
         ..Default::default()
     };
-    struct Case {
-        args: &'static [&'static str],
-        env: &'static [&'static str],
-        want_args: &'static [&'static str],
-    }
-    for c in [
-        Case {
-            args: &[],
-            env: &[],
-            want_args: &["/entry", "--default"],
-        },
-        Case {
-            args: &["x", "y"],
-            env: &["A=service"],
-            want_args: &["/entry", "x", "y"],
-        },
-    ] {
-        let (args, env, cwd) = merge(&image, &task(c.args, c.env), "n1");
-        assert_eq!(args, c.want_args);
-        assert_eq!(cwd, "/app");
-        assert_eq!(
-            env[0], "PATH=/image/bin",
-            "the image's PATH replaces the default"
-        );
-        let a = env
-            .iter()
-            .filter(|e| e.starts_with("A="))
-            .collect::<Vec<_>>();
-        assert_eq!(a.len(), 1, "merged by key: {env:?}");
-        let want_a = if c.env.is_empty() {
-            "A=image"
-        } else {
-            "A=service"
-        };
-        assert_eq!(a[0], want_a);
-        assert!(env.contains(&"B=image".to_string()));
-        assert!(env.contains(&"SHOAL_TASK_ID=t1".to_string()));
-    }
-    // No entrypoint, no workdir, no PATH in the image: Cmd, `/`, the default PATH.
-    let bare = ImageDefaults {
-        cmd: vec!["sh".into()],
-        ..Default::default()
-    };
-    let (args, env, cwd) = merge(&bare, &task(&[], &[]), "n1");
-    assert_eq!(args, ["sh"]);
-    assert_eq!(cwd, "/");
-    assert!(env[0].starts_with("PATH=/usr/local/sbin:"));
-}
-
-#[test]
-fn users_resolve_from_the_images_files() {
-    let d = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(d.path().join("etc")).unwrap();
-    std::fs::write(
-        d.path().join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33::/var/www:/bin/false\n",
-    )
-    .unwrap();
-    std::fs::write(
-        d.path().join("etc/group"),
-        "root:x:0:\nwww:x:33:\nstaff:x:50:www\n",
-    )
-    .unwrap();
-    let r = |u| resolve_user(d.path(), u);
-    assert_eq!(r("").unwrap(), (0, 0, vec![]));
-    assert_eq!(r("www").unwrap(), (33, 33, vec![50]));
-    assert_eq!(r("33").unwrap(), (33, 33, vec![50]));
-    assert_eq!(r("www:staff").unwrap(), (33, 50, vec![]));
-    assert_eq!(r("1234:5").unwrap(), (1234, 5, vec![]));
-    let e = r("nobody").unwrap_err();
-    assert!(matches!(e, Error::UnknownUser { .. }), "{e}");
-    assert!(r("www:nogroup").is_err());
+    let p = process_of(&image, &task(&[], &[]), "n1").unwrap();
+    assert_eq!(p.args, ["/entry", "--default"]);
+    assert_eq!(p.cwd, "/app");
+    assert_eq!(p.user, "www");
+    assert!(p.env.contains(&"SHOAL_TASK_ID=t1".to_string()));
+    assert!(p.env.contains(&"SHOAL_NODE_ID=n1".to_string()));
+    let mut t = task(&["x"], &["A=service", "SHOAL_TASK_SLOT=override"]);
+    t.spec.entrypoint = vec!["/other".into()];
+    t.spec.user = "1000:1000".into();
+    t.spec.workdir = "/w".into();
+    let p = process_of(&image, &t, "n1").unwrap();
+    assert_eq!(
+        p.args,
+        ["/other", "x"],
+        "--entrypoint drops the image's Cmd"
+    );
+    assert_eq!((p.cwd.as_str(), p.user.as_str()), ("/w", "1000:1000"));
+    assert!(p.env.contains(&"A=service".to_string()));
+    assert!(p.env.contains(&"SHOAL_TASK_SLOT=override".to_string()));
+    let e = process_of(&ImageConfig::default(), &task(&[], &[]), "n1").unwrap_err();
+    assert!(matches!(e, Error::NoImageCommand { .. }), "{e}");
+    t.spec.workdir = "rel".into();
+    let e = process_of(&image, &t, "n1").unwrap_err();
+    assert!(matches!(e, Error::Process { .. }), "{e}");
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use shoal_cli::BadInput;
+use shoal_image::registry::{RegistryConfig, RegistryError};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -82,12 +83,66 @@ pub struct Args {
     /// benchmarks that measure what TLS costs; every node of such a cluster needs it.
     #[arg(long)]
     pub insecure_plaintext: bool,
+    /// The OCI runtime containers run with: `runc`, `crun`, or a path to either. swarmd does
+    /// not start without it (Debian packages `runc`, `crun`).
+    #[arg(long, default_value = "runc", value_name = "NAME|PATH")]
+    pub oci_runtime: String,
+    /// A mirror for a registry, tried before it, as dockerd's `registry-mirrors`:
+    /// `docker.io=http://198.18.0.254:5000` (repeatable; several mirrors of one registry are
+    /// tried in order). An `http://` mirror is spoken to over plain HTTP.
+    #[arg(long = "registry-mirror", value_name = "REGISTRY=URL")]
+    pub registry_mirrors: Vec<String>,
+    /// A registry spoken to over plain HTTP (repeatable). Every other one is HTTPS only.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
+    /// Registry credentials: a Docker `config.json` (`auths`). Default:
+    /// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`, when present.
+    #[arg(long, value_name = "FILE")]
+    pub registry_auth: Option<PathBuf>,
     /// Node label `key=value` (repeatable; at join or init).
     #[arg(long = "label")]
     pub labels: Vec<String>,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "SWARMD_LOG", default_value = "info,openraft=warn")]
     pub log: String,
+}
+
+impl Args {
+    /// How images are pulled (`--registry-mirror`, `--insecure-registry`, `--registry-auth`),
+    /// checked; the agent pulls with it and the managers resolve tags to digests with it.
+    pub fn registry_config(&self) -> Result<RegistryConfig, RegistryError> {
+        let mut cfg = RegistryConfig::default();
+        for m in &self.registry_mirrors {
+            cfg.add_mirror(m)?;
+        }
+        cfg.insecure = self.insecure_registries.clone();
+        cfg.auth_file = match &self.registry_auth {
+            Some(p) if !p.is_file() => {
+                return Err(RegistryError::Config(format!(
+                    "--registry-auth {}: no such file",
+                    p.display()
+                )))
+            }
+            Some(p) => Some(p.clone()),
+            None => default_auth_file(std::env::var_os("DOCKER_CONFIG"), std::env::var_os("HOME")),
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// Docker's credentials file: `$DOCKER_CONFIG/config.json`, else `$HOME/.docker/config.json`,
+/// when it exists.
+fn default_auth_file(
+    docker_config: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Option<PathBuf> {
+    let p = match (docker_config, home) {
+        (Some(d), _) => PathBuf::from(d).join("config.json"),
+        (None, Some(h)) => PathBuf::from(h).join(".docker/config.json"),
+        (None, None) => return None,
+    };
+    p.is_file().then_some(p)
 }
 
 /// Parses `300ms`, `2s`, `1m`, `1h` or plain milliseconds.
@@ -130,5 +185,70 @@ mod tests {
             Duration::from_secs(90 * 86400)
         );
         assert!(parse_duration("3w").is_err());
+    }
+
+    #[test]
+    fn registry_flags_make_the_registry_config() {
+        let a = Args::parse_from([
+            "swarmd",
+            "--registry-mirror",
+            "docker.io=http://198.18.0.254:5000",
+            "--registry-mirror",
+            "docker.io=https://mirror.example:443/",
+            "--insecure-registry",
+            "198.18.0.254:5001",
+            "--registry-auth",
+            "/nonexistent/config.json",
+        ]);
+        assert_eq!(a.oci_runtime, "runc");
+        let e = a.registry_config().unwrap_err();
+        assert!(e.to_string().contains("--registry-auth"), "{e}");
+        let d = tempfile::tempdir().unwrap();
+        let auth = d.path().join("config.json");
+        std::fs::write(&auth, "{\"auths\":{}}").unwrap();
+        let a = Args::parse_from([
+            "swarmd",
+            "--oci-runtime",
+            "crun",
+            "--registry-mirror",
+            "docker.io=http://198.18.0.254:5000",
+            "--registry-mirror",
+            "docker.io=https://mirror.example:443/",
+            "--insecure-registry",
+            "198.18.0.254:5001",
+            "--registry-auth",
+            auth.to_str().unwrap(),
+        ]);
+        assert_eq!(a.oci_runtime, "crun");
+        let c = a.registry_config().unwrap();
+        assert_eq!(
+            c.mirrors["docker.io"],
+            ["http://198.18.0.254:5000", "https://mirror.example:443"]
+        );
+        assert_eq!(c.insecure, ["198.18.0.254:5001"]);
+        assert_eq!(c.auth_file.as_deref(), Some(auth.as_path()));
+        let bad = Args::parse_from(["swarmd", "--registry-mirror", "docker.io"]);
+        assert!(bad.registry_config().is_err());
+        let bad = Args::parse_from(["swarmd", "--registry-mirror", "docker.io=ftp://x"]);
+        assert!(bad.registry_config().is_err());
+    }
+
+    #[test]
+    fn the_default_auth_file_is_dockers_when_present() {
+        let d = tempfile::tempdir().unwrap();
+        let os = |p: &std::path::Path| Some(p.as_os_str().to_owned());
+        assert_eq!(default_auth_file(os(d.path()), None), None, "absent");
+        std::fs::create_dir_all(d.path().join(".docker")).unwrap();
+        std::fs::write(d.path().join(".docker/config.json"), "{}").unwrap();
+        assert_eq!(
+            default_auth_file(None, os(d.path())),
+            Some(d.path().join(".docker/config.json"))
+        );
+        std::fs::write(d.path().join("config.json"), "{}").unwrap();
+        assert_eq!(
+            default_auth_file(os(d.path()), os(d.path())),
+            Some(d.path().join("config.json")),
+            "$DOCKER_CONFIG first"
+        );
     }
 }

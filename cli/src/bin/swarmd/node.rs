@@ -2,6 +2,7 @@
 
 use crate::args::Args;
 use anyhow::{bail, Context};
+use shoal_image::registry::RegistryConfig;
 use shoal_manager::raft::storage::EngineKind;
 use shoal_security::Transport;
 use std::collections::BTreeMap;
@@ -22,6 +23,8 @@ pub struct Node {
     pub engine: EngineKind,
     /// `--label key=value`s.
     pub labels: BTreeMap<String, String>,
+    /// How images are pulled (`--registry-mirror`, `--insecure-registry`, `--registry-auth`).
+    pub registry: RegistryConfig,
     /// Mutual TLS with the node's certificate (plain TCP with `--insecure-plaintext`); set
     /// once the node has its identity.
     pub transport: Transport,
@@ -59,6 +62,13 @@ impl Node {
                 shoal_manager::ca::MIN_CERT_EXPIRY
             );
         }
+        let registry = args.registry_config()?;
+        // Reads the credentials file: a bad one stops swarmd here rather than every pull.
+        shoal_image::registry::Client::new(registry.clone())?;
+        // Before anything is bound: containers need the runtime (its state dir is the agent's
+        // business; only its presence is checked here).
+        shoal_agent::executor::oci::runtime::Runtime::new(&args.oci_runtime, PathBuf::new())
+            .context("--oci-runtime")?;
         let state_dir = args.state_dir.clone();
         std::fs::create_dir_all(&state_dir)
             .with_context(|| format!("cannot create --state-dir {}", state_dir.display()))?;
@@ -73,6 +83,7 @@ impl Node {
             hostname,
             engine,
             labels,
+            registry,
             transport: Transport::Plain,
         })
     }

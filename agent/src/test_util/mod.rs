@@ -5,3 +5,5 @@
 pub fn root() -> bool {
     shoal_netlib::root::root_or_skip()
 }
+
+pub mod registry;
