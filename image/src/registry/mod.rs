@@ -155,7 +155,7 @@ impl Client {
                 Ok(d) => return Ok(d),
                 Err(e) => {
                     tracing::debug!(endpoint = %ep.host, error = %e, "resolve failed; trying the next endpoint");
-                    last = Some(e);
+                    last = Some(worse(last, e));
                 }
             }
         }
@@ -172,7 +172,7 @@ impl Client {
                 Ok(m) => return Ok(m),
                 Err(e) => {
                     tracing::debug!(endpoint = %ep.host, error = %e, "manifest fetch failed; trying the next endpoint");
-                    last = Some(e);
+                    last = Some(worse(last, e));
                 }
             }
         }
@@ -316,3 +316,16 @@ impl Client {
 
 #[cfg(test)]
 mod tests;
+
+/// The error to report after trying another endpoint: the newest, unless an earlier endpoint
+/// (a mirror) answered that the image does not exist and this one only failed to answer (the
+/// upstream of an offline node): "not found" is what the user must act on.
+fn worse(earlier: Option<RegistryError>, now: RegistryError) -> RegistryError {
+    match (earlier, now) {
+        (
+            Some(found @ RegistryError::NotFound(_)),
+            RegistryError::Unreachable { .. } | RegistryError::Timeout { .. },
+        ) => found,
+        (_, now) => now,
+    }
+}

@@ -147,3 +147,24 @@ fn mirror_flags_and_validation() {
         ["10.0.0.254:5000", "index.docker.io"]
     );
 }
+
+#[test]
+fn a_mirrors_not_found_beats_an_unreachable_upstream() {
+    let nf = || RegistryError::NotFound("shoal/nope:latest".into());
+    let down = || RegistryError::Unreachable {
+        registry: "index.docker.io".into(),
+        detail: "dns".into(),
+    };
+    assert!(matches!(
+        super::worse(Some(nf()), down()),
+        RegistryError::NotFound(_)
+    ));
+    assert!(matches!(
+        super::worse(Some(down()), nf()),
+        RegistryError::NotFound(_)
+    ));
+    assert!(matches!(
+        super::worse(None, down()),
+        RegistryError::Unreachable { .. }
+    ));
+}

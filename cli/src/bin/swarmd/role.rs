@@ -57,6 +57,7 @@ fn manager_config(node: &Node, ident: &Identity) -> ManagerConfig {
     cfg.restart_grace = node.args.restart_grace;
     cfg.snapshot_every = node.args.snapshot_every;
     cfg.transport = node.transport.clone();
+    cfg.registry = node.registry.clone();
     cfg
 }
 
