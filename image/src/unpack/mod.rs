@@ -144,6 +144,15 @@ impl Layer<'_> {
     fn apply<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), UnpackError> {
         let raw = entry.path().map_err(UnpackError::Read)?.into_owned();
         let name = raw.display().to_string();
+        // `/` (umoci writes it first) or `./`: the root itself, which the store made. Any other
+        // absolute path is refused below.
+        if raw
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::CurDir))
+            && entry.header().entry_type() == EntryType::Directory
+        {
+            return Ok(());
+        }
         let comps = clean(&raw).ok_or_else(|| UnpackError::Escape {
             entry: name.clone(),
         })?;
