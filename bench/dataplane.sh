@@ -90,8 +90,8 @@ rss_sample fresh - 0
 
 # ------------------------------------------------------------------------------ 1. throughput
 swarmctl network create -d overlay "$OVNET" >/dev/null || die "cannot create overlay network $OVNET"
-swarmctl service create -d --name ipsrv --stop-grace-period 1s --network "$OVNET" --constraint node.hostname==worker1 sleep 100000 >/dev/null
-swarmctl service create -d --name ipcli --stop-grace-period 1s --network "$OVNET" --constraint node.hostname==worker2 sleep 100000 >/dev/null
+swarmctl service create --runtime process -d --name ipsrv --stop-grace-period 1s --network "$OVNET" --constraint node.hostname==worker1 sleep 100000 >/dev/null
+swarmctl service create --runtime process -d --name ipcli --stop-grace-period 1s --network "$OVNET" --constraint node.hostname==worker2 sleep 100000 >/dev/null
 wait_running ipsrv 1 30
 wait_running ipcli 1 30
 read -r SRV_ID SRV_IP _ < <(tasks_of ipsrv)
@@ -155,7 +155,7 @@ conv_once() { # MODE RUN
   wait_quiet
   rss_sample before "$mode" "$run"
   t0=$(now_ms)
-  swarmctl service create -d --name "$svc" --replicas "$REPLICAS" --stop-grace-period 1s "${net[@]}" sleep 100000 >/dev/null 9>&- ||
+  swarmctl service create --runtime process -d --name "$svc" --replicas "$REPLICAS" --stop-grace-period 1s "${net[@]}" sleep 100000 >/dev/null 9>&- ||
     die "service create $svc failed"
   t1=$(now_ms)
   while :; do   # every 50 ms, at most 1200 polls and 60 s

@@ -66,8 +66,8 @@ sleep 2   # joins, first heartbeats
 
 # ------------------------------------------------------------------------------ services
 swarmctl network create -d overlay "$NET" >/dev/null || die "cannot create overlay network $NET"
-swarmctl service create -d --name web --replicas 5 --network "$NET" whoami >/dev/null || die "cannot create web"
-swarmctl service create -d --name client --network "$NET" --constraint node.hostname==worker1 \
+swarmctl service create --runtime process -d --name web --replicas 5 --network "$NET" whoami >/dev/null || die "cannot create web"
+swarmctl service create --runtime process -d --name client --network "$NET" --constraint node.hostname==worker1 \
   whoami --port 9000 >/dev/null || die "cannot create client"
 wait_running web 5 60
 wait_running client 1 60

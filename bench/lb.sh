@@ -82,8 +82,8 @@ node_ids >"$BASE/nodeids"
 W2_ID=$(awk '$2 == "worker2" {print $1}' "$BASE/nodeids")
 
 swarmctl network create -d overlay "$NET" >/dev/null || die "cannot create overlay network $NET"
-swarmctl service create -d --name web --replicas 5 --publish 8080 --network "$NET" whoami >/dev/null
-swarmctl service create -d --name client --network "$NET" --constraint node.hostname==worker1 whoami --port 9000 >/dev/null
+swarmctl service create --runtime process -d --name web --replicas 5 --publish 8080 --network "$NET" whoami >/dev/null
+swarmctl service create --runtime process -d --name client --network "$NET" --constraint node.hostname==worker1 whoami --port 9000 >/dev/null
 wait_running web 5 60
 wait_running client 1 60
 NETID=$(swarmctl network inspect "$NET" --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')

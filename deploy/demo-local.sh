@@ -59,12 +59,12 @@ run swarmctl node ls
 
 run swarmctl network create -d overlay lp_net
 run swarmctl network ls
-run swarmctl service create --name web --replicas 5 --publish 8080 --network lp_net sleep 100000
+run swarmctl service create --runtime process --name web --replicas 5 --publish 8080 --network lp_net sleep 100000
 run swarmctl service ls
 run swarmctl service ps web
 run swarmctl service scale web=10
 run swarmctl service scale web=2
-run swarmctl service create --name hello --replicas 2 -d sh -c 'echo "hello from task $SHOAL_TASK_NAME"; sleep 100000'
+run swarmctl service create --runtime process --name hello --replicas 2 -d sh -c 'echo "hello from task $SHOAL_TASK_NAME"; sleep 100000'
 sleep 1
 run swarmctl service logs hello
 

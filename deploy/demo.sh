@@ -14,6 +14,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/shoal-target}"
 command -v cargo >/dev/null || { echo "cargo is not installed: install Rust first" >&2; exit 1; }
 bash deploy/deps.sh
 cargo build --locked --workspace --bins
+# The demo images the tour runs (shoal/whoami, shoal/busybox, shoal/nginx), built once from
+# Debian packages and cached; `lab up` pushes them into the lab's registry.
+bash deploy/images.sh
 BIN="$CARGO_TARGET_DIR/debug"
 export PATH="$BIN:$PATH"
 LAB=${LAB:-demo}

@@ -143,6 +143,24 @@ labels() { # NAME VERSION DESCRIPTION -> umoci config arguments
     "--config.label=org.opencontainers.image.vendor=Shoal (built by deploy/images.sh)"
 }
 
+# Adds SRC (a directory's content, or a file) at DEST (/ or /PATH) as a new layer of image REF.
+# Not `umoci insert`: umoci 0.4.7 writes its layer's tar without the last file's padding and the
+# end-of-archive blocks, which strict readers (Go's archive/tar, Rust's tar) refuse as
+# truncated. `umoci unpack` + `umoci repack` writes complete archives.
+add_layer() {
+  local ref=$1 src=$2 dest=$3 created_by=$4 b
+  b=$(mktemp -d "$tmp/bundle.XXXXXX")
+  rmdir "$b"
+  umoci unpack --image "$L:$ref" "$b" >/dev/null
+  if [ -d "$src" ]; then
+    cp -a "$src/." "$b/rootfs$dest"
+  else
+    cp -a "$src" "$b/rootfs$dest"
+  fi
+  umoci repack --image "$L:$ref" --history.created_by "$created_by" "$b"
+  rm -rf --one-file-system "$b"
+}
+
 build_busybox() {
   local r=$tmp/busybox-rootfs v p
   v=$(upstream "$bb_ver")
@@ -167,7 +185,7 @@ EOF
   : >"$r/etc/resolv.conf"
   printf '%s\n' '127.0.0.1 localhost' '::1 localhost ip6-localhost ip6-loopback' >"$r/etc/hosts"
   umoci new --image "$L:shoal/busybox:latest"
-  umoci insert --image "$L:shoal/busybox:latest" --history.created_by "deploy/images.sh: busybox-static $bb_ver" "$r" /
+  add_layer shoal/busybox:latest "$r" / "deploy/images.sh: busybox-static $bb_ver"
   mapfile -t lab < <(labels shoal/busybox "$v" "Debian's busybox-static $bb_ver with an applet symlink each")
   umoci config --image "$L:shoal/busybox:latest" --history.created_by "deploy/images.sh: config" \
     --config.env="$PATH_ENV" --config.workingdir=/ --config.cmd=sh "${lab[@]}"
@@ -185,7 +203,7 @@ build_whoami() {
     --clear=config.labels --clear=config.cmd \
     --config.entrypoint=/whoami --config.exposedports=8080/tcp --config.exposedports=8080/udp \
     --config.stopsignal=SIGTERM "${lab[@]}"
-  umoci insert --image "$L:shoal/whoami:latest" --history.created_by "deploy/images.sh: whoami" "$b" /whoami
+  add_layer shoal/whoami:latest "$b" /whoami "deploy/images.sh: whoami"
 }
 
 build_nginx() {
@@ -231,8 +249,7 @@ EOF
   done
   chroot "$r" /usr/sbin/nginx -t -q || die "nginx -t failed in the built root"
   umoci new --image "$L:shoal/nginx:latest"
-  umoci insert --image "$L:shoal/nginx:latest" \
-    --history.created_by "deploy/images.sh: mmdebstrap --variant=essential $suite $nginx_pkg $v" "$r" /
+  add_layer shoal/nginx:latest "$r" / "deploy/images.sh: mmdebstrap --variant=essential $suite $nginx_pkg $v"
   mapfile -t lab < <(labels shoal/nginx "$(upstream "$v")" "Debian $suite's $nginx_pkg $v (mmdebstrap)")
   umoci config --image "$L:shoal/nginx:latest" --history.created_by "deploy/images.sh: config" \
     --config.env="$PATH_ENV" --config.workingdir=/ \
@@ -271,6 +288,12 @@ else
     esac
   done
   umoci gc --layout "$L"
+  # Every layer must read back as a complete archive (a truncated one is refused by every pull).
+  for f in "$L"/blobs/sha256/*; do
+    if [ "$(head -c 2 "$f" | od -An -tx1 | tr -d ' ')" = 1f8b ]; then
+      tar -tzf "$f" >/dev/null 2>&1 || die "layer ${f##*/} is not a complete tar archive"
+    fi
+  done
   mkdir -p "$tmp/archives"
   for i in "${images[@]}"; do
     a=archives/${i//\//-}.tar

@@ -224,8 +224,8 @@ fi
 # ------------------------------------------------------------------ the article's scenario
 T_SVC=$(now)
 ctl 1 network create -d overlay lp_net >/dev/null
-ctl 1 service create -d --name web --replicas 3 --publish 8080 --network lp_net whoami >/dev/null
-ctl 1 service create -d --name client --network lp_net --constraint node.hostname==vm1 whoami --port 9000 >/dev/null
+ctl 1 service create --runtime process -d --name web --replicas 3 --publish 8080 --network lp_net whoami >/dev/null
+ctl 1 service create --runtime process -d --name client --network lp_net --constraint node.hostname==vm1 whoami --port 9000 >/dev/null
 running() {   # running SERVICE N: exactly N tasks seen running (observed state, not desired)
   [ "$(ctl 1 service ps "$1" --format json | python3 -c 'import json,sys; print(sum(1 for t in json.load(sys.stdin) if t["status"]["state"] == "running" and t["desired_state"] == "running"))')" = "$2" ]
 }
@@ -279,7 +279,7 @@ if echo "$IPVS" | grep -qE '^FWM +[0-9]+ rr' && [ "$(echo "$IPVS" | grep -c 'Mas
 else fail "ipvsadm -Ln: no FWM rr with 3 Masq backends"; fi
 
 # Limits on a cgroup v2 kernel (the VMs'; this machine's is v1): memory.max of the task's cgroup.
-ctl 1 service create -d --name limited --limit-memory 64M --limit-cpu 0.5 --constraint node.hostname==vm2 sleep 100000 >/dev/null
+ctl 1 service create --runtime process -d --name limited --limit-memory 64M --limit-cpu 0.5 --constraint node.hostname==vm2 sleep 100000 >/dev/null
 if wait_for 120 "limited running" running limited 1; then
   LT=$(ctl 1 service ps limited -q --no-trunc | tr -d '\r' | head -1)
   d=/sys/fs/cgroup/swarmd.service

@@ -360,6 +360,7 @@ async fn write_bench(
                             name: name.clone(),
                             replicas: 0,
                             image: "sleep".into(),
+                            runtime: pb::Runtime::Process as i32,
                             args: vec!["1000".into()],
                             ..Default::default()
                         };
@@ -697,6 +698,7 @@ impl Writer {
                     name: name.to_string(),
                     replicas: 0,
                     image: "sleep".into(),
+                            runtime: pb::Runtime::Process as i32,
                     args: vec!["1000".into()],
                     ..Default::default()
                 };
@@ -744,6 +746,7 @@ async fn replace(endpoint: &str, service: &str, replicas: u64, victim: &str, pid
             name: service.to_string(),
             replicas,
             image: "sleep".into(),
+                            runtime: pb::Runtime::Process as i32,
             args: vec!["1000".into()],
             ..Default::default()
         };
@@ -805,6 +808,7 @@ async fn converge(endpoint: &str, name: &str, replicas: u64, max: u64) -> anyhow
         name: name.to_string(),
         replicas,
         image: "sleep".into(),
+                            runtime: pb::Runtime::Process as i32,
         args: vec!["1000".into()],
         ..Default::default()
     };
