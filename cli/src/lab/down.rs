@@ -6,7 +6,7 @@
 
 use super::config::{check_name, host_link, UNDERLAY_NS};
 use super::state::{self, LabDir};
-use super::{net, procs, registry, require_root, sessions, Printer};
+use super::{containers, net, procs, registry, require_root, sessions, Printer};
 use anyhow::{bail, Context};
 use serde_json::json;
 use shoal_netlib::netns;
@@ -53,6 +53,8 @@ pub struct Removal {
     pub registry: Option<(u32, String)>,
     /// Task processes that outlived their swarmd, killed.
     pub task_processes: usize,
+    /// Containers (which outlive swarmd) deleted with the node's OCI runtime.
+    pub containers: usize,
     /// `lab shell` / `lab exec` sessions ended.
     pub shells: usize,
     /// Node namespaces deleted.
@@ -112,6 +114,9 @@ impl Removal {
                 if u { " and the underlay" } else { "" }
             )),
         }
+        if self.containers > 0 {
+            parts.push(count(self.containers, "container", "containers"));
+        }
         if self.task_sandboxes > 0 {
             parts.push(count(self.task_sandboxes, "task sandbox", "task sandboxes"));
         }
@@ -140,9 +145,29 @@ pub async fn remove(dir: &LabDir) -> anyhow::Result<Removal> {
             .push(format!("stopped swarmd of {node} (pid {pid}, {how})"));
         r.swarmds.push((pid, node, how));
     }
+    // Containers outlive their swarmd (a restart adopts them): delete them with each node's
+    // runtime, then unmount their roots.
+    for node_dir in std::fs::read_dir(&nodes).into_iter().flatten().flatten() {
+        let node = node_dir.file_name().to_string_lossy().to_string();
+        let args = file
+            .iter()
+            .flat_map(|f| f.nodes.iter())
+            .find(|n| n.name == node)
+            .map(|n| n.args.clone())
+            .unwrap_or_default();
+        let deleted = containers::delete_all(&containers::runtime_of(&args), &node_dir.path());
+        if !deleted.is_empty() {
+            r.items
+                .push(format!("deleted {} container(s) of {node}", deleted.len()));
+            r.containers += deleted.len();
+        }
+    }
     for pid in procs::kill_leftovers(&nodes) {
         r.items.push(format!("killed leftover process {pid}"));
         r.task_processes += 1;
+    }
+    for m in containers::unmount_roots(&mounts_under(&dir.dir)) {
+        r.items.push(format!("unmounted {}", m.display()));
     }
     // Whatever still runs in the lab's namespaces was started there by `lab shell` or `lab
     // exec` (the swarmds and their tasks are gone).

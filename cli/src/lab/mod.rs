@@ -16,6 +16,7 @@
 //! run side by side and `lab down` removes exactly what one made, even after a crash.
 
 pub mod config;
+pub mod containers;
 pub mod down;
 pub mod exec;
 pub mod ls;
