@@ -93,14 +93,14 @@ else
   whoami_bin=$target_dir/$triple/release/whoami
   # Cargo only when whoami's sources, manifests or lock file are newer than the binary: the
   # shared build lock may be held for minutes by other builds.
-  if [ ! -x "$whoami_bin" ] || [ -n "$(find "$repo/cli/src/bin/whoami" "$repo/cli/Cargo.toml" \
+  if [ ! -x "$whoami_bin" ] || [ -n "$(find "$repo/whoami" \
       "$repo/Cargo.toml" "$repo/Cargo.lock" -newer "$whoami_bin" -print -quit)" ]; then
     log "building whoami (static, $triple)"
     # crt-static through RUSTFLAGS with an explicit --target applies to the target only, not to
     # build scripts and proc macros; the musl target cannot be installed offline.
     RUSTFLAGS='-C target-feature=+crt-static' CARGO_TARGET_DIR=$target_dir \
       flock "${SHOAL_CARGO_LOCK:-/tmp/shoal-cargo.lock}" \
-      cargo build --quiet --release --manifest-path "$repo/Cargo.toml" --bin whoami --target "$triple" \
+      cargo build --quiet --release --manifest-path "$repo/Cargo.toml" -p shoal-whoami --bin whoami --target "$triple" \
       || die "cargo build of whoami failed"
   fi
 fi
