@@ -7,6 +7,9 @@ use oci_client::errors::{OciDistributionError, OciErrorCode};
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
+    /// The node has no CA certificates to verify registries with.
+    #[error("this node has no CA certificates to verify registries with: install the ca-certificates package (or set SSL_CERT_FILE)")]
+    NoRoots,
     /// A bad flag or credentials file.
     #[error("registry configuration: {0}")]
     Config(String),

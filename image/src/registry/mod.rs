@@ -96,13 +96,21 @@ impl Client {
             Some(p) => AuthFile::load(p)?,
             None => AuthFile::default(),
         };
-        let oci = oci_client::Client::new(ClientConfig {
+        let config = ClientConfig {
             protocol: ClientProtocol::HttpsExcept(plain),
             connect_timeout: Some(cfg.connect_timeout),
             read_timeout: Some(cfg.read_timeout),
             platform_resolver: None,
             ..Default::default()
-        });
+        };
+        // oci-client 0.18 builds a default reqwest client as well, which panics where the
+        // system has no CA certificates (reqwest's platform verifier finds none): that is a
+        // node that cannot verify any registry, said as an error instead.
+        if !system_roots() {
+            return Err(RegistryError::NoRoots);
+        }
+        let oci = oci_client::Client::try_from(config)
+            .map_err(|e| RegistryError::Config(format!("cannot make an HTTPS client: {e}")))?;
         Ok(Client { oci, cfg, auths })
     }
 
@@ -328,4 +336,23 @@ fn worse(earlier: Option<RegistryError>, now: RegistryError) -> RegistryError {
         ) => found,
         (_, now) => now,
     }
+}
+
+/// Where Linux distributions keep their CA bundle (openssl-probe's list, as reqwest's platform
+/// verifier looks).
+const SYSTEM_CA_FILES: [&str; 5] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/pki/tls/cacert.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// Whether the system has CA certificates where reqwest's platform verifier looks for them.
+fn system_roots() -> bool {
+    std::env::var_os("SSL_CERT_FILE").is_some()
+        || std::env::var_os("SSL_CERT_DIR").is_some()
+        || SYSTEM_CA_FILES
+            .iter()
+            .any(|f| std::fs::metadata(f).is_ok_and(|m| m.len() > 0))
 }

@@ -2,7 +2,7 @@
 
 use crate::args::Args;
 use anyhow::{bail, Context};
-use shoal_image::registry::RegistryConfig;
+use shoal_image::registry::{RegistryConfig, RegistryError};
 use shoal_manager::raft::storage::EngineKind;
 use shoal_security::Transport;
 use std::collections::BTreeMap;
@@ -63,12 +63,20 @@ impl Node {
             );
         }
         let registry = args.registry_config()?;
-        // Reads the credentials file: a bad one stops swarmd here rather than every pull.
-        shoal_image::registry::Client::new(registry.clone())?;
-        // Before anything is bound: containers need the runtime (its state dir is the agent's
-        // business; only its presence is checked here).
-        shoal_agent::executor::oci::runtime::Runtime::new(&args.oci_runtime, PathBuf::new())
-            .context("--oci-runtime")?;
+        // Reads the credentials file: a bad one stops swarmd here rather than every pull. A node
+        // that cannot run containers (no CA certificates, no OCI runtime) still starts: it runs
+        // `--runtime process` tasks and refuses container tasks, saying why.
+        match shoal_image::registry::Client::new(registry.clone()) {
+            Err(RegistryError::NoRoots) => tracing::warn!("{}", RegistryError::NoRoots),
+            r => {
+                r?;
+            }
+        }
+        if let Err(e) =
+            shoal_agent::executor::oci::runtime::Runtime::new(&args.oci_runtime, PathBuf::new())
+        {
+            tracing::warn!(error = %e, "--oci-runtime: this node will refuse container tasks");
+        }
         let state_dir = args.state_dir.clone();
         std::fs::create_dir_all(&state_dir)
             .with_context(|| format!("cannot create --state-dir {}", state_dir.display()))?;
