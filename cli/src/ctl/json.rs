@@ -93,6 +93,8 @@ pub fn spec(s: &pb::ServiceSpec) -> Value {
         "name": s.name,
         "mode": mode,
         "image": s.image,
+        // The digest the tag was pinned to at create/update (empty: not pinned).
+        "image_digest": s.image_digest,
         "args": s.args,
         "env": s.env,
         "ports": s.ports.iter().map(port).collect::<Vec<_>>(),
