@@ -13,6 +13,7 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v ping >/dev/null 2>&1 || missing+=(iputils-ping)    # the lab tests ping between tasks
 command -v curl >/dev/null 2>&1 || missing+=(curl)            # the tour curls tasks and the mesh
 command -v python3 >/dev/null 2>&1 || missing+=(python3)      # deploy/tour.py
+[ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)  # pulls over HTTPS
 command -v runc >/dev/null 2>&1 || missing+=(runc)            # the default OCI runtime
 command -v crun >/dev/null 2>&1 || missing+=(crun)            # swarmd --oci-runtime crun
 command -v umoci >/dev/null 2>&1 || missing+=(umoci)          # deploy/images.sh: OCI layouts
