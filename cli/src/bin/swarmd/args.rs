@@ -83,8 +83,9 @@ pub struct Args {
     /// benchmarks that measure what TLS costs; every node of such a cluster needs it.
     #[arg(long)]
     pub insecure_plaintext: bool,
-    /// The OCI runtime containers run with: `runc`, `crun`, or a path to either. swarmd does
-    /// not start without it (Debian packages `runc`, `crun`).
+    /// The OCI runtime containers run with: `runc`, `crun`, or a path to either (Debian
+    /// packages `runc`, `crun`). Without it the node starts, warns, and refuses container tasks
+    /// (`--runtime process` tasks still run).
     #[arg(long, default_value = "runc", value_name = "NAME|PATH")]
     pub oci_runtime: String,
     /// A mirror for a registry, tried before it, as dockerd's `registry-mirrors`:

@@ -105,7 +105,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     agent_cfg.oci_runtime = node.args.oci_runtime.clone();
     agent_cfg.registry = node.registry.clone();
     agent_cfg.validate()?;
-    agent_cfg.check_oci_runtime()?;
     let agent = Agent::new(agent_cfg);
     let agent_task = tokio::spawn(agent.clone().run(stop_rx.clone()));
     println!(
