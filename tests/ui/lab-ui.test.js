@@ -327,7 +327,7 @@ test('Ctrl+Shift+C copies the selection, Ctrl+Shift+V pastes', async () => {
 
 test('a service typed in a terminal appears with its VIP and an lb_ mark per node', async () => {
   const t0 = Date.now();
-  await type(main, 'swarmctl service create --name web --replicas 5 --publish 8080:80 whoami --port 80');
+  await type(main, 'swarmctl service create --name web --replicas 5 --publish 8080:80 shoal/whoami --port 80');
   await waitFor('5 running web tasks in the picture', 60_000, async () =>
     (await count('.task[data-service="web"][data-state="running"]')) === 5);
   const seconds = ((Date.now() - t0) / 1000).toFixed(1);
