@@ -496,7 +496,14 @@ async fn exec(
         source: io::Error::other(e),
     })?;
     std::fs::write(&process_file, json).map_err(bundle_err(&process_file))?;
-    let mut c = rt.exec_command(&id, &process_file, &pid_file);
+    let mut c = match chrooted().then(|| std::fs::read_to_string(bundle.join("init.pid"))) {
+        // `runc exec` joins the container's mount namespace at that namespace's top: when
+        // swarmd itself runs in a chroot, that is the host's root, not the container's. Enter
+        // the container init's namespaces and root with nsenter instead (its user, env and
+        // working directory; capabilities and cgroup stay swarmd's: a chrooted node only).
+        Some(Ok(pid)) => nsenter(pid.trim(), &process),
+        _ => rt.exec_command(&id, &process_file, &pid_file),
+    };
     c.stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -535,6 +542,40 @@ async fn exec(
     let _ = std::fs::remove_file(&process_file);
     let _ = std::fs::remove_file(&pid_file);
     result
+}
+
+/// Whether this process runs in a chroot: the mount at `/` of its mount namespace is not what
+/// it sees as `/` (no mountinfo line mounts a filesystem's own root at `/`).
+fn chrooted() -> bool {
+    static CHROOTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *CHROOTED.get_or_init(|| {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        !info.lines().any(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            f.get(3) == Some(&"/") && f.get(4) == Some(&"/")
+        })
+    })
+}
+
+/// `nsenter` into container init `pid`'s namespaces and root, as `process` says (user, env,
+/// working directory).
+fn nsenter(pid: &str, process: &oci_spec::runtime::Process) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new("nsenter");
+    c.args(["-t", pid, "-m", "-u", "-i", "-n", "-p", "-r"]);
+    let cwd = process.cwd().display().to_string();
+    c.arg(format!("--wd={cwd}"));
+    let user = process.user();
+    c.arg(format!("--setuid={}", user.uid()))
+        .arg(format!("--setgid={}", user.gid()));
+    c.arg("--");
+    c.args(process.args().clone().unwrap_or_default());
+    c.env_clear();
+    for kv in process.env().clone().unwrap_or_default() {
+        if let Some((k, v)) = kv.split_once('=') {
+            c.env(k, v);
+        }
+    }
+    c
 }
 
 fn cut(mut v: Vec<u8>) -> Vec<u8> {
