@@ -557,19 +557,21 @@ fn chrooted() -> bool {
     })
 }
 
-/// `nsenter` into container init `pid`'s namespaces and root, as `process` says (user, env,
-/// working directory).
+/// `nsenter` into container init `pid`'s namespaces, root and working directory, as `process`
+/// says (user, env).
 fn nsenter(pid: &str, process: &oci_spec::runtime::Process) -> tokio::process::Command {
     let mut c = tokio::process::Command::new("nsenter");
     c.args(["-t", pid, "-m", "-u", "-i", "-n", "-p", "-r"]);
-    let cwd = process.cwd().display().to_string();
-    c.arg(format!("--wd={cwd}"));
+    // `-w` alone: the init's working directory, inside its root (nsenter opens a path given
+    // to `--wd` before entering the root).
+    c.arg("-w");
     let user = process.user();
     c.arg(format!("--setuid={}", user.uid()))
         .arg(format!("--setgid={}", user.gid()));
     c.arg("--");
     c.args(process.args().clone().unwrap_or_default());
     c.env_clear();
+    c.env("PWD", process.cwd());
     for kv in process.env().clone().unwrap_or_default() {
         if let Some((k, v)) = kv.split_once('=') {
             c.env(k, v);
