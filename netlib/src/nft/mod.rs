@@ -312,19 +312,10 @@ impl Nft {
             .map(|_| ())
     }
 
-    /// `nft -j list table FAMILY NAME`; `None` when there is no such table (asked first with
-    /// `nft -j list tables FAMILY`, rather than read from `nft`'s error text).
+    /// `nft -j list table FAMILY NAME`; `None` when there is no such table. One `nft` run when
+    /// the table exists (the reconcilers' usual case); only when listing it fails is `nft -j
+    /// list tables FAMILY` asked whether it exists, rather than reading `nft`'s error text.
     pub async fn list_table(&self, family: Family, table: &str) -> Result<Option<Value>> {
-        let args = vec![
-            "-j".into(),
-            "list".into(),
-            "tables".into(),
-            family.as_str().into(),
-        ];
-        let tables: Value = serde_json::from_slice(&self.run(args, None).await?)?;
-        if !has_table(&tables, table) {
-            return Ok(None);
-        }
         let args = vec![
             "-j".into(),
             "list".into(),
@@ -332,7 +323,22 @@ impl Nft {
             family.as_str().into(),
             table.into(),
         ];
-        Ok(Some(serde_json::from_slice(&self.run(args, None).await?)?))
+        let err = match self.run(args, None).await {
+            Ok(out) => return Ok(Some(serde_json::from_slice(&out)?)),
+            Err(e) => e,
+        };
+        let args = vec![
+            "-j".into(),
+            "list".into(),
+            "tables".into(),
+            family.as_str().into(),
+        ];
+        let tables: Value = serde_json::from_slice(&self.run(args, None).await?)?;
+        if has_table(&tables, table) {
+            Err(err)
+        } else {
+            Ok(None)
+        }
     }
 
     /// `nft -j list ruleset`.
