@@ -151,8 +151,14 @@ pub fn start(
             .map(|w| Box::new(w) as Box<dyn AsyncWrite + Send + Unpin>);
         let (out_tx, output) = mpsc::channel(CHANNEL);
         let (input, in_rx) = mpsc::channel(CHANNEL);
-        let stdout = child.stdout.take().map(|r| copy(r, out_tx.clone(), ExecOut::Stdout));
-        let stderr = child.stderr.take().map(|r| copy(r, out_tx.clone(), ExecOut::Stderr));
+        let stdout = child
+            .stdout
+            .take()
+            .map(|r| copy(r, out_tx.clone(), ExecOut::Stdout));
+        let stderr = child
+            .stderr
+            .take()
+            .map(|r| copy(r, out_tx.clone(), ExecOut::Stderr));
         let reading = async move {
             if let Some(s) = stdout {
                 let _ = s.await;
@@ -189,7 +195,11 @@ fn winsize(s: WinSize) -> nix::pty::Winsize {
 fn read_pty(mut reader: File, tx: mpsc::Sender<ExecOut>) {
     let mut buf = vec![0u8; 16 * 1024];
     while let Ok(n) = reader.read(&mut buf) {
-        if n == 0 || tx.blocking_send(ExecOut::Stdout(buf[..n].to_vec())).is_err() {
+        if n == 0
+            || tx
+                .blocking_send(ExecOut::Stdout(buf[..n].to_vec()))
+                .is_err()
+        {
             break;
         }
     }

@@ -55,11 +55,12 @@ pub(super) async fn serve(
 }
 
 async fn fail(tx: &mpsc::Sender<pb::ExecFrame>, error: String) {
-    let _ = tx.send(out_frame(pb::ExecOutput {
-        error,
-        ..Default::default()
-    }))
-    .await;
+    let _ = tx
+        .send(out_frame(pb::ExecOutput {
+            error,
+            ..Default::default()
+        }))
+        .await;
 }
 
 /// What the request asks the executor for.

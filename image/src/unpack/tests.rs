@@ -331,7 +331,11 @@ fn random_archives_stay_inside() {
 #[test]
 fn the_root_entry_umoci_writes_is_the_root() {
     let s = sandbox();
-    s.apply(&[E::Dir("/", 0o755), E::Dir("./", 0o755), E::File("x", b"x", 0o644)])
-        .unwrap();
+    s.apply(&[
+        E::Dir("/", 0o755),
+        E::Dir("./", 0o755),
+        E::File("x", b"x", 0o644),
+    ])
+    .unwrap();
     s.assert_outside_untouched();
 }

@@ -98,7 +98,9 @@ impl ExecSessions {
             Some(w) if w.node != node => return Err(AttachError::OtherNode(id.to_string())),
             Some(_) => {}
         }
-        let w = waiting.remove(id).ok_or_else(|| AttachError::Unknown(id.to_string()))?;
+        let w = waiting
+            .remove(id)
+            .ok_or_else(|| AttachError::Unknown(id.to_string()))?;
         // The client may have left a moment ago: the leg is dropped, which ends the agent's call.
         let _ = w.tx.send(leg);
         Ok(())

@@ -9,7 +9,10 @@ fn spec(cmd: &[&str], tty: bool, stdin: bool) -> ExecSpec {
         cmd: cmd.iter().map(|s| s.to_string()).collect(),
         tty,
         stdin,
-        size: Some(WinSize { rows: 30, cols: 100 }),
+        size: Some(WinSize {
+            rows: 30,
+            cols: 100,
+        }),
     }
 }
 
@@ -64,7 +67,14 @@ async fn the_terminal_has_the_size_asked_and_follows_resizes() {
             other => panic!("{other:?} after {seen:?}"),
         }
     }
-    send(&s, ExecIn::Resize(WinSize { rows: 40, cols: 120 })).await;
+    send(
+        &s,
+        ExecIn::Resize(WinSize {
+            rows: 40,
+            cols: 120,
+        }),
+    )
+    .await;
     send(&s, data("stty size; exit 0\n")).await;
     let (out, _, code) = collect(&mut s).await;
     assert!(out.contains("40 120"), "{out:?}");
@@ -122,7 +132,10 @@ async fn the_program_is_killed_when_its_caller_goes_away() {
         let deadline = Instant::now() + Duration::from_secs(10);
         // A zombie until its parent reaps it, then gone.
         while proc.exists() && !is_zombie(&proc) {
-            assert!(Instant::now() < deadline, "pid {pid} still runs (tty: {tty})");
+            assert!(
+                Instant::now() < deadline,
+                "pid {pid} still runs (tty: {tty})"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // No exit code after the caller left: nobody reads it.
@@ -134,6 +147,12 @@ async fn the_program_is_killed_when_its_caller_goes_away() {
 
 fn is_zombie(proc: &std::path::Path) -> bool {
     std::fs::read_to_string(proc.join("stat"))
-        .map(|s| s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
         .unwrap_or(true)
 }

@@ -479,11 +479,7 @@ impl Controller for OciController {
 /// Writes the process `runc exec` runs for `cmd`: the container's own (env, cwd, user,
 /// capabilities, from its `config.json`) with `cmd` as its arguments. Returns the process file
 /// and the pid file the runtime is to write.
-fn exec_process(
-    bundle: &Path,
-    cmd: Vec<String>,
-    tty: bool,
-) -> Result<(PathBuf, PathBuf), Error> {
+fn exec_process(bundle: &Path, cmd: Vec<String>, tty: bool) -> Result<(PathBuf, PathBuf), Error> {
     if cmd.is_empty() {
         return Err(Error::NoCommand);
     }

@@ -20,7 +20,10 @@ fn a_frame_becomes_the_inputs_it_carries_in_order() {
     let f = pb::ExecFrame {
         input: Some(pb::ExecInput {
             stdin: b"ls\n".to_vec(),
-            resize: Some(pb::TermSize { rows: 50, cols: 70_000 }),
+            resize: Some(pb::TermSize {
+                rows: 50,
+                cols: 70_000,
+            }),
             close_stdin: true,
             start: None,
         }),
@@ -68,9 +71,18 @@ async fn frames_flow_both_ways_and_the_exit_code_ends_the_session() {
         }))
         .await
         .unwrap();
-    assert_eq!(program_in.recv().await, Some(ExecIn::Data(b"exit 3\n".to_vec())));
-    program_out.send(ExecOut::Stdout(b"bye".to_vec())).await.unwrap();
-    program_out.send(ExecOut::Stderr(b"err".to_vec())).await.unwrap();
+    assert_eq!(
+        program_in.recv().await,
+        Some(ExecIn::Data(b"exit 3\n".to_vec()))
+    );
+    program_out
+        .send(ExecOut::Stdout(b"bye".to_vec()))
+        .await
+        .unwrap();
+    program_out
+        .send(ExecOut::Stderr(b"err".to_vec()))
+        .await
+        .unwrap();
     program_out.send(ExecOut::Exit(3)).await.unwrap();
     let got: Vec<pb::ExecOutput> = [(); 3]
         .iter()
@@ -104,5 +116,9 @@ async fn the_leader_going_away_drops_the_program_s_input() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(program_in.recv().await, None, "the executor kills the program");
+    assert_eq!(
+        program_in.recv().await,
+        None,
+        "the executor kills the program"
+    );
 }

@@ -120,7 +120,10 @@ async fn the_node_asked_attaches_and_frames_flow_both_ways_until_the_exit_code()
     assert!(last.exited);
     assert_eq!(last.exit_code, 3);
     relay.await.unwrap();
-    assert!(client_out_rx.recv().await.is_none(), "the exit code is the last message");
+    assert!(
+        client_out_rx.recv().await.is_none(),
+        "the exit code is the last message"
+    );
     // The relay is gone: the agent's stream from the leader ends.
     assert!(agent.from_leader.recv().await.is_none());
 }
@@ -173,7 +176,10 @@ async fn a_client_that_leaves_ends_the_agents_stream() {
     ));
     drop(client_in);
     relay.await.unwrap();
-    assert!(agent.from_leader.recv().await.is_none(), "the agent kills the program");
+    assert!(
+        agent.from_leader.recv().await.is_none(),
+        "the agent kills the program"
+    );
 }
 
 #[tokio::test]
@@ -188,9 +194,16 @@ async fn an_agent_that_leaves_without_an_exit_code_is_an_error_for_the_client() 
     ));
     agent.to_leader.send(out("partial")).await.unwrap();
     drop(agent);
-    assert_eq!(client_out_rx.recv().await.unwrap().unwrap().stdout, b"partial");
+    assert_eq!(
+        client_out_rx.recv().await.unwrap().unwrap().stdout,
+        b"partial"
+    );
     let last = client_out_rx.recv().await.unwrap().unwrap();
     assert!(!last.exited);
-    assert!(last.error.contains("without an exit code"), "{}", last.error);
+    assert!(
+        last.error.contains("without an exit code"),
+        "{}",
+        last.error
+    );
     relay.await.unwrap();
 }
