@@ -8,6 +8,7 @@ use crate::executor::{ExecIn, ExecOut, ExecSession, ExecSpec, WinSize};
 use crate::worker::Worker;
 use shoal_proto::pb;
 use shoal_proto::pb::dispatcher_client::DispatcherClient;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
@@ -45,22 +46,44 @@ pub(super) async fn serve(
     info!(task.id = %req.task_id, tty = spec.tty, "interactive exec");
     let session = match worker.exec_interactive(&req.task_id, spec).await {
         Some(Ok(s)) => s,
-        Some(Err(e)) => return fail(&tx, e.to_string()).await,
+        Some(Err(e)) => return fail(from_leader, tx, e.to_string()).await,
         None => {
             let msg = format!("task {} is not running on this node", req.task_id);
-            return fail(&tx, msg).await;
+            return fail(from_leader, tx, msg).await;
         }
     };
     pump(from_leader, tx, session).await;
 }
 
-async fn fail(tx: &mpsc::Sender<pb::ExecFrame>, error: String) {
-    let _ = tx
-        .send(out_frame(pb::ExecOutput {
-            error,
-            ..Default::default()
-        }))
-        .await;
+async fn fail(
+    from_leader: impl Stream<Item = Result<pb::ExecFrame, Status>> + Unpin,
+    tx: mpsc::Sender<pb::ExecFrame>,
+    error: String,
+) {
+    let last = out_frame(pb::ExecOutput {
+        error,
+        ..Default::default()
+    });
+    if tx.send(last).await.is_ok() {
+        finish(from_leader, tx).await;
+    }
+}
+
+/// How long the leader has to take the last frame and end its side.
+const LINGER: Duration = Duration::from_secs(5);
+
+/// Ends the session after the last frame: ends our side, and keeps the leader's open until it
+/// ends it (dropping the response first would reset the HTTP/2 stream and could lose the last
+/// frame still on its way out).
+async fn finish(
+    mut from_leader: impl Stream<Item = Result<pb::ExecFrame, Status>> + Unpin,
+    tx: mpsc::Sender<pb::ExecFrame>,
+) {
+    drop(tx);
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Some(Ok(_)) = from_leader.next().await {}
+    })
+    .await;
 }
 
 /// What the request asks the executor for.
@@ -132,8 +155,12 @@ pub(crate) async fn pump(
                     Some(ExecOut::Exit(code)) => (pb::ExecOutput { exited: true, exit_code: code, ..Default::default() }, true),
                     None => (pb::ExecOutput { error: "the command's output ended without an exit code".into(), ..Default::default() }, true),
                 };
-                if to_leader.send(out_frame(frame)).await.is_err() || last {
+                if to_leader.send(out_frame(frame)).await.is_err() {
                     return;
+                }
+                if last {
+                    drop(input);
+                    return finish(from_leader, to_leader).await;
                 }
             }
         }

@@ -84,20 +84,17 @@ async fn frames_flow_both_ways_and_the_exit_code_ends_the_session() {
         .await
         .unwrap();
     program_out.send(ExecOut::Exit(3)).await.unwrap();
-    let got: Vec<pb::ExecOutput> = [(); 3]
-        .iter()
-        .map(|_| at_leader.try_recv())
-        .collect::<Vec<_>>()
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter_map(|f| f.output)
-        .collect();
-    // try_recv may race the pump: wait for it to finish first if needed.
-    let mut got = got;
-    pumping.await.unwrap();
-    while let Ok(f) = at_leader.try_recv() {
+    let mut got = Vec::new();
+    while let Some(f) = at_leader.recv().await {
         got.extend(f.output);
     }
+    // Our side ended after the exit code; the leader's stays open until the leader ends it.
+    assert!(!pumping.is_finished());
+    drop(leader_tx);
+    tokio::time::timeout(Duration::from_secs(5), pumping)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got.len(), 3, "{got:?}");
     assert_eq!(got[0].stdout, b"bye");
     assert_eq!(got[1].stderr, b"err");
