@@ -9,7 +9,10 @@
 //! SIGINT for the foreground job, and a new window size set on the master (`TIOCSWINSZ`) makes
 //! the kernel send SIGWINCH to that job (tty_ioctl(4)). `runc exec` with `terminal: true` in
 //! the foreground is such a program: it copies between our pty and the container's and
-//! forwards SIGWINCH as a resize, so both executors use the same driver.
+//! forwards SIGWINCH as a resize, so both executors use the same driver. crun 1.8 in the
+//! foreground copies but passes no resize on (it blocks SIGWINCH): it gets `--console-socket`
+//! instead and hands us the container's terminal ([`start_console`]), which we then drive
+//! directly.
 
 use std::fs::File;
 use std::io::Read;
@@ -180,6 +183,88 @@ pub fn start(
         ));
         Ok(ExecSession { input, output })
     }
+}
+
+/// Like [`start`] with a terminal, when the program's terminal is not ours to make: `c` runs with
+/// null stdio and `master` gives the terminal's master once `c` made it (`crun exec
+/// --console-socket`, which, unlike runc in the foreground, passes no resize on).
+pub async fn start_console(
+    mut c: Command,
+    spec: &ExecSpec,
+    spawn: impl FnOnce(Command) -> Result<Child, Error>,
+    master: impl std::future::Future<Output = std::io::Result<OwnedFd>>,
+    on_end: Option<OnEnd>,
+) -> Result<ExecSession, Error> {
+    let program = spec.cmd.first().cloned().unwrap_or_default();
+    let io_err = |source| Error::ExecSpawn {
+        program: program.clone(),
+        source,
+    };
+    c.kill_on_drop(true)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    let mut child = spawn(c)?;
+    let master = tokio::select! {
+        m = master => m.map_err(io_err)?,
+        _ = child.wait() => return Err(io_err(std::io::Error::other("the runtime ended before it made the terminal"))),
+    };
+    set_size(&master, spec.size.unwrap_or(WinSize { rows: 24, cols: 80 }));
+    let reader = File::from(master.try_clone().map_err(io_err)?);
+    let writer = tokio::fs::File::from_std(File::from(master.try_clone().map_err(io_err)?));
+    let (out_tx, output) = mpsc::channel(CHANNEL);
+    let (input, in_rx) = mpsc::channel(CHANNEL);
+    let read_tx = out_tx.clone();
+    let reading = std::thread::Builder::new()
+        .name("exec-pty-read".into())
+        .spawn(move || read_pty(reader, read_tx))
+        .map_err(io_err)?;
+    let reading = async move {
+        let _ = tokio::task::spawn_blocking(move || reading.join()).await;
+    };
+    tokio::spawn(drive(
+        child,
+        in_rx,
+        out_tx,
+        Some(Box::new(writer)),
+        Some(master),
+        spec.stdin,
+        on_end,
+        Box::pin(reading),
+    ));
+    Ok(ExecSession { input, output })
+}
+
+/// Receives one descriptor sent with SCM_RIGHTS on `stream` (a console socket's connection).
+pub fn recv_fd(stream: &std::os::unix::net::UnixStream) -> std::io::Result<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::FromRawFd;
+    let mut buf = [0u8; 4096];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(std::io::Error::from)?;
+    for cmsg in msg.cmsgs().map_err(std::io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            if let Some(&fd) = fds.first() {
+                #[allow(unsafe_code)]
+                // SAFETY: SCM_RIGHTS installed this descriptor in this process for us alone;
+                // nothing else owns it (the others, if any, are closed below).
+                let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+                for &extra in &fds[1..] {
+                    let _ = nix::unistd::close(extra);
+                }
+                return Ok(owned);
+            }
+        }
+    }
+    Err(std::io::Error::other("no descriptor on the console socket"))
 }
 
 fn winsize(s: WinSize) -> nix::pty::Winsize {

@@ -472,7 +472,7 @@ impl Controller for OciController {
         let id = self.task_id.clone();
         let bundle = self.executor.bundle_dir(&self.task_id);
         let spec = spec.clone();
-        Box::pin(async move { exec_interactive(rt, id, bundle, spec) })
+        Box::pin(async move { exec_interactive(rt, id, bundle, spec).await })
     }
 }
 
@@ -524,34 +524,64 @@ fn kill_by_pid_file(pid_file: &Path) {
 /// Starts `spec` in container `id` with `runc exec` in the foreground: with a terminal, the
 /// process has `terminal: true` and the runtime, on our pty, copies to and from the container's
 /// and passes SIGWINCH on as a resize (see [`crate::executor::interactive`]).
-fn exec_interactive(
+async fn exec_interactive(
     rt: super::runtime::Runtime,
     id: String,
     bundle: PathBuf,
     spec: ExecSpec,
 ) -> Result<ExecSession, Error> {
+    use crate::executor::interactive;
     let (process_file, pid_file) = exec_process(&bundle, spec.cmd.clone(), spec.tty)?;
-    let c = rt.exec_command(&id, &process_file, &pid_file);
+    // crun in the foreground copies its terminal but passes no resize on: it gets a console
+    // socket instead, and the terminal's master is ours.
+    let console = (spec.tty && rt.flavor() == super::runtime::Flavor::Crun)
+        .then(|| process_file.with_extension("sock"));
+    let c = rt.exec_command_with(&id, &process_file, &pid_file, console.as_deref());
     let program = rt.program().display().to_string();
-    let (pf, pidf) = (process_file.clone(), pid_file.clone());
-    let on_end: crate::executor::interactive::OnEnd = Box::new(move |abandoned| {
+    let (pf, pidf, sock) = (process_file.clone(), pid_file.clone(), console.clone());
+    let on_end: interactive::OnEnd = Box::new(move |abandoned| {
         if abandoned {
             kill_by_pid_file(&pidf);
         }
         let _ = std::fs::remove_file(&pf);
         let _ = std::fs::remove_file(&pidf);
+        if let Some(s) = sock {
+            let _ = std::fs::remove_file(s);
+        }
     });
-    let spawned = crate::executor::interactive::start(
-        c,
-        &spec,
-        |mut c| {
-            c.spawn()
-                .map_err(|source| Error::ExecSpawn { program, source })
-        },
-        Some(on_end),
-    );
+    let spawn = |mut c: tokio::process::Command| {
+        c.spawn()
+            .map_err(|source| Error::ExecSpawn { program, source })
+    };
+    let spawned = match &console {
+        None => interactive::start(c, &spec, spawn, Some(on_end)),
+        Some(sock) => {
+            let listener =
+                tokio::net::UnixListener::bind(sock).map_err(|source| Error::Bundle {
+                    path: sock.clone(),
+                    source,
+                })?;
+            let master = async move {
+                let (conn, _) = listener.accept().await?;
+                let conn = conn.into_std()?;
+                conn.set_nonblocking(false)?;
+                tokio::task::spawn_blocking(move || interactive::recv_fd(&conn))
+                    .await
+                    .map_err(io::Error::other)?
+            };
+            let master = async move {
+                tokio::time::timeout(Duration::from_secs(10), master)
+                    .await
+                    .map_err(|_| io::Error::other("the runtime sent no terminal within 10 s"))?
+            };
+            interactive::start_console(c, &spec, spawn, master, Some(on_end)).await
+        }
+    };
     if spawned.is_err() {
         let _ = std::fs::remove_file(&process_file);
+        if let Some(s) = &console {
+            let _ = std::fs::remove_file(s);
+        }
     }
     spawned
 }
