@@ -502,7 +502,15 @@ async fn an_interactive_exec_on_a_terminal_and_on_pipes_and_its_kill() {
                     .is_ok_and(|c| c.split(|b| *b == 0).any(|w| w == marker.as_bytes()))
             })
         };
-        assert!(sleeping(), "{runtime}");
+        // `go` comes just before the `exec`: wait for the sleep itself.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !sleeping() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{runtime}: no sleep {marker}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         drop(s);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while sleeping() {
