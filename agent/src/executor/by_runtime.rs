@@ -209,6 +209,16 @@ impl Controller for RoutedController {
             None => Box::pin(async { Err(Error::NotPrepared) }),
         }
     }
+
+    fn exec_interactive(
+        &self,
+        spec: &super::ExecSpec,
+    ) -> BoxFuture<'static, Result<super::ExecSession, Error>> {
+        match &self.inner {
+            Some(c) => c.exec_interactive(spec),
+            None => Box::pin(async { Err(Error::NotPrepared) }),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //!  fresh task:  prepare(task, sandbox) ─► start ─► wait ─┬─► (exited)        ─► remove
 //!  restart:     adopt ─────────────────────────► wait ─┤
 //!                                    stop asked: shutdown(grace) [─► terminate] ─► remove
-//!  meanwhile:   exec(cmd) into the running task
+//!  meanwhile:   exec(cmd) / exec_interactive(spec) into the running task
 //! ```
 //!
 //! The network sandbox is not the controller's: the worker builds it with the data plane and
@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use shoal_proto::model::Task;
 
+use super::interactive::{ExecSession, ExecSpec};
 use super::Error;
 use crate::network::Sandbox;
 
@@ -105,4 +106,13 @@ pub trait Controller: Send + fmt::Debug {
         cmd: &[String],
         timeout: Duration,
     ) -> BoxFuture<'static, Result<ExecOutput, Error>>;
+
+    /// Starts `spec` inside the running task with its stdin streamed, on a pseudo-terminal
+    /// when it asks (`swarmctl task exec -i/-t`). The session lives apart from the task's
+    /// supervision; dropping its input kills the program. Executors that cannot do this
+    /// refuse it.
+    fn exec_interactive(&self, spec: &ExecSpec) -> BoxFuture<'static, Result<ExecSession, Error>> {
+        let _ = spec;
+        Box::pin(async { Err(Error::NoInteractiveExec) })
+    }
 }

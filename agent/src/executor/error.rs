@@ -88,6 +88,9 @@ pub enum Error {
     /// The running task's PID namespace could not be joined.
     #[error("joining the task's PID namespace: {0}")]
     JoinPid(#[source] io::Error),
+    /// This executor cannot run interactive commands.
+    #[error("this executor cannot run interactive commands (exec -i/-t)")]
+    NoInteractiveExec,
     /// The thread that starts the command in the task panicked.
     #[error("the exec thread panicked")]
     ExecPanicked,

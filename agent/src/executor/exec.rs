@@ -8,8 +8,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use shoal_netlib::netns::{self, Kind, NsJoin};
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 
+use super::interactive::{self, ExecSession, ExecSpec};
 use super::{Error, ExecOutput};
 
 /// Most bytes of each output stream returned.
@@ -25,34 +26,7 @@ pub async fn run(pid: Option<u32>, cmd: &[String], timeout: Duration) -> Result<
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let spawn_err = |source| Error::ExecSpawn {
-        program: program.clone(),
-        source,
-    };
-    let child = match pid {
-        None => c.spawn().map_err(spawn_err)?,
-        Some(pid) => {
-            let open = |k| netns::open_of_pid(pid, k).map_err(Error::Namespaces);
-            let pid_ns = open(Kind::Pid)?;
-            let root = std::fs::File::open(format!("/proc/{pid}/root")).map_err(Error::Root)?;
-            let join = NsJoin::new()
-                .join(open(Kind::Net)?, Kind::Net)
-                .join(open(Kind::Uts)?, Kind::Uts)
-                .join(open(Kind::Mount)?, Kind::Mount)
-                .root(root.into());
-            set_join(&mut c, join);
-            let rt = tokio::runtime::Handle::current();
-            let program = program.clone();
-            std::thread::spawn(move || {
-                let _rt = rt.enter();
-                netns::enter(pid_ns.as_fd(), Kind::Pid).map_err(Error::JoinPid)?;
-                c.spawn()
-                    .map_err(|source| Error::ExecSpawn { program, source })
-            })
-            .join()
-            .map_err(|_| Error::ExecPanicked)??
-        }
-    };
+    let child = spawn_in(pid, c, program)?;
     let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
         Ok(r) => r.map_err(Error::ExecWait)?,
         Err(_) => {
@@ -70,6 +44,48 @@ pub async fn run(pid: Option<u32>, cmd: &[String], timeout: Duration) -> Result<
         stderr: cut(out.stderr),
         exit_code: out.status.code().unwrap_or(128 + 9),
     })
+}
+
+/// Runs `spec` in the task whose main process is `pid` (`None`: on the node) with its stdin
+/// streamed, on a pseudo-terminal when it asks for one (`swarmctl task exec -i/-t`).
+pub fn interactive(pid: Option<u32>, spec: &ExecSpec) -> Result<ExecSession, Error> {
+    let (program, args) = spec.cmd.split_first().ok_or(Error::NoCommand)?;
+    let mut c = Command::new(program);
+    c.args(args);
+    if spec.tty && std::env::var_os("TERM").is_none() {
+        c.env("TERM", "xterm");
+    }
+    interactive::start(c, spec, |c| spawn_in(pid, c, program), None)
+}
+
+/// Spawns `c` in the namespaces of the task whose main process is `pid` (`None`: on the node).
+fn spawn_in(pid: Option<u32>, mut c: Command, program: &str) -> Result<Child, Error> {
+    let spawn_err = |source| Error::ExecSpawn {
+        program: program.to_string(),
+        source,
+    };
+    let Some(pid) = pid else {
+        return c.spawn().map_err(spawn_err);
+    };
+    let open = |k| netns::open_of_pid(pid, k).map_err(Error::Namespaces);
+    let pid_ns = open(Kind::Pid)?;
+    let root = std::fs::File::open(format!("/proc/{pid}/root")).map_err(Error::Root)?;
+    let join = NsJoin::new()
+        .join(open(Kind::Net)?, Kind::Net)
+        .join(open(Kind::Uts)?, Kind::Uts)
+        .join(open(Kind::Mount)?, Kind::Mount)
+        .root(root.into());
+    set_join(&mut c, join);
+    let rt = tokio::runtime::Handle::current();
+    let program = program.to_string();
+    std::thread::spawn(move || {
+        let _rt = rt.enter();
+        netns::enter(pid_ns.as_fd(), Kind::Pid).map_err(Error::JoinPid)?;
+        c.spawn()
+            .map_err(|source| Error::ExecSpawn { program, source })
+    })
+    .join()
+    .map_err(|_| Error::ExecPanicked)?
 }
 
 #[allow(unsafe_code)]

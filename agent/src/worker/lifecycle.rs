@@ -162,6 +162,9 @@ impl Worker {
                     Command::Exec { cmd, timeout, reply } => {
                         let _ = reply.send(ctl.exec(&cmd, timeout));
                     }
+                    Command::ExecInteractive { spec, reply } => {
+                        let _ = reply.send(ctl.exec_interactive(&spec));
+                    }
                     Command::Stop { drain } => {
                         if !drain.is_zero() {
                             tokio::select! {
@@ -221,6 +224,22 @@ impl Worker {
             reply,
         })
         .ok()?;
+        Some(run.await.ok()?.await)
+    }
+
+    /// Starts an interactive command in task `id` through its supervisor: the session, or
+    /// `None` when the task does not run here.
+    pub async fn exec_interactive(
+        &self,
+        id: &str,
+        spec: crate::executor::ExecSpec,
+    ) -> Option<Result<crate::executor::ExecSession, crate::executor::Error>> {
+        let tx = match self.lock().get(id) {
+            Some(Local::Running { cmd, pid, .. }) if *pid != 0 => cmd.clone(),
+            _ => return None,
+        };
+        let (reply, run) = oneshot::channel();
+        tx.send(Command::ExecInteractive { spec, reply }).ok()?;
         Some(run.await.ok()?.await)
     }
 }

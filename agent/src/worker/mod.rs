@@ -72,6 +72,13 @@ enum Command {
         timeout: Duration,
         reply: oneshot::Sender<BoxFuture<'static, Result<ExecOutput, crate::executor::Error>>>,
     },
+    /// Start an interactive command in the task; the reply is its start, to await elsewhere.
+    ExecInteractive {
+        spec: crate::executor::ExecSpec,
+        reply: oneshot::Sender<
+            BoxFuture<'static, Result<crate::executor::ExecSession, crate::executor::Error>>,
+        >,
+    },
 }
 
 enum Local {

@@ -519,6 +519,72 @@ impl control_server::Control for Fake {
         }))
     }
 
+    type ExecStreamStream = tokio_stream::wrappers::ReceiverStream<Result<pb::ExecOutput, Status>>;
+
+    /// A scripted remote shell: says how it was started, echoes stdin, reports each window
+    /// size (`size RxC`), ends with N at a line `exit N` and with 0 at the end of stdin.
+    async fn exec_stream(
+        &self,
+        req: Request<tonic::Streaming<pb::ExecInput>>,
+    ) -> R<Self::ExecStreamStream> {
+        let mut inputs = req.into_inner();
+        let start = inputs
+            .message()
+            .await?
+            .and_then(|m| m.start)
+            .ok_or_else(|| Status::invalid_argument("no start"))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let say = |s: String| {
+            Ok(pb::ExecOutput {
+                stdout: s.into_bytes(),
+                ..Default::default()
+            })
+        };
+        let exit = |code| {
+            Ok(pb::ExecOutput {
+                exited: true,
+                exit_code: code,
+                ..Default::default()
+            })
+        };
+        let size = start.size.map(|s| format!("{}x{}", s.rows, s.cols));
+        let hello = format!(
+            "start {} {} tty={} stdin={} size={}\n",
+            start.task,
+            start.cmd.join(" "),
+            start.tty,
+            start.stdin,
+            size.unwrap_or_default()
+        );
+        tokio::spawn(async move {
+            let _ = tx.send(say(hello)).await;
+            let mut typed = String::new();
+            while let Ok(Some(i)) = inputs.message().await {
+                if let Some(s) = i.resize {
+                    let _ = tx.send(say(format!("size {}x{}\n", s.rows, s.cols))).await;
+                }
+                if !i.stdin.is_empty() {
+                    typed.push_str(&String::from_utf8_lossy(&i.stdin));
+                    let _ = tx.send(say(String::from_utf8_lossy(&i.stdin).into())).await;
+                    let code = typed
+                        .lines()
+                        .find_map(|l| l.strip_prefix("exit ")?.trim().parse().ok());
+                    if let Some(code) = code {
+                        let _ = tx.send(exit(code)).await;
+                        return;
+                    }
+                }
+                if i.close_stdin {
+                    let _ = tx.send(exit(0)).await;
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+
     async fn service_logs(&self, req: Request<pb::LogsRequest>) -> R<pb::LogsResponse> {
         let r = req.into_inner();
         let s = self.lock();

@@ -2,6 +2,7 @@
 //! command prints a Docker-style table (or message) by default and JSON with `--format json`;
 //! `inspect` prints JSON by default and a readable view with `--format table` (or `--pretty`).
 
+pub mod exec;
 pub mod json;
 pub mod lab;
 pub mod names;

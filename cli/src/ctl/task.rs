@@ -41,15 +41,22 @@ pub enum TaskCmd {
         tasks: Vec<String>,
     },
     /// Run a command inside a running task, on whichever node runs it; its output and exit
-    /// code are passed through (`swarmctl task exec web.1.<id> -- cat /etc/hosts`).
+    /// code are passed through (`swarmctl task exec web.1.<id> -- cat /etc/hosts`). With
+    /// `-it`, an interactive terminal, as `docker exec -it` (`swarmctl task exec -it web.1 sh`).
     Exec {
-        /// Task id, id prefix or name.
-        task: String,
-        /// Seconds before the command is killed.
+        /// Keep stdin open and stream it to the command.
+        #[arg(short, long)]
+        interactive: bool,
+        /// Give the command a terminal (raw mode here while it runs; Ctrl-C goes to it).
+        #[arg(short, long)]
+        tty: bool,
+        /// Seconds before the command is killed (without -i/-t).
         #[arg(long, default_value_t = 60)]
         timeout: u32,
-        /// The command and its arguments.
-        #[arg(last = true, required = true)]
+        /// Task id, id prefix or name.
+        task: String,
+        /// The command and its arguments (after `--`, or after the task).
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         cmd: Vec<String>,
     },
 }
@@ -72,7 +79,23 @@ pub async fn run(ctx: &mut Ctx, cmd: TaskCmd) -> anyhow::Result<()> {
             let tasks = ctx.client.list_tasks(filter).await.rpc()?.tasks;
             ps_table_for(ctx, tasks, quiet, no_trunc).await
         }
-        TaskCmd::Exec { task, timeout, cmd } => {
+        TaskCmd::Exec {
+            interactive,
+            tty,
+            task,
+            cmd,
+            ..
+        } if interactive || tty => {
+            let code = super::exec::run(&mut ctx.client, task, cmd, interactive, tty).await?;
+            if code != 0 {
+                let code = u8::try_from(code.clamp(1, 255)).unwrap_or(1);
+                return Err(super::lab::ExitWith(code).into());
+            }
+            Ok(())
+        }
+        TaskCmd::Exec {
+            task, timeout, cmd, ..
+        } => {
             use std::io::Write;
             let req = pb::ExecTaskRequest {
                 task,

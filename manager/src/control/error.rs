@@ -113,6 +113,9 @@ pub enum ControlError {
     /// `task exec` without a command.
     #[error("no command: swarmctl task exec TASK -- CMD [ARGS...]")]
     NoCommand,
+    /// An exec stream whose first message does not say what to run.
+    #[error("the first message of an exec stream must carry `start` (the task and command)")]
+    ExecNoStart,
 
     // ---- ALREADY_EXISTS ----
     /// `service create` with a name in use.

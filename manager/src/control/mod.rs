@@ -9,6 +9,7 @@
 
 mod cluster;
 mod error;
+mod exec_stream;
 mod image;
 mod network;
 mod node;
@@ -145,6 +146,15 @@ impl control_server::Control for ControlService {
 
     async fn exec_task(&self, req: Request<pb::ExecTaskRequest>) -> R<pb::ExecResult> {
         relay::exec(self, req).await
+    }
+
+    type ExecStreamStream = exec_stream::OutputStream;
+
+    async fn exec_stream(
+        &self,
+        req: Request<tonic::Streaming<pb::ExecInput>>,
+    ) -> R<Self::ExecStreamStream> {
+        exec_stream::run(self, req).await
     }
 
     async fn inspect_lb(&self, req: Request<pb::InspectLbRequest>) -> R<pb::LbReport> {

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use tonic::{Request, Response};
 
 /// The leader's Control API when this manager is not the leader.
-fn leader<T>(
+pub(super) fn leader<T>(
     svc: &ControlService,
     req: &Request<T>,
 ) -> Result<Option<ControlClient<tonic::transport::Channel>>, crate::ManagerError> {
@@ -96,18 +96,7 @@ pub(super) async fn exec(
     if r.cmd.is_empty() {
         return Err(ControlError::NoCommand.into());
     }
-    let (task_id, node) = {
-        let s = svc.m.store.read();
-        let t = s.task(&r.task)?;
-        if t.status.state != TaskState::Running {
-            return Err(ControlError::TaskNotRunning {
-                name: t.name(),
-                state: t.status.state,
-            }
-            .into());
-        }
-        (t.id.clone(), t.node_id.clone())
-    };
+    let (task_id, node) = running_task(svc, &r.task)?;
     let timeout = match r.timeout_ms {
         0 => svc.m.dispatcher.exec_default_timeout(),
         ms => std::time::Duration::from_millis(u64::from(ms)),
@@ -124,6 +113,23 @@ pub(super) async fn exec(
             _ => ControlError::TaskUnreachable,
         })?;
     Ok(Response::new(out))
+}
+
+/// The id of running task `task` (id, prefix or name) and the node it runs on.
+pub(super) fn running_task(
+    svc: &ControlService,
+    task: &str,
+) -> Result<(String, String), crate::ManagerError> {
+    let s = svc.m.store.read();
+    let t = s.task(task)?;
+    if t.status.state != TaskState::Running {
+        return Err(ControlError::TaskNotRunning {
+            name: t.name(),
+            state: t.status.state,
+        }
+        .into());
+    }
+    Ok((t.id.to_string(), t.node_id.to_string()))
 }
 
 pub(super) async fn inspect_lb(

@@ -2,15 +2,18 @@
 //! served by the leader only; a follower tells the agent where the leader is.
 //!
 //! * `relay`: requests the leader sends agents over their sessions and the replies.
+//! * `exec_session`: interactive execs, a client's stream paired with the agent's.
 //! * `status`: task status updates, batched into raft writes by a leader actor.
 
 mod assignments;
+mod exec_session;
 mod relay;
 mod service;
 mod status;
 mod tokens;
 
 pub use assignments::AssignmentSet;
+pub use exec_session::{relay_exec, AgentLeg, AttachError, FrameStream, EXEC_FRAMES};
 pub use relay::{FromAgent, RelayError, ToAgent};
 pub use service::{by_node, DispatcherService, LEADER_ADDR_KEY};
 pub use status::{write_statuses, StatusError, STATUS_BATCH_MAX};
@@ -54,6 +57,7 @@ pub struct Dispatcher {
     leader_since: Mutex<Option<Instant>>,
     statuses: status::Queue,
     relay: relay::Relay,
+    exec_sessions: exec_session::ExecSessions,
 }
 
 impl Dispatcher {
@@ -75,6 +79,7 @@ impl Dispatcher {
             leader_since: Mutex::new(None),
             statuses: status::Queue::new(cfg),
             relay: relay::Relay::default(),
+            exec_sessions: exec_session::ExecSessions::default(),
         }
     }
 

@@ -24,6 +24,8 @@ pub enum ToAgent {
     Exec(pb::ExecRequest),
     /// Report a network's balancer.
     Lb(pb::LbRequest),
+    /// Start an interactive exec and attach it (see `exec_session`).
+    ExecSession(pb::ExecSessionRequest),
 }
 
 /// An agent's answer to a [`ToAgent`] request.
@@ -153,7 +155,7 @@ pub struct LogsReply {
 
 impl Dispatcher {
     /// Sends `req` over the session of node `node`.
-    async fn send_to_node(&self, node: &str, req: ToAgent) -> Result<(), RelayError> {
+    pub(super) async fn send_to_node(&self, node: &str, req: ToAgent) -> Result<(), RelayError> {
         let not_connected = || RelayError::NotConnected {
             node: node.to_string(),
         };

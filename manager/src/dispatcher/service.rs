@@ -77,6 +77,7 @@ impl DispatcherService {
             log_request: None,
             exec_request: None,
             lb_request: None,
+            exec_session: None,
         }
     }
 }
@@ -295,6 +296,7 @@ impl dispatcher_server::Dispatcher for DispatcherService {
                             ToAgent::Logs(lr) => msg.log_request = Some(lr),
                             ToAgent::Exec(er) => msg.exec_request = Some(er),
                             ToAgent::Lb(lr) => msg.lb_request = Some(lr),
+                            ToAgent::ExecSession(es) => msg.exec_session = Some(es),
                         }
                         if tx.send(Ok(msg)).await.is_err() { break }
                         continue;
@@ -425,6 +427,32 @@ impl dispatcher_server::Dispatcher for DispatcherService {
         self.m.check_node(&req, &req.get_ref().node_id)?;
         self.m.dispatcher.deliver(FromAgent::Exec(req.into_inner()));
         Ok(Response::new(pb::Empty {}))
+    }
+
+    type ExecAttachStream = ReceiverStream<Result<pb::ExecFrame, Status>>;
+
+    /// An agent attaching to an interactive exec the leader asked of it: its first frame names
+    /// the session and the node, which must be the caller's and the one the session was asked
+    /// of.
+    #[instrument(skip_all)]
+    async fn exec_attach(
+        &self,
+        mut req: Request<tonic::Streaming<pb::ExecFrame>>,
+    ) -> Result<Response<Self::ExecAttachStream>, Status> {
+        let first = tokio::time::timeout(self.m.cfg.relay_timeout, req.get_mut().message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no frame naming the exec session"))??
+            .ok_or_else(|| Status::invalid_argument("no frame naming the exec session"))?;
+        self.m.check_node(&req, &first.node_id)?;
+        let (to_agent, rx) = mpsc::channel(super::EXEC_FRAMES);
+        let leg = super::AgentLeg {
+            to_agent,
+            from_agent: Box::pin(req.into_inner()),
+        };
+        self.m
+            .dispatcher
+            .exec_attach(&first.session_id, &first.node_id, leg)?;
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     async fn publish_lb(

@@ -25,7 +25,7 @@ use crate::executor::cgroup::Limits;
 use crate::executor::controller::{BoxFuture, Controller, ExecOutput, Executor, Exit};
 use crate::executor::exec::MAX_OUTPUT;
 use crate::executor::sandbox::{write_etc_files, ETC_FILES};
-use crate::executor::Error;
+use crate::executor::{Error, ExecSession, ExecSpec};
 use crate::network::Sandbox;
 use shoal_image::merge::resolve_user_in_root;
 
@@ -466,6 +466,138 @@ impl Controller for OciController {
         let cmd = cmd.to_vec();
         Box::pin(async move { exec(rt, id, bundle, cmd, timeout).await })
     }
+
+    fn exec_interactive(&self, spec: &ExecSpec) -> BoxFuture<'static, Result<ExecSession, Error>> {
+        let rt = self.executor.inner.runtime.clone();
+        let id = self.task_id.clone();
+        let bundle = self.executor.bundle_dir(&self.task_id);
+        let spec = spec.clone();
+        Box::pin(async move { exec_interactive(rt, id, bundle, spec).await })
+    }
+}
+
+/// Writes the process `runc exec` runs for `cmd`: the container's own (env, cwd, user,
+/// capabilities, from its `config.json`) with `cmd` as its arguments. Returns the process file
+/// and the pid file the runtime is to write.
+fn exec_process(
+    bundle: &Path,
+    cmd: Vec<String>,
+    tty: bool,
+) -> Result<(oci_spec::runtime::Process, PathBuf, PathBuf), Error> {
+    if cmd.is_empty() {
+        return Err(Error::NoCommand);
+    }
+    let spec = oci_spec::runtime::Spec::load(bundle.join("config.json")).map_err(Error::Spec)?;
+    let mut process = spec.process().clone().unwrap_or_default();
+    process.set_args(Some(cmd));
+    process.set_terminal(Some(tty));
+    if tty {
+        let mut env = process.env().clone().unwrap_or_default();
+        if !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".into());
+        }
+        process.set_env(Some(env));
+    }
+    let nonce: u64 = rand::random();
+    let process_file = bundle.join(format!("exec-{nonce:016x}.json"));
+    let pid_file = bundle.join(format!("exec-{nonce:016x}.pid"));
+    let json = serde_json::to_vec(&process).map_err(|e| Error::Bundle {
+        path: process_file.clone(),
+        source: io::Error::other(e),
+    })?;
+    std::fs::write(&process_file, json).map_err(|source| Error::Bundle {
+        path: process_file.clone(),
+        source,
+    })?;
+    Ok((process, process_file, pid_file))
+}
+
+/// Kills the command `runc exec` started, by the pid it wrote (killing the runtime would leave
+/// the command running in the container).
+fn kill_by_pid_file(pid_file: &Path) {
+    let pid = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    if let Some(pid) = pid {
+        if let Ok(p) = Pidfd::open(pid) {
+            let _ = p.signal(libc::SIGKILL);
+        }
+    }
+}
+
+/// Starts `spec` in container `id` with `runc exec` in the foreground: with a terminal, the
+/// process has `terminal: true` and the runtime, on our pty, copies to and from the container's
+/// and passes SIGWINCH on as a resize (see [`crate::executor::interactive`]).
+async fn exec_interactive(
+    rt: super::runtime::Runtime,
+    id: String,
+    bundle: PathBuf,
+    spec: ExecSpec,
+) -> Result<ExecSession, Error> {
+    use crate::executor::interactive;
+    let (process, process_file, pid_file) = exec_process(&bundle, spec.cmd.clone(), spec.tty)?;
+    let chrooted_init = chrooted()
+        .then(|| std::fs::read_to_string(bundle.join("init.pid")).ok())
+        .flatten();
+    // crun in the foreground copies its terminal but passes no resize on: it gets a console
+    // socket instead, and the terminal's master is ours.
+    let console = (spec.tty
+        && chrooted_init.is_none()
+        && rt.flavor() == super::runtime::Flavor::Crun)
+        .then(|| process_file.with_extension("sock"));
+    let c = match &chrooted_init {
+        // As in [`exec`]: from a chrooted swarmd, enter the init's namespaces and root; the
+        // program then has our pty (or pipes) itself.
+        Some(pid) => nsenter(pid.trim(), &process),
+        None => rt.exec_command_with(&id, &process_file, &pid_file, console.as_deref()),
+    };
+    let program = rt.program().display().to_string();
+    let (pf, pidf, sock) = (process_file.clone(), pid_file.clone(), console.clone());
+    let on_end: interactive::OnEnd = Box::new(move |abandoned| {
+        if abandoned {
+            kill_by_pid_file(&pidf);
+        }
+        let _ = std::fs::remove_file(&pf);
+        let _ = std::fs::remove_file(&pidf);
+        if let Some(s) = sock {
+            let _ = std::fs::remove_file(s);
+        }
+    });
+    let spawn = |mut c: tokio::process::Command| {
+        c.spawn()
+            .map_err(|source| Error::ExecSpawn { program, source })
+    };
+    let spawned = match &console {
+        None => interactive::start(c, &spec, spawn, Some(on_end)),
+        Some(sock) => {
+            let listener =
+                tokio::net::UnixListener::bind(sock).map_err(|source| Error::Bundle {
+                    path: sock.clone(),
+                    source,
+                })?;
+            let master = async move {
+                let (conn, _) = listener.accept().await?;
+                let conn = conn.into_std()?;
+                conn.set_nonblocking(false)?;
+                tokio::task::spawn_blocking(move || interactive::recv_fd(&conn))
+                    .await
+                    .map_err(io::Error::other)?
+            };
+            let master = async move {
+                tokio::time::timeout(Duration::from_secs(10), master)
+                    .await
+                    .map_err(|_| io::Error::other("the runtime sent no terminal within 10 s"))?
+            };
+            interactive::start_console(c, &spec, spawn, master, Some(on_end)).await
+        }
+    };
+    if spawned.is_err() {
+        let _ = std::fs::remove_file(&process_file);
+        if let Some(s) = &console {
+            let _ = std::fs::remove_file(s);
+        }
+    }
+    spawned
 }
 
 /// Runs `cmd` in container `id` with its own process settings (env, cwd, user, capabilities)
@@ -477,25 +609,7 @@ async fn exec(
     cmd: Vec<String>,
     timeout: Duration,
 ) -> Result<ExecOutput, Error> {
-    if cmd.is_empty() {
-        return Err(Error::NoCommand);
-    }
-    let spec = oci_spec::runtime::Spec::load(bundle.join("config.json")).map_err(Error::Spec)?;
-    let mut process = spec.process().clone().unwrap_or_default();
-    process.set_args(Some(cmd));
-    process.set_terminal(Some(false));
-    let nonce: u64 = rand::random();
-    let process_file = bundle.join(format!("exec-{nonce:016x}.json"));
-    let pid_file = bundle.join(format!("exec-{nonce:016x}.pid"));
-    let bundle_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| Error::Bundle { path, source }
-    };
-    let json = serde_json::to_vec(&process).map_err(|e| Error::Bundle {
-        path: process_file.clone(),
-        source: io::Error::other(e),
-    })?;
-    std::fs::write(&process_file, json).map_err(bundle_err(&process_file))?;
+    let (process, process_file, pid_file) = exec_process(&bundle, cmd, false)?;
     let mut c = match chrooted().then(|| std::fs::read_to_string(bundle.join("init.pid"))) {
         // `runc exec` joins the container's mount namespace at that namespace's top: when
         // swarmd itself runs in a chroot, that is the host's root, not the container's. Enter
@@ -522,15 +636,7 @@ async fn exec(
                     exit_code: o.status.code().unwrap_or(128 + 9),
                 }),
                 Err(_) => {
-                    // Killing the runtime would leave the command running in the container.
-                    let pid = std::fs::read_to_string(&pid_file)
-                        .ok()
-                        .and_then(|s| s.trim().parse::<u32>().ok());
-                    if let Some(pid) = pid {
-                        if let Ok(p) = Pidfd::open(pid) {
-                            let _ = p.signal(libc::SIGKILL);
-                        }
-                    }
+                    kill_by_pid_file(&pid_file);
                     let _ = tokio::time::timeout(Duration::from_secs(2), &mut out).await;
                     Err(Error::Timeout {
                         secs: timeout.as_secs(),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::executor::{Executor, Exit};
+use crate::executor::{ExecIn, ExecOut, ExecSession, ExecSpec, Executor, Exit, WinSize};
 use crate::network::{Interface, Sandbox};
 use crate::test_util::root;
 use shoal_proto::model::{new_id, ServiceSpec};
@@ -27,7 +27,7 @@ impl Busybox {
         std::fs::create_dir_all(root.join("bin")).unwrap();
         std::fs::create_dir_all(root.join("etc")).unwrap();
         std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-        for applet in ["sh", "hostname", "cat", "sleep", "ip", "echo"] {
+        for applet in ["sh", "hostname", "cat", "sleep", "ip", "echo", "stty"] {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
         }
         std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
@@ -396,6 +396,102 @@ async fn terminate_kills_and_an_unknown_image_fails_prepare_cleanly() {
             ..Timings::default()
         });
         ex.sweep(&Default::default());
+        env.assert_clean(&t.id);
+    }
+}
+
+/// What an interactive session says until `want` shows (within 20 s), sending `again` every
+/// 200 ms meanwhile when given (a resize reaches the container's terminal asynchronously).
+async fn until(
+    s: &mut ExecSession,
+    seen: &mut String,
+    want: &str,
+    again: Option<&str>,
+) -> Option<i32> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !seen.contains(want) {
+        if let Some(a) = again {
+            s.input.send(ExecIn::Data(a.into())).await.unwrap();
+        }
+        let tick = tokio::time::Instant::now() + Duration::from_millis(200);
+        loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {want:?} in {seen:?}"
+            );
+            match tokio::time::timeout_at(tick.min(deadline), s.output.recv()).await {
+                Ok(Some(ExecOut::Stdout(b) | ExecOut::Stderr(b))) => {
+                    seen.push_str(&String::from_utf8_lossy(&b))
+                }
+                Ok(Some(ExecOut::Exit(c))) => return Some(c),
+                Ok(None) => panic!("no exit code; {seen:?}"),
+                Err(_) => break,
+            }
+            if seen.contains(want) {
+                break;
+            }
+        }
+    }
+    None
+}
+
+#[ignore = "needs root"]
+#[tokio::test]
+async fn an_interactive_exec_on_a_terminal_and_on_pipes() {
+    if !root() {
+        return;
+    }
+    let ns = Netns::new();
+    let sandbox = ns.sandbox();
+    for runtime in RUNTIMES {
+        let mut env = Env::new(runtime);
+        let t = env.task(&["sleep", "1000"]);
+        let mut ctl = env.ex.controller(&t.id);
+        ctl.prepare(&t, Some(&sandbox)).await.unwrap();
+        ctl.start().await.unwrap();
+        let spec = |cmd: &[&str], tty| ExecSpec {
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            tty,
+            stdin: true,
+            size: Some(WinSize {
+                rows: 30,
+                cols: 100,
+            }),
+        };
+
+        // A terminal: its size, a resize, the container's env, the exit code.
+        let mut s = ctl.exec_interactive(&spec(&["sh"], true)).await.unwrap();
+        let mut seen = String::new();
+        // The runtime sizes the container's terminal once the program started: a command
+        // typed ahead may still see 0x0, so ask again until it shows.
+        until(&mut s, &mut seen, "30 100", Some("stty size\n")).await;
+        s.input
+            .send(ExecIn::Resize(WinSize {
+                rows: 40,
+                cols: 120,
+            }))
+            .await
+            .unwrap();
+        until(&mut s, &mut seen, "40 120", Some("stty size\n")).await;
+        let line = b"echo h''i $FROM_SERVICE; exit 3\n".to_vec();
+        s.input.send(ExecIn::Data(line)).await.unwrap();
+        let code = until(&mut s, &mut seen, "\u{0}never", None).await;
+        assert_eq!(code, Some(3), "{runtime}: {seen:?}");
+        assert!(seen.contains("hi yes"), "{runtime}: {seen:?}");
+
+        // Pipes: stdin to its end.
+        let mut s = ctl.exec_interactive(&spec(&["cat"], false)).await.unwrap();
+        s.input.send(ExecIn::Data(b"abc".to_vec())).await.unwrap();
+        s.input.send(ExecIn::Close).await.unwrap();
+        let mut seen = String::new();
+        let code = until(&mut s, &mut seen, "\u{0}never", None).await;
+        assert_eq!((seen.as_str(), code), ("abc", Some(0)), "{runtime}");
+
+        // TODO(i17): the caller leaving kills the program by the runtime's pid file; a check
+        // scanning /proc hung here (a cmdline read), so it is not tested in a container yet.
+
+        ctl.terminate().await.unwrap();
+        ctl.remove().await;
         env.assert_clean(&t.id);
     }
 }

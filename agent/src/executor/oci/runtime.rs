@@ -415,12 +415,27 @@ impl Runtime {
         process: &Path,
         pid_file: &Path,
     ) -> tokio::process::Command {
+        self.exec_command_with(id, process, pid_file, None)
+    }
+
+    /// [`Runtime::exec_command`], with `--console-socket SOCKET` when given: the runtime sends
+    /// the terminal's master there (SCM_RIGHTS) and still waits for the process.
+    pub fn exec_command_with(
+        &self,
+        id: &str,
+        process: &Path,
+        pid_file: &Path,
+        console_socket: Option<&Path>,
+    ) -> tokio::process::Command {
         let mut c = self.command("exec", None);
         c.arg("--process")
             .arg(process)
             .arg("--pid-file")
-            .arg(pid_file)
-            .arg(id);
+            .arg(pid_file);
+        if let Some(s) = console_socket {
+            c.arg("--console-socket").arg(s);
+        }
+        c.arg(id);
         tokio::process::Command::from(c)
     }
 }

@@ -9,7 +9,7 @@ use shoal_proto::model::Task;
 
 use super::{signal_group, stop, Prepared, ProcessExecutor, Running};
 use crate::executor::controller::{BoxFuture, Controller, ExecOutput, Executor, Exit};
-use crate::executor::{adopt, exec, Error};
+use crate::executor::{adopt, exec, Error, ExecSession, ExecSpec};
 use crate::network::Sandbox;
 
 /// Where one task is in its life.
@@ -193,5 +193,11 @@ impl Controller for ProcessController {
             let pid = pid.filter(|_| sandboxed);
             exec::run(pid, &cmd, timeout).await
         })
+    }
+
+    fn exec_interactive(&self, spec: &ExecSpec) -> BoxFuture<'static, Result<ExecSession, Error>> {
+        let pid = self.pid().filter(|_| self.sandboxed);
+        let spec = spec.clone();
+        Box::pin(async move { exec::interactive(pid, &spec) })
     }
 }

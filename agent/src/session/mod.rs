@@ -1,6 +1,8 @@
 //! The agent's session with the managers: find the leader, hold a session stream, heartbeat,
 //! and fail over to another manager when the one in use dies.
 
+mod exec_attach;
+
 use crate::background::Background;
 use crate::certs;
 use crate::config::AgentConfig;
@@ -416,7 +418,8 @@ impl Agent {
         }
     }
 
-    /// Serves the requests a session message carries (logs, balancer report, exec), each in
+    /// Serves the requests a session message carries (logs, balancer report, exec, interactive
+    /// exec), each in
     /// the background: their answers go back over `client`.
     fn serve_requests(&self, client: &DispatcherClient<Channel>, m: &pb::SessionMessage) {
         let node = &self.cfg.node_id;
@@ -439,6 +442,11 @@ impl Agent {
                     warn!(error = %e, "could not publish a balancer report");
                 }
             });
+        }
+        if let Some(es) = m.exec_session.clone() {
+            let (client, worker, node) = (client.clone(), self.worker.clone(), node.clone());
+            self.background
+                .spawn(exec_attach::serve(client, worker, node, es));
         }
         if let Some(er) = m.exec_request.clone() {
             let (mut client, worker, node) = (client.clone(), self.worker.clone(), node.clone());
