@@ -541,10 +541,9 @@ async fn exec_interactive(
         .flatten();
     // crun in the foreground copies its terminal but passes no resize on: it gets a console
     // socket instead, and the terminal's master is ours.
-    let console = (spec.tty
-        && chrooted_init.is_none()
-        && rt.flavor() == super::runtime::Flavor::Crun)
-        .then(|| process_file.with_extension("sock"));
+    let console =
+        (spec.tty && chrooted_init.is_none() && rt.flavor() == super::runtime::Flavor::Crun)
+            .then(|| process_file.with_extension("sock"));
     let c = match &chrooted_init {
         // As in [`exec`]: from a chrooted swarmd, enter the init's namespaces and root; the
         // program then has our pty (or pipes) itself.
@@ -610,13 +609,21 @@ async fn exec(
     timeout: Duration,
 ) -> Result<ExecOutput, Error> {
     let (process, process_file, pid_file) = exec_process(&bundle, cmd, false)?;
-    let mut c = match chrooted().then(|| std::fs::read_to_string(bundle.join("init.pid"))) {
+    let entered = chrooted()
+        .then(|| std::fs::read_to_string(bundle.join("init.pid")).ok())
+        .flatten();
+    let mut c = match &entered {
         // `runc exec` joins the container's mount namespace at that namespace's top: when
         // swarmd itself runs in a chroot, that is the host's root, not the container's. Enter
         // the container init's namespaces and root with nsenter instead (its user, env and
         // working directory; capabilities and cgroup stay swarmd's: a chrooted node only).
-        Some(Ok(pid)) => nsenter(pid.trim(), &process),
-        _ => rt.exec_command(&id, &process_file, &pid_file),
+        Some(pid) => {
+            let mut c = nsenter(pid.trim(), &process);
+            // A process group of its own: nsenter forks the command, a timeout kills both.
+            c.process_group(0);
+            c
+        }
+        None => rt.exec_command(&id, &process_file, &pid_file),
     };
     c.stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -627,6 +634,7 @@ async fn exec(
             source,
         }),
         Ok(child) => {
+            let group = child.id().filter(|_| entered.is_some());
             let out = child.wait_with_output();
             tokio::pin!(out);
             match tokio::time::timeout(timeout, &mut out).await {
@@ -636,7 +644,11 @@ async fn exec(
                     exit_code: o.status.code().unwrap_or(128 + 9),
                 }),
                 Err(_) => {
-                    kill_by_pid_file(&pid_file);
+                    match group {
+                        // nsenter's child is the command: kill both, by their group.
+                        Some(pgid) => kill_group(pgid),
+                        None => kill_by_pid_file(&pid_file),
+                    }
                     let _ = tokio::time::timeout(Duration::from_secs(2), &mut out).await;
                     Err(Error::Timeout {
                         secs: timeout.as_secs(),
@@ -648,6 +660,15 @@ async fn exec(
     let _ = std::fs::remove_file(&process_file);
     let _ = std::fs::remove_file(&pid_file);
     result
+}
+
+/// SIGKILL to process group `pgid` (one this agent made, for one exec).
+#[allow(unsafe_code)]
+fn kill_group(pgid: u32) {
+    if let Ok(pgid) = libc::pid_t::try_from(pgid) {
+        // SAFETY: kill(2) takes integers and touches no memory.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    }
 }
 
 /// Whether this process runs in a chroot: the mount at `/` of its mount namespace is not what

@@ -136,8 +136,12 @@ impl OciExecutor {
         images: Arc<dyn ImageSource>,
         node_id: String,
     ) -> OciExecutor {
-        if let Err(e) = wait::become_subreaper() {
-            tracing::warn!(error = %e, "not a child subreaper: containers' exit codes will be unknown");
+        match wait::become_subreaper() {
+            Ok(()) => wait::spawn_orphan_reaper(),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "not a child subreaper: containers' exit codes will be unknown"
+            ),
         }
         let runtime = match runtime.flavor() {
             Flavor::Crun => runtime

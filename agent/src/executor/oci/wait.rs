@@ -16,6 +16,14 @@
 //! `swarmd`'s other descendants come to it too; the process executor's sandboxed tasks are PID
 //! 1 of their own namespace (their orphans go to them), plain tasks' orphans are the rare
 //! case left as zombies until `swarmd` exits.
+//!
+//! One kind of orphan must be reaped: a process of a container's PID namespace whose parent
+//! outside it died (a `runc exec` or `nsenter` killed at an exec's timeout). Once the container
+//! stops, such a zombie keeps the container's init in the kernel's `zap_pid_ns_processes`,
+//! waiting for every process of its namespace to be reaped: the container would never end.
+//! [`reap_orphans`] reaps exactly those (zombies of a deeper PID namespace that are not its PID
+//! 1), never a process the agent waits for itself (its own children live in its namespace, or
+//! are PID 1 of theirs: container and sandbox inits).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -34,6 +42,112 @@ pub fn become_subreaper() -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Reaps this process's zombie children that are orphans from a container's PID namespace
+/// (see the module's doc); returns their pids.
+pub fn reap_orphans() -> Vec<u32> {
+    let Some(own_depth) = ns_pids("self").map(|p| p.len()) else {
+        return Vec::new();
+    };
+    let mut reaped = Vec::new();
+    for pid in children() {
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            continue;
+        };
+        if is_orphan_zombie(&status, own_depth) && reap_pid(pid) {
+            reaped.push(pid);
+        }
+    }
+    reaped
+}
+
+/// Whether a `/proc/PID/status` text is a zombie of a PID namespace deeper than ours
+/// (`own_depth` levels) that is not that namespace's PID 1.
+fn is_orphan_zombie(status: &str, own_depth: usize) -> bool {
+    let zombie = field(status, "State:").is_some_and(|s| s.starts_with('Z'));
+    let pids: Vec<&str> = field(status, "NSpid:")
+        .map(|v| v.split_whitespace().collect())
+        .unwrap_or_default();
+    zombie && pids.len() > own_depth && pids.last() != Some(&"1")
+}
+
+fn field<'a>(status: &'a str, name: &str) -> Option<&'a str> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .map(str::trim)
+}
+
+fn ns_pids(pid: &str) -> Option<Vec<String>> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    Some(
+        field(&status, "NSpid:")?
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
+    )
+}
+
+/// This process's children, from every thread's `/proc/self/task/TID/children`.
+fn children() -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+#[allow(unsafe_code)]
+fn reap_pid(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    let mut status = 0;
+    // SAFETY: waitpid(2) writes only into `status`, which lives for the call.
+    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) == pid }
+}
+
+/// Reaps container orphans ([`reap_orphans`]) at every `SIGCHLD` and every few seconds (signals
+/// coalesce), for as long as the runtime runs; nothing when called outside a tokio runtime.
+pub fn spawn_orphan_reaper() {
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    handle.spawn(async {
+        let mut sigchld =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()).ok();
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            match &mut sigchld {
+                Some(s) => {
+                    tokio::select! {
+                        _ = s.recv() => {}
+                        _ = tick.tick() => {}
+                    }
+                }
+                None => {
+                    tick.tick().await;
+                }
+            }
+            let reaped = tokio::task::spawn_blocking(reap_orphans)
+                .await
+                .unwrap_or_default();
+            if !reaped.is_empty() {
+                tracing::debug!(?reaped, "reaped orphans of containers");
+            }
+        }
+    });
 }
 
 /// A process being watched, through its pidfd.
@@ -148,6 +262,31 @@ impl Pidfd {
             Ok(())
         } else {
             Err(io::Error::last_os_error())
+        }
+    }
+}
+
+#[cfg(test)]
+mod orphan_tests {
+    use super::is_orphan_zombie;
+
+    #[test]
+    fn only_zombies_of_deeper_namespaces_that_are_not_their_init() {
+        let st = |state: &str, nspid: &str| format!("Name:\tx\nState:\t{state}\nNSpid:\t{nspid}\n");
+        let cases = [
+            (st("Z (zombie)", "3225\t21018\t9"), 2, true),
+            (st("Z (zombie)", "3225\t9"), 1, true),
+            (st("Z (zombie)", "3210\t21003\t1"), 2, false), // a container's init
+            (st("S (sleeping)", "3225\t21018\t9"), 2, false), // alive
+            (st("Z (zombie)", "3225\t21018"), 2, false),    // our own namespace
+            ("State:\tZ (zombie)\n".to_string(), 1, false), // no NSpid: unknown
+        ];
+        for (status, depth, want) in cases {
+            assert_eq!(
+                is_orphan_zombie(&status, depth),
+                want,
+                "{status:?} at depth {depth}"
+            );
         }
     }
 }
