@@ -137,7 +137,7 @@ impl OciExecutor {
         node_id: String,
     ) -> OciExecutor {
         match wait::become_subreaper() {
-            Ok(()) => wait::spawn_orphan_reaper(),
+            Ok(()) => wait::spawn_orphan_reaper(dir.clone()),
             Err(e) => tracing::warn!(
                 error = %e,
                 "not a child subreaper: containers' exit codes will be unknown"

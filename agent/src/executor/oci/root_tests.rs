@@ -495,3 +495,65 @@ async fn an_interactive_exec_on_a_terminal_and_on_pipes() {
         env.assert_clean(&t.id);
     }
 }
+
+#[ignore = "needs root"]
+#[tokio::test]
+async fn an_orphan_of_the_containers_namespace_does_not_keep_it_from_ending() {
+    if !root() {
+        return;
+    }
+    let ns = Netns::new();
+    let sandbox = ns.sandbox();
+    for runtime in RUNTIMES {
+        let mut env = Env::new(runtime);
+        let t = env.task(&["sh", "-c", "while true; do sleep 0.1; done"]);
+        let mut ctl = env.ex.controller(&t.id);
+        ctl.prepare(&t, Some(&sandbox)).await.unwrap();
+        ctl.start().await.unwrap();
+        let init = std::fs::read_to_string(
+            env.dir
+                .path()
+                .join("tasks")
+                .join(&*t.id)
+                .join("bundle/init.pid"),
+        )
+        .unwrap();
+        // A process of the container's PID namespace whose parent is outside it (as `runc exec`
+        // or nsenter is): killing that parent makes it an orphan of ours, the subreaper.
+        let mut parent = std::process::Command::new("nsenter")
+            .args(["-t", init.trim(), "-p", "--", "sleep", "1000"])
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let child = loop {
+            let kids = std::fs::read_to_string(format!(
+                "/proc/{}/task/{}/children",
+                parent.id(),
+                parent.id()
+            ))
+            .unwrap_or_default();
+            if let Some(p) = kids.split_whitespace().next() {
+                break p.to_string();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{runtime}: nsenter forked nothing"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        parent.kill().unwrap();
+        parent.wait().unwrap();
+        // The orphan dies with the container, and its zombie must be reaped for the container's
+        // init to finish exiting.
+        let code = tokio::time::timeout(
+            Duration::from_secs(30),
+            ctl.shutdown(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{runtime}: the container never ended (orphan {child})"))
+        .unwrap();
+        assert!(code.is_some(), "{runtime}: {code:?}");
+        ctl.remove().await;
+        env.assert_clean(&t.id);
+    }
+}

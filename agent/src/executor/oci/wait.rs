@@ -18,15 +18,18 @@
 //! case left as zombies until `swarmd` exits.
 //!
 //! One kind of orphan must be reaped: a process of a container's PID namespace whose parent
-//! outside it died (a `runc exec` or `nsenter` killed at an exec's timeout). Once the container
-//! stops, such a zombie keeps the container's init in the kernel's `zap_pid_ns_processes`,
-//! waiting for every process of its namespace to be reaped: the container would never end.
-//! [`reap_orphans`] reaps exactly those (zombies of a deeper PID namespace that are not its PID
-//! 1), never a process the agent waits for itself (its own children live in its namespace, or
-//! are PID 1 of theirs: container and sandbox inits).
+//! outside it died (a `runc exec` killed before its command). Once the container stops, such a
+//! zombie keeps the container's init in the kernel's `zap_pid_ns_processes`, waiting for every
+//! process of its namespace to be reaped: the container would never end. [`reap_orphans`]
+//! reaps exactly those: zombie children of this process in the PID namespace of one of the
+//! executor's containers (`<tasks dir>/*/bundle/init.pid`), other than its init. Nothing the
+//! agent waits for itself is ever there (the process executor's `exec` enters a process task's
+//! namespaces, never a container's; `runc exec` and `nsenter` are the parents of what they run).
 
+use std::collections::HashSet;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 
 use tokio::io::unix::AsyncFd;
 
@@ -44,49 +47,53 @@ pub fn become_subreaper() -> io::Result<()> {
     }
 }
 
-/// Reaps this process's zombie children that are orphans from a container's PID namespace
-/// (see the module's doc); returns their pids.
-pub fn reap_orphans() -> Vec<u32> {
-    let Some(own_depth) = ns_pids("self").map(|p| p.len()) else {
+/// Reaps this process's zombie children that are orphans of a container whose init's pid is
+/// in `inits` (see the module's doc); returns their pids.
+pub fn reap_orphans(inits: &[u32]) -> Vec<u32> {
+    let namespaces: HashSet<PathBuf> = inits.iter().filter_map(|p| pid_ns(*p)).collect();
+    if namespaces.is_empty() {
         return Vec::new();
-    };
+    }
     let mut reaped = Vec::new();
     for pid in children() {
-        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        if inits.contains(&pid) || !zombie(pid) {
             continue;
-        };
-        if is_orphan_zombie(&status, own_depth) && reap_pid(pid) {
+        }
+        if pid_ns(pid).is_some_and(|ns| namespaces.contains(&ns)) && reap_pid(pid) {
             reaped.push(pid);
         }
     }
     reaped
 }
 
-/// Whether a `/proc/PID/status` text is a zombie of a PID namespace deeper than ours
-/// (`own_depth` levels) that is not that namespace's PID 1.
-fn is_orphan_zombie(status: &str, own_depth: usize) -> bool {
-    let zombie = field(status, "State:").is_some_and(|s| s.starts_with('Z'));
-    let pids: Vec<&str> = field(status, "NSpid:")
-        .map(|v| v.split_whitespace().collect())
-        .unwrap_or_default();
-    zombie && pids.len() > own_depth && pids.last() != Some(&"1")
+/// The pids of the containers' inits under `tasks_dir` (`*/bundle/init.pid`).
+fn container_inits(tasks_dir: &Path) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir(tasks_dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("bundle/init.pid")).ok())
+        .filter_map(|p| p.trim().parse().ok())
+        .collect()
 }
 
-fn field<'a>(status: &'a str, name: &str) -> Option<&'a str> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(name))
-        .map(str::trim)
+/// The PID namespace of `pid` (`/proc/PID/ns/pid`'s target; a zombie keeps it until reaped).
+fn pid_ns(pid: u32) -> Option<PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok()
 }
 
-fn ns_pids(pid: &str) -> Option<Vec<String>> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    Some(
-        field(&status, "NSpid:")?
-            .split_whitespace()
-            .map(String::from)
-            .collect(),
-    )
+fn zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| state_of_stat(&s))
+        == Some('Z')
+}
+
+/// The state letter of a `/proc/PID/stat` line (after the command name's closing paren, which
+/// may itself hold spaces and parens).
+fn state_of_stat(stat: &str) -> Option<char> {
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
 /// This process's children, from every thread's `/proc/self/task/TID/children`.
@@ -118,13 +125,14 @@ fn reap_pid(pid: u32) -> bool {
     unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) == pid }
 }
 
-/// Reaps container orphans ([`reap_orphans`]) at every `SIGCHLD` and every few seconds (signals
-/// coalesce), for as long as the runtime runs; nothing when called outside a tokio runtime.
-pub fn spawn_orphan_reaper() {
+/// Reaps the orphans of the containers under `tasks_dir` ([`reap_orphans`]) at every `SIGCHLD`
+/// and every few seconds (signals coalesce), for as long as the runtime runs; nothing when
+/// called outside a tokio runtime.
+pub fn spawn_orphan_reaper(tasks_dir: PathBuf) {
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    handle.spawn(async {
+    handle.spawn(async move {
         let mut sigchld =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()).ok();
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
@@ -140,7 +148,8 @@ pub fn spawn_orphan_reaper() {
                     tick.tick().await;
                 }
             }
-            let reaped = tokio::task::spawn_blocking(reap_orphans)
+            let dir = tasks_dir.clone();
+            let reaped = tokio::task::spawn_blocking(move || reap_orphans(&container_inits(&dir)))
                 .await
                 .unwrap_or_default();
             if !reaped.is_empty() {
@@ -268,25 +277,19 @@ impl Pidfd {
 
 #[cfg(test)]
 mod orphan_tests {
-    use super::is_orphan_zombie;
+    use super::{reap_orphans, state_of_stat};
 
     #[test]
-    fn only_zombies_of_deeper_namespaces_that_are_not_their_init() {
-        let st = |state: &str, nspid: &str| format!("Name:\tx\nState:\t{state}\nNSpid:\t{nspid}\n");
-        let cases = [
-            (st("Z (zombie)", "3225\t21018\t9"), 2, true),
-            (st("Z (zombie)", "3225\t9"), 1, true),
-            (st("Z (zombie)", "3210\t21003\t1"), 2, false), // a container's init
-            (st("S (sleeping)", "3225\t21018\t9"), 2, false), // alive
-            (st("Z (zombie)", "3225\t21018"), 2, false),    // our own namespace
-            ("State:\tZ (zombie)\n".to_string(), 1, false), // no NSpid: unknown
-        ];
-        for (status, depth, want) in cases {
-            assert_eq!(
-                is_orphan_zombie(&status, depth),
-                want,
-                "{status:?} at depth {depth}"
-            );
-        }
+    fn the_state_follows_the_last_paren_of_the_name() {
+        assert_eq!(state_of_stat("30762 (sleep) Z 30761 1 2"), Some('Z'));
+        assert_eq!(state_of_stat("7 (a) b) (c) S 1 1"), Some('S'));
+        assert_eq!(state_of_stat("garbage"), None);
+    }
+
+    #[test]
+    fn no_containers_no_reaping() {
+        assert!(reap_orphans(&[]).is_empty());
+        // A pid that cannot exist: no namespace, nothing reaped.
+        assert!(reap_orphans(&[u32::MAX]).is_empty());
     }
 }
