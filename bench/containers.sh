@@ -39,9 +39,11 @@
 # PULL_IMAGES="shoal/busybox shoal/nginx" RT_REPLICAS=20 RUNTIMES="runc crun" SUBNET=198.18.X.0/24
 # NO_BUILD=1 (use the release binaries already in $CARGO_TARGET_DIR/release), CARGO_LOCK=FILE
 # (hold this flock, e.g. /tmp/shoal-cargo.lock, during each part so no build competes; released
-# between parts, at most 10 min each; waiting for it at most LOCK_WAIT=1800 s),
+# between parts (LOCK_ONCE=1: one hold for the run), at most 10 min each; waiting for it at
+# most LOCK_WAIT=1800 s),
 # SWARM_ANCHOR=PATH, QUIET_PCT/QUIET_MAX (lib.sh; 60 s here), KEEP=1, APPEND=1 (add to the raw
-# file instead of starting it anew). Output: $RESULTS_DIR/containers.raw, containers.md.
+# file instead of starting it anew), OCI_RUNTIME=crun (the replicas part's nodes run
+# `swarmd --oci-runtime crun`; its rows are shown apart). Output: $RESULTS_DIR/containers.raw, containers.md.
 # `bench/containers.sh render` redoes the table from the raw file.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -93,7 +95,11 @@ for n in notes:
 print()
 
 # replicas
-cold, cached = of("REPL", kind="cold"), of("REPL", kind="cached")
+for k, d in rows:
+    if k == "REPL":
+        d.setdefault("runtime", "runc")
+cold, cached = of("REPL", kind="cold", runtime="runc"), of("REPL", kind="cached", runtime="runc")
+crun_cold, crun_cached = of("REPL", kind="cold", runtime="crun"), of("REPL", kind="cached", runtime="crun")
 sw = of("SWARM")
 if cold or cached:
     R = (cold or cached)[0]["replicas"]
@@ -104,8 +110,11 @@ if cold or cached:
     print()
     print("| image | runs | per run (ms) | median | max | vs cached | vs Docker Swarm | create acked (median) | `service rm` → gone (median) |")
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
-    for what, ds in (("cached on every node (baseline)", cached), ("cold: every node's store empty, one pull per node", cold)):
+    for what, ds in (("cached on every node (baseline)", cached), ("cold: every node's store empty, one pull per node", cold),
+                     ("cached, swarmd --oci-runtime crun", crun_cached), ("cold, swarmd --oci-runtime crun", crun_cold)):
         xs = col(ds, "running_ms")
+        if not xs:
+            continue
         m = med(xs)
         print(f"| {what} | {len(xs)} | {' '.join(f0(x) for x in xs)} | {f0(m)} ms | {f0(mx(xs))} ms | "
               f"{f2(m / base) if base == base and base else 'n/a'} | {f2(m / swm) if swm == swm and swm else 'n/a'} | "
@@ -193,6 +202,7 @@ mkdir -p "$RESULTS_DIR"
 LOCK_PID=""
 lock_hold() {
   [ -n "${CARGO_LOCK:-}" ] || return 0
+  [ -z "$LOCK_PID" ] || return 0   # held already (LOCK_ONCE=1)
   rm -f "$BASE/lock.held"
   local w=${LOCK_WAIT:-1800}
   bg_start flock -o -w "$w" "$CARGO_LOCK" sh -c "touch '$BASE/lock.held'; exec sleep 600"
@@ -204,8 +214,9 @@ lock_hold() {
   done
   die "could not take $CARGO_LOCK"
 }
-lock_release() {
+lock_release() { # LOCK_ONCE=1: one hold for the whole run (still at most 10 min), not per part
   [ -n "$LOCK_PID" ] || return 0
+  [ "${LOCK_ONCE:-0}" = 1 ] && [ "${1:-}" != final ] && return 0
   local c
   for c in $(ps -o pid= --ppid "$LOCK_PID" 2>/dev/null); do kill -TERM "$c" 2>/dev/null || true; done
   kill -TERM "$LOCK_PID" 2>/dev/null || true
@@ -483,7 +494,9 @@ if [[ " $PARTS " == *" replicas "* ]]; then
   for round in $(seq 1 "$RUNS"); do
     lock_hold   # then wait for quiet: builds stop while we hold it
     wait_quiet
+    [ -z "${OCI_RUNTIME:-}" ] || export SHOAL_LAB_SWARMD_ARGS="--oci-runtime $OCI_RUNTIME"
     lab_up
+    unset SHOAL_LAB_SWARMD_ARGS
     sleep 3   # let the fresh cluster settle (joins, first heartbeats)
     for run in $(seq 0 "$CACHED"); do
       kind=cached; [ "$run" = 0 ] && kind=cold
@@ -494,7 +507,7 @@ if [[ " $PARTS " == *" replicas "* ]]; then
       read -r ack running polls <<<"$out"
       after=$(for n in $NODES; do store_images "$n"; done | tr '\n' ' ')
       gone=$(rm_wait "r$round-$run")
-      echo "REPL kind=$kind round=$round run=$run replicas=$REPLICAS ack_ms=$ack running_ms=$running polls=$polls gone_ms=$gone" >>"$RAW"
+      echo "REPL kind=$kind runtime=${OCI_RUNTIME:-runc} round=$round run=$run replicas=$REPLICAS ack_ms=$ack running_ms=$running polls=$polls gone_ms=$gone" >>"$RAW"
       log "  round $round, $kind: $REPLICAS RUNNING after $running ms (create acked $ack ms, $polls polls); images per node before/after: $stores/ $after; removed in $gone ms"
     done
     lab_down
@@ -502,5 +515,6 @@ if [[ " $PARTS " == *" replicas "* ]]; then
   done
 fi
 
+lock_release final
 echo "# end: $(date -u +%FT%TZ), $(machine_note)" >>"$RAW"
 render
