@@ -151,8 +151,18 @@ rts = list(dict.fromkeys(d["rt"] for d in of("RTCALL")))
 if rts:
     print("## runc vs crun, started by swarmd (1 node)")
     print()
-    print("| runtime | containers | create + start, median | p90 | create | start | runtime peak RSS create / start (median) | init RSS / PSS per container | runtime processes left | N → RUNNING (swarmd) | start vs runc |")
-    print("|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|")
+    print("| runtime | containers | create + start, median | p90 | create | start | runtime CPU per container (create + start + init before exec, mean) | runtime peak RSS create / start (median) | init RSS / PSS per container | runtime processes left | N → RUNNING (swarmd) | start vs runc |")
+    print("|---|---:|---:|---:|---:|---:|---|---|---|---:|---:|---:|")
+    def mean(xs):
+        xs = [x for x in xs if x == x]
+        return sum(xs) / len(xs) if xs else float("nan")
+    def cpu_cell(ids, cr, st, rss):
+        c = mean([num(cr[i].get("cpu_ms", "nan")) for i in ids])
+        s_ = mean([num(st[i].get("cpu_ms", "nan")) for i in ids])
+        n = mean([num(d.get("init_cpu_ms", "nan")) for d in rss])
+        if c != c:
+            return "n/a"
+        return f"{c + s_ + (n if n == n else 0):.0f} ms ({c:.0f} + {s_:.0f} + {n:.0f})"
     base = None
     for rt in rts:
         calls = of("RTCALL", rt=rt)
@@ -169,6 +179,7 @@ if rts:
         conv = of("RTCONV", rt=rt)
         print(f"| {rt} {info.get(rt + '_version', '')} | {len(ids)} | {m:.1f} ms | {p90:.1f} ms | "
               f"{med([num(cr[i]['wall_ms']) for i in ids]):.1f} ms | {med([num(st[i]['wall_ms']) for i in ids]):.1f} ms | "
+              f"{cpu_cell(ids, cr, st, rss)} | "
               f"{f0(med([num(cr[i]['maxrss_kb']) for i in ids]))} / {f0(med([num(st[i]['maxrss_kb']) for i in ids]))} KiB | "
               f"{f0(med(col(rss, 'rss_kb')))} / {f0(med(col(rss, 'pss_kb')))} KiB | "
               f"{left[0]['procs'] if left else 'n/a'} | {f0(med(col(conv, 'running_ms')))} ms | "
@@ -409,7 +420,8 @@ fi
 
 # ------------------------------------------------------------------------------ runtimes
 # A wrapper named like the runtime (swarmd tells runc from crun by the file name): runs the real
-# binary and appends one JSON line per call: verb, container id, wall ms, peak RSS (KiB), status.
+# binary and appends one JSON line per call: verb, container id, wall ms, CPU ms (user + system
+# of the runtime process), peak RSS (KiB), status, pid file.
 make_wrapper() { # NAME REAL
   mkdir -p "$BASE/rt"
   cat >"$BASE/rt/$1" <<EOF
@@ -431,6 +443,7 @@ verb = next((a for a in args if a in VERBS), "?")
 with open(LOG, "a") as f:
     f.write(json.dumps({"verb": verb, "id": args[-1] if args else "", "wall_ms": round(ms, 2),
                         "maxrss_kb": ru.ru_maxrss, "status": os.waitstatus_to_exitcode(status),
+                        "cpu_ms": round((ru.ru_utime + ru.ru_stime) * 1e3, 1),
                         "pid_file": args[args.index("--pid-file") + 1] if "--pid-file" in args else ""}) + "\n")
 code = os.waitstatus_to_exitcode(status)
 os._exit(code if code >= 0 else 128 - code)
@@ -465,14 +478,16 @@ import json, sys
 for l in open(sys.argv[1]):
     d = json.loads(l)
     if d["verb"] in ("create", "start"):
-        print(f"RTCALL rt={sys.argv[2]} verb={d['verb']} id={d['id']} wall_ms={d['wall_ms']} maxrss_kb={d['maxrss_kb']} status={d['status']}")
+        print(f"RTCALL rt={sys.argv[2]} verb={d['verb']} id={d['id']} wall_ms={d['wall_ms']} cpu_ms={d['cpu_ms']} maxrss_kb={d['maxrss_kb']} status={d['status']}")
 PY
     n=0
     while read -r pf; do
       p=$(cat "$pf" 2>/dev/null) || continue
       [ "$(cat "/proc/$p/comm" 2>/dev/null)" = sleep ] || continue
       read -r rss pss <<<"$(rss_pss "$p")"
-      echo "RTRSS rt=$rt pid=$p rss_kb=$rss pss_kb=$pss" >>"$RAW"
+      # CPU the init used so far: the runtime's init stage before it exec'd the task (`runc init`)
+      cpu=$(awk -v hz="$(getconf CLK_TCK)" '{sub(/.*\) /, ""); print ($12 + $13) * 1000 / hz}' "/proc/$p/stat")
+      echo "RTRSS rt=$rt pid=$p rss_kb=$rss pss_kb=$pss init_cpu_ms=$cpu" >>"$RAW"
       n=$((n + 1))
     done < <(python3 -c 'import json,sys; [print(d["pid_file"]) for d in map(json.loads, open(sys.argv[1])) if d["verb"] == "create" and d["pid_file"]]' "$BASE/rt/$rt.calls")
     # runtime processes still there (runc, crun, conmon-like) of this lab
