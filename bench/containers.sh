@@ -24,10 +24,11 @@
 #           through its API (`POST /images/create` with curl, no CLI).
 # runtimes  runc vs crun: a 1-node lab per runtime (`swarmd --oci-runtime PATH`), where PATH is a
 #           wrapper named like the runtime that runs the real binary and records each call's wall
-#           time and the runtime process's peak RSS (wait4's ru_maxrss). RT_REPLICAS containers
-#           (image cached by a warm-up task first); start latency = create + start wall time per
-#           container; then per container the RSS/PSS of what stays (the container's init; the
-#           runtimes do not stay: both run detached), and how many runtime processes are left.
+#           time, CPU time and peak RSS (wait4's rusage). RT_REPLICAS containers (image cached by a
+#           warm-up task first); start latency = create + start wall time per container; CPU per
+#           container = create + start + the init's CPU before it executed the task; then per
+#           container the RSS/PSS of what stays (the container's init; the runtimes do not stay:
+#           both run detached), and how many runtime processes are left.
 #
 # Root only. Labs get a unique name (bench + 3 digits), SUBNET (default: a free /24 in
 # 198.18.200-250.0) and their state in the run directory under /var/tmp; at exit, even on failure
