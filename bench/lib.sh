@@ -379,7 +379,8 @@ lab_up() {
   START_NOTE="$(date -u +%FT%TZ), $(machine_note)"
   log "lab $LAB on $SUBNET (state in $LABDIR${SHOAL_LAB_SWARMD_ARGS:+, swarmd $SHOAL_LAB_SWARMD_ARGS}) — $START_NOTE"
   # fd 9 (the bench lock) must not be inherited by the lab's swarmds, which outlive swarmctl.
-  timeout 120 swarmctl lab up --name "$LAB" --subnet "$SUBNET" >"$BASE/lab-up.log" 2>&1 9>&- ||
+  # shellcheck disable=SC2086   # LAB_UP_ARGS: extra `lab up` flags (--managers 1 --workers 0, --images DIR)
+  timeout 120 swarmctl lab up --name "$LAB" --subnet "$SUBNET" ${LAB_UP_ARGS:-} >"$BASE/lab-up.log" 2>&1 9>&- ||
     die "lab up failed: $(tail -n 5 "$BASE/lab-up.log")"
   labjson 'print("\n".join(str(n["pid"]) for n in d["nodes"]))' >"$BASE/labpids"
   # shellcheck disable=SC2034   # NODES, PID_OF, ROLE_OF, ADDR_OF: for the scripts sourcing this
@@ -389,6 +390,15 @@ lab_up() {
   while read -r n p r a; do PID_OF[$n]=$p; ROLE_OF[$n]=$r; ADDR_OF[$n]=$a; done < <(labjson '
 print("\n".join("%s %s %s %s" % (n["name"], n["pid"], n["role"], n["address"]) for n in d["nodes"]))')
   log "lab up: $(tr '\n' ' ' <"$BASE/labpids")(swarmd pids)"
+}
+
+# Removes the lab now (for scripts that build several labs in one run); dies if it cannot.
+lab_down() {
+  [ -n "$LAB" ] || return 0
+  log "removing lab $LAB"
+  timeout 120 swarmctl lab down --name "$LAB" >>"$BASE/lab-down.log" 2>&1 9>&- ||
+    die "lab down $LAB failed: $(tail -n 2 "$BASE/lab-down.log" | tr '\n' ' ')"
+  LAB=""
 }
 
 node_ids() { swarmctl node ls --format json | python3 -c 'import json,sys; [print(n["id"], n["hostname"]) for n in json.load(sys.stdin)]'; }

@@ -10,6 +10,8 @@
 //! * `failover`: kill -9 the raft leader, time until a write through a survivor is acknowledged.
 //! * `replace`: kill -9 a worker, time until its node is DOWN and its task runs elsewhere.
 //! * `converge`: create a service with K replicas, time until K tasks are RUNNING.
+//! * `pull`: pulls an image into an empty image store with `shoal_image` (what a node does
+//!   before its first task of that image: manifest, config, layers verified, root unpacked).
 //! * helpers: `ports`, `token`, `wait-healthy`, `rm-service`.
 
 mod etcd;
@@ -138,6 +140,15 @@ enum Cmd {
         #[arg(long, default_value = "60", value_name = "SECONDS")]
         max: u64,
     },
+    /// Pulls IMAGE into the image store at STORE (which must not exist yet: a cold pull) over
+    /// plain HTTP from the registries in --insecure-registry; prints the time it took.
+    Pull {
+        #[arg(long)]
+        store: std::path::PathBuf,
+        #[arg(long = "insecure-registry")]
+        insecure: Vec<String>,
+        image: String,
+    },
     /// Removes a service and waits until none of its tasks is running.
     RmService {
         #[arg(long)]
@@ -191,6 +202,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             replace(&endpoint, &service, replicas, &victim, pid, sig, max).await
         }
         Cmd::Converge { endpoint, name, replicas, max } => converge(&endpoint, &name, replicas, max).await,
+        Cmd::Pull { store, insecure, image } => pull(&store, insecure, &image).await,
         Cmd::RmService { endpoint, name } => {
             let mut c = shoal(&endpoint, Duration::from_secs(10)).await?;
             rm_service(&mut c, &name, 60).await
@@ -860,4 +872,23 @@ async fn rm_service(c: &mut ControlClient<Channel>, name: &str, max: u64) -> any
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bail!("tasks of {name} still running {max} s after its removal")
+}
+
+/// `pull`: one cold pull with the node's image code (`Store::pull`), timed from the client's
+/// creation to the unpacked root.
+async fn pull(dir: &std::path::Path, insecure: Vec<String>, image: &str) -> anyhow::Result<()> {
+    use shoal_image::registry::{Client, RegistryConfig};
+    if dir.exists() {
+        bail!("{} exists: the pull must start from an empty store", dir.display());
+    }
+    let r = shoal_image::Reference::parse(image).with_context(|| format!("image {image:?}"))?;
+    let t0 = Instant::now();
+    let cfg = RegistryConfig { insecure, ..RegistryConfig::default() };
+    let client = Client::new(cfg)?;
+    let store = shoal_image::Store::open(dir)?;
+    let img = store.pull(&client, &r, &|_| {}).await?;
+    let ms = t0.elapsed().as_secs_f64() * 1e3;
+    anyhow::ensure!(store.root(&img).is_dir(), "no root unpacked for {image}");
+    println!("RESULT pull_ms={ms:.1} layers={} bytes={}", img.layers.len(), img.size);
+    Ok(())
 }
