@@ -3,7 +3,9 @@
 //! of a container, a `swarmd` restart that adopts its node's containers (same tasks, same init
 //! processes, still answering), an unknown image's error in `service ps`, digest pinning (a tag
 //! pushed again mid-run leaves the replicas on the pinned bytes until `service update --image`)
-//! and the routing mesh answering on every node's address from the host endpoint.
+//! and the routing mesh answering on every node's address from the host endpoint. The article's
+//! sections 3.2–3.4 with containers (5 replicas, names from inside a container, `task exec -it`)
+//! are `lab_containers_article.rs`.
 //!
 //! Needs the demo images (`deploy/test.sh` builds them first, as root, with `deploy/images.sh`)
 //! and `skopeo` (to push a tag again). Traffic stays inside the lab: the host only talks to the
@@ -17,8 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A subnet of its own (Lab::new picks among 198.19.10-209.0/24; lab_registry has .240, the
-/// DNS/LB tests .250 and .251).
+/// A subnet of its own (Lab::new picks among 198.19.10-209.0/24; lab_containers_article has
+/// .232, lab_registry .240, the DNS/LB tests .250 and .251).
 const SUBNET: &str = "198.19.236.0/24";
 const REGISTRY: &str = "198.19.236.254:5000";
 const MEMORY: u64 = 64 << 20;
