@@ -122,7 +122,7 @@ async fn load_lists_and_rm_refuses_an_image_a_task_uses() {
     );
     // By id, with -f: the image would go, which is never done while a task uses it.
     let (_, _, errors) = images
-        .remove(&[app.id.clone()], true, &tasks)
+        .remove(std::slice::from_ref(&app.id), true, &tasks)
         .await
         .unwrap();
     assert_eq!(
@@ -163,7 +163,10 @@ async fn by_id_an_image_with_several_names_needs_force() {
         .await
         .unwrap();
     let id = images.list(&[]).unwrap()[0].id.clone();
-    let (_, _, errors) = images.remove(&[id.clone()], false, &[]).await.unwrap();
+    let (_, _, errors) = images
+        .remove(std::slice::from_ref(&id), false, &[])
+        .await
+        .unwrap();
     assert_eq!(
         errors,
         vec![format!(
