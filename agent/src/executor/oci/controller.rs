@@ -541,9 +541,10 @@ async fn exec_interactive(
         .flatten();
     // crun in the foreground copies its terminal but passes no resize on: it gets a console
     // socket instead, and the terminal's master is ours.
-    let console =
-        (spec.tty && chrooted_init.is_none() && rt.flavor() == super::runtime::Flavor::Crun)
-            .then(|| process_file.with_extension("sock"));
+    let console = (spec.tty
+        && chrooted_init.is_none()
+        && rt.flavor() == super::runtime::Flavor::Crun)
+        .then(|| process_file.with_extension("sock"));
     let c = match &chrooted_init {
         // As in [`exec`]: from a chrooted swarmd, enter the init's namespaces and root; the
         // program then has our pty (or pipes) itself.
