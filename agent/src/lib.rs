@@ -7,6 +7,7 @@
 //!   manager when one dies), sends heartbeats, receives assignments and log requests.
 //! * [`worker`]: reconciles the assigned tasks with what runs on this node.
 //! * [`reporter`]: sends task status changes in batches, resending after a reconnect.
+//! * [`images`]: the node's images for `swarmctl image …`, locked with the tasks' pulls.
 //! * [`executor`]: runs tasks: containers from images (`oci`, with the node's image store) or
 //!   programs on the node (`process`), in their sandbox or not, each task routed by its runtime.
 //! * [`dns`]: the embedded DNS at 127.0.0.11 in every task.
@@ -20,6 +21,7 @@ pub mod certs;
 pub mod config;
 pub mod dns;
 pub mod executor;
+pub mod images;
 pub mod join;
 pub mod network;
 pub mod reporter;

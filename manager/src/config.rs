@@ -23,6 +23,9 @@ pub const MIN_POLL_PERIOD: Duration = Duration::from_millis(1);
 /// Shortest timeout accepted: anything under a millisecond is a mistake.
 pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 
+/// Default of [`ManagerConfig::image_load_max_bytes`]: 8 GiB.
+pub const DEFAULT_IMAGE_LOAD_MAX_BYTES: u64 = 8 << 30;
+
 /// Everything a manager needs to start.
 #[derive(Debug, Clone)]
 pub struct ManagerConfig {
@@ -97,6 +100,11 @@ pub struct ManagerConfig {
     pub registry: RegistryConfig,
     /// Longest a tag's resolution may take before `service create` goes on without a digest.
     pub image_resolve_timeout: Duration,
+    /// How long the leader waits for a node's answer to `image pull|rm|prune|load` (a pull or
+    /// a load of a large image takes a while; `image ls` waits `relay_timeout`).
+    pub image_op_timeout: Duration,
+    /// The largest archive `image load` streams to a node.
+    pub image_load_max_bytes: u64,
 }
 
 /// A setting out of bounds. The texts say which flag or field to change.
@@ -190,6 +198,8 @@ impl ManagerConfig {
             transport: Transport::Plain,
             registry: RegistryConfig::default(),
             image_resolve_timeout: Duration::from_secs(10),
+            image_op_timeout: Duration::from_secs(900),
+            image_load_max_bytes: DEFAULT_IMAGE_LOAD_MAX_BYTES,
         }
     }
 
@@ -237,6 +247,7 @@ impl ManagerConfig {
             ("status commit timeout", self.status_commit_timeout),
             ("relay timeout", self.relay_timeout),
             ("exec default timeout", self.exec_default_timeout),
+            ("image operation timeout", self.image_op_timeout),
         ] {
             at_least(name, value, MIN_TIMEOUT)?;
         }

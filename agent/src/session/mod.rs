@@ -2,11 +2,13 @@
 //! and fail over to another manager when the one in use dies.
 
 mod exec_attach;
+mod image_op;
 
 use crate::background::Background;
 use crate::certs;
 use crate::config::AgentConfig;
 use crate::executor::{Containers, OciExecutor, ProcessExecutor, RuntimeExecutor, StoreImages};
+use crate::images::NodeImages;
 use crate::reporter::Reporter;
 use crate::worker::Worker;
 use shoal_proto::model::TaskState;
@@ -72,6 +74,8 @@ pub struct Agent {
     last_session: Mutex<Option<(DispatcherClient<Channel>, String)>>,
     /// Everything the agent spawns; stopped when [`Agent::run`] returns.
     background: Background,
+    /// The node's image store for `swarmctl image …`, or why there is none.
+    images: image_op::Images,
 }
 
 impl std::fmt::Debug for Agent {
@@ -116,23 +120,26 @@ enum NoContainers {
 }
 
 /// The OCI executor of `cfg`: its runtime, the node's image store and registries; pull
-/// progress goes to the tasks' `Preparing` status.
+/// progress goes to the tasks' `Preparing` status. The store comes back too, for `swarmctl
+/// image …`, sharing one lock with the executor's pulls and collection.
 fn oci_executor(
     cfg: &AgentConfig,
     reporter: &Reporter,
     init: Option<std::path::PathBuf>,
-) -> Result<OciExecutor, NoContainers> {
+) -> Result<(OciExecutor, Arc<NodeImages>), NoContainers> {
     let runtime = cfg.check_oci_runtime()?;
     let store = shoal_image::Store::open(cfg.image_dir())?;
     let client = shoal_image::registry::Client::new(cfg.registry.clone())?;
-    let images = StoreImages::new(store, client)
+    let images = StoreImages::new(store, client.clone())
         .with_pull_timeout(cfg.image_pull_timeout)
         .with_gc_grace(cfg.image_gc_grace);
+    let images =
+        Arc::new(NodeImages::new(images, client).with_pull_timeout(cfg.image_pull_timeout));
     let r = reporter.clone();
     let mut ex = OciExecutor::new(
         cfg.state_dir.join("tasks"),
         runtime,
-        Arc::new(images),
+        images.clone(),
         cfg.node_id.clone(),
     )
     .with_hostname(cfg.hostname.clone())
@@ -142,7 +149,7 @@ fn oci_executor(
     if let Some(init) = init {
         ex = ex.with_init(init);
     }
-    Ok(ex)
+    Ok((ex, images))
 }
 
 impl Agent {
@@ -162,11 +169,11 @@ impl Agent {
                 executor = executor.with_init(me.clone());
             }
         }
-        let containers = match oci_executor(&cfg, &reporter, me) {
-            Ok(oci) => Containers::Run(Arc::new(oci)),
+        let (containers, images) = match oci_executor(&cfg, &reporter, me) {
+            Ok((oci, images)) => (Containers::Run(Arc::new(oci)), Ok(images)),
             Err(e) => {
                 warn!("container tasks will be rejected: {e}");
-                Containers::Refuse(e.to_string())
+                (Containers::Refuse(e.to_string()), Err(e.to_string()))
             }
         };
         let executor = RuntimeExecutor::new(Arc::new(executor), containers);
@@ -188,6 +195,7 @@ impl Agent {
             issuer: Mutex::new(String::new()),
             last_session: Mutex::new(None),
             background,
+            images,
         })
     }
 
@@ -419,7 +427,7 @@ impl Agent {
     }
 
     /// Serves the requests a session message carries (logs, balancer report, exec, interactive
-    /// exec), each in
+    /// exec, images), each in
     /// the background: their answers go back over `client`.
     fn serve_requests(&self, client: &DispatcherClient<Channel>, m: &pb::SessionMessage) {
         let node = &self.cfg.node_id;
@@ -447,6 +455,12 @@ impl Agent {
             let (client, worker, node) = (client.clone(), self.worker.clone(), node.clone());
             self.background
                 .spawn(exec_attach::serve(client, worker, node, es));
+        }
+        if let Some(op) = m.image_op.clone() {
+            let (client, worker, node) = (client.clone(), self.worker.clone(), node.clone());
+            let images = self.images.clone();
+            self.background
+                .spawn(image_op::serve(client, images, worker, node, op));
         }
         if let Some(er) = m.exec_request.clone() {
             let (mut client, worker, node) = (client.clone(), self.worker.clone(), node.clone());

@@ -2,11 +2,12 @@
 
 use std::collections::HashSet;
 
-use shoal_proto::model::{Task, TaskState};
+use shoal_proto::model::{Runtime, Task, TaskState};
 use shoal_proto::pb;
 use tracing::warn;
 
 use super::{Command, Final, Local, Worker};
+use crate::executor::oci::images::pinned;
 use crate::network::Peer;
 
 impl Worker {
@@ -47,6 +48,7 @@ impl Worker {
                     .cloned(),
             );
         }
+        self.record_images(a.full, &tasks, &gone);
         for id in gone {
             self.stop_task(&id);
             self.lock().remove(&id);
@@ -59,6 +61,24 @@ impl Worker {
             // gone by now): see DataPlane::sweep_overlays.
             self.background
                 .spawn(async move { dp.sweep_overlays().await });
+        }
+    }
+
+    /// Keeps [`Worker::task_images`]'s table in step with the assignments.
+    fn record_images(&self, full: bool, tasks: &[Task], gone: &[String]) {
+        let mut images = self.images.lock().unwrap_or_else(|e| e.into_inner());
+        if full {
+            images.clear();
+        }
+        for id in gone {
+            images.remove(id);
+        }
+        for t in tasks {
+            if t.spec.runtime == Runtime::Container {
+                let image = pinned(&t.spec.image, &t.spec.image_digest);
+                let task = t.name();
+                images.insert(t.id.to_string(), super::TaskImage { task, image });
+            }
         }
     }
 

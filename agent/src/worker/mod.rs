@@ -128,6 +128,18 @@ pub struct Worker {
     timings: Timings,
     /// Where the worker's loops and supervisors run.
     background: Background,
+    /// The image each container task of the assignments names (pinned), by task id: what
+    /// `image rm|prune` must not take away from a task.
+    images: Arc<Mutex<HashMap<String, TaskImage>>>,
+}
+
+/// The image a container task uses, as its service names it pinned to its digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskImage {
+    /// The task's name (`service.slot.id`).
+    pub task: String,
+    /// `name:tag@sha256:…` (or as typed when the service is not pinned).
+    pub image: String,
 }
 
 impl std::fmt::Debug for Worker {
@@ -155,6 +167,7 @@ impl Worker {
             lb: None,
             timings,
             background,
+            images: Arc::default(),
         };
         w.background.spawn(w.clone().sweep());
         w
@@ -221,6 +234,24 @@ impl Worker {
             .values()
             .filter(|l| matches!(l, Local::Running { .. }))
             .count()
+    }
+
+    /// The images of the container tasks supervised here (preparing, starting or running).
+    pub fn task_images(&self) -> Vec<TaskImage> {
+        let supervised: HashSet<String> = self
+            .lock()
+            .iter()
+            .filter(|(_, l)| matches!(l, Local::Running { .. }))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let images = self.images.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<TaskImage> = images
+            .iter()
+            .filter(|(id, _)| supervised.contains(*id))
+            .map(|(_, i)| i.clone())
+            .collect();
+        out.sort_by(|a, b| a.task.cmp(&b.task));
+        out
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Local>> {

@@ -22,6 +22,10 @@ pub(crate) struct State {
     /// What `ResolveImage` answers: image as typed → digest. Others are not found; an image
     /// with a space is an invalid reference.
     pub registry: std::collections::HashMap<String, String>,
+    /// Each node's image store, by hostname (see `fake_images`).
+    pub images: std::collections::HashMap<String, Vec<pb::ImageSummary>>,
+    /// How many chunks the last `LoadImage` stream had.
+    pub load_chunks: usize,
     next: u64,
 }
 
@@ -110,7 +114,7 @@ impl State {
             .ok_or_else(|| Status::not_found(format!("service {key} not found")))
     }
 
-    fn node_idx(&self, key: &str) -> Result<usize, Status> {
+    pub(crate) fn node_idx(&self, key: &str) -> Result<usize, Status> {
         self.nodes
             .iter()
             .position(|n| {
@@ -583,6 +587,29 @@ impl control_server::Control for Fake {
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
             rx,
         )))
+    }
+
+    async fn list_images(&self, req: Request<pb::ImageRequest>) -> R<pb::ImageReport> {
+        super::fake_images::list(self, req).await
+    }
+
+    async fn pull_image(&self, req: Request<pb::ImageRequest>) -> R<pb::ImageReport> {
+        super::fake_images::pull(self, req).await
+    }
+
+    async fn remove_image(&self, req: Request<pb::ImageRequest>) -> R<pb::ImageReport> {
+        super::fake_images::remove(self, req).await
+    }
+
+    async fn prune_images(&self, req: Request<pb::ImageRequest>) -> R<pb::ImageReport> {
+        super::fake_images::prune(self, req).await
+    }
+
+    async fn load_image(
+        &self,
+        req: Request<tonic::Streaming<pb::ImageLoadChunk>>,
+    ) -> R<pb::ImageReport> {
+        super::fake_images::load(self, req).await
     }
 
     async fn service_logs(&self, req: Request<pb::LogsRequest>) -> R<pb::LogsResponse> {

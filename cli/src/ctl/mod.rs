@@ -3,6 +3,7 @@
 //! `inspect` prints JSON by default and a readable view with `--format table` (or `--pretty`).
 
 pub mod exec;
+pub mod image;
 pub mod json;
 pub mod lab;
 pub mod names;
@@ -17,6 +18,8 @@ pub mod task;
 
 #[cfg(test)]
 pub(crate) mod fake;
+#[cfg(test)]
+pub(crate) mod fake_images;
 #[cfg(test)]
 mod tests;
 
@@ -70,6 +73,9 @@ pub enum Command {
     /// Inspect tasks.
     #[command(subcommand)]
     Task(task::TaskCmd),
+    /// Manage the nodes' images (list, pull, remove, prune, load).
+    #[command(subcommand)]
+    Image(image::ImageCmd),
     /// A cluster of network namespaces on this machine, every node a real swarmd.
     #[command(subcommand)]
     Lab(lab::LabCmd),
@@ -158,6 +164,7 @@ pub async fn dispatch(ctx: &mut Ctx, command: Command) -> anyhow::Result<()> {
         Command::Service(c) => service::run(ctx, c).await,
         Command::Network(c) => network::run(ctx, c).await,
         Command::Task(c) => task::run(ctx, c).await,
+        Command::Image(c) => image::run(ctx, c).await,
         Command::Lab(c) => lab::run(c, ctx.format.unwrap_or(Format::Table)).await,
     }
 }

@@ -19,7 +19,7 @@ async fn connect(
 }
 
 /// Runs `swarmctl ARGS` against `host`, returning the result and what went to stdout.
-async fn run_cmd(host: &str, args: &[&str]) -> (anyhow::Result<()>, String) {
+pub(crate) async fn run_cmd(host: &str, args: &[&str]) -> (anyhow::Result<()>, String) {
     let mut argv = vec!["swarmctl"];
     argv.extend_from_slice(args);
     let cli = Cli::try_parse_from(argv).expect("arguments parse");
@@ -33,7 +33,7 @@ async fn run_cmd(host: &str, args: &[&str]) -> (anyhow::Result<()>, String) {
     (r, buf.contents())
 }
 
-async fn ok(host: &str, args: &[&str]) -> String {
+pub(crate) async fn ok(host: &str, args: &[&str]) -> String {
     let (r, out) = run_cmd(host, args).await;
     if let Err(e) = r {
         panic!("swarmctl {args:?} failed: {e:#}\n{out}");

@@ -113,6 +113,15 @@ pub enum ControlError {
     /// `task exec` without a command.
     #[error("no command: swarmctl task exec TASK -- CMD [ARGS...]")]
     NoCommand,
+    /// `image pull` without exactly one reference, `image rm` without any.
+    #[error("{0}")]
+    ImageArgs(&'static str),
+    /// `image load` without `--node`.
+    #[error("image load needs a node: swarmctl image load --node NODE [-i FILE]")]
+    LoadNeedsNode,
+    /// An `image load` the leader gave up streaming (too large, the client broke off).
+    #[error(transparent)]
+    ImageLoad(#[from] crate::dispatcher::LoadError),
     /// An exec stream whose first message does not say what to run.
     #[error("the first message of an exec stream must carry `start` (the task and command)")]
     ExecNoStart,

@@ -1,6 +1,7 @@
 //! The Control API served to `swarmctl`, one module per family as `swarmctl`'s own commands
 //! (`cli/src/ctl/`): `cluster`, `node`, `service`, `task`, `network`, and `relay`
-//! for the calls the leader relays to agents (logs, exec, balancer inspection).
+//! for the calls the leader relays to agents (logs, exec, balancer inspection), `image_ops` for
+//! the nodes' image stores.
 //!
 //! Reads are answered from this manager's store; writes go through raft (forwarded to the
 //! leader by [`Manager::write`]); calls only the leader answers well are forwarded once
@@ -11,6 +12,7 @@ mod cluster;
 mod error;
 mod exec_stream;
 mod image;
+mod image_ops;
 mod network;
 mod node;
 mod relay;
@@ -159,5 +161,28 @@ impl control_server::Control for ControlService {
 
     async fn inspect_lb(&self, req: Request<pb::InspectLbRequest>) -> R<pb::LbReport> {
         relay::inspect_lb(self, req).await
+    }
+
+    async fn list_images(&self, req: Request<pb::ImageRequest>) -> R<pb::ImageReport> {
+        image_ops::list(self, req).await
+    }
+
+    async fn pull_image(&self, req: Request<pb::ImageRequest>) -> R<pb::ImageReport> {
+        image_ops::pull(self, req).await
+    }
+
+    async fn remove_image(&self, req: Request<pb::ImageRequest>) -> R<pb::ImageReport> {
+        image_ops::remove(self, req).await
+    }
+
+    async fn prune_images(&self, req: Request<pb::ImageRequest>) -> R<pb::ImageReport> {
+        image_ops::prune(self, req).await
+    }
+
+    async fn load_image(
+        &self,
+        req: Request<tonic::Streaming<pb::ImageLoadChunk>>,
+    ) -> R<pb::ImageReport> {
+        image_ops::load(self, req).await
     }
 }

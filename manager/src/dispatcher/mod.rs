@@ -3,10 +3,12 @@
 //!
 //! * `relay`: requests the leader sends agents over their sessions and the replies.
 //! * `exec_session`: interactive execs, a client's stream paired with the agent's.
+//! * `image_relay`: `swarmctl image …` on a node, and `image load`'s upload paired likewise.
 //! * `status`: task status updates, batched into raft writes by a leader actor.
 
 mod assignments;
 mod exec_session;
+mod image_relay;
 mod relay;
 mod service;
 mod status;
@@ -14,6 +16,7 @@ mod tokens;
 
 pub use assignments::AssignmentSet;
 pub use exec_session::{relay_exec, AgentLeg, AttachError, FrameStream, EXEC_FRAMES};
+pub use image_relay::{ChunkStream, LoadError, UploadError, UploadLeg, UPLOAD_CHUNKS};
 pub use relay::{FromAgent, RelayError, ToAgent};
 pub use service::{by_node, DispatcherService, LEADER_ADDR_KEY};
 pub use status::{write_statuses, StatusError, STATUS_BATCH_MAX};
@@ -58,6 +61,7 @@ pub struct Dispatcher {
     statuses: status::Queue,
     relay: relay::Relay,
     exec_sessions: exec_session::ExecSessions,
+    uploads: image_relay::Uploads,
 }
 
 impl Dispatcher {
@@ -80,6 +84,7 @@ impl Dispatcher {
             statuses: status::Queue::new(cfg),
             relay: relay::Relay::default(),
             exec_sessions: exec_session::ExecSessions::default(),
+            uploads: image_relay::Uploads::default(),
         }
     }
 

@@ -26,6 +26,8 @@ pub enum ToAgent {
     Lb(pb::LbRequest),
     /// Start an interactive exec and attach it (see `exec_session`).
     ExecSession(pb::ExecSessionRequest),
+    /// List, pull, remove, prune or load images (see `image_relay`).
+    Image(pb::ImageOp),
 }
 
 /// An agent's answer to a [`ToAgent`] request.
@@ -38,6 +40,8 @@ pub enum FromAgent {
     Exec(pb::ExecResult),
     /// A balancer's table.
     Lb(pb::LbNodeReport),
+    /// What an image operation did.
+    Image(pb::ImageNodeReport),
 }
 
 impl FromAgent {
@@ -47,6 +51,7 @@ impl FromAgent {
             FromAgent::Logs(r) => &r.request_id,
             FromAgent::Exec(r) => &r.request_id,
             FromAgent::Lb(r) => &r.request_id,
+            FromAgent::Image(r) => &r.request_id,
         }
     }
 }
@@ -97,7 +102,7 @@ impl Relay {
     }
 
     #[cfg(test)]
-    fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         lock(&self.waiters).len()
     }
 }

@@ -78,6 +78,7 @@ impl DispatcherService {
             exec_request: None,
             lb_request: None,
             exec_session: None,
+            image_op: None,
         }
     }
 }
@@ -297,6 +298,7 @@ impl dispatcher_server::Dispatcher for DispatcherService {
                             ToAgent::Exec(er) => msg.exec_request = Some(er),
                             ToAgent::Lb(lr) => msg.lb_request = Some(lr),
                             ToAgent::ExecSession(es) => msg.exec_session = Some(es),
+                            ToAgent::Image(op) => msg.image_op = Some(op),
                         }
                         if tx.send(Ok(msg)).await.is_err() { break }
                         continue;
@@ -462,6 +464,35 @@ impl dispatcher_server::Dispatcher for DispatcherService {
         self.m.check_node(&req, &req.get_ref().node_id)?;
         self.m.dispatcher.deliver(FromAgent::Lb(req.into_inner()));
         Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn publish_image(
+        &self,
+        req: Request<pb::ImageNodeReport>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        self.m.check_node(&req, &req.get_ref().node_id)?;
+        self.m
+            .dispatcher
+            .deliver(FromAgent::Image(req.into_inner()));
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    type ImageUploadStream = ReceiverStream<Result<pb::ImageLoadChunk, Status>>;
+
+    /// An agent fetching the archive of an `image load` the leader asked of it: the node named
+    /// must be the caller's and the one the load was asked of.
+    #[instrument(skip_all)]
+    async fn image_upload(
+        &self,
+        req: Request<pb::ImageUploadRequest>,
+    ) -> Result<Response<Self::ImageUploadStream>, Status> {
+        self.m.check_node(&req, &req.get_ref().node_id)?;
+        let r = req.into_inner();
+        let (leg, rx) = mpsc::channel(super::UPLOAD_CHUNKS);
+        self.m
+            .dispatcher
+            .image_upload(&r.request_id, &r.node_id, leg)?;
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     async fn publish_logs(
