@@ -2,7 +2,8 @@
 # Installs the system packages Shoal's data plane needs, when they are missing (Debian/Ubuntu):
 # nftables (the `nft` program; the load balancer and NAT rules go through it) and iproute2; and
 # what the README's tour runs (deploy/tour.py): python3, curl, ping; the OCI runtimes that run
-# containers (runc, crun); and what builds and serves the demo images (deploy/images.sh,
+# containers (runc, crun) and tini (its static `tini-static` is `--init`'s PID 1, as Docker's
+# docker-init); and what builds and serves the demo images (deploy/images.sh,
 # deploy/registry.sh) and the image tests: umoci, skopeo, docker-registry, busybox-static,
 # mmdebstrap.
 # Safe to run twice. Needs root to install; without root it only reports what is missing.
@@ -16,6 +17,7 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)      # deploy/tour.py
 [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)  # pulls over HTTPS
 command -v runc >/dev/null 2>&1 || missing+=(runc)            # the default OCI runtime
 command -v crun >/dev/null 2>&1 || missing+=(crun)            # swarmd --oci-runtime crun
+[ -x /usr/bin/tini-static ] || missing+=(tini)                # --init: the containers' PID 1
 command -v umoci >/dev/null 2>&1 || missing+=(umoci)          # deploy/images.sh: OCI layouts
 command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)        # images.sh, registry.sh push
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry) # registry.sh, labs

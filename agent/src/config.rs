@@ -22,6 +22,15 @@ pub enum ConfigError {
     /// A registry flag (`--registry-mirror`, `--insecure-registry`, `--registry-auth`) is wrong.
     #[error("agent config: {0}")]
     Registry(#[from] shoal_image::registry::RegistryError),
+    /// `--init-path` names no file.
+    #[error("agent config: --init-path {}: {source}", path.display())]
+    InitPath {
+        /// The path given.
+        path: PathBuf,
+        /// Why it cannot be used.
+        #[source]
+        source: std::io::Error,
+    },
     /// A period or timeout of zero (a loop would spin, or nothing would ever be waited for).
     #[error("agent config: {field} must be more than zero")]
     Zero {
@@ -70,6 +79,9 @@ pub struct AgentConfig {
     // --- containers ---
     /// The OCI runtime containers run with (`--oci-runtime`): `runc`, `crun` or a path.
     pub oci_runtime: String,
+    /// The program `--init` containers run as PID 1 (`--init-path`); `None`: looked up
+    /// ([`oci::init_program::find`]).
+    pub init_path: Option<PathBuf>,
     /// How images are pulled (`--registry-mirror`, `--insecure-registry`, `--registry-auth`).
     pub registry: RegistryConfig,
     /// Longest an image pull may take (waiting for another task's pull of it included).
@@ -132,6 +144,7 @@ impl AgentConfig {
             data_plane: None,
             transport: Transport::Plain,
             oci_runtime: "runc".into(),
+            init_path: None,
             registry: RegistryConfig::default(),
             image_pull_timeout: oci::images::DEFAULT_PULL_TIMEOUT,
             image_gc_grace: oci::images::DEFAULT_GC_GRACE,
@@ -211,7 +224,30 @@ impl AgentConfig {
             });
         }
         self.registry.validate()?;
+        if let Some(path) = &self.init_path {
+            match std::fs::metadata(path) {
+                Ok(m) if m.is_file() => {}
+                Ok(_) => {
+                    return Err(ConfigError::InitPath {
+                        path: path.clone(),
+                        source: std::io::Error::other("not a file"),
+                    })
+                }
+                Err(source) => {
+                    return Err(ConfigError::InitPath {
+                        path: path.clone(),
+                        source,
+                    })
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// The program `--init` containers run as PID 1: `--init-path`, else the one found on
+    /// this node; `None` when there is none.
+    pub fn init_program(&self) -> Option<PathBuf> {
+        self.init_path.clone().or_else(oci::init_program::find)
     }
 
     /// Checks that the OCI runtime exists (`swarmd` refuses to start without it; the
@@ -278,5 +314,19 @@ mod tests {
         c.oci_runtime = "no-such-runtime-xyz".into();
         let e = c.check_oci_runtime().unwrap_err();
         assert!(e.to_string().contains("install runc or crun"), "{e}");
+        for bad in ["/nonexistent/tini", "/"] {
+            let mut c = cfg();
+            c.init_path = Some(bad.into());
+            let e = c.validate().unwrap_err();
+            assert!(
+                matches!(e, ConfigError::InitPath { .. }) && e.to_string().contains(bad),
+                "{e}"
+            );
+        }
+        let mut c = cfg();
+        let me = std::env::current_exe().unwrap();
+        c.init_path = Some(me.clone());
+        c.validate().unwrap();
+        assert_eq!(c.init_program(), Some(me));
     }
 }

@@ -191,4 +191,19 @@ pub enum Error {
     /// The container's init could not be watched (`pidfd_open`, `waitid`).
     #[error("watching the container's init process: {0}")]
     Pidfd(#[source] io::Error),
+    /// `--init` on a node that has no init program to bind into containers.
+    #[error("the service asks for --init but this node has no init program: install the tini package (its /usr/bin/tini-static) or start swarmd with --init-path")]
+    NoInit,
+    /// `--tty` where the executor has no program to hold the terminal (a bug of the caller:
+    /// `swarmd` always gives itself).
+    #[error("the service asks for --tty but this node cannot hold a container's terminal")]
+    NoConsoleProgram,
+    /// `--tty`: the process holding the container's terminal could not be set up.
+    #[error("the container's terminal (--tty): {0}")]
+    Console(#[source] io::Error),
+    /// `--tty` for `--runtime process`.
+    #[error(
+        "--tty is for containers: a process task gets no terminal (remove --tty or run an image)"
+    )]
+    TtyProcess,
 }

@@ -329,6 +329,12 @@ async fn drive(
                     // children with it).
                     if let Some(f) = on_end.take() {
                         f(true);
+                        // `runc exec`'s program, killed by its pid file: the runtime reaps it
+                        // and ends. Killed first, the runtime would leave the program to us (a
+                        // subreaper) as a zombie nobody reaps, and the container could never
+                        // stop: the init of a PID namespace, exiting, waits until every other
+                        // process of it is reaped (`zap_pid_ns_processes`, kernel/pid_namespace.c).
+                        let _ = tokio::time::timeout(DRAIN, child.wait()).await;
                     }
                     if let Some(pid) = child.id() {
                         kill_group(pid);

@@ -125,7 +125,7 @@ enum NoContainers {
 fn oci_executor(
     cfg: &AgentConfig,
     reporter: &Reporter,
-    init: Option<std::path::PathBuf>,
+    me: Option<std::path::PathBuf>,
 ) -> Result<(OciExecutor, Arc<NodeImages>), NoContainers> {
     let runtime = cfg.check_oci_runtime()?;
     let store = shoal_image::Store::open(cfg.image_dir())?;
@@ -146,8 +146,25 @@ fn oci_executor(
     .with_status(Arc::new(move |task: &str, msg: &str| {
         r.report(task, TaskState::Preparing, msg, "", None, 0)
     }));
-    if let Some(init) = init {
-        ex = ex.with_init(init);
+    match cfg.init_program() {
+        Some(init) => {
+            if let Ok(true) = crate::executor::oci::init_program::is_dynamic(&init) {
+                warn!(
+                    "the init program {} is dynamically linked: containers with --init run \
+                     only from images that have its C library (use tini-static)",
+                    init.display()
+                );
+            }
+            ex = ex.with_init(init);
+        }
+        None => warn!(
+            "no init program (install the tini package, or --init-path): containers with \
+             --init will fail"
+        ),
+    }
+    // `swarmd __console`: this very binary holds `--tty` containers' terminals.
+    if let Some(me) = me {
+        ex = ex.with_console_program(me);
     }
     Ok((ex, images))
 }
@@ -160,8 +177,7 @@ impl Agent {
         let mut executor = ProcessExecutor::new(cfg.state_dir.join("tasks"), cfg.node_id.clone())
             .with_hostname(cfg.hostname.clone())
             .with_timings(cfg.process);
-        // Sandboxed tasks, and containers run with `--init`, run under `swarmd __task-init`
-        // (this very binary) as their PID 1.
+        // Sandboxed tasks run under `swarmd __task-init` (this very binary) as their PID 1.
         let me = std::env::current_exe().ok();
         if let Some(dp) = &cfg.data_plane {
             dp.set_timings(cfg.network);

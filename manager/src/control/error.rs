@@ -30,6 +30,9 @@ pub enum ControlError {
     /// A service without an image.
     #[error("an image is required")]
     NoImage,
+    /// `--tty` on a `--runtime process` service (only containers get a terminal).
+    #[error("--tty is for containers: a --runtime process task gets no terminal (remove --tty, or run an image)")]
+    TtyProcess,
     /// `--replicas` above [`crate::MAX_REPLICAS`].
     #[error("--replicas {replicas} is too large (at most {max})")]
     TooManyReplicas {

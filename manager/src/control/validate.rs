@@ -27,6 +27,9 @@ pub fn service_spec(state: &State, spec: &mut ServiceSpec) -> Result<(), Control
                 .map_err(|e| ControlError::ImageDigest(spec.image_digest.clone(), e))?;
         }
     }
+    if spec.runtime == Runtime::Process && spec.tty {
+        return Err(ControlError::TtyProcess);
+    }
     if let ServiceMode::Replicated { replicas } = spec.mode {
         if replicas > crate::MAX_REPLICAS {
             return Err(ControlError::TooManyReplicas {
@@ -109,4 +112,39 @@ pub fn network_name(state: &State, name: &str) -> Result<(), ControlError> {
 /// The shared name rules of the model (`validate_name`).
 fn name(kind: NameKind, name: &str) -> Result<(), ControlError> {
     validate_name(kind, name).map_err(ControlError::Name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_terminal_is_for_containers_only() {
+        let state = State::default();
+        // (runtime, tty) → accepted
+        let cases = [
+            (Runtime::Container, false, true),
+            (Runtime::Container, true, true),
+            (Runtime::Process, false, true),
+            (Runtime::Process, true, false),
+        ];
+        for (runtime, tty, ok) in cases {
+            let mut spec = ServiceSpec {
+                name: "web".into(),
+                image: if runtime == Runtime::Process {
+                    "whoami".into()
+                } else {
+                    "nginx:alpine".into()
+                },
+                runtime,
+                tty,
+                ..Default::default()
+            };
+            let r = service_spec(&state, &mut spec);
+            assert_eq!(r.is_ok(), ok, "{runtime:?} tty {tty}: {r:?}");
+            if !ok {
+                assert_eq!(r.unwrap_err(), ControlError::TtyProcess);
+            }
+        }
+    }
 }

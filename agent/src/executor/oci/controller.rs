@@ -3,6 +3,8 @@
 //! ([`super::wait`]), a stop is `kill` with the image's stop signal then `KILL`, `remove` is
 //! `delete` and the bundle's removal, `exec` is the runtime's `exec` with the container's own
 //! process settings. After a restart the runtime's `state` tells which containers still run.
+//! `--init` binds the node's init program ([`super::init_program`]) as the container's PID 1;
+//! `--tty` gives the container a terminal held by a helper process ([`super::console`]).
 //!
 //! [`Executor::adoptable`] and [`Executor::sweep`] are synchronous in the seam: they run
 //! `runtime list` (and `delete` for leftovers) as blocking commands, a few milliseconds each.
@@ -16,6 +18,7 @@ use std::time::{Duration, SystemTime};
 use shoal_netlib::netns::CgroupJoin;
 use shoal_proto::model::Task;
 
+use super::console::{Console, Starting};
 use super::overlay::Overlay;
 use super::runtime::{ContainerStdio, Status};
 use super::spec::{self, ContainerConfig, ProcessConfig, STOP_SIGNAL_ANNOTATION};
@@ -41,6 +44,8 @@ enum State {
     Prepared {
         /// The cgroup files `create` joins (crun; empty for runc).
         procs: Vec<PathBuf>,
+        /// Whether its process has a terminal (`--tty`).
+        tty: bool,
     },
     /// Its init runs (or ran: the pidfd keeps how it ended).
     Running(Pidfd),
@@ -54,6 +59,8 @@ pub struct OciController {
     state: State,
     /// The signal that asks it to stop (the image's `StopSignal`, else `SIGTERM`).
     stop_signal: String,
+    /// `--tty`: the process holding its terminal.
+    console: Option<Console>,
 }
 
 impl Executor for OciExecutor {
@@ -63,6 +70,7 @@ impl Executor for OciExecutor {
             task_id: task_id.to_string(),
             state: State::New,
             stop_signal: "SIGTERM".into(),
+            console: None,
         })
     }
 
@@ -172,10 +180,26 @@ impl OciController {
         }
     }
 
+    /// The container ended: its last words on its terminal (`--tty`) reach the log before its
+    /// end is reported.
+    async fn drain_console(&mut self) {
+        if let Some(c) = &mut self.console {
+            if !c.drain(self.executor.inner.timings.console_drain).await {
+                tracing::debug!(task.id = %self.task_id, "the terminal's output still drains");
+            }
+        }
+    }
+
     /// Makes the bundle: image, `/etc` files, cgroups, overlay, `config.json`.
     async fn make_bundle(&mut self, task: &Task, sandbox: Option<&Sandbox>) -> Result<(), Error> {
         let ex = self.executor.clone();
         let inner = &ex.inner;
+        if task.spec.init && inner.init.is_none() {
+            return Err(Error::NoInit);
+        }
+        if task.spec.tty && inner.console.is_none() {
+            return Err(Error::NoConsoleProgram);
+        }
         let id = &task.id;
         let dir = ex.task_dir(id);
         let bundle = ex.bundle_dir(id);
@@ -207,6 +231,10 @@ impl OciController {
         let mut env = process.env;
         if !env.iter().any(|e| e.starts_with("HOME=")) {
             env.push(format!("HOME={}", user.home));
+        }
+        // As Docker does for `-t` (moby `container.CreateDaemonEnvironment`).
+        if task.spec.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".into());
         }
         if !image.stop_signal.is_empty() {
             self.stop_signal = image.stop_signal.clone();
@@ -261,9 +289,7 @@ impl OciController {
                 uid: user.uid,
                 gid: user.gid,
                 additional_gids: user.additional_gids,
-                // A detached container with a terminal needs a console socket: `--tty` is
-                // not wired yet (the process gets no terminal).
-                terminal: false,
+                terminal: task.spec.tty,
             },
             rootfs,
             hostname,
@@ -280,7 +306,10 @@ impl OciController {
             .map_err(Error::Spec)?
             .save(&path)
             .map_err(Error::Spec)?;
-        self.state = State::Prepared { procs };
+        self.state = State::Prepared {
+            procs,
+            tty: task.spec.tty,
+        };
         Ok(())
     }
 }
@@ -308,7 +337,8 @@ impl Controller for OciController {
 
     fn start(&mut self) -> BoxFuture<'_, Result<u32, Error>> {
         Box::pin(async move {
-            let State::Prepared { procs } = std::mem::replace(&mut self.state, State::New) else {
+            let State::Prepared { procs, tty } = std::mem::replace(&mut self.state, State::New)
+            else {
                 return Err(Error::NotPrepared);
             };
             let ex = &self.executor;
@@ -327,8 +357,18 @@ impl Controller for OciController {
                 stderr: open("stderr.log")?,
             };
             let join = (!procs.is_empty()).then(|| CgroupJoin::new(&procs));
+            let console = match (tty, &ex.inner.console) {
+                (false, _) => None,
+                (true, None) => return Err(Error::NoConsoleProgram),
+                (true, Some(program)) => Some(Starting::spawn(
+                    program,
+                    &bundle,
+                    &dir.join("stdout.log"),
+                    open("stderr.log")?,
+                )?),
+            };
             let rt = &ex.inner.runtime;
-            let pid = rt
+            let created = rt
                 .create(
                     id,
                     &bundle,
@@ -336,8 +376,28 @@ impl Controller for OciController {
                     &bundle.join("runtime.log"),
                     stdio,
                     join,
+                    console.as_ref().map(Starting::socket),
                 )
-                .await?;
+                .await;
+            let pid = match (created, console) {
+                (Ok(pid), None) => pid,
+                (Ok(pid), Some(c)) => match c.ready().await {
+                    Ok(c) => {
+                        self.console = Some(c);
+                        pid
+                    }
+                    Err(e) => {
+                        let _ = rt.delete(id, true).await;
+                        return Err(e);
+                    }
+                },
+                (Err(e), console) => {
+                    if let Some(c) = console {
+                        c.abort().await;
+                    }
+                    return Err(e.into());
+                }
+            };
             // Watched before it runs: its end cannot be missed (it is our zombie till then).
             let pidfd = Pidfd::open(pid).map_err(Error::Pidfd)?;
             if let Err(e) = rt.start(id).await {
@@ -372,6 +432,7 @@ impl Controller for OciController {
             {
                 self.stop_signal = sig;
             }
+            self.console = Console::adopt(&self.executor.bundle_dir(&self.task_id));
             self.state = State::Running(pidfd);
             Ok(Some(state.pid))
         })
@@ -379,10 +440,12 @@ impl Controller for OciController {
 
     fn wait(&mut self) -> BoxFuture<'_, Result<Exit, Error>> {
         Box::pin(async move {
-            match &mut self.state {
-                State::Running(p) => p.wait().await.map_err(Error::Pidfd),
+            let exit = match &mut self.state {
+                State::Running(p) => p.wait().await.map_err(Error::Pidfd)?,
                 State::New | State::Prepared { .. } => std::future::pending().await,
-            }
+            };
+            self.drain_console().await;
+            Ok(exit)
         })
     }
 
@@ -401,13 +464,17 @@ impl Controller for OciController {
                 // It may have ended meanwhile; the wait below tells.
                 tracing::debug!(task.id = %id, error = %e, "stop signal not sent");
             }
-            if let Ok(r) = tokio::time::timeout(grace, p.wait()).await {
-                return Ok(status(r.map_err(Error::Pidfd)?, 143));
-            }
-            if rt.kill(&id, "KILL").await.is_err() {
-                let _ = p.signal(libc::SIGKILL);
-            }
-            Ok(status(p.wait().await.map_err(Error::Pidfd)?, 137))
+            let code = match tokio::time::timeout(grace, p.wait()).await {
+                Ok(r) => status(r.map_err(Error::Pidfd)?, 143),
+                Err(_) => {
+                    if rt.kill(&id, "KILL").await.is_err() {
+                        let _ = p.signal(libc::SIGKILL);
+                    }
+                    status(p.wait().await.map_err(Error::Pidfd)?, 137)
+                }
+            };
+            self.drain_console().await;
+            Ok(code)
         })
     }
 
@@ -421,7 +488,9 @@ impl Controller for OciController {
             if p.exited().is_none() && rt.kill(&id, "KILL").await.is_err() {
                 let _ = p.signal(libc::SIGKILL);
             }
-            Ok(status(p.wait().await.map_err(Error::Pidfd)?, 137))
+            let code = status(p.wait().await.map_err(Error::Pidfd)?, 137);
+            self.drain_console().await;
+            Ok(code)
         })
     }
 
@@ -440,6 +509,9 @@ impl Controller for OciController {
                 let _ = tokio::time::timeout(Duration::from_secs(1), p.wait()).await;
             }
             self.state = State::New;
+            if let Some(c) = self.console.take() {
+                c.stop(ex.inner.timings.console_drain).await;
+            }
             if ex.agent_cgroups() {
                 let t = &ex.inner.timings;
                 let removed = ex

@@ -8,6 +8,7 @@
 //! <task dir>/bundle/rootfs/        the overlay: image dir (lower) + upper/ + work/ (overlay.rs)
 //! <task dir>/upper/, work/         the task's writes, removed with it
 //! <task dir>/bundle/init.pid       the container init's pid (runtime `--pid-file`)
+//! <task dir>/bundle/console.pid    `--tty`: the pid of the process holding its terminal
 //! <state>/…/<runtime root>/<id>/   the runtime's own state (runtime.rs, `--root`)
 //! ```
 //!
@@ -15,6 +16,8 @@
 //! * [`spec`]: `config.json` with Docker's defaults and Shoal's namespaces;
 //! * [`overlay`]: the root file system;
 //! * [`wait`]: waiting for a detached init (subreaper + pidfd);
+//! * [`init_program`]: `--init`'s PID 1 (tini, as Docker's `docker-init`);
+//! * [`console`]: `--tty`, the helper process that holds a container's terminal;
 //! * [`controller`]: the [`super::Controller`] and [`super::Executor`] implementations;
 //! * [`images`]: the [`ImageSource`] of production, the node's image store ([`StoreImages`]).
 //!
@@ -26,8 +29,10 @@
 //! `crun create` inside them, and runs crun with `--cgroup-manager=disabled`: the container
 //! inherits them.
 
+pub mod console;
 mod controller;
 pub mod images;
+pub mod init_program;
 pub mod overlay;
 pub mod runtime;
 pub mod spec;
@@ -85,6 +90,9 @@ pub struct Timings {
     pub cgroup_remove_retry: Duration,
     /// Leftover bundles younger than this are left alone by the sweep (a task being prepared).
     pub sweep_min_age: Duration,
+    /// `--tty`: how long a container's end waits for its terminal's last output to reach the
+    /// log, and a removal for the process holding the terminal to end (then it is killed).
+    pub console_drain: Duration,
 }
 
 impl Default for Timings {
@@ -93,6 +101,7 @@ impl Default for Timings {
             cgroup_remove_patience: Duration::from_millis(500),
             cgroup_remove_retry: Duration::from_millis(20),
             sweep_min_age: Duration::from_secs(5),
+            console_drain: Duration::from_secs(2),
         }
     }
 }
@@ -112,6 +121,7 @@ struct Inner {
     node_id: String,
     hostname: Option<String>,
     init: Option<PathBuf>,
+    console: Option<PathBuf>,
     timings: Timings,
     status: Option<Status>,
 }
@@ -158,6 +168,7 @@ impl OciExecutor {
                 node_id,
                 hostname: None,
                 init: None,
+                console: None,
                 timings: Timings::default(),
                 status: None,
             }),
@@ -189,11 +200,17 @@ impl OciExecutor {
     }
 
     /// Runs containers whose service asks for it (`--init`) under `init_program` as PID 1
-    /// (Docker's `--init`): `swarmd`, which
-    /// runs [`super::init`] when called with [`super::init::ARG`], bound into the container, so
-    /// it must run there: linked statically.
+    /// (Docker's `--init`, see [`init_program`]): bound into the container, so it must run
+    /// there: linked statically (`tini-static`). Without it, such tasks fail ([`Error::NoInit`]).
     pub fn with_init(self, init_program: PathBuf) -> Self {
         self.with(|i| i.init = Some(init_program))
+    }
+
+    /// Gives containers whose service asks for it (`--tty`) a terminal held by `program
+    /// __console LOG` (`swarmd`, which runs [`console::run`] when called with [`console::ARG`]).
+    /// Without it, such tasks fail ([`Error::NoConsoleProgram`]).
+    pub fn with_console_program(self, program: PathBuf) -> Self {
+        self.with(|i| i.console = Some(program))
     }
 
     /// Sends what a task's preparation is doing (the image's pull progress) to `sink`: the

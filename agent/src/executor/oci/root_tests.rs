@@ -27,7 +27,7 @@ impl Busybox {
         std::fs::create_dir_all(root.join("bin")).unwrap();
         std::fs::create_dir_all(root.join("etc")).unwrap();
         std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-        for applet in ["sh", "hostname", "cat", "sleep", "ip", "echo", "stty"] {
+        for applet in ["sh", "hostname", "cat", "sleep", "ip", "echo", "stty", "tr"] {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
         }
         std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
@@ -487,10 +487,28 @@ async fn an_interactive_exec_on_a_terminal_and_on_pipes() {
         let code = until(&mut s, &mut seen, "\u{0}never", None).await;
         assert_eq!((seen.as_str(), code), ("abc", Some(0)), "{runtime}");
 
-        // TODO(i17): the caller leaving kills the program by the runtime's pid file; a check
-        // scanning /proc hung here (a cmdline read), so it is not tested in a container yet.
+        // The caller leaving kills the program (by the runtime's pid file: it is not our
+        // child), on a terminal and on pipes.
+        for tty in [true, false] {
+            let s = ctl
+                .exec_interactive(&spec(&["sleep", "1000"], tty))
+                .await
+                .unwrap();
+            let pid = exec_pid(&env.ex.bundle_dir(&t.id)).await;
+            let mut p = wait::Pidfd::open(pid).unwrap();
+            drop(s);
+            tokio::time::timeout(Duration::from_secs(20), p.wait())
+                .await
+                .unwrap_or_else(|_| panic!("{runtime}: tty {tty}: exec'd {pid} still runs"))
+                .unwrap();
+        }
 
-        ctl.terminate().await.unwrap();
+        // The container stops: no zombie of its PID namespace is left unreaped (its init,
+        // exiting, would wait for it).
+        tokio::time::timeout(Duration::from_secs(20), ctl.terminate())
+            .await
+            .unwrap_or_else(|_| panic!("{runtime}: the container does not stop"))
+            .unwrap();
         ctl.remove().await;
         env.assert_clean(&t.id);
     }
@@ -555,5 +573,203 @@ async fn an_orphan_of_the_containers_namespace_does_not_keep_it_from_ending() {
         assert!(code.is_some(), "{runtime}: {code:?}");
         ctl.remove().await;
         env.assert_clean(&t.id);
+    }
+}
+
+/// The pid the runtime wrote for the one exec running in `bundle` (`exec-*.pid`), once written
+/// (within 20 s).
+async fn exec_pid(bundle: &Path) -> u32 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let pids: Vec<u32> = std::fs::read_dir(bundle)
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                let n = e.file_name().to_string_lossy().to_string();
+                n.starts_with("exec-") && n.ends_with(".pid")
+            })
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .filter_map(|t| t.trim().parse().ok())
+            .collect();
+        match pids[..] {
+            [pid] => return pid,
+            [] => {}
+            _ => panic!("several execs: {pids:?}"),
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no exec pid file in {}",
+            bundle.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits (at most 20 s) until task `id`'s stdout log holds `want`; returns the log.
+async fn log_until(ex: &OciExecutor, id: &str, want: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = text(ex.read_log(id, "stdout", 0).unwrap());
+        if out.contains(want) {
+            return out;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {want:?} in the log: {out:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[ignore = "needs root"]
+#[tokio::test]
+async fn init_is_pid_1_and_forwards_the_stop_signal() {
+    if !root() {
+        return;
+    }
+    let tini = init_program::find().expect("no init program: install the tini package");
+    let ns = Netns::new();
+    let sandbox = ns.sandbox();
+    for runtime in RUNTIMES {
+        let mut env = Env::new(runtime);
+        env.ex = env.ex.clone().with_init(tini.clone());
+        // `sleep` has no SIGTERM handler: as PID 1 it would ignore the stop signal and only
+        // the SIGKILL after the grace would end it (137); under the init it dies of it (143).
+        let mut t = env.task(&[
+            "sh",
+            "-c",
+            "echo pid $$ ppid $PPID; echo init $(tr '\\0' ' ' </proc/1/cmdline); exec sleep 1000",
+        ]);
+        t.spec.init = true;
+        let mut ctl = env.ex.controller(&t.id);
+        ctl.prepare(&t, Some(&sandbox)).await.unwrap();
+        ctl.start().await.unwrap();
+        let out = log_until(&env.ex, &t.id, "init ").await;
+        assert!(
+            out.contains("init /sbin/docker-init -- sh -c"),
+            "{runtime}: PID 1: {out}"
+        );
+        assert!(
+            out.contains(" ppid 1\n") && !out.contains("pid 1 "),
+            "{runtime}: the program is the init's child: {out}"
+        );
+        let code = ctl.shutdown(Duration::from_secs(20)).await.unwrap();
+        assert_eq!(code, Some(143), "{runtime}: SIGTERM reached sleep");
+        ctl.remove().await;
+        env.assert_clean(&t.id);
+
+        // A node without an init program: a task error, nothing left.
+        let bare = Env::executor(env.dir.path(), runtime, env.images.clone());
+        let mut t = env.task(&["sleep", "1"]);
+        t.spec.init = true;
+        let mut ctl = bare.controller(&t.id);
+        let e = ctl.prepare(&t, Some(&sandbox)).await.unwrap_err();
+        assert!(matches!(e, Error::NoInit), "{runtime}: {e}");
+        assert!(e.to_string().contains("tini"), "{e}");
+        ctl.remove().await;
+        env.assert_clean(&t.id);
+    }
+}
+
+/// Where [`console_helper`] finds the log it is to write (it is run as a test).
+const CONSOLE_LOG_ENV: &str = "SHOAL_TEST_CONSOLE_LOG";
+
+/// `swarmd __console` played by this test binary: a script in `dir` that runs
+/// [`console_helper`] with the helper's stdin and stderr, its answer on the script's stdout
+/// moved to fd 3 (the test harness prints on stdout).
+fn console_program(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let me = std::env::current_exe().unwrap();
+    let script = dir.join("console-helper");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = {arg} ] || exit 2\n\
+             {CONSOLE_LOG_ENV}=\"$2\" exec {me} --exact \
+             executor::oci::root_tests::console_helper --ignored --test-threads=1 3>&1 1>/dev/null\n",
+            arg = console::ARG,
+            me = me.display(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+/// Not a test: the helper process of [`console_program`], which runs this binary with this
+/// test alone; without [`CONSOLE_LOG_ENV`] (a run of every ignored test) it does nothing.
+#[ignore = "the --tty tests' helper process"]
+#[test]
+fn console_helper() {
+    let Ok(log) = std::env::var(CONSOLE_LOG_ENV) else {
+        return;
+    };
+    let ack = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/self/fd/3")
+        .unwrap();
+    std::process::exit(console::serve(Path::new(&log), ack));
+}
+
+#[ignore = "needs root"]
+#[tokio::test]
+async fn a_tty_container_logs_its_terminal_across_a_restart() {
+    if !root() {
+        return;
+    }
+    let ns = Netns::new();
+    let sandbox = ns.sandbox();
+    for runtime in RUNTIMES {
+        let mut env = Env::new(runtime);
+        let helper = console_program(env.dir.path());
+        env.ex = env.ex.clone().with_console_program(helper.clone());
+        let mut t = env.task(&[
+            "sh",
+            "-c",
+            "[ -t 1 ] && echo tty; [ -t 0 ] && echo stdin too; echo term $TERM; stty size; \
+             trap 'echo bye; exit 7' TERM; echo ready; while true; do sleep 0.1; done",
+        ]);
+        t.spec.tty = true;
+        let mut ctl = env.ex.controller(&t.id);
+        ctl.prepare(&t, Some(&sandbox)).await.unwrap();
+        let pid = ctl.start().await.unwrap();
+        let out = log_until(&env.ex, &t.id, "ready").await;
+        for want in ["tty\n", "stdin too\n", "term xterm\n", "24 80\n"] {
+            assert!(out.contains(want), "{runtime}: {want:?} in {out:?}");
+        }
+        assert!(!out.contains('\r'), "{runtime}: {out:?}");
+        let bundle = env.ex.bundle_dir(&t.id);
+        let console_pid: u32 = std::fs::read_to_string(bundle.join("console.pid"))
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+
+        // A restart: the agent is gone, the helper still holds the terminal and is found again.
+        drop(ctl);
+        let ex =
+            Env::executor(env.dir.path(), runtime, env.images.clone()).with_console_program(helper);
+        let mut ctl = ex.controller(&t.id);
+        assert_eq!(ctl.adopt().await.unwrap(), Some(pid), "{runtime}");
+        let code = ctl.shutdown(Duration::from_secs(20)).await.unwrap();
+        assert_eq!(code, Some(7), "{runtime}");
+        ctl.wait().await.unwrap();
+        let out = text(ex.read_log(&t.id, "stdout", 0).unwrap());
+        assert!(
+            out.ends_with("bye"),
+            "{runtime}: copied after the restart: {out:?}"
+        );
+        ctl.remove().await;
+        env.assert_clean(&t.id);
+        let gone = wait::Pidfd::open(console_pid).map(|p| p.pid());
+        assert!(
+            gone.as_ref()
+                .is_err_and(|e| e.raw_os_error() == Some(libc::ESRCH)),
+            "{runtime}: the helper {console_pid} is gone: {gone:?}"
+        );
+        let err = text(ex.read_log(&t.id, "stderr", 0).unwrap());
+        assert!(err.is_empty(), "{runtime}: the helper said {err:?}");
     }
 }

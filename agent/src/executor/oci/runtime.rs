@@ -285,7 +285,10 @@ impl Runtime {
     /// for `start`; returns the init's pid. The init keeps `stdio` as its standard output and
     /// error (the runtime is given them as its own), and starts in the cgroups of `join` when
     /// given (the runtime process moves itself there between `fork` and `exec`). The runtime's
-    /// own messages go to `log` too, whose tail is the error's text.
+    /// own messages go to `log` too, whose tail is the error's text. A container whose process
+    /// has a terminal needs `console_socket` (`--console-socket`): the runtime sends the
+    /// terminal's master there (see [`super::console`]).
+    #[allow(clippy::too_many_arguments)]
     pub async fn create(
         &self,
         id: &str,
@@ -294,16 +297,18 @@ impl Runtime {
         log: &Path,
         stdio: ContainerStdio,
         join: Option<CgroupJoin>,
+        console_socket: Option<&Path>,
     ) -> Result<u32, Error> {
         let _ = std::fs::remove_file(pid_file);
         let mut c = self.command("create", Some(log));
         c.arg("--bundle")
             .arg(bundle)
             .arg("--pid-file")
-            .arg(pid_file)
-            .arg(id)
-            .stdout(stdio.stdout)
-            .stderr(stdio.stderr);
+            .arg(pid_file);
+        if let Some(s) = console_socket {
+            c.arg("--console-socket").arg(s);
+        }
+        c.arg(id).stdout(stdio.stdout).stderr(stdio.stderr);
         if let Some(join) = join {
             join_cgroups(&mut c, join);
         }

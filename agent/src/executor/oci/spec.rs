@@ -105,14 +105,15 @@ pub struct ContainerConfig {
     pub cgroup_ns: bool,
     /// The image's stop signal, kept as an annotation.
     pub stop_signal: Option<String>,
-    /// `--init`: this program (Shoal's init, [`crate::executor::init`]: `swarmd` linked
-    /// statically, since the image may have no C library) is bound read-only at
-    /// [`INIT_PATH`] and runs as PID 1, the task's process as its child.
+    /// `--init`: this program (tini's static build, as Docker's `docker-init`: the image may
+    /// have no C library) is bound read-only at [`INIT_PATH`] and runs as PID 1, the task's
+    /// process as its child: `docker-init -- PROGRAM ARGS…`.
     pub init: Option<PathBuf>,
 }
 
-/// Where `--init`'s program is bound in the container.
-pub const INIT_PATH: &str = "/sbin/shoal-init";
+/// Where `--init`'s program is bound in the container (Docker's path: an image's tooling may
+/// look for it there).
+pub const INIT_PATH: &str = "/sbin/docker-init";
 
 fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount, OciSpecError> {
     MountBuilder::default()
@@ -300,11 +301,7 @@ pub fn build(c: &ContainerConfig) -> Result<Spec, OciSpecError> {
                 .options(vec!["bind".to_string(), "ro".to_string()])
                 .build()?,
         );
-        let mut args = vec![
-            INIT_PATH.to_string(),
-            crate::executor::init::ARG.to_string(),
-            "--".to_string(),
-        ];
+        let mut args = vec![INIT_PATH.to_string(), "--".to_string()];
         args.append(&mut process_config.args);
         process_config.args = args;
     }

@@ -253,32 +253,49 @@ fn a_missing_runtime_is_a_clear_error() {
 }
 
 #[test]
-fn init_runs_the_process_as_its_child() {
-    let mut c = config();
-    c.init = Some("/usr/local/bin/swarmd".into());
-    let s = spec::build(&c).unwrap();
-    let args = s.process().as_ref().unwrap().args().clone().unwrap();
-    assert_eq!(
-        args,
-        [
-            spec::INIT_PATH,
-            crate::executor::init::ARG,
-            "--",
-            "/bin/sh",
-            "-c",
-            "echo hi"
-        ]
-    );
-    let m = s
-        .mounts()
-        .as_ref()
-        .unwrap()
-        .iter()
-        .find(|m| m.destination() == Path::new(spec::INIT_PATH))
-        .unwrap();
-    assert_eq!(
-        m.source().as_deref(),
-        Some(Path::new("/usr/local/bin/swarmd"))
-    );
-    assert!(m.options().as_ref().unwrap().contains(&"ro".to_string()));
+fn init_and_terminal_in_the_spec() {
+    let tini = Path::new("/usr/bin/tini-static");
+    // (init program, terminal) → (argv, init bound read-only, process.terminal)
+    let cases: [(Option<&Path>, bool, &[&str]); 4] = [
+        (None, false, &["/bin/sh", "-c", "echo hi"]),
+        (None, true, &["/bin/sh", "-c", "echo hi"]),
+        (
+            Some(tini),
+            false,
+            &["/sbin/docker-init", "--", "/bin/sh", "-c", "echo hi"],
+        ),
+        (
+            Some(tini),
+            true,
+            &["/sbin/docker-init", "--", "/bin/sh", "-c", "echo hi"],
+        ),
+    ];
+    for (init, terminal, want) in cases {
+        let mut c = config();
+        c.init = init.map(Path::to_path_buf);
+        c.process.terminal = terminal;
+        let s = spec::build(&c).unwrap();
+        let p = s.process().as_ref().unwrap();
+        let case = format!("init {init:?}, terminal {terminal}");
+        assert_eq!(p.args().clone().unwrap(), want, "{case}");
+        assert_eq!(p.terminal(), Some(terminal), "{case}");
+        let bound = s
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.destination() == Path::new(spec::INIT_PATH));
+        match (init, bound) {
+            (None, None) => {}
+            (Some(init), Some(m)) => {
+                assert_eq!(m.source().as_deref(), Some(init), "{case}");
+                assert_eq!(m.typ().as_deref(), Some("bind"), "{case}");
+                assert!(
+                    m.options().as_ref().unwrap().contains(&"ro".to_string()),
+                    "{case}: read-only"
+                );
+            }
+            (init, m) => panic!("{case}: init {init:?} but bound {m:?}"),
+        }
+    }
 }

@@ -90,6 +90,10 @@ impl Controller for ProcessController {
         sandbox: Option<&'a Sandbox>,
     ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
+            // The managers refuse such a service; one created by an older manager fails here.
+            if task.spec.tty {
+                return Err(Error::TtyProcess);
+            }
             let prepared = self.executor.prepare(task, sandbox)?;
             self.sandboxed = sandbox.is_some();
             self.state = State::Prepared(Box::new((task.clone(), prepared)));

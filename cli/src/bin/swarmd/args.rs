@@ -88,6 +88,11 @@ pub struct Args {
     /// (`--runtime process` tasks still run).
     #[arg(long, default_value = "runc", value_name = "NAME|PATH")]
     pub oci_runtime: String,
+    /// The init `--init` containers run as PID 1, as dockerd's `--init-path`: a statically
+    /// linked program taking `-- PROGRAM ARGS…` (tini). Default: `tini-static` or
+    /// `docker-init` in PATH, else /usr/bin/tini-static (Debian package `tini`).
+    #[arg(long, value_name = "PATH")]
+    pub init_path: Option<PathBuf>,
     /// A mirror for a registry, tried before it, as dockerd's `registry-mirrors`:
     /// `docker.io=http://198.18.0.254:5000` (repeatable; several mirrors of one registry are
     /// tried in order). An `http://` mirror is spoken to over plain HTTP.

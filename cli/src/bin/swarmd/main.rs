@@ -36,6 +36,11 @@ fn main() {
         };
         std::process::exit(shoal_agent::executor::init::run(rest));
     }
+    // `swarmd __console LOG`: holds a `--tty` container's terminal (see the agent's
+    // executor::oci::console), not a node daemon.
+    if argv.get(1).map(String::as_str) == Some(shoal_agent::executor::oci::console::ARG) {
+        std::process::exit(shoal_agent::executor::oci::console::run(&argv[2..]));
+    }
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -103,6 +108,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     agent_cfg.data_plane = dataplane::build(&node).await?;
     agent_cfg.transport = node.transport.clone();
     agent_cfg.oci_runtime = node.args.oci_runtime.clone();
+    agent_cfg.init_path = node.args.init_path.clone();
     agent_cfg.registry = node.registry.clone();
     agent_cfg.validate()?;
     let agent = Agent::new(agent_cfg);
