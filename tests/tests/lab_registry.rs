@@ -142,6 +142,49 @@ fn lab_registry_serves_the_demo_images() {
     );
     assert!(tags.stdout.contains("\"latest\""), "{tags}");
 
+    // `swarmctl image pull` on every node, through docker.io's mirror (the lab's registry):
+    // each node says it pulled, and its store lists the image with the registry's digest.
+    let pull = lab.swarmctl_ok(&["image", "pull", "shoal/whoami"]);
+    for node in ["manager1", "worker1"] {
+        assert!(
+            pull.lines().any(|l| l.starts_with(&format!("{node}: "))
+                && l.contains("shoal/whoami")
+                && l.ends_with(": Pull complete")),
+            "{pull}"
+        );
+    }
+    let digest = pull
+        .lines()
+        .find_map(|l| l.split_once(": Digest: ").map(|(_, d)| d.trim().to_string()))
+        .unwrap_or_else(|| panic!("no digest in {pull}"));
+    let head = lab.on_node(
+        "manager1",
+        &[
+            "curl",
+            "-sfI",
+            "--max-time",
+            "5",
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json",
+            &format!("http://{REGISTRY}/v2/shoal/whoami/manifests/latest"),
+        ],
+    );
+    assert!(
+        head.stdout.to_lowercase().contains(&format!("docker-content-digest: {digest}")),
+        "the pulled digest {digest} is not the registry's: {head}"
+    );
+    let ls = lab.swarmctl_ok(&["image", "ls", "--node", "worker1", "--digests"]);
+    assert!(
+        ls.lines().any(|l| l.contains("shoal/whoami") && l.contains(&digest)),
+        "{ls}"
+    );
+    // An image the registry does not have: the node's error, nothing added.
+    let nope = lab.swarmctl(&["image", "pull", "--node", "worker1", "shoal/nope"]);
+    assert!(!nope.success(), "{nope}");
+    assert!(nope.stderr.contains("worker1"), "{nope}");
+    let ls2 = lab.swarmctl_ok(&["image", "ls", "--node", "worker1", "--digests"]);
+    assert_eq!(ls2, ls, "a failed pull changed the store");
+
     // Gone (a crash): `lab start` of a node brings it back, with its images.
     Command::new("kill")
         .args(["-KILL", &pid.to_string()])
