@@ -155,7 +155,10 @@ fn lab_registry_serves_the_demo_images() {
     }
     let digest = pull
         .lines()
-        .find_map(|l| l.split_once(": Digest: ").map(|(_, d)| d.trim().to_string()))
+        .find_map(|l| {
+            l.split_once(": Digest: ")
+                .map(|(_, d)| d.trim().to_string())
+        })
         .unwrap_or_else(|| panic!("no digest in {pull}"));
     let head = lab.on_node(
         "manager1",
@@ -170,12 +173,15 @@ fn lab_registry_serves_the_demo_images() {
         ],
     );
     assert!(
-        head.stdout.to_lowercase().contains(&format!("docker-content-digest: {digest}")),
+        head.stdout
+            .to_lowercase()
+            .contains(&format!("docker-content-digest: {digest}")),
         "the pulled digest {digest} is not the registry's: {head}"
     );
     let ls = lab.swarmctl_ok(&["image", "ls", "--node", "worker1", "--digests"]);
     assert!(
-        ls.lines().any(|l| l.contains("shoal/whoami") && l.contains(&digest)),
+        ls.lines()
+            .any(|l| l.contains("shoal/whoami") && l.contains(&digest)),
         "{ls}"
     );
     // An image the registry does not have: the node's error, nothing added.

@@ -31,6 +31,7 @@
 
 pub mod console;
 mod controller;
+mod exec;
 pub mod images;
 pub mod init_program;
 pub mod overlay;
