@@ -189,6 +189,26 @@ impl Lab {
         out.stdout
     }
 
+    /// `lab up` with `managers` and `workers` on this lab's subnet, its registry loaded with
+    /// the demo images at `images` ([`demo_images`]); `lab up`'s output.
+    pub fn up_with_images(&self, managers: u32, workers: u32, images: &Path) -> String {
+        let (m, w) = (managers.to_string(), workers.to_string());
+        let images = images.display().to_string();
+        self.lab_ok(
+            &["up"],
+            &[
+                "--managers",
+                &m,
+                "--workers",
+                &w,
+                "--subnet",
+                &self.subnet,
+                "--images",
+                &images,
+            ],
+        )
+    }
+
     /// `lab.json`.
     pub fn file(&self) -> serde_json::Value {
         let p = self.dir().join("lab.json");
@@ -268,4 +288,30 @@ pub fn interfaces(proc_net_dev: &str) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// The demo images' OCI layout (`deploy/images.sh`): `$SHOAL_IMAGE_CACHE/oci`, by default
+/// `/var/tmp/shoal-images/oci`.
+pub fn demo_images() -> PathBuf {
+    std::env::var_os("SHOAL_IMAGE_CACHE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/shoal-images"))
+        .join("oci")
+}
+
+/// [`demo_images`] when they are built; otherwise `None` after saying why (a failure under CI,
+/// which builds them first).
+pub fn demo_images_or_skip() -> Option<PathBuf> {
+    let layout = demo_images();
+    if layout.join("index.json").is_file() {
+        return Some(layout);
+    }
+    let msg = format!(
+        "no demo images in {}: run deploy/images.sh (as root) first",
+        layout.display()
+    );
+    assert!(std::env::var_os("CI").is_none(), "{msg}");
+    eprintln!("skipped: {msg}");
+    None
 }

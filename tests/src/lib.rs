@@ -36,6 +36,6 @@ mod wait;
 pub use bins::{bin, bin_dir};
 pub use cluster::{Cluster, NodeProc, Timings};
 pub use ports::{free_port, FixedPort};
-pub use run::{run, Output};
+pub use run::{kill_on_fail, run, Output};
 pub use views::{NetworkView, NodeView, ServiceView, TaskView};
 pub use wait::{wait_for, wait_until, POLL};

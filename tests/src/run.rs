@@ -110,3 +110,19 @@ pub(crate) fn describe(cmd: &Command) -> String {
     }
     s
 }
+
+/// A guard that kills process `pid` (one the test started, by its pid) if the test panics
+/// before the process exits; nothing otherwise.
+pub fn kill_on_fail(pid: u32) -> impl Drop {
+    struct Guard(u32);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", &self.0.to_string()])
+                    .status();
+            }
+        }
+    }
+    Guard(pid)
+}

@@ -3,7 +3,7 @@
 
 use nix::pty::{openpty, Winsize};
 use nix::sys::termios::{tcgetattr, LocalFlags};
-use shoal_tests::{bin, wait_until, Cluster};
+use shoal_tests::{bin, kill_on_fail, wait_until, Cluster};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
@@ -75,7 +75,7 @@ fn an_interactive_terminal_through_a_follower_and_the_leader() {
     let mut master = std::fs::File::from(pty.master);
     let mut type_in = |s: &str| master.write_all(s.as_bytes()).unwrap();
     let seen_has = |s: &str| seen.lock().unwrap().contains(s);
-    let kill_on_fail = scopeguard(child.id());
+    let guard = kill_on_fail(child.id());
 
     // The remote shell's prompt: the session is up.
     wait_until("the remote shell's prompt", WAIT, || {
@@ -130,28 +130,13 @@ fn an_interactive_terminal_through_a_follower_and_the_leader() {
     });
     assert_eq!(status.unwrap().code(), Some(3), "{}", seen.lock().unwrap());
     assert!(seen_has("hi\r\n"));
-    drop(kill_on_fail);
+    drop(guard);
 
     // And its terminal is as it found it.
     let after = tcgetattr(&pty.slave).unwrap();
     assert!(after
         .local_flags
         .contains(LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::ISIG));
-}
-
-/// Kills swarmctl (by its pid) if the test fails before it exits.
-fn scopeguard(pid: u32) -> impl Drop {
-    struct Guard(u32);
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            if std::thread::panicking() {
-                let _ = Command::new("kill")
-                    .args(["-9", &self.0.to_string()])
-                    .status();
-            }
-        }
-    }
-    Guard(pid)
 }
 
 #[test]
@@ -184,7 +169,7 @@ fn the_remote_program_is_killed_when_swarmctl_goes_away() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let kill_on_fail = scopeguard(child.id());
+    let guard = kill_on_fail(child.id());
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"echo $$; exec sleep 1234\n").unwrap();
     let mut out = child.stdout.take().unwrap();
@@ -200,7 +185,7 @@ fn the_remote_program_is_killed_when_swarmctl_goes_away() {
     });
     child.kill().unwrap();
     child.wait().unwrap();
-    drop(kill_on_fail);
+    drop(guard);
     wait_until("the remote program to be killed", WAIT, || {
         std::fs::read_to_string(proc.join("cmdline")).map_or(true, |c| !c.contains("1234"))
     });

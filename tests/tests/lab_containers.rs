@@ -12,7 +12,7 @@
 //! lab's own addresses, and only while its link is up.
 
 use shoal_netlib::root::root_or_skip;
-use shoal_tests::lab::Lab;
+use shoal_tests::lab::{demo_images, demo_images_or_skip, Lab};
 use shoal_tests::{run, wait_for, NodeView, Output, TaskView};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,14 +24,6 @@ use std::time::{Duration, Instant};
 const SUBNET: &str = "198.19.236.0/24";
 const REGISTRY: &str = "198.19.236.254:5000";
 const MEMORY: u64 = 64 << 20;
-
-fn layout() -> PathBuf {
-    std::env::var_os("SHOAL_IMAGE_CACHE")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/shoal-images"))
-        .join("oci")
-}
 
 /// Elapsed seconds since `t0`, for the timings printed along the way.
 fn at(t0: Instant) -> f64 {
@@ -210,7 +202,7 @@ fn push(image: &str, dest: &str) {
             "copy",
             "--quiet",
             "--dest-tls-verify=false",
-            &format!("oci:{}:{image}", layout().display()),
+            &format!("oci:{}:{image}", demo_images().display()),
             &format!("docker://{REGISTRY}/{dest}"),
         ]),
         Duration::from_secs(60),
@@ -242,31 +234,13 @@ fn containers_limits_logs_adoption_errors_pinning_and_mesh() {
     if !root_or_skip() {
         return;
     }
-    if !layout().join("index.json").is_file() {
-        let msg = format!(
-            "no demo images in {}: run deploy/images.sh (as root) first",
-            layout().display()
-        );
-        assert!(std::env::var_os("CI").is_none(), "{msg}");
-        eprintln!("skipped: {msg}");
+    let Some(images) = demo_images_or_skip() else {
         return;
-    }
+    };
     let t0 = Instant::now();
     let mut lab = Lab::new();
     lab.subnet = SUBNET.into();
-    lab.lab_ok(
-        &["up"],
-        &[
-            "--managers",
-            "1",
-            "--workers",
-            "2",
-            "--subnet",
-            &lab.subnet,
-            "--images",
-            &layout().display().to_string(),
-        ],
-    );
+    lab.up_with_images(1, 2, &images);
     eprintln!("[{:>5.1}s] lab up", at(t0));
     let nodes: Vec<(String, String)> = lab.file()["nodes"]
         .as_array()

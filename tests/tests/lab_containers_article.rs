@@ -14,13 +14,12 @@
 use nix::pty::{openpty, Winsize};
 use nix::sys::termios::{tcgetattr, LocalFlags};
 use shoal_netlib::root::root_or_skip;
-use shoal_tests::lab::Lab;
-use shoal_tests::{bin, wait_for, NetworkView, NodeView, Output, TaskView};
+use shoal_tests::lab::{demo_images_or_skip, Lab};
+use shoal_tests::{bin, kill_on_fail, wait_for, NetworkView, NodeView, Output, TaskView};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Write};
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,14 +29,6 @@ use std::time::{Duration, Instant};
 const SUBNET: &str = "198.19.232.0/24";
 const NODES: [&str; 5] = ["manager1", "manager2", "manager3", "worker1", "worker2"];
 const WAIT: Duration = Duration::from_secs(20);
-
-fn layout() -> PathBuf {
-    std::env::var_os("SHOAL_IMAGE_CACHE")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/shoal-images"))
-        .join("oci")
-}
 
 /// Elapsed seconds since `t0`, for the timings printed along the way.
 fn at(t0: Instant) -> f64 {
@@ -157,52 +148,19 @@ fn last_lines(screen: &str) -> String {
     format!("the terminal's last lines:\n{tail}")
 }
 
-/// Kills the process (by its pid) if the test fails before it exits.
-fn kill_on_fail(pid: u32) -> impl Drop {
-    struct Guard(u32);
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            if std::thread::panicking() {
-                let _ = Command::new("kill")
-                    .args(["-9", &self.0.to_string()])
-                    .status();
-            }
-        }
-    }
-    Guard(pid)
-}
-
 #[ignore = "needs root"]
 #[test]
 fn article_sections_3_2_to_3_4_with_containers() {
     if !root_or_skip() {
         return;
     }
-    if !layout().join("index.json").is_file() {
-        let msg = format!(
-            "no demo images in {}: run deploy/images.sh (as root) first",
-            layout().display()
-        );
-        assert!(std::env::var_os("CI").is_none(), "{msg}");
-        eprintln!("skipped: {msg}");
+    let Some(images) = demo_images_or_skip() else {
         return;
-    }
+    };
     let t0 = Instant::now();
     let mut lab = Lab::new();
     lab.subnet = SUBNET.into();
-    lab.lab_ok(
-        &["up"],
-        &[
-            "--managers",
-            "3",
-            "--workers",
-            "2",
-            "--subnet",
-            &lab.subnet,
-            "--images",
-            &layout().display().to_string(),
-        ],
-    );
+    lab.up_with_images(3, 2, &images);
     eprintln!("[{:>5.1}s] lab up", at(t0));
 
     // --- 3.2: the overlay network and 5 replicas of web on it, one per node ---

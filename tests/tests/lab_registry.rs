@@ -5,9 +5,8 @@
 //! Needs the demo images (`deploy/test.sh` builds them first, as root, with `deploy/images.sh`).
 
 use shoal_netlib::root::root_or_skip;
-use shoal_tests::lab::Lab;
+use shoal_tests::lab::{demo_images, Lab};
 use shoal_tests::{bin, wait_until};
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -15,14 +14,6 @@ use std::time::Duration;
 const SUBNET: &str = "198.19.240.0/24";
 const REGISTRY: &str = "198.19.240.254:5000";
 const IMAGES: [&str; 3] = ["shoal/busybox", "shoal/nginx", "shoal/whoami"];
-
-fn layout() -> PathBuf {
-    std::env::var_os("SHOAL_IMAGE_CACHE")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/shoal-images"))
-        .join("oci")
-}
 
 /// The registry's catalog as `curl` sees it from where `lab` runs it (the host or a node).
 fn catalog(out: &str) -> Vec<String> {
@@ -59,26 +50,15 @@ fn lab_registry_serves_the_demo_images() {
     if !root_or_skip() {
         return;
     }
+    let images = demo_images();
     assert!(
-        layout().join("index.json").is_file(),
+        images.join("index.json").is_file(),
         "no demo images in {}: run deploy/images.sh (as root) first",
-        layout().display()
+        images.display()
     );
     let mut lab = Lab::new();
     lab.subnet = SUBNET.into();
-    let up = lab.lab_ok(
-        &["up"],
-        &[
-            "--managers",
-            "1",
-            "--workers",
-            "1",
-            "--subnet",
-            &lab.subnet,
-            "--images",
-            &layout().display().to_string(),
-        ],
-    );
+    let up = lab.up_with_images(1, 1, &images);
     eprintln!("{up}");
     assert!(
         up.contains(&format!("registry: http://{REGISTRY}/")),

@@ -31,6 +31,9 @@ pub const MAX_BARS: usize = 20;
 pub const GIVE_UP: Duration = Duration::from_secs(10);
 const BAR_WIDTH: usize = 50;
 const MAX_ERROR: usize = 100;
+/// The longest pull progress shown for a task (`20/20: preparing ` + this fits 80 columns;
+/// bars are shown for at most [`MAX_BARS`] tasks).
+const MAX_PULL: usize = 62;
 
 /// `--detach` / `--timeout`, shared by `service create | scale | update`.
 #[derive(Debug, Clone, clap::Args)]
@@ -104,7 +107,26 @@ pub fn task_text(t: &pb::Task, current: bool) -> String {
     if state.is_terminal() {
         return state.display().to_lowercase();
     }
-    format!("{:<9} {}", state.display().to_lowercase(), bar(state))
+    // While its image is pulled, a task's message is the pull's progress: shown in place of
+    // the bar, short enough for the line to fit 80 columns (lines are redrawn in place).
+    match st.message.split_whitespace().collect::<Vec<_>>().join(" ") {
+        pulling if state == TaskState::Preparing && !pulling.is_empty() => {
+            format!("{:<9} {}", "preparing", shorten(&pulling, MAX_PULL))
+        }
+        _ => format!("{:<9} {}", state.display().to_lowercase(), bar(state)),
+    }
+}
+
+/// `text` cut to `max` characters (an ellipsis where it was cut).
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() > max {
+        format!(
+            "{}…",
+            text.chars().take(max - 1).collect::<String>().trim_end()
+        )
+    } else {
+        text.to_string()
+    }
 }
 
 /// What keeps a task from running, if its status says: its error, or the scheduler's
@@ -118,19 +140,10 @@ fn task_problem(t: &pb::Task) -> Option<String> {
     } else {
         return None;
     };
-    let one_line = msg.split_whitespace().collect::<Vec<_>>().join(" ");
-    Some(if one_line.chars().count() > MAX_ERROR {
-        format!(
-            "{}…",
-            one_line
-                .chars()
-                .take(MAX_ERROR - 1)
-                .collect::<String>()
-                .trim_end()
-        )
-    } else {
-        one_line
-    })
+    Some(shorten(
+        &msg.split_whitespace().collect::<Vec<_>>().join(" "),
+        MAX_ERROR,
+    ))
 }
 
 /// Whether a task was made from the service's current spec, or from an older one that runs the

@@ -100,9 +100,16 @@ pub(super) async fn exec_interactive(
             let _ = std::fs::remove_file(s);
         }
     });
-    let spawn = |mut c: tokio::process::Command| {
-        c.spawn()
-            .map_err(|source| Error::ExecSpawn { program, source })
+    let entered = chrooted_init.is_some();
+    let forked_pid_file = pid_file.clone();
+    let spawn = move |mut c: tokio::process::Command| {
+        let child = c
+            .spawn()
+            .map_err(|source| Error::ExecSpawn { program, source })?;
+        if let (true, Some(pid)) = (entered, child.id()) {
+            record_forked_pid(pid, forked_pid_file);
+        }
+        Ok(child)
     };
     let spawned = match &console {
         None => interactive::start(c, &spec, spawn, Some(on_end)),
@@ -135,6 +142,30 @@ pub(super) async fn exec_interactive(
         }
     }
     spawned
+}
+
+/// Writes the pid of the program `nsenter` (pid `nsenter`) forks into the container's PID
+/// namespace to `pid_file`, as `runc exec --pid-file` does, so that an abandoned session kills
+/// the program and not only nsenter. Polls nsenter's children for at most 5 s, in the
+/// background; the file appears whole (written aside, then renamed).
+fn record_forked_pid(nsenter: u32, pid_file: PathBuf) {
+    tokio::spawn(async move {
+        let children = format!("/proc/{nsenter}/task/{nsenter}/children");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while tokio::time::Instant::now() < deadline {
+            let Ok(list) = std::fs::read_to_string(&children) else {
+                return; // nsenter is gone
+            };
+            if let Some(pid) = list.split_whitespace().next() {
+                let aside = pid_file.with_extension("pid.tmp");
+                if std::fs::write(&aside, pid).is_ok() {
+                    let _ = std::fs::rename(&aside, &pid_file);
+                }
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
 }
 
 /// Runs `cmd` in container `id` with its own process settings (env, cwd, user, capabilities)
@@ -211,9 +242,14 @@ fn kill_group(pgid: u32) {
 
 /// Whether this process runs in a chroot: the mount at `/` of its mount namespace is not what
 /// it sees as `/` (no mountinfo line mounts a filesystem's own root at `/`).
+/// Test builds: `SHOAL_TEST_EXEC_NSENTER=1` takes the chroot's path outside a chroot too, to
+/// run the root tests through it.
 fn chrooted() -> bool {
     static CHROOTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *CHROOTED.get_or_init(|| {
+        if cfg!(test) && std::env::var_os("SHOAL_TEST_EXEC_NSENTER").is_some_and(|v| v == "1") {
+            return true;
+        }
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         !info.lines().any(|l| {
             let f: Vec<&str> = l.split(' ').collect();

@@ -68,6 +68,18 @@ fn task_lines_like_docker() {
     assert!(
         task_text(&task("a", 1, TaskState::Preparing, &s, 1), true).starts_with("preparing [====")
     );
+    // A pull in progress: its message in place of the bar, within 80 columns.
+    let mut pulling = task("a", 1, TaskState::Preparing, &s, 1);
+    pulling.status.as_mut().unwrap().message =
+        "pulling nginx: 1 of 2+ layers done,\nlayer 2 at 12.0 MB/30.1 MB".into();
+    assert_eq!(
+        task_text(&pulling, true),
+        "preparing pulling nginx: 1 of 2+ layers done, layer 2 at 12.0 MB/30.1 MB"
+    );
+    pulling.status.as_mut().unwrap().message = "x".repeat(300);
+    let text = task_text(&pulling, true);
+    assert!(format!("20/20: {text}").chars().count() <= 80, "{text}");
+    assert!(text.ends_with('…'), "{text}");
     let mut stuck = task("a", 1, TaskState::Pending, &s, 1);
     stuck.status.as_mut().unwrap().message =
         "no suitable node (1 node not available for new tasks)".into();
