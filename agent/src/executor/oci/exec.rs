@@ -240,21 +240,42 @@ fn kill_group(pgid: u32) {
     }
 }
 
-/// Whether this process runs in a chroot: the mount at `/` of its mount namespace is not what
-/// it sees as `/` (no mountinfo line mounts a filesystem's own root at `/`).
+/// Whether this process runs in a chroot: its root is not the root of its mount namespace,
+/// which is where `setns` into that namespace puts a process (and so where `runc exec` would
+/// land). Asked once, by entering our own mount namespace with `nsenter` and comparing the `/`
+/// found there with ours (device and inode); a host whose root is a subvolume or a bind mount is
+/// not taken for a chroot. When `nsenter` cannot tell, not a chroot (`runc exec`, the default).
 /// Test builds: `SHOAL_TEST_EXEC_NSENTER=1` takes the chroot's path outside a chroot too, to
 /// run the root tests through it.
 fn chrooted() -> bool {
+    use std::os::unix::fs::MetadataExt;
     static CHROOTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *CHROOTED.get_or_init(|| {
         if cfg!(test) && std::env::var_os("SHOAL_TEST_EXEC_NSENTER").is_some_and(|v| v == "1") {
             return true;
         }
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        !info.lines().any(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            f.get(3) == Some(&"/") && f.get(4) == Some(&"/")
-        })
+        let Ok(ours) = std::fs::metadata("/").map(|m| format!("{}:{}", m.dev(), m.ino())) else {
+            return false;
+        };
+        let top = std::process::Command::new("nsenter")
+            .args(["-t", &std::process::id().to_string(), "-m", "--"])
+            .args(["stat", "-c", "%d:%i", "/"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output();
+        match top {
+            Ok(o) if o.status.success() => {
+                let top = String::from_utf8_lossy(&o.stdout).trim().to_string();
+                let chrooted = !top.is_empty() && top != ours;
+                if chrooted {
+                    tracing::info!(
+                        "swarmd runs in a chroot: task exec enters containers with nsenter"
+                    );
+                }
+                chrooted
+            }
+            _ => false,
+        }
     })
 }
 

@@ -50,7 +50,12 @@ pub fn become_subreaper() -> io::Result<()> {
 /// Reaps this process's zombie children that are orphans of a container whose init's pid is
 /// in `inits` (see the module's doc); returns their pids.
 pub fn reap_orphans(inits: &[u32]) -> Vec<u32> {
-    let namespaces: HashSet<PathBuf> = inits.iter().filter_map(|p| pid_ns(*p)).collect();
+    let mut namespaces: HashSet<PathBuf> = inits.iter().filter_map(|p| pid_ns(*p)).collect();
+    // A stale pid file whose pid now names a process of ours must not bring our own namespace
+    // in: our own children would be reaped behind their waiters' backs.
+    if let Some(own) = pid_ns(std::process::id()) {
+        namespaces.remove(&own);
+    }
     if namespaces.is_empty() {
         return Vec::new();
     }
