@@ -39,6 +39,8 @@ use crate::worker::TaskImage;
 
 /// Default of [`NodeImages::with_busy_wait`].
 pub const DEFAULT_BUSY_WAIT: Duration = Duration::from_secs(30);
+/// How often `rm`/`prune` try for the lock while pulls or loads hold it.
+const EXCLUSIVE_POLL: Duration = Duration::from_millis(50);
 
 /// The node's image store with the lock its users share (see the module's doc).
 #[derive(Debug)]
@@ -91,13 +93,22 @@ impl NodeImages {
         &self.store
     }
 
-    /// The lock held exclusively, waiting at most the busy wait.
+    /// The lock held exclusively, waiting at most the busy wait. Polled rather than queued: a
+    /// queued writer would hold back every new reader (task starts, even of cached images)
+    /// for as long as it waits.
     async fn exclusive(&self) -> Result<RwLockWriteGuard<'_, ()>, OpError> {
-        tokio::time::timeout(self.busy_wait, self.lock.write())
-            .await
-            .map_err(|_| OpError::Busy {
-                waited: self.busy_wait,
-            })
+        let deadline = tokio::time::Instant::now() + self.busy_wait;
+        loop {
+            if let Ok(guard) = self.lock.try_write() {
+                return Ok(guard);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(OpError::Busy {
+                    waited: self.busy_wait,
+                });
+            }
+            tokio::time::sleep(EXCLUSIVE_POLL).await;
+        }
     }
 
     /// Image id → the tasks using it (an empty list: a container no known task names).

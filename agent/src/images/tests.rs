@@ -273,6 +273,17 @@ async fn removals_wait_for_pulls_in_flight_and_collection_waits_for_them() {
     assert!(matches!(e, OpError::Busy { .. }), "{e}");
     assert!(e.to_string().contains("busy with pulls or loads"), "{e}");
     assert!(images.prune(true, &[]).await.is_err());
+    // A waiting `rm` does not hold back other readers (task starts): it polls, never queues.
+    let waiting = {
+        let images = images.clone();
+        tokio::spawn(async move { images.remove(&["a:1".into()], false, &[]).await.is_err() })
+    };
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert!(
+        images.lock.try_read().is_ok(),
+        "a waiting rm blocks new readers"
+    );
+    assert!(waiting.await.unwrap(), "rm got the lock during a pull");
     images.collect(&HashSet::new());
     assert_eq!(
         held.collections.load(std::sync::atomic::Ordering::SeqCst),
