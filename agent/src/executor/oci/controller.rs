@@ -386,7 +386,13 @@ impl Controller for OciController {
                         pid
                     }
                     Err(e) => {
+                        // The init is our child (its `create` exited): reap it once the
+                        // runtime has killed it, or it stays a zombie.
+                        let init = Pidfd::open(pid).ok();
                         let _ = rt.delete(id, true).await;
+                        if let Some(mut init) = init {
+                            let _ = tokio::time::timeout(Duration::from_secs(5), init.wait()).await;
+                        }
                         return Err(e);
                     }
                 },

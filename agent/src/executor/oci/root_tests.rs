@@ -773,3 +773,45 @@ async fn a_tty_container_logs_its_terminal_across_a_restart() {
         assert!(err.is_empty(), "{runtime}: the helper said {err:?}");
     }
 }
+
+#[ignore = "needs root"]
+#[tokio::test]
+async fn a_tty_container_whose_console_helper_fails_leaves_no_zombie() {
+    if !root() {
+        return;
+    }
+    let ns = Netns::new();
+    let sandbox = ns.sandbox();
+    for runtime in RUNTIMES {
+        let mut env = Env::new(runtime);
+        // A helper that holds the console socket (runc's `create` succeeds) but never takes
+        // the terminal nor says it is ready, and exits.
+        let helper = env.dir.path().join("mute-console");
+        std::fs::write(&helper, "#!/bin/sh\nsleep 1\n").unwrap();
+        std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        env.ex = env.ex.clone().with_console_program(helper);
+        let mut t = env.task(&["sh", "-c", "sleep 1000"]);
+        t.spec.tty = true;
+        let mut ctl = env.ex.controller(&t.id);
+        ctl.prepare(&t, Some(&sandbox)).await.unwrap();
+        let pid_file = env.ex.bundle_dir(&t.id).join("init.pid");
+        let e = ctl.start().await.unwrap_err();
+        eprintln!("{runtime}: {e}");
+        if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()));
+            let state = stat
+                .as_deref()
+                .ok()
+                .and_then(|s| s.rsplit_once(')'))
+                .and_then(|(_, rest)| rest.trim_start().chars().next());
+            assert_ne!(
+                state,
+                Some('Z'),
+                "{runtime}: the init {pid} is left a zombie"
+            );
+        }
+        ctl.remove().await;
+        env.assert_clean(&t.id);
+    }
+}
