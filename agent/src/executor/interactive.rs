@@ -115,29 +115,7 @@ pub fn start(
         let child = spawn(c)?;
         // The command (and its copies of the slave) is gone: the master reads EIO once the
         // program and its children closed the slave.
-        let reader = File::from(pty.master.try_clone().map_err(io_err)?);
-        let writer = tokio::fs::File::from_std(File::from(pty.master.try_clone().map_err(io_err)?));
-        let (out_tx, output) = mpsc::channel(CHANNEL);
-        let (input, in_rx) = mpsc::channel(CHANNEL);
-        let read_tx = out_tx.clone();
-        let reading = std::thread::Builder::new()
-            .name("exec-pty-read".into())
-            .spawn(move || read_pty(reader, read_tx))
-            .map_err(io_err)?;
-        let reading = async move {
-            let _ = tokio::task::spawn_blocking(move || reading.join()).await;
-        };
-        tokio::spawn(drive(
-            child,
-            in_rx,
-            out_tx,
-            Some(Box::new(writer)),
-            Some(pty.master),
-            spec.stdin,
-            on_end,
-            Box::pin(reading),
-        ));
-        Ok(ExecSession { input, output })
+        on_master(child, pty.master, spec, on_end)
     } else {
         c.stdin(if spec.stdin {
             Stdio::piped()
@@ -211,6 +189,21 @@ pub async fn start_console(
         _ = child.wait() => return Err(io_err(std::io::Error::other("the runtime ended before it made the terminal"))),
     };
     set_size(&master, spec.size.unwrap_or(WinSize { rows: 24, cols: 80 }));
+    on_master(child, master, spec, on_end)
+}
+
+/// The session of `child` on the terminal whose master is `master`: a thread reads the master
+/// into the output, the input is written to it, and [`drive`] runs it to its end.
+fn on_master(
+    child: Child,
+    master: OwnedFd,
+    spec: &ExecSpec,
+    on_end: Option<OnEnd>,
+) -> Result<ExecSession, Error> {
+    let io_err = |source| Error::ExecSpawn {
+        program: spec.cmd.first().cloned().unwrap_or_default(),
+        source,
+    };
     let reader = File::from(master.try_clone().map_err(io_err)?);
     let writer = tokio::fs::File::from_std(File::from(master.try_clone().map_err(io_err)?));
     let (out_tx, output) = mpsc::channel(CHANNEL);
