@@ -2,9 +2,9 @@
 //! manager does not lead, then paired by the leader with the task's agent (see
 //! [`crate::dispatcher`]'s `exec_session`).
 
-use super::relay::{leader, running_task};
+use super::relay::{exec_relay_error, leader, running_task};
 use super::{ControlError, ControlService, R};
-use crate::dispatcher::{relay_exec, RelayError, EXEC_FRAMES};
+use crate::dispatcher::{relay_exec, EXEC_FRAMES};
 use crate::route::forwarded;
 use shoal_proto::pb;
 use std::pin::Pin;
@@ -54,12 +54,7 @@ pub(super) async fn run(
         .dispatcher
         .exec_session(&node, ask)
         .await
-        .map_err(|e| match e {
-            RelayError::Timeout { after } => ControlError::ExecNoAnswer {
-                secs: after.as_secs(),
-            },
-            _ => ControlError::TaskUnreachable,
-        })?;
+        .map_err(exec_relay_error)?;
     let (tx, rx) = mpsc::channel(EXEC_FRAMES);
     // Owned by its two streams: it ends when the program does or either side goes away.
     tokio::spawn(relay_exec(Box::pin(inputs), tx, leg));

@@ -106,13 +106,18 @@ pub(super) async fn exec(
         .dispatcher
         .exec(&node, &task_id, r.cmd, timeout)
         .await
-        .map_err(|e| match e {
-            RelayError::Timeout { after } => ControlError::ExecNoAnswer {
-                secs: after.as_secs(),
-            },
-            _ => ControlError::TaskUnreachable,
-        })?;
+        .map_err(exec_relay_error)?;
     Ok(Response::new(out))
+}
+
+/// What a failed relay of an exec (plain or interactive) tells the client.
+pub(super) fn exec_relay_error(e: RelayError) -> ControlError {
+    match e {
+        RelayError::Timeout { after } => ControlError::ExecNoAnswer {
+            secs: after.as_secs(),
+        },
+        _ => ControlError::TaskUnreachable,
+    }
 }
 
 /// The id of running task `task` (id, prefix or name) and the node it runs on.
