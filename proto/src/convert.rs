@@ -262,8 +262,87 @@ impl From<&m::ServiceSpec> for pb::ServiceSpec {
             workdir: s.workdir.clone(),
             tty: s.tty,
             init: s.init,
+            update_config: Some((&s.update).into()),
+            rollback_config: Some((&s.rollback).into()),
         }
     }
+}
+
+impl From<&m::UpdateConfig> for pb::UpdateConfig {
+    fn from(c: &m::UpdateConfig) -> Self {
+        pb::UpdateConfig {
+            parallelism: c.parallelism,
+            delay_ms: c.delay_ms,
+            failure_action: match c.failure_action {
+                m::FailureAction::Pause => pb::FailureAction::Pause,
+                m::FailureAction::Continue => pb::FailureAction::Continue,
+                m::FailureAction::Rollback => pb::FailureAction::Rollback,
+            } as i32,
+            monitor_ms: c.monitor_ms,
+            max_failure_ratio: c.max_failure_ratio,
+            order: match c.order {
+                m::UpdateOrder::StopFirst => pb::UpdateOrder::StopFirst,
+                m::UpdateOrder::StartFirst => pb::UpdateOrder::StartFirst,
+            } as i32,
+        }
+    }
+}
+
+impl From<&pb::UpdateConfig> for m::UpdateConfig {
+    fn from(c: &pb::UpdateConfig) -> Self {
+        m::UpdateConfig {
+            parallelism: c.parallelism,
+            delay_ms: c.delay_ms,
+            failure_action: match c.failure_action() {
+                pb::FailureAction::Pause => m::FailureAction::Pause,
+                pb::FailureAction::Continue => m::FailureAction::Continue,
+                pb::FailureAction::Rollback => m::FailureAction::Rollback,
+            },
+            monitor_ms: c.monitor_ms,
+            max_failure_ratio: c.max_failure_ratio,
+            order: match c.order() {
+                pb::UpdateOrder::StopFirst => m::UpdateOrder::StopFirst,
+                pb::UpdateOrder::StartFirst => m::UpdateOrder::StartFirst,
+            },
+        }
+    }
+}
+
+impl From<&m::UpdateStatus> for pb::UpdateStatus {
+    fn from(u: &m::UpdateStatus) -> Self {
+        pb::UpdateStatus {
+            state: match u.state {
+                m::UpdateState::Updating => pb::UpdateState::Updating,
+                m::UpdateState::Paused => pb::UpdateState::Paused,
+                m::UpdateState::Completed => pb::UpdateState::Completed,
+                m::UpdateState::RollbackStarted => pb::UpdateState::RollbackStarted,
+                m::UpdateState::RollbackPaused => pb::UpdateState::RollbackPaused,
+                m::UpdateState::RollbackCompleted => pb::UpdateState::RollbackCompleted,
+            } as i32,
+            started_ms: u.started_ms,
+            completed_ms: u.completed_ms,
+            message: u.message.clone(),
+        }
+    }
+}
+
+/// An update status off the wire; `None` for an unset one (`UPDATE_STATE_NONE`).
+pub fn update_status_from_pb(u: &pb::UpdateStatus) -> Option<m::UpdateStatus> {
+    let state = match u.state() {
+        pb::UpdateState::None => return None,
+        pb::UpdateState::Updating => m::UpdateState::Updating,
+        pb::UpdateState::Paused => m::UpdateState::Paused,
+        pb::UpdateState::Completed => m::UpdateState::Completed,
+        pb::UpdateState::RollbackStarted => m::UpdateState::RollbackStarted,
+        pb::UpdateState::RollbackPaused => m::UpdateState::RollbackPaused,
+        pb::UpdateState::RollbackCompleted => m::UpdateState::RollbackCompleted,
+    };
+    Some(m::UpdateStatus {
+        state,
+        started_ms: u.started_ms,
+        completed_ms: u.completed_ms,
+        message: u.message.clone(),
+    })
 }
 
 impl TryFrom<&pb::ServiceSpec> for m::ServiceSpec {
@@ -327,6 +406,12 @@ impl TryFrom<&pb::ServiceSpec> for m::ServiceSpec {
             workdir: s.workdir.clone(),
             tty: s.tty,
             init: s.init,
+            update: s.update_config.as_ref().map(Into::into).unwrap_or_default(),
+            rollback: s
+                .rollback_config
+                .as_ref()
+                .map(Into::into)
+                .unwrap_or_default(),
         })
     }
 }
@@ -351,6 +436,8 @@ pub fn service_to_pb(s: &m::Service, running: u64, desired: u64) -> pb::Service 
         version: s.version,
         running,
         desired,
+        update_status: s.update_status.as_ref().map(Into::into),
+        previous_spec: s.previous_spec.as_ref().map(Into::into),
     }
 }
 
@@ -382,6 +469,12 @@ impl TryFrom<&pb::Service> for m::Service {
             created_ms: s.created_ms,
             updated_ms: s.updated_ms,
             version: s.version,
+            update_status: s.update_status.as_ref().and_then(update_status_from_pb),
+            previous_spec: s
+                .previous_spec
+                .as_ref()
+                .map(m::ServiceSpec::try_from)
+                .transpose()?,
         })
     }
 }

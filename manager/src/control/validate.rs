@@ -5,8 +5,8 @@ use crate::store::State;
 use shoal_image::digest::Digest;
 use shoal_image::reference::Reference;
 use shoal_proto::model::{
-    validate_name, EndpointMode, NameKind, NetworkDriver, PublishMode, Runtime, ServiceMode,
-    ServiceSpec,
+    validate_name, EndpointMode, FailureAction, NameKind, NetworkDriver, PublishMode, Runtime,
+    ServiceMode, ServiceSpec, UpdateConfig,
 };
 use std::collections::BTreeSet;
 
@@ -93,6 +93,51 @@ pub fn service_spec(state: &State, spec: &mut ServiceSpec) -> Result<(), Control
     }
     if spec.limit_memory_bytes < 0 || spec.limit_cpus < 0.0 || !spec.limit_cpus.is_finite() {
         return Err(ControlError::NegativeLimits);
+    }
+    update_config("update", &spec.update)?;
+    update_config("rollback", &spec.rollback)?;
+    Ok(())
+}
+
+/// The longest `--update-delay` and `--update-monitor` (and their rollback twins) taken: a day.
+/// Longer is almost surely a unit mistake (`--update-delay 30000` read as seconds).
+pub const MAX_UPDATE_WAIT_MS: u64 = 24 * 3600 * 1000;
+
+/// Checks an update or rollback policy; `kind` is `update` or `rollback`, as the flags name them.
+pub fn update_config(kind: &str, c: &UpdateConfig) -> Result<(), ControlError> {
+    let bad = |flag: &str, why: String| ControlError::UpdateConfig {
+        flag: format!("{kind}-{flag}"),
+        why,
+    };
+    if c.parallelism > crate::MAX_REPLICAS {
+        return Err(bad(
+            "parallelism",
+            format!(
+                "{} is too large (at most {}; 0 = all tasks at once)",
+                c.parallelism,
+                crate::MAX_REPLICAS
+            ),
+        ));
+    }
+    for (flag, v) in [("delay", c.delay_ms), ("monitor", c.monitor_ms)] {
+        if v > MAX_UPDATE_WAIT_MS {
+            return Err(bad(flag, format!("{v} ms is longer than a day")));
+        }
+    }
+    if !(0.0..=1.0).contains(&c.max_failure_ratio) {
+        return Err(bad(
+            "max-failure-ratio",
+            format!(
+                "{} is not between 0 and 1 (a share of the tasks, e.g. 0.2)",
+                c.max_failure_ratio
+            ),
+        ));
+    }
+    if kind == "rollback" && c.failure_action == FailureAction::Rollback {
+        return Err(bad(
+            "failure-action",
+            "a rollback cannot roll back: use pause or continue".to_string(),
+        ));
     }
     Ok(())
 }

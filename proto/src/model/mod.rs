@@ -8,6 +8,7 @@ mod net;
 mod node;
 mod service;
 mod task;
+mod update;
 
 pub use command::{Command, NodeLbAddr, NodeStateChange, TaskStatusUpdate};
 pub use id::{NetworkId, NodeId, ServiceId, TaskId};
@@ -23,3 +24,6 @@ pub use service::{
     RestartPolicy, Runtime, Service, ServiceMode, ServiceSpec, VirtualIp,
 };
 pub use task::{AttachedNetwork, NetworkAttachment, Task, TaskState, TaskStatus};
+pub use update::{
+    FailureAction, UpdateConfig, UpdateOrder, UpdateState, UpdateStatus, DEFAULT_MONITOR_MS,
+};

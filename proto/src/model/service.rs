@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use super::{Invalid, NetworkId, ServiceId};
+use super::{Invalid, NetworkId, ServiceId, UpdateConfig, UpdateStatus};
 
 /// Transport protocol of a published port.
 #[derive(
@@ -278,6 +278,12 @@ pub struct ServiceSpec {
     /// `--init`: a minimal init as PID 1.
     #[serde(default)]
     pub init: bool,
+    /// How an update replaces the tasks (`--update-*`).
+    #[serde(default)]
+    pub update: UpdateConfig,
+    /// How a rollback replaces them (`--rollback-*`).
+    #[serde(default)]
+    pub rollback: UpdateConfig,
 }
 
 /// What runs a service's tasks.
@@ -331,8 +337,15 @@ pub struct Service {
     pub created_ms: i64,
     /// Last change.
     pub updated_ms: i64,
-    /// Raft index of the last write.
+    /// Raft index of the last write: what a client's update must name (`update out of
+    /// sequence` otherwise).
     pub version: u64,
+    /// The last update's or rollback's progress; `None` before the first update.
+    #[serde(default)]
+    pub update_status: Option<UpdateStatus>,
+    /// The spec before the last update: what `service rollback` returns to.
+    #[serde(default)]
+    pub previous_spec: Option<ServiceSpec>,
 }
 
 #[cfg(test)]
