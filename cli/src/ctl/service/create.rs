@@ -1,7 +1,8 @@
 //! `swarmctl service create`.
 
 use super::image::{pin, ContainerArgs, RuntimeArg};
-use super::{finish, parse, Ctx, WaitArgs};
+use super::policy::PolicyArgs;
+use super::{finish, parse, Ctx, WaitArgs, Watch};
 use crate::client::RpcResultExt;
 use clap::ValueEnum;
 use shoal_proto::model::{
@@ -35,6 +36,9 @@ pub struct CreateArgs {
     /// Restart policy, stop grace period and limits.
     #[command(flatten)]
     pub spec: SpecArgs,
+    /// --update-* and --rollback-*: how updates and rollbacks replace tasks.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     /// Environment variable NAME=VALUE (repeatable; a bare NAME copies it from this shell).
     #[arg(short = 'e', long = "env", value_name = "NAME=VALUE", value_parser = parse::env)]
     pub env: Vec<String>,
@@ -173,6 +177,7 @@ pub fn build_spec(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
         ..Default::default()
     };
     a.spec.apply(&mut spec);
+    a.policy.apply(&mut spec);
     a.container.apply(&mut spec)?;
     Ok(spec)
 }
@@ -188,5 +193,5 @@ pub async fn run(ctx: &mut Ctx, a: CreateArgs) -> anyhow::Result<()> {
     if !ctx.json() {
         ctx.out.line(&svc.id);
     }
-    finish(ctx, &svc, &a.wait).await
+    finish(ctx, &svc, &a.wait, Watch::Converge).await
 }
