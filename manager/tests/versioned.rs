@@ -16,7 +16,9 @@ const CLIENTS: usize = 12;
 /// Attempts per client (as `swarmctl service update`).
 const ATTEMPTS: usize = 40;
 
-async fn manager(dir: &std::path::Path) -> (Arc<Manager>, String, tokio::sync::oneshot::Sender<()>) {
+async fn manager(
+    dir: &std::path::Path,
+) -> (Arc<Manager>, String, tokio::sync::oneshot::Sender<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let mut cfg = ManagerConfig::new("node1".into(), 1, addr.clone(), dir.to_path_buf());
@@ -118,7 +120,13 @@ async fn concurrent_edits_all_land_and_stale_writes_are_refused() {
 
     // Twelve clients, twelve different edits, at once: every one is acknowledged and present.
     let clients: Vec<_> = (0..CLIENTS)
-        .map(|i| tokio::spawn(add_env(url.clone(), created.id.clone(), format!("K{i}=v{i}"))))
+        .map(|i| {
+            tokio::spawn(add_env(
+                url.clone(),
+                created.id.clone(),
+                format!("K{i}=v{i}"),
+            ))
+        })
         .collect();
     let mut retried = 0;
     for c in clients {

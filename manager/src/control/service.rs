@@ -2,9 +2,9 @@
 
 use super::{service_spec, ControlError, ControlService, R};
 use crate::manager::ManagerError;
+use crate::orchestrator::update;
 use crate::store::{Refusal, State};
 use shoal_proto::convert::service_to_pb;
-use crate::orchestrator::update;
 use shoal_proto::model::{
     new_id, now_ms, Command, Service, ServiceMode, ServiceSpec, Task, TaskState,
 };

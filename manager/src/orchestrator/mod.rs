@@ -20,11 +20,11 @@ mod reaper;
 mod replicated;
 mod restart;
 mod slot;
-pub mod update;
 #[cfg(test)]
 pub(crate) mod testkit;
 #[cfg(test)]
 mod tests;
+pub mod update;
 
 use crate::store::State;
 use shoal_proto::model::{

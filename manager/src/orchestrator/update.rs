@@ -147,7 +147,11 @@ pub(crate) fn gate(svc: &Service, tasks: &[&Task], now_ms: i64) -> Gate {
 }
 
 /// The first of the update's tasks that failed or ended early, and how many did.
-fn failures<'t>(svc: &Service, status: &UpdateStatus, tasks: &[&'t Task]) -> (u64, Option<&'t Task>) {
+fn failures<'t>(
+    svc: &Service,
+    status: &UpdateStatus,
+    tasks: &[&'t Task],
+) -> (u64, Option<&'t Task>) {
     let mut failed: Vec<&Task> = tasks
         .iter()
         .copied()
@@ -203,7 +207,13 @@ pub(crate) fn next(svc: &Service, tasks: &[&Task], now_ms: i64) -> Option<Servic
     if let Some(first) = first.filter(|_| c.failure_action != FailureAction::Continue) {
         let total = wanted(svc, tasks).max(1);
         if failed as f64 > c.max_failure_ratio * total as f64 {
-            return Some(on_failure(svc, c.failure_action, rollback, &first.id, now_ms));
+            return Some(on_failure(
+                svc,
+                c.failure_action,
+                rollback,
+                &first.id,
+                now_ms,
+            ));
         }
     }
     let mut last_ready = status.started_ms;
@@ -249,7 +259,11 @@ fn on_failure(
     now_ms: i64,
 ) -> Service {
     let mut next = svc.clone();
-    let started = svc.update_status.as_ref().map(|s| s.started_ms).unwrap_or(now_ms);
+    let started = svc
+        .update_status
+        .as_ref()
+        .map(|s| s.started_ms)
+        .unwrap_or(now_ms);
     let paused = |state, what: &str| UpdateStatus {
         state,
         started_ms: started,

@@ -365,13 +365,21 @@ fn an_update_ends_as_the_managers_say() {
         UpdateOutcome::RollingBack("why".into())
     );
     assert_eq!(o(S::RollbackStarted, Watch::Rollback), UpdateOutcome::Going);
-    assert_eq!(o(S::RollbackCompleted, Watch::Rollback), UpdateOutcome::Done);
+    assert_eq!(
+        o(S::RollbackCompleted, Watch::Rollback),
+        UpdateOutcome::Done
+    );
     assert_eq!(
         o(S::RollbackCompleted, Watch::Update),
         UpdateOutcome::Failed("service web rolled back: why".into())
     );
-    assert!(matches!(o(S::Paused, Watch::Update), UpdateOutcome::Failed(m) if m.starts_with("service web update paused: why.")));
-    assert!(matches!(o(S::RollbackPaused, Watch::Rollback), UpdateOutcome::Failed(_)));
+    assert!(
+        matches!(o(S::Paused, Watch::Update), UpdateOutcome::Failed(m) if m.starts_with("service web update paused: why."))
+    );
+    assert!(matches!(
+        o(S::RollbackPaused, Watch::Rollback),
+        UpdateOutcome::Failed(_)
+    ));
     // Create and scale do not follow updates; an update that replaced nothing is done.
     assert_eq!(o(S::Paused, Watch::Converge), UpdateOutcome::Going);
     assert_eq!(

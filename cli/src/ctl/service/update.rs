@@ -199,7 +199,9 @@ pub async fn run(ctx: &mut Ctx, a: UpdateArgs) -> anyhow::Result<()> {
         apply(&a, &mut spec, &network_ids)?;
         a.container.apply(&mut spec)?;
         if a.rollback && spec != read {
-            anyhow::bail!("--rollback returns to the previous spec: it cannot be combined with other changes");
+            anyhow::bail!(
+                "--rollback returns to the previous spec: it cannot be combined with other changes"
+            );
         }
         if !a.rollback {
             pin(ctx, &mut spec, a.container.no_resolve_image).await?;

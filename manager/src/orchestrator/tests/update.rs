@@ -52,7 +52,10 @@ fn images(sim: &Sim, id: &str, image: &str) -> usize {
 }
 
 fn state(sim: &Sim, id: &str) -> (UpdateState, String) {
-    let u = sim.state.services[id].update_status.clone().expect("status");
+    let u = sim.state.services[id]
+        .update_status
+        .clone()
+        .expect("status");
     (u.state, u.message)
 }
 
@@ -138,7 +141,9 @@ fn stop_first_stops_before_it_starts() {
     sim.converge(&PLANNERS);
     let w = wanted(&sim, &id);
     assert_eq!(
-        w.iter().map(|(s, i, _)| (*s, i.as_str())).collect::<Vec<_>>(),
+        w.iter()
+            .map(|(s, i, _)| (*s, i.as_str()))
+            .collect::<Vec<_>>(),
         vec![(1, "v2"), (2, "v1")],
         "slot 1's old task is no longer wanted; slot 2 waits"
     );
@@ -160,7 +165,10 @@ fn delay_holds_the_next_slot() {
     sim.now += 1;
     sim.converge(&PLANNERS);
     assert_eq!(
-        wanted(&sim, &id).iter().filter(|(_, i, _)| i == "v1").count(),
+        wanted(&sim, &id)
+            .iter()
+            .filter(|(_, i, _)| i == "v1")
+            .count(),
         0,
         "after the delay, slot 2 is replaced"
     );
@@ -199,7 +207,12 @@ fn failures_pause_roll_back_or_continue() {
     // (action, max failure ratio, failures) → state afterwards
     let cases = [
         (FailureAction::Pause, 0.0, 1, UpdateState::Paused),
-        (FailureAction::Rollback, 0.0, 1, UpdateState::RollbackCompleted),
+        (
+            FailureAction::Rollback,
+            0.0,
+            1,
+            UpdateState::RollbackCompleted,
+        ),
         (FailureAction::Continue, 0.0, 1, UpdateState::Completed),
         (FailureAction::Pause, 0.5, 1, UpdateState::Completed),
         (FailureAction::Pause, 0.5, 3, UpdateState::Paused),
@@ -226,7 +239,11 @@ fn failures_pause_roll_back_or_continue() {
                     format!("update paused due to failure or early termination of task {first}")
                 );
                 // Paused: the slots not yet reached keep the old spec.
-                assert!(images(&sim, &id, "v1") >= 1, "{action:?} {ratio} {failures} {:?}", wanted(&sim, &id));
+                assert!(
+                    images(&sim, &id, "v1") >= 1,
+                    "{action:?} {ratio} {failures} {:?}",
+                    wanted(&sim, &id)
+                );
             }
             UpdateState::RollbackCompleted => {
                 assert_eq!(sim.state.services[id.as_str()].spec.image, "v1");
@@ -276,7 +293,10 @@ fn a_rollback_returns_to_the_previous_spec_and_only_touches_updated_slots() {
     );
     assert_eq!(images(&sim, &id, "v1"), 3);
     let svc = &sim.state.services[id.as_str()];
-    assert_eq!(svc.previous_spec.as_ref().map(|s| s.image.as_str()), Some("v2"));
+    assert_eq!(
+        svc.previous_spec.as_ref().map(|s| s.image.as_str()),
+        Some("v2")
+    );
     // Slots the update had not reached kept their task.
     for t in untouched.iter().skip(1) {
         assert!(sim.state.tasks[t.as_str()].is_live(), "{t} was replaced");
