@@ -31,6 +31,7 @@ fn config() -> ContainerConfig {
         },
         cgroup_ns: false,
         stop_signal: Some("SIGQUIT".into()),
+        health: None,
         init: None,
     }
 }
