@@ -300,3 +300,35 @@ fn init_and_terminal_in_the_spec() {
         }
     }
 }
+
+#[test]
+fn an_images_healthcheck_becomes_the_models() {
+    use shoal_proto::model::{HealthConfig, HealthTest};
+    let h = shoal_image::Healthcheck {
+        test: Some(vec!["CMD".into(), "/check".into()]),
+        interval: Some(1_500_000_000),
+        timeout: Some(1),
+        start_period: Some(-5),
+        retries: Some(2),
+    };
+    assert_eq!(
+        super::image_health(&h),
+        Some(HealthConfig {
+            test: HealthTest::Cmd(vec!["/check".into()]),
+            interval_ms: 1500,
+            timeout_ms: 1,
+            start_period_ms: 0,
+            retries: 2,
+        })
+    );
+    let none = shoal_image::Healthcheck {
+        test: Some(vec!["NONE".into()]),
+        ..Default::default()
+    };
+    assert_eq!(super::image_health(&none).unwrap().test, HealthTest::None);
+    let bad = shoal_image::Healthcheck {
+        test: Some(vec!["nonsense".into()]),
+        ..Default::default()
+    };
+    assert_eq!(super::image_health(&bad), None);
+}

@@ -1,5 +1,6 @@
 //! `swarmctl service create`.
 
+use super::health::HealthArgs;
 use super::image::{pin, ContainerArgs, RuntimeArg};
 use super::{finish, parse, Ctx, WaitArgs};
 use crate::client::RpcResultExt;
@@ -35,6 +36,9 @@ pub struct CreateArgs {
     /// Restart policy, stop grace period and limits.
     #[command(flatten)]
     pub spec: SpecArgs,
+    /// Health check and stop drain.
+    #[command(flatten)]
+    pub health: HealthArgs,
     /// Environment variable NAME=VALUE (repeatable; a bare NAME copies it from this shell).
     #[arg(short = 'e', long = "env", value_name = "NAME=VALUE", value_parser = parse::env)]
     pub env: Vec<String>,
@@ -173,6 +177,7 @@ pub fn build_spec(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
         ..Default::default()
     };
     a.spec.apply(&mut spec);
+    a.health.apply(&mut spec)?;
     a.container.apply(&mut spec)?;
     Ok(spec)
 }

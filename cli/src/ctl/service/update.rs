@@ -1,6 +1,7 @@
 //! `swarmctl service update`: read the spec, change what the flags say, write it back.
 
 use super::create::{EndpointModeArg, SpecArgs};
+use super::health::HealthArgs;
 use super::image::{pin, ContainerArgs};
 use super::{finish, parse, Ctx, WaitArgs};
 use crate::client::RpcResultExt;
@@ -58,6 +59,9 @@ pub struct UpdateArgs {
     /// Restart policy, stop grace period and limits.
     #[command(flatten)]
     pub spec: SpecArgs,
+    /// Health check and stop drain.
+    #[command(flatten)]
+    pub health: HealthArgs,
     /// Replace every task even if nothing they run changed.
     #[arg(long)]
     pub force: bool,
@@ -152,6 +156,7 @@ pub fn apply(
         spec.endpoint_mode = m.into();
     }
     a.spec.apply(spec);
+    a.health.apply(spec)?;
     Ok(())
 }
 
