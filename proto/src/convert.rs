@@ -592,7 +592,10 @@ mod tests {
         // Unset stays unset (the image's check; the node's drain).
         let spec = m::ServiceSpec::default();
         let wire = pb::ServiceSpec::from(&spec);
-        assert_eq!((wire.healthcheck.is_none(), wire.stop_drain_ms), (true, None));
+        assert_eq!(
+            (wire.healthcheck.is_none(), wire.stop_drain_ms),
+            (true, None)
+        );
         assert_eq!(m::ServiceSpec::try_from(&wire).unwrap(), spec);
         // A test in no form Docker knows is refused at the edge.
         let mut bad = wire;

@@ -47,8 +47,10 @@ fn wait_task(
 ) -> serde_json::Value {
     wait_for(&format!("{service}: {what}"), WAIT, || {
         let all = tasks(lab, service);
-        let live: Vec<&serde_json::Value> =
-            all.iter().filter(|t| t["desired_state"] == "running").collect();
+        let live: Vec<&serde_json::Value> = all
+            .iter()
+            .filter(|t| t["desired_state"] == "running")
+            .collect();
         match live.as_slice() {
             [t] if ok(t) => Ok((*t).clone()),
             _ => Err(format!("{all:#?}")),
@@ -204,7 +206,11 @@ fn health_checks_gate_balancers_and_dns_and_replace_unhealthy_tasks() {
         "5",
         "http://web:8080/name",
     ]);
-    assert_eq!(answer.trim(), first, "the VIP answers with the healthy task");
+    assert_eq!(
+        answer.trim(),
+        first,
+        "the VIP answers with the healthy task"
+    );
 
     // 2. Its mark removed from inside the task: unhealthy, out of the balancers and DNS while
     //    it drains (still running), then FAILED with Docker's error, and replaced.
@@ -218,21 +224,25 @@ fn health_checks_gate_balancers_and_dns_and_replace_unhealthy_tasks() {
         &format!("rm {}", mark(&first).display()),
     ]);
     assert!(rm.success(), "{rm}");
-    wait_for("web unhealthy, out of balancers and DNS, still running", WAIT, || {
-        let all = tasks(&lab, "web");
-        let t = all.iter().find(|t| id(t) == first).ok_or("gone")?;
-        let lb = backends(&lab, "lp_net", "web")?;
-        let dns = resolve(&lab, &client, "tasks.web");
-        if st(t, "health") == "unhealthy"
-            && st(t, "state") == "running"
-            && lb.is_empty()
-            && dns.is_empty()
-        {
-            Ok(())
-        } else {
-            Err(format!("{t:#}\nlb {lb:?} dns {dns:?}"))
-        }
-    });
+    wait_for(
+        "web unhealthy, out of balancers and DNS, still running",
+        WAIT,
+        || {
+            let all = tasks(&lab, "web");
+            let t = all.iter().find(|t| id(t) == first).ok_or("gone")?;
+            let lb = backends(&lab, "lp_net", "web")?;
+            let dns = resolve(&lab, &client, "tasks.web");
+            if st(t, "health") == "unhealthy"
+                && st(t, "state") == "running"
+                && lb.is_empty()
+                && dns.is_empty()
+            {
+                Ok(())
+            } else {
+                Err(format!("{t:#}\nlb {lb:?} dns {dns:?}"))
+            }
+        },
+    );
     eprintln!("[{:>5.1}s] unhealthy: out of the balancers and DNS", at(t0));
     let failed = wait_for("web's first task failed", WAIT, || {
         let all = tasks(&lab, "web");
@@ -255,7 +265,10 @@ fn health_checks_gate_balancers_and_dns_and_replace_unhealthy_tasks() {
     wait_until("the replacement in the balancers", WAIT, || {
         backends(&lab, "lp_net", "web") == Ok([name(&next)].into())
     });
-    eprintln!("[{:>5.1}s] replaced; the new task joined once healthy", at(t0));
+    eprintln!(
+        "[{:>5.1}s] replaced; the new task joined once healthy",
+        at(t0)
+    );
 
     // 3. A health command that never returns: killed at its timeout, a failure; the task never
     //    runs and fails unhealthy.
@@ -290,7 +303,10 @@ fn health_checks_gate_balancers_and_dns_and_replace_unhealthy_tasks() {
     });
     assert_eq!(st(&hung, "err"), "unhealthy container", "{hung:#}");
     assert_eq!(st(&hung, "health"), "unhealthy", "{hung:#}");
-    eprintln!("[{:>5.1}s] a hanging probe: killed at its timeout, failed", at(t0));
+    eprintln!(
+        "[{:>5.1}s] a hanging probe: killed at its timeout, failed",
+        at(t0)
+    );
 }
 
 #[ignore = "needs root"]
@@ -368,18 +384,29 @@ print("after:", ask(), flush=True)
 
     // Stop web: it leaves the balancers and DNS at once, and keeps running for its drain.
     lab.swarmctl_ok(&["service", "scale", "web=0", "-d"]);
-    wait_for("web out of the balancers and DNS, still running", WAIT, || {
-        let all = tasks(&lab, "web");
-        let t = all.iter().find(|t| id(t) == id(&web)).ok_or("gone")?;
-        let lb = backends(&lab, "lp_net", "web")?;
-        let dns = resolve(&lab, &client, "tasks.web");
-        if t["desired_state"] != "running" && st(t, "state") == "running" && lb.is_empty() && dns.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("{t:#}\nlb {lb:?} dns {dns:?}"))
-        }
-    });
-    eprintln!("[{:>5.1}s] web draining: out of the balancers and DNS", at(t0));
+    wait_for(
+        "web out of the balancers and DNS, still running",
+        WAIT,
+        || {
+            let all = tasks(&lab, "web");
+            let t = all.iter().find(|t| id(t) == id(&web)).ok_or("gone")?;
+            let lb = backends(&lab, "lp_net", "web")?;
+            let dns = resolve(&lab, &client, "tasks.web");
+            if t["desired_state"] != "running"
+                && st(t, "state") == "running"
+                && lb.is_empty()
+                && dns.is_empty()
+            {
+                Ok(())
+            } else {
+                Err(format!("{t:#}\nlb {lb:?} dns {dns:?}"))
+            }
+        },
+    );
+    eprintln!(
+        "[{:>5.1}s] web draining: out of the balancers and DNS",
+        at(t0)
+    );
     std::fs::write(&go, b"").expect("go");
     let out = conn.join().expect("the connection's thread");
     assert!(out.success(), "{out}");
@@ -398,7 +425,10 @@ print("after:", ask(), flush=True)
             .iter()
             .all(|t| st(t, "state") == "shutdown")
     });
-    eprintln!("[{:>5.1}s] the established connection answered through the drain", at(t0));
+    eprintln!(
+        "[{:>5.1}s] the established connection answered through the drain",
+        at(t0)
+    );
 }
 
 #[ignore = "needs root"]

@@ -82,8 +82,8 @@ impl Monitor {
                 self.health = TaskHealth::Healthy;
             }
             Outcome::Fail => {
-                let grace = self.health == TaskHealth::Starting
-                    && since_start < self.probe.start_period;
+                let grace =
+                    self.health == TaskHealth::Starting && since_start < self.probe.start_period;
                 if !grace {
                     self.streak = self.streak.saturating_add(1);
                     if self.streak >= self.probe.retries.max(1) {
@@ -138,7 +138,14 @@ mod tests {
         assert_eq!(
             run(
                 &mut m,
-                &[(1, Pass), (2, Fail), (3, Fail), (4, Pass), (5, Fail), (6, Fail)]
+                &[
+                    (1, Pass),
+                    (2, Fail),
+                    (3, Fail),
+                    (4, Pass),
+                    (5, Fail),
+                    (6, Fail)
+                ]
             ),
             vec![Healthy, Healthy, Healthy, Healthy, Healthy, Healthy],
             "a pass resets the streak"
@@ -150,7 +157,10 @@ mod tests {
     #[test]
     fn a_task_that_never_passes_turns_unhealthy_from_starting() {
         let mut m = Monitor::new(probe(2, 0));
-        assert_eq!(run(&mut m, &[(1, Fail), (2, Fail)]), vec![Starting, Unhealthy]);
+        assert_eq!(
+            run(&mut m, &[(1, Fail), (2, Fail)]),
+            vec![Starting, Unhealthy]
+        );
     }
 
     #[test]
@@ -168,7 +178,10 @@ mod tests {
     #[test]
     fn a_pass_ends_the_start_period() {
         let mut m = Monitor::new(probe(1, 10));
-        assert_eq!(run(&mut m, &[(1, Pass), (2, Fail)]), vec![Healthy, Unhealthy]);
+        assert_eq!(
+            run(&mut m, &[(1, Pass), (2, Fail)]),
+            vec![Healthy, Unhealthy]
+        );
     }
 
     #[test]

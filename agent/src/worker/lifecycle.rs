@@ -319,10 +319,8 @@ impl Worker {
         if sup.checker.is_some() {
             return;
         }
-        let probe = HealthConfig::probe(
-            t.spec.healthcheck.as_ref(),
-            sup.ctl.image_health().as_ref(),
-        );
+        let probe =
+            HealthConfig::probe(t.spec.healthcheck.as_ref(), sup.ctl.image_health().as_ref());
         if let Some(p) = probe {
             info!("the adopted task's health check runs again");
             sup.running = t.status.state == TaskState::Running;

@@ -302,7 +302,10 @@ async fn a_task_with_a_health_check_runs_once_a_probe_passes_and_fails_when_unhe
     assert_eq!((s.state, s.pid), (TaskState::Starting, 4242));
     tokio::time::sleep(Duration::from_secs(10)).await;
     let s = r.latest("t1").unwrap();
-    assert_eq!((s.state, s.health), (TaskState::Starting, TaskHealth::Starting));
+    assert_eq!(
+        (s.state, s.health),
+        (TaskState::Starting, TaskHealth::Starting)
+    );
     // The first pass: RUNNING, healthy.
     *script.probe_exit.lock().unwrap() = Some(0);
     let s = wait_status(&r, "t1", |s| s.state == TaskState::Running).await;
@@ -329,7 +332,11 @@ async fn a_probe_that_hangs_is_killed_at_its_timeout_and_counts_as_a_failure() {
     let s = wait_status(&r, "t1", |s| s.state.is_terminal()).await;
     assert_eq!(
         (s.state, s.err.as_str(), s.health),
-        (TaskState::Failed, "unhealthy container", TaskHealth::Unhealthy)
+        (
+            TaskState::Failed,
+            "unhealthy container",
+            TaskHealth::Unhealthy
+        )
     );
     // It never ran: never RUNNING, never in a balancer.
     assert!(!script.log().iter().any(|l| l.contains("exec")));

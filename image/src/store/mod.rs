@@ -35,8 +35,7 @@ use crate::unpack::{UnpackError, UnpackOptions};
 pub use pull::Progress;
 pub use spec::{
     parse_manifest, AnyManifest, ConfigFile, ContainerConfig, Descriptor, Healthcheck, ImageConfig,
-    Index,
-    Manifest, Platform, RootFs, MANIFEST_TYPES,
+    Index, Manifest, Platform, RootFs, MANIFEST_TYPES,
 };
 
 /// Why a store operation failed.

@@ -177,7 +177,10 @@ mod tests {
             assert_eq!(service_spec(&state, &mut s), Ok(()), "{s:?}");
         }
         let bad = [
-            (spec(Some(shell(25 * 3600 * 1000, 3)), None), "--health-interval"),
+            (
+                spec(Some(shell(25 * 3600 * 1000, 3)), None),
+                "--health-interval",
+            ),
             (spec(Some(shell(1000, 100_000)), None), "--health-retries"),
             (spec(None, Some(600_001)), "--stop-drain"),
         ];

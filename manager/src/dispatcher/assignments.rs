@@ -472,11 +472,7 @@ mod tests {
             });
         }
         s.apply(1, &Command::PutTasks(tasks));
-        let want: Vec<&str> = cases
-            .iter()
-            .filter(|c| c.3)
-            .map(|c| c.0)
-            .collect();
+        let want: Vec<&str> = cases.iter().filter(|c| c.3).map(|c| c.0).collect();
         let lb = lb_tables(&s, "n1");
         let table = lb.iter().find(|t| t.network_id == "net1").unwrap();
         let backends: Vec<&str> = table.services[0]

@@ -539,7 +539,12 @@ fn health_flags_parse_into_the_spec() {
     let mut spec = build_spec(&a).unwrap();
     apply(&update_args(&["--no-healthcheck", "web"]), &mut spec, &[]).unwrap();
     assert_eq!(spec.healthcheck.as_ref().unwrap().test, HealthTest::None);
-    apply(&update_args(&["--health-cmd", "true", "web"]), &mut spec, &[]).unwrap();
+    apply(
+        &update_args(&["--health-cmd", "true", "web"]),
+        &mut spec,
+        &[],
+    )
+    .unwrap();
     assert_eq!(
         spec.healthcheck.as_ref().unwrap().test,
         HealthTest::Shell("true".into())
@@ -549,10 +554,7 @@ fn health_flags_parse_into_the_spec() {
 #[test]
 fn bad_health_flags_are_refused_clearly() {
     for (argv, want) in [
-        (
-            vec!["--health-interval", "-5s"],
-            "it can't be negative",
-        ),
+        (vec!["--health-interval", "-5s"], "it can't be negative"),
         (vec!["--health-timeout=-1s"], "can't be negative"),
         (vec!["--health-retries", "-1"], "non-negative integer"),
         (vec!["--health-retries", "lots"], "non-negative integer"),
@@ -611,7 +613,10 @@ fn ps_shows_health_as_docker_ps_does() {
         rows[1].contains("Starting 7 seconds ago") && !rows[1].contains('('),
         "{got}"
     );
-    assert!(rows[2].contains("Running 7 seconds ago (unhealthy)"), "{got}");
+    assert!(
+        rows[2].contains("Running 7 seconds ago (unhealthy)"),
+        "{got}"
+    );
     assert!(
         rows[3].contains("Failed 7 seconds ago ") && rows[3].contains("\"unhealthy container\""),
         "{got}"

@@ -224,7 +224,7 @@ pub fn fmt_ms(ms: u64) -> String {
     if ms == 0 {
         return "0s".into();
     }
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         if ms < 1000 {
             return format!("{ms}ms");
         }

@@ -134,7 +134,12 @@ fn probe_merges_service_image_and_defaults() {
     let p = HealthConfig::probe(Some(&only_timing), Some(&image)).unwrap();
     assert_eq!(
         (p.argv.clone(), p.interval, p.timeout, p.retries),
-        (s(&["/bin/check"]), Duration::from_millis(100), Duration::from_secs(2), 5)
+        (
+            s(&["/bin/check"]),
+            Duration::from_millis(100),
+            Duration::from_secs(2),
+            5
+        )
     );
     // Timings alone and no image check: nothing to run.
     assert_eq!(HealthConfig::probe(Some(&only_timing), None), None);
