@@ -264,6 +264,14 @@ impl From<&m::ServiceSpec> for pb::ServiceSpec {
             init: s.init,
             update_config: Some((&s.update).into()),
             rollback_config: Some((&s.rollback).into()),
+            healthcheck: s.healthcheck.as_ref().map(|h| pb::HealthCheck {
+                test: h.test.to_docker(),
+                interval_ms: h.interval_ms,
+                timeout_ms: h.timeout_ms,
+                start_period_ms: h.start_period_ms,
+                retries: h.retries,
+            }),
+            stop_drain_ms: s.stop_drain_ms,
         }
     }
 }
@@ -412,7 +420,43 @@ impl TryFrom<&pb::ServiceSpec> for m::ServiceSpec {
                 .as_ref()
                 .map(Into::into)
                 .unwrap_or_default(),
+            healthcheck: s
+                .healthcheck
+                .as_ref()
+                .map(|h| {
+                    Ok::<_, m::Invalid>(m::HealthConfig {
+                        test: m::HealthTest::from_docker(&h.test)?,
+                        interval_ms: h.interval_ms,
+                        timeout_ms: h.timeout_ms,
+                        start_period_ms: h.start_period_ms,
+                        retries: h.retries,
+                    })
+                })
+                .transpose()?,
+            stop_drain_ms: s.stop_drain_ms,
         })
+    }
+}
+
+impl From<m::TaskHealth> for pb::TaskHealth {
+    fn from(h: m::TaskHealth) -> Self {
+        match h {
+            m::TaskHealth::None => pb::TaskHealth::None,
+            m::TaskHealth::Starting => pb::TaskHealth::Starting,
+            m::TaskHealth::Healthy => pb::TaskHealth::Healthy,
+            m::TaskHealth::Unhealthy => pb::TaskHealth::Unhealthy,
+        }
+    }
+}
+
+impl From<pb::TaskHealth> for m::TaskHealth {
+    fn from(h: pb::TaskHealth) -> Self {
+        match h {
+            pb::TaskHealth::None => m::TaskHealth::None,
+            pb::TaskHealth::Starting => m::TaskHealth::Starting,
+            pb::TaskHealth::Healthy => m::TaskHealth::Healthy,
+            pb::TaskHealth::Unhealthy => m::TaskHealth::Unhealthy,
+        }
     }
 }
 
@@ -490,6 +534,7 @@ impl From<&m::TaskStatus> for pb::TaskStatus {
             has_exit_code: s.exit_code.is_some(),
             pid: s.pid,
             addresses: s.addresses.clone(),
+            health: pb::TaskHealth::from(s.health) as i32,
         }
     }
 }
@@ -504,6 +549,7 @@ impl From<&pb::TaskStatus> for m::TaskStatus {
             exit_code: s.has_exit_code.then_some(s.exit_code),
             pid: s.pid,
             addresses: s.addresses.clone(),
+            health: s.health().into(),
         }
     }
 }
@@ -602,6 +648,7 @@ mod tests {
             status: m::TaskStatus {
                 state: m::TaskState::Failed,
                 exit_code: Some(3),
+                health: m::TaskHealth::Unhealthy,
                 ..Default::default()
             },
             ..Default::default()
@@ -609,5 +656,58 @@ mod tests {
         let wire = pb::Task::from(&t);
         assert_eq!(wire.name, "web.3.t1");
         assert_eq!(m::Task::try_from(&wire).unwrap(), t);
+    }
+
+    #[test]
+    fn health_and_drain_round_trip() {
+        let tests = [
+            m::HealthTest::Inherit,
+            m::HealthTest::None,
+            m::HealthTest::Cmd(vec!["/bin/check".into(), "-q".into()]),
+            m::HealthTest::Shell("test -e /ok".into()),
+        ];
+        for test in tests {
+            let spec = m::ServiceSpec {
+                name: "web".into(),
+                healthcheck: Some(m::HealthConfig {
+                    test,
+                    interval_ms: 5000,
+                    timeout_ms: 1000,
+                    start_period_ms: 2000,
+                    retries: 4,
+                }),
+                stop_drain_ms: Some(0),
+                ..Default::default()
+            };
+            let wire = pb::ServiceSpec::from(&spec);
+            assert_eq!(m::ServiceSpec::try_from(&wire).unwrap(), spec);
+        }
+        // Unset stays unset (the image's check; the node's drain).
+        let spec = m::ServiceSpec::default();
+        let wire = pb::ServiceSpec::from(&spec);
+        assert_eq!(
+            (wire.healthcheck.is_none(), wire.stop_drain_ms),
+            (true, None)
+        );
+        assert_eq!(m::ServiceSpec::try_from(&wire).unwrap(), spec);
+        // A test in no form Docker knows is refused at the edge.
+        let mut bad = wire;
+        bad.healthcheck = Some(pb::HealthCheck {
+            test: vec!["curl".into()],
+            ..Default::default()
+        });
+        assert!(m::ServiceSpec::try_from(&bad).is_err());
+        for h in [
+            m::TaskHealth::None,
+            m::TaskHealth::Starting,
+            m::TaskHealth::Healthy,
+            m::TaskHealth::Unhealthy,
+        ] {
+            let st = m::TaskStatus {
+                health: h,
+                ..Default::default()
+            };
+            assert_eq!(m::TaskStatus::from(&pb::TaskStatus::from(&st)), st);
+        }
     }
 }

@@ -180,8 +180,9 @@ fn zero_failed_requests(lab: &Lab) {
         )
     };
     let mesh = looped(format!("127.0.0.1:{port}"));
-    let vip = looped("web:8080".to_string());
-    let client = lab.running("client", 1)[0].name.clone();
+    let client = lab.running("client", 1)[0].clone();
+    let vip = looped(format!("{}:8080", vip_near(lab, &client)));
+    let client = client.name;
     let (mesh_out, vip_out, update) = std::thread::scope(|s| {
         let m = s.spawn(|| lab.on_node("worker1", &["sh", "-c", &mesh]));
         let v = s.spawn(|| {
@@ -222,6 +223,22 @@ fn zero_failed_requests(lab: &Lab) {
         assert!(ok > 0, "{what}: no request was made: {out}");
         assert_eq!(failed, 0, "{what}: requests failed during a rolling update");
     }
+}
+
+/// web's VIP on the network `client` is on (lp_net; its other VIP is on ingress).
+fn vip_near(lab: &Lab, client: &TaskView) -> String {
+    let near = client.addr_on("lp_net").expect("client on lp_net").octets();
+    inspect(lab, "web")["vips"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["addr"].as_str())
+        .map(|a| a.split('/').next().unwrap_or(a).to_string())
+        .find(|a| {
+            a.parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| ip.octets()[..3] == near[..3])
+        })
+        .expect("a VIP of web on lp_net")
 }
 
 fn published_port(lab: &Lab) -> u16 {

@@ -111,6 +111,16 @@ pub fn spec(s: &pb::ServiceSpec) -> Value {
         "limit_memory_bytes": s.limit_memory_bytes,
         "limit_cpus": s.limit_cpus,
         "force_update": s.force_update,
+        // Docker's test form; null: the image's check (if any).
+        "healthcheck": s.healthcheck.as_ref().map(|h| json!({
+            "test": h.test,
+            "interval_ms": h.interval_ms,
+            "timeout_ms": h.timeout_ms,
+            "start_period_ms": h.start_period_ms,
+            "retries": h.retries,
+        })),
+        // null: the node's default drain (1 s).
+        "stop_drain_ms": s.stop_drain_ms,
         "update_config": update_config(s.update_config.as_ref()),
         "rollback_config": update_config(s.rollback_config.as_ref()),
     })
@@ -178,6 +188,8 @@ pub fn task(t: &pb::Task) -> Value {
             "exit_code": st.has_exit_code.then_some(st.exit_code),
             "pid": st.pid,
             "addresses": st.addresses,
+            // "", "starting", "healthy" or "unhealthy".
+            "health": shoal_proto::model::TaskHealth::from(st.health()).as_str(),
         },
         "networks": if t.networks.is_empty() { local_attachments(&st.addresses) } else { t.networks.iter().map(|n| {
             // Local networks' addresses come from the node (in the status), overlays' from

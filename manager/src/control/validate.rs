@@ -94,6 +94,8 @@ pub fn service_spec(state: &State, spec: &mut ServiceSpec) -> Result<(), Control
     if spec.limit_memory_bytes < 0 || spec.limit_cpus < 0.0 || !spec.limit_cpus.is_finite() {
         return Err(ControlError::NegativeLimits);
     }
+    spec.validate_health_and_drain()
+        .map_err(ControlError::Spec)?;
     update_config("update", &spec.update)?;
     update_config("rollback", &spec.rollback)?;
     Ok(())
@@ -190,6 +192,46 @@ mod tests {
             if !ok {
                 assert_eq!(r.unwrap_err(), ControlError::TtyProcess);
             }
+        }
+    }
+
+    #[test]
+    fn health_checks_and_drains_out_of_bounds_are_refused() {
+        use shoal_proto::model::{HealthConfig, HealthTest};
+        let state = State::default();
+        let spec = |h: Option<HealthConfig>, drain: Option<u64>| ServiceSpec {
+            name: "web".into(),
+            image: "whoami".into(),
+            runtime: Runtime::Process,
+            healthcheck: h,
+            stop_drain_ms: drain,
+            ..Default::default()
+        };
+        let shell = |interval_ms, retries| HealthConfig {
+            test: HealthTest::Shell("test -e /ok".into()),
+            interval_ms,
+            retries,
+            ..Default::default()
+        };
+        let ok = [
+            spec(None, None),
+            spec(Some(shell(500, 3)), Some(0)),
+            spec(Some(shell(0, 0)), Some(600_000)),
+        ];
+        for mut s in ok {
+            assert_eq!(service_spec(&state, &mut s), Ok(()), "{s:?}");
+        }
+        let bad = [
+            (
+                spec(Some(shell(25 * 3600 * 1000, 3)), None),
+                "--health-interval",
+            ),
+            (spec(Some(shell(1000, 100_000)), None), "--health-retries"),
+            (spec(None, Some(600_001)), "--stop-drain"),
+        ];
+        for (mut s, needle) in bad {
+            let e = service_spec(&state, &mut s).unwrap_err();
+            assert!(e.to_string().contains(needle), "{e}");
         }
     }
 }

@@ -51,6 +51,8 @@ pub fn runs_the_same(a: &ServiceSpec, b: &ServiceSpec) -> bool {
         init,
         update: _,
         rollback: _,
+        healthcheck,
+        stop_drain_ms,
     } = a;
     *name == b.name
         && *image == b.image
@@ -72,6 +74,9 @@ pub fn runs_the_same(a: &ServiceSpec, b: &ServiceSpec) -> bool {
         && *workdir == b.workdir
         && *tty == b.tty
         && *init == b.init
+        // The agent probes, and drains, by the task's own spec.
+        && *healthcheck == b.healthcheck
+        && *stop_drain_ms == b.stop_drain_ms
 }
 
 /// A task's ports (published numbers filled in by the allocator) against a spec's (0 = any).
@@ -224,5 +229,47 @@ fn next_attempt(svc: &Service, ended: &[&Task], now_ms: i64) -> Option<u64> {
             (restart::allowed(policy, last) && restart::due(policy, last, now_ms))
                 .then_some(last.attempt + 1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_proto::model::{HealthConfig, HealthTest};
+
+    #[test]
+    fn a_health_check_or_drain_change_replaces_tasks_a_label_does_not() {
+        let base = ServiceSpec {
+            name: "web".into(),
+            image: "whoami".into(),
+            ..Default::default()
+        };
+        let health = ServiceSpec {
+            healthcheck: Some(HealthConfig {
+                test: HealthTest::Shell("test -e /ok".into()),
+                ..Default::default()
+            }),
+            ..base.clone()
+        };
+        let retries = ServiceSpec {
+            healthcheck: Some(HealthConfig {
+                retries: 5,
+                ..health.healthcheck.clone().unwrap()
+            }),
+            ..health.clone()
+        };
+        let drain = ServiceSpec {
+            stop_drain_ms: Some(5000),
+            ..base.clone()
+        };
+        let label = ServiceSpec {
+            labels: [("a".into(), "b".into())].into_iter().collect(),
+            ..base.clone()
+        };
+        assert!(!runs_the_same(&base, &health));
+        assert!(!runs_the_same(&health, &retries));
+        assert!(!runs_the_same(&base, &drain));
+        assert!(runs_the_same(&base, &label));
+        assert!(runs_the_same(&health, &health.clone()));
     }
 }

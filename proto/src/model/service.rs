@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use super::{Invalid, NetworkId, ServiceId, UpdateConfig, UpdateStatus};
+use super::{HealthConfig, Invalid, NetworkId, ServiceId, UpdateConfig, UpdateStatus};
 
 /// Transport protocol of a published port.
 #[derive(
@@ -284,6 +284,39 @@ pub struct ServiceSpec {
     /// How a rollback replaces them (`--rollback-*`).
     #[serde(default)]
     pub rollback: UpdateConfig,
+    /// `--health-*` / `--no-healthcheck`; `None`: the image's `HEALTHCHECK`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<HealthConfig>,
+    /// `--stop-drain`: how long a stopping task stays up, out of every balancer and DNS answer,
+    /// before its stop signal; `None`: the node's default ([`DEFAULT_STOP_DRAIN`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_drain_ms: Option<u64>,
+}
+
+/// How long a stopping task keeps running after the managers took it out of every balancer and
+/// DNS answer, before its stop signal, when its service sets none: a second. The balancers of
+/// every node let go of it within one assignment push (milliseconds: a raft write, then one
+/// message per node), so new connections stop reaching it almost at once; the second lets the
+/// requests already in flight on established connections finish with a margin of ten for a
+/// loaded node, and is small next to the 10 s stop grace that follows.
+pub const DEFAULT_STOP_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The longest `--stop-drain`: ten minutes (a stop, an update or a removal waits that long).
+pub const MAX_STOP_DRAIN: std::time::Duration = std::time::Duration::from_secs(600);
+
+impl ServiceSpec {
+    /// Checks the health check's bounds and the drain's.
+    pub fn validate_health_and_drain(&self) -> Result<(), Invalid> {
+        if let Some(h) = &self.healthcheck {
+            h.validate()?;
+        }
+        match self.stop_drain_ms {
+            Some(ms) if std::time::Duration::from_millis(ms) > MAX_STOP_DRAIN => {
+                Err(Invalid::StopDrain(super::fmt_ms(ms)))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// What runs a service's tasks.

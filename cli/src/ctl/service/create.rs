@@ -1,5 +1,6 @@
 //! `swarmctl service create`.
 
+use super::health::HealthArgs;
 use super::image::{pin, ContainerArgs, RuntimeArg};
 use super::policy::PolicyArgs;
 use super::{finish, parse, Ctx, WaitArgs, Watch};
@@ -39,6 +40,9 @@ pub struct CreateArgs {
     /// --update-* and --rollback-*: how updates and rollbacks replace tasks.
     #[command(flatten)]
     pub policy: PolicyArgs,
+    /// Health check and stop drain.
+    #[command(flatten)]
+    pub health: HealthArgs,
     /// Environment variable NAME=VALUE (repeatable; a bare NAME copies it from this shell).
     #[arg(short = 'e', long = "env", value_name = "NAME=VALUE", value_parser = parse::env)]
     pub env: Vec<String>,
@@ -178,6 +182,7 @@ pub fn build_spec(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
     };
     a.spec.apply(&mut spec);
     a.policy.apply(&mut spec);
+    a.health.apply(&mut spec)?;
     a.container.apply(&mut spec)?;
     Ok(spec)
 }

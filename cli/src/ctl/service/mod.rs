@@ -1,6 +1,7 @@
 //! `swarmctl service create | ls | ps | inspect | scale | update | rm | logs`.
 
 mod create;
+mod health;
 mod image;
 mod logs;
 mod policy;
@@ -263,6 +264,16 @@ pub fn pretty_service(s: &pb::Service, nets: &std::collections::HashMap<String, 
     }
     if spec.stop_grace_ms > 0 {
         kv(" StopGracePeriod", &output::millis(spec.stop_grace_ms));
+    }
+    // Shoal's: the time a stopping task stays up out of the balancers and DNS.
+    match spec.stop_drain_ms {
+        Some(ms) => kv(" StopDrain", &output::millis(ms)),
+        None => kv(" StopDrain", "1s (default)"),
+    }
+    if let Some(h) = &spec.healthcheck {
+        for (k, v) in health::pretty(h) {
+            kv(k, &v);
+        }
     }
     if spec.limit_cpus > 0.0 || spec.limit_memory_bytes > 0 {
         kv("Resources", "");

@@ -1,6 +1,7 @@
 //! `swarmctl service update`: read the spec, change what the flags say, write it back.
 
 use super::create::{EndpointModeArg, SpecArgs};
+use super::health::HealthArgs;
 use super::image::{pin, ContainerArgs};
 use super::policy::PolicyArgs;
 use super::{finish, parse, Ctx, WaitArgs, Watch};
@@ -62,6 +63,9 @@ pub struct UpdateArgs {
     /// --update-* and --rollback-*: how updates and rollbacks replace tasks.
     #[command(flatten)]
     pub policy: PolicyArgs,
+    /// Health check and stop drain.
+    #[command(flatten)]
+    pub health: HealthArgs,
     /// Replace every task even if nothing they run changed.
     #[arg(long)]
     pub force: bool,
@@ -160,6 +164,7 @@ pub fn apply(
     }
     a.spec.apply(spec);
     a.policy.apply(spec);
+    a.health.apply(spec)?;
     Ok(())
 }
 
