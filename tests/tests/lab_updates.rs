@@ -57,7 +57,7 @@ fn all_running_with(lab: &Lab, service: &str, n: usize, marker: &str) {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter(|t| t["desired_state"] == "running" && t["state"] == "running")
+                .filter(|t| t["desired_state"] == "running" && t["status"]["state"] == "running")
                 .collect();
             let with = running
                 .iter()
@@ -175,7 +175,7 @@ fn zero_failed_requests(lab: &Lab) {
     // At most 120 s (and 20,000 requests), or until the stop file appears.
     let looped = |addr: String| {
         format!(
-            "end=$(( $(date +%s) + 120 )); n=0; while [ ! -e {stop} ] && [ $(date +%s) -lt $end ] && [ $n -lt 20000 ]; do n=$((n+1)); curl -s -m 2 http://{addr}/name >/dev/null && echo OK || echo FAIL; done",
+            "end=$(( $(date +%s) + 120 )); n=0; while [ ! -e {stop} ] && [ $(date +%s) -lt $end ] && [ $n -lt 20000 ]; do n=$((n+1)); curl -s --connect-timeout 0.9 -m 2 http://{addr}/name >/dev/null && echo OK || echo FAIL; done",
             stop = stop.display()
         )
     };
