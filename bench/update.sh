@@ -22,7 +22,7 @@
 #
 # Root only. The lab and the Swarm rig are removed at exit, even on failure or Ctrl-C.
 # Env: PARTS="swarm same mesh" RUNS=3 REPLICAS=20 UPDATE_MAX=300 NO_BUILD=1 SUBNET=198.18.X.0/24
-# SWARM_ANCHOR=PATH KEEP=1. Output: $RESULTS_DIR/update.raw, update.md; `bench/update.sh render`
+# SWARM_ANCHOR=PATH KEEP=1 APPEND=1 (add to the raw file instead of starting it anew). Output: $RESULTS_DIR/update.raw, update.md; `bench/update.sh render`
 # redoes the table from the raw file.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -85,7 +85,7 @@ PY
 if [ "${1:-}" = render ]; then render; cat "$RESULTS_DIR/update.md"; exit 0; fi
 
 [ "$(id -u)" -eq 0 ] || die "bench/update.sh needs root (labs and dockerd in namespaces)"
-: >"$RAW"
+[ "${APPEND:-0}" = 1 ] || : >"$RAW"
 echo "# $(date -u +%FT%TZ), $(nproc) CPUs, Linux $(uname -r); REPLICAS=$REPLICAS RUNS=$RUNS; flags ${FLAGS[*]}; monitor 5 s (the default) on both" >>"$RAW"
 
 # ------------------------------------------------------------------------------ Docker Swarm
@@ -112,12 +112,15 @@ swarm_part() (
     svc_create "$M" upd "$REPLICAS" >/dev/null || die "swarm: service create failed"
     wait_until 300 sh -c "[ \$(docker -H unix://$BASE/$M/docker.sock service ps upd --filter desired-state=running --format '{{.CurrentState}}' | grep -c '^Running') -ge $REPLICAS ]" ||
       die "swarm: $REPLICAS replicas not running"
+    # The old tasks: during a start-first update they run (desired running) next to the new.
+    dk "$M" service ps upd -q --filter desired-state=running >"$BASE/old-tasks"
     t0=$(now_ms)
     dk "$M" service update --detach --quiet --env-add "V=$r" "${FLAGS[@]}" upd >/dev/null || die "swarm: update failed"
     running="" done_ms=""
     for _ in $(seq 1 $((UPDATE_MAX * 10))); do
       if [ -z "$running" ]; then
-        c=$(dk "$M" service ps upd --filter desired-state=running --format '{{.CurrentState}}' | grep -c '^Running')
+        c=$(dk "$M" service ps upd --filter desired-state=running --format '{{.ID}} {{.CurrentState}}' |
+          grep -vFf "$BASE/old-tasks" | grep -c ' Running')
         [ "$c" -ge "$REPLICAS" ] && running=$(( $(now_ms) - t0 ))
       fi
       st=$(dk "$M" service inspect upd --format '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}')

@@ -245,7 +245,8 @@ impl Worker {
                     }
                     Command::Adopted(t) => self.take_over(&mut sup, &t),
                     Command::Stop { drain } => {
-                        if !drain.is_zero() {
+                        // A task whose check never passed was in no balancer: nothing to drain.
+                        if !drain.is_zero() && sup.running {
                             tokio::select! {
                                 exit = sup.ctl.wait() => break End::Exited(exit),
                                 _ = tokio::time::sleep(drain) => {}

@@ -295,10 +295,11 @@ pub struct ServiceSpec {
 
 /// How long a stopping task keeps running after the managers took it out of every balancer and
 /// DNS answer, before its stop signal, when its service sets none: a second. The balancers of
-/// every node let go of it within one assignment push (milliseconds: a raft write, then one
-/// message per node), so new connections stop reaching it almost at once; the second lets the
-/// requests already in flight on established connections finish with a margin of ten for a
-/// loaded node, and is small next to the 10 s stop grace that follows.
+/// every node let go of it within one assignment push (measured at 64–71 ms on a 5-node lab,
+/// docs/benchmarks.md: a raft write, one message per node, one nft transaction), so a second
+/// is over ten times that, for a loaded node, while requests already in flight on established
+/// connections finish; it stays small next to the 10 s stop grace that follows. (Before it was a
+/// setting the agent waited a fixed 250 ms.)
 pub const DEFAULT_STOP_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The longest `--stop-drain`: ten minutes (a stop, an update or a removal waits that long).

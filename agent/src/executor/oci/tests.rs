@@ -332,3 +332,28 @@ fn an_images_healthcheck_becomes_the_models() {
     };
     assert_eq!(super::image_health(&bad), None);
 }
+
+#[test]
+fn the_images_health_check_is_kept_with_the_container() {
+    use shoal_proto::model::{HealthConfig, HealthTest};
+    let h = HealthConfig {
+        test: HealthTest::Shell("test -e /ok".into()),
+        interval_ms: 500,
+        ..Default::default()
+    };
+    let mut c = config();
+    c.health = Some(serde_json::to_string(&h).unwrap());
+    let s = spec::build(&c).unwrap();
+    let a = s.annotations().clone().unwrap();
+    // What adoption reads back.
+    let back: HealthConfig = serde_json::from_str(&a[spec::HEALTH_ANNOTATION]).unwrap();
+    assert_eq!(back, h);
+    assert_eq!(a[spec::STOP_SIGNAL_ANNOTATION], "SIGQUIT");
+    // No check, no annotation.
+    let s = spec::build(&config()).unwrap();
+    assert!(!s
+        .annotations()
+        .clone()
+        .unwrap_or_default()
+        .contains_key(spec::HEALTH_ANNOTATION));
+}
