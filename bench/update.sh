@@ -113,7 +113,7 @@ swarm_part() (
     wait_until 300 sh -c "[ \$(docker -H unix://$BASE/$M/docker.sock service ps upd --filter desired-state=running --format '{{.CurrentState}}' | grep -c '^Running') -ge $REPLICAS ]" ||
       die "swarm: $REPLICAS replicas not running"
     # The old tasks: during a start-first update they run (desired running) next to the new.
-    dk "$M" service ps upd -q --filter desired-state=running >"$BASE/old-tasks"
+    dk "$M" service ps upd --filter desired-state=running --format '{{.ID}}' >"$BASE/old-tasks"
     t0=$(now_ms)
     dk "$M" service update --detach --quiet --env-add "V=$r" "${FLAGS[@]}" upd >/dev/null || die "swarm: update failed"
     running="" done_ms=""
