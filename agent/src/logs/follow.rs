@@ -35,7 +35,8 @@ pub enum PublishError {
 /// Where batches go (the leader, through the session's channel; a recorder in tests).
 pub trait Publish: Send {
     /// Sends one batch; returns once the leader took it.
-    fn publish(&mut self, batch: pb::PublishLogsRequest) -> BoxFuture<'_, Result<(), PublishError>>;
+    fn publish(&mut self, batch: pb::PublishLogsRequest)
+        -> BoxFuture<'_, Result<(), PublishError>>;
 }
 
 /// Where a task is in its life on this node, as the worker knows it.
@@ -45,7 +46,8 @@ pub enum Phase {
     Running,
     /// It ended here: its log is complete.
     Ended,
-    /// Not known here (long gone, or not started yet).
+    /// Not known here: long gone, or not started yet (its assignment may come after the log
+    /// request that names it).
     Unknown,
 }
 
@@ -66,6 +68,9 @@ pub struct Timings {
     pub retry: Duration,
     /// How many failed publishes in a row end the follow.
     pub retries: u32,
+    /// A task this node does not know (any more) whose log was not written for this long is
+    /// complete: it is read to its end and no more.
+    pub quiet: Duration,
 }
 
 impl Default for Timings {
@@ -74,6 +79,7 @@ impl Default for Timings {
             keepalive: Duration::from_secs(5),
             retry: Duration::from_millis(200),
             retries: 5,
+            quiet: Duration::from_secs(30),
         }
     }
 }
@@ -270,7 +276,12 @@ impl<P: Publish> Follow<P> {
                 break;
             }
             // Phase first, stamp second: a task seen ended wrote all it will before the stamp.
-            let ended = self.ctx.tasks.phase(task) == Phase::Ended;
+            let ended = match self.ctx.tasks.phase(task) {
+                Phase::Running => false,
+                Phase::Ended => true,
+                // Gone long ago once its log is quiet; not started yet while it has none.
+                Phase::Unknown => quiet_since(&r.log, self.ctx.timings.quiet),
+            };
             let read = self.ctx.book.stamp(&r.log).and_then(|to| {
                 let cut = to.saturating_sub(r.pos) > budget as u64;
                 read::range(&r.log, r.pos, to, ended, budget).map(|x| (x, to, cut))
@@ -369,4 +380,13 @@ impl<P: Publish> Follow<P> {
             }
         }
     }
+}
+
+/// Whether the log at `log` exists and was not written for `quiet`.
+fn quiet_since(log: &std::path::Path, quiet: Duration) -> bool {
+    std::fs::metadata(log)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age >= quiet)
 }

@@ -77,7 +77,11 @@ pub fn history(log: &Path, h: &History, to: u64, all: bool) -> io::Result<(Vec<L
         };
         start = start.max(boundary.saturating_sub(MAX_LINE as u64));
     }
-    let buf = read_at(log, start, usize::try_from(to - start).unwrap_or(usize::MAX))?;
+    let buf = read_at(
+        log,
+        start,
+        usize::try_from(to - start).unwrap_or(usize::MAX),
+    )?;
     // Begin at a line's start: drop what precedes the first newline unless at the log's start.
     let skip = if start == 0 {
         0

@@ -64,16 +64,12 @@ fn the_index_finds_records_by_offset_and_by_time() {
         .collect();
     assert_eq!(
         times,
-        [
-            Some(200),
-            Some(200),
-            Some(200),
-            Some(350),
-            Some(350),
-            None
-        ]
+        [Some(200), Some(200), Some(200), Some(350), Some(350), None]
     );
-    assert_eq!(index::path_of(Path::new("/t/stdout.log")), Path::new("/t/stdout.idx"));
+    assert_eq!(
+        index::path_of(Path::new("/t/stdout.log")),
+        Path::new("/t/stdout.idx")
+    );
 }
 
 #[test]
@@ -84,7 +80,11 @@ fn a_stamp_records_growth_once_with_a_time_that_never_goes_back() {
     assert_eq!(book.stamp_at(&log, at(1_000)).unwrap(), 0, "no log yet");
     append(&log, "a\nb\n");
     assert_eq!(book.stamp_at(&log, at(1_000)).unwrap(), 4);
-    assert_eq!(book.stamp_at(&log, at(2_000)).unwrap(), 4, "no growth: no record");
+    assert_eq!(
+        book.stamp_at(&log, at(2_000)).unwrap(),
+        4,
+        "no growth: no record"
+    );
     append(&log, "c\n");
     // A clock that stepped back: the time stays that of the record before.
     assert_eq!(book.stamp_at(&log, at(500)).unwrap(), 6);
@@ -98,10 +98,22 @@ fn a_stamp_records_growth_once_with_a_time_that_never_goes_back() {
     append(&log, "d\n");
     let now = SystemTime::now();
     assert_eq!(book.stamp_at(&log, now).unwrap(), 8);
-    let last = Index::open(&index::path_of(&log)).unwrap().unwrap().last().unwrap().unwrap();
+    let last = Index::open(&index::path_of(&log))
+        .unwrap()
+        .unwrap()
+        .last()
+        .unwrap()
+        .unwrap();
     let mtime = std::fs::metadata(&log).unwrap().modified().unwrap();
     let ms = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
-    assert_eq!(last, Stamp { end: 8, ms: ms(mtime).min(ms(now)) }, "the log's last write");
+    assert_eq!(
+        last,
+        Stamp {
+            end: 8,
+            ms: ms(mtime).min(ms(now))
+        },
+        "the log's last write"
+    );
     assert!(book.is_live("t1"));
     book.ended("t1");
     assert!(!book.is_live("t1"));
@@ -208,7 +220,10 @@ fn history_goes_back_a_window_from_a_line_start() {
     let (log, book) = stamped(dir.path(), &[(&line.repeat(n), 1_000)]);
     let to = book.stamp(&log).unwrap();
     let (lines, pos) = read::history(&log, &History::default(), to, false).unwrap();
-    assert!(lines.iter().all(|l| l.data.len() == 1000), "whole lines only");
+    assert!(
+        lines.iter().all(|l| l.data.len() == 1000),
+        "whole lines only"
+    );
     assert_eq!(lines.len() as u64, read::MAX_HISTORY / 1001);
     assert_eq!(pos, to);
 }
@@ -314,7 +329,12 @@ impl Setup {
                 .expect("a batch within 10 s")
                 .expect("the follow is alive");
             got.extend(b.lines.iter().map(|l| {
-                format!("{}/{} {}", l.task_id, l.stream, String::from_utf8_lossy(&l.data))
+                format!(
+                    "{}/{} {}",
+                    l.task_id,
+                    l.stream,
+                    String::from_utf8_lossy(&l.data)
+                )
             }));
         }
         got
@@ -337,14 +357,25 @@ async fn a_plain_request_sends_history_and_is_done() {
     s.tasks.write("t1", "stdout", "hello\n");
     s.tasks.write("t1", "stderr", "oops\n");
     let (_tx, rx) = mpsc::channel(1);
-    follow::serve(s.ctx(), s.recorder.clone(), request("r1", &["t1"], false), rx).await;
+    follow::serve(
+        s.ctx(),
+        s.recorder.clone(),
+        request("r1", &["t1"], false),
+        rx,
+    )
+    .await;
     let b = s.batches.recv().await.unwrap();
     assert!(b.done);
     assert_eq!((b.request_id.as_str(), b.node_id.as_str()), ("r1", "n1"));
     let got: Vec<(String, String)> = b
         .lines
         .iter()
-        .map(|l| (l.stream.clone(), String::from_utf8_lossy(&l.data).into_owned()))
+        .map(|l| {
+            (
+                l.stream.clone(),
+                String::from_utf8_lossy(&l.data).into_owned(),
+            )
+        })
         .collect();
     assert_eq!(
         got,
@@ -453,7 +484,13 @@ async fn a_big_history_comes_in_bounded_batches() {
     let line = format!("{}\n", "q".repeat(999));
     s.tasks.write("t1", "stdout", &line.repeat(1000));
     let (_tx, rx) = mpsc::channel(1);
-    follow::serve(s.ctx(), s.recorder.clone(), request("r1", &["t1"], false), rx).await;
+    follow::serve(
+        s.ctx(),
+        s.recorder.clone(),
+        request("r1", &["t1"], false),
+        rx,
+    )
+    .await;
     let mut n = 0;
     let mut batches = 0;
     loop {
@@ -468,4 +505,27 @@ async fn a_big_history_comes_in_bounded_batches() {
     }
     assert_eq!(n, 1000);
     assert!(batches >= 4, "{batches}");
+}
+
+#[tokio::test]
+async fn a_task_not_known_yet_is_waited_for_and_one_long_quiet_is_read_to_its_end() {
+    let mut s = setup();
+    // t-old ran here long ago (forgotten); t-new's assignment has not come yet.
+    s.tasks.set("t-old", Phase::Unknown);
+    s.tasks.write("t-old", "stdout", "done\nno newline");
+    let mut ctx = s.ctx();
+    ctx.timings.quiet = Duration::ZERO;
+    let (_tx, rx) = mpsc::channel(4);
+    let first = request("r1", &["t-old", "t-new"], true);
+    let run = tokio::spawn(follow::serve(ctx, s.recorder.clone(), first, rx));
+    assert_eq!(
+        s.lines(2).await,
+        ["t-old/stdout done", "t-old/stdout no newline"],
+        "its unfinished line too: nothing will finish it"
+    );
+    s.tasks.set("t-new", Phase::Running);
+    s.tasks.write("t-new", "stdout", "hi\n");
+    s.book.stamp_live();
+    assert_eq!(s.lines(1).await, ["t-new/stdout hi"]);
+    run.abort();
 }

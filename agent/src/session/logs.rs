@@ -15,11 +15,13 @@ use tonic::transport::Channel;
 /// Requests waiting to reach a follow.
 const QUEUED: usize = 16;
 
-/// The follows of the current session, by request id (with a number telling one follow from a
-/// later one under the same id).
+/// A follow: its number (telling it from a later one under the same id) and its requests.
+type Open = (u64, mpsc::Sender<pb::LogRequest>);
+
+/// The follows of the current session, by request id.
 #[derive(Debug, Default, Clone)]
 pub(super) struct Follows {
-    open: Arc<Mutex<HashMap<String, (u64, mpsc::Sender<pb::LogRequest>)>>>,
+    open: Arc<Mutex<HashMap<String, Open>>>,
     next: Arc<std::sync::atomic::AtomicU64>,
 }
 

@@ -66,6 +66,11 @@ impl Tasks for Worker {
     }
 
     fn phase(&self, task_id: &str) -> Phase {
+        // Live from its start until its supervisor saw it end, also while it stops after the
+        // managers dropped it from the assignments (and the worker forgot it).
+        if self.logs.is_live(task_id) {
+            return Phase::Running;
+        }
         match self.lock().get(task_id) {
             Some(Local::Running { .. }) => Phase::Running,
             Some(Local::Done(_)) => Phase::Ended,

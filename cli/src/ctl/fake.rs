@@ -617,7 +617,8 @@ impl control_server::Control for Fake {
         super::fake_images::load(self, req).await
     }
 
-    type StreamLogsStream = tokio_stream::wrappers::ReceiverStream<Result<pb::LogsResponse, Status>>;
+    type StreamLogsStream =
+        tokio_stream::wrappers::ReceiverStream<Result<pb::LogsResponse, Status>>;
 
     async fn stream_logs(&self, req: Request<pb::LogsRequest>) -> R<Self::StreamLogsStream> {
         let r = req.into_inner();
@@ -641,7 +642,9 @@ impl control_server::Control for Fake {
         for i in items {
             let _ = tx.try_send(i);
         }
-        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
     }
 
     async fn service_logs(&self, req: Request<pb::LogsRequest>) -> R<pb::LogsResponse> {

@@ -315,9 +315,9 @@ pub fn tail(s: &str) -> Result<Tail, BadInput> {
     if t.eq_ignore_ascii_case("all") {
         return Ok(Tail(None));
     }
-    t.parse::<u32>().map(|n| Tail(Some(n))).map_err(|_| {
-        format!("{t:?} is not a number of lines: use 0, 10, 100… or all").into()
-    })
+    t.parse::<u32>()
+        .map(|n| Tail(Some(n)))
+        .map_err(|_| format!("{t:?} is not a number of lines: use 0, 10, 100… or all").into())
 }
 
 #[cfg(test)]
@@ -463,7 +463,10 @@ mod tests {
         assert_eq!(at("2024-05-01T12:00:00+02:00"), Ok(1_714_557_600_000));
         for bad in ["yesterday", "", "10x", "2024-13-01", "1h30"] {
             let e = since(bad).unwrap_err();
-            assert!(e.contains("is not a time") && e.contains("10m"), "{bad}: {e}");
+            assert!(
+                e.contains("is not a time") && e.contains("10m"),
+                "{bad}: {e}"
+            );
         }
         assert!(since("-5m").unwrap_err().contains("cannot be negative"));
     }
@@ -476,7 +479,10 @@ mod tests {
         assert_eq!(tail("25"), Ok(Tail(Some(25))));
         for bad in ["-3", "x", "", "1.5", "99999999999"] {
             let e = tail(bad).unwrap_err();
-            assert!(e.contains("is not a number of lines") && e.contains("or all"), "{bad}: {e}");
+            assert!(
+                e.contains("is not a number of lines") && e.contains("or all"),
+                "{bad}: {e}"
+            );
         }
     }
 }

@@ -111,7 +111,7 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
 
 fn days_in(y: u32, m: u32) -> u32 {
     match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 if (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400) => 29,
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,
@@ -150,9 +150,15 @@ mod tests {
             assert_eq!(parse_rfc3339(s), Some(t), "{s}");
         }
         assert_eq!(parse_rfc3339("2014-09-16T06:17:46.5Z"), Some(t + 500));
-        assert_eq!(parse_rfc3339("2014-09-16T06:17:46.123456789Z"), Some(t + 123));
+        assert_eq!(
+            parse_rfc3339("2014-09-16T06:17:46.123456789Z"),
+            Some(t + 123)
+        );
         assert_eq!(parse_rfc3339("2014-09-16T06:17Z"), Some(t - 46_000));
-        assert_eq!(parse_rfc3339("2014-09-16"), Some(t - (6 * 3600 + 17 * 60 + 46) * 1000));
+        assert_eq!(
+            parse_rfc3339("2014-09-16"),
+            Some(t - (6 * 3600 + 17 * 60 + 46) * 1000)
+        );
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_rfc3339("2024-02-29"), Some(1_709_164_800_000));
         for bad in [

@@ -174,7 +174,9 @@ mod tests {
         tap.allow("n1");
         let id = tap.id().to_string();
         for i in 0..LOG_BATCHES {
-            d.publish_logs(batch(&id, "n1", &i.to_string())).await.unwrap();
+            d.publish_logs(batch(&id, "n1", &i.to_string()))
+                .await
+                .unwrap();
         }
         let held = {
             let (d, id) = (d.clone(), id.clone());

@@ -280,7 +280,11 @@ fn response(b: pb::PublishLogsRequest, snap: &Snapshot) -> pb::LogsResponse {
     let errors = if b.error.is_empty() {
         Vec::new()
     } else {
-        vec![format!("node {}: {}", host(&snap.hosts, &b.node_id), b.error)]
+        vec![format!(
+            "node {}: {}",
+            host(&snap.hosts, &b.node_id),
+            b.error
+        )]
     };
     pb::LogsResponse {
         lines,

@@ -100,6 +100,14 @@ impl LogPlan {
             .initial
             .get_or_insert_with(|| tasks.iter().map(|p| p.task.clone()).collect())
             .clone();
+        // Tasks gone from the store (reaped) are forgotten: a long follow of a service that
+        // restarts often keeps no more than the store does.
+        let current: HashSet<&str> = tasks.iter().map(|p| p.task.as_str()).collect();
+        self.cursors
+            .retain(|(t, _), _| current.contains(t.as_str()));
+        for a in self.asked.values_mut() {
+            a.tasks.retain(|t| current.contains(t.as_str()));
+        }
         let mut by_node: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for p in tasks.iter().filter(|p| !p.node.is_empty()) {
             by_node.entry(&p.node).or_default().push(&p.task);

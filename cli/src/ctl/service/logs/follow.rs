@@ -132,11 +132,15 @@ async fn show(
     cursors: &mut Cursors,
     b: pb::LogsResponse,
 ) -> bool {
+    // Lines before cursors: a batch's cursors say where its own lines end.
+    let lines: Vec<pb::LogLine> = b.lines.into_iter().filter(|l| cursors.take(l)).collect();
     for c in &b.cursors {
         cursors.note(c);
     }
-    let lines: Vec<pb::LogLine> = b.lines.into_iter().filter(|l| cursors.take(l)).collect();
-    if lines.iter().any(|l| !printer.hosts.contains_key(&l.node_id)) {
+    if lines
+        .iter()
+        .any(|l| !printer.hosts.contains_key(&l.node_id))
+    {
         // A node that joined since: learn its name (once; an unknown id stays an id).
         if let Ok(h) = ctx.hostnames().await {
             printer.hosts = h;

@@ -105,7 +105,10 @@ pub async fn run(ctx: &mut Ctx, args: LogsArgs) -> anyhow::Result<()> {
     // In the order they were written (each task's own order kept).
     lines.sort_by_key(|l| l.timestamp_ms);
     if ctx.json() {
-        let lines: Vec<_> = lines.iter().map(|l| print::json(l, &printer.hosts)).collect();
+        let lines: Vec<_> = lines
+            .iter()
+            .map(|l| print::json(l, &printer.hosts))
+            .collect();
         ctx.out.json(&json!({ "lines": lines, "errors": errors }));
         return Ok(());
     }

@@ -144,7 +144,15 @@ async fn fake_with_web() -> (Fake, String) {
     ok(
         &host,
         &[
-            "service", "create", "--runtime", "process", "--name", "web", "--replicas", "2", "-d",
+            "service",
+            "create",
+            "--runtime",
+            "process",
+            "--name",
+            "web",
+            "--replicas",
+            "2",
+            "-d",
             "whoami",
         ],
     )
@@ -156,13 +164,25 @@ async fn fake_with_web() -> (Fake, String) {
 async fn flags_become_the_request() {
     let (fake, host) = fake_with_web().await;
     let before = shoal_proto::model::now_ms();
-    let out = ok(&host, &["service", "logs", "-t", "--since", "10m", "-n", "0", "web"]).await;
+    let out = ok(
+        &host,
+        &["service", "logs", "-t", "--since", "10m", "-n", "0", "web"],
+    )
+    .await;
     let r = fake.lock().log_requests.last().cloned().unwrap();
-    assert_eq!((r.service.as_str(), r.tail, r.skip_history, r.follow), ("web", 0, true, false));
-    assert!(r.since_ms >= before - 600_000 && r.since_ms <= before, "{}", r.since_ms);
+    assert_eq!(
+        (r.service.as_str(), r.tail, r.skip_history, r.follow),
+        ("web", 0, true, false)
+    );
+    assert!(
+        r.since_ms >= before - 600_000 && r.since_ms <= before,
+        "{}",
+        r.since_ms
+    );
     // -t: the RFC 3339 time first.
     assert!(
-        out.lines().any(|l| l.starts_with("2023-11-14T22:13:20.001000000Z web.1.")),
+        out.lines()
+            .any(|l| l.starts_with("2023-11-14T22:13:20.001000000Z web.1.")),
         "{out}"
     );
     ok(&host, &["service", "logs", "--tail", "3", "web"]).await;
@@ -185,7 +205,16 @@ async fn a_follow_carries_on_through_a_broken_stream_without_repeating_a_line() 
     {
         let mut s = fake.lock();
         s.log_scripts.push_back(vec![
-            batch(vec![line("t1", "stdout", 10, "a"), line("t1", "stdout", 20, "b")]),
+            // History and where it ends, in one batch (as an agent sends it).
+            Ok(pb::LogsResponse {
+                lines: vec![line("t1", "stdout", 10, "a"), line("t1", "stdout", 20, "b")],
+                cursors: vec![pb::LogCursor {
+                    task_id: "t1".into(),
+                    stream: "stdout".into(),
+                    offset: 20,
+                }],
+                ..Default::default()
+            }),
             Ok(pb::LogsResponse {
                 cursors: vec![pb::LogCursor {
                     task_id: "t2".into(),

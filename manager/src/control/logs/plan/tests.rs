@@ -65,14 +65,26 @@ fn a_plain_request_asks_each_node_once_for_its_tasks() {
     };
     let mut p = LogPlan::new("r", false, h, &[], GRACE);
     let now = Instant::now();
-    let tasks = placed(&[("t1", "n1"), ("t2", "n2"), ("t3", "n1"), ("t4", ""), ("t5", "n3")]);
+    let tasks = placed(&[
+        ("t1", "n1"),
+        ("t2", "n2"),
+        ("t3", "n1"),
+        ("t4", ""),
+        ("t5", "n3"),
+    ]);
     let a = p.plan(&tasks, sessions(&[("n1", "s1"), ("n2", "s2")]), now);
-    assert_eq!(show(&a), ["n1: t1,t3 (10, 0, false) []", "n2: t2 (10, 0, false) []"]);
+    assert_eq!(
+        show(&a),
+        ["n1: t1,t3 (10, 0, false) []", "n2: t2 (10, 0, false) []"]
+    );
     assert_eq!(a.unreachable, ["n3"], "not connected: said at once");
     assert!(a.send.iter().all(|(_, r)| !r.follow && r.request_id == "r"));
     assert!(p.waiting());
     // Asked again, nothing new is sent.
-    assert_eq!(p.plan(&tasks, sessions(&[("n1", "s1"), ("n2", "s2")]), now), Asks::default());
+    assert_eq!(
+        p.plan(&tasks, sessions(&[("n1", "s1"), ("n2", "s2")]), now),
+        Asks::default()
+    );
     p.took(&pb::PublishLogsRequest {
         node_id: "n1".into(),
         done: true,
@@ -99,7 +111,10 @@ fn a_follow_takes_new_tasks_whole_and_reasks_a_node_whose_session_changed() {
     let now = Instant::now();
     let s = sessions(&[("n1", "s1"), ("n2", "s2")]);
     let a = p.plan(&placed(&[("t1", "n1"), ("t2", "n2")]), &s, now);
-    assert_eq!(show(&a), ["n1: t1 (0, 0, true) []", "n2: t2 (0, 0, true) []"]);
+    assert_eq!(
+        show(&a),
+        ["n1: t1 (0, 0, true) []", "n2: t2 (0, 0, true) []"]
+    );
     assert!(a.send.iter().all(|(_, r)| r.follow));
     p.took(&line("n1", "t1", "stdout", 40));
     p.took(&pb::PublishLogsRequest {
@@ -115,7 +130,10 @@ fn a_follow_takes_new_tasks_whole_and_reasks_a_node_whose_session_changed() {
     let tasks = placed(&[("t1", "n1"), ("t2", "n2"), ("t3", "n1"), ("t4", "n3")]);
     let s = sessions(&[("n1", "s1"), ("n2", "s2"), ("n3", "s3")]);
     let a = p.plan(&tasks, &s, now);
-    assert_eq!(show(&a), ["n1: t3 (0, 0, false) []", "n3: t4 (0, 0, false) []"]);
+    assert_eq!(
+        show(&a),
+        ["n1: t3 (0, 0, false) []", "n3: t4 (0, 0, false) []"]
+    );
     // n1's swarmd restarts: its follow ended; ask again, resuming where the lines stopped.
     let s = sessions(&[("n1", "s1b"), ("n2", "s2"), ("n3", "s3")]);
     let a = p.plan(&tasks, &s, now);
@@ -129,7 +147,10 @@ fn a_follow_takes_new_tasks_whole_and_reasks_a_node_whose_session_changed() {
     assert_eq!(p.plan(&tasks, &s, now), Asks::default());
     let cancels: Vec<String> = p.cancels().into_iter().map(|(n, _)| n).collect();
     assert_eq!(cancels, ["n1", "n2", "n3"]);
-    assert!(p.cancels().iter().all(|(_, r)| r.cancel && r.request_id == "r"));
+    assert!(p
+        .cancels()
+        .iter()
+        .all(|(_, r)| r.cancel && r.request_id == "r"));
 }
 
 #[test]
@@ -141,7 +162,10 @@ fn a_follow_waits_a_grace_before_saying_a_node_is_away() {
     assert_eq!(p.plan(&tasks, &none, t0), Asks::default());
     let a = p.plan(&tasks, &none, t0 + GRACE);
     assert_eq!(a.unreachable, ["n1"]);
-    assert!(p.plan(&tasks, &none, t0 + GRACE * 2).unreachable.is_empty(), "said once");
+    assert!(
+        p.plan(&tasks, &none, t0 + GRACE * 2).unreachable.is_empty(),
+        "said once"
+    );
     // It connects: asked, with the history asked for (t1 was there from the start).
     let a = p.plan(&tasks, sessions(&[("n1", "s1")]), t0 + GRACE * 3);
     assert_eq!(show(&a), ["n1: t1 (0, 0, false) []"]);
