@@ -155,7 +155,7 @@ pub async fn serve<P: Publish>(
     ctx: Ctx,
     publish: P,
     first: pb::LogRequest,
-    mut more: mpsc::Receiver<pb::LogRequest>,
+    mut more: mpsc::UnboundedReceiver<pb::LogRequest>,
 ) {
     let follow = first.follow;
     let mut f = Follow {
@@ -165,7 +165,9 @@ pub async fn serve<P: Publish>(
         readers: BTreeMap::new(),
         out: Outbox::default(),
     };
-    f.add(&first);
+    if f.add(&first).await.is_err() {
+        return;
+    }
     if !follow {
         let _ = f.flush(true).await;
         return;
@@ -187,7 +189,7 @@ pub async fn serve<P: Publish>(
             r = ticks.changed() => if r.is_err() { return },
             req = more.recv() => match req {
                 Some(r) if r.cancel => return,
-                Some(r) => f.add(&r),
+                Some(r) => if f.add(&r).await.is_err() { return },
                 None => return,
             },
             _ = tokio::time::sleep(keepalive) => {
@@ -202,8 +204,9 @@ pub async fn serve<P: Publish>(
 
 impl<P: Publish> Follow<P> {
     /// Takes on the tasks of `r`: each stream resumes at its cursor, or starts with the history
-    /// `r` asks for.
-    fn add(&mut self, r: &pb::LogRequest) {
+    /// `r` asks for. Histories are published as they fill batches, so that at most one stream's
+    /// history is held at a time.
+    async fn add(&mut self, r: &pb::LogRequest) -> Result<(), PublishError> {
         let h = History {
             tail: r.tail,
             since_ms: r.since_ms,
@@ -241,8 +244,12 @@ impl<P: Publish> Follow<P> {
                     offset: pos,
                 });
                 self.readers.insert(key, Reader { log, pos });
+                if self.out.bytes >= BATCH_BYTES {
+                    self.flush(false).await?;
+                }
             }
         }
+        Ok(())
     }
 
     fn history(

@@ -356,7 +356,7 @@ async fn a_plain_request_sends_history_and_is_done() {
     s.tasks.set("t1", Phase::Running);
     s.tasks.write("t1", "stdout", "hello\n");
     s.tasks.write("t1", "stderr", "oops\n");
-    let (_tx, rx) = mpsc::channel(1);
+    let (_tx, rx) = mpsc::unbounded_channel();
     follow::serve(
         s.ctx(),
         s.recorder.clone(),
@@ -393,7 +393,7 @@ async fn a_follow_streams_new_lines_takes_new_tasks_and_ends_when_cancelled() {
     let mut s = setup();
     s.tasks.set("t1", Phase::Running);
     s.tasks.write("t1", "stdout", "old\n");
-    let (tx, rx) = mpsc::channel(4);
+    let (tx, rx) = mpsc::unbounded_channel();
     let first = pb::LogRequest {
         skip_history: true,
         ..request("r1", &["t1"], true)
@@ -410,7 +410,7 @@ async fn a_follow_streams_new_lines_takes_new_tasks_and_ends_when_cancelled() {
     // A task that starts later joins the follow with its whole log.
     s.tasks.set("t2", Phase::Running);
     s.tasks.write("t2", "stderr", "t2 a\n");
-    tx.send(request("r1", &["t2"], true)).await.unwrap();
+    tx.send(request("r1", &["t2"], true)).unwrap();
     assert_eq!(s.lines(1).await, ["t2/stderr t2 a"]);
     s.tasks.write("t1", "stdout", " 2\n");
     s.book.stamp_live();
@@ -424,7 +424,6 @@ async fn a_follow_streams_new_lines_takes_new_tasks_and_ends_when_cancelled() {
         cancel: true,
         ..request("r1", &[], true)
     })
-    .await
     .unwrap();
     tokio::time::timeout(Duration::from_secs(10), run)
         .await
@@ -437,7 +436,7 @@ async fn a_follow_resumes_at_its_cursors_and_ends_when_nobody_reads() {
     let mut s = setup();
     s.tasks.set("t1", Phase::Running);
     s.tasks.write("t1", "stdout", "one\ntwo\nthree\n");
-    let (_tx, rx) = mpsc::channel(4);
+    let (_tx, rx) = mpsc::unbounded_channel();
     let first = pb::LogRequest {
         // --tail 1 would give "three"; the cursor wins for the stream it names.
         tail: 1,
@@ -463,7 +462,7 @@ async fn a_follow_resumes_at_its_cursors_and_ends_when_nobody_reads() {
 async fn a_follow_ends_with_its_session() {
     let s = setup();
     s.tasks.set("t1", Phase::Running);
-    let (tx, rx) = mpsc::channel(4);
+    let (tx, rx) = mpsc::unbounded_channel();
     let run = tokio::spawn(follow::serve(
         s.ctx(),
         s.recorder.clone(),
@@ -483,7 +482,7 @@ async fn a_big_history_comes_in_bounded_batches() {
     s.tasks.set("t1", Phase::Ended);
     let line = format!("{}\n", "q".repeat(999));
     s.tasks.write("t1", "stdout", &line.repeat(1000));
-    let (_tx, rx) = mpsc::channel(1);
+    let (_tx, rx) = mpsc::unbounded_channel();
     follow::serve(
         s.ctx(),
         s.recorder.clone(),
@@ -515,7 +514,7 @@ async fn a_task_not_known_yet_is_waited_for_and_one_long_quiet_is_read_to_its_en
     s.tasks.write("t-old", "stdout", "done\nno newline");
     let mut ctx = s.ctx();
     ctx.timings.quiet = Duration::ZERO;
-    let (_tx, rx) = mpsc::channel(4);
+    let (_tx, rx) = mpsc::unbounded_channel();
     let first = request("r1", &["t-old", "t-new"], true);
     let run = tokio::spawn(follow::serve(ctx, s.recorder.clone(), first, rx));
     assert_eq!(

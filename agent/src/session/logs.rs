@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
-/// Requests waiting to reach a follow.
-const QUEUED: usize = 16;
-
 /// A follow: its number (telling it from a later one under the same id) and its requests.
-type Open = (u64, mpsc::Sender<pb::LogRequest>);
+/// Unbounded on purpose: a follow held back by a slow client must not lose the tasks that start
+/// meanwhile, and there is one small request per task the managers start on this node, never
+/// one per line.
+type Open = (u64, mpsc::UnboundedSender<pb::LogRequest>);
 
 /// The follows of the current session, by request id.
 #[derive(Debug, Default, Clone)]
@@ -44,26 +44,21 @@ impl Follows {
         if req.cancel {
             lock(&self.open).remove(&id);
             if let Some(tx) = known {
-                let _ = tx.try_send(req);
+                let _ = tx.send(req);
             }
             return;
         }
         if let Some(tx) = known {
-            match tx.try_send(req) {
+            match tx.send(req) {
                 Ok(()) => return,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    // A follow this far behind is stuck: the leader re-asks once it is gone.
-                    tracing::warn!(request = %id, "a log follow does not keep up; ending it");
-                    lock(&self.open).remove(&id);
-                    return;
-                }
-                Err(mpsc::error::TrySendError::Closed(r)) => {
+                Err(mpsc::error::SendError(r)) => {
+                    // It ended meanwhile: a new one.
                     lock(&self.open).remove(&id);
                     return self.handle(r, ctx, publish, background);
                 }
             }
         }
-        let (tx, rx) = mpsc::channel(QUEUED);
+        let (tx, rx) = mpsc::unbounded_channel();
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if req.follow {
             lock(&self.open).insert(id.clone(), (n, tx));

@@ -38,6 +38,10 @@ const TO_CLIENT: usize = 4;
 /// How long a cancel may wait for a node's session queue when the relay ends.
 const CANCEL_WAIT: Duration = Duration::from_secs(1);
 
+/// A following node that sent nothing for this long is asked again (an idle agent sends an
+/// empty batch every 5 s: three missed in a row).
+const SILENCE: Duration = Duration::from_secs(15);
+
 /// What the logs are asked of.
 #[derive(Debug, Clone)]
 enum Target {
@@ -147,7 +151,7 @@ async fn relay(
         skip: r.skip_history,
     };
     let waited = m.cfg.relay_timeout;
-    let mut plan = LogPlan::new(tap.id(), r.follow, history, &r.resume, waited);
+    let mut plan = LogPlan::new(tap.id(), r.follow, history, &r.resume, (waited, SILENCE));
     let end = run(&m, &target, &r, &mut plan, &mut tap, &tx).await;
     if let Err(s) = end {
         let _ = tx.send(Err(s)).await;
@@ -219,7 +223,7 @@ async fn run(
             b = tap.recv() => {
                 let Some(b) = b else { return Ok(()) };
                 quiet_until = Instant::now() + waited;
-                plan.took(&b);
+                plan.took(&b, std::time::Instant::now());
                 let out = response(b, now);
                 if (!out.lines.is_empty() || !out.errors.is_empty() || !out.cursors.is_empty())
                     && tx.send(Ok(out)).await.is_err()

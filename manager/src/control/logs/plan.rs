@@ -4,8 +4,10 @@
 //! either may have changed, and the batches as they come; it answers with the requests to send.
 //! It asks each node for its tasks once, then (following) again for tasks that start there
 //! later, and again for all of them when the node's session changed (its `swarmd` restarted or
-//! reconnected: the follow it held ended with its session), each stream resuming right after
-//! the last line relayed. Nothing is sent twice and nothing is skipped.
+//! reconnected: the follow it held ended with its session) or when nothing came from it for a
+//! while (an idle agent says it still follows every few seconds; asking a node that does again
+//! changes nothing), each stream resuming right after the last line relayed. Nothing is sent
+//! twice and nothing is skipped.
 
 use shoal_proto::pb;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -54,6 +56,10 @@ pub struct LogPlan {
     history: History,
     /// A node without a session is reported after this long (following: it may be reconnecting).
     grace: Duration,
+    /// Following: a node silent this long is asked again.
+    silence: Duration,
+    /// When each node was last asked or heard from.
+    heard: HashMap<String, Instant>,
     /// The tasks there were when the request came: they get `history`; later ones come whole.
     initial: Option<HashSet<String>>,
     cursors: HashMap<(String, String), u64>,
@@ -65,18 +71,22 @@ pub struct LogPlan {
 
 impl LogPlan {
     /// A plan for request `id`. `resume`: task streams the client already has, up to where.
+    /// Following, a node without a session is said to be away after `grace`, and a node silent
+    /// for `silence` is asked again.
     pub fn new(
         id: &str,
         follow: bool,
         history: History,
         resume: &[pb::LogCursor],
-        grace: Duration,
+        (grace, silence): (Duration, Duration),
     ) -> LogPlan {
         LogPlan {
             id: id.to_string(),
             follow,
             history,
             grace: if follow { grace } else { Duration::ZERO },
+            silence,
+            heard: HashMap::new(),
             initial: None,
             cursors: resume
                 .iter()
@@ -130,10 +140,14 @@ impl LogPlan {
                 continue;
             };
             self.away.remove(node);
+            let silent = self
+                .heard
+                .get(node)
+                .is_none_or(|t| now.duration_since(*t) >= self.silence);
             let fresh = match self.asked.get(node) {
                 None => true,
                 Some(_) if !self.follow => continue,
-                Some(a) => a.session != sid,
+                Some(a) => a.session != sid || silent,
             };
             let new: Vec<&str> = match self.asked.get(node) {
                 Some(a) if !fresh => tasks
@@ -167,6 +181,7 @@ impl LogPlan {
                 a.tasks.clear();
             }
             a.tasks.extend(new.iter().map(|t| t.to_string()));
+            self.heard.insert(node.to_string(), now);
         }
         asks
     }
@@ -196,8 +211,10 @@ impl LogPlan {
         }
     }
 
-    /// Records what a batch brings: how far each stream was read, whether the node is done.
-    pub fn took(&mut self, b: &pb::PublishLogsRequest) {
+    /// Records what a batch brings, taken at `now`: how far each stream was read, whether the
+    /// node is done, that it still follows.
+    pub fn took(&mut self, b: &pb::PublishLogsRequest, now: Instant) {
+        self.heard.insert(b.node_id.clone(), now);
         let ends = b
             .lines
             .iter()

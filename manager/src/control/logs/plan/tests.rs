@@ -55,6 +55,8 @@ fn line(node: &str, task: &str, stream: &str, end: u64) -> pb::PublishLogsReques
 }
 
 const GRACE: Duration = Duration::from_secs(5);
+const SILENCE: Duration = Duration::from_secs(15);
+const T: (Duration, Duration) = (GRACE, SILENCE);
 
 #[test]
 fn a_plain_request_asks_each_node_once_for_its_tasks() {
@@ -63,7 +65,7 @@ fn a_plain_request_asks_each_node_once_for_its_tasks() {
         since_ms: 0,
         skip: false,
     };
-    let mut p = LogPlan::new("r", false, h, &[], GRACE);
+    let mut p = LogPlan::new("r", false, h, &[], T);
     let now = Instant::now();
     let tasks = placed(&[
         ("t1", "n1"),
@@ -85,17 +87,23 @@ fn a_plain_request_asks_each_node_once_for_its_tasks() {
         p.plan(&tasks, sessions(&[("n1", "s1"), ("n2", "s2")]), now),
         Asks::default()
     );
-    p.took(&pb::PublishLogsRequest {
-        node_id: "n1".into(),
-        done: true,
-        ..Default::default()
-    });
+    p.took(
+        &pb::PublishLogsRequest {
+            node_id: "n1".into(),
+            done: true,
+            ..Default::default()
+        },
+        now,
+    );
     assert_eq!(p.silent(), ["n2"]);
-    p.took(&pb::PublishLogsRequest {
-        node_id: "n2".into(),
-        done: true,
-        ..Default::default()
-    });
+    p.took(
+        &pb::PublishLogsRequest {
+            node_id: "n2".into(),
+            done: true,
+            ..Default::default()
+        },
+        now,
+    );
     assert!(!p.waiting());
     assert!(p.cancels().is_empty(), "nothing to cancel");
 }
@@ -107,7 +115,7 @@ fn a_follow_takes_new_tasks_whole_and_reasks_a_node_whose_session_changed() {
         since_ms: 0,
         skip: true,
     };
-    let mut p = LogPlan::new("r", true, h, &[], GRACE);
+    let mut p = LogPlan::new("r", true, h, &[], T);
     let now = Instant::now();
     let s = sessions(&[("n1", "s1"), ("n2", "s2")]);
     let a = p.plan(&placed(&[("t1", "n1"), ("t2", "n2")]), &s, now);
@@ -116,16 +124,19 @@ fn a_follow_takes_new_tasks_whole_and_reasks_a_node_whose_session_changed() {
         ["n1: t1 (0, 0, true) []", "n2: t2 (0, 0, true) []"]
     );
     assert!(a.send.iter().all(|(_, r)| r.follow));
-    p.took(&line("n1", "t1", "stdout", 40));
-    p.took(&pb::PublishLogsRequest {
-        node_id: "n1".into(),
-        cursors: vec![pb::LogCursor {
-            task_id: "t1".into(),
-            stream: "stderr".into(),
-            offset: 7,
-        }],
-        ..Default::default()
-    });
+    p.took(&line("n1", "t1", "stdout", 40), now);
+    p.took(
+        &pb::PublishLogsRequest {
+            node_id: "n1".into(),
+            cursors: vec![pb::LogCursor {
+                task_id: "t1".into(),
+                stream: "stderr".into(),
+                offset: 7,
+            }],
+            ..Default::default()
+        },
+        now,
+    );
     // t1 restarts as t3 on n1; t4 starts on a new node n3: their logs come whole.
     let tasks = placed(&[("t1", "n1"), ("t2", "n2"), ("t3", "n1"), ("t4", "n3")]);
     let s = sessions(&[("n1", "s1"), ("n2", "s2"), ("n3", "s3")]);
@@ -155,7 +166,7 @@ fn a_follow_takes_new_tasks_whole_and_reasks_a_node_whose_session_changed() {
 
 #[test]
 fn a_follow_waits_a_grace_before_saying_a_node_is_away() {
-    let mut p = LogPlan::new("r", true, History::default(), &[], GRACE);
+    let mut p = LogPlan::new("r", true, History::default(), &[], T);
     let t0 = Instant::now();
     let tasks = placed(&[("t1", "n1")]);
     let none = sessions(&[]);
@@ -184,7 +195,7 @@ fn a_resumed_follow_continues_the_streams_the_client_has_and_reads_the_others_wh
         stream: "stdout".into(),
         offset: 99,
     }];
-    let mut p = LogPlan::new("r", true, h, &resume, GRACE);
+    let mut p = LogPlan::new("r", true, h, &resume, T);
     let a = p.plan(
         &placed(&[("t1", "n1"), ("t9", "n1")]),
         sessions(&[("n1", "s1")]),
@@ -192,12 +203,31 @@ fn a_resumed_follow_continues_the_streams_the_client_has_and_reads_the_others_wh
     );
     assert_eq!(show(&a), ["n1: t1,t9 (0, 1000, false) [t1/stdout@99]"]);
     // Cursors never go back.
-    p.took(&line("n1", "t1", "stdout", 50));
-    p.took(&line("n1", "t1", "stdout", 120));
+    p.took(&line("n1", "t1", "stdout", 50), Instant::now());
+    p.took(&line("n1", "t1", "stdout", 120), Instant::now());
     let a = p.plan(
         &placed(&[("t1", "n1"), ("t9", "n1")]),
         sessions(&[("n1", "s2")]),
         Instant::now(),
     );
     assert_eq!(show(&a), ["n1: t1,t9 (0, 1000, false) [t1/stdout@120]"]);
+}
+
+#[test]
+fn a_follow_asks_again_a_node_it_has_not_heard_from() {
+    let mut p = LogPlan::new("r", true, History::default(), &[], T);
+    let t0 = Instant::now();
+    let tasks = placed(&[("t1", "n1"), ("t2", "n2")]);
+    let s = sessions(&[("n1", "s1"), ("n2", "s2")]);
+    assert_eq!(p.plan(&tasks, &s, t0).send.len(), 2);
+    // n1 keeps sending (lines or its idle keepalive); n2 says nothing.
+    p.took(&line("n1", "t1", "stdout", 10), t0 + SILENCE / 2);
+    p.took(&line("n2", "t2", "stdout", 3), t0);
+    let a = p.plan(&tasks, &s, t0 + SILENCE);
+    assert_eq!(show(&a), ["n2: t2 (0, 0, false) [t2/stdout@3]"]);
+    assert_eq!(
+        p.plan(&tasks, &s, t0 + SILENCE),
+        Asks::default(),
+        "once a period"
+    );
 }
