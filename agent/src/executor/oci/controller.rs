@@ -10,7 +10,6 @@
 //! `runtime list` (and `delete` for leftovers) as blocking commands, a few milliseconds each.
 
 use std::collections::HashSet;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
