@@ -18,6 +18,8 @@ pub const DEFAULT_RESEND: Duration = Duration::from_millis(500);
 pub struct Reporter {
     pending: Arc<Mutex<BTreeMap<String, TaskStatus>>>,
     notify: Arc<Notify>,
+    /// Signalled whenever the dispatcher accepted a batch.
+    delivered: Arc<Notify>,
     resend: Duration,
 }
 
@@ -39,6 +41,7 @@ impl Reporter {
         Reporter {
             pending: Default::default(),
             notify: Default::default(),
+            delivered: Default::default(),
             resend,
         }
     }
@@ -53,24 +56,47 @@ impl Reporter {
         exit_code: Option<i32>,
         pid: u32,
     ) {
-        let status = TaskStatus {
-            state,
-            message: message.to_string(),
-            err: err.to_string(),
-            timestamp_ms: now_ms(),
-            exit_code,
-            pid,
-            addresses: Vec::new(),
-        };
+        self.report_status(
+            task_id,
+            TaskStatus {
+                state,
+                message: message.to_string(),
+                err: err.to_string(),
+                timestamp_ms: now_ms(),
+                exit_code,
+                pid,
+                ..Default::default()
+            },
+        );
+    }
+
+    /// Records `status` for `task_id`, unless a later state waits to be sent (a task's state
+    /// only moves forward; within one state the latest status wins: a health change).
+    pub fn report_status(&self, task_id: &str, status: TaskStatus) {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         match p.get(task_id) {
-            Some(cur) if cur.state > state => {}
+            Some(cur) if cur.state > status.state => {}
             _ => {
                 p.insert(task_id.to_string(), status);
             }
         }
         drop(p);
         self.notify.notify_one();
+    }
+
+    /// Waits until `status` is no longer waiting to be sent for `task_id` (the dispatcher
+    /// accepted it, or a later status replaced it), at most `cap`. Whether it was.
+    pub async fn delivered(&self, task_id: &str, status: &TaskStatus, cap: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + cap;
+        loop {
+            let sent = self.delivered.notified();
+            if self.latest(task_id).as_ref() != Some(status) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, sent).await.is_err() {
+                return false;
+            }
+        }
     }
 
     /// Reports `task_id` RUNNING as `pid`, with the addresses the node gave it.
@@ -141,6 +167,8 @@ impl Reporter {
                     p.remove(&id);
                 }
             }
+            drop(p);
+            self.delivered.notify_waiters();
         }
     }
 }

@@ -27,4 +27,4 @@ mod testutil;
 
 pub use digest::{Digest, DigestError, ImageId};
 pub use reference::{Reference, ReferenceError};
-pub use store::{Image, ImageConfig, Progress, Store, StoreError};
+pub use store::{Healthcheck, Image, ImageConfig, Progress, Store, StoreError};

@@ -10,7 +10,7 @@ use crate::config::ConfigError;
 use crate::control::ControlError;
 use crate::dispatcher::{RelayError, StatusError};
 use crate::raft::storage::OpenError;
-use crate::store::{LookupError, Refusal, Versioned};
+use crate::store::{LookupError, Refusal};
 use shoal_image::registry::RegistryError;
 use std::time::Duration;
 use tonic::Status;
@@ -79,11 +79,9 @@ impl From<ManagerError> for Status {
     fn from(e: ManagerError) -> Status {
         let msg = e.to_string();
         match e {
-            // A version conflict on the cluster or a node is ABORTED (read again and retry);
-            // every other refusal, a service's conflict included, is FAILED_PRECONDITION.
-            ManagerError::Refused(Refusal::Conflict(
-                Versioned::Cluster | Versioned::Node { .. },
-            )) => Status::aborted(msg),
+            // A version conflict is ABORTED (`update out of sequence`: read again and retry);
+            // every other refusal is FAILED_PRECONDITION.
+            ManagerError::Refused(Refusal::Conflict(_)) => Status::aborted(msg),
             ManagerError::Refused(_) => Status::failed_precondition(msg),
             ManagerError::Lookup(LookupError::NotFound { .. }) => Status::not_found(msg),
             ManagerError::Lookup(_) => Status::invalid_argument(msg),
@@ -93,6 +91,7 @@ impl From<ManagerError> for Status {
                 | ControlError::NodeUp(_)
                 | ControlError::ScaleGlobal(_)
                 | ControlError::TaskNotRunning { .. }
+                | ControlError::NoPreviousSpec(_)
                 | ControlError::NotOverlay(_),
             ) => Status::failed_precondition(msg),
             ManagerError::Control(ControlError::KeptChanging | ControlError::RotationConflict) => {
@@ -151,7 +150,7 @@ status_via_manager_error!(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::ObjectKind;
+    use crate::store::{ObjectKind, Versioned};
     use tonic::Code;
 
     fn status(e: impl Into<ManagerError>) -> (Code, String) {
@@ -175,13 +174,16 @@ mod tests {
         assert_eq!(
             status(Refusal::Conflict(Versioned::Service { name: "web".into() })),
             (
-                Code::FailedPrecondition,
-                "service web was changed concurrently; retry".into()
+                Code::Aborted,
+                "update out of sequence: service web was changed since it was read; read it again and retry".into()
             )
         );
         assert_eq!(
             status(Refusal::Conflict(Versioned::Node { id: "n1".into() })),
-            (Code::Aborted, "the node changed concurrently; retry".into())
+            (
+                Code::Aborted,
+                "update out of sequence: the node was changed since it was read; read it again and retry".into()
+            )
         );
         assert_eq!(
             status(Refusal::Conflict(Versioned::Cluster)),

@@ -54,6 +54,11 @@ fn spawn_actors(m: Arc<Manager>) -> JoinSet<()> {
     set.spawn(run_planner(m.clone(), "orchestrator", |s, now| {
         crate::orchestrator::plan(s, now, &mut shoal_proto::model::new_id)
     }));
+    set.spawn(run_planner(
+        m.clone(),
+        "updater",
+        crate::orchestrator::update::plan,
+    ));
     set.spawn(run_planner(m.clone(), "allocator", crate::allocator::plan));
     set.spawn(run_planner(m.clone(), "scheduler", crate::scheduler::plan));
     set.spawn(reconcile_membership(m.clone()));

@@ -262,8 +262,95 @@ impl From<&m::ServiceSpec> for pb::ServiceSpec {
             workdir: s.workdir.clone(),
             tty: s.tty,
             init: s.init,
+            update_config: Some((&s.update).into()),
+            rollback_config: Some((&s.rollback).into()),
+            healthcheck: s.healthcheck.as_ref().map(|h| pb::HealthCheck {
+                test: h.test.to_docker(),
+                interval_ms: h.interval_ms,
+                timeout_ms: h.timeout_ms,
+                start_period_ms: h.start_period_ms,
+                retries: h.retries,
+            }),
+            stop_drain_ms: s.stop_drain_ms,
         }
     }
+}
+
+impl From<&m::UpdateConfig> for pb::UpdateConfig {
+    fn from(c: &m::UpdateConfig) -> Self {
+        pb::UpdateConfig {
+            parallelism: c.parallelism,
+            delay_ms: c.delay_ms,
+            failure_action: match c.failure_action {
+                m::FailureAction::Pause => pb::FailureAction::Pause,
+                m::FailureAction::Continue => pb::FailureAction::Continue,
+                m::FailureAction::Rollback => pb::FailureAction::Rollback,
+            } as i32,
+            monitor_ms: c.monitor_ms,
+            max_failure_ratio: c.max_failure_ratio,
+            order: match c.order {
+                m::UpdateOrder::StopFirst => pb::UpdateOrder::StopFirst,
+                m::UpdateOrder::StartFirst => pb::UpdateOrder::StartFirst,
+            } as i32,
+        }
+    }
+}
+
+impl From<&pb::UpdateConfig> for m::UpdateConfig {
+    fn from(c: &pb::UpdateConfig) -> Self {
+        m::UpdateConfig {
+            parallelism: c.parallelism,
+            delay_ms: c.delay_ms,
+            failure_action: match c.failure_action() {
+                pb::FailureAction::Pause => m::FailureAction::Pause,
+                pb::FailureAction::Continue => m::FailureAction::Continue,
+                pb::FailureAction::Rollback => m::FailureAction::Rollback,
+            },
+            monitor_ms: c.monitor_ms,
+            max_failure_ratio: c.max_failure_ratio,
+            order: match c.order() {
+                pb::UpdateOrder::StopFirst => m::UpdateOrder::StopFirst,
+                pb::UpdateOrder::StartFirst => m::UpdateOrder::StartFirst,
+            },
+        }
+    }
+}
+
+impl From<&m::UpdateStatus> for pb::UpdateStatus {
+    fn from(u: &m::UpdateStatus) -> Self {
+        pb::UpdateStatus {
+            state: match u.state {
+                m::UpdateState::Updating => pb::UpdateState::Updating,
+                m::UpdateState::Paused => pb::UpdateState::Paused,
+                m::UpdateState::Completed => pb::UpdateState::Completed,
+                m::UpdateState::RollbackStarted => pb::UpdateState::RollbackStarted,
+                m::UpdateState::RollbackPaused => pb::UpdateState::RollbackPaused,
+                m::UpdateState::RollbackCompleted => pb::UpdateState::RollbackCompleted,
+            } as i32,
+            started_ms: u.started_ms,
+            completed_ms: u.completed_ms,
+            message: u.message.clone(),
+        }
+    }
+}
+
+/// An update status off the wire; `None` for an unset one (`UPDATE_STATE_NONE`).
+pub fn update_status_from_pb(u: &pb::UpdateStatus) -> Option<m::UpdateStatus> {
+    let state = match u.state() {
+        pb::UpdateState::None => return None,
+        pb::UpdateState::Updating => m::UpdateState::Updating,
+        pb::UpdateState::Paused => m::UpdateState::Paused,
+        pb::UpdateState::Completed => m::UpdateState::Completed,
+        pb::UpdateState::RollbackStarted => m::UpdateState::RollbackStarted,
+        pb::UpdateState::RollbackPaused => m::UpdateState::RollbackPaused,
+        pb::UpdateState::RollbackCompleted => m::UpdateState::RollbackCompleted,
+    };
+    Some(m::UpdateStatus {
+        state,
+        started_ms: u.started_ms,
+        completed_ms: u.completed_ms,
+        message: u.message.clone(),
+    })
 }
 
 impl TryFrom<&pb::ServiceSpec> for m::ServiceSpec {
@@ -327,7 +414,49 @@ impl TryFrom<&pb::ServiceSpec> for m::ServiceSpec {
             workdir: s.workdir.clone(),
             tty: s.tty,
             init: s.init,
+            update: s.update_config.as_ref().map(Into::into).unwrap_or_default(),
+            rollback: s
+                .rollback_config
+                .as_ref()
+                .map(Into::into)
+                .unwrap_or_default(),
+            healthcheck: s
+                .healthcheck
+                .as_ref()
+                .map(|h| {
+                    Ok::<_, m::Invalid>(m::HealthConfig {
+                        test: m::HealthTest::from_docker(&h.test)?,
+                        interval_ms: h.interval_ms,
+                        timeout_ms: h.timeout_ms,
+                        start_period_ms: h.start_period_ms,
+                        retries: h.retries,
+                    })
+                })
+                .transpose()?,
+            stop_drain_ms: s.stop_drain_ms,
         })
+    }
+}
+
+impl From<m::TaskHealth> for pb::TaskHealth {
+    fn from(h: m::TaskHealth) -> Self {
+        match h {
+            m::TaskHealth::None => pb::TaskHealth::None,
+            m::TaskHealth::Starting => pb::TaskHealth::Starting,
+            m::TaskHealth::Healthy => pb::TaskHealth::Healthy,
+            m::TaskHealth::Unhealthy => pb::TaskHealth::Unhealthy,
+        }
+    }
+}
+
+impl From<pb::TaskHealth> for m::TaskHealth {
+    fn from(h: pb::TaskHealth) -> Self {
+        match h {
+            pb::TaskHealth::None => m::TaskHealth::None,
+            pb::TaskHealth::Starting => m::TaskHealth::Starting,
+            pb::TaskHealth::Healthy => m::TaskHealth::Healthy,
+            pb::TaskHealth::Unhealthy => m::TaskHealth::Unhealthy,
+        }
     }
 }
 
@@ -351,6 +480,8 @@ pub fn service_to_pb(s: &m::Service, running: u64, desired: u64) -> pb::Service 
         version: s.version,
         running,
         desired,
+        update_status: s.update_status.as_ref().map(Into::into),
+        previous_spec: s.previous_spec.as_ref().map(Into::into),
     }
 }
 
@@ -382,6 +513,12 @@ impl TryFrom<&pb::Service> for m::Service {
             created_ms: s.created_ms,
             updated_ms: s.updated_ms,
             version: s.version,
+            update_status: s.update_status.as_ref().and_then(update_status_from_pb),
+            previous_spec: s
+                .previous_spec
+                .as_ref()
+                .map(m::ServiceSpec::try_from)
+                .transpose()?,
         })
     }
 }
@@ -397,6 +534,7 @@ impl From<&m::TaskStatus> for pb::TaskStatus {
             has_exit_code: s.exit_code.is_some(),
             pid: s.pid,
             addresses: s.addresses.clone(),
+            health: pb::TaskHealth::from(s.health) as i32,
         }
     }
 }
@@ -411,6 +549,7 @@ impl From<&pb::TaskStatus> for m::TaskStatus {
             exit_code: s.has_exit_code.then_some(s.exit_code),
             pid: s.pid,
             addresses: s.addresses.clone(),
+            health: s.health().into(),
         }
     }
 }
@@ -509,6 +648,7 @@ mod tests {
             status: m::TaskStatus {
                 state: m::TaskState::Failed,
                 exit_code: Some(3),
+                health: m::TaskHealth::Unhealthy,
                 ..Default::default()
             },
             ..Default::default()
@@ -516,5 +656,58 @@ mod tests {
         let wire = pb::Task::from(&t);
         assert_eq!(wire.name, "web.3.t1");
         assert_eq!(m::Task::try_from(&wire).unwrap(), t);
+    }
+
+    #[test]
+    fn health_and_drain_round_trip() {
+        let tests = [
+            m::HealthTest::Inherit,
+            m::HealthTest::None,
+            m::HealthTest::Cmd(vec!["/bin/check".into(), "-q".into()]),
+            m::HealthTest::Shell("test -e /ok".into()),
+        ];
+        for test in tests {
+            let spec = m::ServiceSpec {
+                name: "web".into(),
+                healthcheck: Some(m::HealthConfig {
+                    test,
+                    interval_ms: 5000,
+                    timeout_ms: 1000,
+                    start_period_ms: 2000,
+                    retries: 4,
+                }),
+                stop_drain_ms: Some(0),
+                ..Default::default()
+            };
+            let wire = pb::ServiceSpec::from(&spec);
+            assert_eq!(m::ServiceSpec::try_from(&wire).unwrap(), spec);
+        }
+        // Unset stays unset (the image's check; the node's drain).
+        let spec = m::ServiceSpec::default();
+        let wire = pb::ServiceSpec::from(&spec);
+        assert_eq!(
+            (wire.healthcheck.is_none(), wire.stop_drain_ms),
+            (true, None)
+        );
+        assert_eq!(m::ServiceSpec::try_from(&wire).unwrap(), spec);
+        // A test in no form Docker knows is refused at the edge.
+        let mut bad = wire;
+        bad.healthcheck = Some(pb::HealthCheck {
+            test: vec!["curl".into()],
+            ..Default::default()
+        });
+        assert!(m::ServiceSpec::try_from(&bad).is_err());
+        for h in [
+            m::TaskHealth::None,
+            m::TaskHealth::Starting,
+            m::TaskHealth::Healthy,
+            m::TaskHealth::Unhealthy,
+        ] {
+            let st = m::TaskStatus {
+                health: h,
+                ..Default::default()
+            };
+            assert_eq!(m::TaskStatus::from(&pb::TaskStatus::from(&st)), st);
+        }
     }
 }

@@ -416,6 +416,47 @@ fn bad_requests_fail_clearly_and_change_nothing() {
             vec!["node", "update", "--availability", "sideways", "manager1"],
             vec!["invalid value 'sideways'"],
         ),
+        // Update and rollback policies.
+        (
+            vec!["service", "update", "--update-parallelism", "-1", "web"],
+            vec!["is not a number of tasks"],
+        ),
+        (
+            vec!["service", "update", "--update-parallelism", "100000000", "web"],
+            vec!["--update-parallelism", "too large"],
+        ),
+        (
+            vec!["service", "update", "--update-delay=-5s", "web"],
+            vec!["--update-delay", "not a duration"],
+        ),
+        (
+            vec!["service", "update", "--update-monitor", "48h", "web"],
+            vec!["--update-monitor", "longer than a day"],
+        ),
+        (
+            vec!["service", "update", "--update-max-failure-ratio", "1.5", "web"],
+            vec!["not a ratio between 0 and 1"],
+        ),
+        (
+            vec!["service", "update", "--rollback-failure-action", "rollback", "web"],
+            vec!["invalid value 'rollback'"],
+        ),
+        (
+            vec!["service", "update", "--update-order", "sideways", "web"],
+            vec!["invalid value 'sideways'"],
+        ),
+        (
+            vec!["service", "rollback", "web"],
+            vec!["service web does not have a previous spec"],
+        ),
+        (
+            vec!["service", "update", "--rollback", "--env-add", "A=1", "web"],
+            vec!["--rollback", "cannot be combined"],
+        ),
+        (
+            vec!["service", "rollback", "nosuch"],
+            vec!["service nosuch not found"],
+        ),
     ];
     for (args, needles) in &cases {
         let out = c.ctl(m, args);

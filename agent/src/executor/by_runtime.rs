@@ -210,6 +210,10 @@ impl Controller for RoutedController {
         }
     }
 
+    fn image_health(&self) -> Option<shoal_proto::model::HealthConfig> {
+        self.inner.as_ref().and_then(|c| c.image_health())
+    }
+
     fn exec_interactive(
         &self,
         spec: &super::ExecSpec,

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 
-use shoal_proto::model::Task;
+use shoal_proto::model::{HealthConfig, Task};
 
 use super::interactive::{ExecSession, ExecSpec};
 use super::Error;
@@ -113,6 +113,12 @@ pub trait Controller: Send + fmt::Debug {
         cmd: &[String],
         timeout: Duration,
     ) -> BoxFuture<'static, Result<ExecOutput, Error>>;
+
+    /// The health check the task's image declares (`HEALTHCHECK`), once prepared or adopted;
+    /// `None` when it has none or the executor has no images.
+    fn image_health(&self) -> Option<HealthConfig> {
+        None
+    }
 
     /// Starts `spec` inside the running task with its stdin streamed, on a pseudo-terminal
     /// when it asks (`swarmctl task exec -i/-t`). The session lives apart from the task's

@@ -25,14 +25,20 @@ pub async fn run(pid: Option<u32>, cmd: &[String], timeout: Duration) -> Result<
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // A group of its own: a timeout kills what it started too (`sh -c 'sleep 1d'`).
+        .process_group(0)
         .kill_on_drop(true);
     let child = spawn_in(pid, c, program)?;
+    let group = child.id();
     let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
         Ok(r) => r.map_err(Error::ExecWait)?,
         Err(_) => {
+            if let Some(pgid) = group {
+                kill_group(pgid);
+            }
             return Err(Error::Timeout {
                 secs: timeout.as_secs(),
-            })
+            });
         }
     };
     let cut = |mut v: Vec<u8>| {
@@ -86,6 +92,15 @@ fn spawn_in(pid: Option<u32>, mut c: Command, program: &str) -> Result<Child, Er
     })
     .join()
     .map_err(|_| Error::ExecPanicked)?
+}
+
+/// SIGKILL to process group `pgid` (one this agent made, for one exec).
+#[allow(unsafe_code)]
+pub(crate) fn kill_group(pgid: u32) {
+    if let Ok(pgid) = libc::pid_t::try_from(pgid) {
+        // SAFETY: kill(2) takes integers and touches no memory.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    }
 }
 
 #[allow(unsafe_code)]

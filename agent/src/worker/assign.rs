@@ -82,18 +82,26 @@ impl Worker {
         }
     }
 
-    /// Asks a running task's supervisor to stop it. With a data plane the stop waits
-    /// [`super::Timings::lb_drain`]: the managers took the task out of every balancer when they
-    /// asked for its stop and the nodes reprogram within milliseconds, so no new connection is
-    /// balanced to a task already gone.
+    /// Asks a running task's supervisor to stop it. With a data plane the stop waits the
+    /// task's drain (its service's `--stop-drain`, else [`super::Timings::lb_drain`]): the
+    /// managers took the task out of every balancer and DNS answer when they asked for its stop
+    /// and the nodes reprogram within milliseconds, so no new connection is balanced to a task
+    /// already gone, and the connections it has keep working meanwhile.
     pub(super) fn stop_task(&self, id: &str) {
-        if let Some(Local::Running { cmd, .. }) = self.lock().get(id) {
+        if let Some(Local::Running { cmd, drain, .. }) = self.lock().get(id) {
             let drain = match self.data_plane {
-                Some(_) => self.timings.lb_drain,
+                Some(_) => *drain,
                 None => std::time::Duration::ZERO,
             };
             let _ = cmd.send(Command::Stop { drain });
         }
+    }
+
+    /// The drain of a task of `spec` (see [`Worker::stop_task`]).
+    pub(super) fn drain_of(&self, spec: &shoal_proto::model::ServiceSpec) -> std::time::Duration {
+        spec.stop_drain_ms
+            .map(std::time::Duration::from_millis)
+            .unwrap_or(self.timings.lb_drain)
     }
 
     /// Records a task's end and reports it.
@@ -109,8 +117,7 @@ impl Worker {
                 }
             }
         }
-        self.reporter
-            .report(id, f.state, f.message, &f.err, f.exit_code, 0);
+        self.reporter.report_status(id, f.status());
     }
 
     fn reconcile(&self, t: Task) {
@@ -121,8 +128,7 @@ impl Worker {
         if let Some(f) = done {
             // The managers still think it runs: our report was lost (e.g. a leader change).
             if !t.status.state.is_terminal() {
-                self.reporter
-                    .report(&t.id, f.state, f.message, &f.err, f.exit_code, 0);
+                self.reporter.report_status(&t.id, f.status());
             }
             return;
         }
@@ -143,10 +149,23 @@ impl Worker {
                 self.lock().get(t.id.as_str()),
                 Some(Local::Running { adopted: true, .. })
             );
-            if let (true, Some(dp)) = (adopted, self.data_plane.clone()) {
-                if let Some(Local::Running { adopted, .. }) = self.lock().get_mut(t.id.as_str()) {
+            if adopted {
+                // Its supervisor learns the task's stop grace and health check; a stop waits
+                // its service's drain.
+                let drain = self.drain_of(&t.spec);
+                if let Some(Local::Running {
+                    adopted,
+                    drain: d,
+                    cmd,
+                    ..
+                }) = self.lock().get_mut(t.id.as_str())
+                {
                     *adopted = false;
+                    *d = drain;
+                    let _ = cmd.send(Command::Adopted(Box::new(t.clone())));
                 }
+            }
+            if let (true, Some(dp)) = (adopted, self.data_plane.clone()) {
                 self.background.spawn(async move {
                     if let Err(e) = dp.prepare(&t).await {
                         warn!(task.id = %t.id, "re-registering an adopted task's networks: {e}");
@@ -163,6 +182,7 @@ impl Worker {
                 message: "task lost",
                 err: "the task's process ended when swarmd restarted".into(),
                 exit_code: None,
+                health: shoal_proto::model::TaskHealth::None,
             };
             self.finish(&t.id, f, true);
             return;

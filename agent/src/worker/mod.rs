@@ -6,6 +6,7 @@
 //! * `lifecycle`: one supervisor per task drives its [`Controller`] (prepare, start, wait,
 //!   shutdown, remove) and reports each step;
 //! * `adopt`: tasks a previous `swarmd` left running, supervised again;
+//! * [`health`], `probe`: a task's health check, run by its supervisor;
 //! * `reports`: what the managers ask of a node: logs, exec, balancer reports.
 //!
 //! The worker knows tasks only through the [`Executor`] seam; the data plane (sandboxes,
@@ -13,7 +14,9 @@
 
 mod adopt;
 mod assign;
+pub mod health;
 mod lifecycle;
+mod probe;
 mod reports;
 
 use crate::background::Background;
@@ -21,7 +24,7 @@ use crate::executor::{controller::BoxFuture, ExecOutput, Executor};
 use crate::logs::LogBook;
 use crate::network::{DataPlane, Peer};
 use crate::reporter::Reporter;
-use shoal_proto::model::TaskState;
+use shoal_proto::model::{TaskHealth, TaskState, TaskStatus};
 use shoal_proto::pb;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -40,7 +43,8 @@ pub struct Timings {
     /// Time between two sweeps of what ended tasks left behind (cgroups).
     pub sweep_period: Duration,
     /// How long a task that the managers stopped keeps running before it is signalled, with a
-    /// data plane: its balancers on every node let go of it first.
+    /// data plane, when its service sets no `--stop-drain` (and for an adopted task until its
+    /// service is known): its balancers on every node let go of it first.
     pub lb_drain: Duration,
     /// How long the worker waits before programming balancers again after a failure.
     pub lb_retry: Duration,
@@ -60,7 +64,7 @@ impl Default for Timings {
         Timings {
             stop_grace: DEFAULT_STOP_GRACE,
             sweep_period: Duration::from_secs(60),
-            lb_drain: Duration::from_millis(250),
+            lb_drain: shoal_proto::model::DEFAULT_STOP_DRAIN,
             lb_retry: Duration::from_secs(1),
             stop_all_slack: Duration::from_secs(1),
             stop_all_poll: Duration::from_millis(20),
@@ -80,6 +84,9 @@ enum Command {
         timeout: Duration,
         reply: oneshot::Sender<BoxFuture<'static, Result<ExecOutput, crate::executor::Error>>>,
     },
+    /// The task's assignment, for a task adopted after a restart: its stop grace, drain and
+    /// health check are known from now on.
+    Adopted(Box<shoal_proto::model::Task>),
     /// Start an interactive command in the task; the reply is its start, to await elsewhere.
     ExecInteractive {
         spec: crate::executor::ExecSpec,
@@ -97,6 +104,9 @@ enum Local {
         pid: u32,
         /// Adopted after a restart and its sandbox not yet re-registered with the data plane.
         adopted: bool,
+        /// How long a stop waits, with a data plane, before signalling the task (its service's
+        /// `--stop-drain`).
+        drain: Duration,
     },
     /// Ended (or never started) on this node, with the final status reported.
     Done(Final),
@@ -109,6 +119,8 @@ struct Final {
     message: &'static str,
     err: String,
     exit_code: Option<i32>,
+    /// What its health check found last (none: it had none, or it does not matter).
+    health: TaskHealth,
 }
 
 impl Final {
@@ -118,6 +130,20 @@ impl Final {
             message: "shutdown",
             err: String::new(),
             exit_code,
+            health: TaskHealth::None,
+        }
+    }
+
+    /// The status to report.
+    fn status(&self) -> TaskStatus {
+        TaskStatus {
+            state: self.state,
+            message: self.message.to_string(),
+            err: self.err.clone(),
+            timestamp_ms: shoal_proto::model::now_ms(),
+            exit_code: self.exit_code,
+            health: self.health,
+            ..Default::default()
         }
     }
 }

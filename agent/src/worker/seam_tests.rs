@@ -5,7 +5,7 @@ use super::tests::{full, task, wait_state};
 use super::*;
 use crate::executor::{Controller, Error, ExecOutput, Executor, Exit};
 use crate::network::Sandbox;
-use shoal_proto::model::Task;
+use shoal_proto::model::{Task, TaskStatus};
 
 /// Controllers that record each call and end when the test says so.
 #[derive(Debug, Clone, Default)]
@@ -15,6 +15,10 @@ struct Script {
     refuse: bool,
     /// `prepare` never ends (an image pull that takes forever).
     hang: bool,
+    /// What health probes (`/bin/sh -c …`) exit with; `None`: they hang until their timeout.
+    probe_exit: Arc<Mutex<Option<i32>>>,
+    /// A task left running by a previous agent, to adopt (its pid).
+    leftover: Option<(String, u32)>,
 }
 
 impl Script {
@@ -58,7 +62,7 @@ impl Executor for Script {
         })
     }
     fn adoptable(&self) -> Vec<String> {
-        Vec::new()
+        self.leftover.iter().map(|(id, _)| id.clone()).collect()
     }
     fn log_dir(&self, task_id: &str) -> std::path::PathBuf {
         std::path::PathBuf::from("/nonexistent").join(task_id)
@@ -95,7 +99,13 @@ impl Controller for Scripted {
         Box::pin(async { Ok(4242) })
     }
     fn adopt(&mut self) -> BoxFuture<'_, Result<Option<u32>, Error>> {
-        Box::pin(async { Ok(None) })
+        let pid = self
+            .script
+            .leftover
+            .as_ref()
+            .filter(|(id, _)| *id == self.id)
+            .map(|(_, pid)| *pid);
+        Box::pin(async move { Ok(pid) })
     }
     fn wait(&mut self) -> BoxFuture<'_, Result<Exit, Error>> {
         let mut rx = self.script.channel(&self.id).subscribe();
@@ -119,8 +129,26 @@ impl Controller for Scripted {
     fn exec(
         &self,
         cmd: &[String],
-        _timeout: Duration,
+        timeout: Duration,
     ) -> BoxFuture<'static, Result<ExecOutput, Error>> {
+        if cmd.first().is_some_and(|p| p == "/bin/sh") {
+            // A health probe: as the executors do, one that outlives its timeout is killed.
+            let exit = *self.script.probe_exit.lock().unwrap();
+            return Box::pin(async move {
+                match exit {
+                    Some(exit_code) => Ok(ExecOutput {
+                        exit_code,
+                        ..Default::default()
+                    }),
+                    None => {
+                        tokio::time::sleep(timeout).await;
+                        Err(Error::Timeout {
+                            secs: timeout.as_secs(),
+                        })
+                    }
+                }
+            });
+        }
         self.record(format!("exec {}", cmd.join(" ")));
         let stdout = cmd.join(" ").into_bytes();
         Box::pin(async move {
@@ -233,4 +261,108 @@ async fn a_stop_ends_a_preparation_that_takes_long() {
     wait_state(&r, "t1", TaskState::Shutdown).await;
     assert_eq!(script.log(), ["t1 prepare sh sandbox=false", "t1 remove"]);
     assert_eq!(w.running(), 0);
+}
+
+/// Waits until `task`'s latest status passes `ok`.
+async fn wait_status(r: &Reporter, id: &str, ok: impl Fn(&TaskStatus) -> bool) -> TaskStatus {
+    for _ in 0..2000 {
+        if let Some(s) = r.latest(id).filter(|s| ok(s)) {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("task {id} never reached the status: {:?}", r.latest(id));
+}
+
+/// A task with a health check `test -e /ok`: probes every second, each for at most a second;
+/// failures in the first `start_period_s` do not count.
+fn checked_task(id: &str, retries: u32, start_period_s: u64) -> pb::Task {
+    use shoal_proto::model::{HealthConfig, HealthTest};
+    let mut t = Task::try_from(&task(id, &[], TaskState::Running, TaskState::Assigned)).unwrap();
+    t.spec.healthcheck = Some(HealthConfig {
+        test: HealthTest::Shell("test -e /ok".into()),
+        interval_ms: 1000,
+        timeout_ms: 1000,
+        start_period_ms: start_period_s * 1000,
+        retries,
+    });
+    (&t).into()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_with_a_health_check_runs_once_a_probe_passes_and_fails_when_unhealthy() {
+    use shoal_proto::model::TaskHealth;
+    let script = Script::default();
+    *script.probe_exit.lock().unwrap() = Some(1);
+    let (w, r) = scripted(&script);
+    w.apply(&full(vec![checked_task("t1", 2, 3600)]));
+    // Failing probes within the start period: STARTING, health starting, for as long as they
+    // fail.
+    let s = wait_status(&r, "t1", |s| s.health == TaskHealth::Starting).await;
+    assert_eq!((s.state, s.pid), (TaskState::Starting, 4242));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let s = r.latest("t1").unwrap();
+    assert_eq!(
+        (s.state, s.health),
+        (TaskState::Starting, TaskHealth::Starting)
+    );
+    // The first pass: RUNNING, healthy.
+    *script.probe_exit.lock().unwrap() = Some(0);
+    let s = wait_status(&r, "t1", |s| s.state == TaskState::Running).await;
+    assert_eq!((s.health, s.pid), (TaskHealth::Healthy, 4242));
+    // Two failures in a row (the start period is over once healthy): reported unhealthy,
+    // stopped with its grace, FAILED with Docker's error.
+    *script.probe_exit.lock().unwrap() = Some(1);
+    let s = wait_status(&r, "t1", |s| s.state == TaskState::Failed).await;
+    assert_eq!(
+        (s.err.as_str(), s.health, s.exit_code),
+        ("unhealthy container", TaskHealth::Unhealthy, Some(143))
+    );
+    assert_eq!(script.log()[2..], ["t1 shutdown 10s", "t1 remove"]);
+    assert_eq!(w.running(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_that_hangs_is_killed_at_its_timeout_and_counts_as_a_failure() {
+    use shoal_proto::model::TaskHealth;
+    let script = Script::default();
+    *script.probe_exit.lock().unwrap() = None;
+    let (w, r) = scripted(&script);
+    w.apply(&full(vec![checked_task("t1", 2, 0)]));
+    let s = wait_status(&r, "t1", |s| s.state.is_terminal()).await;
+    assert_eq!(
+        (s.state, s.err.as_str(), s.health),
+        (
+            TaskState::Failed,
+            "unhealthy container",
+            TaskHealth::Unhealthy
+        )
+    );
+    // It never ran: never RUNNING, never in a balancer.
+    assert!(!script.log().iter().any(|l| l.contains("exec")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_adopted_task_keeps_being_probed() {
+    use shoal_proto::model::TaskHealth;
+    let script = Script {
+        leftover: Some(("t1".into(), 777)),
+        ..Default::default()
+    };
+    *script.probe_exit.lock().unwrap() = Some(0);
+    let (w, r) = scripted(&script);
+    assert_eq!(w.adopt().await, vec!["t1".to_string()]);
+    // Its assignment says what the managers last heard: running, healthy.
+    let mut t = Task::try_from(&checked_task("t1", 1, 0)).unwrap();
+    t.status.state = TaskState::Running;
+    t.status.health = TaskHealth::Healthy;
+    t.status.timestamp_ms = 1234;
+    w.apply(&full(vec![(&t).into()]));
+    // Probes run again: still healthy, nothing to report.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(r.latest("t1"), None);
+    *script.probe_exit.lock().unwrap() = Some(1);
+    let s = wait_status(&r, "t1", |s| s.state == TaskState::Failed).await;
+    assert_eq!(s.err, "unhealthy container");
+    assert_eq!(script.log(), ["t1 shutdown 10s", "t1 remove"]);
 }

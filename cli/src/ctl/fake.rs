@@ -380,6 +380,7 @@ impl control_server::Control for Fake {
             spec: Some(spec),
             spec_version: 1,
             ports,
+            version: 1,
             ..Default::default()
         };
         s.services.push(svc);
@@ -391,9 +392,24 @@ impl control_server::Control for Fake {
         let r = req.into_inner();
         let mut s = self.lock();
         let i = s.service_idx(&r.id)?;
-        if s.services[i].spec != r.spec {
-            s.services[i].spec = r.spec;
-            s.services[i].spec_version += 1;
+        let svc = &mut s.services[i];
+        if r.version != svc.version {
+            return Err(Status::aborted(format!(
+                "update out of sequence: service {} was changed since it was read; read it again and retry",
+                svc.spec.as_ref().map(|s| s.name.as_str()).unwrap_or("")
+            )));
+        }
+        svc.version += 1;
+        let spec = if r.rollback {
+            svc.previous_spec.take().ok_or_else(|| {
+                Status::failed_precondition("service does not have a previous spec")
+            })?
+        } else {
+            r.spec.unwrap_or_default()
+        };
+        if svc.spec.as_ref() != Some(&spec) {
+            svc.previous_spec = svc.spec.replace(spec);
+            svc.spec_version += 1;
         }
         s.reconcile(i);
         Ok(Response::new(s.counted(&s.services[i])))

@@ -111,6 +111,41 @@ pub fn spec(s: &pb::ServiceSpec) -> Value {
         "limit_memory_bytes": s.limit_memory_bytes,
         "limit_cpus": s.limit_cpus,
         "force_update": s.force_update,
+        // Docker's test form; null: the image's check (if any).
+        "healthcheck": s.healthcheck.as_ref().map(|h| json!({
+            "test": h.test,
+            "interval_ms": h.interval_ms,
+            "timeout_ms": h.timeout_ms,
+            "start_period_ms": h.start_period_ms,
+            "retries": h.retries,
+        })),
+        // null: the node's default drain (1 s).
+        "stop_drain_ms": s.stop_drain_ms,
+        "update_config": update_config(s.update_config.as_ref()),
+        "rollback_config": update_config(s.rollback_config.as_ref()),
+    })
+}
+
+/// An update or rollback policy (Docker's defaults when unset).
+fn update_config(c: Option<&pb::UpdateConfig>) -> Value {
+    let m: shoal_proto::model::UpdateConfig = c.map(Into::into).unwrap_or_default();
+    json!({
+        "parallelism": m.parallelism,
+        "delay_ms": m.delay_ms,
+        "failure_action": m.failure_action.as_str(),
+        "monitor_ms": m.monitor_ms,
+        "max_failure_ratio": m.max_failure_ratio,
+        "order": m.order.as_str(),
+    })
+}
+
+/// An update's progress (`null` before the first update).
+fn update_status(u: &pb::UpdateStatus) -> Value {
+    json!({
+        "state": names::update_state(u.state()),
+        "started_ms": u.started_ms,
+        "completed_ms": u.completed_ms,
+        "message": u.message,
     })
 }
 
@@ -127,6 +162,8 @@ pub fn service(s: &pb::Service) -> Value {
         "version": s.version,
         "running": s.running,
         "desired": s.desired,
+        "update_status": s.update_status.as_ref().map(update_status),
+        "previous_spec": s.previous_spec.as_ref().map(spec),
     })
 }
 
@@ -151,6 +188,8 @@ pub fn task(t: &pb::Task) -> Value {
             "exit_code": st.has_exit_code.then_some(st.exit_code),
             "pid": st.pid,
             "addresses": st.addresses,
+            // "", "starting", "healthy" or "unhealthy".
+            "health": shoal_proto::model::TaskHealth::from(st.health()).as_str(),
         },
         "networks": if t.networks.is_empty() { local_attachments(&st.addresses) } else { t.networks.iter().map(|n| {
             // Local networks' addresses come from the node (in the status), overlays' from

@@ -81,6 +81,19 @@ pub fn restart_condition(c: pb::RestartCondition) -> &'static str {
     }
 }
 
+/// Docker's update state names: `updating`, `paused`, `completed`, `rollback_started`, …
+pub fn update_state(s: pb::UpdateState) -> &'static str {
+    match s {
+        pb::UpdateState::None => "",
+        pb::UpdateState::Updating => "updating",
+        pb::UpdateState::Paused => "paused",
+        pb::UpdateState::Completed => "completed",
+        pb::UpdateState::RollbackStarted => "rollback_started",
+        pb::UpdateState::RollbackPaused => "rollback_paused",
+        pb::UpdateState::RollbackCompleted => "rollback_completed",
+    }
+}
+
 /// A task state from its wire value: `Running`, `Pending`, …
 pub fn task_state(v: i32) -> &'static str {
     model::TaskState::from_i32(v)

@@ -113,7 +113,9 @@ impl KeyValues {
 
     /// Adds `key: value` (a heading when `value` is empty).
     pub fn kv(&mut self, key: &str, value: &str) {
-        let line = format!("{:<w$}{value}", format!("{key}:"), w = self.width);
+        // A key as long as the column still gets a space before its value.
+        let w = self.width.max(key.len() + 2);
+        let line = format!("{:<w$}{value}", format!("{key}:"));
         self.text.push_str(line.trim_end());
         self.text.push('\n');
     }

@@ -19,6 +19,13 @@ pub fn duration(s: &str) -> Result<Duration, BadInput> {
     if t == "0" {
         return Ok(Duration::ZERO);
     }
+    if t.starts_with('-') {
+        return Err(
+            "not a duration: it can't be negative; use e.g. 0s, 500ms, 5s, 1m30s"
+                .to_string()
+                .into(),
+        );
+    }
     if t.is_empty() {
         return Err(bad().into());
     }
@@ -337,10 +344,11 @@ mod tests {
         for bad in ["", "5", "s", "5x", "-1s", "1s2", "ms5"] {
             let e = duration(bad).unwrap_err();
             assert!(
-                e.contains("not a duration") && e.contains("e.g. 500ms"),
+                e.contains("not a duration") && e.contains("e.g. ") && e.contains("500ms"),
                 "{bad}: {e}"
             );
         }
+        assert!(duration("-5s").unwrap_err().contains("can't be negative"));
     }
 
     #[test]

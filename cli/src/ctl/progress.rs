@@ -60,12 +60,73 @@ pub struct Frame {
     pub converged: bool,
     /// A reason tasks are stuck, if one is visible (scheduling failure, task error).
     pub problem: Option<String>,
+    /// Set while a rollback runs: `overall progress: rolling back update: 3 out of 5 tasks`.
+    pub rolling_back: bool,
 }
 
 impl Frame {
     /// `overall progress: 3 out of 5 tasks`.
     pub fn overall(&self) -> String {
-        format!("{} out of {} tasks", self.running, self.total)
+        let phase = if self.rolling_back {
+            "rolling back update: "
+        } else {
+            ""
+        };
+        format!("{phase}{} out of {} tasks", self.running, self.total)
+    }
+}
+
+/// What a wait follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watch {
+    /// Tasks converging on the spec (`service create`, `service scale`).
+    Converge,
+    /// An update: done when the managers say it completed; a pause or a rollback is an error.
+    Update,
+    /// A rollback: done when it completed; a pause is an error.
+    Rollback,
+}
+
+/// Where an update the wait follows stands, from the service's update status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpdateOutcome {
+    /// Still replacing tasks (or, for [`Watch::Converge`], not an update's business).
+    Going,
+    /// Completed: the tasks were already watched for the update's monitor period.
+    Done,
+    /// Rolling back after failures; the message is shown once.
+    RollingBack(String),
+    /// Stopped: the wait ends with this error.
+    Failed(String),
+}
+
+/// What the update status of `svc` means for a wait on `watch`.
+pub fn update_outcome(svc: &pb::Service, watch: Watch, name: &str) -> UpdateOutcome {
+    use pb::UpdateState as S;
+    if watch == Watch::Converge {
+        return UpdateOutcome::Going;
+    }
+    let Some(u) = svc.update_status.as_ref() else {
+        return UpdateOutcome::Done; // a change that replaced no task
+    };
+    match (u.state(), watch) {
+        (S::None | S::Completed, _) => UpdateOutcome::Done,
+        (S::Updating, _) => UpdateOutcome::Going,
+        (S::RollbackStarted, Watch::Update) => UpdateOutcome::RollingBack(u.message.clone()),
+        (S::RollbackStarted, _) => UpdateOutcome::Going,
+        (S::RollbackCompleted, Watch::Update) => UpdateOutcome::Failed(format!(
+            "service {name} rolled back: {}",
+            u.message
+        )),
+        (S::RollbackCompleted, _) => UpdateOutcome::Done,
+        (S::Paused, _) => UpdateOutcome::Failed(format!(
+            "service {name} update paused: {}. `swarmctl service update {name}` resumes it; `swarmctl service rollback {name}` returns to the previous spec",
+            u.message
+        )),
+        (S::RollbackPaused, _) => UpdateOutcome::Failed(format!(
+            "service {name} rollback paused: {}. `swarmctl service update {name}` resumes it",
+            u.message
+        )),
     }
 }
 
@@ -348,7 +409,14 @@ pub fn frame_lines(frame: &Frame, verify: Option<String>) -> Vec<(String, String
 /// Polls service `id` until it converges. Draws progress unless `--format json`. Returns an
 /// error if the service disappears or `timeout` passes; returns `Ok` on Ctrl-C, saying the
 /// service keeps converging in the background.
-pub async fn wait(ctx: &mut Ctx, id: &str, name: &str, timeout: Duration) -> anyhow::Result<()> {
+pub async fn wait(
+    ctx: &mut Ctx,
+    id: &str,
+    name: &str,
+    timeout: Duration,
+    watch: Watch,
+) -> anyhow::Result<()> {
+    let mut announced_rollback = false;
     let draw = !ctx.json();
     let mut renderer = Renderer::new(ctx.out.tty);
     let mut tracker = Tracker::default();
@@ -419,7 +487,30 @@ pub async fn wait(ctx: &mut Ctx, id: &str, name: &str, timeout: Duration) -> any
                 hostnames = h;
             }
         }
-        let frame = tracker.frame(&svc, &tasks, &hostnames);
+        let mut frame = tracker.frame(&svc, &tasks, &hostnames);
+        let outcome = update_outcome(&svc, watch, name);
+        frame.rolling_back = matches!(outcome, UpdateOutcome::RollingBack(_))
+            || (watch == Watch::Rollback && outcome == UpdateOutcome::Going);
+        if let UpdateOutcome::RollingBack(why) = &outcome {
+            if !announced_rollback && draw {
+                ctx.out.line(&format!("rollback: {why}"));
+                renderer = Renderer::new(ctx.out.tty);
+            }
+            announced_rollback = true;
+        }
+        if let UpdateOutcome::Failed(why) = outcome {
+            if draw {
+                let text = renderer.draw(&frame_lines(&frame, None));
+                ctx.out.print(&text);
+            }
+            anyhow::bail!("{why}");
+        }
+        // An update converges when the managers say it completed: they watched the new tasks
+        // for its monitor period already.
+        let update_done = outcome == UpdateOutcome::Done;
+        if watch != Watch::Converge {
+            frame.converged &= update_done;
+        }
         // One reading of the clock for both what is drawn and whether to stop: two readings
         // could draw "Waiting…" and stop on the same poll.
         let stable = match (frame.converged, converged_at) {
@@ -431,6 +522,7 @@ pub async fn wait(ctx: &mut Ctx, id: &str, name: &str, timeout: Duration) -> any
                 converged_at = Some(Instant::now());
                 false
             }
+            (true, Some(_)) if watch != Watch::Converge => true,
             (true, Some(at)) => at.elapsed() >= VERIFY,
         };
         let verify = if stable {

@@ -188,6 +188,10 @@ pub fn pretty_task(t: &pb::Task, hostnames: &HashMap<String, String>, now_ms: i6
     if st.pid != 0 {
         o.kv(" PID", &st.pid.to_string());
     }
+    let health = shoal_proto::model::TaskHealth::from(st.health()).as_str();
+    if !health.is_empty() {
+        o.kv(" Health", health);
+    }
     // The addresses of an attachment come from the managers (overlays) or from the node's
     // status (local networks); `json::task` is the one place that merges them.
     let v = json::task(t);

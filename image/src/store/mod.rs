@@ -34,8 +34,8 @@ use crate::unpack::{UnpackError, UnpackOptions};
 
 pub use pull::Progress;
 pub use spec::{
-    parse_manifest, AnyManifest, ConfigFile, ContainerConfig, Descriptor, ImageConfig, Index,
-    Manifest, Platform, RootFs, MANIFEST_TYPES,
+    parse_manifest, AnyManifest, ConfigFile, ContainerConfig, Descriptor, Healthcheck, ImageConfig,
+    Index, Manifest, Platform, RootFs, MANIFEST_TYPES,
 };
 
 /// Why a store operation failed.

@@ -176,6 +176,31 @@ pub struct ContainerConfig {
     /// `Labels`.
     #[serde(default)]
     pub labels: Option<BTreeMap<String, String>>,
+    /// `Healthcheck` (Dockerfile `HEALTHCHECK`).
+    #[serde(default)]
+    pub healthcheck: Option<Healthcheck>,
+}
+
+/// An image's `HEALTHCHECK`, as Docker writes it in the config (durations in nanoseconds; zero or
+/// absent: the default).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Healthcheck {
+    /// `[]` (inherit), `["NONE"]`, `["CMD", …]` or `["CMD-SHELL", "…"]`.
+    #[serde(default)]
+    pub test: Option<Vec<String>>,
+    /// Time between probes.
+    #[serde(default)]
+    pub interval: Option<i64>,
+    /// Time a probe may take.
+    #[serde(default)]
+    pub timeout: Option<i64>,
+    /// Time after the start during which failures do not count.
+    #[serde(default)]
+    pub start_period: Option<i64>,
+    /// Failures in a row that make the container unhealthy.
+    #[serde(default)]
+    pub retries: Option<i64>,
 }
 
 /// What a container needs from an image's config: its `config` section plus platform.
@@ -197,6 +222,9 @@ pub struct ImageConfig {
     pub exposed_ports: Vec<String>,
     /// `Labels`.
     pub labels: BTreeMap<String, String>,
+    /// `Healthcheck`, if the image has one.
+    #[serde(default)]
+    pub healthcheck: Option<Healthcheck>,
     /// `os`.
     pub os: String,
     /// `architecture`.
@@ -215,6 +243,7 @@ impl From<ConfigFile> for ImageConfig {
             stop_signal: c.stop_signal.unwrap_or_default(),
             exposed_ports: c.exposed_ports.unwrap_or_default().into_keys().collect(),
             labels: c.labels.unwrap_or_default(),
+            healthcheck: c.healthcheck,
             os: f.os,
             architecture: f.architecture,
         }

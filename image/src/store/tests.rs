@@ -208,3 +208,27 @@ fn garbage_archives_are_typed_errors() {
     assert!(!d.path().join("evil").exists());
     assert!(!s.dir().join("evil").exists());
 }
+
+#[test]
+fn an_images_healthcheck_is_read_from_its_config() {
+    let f: ConfigFile = serde_json::from_str(
+        r#"{"config":{"Cmd":["nginx"],"Healthcheck":{"Test":["CMD-SHELL","curl -f http://localhost/ || exit 1"],"Interval":5000000000,"Timeout":3000000000,"StartPeriod":0,"Retries":4}}}"#,
+    )
+    .unwrap();
+    let c = ImageConfig::from(f);
+    assert_eq!(
+        c.healthcheck,
+        Some(Healthcheck {
+            test: Some(vec![
+                "CMD-SHELL".into(),
+                "curl -f http://localhost/ || exit 1".into()
+            ]),
+            interval: Some(5_000_000_000),
+            timeout: Some(3_000_000_000),
+            start_period: Some(0),
+            retries: Some(4),
+        })
+    );
+    let none: ConfigFile = serde_json::from_str(r#"{"config":{"Cmd":["sh"]}}"#).unwrap();
+    assert_eq!(ImageConfig::from(none).healthcheck, None);
+}

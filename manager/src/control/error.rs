@@ -49,6 +49,21 @@ pub enum ControlError {
         /// The limit.
         max: u64,
     },
+    /// An update or rollback setting out of range (`--update-parallelism`, `--update-delay`,
+    /// `--update-monitor`, `--update-max-failure-ratio`, `--rollback-failure-action`, …).
+    #[error("invalid --{flag}: {why}")]
+    UpdateConfig {
+        /// The flag, as `swarmctl` spells it.
+        flag: String,
+        /// What is wrong and what is allowed.
+        why: String,
+    },
+    /// `UpdateService` without the version the client read.
+    #[error("an update must name the version of the service it read (read the service, change it, send it back with its version)")]
+    NoVersion,
+    /// `service rollback` of a service that was never updated.
+    #[error("service {0} does not have a previous spec")]
+    NoPreviousSpec(String),
     /// An `--env` that is not `KEY=VALUE`.
     #[error("invalid --env {0:?}: expected KEY=VALUE")]
     Env(String),

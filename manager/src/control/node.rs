@@ -105,7 +105,11 @@ pub(super) async fn update(
         node.labels.remove(&k);
     }
     node.updated_ms = now_ms();
-    // A conflict is ABORTED: "the node changed concurrently; retry".
+    if r.version != 0 {
+        // The node as the client read it: changed since, the write is refused.
+        node.version = r.version;
+    }
+    // A conflict is ABORTED: "update out of sequence".
     svc.write(Command::PutNode(node.clone())).await?;
     let n = svc
         .m

@@ -58,14 +58,18 @@ pub(super) fn exec_relay_error(e: RelayError) -> ControlError {
     }
 }
 
-/// The id of running task `task` (id, prefix or name) and the node it runs on.
+/// The id of running task `task` (id, prefix or name) and the node it runs on. A task whose
+/// health check has not passed yet runs too (STARTING with its pid), as `docker exec` reaches a
+/// container whose health is `starting`.
 pub(super) fn running_task(
     svc: &ControlService,
     task: &str,
 ) -> Result<(String, String), crate::ManagerError> {
     let s = svc.m.store.read();
     let t = s.task(task)?;
-    if t.status.state != TaskState::Running {
+    let started = t.status.state == TaskState::Running
+        || (t.status.state == TaskState::Starting && t.status.pid != 0);
+    if !started {
         return Err(ControlError::TaskNotRunning {
             name: t.name(),
             state: t.status.state,

@@ -2,6 +2,7 @@
 
 use super::{service_spec, ControlError, ControlService, R};
 use crate::manager::ManagerError;
+use crate::orchestrator::update;
 use crate::store::{Refusal, State};
 use shoal_proto::convert::service_to_pb;
 use shoal_proto::model::{
@@ -80,21 +81,32 @@ pub(super) async fn update(
     req: Request<pb::UpdateServiceRequest>,
 ) -> R<pb::Service> {
     let r = req.into_inner();
-    let mut spec = convert(r.spec)?;
-    let mut current = {
-        let s = svc.m.store.read();
-        let current = s.service(&r.id)?.clone();
-        service_spec(&s, &mut spec)?;
-        current
-    };
-    if matches!(current.spec.mode, ServiceMode::Global) != matches!(spec.mode, ServiceMode::Global)
-    {
-        return Err(ControlError::ModeChange.into());
+    if r.version == 0 {
+        return Err(ControlError::NoVersion.into());
     }
-    current.spec = spec;
-    current.updated_ms = now_ms();
-    let id = current.id.clone();
-    svc.write(Command::UpdateService(current)).await?;
+    let now = now_ms();
+    let mut next = {
+        let s = svc.m.store.read();
+        let current = s.service(&r.id)?;
+        if r.rollback {
+            update::start_rollback(current, now)
+                .ok_or_else(|| ControlError::NoPreviousSpec(current.spec.name.clone()))?
+        } else {
+            let mut spec = convert(r.spec)?;
+            service_spec(&s, &mut spec)?;
+            if matches!(current.spec.mode, ServiceMode::Global)
+                != matches!(spec.mode, ServiceMode::Global)
+            {
+                return Err(ControlError::ModeChange.into());
+            }
+            update::start(current, spec, now)
+        }
+    };
+    // The version the client read, not the current one: a service changed since is refused
+    // (`update out of sequence`) and the client re-reads and re-applies its change.
+    next.version = r.version;
+    let id = next.id.clone();
+    svc.write(Command::UpdateService(next)).await?;
     shown(svc, &id)
 }
 

@@ -5,8 +5,8 @@ use crate::store::State;
 use shoal_image::digest::Digest;
 use shoal_image::reference::Reference;
 use shoal_proto::model::{
-    validate_name, EndpointMode, NameKind, NetworkDriver, PublishMode, Runtime, ServiceMode,
-    ServiceSpec,
+    validate_name, EndpointMode, FailureAction, NameKind, NetworkDriver, PublishMode, Runtime,
+    ServiceMode, ServiceSpec, UpdateConfig,
 };
 use std::collections::BTreeSet;
 
@@ -94,6 +94,53 @@ pub fn service_spec(state: &State, spec: &mut ServiceSpec) -> Result<(), Control
     if spec.limit_memory_bytes < 0 || spec.limit_cpus < 0.0 || !spec.limit_cpus.is_finite() {
         return Err(ControlError::NegativeLimits);
     }
+    spec.validate_health_and_drain()
+        .map_err(ControlError::Spec)?;
+    update_config("update", &spec.update)?;
+    update_config("rollback", &spec.rollback)?;
+    Ok(())
+}
+
+/// The longest `--update-delay` and `--update-monitor` (and their rollback twins) taken: a day.
+/// Longer is almost surely a unit mistake (`--update-delay 30000` read as seconds).
+pub const MAX_UPDATE_WAIT_MS: u64 = 24 * 3600 * 1000;
+
+/// Checks an update or rollback policy; `kind` is `update` or `rollback`, as the flags name them.
+pub fn update_config(kind: &str, c: &UpdateConfig) -> Result<(), ControlError> {
+    let bad = |flag: &str, why: String| ControlError::UpdateConfig {
+        flag: format!("{kind}-{flag}"),
+        why,
+    };
+    if c.parallelism > crate::MAX_REPLICAS {
+        return Err(bad(
+            "parallelism",
+            format!(
+                "{} is too large (at most {}; 0 = all tasks at once)",
+                c.parallelism,
+                crate::MAX_REPLICAS
+            ),
+        ));
+    }
+    for (flag, v) in [("delay", c.delay_ms), ("monitor", c.monitor_ms)] {
+        if v > MAX_UPDATE_WAIT_MS {
+            return Err(bad(flag, format!("{v} ms is longer than a day")));
+        }
+    }
+    if !(0.0..=1.0).contains(&c.max_failure_ratio) {
+        return Err(bad(
+            "max-failure-ratio",
+            format!(
+                "{} is not between 0 and 1 (a share of the tasks, e.g. 0.2)",
+                c.max_failure_ratio
+            ),
+        ));
+    }
+    if kind == "rollback" && c.failure_action == FailureAction::Rollback {
+        return Err(bad(
+            "failure-action",
+            "a rollback cannot roll back: use pause or continue".to_string(),
+        ));
+    }
     Ok(())
 }
 
@@ -145,6 +192,46 @@ mod tests {
             if !ok {
                 assert_eq!(r.unwrap_err(), ControlError::TtyProcess);
             }
+        }
+    }
+
+    #[test]
+    fn health_checks_and_drains_out_of_bounds_are_refused() {
+        use shoal_proto::model::{HealthConfig, HealthTest};
+        let state = State::default();
+        let spec = |h: Option<HealthConfig>, drain: Option<u64>| ServiceSpec {
+            name: "web".into(),
+            image: "whoami".into(),
+            runtime: Runtime::Process,
+            healthcheck: h,
+            stop_drain_ms: drain,
+            ..Default::default()
+        };
+        let shell = |interval_ms, retries| HealthConfig {
+            test: HealthTest::Shell("test -e /ok".into()),
+            interval_ms,
+            retries,
+            ..Default::default()
+        };
+        let ok = [
+            spec(None, None),
+            spec(Some(shell(500, 3)), Some(0)),
+            spec(Some(shell(0, 0)), Some(600_000)),
+        ];
+        for mut s in ok {
+            assert_eq!(service_spec(&state, &mut s), Ok(()), "{s:?}");
+        }
+        let bad = [
+            (
+                spec(Some(shell(25 * 3600 * 1000, 3)), None),
+                "--health-interval",
+            ),
+            (spec(Some(shell(1000, 100_000)), None), "--health-retries"),
+            (spec(None, Some(600_001)), "--stop-drain"),
+        ];
+        for (mut s, needle) in bad {
+            let e = service_spec(&state, &mut s).unwrap_err();
+            assert!(e.to_string().contains(needle), "{e}");
         }
     }
 }

@@ -26,8 +26,9 @@ pub fn fwmark(subnet: &str, vip: &str) -> Option<u32> {
         .then(|| 0x100 + (u32::from(vip) - u32::from(net.addr)))
 }
 
-/// Tasks that balancers and DNS answers include, by service: running, meant to run, on a node
-/// that is not down.
+/// Tasks that balancers and DNS answers include, by service: running and healthy (or without a
+/// health check: see [`Task::serves`]), meant to run, on a node that is not down. A task with a
+/// health check joins once its first probe passes and leaves as soon as it is unhealthy.
 fn running_by_service(state: &State) -> BTreeMap<&str, Vec<&Task>> {
     let mut running: BTreeMap<&str, Vec<&Task>> = BTreeMap::new();
     for t in state.tasks.values() {
@@ -35,7 +36,7 @@ fn running_by_service(state: &State) -> BTreeMap<&str, Vec<&Task>> {
             .nodes
             .get(&t.node_id)
             .is_some_and(|n| n.state != NodeState::Down);
-        if up && t.status.state == TaskState::Running && t.desired_state <= TaskState::Running {
+        if up && t.serves() && t.desired_state <= TaskState::Running {
             running.entry(t.service_id.as_str()).or_default().push(t);
         }
     }
@@ -386,5 +387,123 @@ mod tests {
         let inc = set.next(&s, "n1", false).unwrap();
         assert_eq!(inc.removed, vec!["b".to_string()]);
         assert!(set.next(&s, "n2", true).unwrap().tasks.is_empty());
+    }
+
+    /// Balancers and DNS take a task with a health check only once it is healthy, and drop it
+    /// as soon as it is unhealthy; a task without a check counts once running.
+    #[test]
+    fn balancers_and_dns_take_running_tasks_that_are_healthy_or_unchecked() {
+        use shoal_proto::model::{
+            AttachedNetwork, Network, NetworkAttachment, NetworkAttachmentSpec, Node, Service,
+            ServiceSpec, TaskHealth, VirtualIp,
+        };
+        let mut s = State::default();
+        s.nodes.insert(
+            "n1".into(),
+            Node {
+                id: "n1".into(),
+                state: NodeState::Ready,
+                lb_addrs: [("net1".into(), "10.0.1.250/24".to_string())]
+                    .into_iter()
+                    .collect(),
+                ..Default::default()
+            },
+        );
+        s.networks.insert(
+            "net1".into(),
+            Network {
+                id: "net1".into(),
+                name: "front".into(),
+                driver: NetworkDriver::Overlay,
+                subnet: "10.0.1.0/24".into(),
+                gateway: "10.0.1.1".into(),
+                ..Default::default()
+            },
+        );
+        s.services.insert(
+            "s1".into(),
+            Service {
+                id: "s1".into(),
+                spec: ServiceSpec {
+                    name: "web".into(),
+                    networks: vec![NetworkAttachmentSpec {
+                        target: "net1".into(),
+                        aliases: vec![],
+                    }],
+                    ..Default::default()
+                },
+                vips: vec![VirtualIp {
+                    network_id: "net1".into(),
+                    addr: "10.0.1.2/24".into(),
+                }],
+                ..Default::default()
+            },
+        );
+        // (task, state, health) → in the balancer and DNS answers?
+        let cases = [
+            ("a", TaskState::Running, TaskHealth::None, true),
+            ("b", TaskState::Running, TaskHealth::Healthy, true),
+            ("c", TaskState::Running, TaskHealth::Unhealthy, false),
+            ("d", TaskState::Starting, TaskHealth::Starting, false),
+            ("e", TaskState::Starting, TaskHealth::Unhealthy, false),
+            ("f", TaskState::Starting, TaskHealth::None, false),
+        ];
+        let mut tasks = Vec::new();
+        for (i, (id, state, health, _)) in cases.iter().enumerate() {
+            tasks.push(Task {
+                id: (*id).into(),
+                service_id: "s1".into(),
+                service_name: "web".into(),
+                slot: i as u64 + 1,
+                node_id: "n1".into(),
+                desired_state: TaskState::Running,
+                status: TaskStatus {
+                    state: *state,
+                    health: *health,
+                    ..Default::default()
+                },
+                networks: vec![NetworkAttachment {
+                    network_id: "net1".into(),
+                    addresses: vec![format!("10.0.1.{}/24", 10 + i)],
+                    aliases: vec![],
+                    network: AttachedNetwork::default(),
+                }],
+                ..Default::default()
+            });
+        }
+        s.apply(1, &Command::PutTasks(tasks));
+        let want: Vec<&str> = cases.iter().filter(|c| c.3).map(|c| c.0).collect();
+        let lb = lb_tables(&s, "n1");
+        let table = lb.iter().find(|t| t.network_id == "net1").unwrap();
+        let backends: Vec<&str> = table.services[0]
+            .backends
+            .iter()
+            .map(|b| b.task_id.as_str())
+            .collect();
+        assert_eq!(backends, want);
+        let dns = dns_tables(&s, "n1");
+        let names: Vec<String> = dns[0].services[0]
+            .tasks
+            .iter()
+            .map(|t| t.name.clone())
+            .collect();
+        assert_eq!(names, vec!["web.1.a".to_string(), "web.2.b".to_string()]);
+        // The healthy task turns unhealthy: it leaves both at once.
+        s.apply(
+            2,
+            &Command::TaskStatuses(vec![TaskStatusUpdate {
+                task_id: "b".into(),
+                status: TaskStatus {
+                    state: TaskState::Running,
+                    health: TaskHealth::Unhealthy,
+                    ..Default::default()
+                },
+            }]),
+        );
+        assert_eq!(s.tasks["b"].status.health, TaskHealth::Unhealthy);
+        let lb = lb_tables(&s, "n1");
+        let table = lb.iter().find(|t| t.network_id == "net1").unwrap();
+        assert_eq!(table.services[0].backends.len(), 1);
+        assert_eq!(dns_tables(&s, "n1")[0].services[0].tasks.len(), 1);
     }
 }

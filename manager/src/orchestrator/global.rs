@@ -6,13 +6,14 @@
 //! carry their node from the start (slot 0); the scheduler only checks it.
 
 use super::slot::{self, Place};
+use super::update::Gate;
 use super::{node_invalid, Plan};
 use crate::scheduler::{accepts_new_tasks, constraint::Constraint};
 use shoal_proto::model::{Service, Task, TaskState};
 use std::collections::BTreeMap;
 
 /// One live task per eligible node for `svc`.
-pub(crate) fn reconcile(p: &mut Plan<'_, '_>, svc: &Service, tasks: &[&Task]) {
+pub(crate) fn reconcile(p: &mut Plan<'_, '_>, svc: &Service, tasks: &[&Task], gate: &mut Gate) {
     // A spec with a bad constraint was refused at create time; should one get here, change
     // nothing rather than shut everything down.
     let constraints = Constraint::parse_all(&svc.spec.constraints).ok();
@@ -65,6 +66,7 @@ pub(crate) fn reconcile(p: &mut Plan<'_, '_>, svc: &Service, tasks: &[&Task]) {
                 node_id: &node.id,
             },
             ts,
+            gate,
         ) {
             p.create(svc, 0, &node.id, 0);
         }

@@ -12,6 +12,8 @@
 //! * `slot`: what every slot (or global node) goes through: node failure, spec update, restart.
 //! * `restart`: the restart policy.
 //! * `reaper`: deletes old and removed tasks.
+//! * `update`: how far a rolling update may go in this pass, and the updater's own pass
+//!   ([`update::plan`], a leader actor of its own) that pauses, rolls back or completes it.
 
 mod global;
 mod reaper;
@@ -22,6 +24,7 @@ mod slot;
 pub(crate) mod testkit;
 #[cfg(test)]
 mod tests;
+pub mod update;
 
 use crate::store::State;
 use shoal_proto::model::{
@@ -31,6 +34,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 pub use reaper::TASK_HISTORY_RETENTION;
 pub use restart::{allowed as restart_allowed, due as restart_due};
+pub use slot::runs_the_same;
 
 /// Status message of a task the orchestrator creates.
 pub const CREATED: &str = "created";
@@ -49,11 +53,12 @@ pub fn plan(state: &State, now_ms: i64, new_id: &mut dyn FnMut() -> String) -> V
             .get(svc.id.as_str())
             .map(Vec::as_slice)
             .unwrap_or_default();
+        let mut gate = update::gate(svc, tasks, now_ms);
         match svc.spec.mode {
             ServiceMode::Replicated { replicas } => {
-                replicated::reconcile(&mut p, svc, replicas, tasks)
+                replicated::reconcile(&mut p, svc, replicas, tasks, &mut gate)
             }
-            ServiceMode::Global => global::reconcile(&mut p, svc, tasks),
+            ServiceMode::Global => global::reconcile(&mut p, svc, tasks, &mut gate),
         }
     }
     reaper::reap(&mut p);

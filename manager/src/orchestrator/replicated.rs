@@ -2,13 +2,20 @@
 //! `orchestrator/replicated/services.go`).
 
 use super::slot::{self, Place};
+use super::update::Gate;
 use super::{newest_first, Plan};
 use shoal_proto::model::{Service, Task, TaskState};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Scales `svc` to `replicas` occupied slots and reconciles each kept slot.
-pub(crate) fn reconcile(p: &mut Plan<'_, '_>, svc: &Service, replicas: u64, tasks: &[&Task]) {
+pub(crate) fn reconcile(
+    p: &mut Plan<'_, '_>,
+    svc: &Service,
+    replicas: u64,
+    tasks: &[&Task],
+    gate: &mut Gate,
+) {
     let mut slots: BTreeMap<u64, Vec<&Task>> = BTreeMap::new();
     for &t in tasks {
         if t.desired_state >= TaskState::Remove {
@@ -44,6 +51,7 @@ pub(crate) fn reconcile(p: &mut Plan<'_, '_>, svc: &Service, replicas: u64, task
                 node_id: "",
             },
             &slots[s],
+            gate,
         );
     }
     let mut next = 1;

@@ -2,8 +2,9 @@
 //! task there, replacing it when its node fails, its spec is outdated or it ended and the
 //! restart policy says so.
 
+use super::update::Gate;
 use super::{newest_first, restart, Plan};
-use shoal_proto::model::{Service, ServiceSpec, Task, TaskState};
+use shoal_proto::model::{Service, ServiceSpec, Task, TaskState, UpdateOrder};
 
 /// Where a slot's tasks go: a slot number (replicated) or a node (global, slot 0).
 #[derive(Debug, Clone, Copy)]
@@ -21,9 +22,10 @@ pub(crate) fn outdated(svc: &Service, t: &Task) -> bool {
     t.spec_version < svc.spec_version && !runs_the_same(&t.spec, &svc.spec)
 }
 
-/// Equal but for the fields that do not reach the tasks (replica count, service labels).
+/// Equal but for the fields that do not reach the tasks (replica count, service labels, update
+/// and rollback policies).
 /// Destructured in full so that a new spec field has to be sorted into one kind or the other.
-fn runs_the_same(a: &ServiceSpec, b: &ServiceSpec) -> bool {
+pub fn runs_the_same(a: &ServiceSpec, b: &ServiceSpec) -> bool {
     let ServiceSpec {
         name,
         mode: _,
@@ -47,6 +49,10 @@ fn runs_the_same(a: &ServiceSpec, b: &ServiceSpec) -> bool {
         workdir,
         tty,
         init,
+        update: _,
+        rollback: _,
+        healthcheck,
+        stop_drain_ms,
     } = a;
     *name == b.name
         && *image == b.image
@@ -68,6 +74,9 @@ fn runs_the_same(a: &ServiceSpec, b: &ServiceSpec) -> bool {
         && *workdir == b.workdir
         && *tty == b.tty
         && *init == b.init
+        // The agent probes, and drains, by the task's own spec.
+        && *healthcheck == b.healthcheck
+        && *stop_drain_ms == b.stop_drain_ms
 }
 
 /// A task's ports (published numbers filled in by the allocator) against a spec's (0 = any).
@@ -121,13 +130,15 @@ pub(crate) fn occupied(svc: &Service, tasks: &[&Task]) -> bool {
 }
 
 /// Reconciles one slot whose place can keep tasks (for global services: a node that can take
-/// new tasks). `tasks` excludes tasks marked REMOVE. Returns [`occupied`] for the slot; when it
-/// is false the caller decides whether to start a fresh task there.
+/// new tasks). `tasks` excludes tasks marked REMOVE. `gate` says whether an outdated task may be
+/// replaced now, and how (see [`super::update`]). Returns [`occupied`] for the slot; when it is
+/// false the caller decides whether to start a fresh task there.
 pub(crate) fn reconcile(
     p: &mut Plan<'_, '_>,
     svc: &Service,
     place: Place<'_>,
     tasks: &[&Task],
+    gate: &mut Gate,
 ) -> bool {
     let active = active(tasks);
     if active.is_empty() {
@@ -137,6 +148,7 @@ pub(crate) fn reconcile(
         .into_iter()
         .partition(|t| !t.status.state.is_terminal());
     let mut keep: Option<&Task> = None;
+    let mut old: Vec<&Task> = Vec::new();
     let mut replace_attempt: Option<u64> = None;
     for t in live {
         if !t.node_id.is_empty() && p.node_invalid(&t.node_id) {
@@ -145,14 +157,41 @@ pub(crate) fn reconcile(
             p.shut_down(t);
             replace_attempt.get_or_insert(t.attempt);
         } else if outdated(svc, t) {
-            // A new spec is a new deployment: its attempts start over.
-            p.shut_down(t);
-            replace_attempt.get_or_insert(0);
+            old.push(t);
         } else if keep.is_none() {
             keep = Some(t);
         } else {
-            // Two live tasks in one slot (a race with another writer): keep the newest.
+            // Two live tasks of the current spec in one slot (a race with another writer):
+            // keep the newest.
             p.shut_down(t);
+        }
+    }
+    // Tasks of an older spec (newest first): the newest waits for its turn in the update, the
+    // others are leftovers.
+    let mut old = old.into_iter();
+    if let Some(newest_old) = old.next() {
+        for t in old {
+            p.shut_down(t);
+        }
+        match keep {
+            // Its replacement runs (start-first done, or a leftover): retire it. Until then it
+            // keeps serving.
+            Some(k) if k.status.state == TaskState::Running => p.shut_down(newest_old),
+            Some(_) => {}
+            None if replace_attempt.is_some() => p.shut_down(newest_old),
+            None => match next_attempt(svc, &ended, p.now_ms) {
+                Some(attempt) if gate.take() => {
+                    if gate.order == UpdateOrder::StopFirst {
+                        p.shut_down(newest_old);
+                    }
+                    // A new spec is a new deployment: its attempts start over (unless its
+                    // tasks already failed in this slot).
+                    replace_attempt = Some(attempt);
+                }
+                // Not its turn, or its new task failed and may not (yet) be retried: the old
+                // one keeps running.
+                _ => keep = Some(newest_old),
+            },
         }
     }
     if keep.is_some() || replace_attempt.is_some() {
@@ -177,4 +216,60 @@ pub(crate) fn reconcile(
         p.shut_down(t);
     }
     true
+}
+
+/// The attempt of the task that replaces an outdated one in a slot whose `ended` tasks (newest
+/// first) are given: 0, or after a task of the current spec failed there, the restart policy's
+/// next one once its delay passed; `None` when the policy allows no (or no further) retry yet.
+fn next_attempt(svc: &Service, ended: &[&Task], now_ms: i64) -> Option<u64> {
+    match ended.iter().find(|t| !outdated(svc, t)) {
+        None => Some(0),
+        Some(last) => {
+            let policy = &svc.spec.restart;
+            (restart::allowed(policy, last) && restart::due(policy, last, now_ms))
+                .then_some(last.attempt + 1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_proto::model::{HealthConfig, HealthTest};
+
+    #[test]
+    fn a_health_check_or_drain_change_replaces_tasks_a_label_does_not() {
+        let base = ServiceSpec {
+            name: "web".into(),
+            image: "whoami".into(),
+            ..Default::default()
+        };
+        let health = ServiceSpec {
+            healthcheck: Some(HealthConfig {
+                test: HealthTest::Shell("test -e /ok".into()),
+                ..Default::default()
+            }),
+            ..base.clone()
+        };
+        let retries = ServiceSpec {
+            healthcheck: Some(HealthConfig {
+                retries: 5,
+                ..health.healthcheck.clone().unwrap()
+            }),
+            ..health.clone()
+        };
+        let drain = ServiceSpec {
+            stop_drain_ms: Some(5000),
+            ..base.clone()
+        };
+        let label = ServiceSpec {
+            labels: [("a".into(), "b".into())].into_iter().collect(),
+            ..base.clone()
+        };
+        assert!(!runs_the_same(&base, &health));
+        assert!(!runs_the_same(&health, &retries));
+        assert!(!runs_the_same(&base, &drain));
+        assert!(runs_the_same(&base, &label));
+        assert!(runs_the_same(&health, &health.clone()));
+    }
 }

@@ -18,6 +18,8 @@ pub(crate) enum Actor {
     Orchestrator,
     Allocator,
     Scheduler,
+    /// The updater's pass (pauses, rolls back, completes updates).
+    Updater,
     /// Not a planner: every node that is ready starts its assigned tasks and stops the ones
     /// that should stop.
     Agents,
@@ -112,6 +114,16 @@ impl Sim {
         self.apply(&[Command::UpdateService(s)]);
     }
 
+    /// Changes a service's spec as `service update` does: a rolling update when what the tasks
+    /// run changes.
+    pub fn roll_out(&mut self, id: &str, f: impl FnOnce(&mut ServiceSpec)) {
+        let cur = self.state.services[id].clone();
+        let mut spec = cur.spec.clone();
+        f(&mut spec);
+        let next = super::update::start(&cur, spec, self.now);
+        self.apply(&[Command::UpdateService(next)]);
+    }
+
     /// Reports an observed state for a task, as an agent would, at the current time.
     pub fn report(&mut self, task_id: &str, state: TaskState) {
         let mut status = self.state.tasks[task_id].status.clone();
@@ -138,6 +150,7 @@ impl Sim {
             }
             Actor::Allocator => crate::allocator::plan(&self.state, now),
             Actor::Scheduler => crate::scheduler::plan(&self.state, now),
+            Actor::Updater => super::update::plan(&self.state, now),
             Actor::Agents => self.agents(),
         }
     }

@@ -4,6 +4,7 @@ use shoal_proto::model::{NodeRole, RestartCondition, RestartPolicy, ServiceSpec}
 use std::collections::BTreeSet;
 
 mod churn;
+mod update;
 
 /// A cluster of `n` ready workers (`w1`…) and the service `spec`, converged with running agents.
 fn cluster(n: usize, s: ServiceSpec) -> (Sim, String) {

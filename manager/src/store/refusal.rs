@@ -159,8 +159,13 @@ pub enum Refusal {
 fn conflict_text(v: &Versioned) -> String {
     match v {
         Versioned::Cluster => "the cluster changed concurrently; retry".to_string(),
-        Versioned::Node { .. } => "the node changed concurrently; retry".to_string(),
-        Versioned::Service { name } => format!("service {name} was changed concurrently; retry"),
+        Versioned::Node { .. } => {
+            "update out of sequence: the node was changed since it was read; read it again and retry"
+                .to_string()
+        }
+        Versioned::Service { name } => format!(
+            "update out of sequence: service {name} was changed since it was read; read it again and retry"
+        ),
     }
 }
 
@@ -203,7 +208,7 @@ mod tests {
         let cases = [
             (
                 Refusal::Conflict(Versioned::Service { name: "web".into() }),
-                "service web was changed concurrently; retry",
+                "update out of sequence: service web was changed since it was read; read it again and retry",
             ),
             (
                 Refusal::Conflict(Versioned::Cluster),

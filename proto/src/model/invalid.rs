@@ -47,4 +47,10 @@ pub enum Invalid {
         /// The number received.
         value: u32,
     },
+    /// A health check the model refuses (bounds, an empty command, Docker's test form).
+    #[error("invalid health check: {0}")]
+    Health(String),
+    /// A `--stop-drain` above [`super::MAX_STOP_DRAIN`].
+    #[error("--stop-drain {0}: must be at most 10m")]
+    StopDrain(String),
 }

@@ -1,6 +1,7 @@
 //! Domain model: the objects the managers replicate and the agents act on.
 
 mod command;
+mod health;
 mod id;
 mod ids;
 mod invalid;
@@ -8,8 +9,13 @@ mod net;
 mod node;
 mod service;
 mod task;
+mod update;
 
 pub use command::{Command, NodeLbAddr, NodeStateChange, TaskStatusUpdate};
+pub use health::{
+    fmt_ms, HealthConfig, HealthTest, Probe, TaskHealth, DEFAULT_INTERVAL, DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT, MAX_DURATION, MAX_RETRIES, MIN_DURATION,
+};
 pub use id::{NetworkId, NodeId, ServiceId, TaskId};
 pub use ids::{new_id, now_ms, validate_name, NameKind};
 pub use invalid::Invalid;
@@ -20,6 +26,10 @@ pub use node::{
 };
 pub use service::{
     EndpointMode, NetworkAttachmentSpec, PortConfig, Protocol, PublishMode, RestartCondition,
-    RestartPolicy, Runtime, Service, ServiceMode, ServiceSpec, VirtualIp,
+    RestartPolicy, Runtime, Service, ServiceMode, ServiceSpec, VirtualIp, DEFAULT_STOP_DRAIN,
+    MAX_STOP_DRAIN,
 };
 pub use task::{AttachedNetwork, NetworkAttachment, Task, TaskState, TaskStatus};
+pub use update::{
+    FailureAction, UpdateConfig, UpdateOrder, UpdateState, UpdateStatus, DEFAULT_MONITOR_MS,
+};

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use super::{Invalid, NetworkId, ServiceId};
+use super::{HealthConfig, Invalid, NetworkId, ServiceId, UpdateConfig, UpdateStatus};
 
 /// Transport protocol of a published port.
 #[derive(
@@ -278,6 +278,46 @@ pub struct ServiceSpec {
     /// `--init`: a minimal init as PID 1.
     #[serde(default)]
     pub init: bool,
+    /// How an update replaces the tasks (`--update-*`).
+    #[serde(default)]
+    pub update: UpdateConfig,
+    /// How a rollback replaces them (`--rollback-*`).
+    #[serde(default)]
+    pub rollback: UpdateConfig,
+    /// `--health-*` / `--no-healthcheck`; `None`: the image's `HEALTHCHECK`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<HealthConfig>,
+    /// `--stop-drain`: how long a stopping task stays up, out of every balancer and DNS answer,
+    /// before its stop signal; `None`: the node's default ([`DEFAULT_STOP_DRAIN`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_drain_ms: Option<u64>,
+}
+
+/// How long a stopping task keeps running after the managers took it out of every balancer and
+/// DNS answer, before its stop signal, when its service sets none: a second. The balancers of
+/// every node let go of it within one assignment push (measured at 64–71 ms on a 5-node lab,
+/// docs/benchmarks.md: a raft write, one message per node, one nft transaction), so a second
+/// is over ten times that, for a loaded node, while requests already in flight on established
+/// connections finish; it stays small next to the 10 s stop grace that follows. (Before it was a
+/// setting the agent waited a fixed 250 ms.)
+pub const DEFAULT_STOP_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The longest `--stop-drain`: ten minutes (a stop, an update or a removal waits that long).
+pub const MAX_STOP_DRAIN: std::time::Duration = std::time::Duration::from_secs(600);
+
+impl ServiceSpec {
+    /// Checks the health check's bounds and the drain's.
+    pub fn validate_health_and_drain(&self) -> Result<(), Invalid> {
+        if let Some(h) = &self.healthcheck {
+            h.validate()?;
+        }
+        match self.stop_drain_ms {
+            Some(ms) if std::time::Duration::from_millis(ms) > MAX_STOP_DRAIN => {
+                Err(Invalid::StopDrain(super::fmt_ms(ms)))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// What runs a service's tasks.
@@ -331,8 +371,15 @@ pub struct Service {
     pub created_ms: i64,
     /// Last change.
     pub updated_ms: i64,
-    /// Raft index of the last write.
+    /// Raft index of the last write: what a client's update must name (`update out of
+    /// sequence` otherwise).
     pub version: u64,
+    /// The last update's or rollback's progress; `None` before the first update.
+    #[serde(default)]
+    pub update_status: Option<UpdateStatus>,
+    /// The spec before the last update: what `service rollback` returns to.
+    #[serde(default)]
+    pub previous_spec: Option<ServiceSpec>,
 }
 
 #[cfg(test)]

@@ -114,6 +114,10 @@ pub struct TaskStatus {
     /// `network=address/prefix` (overlay addresses are in the attachments).
     #[serde(default)]
     pub addresses: Vec<String>,
+    /// What its health check found (none: it has none). Not written when none, so that a
+    /// status without a check encodes as before health checks existed.
+    #[serde(default, skip_serializing_if = "super::TaskHealth::is_none")]
+    pub health: super::TaskHealth,
 }
 
 /// A task's address on one network.
@@ -197,6 +201,12 @@ impl Task {
         } else {
             format!("{}.{}.{}", self.service_name, self.slot, self.id)
         }
+    }
+
+    /// Whether balancers and DNS answers may include the task: it runs and its health check,
+    /// if it has one, passes (its desired state and node are the caller's to check).
+    pub fn serves(&self) -> bool {
+        self.status.state == TaskState::Running && self.status.health.serves()
     }
 
     /// Whether the task counts as alive for its slot: the managers still want it running and it

@@ -14,13 +14,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use shoal_netlib::netns::CgroupJoin;
-use shoal_proto::model::Task;
+use shoal_proto::model::{HealthConfig, Task};
 
 use super::console::{Console, Starting};
 use super::exec::{exec, exec_interactive};
 use super::overlay::Overlay;
 use super::runtime::{ContainerStdio, Status};
-use super::spec::{self, ContainerConfig, ProcessConfig, STOP_SIGNAL_ANNOTATION};
+use super::spec::{
+    self, ContainerConfig, ProcessConfig, HEALTH_ANNOTATION, STOP_SIGNAL_ANNOTATION,
+};
 use super::wait::Pidfd;
 use super::{process_of, OciExecutor};
 use crate::executor::cgroup::Limits;
@@ -59,6 +61,8 @@ pub struct OciController {
     stop_signal: String,
     /// `--tty`: the process holding its terminal.
     console: Option<Console>,
+    /// The image's `HEALTHCHECK`, once prepared or adopted.
+    health: Option<HealthConfig>,
 }
 
 impl Executor for OciExecutor {
@@ -69,6 +73,7 @@ impl Executor for OciExecutor {
             state: State::New,
             stop_signal: "SIGTERM".into(),
             console: None,
+            health: None,
         })
     }
 
@@ -237,6 +242,7 @@ impl OciController {
         if !image.stop_signal.is_empty() {
             self.stop_signal = image.stop_signal.clone();
         }
+        self.health = image.healthcheck.as_ref().and_then(super::image_health);
 
         let (netns, binds, hostname) = match sandbox {
             Some(sb @ Sandbox::Netns { path, .. }) => {
@@ -297,6 +303,10 @@ impl OciController {
             limits,
             cgroup_ns: inner.cgroups.version() == Some(crate::executor::cgroup::Version::V2),
             stop_signal: Some(image.stop_signal.clone()).filter(|s| !s.is_empty()),
+            health: self
+                .health
+                .as_ref()
+                .and_then(|h| serde_json::to_string(h).ok()),
             init: inner.init.clone().filter(|_| task.spec.init),
         };
         let path = bundle.join("config.json");
@@ -429,13 +439,16 @@ impl Controller for OciController {
                 Err(e) => return Err(Error::Pidfd(e)),
             };
             let config = self.executor.bundle_dir(&self.task_id).join("config.json");
-            if let Some(sig) = oci_spec::runtime::Spec::load(&config)
+            let annotations = oci_spec::runtime::Spec::load(&config)
                 .ok()
                 .and_then(|s| s.annotations().clone())
-                .and_then(|a| a.get(STOP_SIGNAL_ANNOTATION).cloned())
-            {
-                self.stop_signal = sig;
+                .unwrap_or_default();
+            if let Some(sig) = annotations.get(STOP_SIGNAL_ANNOTATION) {
+                self.stop_signal = sig.clone();
             }
+            self.health = annotations
+                .get(HEALTH_ANNOTATION)
+                .and_then(|h| serde_json::from_str(h).ok());
             self.console = Console::adopt(&self.executor.bundle_dir(&self.task_id));
             self.state = State::Running(pidfd);
             Ok(Some(state.pid))
@@ -541,6 +554,10 @@ impl Controller for OciController {
         let bundle = self.executor.bundle_dir(&self.task_id);
         let cmd = cmd.to_vec();
         Box::pin(async move { exec(rt, id, bundle, cmd, timeout).await })
+    }
+
+    fn image_health(&self) -> Option<HealthConfig> {
+        self.health.clone()
     }
 
     fn exec_interactive(&self, spec: &ExecSpec) -> BoxFuture<'static, Result<ExecSession, Error>> {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::wait::Pidfd;
 use crate::executor::controller::ExecOutput;
-use crate::executor::exec::MAX_OUTPUT;
+use crate::executor::exec::{kill_group, MAX_OUTPUT};
 use crate::executor::{Error, ExecSession, ExecSpec};
 
 /// Writes the process `runc exec` runs for `cmd`: the container's own (env, cwd, user,
@@ -229,15 +229,6 @@ pub(super) async fn exec(
     let _ = std::fs::remove_file(&process_file);
     let _ = std::fs::remove_file(&pid_file);
     result
-}
-
-/// SIGKILL to process group `pgid` (one this agent made, for one exec).
-#[allow(unsafe_code)]
-fn kill_group(pgid: u32) {
-    if let Ok(pgid) = libc::pid_t::try_from(pgid) {
-        // SAFETY: kill(2) takes integers and touches no memory.
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
-    }
 }
 
 /// Whether this process runs in a chroot: its root is not the root of its mount namespace,

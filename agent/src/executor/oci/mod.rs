@@ -47,7 +47,7 @@ use std::time::Duration;
 
 use shoal_image::merge::{merge, MergeError, Overrides, Process};
 use shoal_image::ImageConfig;
-use shoal_proto::model::Task;
+use shoal_proto::model::{HealthConfig, HealthTest, Task};
 
 pub use controller::OciController;
 pub use images::StoreImages;
@@ -264,6 +264,31 @@ impl OciExecutor {
             }
         }
     }
+}
+
+/// An image's `HEALTHCHECK` as the model states health checks; `None` when its test is in no
+/// form Docker knows (logged). Durations are nanoseconds in the image (rounded up to whole
+/// milliseconds; negative ones are taken as unset).
+pub(crate) fn image_health(h: &shoal_image::Healthcheck) -> Option<HealthConfig> {
+    let test = match HealthTest::from_docker(h.test.as_deref().unwrap_or_default()) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring the image's HEALTHCHECK");
+            return None;
+        }
+    };
+    let ms = |ns: Option<i64>| {
+        u64::try_from(ns.unwrap_or(0))
+            .unwrap_or(0)
+            .div_ceil(1_000_000)
+    };
+    Some(HealthConfig {
+        test,
+        interval_ms: ms(h.interval),
+        timeout_ms: ms(h.timeout),
+        start_period_ms: ms(h.start_period),
+        retries: u32::try_from(h.retries.unwrap_or(0).max(0)).unwrap_or(u32::MAX),
+    })
 }
 
 /// The process of a container: the image's config merged with the service's (entrypoint,

@@ -23,6 +23,10 @@ use crate::executor::cgroup::{Limits, CFS_PERIOD_US};
 /// restarted agent adopts it).
 pub const STOP_SIGNAL_ANNOTATION: &str = "org.opencontainers.image.stopSignal";
 
+/// The annotation that keeps the image's health check with the container (JSON of the model's
+/// `HealthConfig`), read back when a restarted agent adopts it.
+pub const HEALTH_ANNOTATION: &str = "org.shoal.image.healthcheck";
+
 /// Docker's default capabilities (moby `oci/caps/defaults.go`).
 pub const DEFAULT_CAPS: [Capability; 14] = [
     Capability::Chown,
@@ -105,6 +109,8 @@ pub struct ContainerConfig {
     pub cgroup_ns: bool,
     /// The image's stop signal, kept as an annotation.
     pub stop_signal: Option<String>,
+    /// The image's health check (JSON), kept as an annotation.
+    pub health: Option<String>,
     /// `--init`: this program (tini's static build, as Docker's `docker-init`: the image may
     /// have no C library) is bound read-only at [`INIT_PATH`] and runs as PID 1, the task's
     /// process as its child: `docker-init -- PROGRAM ARGS…`.
@@ -318,12 +324,15 @@ pub fn build(c: &ContainerConfig) -> Result<Spec, OciSpecError> {
         .hostname(&c.hostname)
         .mounts(mounts)
         .linux(linux.build()?);
-    if let Some(sig) = &c.stop_signal {
-        spec = spec.annotations(
-            [(STOP_SIGNAL_ANNOTATION.to_string(), sig.clone())]
-                .into_iter()
-                .collect::<std::collections::HashMap<_, _>>(),
-        );
+    let annotations: std::collections::HashMap<String, String> = [
+        (STOP_SIGNAL_ANNOTATION, &c.stop_signal),
+        (HEALTH_ANNOTATION, &c.health),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some((k.to_string(), v.clone()?)))
+    .collect();
+    if !annotations.is_empty() {
+        spec = spec.annotations(annotations);
     }
     spec.build()
 }

@@ -31,6 +31,7 @@ fn config() -> ContainerConfig {
         },
         cgroup_ns: false,
         stop_signal: Some("SIGQUIT".into()),
+        health: None,
         init: None,
     }
 }
@@ -298,4 +299,61 @@ fn init_and_terminal_in_the_spec() {
             (init, m) => panic!("{case}: init {init:?} but bound {m:?}"),
         }
     }
+}
+
+#[test]
+fn an_images_healthcheck_becomes_the_models() {
+    use shoal_proto::model::{HealthConfig, HealthTest};
+    let h = shoal_image::Healthcheck {
+        test: Some(vec!["CMD".into(), "/check".into()]),
+        interval: Some(1_500_000_000),
+        timeout: Some(1),
+        start_period: Some(-5),
+        retries: Some(2),
+    };
+    assert_eq!(
+        super::image_health(&h),
+        Some(HealthConfig {
+            test: HealthTest::Cmd(vec!["/check".into()]),
+            interval_ms: 1500,
+            timeout_ms: 1,
+            start_period_ms: 0,
+            retries: 2,
+        })
+    );
+    let none = shoal_image::Healthcheck {
+        test: Some(vec!["NONE".into()]),
+        ..Default::default()
+    };
+    assert_eq!(super::image_health(&none).unwrap().test, HealthTest::None);
+    let bad = shoal_image::Healthcheck {
+        test: Some(vec!["nonsense".into()]),
+        ..Default::default()
+    };
+    assert_eq!(super::image_health(&bad), None);
+}
+
+#[test]
+fn the_images_health_check_is_kept_with_the_container() {
+    use shoal_proto::model::{HealthConfig, HealthTest};
+    let h = HealthConfig {
+        test: HealthTest::Shell("test -e /ok".into()),
+        interval_ms: 500,
+        ..Default::default()
+    };
+    let mut c = config();
+    c.health = Some(serde_json::to_string(&h).unwrap());
+    let s = spec::build(&c).unwrap();
+    let a = s.annotations().clone().unwrap();
+    // What adoption reads back.
+    let back: HealthConfig = serde_json::from_str(&a[spec::HEALTH_ANNOTATION]).unwrap();
+    assert_eq!(back, h);
+    assert_eq!(a[spec::STOP_SIGNAL_ANNOTATION], "SIGQUIT");
+    // No check, no annotation.
+    let s = spec::build(&config()).unwrap();
+    assert!(!s
+        .annotations()
+        .clone()
+        .unwrap_or_default()
+        .contains_key(spec::HEALTH_ANNOTATION));
 }

@@ -100,3 +100,46 @@ async fn an_adopted_task_is_waited_for_and_stopped_through_its_controller() {
     ctl.remove().await;
     assert!(ex.adoptable().is_empty(), "its record is gone");
 }
+
+/// A command that outlives its timeout is killed with everything it started (a health probe
+/// `sh -c 'sleep …; …'` leaves no `sleep` behind).
+#[tokio::test]
+async fn a_timed_out_exec_is_killed_with_its_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("child.pid");
+    let script = format!("sleep 1000 & echo $! > {}; wait", pid_file.display());
+    let r = crate::executor::exec::run(
+        None,
+        &["sh".into(), "-c".into(), script],
+        std::time::Duration::from_secs(1),
+    )
+    .await;
+    assert!(
+        matches!(r, Err(crate::executor::Error::Timeout { .. })),
+        "{r:?}"
+    );
+    let child: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Killed (a zombie until its parent, the killed shell's, is reaped by init: not running).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .next();
+        if stat.is_empty() || state == Some("Z") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the probe's child {child} still runs: {stat}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

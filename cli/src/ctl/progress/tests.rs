@@ -335,11 +335,55 @@ fn frame_lines_start_with_overall_and_end_with_verify() {
         lines: vec![("1/1".into(), "running".into())],
         converged: true,
         problem: None,
+        rolling_back: false,
     };
     let lines = frame_lines(&f, Some("Service s1 converged".into()));
     assert_eq!(lines.first().unwrap().0, "overall progress");
     assert_eq!(
         lines.last().unwrap(),
         &("verify".to_string(), "Service s1 converged".to_string())
+    );
+}
+
+#[test]
+fn an_update_ends_as_the_managers_say() {
+    use pb::UpdateState as S;
+    let svc = |state: S, message: &str| pb::Service {
+        update_status: Some(pb::UpdateStatus {
+            state: state as i32,
+            message: message.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let o = |state, watch| update_outcome(&svc(state, "why"), watch, "web");
+    // (state, watch) → outcome
+    assert_eq!(o(S::Updating, Watch::Update), UpdateOutcome::Going);
+    assert_eq!(o(S::Completed, Watch::Update), UpdateOutcome::Done);
+    assert_eq!(
+        o(S::RollbackStarted, Watch::Update),
+        UpdateOutcome::RollingBack("why".into())
+    );
+    assert_eq!(o(S::RollbackStarted, Watch::Rollback), UpdateOutcome::Going);
+    assert_eq!(
+        o(S::RollbackCompleted, Watch::Rollback),
+        UpdateOutcome::Done
+    );
+    assert_eq!(
+        o(S::RollbackCompleted, Watch::Update),
+        UpdateOutcome::Failed("service web rolled back: why".into())
+    );
+    assert!(
+        matches!(o(S::Paused, Watch::Update), UpdateOutcome::Failed(m) if m.starts_with("service web update paused: why."))
+    );
+    assert!(matches!(
+        o(S::RollbackPaused, Watch::Rollback),
+        UpdateOutcome::Failed(_)
+    ));
+    // Create and scale do not follow updates; an update that replaced nothing is done.
+    assert_eq!(o(S::Paused, Watch::Converge), UpdateOutcome::Going);
+    assert_eq!(
+        update_outcome(&pb::Service::default(), Watch::Update, "web"),
+        UpdateOutcome::Done
     );
 }

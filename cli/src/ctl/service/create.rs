@@ -1,7 +1,9 @@
 //! `swarmctl service create`.
 
+use super::health::HealthArgs;
 use super::image::{pin, ContainerArgs, RuntimeArg};
-use super::{finish, parse, Ctx, WaitArgs};
+use super::policy::PolicyArgs;
+use super::{finish, parse, Ctx, WaitArgs, Watch};
 use crate::client::RpcResultExt;
 use clap::ValueEnum;
 use shoal_proto::model::{
@@ -35,6 +37,12 @@ pub struct CreateArgs {
     /// Restart policy, stop grace period and limits.
     #[command(flatten)]
     pub spec: SpecArgs,
+    /// --update-* and --rollback-*: how updates and rollbacks replace tasks.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Health check and stop drain.
+    #[command(flatten)]
+    pub health: HealthArgs,
     /// Environment variable NAME=VALUE (repeatable; a bare NAME copies it from this shell).
     #[arg(short = 'e', long = "env", value_name = "NAME=VALUE", value_parser = parse::env)]
     pub env: Vec<String>,
@@ -173,6 +181,8 @@ pub fn build_spec(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
         ..Default::default()
     };
     a.spec.apply(&mut spec);
+    a.policy.apply(&mut spec);
+    a.health.apply(&mut spec)?;
     a.container.apply(&mut spec)?;
     Ok(spec)
 }
@@ -188,5 +198,5 @@ pub async fn run(ctx: &mut Ctx, a: CreateArgs) -> anyhow::Result<()> {
     if !ctx.json() {
         ctx.out.line(&svc.id);
     }
-    finish(ctx, &svc, &a.wait).await
+    finish(ctx, &svc, &a.wait, Watch::Converge).await
 }

@@ -1,8 +1,10 @@
 //! `swarmctl service create | ls | ps | inspect | scale | update | rm | logs`.
 
 mod create;
+mod health;
 mod image;
 mod logs;
+mod policy;
 mod ps;
 mod update;
 
@@ -12,9 +14,9 @@ pub use ps::{
     display_name, print_tasks as ps_table_for, ps_table, run as ps_for, sort_tasks, PsArgs,
     TaskMatch,
 };
-pub use update::UpdateArgs;
+pub use update::{out_of_sequence, Backoff, UpdateArgs};
 
-use super::progress::{self, WaitArgs};
+use super::progress::{self, WaitArgs, Watch};
 use super::{json, names, output, parse, Ctx, Failures};
 use crate::client::RpcResultExt;
 use clap::Subcommand;
@@ -66,8 +68,17 @@ pub enum ServiceCmd {
         #[arg(required = true, value_name = "SERVICE=REPLICAS", value_parser = parse::scale)]
         targets: Vec<(String, u64)>,
     },
-    /// Change a service's spec; tasks are replaced where what they run changes.
+    /// Change a service's spec; where what the tasks run changes, they are replaced as
+    /// --update-parallelism, --update-order, --update-delay and the health checks allow.
     Update(Box<UpdateArgs>),
+    /// Return a service to its spec before the last update.
+    Rollback {
+        /// --detach / --timeout.
+        #[command(flatten)]
+        wait: WaitArgs,
+        /// Service name, id or id prefix.
+        service: String,
+    },
     /// Remove services (their tasks are stopped).
     #[command(alias = "remove")]
     Rm {
@@ -98,6 +109,7 @@ pub async fn run(ctx: &mut Ctx, cmd: ServiceCmd) -> anyhow::Result<()> {
         ServiceCmd::Inspect { pretty, services } => inspect(ctx, pretty, &services).await,
         ServiceCmd::Scale { wait, targets } => scale(ctx, &wait, &targets).await,
         ServiceCmd::Update(args) => update::run(ctx, *args).await,
+        ServiceCmd::Rollback { wait, service } => update::rollback(ctx, &service, &wait).await,
         ServiceCmd::Rm { services } => rm(ctx, &services).await,
         ServiceCmd::Logs(args) => logs::run(ctx, *args).await,
     }
@@ -248,6 +260,16 @@ pub fn pretty_service(s: &pb::Service, nets: &std::collections::HashMap<String, 
     if spec.stop_grace_ms > 0 {
         kv(" StopGracePeriod", &output::millis(spec.stop_grace_ms));
     }
+    // Shoal's: the time a stopping task stays up out of the balancers and DNS.
+    match spec.stop_drain_ms {
+        Some(ms) => kv(" StopDrain", &output::millis(ms)),
+        None => kv(" StopDrain", "1s (default)"),
+    }
+    if let Some(h) = &spec.healthcheck {
+        for (k, v) in health::pretty(h) {
+            kv(k, &v);
+        }
+    }
     if spec.limit_cpus > 0.0 || spec.limit_memory_bytes > 0 {
         kv("Resources", "");
         kv(" Limits", "");
@@ -279,6 +301,26 @@ pub fn pretty_service(s: &pb::Service, nets: &std::collections::HashMap<String, 
             " VIP",
             &format!("{} on {}", v.addr, net_name(&v.network_id)),
         );
+    }
+    if let Some(u) = s.update_status.as_ref().filter(|u| u.state != 0) {
+        kv("UpdateStatus", "");
+        kv(" State", names::update_state(u.state()));
+        let now = shoal_proto::model::now_ms();
+        kv(" Started", &output::ago(now, u.started_ms));
+        if u.completed_ms > 0 {
+            kv(" Completed", &output::ago(now, u.completed_ms));
+        }
+        kv(" Message", &u.message);
+    }
+    for (what, title, c) in [
+        ("Update", "UpdateConfig", &spec.update_config),
+        ("Rollback", "RollbackConfig", &spec.rollback_config),
+    ] {
+        let c = c.as_ref().map(Into::into).unwrap_or_default();
+        kv(title, "");
+        for (k, v) in policy::pretty(&c, what) {
+            kv(&k, &v);
+        }
     }
     if !s.ports.is_empty() {
         kv(
@@ -314,7 +356,7 @@ async fn scale(ctx: &mut Ctx, wait: &WaitArgs, targets: &[(String, u64)]) -> any
     }
     if !wait.detach {
         for (name, svc) in &scaled {
-            failures.check(progress::wait(ctx, &svc.id, name, wait.timeout).await);
+            failures.check(progress::wait(ctx, &svc.id, name, wait.timeout, Watch::Converge).await);
         }
     }
     if ctx.json() {
@@ -364,12 +406,17 @@ async fn rm(ctx: &mut Ctx, ids: &[String]) -> anyhow::Result<()> {
 }
 
 /// Waits for `svc` unless detached, then prints it as JSON in `--format json`.
-async fn finish(ctx: &mut Ctx, svc: &pb::Service, wait: &WaitArgs) -> anyhow::Result<()> {
+async fn finish(
+    ctx: &mut Ctx,
+    svc: &pb::Service,
+    wait: &WaitArgs,
+    watch: Watch,
+) -> anyhow::Result<()> {
     let name = spec_name(svc).to_string();
     let waited = if wait.detach {
         Ok(())
     } else {
-        progress::wait(ctx, &svc.id, &name, wait.timeout).await
+        progress::wait(ctx, &svc.id, &name, wait.timeout, watch).await
     };
     if ctx.json() {
         let fresh = match wait.detach {

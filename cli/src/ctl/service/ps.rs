@@ -239,6 +239,20 @@ fn ports_cell(t: &pb::Task) -> String {
         .join(", ")
 }
 
+/// What CURRENT STATE adds for a live task's health, as `docker ps` does: ` (healthy)` or
+/// ` (unhealthy)`. A task whose first check has not passed yet shows `Starting` alone (Docker's
+/// swarm tasks stay STARTING until then); an ended task shows its error instead.
+fn health_suffix(st: &pb::TaskStatus) -> &'static str {
+    if st.state > TaskState::Running as i32 {
+        return "";
+    }
+    match st.health() {
+        pb::TaskHealth::Healthy => " (healthy)",
+        pb::TaskHealth::Unhealthy => " (unhealthy)",
+        pb::TaskHealth::None | pb::TaskHealth::Starting => "",
+    }
+}
+
 /// The `service ps` table for tasks sorted by [`sort_tasks`]: older tasks of a slot are shown
 /// as `\_ web.1` under the newest one.
 pub fn ps_table(
@@ -269,11 +283,12 @@ pub fn ps_table(
             None => output::id(&task.node_id, no_trunc),
         };
         let ago = output::ago(now_ms, st.timestamp_ms);
-        let current = if ago.is_empty() {
+        let mut current = if ago.is_empty() {
             names::task_state(st.state).to_string()
         } else {
             format!("{} {ago}", names::task_state(st.state))
         };
+        current.push_str(health_suffix(&st));
         t.row(vec![
             output::id(&task.id, no_trunc),
             if older { format!(" \\_ {name}") } else { name },

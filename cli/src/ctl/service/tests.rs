@@ -501,3 +501,155 @@ fn pretty_inspect_names_networks() {
     );
     assert!(out.contains("  Memory:       64MiB\n"), "{out}");
 }
+
+#[test]
+fn health_flags_parse_into_the_spec() {
+    use shoal_proto::model::{HealthConfig, HealthTest};
+    let a = create_args(&[
+        "--name",
+        "web",
+        "--health-cmd",
+        "curl -f http://localhost/ || exit 1",
+        "--health-interval",
+        "1m30s",
+        "--health-timeout",
+        "500ms",
+        "--health-retries",
+        "5",
+        "--health-start-period",
+        "10s",
+        "--stop-drain",
+        "3s",
+        "nginx",
+    ]);
+    let spec = build_spec(&a).unwrap();
+    assert_eq!(
+        spec.healthcheck,
+        Some(HealthConfig {
+            test: HealthTest::Shell("curl -f http://localhost/ || exit 1".into()),
+            interval_ms: 90_000,
+            timeout_ms: 500,
+            start_period_ms: 10_000,
+            retries: 5,
+        })
+    );
+    assert_eq!(spec.stop_drain_ms, Some(3000));
+    // Unset: the image's check, the node's drain.
+    let spec = build_spec(&create_args(&["--name", "web", "nginx"])).unwrap();
+    assert_eq!((spec.healthcheck, spec.stop_drain_ms), (None, None));
+    // update: --no-healthcheck, then a command again.
+    let mut spec = build_spec(&a).unwrap();
+    apply(&update_args(&["--no-healthcheck", "web"]), &mut spec, &[]).unwrap();
+    assert_eq!(spec.healthcheck.as_ref().unwrap().test, HealthTest::None);
+    apply(
+        &update_args(&["--health-cmd", "true", "web"]),
+        &mut spec,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        spec.healthcheck.as_ref().unwrap().test,
+        HealthTest::Shell("true".into())
+    );
+}
+
+#[test]
+fn bad_health_flags_are_refused_clearly() {
+    for (argv, want) in [
+        (vec!["--health-interval", "-5s"], "it can't be negative"),
+        (vec!["--health-timeout=-1s"], "can't be negative"),
+        (vec!["--health-retries", "-1"], "non-negative integer"),
+        (vec!["--health-retries", "lots"], "non-negative integer"),
+        (vec!["--stop-drain", "forever"], "not a duration"),
+    ] {
+        let mut full = vec!["swarmctl", "service", "create", "--name", "web"];
+        full.extend_from_slice(&argv);
+        full.push("nginx");
+        let e = Cli::try_parse_from(full).expect_err("refused").to_string();
+        assert!(e.contains(want), "{argv:?}: {e}");
+    }
+    // Parsed, then refused by the bounds, with nothing sent.
+    for (argv, want) in [
+        (vec!["--health-interval", "48h"], "between 1ms and 24h"),
+        (vec!["--health-retries", "5000"], "at most 1000"),
+        (vec!["--stop-drain", "1h"], "at most 10m"),
+        (
+            vec!["--no-healthcheck", "--health-cmd", "true"],
+            "conflicts",
+        ),
+    ] {
+        let mut full = vec!["--name", "web"];
+        full.extend_from_slice(&argv);
+        full.push("nginx");
+        let e = build_spec(&create_args(&full)).unwrap_err().to_string();
+        assert!(e.contains(want), "{argv:?}: {e}");
+    }
+}
+
+#[test]
+fn ps_shows_health_as_docker_ps_does() {
+    let mut healthy = ps_task("a", 1, 2, TaskState::Running, TaskState::Running, "");
+    let mut starting = ps_task("b", 2, 2, TaskState::Running, TaskState::Starting, "");
+    let mut unhealthy = ps_task("c", 3, 2, TaskState::Running, TaskState::Running, "");
+    let mut failed = ps_task(
+        "d",
+        4,
+        2,
+        TaskState::Shutdown,
+        TaskState::Failed,
+        "unhealthy container",
+    );
+    for (t, h) in [
+        (&mut healthy, pb::TaskHealth::Healthy),
+        (&mut starting, pb::TaskHealth::Starting),
+        (&mut unhealthy, pb::TaskHealth::Unhealthy),
+        (&mut failed, pb::TaskHealth::Unhealthy),
+    ] {
+        t.status.as_mut().unwrap().health = h as i32;
+    }
+    let tasks = vec![healthy, starting, unhealthy, failed];
+    let got = ps_table(&tasks, &HashMap::new(), 100_000, false);
+    let rows: Vec<&str> = got.lines().skip(1).collect();
+    assert!(rows[0].contains("Running 7 seconds ago (healthy)"), "{got}");
+    assert!(
+        rows[1].contains("Starting 7 seconds ago") && !rows[1].contains('('),
+        "{got}"
+    );
+    assert!(
+        rows[2].contains("Running 7 seconds ago (unhealthy)"),
+        "{got}"
+    );
+    assert!(
+        rows[3].contains("Failed 7 seconds ago ") && rows[3].contains("\"unhealthy container\""),
+        "{got}"
+    );
+}
+
+#[test]
+fn pretty_inspect_shows_the_health_check_and_drain() {
+    let s = pb::Service {
+        id: "s1".into(),
+        spec: Some(pb::ServiceSpec {
+            name: "web".into(),
+            image: "whoami".into(),
+            healthcheck: Some(pb::HealthCheck {
+                test: vec!["CMD-SHELL".into(), "test -e /ok".into()],
+                interval_ms: 5000,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let out = pretty_service(&s, &HashMap::new());
+    for line in [
+        " StopDrain:     1s (default)\n",
+        "Healthcheck:\n",
+        " Test:          CMD-SHELL test -e /ok\n",
+        " Interval:      5s\n",
+        " Timeout:       30s (default)\n",
+        " Retries:       3 (default)\n",
+    ] {
+        assert!(out.contains(line), "{line:?} in\n{out}");
+    }
+}

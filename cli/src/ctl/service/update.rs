@@ -1,9 +1,11 @@
 //! `swarmctl service update`: read the spec, change what the flags say, write it back.
 
 use super::create::{EndpointModeArg, SpecArgs};
+use super::health::HealthArgs;
 use super::image::{pin, ContainerArgs};
-use super::{finish, parse, Ctx, WaitArgs};
-use crate::client::RpcResultExt;
+use super::policy::PolicyArgs;
+use super::{finish, parse, Ctx, WaitArgs, Watch};
+use crate::client::{status_error, RpcResultExt};
 use shoal_proto::model::{NetworkAttachmentSpec, PortConfig, Protocol, ServiceMode, ServiceSpec};
 use shoal_proto::pb;
 
@@ -58,9 +60,18 @@ pub struct UpdateArgs {
     /// Restart policy, stop grace period and limits.
     #[command(flatten)]
     pub spec: SpecArgs,
+    /// --update-* and --rollback-*: how updates and rollbacks replace tasks.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Health check and stop drain.
+    #[command(flatten)]
+    pub health: HealthArgs,
     /// Replace every task even if nothing they run changed.
     #[arg(long)]
     pub force: bool,
+    /// Return to the previous spec (as `service rollback`); no other change may be given.
+    #[arg(long)]
+    pub rollback: bool,
     /// --detach / --timeout.
     #[command(flatten)]
     pub wait: WaitArgs,
@@ -152,22 +163,21 @@ pub fn apply(
         spec.endpoint_mode = m.into();
     }
     a.spec.apply(spec);
+    a.policy.apply(spec);
+    a.health.apply(spec)?;
     Ok(())
 }
 
-/// Updates the service, prints its name and follows it until it converges (unless -d).
+/// Times `service update` re-reads the service and re-applies its change when another client
+/// changed the service in between (`update out of sequence`).
+pub const ATTEMPTS: u32 = 20;
+
+/// Updates the service, prints its name and follows the update until it completes (unless -d).
+///
+/// The flags are edits (`--env-add K=V`), not a snapshot: the change is applied to the service
+/// as read, written back with the version read, and when the managers refuse it because the
+/// service changed since, read and applied again. So concurrent updates all land.
 pub async fn run(ctx: &mut Ctx, a: UpdateArgs) -> anyhow::Result<()> {
-    let svc = ctx
-        .client
-        .get_service(pb::IdRequest {
-            id: a.service.clone(),
-        })
-        .await
-        .rpc()?;
-    let wire = svc.spec.clone().unwrap_or_default();
-    let mut spec = ServiceSpec::try_from(&wire).map_err(|e| {
-        anyhow::anyhow!("service {} has a spec swarmctl can't read: {e}", a.service)
-    })?;
     let mut network_ids = Vec::new();
     for name in &a.network_rm {
         let n = ctx
@@ -177,16 +187,119 @@ pub async fn run(ctx: &mut Ctx, a: UpdateArgs) -> anyhow::Result<()> {
             .rpc()?;
         network_ids.push((name.clone(), n.id));
     }
-    apply(&a, &mut spec, &network_ids)?;
-    a.container.apply(&mut spec)?;
-    pin(ctx, &mut spec, a.container.no_resolve_image).await?;
-    let req = pb::UpdateServiceRequest {
-        id: svc.id.clone(),
-        spec: Some(pb::ServiceSpec::from(&spec)),
-    };
-    let updated = ctx.client.update_service(req).await.rpc()?;
-    if !ctx.json() {
-        ctx.out.line(&a.service);
+    let mut backoff = Backoff::new();
+    for _ in 0..ATTEMPTS {
+        let svc = ctx
+            .client
+            .get_service(pb::IdRequest {
+                id: a.service.clone(),
+            })
+            .await
+            .rpc()?;
+        let wire = svc.spec.clone().unwrap_or_default();
+        let read = ServiceSpec::try_from(&wire).map_err(|e| {
+            anyhow::anyhow!("service {} has a spec swarmctl can't read: {e}", a.service)
+        })?;
+        let mut spec = read.clone();
+        apply(&a, &mut spec, &network_ids)?;
+        a.container.apply(&mut spec)?;
+        if a.rollback && spec != read {
+            anyhow::bail!(
+                "--rollback returns to the previous spec: it cannot be combined with other changes"
+            );
+        }
+        if !a.rollback {
+            pin(ctx, &mut spec, a.container.no_resolve_image).await?;
+        }
+        let req = pb::UpdateServiceRequest {
+            id: svc.id.clone(),
+            spec: Some(pb::ServiceSpec::from(&spec)),
+            version: svc.version,
+            rollback: a.rollback,
+        };
+        match ctx.client.update_service(req).await {
+            Ok(r) => {
+                let updated = r.into_inner();
+                if !ctx.json() {
+                    ctx.out.line(&a.service);
+                }
+                let watch = if a.rollback {
+                    Watch::Rollback
+                } else {
+                    Watch::Update
+                };
+                return finish(ctx, &updated, &a.wait, watch).await;
+            }
+            Err(s) if out_of_sequence(&s) => backoff.wait().await,
+            Err(s) => return Err(status_error(s)),
+        }
     }
-    finish(ctx, &updated, &a.wait).await
+    anyhow::bail!(
+        "gave up after {ATTEMPTS} attempts: service {} kept changing under this update (update out of sequence); this command changed nothing, run it again",
+        a.service
+    )
+}
+
+/// `service rollback SERVICE`: the previous spec again, followed until the rollback completes.
+pub async fn rollback(ctx: &mut Ctx, service: &str, wait: &WaitArgs) -> anyhow::Result<()> {
+    let mut backoff = Backoff::new();
+    for _ in 0..ATTEMPTS {
+        let svc = ctx
+            .client
+            .get_service(pb::IdRequest {
+                id: service.to_string(),
+            })
+            .await
+            .rpc()?;
+        let req = pb::UpdateServiceRequest {
+            id: svc.id.clone(),
+            spec: None,
+            version: svc.version,
+            rollback: true,
+        };
+        match ctx.client.update_service(req).await {
+            Ok(r) => {
+                let updated = r.into_inner();
+                if !ctx.json() {
+                    ctx.out.line(service);
+                }
+                return finish(ctx, &updated, wait, Watch::Rollback).await;
+            }
+            Err(s) if out_of_sequence(&s) => backoff.wait().await,
+            Err(s) => return Err(status_error(s)),
+        }
+    }
+    anyhow::bail!(
+        "gave up after {ATTEMPTS} attempts: service {service} kept changing (update out of sequence); nothing was rolled back, run it again"
+    )
+}
+
+/// Whether the managers refused a write because the object changed since it was read.
+pub fn out_of_sequence(s: &tonic::Status) -> bool {
+    s.code() == tonic::Code::Aborted && s.message().contains("update out of sequence")
+}
+
+/// Growing, jittered waits between attempts, so that concurrent writers spread out.
+pub struct Backoff {
+    next_ms: u64,
+}
+
+impl Backoff {
+    /// Starts at 10 ms.
+    pub fn new() -> Backoff {
+        Backoff { next_ms: 10 }
+    }
+
+    /// Waits a random time up to the current bound, then doubles it (at most 1 s).
+    pub async fn wait(&mut self) {
+        let ms = rand::random_range(self.next_ms / 2..=self.next_ms);
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        self.next_ms = (self.next_ms * 2).min(1_000);
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::new()
+    }
 }

@@ -23,6 +23,7 @@ fn status() -> TaskStatus {
         exit_code: None,
         pid: 4242,
         addresses: vec!["bridge=172.18.0.2/16".into()],
+        health: Default::default(),
     }
 }
 
