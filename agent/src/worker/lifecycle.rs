@@ -280,7 +280,7 @@ impl Worker {
             }
         };
         // Its logs are complete: stamped one last time before its end is known.
-        self.logs.ended(id);
+        self.logs.ended(&sup.id);
         let f = end.status();
         if sup.adopted {
             info!(?f.state, "adopted task ended");
