@@ -7,6 +7,7 @@
 //!   manager when one dies), sends heartbeats, receives assignments and log requests.
 //! * [`worker`]: reconciles the assigned tasks with what runs on this node.
 //! * [`reporter`]: sends task status changes in batches, resending after a reconnect.
+//! * [`logs`]: the tasks' logs with their times, and the follows `service logs -f` asks for.
 //! * [`images`]: the node's images for `swarmctl image …`, locked with the tasks' pulls.
 //! * [`executor`]: runs tasks: containers from images (`oci`, with the node's image store) or
 //!   programs on the node (`process`), in their sandbox or not, each task routed by its runtime.
@@ -23,6 +24,7 @@ pub mod dns;
 pub mod executor;
 pub mod images;
 pub mod join;
+pub mod logs;
 pub mod network;
 pub mod reporter;
 pub mod session;

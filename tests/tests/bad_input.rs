@@ -422,7 +422,13 @@ fn bad_requests_fail_clearly_and_change_nothing() {
             vec!["is not a number of tasks"],
         ),
         (
-            vec!["service", "update", "--update-parallelism", "100000000", "web"],
+            vec![
+                "service",
+                "update",
+                "--update-parallelism",
+                "100000000",
+                "web",
+            ],
             vec!["--update-parallelism", "too large"],
         ),
         (
@@ -434,11 +440,23 @@ fn bad_requests_fail_clearly_and_change_nothing() {
             vec!["--update-monitor", "longer than a day"],
         ),
         (
-            vec!["service", "update", "--update-max-failure-ratio", "1.5", "web"],
+            vec![
+                "service",
+                "update",
+                "--update-max-failure-ratio",
+                "1.5",
+                "web",
+            ],
             vec!["not a ratio between 0 and 1"],
         ),
         (
-            vec!["service", "update", "--rollback-failure-action", "rollback", "web"],
+            vec![
+                "service",
+                "update",
+                "--rollback-failure-action",
+                "rollback",
+                "web",
+            ],
             vec!["invalid value 'rollback'"],
         ),
         (

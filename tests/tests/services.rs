@@ -61,7 +61,9 @@ fn logs_and_restart_policies() {
         },
     );
     for t in &tasks {
-        let prefix = format!("{}@{}", t.name, hostname(t));
+        // As Docker prints it: the task id cut to 12 characters.
+        let short = t.name.replace(&t.id, &t.id[..12]);
+        let prefix = format!("{short}@{}", hostname(t));
         let line = out
             .stdout
             .lines()

@@ -85,9 +85,9 @@ impl Executor for RuntimeExecutor {
         out
     }
 
-    fn read_log(&self, task_id: &str, stream: &str, tail: u32) -> std::io::Result<Vec<Vec<u8>>> {
+    fn log_dir(&self, task_id: &str) -> std::path::PathBuf {
         // Both keep logs in the same task directory.
-        self.process.read_log(task_id, stream, tail)
+        self.process.log_dir(task_id)
     }
 
     fn sweep(&self, running: &HashSet<String>) {

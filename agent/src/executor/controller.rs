@@ -17,6 +17,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -59,8 +60,14 @@ pub trait Executor: Send + Sync + fmt::Debug {
     /// Tasks a previous run of the agent may have left running (to [`Controller::adopt`]).
     fn adoptable(&self) -> Vec<String>;
 
+    /// The directory holding a task's `stdout.log` and `stderr.log` (and their indexes, see
+    /// [`crate::logs`]).
+    fn log_dir(&self, task_id: &str) -> PathBuf;
+
     /// The last `tail` lines (0: all, within a cap) of a task's `stdout` or `stderr`.
-    fn read_log(&self, task_id: &str, stream: &str, tail: u32) -> std::io::Result<Vec<Vec<u8>>>;
+    fn read_log(&self, task_id: &str, stream: &str, tail: u32) -> std::io::Result<Vec<Vec<u8>>> {
+        super::process::read_log_in(&self.log_dir(task_id), stream, tail)
+    }
 
     /// Removes what tasks not in `running` left behind (a crash's cgroups…), logging what
     /// cannot be removed yet.

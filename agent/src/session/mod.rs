@@ -3,6 +3,7 @@
 
 mod exec_attach;
 mod image_op;
+mod logs;
 
 use crate::background::Background;
 use crate::certs;
@@ -76,6 +77,8 @@ pub struct Agent {
     background: Background,
     /// The node's image store for `swarmctl image …`, or why there is none.
     images: image_op::Images,
+    /// The log follows of the current session.
+    follows: logs::Follows,
 }
 
 impl std::fmt::Debug for Agent {
@@ -212,6 +215,7 @@ impl Agent {
             last_session: Mutex::new(None),
             background,
             images,
+            follows: logs::Follows::default(),
         })
     }
 
@@ -269,6 +273,8 @@ impl Agent {
                 _ = stop.changed() => SessionEnd::Stop,
             };
             self.connected.send_replace(None);
+            // The leader of that session followed logs for clients that now ask the next one.
+            self.follows.clear();
             match end {
                 SessionEnd::Stop => break,
                 SessionEnd::Redirect(a) => {
@@ -448,13 +454,9 @@ impl Agent {
     fn serve_requests(&self, client: &DispatcherClient<Channel>, m: &pb::SessionMessage) {
         let node = &self.cfg.node_id;
         if let Some(lr) = m.log_request.clone() {
-            let (mut client, worker, node) = (client.clone(), self.worker.clone(), node.clone());
-            self.background.spawn(async move {
-                let req = worker.logs(&node, &lr);
-                if let Err(e) = client.publish_logs(req).await {
-                    warn!(error = %e, "could not publish logs");
-                }
-            });
+            let ctx = self.worker.log_ctx(node);
+            let publish = logs::ToLeader(client.clone());
+            self.follows.handle(lr, ctx, publish, &self.background);
         }
         if let Some(lr) = m.lb_request.clone() {
             let (mut client, worker, node) = (client.clone(), self.worker.clone(), node.clone());

@@ -169,6 +169,7 @@ impl Worker {
             Err(e) => return self.reject(&t, Some(ctl), e.into()).await,
         };
         info!(pid, "task started");
+        self.logs.live(&t.id, self.executor.log_dir(&t.id));
         if let Some(Local::Running { pid: p, .. }) = self.lock().get_mut(t.id.as_str()) {
             *p = pid;
         }
@@ -278,6 +279,8 @@ impl Worker {
                 },
             }
         };
+        // Its logs are complete: stamped one last time before its end is known.
+        self.logs.ended(&sup.id);
         let f = end.status();
         if sup.adopted {
             info!(?f.state, "adopted task ended");
@@ -333,6 +336,9 @@ impl Worker {
 
     /// Registers an adopted task's supervisor (see [`super::adopt`]).
     pub(super) fn supervise_adopted(&self, id: String, pid: u32, ctl: Box<dyn Controller>) {
+        // What it wrote while no swarmd ran is timed by its log's last write (see
+        // crate::logs::book).
+        self.logs.live(&id, self.executor.log_dir(&id));
         let (tx, rx) = mpsc::unbounded_channel();
         self.lock().insert(
             id.clone(),

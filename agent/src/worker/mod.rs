@@ -21,6 +21,7 @@ mod reports;
 
 use crate::background::Background;
 use crate::executor::{controller::BoxFuture, ExecOutput, Executor};
+use crate::logs::LogBook;
 use crate::network::{DataPlane, Peer};
 use crate::reporter::Reporter;
 use shoal_proto::model::{TaskHealth, TaskState, TaskStatus};
@@ -51,6 +52,11 @@ pub struct Timings {
     pub stop_all_slack: Duration,
     /// How often a stopping agent checks whether its tasks have ended.
     pub stop_all_poll: Duration,
+    /// How often the logs of running tasks are stamped (the resolution of their lines' times)
+    /// and follows read what they gained.
+    pub log_poll: Duration,
+    /// How long an idle log follow waits before checking that someone still reads it.
+    pub log_keepalive: Duration,
 }
 
 impl Default for Timings {
@@ -62,6 +68,8 @@ impl Default for Timings {
             lb_retry: Duration::from_secs(1),
             stop_all_slack: Duration::from_secs(1),
             stop_all_poll: Duration::from_millis(20),
+            log_poll: Duration::from_millis(100),
+            log_keepalive: Duration::from_secs(5),
         }
     }
 }
@@ -157,6 +165,8 @@ pub struct Worker {
     /// The image each container task of the assignments names (pinned), by task id: what
     /// `image rm|prune` must not take away from a task.
     images: Arc<Mutex<HashMap<String, TaskImage>>>,
+    /// The tasks' log indexes (see [`crate::logs`]).
+    logs: Arc<LogBook>,
 }
 
 /// The image a container task uses, as its service names it pinned to its digest.
@@ -194,8 +204,11 @@ impl Worker {
             timings,
             background,
             images: Arc::default(),
+            logs: Arc::default(),
         };
         w.background.spawn(w.clone().sweep());
+        let (book, period) = (w.logs.clone(), w.timings.log_poll);
+        w.background.spawn(async move { book.run(period).await });
         w
     }
 

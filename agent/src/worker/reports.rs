@@ -2,11 +2,14 @@
 //! task (`swarmctl task exec`), a network's balancer as the kernel has it. Answers are wire
 //! types: this is where the worker meets the session.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_proto::pb::{self, LogLine};
+use shoal_proto::pb;
 
-use super::Worker;
+use super::{Local, Worker};
+use crate::logs::{follow, Phase, Tasks};
 
 impl Worker {
     /// Runs `cmd` inside the running task `id` (`swarmctl task exec`).
@@ -43,29 +46,35 @@ impl Worker {
         })
     }
 
-    /// The logs a log request asks for, as this node publishes them.
-    pub fn logs(&self, node_id: &str, lr: &pb::LogRequest) -> pb::PublishLogsRequest {
-        let mut lines = Vec::new();
-        let mut error = String::new();
-        for id in &lr.task_ids {
-            for stream in ["stdout", "stderr"] {
-                match self.executor.read_log(id, stream, lr.tail) {
-                    Ok(ls) => lines.extend(ls.into_iter().map(|data| LogLine {
-                        task_id: id.clone(),
-                        task_name: String::new(),
-                        node_id: node_id.to_string(),
-                        stream: stream.to_string(),
-                        data,
-                    })),
-                    Err(e) => error = format!("reading logs of task {id}: {e}"),
-                }
-            }
-        }
-        pb::PublishLogsRequest {
+    /// What serving a log request needs of this node (see [`crate::logs::follow`]).
+    pub fn log_ctx(&self, node_id: &str) -> follow::Ctx {
+        follow::Ctx {
+            book: self.logs.clone(),
+            tasks: Arc::new(self.clone()),
             node_id: node_id.to_string(),
-            request_id: lr.request_id.clone(),
-            lines,
-            error,
+            timings: follow::Timings {
+                keepalive: self.timings.log_keepalive,
+                ..follow::Timings::default()
+            },
+        }
+    }
+}
+
+impl Tasks for Worker {
+    fn log_dir(&self, task_id: &str) -> PathBuf {
+        self.executor.log_dir(task_id)
+    }
+
+    fn phase(&self, task_id: &str) -> Phase {
+        // Live from its start until its supervisor saw it end, also while it stops after the
+        // managers dropped it from the assignments (and the worker forgot it).
+        if self.logs.is_live(task_id) {
+            return Phase::Running;
+        }
+        match self.lock().get(task_id) {
+            Some(Local::Running { .. }) => Phase::Running,
+            Some(Local::Done(_)) => Phase::Ended,
+            None => Phase::Unknown,
         }
     }
 }

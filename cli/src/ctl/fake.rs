@@ -26,6 +26,11 @@ pub(crate) struct State {
     pub images: std::collections::HashMap<String, Vec<pb::ImageSummary>>,
     /// How many chunks the last `LoadImage` stream had.
     pub load_chunks: usize,
+    /// What the next `StreamLogs` calls answer, one script per call, in order (when none is
+    /// left: the tasks' `hello from SLOT` lines, as `ServiceLogs`).
+    pub log_scripts: std::collections::VecDeque<Vec<Result<pb::LogsResponse, Status>>>,
+    /// Every `StreamLogs` request received, in order.
+    pub log_requests: Vec<pb::LogsRequest>,
     next: u64,
 }
 
@@ -628,6 +633,36 @@ impl control_server::Control for Fake {
         super::fake_images::load(self, req).await
     }
 
+    type StreamLogsStream =
+        tokio_stream::wrappers::ReceiverStream<Result<pb::LogsResponse, Status>>;
+
+    async fn stream_logs(&self, req: Request<pb::LogsRequest>) -> R<Self::StreamLogsStream> {
+        let r = req.into_inner();
+        let script = {
+            let mut s = self.lock();
+            s.log_requests.push(r.clone());
+            s.log_scripts.pop_front()
+        };
+        let items = match script {
+            // A script that is one error: the call itself is refused.
+            Some(mut items) if items.len() == 1 && items[0].is_err() => {
+                return Err(items.remove(0).unwrap_err());
+            }
+            Some(items) => items,
+            None => {
+                let all = self.service_logs(Request::new(r)).await?.into_inner();
+                vec![Ok(all)]
+            }
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(items.len().max(1));
+        for i in items {
+            let _ = tx.try_send(i);
+        }
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+
     async fn service_logs(&self, req: Request<pb::LogsRequest>) -> R<pb::LogsResponse> {
         let r = req.into_inner();
         let s = self.lock();
@@ -649,11 +684,14 @@ impl control_server::Control for Fake {
                 node_id: t.node_id.clone(),
                 stream: "stdout".into(),
                 data: format!("hello from {}\n", t.slot).into_bytes(),
+                timestamp_ms: 1_700_000_000_000 + t.slot as i64,
+                end: 0,
             })
             .collect();
         Ok(Response::new(pb::LogsResponse {
             lines,
             errors: vec!["node gone is not connected; logs of its tasks are unavailable".into()],
+            cursors: Vec::new(),
         }))
     }
 }

@@ -15,6 +15,7 @@ pub mod progress;
 pub mod service;
 pub mod swarm;
 pub mod task;
+pub mod time;
 
 #[cfg(test)]
 pub(crate) mod fake;
@@ -85,6 +86,9 @@ pub enum Command {
 pub struct Ctx {
     /// The Control API.
     pub client: ControlClient<Channel>,
+    /// How to reach other managers (`service logs -f` fails over to them); `None`: only
+    /// `client`.
+    pub dial: Option<client::ClientConfig>,
     /// `--format`, `None` when not given (inspect commands tell that apart from `table`).
     pub format: Option<Format>,
     /// Where results go (errors go to stderr).
@@ -150,6 +154,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = client::connect_with(&cli.host, &cfg).await?;
     let mut ctx = Ctx {
         client,
+        dial: Some(cfg),
         format: cli.format,
         out: Out::stdout(),
     };

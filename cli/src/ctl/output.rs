@@ -80,6 +80,13 @@ impl Out {
         let _ = self.w.flush();
     }
 
+    /// Writes `s` and a newline; fails when nobody reads any more (a closed pipe).
+    pub fn try_line(&mut self, s: &str) -> std::io::Result<()> {
+        self.w.write_all(s.as_bytes())?;
+        self.w.write_all(b"\n")?;
+        self.w.flush()
+    }
+
     /// Pretty-printed JSON and a newline.
     pub fn json(&mut self, v: &Value) {
         let s = serde_json::to_string_pretty(v).unwrap_or_else(|_| "null".into());

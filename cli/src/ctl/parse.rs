@@ -263,6 +263,70 @@ pub fn shell_words(s: &str) -> Result<Vec<String>, BadInput> {
     Ok(words)
 }
 
+/// `--since`: a time, or how long ago.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    /// At this time (ms since the epoch).
+    At(i64),
+    /// This long before the command runs.
+    Ago(Duration),
+}
+
+impl Since {
+    /// The time it names (ms since the epoch), the command running at `now_ms`.
+    pub fn at(self, now_ms: i64) -> i64 {
+        match self {
+            Since::At(ms) => ms,
+            Since::Ago(d) => now_ms - i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+/// `--since` as Docker takes it: an RFC 3339 time (`2024-05-01T10:00:00Z`; no zone: UTC), a
+/// date, a Unix timestamp (`1714557600`, `1714557600.5`), or a duration before now (`42m`,
+/// `1h30m`).
+pub fn since(s: &str) -> Result<Since, BadInput> {
+    let t = s.trim();
+    let bad = || {
+        format!(
+            "{t:?} is not a time: use an RFC 3339 time (2024-05-01T10:00:00Z), a Unix timestamp \
+             (1714557600), or a duration before now (10m, 1h30m)"
+        )
+    };
+    if t.starts_with('-') {
+        return Err(format!("{t:?}: a duration before now cannot be negative (e.g. 10m)").into());
+    }
+    if let Some(ms) = super::time::parse_rfc3339(t) {
+        return Ok(Since::At(ms));
+    }
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        let secs: f64 = t.parse().map_err(|_| bad())?;
+        if !secs.is_finite() || secs > 1e12 {
+            return Err(bad().into());
+        }
+        return Ok(Since::At((secs * 1000.0) as i64));
+    }
+    match duration(t) {
+        Ok(d) => Ok(Since::Ago(d)),
+        Err(_) => Err(bad().into()),
+    }
+}
+
+/// `--tail`: how many lines from the end of each task's logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tail(pub Option<u32>);
+
+/// `--tail` as Docker takes it: a number of lines (0: none, only new ones with `-f`), or `all`.
+pub fn tail(s: &str) -> Result<Tail, BadInput> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("all") {
+        return Ok(Tail(None));
+    }
+    t.parse::<u32>()
+        .map(|n| Tail(Some(n)))
+        .map_err(|_| format!("{t:?} is not a number of lines: use 0, 10, 100… or all").into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,5 +456,41 @@ mod tests {
         );
         assert_eq!(shell_words("").unwrap(), Vec::<String>::new());
         assert!(shell_words("'open").is_err());
+    }
+
+    #[test]
+    fn since_values() {
+        let now = 1_700_000_000_000;
+        let at = |s: &str| since(s).map(|x| x.at(now));
+        assert_eq!(at("10m"), Ok(now - 600_000));
+        assert_eq!(at("1h30m"), Ok(now - 5_400_000));
+        assert_eq!(at("0"), Ok(0), "a Unix time");
+        assert_eq!(at("1714557600"), Ok(1_714_557_600_000));
+        assert_eq!(at("1714557600.25"), Ok(1_714_557_600_250));
+        assert_eq!(at("2024-05-01T10:00:00Z"), Ok(1_714_557_600_000));
+        assert_eq!(at("2024-05-01T12:00:00+02:00"), Ok(1_714_557_600_000));
+        for bad in ["yesterday", "", "10x", "2024-13-01", "1h30"] {
+            let e = since(bad).unwrap_err();
+            assert!(
+                e.contains("is not a time") && e.contains("10m"),
+                "{bad}: {e}"
+            );
+        }
+        assert!(since("-5m").unwrap_err().contains("cannot be negative"));
+    }
+
+    #[test]
+    fn tail_values() {
+        assert_eq!(tail("all"), Ok(Tail(None)));
+        assert_eq!(tail("ALL"), Ok(Tail(None)));
+        assert_eq!(tail("0"), Ok(Tail(Some(0))));
+        assert_eq!(tail("25"), Ok(Tail(Some(25))));
+        for bad in ["-3", "x", "", "1.5", "99999999999"] {
+            let e = tail(bad).unwrap_err();
+            assert!(
+                e.contains("is not a number of lines") && e.contains("or all"),
+                "{bad}: {e}"
+            );
+        }
     }
 }

@@ -26,6 +26,10 @@ pub(crate) async fn run_cmd(host: &str, args: &[&str]) -> (anyhow::Result<()>, S
     let (out, buf): (Out, SharedBuf) = Out::buffer();
     let mut ctx = Ctx {
         client: connect(host).await.expect("connect"),
+        dial: Some(crate::client::ClientConfig {
+            plaintext: true,
+            ..Default::default()
+        }),
         format: cli.format,
         out,
     };

@@ -1,7 +1,7 @@
 //! The Control API served to `swarmctl`, one module per family as `swarmctl`'s own commands
 //! (`cli/src/ctl/`): `cluster`, `node`, `service`, `task`, `network`, and `relay`
-//! for the calls the leader relays to agents (logs, exec, balancer inspection), `image_ops` for
-//! the nodes' image stores.
+//! for the calls the leader relays to agents (exec, balancer inspection), `logs` for
+//! `service logs [-f]`, `image_ops` for the nodes' image stores.
 //!
 //! Reads are answered from this manager's store; writes go through raft (forwarded to the
 //! leader by [`Manager::write`]); calls only the leader answers well are forwarded once
@@ -13,6 +13,7 @@ mod error;
 mod exec_stream;
 mod image;
 mod image_ops;
+mod logs;
 mod network;
 mod node;
 mod relay;
@@ -143,7 +144,13 @@ impl control_server::Control for ControlService {
     }
 
     async fn service_logs(&self, req: Request<pb::LogsRequest>) -> R<pb::LogsResponse> {
-        relay::logs(self, req).await
+        logs::unary(self, req).await
+    }
+
+    type StreamLogsStream = logs::LogStream;
+
+    async fn stream_logs(&self, req: Request<pb::LogsRequest>) -> R<Self::StreamLogsStream> {
+        logs::stream(self, req).await
     }
 
     async fn exec_task(&self, req: Request<pb::ExecTaskRequest>) -> R<pb::ExecResult> {

@@ -1,15 +1,15 @@
 //! The calls the leader answers by asking agents over their sessions (see
-//! [`crate::dispatcher`]'s relay): `service logs`, `task exec`, `network inspect --lb`. Agents
+//! [`crate::dispatcher`]'s relay): `task exec`, `network inspect --lb` (and, in `logs`,
+//! `service logs`). Agents
 //! hold their sessions with the leader, so a follower forwards these, and fails rather than
 //! answering from its own (empty) dispatcher.
 
 use super::{ControlError, ControlService, R};
-use crate::dispatcher::{by_node, RelayError};
+use crate::dispatcher::RelayError;
 use crate::route::{forwarded, Route};
-use shoal_proto::model::{NetworkDriver, Node, Task, TaskState};
+use shoal_proto::model::{NetworkDriver, Node, TaskState};
 use shoal_proto::pb;
 use shoal_proto::pb::control_client::ControlClient;
-use std::collections::HashMap;
 use tonic::{Request, Response};
 
 /// The leader's Control API when this manager is not the leader.
@@ -21,68 +21,6 @@ pub(super) fn leader<T>(
         Route::Leader(ch) => Some(ControlClient::new(ch)),
         Route::Here => None,
     })
-}
-
-pub(super) async fn logs(
-    svc: &ControlService,
-    req: Request<pb::LogsRequest>,
-) -> R<pb::LogsResponse> {
-    if let Some(mut leader) = leader(svc, &req)? {
-        return leader.service_logs(forwarded(req.into_inner(), None)).await;
-    }
-    let r = req.into_inner();
-    let (asks, hostnames, task_names) = {
-        let s = svc.m.store.read();
-        let tasks: Vec<&Task> = if !r.task.is_empty() {
-            vec![s.task(&r.task)?]
-        } else {
-            let service = s.service(&r.service)?;
-            s.tasks
-                .values()
-                .filter(|t| t.service_id == service.id)
-                .collect()
-        };
-        let hostnames: HashMap<String, String> = s
-            .nodes
-            .values()
-            .map(|n| (n.id.to_string(), n.hostname.clone()))
-            .collect();
-        let task_names: HashMap<String, String> =
-            tasks.iter().map(|t| (t.id.to_string(), t.name())).collect();
-        (by_node(tasks.into_iter()), hostnames, task_names)
-    };
-    let hostname = |id: &str| hostnames.get(id).cloned().unwrap_or_else(|| id.to_string());
-    let reply = svc.m.dispatcher.collect_logs(asks, r.tail).await;
-    let mut errors: Vec<String> = reply
-        .not_connected
-        .iter()
-        .map(|n| {
-            format!(
-                "node {} is not connected; logs of its tasks are unavailable",
-                hostname(n)
-            )
-        })
-        .collect();
-    errors.extend(
-        reply
-            .failed
-            .iter()
-            .map(|(n, e)| format!("node {}: {e}", hostname(n))),
-    );
-    if reply.silent > 0 {
-        errors.push(format!(
-            "{} node(s) did not send logs within {} s",
-            reply.silent,
-            svc.m.cfg.relay_timeout.as_secs()
-        ));
-    }
-    let mut lines = reply.lines;
-    for l in &mut lines {
-        if let Some(n) = task_names.get(&l.task_id) {
-            l.task_name = n.clone();
-        }
-    }
-    Ok(Response::new(pb::LogsResponse { lines, errors }))
 }
 
 pub(super) async fn exec(

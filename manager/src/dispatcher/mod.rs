@@ -4,11 +4,13 @@
 //! * `relay`: requests the leader sends agents over their sessions and the replies.
 //! * `exec_session`: interactive execs, a client's stream paired with the agent's.
 //! * `image_relay`: `swarmctl image …` on a node, and `image load`'s upload paired likewise.
+//! * `log_relay`: the batches of `service logs [-f]` from the agents to the relay that asked.
 //! * `status`: task status updates, batched into raft writes by a leader actor.
 
 mod assignments;
 mod exec_session;
 mod image_relay;
+mod log_relay;
 mod relay;
 mod service;
 mod status;
@@ -17,8 +19,9 @@ mod tokens;
 pub use assignments::AssignmentSet;
 pub use exec_session::{relay_exec, AgentLeg, AttachError, FrameStream, EXEC_FRAMES};
 pub use image_relay::{ChunkStream, LoadError, UploadError, UploadLeg, UPLOAD_CHUNKS};
+pub use log_relay::{LogTap, LogsGone, LOG_BATCHES};
 pub use relay::{FromAgent, RelayError, ToAgent};
-pub use service::{by_node, DispatcherService, LEADER_ADDR_KEY};
+pub use service::{DispatcherService, LEADER_ADDR_KEY};
 pub use status::{write_statuses, StatusError, STATUS_BATCH_MAX};
 pub use tokens::{check_token, cluster_digest, parse_token, TokenError};
 
@@ -62,6 +65,7 @@ pub struct Dispatcher {
     relay: relay::Relay,
     exec_sessions: exec_session::ExecSessions,
     uploads: image_relay::Uploads,
+    log_waiters: log_relay::LogWaiters,
 }
 
 impl Dispatcher {
@@ -85,6 +89,7 @@ impl Dispatcher {
             relay: relay::Relay::default(),
             exec_sessions: exec_session::ExecSessions::default(),
             uploads: image_relay::Uploads::default(),
+            log_waiters: log_relay::LogWaiters::default(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! The relay: requests the leader sends an agent over its session stream, and the replies the
-//! agent posts back (`PublishLogs`, `PublishExec`, `PublishLb`).
+//! agent posts back (`PublishExec`, `PublishLb`, `PublishImage`; logs have their own, see
+//! `log_relay`).
 //!
 //! One mechanism for every kind: a request gets a fresh id and a waiter in one map; the reply
 //! carrying that id is delivered to the waiter; the waiter is forgotten when the asker stops
@@ -34,8 +35,6 @@ pub enum ToAgent {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum FromAgent {
-    /// Logs of some tasks.
-    Logs(pb::PublishLogsRequest),
     /// A command's result.
     Exec(pb::ExecResult),
     /// A balancer's table.
@@ -48,7 +47,6 @@ impl FromAgent {
     /// The id of the request this answers.
     pub fn request_id(&self) -> &str {
         match self {
-            FromAgent::Logs(r) => &r.request_id,
             FromAgent::Exec(r) => &r.request_id,
             FromAgent::Lb(r) => &r.request_id,
             FromAgent::Image(r) => &r.request_id,
@@ -145,19 +143,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// What the agents answered to a logs request.
-#[derive(Debug, Default)]
-pub struct LogsReply {
-    /// The lines, as the agents sent them.
-    pub lines: Vec<pb::LogLine>,
-    /// Nodes that hold no session (their ids).
-    pub not_connected: Vec<String>,
-    /// Nodes that answered with an error: (node id, the agent's message).
-    pub failed: Vec<(String, String)>,
-    /// How many nodes did not answer in time.
-    pub silent: usize,
-}
-
 impl Dispatcher {
     /// Sends `req` over the session of node `node`.
     pub(super) async fn send_to_node(&self, node: &str, req: ToAgent) -> Result<(), RelayError> {
@@ -189,47 +174,6 @@ impl Dispatcher {
     /// with an unknown request id) is dropped.
     pub fn deliver(&self, reply: FromAgent) {
         self.relay.deliver(reply);
-    }
-
-    /// Asks the agents running `tasks` (node id → task ids) for their logs and gathers the
-    /// replies for at most [`ManagerConfig::relay_timeout`](crate::ManagerConfig).
-    pub async fn collect_logs(
-        &self,
-        by_node: HashMap<String, Vec<String>>,
-        tail: u32,
-    ) -> LogsReply {
-        let mut pending = self.relay.open(by_node.len());
-        let mut out = LogsReply::default();
-        let mut waiting = 0;
-        for (node, task_ids) in by_node {
-            let req = pb::LogRequest {
-                request_id: pending.id().to_string(),
-                task_ids,
-                tail,
-            };
-            match self.send_to_node(&node, ToAgent::Logs(req)).await {
-                Ok(()) => waiting += 1,
-                Err(_) => out.not_connected.push(node),
-            }
-        }
-        let waited = self.t.relay_timeout;
-        let deadline = Instant::now() + waited;
-        while waiting > 0 {
-            match pending.next(deadline, waited).await {
-                Ok(FromAgent::Logs(reply)) => {
-                    waiting -= 1;
-                    if !reply.error.is_empty() {
-                        out.failed.push((reply.node_id, reply.error));
-                    }
-                    out.lines.extend(reply.lines);
-                }
-                // Another kind of answer with this request's id: not one of ours.
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        out.silent = waiting;
-        out
     }
 
     /// Asks the agent of `node` to run `cmd` in `task_id` and waits for the result (at most
@@ -359,10 +303,6 @@ mod tests {
             got.unwrap_err().to_string(),
             "not connected to the managers"
         );
-        let logs = d
-            .collect_logs(HashMap::from([("n1".into(), vec!["t1".into()])]), 10)
-            .await;
-        assert_eq!(logs.not_connected, vec!["n1".to_string()]);
         assert_eq!(d.relay.in_flight(), 0, "nothing left waiting");
     }
 
@@ -409,9 +349,5 @@ mod tests {
                 after: Duration::from_secs(65)
             })
         );
-        let logs = d
-            .collect_logs(HashMap::from([("n1".into(), vec!["t1".into()])]), 10)
-            .await;
-        assert_eq!(logs.silent, 1);
     }
 }

@@ -11,7 +11,6 @@ use shoal_proto::model::{
 };
 use shoal_proto::pb::dispatcher_client::DispatcherClient;
 use shoal_proto::pb::{self, dispatcher_server};
-use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -500,18 +499,7 @@ impl dispatcher_server::Dispatcher for DispatcherService {
         req: Request<pb::PublishLogsRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
         self.m.check_node(&req, &req.get_ref().node_id)?;
-        self.m.dispatcher.deliver(FromAgent::Logs(req.into_inner()));
+        self.m.dispatcher.publish_logs(req.into_inner()).await?;
         Ok(Response::new(pb::Empty {}))
     }
-}
-
-/// Groups tasks by node for a log request.
-pub fn by_node<'a>(tasks: impl Iterator<Item = &'a model::Task>) -> HashMap<String, Vec<String>> {
-    let mut map: HashMap<String, Vec<String>> = HashMap::new();
-    for t in tasks.filter(|t| !t.node_id.is_empty()) {
-        map.entry(t.node_id.to_string())
-            .or_default()
-            .push(t.id.to_string());
-    }
-    map
 }

@@ -10,7 +10,6 @@
 //! `runtime list` (and `delete` for leftovers) as blocking commands, a few milliseconds each.
 
 use std::collections::HashSet;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -92,8 +91,8 @@ impl Executor for OciExecutor {
         }
     }
 
-    fn read_log(&self, task_id: &str, stream: &str, tail: u32) -> io::Result<Vec<Vec<u8>>> {
-        crate::executor::process::read_log_in(&self.task_dir(task_id), stream, tail)
+    fn log_dir(&self, task_id: &str) -> std::path::PathBuf {
+        self.task_dir(task_id)
     }
 
     fn sweep(&self, running: &HashSet<String>) {

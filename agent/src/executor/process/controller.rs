@@ -57,8 +57,8 @@ impl Executor for ProcessExecutor {
             .collect()
     }
 
-    fn read_log(&self, task_id: &str, stream: &str, tail: u32) -> std::io::Result<Vec<Vec<u8>>> {
-        ProcessExecutor::read_log(self, task_id, stream, tail)
+    fn log_dir(&self, task_id: &str) -> std::path::PathBuf {
+        self.task_dir(task_id)
     }
 
     fn sweep(&self, running: &HashSet<String>) {

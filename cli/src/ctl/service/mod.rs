@@ -9,6 +9,7 @@ mod ps;
 mod update;
 
 pub use create::CreateArgs;
+pub use logs::LogsArgs;
 pub use ps::{
     display_name, print_tasks as ps_table_for, ps_table, run as ps_for, sort_tasks, PsArgs,
     TaskMatch,
@@ -85,14 +86,8 @@ pub enum ServiceCmd {
         #[arg(required = true)]
         services: Vec<String>,
     },
-    /// Print the output of a service's tasks, or of one task.
-    Logs {
-        /// Only the last N lines of each task.
-        #[arg(long, short = 'n', value_name = "N")]
-        tail: Option<u32>,
-        /// Service name or id, or task id or name.
-        target: String,
-    },
+    /// Print the output of a service's tasks, or of one task (`-f`: and keep printing).
+    Logs(Box<LogsArgs>),
 }
 
 /// Runs a `service` subcommand.
@@ -116,7 +111,7 @@ pub async fn run(ctx: &mut Ctx, cmd: ServiceCmd) -> anyhow::Result<()> {
         ServiceCmd::Update(args) => update::run(ctx, *args).await,
         ServiceCmd::Rollback { wait, service } => update::rollback(ctx, &service, &wait).await,
         ServiceCmd::Rm { services } => rm(ctx, &services).await,
-        ServiceCmd::Logs { tail, target } => logs::run(ctx, tail.unwrap_or(0), &target).await,
+        ServiceCmd::Logs(args) => logs::run(ctx, *args).await,
     }
 }
 

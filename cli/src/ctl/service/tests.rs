@@ -444,6 +444,7 @@ fn log_lines_are_prefixed_and_aligned() {
         node_id: node.into(),
         stream: "stdout".into(),
         data: data.as_bytes().to_vec(),
+        ..Default::default()
     };
     let hosts: HashMap<String, String> = [("n1".to_string(), "worker1".to_string())].into();
     let got = logs::render(
@@ -452,6 +453,7 @@ fn log_lines_are_prefixed_and_aligned() {
             line("web.10.abc", "n2", "x"),
         ],
         &hosts,
+        logs::Style::default(),
     );
     let texts: Vec<&str> = got.iter().map(|(_, t)| t.as_str()).collect();
     assert_eq!(
