@@ -41,10 +41,26 @@ pub struct WaitArgs {
     /// Return at once instead of showing progress until the service converges.
     #[arg(short = 'd', long)]
     pub detach: bool,
-    /// Stop waiting after this long (0 = wait forever). The service keeps converging in the
+    /// Stop waiting after this long (0 = wait forever; default 60s, and for `update` and
+    /// `rollback` until the update ends, as Docker waits). The service keeps converging in the
     /// background, but swarmctl exits with status 1 so scripts notice.
-    #[arg(long, default_value = "60s", value_parser = parse::duration)]
-    pub timeout: Duration,
+    #[arg(long, value_parser = parse::duration)]
+    pub timeout: Option<Duration>,
+}
+
+/// How long `service create` and `service scale` wait by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl WaitArgs {
+    /// The wait's limit for `watch` (zero: none): `--timeout`, else 60 s for a create or a
+    /// scale and no limit for an update or a rollback, which take as long as their policy says
+    /// (parallelism, delay, health checks, monitor).
+    pub fn limit(&self, watch: Watch) -> Duration {
+        self.timeout.unwrap_or(match watch {
+            Watch::Converge => DEFAULT_TIMEOUT,
+            Watch::Update | Watch::Rollback => Duration::ZERO,
+        })
+    }
 }
 
 /// One state of the display.

@@ -76,6 +76,7 @@ pub(super) async fn create(
     Ok(Response::new(service_pb(&s, created)))
 }
 
+#[instrument(skip_all, fields(service.id = %req.get_ref().id, rollback = req.get_ref().rollback))]
 pub(super) async fn update(
     svc: &ControlService,
     req: Request<pb::UpdateServiceRequest>,

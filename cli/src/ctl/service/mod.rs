@@ -356,7 +356,16 @@ async fn scale(ctx: &mut Ctx, wait: &WaitArgs, targets: &[(String, u64)]) -> any
     }
     if !wait.detach {
         for (name, svc) in &scaled {
-            failures.check(progress::wait(ctx, &svc.id, name, wait.timeout, Watch::Converge).await);
+            failures.check(
+                progress::wait(
+                    ctx,
+                    &svc.id,
+                    name,
+                    wait.limit(Watch::Converge),
+                    Watch::Converge,
+                )
+                .await,
+            );
         }
     }
     if ctx.json() {
@@ -416,7 +425,7 @@ async fn finish(
     let waited = if wait.detach {
         Ok(())
     } else {
-        progress::wait(ctx, &svc.id, &name, wait.timeout, watch).await
+        progress::wait(ctx, &svc.id, &name, wait.limit(watch), watch).await
     };
     if ctx.json() {
         let fresh = match wait.detach {
