@@ -178,7 +178,13 @@ pub(crate) fn reconcile(
             // keeps serving.
             Some(k) if k.status.state == TaskState::Running => p.shut_down(newest_old),
             Some(_) => {}
-            None if replace_attempt.is_some() => p.shut_down(newest_old),
+            // The new task's node failed: its replacement is on the way. Start-first keeps the
+            // old task serving until a new one runs; stop-first (and no update) retires it.
+            None if replace_attempt.is_some() => {
+                if gate.order == UpdateOrder::StopFirst {
+                    p.shut_down(newest_old)
+                }
+            }
             None => match next_attempt(svc, &ended, p.now_ms) {
                 Some(attempt) if gate.take() => {
                     if gate.order == UpdateOrder::StopFirst {

@@ -319,3 +319,31 @@ fn a_change_that_runs_the_same_starts_no_update() {
     });
     assert_eq!(sim.state.services[id.as_str()].update_status, None);
 }
+
+#[test]
+fn start_first_keeps_the_old_task_when_the_new_ones_node_fails() {
+    let (mut sim, id) = running(2, cfg(1, UpdateOrder::StartFirst, FailureAction::Pause));
+    sim.roll_out(&id, |s| s.image = "v2".into());
+    sim.converge(&PLANNERS);
+    let live = sim.live(&id);
+    let new = live
+        .iter()
+        .find(|t| t.spec.image == "v2")
+        .expect("a new task");
+    let old = live
+        .iter()
+        .find(|t| t.spec.image == "v1" && t.slot == new.slot)
+        .expect("its old task");
+    let (new_node, old_id) = (new.node_id.to_string(), old.id.to_string());
+    assert_ne!(new_node, old.node_id.to_string(), "placed on another node");
+    sim.update_node(&new_node, |n| n.state = NodeState::Down);
+    sim.converge(&PLANNERS);
+    assert_eq!(
+        sim.state.tasks[old_id.as_str()].desired_state,
+        TaskState::Running,
+        "the old task keeps serving while the new one is replaced"
+    );
+    walk(&mut sim, &id, 12);
+    assert_eq!(images(&sim, &id, "v2"), 2);
+    assert_eq!(state(&sim, &id).0, UpdateState::Completed);
+}
