@@ -3,9 +3,17 @@
 //! openraft's storage test suite; `benches/storage.rs` compares them.
 //!
 //! Layout: one directory per engine under the raft directory (`<dir>/sled/`, `<dir>/redb/`),
-//! so switching engines never misreads the other's files.
+//! so switching engines never misreads the other's files, and the key file `<dir>/keys.json`.
+//!
+//! Encryption at rest: every record goes through [`crypt::CryptEngine`], sealed under this
+//! manager's data key ([`keys`]). Records written in plaintext by an older Shoal are sealed in
+//! place the first time an engine is opened (migration), then plaintext is refused.
 
+pub mod crypt;
+#[cfg(test)]
+mod crypt_tests;
 pub mod engine;
+pub mod keys;
 mod log_store;
 pub mod redb;
 pub mod sled;
@@ -94,6 +102,9 @@ pub enum OpenError {
         /// What failed.
         source: EngineError,
     },
+    /// The raft key file could not be read or written.
+    #[error(transparent)]
+    Keys(#[from] keys::KeyError),
     /// The stored snapshot could not be restored.
     #[error("restoring the raft snapshot from {dir}: {source}")]
     Snapshot {
@@ -145,10 +156,58 @@ pub async fn open(
     dir: &Path,
     store: Store,
 ) -> Result<(LogStore, StateMachine), OpenError> {
-    let engine = open_engine(kind, dir)?;
+    let engine = open_encrypted(kind, dir)?;
     let sm = StateMachine::open(engine.clone(), store).map_err(|source| OpenError::Snapshot {
         dir: kind.dir(dir),
         source,
     })?;
     Ok((LogStore::new(engine), sm))
+}
+
+/// Every meta key the log and the state machine write, for migration.
+const META_KEYS: [&str; 4] = [
+    log_store::VOTE,
+    log_store::COMMITTED,
+    log_store::LAST_PURGED,
+    state_machine::SNAPSHOT,
+];
+
+/// Opens the engine `kind` under `dir` behind encryption at rest: loads the key file (creating
+/// it, with new keys, for a new store or one written before encryption) and, once per engine,
+/// seals the plaintext records an older Shoal wrote.
+pub fn open_encrypted(kind: EngineKind, dir: &Path) -> Result<Arc<dyn Engine>, OpenError> {
+    let raw = open_engine(kind, dir)?;
+    let engine_err = |source| OpenError::Engine {
+        kind,
+        dir: kind.dir(dir),
+        source,
+    };
+    let key_path = dir.join(keys::FILE);
+    let mut raft_keys = match keys::RaftKeys::load(&key_path)? {
+        Some(k) => k,
+        None => {
+            // New keys cannot open data sealed under lost ones: say so instead of failing
+            // authentication on every record.
+            if crypt::any_sealed(&*raw, &META_KEYS).map_err(engine_err)? {
+                return Err(engine_err(EngineError::KeyLost { engine: raw.name() }));
+            }
+            let k = keys::RaftKeys::generate();
+            k.save(&key_path)?;
+            k
+        }
+    };
+    let engine = Arc::new(crypt::CryptEngine::new(raw, raft_keys.data_cipher()));
+    if !raft_keys.migrated.iter().any(|m| m == kind.as_str()) {
+        let sealed = engine.migrate(&META_KEYS).map_err(engine_err)?;
+        if sealed > 0 {
+            tracing::info!(
+                engine = %kind,
+                records = sealed,
+                "sealed the raft records written before encryption at rest"
+            );
+        }
+        raft_keys.migrated.push(kind.as_str().to_string());
+        raft_keys.save(&key_path)?;
+    }
+    Ok(engine)
 }
