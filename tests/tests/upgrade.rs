@@ -86,6 +86,27 @@ fn check_certificates_valid(state_dir: &Path) {
     );
 }
 
+/// The fixture's plaintext raft data was migrated: a key file readable by its owner only, that
+/// records the engine as migrated (its records sealed; see `manager/src/raft/storage/keys.rs`).
+fn check_raft_data_encrypted(state_dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = state_dir.join("raft").join("keys.json");
+    let meta = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o600,
+        "{}",
+        path.display()
+    );
+    let keys: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(
+        keys["migrated"],
+        serde_json::json!(["redb"]),
+        "{}",
+        path.display()
+    );
+}
+
 #[test]
 fn a_cluster_from_the_previous_commits_state_dir_restarts_and_serves() {
     let state = fixture().join("manager1");
@@ -100,6 +121,7 @@ fn a_cluster_from_the_previous_commits_state_dir_restarts_and_serves() {
 
     // The same objects, shown the same way, once the service's task is back.
     c.wait_running(0, "web", 1);
+    check_raft_data_encrypted(&c.node(0).dir);
     for (args, name) in [
         (["service", "ls"], "service-ls"),
         (["network", "ls"], "network-ls"),
