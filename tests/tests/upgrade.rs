@@ -87,7 +87,8 @@ fn check_certificates_valid(state_dir: &Path) {
 }
 
 /// The fixture's plaintext raft data was migrated: a key file readable by its owner only, that
-/// records the engine as migrated (its records sealed; see `manager/src/raft/storage/keys.rs`).
+/// records the engine as migrated (see `manager/src/raft/storage/migrate.rs`), and no plaintext
+/// left in the raft directory.
 fn check_raft_data_encrypted(state_dir: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let path = state_dir.join("raft").join("keys.json");
@@ -105,6 +106,27 @@ fn check_raft_data_encrypted(state_dir: &Path) {
         "{}",
         path.display()
     );
+    // The fixture's network name was in its plaintext raft data; no raft file holds it now.
+    let raft = state_dir.join("raft");
+    assert!(!raft.join("redb.plaintext").exists());
+    assert!(
+        !holds(&raft, b"appnet"),
+        "plaintext raft data left in {}",
+        raft.display()
+    );
+}
+
+/// Whether any file under `dir` contains `needle`.
+fn holds(dir: &Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|e| {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            holds(&p, needle)
+        } else {
+            let bytes = std::fs::read(&p).unwrap();
+            bytes.windows(needle.len()).any(|w| w == needle)
+        }
+    })
 }
 
 #[test]

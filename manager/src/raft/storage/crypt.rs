@@ -167,8 +167,8 @@ fn meta_aad(key: &str) -> Vec<u8> {
 }
 
 /// An [`Engine`] that seals every value before the inner engine stores it and opens it on the
-/// way back. Plaintext records are refused ([`CryptError::Unsealed`]); [`CryptEngine::migrate`]
-/// seals those left by an older Shoal.
+/// way back. Plaintext records are refused ([`CryptError::Unsealed`]);
+/// [`CryptEngine::copy_from`] seals those left by an older Shoal into a new engine.
 pub struct CryptEngine {
     inner: Arc<dyn Engine>,
     cipher: Cipher,
@@ -192,33 +192,55 @@ impl CryptEngine {
         Ok((index, plain))
     }
 
-    /// Seals, in place, every plaintext record of the meta keys `meta_keys` and of the log, then
-    /// flushes. Sealed records are left as they are, so running it again (after a crash) is
-    /// harmless. Returns how many records were sealed.
-    pub fn migrate(&self, meta_keys: &[&str]) -> Result<usize, EngineError> {
-        let mut sealed = 0;
+    /// Copies the records of `meta_keys` and the whole log from `src` into this engine, sealing
+    /// the plaintext ones (sealed ones are copied as they are), then flushes. Returns how many
+    /// records were copied.
+    pub fn copy_from(&self, src: &dyn Engine, meta_keys: &[&str]) -> Result<usize, EngineError> {
+        let mut copied = 0;
         for key in meta_keys {
-            if let Some(v) = self.inner.get_meta(key)? {
-                if !is_sealed(&v) {
+            if let Some(v) = src.get_meta(key)? {
+                if is_sealed(&v) {
+                    self.inner.put_meta(key, &v)?;
+                } else {
                     self.put_meta(key, &v)?;
-                    sealed += 1;
                 }
+                copied += 1;
             }
         }
-        let plain: Vec<RawEntry> = self
-            .inner
-            .range(0..=u64::MAX)?
-            .into_iter()
-            .filter(|(_, v)| !is_sealed(v))
-            .collect();
         // A batch at a time: one engine transaction per batch.
-        for chunk in plain.chunks(1024) {
-            self.append(chunk)?;
-            sealed += chunk.len();
+        for chunk in src.range(0..=u64::MAX)?.chunks(1024) {
+            let sealed = chunk
+                .iter()
+                .map(|(index, v)| {
+                    if is_sealed(v) {
+                        return Ok((*index, v.clone()));
+                    }
+                    let s = self
+                        .cipher
+                        .seal(&log_aad(*index), v)
+                        .map_err(Self::crypt_err(format!("log entry {index}")))?;
+                    Ok((*index, s))
+                })
+                .collect::<Result<Vec<RawEntry>, EngineError>>()?;
+            self.inner.append(&sealed)?;
+            copied += sealed.len();
         }
         self.inner.flush()?;
-        Ok(sealed)
+        Ok(copied)
     }
+}
+
+/// Whether `engine` holds any plaintext record under `meta_keys` or in its log.
+pub fn any_plain(engine: &dyn Engine, meta_keys: &[&str]) -> Result<bool, EngineError> {
+    for key in meta_keys {
+        if engine.get_meta(key)?.is_some_and(|v| !is_sealed(&v)) {
+            return Ok(true);
+        }
+    }
+    Ok(engine
+        .range(0..=u64::MAX)?
+        .iter()
+        .any(|(_, v)| !is_sealed(v)))
 }
 
 /// Whether `engine` holds any sealed record under `meta_keys` or in its log: data that a newly

@@ -253,7 +253,8 @@ async fn redb_marker_is_on_disk_only_without_encryption() {
 }
 
 /// A store written in plaintext (by a Shoal without encryption) opens, every record is sealed
-/// in place, and a plaintext record planted afterwards is refused.
+/// and the plaintext is gone from the disk, and a plaintext record planted afterwards is
+/// refused.
 async fn plaintext_store_is_migrated(kind: EngineKind) {
     let dir = TempDir::new().unwrap();
     write_marked(open_engine(kind, dir.path()).unwrap()).await;
@@ -274,6 +275,10 @@ async fn plaintext_store_is_migrated(kind: EngineKind) {
         .unwrap()
         .unwrap();
     assert_eq!(keys.migrated, [kind.as_str()]);
+    assert!(
+        !found_on_disk(dir.path(), MARKER.as_bytes()),
+        "{kind}: plaintext left on disk after migration"
+    );
     let raw = retry(|| open_engine(kind, dir.path())).await.unwrap();
     for key in META_KEYS {
         assert!(is_sealed(&raw.get_meta(key).unwrap().unwrap()), "{key}");
@@ -350,4 +355,42 @@ async fn a_foreign_key_file_fails_authentication() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("failed authentication"), "{err}");
+}
+
+/// A crash between the two renames of a migration: the sealed copy is put in place on open.
+#[tokio::test]
+async fn a_migration_interrupted_between_renames_is_finished_on_open() {
+    let kind = EngineKind::Redb;
+    let dir = TempDir::new().unwrap();
+    write_marked(open_engine(kind, dir.path()).unwrap()).await;
+    drop(open(kind, dir.path(), Store::default()).await.unwrap());
+    // As if the crash came after `redb` → `redb.plaintext` and before `redb.sealing` → `redb`,
+    // with the key file not yet saying migrated.
+    std::fs::rename(kind.dir(dir.path()), dir.path().join("redb.sealing")).unwrap();
+    std::fs::create_dir(dir.path().join("redb.plaintext")).unwrap();
+    let path = dir.path().join(keys::FILE);
+    let mut keys = RaftKeys::load(&path).unwrap().unwrap();
+    keys.migrated.clear();
+    keys.save(&path).unwrap();
+
+    let store = Store::default();
+    let _pair = open(kind, dir.path(), store.clone()).await.unwrap();
+    assert_eq!(store.read().nodes.len(), 5);
+    assert!(!dir.path().join("redb.sealing").exists());
+    assert!(!dir.path().join("redb.plaintext").exists());
+}
+
+/// An unfinished copy (crash during step 1) is discarded; the plaintext store is migrated again.
+#[tokio::test]
+async fn an_unfinished_sealed_copy_is_discarded() {
+    let kind = EngineKind::Redb;
+    let dir = TempDir::new().unwrap();
+    write_marked(open_engine(kind, dir.path()).unwrap()).await;
+    std::fs::create_dir(dir.path().join("redb.sealing")).unwrap();
+    std::fs::write(dir.path().join("redb.sealing").join("raft.redb"), b"half").unwrap();
+    let store = Store::default();
+    let _pair = open(kind, dir.path(), store.clone()).await.unwrap();
+    assert_eq!(store.read().nodes.len(), 5);
+    assert!(!dir.path().join("redb.sealing").exists());
+    assert!(!found_on_disk(dir.path(), MARKER.as_bytes()));
 }

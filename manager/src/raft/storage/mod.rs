@@ -6,8 +6,9 @@
 //! so switching engines never misreads the other's files, and the key file `<dir>/keys.json`.
 //!
 //! Encryption at rest: every record goes through [`crypt::CryptEngine`], sealed under this
-//! manager's data key ([`keys`]). Records written in plaintext by an older Shoal are sealed in
-//! place the first time an engine is opened (migration), then plaintext is refused.
+//! manager's data key ([`keys`]). A store written in plaintext by an older Shoal is copied,
+//! sealed, into a new engine directory the first time it is opened ([`migrate`]); from then on
+//! plaintext is refused.
 
 pub mod crypt;
 #[cfg(test)]
@@ -15,6 +16,7 @@ mod crypt_tests;
 pub mod engine;
 pub mod keys;
 mod log_store;
+mod migrate;
 pub mod redb;
 pub mod sled;
 mod state_machine;
@@ -105,6 +107,14 @@ pub enum OpenError {
     /// The raft key file could not be read or written.
     #[error(transparent)]
     Keys(#[from] keys::KeyError),
+    /// Migrating a plaintext store into a sealed copy failed on a file operation.
+    #[error("migrating the raft storage to encryption at rest: {path}: {source}")]
+    Migrate {
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The stored snapshot could not be restored.
     #[error("restoring the raft snapshot from {dir}: {source}")]
     Snapshot {
@@ -117,7 +127,12 @@ pub enum OpenError {
 
 /// Opens the engine `kind` in its own directory under `dir`, creating it if needed.
 pub fn open_engine(kind: EngineKind, dir: &Path) -> Result<Arc<dyn Engine>, OpenError> {
-    let dir = kind.dir(dir);
+    open_engine_at(kind, &kind.dir(dir))
+}
+
+/// Opens the engine `kind` in the directory `dir` itself, creating it if needed.
+fn open_engine_at(kind: EngineKind, dir: &Path) -> Result<Arc<dyn Engine>, OpenError> {
+    let dir = dir.to_path_buf();
     let engine_err = |source| OpenError::Engine {
         kind,
         dir: dir.clone(),
@@ -176,7 +191,8 @@ const META_KEYS: [&str; 4] = [
 /// it, with new keys, for a new store or one written before encryption) and, once per engine,
 /// seals the plaintext records an older Shoal wrote.
 pub fn open_encrypted(kind: EngineKind, dir: &Path) -> Result<Arc<dyn Engine>, OpenError> {
-    let raw = open_engine(kind, dir)?;
+    migrate::recover(kind, dir)?;
+    let mut raw = open_engine(kind, dir)?;
     let engine_err = |source| OpenError::Engine {
         kind,
         dir: kind.dir(dir),
@@ -196,18 +212,22 @@ pub fn open_encrypted(kind: EngineKind, dir: &Path) -> Result<Arc<dyn Engine>, O
             k
         }
     };
-    let engine = Arc::new(crypt::CryptEngine::new(raw, raft_keys.data_cipher()));
     if !raft_keys.migrated.iter().any(|m| m == kind.as_str()) {
-        let sealed = engine.migrate(&META_KEYS).map_err(engine_err)?;
-        if sealed > 0 {
+        if crypt::any_plain(&*raw, &META_KEYS).map_err(engine_err)? {
+            let sealed = migrate::copy_sealed(kind, dir, raw, raft_keys.data_cipher(), &META_KEYS)?;
             tracing::info!(
                 engine = %kind,
                 records = sealed,
                 "sealed the raft records written before encryption at rest"
             );
+            raw = migrate::reopen(kind, dir)?;
         }
         raft_keys.migrated.push(kind.as_str().to_string());
         raft_keys.save(&key_path)?;
     }
-    Ok(engine)
+    migrate::remove_plaintext(kind, dir)?;
+    Ok(Arc::new(crypt::CryptEngine::new(
+        raw,
+        raft_keys.data_cipher(),
+    )))
 }
