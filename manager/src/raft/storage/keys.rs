@@ -142,7 +142,7 @@ impl RaftKeys {
     /// The keys stored at `path`, or `None` when there is no such file.
     pub fn load(path: &Path) -> Result<Option<RaftKeys>, KeyError> {
         let bytes = match std::fs::read(path) {
-            Ok(b) => b,
+            Ok(b) => zeroize::Zeroizing::new(b),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {
                 return Err(KeyError::Read {
@@ -166,7 +166,7 @@ impl RaftKeys {
         }
         let kek = match file.kek {
             KekOnDisk::StateDir { key } => B64
-                .decode(key)
+                .decode(zeroize::Zeroizing::new(key).as_bytes())
                 .ok()
                 .and_then(|b| Key::from_slice(&zeroize::Zeroizing::new(b)))
                 .ok_or_else(|| garbled("kek.key is not 32 bytes of base64"))?,
