@@ -86,6 +86,49 @@ fn check_certificates_valid(state_dir: &Path) {
     );
 }
 
+/// The fixture's plaintext raft data was migrated: a key file readable by its owner only, that
+/// records the engine as migrated (see `manager/src/raft/storage/migrate.rs`), and no plaintext
+/// left in the raft directory.
+fn check_raft_data_encrypted(state_dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = state_dir.join("raft").join("keys.json");
+    let meta = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o600,
+        "{}",
+        path.display()
+    );
+    let keys: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(
+        keys["migrated"],
+        serde_json::json!(["redb"]),
+        "{}",
+        path.display()
+    );
+    // The fixture's network name was in its plaintext raft data; no raft file holds it now.
+    let raft = state_dir.join("raft");
+    assert!(!raft.join("redb.plaintext").exists());
+    assert!(
+        !holds(&raft, b"appnet"),
+        "plaintext raft data left in {}",
+        raft.display()
+    );
+}
+
+/// Whether any file under `dir` contains `needle`.
+fn holds(dir: &Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|e| {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            holds(&p, needle)
+        } else {
+            let bytes = std::fs::read(&p).unwrap();
+            bytes.windows(needle.len()).any(|w| w == needle)
+        }
+    })
+}
+
 #[test]
 fn a_cluster_from_the_previous_commits_state_dir_restarts_and_serves() {
     let state = fixture().join("manager1");
@@ -100,6 +143,7 @@ fn a_cluster_from_the_previous_commits_state_dir_restarts_and_serves() {
 
     // The same objects, shown the same way, once the service's task is back.
     c.wait_running(0, "web", 1);
+    check_raft_data_encrypted(&c.node(0).dir);
     for (args, name) in [
         (["service", "ls"], "service-ls"),
         (["network", "ls"], "network-ls"),

@@ -80,6 +80,25 @@ pub enum EngineError {
         /// redb's error.
         source: redb::Error,
     },
+    /// A record could not be sealed or opened (see [`super::crypt`]).
+    #[error("{at}: {source}")]
+    Crypt {
+        /// Which record: `log entry N` or `meta value "key"`.
+        at: String,
+        /// What failed.
+        source: super::crypt::CryptError,
+    },
+    /// The raft data is encrypted but its key file was missing, so a new key was made that
+    /// cannot open it.
+    #[error(
+        "{engine}: the raft data is encrypted but its key file was missing; restore the key \
+         file (raft/keys.json) from a backup of this manager's state dir, or remove the raft \
+         directory and rejoin the cluster"
+    )]
+    KeyLost {
+        /// The engine's name.
+        engine: &'static str,
+    },
     /// A log key was not an 8-byte big-endian index: the database was not written by Shoal.
     #[error("{engine}: log key of {len} bytes, expected 8; the raft directory is corrupt")]
     BadKey {

@@ -19,11 +19,11 @@ use std::ops::{Bound, RangeBounds, RangeInclusive};
 use std::sync::Arc;
 
 /// Meta key of the last saved vote.
-const VOTE: &str = "vote";
+pub(super) const VOTE: &str = "vote";
 /// Meta key of the last saved committed log id.
-const COMMITTED: &str = "committed";
+pub(super) const COMMITTED: &str = "committed";
 /// Meta key of the id of the last purged log entry.
-const LAST_PURGED: &str = "last_purged";
+pub(super) const LAST_PURGED: &str = "last_purged";
 
 /// The raft log of one manager. Cloning is cheap: clones share the engine (a clone is the
 /// [`RaftLogStorage::LogReader`]).

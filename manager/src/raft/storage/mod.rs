@@ -3,10 +3,20 @@
 //! openraft's storage test suite; `benches/storage.rs` compares them.
 //!
 //! Layout: one directory per engine under the raft directory (`<dir>/sled/`, `<dir>/redb/`),
-//! so switching engines never misreads the other's files.
+//! so switching engines never misreads the other's files, and the key file `<dir>/keys.json`.
+//!
+//! Encryption at rest: every record goes through [`crypt::CryptEngine`], sealed under this
+//! manager's data key ([`keys`]). A store written in plaintext by an older Shoal is copied,
+//! sealed, into a new engine directory the first time it is opened ([`migrate`]); from then on
+//! plaintext is refused.
 
+pub mod crypt;
+#[cfg(test)]
+mod crypt_tests;
 pub mod engine;
+pub mod keys;
 mod log_store;
+mod migrate;
 pub mod redb;
 pub mod sled;
 mod state_machine;
@@ -94,6 +104,17 @@ pub enum OpenError {
         /// What failed.
         source: EngineError,
     },
+    /// The raft key file could not be read or written.
+    #[error(transparent)]
+    Keys(#[from] keys::KeyError),
+    /// Migrating a plaintext store into a sealed copy failed on a file operation.
+    #[error("migrating the raft storage to encryption at rest: {path}: {source}")]
+    Migrate {
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The stored snapshot could not be restored.
     #[error("restoring the raft snapshot from {dir}: {source}")]
     Snapshot {
@@ -106,7 +127,12 @@ pub enum OpenError {
 
 /// Opens the engine `kind` in its own directory under `dir`, creating it if needed.
 pub fn open_engine(kind: EngineKind, dir: &Path) -> Result<Arc<dyn Engine>, OpenError> {
-    let dir = kind.dir(dir);
+    open_engine_at(kind, &kind.dir(dir))
+}
+
+/// Opens the engine `kind` in the directory `dir` itself, creating it if needed.
+fn open_engine_at(kind: EngineKind, dir: &Path) -> Result<Arc<dyn Engine>, OpenError> {
+    let dir = dir.to_path_buf();
     let engine_err = |source| OpenError::Engine {
         kind,
         dir: dir.clone(),
@@ -145,10 +171,63 @@ pub async fn open(
     dir: &Path,
     store: Store,
 ) -> Result<(LogStore, StateMachine), OpenError> {
-    let engine = open_engine(kind, dir)?;
+    let engine = open_encrypted(kind, dir)?;
     let sm = StateMachine::open(engine.clone(), store).map_err(|source| OpenError::Snapshot {
         dir: kind.dir(dir),
         source,
     })?;
     Ok((LogStore::new(engine), sm))
+}
+
+/// Every meta key the log and the state machine write, for migration.
+const META_KEYS: [&str; 4] = [
+    log_store::VOTE,
+    log_store::COMMITTED,
+    log_store::LAST_PURGED,
+    state_machine::SNAPSHOT,
+];
+
+/// Opens the engine `kind` under `dir` behind encryption at rest: loads the key file (creating
+/// it, with new keys, for a new store or one written before encryption) and, once per engine,
+/// seals the plaintext records an older Shoal wrote.
+pub fn open_encrypted(kind: EngineKind, dir: &Path) -> Result<Arc<dyn Engine>, OpenError> {
+    migrate::recover(kind, dir)?;
+    let mut raw = open_engine(kind, dir)?;
+    let engine_err = |source| OpenError::Engine {
+        kind,
+        dir: kind.dir(dir),
+        source,
+    };
+    let key_path = dir.join(keys::FILE);
+    let mut raft_keys = match keys::RaftKeys::load(&key_path)? {
+        Some(k) => k,
+        None => {
+            // New keys cannot open data sealed under lost ones: say so instead of failing
+            // authentication on every record.
+            if crypt::any_sealed(&*raw, &META_KEYS).map_err(engine_err)? {
+                return Err(engine_err(EngineError::KeyLost { engine: raw.name() }));
+            }
+            let k = keys::RaftKeys::generate();
+            k.save(&key_path)?;
+            k
+        }
+    };
+    if !raft_keys.migrated.iter().any(|m| m == kind.as_str()) {
+        if crypt::any_plain(&*raw, &META_KEYS).map_err(engine_err)? {
+            let sealed = migrate::copy_sealed(kind, dir, raw, raft_keys.data_cipher(), &META_KEYS)?;
+            tracing::info!(
+                engine = %kind,
+                records = sealed,
+                "sealed the raft records written before encryption at rest"
+            );
+            raw = migrate::reopen(kind, dir)?;
+        }
+        raft_keys.migrated.push(kind.as_str().to_string());
+        raft_keys.save(&key_path)?;
+    }
+    migrate::remove_plaintext(kind, dir)?;
+    Ok(Arc::new(crypt::CryptEngine::new(
+        raw,
+        raft_keys.data_cipher(),
+    )))
 }

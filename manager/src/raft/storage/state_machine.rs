@@ -19,7 +19,7 @@ use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 
 /// Meta key of the current snapshot (see [`Snapshots`] for its encoding).
-const SNAPSHOT: &str = "sm/snapshot";
+pub(super) const SNAPSHOT: &str = "sm/snapshot";
 
 type Result<T> = std::result::Result<T, StorageError<NodeId>>;
 type Meta = SnapshotMeta<NodeId, BasicNode>;

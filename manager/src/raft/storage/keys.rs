@@ -1,0 +1,238 @@
+//! The raft key file, `<raft dir>/keys.json` (mode 0600): this manager's data key (DEK), wrapped
+//! by a key-encryption key (KEK), as SwarmKit keeps its raft DEK encrypted by a KEK.
+//!
+//! ```json
+//! {"format":1,"kek":{"location":"state_dir","key":"<base64>"},"dek":"<base64>","migrated":["redb"]}
+//! ```
+//! * `dek`: the DEK sealed under the KEK (a [`super::crypt`] record bound to `shoal/raft/dek`);
+//! * `kek.location`: `state_dir` (the KEK is in this file, `key`) or `unlock_key` (autolock: the
+//!   KEK is not on disk and must be supplied; recognised but not supported yet);
+//! * `migrated`: the engines (`sled`, `redb`) in which every plaintext record written before
+//!   encryption has been sealed; from then on a plaintext record there is refused as tampering.
+//!
+//! The file is replaced atomically (written beside it, synced, renamed, directory synced).
+
+use super::crypt::{Cipher, Key};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// The key file's name in the raft directory.
+pub const FILE: &str = "keys.json";
+/// The format written and understood.
+const FORMAT: u32 = 1;
+/// Additional data binding the wrapped DEK to its role.
+const DEK_AAD: &[u8] = b"shoal/raft/dek";
+
+/// Where the key-encryption key is.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "location", rename_all = "snake_case")]
+enum KekOnDisk {
+    /// In this file.
+    StateDir { key: String },
+    /// Outside the state dir (autolock): supplied by the operator's unlock key.
+    UnlockKey,
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyFileOnDisk {
+    format: u32,
+    kek: KekOnDisk,
+    dek: String,
+    migrated: Vec<String>,
+}
+
+/// Reading or writing the raft key file failed. No variant carries key material.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The file could not be read.
+    #[error("cannot read the raft key file {path}: {source}")]
+    Read {
+        /// The key file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not a key file.
+    #[error(
+        "the raft key file {path} is garbled ({what}); restore it from a backup of this \
+         manager's state dir, or remove the raft directory and rejoin the cluster"
+    )]
+    Garbled {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong (never the key itself).
+        what: String,
+    },
+    /// The file was written by a newer Shoal.
+    #[error("the raft key file {path} has format {found}, this Shoal knows {FORMAT}; upgrade it")]
+    UnknownFormat {
+        /// The key file.
+        path: PathBuf,
+        /// The format found.
+        found: u32,
+    },
+    /// The data key does not open with the key-encryption key.
+    #[error(
+        "the raft data key in {path} does not open with its key-encryption key; the key file \
+         was modified"
+    )]
+    Unwrap {
+        /// The key file.
+        path: PathBuf,
+    },
+    /// The cluster is autolocked: the key-encryption key is not in the state dir.
+    #[error(
+        "the raft key file {path} says the manager is locked (autolock): its key-encryption key \
+         must be supplied with an unlock key, which this version does not support yet"
+    )]
+    Locked {
+        /// The key file.
+        path: PathBuf,
+    },
+    /// The file could not be written.
+    #[error("cannot write the raft key file {path}: {source}; check the state dir")]
+    Write {
+        /// The file being written.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A manager's raft keys. `Debug` never shows them.
+#[derive(Clone)]
+pub struct RaftKeys {
+    kek: Key,
+    dek: Key,
+    /// The engines whose plaintext records from before encryption have all been sealed.
+    pub migrated: Vec<String>,
+}
+
+impl std::fmt::Debug for RaftKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftKeys")
+            .field("kek", &self.kek)
+            .field("dek", &self.dek)
+            .field("migrated", &self.migrated)
+            .finish()
+    }
+}
+
+impl RaftKeys {
+    /// New random keys, KEK kept in the state dir, nothing migrated yet.
+    pub fn generate() -> RaftKeys {
+        RaftKeys {
+            kek: Key::generate(),
+            dek: Key::generate(),
+            migrated: Vec::new(),
+        }
+    }
+
+    /// The cipher of the raft records.
+    pub fn data_cipher(&self) -> Cipher {
+        Cipher::new(&self.dek)
+    }
+
+    /// The keys stored at `path`, or `None` when there is no such file.
+    pub fn load(path: &Path) -> Result<Option<RaftKeys>, KeyError> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => zeroize::Zeroizing::new(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(KeyError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        let garbled = |what: &str| KeyError::Garbled {
+            path: path.to_path_buf(),
+            what: what.to_string(),
+        };
+        // serde_json's messages give a position, never the input.
+        let file: KeyFileOnDisk =
+            serde_json::from_slice(&bytes).map_err(|e| garbled(&e.to_string()))?;
+        if file.format != FORMAT {
+            return Err(KeyError::UnknownFormat {
+                path: path.to_path_buf(),
+                found: file.format,
+            });
+        }
+        let kek = match file.kek {
+            KekOnDisk::StateDir { key } => B64
+                .decode(zeroize::Zeroizing::new(key).as_bytes())
+                .ok()
+                .and_then(|b| Key::from_slice(&zeroize::Zeroizing::new(b)))
+                .ok_or_else(|| garbled("kek.key is not 32 bytes of base64"))?,
+            KekOnDisk::UnlockKey => {
+                return Err(KeyError::Locked {
+                    path: path.to_path_buf(),
+                })
+            }
+        };
+        let wrapped = B64
+            .decode(file.dek)
+            .map_err(|_| garbled("dek is not base64"))?;
+        let dek = Cipher::new(&kek)
+            .open(DEK_AAD, &wrapped)
+            .map_err(|_| KeyError::Unwrap {
+                path: path.to_path_buf(),
+            })?;
+        let dek = Key::from_slice(&zeroize::Zeroizing::new(dek))
+            .ok_or_else(|| garbled("dek is not 32 bytes"))?;
+        Ok(Some(RaftKeys {
+            kek,
+            dek,
+            migrated: file.migrated,
+        }))
+    }
+
+    /// Writes the keys to `path` atomically, readable by the owner only (0600).
+    pub fn save(&self, path: &Path) -> Result<(), KeyError> {
+        let tmp = path.with_extension("json.tmp");
+        let write_err = |p: &Path| {
+            let p = p.to_path_buf();
+            move |source| KeyError::Write { path: p, source }
+        };
+        let wrapped = Cipher::new(&self.kek)
+            .seal(DEK_AAD, self.dek.expose())
+            .map_err(|e| write_err(path)(std::io::Error::other(e)))?;
+        let file = KeyFileOnDisk {
+            format: FORMAT,
+            kek: KekOnDisk::StateDir {
+                key: B64.encode(self.kek.expose()),
+            },
+            dek: B64.encode(wrapped),
+            migrated: self.migrated.clone(),
+        };
+        let json = zeroize::Zeroizing::new(
+            serde_json::to_vec_pretty(&file).map_err(|e| write_err(path)(e.into()))?,
+        );
+        if let KekOnDisk::StateDir { key } = file.kek {
+            drop(zeroize::Zeroizing::new(key));
+        }
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(write_err(&tmp))?;
+        f.write_all(&json)
+            .and_then(|()| f.sync_all())
+            .map_err(write_err(&tmp))?;
+        std::fs::rename(&tmp, path).map_err(write_err(path))?;
+        if let Some(dir) = path.parent() {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(write_err(dir))?;
+        }
+        Ok(())
+    }
+}
