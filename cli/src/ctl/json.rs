@@ -8,7 +8,8 @@ use shoal_proto::model::Ipv4Net;
 use shoal_proto::pb;
 use std::collections::{BTreeMap, HashMap};
 
-fn labels(m: &HashMap<String, String>) -> Value {
+/// Labels, sorted by key.
+pub fn labels(m: &HashMap<String, String>) -> Value {
     json!(m.iter().collect::<BTreeMap<_, _>>())
 }
 
