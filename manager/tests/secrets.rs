@@ -51,7 +51,9 @@ async fn manager(
 fn create(name: &str, data: &[u8]) -> pb::CreateDataRequest {
     pb::CreateDataRequest {
         name: name.into(),
-        labels: [("env".to_string(), "dev".to_string())].into_iter().collect(),
+        labels: [("env".to_string(), "dev".to_string())]
+            .into_iter()
+            .collect(),
         data: data.to_vec(),
     }
 }
@@ -122,7 +124,10 @@ async fn secrets_are_stored_never_shown_and_not_removed_while_used() {
         (create("db_pass", b"other"), Code::AlreadyExists),
         (create("-bad", b"x"), Code::InvalidArgument),
         (create("empty", b""), Code::InvalidArgument),
-        (create("huge", &vec![b'x'; 500 * 1024 + 1]), Code::InvalidArgument),
+        (
+            create("huge", &vec![b'x'; 500 * 1024 + 1]),
+            Code::InvalidArgument,
+        ),
     ] {
         let e = ctl.create_secret(req).await.unwrap_err();
         assert_eq!(e.code(), code, "{e:?}");
@@ -144,7 +149,10 @@ async fn secrets_are_stored_never_shown_and_not_removed_while_used() {
         .unwrap()
         .into_inner();
     let r = &web.spec.as_ref().unwrap().secrets[0];
-    assert_eq!((r.id.as_str(), r.target.as_str()), (made.id.as_str(), "db_pass"));
+    assert_eq!(
+        (r.id.as_str(), r.target.as_str()),
+        (made.id.as_str(), "db_pass")
+    );
     assert_eq!(r.mode, Some(0o444), "Docker's default mode");
 
     // References to nothing, or escaping /run/secrets: refused, no service created.
@@ -251,7 +259,9 @@ async fn configs_show_their_data_and_need_absolute_targets() {
         .into_inner();
     assert_eq!(web.spec.unwrap().configs[0].target, "/app.conf");
     let e = ctl
-        .remove_config(pb::IdRequest { id: made.id.clone() })
+        .remove_config(pb::IdRequest {
+            id: made.id.clone(),
+        })
         .await
         .unwrap_err();
     assert_eq!(

@@ -20,7 +20,10 @@ pub mod pb {
             f.debug_struct("CreateDataRequest")
                 .field("name", &self.name)
                 .field("labels", &self.labels)
-                .field("data", &format_args!("<{} bytes redacted>", self.data.len()))
+                .field(
+                    "data",
+                    &format_args!("<{} bytes redacted>", self.data.len()),
+                )
                 .finish()
         }
     }

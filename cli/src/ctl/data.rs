@@ -181,7 +181,8 @@ pub async fn run(ctx: &mut Ctx, kind: Kind, cmd: DataCmd) -> anyhow::Result<()> 
             let mut all = list(ctx, kind).await?;
             all.sort_by(|a, b| output::natural_cmp(&a.name, &b.name));
             if ctx.json() {
-                ctx.out.json(&Value::Array(all.iter().map(to_json).collect()));
+                ctx.out
+                    .json(&Value::Array(all.iter().map(to_json).collect()));
             } else if quiet {
                 for s in &all {
                     ctx.out.line(&output::id(&s.id, no_trunc));
@@ -362,7 +363,10 @@ mod tests {
         assert!(!pretty_text(&secret, 2000).contains("Data"));
         let t = table(&[secret], false, 61_000);
         assert!(t.starts_with("ID"), "{t}");
-        assert!(t.contains("CREATED") && t.contains("UPDATED") && t.contains("db"), "{t}");
+        assert!(
+            t.contains("CREATED") && t.contains("UPDATED") && t.contains("db"),
+            "{t}"
+        );
         let config: Shown = pb::ConfigInfo {
             name: "app".into(),
             data: b"listen 80;".to_vec(),

@@ -738,7 +738,8 @@ impl control_server::Control for Fake {
         let q = req.into_inner().id;
         let mut s = self.lock();
         let before = s.secrets.len();
-        s.secrets.retain(|(i, _)| i.name != q && !i.id.starts_with(&q));
+        s.secrets
+            .retain(|(i, _)| i.name != q && !i.id.starts_with(&q));
         if s.secrets.len() == before {
             return Err(Status::not_found(format!("secret {q} not found")));
         }

@@ -2,13 +2,13 @@
 //! command prints a Docker-style table (or message) by default and JSON with `--format json`;
 //! `inspect` prints JSON by default and a readable view with `--format table` (or `--pretty`).
 
+pub mod data;
 pub mod exec;
 pub mod image;
 pub mod json;
 pub mod lab;
 pub mod names;
 pub mod network;
-pub mod data;
 pub mod node;
 pub mod output;
 pub mod parse;

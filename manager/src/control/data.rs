@@ -8,8 +8,8 @@
 use super::{ControlError, ControlService, R};
 use crate::store::State;
 use shoal_proto::model::{
-    data_name_ok, now_ms, Command, ConfigObject, ConfigReference, DataObject, Opaque,
-    SecretObject, SecretReference, ServiceSpec, MAX_DATA_BYTES,
+    data_name_ok, now_ms, Command, ConfigObject, ConfigReference, DataObject, Opaque, SecretObject,
+    SecretReference, ServiceSpec, MAX_DATA_BYTES,
 };
 use shoal_proto::pb;
 use std::collections::BTreeSet;
@@ -325,7 +325,15 @@ mod tests {
     fn config_targets_are_absolute_and_not_special() {
         config_target("/etc/nginx/nginx.conf").unwrap();
         config_target("/app.conf").unwrap();
-        for bad in ["", "app.conf", "/", "/etc/../x", "/proc/1/x", "/sys/a", "/dev/null"] {
+        for bad in [
+            "",
+            "app.conf",
+            "/",
+            "/etc/../x",
+            "/proc/1/x",
+            "/sys/a",
+            "/dev/null",
+        ] {
             assert!(config_target(bad).is_err(), "{bad}");
         }
     }

@@ -7,8 +7,9 @@ use super::{Applied, ObjectKind, Refusal, Versioned};
 use crate::allocator::{ipam, ports};
 use serde::{Deserialize, Serialize};
 use shoal_proto::model::{
-    Cluster, Command, ConfigId, ConfigObject, SecretId, SecretObject, Network, NetworkDriver, NetworkId, Node, NodeId, NodeLbAddr, NodeStateChange,
-    Service, ServiceId, ServiceMode, Task, TaskId, TaskState, TaskStatusUpdate,
+    Cluster, Command, ConfigId, ConfigObject, Network, NetworkDriver, NetworkId, Node, NodeId,
+    NodeLbAddr, NodeStateChange, SecretId, SecretObject, Service, ServiceId, ServiceMode, Task,
+    TaskId, TaskState, TaskStatusUpdate,
 };
 use std::collections::{BTreeMap, BTreeSet};
 

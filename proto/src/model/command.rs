@@ -6,8 +6,8 @@
 //! older one must read entries written by a newer one. `tests.rs` pins the encoding.
 
 use super::{
-    Cluster, ConfigId, ConfigObject, Network, NetworkId, Node, NodeId, NodeState, SecretId, SecretObject, Service, ServiceId, Task, TaskId,
-    TaskStatus,
+    Cluster, ConfigId, ConfigObject, Network, NetworkId, Node, NodeId, NodeState, SecretId,
+    SecretObject, Service, ServiceId, Task, TaskId, TaskStatus,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 

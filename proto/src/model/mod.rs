@@ -26,8 +26,8 @@ pub use node::{
     PREDEFINED_NETWORKS,
 };
 pub use secret::{
-    data_name_ok, ConfigObject, ConfigReference, DataObject, DataReference, Opaque,
-    SecretObject, SecretReference, MAX_DATA_BYTES, MAX_DATA_NAME,
+    data_name_ok, ConfigObject, ConfigReference, DataObject, DataReference, Opaque, SecretObject,
+    SecretReference, MAX_DATA_BYTES, MAX_DATA_NAME,
 };
 pub use service::{
     EndpointMode, NetworkAttachmentSpec, PortConfig, Protocol, PublishMode, RestartCondition,

@@ -118,7 +118,10 @@ mod tests {
         };
         let text = format!("{s:?} {s:#?}");
         assert!(!text.contains("hunter2"), "{text}");
-        assert!(text.contains("db_pass") && text.contains("14 bytes redacted"), "{text}");
+        assert!(
+            text.contains("db_pass") && text.contains("14 bytes redacted"),
+            "{text}"
+        );
     }
 
     #[test]

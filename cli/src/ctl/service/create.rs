@@ -7,8 +7,8 @@ use super::{finish, parse, Ctx, WaitArgs, Watch};
 use crate::client::RpcResultExt;
 use clap::ValueEnum;
 use shoal_proto::model::{
-    validate_name, EndpointMode, NameKind, NetworkAttachmentSpec, PortConfig, RestartCondition,
-    ConfigReference, RestartPolicy, SecretReference, ServiceMode, ServiceSpec,
+    validate_name, ConfigReference, EndpointMode, NameKind, NetworkAttachmentSpec, PortConfig,
+    RestartCondition, RestartPolicy, SecretReference, ServiceMode, ServiceSpec,
 };
 use shoal_proto::pb;
 use std::time::Duration;

@@ -669,13 +669,25 @@ fn secret_and_config_flags_in_every_form() {
     ]);
     let spec = build_spec(&a).unwrap();
     let s = &spec.secrets;
-    assert_eq!((s[0].name.as_str(), s[0].target.as_str(), s[0].mode), ("db_pass", "", 0o444));
     assert_eq!(
-        (s[1].name.as_str(), s[1].target.as_str(), s[1].uid, s[1].gid, s[1].mode),
+        (s[0].name.as_str(), s[0].target.as_str(), s[0].mode),
+        ("db_pass", "", 0o444)
+    );
+    assert_eq!(
+        (
+            s[1].name.as_str(),
+            s[1].target.as_str(),
+            s[1].uid,
+            s[1].gid,
+            s[1].mode
+        ),
         ("tls", "certs/key.pem", 999, u32::MAX, 0o400)
     );
     let c = &spec.configs[0];
-    assert_eq!((c.name.as_str(), c.target.as_str(), c.mode), ("app.conf", "/etc/app.conf", 0o644));
+    assert_eq!(
+        (c.name.as_str(), c.target.as_str(), c.mode),
+        ("app.conf", "/etc/app.conf", 0o644)
+    );
     for bad in [
         "",
         "src=",
@@ -687,7 +699,9 @@ fn secret_and_config_flags_in_every_form() {
         "src=a,color=red",
         "a,b",
     ] {
-        let argv = ["swarmctl", "service", "create", "--name", "x", "--secret", bad, "img"];
+        let argv = [
+            "swarmctl", "service", "create", "--name", "x", "--secret", bad, "img",
+        ];
         assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
     }
 

@@ -12,7 +12,11 @@ async fn secret_create_ls_inspect_rm() {
     std::fs::write(&file, b"marker-pw-91").unwrap();
     let file = file.to_str().unwrap();
 
-    let id = ok(&host, &["secret", "create", "--label", "env=dev", "db_pass", file]).await;
+    let id = ok(
+        &host,
+        &["secret", "create", "--label", "env=dev", "db_pass", file],
+    )
+    .await;
     assert!(id.trim().starts_with("sec"), "{id}");
     assert_eq!(fake.lock().secrets[0].1, b"marker-pw-91");
 
@@ -38,9 +42,15 @@ async fn secret_create_ls_inspect_rm() {
     let v: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v[0]["name"], "db_pass");
     assert_eq!(v[0]["labels"]["env"], "dev");
-    assert!(v[0].get("data").is_none() && !json.contains("marker"), "{json}");
+    assert!(
+        v[0].get("data").is_none() && !json.contains("marker"),
+        "{json}"
+    );
     let pretty = ok(&host, &["secret", "inspect", "--pretty", "db_pass"]).await;
-    assert!(pretty.contains("Digest") && !pretty.contains("marker"), "{pretty}");
+    assert!(
+        pretty.contains("Digest") && !pretty.contains("marker"),
+        "{pretty}"
+    );
 
     ok(&host, &["secret", "rm", "db_pass"]).await;
     assert!(fake.lock().secrets.is_empty());
@@ -55,10 +65,18 @@ async fn config_inspect_shows_data() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("app.conf");
     std::fs::write(&file, b"listen 80;\n").unwrap();
-    ok(&host, &["config", "create", "app.conf", file.to_str().unwrap()]).await;
+    ok(
+        &host,
+        &["config", "create", "app.conf", file.to_str().unwrap()],
+    )
+    .await;
     let pretty = ok(&host, &["config", "inspect", "--pretty", "app.conf"]).await;
     assert!(pretty.contains("listen 80;"), "{pretty}");
-    let json = ok(&host, &["--format", "json", "config", "inspect", "app.conf"]).await;
+    let json = ok(
+        &host,
+        &["--format", "json", "config", "inspect", "app.conf"],
+    )
+    .await;
     let v: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v[0]["data"], "bGlzdGVuIDgwOwo=");
 }
