@@ -32,9 +32,6 @@ pub enum DataCmd {
         /// Print only ids.
         #[arg(short, long)]
         quiet: bool,
-        /// Do not truncate ids.
-        #[arg(long)]
-        no_trunc: bool,
     },
     /// Show them in detail (JSON, or a summary with --pretty). Never a secret's data.
     Inspect {
@@ -177,7 +174,7 @@ pub async fn run(ctx: &mut Ctx, kind: Kind, cmd: DataCmd) -> anyhow::Result<()> 
             }
             Ok(())
         }
-        DataCmd::Ls { quiet, no_trunc } => {
+        DataCmd::Ls { quiet } => {
             let mut all = list(ctx, kind).await?;
             all.sort_by(|a, b| output::natural_cmp(&a.name, &b.name));
             if ctx.json() {
@@ -185,11 +182,10 @@ pub async fn run(ctx: &mut Ctx, kind: Kind, cmd: DataCmd) -> anyhow::Result<()> 
                     .json(&Value::Array(all.iter().map(to_json).collect()));
             } else if quiet {
                 for s in &all {
-                    ctx.out.line(&output::id(&s.id, no_trunc));
+                    ctx.out.line(&s.id);
                 }
             } else {
-                ctx.out
-                    .print(&table(&all, no_trunc, shoal_proto::model::now_ms()));
+                ctx.out.print(&table(&all, shoal_proto::model::now_ms()));
             }
             Ok(())
         }
@@ -269,12 +265,13 @@ async fn get(ctx: &mut Ctx, kind: Kind, id: String) -> anyhow::Result<Shown> {
     })
 }
 
-/// The `ls` table, as Docker's: `ID NAME CREATED UPDATED`, times relative to `now_ms`.
-pub fn table(all: &[Shown], no_trunc: bool, now_ms: i64) -> String {
+/// The `ls` table, as Docker's: `ID NAME CREATED UPDATED`, ids in full (as Docker shows them),
+/// times relative to `now_ms`.
+pub fn table(all: &[Shown], now_ms: i64) -> String {
     let mut t = output::Table::new(&["ID", "NAME", "CREATED", "UPDATED"]);
     for s in all {
         t.row(vec![
-            output::id(&s.id, no_trunc),
+            s.id.clone(),
             s.name.clone(),
             output::ago(now_ms, s.created_ms),
             output::ago(now_ms, s.updated_ms),
@@ -361,7 +358,7 @@ mod tests {
         .into();
         assert!(to_json(&secret).get("data").is_none());
         assert!(!pretty_text(&secret, 2000).contains("Data"));
-        let t = table(&[secret], false, 61_000);
+        let t = table(&[secret], 61_000);
         assert!(t.starts_with("ID"), "{t}");
         assert!(
             t.contains("CREATED") && t.contains("UPDATED") && t.contains("db"),
