@@ -133,6 +133,16 @@ async fn secrets_are_stored_never_shown_and_not_removed_while_used() {
         assert_eq!(e.code(), code, "{e:?}");
         assert!(!e.message().contains("pw-marker"), "{e:?}");
     }
+    // The largest accepted goes through raft like any other.
+    let big = ctl
+        .create_secret(create("big", &vec![7u8; 500 * 1024]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(big.size, 500 * 1024);
+    ctl.remove_secret(pb::IdRequest { id: big.id })
+        .await
+        .unwrap();
     let e = ctl
         .create_secret(create("db_pass", b"other"))
         .await
