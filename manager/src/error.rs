@@ -10,7 +10,7 @@ use crate::config::ConfigError;
 use crate::control::ControlError;
 use crate::dispatcher::{RelayError, StatusError};
 use crate::raft::storage::OpenError;
-use crate::store::{LookupError, Refusal};
+use crate::store::{LookupError, ObjectKind, Refusal};
 use shoal_image::registry::RegistryError;
 use std::time::Duration;
 use tonic::Status;
@@ -82,6 +82,10 @@ impl From<ManagerError> for Status {
             // A version conflict is ABORTED (`update out of sequence`: read again and retry);
             // every other refusal is FAILED_PRECONDITION.
             ManagerError::Refused(Refusal::Conflict(_)) => Status::aborted(msg),
+            ManagerError::Refused(Refusal::NameTaken {
+                kind: ObjectKind::Secret | ObjectKind::Config,
+                ..
+            }) => Status::already_exists(msg),
             ManagerError::Refused(_) => Status::failed_precondition(msg),
             ManagerError::Lookup(LookupError::NotFound { .. }) => Status::not_found(msg),
             ManagerError::Lookup(_) => Status::invalid_argument(msg),

@@ -272,9 +272,36 @@ impl From<&m::ServiceSpec> for pb::ServiceSpec {
                 retries: h.retries,
             }),
             stop_drain_ms: s.stop_drain_ms,
+            secrets: s
+                .secrets
+                .iter()
+                .map(|r| pb::SecretReference {
+                    id: r.id.to_string(),
+                    name: r.name.clone(),
+                    target: r.target.clone(),
+                    uid: r.uid,
+                    gid: r.gid,
+                    mode: Some(r.mode),
+                })
+                .collect(),
+            configs: s
+                .configs
+                .iter()
+                .map(|r| pb::ConfigReference {
+                    id: r.id.to_string(),
+                    name: r.name.clone(),
+                    target: r.target.clone(),
+                    uid: r.uid,
+                    gid: r.gid,
+                    mode: Some(r.mode),
+                })
+                .collect(),
         }
     }
 }
+
+/// Docker's default mode of a secret or config file.
+pub const DEFAULT_DATA_MODE: u32 = 0o444;
 
 impl From<&m::UpdateConfig> for pb::UpdateConfig {
     fn from(c: &m::UpdateConfig) -> Self {
@@ -434,6 +461,30 @@ impl TryFrom<&pb::ServiceSpec> for m::ServiceSpec {
                 })
                 .transpose()?,
             stop_drain_ms: s.stop_drain_ms,
+            secrets: s
+                .secrets
+                .iter()
+                .map(|r| m::SecretReference {
+                    id: r.id.as_str().into(),
+                    name: r.name.clone(),
+                    target: r.target.clone(),
+                    uid: r.uid,
+                    gid: r.gid,
+                    mode: r.mode.unwrap_or(DEFAULT_DATA_MODE),
+                })
+                .collect(),
+            configs: s
+                .configs
+                .iter()
+                .map(|r| m::ConfigReference {
+                    id: r.id.as_str().into(),
+                    name: r.name.clone(),
+                    target: r.target.clone(),
+                    uid: r.uid,
+                    gid: r.gid,
+                    mode: r.mode.unwrap_or(DEFAULT_DATA_MODE),
+                })
+                .collect(),
         })
     }
 }

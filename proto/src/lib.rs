@@ -14,4 +14,17 @@ pub mod model;
 #[allow(missing_docs, clippy::all)]
 pub mod pb {
     tonic::include_proto!("shoal.v1");
+
+    impl std::fmt::Debug for CreateDataRequest {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("CreateDataRequest")
+                .field("name", &self.name)
+                .field("labels", &self.labels)
+                .field(
+                    "data",
+                    &format_args!("<{} bytes redacted>", self.data.len()),
+                )
+                .finish()
+        }
+    }
 }

@@ -82,6 +82,8 @@ fn bad_requests_fail_clearly_and_change_nothing() {
         ],
     );
     c.wait_running(m, "web", 1);
+    let data_file = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    c.ctl_ok(m, &["secret", "create", "pw", data_file]);
     let before = snapshot(&c, m);
 
     let long = "a".repeat(64);
@@ -334,6 +336,64 @@ fn bad_requests_fail_clearly_and_change_nothing() {
                 "1",
             ],
             vec!["service with name \"web\" already exists"],
+        ),
+        // Secrets: names, sizes, duplicates, references.
+        (
+            vec!["secret", "create", "bad name", data_file],
+            vec!["invalid secret name \"bad name\""],
+        ),
+        (
+            vec!["secret", "create", "empty", "/dev/null"],
+            vec!["secret data must be larger than 0"],
+        ),
+        (
+            vec!["secret", "create", "pw", data_file],
+            vec!["secret with name \"pw\" already exists"],
+        ),
+        (
+            vec![
+                "service",
+                "create",
+                "--runtime",
+                "process",
+                "--name",
+                "s",
+                "--secret",
+                "nosuch",
+                "sleep",
+                "1",
+            ],
+            vec!["secret nosuch not found"],
+        ),
+        (
+            vec![
+                "service",
+                "create",
+                "--runtime",
+                "process",
+                "--name",
+                "s",
+                "--secret",
+                "src=pw,target=../../etc/shadow",
+                "sleep",
+                "1",
+            ],
+            vec!["invalid secret target", "../../etc/shadow"],
+        ),
+        (
+            vec![
+                "service",
+                "create",
+                "--runtime",
+                "process",
+                "--name",
+                "s",
+                "--secret",
+                "src=pw,mode=17777",
+                "sleep",
+                "1",
+            ],
+            vec!["mode must be octal"],
         ),
         (
             vec!["network", "create", "used"],

@@ -31,6 +31,10 @@ pub(crate) struct State {
     pub log_scripts: std::collections::VecDeque<Vec<Result<pb::LogsResponse, Status>>>,
     /// Every `StreamLogs` request received, in order.
     pub log_requests: Vec<pb::LogsRequest>,
+    /// Secrets, with their data (never answered).
+    pub secrets: Vec<(pb::SecretInfo, Vec<u8>)>,
+    /// Configs.
+    pub configs: Vec<pb::ConfigInfo>,
     next: u64,
 }
 
@@ -693,5 +697,88 @@ impl control_server::Control for Fake {
             errors: vec!["node gone is not connected; logs of its tasks are unavailable".into()],
             cursors: Vec::new(),
         }))
+    }
+    async fn create_secret(&self, req: Request<pb::CreateDataRequest>) -> R<pb::SecretInfo> {
+        let r = req.into_inner();
+        let mut s = self.lock();
+        if s.secrets.iter().any(|(x, _)| x.name == r.name) {
+            return Err(Status::already_exists(format!(
+                "secret with name {:?} already exists",
+                r.name
+            )));
+        }
+        s.next += 1;
+        let info = pb::SecretInfo {
+            id: format!("sec{:022}", s.next),
+            name: r.name,
+            labels: r.labels,
+            digest: "sha256:fake".into(),
+            size: r.data.len() as u64,
+            version: s.next,
+            ..Default::default()
+        };
+        s.secrets.push((info.clone(), r.data));
+        Ok(Response::new(info))
+    }
+    async fn list_secrets(&self, _: Request<pb::Empty>) -> R<pb::SecretList> {
+        Ok(Response::new(pb::SecretList {
+            secrets: self.lock().secrets.iter().map(|(i, _)| i.clone()).collect(),
+        }))
+    }
+    async fn get_secret(&self, req: Request<pb::IdRequest>) -> R<pb::SecretInfo> {
+        let q = req.into_inner().id;
+        let s = self.lock();
+        s.secrets
+            .iter()
+            .find(|(i, _)| i.name == q || i.id.starts_with(&q))
+            .map(|(i, _)| Response::new(i.clone()))
+            .ok_or_else(|| Status::not_found(format!("secret {q} not found")))
+    }
+    async fn remove_secret(&self, req: Request<pb::IdRequest>) -> R<pb::Empty> {
+        let q = req.into_inner().id;
+        let mut s = self.lock();
+        let before = s.secrets.len();
+        s.secrets
+            .retain(|(i, _)| i.name != q && !i.id.starts_with(&q));
+        if s.secrets.len() == before {
+            return Err(Status::not_found(format!("secret {q} not found")));
+        }
+        Ok(Response::new(pb::Empty {}))
+    }
+    async fn create_config(&self, req: Request<pb::CreateDataRequest>) -> R<pb::ConfigInfo> {
+        let r = req.into_inner();
+        let mut s = self.lock();
+        s.next += 1;
+        let info = pb::ConfigInfo {
+            id: format!("cfg{:022}", s.next),
+            name: r.name,
+            labels: r.labels,
+            size: r.data.len() as u64,
+            data: r.data,
+            version: s.next,
+            ..Default::default()
+        };
+        s.configs.push(info.clone());
+        Ok(Response::new(info))
+    }
+    async fn list_configs(&self, _: Request<pb::Empty>) -> R<pb::ConfigList> {
+        Ok(Response::new(pb::ConfigList {
+            configs: self.lock().configs.clone(),
+        }))
+    }
+    async fn get_config(&self, req: Request<pb::IdRequest>) -> R<pb::ConfigInfo> {
+        let q = req.into_inner().id;
+        let s = self.lock();
+        s.configs
+            .iter()
+            .find(|i| i.name == q || i.id.starts_with(&q))
+            .map(|i| Response::new(i.clone()))
+            .ok_or_else(|| Status::not_found(format!("config {q} not found")))
+    }
+    async fn remove_config(&self, req: Request<pb::IdRequest>) -> R<pb::Empty> {
+        let q = req.into_inner().id;
+        let mut s = self.lock();
+        s.configs.retain(|i| i.name != q && !i.id.starts_with(&q));
+        Ok(Response::new(pb::Empty {}))
     }
 }

@@ -8,7 +8,8 @@ use shoal_proto::model::Ipv4Net;
 use shoal_proto::pb;
 use std::collections::{BTreeMap, HashMap};
 
-fn labels(m: &HashMap<String, String>) -> Value {
+/// Labels, sorted by key.
+pub fn labels(m: &HashMap<String, String>) -> Value {
     json!(m.iter().collect::<BTreeMap<_, _>>())
 }
 
@@ -82,6 +83,36 @@ pub fn port(p: &pb::PortConfig) -> Value {
 
 /// A service spec.
 pub fn spec(s: &pb::ServiceSpec) -> Value {
+    let mut v = spec_fields(s);
+    // Only when used, so that the JSON of services without any stays as it was.
+    let file = |id: &str, name: &str, target: &str, uid: u32, gid: u32, mode: Option<u32>| {
+        json!({
+            "id": id,
+            "name": name,
+            "target": target,
+            "uid": uid,
+            "gid": gid,
+            "mode": format!("{:04o}", mode.unwrap_or(0o444)),
+        })
+    };
+    if !s.secrets.is_empty() {
+        v["secrets"] = s
+            .secrets
+            .iter()
+            .map(|r| file(&r.id, &r.name, &r.target, r.uid, r.gid, r.mode))
+            .collect();
+    }
+    if !s.configs.is_empty() {
+        v["configs"] = s
+            .configs
+            .iter()
+            .map(|r| file(&r.id, &r.name, &r.target, r.uid, r.gid, r.mode))
+            .collect();
+    }
+    v
+}
+
+fn spec_fields(s: &pb::ServiceSpec) -> Value {
     let mut mode = Map::new();
     if s.global {
         mode.insert("global".into(), json!({}));

@@ -2,6 +2,7 @@
 //! command prints a Docker-style table (or message) by default and JSON with `--format json`;
 //! `inspect` prints JSON by default and a readable view with `--format table` (or `--pretty`).
 
+pub mod data;
 pub mod exec;
 pub mod image;
 pub mod json;
@@ -74,6 +75,12 @@ pub enum Command {
     /// Inspect tasks.
     #[command(subcommand)]
     Task(task::TaskCmd),
+    /// Manage secrets (stored in the managers' raft log; never shown back).
+    #[command(subcommand)]
+    Secret(data::DataCmd),
+    /// Manage configs.
+    #[command(subcommand)]
+    Config(data::DataCmd),
     /// Manage the nodes' images (list, pull, remove, prune, load).
     #[command(subcommand)]
     Image(image::ImageCmd),
@@ -169,6 +176,8 @@ pub async fn dispatch(ctx: &mut Ctx, command: Command) -> anyhow::Result<()> {
         Command::Service(c) => service::run(ctx, c).await,
         Command::Network(c) => network::run(ctx, c).await,
         Command::Task(c) => task::run(ctx, c).await,
+        Command::Secret(c) => data::run(ctx, data::Kind::Secret, c).await,
+        Command::Config(c) => data::run(ctx, data::Kind::Config, c).await,
         Command::Image(c) => image::run(ctx, c).await,
         Command::Lab(c) => lab::run(c, ctx.format.unwrap_or(Format::Table)).await,
     }

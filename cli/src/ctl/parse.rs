@@ -2,7 +2,7 @@
 //! form, so clap can print it as is.
 
 use crate::BadInput;
-use shoal_proto::model::{NetworkAttachmentSpec, RestartCondition};
+use shoal_proto::model::{DataReference, NetworkAttachmentSpec, RestartCondition};
 use std::time::Duration;
 
 /// `--replicas`: a non-negative integer.
@@ -325,6 +325,57 @@ pub fn tail(s: &str) -> Result<Tail, BadInput> {
     t.parse::<u32>()
         .map(|n| Tail(Some(n)))
         .map_err(|_| format!("{t:?} is not a number of lines: use 0, 10, 100… or all").into())
+}
+
+/// `--secret` / `--config` (and their `-add` forms): `NAME`, or
+/// `src=NAME[,target=PATH][,uid=N][,gid=N][,mode=OCTAL]` (`source=` too). The mode is always
+/// read as octal (`0400` or `400`), 0444 when not given; the managers check the target and
+/// resolve the name.
+pub fn data_ref<Id: Default>(s: &str) -> Result<DataReference<Id>, BadInput> {
+    let bad = |why: &str| {
+        format!("{why} (expected NAME or src=NAME[,target=PATH][,uid=N][,gid=N][,mode=0444])")
+    };
+    let mut r = DataReference {
+        mode: shoal_proto::convert::DEFAULT_DATA_MODE,
+        ..Default::default()
+    };
+    if !s.contains('=') {
+        if s.is_empty() || s.contains(',') {
+            return Err(bad("a name is required").into());
+        }
+        r.name = s.to_string();
+        return Ok(r);
+    }
+    let id = |k: &str, v: &str| {
+        v.parse::<u32>()
+            .map_err(|_| bad(&format!("{k} must be an integer from 0 to {}", u32::MAX)))
+    };
+    for kv in s.split(',') {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| bad("options are key=value"))?;
+        if v.is_empty() {
+            return Err(bad(&format!("{k} needs a value")).into());
+        }
+        match k.trim() {
+            "src" | "source" => r.name = v.to_string(),
+            "target" => r.target = v.to_string(),
+            "uid" => r.uid = id("uid", v)?,
+            "gid" => r.gid = id("gid", v)?,
+            "mode" => {
+                let digits = v.strip_prefix("0o").unwrap_or(v);
+                r.mode = u32::from_str_radix(digits, 8)
+                    .ok()
+                    .filter(|m| *m <= 0o7777)
+                    .ok_or_else(|| bad("mode must be octal, at most 7777"))?;
+            }
+            other => return Err(bad(&format!("unknown option {other:?}")).into()),
+        }
+    }
+    if r.name.is_empty() {
+        return Err(bad("src=NAME is required").into());
+    }
+    Ok(r)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ use super::fake::Fake;
 use super::output::SharedBuf;
 use super::*;
 
+mod data;
 mod inspect;
 mod node_ps;
 

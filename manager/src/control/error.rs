@@ -144,6 +144,59 @@ pub enum ControlError {
     #[error("the first message of an exec stream must carry `start` (the task and command)")]
     ExecNoStart,
 
+    /// A secret or config name Docker would refuse.
+    #[error("invalid {kind} name {name:?}: only 64 [a-zA-Z0-9-_.] characters allowed, and the start and end character must be [a-zA-Z0-9]")]
+    DataName {
+        /// `secret` or `config`.
+        kind: &'static str,
+        /// The name given.
+        name: String,
+    },
+    /// Empty or too large data (the data itself is never quoted).
+    #[error("{kind} data must be larger than 0 and less than {max} bytes (got {size})")]
+    DataSize {
+        /// `secret` or `config`.
+        kind: &'static str,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A `--secret`/`--config` naming nothing that exists.
+    #[error("{kind} {name} not found; create it with `swarmctl {kind} create {name} FILE`")]
+    NoSuchData {
+        /// `secret` or `config`.
+        kind: &'static str,
+        /// What the spec named.
+        name: String,
+    },
+    /// A bad `target=` of a `--secret` or `--config`.
+    #[error("invalid {kind} target {target:?}: {why}")]
+    DataTarget {
+        /// `secret` or `config`.
+        kind: &'static str,
+        /// The target given.
+        target: String,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// Two references with one target.
+    #[error("duplicate {kind} target for {target} not allowed")]
+    DataTargetTwice {
+        /// `secret` or `config`.
+        kind: &'static str,
+        /// The target.
+        target: String,
+    },
+    /// A file mode above 0o7777.
+    #[error("invalid {kind} file mode {mode:#o}: at most 0o7777")]
+    DataMode {
+        /// `secret` or `config`.
+        kind: &'static str,
+        /// The mode given.
+        mode: u32,
+    },
+
     // ---- ALREADY_EXISTS ----
     /// `service create` with a name in use.
     #[error("service with name {0:?} already exists")]

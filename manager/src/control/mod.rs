@@ -1,5 +1,6 @@
 //! The Control API served to `swarmctl`, one module per family as `swarmctl`'s own commands
-//! (`cli/src/ctl/`): `cluster`, `node`, `service`, `task`, `network`, and `relay`
+//! (`cli/src/ctl/`): `cluster`, `node`, `service`, `task`, `network`, `data` (secrets and
+//! configs), and `relay`
 //! for the calls the leader relays to agents (exec, balancer inspection), `logs` for
 //! `service logs [-f]`, `image_ops` for the nodes' image stores.
 //!
@@ -9,6 +10,7 @@
 //! `From<ManagerError> for Status`.
 
 mod cluster;
+mod data;
 mod error;
 mod exec_stream;
 mod image;
@@ -21,6 +23,7 @@ mod service;
 mod task;
 mod validate;
 
+pub use data::{config_target, digest, secret_target, SECRETS_DIR};
 pub use error::ControlError;
 pub use validate::{network_name, service_spec, RESERVED_NETWORKS};
 
@@ -141,6 +144,38 @@ impl control_server::Control for ControlService {
 
     async fn remove_network(&self, req: Request<pb::IdRequest>) -> R<pb::Empty> {
         network::remove(self, req).await
+    }
+
+    async fn create_secret(&self, req: Request<pb::CreateDataRequest>) -> R<pb::SecretInfo> {
+        data::create_secret(self, req).await
+    }
+
+    async fn list_secrets(&self, req: Request<pb::Empty>) -> R<pb::SecretList> {
+        data::list_secrets(self, req).await
+    }
+
+    async fn get_secret(&self, req: Request<pb::IdRequest>) -> R<pb::SecretInfo> {
+        data::get_secret(self, req).await
+    }
+
+    async fn remove_secret(&self, req: Request<pb::IdRequest>) -> R<pb::Empty> {
+        data::remove_secret(self, req).await
+    }
+
+    async fn create_config(&self, req: Request<pb::CreateDataRequest>) -> R<pb::ConfigInfo> {
+        data::create_config(self, req).await
+    }
+
+    async fn list_configs(&self, req: Request<pb::Empty>) -> R<pb::ConfigList> {
+        data::list_configs(self, req).await
+    }
+
+    async fn get_config(&self, req: Request<pb::IdRequest>) -> R<pb::ConfigInfo> {
+        data::get_config(self, req).await
+    }
+
+    async fn remove_config(&self, req: Request<pb::IdRequest>) -> R<pb::Empty> {
+        data::remove_config(self, req).await
     }
 
     async fn service_logs(&self, req: Request<pb::LogsRequest>) -> R<pb::LogsResponse> {

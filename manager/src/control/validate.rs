@@ -94,6 +94,7 @@ pub fn service_spec(state: &State, spec: &mut ServiceSpec) -> Result<(), Control
     if spec.limit_memory_bytes < 0 || spec.limit_cpus < 0.0 || !spec.limit_cpus.is_finite() {
         return Err(ControlError::NegativeLimits);
     }
+    super::data::references(state, spec)?;
     spec.validate_health_and_drain()
         .map_err(ControlError::Spec)?;
     update_config("update", &spec.update)?;

@@ -53,6 +53,8 @@ pub fn runs_the_same(a: &ServiceSpec, b: &ServiceSpec) -> bool {
         rollback: _,
         healthcheck,
         stop_drain_ms,
+        secrets,
+        configs,
     } = a;
     *name == b.name
         && *image == b.image
@@ -77,6 +79,9 @@ pub fn runs_the_same(a: &ServiceSpec, b: &ServiceSpec) -> bool {
         // The agent probes, and drains, by the task's own spec.
         && *healthcheck == b.healthcheck
         && *stop_drain_ms == b.stop_drain_ms
+        // The files a task gets (rotation is `--secret-rm old --secret-add src=new,…`).
+        && *secrets == b.secrets
+        && *configs == b.configs
 }
 
 /// A task's ports (published numbers filled in by the allocator) against a spec's (0 = any).
@@ -277,5 +282,45 @@ mod tests {
         assert!(!runs_the_same(&base, &drain));
         assert!(runs_the_same(&base, &label));
         assert!(runs_the_same(&health, &health.clone()));
+    }
+
+    #[test]
+    fn a_secret_or_config_change_replaces_tasks() {
+        let base = ServiceSpec {
+            name: "web".into(),
+            image: "whoami".into(),
+            ..Default::default()
+        };
+        let secret = ServiceSpec {
+            secrets: vec![shoal_proto::model::SecretReference {
+                id: "s1".into(),
+                name: "db".into(),
+                target: "db".into(),
+                mode: 0o444,
+                ..Default::default()
+            }],
+            ..base.clone()
+        };
+        let rotated = ServiceSpec {
+            secrets: vec![shoal_proto::model::SecretReference {
+                id: "s2".into(),
+                name: "db2".into(),
+                ..secret.secrets[0].clone()
+            }],
+            ..base.clone()
+        };
+        let config = ServiceSpec {
+            configs: vec![shoal_proto::model::ConfigReference {
+                id: "c1".into(),
+                name: "app".into(),
+                target: "/app".into(),
+                ..Default::default()
+            }],
+            ..base.clone()
+        };
+        assert!(!runs_the_same(&base, &secret));
+        assert!(!runs_the_same(&secret, &rotated));
+        assert!(!runs_the_same(&base, &config));
+        assert!(runs_the_same(&secret, &secret.clone()));
     }
 }

@@ -1,7 +1,7 @@
 //! Finding an object the way users name one. Every lookup of the Control API goes through here,
 //! and none ever picks one of several matches: it says which ones matched instead.
 //!
-//! Nodes, networks and services: the id, the name (a node's hostname), or a unique id prefix of
+//! Nodes, networks, services, secrets and configs: the id, the name (a node's hostname), or a unique id prefix of
 //! at least [`MIN_PREFIX`] characters, tried in that order.
 //!
 //! Tasks, every form `swarmctl` prints:
@@ -12,7 +12,9 @@
 //!   service (node id, id prefix or hostname): the slot's current task.
 
 use super::{ObjectKind, State};
-use shoal_proto::model::{Network, Node, Service, ServiceMode, Task, TaskState};
+use shoal_proto::model::{
+    ConfigObject, Network, Node, SecretObject, Service, ServiceMode, Task, TaskState,
+};
 use std::collections::BTreeMap;
 
 /// Shortest id prefix accepted on its own (shorter ones would match by accident).
@@ -132,6 +134,28 @@ impl State {
             &self.networks,
             |n| &n.name,
             |n| n.name.clone(),
+        )
+    }
+
+    /// The secret a user means by `query`: id, name or unique id prefix.
+    pub fn secret(&self, query: &str) -> Result<&SecretObject, LookupError> {
+        resolve(
+            ObjectKind::Secret,
+            query,
+            &self.secrets,
+            |o| &o.name,
+            |o| o.name.clone(),
+        )
+    }
+
+    /// The config a user means by `query`: id, name or unique id prefix.
+    pub fn config(&self, query: &str) -> Result<&ConfigObject, LookupError> {
+        resolve(
+            ObjectKind::Config,
+            query,
+            &self.configs,
+            |o| &o.name,
+            |o| o.name.clone(),
         )
     }
 

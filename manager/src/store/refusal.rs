@@ -24,6 +24,10 @@ pub enum ObjectKind {
     Service,
     /// A task.
     Task,
+    /// A secret.
+    Secret,
+    /// A config.
+    Config,
 }
 
 impl fmt::Display for ObjectKind {
@@ -33,6 +37,8 @@ impl fmt::Display for ObjectKind {
             ObjectKind::Network => "network",
             ObjectKind::Service => "service",
             ObjectKind::Task => "task",
+            ObjectKind::Secret => "secret",
+            ObjectKind::Config => "config",
         })
     }
 }
@@ -105,6 +111,16 @@ pub enum Refusal {
     NetworkInUse {
         /// The network's name.
         network: String,
+        /// Names of the services using it.
+        services: Vec<String>,
+    },
+    /// A secret or config a service uses (Docker's wording).
+    #[error("{kind} '{name}' is in use by the following service{}: {}", if .services.len() == 1 { "" } else { "s" }, .services.join(", "))]
+    InUse {
+        /// Secret or config.
+        kind: ObjectKind,
+        /// Its name.
+        name: String,
         /// Names of the services using it.
         services: Vec<String>,
     },

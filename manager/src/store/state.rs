@@ -7,8 +7,9 @@ use super::{Applied, ObjectKind, Refusal, Versioned};
 use crate::allocator::{ipam, ports};
 use serde::{Deserialize, Serialize};
 use shoal_proto::model::{
-    Cluster, Command, Network, NetworkDriver, NetworkId, Node, NodeId, NodeLbAddr, NodeStateChange,
-    Service, ServiceId, ServiceMode, Task, TaskId, TaskState, TaskStatusUpdate,
+    Cluster, Command, ConfigId, ConfigObject, Network, NetworkDriver, NetworkId, Node, NodeId,
+    NodeLbAddr, NodeStateChange, SecretId, SecretObject, Service, ServiceId, ServiceMode, Task,
+    TaskId, TaskState, TaskStatusUpdate,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -28,6 +29,12 @@ pub struct State {
     pub services: BTreeMap<ServiceId, Service>,
     /// Tasks by id.
     pub tasks: BTreeMap<TaskId, Task>,
+    /// Secrets by id (absent from snapshots taken before secrets existed).
+    #[serde(default)]
+    pub secrets: BTreeMap<SecretId, SecretObject>,
+    /// Configs by id (absent from snapshots taken before configs existed).
+    #[serde(default)]
+    pub configs: BTreeMap<ConfigId, ConfigObject>,
     /// Ids of removed nodes: their certificates are refused from then on.
     #[serde(default)]
     pub removed_nodes: BTreeSet<NodeId>,
@@ -305,6 +312,66 @@ impl State {
                 }
                 ok("")
             }
+            Command::CreateSecret(o) => {
+                if self.secrets.values().any(|x| x.name == o.name) {
+                    return Err(Refusal::NameTaken {
+                        kind: ObjectKind::Secret,
+                        name: o.name.clone(),
+                        holder: None,
+                    });
+                }
+                let mut o = o.clone();
+                o.version = index;
+                let id = o.id.clone();
+                self.secrets.insert(id.clone(), o);
+                ok(&id)
+            }
+            Command::RemoveSecret { id } => {
+                let o = self
+                    .secrets
+                    .get(id)
+                    .ok_or_else(|| not_found(ObjectKind::Secret, id))?;
+                let users = self.service_names(|s| s.spec.secrets.iter().any(|r| r.id == *id));
+                if !users.is_empty() {
+                    return Err(Refusal::InUse {
+                        kind: ObjectKind::Secret,
+                        name: o.name.clone(),
+                        services: users,
+                    });
+                }
+                self.secrets.remove(id);
+                ok(id)
+            }
+            Command::CreateConfig(o) => {
+                if self.configs.values().any(|x| x.name == o.name) {
+                    return Err(Refusal::NameTaken {
+                        kind: ObjectKind::Config,
+                        name: o.name.clone(),
+                        holder: None,
+                    });
+                }
+                let mut o = o.clone();
+                o.version = index;
+                let id = o.id.clone();
+                self.configs.insert(id.clone(), o);
+                ok(&id)
+            }
+            Command::RemoveConfig { id } => {
+                let o = self
+                    .configs
+                    .get(id)
+                    .ok_or_else(|| not_found(ObjectKind::Config, id))?;
+                let users = self.service_names(|s| s.spec.configs.iter().any(|r| r.id == *id));
+                if !users.is_empty() {
+                    return Err(Refusal::InUse {
+                        kind: ObjectKind::Config,
+                        name: o.name.clone(),
+                        services: users,
+                    });
+                }
+                self.configs.remove(id);
+                ok(id)
+            }
             Command::Batch(cmds) => {
                 // Not atomic: a refused command changes nothing, the others still apply. The
                 // first refusal is reported.
@@ -322,6 +389,18 @@ impl State {
                 Ok(out)
             }
         }
+    }
+
+    /// Names of the services `uses` picks, sorted.
+    fn service_names(&self, uses: impl Fn(&Service) -> bool) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .services
+            .values()
+            .filter(|s| uses(s))
+            .map(|s| s.spec.name.clone())
+            .collect();
+        v.sort();
+        v
     }
 
     fn index_task(&mut self, old_node: Option<String>, t: &Task) {
@@ -429,6 +508,22 @@ impl State {
                 return Err(Refusal::NotFound {
                     kind: ObjectKind::Network,
                     id: a.target.clone(),
+                });
+            }
+        }
+        for r in &s.spec.secrets {
+            if !self.secrets.contains_key(r.id.as_str()) {
+                return Err(Refusal::NotFound {
+                    kind: ObjectKind::Secret,
+                    id: r.name.clone(),
+                });
+            }
+        }
+        for r in &s.spec.configs {
+            if !self.configs.contains_key(r.id.as_str()) {
+                return Err(Refusal::NotFound {
+                    kind: ObjectKind::Config,
+                    id: r.name.clone(),
                 });
             }
         }

@@ -355,3 +355,147 @@ fn stale_single_object_writes_are_refused_as_conflicts() {
         Some(Refusal::Conflict(Versioned::Service { name: "web".into() }))
     );
 }
+
+fn secret(name: &str) -> SecretObject {
+    SecretObject {
+        id: format!("sec-{name}").into(),
+        name: name.into(),
+        data: Opaque(b"pw".to_vec()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn secrets_are_created_once_by_name_and_not_removed_while_used() {
+    let mut s = State::default();
+    assert!(s
+        .apply(1, &Command::CreateSecret(secret("db")))
+        .refusal
+        .is_none());
+    assert_eq!(s.secrets["sec-db"].version, 1);
+    let dup = s.apply(
+        2,
+        &Command::CreateSecret(SecretObject {
+            id: "other".into(),
+            ..secret("db")
+        }),
+    );
+    assert_eq!(
+        dup.refusal.unwrap().to_string(),
+        "secret with name \"db\" already exists"
+    );
+    let mut web = svc("web", &[]);
+    web.spec.secrets.push(SecretReference {
+        id: "sec-db".into(),
+        name: "db".into(),
+        target: "db".into(),
+        mode: 0o444,
+        ..Default::default()
+    });
+    assert!(s
+        .apply(3, &Command::CreateService(web.clone()))
+        .refusal
+        .is_none());
+    let used = s.apply(
+        4,
+        &Command::RemoveSecret {
+            id: "sec-db".into(),
+        },
+    );
+    assert_eq!(
+        used.refusal.unwrap().to_string(),
+        "secret 'db' is in use by the following service: web"
+    );
+    let mut api = svc("api", &[]);
+    api.spec.secrets = web.spec.secrets.clone();
+    assert!(s.apply(5, &Command::CreateService(api)).refusal.is_none());
+    let used = s.apply(
+        6,
+        &Command::RemoveSecret {
+            id: "sec-db".into(),
+        },
+    );
+    assert_eq!(
+        used.refusal.unwrap().to_string(),
+        "secret 'db' is in use by the following services: api, web"
+    );
+    let mut ghost = svc("ghost", &[]);
+    ghost.spec.secrets.push(SecretReference {
+        id: "nope".into(),
+        name: "nope".into(),
+        ..Default::default()
+    });
+    assert_eq!(
+        s.apply(7, &Command::CreateService(ghost))
+            .refusal
+            .unwrap()
+            .to_string(),
+        "secret nope not found"
+    );
+    for (i, id) in ["s-web", "s-api"].into_iter().enumerate() {
+        s.apply(8 + i as u64, &Command::RemoveService { id: id.into() });
+    }
+    assert!(s
+        .apply(
+            10,
+            &Command::RemoveSecret {
+                id: "sec-db".into()
+            }
+        )
+        .refusal
+        .is_none());
+    assert!(s.secrets.is_empty());
+}
+
+#[test]
+fn configs_refuse_duplicates_and_removal_in_use() {
+    let mut s = State::default();
+    let cfg = ConfigObject {
+        id: "cfg-1".into(),
+        name: "nginx.conf".into(),
+        data: Opaque(b"x".to_vec()),
+        ..Default::default()
+    };
+    assert!(s
+        .apply(1, &Command::CreateConfig(cfg.clone()))
+        .refusal
+        .is_none());
+    let dup = ConfigObject {
+        id: "cfg-2".into(),
+        ..cfg.clone()
+    };
+    assert_eq!(
+        s.apply(2, &Command::CreateConfig(dup))
+            .refusal
+            .unwrap()
+            .to_string(),
+        "config with name \"nginx.conf\" already exists"
+    );
+    let mut web = svc("web", &[]);
+    web.spec.configs.push(ConfigReference {
+        id: "cfg-1".into(),
+        name: "nginx.conf".into(),
+        target: "/etc/nginx.conf".into(),
+        ..Default::default()
+    });
+    assert!(s.apply(3, &Command::CreateService(web)).refusal.is_none());
+    assert_eq!(
+        s.apply(4, &Command::RemoveConfig { id: "cfg-1".into() })
+            .refusal
+            .unwrap()
+            .to_string(),
+        "config 'nginx.conf' is in use by the following service: web"
+    );
+}
+
+#[test]
+fn snapshots_without_secrets_still_load() {
+    let mut s = State::default();
+    s.apply(1, &Command::CreateSecret(secret("db")));
+    let mut v = serde_json::to_value(&s).unwrap();
+    let obj = v.as_object_mut().unwrap();
+    obj.remove("secrets");
+    obj.remove("configs");
+    let old: State = serde_json::from_value(v).unwrap();
+    assert!(old.secrets.is_empty() && old.configs.is_empty());
+}

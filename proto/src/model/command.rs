@@ -6,8 +6,8 @@
 //! older one must read entries written by a newer one. `tests.rs` pins the encoding.
 
 use super::{
-    Cluster, Network, NetworkId, Node, NodeId, NodeState, Service, ServiceId, Task, TaskId,
-    TaskStatus,
+    Cluster, ConfigId, ConfigObject, Network, NetworkId, Node, NodeId, NodeState, SecretId,
+    SecretObject, Service, ServiceId, Task, TaskId, TaskStatus,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -75,6 +75,20 @@ pub enum Command {
     Batch(Vec<Command>),
     /// Does nothing; used to check that the leader can commit.
     Noop,
+    /// Creates a secret; refused if the name is taken. Secrets are immutable.
+    CreateSecret(SecretObject),
+    /// Removes a secret; refused while a service uses it.
+    RemoveSecret {
+        /// Secret id.
+        id: SecretId,
+    },
+    /// Creates a config; refused if the name is taken. Configs are immutable.
+    CreateConfig(ConfigObject),
+    /// Removes a config; refused while a service uses it.
+    RemoveConfig {
+        /// Config id.
+        id: ConfigId,
+    },
 }
 
 // The payloads below were tuples before they had names, and JSON encodes a tuple as an array:

@@ -149,3 +149,13 @@ mod tests {
         assert_eq!(id.len(), 3);
     }
 }
+
+id_type!(
+    /// A secret's id.
+    SecretId
+);
+
+id_type!(
+    /// A config's id.
+    ConfigId
+);

@@ -7,6 +7,7 @@ mod ids;
 mod invalid;
 mod net;
 mod node;
+mod secret;
 mod service;
 mod task;
 mod update;
@@ -16,13 +17,17 @@ pub use health::{
     fmt_ms, HealthConfig, HealthTest, Probe, TaskHealth, DEFAULT_INTERVAL, DEFAULT_RETRIES,
     DEFAULT_TIMEOUT, MAX_DURATION, MAX_RETRIES, MIN_DURATION,
 };
-pub use id::{NetworkId, NodeId, ServiceId, TaskId};
+pub use id::{ConfigId, NetworkId, NodeId, SecretId, ServiceId, TaskId};
 pub use ids::{new_id, now_ms, validate_name, NameKind};
 pub use invalid::Invalid;
 pub use net::{Ipv4Net, Ipv4NetError};
 pub use node::{
     Availability, Cluster, Network, NetworkDriver, Node, NodeRole, NodeState, Secret,
     PREDEFINED_NETWORKS,
+};
+pub use secret::{
+    data_name_ok, ConfigObject, ConfigReference, DataObject, DataReference, Opaque, SecretObject,
+    SecretReference, MAX_DATA_BYTES, MAX_DATA_NAME,
 };
 pub use service::{
     EndpointMode, NetworkAttachmentSpec, PortConfig, Protocol, PublishMode, RestartCondition,

@@ -291,6 +291,12 @@ pub struct ServiceSpec {
     /// before its stop signal; `None`: the node's default ([`DEFAULT_STOP_DRAIN`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_drain_ms: Option<u64>,
+    /// `--secret`: secrets the tasks get as files under `/run/secrets`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<super::SecretReference>,
+    /// `--config`: configs the tasks get as files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub configs: Vec<super::ConfigReference>,
 }
 
 /// How long a stopping task keeps running after the managers took it out of every balancer and

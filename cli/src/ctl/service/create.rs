@@ -7,8 +7,8 @@ use super::{finish, parse, Ctx, WaitArgs, Watch};
 use crate::client::RpcResultExt;
 use clap::ValueEnum;
 use shoal_proto::model::{
-    validate_name, EndpointMode, NameKind, NetworkAttachmentSpec, PortConfig, RestartCondition,
-    RestartPolicy, ServiceMode, ServiceSpec,
+    validate_name, ConfigReference, EndpointMode, NameKind, NetworkAttachmentSpec, PortConfig,
+    RestartCondition, RestartPolicy, SecretReference, ServiceMode, ServiceSpec,
 };
 use shoal_proto::pb;
 use std::time::Duration;
@@ -34,6 +34,14 @@ pub struct CreateArgs {
     /// vip: one virtual IP balanced over the tasks; dnsrr: DNS returns the task IPs.
     #[arg(long, value_enum)]
     pub endpoint_mode: Option<EndpointModeArg>,
+    /// Give the tasks a secret: NAME or src=NAME[,target=PATH][,uid=][,gid=][,mode=0444]; the
+    /// target is relative to /run/secrets (default: the name). Repeatable.
+    #[arg(long = "secret", value_name = "SECRET", value_parser = parse::data_ref::<shoal_proto::model::SecretId>)]
+    pub secrets: Vec<SecretReference>,
+    /// Give the tasks a config: NAME or src=NAME[,target=/PATH][,uid=][,gid=][,mode=0444];
+    /// the target is absolute (default: /NAME). Repeatable.
+    #[arg(long = "config", value_name = "CONFIG", value_parser = parse::data_ref::<shoal_proto::model::ConfigId>)]
+    pub configs: Vec<ConfigReference>,
     /// Restart policy, stop grace period and limits.
     #[command(flatten)]
     pub spec: SpecArgs,
@@ -178,6 +186,8 @@ pub fn build_spec(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
         constraints: a.constraints.clone(),
         labels: a.labels.iter().cloned().collect(),
         runtime: a.runtime.into(),
+        secrets: a.secrets.clone(),
+        configs: a.configs.clone(),
         ..Default::default()
     };
     a.spec.apply(&mut spec);

@@ -295,6 +295,23 @@ pub fn pretty_service(s: &pb::Service, nets: &std::collections::HashMap<String, 
             .collect();
         kv("Networks", &n.join(", "));
     }
+    // Docker's `Secrets:` / `Configs:` lines: name -> target.
+    if !spec.secrets.is_empty() {
+        let l: Vec<String> = spec
+            .secrets
+            .iter()
+            .map(|r| format!("{} -> /run/secrets/{}", r.name, r.target))
+            .collect();
+        kv("Secrets", &l.join(", "));
+    }
+    if !spec.configs.is_empty() {
+        let l: Vec<String> = spec
+            .configs
+            .iter()
+            .map(|r| format!("{} -> {}", r.name, r.target))
+            .collect();
+        kv("Configs", &l.join(", "));
+    }
     kv("Endpoint Mode", names::endpoint_mode(spec.endpoint_mode()));
     for v in &s.vips {
         kv(

@@ -653,3 +653,76 @@ fn pretty_inspect_shows_the_health_check_and_drain() {
         assert!(out.contains(line), "{line:?} in\n{out}");
     }
 }
+
+#[test]
+fn secret_and_config_flags_in_every_form() {
+    let a = create_args(&[
+        "--name",
+        "db",
+        "--secret",
+        "db_pass",
+        "--secret",
+        "src=tls,target=certs/key.pem,uid=999,gid=4294967295,mode=0400",
+        "--config",
+        "source=app.conf,target=/etc/app.conf,mode=644",
+        "whoami",
+    ]);
+    let spec = build_spec(&a).unwrap();
+    let s = &spec.secrets;
+    assert_eq!(
+        (s[0].name.as_str(), s[0].target.as_str(), s[0].mode),
+        ("db_pass", "", 0o444)
+    );
+    assert_eq!(
+        (
+            s[1].name.as_str(),
+            s[1].target.as_str(),
+            s[1].uid,
+            s[1].gid,
+            s[1].mode
+        ),
+        ("tls", "certs/key.pem", 999, u32::MAX, 0o400)
+    );
+    let c = &spec.configs[0];
+    assert_eq!(
+        (c.name.as_str(), c.target.as_str(), c.mode),
+        ("app.conf", "/etc/app.conf", 0o644)
+    );
+    for bad in [
+        "",
+        "src=",
+        "target=x",
+        "src=a,uid=-1",
+        "src=a,gid=4294967296",
+        "src=a,mode=10000",
+        "src=a,mode=9",
+        "src=a,color=red",
+        "a,b",
+    ] {
+        let argv = [
+            "swarmctl", "service", "create", "--name", "x", "--secret", bad, "img",
+        ];
+        assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
+    }
+
+    // Rotation: the old one out, the new one in at the same target.
+    let mut spec = spec;
+    spec.secrets[0].id = "oldid".into();
+    let u = update_args(&[
+        "--secret-rm",
+        "oldid",
+        "--secret-add",
+        "src=db_pass2,target=db_pass",
+        "--config-rm",
+        "app.conf",
+        "--config-add",
+        "other",
+        "db",
+    ]);
+    apply(&u, &mut spec, &[]).unwrap();
+    let names: Vec<&str> = spec.secrets.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["tls", "db_pass2"]);
+    assert_eq!(spec.secrets[1].target, "db_pass");
+    assert_eq!(spec.configs.len(), 1);
+    assert_eq!(spec.configs[0].name, "other");
+}

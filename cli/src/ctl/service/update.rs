@@ -54,6 +54,19 @@ pub struct UpdateArgs {
     /// Detach from a network (repeatable).
     #[arg(long = "network-rm", value_name = "NET")]
     pub network_rm: Vec<String>,
+    /// Add a secret: NAME or src=NAME[,target=PATH][,uid=][,gid=][,mode=0444] (repeatable).
+    #[arg(long = "secret-add", value_name = "SECRET", value_parser = parse::data_ref::<shoal_proto::model::SecretId>)]
+    pub secret_add: Vec<shoal_proto::model::SecretReference>,
+    /// Remove a secret, by name or id (repeatable; applied before --secret-add, so
+    /// `--secret-rm old --secret-add src=new,target=same` rotates one).
+    #[arg(long = "secret-rm", value_name = "SECRET")]
+    pub secret_rm: Vec<String>,
+    /// Add a config: NAME or src=NAME[,target=/PATH][,uid=][,gid=][,mode=0444] (repeatable).
+    #[arg(long = "config-add", value_name = "CONFIG", value_parser = parse::data_ref::<shoal_proto::model::ConfigId>)]
+    pub config_add: Vec<shoal_proto::model::ConfigReference>,
+    /// Remove a config, by name or id (repeatable; applied before --config-add).
+    #[arg(long = "config-rm", value_name = "CONFIG")]
+    pub config_rm: Vec<String>,
     /// vip or dnsrr.
     #[arg(long, value_enum)]
     pub endpoint_mode: Option<EndpointModeArg>,
@@ -159,6 +172,12 @@ pub fn apply(
     for n in &a.network_add {
         spec.networks.push(n.clone());
     }
+    spec.secrets
+        .retain(|r| !a.secret_rm.iter().any(|x| *x == r.name || *x == r.id));
+    spec.secrets.extend(a.secret_add.iter().cloned());
+    spec.configs
+        .retain(|r| !a.config_rm.iter().any(|x| *x == r.name || *x == r.id));
+    spec.configs.extend(a.config_add.iter().cloned());
     if let Some(m) = a.endpoint_mode {
         spec.endpoint_mode = m.into();
     }

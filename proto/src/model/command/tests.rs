@@ -130,3 +130,29 @@ fn a_payload_of_the_wrong_arity_is_refused() {
         assert!(serde_json::from_str::<Command>(bad).is_err(), "{bad}");
     }
 }
+
+/// The encoding of the secret and config commands, pinned from their first version (the data
+/// as an array of bytes), and a service spec without secrets still encodes as before (no
+/// `secrets`/`configs` keys), so an older manager reads it.
+#[test]
+fn secret_commands_are_pinned() {
+    let c = Command::CreateSecret(crate::model::SecretObject {
+        id: "s1".into(),
+        name: "db".into(),
+        labels: Default::default(),
+        data: crate::model::Opaque(b"pw".to_vec()),
+        created_ms: 1,
+        updated_ms: 1,
+        version: 0,
+    });
+    let json = r#"{"CreateSecret":{"id":"s1","name":"db","labels":{},"data":[112,119],"created_ms":1,"updated_ms":1,"version":0}}"#;
+    assert_eq!(serde_json::to_string(&c).unwrap(), json);
+    assert_eq!(serde_json::from_str::<Command>(json).unwrap(), c);
+    let rm = Command::RemoveConfig { id: "c1".into() };
+    assert_eq!(
+        serde_json::to_string(&rm).unwrap(),
+        r#"{"RemoveConfig":{"id":"c1"}}"#
+    );
+    let spec = serde_json::to_value(crate::model::ServiceSpec::default()).unwrap();
+    assert!(spec.get("secrets").is_none() && spec.get("configs").is_none());
+}
