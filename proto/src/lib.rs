@@ -27,4 +27,17 @@ pub mod pb {
                 .finish()
         }
     }
+
+    impl std::fmt::Debug for TaskData {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("TaskData")
+                .field("kind", &self.kind().as_str_name())
+                .field("id", &self.id)
+                .field(
+                    "data",
+                    &format_args!("<{} bytes redacted>", self.data.len()),
+                )
+                .finish()
+        }
+    }
 }

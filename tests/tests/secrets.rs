@@ -1,7 +1,8 @@
 //! Secrets and configs through `swarmctl` and a real `swarmd` (the control-plane half of issue
 //! 19): create, list, inspect without the data, a service using one, removal refused while it
 //! does, rotation with `--secret-rm/--secret-add`, and the value absent from every answer and
-//! from the manager's log. Delivery to tasks (`/run/secrets`) is not built yet.
+//! from the manager's log; `--runtime process` refused. Delivery into containers is in
+//! `lab_secrets.rs`.
 
 use shoal_tests::Cluster;
 
@@ -38,17 +39,39 @@ fn secrets_are_stored_never_shown_and_rotated() {
             "service",
             "create",
             "-d",
-            "--runtime",
-            "process",
+            "--replicas",
+            "0",
+            "--no-resolve-image",
             "--name",
             "db",
             "--secret",
             "src=db_pass,target=db,mode=0400",
+            "busybox:latest",
+        ],
+    );
+    // A process task has no file system of its own for them: refused, with the reason.
+    let process = c.ctl_err(
+        m,
+        &[
+            "service",
+            "create",
+            "-d",
+            "--runtime",
+            "process",
+            "--name",
+            "p",
+            "--secret",
+            "db_pass",
             "sleep",
             "1000",
         ],
     );
-    c.wait_running(m, "db", 1);
+    assert!(
+        process
+            .stderr
+            .contains("--secret and --config need a container"),
+        "{process}"
+    );
     let svc = c.ctl_json(m, &["service", "inspect", "db"]);
     answers += &svc.to_string();
     let refs = &svc[0]["spec"]["secrets"];

@@ -44,6 +44,9 @@ pub enum Error {
     /// The task's cgroups could not be made (see [`super::cgroup::Error`]).
     #[error(transparent)]
     Cgroup(#[from] super::cgroup::Error),
+    /// The task's secrets and configs could not be given to it.
+    #[error(transparent)]
+    Files(#[from] super::files::FilesError),
     /// The task's process could not be started.
     #[error(
         "starting {}{}: {source}{hint}",

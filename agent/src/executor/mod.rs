@@ -11,7 +11,8 @@
 //! * [`sandbox`], [`init`]: starting a process inside its namespaces, with an init;
 //! * [`cgroup`]: memory and CPU limits;
 //! * [`adopt`]: tasks that outlive `swarmd`;
-//! * [`exec`]: `swarmctl task exec`.
+//! * [`exec`]: `swarmctl task exec`;
+//! * [`files`]: secrets and configs, in memory, in the tasks that use them.
 
 pub mod adopt;
 pub mod by_runtime;
@@ -19,6 +20,7 @@ pub mod cgroup;
 pub mod controller;
 mod error;
 pub mod exec;
+pub mod files;
 pub mod init;
 pub mod interactive;
 pub mod oci;

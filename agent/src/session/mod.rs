@@ -8,6 +8,7 @@ mod logs;
 use crate::background::Background;
 use crate::certs;
 use crate::config::AgentConfig;
+use crate::executor::files::DataBook;
 use crate::executor::{Containers, OciExecutor, ProcessExecutor, RuntimeExecutor, StoreImages};
 use crate::images::NodeImages;
 use crate::reporter::Reporter;
@@ -188,8 +189,12 @@ impl Agent {
                 executor = executor.with_init(me.clone());
             }
         }
+        let data = DataBook::default();
         let (containers, images) = match oci_executor(&cfg, &reporter, me) {
-            Ok((oci, images)) => (Containers::Run(Arc::new(oci)), Ok(images)),
+            Ok((oci, images)) => (
+                Containers::Run(Arc::new(oci.with_data(data.clone()))),
+                Ok(images),
+            ),
             Err(e) => {
                 warn!("container tasks will be rejected: {e}");
                 (Containers::Refuse(e.to_string()), Err(e.to_string()))
@@ -202,7 +207,8 @@ impl Agent {
             cfg.worker,
             background.clone(),
         )
-        .with_data_plane(cfg.data_plane.clone());
+        .with_data_plane(cfg.data_plane.clone())
+        .with_data(data);
         Arc::new(Agent {
             managers: Mutex::new(cfg.managers.clone()),
             cfg,

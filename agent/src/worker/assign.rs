@@ -7,12 +7,23 @@ use shoal_proto::pb;
 use tracing::warn;
 
 use super::{Command, Final, Local, Worker};
+use crate::executor::files::DataKind;
 use crate::executor::oci::images::pinned;
 use crate::network::Peer;
 
 impl Worker {
     /// Applies one assignments message.
     pub fn apply(&self, a: &pb::Assignments) {
+        // Before the tasks: a task the message brings finds its secrets.
+        if a.data_full {
+            self.data.replace(a.data.iter().map(|d| {
+                let kind = match d.kind() {
+                    pb::task_data::Kind::Secret => DataKind::Secret,
+                    pb::task_data::Kind::Config => DataKind::Config,
+                };
+                (kind, d.id.clone(), d.data.clone())
+            }));
+        }
         if let (true, Some(tx)) = (a.lb_full, &self.lb) {
             tx.send_replace(a.lb.clone());
         }

@@ -20,6 +20,7 @@ mod probe;
 mod reports;
 
 use crate::background::Background;
+use crate::executor::files::DataBook;
 use crate::executor::{controller::BoxFuture, ExecOutput, Executor};
 use crate::logs::LogBook;
 use crate::network::{DataPlane, Peer};
@@ -167,6 +168,8 @@ pub struct Worker {
     images: Arc<Mutex<HashMap<String, TaskImage>>>,
     /// The tasks' log indexes (see [`crate::logs`]).
     logs: Arc<LogBook>,
+    /// The secrets and configs the node's tasks use, as the managers last listed them.
+    data: DataBook,
 }
 
 /// The image a container task uses, as its service names it pinned to its digest.
@@ -205,6 +208,7 @@ impl Worker {
             background,
             images: Arc::default(),
             logs: Arc::default(),
+            data: DataBook::default(),
         };
         w.background.spawn(w.clone().sweep());
         let (book, period) = (w.logs.clone(), w.timings.log_poll);
@@ -264,6 +268,12 @@ impl Worker {
             self.lb = Some(tx);
         }
         self.data_plane = data_plane;
+        self
+    }
+
+    /// Keeps the secrets and configs the managers send in `book` (which the executor reads).
+    pub fn with_data(mut self, book: DataBook) -> Self {
+        self.data = book;
         self
     }
 

@@ -196,6 +196,11 @@ pub enum ControlError {
         /// The mode given.
         mode: u32,
     },
+    /// Secrets or configs for a `--runtime process` task, which has no file system of its own.
+    #[error(
+        "--secret and --config need a container (--runtime container): a process task has no file system of its own to hold them"
+    )]
+    DataNeedsContainer,
 
     // ---- ALREADY_EXISTS ----
     /// `service create` with a name in use.

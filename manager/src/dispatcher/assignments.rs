@@ -15,6 +15,8 @@ pub struct AssignmentSet {
     peers: BTreeSet<(String, String, String)>,
     lb: Vec<pb::LbTable>,
     dns: Vec<pb::DnsNetwork>,
+    /// The secrets and configs sent (they are immutable: the ids say it all).
+    data: BTreeSet<(i32, String)>,
 }
 
 /// The firewall mark of a VIP: 256 + its offset in the network's subnet, unique per network
@@ -244,6 +246,37 @@ fn overlay_peers(
     out
 }
 
+/// The secrets and configs that `tasks` use, with their data: what their node must hold (and
+/// nothing else: a node learns a secret only while it runs a task that needs it).
+pub fn task_data<'a>(
+    state: &State,
+    tasks: impl IntoIterator<Item = &'a shoal_proto::model::Task>,
+) -> Vec<pb::TaskData> {
+    let mut secrets = BTreeSet::new();
+    let mut configs = BTreeSet::new();
+    for t in tasks {
+        secrets.extend(t.spec.secrets.iter().map(|r| r.id.as_str()));
+        configs.extend(t.spec.configs.iter().map(|r| r.id.as_str()));
+    }
+    let secrets = secrets.into_iter().filter_map(|id| {
+        let o = state.secrets.get(id)?;
+        Some(pb::TaskData {
+            kind: pb::task_data::Kind::Secret.into(),
+            id: id.to_string(),
+            data: o.data.0.clone(),
+        })
+    });
+    let configs = configs.into_iter().filter_map(|id| {
+        let o = state.configs.get(id)?;
+        Some(pb::TaskData {
+            kind: pb::task_data::Kind::Config.into(),
+            id: id.to_string(),
+            data: o.data.0.clone(),
+        })
+    });
+    secrets.chain(configs).collect()
+}
+
 impl AssignmentSet {
     /// The next message for `node_id`: everything on the first call (`full`), then only what
     /// changed. `None` when nothing changed.
@@ -326,6 +359,13 @@ impl AssignmentSet {
             msg.dns = dns.clone();
             self.dns = dns;
         }
+        let data = task_data(state, current.values().copied());
+        let ids: BTreeSet<(i32, String)> = data.iter().map(|d| (d.kind, d.id.clone())).collect();
+        if full || ids != self.data {
+            msg.data_full = true;
+            msg.data = data;
+            self.data = ids;
+        }
         if !full
             && msg.tasks.is_empty()
             && msg.removed.is_empty()
@@ -333,6 +373,7 @@ impl AssignmentSet {
             && !msg.peers_full
             && !msg.lb_full
             && !msg.dns_full
+            && !msg.data_full
         {
             return None;
         }
@@ -387,6 +428,91 @@ mod tests {
         let inc = set.next(&s, "n1", false).unwrap();
         assert_eq!(inc.removed, vec!["b".to_string()]);
         assert!(set.next(&s, "n2", true).unwrap().tasks.is_empty());
+    }
+
+    /// A node gets a secret's or config's data only while a live task of its own uses it, in
+    /// the message that brings the task, and is told to forget it when the last such task ends.
+    #[test]
+    fn secrets_go_only_to_nodes_whose_tasks_use_them() {
+        use shoal_proto::model::{
+            ConfigObject, ConfigReference, Opaque, SecretObject, SecretReference, ServiceSpec,
+        };
+        let mut s = State::default();
+        s.secrets.insert(
+            "sec1".into(),
+            SecretObject {
+                id: "sec1".into(),
+                name: "db_pass".into(),
+                data: Opaque(b"pw".to_vec()),
+                ..Default::default()
+            },
+        );
+        s.configs.insert(
+            "cfg1".into(),
+            ConfigObject {
+                id: "cfg1".into(),
+                name: "conf".into(),
+                data: Opaque(b"c".to_vec()),
+                ..Default::default()
+            },
+        );
+        let t = |id: &str, node: &str| Task {
+            id: id.into(),
+            node_id: node.into(),
+            spec: ServiceSpec {
+                secrets: vec![SecretReference {
+                    id: "sec1".into(),
+                    ..Default::default()
+                }],
+                configs: vec![ConfigReference {
+                    id: "cfg1".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut n1 = AssignmentSet::default();
+        let mut n2 = AssignmentSet::default();
+        let first = n1.next(&s, "n1", true).unwrap();
+        assert!(first.data_full && first.data.is_empty());
+        n2.next(&s, "n2", true).unwrap();
+
+        s.apply(1, &Command::PutTasks(vec![t("a", "n1"), t("b", "n1")]));
+        let inc = n1.next(&s, "n1", false).unwrap();
+        assert!(inc.data_full);
+        let got: Vec<(i32, &str, &[u8])> = inc
+            .data
+            .iter()
+            .map(|d| (d.kind, d.id.as_str(), d.data.as_slice()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (pb::task_data::Kind::Secret as i32, "sec1", &b"pw"[..]),
+                (pb::task_data::Kind::Config as i32, "cfg1", &b"c"[..]),
+            ]
+        );
+        assert!(n2.next(&s, "n2", false).is_none(), "n2 runs none of them");
+        let debug = format!("{inc:?}");
+        assert!(
+            debug.contains("<2 bytes redacted>") && !debug.contains("[112, 119]"),
+            "Debug shows no data: {debug}"
+        );
+
+        let done = |id: &str| TaskStatusUpdate {
+            task_id: id.into(),
+            status: TaskStatus {
+                state: TaskState::Complete,
+                ..Default::default()
+            },
+        };
+        s.apply(2, &Command::TaskStatuses(vec![done("a")]));
+        let inc = n1.next(&s, "n1", false).unwrap();
+        assert!(!inc.data_full, "b still uses them");
+        s.apply(3, &Command::TaskStatuses(vec![done("b")]));
+        let inc = n1.next(&s, "n1", false).unwrap();
+        assert!(inc.data_full && inc.data.is_empty(), "{inc:?}");
     }
 
     /// Balancers and DNS take a task with a health check only once it is healthy, and drop it

@@ -27,6 +27,7 @@ use super::wait::Pidfd;
 use super::{process_of, OciExecutor};
 use crate::executor::cgroup::Limits;
 use crate::executor::controller::{BoxFuture, Controller, ExecOutput, Executor, Exit};
+use crate::executor::files;
 use crate::executor::sandbox::{write_etc_files, ETC_FILES};
 use crate::executor::{Error, ExecSession, ExecSpec};
 use crate::network::Sandbox;
@@ -269,6 +270,10 @@ impl OciController {
             }
         };
 
+        let files = files::files_of(task, &inner.data)?;
+        let file_binds = files::mount(&ex.files_dir(id), &files)?;
+        drop(files);
+
         let limits = Limits::of(&task.spec);
         let (cgroups_path, procs) = if ex.agent_cgroups() {
             (None, inner.cgroups.create(id, &limits)?)
@@ -299,6 +304,7 @@ impl OciController {
             hostname,
             netns,
             binds,
+            file_binds,
             cgroups_path,
             limits,
             cgroup_ns: inner.cgroups.version() == Some(crate::executor::cgroup::Version::V2),
@@ -387,6 +393,11 @@ impl Controller for OciController {
                     console.as_ref().map(Starting::socket),
                 )
                 .await;
+            // The container holds its secrets and configs now (bound in its own mount
+            // namespace): the node lets go of them, so they go when the container does.
+            if let Err(e) = files::unmount(&ex.files_dir(id)) {
+                tracing::warn!(task.id = %id, error = %e, "could not unmount the task's secrets");
+            }
             let pid = match (created, console) {
                 (Ok(pid), None) => pid,
                 (Ok(pid), Some(c)) => match c.ready().await {

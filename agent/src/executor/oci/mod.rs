@@ -54,6 +54,7 @@ pub use images::StoreImages;
 
 use super::cgroup::Cgroups;
 use super::controller::BoxFuture;
+use super::files::{self, DataBook};
 use super::Error;
 use runtime::{Flavor, Runtime};
 
@@ -125,6 +126,7 @@ struct Inner {
     console: Option<PathBuf>,
     timings: Timings,
     status: Option<Status>,
+    data: DataBook,
 }
 
 /// The [`StatusSink`], debug-printable.
@@ -172,6 +174,7 @@ impl OciExecutor {
                 console: None,
                 timings: Timings::default(),
                 status: None,
+                data: DataBook::default(),
             }),
         }
     }
@@ -220,6 +223,12 @@ impl OciExecutor {
         self.with(|i| i.status = Some(Status(sink)))
     }
 
+    /// Takes the data of tasks' secrets and configs from `book` (the worker fills it from the
+    /// managers' assignments).
+    pub fn with_data(self, book: DataBook) -> Self {
+        self.with(|i| i.data = book)
+    }
+
     /// The runtime.
     pub fn runtime(&self) -> &Runtime {
         &self.inner.runtime
@@ -235,6 +244,11 @@ impl OciExecutor {
         self.task_dir(task_id).join("bundle")
     }
 
+    /// Where a task's secrets and configs are mounted (a tmpfs) until its container exists.
+    pub fn files_dir(&self, task_id: &str) -> PathBuf {
+        self.task_dir(task_id).join("files")
+    }
+
     /// Whether the agent makes the containers' cgroups (crun) rather than the runtime (runc).
     fn agent_cgroups(&self) -> bool {
         self.inner.runtime.flavor() == Flavor::Crun
@@ -244,6 +258,9 @@ impl OciExecutor {
     /// work directories (its logs and `/etc` files stay, for `service logs`). Failures are
     /// logged.
     fn cleanup_dirs(&self, task_id: &str) {
+        if let Err(e) = files::unmount(&self.files_dir(task_id)) {
+            tracing::warn!(task.id = task_id, error = %e, "could not remove the task's secrets");
+        }
         let dir = self.task_dir(task_id);
         let rootfs = self.bundle_dir(task_id).join("rootfs");
         if let Err(e) = overlay::unmount(&rootfs) {

@@ -27,7 +27,9 @@ impl Busybox {
         std::fs::create_dir_all(root.join("bin")).unwrap();
         std::fs::create_dir_all(root.join("etc")).unwrap();
         std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-        for applet in ["sh", "hostname", "cat", "sleep", "ip", "echo", "stty", "tr"] {
+        for applet in [
+            "sh", "hostname", "cat", "sleep", "ip", "echo", "stty", "tr", "stat", "grep",
+        ] {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
         }
         std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
@@ -811,6 +813,95 @@ async fn a_tty_container_whose_console_helper_fails_leaves_no_zombie() {
                 "{runtime}: the init {pid} is left a zombie"
             );
         }
+        ctl.remove().await;
+        env.assert_clean(&t.id);
+    }
+}
+
+/// A task's secret and config: in the container, read-only, with their owner and mode, on an
+/// in-memory file system; on the node, nowhere once the container exists (the tmpfs the agent
+/// wrote them to is unmounted), and nothing left after the task.
+#[ignore = "needs root"]
+#[tokio::test]
+async fn secrets_and_configs_live_in_the_container_only() {
+    use crate::executor::files::{DataBook, DataKind};
+    use shoal_proto::model::{ConfigReference, SecretReference};
+    if !root() {
+        return;
+    }
+    const MARKER: &str = "pw-marker-7f3c";
+    let ns = Netns::new();
+    let sandbox = ns.sandbox();
+    for runtime in RUNTIMES {
+        let mut env = Env::new(runtime);
+        let book = DataBook::default();
+        book.replace([
+            (DataKind::Secret, "s1".into(), MARKER.as_bytes().to_vec()),
+            (DataKind::Config, "c1".into(), b"listen 80\n".to_vec()),
+        ]);
+        env.ex = env.ex.clone().with_data(book);
+        let mut t = env.task(&[
+            "sh",
+            "-c",
+            "stat -c 'mode %a %u %g %n' /run/secrets/db_pass /etc/app.conf; \
+             tr a-z A-Z < /run/secrets/db_pass; echo; cat /etc/app.conf; \
+             grep -E ' /run/secrets/db_pass | /etc/app.conf ' /proc/self/mountinfo; \
+             (echo x > /run/secrets/db_pass) 2>/dev/null && echo WROTE; echo done; sleep 1000",
+        ]);
+        t.spec.secrets = vec![SecretReference {
+            id: "s1".into(),
+            name: "db_pass".into(),
+            target: "db_pass".into(),
+            uid: 70,
+            gid: 71,
+            mode: 0o400,
+        }];
+        t.spec.configs = vec![ConfigReference {
+            id: "c1".into(),
+            name: "app_conf".into(),
+            target: "/etc/app.conf".into(),
+            uid: 0,
+            gid: 0,
+            mode: 0o444,
+        }];
+        let mut ctl = env.ex.controller(&t.id);
+        ctl.prepare(&t, Some(&sandbox)).await.unwrap();
+        ctl.start().await.unwrap();
+        let out = log_until(&env.ex, &t.id, "done").await;
+        assert!(
+            out.contains("mode 400 70 71 /run/secrets/db_pass"),
+            "{runtime}: {out}"
+        );
+        assert!(
+            out.contains("mode 444 0 0 /etc/app.conf"),
+            "{runtime}: {out}"
+        );
+        assert!(out.contains(&MARKER.to_uppercase()), "{runtime}: {out}");
+        assert!(out.contains("listen 80"), "{runtime}: {out}");
+        let mounts: Vec<&str> = out.lines().filter(|l| l.contains(" - tmpfs ")).collect();
+        assert_eq!(mounts.len(), 2, "{runtime}: on a tmpfs: {out}");
+        assert!(
+            mounts
+                .iter()
+                .all(|l| l.split(' ').nth(5).unwrap().starts_with("ro")),
+            "{runtime}: read-only: {out}"
+        );
+        assert!(!out.contains("WROTE"), "{runtime}: {out}");
+        // The node holds nothing: no tmpfs, no file with the data under the task's directory.
+        let files = env.ex.files_dir(&t.id);
+        assert!(!overlay::is_mounted(&files), "{runtime}: still on the node");
+        assert!(!files.exists(), "{runtime}: {} is left", files.display());
+        let found = std::process::Command::new("grep")
+            .args(["-r", "-l", MARKER])
+            .arg(env.ex.task_dir(&t.id))
+            .output()
+            .unwrap();
+        assert!(
+            found.stdout.is_empty(),
+            "{runtime}: the secret is on the node's disk: {}",
+            String::from_utf8_lossy(&found.stdout)
+        );
+        ctl.shutdown(Duration::from_millis(300)).await.unwrap();
         ctl.remove().await;
         env.assert_clean(&t.id);
     }

@@ -101,6 +101,8 @@ pub struct ContainerConfig {
     pub netns: Option<PathBuf>,
     /// Files bound over the container's: (source on the node, destination in the container).
     pub binds: Vec<(PathBuf, String)>,
+    /// Secrets and configs: files bound read-only (source on the node, destination).
+    pub file_binds: Vec<(PathBuf, String)>,
     /// `linux.cgroupsPath` (`None`: the runtime's default, or no cgroup of its own).
     pub cgroups_path: Option<PathBuf>,
     /// Its limits (as `linux.resources`).
@@ -293,6 +295,21 @@ pub fn build(c: &ContainerConfig) -> Result<Spec, OciSpecError> {
                 .typ("bind")
                 .source(source)
                 .options(vec!["rbind".to_string(), "rprivate".to_string()])
+                .build()?,
+        );
+    }
+
+    for (source, dest) in &c.file_binds {
+        mounts.push(
+            MountBuilder::default()
+                .destination(dest)
+                .typ("bind")
+                .source(source)
+                .options(
+                    ["bind", "rprivate", "ro", "nosuid", "nodev"]
+                        .map(String::from)
+                        .to_vec(),
+                )
                 .build()?,
         );
     }

@@ -24,6 +24,10 @@ fn config() -> ContainerConfig {
             "/var/lib/shoal/tasks/t1/resolv.conf".into(),
             "/etc/resolv.conf".into(),
         )],
+        file_binds: vec![(
+            "/var/lib/shoal/tasks/t1/files/secret-0".into(),
+            "/run/secrets/db_pass".into(),
+        )],
         cgroups_path: Some("shoal-t1".into()),
         limits: Limits {
             memory_bytes: Some(64 << 20),
@@ -108,6 +112,18 @@ fn spec_has_dockers_mounts_and_the_tasks_etc_files() {
     assert_eq!(
         resolv.source().as_deref(),
         Some(Path::new("/var/lib/shoal/tasks/t1/resolv.conf"))
+    );
+    let secret = mounts
+        .iter()
+        .find(|m| m.destination() == Path::new("/run/secrets/db_pass"))
+        .unwrap();
+    assert_eq!(secret.typ().as_deref(), Some("bind"));
+    let opts = secret.options().as_ref().unwrap();
+    assert!(
+        ["ro", "nosuid", "nodev"]
+            .iter()
+            .all(|o| opts.contains(&o.to_string())),
+        "secrets are read-only: {opts:?}"
     );
     assert_eq!(s.hostname().as_deref(), Some("t1"));
     let root = s.root().as_ref().unwrap();

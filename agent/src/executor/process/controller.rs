@@ -94,6 +94,9 @@ impl Controller for ProcessController {
             if task.spec.tty {
                 return Err(Error::TtyProcess);
             }
+            if !task.spec.secrets.is_empty() || !task.spec.configs.is_empty() {
+                return Err(crate::executor::files::FilesError::NeedsContainer.into());
+            }
             let prepared = self.executor.prepare(task, sandbox)?;
             self.sandboxed = sandbox.is_some();
             self.state = State::Prepared(Box::new((task.clone(), prepared)));
