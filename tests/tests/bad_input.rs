@@ -396,6 +396,21 @@ fn bad_requests_fail_clearly_and_change_nothing() {
             vec!["mode must be octal"],
         ),
         (
+            vec![
+                "service",
+                "create",
+                "--runtime",
+                "process",
+                "--name",
+                "s",
+                "--secret",
+                "pw",
+                "sleep",
+                "1",
+            ],
+            vec!["--secret and --config need a container"],
+        ),
+        (
             vec!["network", "create", "used"],
             vec!["network with name \"used\" already exists"],
         ),

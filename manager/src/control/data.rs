@@ -224,10 +224,6 @@ fn clean_components(rel: &str) -> Result<(), &'static str> {
 /// Checks a spec's `--secret` and `--config` references and resolves them (id, name) against
 /// the store, in place; fills in the default targets.
 pub fn references(state: &State, spec: &mut ServiceSpec) -> Result<(), ControlError> {
-    let uses = !spec.secrets.is_empty() || !spec.configs.is_empty();
-    if uses && spec.runtime == shoal_proto::model::Runtime::Process {
-        return Err(ControlError::DataNeedsContainer);
-    }
     let mut targets = BTreeSet::new();
     for r in &mut spec.secrets {
         resolve_secret(state, r)?;
@@ -257,6 +253,10 @@ pub fn references(state: &State, spec: &mut ServiceSpec) -> Result<(), ControlEr
                 target: r.target.clone(),
             });
         }
+    }
+    let uses = !spec.secrets.is_empty() || !spec.configs.is_empty();
+    if uses && spec.runtime == shoal_proto::model::Runtime::Process {
+        return Err(ControlError::DataNeedsContainer);
     }
     Ok(())
 }
