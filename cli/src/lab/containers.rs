@@ -52,14 +52,24 @@ pub fn delete_all(runtime: &str, state: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Unmounts (lazily) the container roots (`…/bundle/rootfs`) among `mounts`; returns them.
+/// Unmounts (lazily) the container roots (`…/bundle/rootfs`) and the tmpfs a task's secrets
+/// are written to before its container exists (`…/tasks/<id>/files`, left by a node killed in
+/// between) among `mounts`; returns them.
 pub fn unmount_roots(mounts: &[PathBuf]) -> Vec<PathBuf> {
     mounts
         .iter()
-        .filter(|m| m.ends_with("bundle/rootfs"))
+        .filter(|m| m.ends_with("bundle/rootfs") || is_task_files(m))
         .filter(|m| nix::mount::umount2(m.as_path(), nix::mount::MntFlags::MNT_DETACH).is_ok())
         .cloned()
         .collect()
+}
+
+/// `…/tasks/<id>/files`.
+fn is_task_files(m: &std::path::Path) -> bool {
+    m.ends_with("files")
+        && m.parent()
+            .and_then(|p| p.parent())
+            .is_some_and(|p| p.ends_with("tasks"))
 }
 
 #[cfg(test)]
@@ -82,5 +92,9 @@ mod tests {
         // Nothing here is mounted: the filter alone is under test (umount2 fails, nothing kept).
         let m = [PathBuf::from("/nonexistent/lab/nodes/w1/netns/t1")];
         assert!(unmount_roots(&m).is_empty());
+        assert!(is_task_files(std::path::Path::new(
+            "/lab/nodes/w1/tasks/abc/files"
+        )));
+        assert!(!is_task_files(std::path::Path::new("/lab/nodes/w1/files")));
     }
 }
