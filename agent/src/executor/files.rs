@@ -44,8 +44,11 @@ impl fmt::Display for DataKind {
 /// managers' last assignments listed (see [`DataBook::replace`]). Dropped data is zeroed.
 #[derive(Clone, Default)]
 pub struct DataBook {
-    inner: Arc<RwLock<HashMap<(DataKind, String), Zeroizing<Vec<u8>>>>>,
+    inner: Arc<RwLock<Held>>,
 }
+
+/// Data by kind and id.
+type Held = HashMap<(DataKind, String), Zeroizing<Vec<u8>>>;
 
 impl fmt::Debug for DataBook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
