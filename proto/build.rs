@@ -4,7 +4,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(["proto/shoal.proto"], ["proto"])?;
     // Requests carrying secret data get a hand-written, redacting `Debug` (src/redact.rs).
     tonic_prost_build::configure()
-        .skip_debug([".shoal.v1.CreateDataRequest"])
+        .skip_debug([
+            ".shoal.v1.CreateDataRequest",
+            ".shoal.v1.UnlockKeyResponse",
+            ".shoal.v1.UnlockRequest",
+        ])
         .compile_fds(fds)?;
     Ok(())
 }
