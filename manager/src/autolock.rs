@@ -74,7 +74,9 @@ pub async fn keep_key_file(store: Store, path: PathBuf, mut keys: RaftKeys) {
                         Err(e) => warn!(error = %e, "could not update the raft key file"),
                     }
                 }
-                Err(_) => warn!("the cluster's unlock key is malformed; the raft key file is left as it is"),
+                Err(_) => warn!(
+                    "the cluster's unlock key is malformed; the raft key file is left as it is"
+                ),
             }
         }
         if rx.changed().await.is_err() {

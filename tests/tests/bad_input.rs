@@ -567,7 +567,11 @@ fn bad_requests_fail_clearly_and_change_nothing() {
         assert_clear_error(&out, &["swarm is not locked"]);
         assert!(!out.stderr.contains(key), "{out}");
     }
-    assert_eq!(snapshot(&c, m), before, "`swarm unlock` changed the cluster");
+    assert_eq!(
+        snapshot(&c, m),
+        before,
+        "`swarm unlock` changed the cluster"
+    );
     // `service ps` of a missing service fails the same way and, like Docker, prints no table.
     let out = c.ctl(m, &["service", "ps", "nosuch"]);
     assert_ne!(out.code, 0, "{out}");

@@ -68,8 +68,9 @@ fn unlock(lab: &Lab, node: &str, key: &str) -> Output {
     lab.on_node(node, &["sh", "-c", &script])
 }
 
-fn nodes(lab: &Lab) -> Result<Vec<NodeView>, String> {
-    let out = lab.swarmctl(&["node", "ls", "--format", "json"]);
+/// `node ls` as `from` sees it.
+fn nodes(lab: &Lab, from: &str) -> Result<Vec<NodeView>, String> {
+    let out = lab.on_node(from, &["swarmctl", "node", "ls", "--format", "json"]);
     if !out.success() {
         return Err(out.to_string());
     }
@@ -77,22 +78,27 @@ fn nodes(lab: &Lab) -> Result<Vec<NodeView>, String> {
     Ok(NodeView::list(&v))
 }
 
+/// `node` is Ready and Reachable (or Leader) as manager1 sees it, and as `node` itself sees it
+/// (so it answers again: unlocked, with a raft store).
 fn reachable_again(lab: &Lab, node: &str) {
-    wait_for(
-        &format!("{node} Ready and Reachable"),
-        Duration::from_secs(60),
-        || {
-            let n = nodes(lab)?
-                .into_iter()
-                .find(|n| n.hostname == node)
-                .ok_or("not listed")?;
-            if n.state == "ready" && matches!(n.manager_status.as_str(), "Reachable" | "Leader") {
-                Ok(())
-            } else {
-                Err(format!("{n:?}"))
-            }
-        },
-    );
+    for from in ["manager1", node] {
+        wait_for(
+            &format!("{node} Ready and Reachable as {from} sees it"),
+            Duration::from_secs(60),
+            || {
+                let n = nodes(lab, from)?
+                    .into_iter()
+                    .find(|n| n.hostname == node)
+                    .ok_or("not listed")?;
+                if n.state == "ready" && matches!(n.manager_status.as_str(), "Reachable" | "Leader")
+                {
+                    Ok(())
+                } else {
+                    Err(format!("{n:?}"))
+                }
+            },
+        );
+    }
 }
 
 /// `lab restart manager2`, which must report it locked.
@@ -116,10 +122,13 @@ fn autolock_locks_restarted_managers_until_unlocked() {
     if let Ok(subnet) = std::env::var("SHOAL_LAB_SUBNET") {
         lab.subnet = subnet;
     }
-    lab.lab_ok(
+    let t0 = std::time::Instant::now();
+    let step = |what: &str| eprintln!("[{:>5.1}s] {what}", t0.elapsed().as_secs_f64());
+    let up = lab.lab_ok(
         &["up"],
         &["--managers", "3", "--workers", "0", "--subnet", &lab.subnet],
     );
+    step(&format!("lab up:\n{up}"));
     let out = lab.swarmctl(&["swarm", "unlock-key"]);
     assert!(!out.success());
     assert!(out.stderr.contains("no unlock key is set"), "{out}");
@@ -129,20 +138,26 @@ fn autolock_locks_restarted_managers_until_unlocked() {
     assert!(out.starts_with("Swarm updated.\n"), "{out}");
     assert!(out.contains("Please remember to store this key"), "{out}");
     let key = key_in(&out);
-    assert_eq!(
-        lab.swarmctl_ok(&["swarm", "unlock-key", "-q"]).trim(),
-        key
-    );
+    assert_eq!(lab.swarmctl_ok(&["swarm", "unlock-key", "-q"]).trim(), key);
     let inspect = lab.swarmctl_ok(&["swarm", "inspect", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_str(&inspect).expect("json");
     assert_eq!(v["autolock"], true, "{inspect}");
     assert!(!inspect.contains(&key));
     all_key_files_at(&lab, "unlock_key");
+    step("autolock on: every keys.json at kek.location unlock_key");
 
     // Locked after a restart; the other two keep quorum and take a write.
     restart_locked(&lab);
+    step("manager2 restarted: locked");
     lab.swarmctl_ok(&[
-        "service", "create", "--runtime", "process", "--name", "during_lock", "--replicas", "1",
+        "service",
+        "create",
+        "--runtime",
+        "process",
+        "--name",
+        "during_lock",
+        "--replicas",
+        "1",
         "whoami",
     ]);
 
@@ -158,7 +173,11 @@ fn autolock_locks_restarted_managers_until_unlocked() {
     assert!(!out.success(), "{out}");
     assert!(out.stderr.contains("invalid unlock key"), "{out}");
     assert!(!out.stderr.contains(&wrong), "{out}");
-    assert_eq!(std::fs::read(&m2).unwrap(), before, "a wrong key changed keys.json");
+    assert_eq!(
+        std::fs::read(&m2).unwrap(),
+        before,
+        "a wrong key changed keys.json"
+    );
     let out = lab.on_node("manager2", &["swarmctl", "service", "ls"]);
     assert!(out.stderr.contains(LOCKED), "{out}");
 
@@ -166,6 +185,7 @@ fn autolock_locks_restarted_managers_until_unlocked() {
     let out = unlock(&lab, "manager2", &key);
     assert!(out.success(), "{out}");
     reachable_again(&lab, "manager2");
+    step("right key: manager2 unlocked, Reachable");
     wait_for("manager2 has the write", Duration::from_secs(30), || {
         let out = lab.on_node("manager2", &["swarmctl", "service", "ls"]);
         if out.success() && out.stdout.contains("during_lock") {
@@ -179,9 +199,15 @@ fn autolock_locks_restarted_managers_until_unlocked() {
 
     // Rotation: every key file re-wrapped; the old key no longer unlocks.
     let files = key_files(&lab);
-    let olds: Vec<Vec<u8>> = files.iter().map(|(_, p)| std::fs::read(p).unwrap()).collect();
+    let olds: Vec<Vec<u8>> = files
+        .iter()
+        .map(|(_, p)| std::fs::read(p).unwrap())
+        .collect();
     let out = lab.swarmctl_ok(&["swarm", "unlock-key", "--rotate"]);
-    assert!(out.starts_with("Successfully rotated manager unlock key."), "{out}");
+    assert!(
+        out.starts_with("Successfully rotated manager unlock key."),
+        "{out}"
+    );
     let new_key = key_in(&out);
     assert_ne!(new_key, key);
     for ((node, path), old) in files.iter().zip(&olds) {
@@ -200,6 +226,7 @@ fn autolock_locks_restarted_managers_until_unlocked() {
     let out = unlock(&lab, "manager2", &new_key);
     assert!(out.success(), "{out}");
     reachable_again(&lab, "manager2");
+    step("rotated: old key refused, new key unlocked manager2");
 
     // Off: the KEK is back in the state dir; a restart comes up unlocked.
     lab.swarmctl_ok(&["swarm", "update", "--autolock=false"]);
@@ -207,6 +234,25 @@ fn autolock_locks_restarted_managers_until_unlocked() {
     let out = lab.lab_ok(&["restart", "manager2"], &[]);
     assert!(!out.contains("LOCKED"), "{out}");
     reachable_again(&lab, "manager2");
+    step(&format!(
+        "autolock off: restart comes up unlocked: {}",
+        out.trim()
+    ));
     let out = lab.swarmctl(&["swarm", "unlock-key"]);
     assert!(out.stderr.contains("no unlock key is set"), "{out}");
+
+    // No key in any log; manager2 said it was locked, once per locked start.
+    for (node, _) in key_files(&lab) {
+        let log = lab.dir().join("nodes").join(&node).join("swarmd.log");
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        for k in [&key, &new_key] {
+            assert!(
+                !text.contains(k.as_str()),
+                "{node}'s log shows an unlock key"
+            );
+        }
+        let said = text.matches(LOCKED).count();
+        let want = if node == "manager2" { 2 } else { 0 };
+        assert_eq!(said, want, "{node}: the locked message {said} times");
+    }
 }

@@ -257,10 +257,7 @@ impl control_server::Control for Fake {
             ..Default::default()
         }))
     }
-    async fn get_unlock_key(
-        &self,
-        req: Request<pb::UnlockKeyRequest>,
-    ) -> R<pb::UnlockKeyResponse> {
+    async fn get_unlock_key(&self, req: Request<pb::UnlockKeyRequest>) -> R<pb::UnlockKeyResponse> {
         let mut s = self.lock();
         if s.unlock_key.is_none() {
             return Err(Status::failed_precondition("no unlock key is set"));

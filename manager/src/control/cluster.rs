@@ -3,8 +3,8 @@
 
 use super::{ControlError, ControlService, R};
 use crate::manager::ManagerError;
-use crate::store::{Refusal, State};
 use crate::raft::storage::unlock::UnlockKey;
+use crate::store::{Refusal, State};
 use shoal_proto::model::{new_id, Cluster, Command, NodeRole, Secret};
 use shoal_proto::pb;
 use tonic::{Request, Response};

@@ -75,10 +75,9 @@ impl LockedControl {
     pub async fn unlock(&self, req: pb::UnlockRequest) -> Result<pb::Empty, Status> {
         let inner = self.0.clone();
         let text = zeroize::Zeroizing::new(req.key);
-        let checked =
-            tokio::task::spawn_blocking(move || check_unlock_key(&inner.raft_dir, &text))
-                .await
-                .map_err(|_| Status::internal("the unlock check failed"))?;
+        let checked = tokio::task::spawn_blocking(move || check_unlock_key(&inner.raft_dir, &text))
+            .await
+            .map_err(|_| Status::internal("the unlock check failed"))?;
         match checked {
             Ok(key) => {
                 let tx = self

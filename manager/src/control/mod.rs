@@ -76,10 +76,7 @@ impl control_server::Control for ControlService {
         cluster::join_token(self, req).await
     }
 
-    async fn get_unlock_key(
-        &self,
-        req: Request<pb::UnlockKeyRequest>,
-    ) -> R<pb::UnlockKeyResponse> {
+    async fn get_unlock_key(&self, req: Request<pb::UnlockKeyRequest>) -> R<pb::UnlockKeyResponse> {
         cluster::unlock_key(self, req).await
     }
 

@@ -18,12 +18,17 @@ impl Cluster {
     /// standard input, for the commands that read secrets there (`swarm unlock`).
     pub fn ctl_stdin(&self, i: usize, args: &[&str], input: &str) -> Output {
         let mut cmd = Command::new("sh");
-        cmd.args(["-c", "k=\"$1\"; shift; printf '%s\\n' \"$k\" | \"$@\"", "sh", input])
-            .arg(&self.swarmctl)
-            .args(["--host", &self.nodes[i].host()])
-            .args(args)
-            .env_remove("SWARM_HOST")
-            .env("NO_COLOR", "1");
+        cmd.args([
+            "-c",
+            "k=\"$1\"; shift; printf '%s\\n' \"$k\" | \"$@\"",
+            "sh",
+            input,
+        ])
+        .arg(&self.swarmctl)
+        .args(["--host", &self.nodes[i].host()])
+        .args(args)
+        .env_remove("SWARM_HOST")
+        .env("NO_COLOR", "1");
         run(&mut cmd, CTL_TIMEOUT)
     }
 

@@ -35,17 +35,26 @@ async fn autolock_on_prints_the_key_then_unlock_key_and_rotation() {
     let out = ok(&host, &["swarm", "update", "--autolock"]).await;
     assert_eq!(out, "Swarm updated.\n");
     assert_eq!(fake.lock().unlock_key.as_ref(), Some(&key));
-    assert_eq!(ok(&host, &["swarm", "unlock-key", "-q"]).await, format!("{key}\n"));
+    assert_eq!(
+        ok(&host, &["swarm", "unlock-key", "-q"]).await,
+        format!("{key}\n")
+    );
     let inspect = ok(&host, &["swarm", "inspect"]).await;
     assert!(inspect.contains("Autolock:             true"), "{inspect}");
     assert!(!inspect.contains(&key), "{inspect}");
     let json = ok(&host, &["swarm", "inspect", "--format", "json"]).await;
-    assert!(json.contains("\"autolock\": true") || json.contains("\"autolock\":true"), "{json}");
+    assert!(
+        json.contains("\"autolock\": true") || json.contains("\"autolock\":true"),
+        "{json}"
+    );
 
     let out = ok(&host, &["swarm", "unlock-key", "--rotate"]).await;
     let new = fake.lock().unlock_key.clone().unwrap();
     assert_ne!(new, key);
-    assert!(out.starts_with("Successfully rotated manager unlock key.\n\nTo unlock"), "{out}");
+    assert!(
+        out.starts_with("Successfully rotated manager unlock key.\n\nTo unlock"),
+        "{out}"
+    );
     assert!(out.contains(&format!("\n    {new}\n")), "{out}");
 
     ok(&host, &["swarm", "update", "--autolock=false"]).await;

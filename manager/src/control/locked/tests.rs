@@ -25,7 +25,9 @@ async fn a_locked_manager_answers_only_unlock() {
             .add_service(svc)
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    let mut c = ControlClient::connect(format!("http://{addr}")).await.unwrap();
+    let mut c = ControlClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
 
     let e = c.get_cluster(pb::Empty {}).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);

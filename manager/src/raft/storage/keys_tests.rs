@@ -101,7 +101,11 @@ fn a_wrong_unlock_key_is_refused_and_changes_nothing_on_disk() {
         .err()
         .unwrap();
     assert!(e.to_string().contains("swarmctl swarm unlock"), "{e}");
-    assert_eq!(snapshot(dir.path()), before, "a refused key touched the files");
+    assert_eq!(
+        snapshot(dir.path()),
+        before,
+        "a refused key touched the files"
+    );
 
     // The right key opens it.
     let (_, keys) = open_encrypted_with(EngineKind::Redb, dir.path(), Some(&right)).unwrap();

@@ -41,10 +41,7 @@ impl UnlockKey {
 
     /// Parses `SWMKEY-1-<base64url of 32 bytes>` (surrounding white space ignored).
     pub fn parse(text: &str) -> Result<UnlockKey, InvalidUnlockKey> {
-        let body = text
-            .trim()
-            .strip_prefix(PREFIX)
-            .ok_or(InvalidUnlockKey)?;
+        let body = text.trim().strip_prefix(PREFIX).ok_or(InvalidUnlockKey)?;
         let bytes = Zeroizing::new(B64URL.decode(body).map_err(|_| InvalidUnlockKey)?);
         Key::from_slice(&bytes)
             .map(UnlockKey)
@@ -112,7 +109,12 @@ mod tests {
         assert_ne!(a.kek().expose(), b.kek().expose());
         assert_ne!(a.kek().expose(), &[7u8; 32]);
         // Pinned: a change of salt, info or hash would lock every autolocked manager out.
-        let hex: String = a.kek().expose().iter().map(|b| format!("{b:02x}")).collect();
+        let hex: String = a
+            .kek()
+            .expose()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         assert_eq!(hex.len(), 64);
         assert_eq!(hex, PINNED_KEK_OF_SEVENS);
     }
