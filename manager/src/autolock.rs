@@ -31,11 +31,15 @@ pub enum Change {
     ToStateDir,
 }
 
-/// The change `keys` needs to match `cluster`'s autolock setting, if any. An autolocked
-/// cluster whose unlock key does not parse is left alone (`Err`): nothing better can be done
-/// than to keep the current wrapping.
+/// The change `keys` needs to match `cluster`'s autolock setting, if any. A cluster older than
+/// the one the current wrapping follows (`keys.cluster_version`: a snapshot replayed at start,
+/// before the newer entries) changes nothing. An autolocked cluster whose unlock key does not
+/// parse is left alone (`Err`): nothing better can be done than to keep the current wrapping.
 pub fn plan(keys: &RaftKeys, cluster: &Cluster) -> Result<Option<Change>, KeyError> {
     use crate::raft::storage::keys::KekLocation;
+    if cluster.version < keys.cluster_version {
+        return Ok(None);
+    }
     if cluster.autolock {
         let key = UnlockKey::parse(&cluster.unlock_key.0).map_err(|_| KeyError::WrongUnlockKey)?;
         Ok((!keys.locked_by(&key)).then_some(Change::LockWith(key)))
@@ -55,6 +59,7 @@ pub async fn keep_key_file(store: Store, path: PathBuf, mut keys: RaftKeys) {
                 Ok(None) => {}
                 Ok(Some(change)) => {
                     let mut next = keys.clone();
+                    next.cluster_version = c.version;
                     let what = match &change {
                         Change::LockWith(k) => {
                             next.lock_with(k);
@@ -119,7 +124,15 @@ mod tests {
         };
         keys.unlock_to_state_dir();
         assert_eq!(keys.location(), KekLocation::StateDir);
+        // A stale view of the cluster (older than what the wrapping follows) changes nothing.
+        keys.cluster_version = 10;
+        let mut old = cluster(Some(&k1));
+        old.version = 9;
+        assert!(plan(&keys, &old).unwrap().is_none());
+        old.version = 10;
+        assert!(plan(&keys, &old).unwrap().is_some());
         let mut bad = cluster(Some(&k1));
+        bad.version = 10;
         bad.unlock_key = Secret("SWMKEY-1-garbage".into());
         assert!(plan(&keys, &bad).is_err());
     }
@@ -145,10 +158,15 @@ mod tests {
             }
         };
         let k = UnlockKey::generate();
-        store.write(1, |s| s.cluster = Some(cluster(Some(&k))));
+        let mut on = cluster(Some(&k));
+        on.version = 5;
+        store.write(5, |s| s.cluster = Some(on));
         wait_for(KekLocation::UnlockKey).await;
-        assert!(RaftKeys::load_with(&path, Some(&k)).is_ok());
-        store.write(2, |s| s.cluster = Some(cluster(None)));
+        let opened = RaftKeys::load_with(&path, Some(&k)).unwrap().unwrap();
+        assert_eq!(opened.cluster_version, 5);
+        let mut off = cluster(None);
+        off.version = 6;
+        store.write(6, |s| s.cluster = Some(off));
         wait_for(KekLocation::StateDir).await;
         task.abort();
     }

@@ -8,6 +8,9 @@
 //! * `kek.location`: `state_dir` (the KEK is in this file, `key`) or `unlock_key` (autolock: the
 //!   KEK is not on disk; it is derived from the cluster's unlock key, [`super::unlock`], which an
 //!   operator supplies with `swarmctl swarm unlock` after a restart);
+//! * `cluster_version` (absent = 0): the version (raft index) of the cluster object whose
+//!   autolock setting this wrapping follows, so that a stale view of the cluster (a snapshot
+//!   being replayed at start) never undoes a newer decision ([`crate::autolock`]);
 //! * `migrated`: the engines (`sled`, `redb`) in which every plaintext record written before
 //!   encryption has been sealed; from then on a plaintext record there is refused as tampering.
 //!
@@ -46,6 +49,12 @@ struct KeyFileOnDisk {
     kek: KekOnDisk,
     dek: String,
     migrated: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    cluster_version: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// Reading or writing the raft key file failed. No variant carries key material.
@@ -143,6 +152,9 @@ pub struct RaftKeys {
     dek: Key,
     /// The engines whose plaintext records from before encryption have all been sealed.
     pub migrated: Vec<String>,
+    /// The version of the cluster object whose autolock setting the current wrapping follows
+    /// (0: none yet).
+    pub cluster_version: u64,
 }
 
 impl std::fmt::Debug for RaftKeys {
@@ -152,6 +164,7 @@ impl std::fmt::Debug for RaftKeys {
             .field("location", &self.location())
             .field("dek", &self.dek)
             .field("migrated", &self.migrated)
+            .field("cluster_version", &self.cluster_version)
             .finish()
     }
 }
@@ -163,6 +176,7 @@ impl RaftKeys {
             kek: Kek::StateDir(Key::generate()),
             dek: Key::generate(),
             migrated: Vec::new(),
+            cluster_version: 0,
         }
     }
 
@@ -289,6 +303,7 @@ impl RaftKeys {
             kek,
             dek,
             migrated: file.migrated,
+            cluster_version: file.cluster_version,
         }))
     }
 
@@ -312,6 +327,7 @@ impl RaftKeys {
             },
             dek: B64.encode(wrapped),
             migrated: self.migrated.clone(),
+            cluster_version: self.cluster_version,
         };
         let json = zeroize::Zeroizing::new(
             serde_json::to_vec_pretty(&file).map_err(|e| write_err(path)(e.into()))?,
