@@ -96,7 +96,9 @@ impl From<ManagerError> for Status {
                 | ControlError::ScaleGlobal(_)
                 | ControlError::TaskNotRunning { .. }
                 | ControlError::NoPreviousSpec(_)
-                | ControlError::NotOverlay(_),
+                | ControlError::NotOverlay(_)
+                | ControlError::NoUnlockKey
+                | ControlError::NotLocked,
             ) => Status::failed_precondition(msg),
             ManagerError::Control(ControlError::KeptChanging | ControlError::RotationConflict) => {
                 Status::aborted(msg)

@@ -8,6 +8,8 @@
 //! * [`control`]: the Control API served to `swarmctl`.
 //! * [`ca`] and [`authz`]: the cluster CA (node certificates, root rotation) and who may call
 //!   what over mutual TLS.
+//! * [`autolock`]: keeping the raft key file in step with the cluster's autolock setting; a
+//!   locked manager's Control API is `control::locked`.
 //! * [`error`]: [`ManagerError`], which every module's error folds into, and the one mapping
 //!   to gRPC statuses; [`route`]: how a call reaches the leader.
 #![forbid(unsafe_code)]
@@ -15,6 +17,7 @@
 
 pub mod allocator;
 pub mod authz;
+pub mod autolock;
 pub mod bootstrap;
 pub mod ca;
 pub mod config;

@@ -28,6 +28,8 @@ pub struct Manager {
     pub dispatcher: Arc<Dispatcher>,
     net: Network,
     leader_tasks: Mutex<Option<JoinSet<()>>>,
+    /// The loop keeping the raft key file in step with autolock ([`crate::autolock`]).
+    key_keeper: tokio::task::AbortHandle,
 }
 
 impl std::fmt::Debug for Manager {
@@ -40,13 +42,26 @@ impl std::fmt::Debug for Manager {
 
 impl Manager {
     /// Opens storage, starts raft and the leadership watcher. Does not initialise a cluster.
+    /// An autolocked state dir is refused ([`storage::keys::KeyError::Locked`]): see
+    /// [`Manager::start_unlocked`].
     pub async fn start(cfg: ManagerConfig) -> Result<Arc<Manager>, ManagerError> {
+        Self::start_unlocked(cfg, None).await
+    }
+
+    /// [`Manager::start`] with the unlock key of an autolocked state dir (checked with
+    /// [`crate::control::locked::check_unlock_key`]; dropped once the data key is open).
+    pub async fn start_unlocked(
+        cfg: ManagerConfig,
+        unlock: Option<storage::unlock::UnlockKey>,
+    ) -> Result<Arc<Manager>, ManagerError> {
         cfg.validate()?;
         let store = Store::default();
         let dir = cfg.state_dir.join("raft");
-        let (log, sm) = storage::open(cfg.engine, &dir, store.clone())
+        let (log, sm, keys) = storage::open_with(cfg.engine, &dir, store.clone(), unlock.as_ref())
             .await
             .map_err(ManagerError::Storage)?;
+        drop(unlock);
+
         let net = Network::new(cfg.transport.clone(), PeerTimings::of(&cfg));
         let raft_cfg = Arc::new(
             cfg.raft_config()
@@ -57,6 +72,12 @@ impl Manager {
             .await
             .map_err(ManagerError::raft)?;
         let dispatcher = Arc::new(Dispatcher::new(&cfg));
+        let key_keeper = tokio::spawn(crate::autolock::keep_key_file(
+            store.clone(),
+            dir.join(storage::keys::FILE),
+            keys,
+        ))
+        .abort_handle();
         let m = Arc::new(Manager {
             cfg,
             raft,
@@ -64,6 +85,7 @@ impl Manager {
             dispatcher,
             net,
             leader_tasks: Mutex::new(None),
+            key_keeper,
         });
         tokio::spawn(crate::leader::watch_leadership(m.clone()));
         Ok(m)
@@ -189,6 +211,7 @@ impl Manager {
     /// Stops raft and the leader actors.
     pub async fn shutdown(&self) {
         self.set_leader_tasks(None);
+        self.key_keeper.abort();
         if let Err(e) = self.raft.shutdown().await {
             warn!(error = %e, "raft shutdown");
         }

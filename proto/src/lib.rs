@@ -40,4 +40,20 @@ pub mod pb {
                 .finish()
         }
     }
+
+    impl std::fmt::Debug for UnlockKeyResponse {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("UnlockKeyResponse")
+                .field("key", &"<redacted>")
+                .finish()
+        }
+    }
+
+    impl std::fmt::Debug for UnlockRequest {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("UnlockRequest")
+                .field("key", &"<redacted>")
+                .finish()
+        }
+    }
 }

@@ -550,6 +550,21 @@ fn bad_requests_fail_clearly_and_change_nothing() {
             vec!["service", "rollback", "nosuch"],
             vec!["service nosuch not found"],
         ),
+        // Autolock: off here, so there is no key; the key is never an argument.
+        (vec!["swarm", "unlock-key"], vec!["no unlock key is set"]),
+        (
+            vec!["swarm", "unlock-key", "--rotate"],
+            vec!["no unlock key is set"],
+        ),
+        (vec!["swarm", "unlock"], vec!["no unlock key given"]),
+        (
+            vec!["swarm", "unlock", "SWMKEY-1-abc"],
+            vec!["unexpected argument"],
+        ),
+        (
+            vec!["swarm", "update", "--autolock=maybe"],
+            vec!["invalid value 'maybe'"],
+        ),
     ];
     for (args, needles) in &cases {
         let out = c.ctl(m, args);
@@ -561,6 +576,17 @@ fn bad_requests_fail_clearly_and_change_nothing() {
             args.join(" ")
         );
     }
+    // `swarm unlock` of a running manager, whatever the key: as Docker, "swarm is not locked".
+    for key in ["SWMKEY-1-wrong", "not a key"] {
+        let out = c.ctl_stdin(m, &["swarm", "unlock"], key);
+        assert_clear_error(&out, &["swarm is not locked"]);
+        assert!(!out.stderr.contains(key), "{out}");
+    }
+    assert_eq!(
+        snapshot(&c, m),
+        before,
+        "`swarm unlock` changed the cluster"
+    );
     // `service ps` of a missing service fails the same way and, like Docker, prints no table.
     let out = c.ctl(m, &["service", "ps", "nosuch"]);
     assert_ne!(out.code, 0, "{out}");

@@ -35,6 +35,10 @@ pub(crate) struct State {
     pub secrets: Vec<(pb::SecretInfo, Vec<u8>)>,
     /// Configs.
     pub configs: Vec<pb::ConfigInfo>,
+    /// The unlock key while autolock is on (`SWMKEY-1-fake<n>`).
+    pub unlock_key: Option<String>,
+    /// Answers as a locked manager: only `Unlock` (with the key) works.
+    pub locked: bool,
     next: u64,
 }
 
@@ -45,6 +49,8 @@ pub(crate) struct Fake(pub Arc<Mutex<State>>);
 type R<T> = Result<Response<T>, Status>;
 
 const UNPLACEABLE: &str = "node.role==nowhere";
+/// What a locked manager answers.
+const LOCKED: &str = "Swarm is encrypted and needs to be unlocked before it can be used. Please use \"swarmctl swarm unlock\" to unlock it.";
 
 impl Fake {
     /// A fake with two ready nodes: `manager1` (leader) and `worker1`.
@@ -238,13 +244,42 @@ impl State {
 #[tonic::async_trait]
 impl control_server::Control for Fake {
     async fn get_cluster(&self, _: Request<pb::Empty>) -> R<pb::Cluster> {
+        let s = self.lock();
+        if s.locked {
+            return Err(Status::failed_precondition(LOCKED));
+        }
         Ok(Response::new(pb::Cluster {
             id: "fakecluster".into(),
             raft_leader: "manager1".into(),
             managers: 1,
             workers: 1,
+            autolock: s.unlock_key.is_some(),
             ..Default::default()
         }))
+    }
+    async fn get_unlock_key(&self, req: Request<pb::UnlockKeyRequest>) -> R<pb::UnlockKeyResponse> {
+        let mut s = self.lock();
+        if s.unlock_key.is_none() {
+            return Err(Status::failed_precondition("no unlock key is set"));
+        }
+        if req.get_ref().rotate {
+            s.next += 1;
+            s.unlock_key = Some(format!("SWMKEY-1-fake{}", s.next));
+        }
+        Ok(Response::new(pb::UnlockKeyResponse {
+            key: s.unlock_key.clone().unwrap_or_default(),
+        }))
+    }
+    async fn unlock(&self, req: Request<pb::UnlockRequest>) -> R<pb::Empty> {
+        let mut s = self.lock();
+        if !s.locked {
+            return Err(Status::failed_precondition("swarm is not locked"));
+        }
+        if s.unlock_key.as_deref() != Some(req.get_ref().key.as_str()) {
+            return Err(Status::invalid_argument("invalid unlock key"));
+        }
+        s.locked = false;
+        Ok(Response::new(pb::Empty {}))
     }
     async fn inspect_lb(&self, req: Request<pb::InspectLbRequest>) -> R<pb::LbReport> {
         let r = req.into_inner();
@@ -277,9 +312,19 @@ impl control_server::Control for Fake {
         }))
     }
     async fn update_cluster(&self, req: Request<pb::UpdateClusterRequest>) -> R<pb::Cluster> {
+        let mut s = self.lock();
+        match req.get_ref().autolock {
+            Some(true) if s.unlock_key.is_none() => {
+                s.next += 1;
+                s.unlock_key = Some(format!("SWMKEY-1-fake{}", s.next));
+            }
+            Some(false) => s.unlock_key = None,
+            _ => {}
+        }
         Ok(Response::new(pb::Cluster {
             id: "c1".into(),
             cert_expiry_ms: req.get_ref().cert_expiry_ms,
+            autolock: s.unlock_key.is_some(),
             ..Default::default()
         }))
     }

@@ -30,6 +30,7 @@ pub fn cluster(c: &pb::Cluster) -> Value {
             "rotating": c.ca_rotating,
             "rotation_pending_nodes": c.ca_rotation_pending,
         },
+        "autolock": c.autolock,
     })
 }
 

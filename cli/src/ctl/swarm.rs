@@ -1,4 +1,4 @@
-//! `swarmctl swarm inspect | join-token | update | ca`.
+//! `swarmctl swarm inspect | join-token | update | ca | unlock | unlock-key`.
 
 use super::{json, output, Ctx};
 use crate::client::RpcResultExt;
@@ -30,6 +30,29 @@ pub enum SwarmCmd {
         /// nodes renew at 50–80 % of it.
         #[arg(long, value_parser = parse_expiry)]
         cert_expiry: Option<std::time::Duration>,
+        /// Lock managers when they restart: their raft data key is then wrapped under an
+        /// unlock key (printed) that `swarmctl swarm unlock` must supply after each restart.
+        #[arg(
+            long,
+            value_name = "true|false",
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "true"
+        )]
+        autolock: Option<bool>,
+    },
+    /// Unlock a manager restarted while autolock is on. Reads the unlock key from the terminal
+    /// (not echoed) or from standard input; it is never taken as an argument.
+    Unlock,
+    /// Show the unlock key of an autolocked swarm, or rotate it.
+    UnlockKey {
+        /// Make a new unlock key; every manager re-wraps its key under it, and the old key no
+        /// longer unlocks.
+        #[arg(long)]
+        rotate: bool,
+        /// Print only the key.
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// Show the root CA, or rotate it.
     Ca {
@@ -75,21 +98,15 @@ pub async fn run(ctx: &mut Ctx, cmd: SwarmCmd) -> anyhow::Result<()> {
             rotate,
             quiet,
         } => join_token(ctx, role, rotate, quiet).await,
-        SwarmCmd::Update { cert_expiry } => {
-            let Some(e) = cert_expiry else {
-                anyhow::bail!("nothing to update: pass --cert-expiry");
-            };
-            let req = pb::UpdateClusterRequest {
-                cert_expiry_ms: e.as_millis() as u64,
-            };
-            let c = ctx.client.update_cluster(req).await.rpc()?;
-            if ctx.json() {
-                ctx.out.json(&json::cluster(&c));
-            } else {
-                ctx.out.line("Swarm updated.");
-            }
-            Ok(())
+        SwarmCmd::Update {
+            cert_expiry,
+            autolock,
+        } => update(ctx, cert_expiry, autolock).await,
+        SwarmCmd::Unlock => {
+            let key = read_unlock_key()?;
+            unlock(ctx, key).await
         }
+        SwarmCmd::UnlockKey { rotate, quiet } => unlock_key(ctx, rotate, quiet).await,
         SwarmCmd::Ca { rotate } => {
             let c = if rotate {
                 ctx.client.rotate_ca(pb::Empty {}).await.rpc()?
@@ -104,6 +121,111 @@ pub async fn run(ctx: &mut Ctx, cmd: SwarmCmd) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn update(
+    ctx: &mut Ctx,
+    cert_expiry: Option<std::time::Duration>,
+    autolock: Option<bool>,
+) -> anyhow::Result<()> {
+    if cert_expiry.is_none() && autolock.is_none() {
+        anyhow::bail!("nothing to update: pass --cert-expiry or --autolock");
+    }
+    let was_locked = match autolock {
+        Some(true) => ctx.client.get_cluster(pb::Empty {}).await.rpc()?.autolock,
+        _ => false,
+    };
+    let req = pb::UpdateClusterRequest {
+        cert_expiry_ms: cert_expiry.map(|e| e.as_millis() as u64).unwrap_or(0),
+        autolock,
+    };
+    let c = ctx.client.update_cluster(req).await.rpc()?;
+    if ctx.json() {
+        ctx.out.json(&json::cluster(&c));
+        return Ok(());
+    }
+    ctx.out.line("Swarm updated.");
+    // As `docker swarm update --autolock=true`: the key is shown when autolock is turned on.
+    if autolock == Some(true) && !was_locked {
+        let r = ctx
+            .client
+            .get_unlock_key(pb::UnlockKeyRequest { rotate: false })
+            .await
+            .rpc()?;
+        ctx.out.print(&unlock_key_text(&r.key));
+    }
+    Ok(())
+}
+
+/// The instructions printed with an unlock key (Docker's text).
+pub fn unlock_key_text(key: &str) -> String {
+    format!(
+        "To unlock a swarm manager after it restarts, run the `swarmctl swarm unlock`\n\
+         command and provide the following key:\n\n    {key}\n\n\
+         Please remember to store this key in a password manager, since without it you\n\
+         will not be able to restart the manager.\n"
+    )
+}
+
+async fn unlock_key(ctx: &mut Ctx, rotate: bool, quiet: bool) -> anyhow::Result<()> {
+    let r = ctx
+        .client
+        .get_unlock_key(pb::UnlockKeyRequest { rotate })
+        .await
+        .rpc()?;
+    let key = zeroize::Zeroizing::new(r.key);
+    if ctx.json() {
+        ctx.out
+            .json(&json!({ "unlock_key": &*key, "rotated": rotate }));
+    } else if quiet {
+        ctx.out.line(&key);
+    } else {
+        if rotate {
+            ctx.out.line("Successfully rotated manager unlock key.\n");
+        }
+        ctx.out.print(&unlock_key_text(&key));
+    }
+    Ok(())
+}
+
+/// Sends `key` to the manager (`swarm unlock`). Prints nothing on success, as Docker.
+pub async fn unlock(ctx: &mut Ctx, key: zeroize::Zeroizing<String>) -> anyhow::Result<()> {
+    ctx.client
+        .unlock(pb::UnlockRequest {
+            key: key.to_string(),
+        })
+        .await
+        .rpc()?;
+    Ok(())
+}
+
+/// The unlock key typed at the terminal with echo off (`Please enter unlock key: `), or the
+/// first line of standard input when it is not a terminal.
+fn read_unlock_key() -> anyhow::Result<zeroize::Zeroizing<String>> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    let mut line = zeroize::Zeroizing::new(String::new());
+    if stdin.is_terminal() {
+        use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+        eprint!("Please enter unlock key: ");
+        let _ = std::io::stderr().flush();
+        let saved = tcgetattr(&stdin)?;
+        let mut quiet = saved.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        quiet.local_flags.insert(LocalFlags::ECHONL);
+        tcsetattr(&stdin, SetArg::TCSANOW, &quiet)?;
+        let read = stdin.lock().read_line(&mut line);
+        let restored = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
+        read?;
+        restored?;
+    } else {
+        stdin.lock().read_line(&mut line)?;
+    }
+    let key = zeroize::Zeroizing::new(line.trim().to_string());
+    if key.is_empty() {
+        anyhow::bail!("no unlock key given: type it, or pipe it on standard input");
+    }
+    Ok(key)
 }
 
 /// The human form of `swarm ca`.
@@ -162,7 +284,8 @@ pub fn render_cluster(c: &pb::Cluster, now_ms: i64) -> String {
          Heartbeat period:     {}\n\
          Default address pool: {} (subnets of /{})\n\
          Root CA digest:       {}\n\
-         Certificate expiry:   {}\n",
+         Certificate expiry:   {}\n\
+         Autolock:             {}\n",
         c.id,
         c.managers,
         c.workers,
@@ -177,6 +300,7 @@ pub fn render_cluster(c: &pb::Cluster, now_ms: i64) -> String {
             c.ca_digest.as_str()
         },
         output::millis(c.cert_expiry_ms),
+        c.autolock,
     )
 }
 

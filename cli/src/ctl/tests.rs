@@ -7,6 +7,7 @@ use super::*;
 mod data;
 mod inspect;
 mod node_ps;
+mod swarm_lock;
 
 /// The fake serves plain gRPC, as an `--insecure-plaintext` cluster does.
 async fn connect(

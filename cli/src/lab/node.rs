@@ -128,8 +128,9 @@ impl Target {
     }
 
     /// Starts the node's swarmd in its namespace, records its pid, and waits until a live
-    /// manager sees the node Ready again. Returns the new pid and the manager that saw it.
-    async fn start(&mut self, p: &mut Printer) -> anyhow::Result<(u32, String)> {
+    /// manager sees the node Ready again. Returns the new pid and the manager that saw it
+    /// (`None`: the node is a locked manager, see [`ready::wait_ready`]).
+    async fn start(&mut self, p: &mut Printer) -> anyhow::Result<(u32, Option<String>)> {
         let rec = self.rec().clone();
         let flag = name_flag(&self.dir.name);
         let ns = NetNs::open(&rec.netns).with_context(|| {
@@ -180,6 +181,15 @@ impl Target {
     }
 }
 
+/// What `start` / `restart` say of a manager that came up locked (autolock).
+fn locked_text(name: &str, node: &str, pid: u32) -> String {
+    format!(
+        "{node}: swarmd started (pid {pid}) and is LOCKED (autolock): unlock it with \
+         `swarmctl lab exec{} {node} -- swarmctl swarm unlock`",
+        name_flag(name)
+    )
+}
+
 fn secs(d: Duration) -> f64 {
     (d.as_secs_f64() * 10.0).round() / 10.0
 }
@@ -205,9 +215,14 @@ pub async fn restart(name: &str, node: &str, p: &mut Printer) -> anyhow::Result<
             "pid": pid,
             "stopped_with": how,
             "stopped_after_s": stopped_after.map(secs),
-            "ready_after_s": secs(after),
+            "ready_after_s": manager.as_ref().map(|_| secs(after)),
             "seen_by": manager,
+            "locked": manager.is_none(),
         }));
+        return Ok(());
+    }
+    if manager.is_none() {
+        p.say(&locked_text(name, node, pid));
         return Ok(());
     }
     let killed = if how == Some("SIGKILL") {
@@ -285,9 +300,12 @@ pub async fn start(name: &str, node: &str, p: &mut Printer) -> anyhow::Result<()
             "lab": name,
             "node": node,
             "pid": pid,
-            "ready_after_s": secs(after),
+            "ready_after_s": manager.as_ref().map(|_| secs(after)),
             "seen_by": manager,
+            "locked": manager.is_none(),
         }));
+    } else if manager.is_none() {
+        p.say(&locked_text(name, node, pid));
     } else {
         p.say(&format!(
             "{node}: swarmd started (pid {pid}), Ready after {:.1}s",

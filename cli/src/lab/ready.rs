@@ -21,6 +21,10 @@ pub const STEADY: Duration = Duration::from_secs(5);
 /// What the agent logs (at `info`) once a manager has accepted its session
 /// (`agent/src/session.rs`).
 pub const SESSION_LINE: &str = "session established";
+/// Part of what a manager restarted while autolock is on logs once at start
+/// (`shoal_manager::autolock::LOCKED_MESSAGE`): it waits for `swarmctl swarm unlock`, and will
+/// not be Ready before.
+pub const LOCKED_LINE: &str = "needs to be unlocked before it can be used";
 
 /// `ListNodes` from the first node of the lab whose control socket answers (managers, and
 /// promoted workers once they serve one), trying `last` after the others: a node being
@@ -155,7 +159,8 @@ pub fn logged_since(path: &Path, from: u64, needle: &str) -> bool {
 
 /// Waits until `node`, whose swarmd `child` was just started (its log then `log_from` bytes
 /// long), is Ready again as seen by a live manager of the lab (see [`ReadyWatch`]). Fails when
-/// the swarmd exits or at `deadline`. Returns the manager that saw it.
+/// the swarmd exits or at `deadline`. Returns the manager that saw it, or `None` when the node
+/// is a locked manager (autolock), which cannot be Ready until an operator unlocks it.
 pub async fn wait_ready(
     dir: &LabDir,
     file: &LabFile,
@@ -163,7 +168,7 @@ pub async fn wait_ready(
     child: &mut Child,
     log_from: u64,
     deadline: Instant,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Option<String>> {
     let mut watch = ReadyWatch::new(STEADY);
     let log = dir.log(&node.name);
     loop {
@@ -177,9 +182,12 @@ pub async fn wait_ready(
             },
             Err(why) => (None, (String::new(), why)),
         };
+        if logged_since(&log, log_from, LOCKED_LINE) {
+            return Ok(None);
+        }
         let logged = logged_since(&log, log_from, SESSION_LINE);
         if watch.observe(Instant::now(), ready, logged) {
-            return Ok(last.0);
+            return Ok(Some(last.0));
         }
         if Instant::now() > deadline {
             let by = if last.0.is_empty() {

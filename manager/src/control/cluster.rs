@@ -1,9 +1,11 @@
-//! `swarm inspect`, `swarm update`, `swarm ca --rotate`, `swarm join-token`.
+//! `swarm inspect`, `swarm update` (autolock included), `swarm ca --rotate`, `swarm join-token`,
+//! `swarm unlock-key`.
 
 use super::{ControlError, ControlService, R};
 use crate::manager::ManagerError;
+use crate::raft::storage::unlock::UnlockKey;
 use crate::store::{Refusal, State};
-use shoal_proto::model::{new_id, Cluster, Command, NodeRole};
+use shoal_proto::model::{new_id, Cluster, Command, NodeRole, Secret};
 use shoal_proto::pb;
 use tonic::{Request, Response};
 
@@ -56,7 +58,13 @@ fn cluster_pb(svc: &ControlService) -> Result<pb::Cluster, ManagerError> {
         } else {
             0
         },
+        autolock: c.autolock,
     })
+}
+
+/// A fresh unlock key, as the cluster object keeps it.
+fn new_unlock_key() -> Secret {
+    Secret(UnlockKey::generate().to_text().to_string())
 }
 
 pub(super) async fn get(svc: &ControlService, _: Request<pb::Empty>) -> R<pb::Cluster> {
@@ -79,6 +87,18 @@ pub(super) async fn update(
         }
         c.cert_expiry_ms = r.cert_expiry_ms;
     }
+    match r.autolock {
+        // Turning it on makes a key; leaving it on keeps the one operators hold.
+        Some(true) if !c.autolock => {
+            c.autolock = true;
+            c.unlock_key = new_unlock_key();
+        }
+        Some(false) => {
+            c.autolock = false;
+            c.unlock_key = Secret::default();
+        }
+        _ => {}
+    }
     // A conflict is ABORTED: "the cluster changed concurrently; retry".
     svc.write(Command::PutCluster(c)).await?;
     Ok(Response::new(cluster_pb(svc)?))
@@ -91,6 +111,27 @@ pub(super) async fn rotate_ca(svc: &ControlService, _: Request<pb::Empty>) -> R<
         .await
         .map_err(rotation_conflict)?;
     Ok(Response::new(cluster_pb(svc)?))
+}
+
+/// `swarm unlock-key [--rotate]`: the unlock key (a new one first with `rotate`); every
+/// manager re-wraps its key file under it (`crate::autolock`).
+pub(super) async fn unlock_key(
+    svc: &ControlService,
+    req: Request<pb::UnlockKeyRequest>,
+) -> R<pb::UnlockKeyResponse> {
+    let mut c = current(&svc.m.store.read())?;
+    if !c.autolock || c.unlock_key.is_empty() {
+        return Err(ManagerError::from(ControlError::NoUnlockKey).into());
+    }
+    if req.into_inner().rotate {
+        c.unlock_key = new_unlock_key();
+        svc.write(Command::PutCluster(c.clone()))
+            .await
+            .map_err(rotation_conflict)?;
+    }
+    Ok(Response::new(pb::UnlockKeyResponse {
+        key: c.unlock_key.0,
+    }))
 }
 
 pub(super) async fn join_token(

@@ -228,6 +228,12 @@ pub enum ControlError {
         /// Its state.
         state: TaskState,
     },
+    /// `swarm unlock-key` while autolock is off.
+    #[error("no unlock key is set")]
+    NoUnlockKey,
+    /// `swarm unlock` on a manager that is running (not locked).
+    #[error("swarm is not locked")]
+    NotLocked,
     /// `network inspect --lb` on a network without balancers.
     #[error("network {0} is not an overlay network: it has no service load balancers")]
     NotOverlay(String),

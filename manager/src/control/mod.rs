@@ -15,6 +15,7 @@ mod error;
 mod exec_stream;
 mod image;
 mod image_ops;
+pub mod locked;
 mod logs;
 mod network;
 mod node;
@@ -73,6 +74,15 @@ impl control_server::Control for ControlService {
 
     async fn get_join_token(&self, req: Request<pb::JoinTokenRequest>) -> R<pb::JoinTokenResponse> {
         cluster::join_token(self, req).await
+    }
+
+    async fn get_unlock_key(&self, req: Request<pb::UnlockKeyRequest>) -> R<pb::UnlockKeyResponse> {
+        cluster::unlock_key(self, req).await
+    }
+
+    /// This manager is running, so it is not locked (a locked one serves `locked`).
+    async fn unlock(&self, _: Request<pb::UnlockRequest>) -> R<pb::Empty> {
+        Err(ManagerError::from(ControlError::NotLocked).into())
     }
 
     async fn list_nodes(&self, req: Request<pb::Empty>) -> R<pb::NodeList> {

@@ -175,12 +175,27 @@ pub struct Cluster {
     /// Validity of node certificates, ms.
     #[serde(default)]
     pub cert_expiry_ms: u64,
+    /// Autolock: managers keep their raft key-encryption key only in [`Cluster::unlock_key`],
+    /// so a restarted manager must be unlocked by an operator.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub autolock: bool,
+    /// The unlock key (`SWMKEY-1-…`) while autolock is on, empty otherwise (replicated to
+    /// managers only, shown only by `GetUnlockKey`).
+    #[serde(default, skip_serializing_if = "Secret::is_empty")]
+    pub unlock_key: Secret,
 }
 
 /// A string that `Debug` does not print (private keys).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(transparent)]
 pub struct Secret(pub String);
+
+impl Secret {
+    /// Whether the secret is empty (not set).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -14,6 +14,24 @@ impl Cluster {
         self.ctl_host(&self.nodes[i].host(), args)
     }
 
+    /// Runs `swarmctl --host <node i's socket> ARGS` with `input` (and a newline) on its
+    /// standard input, for the commands that read secrets there (`swarm unlock`).
+    pub fn ctl_stdin(&self, i: usize, args: &[&str], input: &str) -> Output {
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "k=\"$1\"; shift; printf '%s\\n' \"$k\" | \"$@\"",
+            "sh",
+            input,
+        ])
+        .arg(&self.swarmctl)
+        .args(["--host", &self.nodes[i].host()])
+        .args(args)
+        .env_remove("SWARM_HOST")
+        .env("NO_COLOR", "1");
+        run(&mut cmd, CTL_TIMEOUT)
+    }
+
     /// Runs `swarmctl --host HOST ARGS`.
     pub fn ctl_host(&self, host: &str, args: &[&str]) -> Output {
         let mut cmd = Command::new(&self.swarmctl);

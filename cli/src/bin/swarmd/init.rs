@@ -31,7 +31,7 @@ pub async fn init(node: &mut Node) -> anyhow::Result<(Identity, RunningManager)>
         plaintext: spec.plaintext,
     };
     node.transport = plan.transport.clone();
-    let running = RunningManager::start(node, &ident).await?;
+    let running = RunningManager::start(node, &ident, None).await?;
     running.m.bootstrap(&plan).await?;
     ident.save(&node.state_dir)?;
     println!(

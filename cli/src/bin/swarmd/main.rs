@@ -94,7 +94,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     if ident.manager && running.is_none() {
-        running = Some(RunningManager::start(&node, &ident).await?);
+        // Autolock: a locked manager waits here for `swarmctl swarm unlock`, then goes on
+        // with the same start-up, in the same process.
+        let unlock = match role::wait_unlocked(&node, shutdown_signal()).await? {
+            role::Unlocked::Go(k) => k,
+            role::Unlocked::Stopped => {
+                info!("stopped while locked");
+                return Ok(());
+            }
+        };
+        running = Some(RunningManager::start(&node, &ident, unlock).await?);
     }
     if ident.manager && !managers.contains(&node.advertise) {
         managers.insert(0, node.advertise.clone());

@@ -3,6 +3,9 @@
 
 use crate::identity::Identity;
 use crate::node::Node;
+use shoal_manager::autolock::LOCKED_MESSAGE;
+use shoal_manager::control::locked::is_locked;
+use shoal_manager::raft::storage::unlock::UnlockKey;
 use shoal_manager::{Manager, ManagerConfig};
 use shoal_proto::pb;
 use shoal_security::{Role, Transport};
@@ -21,9 +24,13 @@ pub struct RunningManager {
 
 impl RunningManager {
     /// Starts the manager of `ident` and serves its APIs on `--listen-addr` and the control
-    /// socket.
-    pub async fn start(node: &Node, ident: &Identity) -> anyhow::Result<RunningManager> {
-        let m = Manager::start(manager_config(node, ident)).await?;
+    /// socket. `unlock`: the unlock key of an autolocked state dir (see [`wait_unlocked`]).
+    pub async fn start(
+        node: &Node,
+        ident: &Identity,
+        unlock: Option<UnlockKey>,
+    ) -> anyhow::Result<RunningManager> {
+        let m = Manager::start_unlocked(manager_config(node, ident), unlock).await?;
         let (stop, rx) = watch::channel(false);
         crate::serve::serve(
             m.clone(),
@@ -40,6 +47,38 @@ impl RunningManager {
         let _ = self.stop.send(true);
         self.m.shutdown().await;
     }
+}
+
+/// How a locked manager's wait ended.
+pub enum Unlocked {
+    /// Not locked, or unlocked with this key (`Some`).
+    Go(Option<UnlockKey>),
+    /// `shutdown` came first.
+    Stopped,
+}
+
+/// If this manager's raft key file is autolocked, says so once, serves the locked Control API on
+/// the control socket and waits for `swarmctl swarm unlock` (or `shutdown`). Raft is not
+/// opened and the TCP listener not bound meanwhile.
+pub async fn wait_unlocked(
+    node: &Node,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<Unlocked> {
+    let raft_dir = node.state_dir.join("raft");
+    if !is_locked(&raft_dir)? {
+        return Ok(Unlocked::Go(None));
+    }
+    warn!("{LOCKED_MESSAGE}");
+    let socket = node.state_dir.join("swarmd.sock");
+    Ok(
+        match crate::serve::serve_locked(&raft_dir, &socket, shutdown).await? {
+            Some(k) => {
+                info!("manager unlocked; starting it");
+                Unlocked::Go(Some(k))
+            }
+            None => Unlocked::Stopped,
+        },
+    )
 }
 
 fn manager_config(node: &Node, ident: &Identity) -> ManagerConfig {
@@ -84,7 +123,7 @@ pub async fn follow(
                     ident.manager = true;
                     ident.raft_id = n.raft_id;
                     ident.save(&node.state_dir)?;
-                    match RunningManager::start(node, &ident).await {
+                    match RunningManager::start(node, &ident, None).await {
                         Ok(m) => running = Some(m),
                         Err(e) => warn!(error = %e, "could not start the manager after promotion"),
                     }

@@ -15,6 +15,8 @@ pub mod crypt;
 mod crypt_tests;
 pub mod engine;
 pub mod keys;
+#[cfg(test)]
+mod keys_tests;
 mod log_store;
 mod migrate;
 pub mod redb;
@@ -22,6 +24,7 @@ pub mod sled;
 mod state_machine;
 #[cfg(test)]
 mod tests;
+pub mod unlock;
 
 pub use engine::{Engine, EngineError};
 pub use log_store::LogStore;
@@ -171,12 +174,25 @@ pub async fn open(
     dir: &Path,
     store: Store,
 ) -> Result<(LogStore, StateMachine), OpenError> {
-    let engine = open_encrypted(kind, dir)?;
+    let (log, sm, _) = open_with(kind, dir, store, None).await?;
+    Ok((log, sm))
+}
+
+/// [`open`] for a manager that may be autolocked: `unlock` opens a key file whose KEK is an
+/// unlock key's. Also returns the keys, for keeping the key file in step with the cluster's
+/// autolock setting.
+pub async fn open_with(
+    kind: EngineKind,
+    dir: &Path,
+    store: Store,
+    unlock: Option<&unlock::UnlockKey>,
+) -> Result<(LogStore, StateMachine, keys::RaftKeys), OpenError> {
+    let (engine, raft_keys) = open_encrypted_with(kind, dir, unlock)?;
     let sm = StateMachine::open(engine.clone(), store).map_err(|source| OpenError::Snapshot {
         dir: kind.dir(dir),
         source,
     })?;
-    Ok((LogStore::new(engine), sm))
+    Ok((LogStore::new(engine), sm, raft_keys))
 }
 
 /// Every meta key the log and the state machine write, for migration.
@@ -191,6 +207,18 @@ const META_KEYS: [&str; 4] = [
 /// it, with new keys, for a new store or one written before encryption) and, once per engine,
 /// seals the plaintext records an older Shoal wrote.
 pub fn open_encrypted(kind: EngineKind, dir: &Path) -> Result<Arc<dyn Engine>, OpenError> {
+    Ok(open_encrypted_with(kind, dir, None)?.0)
+}
+
+/// [`open_encrypted`] with an unlock key for an autolocked key file; also returns the keys.
+/// A locked key file is checked before anything under `dir` is touched.
+pub fn open_encrypted_with(
+    kind: EngineKind,
+    dir: &Path,
+    unlock: Option<&unlock::UnlockKey>,
+) -> Result<(Arc<dyn Engine>, keys::RaftKeys), OpenError> {
+    let key_path = dir.join(keys::FILE);
+    let loaded = keys::RaftKeys::load_with(&key_path, unlock)?;
     migrate::recover(kind, dir)?;
     let mut raw = open_engine(kind, dir)?;
     let engine_err = |source| OpenError::Engine {
@@ -198,8 +226,7 @@ pub fn open_encrypted(kind: EngineKind, dir: &Path) -> Result<Arc<dyn Engine>, O
         dir: kind.dir(dir),
         source,
     };
-    let key_path = dir.join(keys::FILE);
-    let mut raft_keys = match keys::RaftKeys::load(&key_path)? {
+    let mut raft_keys = match loaded {
         Some(k) => k,
         None => {
             // New keys cannot open data sealed under lost ones: say so instead of failing
@@ -226,8 +253,6 @@ pub fn open_encrypted(kind: EngineKind, dir: &Path) -> Result<Arc<dyn Engine>, O
         raft_keys.save(&key_path)?;
     }
     migrate::remove_plaintext(kind, dir)?;
-    Ok(Arc::new(crypt::CryptEngine::new(
-        raw,
-        raft_keys.data_cipher(),
-    )))
+    let cipher = raft_keys.data_cipher();
+    Ok((Arc::new(crypt::CryptEngine::new(raw, cipher)), raft_keys))
 }
