@@ -16,7 +16,7 @@ use std::os::unix::fs::{fchown, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use shoal_proto::model::Task;
+use shoal_proto::model::{DataReference, Task};
 use zeroize::Zeroizing;
 
 /// Where a secret's relative target lives in a container (Docker's path).
@@ -158,38 +158,21 @@ pub enum FilesError {
     NeedsContainer,
 }
 
+/// A reference's name, uid, gid and mode.
+fn owner<Id>(r: &DataReference<Id>) -> (&String, u32, u32, u32) {
+    (&r.name, r.uid, r.gid, r.mode)
+}
+
 /// The files `task` gets from `book`, in the order of its references (secrets first).
 pub fn files_of(task: &Task, book: &DataBook) -> Result<Vec<TaskFile>, FilesError> {
     let mut out = Vec::new();
-    let refs = task
-        .spec
-        .secrets
-        .iter()
-        .map(|r| {
-            let path = format!("{SECRETS_DIR}/{}", r.target.trim_start_matches('/'));
-            (
-                DataKind::Secret,
-                r.id.as_str(),
-                &r.name,
-                path,
-                r.uid,
-                r.gid,
-                r.mode,
-            )
-        })
-        .chain(task.spec.configs.iter().map(|r| {
-            let path = r.target.clone();
-            (
-                DataKind::Config,
-                r.id.as_str(),
-                &r.name,
-                path,
-                r.uid,
-                r.gid,
-                r.mode,
-            )
-        }));
-    for (kind, id, name, path, uid, gid, mode) in refs {
+    let secrets = task.spec.secrets.iter().map(|r| {
+        let path = format!("{SECRETS_DIR}/{}", r.target.trim_start_matches('/'));
+        (DataKind::Secret, r.id.as_str(), path, owner(r))
+    });
+    let configs = (task.spec.configs.iter())
+        .map(|r| (DataKind::Config, r.id.as_str(), r.target.clone(), owner(r)));
+    for (kind, id, path, (name, uid, gid, mode)) in secrets.chain(configs) {
         let plain = path.starts_with('/')
             && !path.contains('\0')
             && path[1..]

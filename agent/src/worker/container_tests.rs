@@ -226,7 +226,9 @@ async fn containers_from_a_registry_mirror_run_exec_are_adopted_and_collected() 
     // Gone from the assignments: stopped, containers deleted; then the image is collected.
     n.worker.apply(&full(vec![]));
     until("containers stopped and deleted", || {
-        runtime.list_blocking().unwrap().is_empty()
+        // `runc list` fails when a container's state vanishes while it reads it (a delete
+        // under way): not yet.
+        runtime.list_blocking().is_ok_and(|l| l.is_empty())
     })
     .await;
     let tasks = dir.path().join("tasks");
