@@ -22,6 +22,10 @@ use tracing::{info, warn};
 pub const LOCKED_MESSAGE: &str = "Swarm is encrypted and needs to be unlocked before it can be \
      used. Please use \"swarmctl swarm unlock\" to unlock it.";
 
+/// How soon a key file that could not be written is tried again (an idle cluster applies no
+/// entry that would wake the loop).
+const SAVE_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A change of the key file that brings it in line with the cluster.
 #[derive(Debug)]
 pub enum Change {
@@ -53,6 +57,7 @@ pub fn plan(keys: &RaftKeys, cluster: &Cluster) -> Result<Option<Change>, KeyErr
 pub async fn keep_key_file(store: Store, path: PathBuf, mut keys: RaftKeys) {
     let mut rx = store.subscribe();
     loop {
+        let mut failed = false;
         let cluster = store.read().cluster.clone();
         if let Some(c) = cluster {
             match plan(&keys, &c) {
@@ -75,8 +80,11 @@ pub async fn keep_key_file(store: Store, path: PathBuf, mut keys: RaftKeys) {
                             keys = next;
                             info!(path = %path.display(), "{what}");
                         }
-                        // Retried at the next applied entry.
-                        Err(e) => warn!(error = %e, "could not update the raft key file"),
+                        // Retried at the next applied entry, or in a moment.
+                        Err(e) => {
+                            failed = true;
+                            warn!(error = %e, "could not update the raft key file; retrying");
+                        }
                     }
                 }
                 Err(_) => warn!(
@@ -84,8 +92,16 @@ pub async fn keep_key_file(store: Store, path: PathBuf, mut keys: RaftKeys) {
                 ),
             }
         }
-        if rx.changed().await.is_err() {
-            return;
+        let retry = async {
+            if failed {
+                tokio::time::sleep(SAVE_RETRY).await
+            } else {
+                std::future::pending().await
+            }
+        };
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return },
+            () = retry => {}
         }
     }
 }

@@ -62,8 +62,9 @@ fn spec(name: &str, secrets: Vec<pb::SecretReference>) -> pb::ServiceSpec {
     pb::ServiceSpec {
         name: name.into(),
         replicas: 0,
-        image: "whoami".into(),
-        runtime: pb::Runtime::Process as i32,
+        // Secrets need a container: `--runtime process` is refused (no replicas run here).
+        image: "busybox:latest".into(),
+        runtime: pb::Runtime::Container as i32,
         secrets,
         ..Default::default()
     }

@@ -229,7 +229,7 @@ pub fn mount(dir: &Path, files: &[TaskFile]) -> Result<Vec<(PathBuf, String)>, F
     })?;
     let options = CString::new(format!("mode=0700,size={size}")).unwrap_or_default();
     let fstype = c"tmpfs";
-    let flags = libc::MS_NOSUID | libc::MS_NODEV;
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     // SAFETY: every pointer is a NUL-terminated string that outlives the call; mount(2) only
     // reads them.
     let r = unsafe {

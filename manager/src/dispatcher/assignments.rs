@@ -246,35 +246,50 @@ fn overlay_peers(
     out
 }
 
-/// The secrets and configs that `tasks` use, with their data: what their node must hold (and
-/// nothing else: a node learns a secret only while it runs a task that needs it).
-pub fn task_data<'a>(
+/// The secrets and configs (kind, id) that `tasks` use and the store holds.
+pub fn data_ids<'a>(
     state: &State,
     tasks: impl IntoIterator<Item = &'a shoal_proto::model::Task>,
-) -> Vec<pb::TaskData> {
-    let mut secrets = BTreeSet::new();
-    let mut configs = BTreeSet::new();
+) -> BTreeSet<(i32, String)> {
+    let (secret, config) = (
+        pb::task_data::Kind::Secret as i32,
+        pb::task_data::Kind::Config as i32,
+    );
+    let mut ids = BTreeSet::new();
     for t in tasks {
-        secrets.extend(t.spec.secrets.iter().map(|r| r.id.as_str()));
-        configs.extend(t.spec.configs.iter().map(|r| r.id.as_str()));
+        let secrets = t.spec.secrets.iter().map(|r| r.id.as_str());
+        ids.extend(
+            secrets
+                .filter(|id| state.secrets.contains_key(*id))
+                .map(|id| (secret, id.to_string())),
+        );
+        let configs = t.spec.configs.iter().map(|r| r.id.as_str());
+        ids.extend(
+            configs
+                .filter(|id| state.configs.contains_key(*id))
+                .map(|id| (config, id.to_string())),
+        );
     }
-    let secrets = secrets.into_iter().filter_map(|id| {
-        let o = state.secrets.get(id)?;
-        Some(pb::TaskData {
-            kind: pb::task_data::Kind::Secret.into(),
-            id: id.to_string(),
-            data: o.data.0.clone(),
+    ids
+}
+
+/// The data of the secrets and configs `ids` (from [`data_ids`]): what a node must hold, and
+/// nothing else (a node learns a secret only while it runs a task that needs it).
+pub fn task_data(state: &State, ids: &BTreeSet<(i32, String)>) -> Vec<pb::TaskData> {
+    ids.iter()
+        .filter_map(|(kind, id)| {
+            let data = if *kind == pb::task_data::Kind::Secret as i32 {
+                &state.secrets.get(id.as_str())?.data
+            } else {
+                &state.configs.get(id.as_str())?.data
+            };
+            Some(pb::TaskData {
+                kind: *kind,
+                id: id.clone(),
+                data: data.0.clone(),
+            })
         })
-    });
-    let configs = configs.into_iter().filter_map(|id| {
-        let o = state.configs.get(id)?;
-        Some(pb::TaskData {
-            kind: pb::task_data::Kind::Config.into(),
-            id: id.to_string(),
-            data: o.data.0.clone(),
-        })
-    });
-    secrets.chain(configs).collect()
+        .collect()
 }
 
 impl AssignmentSet {
@@ -359,11 +374,11 @@ impl AssignmentSet {
             msg.dns = dns.clone();
             self.dns = dns;
         }
-        let data = task_data(state, current.values().copied());
-        let ids: BTreeSet<(i32, String)> = data.iter().map(|d| (d.kind, d.id.clone())).collect();
+        // The ids first: the data is copied only into a message that carries it.
+        let ids = data_ids(state, current.values().copied());
         if full || ids != self.data {
             msg.data_full = true;
-            msg.data = data;
+            msg.data = task_data(state, &ids);
             self.data = ids;
         }
         if !full

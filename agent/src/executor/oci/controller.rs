@@ -443,6 +443,11 @@ impl Controller for OciController {
             if !matches!(state.status, Status::Running | Status::Paused) || state.pid == 0 {
                 return Ok(None);
             }
+            // A crash between `create` and the unmount leaves the task's secrets mounted on
+            // the node: the container holds its own binds; the node lets go.
+            if let Err(e) = files::unmount(&self.executor.files_dir(&self.task_id)) {
+                tracing::warn!(task.id = %self.task_id, error = %e, "could not unmount the task's secrets");
+            }
             let pidfd = match Pidfd::open(state.pid) {
                 Ok(p) => p,
                 // It ended meanwhile.

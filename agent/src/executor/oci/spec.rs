@@ -306,7 +306,7 @@ pub fn build(c: &ContainerConfig) -> Result<Spec, OciSpecError> {
                 .typ("bind")
                 .source(source)
                 .options(
-                    ["bind", "rprivate", "ro", "nosuid", "nodev"]
+                    ["bind", "rprivate", "ro", "nosuid", "nodev", "noexec"]
                         .map(String::from)
                         .to_vec(),
                 )

@@ -120,7 +120,7 @@ fn spec_has_dockers_mounts_and_the_tasks_etc_files() {
     assert_eq!(secret.typ().as_deref(), Some("bind"));
     let opts = secret.options().as_ref().unwrap();
     assert!(
-        ["ro", "nosuid", "nodev"]
+        ["ro", "nosuid", "nodev", "noexec"]
             .iter()
             .all(|o| opts.contains(&o.to_string())),
         "secrets are read-only: {opts:?}"

@@ -235,11 +235,22 @@ impl RaftKeys {
                 })
             }
         };
-        // serde_json's messages give a position, never the input.
+        // Only the kind of error and its position: serde_json's own message can quote the
+        // input (`invalid type: string "…"`), which may be key material.
         let file: KeyFileOnDisk =
             serde_json::from_slice(&bytes).map_err(|e| KeyError::Garbled {
                 path: path.to_path_buf(),
-                what: e.to_string(),
+                what: format!(
+                    "{} at line {} column {}",
+                    match e.classify() {
+                        serde_json::error::Category::Io => "unreadable",
+                        serde_json::error::Category::Syntax => "not JSON",
+                        serde_json::error::Category::Data => "unexpected fields or values",
+                        serde_json::error::Category::Eof => "truncated",
+                    },
+                    e.line(),
+                    e.column()
+                ),
             })?;
         if file.format != FORMAT {
             return Err(KeyError::UnknownFormat {

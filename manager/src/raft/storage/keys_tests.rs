@@ -126,3 +126,20 @@ fn walk(d: &std::path::Path) -> Vec<std::path::PathBuf> {
     out.sort();
     out
 }
+
+#[test]
+fn a_garbled_key_file_is_refused_without_quoting_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(FILE);
+    let material = "c2VjcmV0LWtleS1tYXRlcmlhbC1uZXZlci1zaG93bg==";
+    std::fs::write(
+        &path,
+        format!(r#"{{"format":1,"kek":"{material}","dek":"x","migrated":[]}}"#),
+    )
+    .unwrap();
+    let e = RaftKeys::load(&path).err().expect("refused");
+    assert!(matches!(e, KeyError::Garbled { .. }), "{e}");
+    let text = e.to_string();
+    assert!(!text.contains(material), "{text}");
+    assert!(text.contains("line 1 column"), "{text}");
+}
