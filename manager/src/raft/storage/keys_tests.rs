@@ -137,7 +137,9 @@ fn a_garbled_key_file_is_refused_without_quoting_it() {
         format!(r#"{{"format":1,"kek":"{material}","dek":"x","migrated":[]}}"#),
     )
     .unwrap();
-    let e = RaftKeys::load(&path).err().expect("refused");
+    let Err(e) = RaftKeys::load(&path) else {
+        panic!("a garbled key file was accepted");
+    };
     assert!(matches!(e, KeyError::Garbled { .. }), "{e}");
     let text = e.to_string();
     assert!(!text.contains(material), "{text}");
