@@ -15,7 +15,7 @@
 //!
 //! Run: `cargo bench -p shoal-manager --bench at_rest`. `SHOAL_BENCH_DIR` picks the directory
 //! (default: the system temp dir; it must be on a real disk for the fsync numbers to mean
-//! anything), `SHOAL_BENCH_ROUNDS` the rounds (default 5).
+//! anything), `SHOAL_BENCH_ROUNDS` the rounds (default 11).
 
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder, Vote};
@@ -366,7 +366,10 @@ fn median<T: PartialOrd + Copy>(samples: &[Sample], f: impl Fn(&Sample) -> T) ->
 }
 
 fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+    match d.as_secs_f64() * 1e3 {
+        x if x >= 10.0 => format!("{x:.1} ms"),
+        x => format!("{x:.3} ms"),
+    }
 }
 
 fn ratio(sealed: f64, plain: f64) -> String {
@@ -424,7 +427,7 @@ fn main() -> Result<(), BoxError> {
             .ok()
             .filter(|r| *r > 0)
             .ok_or("SHOAL_BENCH_ROUNDS must be a positive integer")?,
-        Err(_) => 5,
+        Err(_) => 11,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
