@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# (b) raft storage, sled vs redb, and (e) the scheduler: the manager crate's own cargo benches,
-# run here so that their tables land next to the cluster numbers.
+# (b) raft storage, sled vs redb, (e) the scheduler and (n) encryption at rest: the manager
+# crate's own cargo benches, run here so that their tables land next to the cluster numbers.
 #
 #   cargo bench -p shoal-manager --bench storage     durable append latency, disk after 100k
 #                                                     appends + purge of 90k, reopen time
 #   cargo bench -p shoal-manager --bench scheduler   10k tasks on 1k nodes (SwarmKit: 1.8 s)
+#   cargo bench -p shoal-manager --bench at_rest     raft storage plaintext vs sealed: appends of
+#                                                     1 and 64 entries, a 10k-object snapshot
 #
-# The storage bench writes under SHOAL_BENCH_DIR (here: this run's directory under /var/tmp,
-# on the root disk, not tmpfs). Env: BENCHES="storage scheduler".
-# Output: $RESULTS_DIR/storage.md, scheduler.md.
+# The storage and at_rest benches write under SHOAL_BENCH_DIR (here: this run's directory under
+# /var/tmp, on the root disk, not tmpfs). Env: BENCHES="storage scheduler at_rest".
+# Output: $RESULTS_DIR/storage.md, scheduler.md, at_rest.md.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-BENCHES=${BENCHES:-"storage scheduler"}
+BENCHES=${BENCHES:-"storage scheduler at_rest"}
 bench_init cargo
 mkdir -p "$RESULTS_DIR"
 for b in $BENCHES; do
@@ -23,6 +25,6 @@ for b in $BENCHES; do
     out=""; log "cargo bench $b failed (attempt $i): $(tail -n 3 "$BASE/$b.err")"; sleep 60
   done
   [ -n "$out" ] || die "cargo bench $b failed"
-  { echo "$out" | grep '^|'; echo; echo "$(date -u +%FT%TZ), $(machine_note)"; } >"$RESULTS_DIR/$b.md"
+  { echo "$out" | sed -n '/^|/,$p'; echo; echo "$(date -u +%FT%TZ), $(machine_note)"; } >"$RESULTS_DIR/$b.md"
   cat "$RESULTS_DIR/$b.md"
 done

@@ -9,7 +9,8 @@
 #   writes    bench/raft-writes.sh    (a) raft writes/s and p50/p99, Shoal vs etcd, 1 and 64 clients
 #   failover  bench/failover.sh       (c) kill -9 leader -> next acked write, Shoal vs etcd
 #   worker    bench/worker-death.sh   (d) worker death -> task RUNNING elsewhere; (f) 50 replicas
-#   cargo     bench/cargo-benches.sh  (b) sled vs redb storage; (e) scheduler 10k tasks / 1k nodes
+#   cargo     bench/cargo-benches.sh  (b) sled vs redb storage; (e) scheduler 10k tasks / 1k nodes;
+#                                     (n) raft storage plaintext vs sealed
 #
 # Env: PARTS, RESULTS_DIR (default bench/results), SWARM_RESULTS (a docker-swarm.sh results file
 # to compare with; default: the anchor measured on this machine kind on 2026-11-29, built in),

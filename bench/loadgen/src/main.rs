@@ -381,13 +381,18 @@ async fn write_bench(
                 };
                 svcs.push(svc);
             }
-            let sample = pb::UpdateServiceRequest { id: svcs[0].id.clone(), spec: svcs[0].spec.clone() };
+            let sample = pb::UpdateServiceRequest {
+                id: svcs[0].id.clone(),
+                spec: svcs[0].spec.clone(),
+                version: svcs[0].version,
+                rollback: false,
+            };
             req_bytes = prost::Message::encoded_len(&sample);
             // Let the creations reach the followers before anyone reads them there.
             tokio::time::sleep(Duration::from_millis(300)).await;
             for (i, svc) in svcs.into_iter().enumerate() {
                 let c = shoal(&urls[i % urls.len()], timeout).await?;
-                conns.push(Conn::Shoal(c, svc.id.clone(), svc.spec.unwrap_or_default()));
+                conns.push(Conn::Shoal(c, svc.id.clone(), svc.spec.unwrap_or_default(), svc.version));
             }
         }
         System::Etcd => {
@@ -505,8 +510,9 @@ fn self_cpu() -> f64 {
 
 /// One benchmark client: its connection and what it writes.
 enum Conn {
-    /// Service id and spec: each write sets label `bench=<n>`.
-    Shoal(ControlClient<Channel>, String, pb::ServiceSpec),
+    /// Service id, spec and version: each write sets label `bench=<n>`, naming the version the
+    /// previous write returned (an update must name the version it read).
+    Shoal(ControlClient<Channel>, String, pb::ServiceSpec, u64),
     /// Key and value: each write puts the key with `<n>` stamped into the value.
     Etcd(etcd::Client, Vec<u8>, Vec<u8>),
 }
@@ -515,10 +521,13 @@ impl Conn {
     async fn write(&mut self, n: u64) -> Result<(), String> {
         let code = |s: tonic::Status| format!("{:?}: {}", s.code(), s.message());
         match self {
-            Conn::Shoal(c, id, spec) => {
+            Conn::Shoal(c, id, spec, version) => {
                 let mut s = spec.clone();
                 s.labels.insert("bench".into(), n.to_string());
-                c.update_service(pb::UpdateServiceRequest { id: id.clone(), spec: Some(s) }).await.map(|_| ()).map_err(code)
+                let req = pb::UpdateServiceRequest { id: id.clone(), spec: Some(s), version: *version, rollback: false };
+                let svc = c.update_service(req).await.map_err(code)?.into_inner();
+                *version = svc.version;
+                Ok(())
             }
             Conn::Etcd(c, key, value) => {
                 let mut v = value.clone();

@@ -51,8 +51,11 @@ fn io_err<E: std::error::Error + 'static>(
 }
 
 impl LogStore {
-    /// A log store over `engine`.
-    pub(crate) fn new(engine: Arc<dyn Engine>) -> LogStore {
+    /// A log store over `engine`. Public for `benches/at_rest.rs`, which runs the same log over
+    /// the raw engine ([`super::open_engine`]) and the sealed one ([`super::open_encrypted`]);
+    /// swarmd opens its log with [`super::open`].
+    #[doc(hidden)]
+    pub fn new(engine: Arc<dyn Engine>) -> LogStore {
         LogStore { engine }
     }
 

@@ -157,8 +157,10 @@ impl std::fmt::Debug for StateMachine {
 
 impl StateMachine {
     /// A state machine over `engine` that applies to `store`. If the engine holds a snapshot,
-    /// the store's contents are replaced by it.
-    pub(crate) fn open(engine: Arc<dyn Engine>, store: Store) -> Result<StateMachine> {
+    /// the store's contents are replaced by it. Public for `benches/at_rest.rs` (plaintext vs
+    /// sealed engine); swarmd opens its state machine with [`super::open`].
+    #[doc(hidden)]
+    pub fn open(engine: Arc<dyn Engine>, store: Store) -> Result<StateMachine> {
         let snapshots = Snapshots {
             engine,
             current: Arc::new(Mutex::new(None)),
