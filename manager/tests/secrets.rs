@@ -2,51 +2,15 @@
 //! list, inspect (never a secret's data), duplicate names and bad input refused, a service's
 //! references resolved, and removal of a used secret refused with Docker's wording.
 
-use shoal_manager::{Manager, ManagerConfig};
-use shoal_proto::model::{Cluster, Command};
+mod support;
+
 use shoal_proto::pb::{self, control_client::ControlClient};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
+use support::manager;
 use tonic::transport::Channel;
 use tonic::Code;
 
 /// The secret value every answer is searched for.
 const MARKER: &[u8] = b"pw-marker-5b1e0c";
-
-async fn manager(
-    dir: &std::path::Path,
-) -> (Arc<Manager>, String, tokio::sync::oneshot::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let mut cfg = ManagerConfig::new("node1".into(), 1, addr.clone(), dir.to_path_buf());
-    cfg.election_timeout = Duration::from_millis(150);
-    cfg.raft_heartbeat = Duration::from_millis(40);
-    let m = Manager::start(cfg).await.expect("manager starts");
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let srv = m.clone();
-    tokio::spawn(async move {
-        let _ = shoal_manager::server::serve_tcp(srv, listener, async {
-            let _ = rx.await;
-        })
-        .await;
-    });
-    m.initialize().await.unwrap();
-    let start = Instant::now();
-    while !m.is_leader() {
-        assert!(start.elapsed() < Duration::from_secs(10), "no leader");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    m.write(Command::InitCluster(Cluster {
-        id: "c".into(),
-        default_addr_pool: "10.0.0.0/8".into(),
-        subnet_size: 24,
-        ..Default::default()
-    }))
-    .await
-    .unwrap();
-    (m, format!("http://{addr}"), tx)
-}
 
 fn create(name: &str, data: &[u8]) -> pb::CreateDataRequest {
     pb::CreateDataRequest {

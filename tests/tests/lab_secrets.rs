@@ -53,12 +53,17 @@ fn files_with(dir: &Path, marker: &str) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
-/// Tmpfs mounts under `dir` in this (the nodes') mount namespace.
-fn tmpfs_under(dir: &Path) -> Vec<String> {
+/// The tasks' secrets mounts (`…/tasks/<id>/files`) under `dir` in this (the nodes') mount
+/// namespace. (Other mounts there may be tmpfs too: the namespaces' directories when the
+/// lab's directory is on a tmpfs.)
+fn secrets_mounts_under(dir: &Path) -> Vec<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let dir = dir.display().to_string();
     info.lines()
-        .filter(|l| l.contains(" - tmpfs ") && l.split(' ').nth(4).unwrap().starts_with(&dir))
+        .filter(|l| {
+            let point = l.split(' ').nth(4).unwrap_or_default();
+            point.starts_with(&dir) && point.ends_with("/files") && point.contains("/tasks/")
+        })
         .map(String::from)
         .collect()
 }
@@ -187,9 +192,9 @@ fn secrets_reach_their_tasks_in_memory_only() {
     let inside = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
     assert!(inside.contains(" /run/secrets/db_pass "), "{inside}");
     assert!(
-        tmpfs_under(&lab.dir()).is_empty(),
+        secrets_mounts_under(&lab.dir()).is_empty(),
         "{:?}",
-        tmpfs_under(&lab.dir())
+        secrets_mounts_under(&lab.dir())
     );
 
     // In use: refused.
@@ -252,9 +257,9 @@ fn secrets_reach_their_tasks_in_memory_only() {
             .ok_or_else(|| format!("pid {pid} alive: {alive}; {ps}"))
     });
     assert!(
-        tmpfs_under(&lab.dir()).is_empty(),
+        secrets_mounts_under(&lab.dir()).is_empty(),
         "{:?}",
-        tmpfs_under(&lab.dir())
+        secrets_mounts_under(&lab.dir())
     );
     ok(&lab, &mut answers, &["secret", "rm", "db_pass_v2"]);
     ok(&lab, &mut answers, &["config", "rm", "db_conf"]);
