@@ -314,17 +314,18 @@ fn the_docker_cli_reads_the_cluster() {
     rows.insert(0, row(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"]));
     assert_eq!(docker.ok(&msock, &["network", "ls"]), tabwriter(&rows));
 
-    // Unknown objects.
+    // Unknown objects: a 404, which the CLI words itself (Debian's 20.10 CLI prints inspect's
+    // service and node inspect errors as `Status: …, Code: 1`, as it does against dockerd).
     let out = docker.run(&msock, &["service", "inspect", "nosuch"]);
     assert_eq!(
         (out.code, out.stderr.trim()),
-        (1, "Error: no such service: nosuch"),
+        (1, "Status: Error: no such service: nosuch, Code: 1"),
         "{out}"
     );
     let out = docker.run(&msock, &["node", "inspect", "nosuch"]);
     assert_eq!(
         (out.code, out.stderr.trim()),
-        (1, "Error: No such node: nosuch"),
+        (1, "Status: Error: No such node: nosuch, Code: 1"),
         "{out}"
     );
     let out = docker.run(&msock, &["network", "inspect", "nosuch"]);
