@@ -314,24 +314,39 @@ fn the_docker_cli_reads_the_cluster() {
     rows.insert(0, row(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"]));
     assert_eq!(docker.ok(&msock, &["network", "ls"]), tabwriter(&rows));
 
-    // Unknown objects: a 404, which the CLI words itself (Debian's 20.10 CLI prints inspect's
-    // service and node inspect errors as `Status: …, Code: 1`, as it does against dockerd).
+    // Unknown objects: a 404, which the CLI words itself (the 20.10 CLI prints service and node
+    // inspect errors as `Status: …, Code: 1`, as it does against dockerd; newer ones do not).
+    let client = docker.ok(&msock, &["version", "--format", "{{.Client.Version}}"]);
+    let (no_service, no_node, no_network) = if client.starts_with("20.") {
+        (
+            "Status: Error: no such service: nosuch, Code: 1",
+            "Status: Error: No such node: nosuch, Code: 1",
+            "Error: No such network: nosuch",
+        )
+    } else {
+        (
+            "Error: no such service: nosuch",
+            // Newer CLIs print dockerd's own message for nodes and networks: Shoal's is the same.
+            "Error response from daemon: node nosuch not found",
+            "Error response from daemon: network nosuch not found",
+        )
+    };
     let out = docker.run(&msock, &["service", "inspect", "nosuch"]);
     assert_eq!(
         (out.code, out.stderr.trim()),
-        (1, "Status: Error: no such service: nosuch, Code: 1"),
+        (1, no_service),
         "{out}"
     );
     let out = docker.run(&msock, &["node", "inspect", "nosuch"]);
     assert_eq!(
         (out.code, out.stderr.trim()),
-        (1, "Status: Error: No such node: nosuch, Code: 1"),
+        (1, no_node),
         "{out}"
     );
     let out = docker.run(&msock, &["network", "inspect", "nosuch"]);
     assert_eq!(
         (out.code, out.stderr.trim()),
-        (1, "Error: No such network: nosuch"),
+        (1, no_network),
         "{out}"
     );
 
