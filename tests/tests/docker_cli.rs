@@ -92,7 +92,7 @@ fn row(cells: &[&str]) -> Vec<String> {
 
 #[test]
 #[ignore = "needs root"]
-fn the_docker_cli_reads_the_cluster() {
+fn the_docker_cli_drives_the_cluster() {
     if !root_or_skip() {
         return;
     }
@@ -332,23 +332,11 @@ fn the_docker_cli_reads_the_cluster() {
         )
     };
     let out = docker.run(&msock, &["service", "inspect", "nosuch"]);
-    assert_eq!(
-        (out.code, out.stderr.trim()),
-        (1, no_service),
-        "{out}"
-    );
+    assert_eq!((out.code, out.stderr.trim()), (1, no_service), "{out}");
     let out = docker.run(&msock, &["node", "inspect", "nosuch"]);
-    assert_eq!(
-        (out.code, out.stderr.trim()),
-        (1, no_node),
-        "{out}"
-    );
+    assert_eq!((out.code, out.stderr.trim()), (1, no_node), "{out}");
     let out = docker.run(&msock, &["network", "inspect", "nosuch"]);
-    assert_eq!(
-        (out.code, out.stderr.trim()),
-        (1, no_network),
-        "{out}"
-    );
+    assert_eq!((out.code, out.stderr.trim()), (1, no_network), "{out}");
 
     // The worker: its own part of info, and Docker's refusal of swarm calls.
     let wswarm = docker.ok(
@@ -430,6 +418,48 @@ fn the_docker_cli_reads_the_cluster() {
     assert_eq!(docker.ok(&msock, &["service", "rm", "web"]).trim(), "web");
     let left = lab.swarmctl_ok(&["service", "ls", "-q"]);
     assert_eq!(left.trim(), "", "{left}");
+
+    // The swarm's join token, as swarmctl shows it, in Docker's words.
+    let token = lab.swarmctl_ok(&["swarm", "join-token", "worker", "-q"]);
+    let mgr_addr = format!("{}:2377", SUBNET.trim_end_matches("0/24").to_string() + "1");
+    assert_eq!(
+        docker.ok(&msock, &["swarm", "join-token", "worker"]),
+        format!(
+            "To add a worker to this swarm, run the following command:\n\n    docker swarm join --token {} {mgr_addr}\n\n",
+            token.trim()
+        )
+    );
+
+    // Nodes: drain and label the worker, then back to active.
+    assert_eq!(
+        docker.ok(&msock, &["node", "update", "--availability", "drain", "--label-add", "zone=a", "worker1"]).trim(),
+        "worker1"
+    );
+    let shown = docker.ok(
+        &msock,
+        &["node", "inspect", "worker1", "--format", "{{.Spec.Availability}} {{.Spec.Labels}}"],
+    );
+    assert_eq!(shown.trim(), "drain map[zone:a]");
+    let drained = docker.ok(&msock, &["node", "ls", "--filter", "node.label=zone=a", "--format", "{{.Hostname}} {{.Availability}}"]);
+    assert_eq!(drained.trim(), "worker1 Drain");
+    docker.ok(&msock, &["node", "update", "--availability", "active", "worker1"]);
+
+    // Networks, secrets and configs made and removed through docker.
+    let net = docker.ok(&msock, &["network", "create", "-d", "overlay", "--attachable", "lp_net"]);
+    assert_eq!(net.trim().len(), 25, "{net}");
+    let listed = docker.ok(&msock, &["network", "ls", "--filter", "name=lp_net", "--format", "{{.Name}} {{.Driver}} {{.Scope}}"]);
+    assert_eq!(listed.trim(), "lp_net overlay swarm");
+    assert_eq!(docker.ok(&msock, &["network", "rm", "lp_net"]).trim(), "lp_net");
+    let pw = lab.root.join("db_pass.txt");
+    std::fs::write(&pw, "s3cret").unwrap();
+    let sec = docker.ok(&msock, &["secret", "create", "db_pass", pw.to_str().unwrap()]);
+    assert_eq!(sec.trim().len(), 25, "{sec}");
+    assert_eq!(docker.ok(&msock, &["secret", "ls", "--format", "{{.Name}}"]).trim(), "db_pass");
+    assert_eq!(docker.ok(&msock, &["secret", "rm", "db_pass"]).trim(), "db_pass");
+    docker.ok(&msock, &["config", "create", "site", pw.to_str().unwrap()]);
+    let data = docker.ok(&msock, &["config", "inspect", "site", "--format", "{{printf \"%s\" .Spec.Data}}"]);
+    assert_eq!(data.trim(), "s3cret");
+    assert_eq!(docker.ok(&msock, &["config", "rm", "site"]).trim(), "site");
 
     // A stopped node's socket is gone.
     lab.lab_ok(&["stop", "worker1"], &[]);

@@ -51,7 +51,7 @@ pub enum Body {
 }
 
 impl Reply {
-    fn json(v: Value) -> Reply {
+    pub(super) fn json(v: Value) -> Reply {
         Reply {
             status: 200,
             body: Body::Json(v),
@@ -107,7 +107,7 @@ impl Api {
 
     /// The manager's Control API over the node's control socket; none (a worker, or a manager
     /// not started yet): [`ApiError::not_manager`].
-    async fn control(&self) -> Result<Ctl, ApiError> {
+    pub(super) async fn control(&self) -> Result<Ctl, ApiError> {
         if !self.local.control_socket.exists() {
             return Err(ApiError::not_manager());
         }
@@ -133,6 +133,15 @@ impl Api {
             },
             Route::Version => Reply::json(types::system::version()),
             Route::Info => Reply::json(self.info().await),
+            Route::Swarm
+            | Route::NodeUpdate(_)
+            | Route::NodeDelete(_)
+            | Route::NetworkCreate
+            | Route::NetworkDelete(_)
+            | Route::SecretCreate
+            | Route::SecretDelete(_)
+            | Route::ConfigCreate
+            | Route::ConfigDelete(_) => self.write(r, query, body).await?,
             Route::Nodes => {
                 let f = filters(&["id", "name", "role", "membership", "label", "node.label"])?;
                 check_values(&f, "role", &["manager", "worker"], "Invalid role filter")?;
@@ -207,10 +216,7 @@ impl Api {
                 }
             }
             Route::ServiceUpdate(id) => {
-                let raw = query_get(query, "version").unwrap_or_default();
-                let version: u64 = raw.parse().map_err(|e| {
-                    ApiError::bad_request(format!("invalid service version '{raw}': {e}"))
-                })?;
+                let version = super::write::version(query, "service")?;
                 let rollback = query_get(query, "rollback").as_deref() == Some("previous");
                 let mut c = self.control().await?;
                 let current = c.get_service(pb::IdRequest { id }).await?.into_inner();
@@ -233,14 +239,8 @@ impl Api {
                     .await;
                 match r {
                     Ok(_) => Reply::json(serde_json::json!({})),
-                    // dockerd 20.10 passes SwarmKit's sequence error through as an unknown
-                    // gRPC error: a 500 with this text (the CLI prints it as is).
                     Err(s) if s.code() == tonic::Code::Aborted => {
-                        return Err(ApiError {
-                            status: 500,
-                            message: "rpc error: code = Unknown desc = update out of sequence"
-                                .into(),
-                        })
+                        return Err(super::write::out_of_sequence())
                     }
                     Err(s) => return Err(s.into()),
                 }
@@ -410,7 +410,7 @@ impl Api {
 }
 
 /// A request body as JSON (400 when it is not).
-fn json_body(body: &[u8]) -> Result<Value, ApiError> {
+pub(super) fn json_body(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON in the request body: {e}")))
 }

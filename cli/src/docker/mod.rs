@@ -11,7 +11,7 @@
 //! * [`route`]: API versions (`/v1.41/…` or none) and paths → [`route::Route`];
 //! * [`filters`]: Docker's `filters=` JSON;
 //! * [`types`]: Control objects → Docker's JSON; [`spec`]: Docker's service spec → Control's;
-//! * [`api`]: one request → one [`api::Reply`];
+//! * [`api`]: one request → one [`api::Reply`] (reads, services); `write`: the other writes;
 //! * [`server`]: the socket (0600, a stale one replaced, removed on exit) and HTTP.
 
 pub mod api;
@@ -21,11 +21,14 @@ pub mod route;
 pub mod server;
 pub mod spec;
 pub mod types;
+mod write;
 
 #[cfg(test)]
 mod spec_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod write_tests;
 
 pub use api::{Api, LocalNode};
 pub use error::ApiError;

@@ -13,8 +13,26 @@ pub enum Route {
     Version,
     /// `GET /info`.
     Info,
+    /// `GET /swarm`.
+    Swarm,
     /// `GET /nodes`.
     Nodes,
+    /// `POST /nodes/{id}/update`.
+    NodeUpdate(String),
+    /// `DELETE /nodes/{id}`.
+    NodeDelete(String),
+    /// `POST /networks/create`.
+    NetworkCreate,
+    /// `DELETE /networks/{id}`.
+    NetworkDelete(String),
+    /// `POST /secrets/create`.
+    SecretCreate,
+    /// `DELETE /secrets/{id}`.
+    SecretDelete(String),
+    /// `POST /configs/create`.
+    ConfigCreate,
+    /// `DELETE /configs/{id}`.
+    ConfigDelete(String),
     /// `GET /nodes/{id}`.
     Node(String),
     /// `GET /services`.
@@ -88,7 +106,16 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         (["_ping"], m) if m == Method::GET || m == Method::HEAD => Route::Ping,
         (["version"], _) if get => Route::Version,
         (["info"], _) if get => Route::Info,
+        (["swarm"], _) if get => Route::Swarm,
         (["nodes"], _) if get => Route::Nodes,
+        (["nodes", id, "update"], m) if m == Method::POST => Route::NodeUpdate(percent_decode(id)),
+        (["nodes", id], m) if m == Method::DELETE => Route::NodeDelete(percent_decode(id)),
+        (["networks", "create"], m) if m == Method::POST => Route::NetworkCreate,
+        (["networks", id], m) if m == Method::DELETE => Route::NetworkDelete(percent_decode(id)),
+        (["secrets", "create"], m) if m == Method::POST => Route::SecretCreate,
+        (["secrets", id], m) if m == Method::DELETE => Route::SecretDelete(percent_decode(id)),
+        (["configs", "create"], m) if m == Method::POST => Route::ConfigCreate,
+        (["configs", id], m) if m == Method::DELETE => Route::ConfigDelete(percent_decode(id)),
         (["nodes", id], _) if get => Route::Node(percent_decode(id)),
         (["services"], _) if get => Route::Services,
         (["services", id], _) if get => Route::Service(percent_decode(id)),

@@ -339,6 +339,132 @@ fn task_template(mut t: Obj<'_>, s: &mut pb::ServiceSpec) -> Result<(), ApiError
     t.finish()
 }
 
+/// What `POST /nodes/{id}/update` asks for: Docker's whole `NodeSpec`, as the change to make
+/// to `current` (labels are replaced: the ones missing are removed).
+pub fn node_update(
+    spec: &Value,
+    current: &pb::Node,
+    version: u64,
+) -> Result<pb::UpdateNodeRequest, ApiError> {
+    let mut o = Obj::new("Spec", Some(spec))?;
+    let mut r = pb::UpdateNodeRequest {
+        id: current.id.clone(),
+        version,
+        ..Default::default()
+    };
+    if let Some(role) = o.str("Role")? {
+        r.set_role = true;
+        r.role = match role.as_str() {
+            "manager" => pb::NodeRole::Manager,
+            "worker" => pb::NodeRole::Worker,
+            _ => return Err(bad(&o.at("Role"), "expected manager or worker")),
+        } as i32;
+    }
+    if let Some(a) = o.str("Availability")? {
+        r.set_availability = true;
+        r.availability = match a.as_str() {
+            "active" => pb::Availability::Active,
+            "pause" => pb::Availability::Pause,
+            "drain" => pb::Availability::Drain,
+            _ => {
+                return Err(bad(
+                    &o.at("Availability"),
+                    "expected active, pause or drain",
+                ))
+            }
+        } as i32;
+    }
+    let labels = o.labels("Labels")?.unwrap_or_default();
+    r.rm_labels = current
+        .labels
+        .keys()
+        .filter(|k| !labels.contains_key(*k))
+        .cloned()
+        .collect();
+    r.rm_labels.sort();
+    r.add_labels = labels;
+    o.finish()?;
+    Ok(r)
+}
+
+/// `POST /networks/create`'s body (`types.NetworkCreateRequest`) as a Control request.
+pub fn network_create(v: &Value) -> Result<pb::CreateNetworkRequest, ApiError> {
+    let mut o = Obj::new("Network", Some(v))?;
+    let name = o.str("Name")?.unwrap_or_default();
+    let driver = match o.str("Driver")?.as_deref() {
+        None | Some("") | Some("bridge") => pb::NetworkDriver::Bridge,
+        Some("overlay") => pb::NetworkDriver::Overlay,
+        Some("host") => pb::NetworkDriver::Host,
+        Some("null") => pb::NetworkDriver::Null,
+        Some(d) => {
+            return Err(ApiError::bad_request(format!(
+                "network driver {d:?} is not supported by Shoal (overlay or bridge)"
+            )))
+        }
+    };
+    let _ = o.bool("CheckDuplicate")?;
+    match o.str("Scope")?.as_deref() {
+        None | Some("") | Some("swarm") | Some("local") => {}
+        Some(_) => return Err(bad(&o.at("Scope"), "expected swarm or local")),
+    }
+    let attachable = o.bool("Attachable")?.unwrap_or(false);
+    let labels = o.labels("Labels")?.unwrap_or_default();
+    let mut ipam = o.obj("IPAM")?;
+    match ipam.str("Driver")?.as_deref() {
+        None | Some("") | Some("default") => {}
+        Some(_) => {
+            return Err(bad(
+                &ipam.at("Driver"),
+                "only the default IPAM driver is supported",
+            ))
+        }
+    }
+    let mut subnets = Vec::new();
+    for mut c in ipam.list("Config")? {
+        if let Some(s) = c.str("Subnet")? {
+            subnets.push(s);
+        }
+        c.finish()?;
+    }
+    ipam.finish()?;
+    if subnets.len() > 1 {
+        return Err(ApiError::bad_request(
+            "Network.IPAM.Config: one subnet per network is supported by Shoal",
+        ));
+    }
+    o.finish()?;
+    Ok(pb::CreateNetworkRequest {
+        name,
+        driver: driver as i32,
+        subnet: subnets.pop().unwrap_or_default(),
+        attachable,
+        labels,
+    })
+}
+
+/// `POST /secrets/create` and `/configs/create` (`SecretSpec`, `ConfigSpec`): name, labels and
+/// the data (base64, as Go's `[]byte`).
+pub fn data_create(v: &Value, kind: &str) -> Result<pb::CreateDataRequest, ApiError> {
+    use base64::Engine as _;
+    let mut o = Obj::new("Spec", Some(v))?;
+    let name = o.str("Name")?.unwrap_or_default();
+    let labels = o.labels("Labels")?.unwrap_or_default();
+    let data = match o.str("Data")? {
+        Some(d) => base64::engine::general_purpose::STANDARD
+            .decode(d.as_bytes())
+            .map_err(|e| bad(&o.at("Data"), &format!("not base64: {e}")))?,
+        None => Vec::new(),
+    };
+    let driver = o.obj("Driver")?;
+    if driver.map.is_some_and(|m| !m.values().all(is_empty)) {
+        return Err(ApiError::bad_request(format!(
+            "Spec.Driver ({kind} drivers) is not supported by Shoal"
+        )));
+    }
+    o.finish()?;
+    Ok(pb::CreateDataRequest { name, labels, data })
+}
+
 /// `spec` applied onto `base` (the service's current spec for an update, an empty one for a
 /// create).
 pub fn service_spec(spec: &Value, base: pb::ServiceSpec) -> Result<pb::ServiceSpec, ApiError> {

@@ -62,7 +62,7 @@ pub struct ManagerView<'a> {
 }
 
 /// `Swarm.Cluster` (`swarm.ClusterInfo`).
-fn cluster(c: &pb::Cluster) -> Value {
+pub fn cluster(c: &pb::Cluster) -> Value {
     json!({
         "ID": c.id,
         "Version": index(c.raft_last_applied),
@@ -88,6 +88,13 @@ fn cluster(c: &pb::Cluster) -> Value {
         "SubnetSize": c.subnet_size,
         "DataPathPort": 4789,
     })
+}
+
+/// `GET /swarm` (`swarm.Swarm`): the cluster and its join tokens.
+pub fn swarm_inspect(c: &pb::Cluster, worker_token: &str, manager_token: &str) -> Value {
+    let mut v = cluster(c);
+    v["JoinTokens"] = json!({ "Worker": worker_token, "Manager": manager_token });
+    v
 }
 
 /// `Swarm` (`swarm.Info`): every node has its own part; a manager adds the cluster's.
