@@ -432,32 +432,107 @@ fn the_docker_cli_drives_the_cluster() {
 
     // Nodes: drain and label the worker, then back to active.
     assert_eq!(
-        docker.ok(&msock, &["node", "update", "--availability", "drain", "--label-add", "zone=a", "worker1"]).trim(),
+        docker
+            .ok(
+                &msock,
+                &[
+                    "node",
+                    "update",
+                    "--availability",
+                    "drain",
+                    "--label-add",
+                    "zone=a",
+                    "worker1"
+                ]
+            )
+            .trim(),
         "worker1"
     );
     let shown = docker.ok(
         &msock,
-        &["node", "inspect", "worker1", "--format", "{{.Spec.Availability}} {{.Spec.Labels}}"],
+        &[
+            "node",
+            "inspect",
+            "worker1",
+            "--format",
+            "{{.Spec.Availability}} {{.Spec.Labels}}",
+        ],
     );
     assert_eq!(shown.trim(), "drain map[zone:a]");
-    let drained = docker.ok(&msock, &["node", "ls", "--filter", "node.label=zone=a", "--format", "{{.Hostname}} {{.Availability}}"]);
+    let drained = docker.ok(
+        &msock,
+        &[
+            "node",
+            "ls",
+            "--filter",
+            "node.label=zone=a",
+            "--format",
+            "{{.Hostname}} {{.Availability}}",
+        ],
+    );
     assert_eq!(drained.trim(), "worker1 Drain");
-    docker.ok(&msock, &["node", "update", "--availability", "active", "worker1"]);
+    docker.ok(
+        &msock,
+        &["node", "update", "--availability", "active", "worker1"],
+    );
 
     // Networks, secrets and configs made and removed through docker.
-    let net = docker.ok(&msock, &["network", "create", "-d", "overlay", "--attachable", "lp_net"]);
+    let net = docker.ok(
+        &msock,
+        &[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--attachable",
+            "lp_net",
+        ],
+    );
     assert_eq!(net.trim().len(), 25, "{net}");
-    let listed = docker.ok(&msock, &["network", "ls", "--filter", "name=lp_net", "--format", "{{.Name}} {{.Driver}} {{.Scope}}"]);
+    let listed = docker.ok(
+        &msock,
+        &[
+            "network",
+            "ls",
+            "--filter",
+            "name=lp_net",
+            "--format",
+            "{{.Name}} {{.Driver}} {{.Scope}}",
+        ],
+    );
     assert_eq!(listed.trim(), "lp_net overlay swarm");
-    assert_eq!(docker.ok(&msock, &["network", "rm", "lp_net"]).trim(), "lp_net");
+    assert_eq!(
+        docker.ok(&msock, &["network", "rm", "lp_net"]).trim(),
+        "lp_net"
+    );
     let pw = lab.root.join("db_pass.txt");
     std::fs::write(&pw, "s3cret").unwrap();
-    let sec = docker.ok(&msock, &["secret", "create", "db_pass", pw.to_str().unwrap()]);
+    let sec = docker.ok(
+        &msock,
+        &["secret", "create", "db_pass", pw.to_str().unwrap()],
+    );
     assert_eq!(sec.trim().len(), 25, "{sec}");
-    assert_eq!(docker.ok(&msock, &["secret", "ls", "--format", "{{.Name}}"]).trim(), "db_pass");
-    assert_eq!(docker.ok(&msock, &["secret", "rm", "db_pass"]).trim(), "db_pass");
+    assert_eq!(
+        docker
+            .ok(&msock, &["secret", "ls", "--format", "{{.Name}}"])
+            .trim(),
+        "db_pass"
+    );
+    assert_eq!(
+        docker.ok(&msock, &["secret", "rm", "db_pass"]).trim(),
+        "db_pass"
+    );
     docker.ok(&msock, &["config", "create", "site", pw.to_str().unwrap()]);
-    let data = docker.ok(&msock, &["config", "inspect", "site", "--format", "{{printf \"%s\" .Spec.Data}}"]);
+    let data = docker.ok(
+        &msock,
+        &[
+            "config",
+            "inspect",
+            "site",
+            "--format",
+            "{{printf \"%s\" .Spec.Data}}",
+        ],
+    );
     assert_eq!(data.trim(), "s3cret");
     assert_eq!(docker.ok(&msock, &["config", "rm", "site"]).trim(), "site");
 

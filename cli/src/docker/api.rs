@@ -31,7 +31,7 @@ pub struct LocalNode {
 }
 
 /// An answer: status and body.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct Reply {
     /// HTTP status.
     pub status: u16,
@@ -39,8 +39,19 @@ pub struct Reply {
     pub body: Body,
 }
 
+/// A stream of log frames, sent as they come (see [`super::logs`]).
+#[derive(Debug)]
+pub struct LogStream(pub tokio::sync::mpsc::Receiver<bytes::Bytes>);
+
+/// Streams are never equal (they are consumed, not compared).
+impl PartialEq for LogStream {
+    fn eq(&self, _: &LogStream) -> bool {
+        false
+    }
+}
+
 /// A reply's body.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub enum Body {
     /// JSON (`application/json`).
     Json(Value),
@@ -48,6 +59,8 @@ pub enum Body {
     Ok,
     /// Nothing (a `DELETE`'s answer).
     Empty,
+    /// Docker's log stream (`application/vnd.docker.raw-stream`).
+    Stream(LogStream),
 }
 
 impl Reply {
@@ -245,6 +258,14 @@ impl Api {
                     Err(s) => return Err(s.into()),
                 }
             }
+            Route::ServiceLogs(id) => Reply {
+                status: 200,
+                body: Body::Stream(self.logs(&id, "", query).await?),
+            },
+            Route::TaskLogs(id) => Reply {
+                status: 200,
+                body: Body::Stream(self.logs("", &id, query).await?),
+            },
             Route::Tasks => {
                 let f = filters(&[
                     "id",

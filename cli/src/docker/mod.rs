@@ -12,11 +12,13 @@
 //! * [`filters`]: Docker's `filters=` JSON;
 //! * [`types`]: Control objects → Docker's JSON; [`spec`]: Docker's service spec → Control's;
 //! * [`api`]: one request → one [`api::Reply`] (reads, services); `write`: the other writes;
+//! * [`logs`]: `service logs` as Docker's multiplexed stream;
 //! * [`server`]: the socket (0600, a stale one replaced, removed on exit) and HTTP.
 
 pub mod api;
 pub mod error;
 pub mod filters;
+pub mod logs;
 pub mod route;
 pub mod server;
 pub mod spec;

@@ -41,6 +41,10 @@ pub enum Route {
     Service(String),
     /// `DELETE /services/{id}`.
     ServiceDelete(String),
+    /// `GET /services/{id}/logs`.
+    ServiceLogs(String),
+    /// `GET /tasks/{id}/logs`.
+    TaskLogs(String),
     /// `POST /services/create`.
     ServiceCreate,
     /// `POST /services/{id}/update`.
@@ -124,6 +128,8 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         (["services", id, "update"], m) if m == Method::POST => {
             Route::ServiceUpdate(percent_decode(id))
         }
+        (["services", id, "logs"], _) if get => Route::ServiceLogs(percent_decode(id)),
+        (["tasks", id, "logs"], _) if get => Route::TaskLogs(percent_decode(id)),
         (["tasks"], _) if get => Route::Tasks,
         (["tasks", id], _) if get => Route::Task(percent_decode(id)),
         (["networks"], _) if get => Route::Networks,

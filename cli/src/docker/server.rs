@@ -5,10 +5,12 @@
 use super::api::{Api, Body, Reply};
 use crate::BadInput;
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt as _, Full, StreamBody};
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -54,8 +56,16 @@ pub async fn bind(path: &Path) -> anyhow::Result<UnixListener> {
 }
 
 /// The HTTP response of a [`Reply`], with the headers dockerd puts on every answer.
-pub fn response(method: &Method, r: Reply) -> Response<Full<Bytes>> {
+pub fn response(method: &Method, r: Reply) -> Response<BoxBody<Bytes, Infallible>> {
     let (ctype, body) = match r.body {
+        Body::Stream(s) => {
+            use tokio_stream::StreamExt as _;
+            let frames = tokio_stream::wrappers::ReceiverStream::new(s.0)
+                .map(|b| Ok::<_, Infallible>(hyper::body::Frame::data(b)));
+            let mut resp = Response::new(StreamBody::new(frames).boxed());
+            headers(&mut resp, "application/vnd.docker.raw-stream");
+            return resp;
+        }
         Body::Json(v) => {
             let mut b = serde_json::to_vec(&v).unwrap_or_default();
             b.push(b'\n');
@@ -69,9 +79,15 @@ pub fn response(method: &Method, r: Reply) -> Response<Full<Bytes>> {
     } else {
         body
     };
-    let mut resp = Response::new(Full::new(body));
+    let mut resp = Response::new(Full::new(body).boxed());
     *resp.status_mut() =
         hyper::StatusCode::from_u16(r.status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    headers(&mut resp, ctype);
+    resp
+}
+
+/// The headers dockerd puts on every answer.
+fn headers<B>(resp: &mut Response<B>, ctype: &'static str) {
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
     h.insert("api-version", HeaderValue::from_static(super::API_VERSION));
@@ -84,7 +100,6 @@ pub fn response(method: &Method, r: Reply) -> Response<Full<Bytes>> {
         "cache-control",
         HeaderValue::from_static("no-cache, no-store, must-revalidate"),
     );
-    resp
 }
 
 /// The largest request body read (a service spec is a few kilobytes).
@@ -93,8 +108,7 @@ const MAX_BODY: usize = 4 << 20;
 async fn handle(
     api: Arc<Api>,
     req: Request<hyper::body::Incoming>,
-) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    use http_body_util::BodyExt;
+) -> Result<Response<BoxBody<Bytes, Infallible>>, Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();

@@ -331,11 +331,13 @@ fn task_template(mut t: Obj<'_>, s: &mut pb::ServiceSpec) -> Result<(), ApiError
     if let Some(f) = t.u64("ForceUpdate")? {
         s.force_update = f;
     }
-    s.runtime = match t.str("Runtime")?.as_deref() {
-        None | Some("") | Some("container") => pb::Runtime::Container,
-        Some("process") => pb::Runtime::Process,
+    // None: the base's (an update keeps a `--runtime process` service's runtime).
+    match t.str("Runtime")?.as_deref() {
+        None | Some("") => {}
+        Some("container") => s.runtime = pb::Runtime::Container as i32,
+        Some("process") => s.runtime = pb::Runtime::Process as i32,
         Some(_) => return Err(bad(&t.at("Runtime"), "expected container or process")),
-    } as i32;
+    }
     t.finish()
 }
 
@@ -468,6 +470,7 @@ pub fn data_create(v: &Value, kind: &str) -> Result<pb::CreateDataRequest, ApiEr
 /// `spec` applied onto `base` (the service's current spec for an update, an empty one for a
 /// create).
 pub fn service_spec(spec: &Value, base: pb::ServiceSpec) -> Result<pb::ServiceSpec, ApiError> {
+    let base_image = base.image.clone();
     let mut s = base;
     let mut o = Obj::new("Spec", Some(spec))?;
     if o.map.is_none() {
@@ -526,5 +529,10 @@ pub fn service_spec(spec: &Value, base: pb::ServiceSpec) -> Result<pb::ServiceSp
     s.ports = ports;
     ep.finish()?;
     o.finish()?;
+    // The CLI tags an untagged image `:latest` before sending it back; a `--runtime process`
+    // service's image is a program's name, kept as it was.
+    if s.runtime() == pb::Runtime::Process && s.image == format!("{base_image}:latest") {
+        s.image = base_image;
+    }
     Ok(s)
 }

@@ -117,8 +117,27 @@ fn what_shoal_shows_reads_back_unchanged() {
     sp.stop_grace_ms = 3000;
     sp.runtime = pb::Runtime::Process as i32;
     let shown = types::service::service(&svc, false);
-    let read = service_spec(&shown["Spec"], pb::ServiceSpec::default()).unwrap();
+    // An update starts from the service's spec: the runtime Docker's JSON does not show is kept.
+    let base = pb::ServiceSpec {
+        runtime: pb::Runtime::Process as i32,
+        ..Default::default()
+    };
+    let read = service_spec(&shown["Spec"], base).unwrap();
     assert_eq!(&read, svc.spec.as_ref().unwrap());
+    let mut tagged = shown["Spec"].clone();
+    tagged["TaskTemplate"]["ContainerSpec"]["Image"] = json!("whoami:latest");
+    let process = pb::ServiceSpec {
+        image: "whoami".into(),
+        runtime: pb::Runtime::Process as i32,
+        ..Default::default()
+    };
+    assert_eq!(
+        service_spec(&tagged, process).unwrap().image,
+        "whoami",
+        "the CLI's `:latest` is not a program's name"
+    );
+    let created = service_spec(&shown["Spec"], pb::ServiceSpec::default()).unwrap();
+    assert_eq!(created.runtime(), pb::Runtime::Container);
 }
 
 #[test]

@@ -274,7 +274,10 @@ fn a_service_in_dockers_shape() {
         v["Spec"]["TaskTemplate"]["Resources"]["Limits"],
         json!({ "NanoCPUs": 500_000_000, "MemoryBytes": 67_108_864 })
     );
-    assert_eq!(v["Spec"]["TaskTemplate"]["Runtime"], "process");
+    assert!(
+        v["Spec"]["TaskTemplate"].get("Runtime").is_none(),
+        "the CLI refuses to send back a runtime but container"
+    );
 }
 
 fn web_task() -> pb::Task {

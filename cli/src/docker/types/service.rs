@@ -143,11 +143,13 @@ pub fn task_spec(s: &pb::ServiceSpec) -> Value {
         "RestartPolicy": restart,
         "Placement": placement,
         "ForceUpdate": s.force_update,
-        "Runtime": match s.runtime() {
-            pb::Runtime::Container => "container",
-            pb::Runtime::Process => "process",
-        },
     });
+    // A `--runtime process` service has no `Runtime` here: the CLI refuses to send back a
+    // container spec with any runtime but `container` ("mismatched runtime with container
+    // spec"), and an update without one keeps the service's.
+    if s.runtime() == pb::Runtime::Container {
+        t["Runtime"] = json!("container");
+    }
     if !s.networks.is_empty() {
         let nets: Vec<Value> = s
             .networks
