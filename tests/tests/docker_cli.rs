@@ -288,6 +288,37 @@ fn the_docker_cli_drives_the_cluster() {
         "ID NAME IMAGE NODE DESIRED STATE CURRENT STATE ERROR PORTS"
     );
 
+    // logs: each task's line, named as the CLI names tasks.
+    let logs = docker.ok(&msock, &["service", "logs", "web"]);
+    let mut lines: Vec<&str> = logs.lines().collect();
+    lines.sort();
+    assert_eq!(lines.len(), 2, "{logs}");
+    for (i, l) in lines.iter().enumerate() {
+        let t = running.iter().find(|t| t.slot == i as u64 + 1).unwrap();
+        let host = &nodes.iter().find(|n| n.id == t.node_id).unwrap().hostname;
+        let want = format!(
+            "web.{}.{}@{host}    | listening on 0.0.0.0:8080 (tcp+udp) as {}",
+            i + 1,
+            &t.id[..12],
+            t.id
+        );
+        assert_eq!(*l, want, "{logs}");
+    }
+
+    // scale (with the CLI's progress display), update and rollback of a process service.
+    docker.ok(&msock, &["service", "scale", "web=3"]);
+    wait_for("web at 3/3 in docker service ls", Duration::from_secs(60), || {
+        let r = docker.ok(&msock, &["service", "ls", "--format", "{{.Replicas}}"]);
+        (r.trim() == "3/3").then_some(()).ok_or(r)
+    });
+    docker.ok(&msock, &["service", "update", "-d", "--env-add", "X=1", "web"]);
+    let env = docker.ok(&msock, &["service", "inspect", "web", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Env}} {{.Spec.TaskTemplate.ContainerSpec.Image}}"]);
+    assert_eq!(env.trim(), "[X=1] whoami");
+    docker.ok(&msock, &["service", "rollback", "-d", "web"]);
+    let env = docker.ok(&msock, &["service", "inspect", "web", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Env}}"]);
+    assert_eq!(env.trim(), "[]");
+    lab.running("web", 3);
+
     // network ls: every network swarmctl lists, as Docker's table sorted by name.
     let nets: serde_json::Value =
         serde_json::from_str(&lab.swarmctl_ok(&["network", "ls", "--format", "json"])).unwrap();

@@ -396,10 +396,10 @@ impl Api {
                     .id,
             );
         }
-        let up_to_date = f.has("_up-to-date");
         let tasks = c
             .list_tasks(pb::TaskFilter {
                 all: true,
+                up_to_date: f.has("_up-to-date"),
                 ..Default::default()
             })
             .await?
@@ -409,9 +409,7 @@ impl Api {
             .iter()
             .filter(|t| {
                 services.is_empty()
-                    || services.iter().any(|s| {
-                        s.id == t.service_id && (!up_to_date || s.spec_version == t.spec_version)
-                    })
+                    || services.iter().any(|s| s.id == t.service_id)
             })
             .filter(|t| nodes.is_empty() || nodes.contains(&t.node_id))
             .filter(|t| f.prefix("id", &t.id) && f.prefix("name", &t.name))
