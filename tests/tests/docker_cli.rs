@@ -307,15 +307,40 @@ fn the_docker_cli_drives_the_cluster() {
 
     // scale (with the CLI's progress display), update and rollback of a process service.
     docker.ok(&msock, &["service", "scale", "web=3"]);
-    wait_for("web at 3/3 in docker service ls", Duration::from_secs(60), || {
-        let r = docker.ok(&msock, &["service", "ls", "--format", "{{.Replicas}}"]);
-        (r.trim() == "3/3").then_some(()).ok_or(r)
-    });
-    docker.ok(&msock, &["service", "update", "-d", "--env-add", "X=1", "web"]);
-    let env = docker.ok(&msock, &["service", "inspect", "web", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Env}} {{.Spec.TaskTemplate.ContainerSpec.Image}}"]);
+    wait_for(
+        "web at 3/3 in docker service ls",
+        Duration::from_secs(60),
+        || {
+            let r = docker.ok(&msock, &["service", "ls", "--format", "{{.Replicas}}"]);
+            (r.trim() == "3/3").then_some(()).ok_or(r)
+        },
+    );
+    docker.ok(
+        &msock,
+        &["service", "update", "-d", "--env-add", "X=1", "web"],
+    );
+    let env = docker.ok(
+        &msock,
+        &[
+            "service",
+            "inspect",
+            "web",
+            "--format",
+            "{{.Spec.TaskTemplate.ContainerSpec.Env}} {{.Spec.TaskTemplate.ContainerSpec.Image}}",
+        ],
+    );
     assert_eq!(env.trim(), "[X=1] whoami");
     docker.ok(&msock, &["service", "rollback", "-d", "web"]);
-    let env = docker.ok(&msock, &["service", "inspect", "web", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Env}}"]);
+    let env = docker.ok(
+        &msock,
+        &[
+            "service",
+            "inspect",
+            "web",
+            "--format",
+            "{{.Spec.TaskTemplate.ContainerSpec.Env}}",
+        ],
+    );
     assert_eq!(env.trim(), "[]");
     lab.running("web", 3);
 

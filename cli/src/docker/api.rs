@@ -407,10 +407,7 @@ impl Api {
             .tasks;
         Ok(tasks
             .iter()
-            .filter(|t| {
-                services.is_empty()
-                    || services.iter().any(|s| s.id == t.service_id)
-            })
+            .filter(|t| services.is_empty() || services.iter().any(|s| s.id == t.service_id))
             .filter(|t| nodes.is_empty() || nodes.contains(&t.node_id))
             .filter(|t| f.prefix("id", &t.id) && f.prefix("name", &t.name))
             .filter(|t| {
