@@ -486,6 +486,28 @@ fn the_docker_cli_drives_the_cluster() {
         )
     );
 
+    docker.ok(&msock, &["swarm", "join-token", "--rotate", "-q", "worker"]);
+    let rotated = lab.swarmctl_ok(&["swarm", "join-token", "worker", "-q"]);
+    assert_ne!(rotated.trim(), token.trim(), "rotated");
+    assert_eq!(
+        docker
+            .ok(&msock, &["swarm", "join-token", "-q", "worker"])
+            .trim(),
+        rotated.trim()
+    );
+    // Autolock on through docker: the key docker prints is the cluster's; then off again.
+    let on = docker.ok(&msock, &["swarm", "update", "--autolock=true"]);
+    let key = docker.ok(&msock, &["swarm", "unlock-key", "-q"]);
+    assert!(
+        key.trim().starts_with("SWMKEY-1-") && on.contains(key.trim()),
+        "{on}"
+    );
+    assert_eq!(
+        lab.swarmctl_ok(&["swarm", "unlock-key", "-q"]).trim(),
+        key.trim()
+    );
+    docker.ok(&msock, &["swarm", "update", "--autolock=false"]);
+
     // Nodes: drain and label the worker, then back to active.
     assert_eq!(
         docker

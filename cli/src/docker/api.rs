@@ -147,6 +147,8 @@ impl Api {
             Route::Version => Reply::json(types::system::version()),
             Route::Info => Reply::json(self.info().await),
             Route::Swarm
+            | Route::SwarmUpdate
+            | Route::UnlockKey
             | Route::NodeUpdate(_)
             | Route::NodeDelete(_)
             | Route::NetworkCreate

@@ -15,6 +15,10 @@ pub enum Route {
     Info,
     /// `GET /swarm`.
     Swarm,
+    /// `POST /swarm/update`.
+    SwarmUpdate,
+    /// `GET /swarm/unlockkey`.
+    UnlockKey,
     /// `GET /nodes`.
     Nodes,
     /// `POST /nodes/{id}/update`.
@@ -111,6 +115,8 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         (["version"], _) if get => Route::Version,
         (["info"], _) if get => Route::Info,
         (["swarm"], _) if get => Route::Swarm,
+        (["swarm", "update"], m) if m == Method::POST => Route::SwarmUpdate,
+        (["swarm", "unlockkey"], _) if get => Route::UnlockKey,
         (["nodes"], _) if get => Route::Nodes,
         (["nodes", id, "update"], m) if m == Method::POST => Route::NodeUpdate(percent_decode(id)),
         (["nodes", id], m) if m == Method::DELETE => Route::NodeDelete(percent_decode(id)),

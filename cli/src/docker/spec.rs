@@ -389,6 +389,44 @@ pub fn node_update(
     Ok(r)
 }
 
+/// `POST /swarm/update`'s body (Docker's whole `swarm.Spec`, as `GET /swarm` showed it) as the
+/// change to make to `current`: the certificates' validity and autolock. Anything else changed
+/// is refused by name.
+pub fn swarm_update(
+    v: &Value,
+    current: &pb::Cluster,
+) -> Result<pb::UpdateClusterRequest, ApiError> {
+    let mut o = Obj::new("Spec", Some(v))?;
+    match o.str("Name")?.as_deref() {
+        None | Some("") | Some("default") => {}
+        Some(_) => return Err(ApiError::bad_request("Spec.Name is not supported by Shoal")),
+    }
+    let mut d = o.obj("Dispatcher")?;
+    if let Some(ms) = d.ms("HeartbeatPeriod")? {
+        if ms != current.heartbeat_period_ms {
+            return Err(ApiError::bad_request(
+                "Spec.Dispatcher.HeartbeatPeriod is not supported by Shoal (swarmd --heartbeat-period)",
+            ));
+        }
+    }
+    d.finish()?;
+    let mut ca = o.obj("CAConfig")?;
+    let cert_expiry_ms = ca.ms("NodeCertExpiry")?.unwrap_or(0);
+    ca.finish()?;
+    let mut enc = o.obj("EncryptionConfig")?;
+    let autolock = enc.bool("AutoLockManagers")?;
+    enc.finish()?;
+    o.finish()?;
+    Ok(pb::UpdateClusterRequest {
+        cert_expiry_ms: if cert_expiry_ms == current.cert_expiry_ms {
+            0
+        } else {
+            cert_expiry_ms
+        },
+        autolock: autolock.filter(|a| *a != current.autolock),
+    })
+}
+
 /// `POST /networks/create`'s body (`types.NetworkCreateRequest`) as a Control request.
 pub fn network_create(v: &Value) -> Result<pb::CreateNetworkRequest, ApiError> {
     let mut o = Obj::new("Network", Some(v))?;

@@ -1,5 +1,6 @@
 //! The writes besides services: node updates and removal, networks, secrets and configs
-//! created and removed; and `GET /swarm` (the cluster with its join tokens).
+//! created and removed; `GET /swarm` (the cluster with its join tokens), `POST /swarm/update`
+//! (token and unlock key rotation, autolock, certificate validity), `GET /swarm/unlockkey`.
 
 use super::api::{json_body, Api, Body, Reply};
 use super::route::{query_bool, query_get, Route};
@@ -64,6 +65,39 @@ impl Api {
                     &worker.get_ref().token,
                     &manager.get_ref().token,
                 ))
+            }
+            Route::SwarmUpdate => {
+                let cluster = c.get_cluster(pb::Empty {}).await?.into_inner();
+                let req = spec::swarm_update(&json_body(body)?, &cluster)?;
+                if req.cert_expiry_ms != 0 || req.autolock.is_some() {
+                    c.update_cluster(req).await?;
+                }
+                for (flag, role) in [
+                    ("rotateWorkerToken", pb::NodeRole::Worker),
+                    ("rotateManagerToken", pb::NodeRole::Manager),
+                ] {
+                    if query_bool(query, flag) {
+                        c.get_join_token(pb::JoinTokenRequest {
+                            role: role as i32,
+                            rotate: true,
+                        })
+                        .await?;
+                    }
+                }
+                if query_bool(query, "rotateManagerUnlockKey") {
+                    c.get_unlock_key(pb::UnlockKeyRequest { rotate: true })
+                        .await?;
+                }
+                Reply {
+                    status: 200,
+                    body: Body::Empty,
+                }
+            }
+            Route::UnlockKey => {
+                let k = c
+                    .get_unlock_key(pb::UnlockKeyRequest { rotate: false })
+                    .await?;
+                Reply::json(json!({ "UnlockKey": k.get_ref().key }))
             }
             Route::NodeUpdate(id) => {
                 let version = version(query, "node")?;

@@ -124,6 +124,48 @@ async fn writes_against_a_manager() {
         "{v}"
     );
 
+    // Rotate the worker token the way `docker swarm join-token --rotate worker` does: the spec
+    // as read, sent back with the flag.
+    let before = v["JoinTokens"]["Worker"].clone();
+    let spec = serde_json::to_vec(&v["Spec"]).unwrap();
+    let q = format!("version={}&rotateWorkerToken=true", v["Version"]["Index"]);
+    let r = api
+        .answer_with(&Method::POST, "/v1.41/swarm/update", &q, &spec)
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = api.answer(&Method::GET, "/v1.41/swarm", "").await;
+    // (The fake's tokens never change: the lab test sees a real rotation.)
+    assert_eq!(json_of(&r)["JoinTokens"]["Worker"], before);
+    let mut hb = json_of(&r)["Spec"].clone();
+    hb["Dispatcher"]["HeartbeatPeriod"] = json!(10_000_000_000u64);
+    let r = api
+        .answer_with(
+            &Method::POST,
+            "/swarm/update",
+            "version=1",
+            &serde_json::to_vec(&hb).unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    let mut lock = json_of(&api.answer(&Method::GET, "/swarm", "").await)["Spec"].clone();
+    lock["EncryptionConfig"]["AutoLockManagers"] = json!(true);
+    let r = api
+        .answer_with(
+            &Method::POST,
+            "/swarm/update",
+            "version=1",
+            &serde_json::to_vec(&lock).unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = api.answer(&Method::GET, "/swarm/unlockkey", "").await;
+    assert!(
+        json_of(&r)["UnlockKey"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("SWMKEY-1-")),
+        "{r:?}"
+    );
+
     // Drain the worker with the version read.
     let r = api.answer(&Method::GET, "/nodes/worker1", "").await;
     let node = json_of(&r).clone();
