@@ -13,8 +13,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// This test's lab subnet (outside the range other lab tests draw theirs from).
+/// These tests' lab subnet (outside the range other lab tests draw theirs from): one lab at a
+/// time, see [`one_lab`].
 const SUBNET: &str = "198.19.233.0/24";
+
+/// Serialises the tests of this file, which share [`SUBNET`].
+fn one_lab() -> std::sync::MutexGuard<'static, ()> {
+    static LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LAB.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The docker CLI to test with: `$SHOAL_DOCKER_CLI`, else Debian's `/usr/bin/docker`. `None`
 /// (after saying why) when there is none, outside CI; under CI its absence fails the test.
@@ -97,6 +104,7 @@ fn the_docker_cli_drives_the_cluster() {
         return;
     }
     let Some(cli) = docker_cli() else { return };
+    let _one = one_lab();
     let docker = Docker {
         cli,
         config: tempfile::tempdir().unwrap(),
@@ -621,4 +629,87 @@ fn the_docker_cli_drives_the_cluster() {
         "{} is left after the node stopped",
         wsock.display()
     );
+}
+
+/// `docker service create` of an image from the lab's registry, as a user types it (no
+/// `--no-resolve-image`, no `-d`): the CLI pins the digest `/distribution` gives, follows the
+/// service to convergence with its own progress display, and the routing mesh answers on the
+/// published port.
+#[test]
+#[ignore = "needs root"]
+fn the_docker_cli_creates_a_container_service() {
+    if !root_or_skip() {
+        return;
+    }
+    let Some(cli) = docker_cli() else { return };
+    let Some(images) = shoal_tests::lab::demo_images_or_skip() else {
+        return;
+    };
+    let _one = one_lab();
+    let docker = Docker {
+        cli,
+        config: tempfile::tempdir().unwrap(),
+    };
+    let mut lab = Lab::new();
+    lab.subnet = SUBNET.into();
+    lab.swarmd_args
+        .push_str(" --docker-host unix://docker.sock");
+    lab.up_with_images(1, 1, &images);
+    let msock = lab.dir().join("nodes/manager1/docker.sock");
+    let out = docker.run(
+        &msock,
+        &[
+            "service",
+            "create",
+            "--name",
+            "who",
+            "--replicas",
+            "2",
+            "--publish",
+            "8080:8080",
+            "shoal/whoami",
+        ],
+    );
+    assert!(out.success(), "{out}");
+    assert!(
+        out.stdout.trim_end().ends_with("verify: Service converged"),
+        "{out}"
+    );
+    assert!(
+        out.stderr.trim().is_empty(),
+        "no warning about the digest: {out}"
+    );
+    let image = docker.ok(
+        &msock,
+        &[
+            "service",
+            "inspect",
+            "who",
+            "--format",
+            "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+        ],
+    );
+    assert!(
+        image.trim().starts_with("shoal/whoami:latest@sha256:"),
+        "{image}"
+    );
+    let ls = docker.ok(
+        &msock,
+        &[
+            "service",
+            "ls",
+            "--format",
+            "{{.Name}} {{.Replicas}} {{.Image}} {{.Ports}}",
+        ],
+    );
+    assert_eq!(ls.trim(), "who 2/2 shoal/whoami:latest *:8080->8080/tcp");
+    let hello = lab.on_node(
+        "manager1",
+        &["curl", "-s", "-m", "5", "http://127.0.0.1:8080/"],
+    );
+    assert!(
+        hello.success() && hello.stdout.starts_with("I'm "),
+        "{hello}"
+    );
+    assert_eq!(docker.ok(&msock, &["service", "rm", "who"]).trim(), "who");
 }

@@ -146,6 +146,19 @@ impl Api {
             },
             Route::Version => Reply::json(types::system::version()),
             Route::Info => Reply::json(self.info().await),
+            Route::Distribution(name) => {
+                let r = self
+                    .control()
+                    .await?
+                    .resolve_image(pb::ResolveImageRequest { image: name })
+                    .await?;
+                // Only the digest: the CLI pins it (`name:tag@sha256:…`). No platforms, which
+                // it would add as placement that Shoal does not implement.
+                Reply::json(serde_json::json!({
+                    "Descriptor": { "digest": r.get_ref().digest },
+                    "Platforms": [],
+                }))
+            }
             Route::Swarm
             | Route::SwarmUpdate
             | Route::UnlockKey

@@ -13,6 +13,8 @@ pub enum Route {
     Version,
     /// `GET /info`.
     Info,
+    /// `GET /distribution/{name}/json` (the name may hold slashes).
+    Distribution(String),
     /// `GET /swarm`.
     Swarm,
     /// `POST /swarm/update`.
@@ -114,6 +116,12 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         (["_ping"], m) if m == Method::GET || m == Method::HEAD => Route::Ping,
         (["version"], _) if get => Route::Version,
         (["info"], _) if get => Route::Info,
+        (["distribution", name @ .., "json"], _) if get && !name.is_empty() => Route::Distribution(
+            name.iter()
+                .map(|s| percent_decode(s))
+                .collect::<Vec<_>>()
+                .join("/"),
+        ),
         (["swarm"], _) if get => Route::Swarm,
         (["swarm", "update"], m) if m == Method::POST => Route::SwarmUpdate,
         (["swarm", "unlockkey"], _) if get => Route::UnlockKey,

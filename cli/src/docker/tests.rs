@@ -44,6 +44,19 @@ fn versioned_and_unversioned_paths_route_alike() {
         route(&Method::GET, "/tasks/abc"),
         Ok(Route::Task("abc".into()))
     );
+    assert_eq!(
+        route(
+            &Method::GET,
+            "/v1.41/distribution/docker.io/library/nginx:alpine/json"
+        ),
+        Ok(Route::Distribution("docker.io/library/nginx:alpine".into()))
+    );
+    assert_eq!(
+        route(&Method::GET, "/distribution/json")
+            .unwrap_err()
+            .status,
+        404
+    );
     assert_eq!(split_version("/v1.41/info"), Ok((Some("1.41"), "/info")));
     assert_eq!(split_version("/version"), Ok((None, "/version")));
     let nf = route(&Method::GET, "/containers/json").unwrap_err();

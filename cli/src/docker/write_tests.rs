@@ -97,6 +97,31 @@ fn secret_data_is_base64() {
 }
 
 #[tokio::test]
+async fn distribution_gives_the_digest_to_pin() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, fake) = manager_api(dir.path()).await;
+    let digest = format!("sha256:{}", "b".repeat(64));
+    fake.lock()
+        .registry
+        .insert("198.19.233.254:5000/shoal/whoami:1".into(), digest.clone());
+    let r = api
+        .answer(
+            &Method::GET,
+            "/v1.41/distribution/198.19.233.254:5000/shoal/whoami:1/json",
+            "",
+        )
+        .await;
+    assert_eq!(
+        json_of(&r),
+        &json!({ "Descriptor": { "digest": digest }, "Platforms": [] })
+    );
+    let r = api
+        .answer(&Method::GET, "/v1.41/distribution/nosuch:1/json", "")
+        .await;
+    assert_eq!(r.status, 404, "{r:?}");
+}
+
+#[tokio::test]
 async fn writes_against_a_manager() {
     let dir = tempfile::tempdir().unwrap();
     let (api, fake) = manager_api(dir.path()).await;
