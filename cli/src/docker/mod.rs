@@ -1,6 +1,6 @@
 //! The Docker Engine API on a unix socket (`swarmd --docker-host unix://PATH`): the real `docker`
-//! CLI pointed at a Shoal node (`DOCKER_HOST=unix://PATH`) lists and inspects the cluster's
-//! nodes, services, tasks, networks, secrets and configs.
+//! CLI pointed at a Shoal node (`DOCKER_HOST=unix://PATH`) drives the cluster's nodes,
+//! services (with their logs), tasks, networks, secrets and configs.
 //!
 //! An edge, like the Control API: HTTP/1.1 requests are translated into the Control calls
 //! `swarmctl` makes, over the node's own control socket; the answers are turned into Docker's
