@@ -5,7 +5,7 @@
 # containers (runc, crun) and tini (its static `tini-static` is `--init`'s PID 1, as Docker's
 # docker-init); and what builds and serves the demo images (deploy/images.sh,
 # deploy/registry.sh) and the image tests: umoci, skopeo, docker-registry, busybox-static,
-# mmdebstrap.
+# mmdebstrap; and the docker CLI (Debian's docker.io) the Engine API tests drive.
 # Safe to run twice. Needs root to install; without root it only reports what is missing.
 set -euo pipefail
 missing=()
@@ -23,6 +23,7 @@ command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)        # images.sh, regis
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry) # registry.sh, labs
 command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap) # images.sh: the nginx image's root
 command -v strip >/dev/null 2>&1 || missing+=(binutils)       # images.sh strips whoami
+[ -x /usr/bin/docker ] || missing+=(docker.io)                # the docker CLI the Engine API tests drive
 # images.sh copies busybox-static's /bin/busybox; the `busybox` package's binary is dynamic.
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q ' installed$' \
   || missing+=(busybox-static)
@@ -40,6 +41,14 @@ fi
 echo "installing ${missing[*]}" >&2
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian's docker.io package starts a dockerd of its own; Shoal's tests need only its CLI (and
+# run dockerd themselves, in a namespace, when they compare against it): the packaged service is
+# stopped and disabled when this script installed it.
+if [[ " ${missing[*]} " == *" docker.io "* ]] && command -v systemctl >/dev/null 2>&1 &&
+  systemctl cat docker.service >/dev/null 2>&1; then
+  echo "stopping and disabling the packaged docker.service (only the docker CLI is needed)" >&2
+  systemctl disable --now docker.service docker.socket >/dev/null 2>&1 || true
+fi
 # Debian's docker-registry package starts a registry of its own on :5000 (htpasswd auth); Shoal
 # runs its own instances (deploy/registry.sh), so the packaged service is stopped and disabled
 # when this script installed it.

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod ctl;
+pub mod docker;
 pub mod input;
 pub mod lab;
 

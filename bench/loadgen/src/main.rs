@@ -745,7 +745,7 @@ async fn node_ids(c: &mut ControlClient<Channel>) -> anyhow::Result<HashMap<Stri
 /// Tasks of `service` that should run and do, as (node id, task id).
 async fn running(c: &mut ControlClient<Channel>, service: &str) -> anyhow::Result<Vec<(String, String)>> {
     let tasks = c
-        .list_tasks(pb::TaskFilter { service: service.to_string(), node: String::new(), all: false })
+        .list_tasks(pb::TaskFilter { service: service.to_string(), node: String::new(), all: false, up_to_date: false })
         .await?
         .into_inner()
         .tasks;

@@ -168,6 +168,7 @@ async fn ps(ctx: &mut Ctx, args: &PsArgs, nodes: Vec<String>) -> anyhow::Result<
             service: String::new(),
             node,
             all: true,
+            up_to_date: false,
         })
         .collect();
     ps_for(ctx, args, requests).await

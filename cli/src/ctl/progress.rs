@@ -573,6 +573,7 @@ async fn poll(ctx: &mut Ctx, id: &str) -> Result<(pb::Service, Vec<pb::Task>), t
         service: svc.id.clone(),
         node: String::new(),
         all: false,
+        up_to_date: false,
     };
     let tasks = ctx.client.list_tasks(filter).await?.into_inner().tasks;
     Ok((svc, tasks))

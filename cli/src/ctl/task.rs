@@ -75,6 +75,7 @@ pub async fn run(ctx: &mut Ctx, cmd: TaskCmd) -> anyhow::Result<()> {
                 service: service.unwrap_or_default(),
                 node: node.unwrap_or_default(),
                 all,
+                up_to_date: false,
             };
             let tasks = ctx.client.list_tasks(filter).await.rpc()?.tasks;
             ps_table_for(ctx, tasks, quiet, no_trunc).await

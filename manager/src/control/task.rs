@@ -24,6 +24,12 @@ pub(super) async fn list(svc: &ControlService, req: Request<pb::TaskFilter>) -> 
         .filter(|t| service.as_ref().is_none_or(|id| t.service_id == *id))
         .filter(|t| node.as_ref().is_none_or(|id| t.node_id == *id))
         .filter(|t| f.all || t.desired_state <= TaskState::Running || !t.status.state.is_terminal())
+        .filter(|t| {
+            !f.up_to_date
+                || s.services
+                    .get(t.service_id.as_str())
+                    .is_some_and(|svc| !crate::orchestrator::outdated(svc, t))
+        })
         .map(Into::into)
         .collect();
     Ok(Response::new(pb::TaskList { tasks }))

@@ -34,6 +34,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 pub use reaper::TASK_HISTORY_RETENTION;
 pub use restart::{allowed as restart_allowed, due as restart_due};
+pub(crate) use slot::outdated;
 pub use slot::runs_the_same;
 
 /// Status message of a task the orchestrator creates.

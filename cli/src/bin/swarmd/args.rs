@@ -108,6 +108,10 @@ pub struct Args {
     /// Node label `key=value` (repeatable; at join or init).
     #[arg(long = "label")]
     pub labels: Vec<String>,
+    /// Serve the Docker Engine API on this unix socket (`unix:///run/shoal/docker.sock`;
+    /// 0600), for the `docker` CLI (`DOCKER_HOST=unix://…`). Off by default.
+    #[arg(long, value_name = "unix://PATH")]
+    pub docker_host: Option<String>,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "SWARMD_LOG", default_value = "info,openraft=warn")]
     pub log: String,

@@ -8,6 +8,7 @@
 
 mod args;
 mod dataplane;
+mod docker;
 mod identity;
 mod init;
 mod join;
@@ -108,6 +109,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if ident.manager && !managers.contains(&node.advertise) {
         managers.insert(0, node.advertise.clone());
     }
+    let agent_managers = managers.clone();
     let mut agent_cfg = AgentConfig::new(
         ident.node_id.clone(),
         node.hostname.clone(),
@@ -129,10 +131,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         if ident.manager { "manager" } else { "worker" }
     );
 
+    let docker = docker::start(&node, &ident, &agent_managers, stop_rx.clone()).await?;
     let running = role::follow(&node, ident, running, agent.node(), shutdown_signal()).await?;
     info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(15), agent_task).await;
+    if let Some(d) = docker {
+        let _ = tokio::time::timeout(Duration::from_secs(5), d).await;
+    }
     if let Some(r) = running {
         r.stop().await;
     }

@@ -25,6 +25,8 @@ pub struct Node {
     pub labels: BTreeMap<String, String>,
     /// How images are pulled (`--registry-mirror`, `--insecure-registry`, `--registry-auth`).
     pub registry: RegistryConfig,
+    /// `--docker-host`: the Engine API socket's path, absolute.
+    pub docker_host: Option<PathBuf>,
     /// Mutual TLS with the node's certificate (plain TCP with `--insecure-plaintext`); set
     /// once the node has its identity.
     pub transport: Transport,
@@ -63,6 +65,13 @@ impl Node {
             );
         }
         let registry = args.registry_config()?;
+        let docker_host = match &args.docker_host {
+            Some(h) => {
+                let p = shoal_cli::docker::server::parse_host(h).map_err(anyhow::Error::msg)?;
+                Some(std::env::current_dir()?.join(p))
+            }
+            None => None,
+        };
         // Reads the credentials file: a bad one stops swarmd here rather than every pull. A node
         // that cannot run containers (no CA certificates, no OCI runtime) still starts: it runs
         // `--runtime process` tasks and refuses container tasks, saying why.
@@ -92,6 +101,7 @@ impl Node {
             engine,
             labels,
             registry,
+            docker_host,
             transport: Transport::Plain,
         })
     }

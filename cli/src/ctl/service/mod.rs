@@ -102,6 +102,7 @@ pub async fn run(ctx: &mut Ctx, cmd: ServiceCmd) -> anyhow::Result<()> {
                     service,
                     node: String::new(),
                     all: true,
+                    up_to_date: false,
                 })
                 .collect();
             ps::run(ctx, &args, requests).await
