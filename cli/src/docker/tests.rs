@@ -453,7 +453,7 @@ pub(super) fn local(dir: &Path) -> LocalNode {
         state_dir: dir.to_path_buf(),
         control_socket: dir.join("swarmd.sock"),
         state: "active".into(),
-        manager: true,
+        manager: false,
     }
 }
 
