@@ -62,6 +62,42 @@ impl Docker {
         run(&mut self.command(sock, args), CLI_TIMEOUT)
     }
 
+    /// `docker ARGS` against `sock` with `input` on its standard input.
+    pub fn run_with_input(&self, sock: &Path, args: &[&str], input: &[u8]) -> Output {
+        use std::io::Write;
+        let started = std::time::Instant::now();
+        let mut child = self
+            .command(sock, args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn the docker CLI");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input).expect("write the CLI's stdin");
+        drop(stdin);
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let out = match rx.recv_timeout(CLI_TIMEOUT) {
+            Ok(r) => r.expect("the docker CLI's output"),
+            Err(_) => {
+                // Ours, by pid: the CLI hung.
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                panic!("docker {args:?} did not finish within {CLI_TIMEOUT:?}");
+            }
+        };
+        Output {
+            cmd: format!("docker {}", args.join(" ")),
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            elapsed: started.elapsed(),
+        }
+    }
+
     /// [`Docker::run`], which must succeed; its stdout.
     pub fn ok(&self, sock: &Path, args: &[&str]) -> String {
         let out = self.run(sock, args);

@@ -454,15 +454,13 @@ fn a_swarm_made_and_run_with_the_docker_cli() {
     assert!(still_open, "docker service logs -f ended by itself");
 
     // A secret, read by a task.
-    let mut cmd = s
-        .docker
-        .command(&s.sock("manager1"), &["secret", "create", "db_pass", "-"]);
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
-    let mut child = cmd.spawn().expect("docker secret create");
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"s3cr3t-of-the-swarm").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{out:?}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim().len(), 25);
+    let out = s.docker.run_with_input(
+        &s.sock("manager1"),
+        &["secret", "create", "db_pass", "-"],
+        b"s3cr3t-of-the-swarm",
+    );
+    assert!(out.success(), "{out}");
+    assert_eq!(out.stdout.trim().len(), 25, "{out}");
     s.ok(
         "manager1",
         &[
@@ -509,6 +507,51 @@ fn a_swarm_made_and_run_with_the_docker_cli() {
         s.ok("manager1", &["service", "rm", "web", "db"]),
         "web\ndb\n"
     );
+
+    // Autolock through docker: a restarted manager is locked and says so in Docker's words
+    // until `docker swarm unlock` (the key on stdin) opens it.
+    let on = s.ok("manager1", &["swarm", "update", "--autolock=true"]);
+    let key = on
+        .split_whitespace()
+        .find(|w| w.starts_with("SWMKEY-1-"))
+        .unwrap_or_else(|| panic!("{on}"))
+        .to_string();
+    s.lab.lab_ok(&["restart", "manager3"], &[]);
+    let st = s.ok(
+        "manager3",
+        &["info", "--format", "{{.Swarm.LocalNodeState}}"],
+    );
+    assert_eq!(st.trim(), "locked");
+    s.refused(
+        "manager3",
+        &["node", "ls"],
+        "Swarm is encrypted and needs to be unlocked before it can be used. Please use \"docker swarm unlock\" to unlock it.",
+    );
+    let bad = s.docker.run_with_input(
+        &s.sock("manager3"),
+        &["swarm", "unlock"],
+        b"SWMKEY-1-wrong\n",
+    );
+    assert!(
+        !bad.success() && bad.stderr.contains("invalid unlock key"),
+        "{bad}"
+    );
+    let out = s.docker.run_with_input(
+        &s.sock("manager3"),
+        &["swarm", "unlock"],
+        format!("{key}\n").as_bytes(),
+    );
+    assert!(out.success(), "{out}");
+    s.node_ls_is(
+        "manager3",
+        &table(&ids, "manager3", &engine, &all(roles, active)),
+    );
+    let out = s.docker.run(&s.sock("manager3"), &["swarm", "unlock"]);
+    assert!(
+        !out.success() && out.stderr.contains("swarm is not locked"),
+        "{out}"
+    );
+    s.ok("manager1", &["swarm", "update", "--autolock=false"]);
 
     // leave: refused to a manager without --force; a worker leaves, is Down, is removed, and
     // joins again from the same running swarmd.

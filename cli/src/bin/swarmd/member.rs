@@ -191,8 +191,15 @@ pub async fn run(node: &mut Node, start: Start, shared: &mut Shared<'_>) -> anyh
         shared.publish("locked", Some(&ident), &node.advertise);
         let stopping = shared.stopping();
         match role::wait_unlocked(node, shared.front, shared.requests, stopping).await? {
-            Unlocked::Go(k) => {
-                running = Some(RunningManager::start(node, &ident, k, shared.front).await?)
+            Unlocked::Go(unlock) => {
+                let (key, started) = match unlock {
+                    Some((k, s)) => (Some(k), Some(s)),
+                    None => (None, None),
+                };
+                running = Some(RunningManager::start(node, &ident, key, shared.front).await?);
+                if let Some(s) = started {
+                    let _ = s.send(());
+                }
             }
             Unlocked::Stopped => {
                 info!("stopped while locked");

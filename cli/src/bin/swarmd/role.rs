@@ -97,8 +97,9 @@ pub fn leave_refusal(nodes: &[pb::Node], node_id: &str) -> String {
 
 /// How a locked manager's wait ended.
 pub enum Unlocked {
-    /// Not locked, or unlocked with this key (`Some`).
-    Go(Option<UnlockKey>),
+    /// Not locked, or unlocked with this key (`Some`); send on (or drop) the sender once the
+    /// manager runs: the `Unlock` call is answered then.
+    Go(Option<(UnlockKey, oneshot::Sender<()>)>),
     /// `shutdown` came first.
     Stopped,
     /// `swarm leave --force`: answer the sender once the node has left.
@@ -126,9 +127,9 @@ pub async fn wait_unlocked(
         tokio::select! {
             k = &mut unlocked => {
                 return Ok(match k {
-                    Ok(k) => {
+                    Ok(u) => {
                         info!("manager unlocked; starting it");
-                        Unlocked::Go(Some(k))
+                        Unlocked::Go(Some((u.key, u.started)))
                     }
                     Err(_) => Unlocked::Stopped,
                 });
