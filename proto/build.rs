@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".shoal.v1.UnlockKeyResponse",
             ".shoal.v1.UnlockRequest",
             ".shoal.v1.TaskData",
+            ".shoal.v1.SwarmJoinRequest",
         ])
         .compile_fds(fds)?;
     Ok(())

@@ -111,6 +111,19 @@ pub async fn connect_with(
     host: &str,
     cfg: &ClientConfig,
 ) -> anyhow::Result<ControlClient<Channel>> {
+    Ok(ControlClient::new(channel(host, cfg).await?))
+}
+
+/// Connects to the node's membership API (`swarm init|join|leave`) at `host`, its control
+/// socket; the errors are [`connect_with`]'s.
+pub async fn connect_lifecycle(
+    host: &str,
+    cfg: &ClientConfig,
+) -> anyhow::Result<shoal_proto::pb::node_lifecycle_client::NodeLifecycleClient<Channel>> {
+    Ok(shoal_proto::pb::node_lifecycle_client::NodeLifecycleClient::new(channel(host, cfg).await?))
+}
+
+async fn channel(host: &str, cfg: &ClientConfig) -> anyhow::Result<Channel> {
     let target = Target::parse(host).map_err(anyhow::Error::msg)?;
     let unreachable = |cause: String| {
         anyhow::anyhow!("cannot reach swarmd at {host}: {cause}; is swarmd running there? (set --host or SWARM_HOST)")
@@ -129,7 +142,7 @@ pub async fn connect_with(
             )))
         }
     };
-    Ok(ControlClient::new(channel))
+    Ok(channel)
 }
 
 async fn open(

@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod addr;
 pub mod client;
 pub mod ctl;
 pub mod docker;

@@ -49,6 +49,17 @@ pub mod pb {
         }
     }
 
+    impl std::fmt::Debug for SwarmJoinRequest {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("SwarmJoinRequest")
+                .field("listen_addr", &self.listen_addr)
+                .field("advertise_addr", &self.advertise_addr)
+                .field("remote_addrs", &self.remote_addrs)
+                .field("token", &"<redacted>")
+                .finish()
+        }
+    }
+
     impl std::fmt::Debug for UnlockRequest {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.debug_struct("UnlockRequest")

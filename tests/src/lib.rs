@@ -27,6 +27,7 @@
 
 mod bins;
 mod cluster;
+pub mod docker;
 pub mod lab;
 mod ports;
 mod run;

@@ -7,10 +7,9 @@
 //! refusing swarm calls with Docker's words. Stopping a node removes its socket.
 
 use shoal_netlib::root::root_or_skip;
+use shoal_tests::docker::{docker_cli, row, tabwriter, Docker};
 use shoal_tests::lab::Lab;
-use shoal_tests::{run, wait_for, NodeView, Output};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use shoal_tests::{wait_for, NodeView};
 use std::time::Duration;
 
 /// These tests' lab subnet (outside the range other lab tests draw theirs from): one lab at a
@@ -21,80 +20,6 @@ const SUBNET: &str = "198.19.233.0/24";
 fn one_lab() -> std::sync::MutexGuard<'static, ()> {
     static LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LAB.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The docker CLI to test with: `$SHOAL_DOCKER_CLI`, else Debian's `/usr/bin/docker`. `None`
-/// (after saying why) when there is none, outside CI; under CI its absence fails the test.
-fn docker_cli() -> Option<PathBuf> {
-    let p = std::env::var_os("SHOAL_DOCKER_CLI")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/docker"));
-    if p.is_file() {
-        return Some(p);
-    }
-    let msg = format!(
-        "no docker CLI at {}: install Debian's docker.io (deploy/deps.sh) or set SHOAL_DOCKER_CLI",
-        p.display()
-    );
-    assert!(std::env::var_os("CI").is_none(), "{msg}");
-    eprintln!("skipped: {msg}");
-    None
-}
-
-/// Runs the CLI against one socket, with a private, empty client configuration.
-struct Docker {
-    cli: PathBuf,
-    config: tempfile::TempDir,
-}
-
-impl Docker {
-    fn run(&self, sock: &Path, args: &[&str]) -> Output {
-        let mut cmd = Command::new(&self.cli);
-        cmd.args(args)
-            .env("DOCKER_HOST", format!("unix://{}", sock.display()))
-            .env("DOCKER_CONFIG", self.config.path())
-            .env_remove("DOCKER_API_VERSION")
-            .env_remove("DOCKER_CONTEXT")
-            .env("NO_COLOR", "1");
-        run(&mut cmd, Duration::from_secs(30))
-    }
-
-    fn ok(&self, sock: &Path, args: &[&str]) -> String {
-        let out = self.run(sock, args);
-        assert!(out.success(), "{out}");
-        out.stdout
-    }
-}
-
-/// What Go's `text/tabwriter` makes of `rows` with the CLI's settings (minimum width 10,
-/// padding 3, the last column unpadded).
-fn tabwriter(rows: &[Vec<String>]) -> String {
-    let cols = rows[0].len();
-    let widths: Vec<usize> = (0..cols - 1)
-        .map(|c| {
-            rows.iter()
-                .map(|r| r[c].chars().count() + 3)
-                .max()
-                .unwrap_or(0)
-                .max(10)
-        })
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        for (c, cell) in r.iter().enumerate() {
-            if c + 1 < cols {
-                out.push_str(&format!("{cell:<w$}", w = widths[c]));
-            } else {
-                out.push_str(cell);
-            }
-        }
-        out.push('\n');
-    }
-    out
-}
-
-fn row(cells: &[&str]) -> Vec<String> {
-    cells.iter().map(|s| s.to_string()).collect()
 }
 
 #[test]

@@ -80,6 +80,8 @@ pub struct Agent {
     images: image_op::Images,
     /// The log follows of the current session.
     follows: logs::Follows,
+    /// The node leaves its swarm (`swarm leave`): stopping ends its tasks, without a goodbye.
+    leaving: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Agent {
@@ -222,6 +224,7 @@ impl Agent {
             background,
             images,
             follows: logs::Follows::default(),
+            leaving: Default::default(),
         })
     }
 
@@ -310,7 +313,13 @@ impl Agent {
             }
             backoff = cfg.reconnect_backoff_min;
         }
-        if self.worker.tasks_outlive_agent() {
+        if self.leaving.load(std::sync::atomic::Ordering::SeqCst) {
+            info!(
+                tasks = self.worker.running(),
+                "agent stopping: the node leaves its swarm; stopping tasks"
+            );
+            self.worker.stop_all().await;
+        } else if self.worker.tasks_outlive_agent() {
             info!(
                 tasks = self.worker.running(),
                 "agent stopping; leaving the tasks running: a restarted swarmd adopts them"
@@ -321,6 +330,14 @@ impl Agent {
             self.worker.stop_all().await;
         }
         self.background.shutdown().await;
+    }
+
+    /// Makes the coming stop a departure from the swarm (`swarm leave`): the tasks are
+    /// stopped rather than left for a restart, and the managers are not told to wait for the
+    /// node (it is Down at their next heartbeat check).
+    pub fn leave_on_stop(&self) {
+        self.leaving
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Tells the managers this node stops cleanly and comes back (bounded: a manager that does

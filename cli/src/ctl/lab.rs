@@ -32,6 +32,11 @@ pub enum LabCmd {
         /// /var/tmp/shoal-images/oci, when built].
         #[arg(long, value_name = "DIR")]
         images: Option<std::path::PathBuf>,
+        /// Start the nodes in no swarm, as Play with Docker's: make it yourself with
+        /// `lab exec manager1 swarmctl swarm init` and `swarm join` on the others (or
+        /// `docker swarm init|join` with SHOAL_LAB_SWARMD_ARGS=--docker-host=unix://docker.sock).
+        #[arg(long)]
+        no_swarm: bool,
     },
     /// List labs and whether they run.
     #[command(alias = "list")]
@@ -151,6 +156,7 @@ pub async fn run(cmd: LabCmd, format: Format) -> anyhow::Result<()> {
             workers,
             subnet,
             images,
+            no_swarm,
         } => {
             let spec = LabSpec {
                 name: name.name,
@@ -158,6 +164,7 @@ pub async fn run(cmd: LabCmd, format: Format) -> anyhow::Result<()> {
                 workers,
                 subnet,
                 images,
+                no_swarm,
             };
             lab::up::up(spec, &mut p).await
         }

@@ -7,6 +7,7 @@ pub mod exec;
 pub mod image;
 pub mod json;
 pub mod lab;
+pub mod membership;
 pub mod names;
 pub mod network;
 pub mod node;
@@ -158,14 +159,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         plaintext: cli.insecure_plaintext,
         ..Default::default()
     };
-    let client = client::connect_with(&cli.host, &cfg).await?;
+    // Membership: the node's own NodeLifecycle, served whether it is in a swarm or not.
+    if let Command::Swarm(c) = cli.command {
+        match c {
+            swarm::SwarmCmd::Init(a) => return membership::init(&cli.host, &cfg, a).await,
+            swarm::SwarmCmd::Join(a) => return membership::join(&cli.host, &cfg, a).await,
+            swarm::SwarmCmd::Leave { force } => {
+                return membership::leave(&cli.host, &cfg, force).await
+            }
+            c => return run_connected(&cli.host, cfg, cli.format, Command::Swarm(c)).await,
+        }
+    }
+    run_connected(&cli.host, cfg, cli.format, cli.command).await
+}
+
+/// Connects to the Control API at `host` and runs `command`.
+async fn run_connected(
+    host: &str,
+    cfg: client::ClientConfig,
+    format: Option<Format>,
+    command: Command,
+) -> anyhow::Result<()> {
+    let client = client::connect_with(host, &cfg).await?;
     let mut ctx = Ctx {
         client,
         dial: Some(cfg),
-        format: cli.format,
+        format,
         out: Out::stdout(),
     };
-    dispatch(&mut ctx, cli.command).await
+    dispatch(&mut ctx, command).await
 }
 
 /// Runs one command with an existing context.

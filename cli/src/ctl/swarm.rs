@@ -1,4 +1,5 @@
-//! `swarmctl swarm inspect | join-token | update | ca | unlock | unlock-key`.
+//! `swarmctl swarm inspect | join-token | update | ca | unlock | unlock-key` (and `init | join |
+//! leave`, in [`super::membership`]).
 
 use super::{json, output, Ctx};
 use crate::client::RpcResultExt;
@@ -10,6 +11,18 @@ use shoal_proto::pb;
 /// `swarm` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum SwarmCmd {
+    /// Make a new swarm with this node (its swarmd started with `--idle`, or after `swarm
+    /// leave`) as its only manager.
+    Init(super::membership::InitArgs),
+    /// Join this node (in no swarm) to a swarm as a worker or manager (the token says which).
+    Join(super::membership::JoinArgs),
+    /// Take this node out of its swarm: its tasks stop and it forgets the swarm. A manager
+    /// needs --force.
+    Leave {
+        /// Leave even as a manager (the last one erases the swarm).
+        #[arg(short, long)]
+        force: bool,
+    },
     /// Show the cluster: id, raft leader and term, node counts, address pool.
     Inspect,
     /// Show (or rotate) the token a new node needs to join.
@@ -92,6 +105,9 @@ pub enum Role {
 /// Runs a `swarm` subcommand.
 pub async fn run(ctx: &mut Ctx, cmd: SwarmCmd) -> anyhow::Result<()> {
     match cmd {
+        SwarmCmd::Init(_) | SwarmCmd::Join(_) | SwarmCmd::Leave { .. } => {
+            anyhow::bail!("swarm init|join|leave are run by ctl::run before connecting")
+        }
         SwarmCmd::Inspect => inspect(ctx).await,
         SwarmCmd::JoinToken {
             role,

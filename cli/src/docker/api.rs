@@ -26,8 +26,12 @@ pub struct LocalNode {
     pub managers: Vec<String>,
     /// Its state dir.
     pub state_dir: PathBuf,
-    /// Its Control socket (`<state-dir>/swarmd.sock`): present while its manager runs.
+    /// Its control socket (`<state-dir>/swarmd.sock`): present while swarmd runs.
     pub control_socket: PathBuf,
+    /// `inactive`, `pending`, `active`, `locked` or `error` (`Swarm.LocalNodeState`).
+    pub state: String,
+    /// Whether it is a manager (`Swarm.ControlAvailable`), even before its store answers.
+    pub manager: bool,
 }
 
 /// An answer: status and body.
@@ -158,6 +162,9 @@ impl Api {
                     "Descriptor": { "digest": r.get_ref().digest },
                     "Platforms": [],
                 }))
+            }
+            Route::SwarmInit | Route::SwarmJoin | Route::SwarmLeave | Route::SwarmUnlock => {
+                self.membership(r, query, body).await?
             }
             Route::Swarm
             | Route::SwarmUpdate
@@ -378,15 +385,16 @@ impl Api {
             let nodes = c.list_nodes(pb::Empty {}).await?.into_inner().nodes;
             Ok::<_, ApiError>((cluster, nodes))
         };
+        let local = self.local_now().await;
         match from_manager.await {
             Ok((cluster, nodes)) => types::system::info(
-                &self.local,
+                &local,
                 Some(&ManagerView {
                     cluster: &cluster,
                     nodes: &nodes,
                 }),
             ),
-            Err(_) => types::system::info(&self.local, None),
+            Err(_) => types::system::info(&local, None),
         }
     }
 

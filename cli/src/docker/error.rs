@@ -5,6 +5,9 @@ use std::error::Error as _;
 /// What a worker (a node without the Control API) answers to swarm calls, as dockerd does.
 pub const NOT_MANAGER: &str = "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
 
+/// What a locked manager answers (dockerd's words, naming dockerd's command).
+pub const LOCKED: &str = "Swarm is encrypted and needs to be unlocked before it can be used. Please use \"docker swarm unlock\" to unlock it.";
+
 /// A refused request: the status code and the message the CLI prints after
 /// `Error response from daemon: `.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +57,12 @@ impl ApiError {
             return ApiError {
                 status: 503,
                 message: format!("lost the connection to the manager: {}", s.message()),
+            };
+        }
+        if s.message() == shoal_manager::autolock::LOCKED_MESSAGE {
+            return ApiError {
+                status: 503,
+                message: LOCKED.into(),
             };
         }
         let status = match s.code() {

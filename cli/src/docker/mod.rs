@@ -12,6 +12,8 @@
 //! * [`filters`]: Docker's `filters=` JSON;
 //! * [`types`]: Control objects → Docker's JSON; [`spec`]: Docker's service spec → Control's;
 //! * [`api`]: one request → one [`api::Reply`] (reads, services); `write`: the other writes;
+//!   `membership`: `swarm init|join|leave|unlock`, through the control socket's
+//!   `NodeLifecycle`, which swarmd serves in a swarm or not;
 //! * [`logs`]: `service logs` as Docker's multiplexed stream;
 //! * [`server`]: the socket (0600, a stale one replaced, removed on exit) and HTTP.
 
@@ -19,6 +21,7 @@ pub mod api;
 pub mod error;
 pub mod filters;
 pub mod logs;
+mod membership;
 pub mod route;
 pub mod server;
 pub mod spec;

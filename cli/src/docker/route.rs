@@ -21,6 +21,15 @@ pub enum Route {
     SwarmUpdate,
     /// `GET /swarm/unlockkey`.
     UnlockKey,
+    // The node's membership (`membership.rs`).
+    /// `POST /swarm/init`.
+    SwarmInit,
+    /// `POST /swarm/join`.
+    SwarmJoin,
+    /// `POST /swarm/leave`.
+    SwarmLeave,
+    /// `POST /swarm/unlock`.
+    SwarmUnlock,
     /// `GET /nodes`.
     Nodes,
     /// `POST /nodes/{id}/update`.
@@ -125,6 +134,10 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         (["swarm"], _) if get => Route::Swarm,
         (["swarm", "update"], m) if m == Method::POST => Route::SwarmUpdate,
         (["swarm", "unlockkey"], _) if get => Route::UnlockKey,
+        (["swarm", "init"], m) if m == Method::POST => Route::SwarmInit,
+        (["swarm", "join"], m) if m == Method::POST => Route::SwarmJoin,
+        (["swarm", "leave"], m) if m == Method::POST => Route::SwarmLeave,
+        (["swarm", "unlock"], m) if m == Method::POST => Route::SwarmUnlock,
         (["nodes"], _) if get => Route::Nodes,
         (["nodes", id, "update"], m) if m == Method::POST => Route::NodeUpdate(percent_decode(id)),
         (["nodes", id], m) if m == Method::DELETE => Route::NodeDelete(percent_decode(id)),

@@ -452,6 +452,8 @@ pub(super) fn local(dir: &Path) -> LocalNode {
         managers: vec!["198.19.233.1:2377".into()],
         state_dir: dir.to_path_buf(),
         control_socket: dir.join("swarmd.sock"),
+        state: "active".into(),
+        manager: false,
     }
 }
 

@@ -182,6 +182,9 @@ pub struct LabSpec {
     /// `--images DIR`: the OCI layout whose images `lab up` pushes into the lab's registry;
     /// `None` for the demo images' cache (`deploy/images.sh`'s), when it exists.
     pub images: Option<std::path::PathBuf>,
+    /// `--no-swarm`: the nodes start in no swarm (`swarmd --idle`), as Play with Docker's do;
+    /// the user makes the swarm with `swarm init|join` (swarmctl's or docker's).
+    pub no_swarm: bool,
 }
 
 impl Default for LabSpec {
@@ -192,6 +195,7 @@ impl Default for LabSpec {
             workers: 2,
             subnet: parse_subnet(DEFAULT_SUBNET).expect("the default subnet parses"),
             images: None,
+            no_swarm: false,
         }
     }
 }

@@ -21,6 +21,7 @@ fn spec(managers: usize, workers: usize, subnet: &str) -> LabSpec {
         workers,
         subnet: subnet.parse().unwrap(),
         images: None,
+        no_swarm: false,
     }
 }
 
@@ -335,12 +336,18 @@ fn command_line() {
             workers,
             subnet,
             images,
+            no_swarm,
         } => {
             assert_eq!(name.name, "lab");
             assert_eq!((managers, workers), (3, 2));
             assert_eq!(subnet.to_string(), "198.18.0.0/24");
             assert_eq!(images, None);
+            assert!(!no_swarm);
         }
+        c => panic!("{c:?}"),
+    }
+    match parse(&["up", "--no-swarm"]).unwrap() {
+        LabCmd::Up { no_swarm, .. } => assert!(no_swarm),
         c => panic!("{c:?}"),
     }
     match parse(&["up", "--images", "/tmp/oci"]).unwrap() {

@@ -259,6 +259,9 @@ impl Builder {
         drop(ul);
 
         let deadline = Instant::now() + READY_TIMEOUT;
+        if self.spec.no_swarm {
+            return self.idle_nodes(p, &namespaces, deadline).await;
+        }
         let plans = self.spec.nodes();
         let first = &plans[0];
         let m1 = first.name.clone();
@@ -325,6 +328,48 @@ impl Builder {
         Ok(nodes)
     }
 
+    /// `--no-swarm`: every node's swarmd started in no swarm (`--idle`), then waited for
+    /// until its control socket says so. No node list: there is no swarm to ask.
+    async fn idle_nodes(
+        &mut self,
+        p: &mut Printer,
+        namespaces: &[NetNs],
+        deadline: Instant,
+    ) -> anyhow::Result<Vec<pb::Node>> {
+        self.extra.push("--idle".into());
+        for (i, ns) in namespaces.iter().enumerate() {
+            self.start(p, i, ns, None)?;
+        }
+        for node in self.spec.nodes() {
+            self.failing = Some(node.name.clone());
+            let host = self.dir.host(&node.name);
+            loop {
+                self.check_children()?;
+                let cfg = ClientConfig {
+                    connect_timeout: Duration::from_secs(1),
+                    request_timeout: Some(Duration::from_secs(3)),
+                    ..Default::default()
+                };
+                let state = match client::connect_lifecycle(&host, &cfg).await {
+                    Ok(mut c) => c.state(pb::Empty {}).await.rpc().map(|s| s.state),
+                    Err(e) => Err(e),
+                };
+                match state {
+                    Ok(s) if s == "inactive" => break,
+                    r if Instant::now() > deadline => bail!(
+                        "timed out after {}s waiting for {} to start in no swarm; last seen: {r:?}",
+                        READY_TIMEOUT.as_secs(),
+                        node.name
+                    ),
+                    _ => tokio::time::sleep(POLL).await,
+                }
+            }
+            p.say(&format!("  {}: in no swarm", node.name));
+        }
+        self.failing = None;
+        Ok(Vec::new())
+    }
+
     /// Starts node `i`'s swarmd and records its pid in `lab.json`.
     fn start(
         &mut self,
@@ -345,6 +390,7 @@ impl Builder {
         self.file.nodes[i].args = procs::swarmd_args(&self.dir, node, None, &self.extra);
         self.dir.save(&self.file)?;
         let what = match (join.is_some(), node.role) {
+            _ if self.spec.no_swarm => "in no swarm",
             (false, _) => "initialising the swarm",
             (true, Role::Manager) => "joining as a manager",
             (true, Role::Worker) => "joining as a worker",
@@ -490,6 +536,9 @@ impl Builder {
     /// The final table (or JSON) and how to use the lab.
     fn report(&self, p: &mut Printer, nodes: &[pb::Node]) {
         let status = |name: &str| -> String {
+            if self.spec.no_swarm {
+                return "in no swarm".into();
+            }
             nodes
                 .iter()
                 .find(|n| n.hostname == name)
@@ -567,9 +616,29 @@ impl Builder {
             }
             None => hints.to_vec(),
         };
+        let hints: Vec<(String, &str)> = if self.spec.no_swarm {
+            vec![
+                (
+                    format!("swarmctl lab exec{flag} manager1 -- swarmctl swarm init --advertise-addr eth0"),
+                    "make the swarm",
+                ),
+                (
+                    format!("swarmctl lab exec{flag} worker1 -- swarmctl swarm join --token TOKEN {ip1}:2377"),
+                    "join it (the token init printed)",
+                ),
+                (format!("swarmctl lab down{flag}"), "remove it all"),
+            ]
+        } else {
+            hints
+        };
         let width = hints.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
+        let ready = if self.spec.no_swarm {
+            "in no swarm, started"
+        } else {
+            "Ready"
+        };
         let mut text = format!(
-            "\nLab {:?} is up: {} nodes Ready in {elapsed:.1}s.\n\n{}\nTry:\n",
+            "\nLab {:?} is up: {} nodes {ready} in {elapsed:.1}s.\n\n{}\nTry:\n",
             self.spec.name,
             self.file.nodes.len(),
             t.render()

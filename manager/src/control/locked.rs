@@ -40,13 +40,25 @@ pub fn locked_status() -> Status {
     Status::failed_precondition(LOCKED_MESSAGE)
 }
 
+/// An accepted unlock key, and where the start-up says the manager runs: the `Unlock` call
+/// is answered then (or when `started` is dropped), so that the next call finds the manager
+/// unlocked, as dockerd's unlock does.
+#[derive(Debug)]
+pub struct Unlocking {
+    /// The key that opens the raft key file.
+    pub key: UnlockKey,
+    /// Send (or drop) once the manager runs.
+    pub started: oneshot::Sender<()>,
+}
+
 struct Inner {
     raft_dir: PathBuf,
-    unlocked: Mutex<Option<oneshot::Sender<UnlockKey>>>,
+    unlocked: Mutex<Option<oneshot::Sender<Unlocking>>>,
 }
 
 /// The locked manager's Control service (a tonic service for `Server::add_service`). Built
-/// with [`LockedControl::new`], which also returns the receiver of the accepted unlock key.
+/// with [`LockedControl::new`], which also returns the receiver of the accepted unlock key
+/// ([`Unlocking`]).
 #[derive(Clone)]
 pub struct LockedControl(Arc<Inner>);
 
@@ -61,7 +73,7 @@ impl std::fmt::Debug for LockedControl {
 impl LockedControl {
     /// The service for the locked raft directory `raft_dir`, and the receiver that gets the
     /// unlock key once an `Unlock` call supplied the right one.
-    pub fn new(raft_dir: PathBuf) -> (LockedControl, oneshot::Receiver<UnlockKey>) {
+    pub fn new(raft_dir: PathBuf) -> (LockedControl, oneshot::Receiver<Unlocking>) {
         let (tx, rx) = oneshot::channel();
         let inner = Inner {
             raft_dir,
@@ -89,7 +101,11 @@ impl LockedControl {
                 match tx {
                     Some(tx) => {
                         info!("unlock key accepted; opening raft");
-                        let _ = tx.send(key);
+                        let (started, running) = oneshot::channel();
+                        let _ = tx.send(Unlocking { key, started });
+                        // Bounded: a start-up that hangs must not hold the caller forever.
+                        let _ =
+                            tokio::time::timeout(std::time::Duration::from_secs(60), running).await;
                         Ok(pb::Empty {})
                     }
                     None => Err(Status::failed_precondition(

@@ -19,13 +19,20 @@ pub struct Args {
     /// Node hostname shown by `swarmctl node ls` (default: the machine's hostname).
     #[arg(long)]
     pub hostname: Option<String>,
-    /// Address to listen on for raft, dispatcher and control traffic (managers).
+    /// Address to listen on for raft, dispatcher and control traffic (managers): `IP`,
+    /// `IP:PORT`, an interface name or `NAME:PORT` (port 2377 by default).
     #[arg(long, default_value = "0.0.0.0:2377")]
     pub listen_addr: String,
-    /// Address other nodes use to reach this one (default: --listen-addr, which must then not
-    /// be 0.0.0.0).
+    /// Address other nodes use to reach this one, in the same forms (default: --listen-addr,
+    /// which must then not be 0.0.0.0; a joining node picks the address that reaches the
+    /// manager).
     #[arg(long)]
     pub advertise_addr: Option<String>,
+    /// With an empty state dir and no `--join`: start in no swarm, as dockerd does, and wait
+    /// for `swarmctl swarm init|join` (or the Engine API's `/swarm/init|join`) on the control
+    /// socket. Without it such a node makes a new swarm at once.
+    #[arg(long, conflicts_with = "join")]
+    pub idle: bool,
     /// A manager to join (ip:port).
     #[arg(long, requires = "token")]
     pub join: Option<String>,

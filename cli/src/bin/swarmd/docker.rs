@@ -1,7 +1,7 @@
-//! `--docker-host`: the Docker Engine API socket (`shoal_cli::docker`), started once the node
-//! has its identity, served until the node stops.
+//! `--docker-host`: the Docker Engine API socket (`shoal_cli::docker`), served from the start
+//! (in a swarm or not: `docker swarm init|join` come through it) until the node stops. What the
+//! node is now (its id, address, state) the API asks the control socket.
 
-use crate::identity::Identity;
 use crate::node::Node;
 use shoal_cli::docker::{server, Api, LocalNode};
 use std::sync::Arc;
@@ -12,8 +12,6 @@ use tokio::task::JoinHandle;
 /// is removed) once `stop` turns true.
 pub async fn start(
     node: &Node,
-    ident: &Identity,
-    managers: &[String],
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<JoinHandle<()>>> {
     let Some(path) = node.docker_host.clone() else {
@@ -21,10 +19,12 @@ pub async fn start(
     };
     let listener = server::bind(&path).await?;
     let api = Api::new(LocalNode {
-        node_id: ident.node_id.clone(),
+        node_id: String::new(),
         hostname: node.hostname.clone(),
         addr: node.advertise.clone(),
-        managers: managers.to_vec(),
+        managers: Vec::new(),
+        state: "inactive".into(),
+        manager: false,
         state_dir: node.state_dir.clone(),
         control_socket: node.state_dir.join("swarmd.sock"),
     });

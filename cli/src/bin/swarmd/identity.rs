@@ -21,6 +21,13 @@ pub struct Identity {
     /// Joined or made with `--insecure-plaintext` (no certificates).
     #[serde(default)]
     pub plaintext: bool,
+    /// The listen address the node had when it made or joined the swarm (`IP:PORT`): used on
+    /// restart when `--listen-addr` is left at its default.
+    #[serde(default)]
+    pub listen_addr: String,
+    /// Its advertised address then: used on restart without `--advertise-addr`.
+    #[serde(default)]
+    pub advertise_addr: String,
 }
 
 const FILE: &str = "node.json";

@@ -4,17 +4,42 @@
 use crate::identity::Identity;
 use crate::node::Node;
 use crate::role::RunningManager;
+use crate::serve::ControlFront;
 use shoal_manager::{Bootstrap, BootstrapError, BootstrapSpec};
 use tracing::warn;
 
-/// Makes the cluster, saves the node's identity and prints how to join it.
-pub async fn init(node: &mut Node) -> anyhow::Result<(Identity, RunningManager)> {
+/// What `swarm init` may set beyond the node's flags (empty/zero: the flags').
+#[derive(Debug, Default)]
+pub struct InitOptions {
+    /// Address pools, `CIDR`s (Shoal takes one).
+    pub default_addr_pool: Vec<String>,
+    /// Prefix length of the subnets cut from it.
+    pub subnet_size: u32,
+}
+
+/// Makes the cluster, saves the node's identity and prints how to join it. The node's
+/// addresses are known (see [`Node::take_addresses`]).
+pub async fn init(
+    node: &mut Node,
+    opts: InitOptions,
+    front: &ControlFront,
+) -> anyhow::Result<(Identity, RunningManager)> {
+    let pool = match opts.default_addr_pool.as_slice() {
+        [] => node.args.default_addr_pool.clone(),
+        [one] => one.clone(),
+        _ => anyhow::bail!("--default-addr-pool: Shoal takes one address pool"),
+    };
+    let subnet_size = match opts.subnet_size {
+        0 => node.args.default_addr_pool_mask_len,
+        n => u8::try_from(n)
+            .map_err(|_| anyhow::anyhow!("--default-addr-pool-mask-length {n} is out of range"))?,
+    };
     let spec = BootstrapSpec {
         hostname: node.hostname.clone(),
         advertise_addr: node.advertise.clone(),
         labels: node.labels.clone(),
-        default_addr_pool: node.args.default_addr_pool.clone(),
-        subnet_size: node.args.default_addr_pool_mask_len,
+        default_addr_pool: pool,
+        subnet_size,
         cert_expiry: node.args.cert_expiry,
         plaintext: node.args.insecure_plaintext,
         certs_dir: node.certs_dir(),
@@ -29,9 +54,11 @@ pub async fn init(node: &mut Node) -> anyhow::Result<(Identity, RunningManager)>
         raft_id: plan.raft_id,
         cluster_id: plan.cluster_id.clone(),
         plaintext: spec.plaintext,
+        listen_addr: node.listen.clone(),
+        advertise_addr: node.advertise.clone(),
     };
     node.transport = plan.transport.clone();
-    let running = RunningManager::start(node, &ident, None).await?;
+    let running = RunningManager::start(node, &ident, None, front).await?;
     running.m.bootstrap(&plan).await?;
     ident.save(&node.state_dir)?;
     println!(

@@ -6,13 +6,10 @@ use crate::node::Node;
 use shoal_agent::join::JoinConfig;
 use shoal_security::Transport;
 
-/// Joins through `addr`, saves the node's identity and the managers it was told of.
-pub async fn join(node: &Node, addr: &str) -> anyhow::Result<(Identity, Transport)> {
-    let mut cfg = JoinConfig::new(
-        addr.to_string(),
-        node.args.token.clone().unwrap_or_default(),
-        node.certs_dir(),
-    );
+/// Joins through `addr` with `token`, saves the node's identity and the managers it was told
+/// of. The node's addresses are known (see [`Node::take_addresses`]).
+pub async fn join(node: &Node, addr: &str, token: &str) -> anyhow::Result<(Identity, Transport)> {
+    let mut cfg = JoinConfig::new(addr.to_string(), token.to_string(), node.certs_dir());
     cfg.hostname = node.hostname.clone();
     cfg.advertise_addr = node.advertise.clone();
     cfg.labels = node.labels.clone();
@@ -24,6 +21,8 @@ pub async fn join(node: &Node, addr: &str) -> anyhow::Result<(Identity, Transpor
         raft_id: joined.raft_id,
         cluster_id: joined.cluster_id,
         plaintext: cfg.plaintext,
+        listen_addr: node.listen.clone(),
+        advertise_addr: node.advertise.clone(),
     };
     ident.save(&node.state_dir)?;
     if !joined.managers.is_empty() {

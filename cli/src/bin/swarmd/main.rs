@@ -1,30 +1,36 @@
 //! `swarmd`: the Shoal node daemon (manager and/or worker).
 //!
-//! Wiring only: flags ([`args`]) → checked settings ([`node`]) → the node's identity (the one in
-//! the state dir, or [`join`] a cluster, or [`init`] a new one) → its manager ([`role`]) and its
-//! agent → wait for a signal. The cluster bootstrap lives in `shoal_manager::bootstrap`, the join
-//! protocol in `shoal_agent::join`.
+//! Wiring only: flags ([`args`]) → checked settings ([`node`]) → the control socket ([`serve`]:
+//! the node's membership API, [`lifecycle`], and the Control API of whatever it is now) → one
+//! membership after another ([`member`]: the identity in the state dir, or [`join`] a swarm, or
+//! [`init`] a new one; its manager ([`role`]) and agent), in no swarm in between ([`idle`]) →
+//! until a signal. The cluster bootstrap lives in `shoal_manager::bootstrap`, the join protocol
+//! in `shoal_agent::join`.
 #![forbid(unsafe_code)]
 
 mod args;
 mod dataplane;
 mod docker;
 mod identity;
+mod idle;
 mod init;
 mod join;
+mod lifecycle;
+mod member;
 mod node;
 mod role;
 mod serve;
 
 use args::Args;
 use clap::Parser;
-use identity::{load_managers, Identity};
+use identity::Identity;
+use init::InitOptions;
+use lifecycle::LifecycleService;
+use member::{Ended, Shared, Start};
 use node::Node;
-use role::RunningManager;
-use shoal_agent::{Agent, AgentConfig};
+use serve::ControlFront;
 use std::time::Duration;
 use tokio::sync::watch;
-use tracing::info;
 
 fn main() {
     // `swarmd __task-init -- PROGRAM ARGS…`: the init of a sandboxed task (see the agent's
@@ -67,80 +73,54 @@ fn main() {
 async fn run(args: Args) -> anyhow::Result<()> {
     let mut node = Node::new(args)?;
     let (stop_tx, stop_rx) = watch::channel(false);
-
-    let mut running: Option<RunningManager> = None;
-    let ident = match Identity::load(&node.state_dir)? {
-        Some(id) => {
-            info!(node.id = %id.node_id, manager = id.manager, "restarting with the identity in the state dir");
-            node.transport = id.transport(&node.certs_dir(), node.args.insecure_plaintext)?;
-            id
-        }
-        None => match node.args.join.clone() {
-            Some(addr) => {
-                let (id, t) = join::join(&node, &addr).await?;
-                node.transport = t;
-                id
-            }
-            None => {
-                let (id, m) = init::init(&mut node).await?;
-                running = Some(m);
-                id
-            }
-        },
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let (lifecycle, mut requests, state) = LifecycleService::new();
+    let front = ControlFront::new();
+    let socket = serve::control_socket(
+        &node.state_dir.join("swarmd.sock"),
+        lifecycle,
+        front.clone(),
+        stop_rx.clone(),
+    )?;
+    let docker = docker::start(&node, stop_rx.clone()).await?;
+    let mut shared = Shared {
+        front: &front,
+        state: &state,
+        requests: &mut requests,
+        shutdown: stop_rx,
     };
-    let mut managers = load_managers(&node.state_dir);
-    if let Some(j) = &node.args.join {
-        if !managers.contains(j) {
-            managers.push(j.clone());
+    // The flags say how the first membership starts; after a `swarm leave` the node waits in
+    // no swarm, whatever they said.
+    let mut first = true;
+    loop {
+        let start = match Identity::load(&node.state_dir)? {
+            Some(id) => Start::Restart(id),
+            None if first && node.args.join.is_some() => Start::Join {
+                addrs: node.args.join.clone().into_iter().collect(),
+                token: node.args.token.clone().unwrap_or_default(),
+                reply: None,
+            },
+            None if first && !node.args.idle => Start::Init {
+                opts: InitOptions::default(),
+                reply: None,
+            },
+            None => match idle::wait(&mut node, &mut shared).await {
+                Some(s) => s,
+                None => break,
+            },
+        };
+        first = false;
+        if member::run(&mut node, start, &mut shared).await? == Ended::Stopped {
+            break;
         }
     }
-    if ident.manager && running.is_none() {
-        // Autolock: a locked manager waits here for `swarmctl swarm unlock`, then goes on
-        // with the same start-up, in the same process.
-        let unlock = match role::wait_unlocked(&node, shutdown_signal()).await? {
-            role::Unlocked::Go(k) => k,
-            role::Unlocked::Stopped => {
-                info!("stopped while locked");
-                return Ok(());
-            }
-        };
-        running = Some(RunningManager::start(&node, &ident, unlock).await?);
-    }
-    if ident.manager && !managers.contains(&node.advertise) {
-        managers.insert(0, node.advertise.clone());
-    }
-    let agent_managers = managers.clone();
-    let mut agent_cfg = AgentConfig::new(
-        ident.node_id.clone(),
-        node.hostname.clone(),
-        managers,
-        node.state_dir.clone(),
-    );
-    agent_cfg.data_plane = dataplane::build(&node).await?;
-    agent_cfg.transport = node.transport.clone();
-    agent_cfg.oci_runtime = node.args.oci_runtime.clone();
-    agent_cfg.init_path = node.args.init_path.clone();
-    agent_cfg.registry = node.registry.clone();
-    agent_cfg.validate()?;
-    let agent = Agent::new(agent_cfg);
-    let agent_task = tokio::spawn(agent.clone().run(stop_rx.clone()));
-    println!(
-        "swarmd: node {} ({}) running as {}",
-        ident.node_id,
-        node.hostname,
-        if ident.manager { "manager" } else { "worker" }
-    );
-
-    let docker = docker::start(&node, &ident, &agent_managers, stop_rx.clone()).await?;
-    let running = role::follow(&node, ident, running, agent.node(), shutdown_signal()).await?;
-    info!("shutting down");
-    let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(15), agent_task).await;
+    drop(shared);
+    let _ = tokio::time::timeout(Duration::from_secs(5), socket).await;
     if let Some(d) = docker {
         let _ = tokio::time::timeout(Duration::from_secs(5), d).await;
-    }
-    if let Some(r) = running {
-        r.stop().await;
     }
     Ok(())
 }

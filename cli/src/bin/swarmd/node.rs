@@ -2,6 +2,12 @@
 
 use crate::args::Args;
 use anyhow::{bail, Context};
+use shoal_cli::addr::{is_wildcard, local_toward, resolve, BAD_LISTEN, DEFAULT_PORT};
+use shoal_cli::BadInput;
+use std::net::SocketAddr;
+
+/// `--listen-addr`'s default.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:2377";
 use shoal_image::registry::{RegistryConfig, RegistryError};
 use shoal_manager::raft::storage::EngineKind;
 use shoal_security::Transport;
@@ -15,7 +21,12 @@ pub struct Node {
     pub args: Args,
     /// `--state-dir`, created and restricted to root.
     pub state_dir: PathBuf,
-    /// `--advertise-addr`, or `--listen-addr` when that is not a wildcard.
+    /// The address the manager listens on (`IP:PORT`): `--listen-addr`, or what `swarm
+    /// init|join` or the identity in the state dir say.
+    pub listen: String,
+    /// The address other nodes reach this one at (`IP:PORT`): `--advertise-addr`, or
+    /// `--listen-addr` when that is not a wildcard; empty until known (a node started with
+    /// `--idle` learns it at `swarm init|join`).
     pub advertise: String,
     /// `--hostname`, or the machine's.
     pub hostname: String,
@@ -39,18 +50,11 @@ impl Node {
             .storage_engine
             .parse()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let advertise = match &args.advertise_addr {
-            Some(a) => a.clone(),
-            None if args.listen_addr.starts_with("0.0.0.0")
-                || args.listen_addr.starts_with("[::]") =>
-            {
-                bail!("--listen-addr {} is a wildcard: pass --advertise-addr IP:PORT so other nodes can reach this one", args.listen_addr)
-            }
-            None => args.listen_addr.clone(),
-        };
-        advertise
-            .parse::<std::net::SocketAddr>()
-            .with_context(|| format!("--advertise-addr {advertise:?} must be IP:PORT"))?;
+        let (listen, advertise) = addresses(
+            &args.listen_addr,
+            args.advertise_addr.as_deref(),
+            args.idle || args.join.is_some() || args.state_dir.join("node.json").exists(),
+        )?;
         let mut labels = BTreeMap::new();
         for l in &args.labels {
             let Some((k, v)) = l.split_once('=') else {
@@ -96,6 +100,7 @@ impl Node {
         Ok(Node {
             args,
             state_dir,
+            listen,
             advertise,
             hostname,
             engine,
@@ -106,10 +111,82 @@ impl Node {
         })
     }
 
+    /// Takes the addresses of `swarm init|join` (`listen`, `advertise`: Docker's forms, empty
+    /// for the node's own); without an advertised address, `toward` (a manager to join) picks
+    /// the local address that reaches it, as dockerd does.
+    pub fn take_addresses(
+        &mut self,
+        listen: &str,
+        advertise: &str,
+        toward: Option<&str>,
+    ) -> Result<(), BadInput> {
+        if !listen.is_empty() {
+            self.listen = resolve(listen, DEFAULT_PORT, false)?.to_string();
+        }
+        let port = self
+            .listen
+            .parse::<SocketAddr>()
+            .map(|a| a.port())
+            .unwrap_or(DEFAULT_PORT);
+        if !advertise.is_empty() {
+            self.advertise = resolve(advertise, port, true)?.to_string();
+        }
+        if self.advertise.is_empty() {
+            let l: SocketAddr = self
+                .listen
+                .parse()
+                .map_err(|_| BadInput::from(BAD_LISTEN))?;
+            if !is_wildcard(&l) {
+                self.advertise = self.listen.clone();
+            } else if let Some(ip) = toward.and_then(local_toward) {
+                self.advertise = SocketAddr::new(ip, port).to_string();
+            } else {
+                return Err("could not choose an IP address to advertise since this system has multiple addresses: pass --advertise-addr".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// On a restart, the addresses the node made or joined its swarm with, where the flags
+    /// leave them open (`--listen-addr` at its default, no `--advertise-addr`).
+    pub fn restore_addresses(&mut self, id: &crate::identity::Identity) -> anyhow::Result<()> {
+        if !id.listen_addr.is_empty() && self.args.listen_addr == DEFAULT_LISTEN {
+            self.listen = id.listen_addr.clone();
+        }
+        if self.advertise.is_empty() {
+            self.advertise = id.advertise_addr.clone();
+        }
+        if self.advertise.is_empty() {
+            bail!("--listen-addr {} is a wildcard and the state dir does not say which address this node advertised: pass --advertise-addr", self.listen);
+        }
+        Ok(())
+    }
+
     /// Where the node's key, certificate and trusted roots are kept.
     pub fn certs_dir(&self) -> PathBuf {
         self.state_dir.join("certificates")
     }
+}
+
+/// `--listen-addr` and `--advertise-addr` resolved (`IP`, `IP:PORT`, an interface, `NAME:PORT`).
+/// A wildcard listen address without an advertised one is refused unless `later` (the node
+/// learns it at `swarm init|join`, or a join picks it).
+fn addresses(
+    listen: &str,
+    advertise: Option<&str>,
+    later: bool,
+) -> anyhow::Result<(String, String)> {
+    let l = resolve(listen, DEFAULT_PORT, false)
+        .map_err(|e| anyhow::anyhow!("--listen-addr {listen:?}: {e}"))?;
+    let a = match advertise {
+        Some(a) => resolve(a, l.port(), true)
+            .map_err(|e| anyhow::anyhow!("--advertise-addr {a:?}: {e}"))?
+            .to_string(),
+        None if !is_wildcard(&l) => l.to_string(),
+        None if later => String::new(),
+        None => bail!("--listen-addr {listen} is a wildcard: pass --advertise-addr IP[:PORT] or an interface name so other nodes can reach this one"),
+    };
+    Ok((l.to_string(), a))
 }
 
 fn machine_hostname() -> String {

@@ -1,91 +1,145 @@
-//! Serving a manager's gRPC APIs: TCP (raft, dispatcher, control) and the local unix socket
-//! (control only, 0600); and, while the manager is locked (autolock), only the locked Control
-//! service on the unix socket ([`serve_locked`]).
+//! Serving a node's APIs. The control socket (unix, 0600) lives as long as the process: it
+//! answers the node's membership (`NodeLifecycle`: `swarm init|join|leave`) and the Control API
+//! of whatever the node is now ([`Front`]): its manager's, a locked manager's (only `Unlock`),
+//! or a refusal in Docker's words. While the node's manager runs, its TCP listener serves raft,
+//! the dispatcher and Control to other nodes ([`serve_tcp`]).
 
+use crate::lifecycle::LifecycleService;
 use anyhow::Context;
 use shoal_manager::control::locked::LockedControl;
 use shoal_manager::control::ControlService;
-use shoal_manager::raft::storage::unlock::UnlockKey;
 use shoal_manager::Manager;
-use std::future::Future;
+use shoal_proto::pb;
+use shoal_proto::pb::control_server::ControlServer;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio_stream::wrappers::UnixListenerStream;
+use tonic::codegen::{http, Body, BoxFuture, Context as TaskContext, Poll, Service, StdError};
 use tonic::transport::Server;
+use tonic::Status;
 use tracing::{error, info};
 
-/// Binds both listeners, then serves until `stop` turns true.
-pub async fn serve(
+/// dockerd's words for a manager call on a node in no swarm.
+pub const NOT_IN_SWARM: &str = "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.";
+/// dockerd's words for a manager call on a worker.
+pub const WORKER: &str = "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
+
+/// Who answers Control calls on the control socket now.
+#[derive(Clone)]
+pub enum Front {
+    /// In no swarm: every call refused with [`NOT_IN_SWARM`].
+    Idle,
+    /// A worker (or a manager not started yet): refused with [`WORKER`].
+    Worker,
+    /// A locked manager: `Unlock` only.
+    Locked(LockedControl),
+    /// The running manager.
+    Manager(ControlServer<ControlService>),
+}
+
+/// The switchable Control service of the control socket.
+#[derive(Clone)]
+pub struct ControlFront(Arc<RwLock<Front>>);
+
+impl ControlFront {
+    /// A front refusing calls as a node in no swarm.
+    pub fn new() -> ControlFront {
+        ControlFront(Arc::new(RwLock::new(Front::Idle)))
+    }
+
+    /// From now on, `front` answers.
+    pub fn set(&self, front: Front) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = front;
+    }
+
+    /// The running manager answers.
+    pub fn manager(&self, m: Arc<Manager>) {
+        self.set(Front::Manager(ControlService::new(m).into_server()));
+    }
+
+    fn current(&self) -> Front {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl tonic::server::NamedService for ControlFront {
+    const NAME: &'static str = pb::control_server::SERVICE_NAME;
+}
+
+impl<B> Service<http::Request<B>> for ControlFront
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        match self.current() {
+            Front::Idle => Box::pin(async { Ok(Status::unavailable(NOT_IN_SWARM).into_http()) }),
+            Front::Worker => Box::pin(async { Ok(Status::unavailable(WORKER).into_http()) }),
+            Front::Locked(mut s) => s.call(req),
+            Front::Manager(mut s) => s.call(req),
+        }
+    }
+}
+
+/// Binds the control socket (a stale one replaced; 0600) and serves `lifecycle` and `front` on
+/// it until `stop` turns true; the socket is removed then.
+pub fn control_socket(
+    socket: &Path,
+    lifecycle: LifecycleService,
+    front: ControlFront,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<JoinHandle<()>> {
+    let _ = std::fs::remove_file(socket);
+    let unix = UnixListener::bind(socket)
+        .with_context(|| format!("cannot create control socket {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    let server = Server::builder()
+        .add_service(front)
+        .add_service(pb::node_lifecycle_server::NodeLifecycleServer::new(
+            lifecycle,
+        ))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(unix), async move {
+            let _ = stop.wait_for(|s| *s).await;
+        });
+    let socket = socket.to_path_buf();
+    Ok(tokio::spawn(async move {
+        if let Err(e) = server.await {
+            error!(error = %e, "control socket server failed");
+        }
+        let _ = std::fs::remove_file(socket);
+    }))
+}
+
+/// Binds the manager's TCP listener, then serves raft, the dispatcher and Control on it until
+/// `stop` turns true.
+pub async fn serve_tcp(
     m: Arc<Manager>,
     listen: &str,
-    socket: &Path,
-    stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let tcp = TcpListener::bind(listen).await.with_context(|| {
         format!("cannot listen on {listen}: is another swarmd using it? (use --listen-addr)")
     })?;
-    let _ = std::fs::remove_file(socket);
-    let unix = UnixListener::bind(socket)
-        .with_context(|| format!("cannot create control socket {}", socket.display()))?;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
-    info!(addr = listen, socket = %socket.display(), "serving manager APIs");
-    let wait = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let tcp_server = shoal_manager::server::serve_tcp(m.clone(), tcp, wait(stop.clone()));
-    let unix_server = Server::builder()
-        .add_service(ControlService::new(m.clone()).into_server())
-        .serve_with_incoming_shutdown(UnixListenerStream::new(unix), wait(stop));
-    let socket = socket.to_path_buf();
-    tokio::spawn(async move {
-        if let Err(e) = unix_server.await {
-            error!(error = %e, "control socket server failed");
-        }
-        let _ = std::fs::remove_file(socket);
+    info!(addr = listen, "serving manager APIs");
+    let server = shoal_manager::server::serve_tcp(m, tcp, async move {
+        let _ = stop.wait_for(|s| *s).await;
     });
     tokio::spawn(async move {
-        if let Err(e) = tcp_server.await {
+        if let Err(e) = server.await {
             error!(error = %e, "manager API server failed");
         }
     });
     Ok(())
-}
-
-/// Serves the locked Control service (only `Unlock` answered) on the control socket until an
-/// operator supplies the right unlock key (returned) or `shutdown` completes (`None`). The
-/// socket is removed before returning, for the unlocked manager to bind it again.
-pub async fn serve_locked(
-    raft_dir: &Path,
-    socket: &Path,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<Option<UnlockKey>> {
-    let _ = std::fs::remove_file(socket);
-    let unix = UnixListener::bind(socket)
-        .with_context(|| format!("cannot create control socket {}", socket.display()))?;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
-    let (svc, unlocked) = LockedControl::new(raft_dir.to_path_buf());
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    let server = tokio::spawn(
-        Server::builder()
-            .add_service(svc)
-            .serve_with_incoming_shutdown(UnixListenerStream::new(unix), async move {
-                let _ = stop_rx.wait_for(|s| *s).await;
-            }),
-    );
-    let key = tokio::select! {
-        k = unlocked => k.ok(),
-        _ = shutdown => None,
-    };
-    // Graceful: the Unlock call that sent the key gets its answer before the socket closes.
-    let _ = stop_tx.send(true);
-    match server.await {
-        Ok(Err(e)) => error!(error = %e, "locked control socket server failed"),
-        Err(e) => error!(error = %e, "locked control socket server panicked"),
-        Ok(Ok(())) => {}
-    }
-    let _ = std::fs::remove_file(socket);
-    Ok(key)
 }

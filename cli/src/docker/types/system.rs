@@ -99,11 +99,26 @@ pub fn swarm_inspect(c: &pb::Cluster, worker_token: &str, manager_token: &str) -
 
 /// `Swarm` (`swarm.Info`): every node has its own part; a manager adds the cluster's.
 pub fn swarm(local: &LocalNode, manager: Option<&ManagerView<'_>>) -> Value {
+    if local.state != "active" {
+        // In no swarm, joining, or locked: dockerd's shape, no cluster part.
+        let (id, addr) = match local.state.as_str() {
+            "inactive" => (String::new(), String::new()),
+            _ => (local.node_id.clone(), ip_of(&local.addr)),
+        };
+        return json!({
+            "NodeID": id,
+            "NodeAddr": addr,
+            "LocalNodeState": local.state,
+            "ControlAvailable": false,
+            "Error": "",
+            "RemoteManagers": null,
+        });
+    }
     let mut v = json!({
         "NodeID": local.node_id,
         "NodeAddr": ip_of(&local.addr),
         "LocalNodeState": "active",
-        "ControlAvailable": manager.is_some(),
+        "ControlAvailable": manager.is_some() || local.manager,
         "Error": "",
     });
     match manager {

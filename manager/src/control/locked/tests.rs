@@ -53,12 +53,18 @@ async fn a_locked_manager_answers_only_unlock() {
     assert!(rx.try_recv().is_err(), "a wrong key unlocked");
     assert_eq!(std::fs::read(dir.path().join(FILE)).unwrap(), file_before);
 
+    // The start-up takes the key and says the manager runs; only then is the call answered.
+    let starter = tokio::spawn(async move {
+        let u = rx.await.unwrap();
+        let _ = u.started.send(());
+        u.key
+    });
     c.unlock(pb::UnlockRequest {
         key: right.to_text().to_string(),
     })
     .await
     .unwrap();
-    let got = rx.await.unwrap();
+    let got = starter.await.unwrap();
     assert_eq!(got.kek().expose(), right.kek().expose());
     server.abort();
 }
