@@ -13,10 +13,14 @@
 //! * [`types`]: Control objects → Docker's JSON; [`spec`]: Docker's service spec → Control's;
 //! * [`api`]: one request → one [`api::Reply`] (reads, services); `write`: the other writes;
 //! * [`logs`]: `service logs` as Docker's multiplexed stream;
+//! * [`events`]: `/events`, the manager's change feed of swarm objects as Docker's events;
+//! * [`data_update`]: label-only updates of secrets and configs (`docker stack deploy`);
 //! * [`server`]: the socket (0600, a stale one replaced, removed on exit) and HTTP.
 
 pub mod api;
+pub mod data_update;
 pub mod error;
+pub mod events;
 pub mod filters;
 pub mod logs;
 pub mod route;
@@ -27,6 +31,8 @@ mod write;
 
 #[cfg(test)]
 mod spec_tests;
+#[cfg(test)]
+mod stack_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
