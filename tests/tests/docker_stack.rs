@@ -363,9 +363,15 @@ fn docker_stack_deploys_updates_and_removes_a_stack() {
             "app_web",
             "{{json .Spec.TaskTemplate.RestartPolicy}} {{.Spec.TaskTemplate.Resources.Limits.MemoryBytes}}"
         ),
-        r#"{"Condition":"on-failure","Delay":1000000000,"MaxAttempts":5} 67108864"#
+        r#"{"Condition":"on-failure","Delay":0,"MaxAttempts":5} 67108864"#
     );
-    let front = f("app_front", "{{.ID}}");
+    let net = |fmt: &str| {
+        docker
+            .ok(&["network", "inspect", "app_front", "--format", fmt])
+            .trim()
+            .to_string()
+    };
+    let front = net("{{.ID}}");
     let net_of = |s: &str| {
         f(
             s,
@@ -376,7 +382,7 @@ fn docker_stack_deploys_updates_and_removes_a_stack() {
     assert_eq!(net_of("app_db"), format!("{front} [db]"));
     assert_eq!(f("app_db", "{{.Spec.EndpointSpec.Mode}}"), "dnsrr");
     assert_eq!(
-        f("app_front", "{{.Driver}} {{json .Labels}}"),
+        net("{{.Driver}} {{json .Labels}}"),
         r#"overlay {"com.docker.stack.namespace":"app"}"#
     );
     for kind in ["secret", "config"] {

@@ -14,9 +14,19 @@ use std::collections::HashMap;
 /// SwarmKit's refusal of anything but a labels change.
 pub const ONLY_LABELS: &str = "only updates to Labels are allowed";
 
-/// What a `SecretSpec`/`ConfigSpec` update body asks for: the new labels and the data it
-/// carries, if any (base64-decoded). `Driver` and `Templating` are refused when set.
-pub fn parse(v: &Value) -> Result<(String, HashMap<String, String>, Option<Vec<u8>>), ApiError> {
+/// What a `SecretSpec`/`ConfigSpec` update body asks for.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct DataUpdate {
+    /// The name (empty: not given); it cannot change.
+    pub name: String,
+    /// The new labels, all of them.
+    pub labels: HashMap<String, String>,
+    /// The data it carries, base64-decoded, if any; it cannot change.
+    pub data: Option<Vec<u8>>,
+}
+
+/// Reads an update body. `Driver` and `Templating` are refused when set.
+pub fn parse(v: &Value) -> Result<DataUpdate, ApiError> {
     use base64::Engine as _;
     let o = v
         .as_object()
@@ -53,7 +63,7 @@ pub fn parse(v: &Value) -> Result<(String, HashMap<String, String>, Option<Vec<u
             }
         }
     }
-    Ok((name, labels, data))
+    Ok(DataUpdate { name, labels, data })
 }
 
 impl Api {
@@ -65,7 +75,7 @@ impl Api {
         body: &[u8],
     ) -> Result<Reply, ApiError> {
         let version = version(query, "object")?;
-        let (name, labels, data) = parse(&json_body(body)?)?;
+        let DataUpdate { name, labels, data } = parse(&json_body(body)?)?;
         let mut c = self.control().await?;
         let result = match r {
             Route::SecretUpdate(id) => {

@@ -125,7 +125,7 @@ fn compose_fields_shoal_lacks_are_refused_by_name() {
 
 #[test]
 fn secret_and_config_updates_take_labels_only() {
-    let (name, labels, data) = parse(&json!({
+    let super::data_update::DataUpdate { name, labels, data } = parse(&json!({
         "Name": "app_pw",
         "Labels": { "com.docker.stack.namespace": "app" },
         "Data": "czNjcmV0Cg==",
