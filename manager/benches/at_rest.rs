@@ -119,6 +119,7 @@ fn spec(i: usize, extra_label: Option<u64>) -> ServiceSpec {
         stop_drain_ms: None,
         secrets: vec![],
         configs: vec![],
+        container_labels: Default::default(),
     }
 }
 

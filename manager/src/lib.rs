@@ -5,7 +5,8 @@
 //! * Leader-only actors, each a pure planning function over the store plus a loop that proposes
 //!   its commands: [`orchestrator`], [`allocator`], [`scheduler`]; and the [`dispatcher`] that
 //!   serves agent sessions.
-//! * [`control`]: the Control API served to `swarmctl`.
+//! * [`control`]: the Control API served to `swarmctl`; [`events`]: the change feed its `Watch`
+//!   streams.
 //! * [`ca`] and [`authz`]: the cluster CA (node certificates, root rotation) and who may call
 //!   what over mutual TLS.
 //! * [`autolock`]: keeping the raft key file in step with the cluster's autolock setting; a
@@ -24,6 +25,7 @@ pub mod config;
 pub mod control;
 pub mod dispatcher;
 pub mod error;
+pub mod events;
 mod leader;
 pub mod manager;
 pub mod orchestrator;

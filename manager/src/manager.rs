@@ -30,6 +30,10 @@ pub struct Manager {
     leader_tasks: Mutex<Option<JoinSet<()>>>,
     /// The loop keeping the raft key file in step with autolock ([`crate::autolock`]).
     key_keeper: tokio::task::AbortHandle,
+    /// The swarm objects' changes ([`crate::events`]), for the Control API's `Watch`.
+    pub events: Arc<crate::events::Journal>,
+    /// The loop feeding [`Manager::events`] from the store.
+    event_feed: tokio::task::AbortHandle,
 }
 
 impl std::fmt::Debug for Manager {
@@ -78,6 +82,9 @@ impl Manager {
             keys,
         ))
         .abort_handle();
+        let events = Arc::new(crate::events::Journal::default());
+        let event_feed =
+            tokio::spawn(crate::events::run(store.clone(), events.clone())).abort_handle();
         let m = Arc::new(Manager {
             cfg,
             raft,
@@ -86,6 +93,8 @@ impl Manager {
             net,
             leader_tasks: Mutex::new(None),
             key_keeper,
+            events,
+            event_feed,
         });
         tokio::spawn(crate::leader::watch_leadership(m.clone()));
         Ok(m)
@@ -212,6 +221,7 @@ impl Manager {
     pub async fn shutdown(&self) {
         self.set_leader_tasks(None);
         self.key_keeper.abort();
+        self.event_feed.abort();
         if let Err(e) = self.raft.shutdown().await {
             warn!(error = %e, "raft shutdown");
         }

@@ -46,6 +46,7 @@ async fn add_env(url: String, id: String, env: String) -> usize {
             spec: Some(s),
             version: svc.version,
             rollback: false,
+            skip_unchanged: false,
         };
         match ctl.update_service(req).await {
             Ok(_) => return attempt,
@@ -117,6 +118,7 @@ async fn concurrent_edits_all_land_and_stale_writes_are_refused() {
         spec: Some(first),
         version: stale,
         rollback: false,
+        skip_unchanged: false,
     })
     .await
     .unwrap();
@@ -128,6 +130,7 @@ async fn concurrent_edits_all_land_and_stale_writes_are_refused() {
             spec: Some(second),
             version: stale,
             rollback: false,
+            skip_unchanged: false,
         })
         .await
         .unwrap_err();
@@ -147,6 +150,7 @@ async fn concurrent_edits_all_land_and_stale_writes_are_refused() {
             spec: Some(spec("cc")),
             version: 0,
             rollback: false,
+            skip_unchanged: false,
         })
         .await
         .unwrap_err();
@@ -166,6 +170,7 @@ async fn concurrent_edits_all_land_and_stale_writes_are_refused() {
             spec: Some(bad),
             version: v,
             rollback: false,
+            skip_unchanged: false,
         })
         .await
         .unwrap_err();
@@ -185,6 +190,7 @@ async fn concurrent_edits_all_land_and_stale_writes_are_refused() {
             spec: None,
             version: v,
             rollback: true,
+            skip_unchanged: false,
         })
         .await
         .unwrap()
@@ -213,6 +219,7 @@ async fn concurrent_edits_all_land_and_stale_writes_are_refused() {
             spec: None,
             version: fresh.version,
             rollback: true,
+            skip_unchanged: false,
         })
         .await
         .unwrap_err();

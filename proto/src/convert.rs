@@ -296,6 +296,7 @@ impl From<&m::ServiceSpec> for pb::ServiceSpec {
                     mode: Some(r.mode),
                 })
                 .collect(),
+            container_labels: s.container_labels.clone().into_iter().collect(),
         }
     }
 }
@@ -485,6 +486,7 @@ impl TryFrom<&pb::ServiceSpec> for m::ServiceSpec {
                     mode: r.mode.unwrap_or(DEFAULT_DATA_MODE),
                 })
                 .collect(),
+            container_labels: s.container_labels.clone().into_iter().collect(),
         })
     }
 }

@@ -826,4 +826,15 @@ impl control_server::Control for Fake {
         s.configs.retain(|i| i.name != q && !i.id.starts_with(&q));
         Ok(Response::new(pb::Empty {}))
     }
+    async fn update_secret(&self, _: Request<pb::UpdateDataRequest>) -> R<pb::SecretInfo> {
+        Err(Status::unimplemented("the fake does not update secrets"))
+    }
+    async fn update_config(&self, _: Request<pb::UpdateDataRequest>) -> R<pb::ConfigInfo> {
+        Err(Status::unimplemented("the fake does not update configs"))
+    }
+    type WatchStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
+    async fn watch(&self, _: Request<pb::WatchRequest>) -> R<Self::WatchStream> {
+        Err(Status::unimplemented("the fake has no events"))
+    }
 }

@@ -65,6 +65,8 @@ pub enum Body {
     Empty,
     /// Docker's log stream (`application/vnd.docker.raw-stream`).
     Stream(LogStream),
+    /// JSON objects, one a line, sent as they come (`application/json`: `/events`).
+    JsonStream(LogStream),
 }
 
 impl Reply {
@@ -270,6 +272,9 @@ impl Api {
                         spec,
                         version,
                         rollback,
+                        // `docker stack deploy` sends every service of the stack again: one
+                        // whose spec did not change is left as it is (same version and tasks).
+                        skip_unchanged: true,
                     })
                     .await;
                 match r {
@@ -374,6 +379,14 @@ impl Api {
                     .await?;
                 Reply::json(types::data::config(c.get_ref()))
             }
+
+            // ---- `docker stack deploy`: label-only updates of secrets and configs ----
+            Route::SecretUpdate(_) | Route::ConfigUpdate(_) => {
+                self.data_update(r, query, body).await?
+            }
+
+            // ---- events ----
+            Route::Events => self.events(query).await?,
         })
     }
 

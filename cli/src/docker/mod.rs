@@ -15,10 +15,14 @@
 //!   `membership`: `swarm init|join|leave|unlock`, through the control socket's
 //!   `NodeLifecycle`, which swarmd serves in a swarm or not;
 //! * [`logs`]: `service logs` as Docker's multiplexed stream;
+//! * [`events`]: `/events`, the manager's change feed of swarm objects as Docker's events;
+//! * [`data_update`]: label-only updates of secrets and configs (`docker stack deploy`);
 //! * [`server`]: the socket (0600, a stale one replaced, removed on exit) and HTTP.
 
 pub mod api;
+pub mod data_update;
 pub mod error;
+pub mod events;
 pub mod filters;
 pub mod logs;
 mod membership;
@@ -30,6 +34,8 @@ mod write;
 
 #[cfg(test)]
 mod spec_tests;
+#[cfg(test)]
+mod stack_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

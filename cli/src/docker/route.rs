@@ -80,6 +80,16 @@ pub enum Route {
     Configs,
     /// `GET /configs/{id}`.
     Config(String),
+
+    // ---- `docker stack deploy`: label-only updates of secrets and configs ----
+    /// `POST /secrets/{id}/update`.
+    SecretUpdate(String),
+    /// `POST /configs/{id}/update`.
+    ConfigUpdate(String),
+
+    // ---- events ----
+    /// `GET /events`.
+    Events,
 }
 
 /// `1.41` → `(1, 41)`.
@@ -165,6 +175,15 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         (["secrets", id], _) if get => Route::Secret(percent_decode(id)),
         (["configs"], _) if get => Route::Configs,
         (["configs", id], _) if get => Route::Config(percent_decode(id)),
+        // `docker stack deploy`: label-only updates of secrets and configs.
+        (["secrets", id, "update"], m) if m == Method::POST => {
+            Route::SecretUpdate(percent_decode(id))
+        }
+        (["configs", id, "update"], m) if m == Method::POST => {
+            Route::ConfigUpdate(percent_decode(id))
+        }
+        // Events.
+        (["events"], _) if get => Route::Events,
         _ => return Err(ApiError::no_route()),
     })
 }

@@ -57,13 +57,19 @@ pub async fn bind(path: &Path) -> anyhow::Result<UnixListener> {
 
 /// The HTTP response of a [`Reply`], with the headers dockerd puts on every answer.
 pub fn response(method: &Method, r: Reply) -> Response<BoxBody<Bytes, Infallible>> {
+    let stream_type = if matches!(r.body, Body::Stream(_)) {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/json"
+    };
     let (ctype, body) = match r.body {
-        Body::Stream(s) => {
+        Body::Stream(s) | Body::JsonStream(s) => {
             use tokio_stream::StreamExt as _;
+            let ctype = stream_type;
             let frames = tokio_stream::wrappers::ReceiverStream::new(s.0)
                 .map(|b| Ok::<_, Infallible>(hyper::body::Frame::data(b)));
             let mut resp = Response::new(StreamBody::new(frames).boxed());
-            headers(&mut resp, "application/vnd.docker.raw-stream");
+            headers(&mut resp, ctype);
             return resp;
         }
         Body::Json(v) => {

@@ -199,6 +199,7 @@ fn container_spec(mut c: Obj<'_>, s: &mut pb::ServiceSpec) -> Result<(), ApiErro
         s.image = image;
         s.image_digest = digest;
     }
+    s.container_labels = c.labels("Labels")?.unwrap_or_default();
     s.entrypoint = c.strings("Command")?.unwrap_or_default();
     s.args = c.strings("Args")?.unwrap_or_default();
     s.env = c.strings("Env")?.unwrap_or_default();

@@ -1,7 +1,8 @@
 //! `secret create|ls|inspect|rm` and `config create|ls|inspect|rm`, and the checks of a
 //! service's `--secret`/`--config` references.
 //!
-//! Secrets and configs are immutable: there is no update. No answer ever carries a secret's
+//! Secrets and configs are immutable but for their labels (`UpdateSecret`, `UpdateConfig`:
+//! Docker's `/secrets/{id}/update`, which `docker stack deploy` calls). No answer ever carries a secret's
 //! data (its inspect shows a sha256 digest); a config's answers carry its data, as Docker's do.
 //! Neither the data nor its size limit's violation quote the data in a log or an error.
 
@@ -297,6 +298,52 @@ fn resolve_config(state: &State, r: &mut ConfigReference) -> Result<(), ControlE
     r.id = o.id.clone();
     r.name = o.name.clone();
     Ok(())
+}
+
+/// `UpdateSecret`: a secret's labels replaced, if it is still at the version read.
+#[instrument(skip_all, fields(secret = %req.get_ref().id))]
+pub(super) async fn update_secret(
+    svc: &ControlService,
+    req: Request<pb::UpdateDataRequest>,
+) -> R<pb::SecretInfo> {
+    let r = req.into_inner();
+    let id = svc.m.store.read().secret(&r.id)?.id.clone();
+    svc.write(Command::SetSecretLabels {
+        id: id.clone(),
+        version: r.version,
+        labels: r.labels.into_iter().collect(),
+        updated_ms: now_ms(),
+    })
+    .await?;
+    let s = svc.m.store.read();
+    let o = s
+        .secrets
+        .get(id.as_str())
+        .ok_or(ControlError::Vanished("secret"))?;
+    Ok(Response::new(secret_info(o)))
+}
+
+/// `UpdateConfig`: a config's labels replaced, if it is still at the version read.
+#[instrument(skip_all, fields(config = %req.get_ref().id))]
+pub(super) async fn update_config(
+    svc: &ControlService,
+    req: Request<pb::UpdateDataRequest>,
+) -> R<pb::ConfigInfo> {
+    let r = req.into_inner();
+    let id = svc.m.store.read().config(&r.id)?.id.clone();
+    svc.write(Command::SetConfigLabels {
+        id: id.clone(),
+        version: r.version,
+        labels: r.labels.into_iter().collect(),
+        updated_ms: now_ms(),
+    })
+    .await?;
+    let s = svc.m.store.read();
+    let o = s
+        .configs
+        .get(id.as_str())
+        .ok_or(ControlError::Vanished("config"))?;
+    Ok(Response::new(config_info(o)))
 }
 
 #[cfg(test)]

@@ -188,6 +188,25 @@ impl control_server::Control for ControlService {
         data::remove_config(self, req).await
     }
 
+    async fn update_secret(&self, req: Request<pb::UpdateDataRequest>) -> R<pb::SecretInfo> {
+        data::update_secret(self, req).await
+    }
+
+    async fn update_config(&self, req: Request<pb::UpdateDataRequest>) -> R<pb::ConfigInfo> {
+        data::update_config(self, req).await
+    }
+
+    type WatchStream = crate::events::WatchStream;
+
+    async fn watch(&self, req: Request<pb::WatchRequest>) -> R<Self::WatchStream> {
+        let r = req.get_ref();
+        Ok(Response::new(crate::events::watch(
+            &self.m.events,
+            r.since_ms,
+            r.until_ms,
+        )))
+    }
+
     async fn service_logs(&self, req: Request<pb::LogsRequest>) -> R<pb::LogsResponse> {
         logs::unary(self, req).await
     }

@@ -3,7 +3,7 @@
 use super::{service_spec, ControlError, ControlService, R};
 use crate::manager::ManagerError;
 use crate::orchestrator::update;
-use crate::store::{Refusal, State};
+use crate::store::{Refusal, State, Versioned};
 use shoal_proto::convert::service_to_pb;
 use shoal_proto::model::{
     new_id, now_ms, Command, Service, ServiceMode, ServiceSpec, Task, TaskState,
@@ -99,6 +99,17 @@ pub(super) async fn update(
                 != matches!(spec.mode, ServiceMode::Global)
             {
                 return Err(ControlError::ModeChange.into());
+            }
+            if r.skip_unchanged && spec == current.spec {
+                if current.version != r.version {
+                    return Err(ManagerError::Refused(Refusal::Conflict(Versioned::Service {
+                        name: current.spec.name.clone(),
+                    }))
+                    .into());
+                }
+                let id = current.id.clone();
+                drop(s);
+                return shown(svc, &id);
             }
             update::start(current, spec, now)
         }

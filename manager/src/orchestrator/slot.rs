@@ -55,6 +55,7 @@ pub fn runs_the_same(a: &ServiceSpec, b: &ServiceSpec) -> bool {
         stop_drain_ms,
         secrets,
         configs,
+        container_labels,
     } = a;
     *name == b.name
         && *image == b.image
@@ -82,6 +83,8 @@ pub fn runs_the_same(a: &ServiceSpec, b: &ServiceSpec) -> bool {
         // The files a task gets (rotation is `--secret-rm old --secret-add src=new,…`).
         && *secrets == b.secrets
         && *configs == b.configs
+        // Docker replaces a task whose container labels changed.
+        && *container_labels == b.container_labels
 }
 
 /// A task's ports (published numbers filled in by the allocator) against a spec's (0 = any).

@@ -59,6 +59,13 @@ pub enum Versioned {
         /// Its name.
         name: String,
     },
+    /// A secret or a config.
+    Data {
+        /// Which.
+        kind: ObjectKind,
+        /// Its name.
+        name: String,
+    },
 }
 
 /// Why the store refused a command. Nothing the refused command would have changed was changed
@@ -181,6 +188,9 @@ fn conflict_text(v: &Versioned) -> String {
         }
         Versioned::Service { name } => format!(
             "update out of sequence: service {name} was changed since it was read; read it again and retry"
+        ),
+        Versioned::Data { kind, name } => format!(
+            "update out of sequence: {kind} {name} was changed since it was read; read it again and retry"
         ),
     }
 }

@@ -372,6 +372,44 @@ impl State {
                 self.configs.remove(id);
                 ok(id)
             }
+            Command::SetSecretLabels {
+                id,
+                version,
+                labels,
+                updated_ms,
+            } => {
+                let o = self
+                    .secrets
+                    .get_mut(id)
+                    .ok_or_else(|| not_found(ObjectKind::Secret, id))?;
+                set_labels(
+                    index,
+                    o,
+                    ObjectKind::Secret,
+                    (*version, *updated_ms),
+                    labels,
+                )?;
+                ok(id)
+            }
+            Command::SetConfigLabels {
+                id,
+                version,
+                labels,
+                updated_ms,
+            } => {
+                let o = self
+                    .configs
+                    .get_mut(id)
+                    .ok_or_else(|| not_found(ObjectKind::Config, id))?;
+                set_labels(
+                    index,
+                    o,
+                    ObjectKind::Config,
+                    (*version, *updated_ms),
+                    labels,
+                )?;
+                ok(id)
+            }
             Command::Batch(cmds) => {
                 // Not atomic: a refused command changes nothing, the others still apply. The
                 // first refusal is reported.
@@ -569,4 +607,24 @@ impl State {
         self.services.insert(id.to_string().into(), svc);
         Ok(Applied::with_id(id))
     }
+}
+
+/// Replaces a secret's or config's labels if it is still at `version`.
+fn set_labels<Id>(
+    index: u64,
+    o: &mut shoal_proto::model::DataObject<Id>,
+    kind: ObjectKind,
+    (version, updated_ms): (u64, i64),
+    labels: &BTreeMap<String, String>,
+) -> Result<(), Refusal> {
+    if o.version != version {
+        return Err(Refusal::Conflict(Versioned::Data {
+            kind,
+            name: o.name.clone(),
+        }));
+    }
+    o.labels = labels.clone();
+    o.updated_ms = updated_ms;
+    o.version = index;
+    Ok(())
 }

@@ -89,6 +89,28 @@ pub enum Command {
         /// Config id.
         id: ConfigId,
     },
+    /// Replaces a secret's labels (version-checked); its data never changes.
+    SetSecretLabels {
+        /// Secret id.
+        id: SecretId,
+        /// The version it was read at.
+        version: u64,
+        /// All its labels.
+        labels: std::collections::BTreeMap<String, String>,
+        /// When, ms since epoch (the proposer's clock).
+        updated_ms: i64,
+    },
+    /// Replaces a config's labels (version-checked); its data never changes.
+    SetConfigLabels {
+        /// Config id.
+        id: ConfigId,
+        /// The version it was read at.
+        version: u64,
+        /// All its labels.
+        labels: std::collections::BTreeMap<String, String>,
+        /// When, ms since epoch (the proposer's clock).
+        updated_ms: i64,
+    },
 }
 
 // The payloads below were tuples before they had names, and JSON encodes a tuple as an array:

@@ -297,6 +297,10 @@ pub struct ServiceSpec {
     /// `--config`: configs the tasks get as files.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub configs: Vec<super::ConfigReference>,
+    /// Labels of each task's container (Docker's `ContainerSpec.Labels`; a stack's
+    /// `com.docker.stack.namespace`), apart from the service's own [`ServiceSpec::labels`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub container_labels: BTreeMap<String, String>,
 }
 
 /// How long a stopping task keeps running after the managers took it out of every balancer and

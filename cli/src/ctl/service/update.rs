@@ -235,6 +235,7 @@ pub async fn run(ctx: &mut Ctx, a: UpdateArgs) -> anyhow::Result<()> {
             spec: Some(pb::ServiceSpec::from(&spec)),
             version: svc.version,
             rollback: a.rollback,
+            skip_unchanged: false,
         };
         match ctx.client.update_service(req).await {
             Ok(r) => {
@@ -275,6 +276,7 @@ pub async fn rollback(ctx: &mut Ctx, service: &str, wait: &WaitArgs) -> anyhow::
             spec: None,
             version: svc.version,
             rollback: true,
+            skip_unchanged: false,
         };
         match ctx.client.update_service(req).await {
             Ok(r) => {

@@ -47,6 +47,9 @@ fn file(target: &str, uid: u32, gid: u32, mode: Option<u32>) -> Value {
 fn container_spec(s: &pb::ServiceSpec) -> Value {
     let mut c = Map::new();
     c.insert("Image".into(), json!(image(s)));
+    if !s.container_labels.is_empty() {
+        c.insert("Labels".into(), labels(&s.container_labels));
+    }
     if !s.entrypoint.is_empty() {
         c.insert("Command".into(), json!(s.entrypoint));
     }
