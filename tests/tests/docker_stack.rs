@@ -9,11 +9,11 @@
 //! it, and creates no service.
 
 use shoal_netlib::root::root_or_skip;
+use shoal_tests::docker::{row, tabwriter, Docker, CLI_TIMEOUT};
 use shoal_tests::lab::Lab;
 use shoal_tests::{run, wait_for, Output, TaskView};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 /// This file's lab subnet.
@@ -86,43 +86,18 @@ services:
     read_only: true
 "#;
 
-/// The docker CLI: `$SHOAL_DOCKER_CLI`, else Debian's `/usr/bin/docker`; `None` (after saying
-/// why) when there is none, outside CI.
-fn docker_cli() -> Option<PathBuf> {
-    let p = std::env::var_os("SHOAL_DOCKER_CLI")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/docker"));
-    if p.is_file() {
-        return Some(p);
-    }
-    let msg = format!(
-        "no docker CLI at {}: install Debian's docker.io (deploy/deps.sh) or set SHOAL_DOCKER_CLI",
-        p.display()
-    );
-    assert!(std::env::var_os("CI").is_none(), "{msg}");
-    eprintln!("skipped: {msg}");
-    None
-}
-
-/// The CLI against one socket, run in the compose files' directory, with a private client
-/// configuration.
-struct Docker {
-    cli: PathBuf,
+/// The CLI against one socket, run in the compose files' directory.
+struct Stacks {
+    docker: Docker,
     sock: PathBuf,
     dir: tempfile::TempDir,
 }
 
-impl Docker {
+impl Stacks {
     fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(&self.cli);
-        cmd.args(args)
-            .current_dir(self.dir.path())
-            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
-            .env("DOCKER_CONFIG", self.dir.path().join("config"))
-            .env_remove("DOCKER_API_VERSION")
-            .env_remove("DOCKER_CONTEXT")
-            .env("NO_COLOR", "1");
-        run(&mut cmd, Duration::from_secs(60))
+        let mut cmd = self.docker.command(&self.sock, args);
+        cmd.current_dir(self.dir.path());
+        run(&mut cmd, CLI_TIMEOUT)
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -138,37 +113,6 @@ impl Docker {
     fn lines(&self, args: &[&str]) -> Vec<String> {
         self.ok(args).lines().map(str::to_string).collect()
     }
-}
-
-/// What Go's `text/tabwriter` makes of `rows` with the CLI's settings (minimum width 10,
-/// padding 3, the last column unpadded).
-fn tabwriter(rows: &[Vec<String>]) -> String {
-    let cols = rows[0].len();
-    let widths: Vec<usize> = (0..cols - 1)
-        .map(|c| {
-            rows.iter()
-                .map(|r| r[c].chars().count() + 3)
-                .max()
-                .unwrap_or(0)
-                .max(10)
-        })
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        for (c, cell) in r.iter().enumerate() {
-            if c + 1 < cols {
-                out.push_str(&format!("{cell:<w$}", w = widths[c]));
-            } else {
-                out.push_str(cell);
-            }
-        }
-        out.push('\n');
-    }
-    out
-}
-
-fn row(cells: &[&str]) -> Vec<String> {
-    cells.iter().map(|s| s.to_string()).collect()
 }
 
 fn unix_now() -> u64 {
@@ -206,7 +150,7 @@ fn swarmctl_names(lab: &Lab, kind: &str) -> Vec<String> {
 }
 
 /// Waits until neither docker nor swarmctl lists anything of stack `ns`.
-fn assert_stack_gone(lab: &Lab, docker: &Docker, ns: &str) {
+fn assert_stack_gone(lab: &Lab, docker: &Stacks, ns: &str) {
     let label = format!("label=com.docker.stack.namespace={ns}");
     wait_for(
         &format!("stack {ns} removed"),
@@ -239,7 +183,7 @@ fn docker_stack_deploys_updates_and_removes_a_stack() {
     if !root_or_skip() {
         return;
     }
-    let Some(cli) = docker_cli() else { return };
+    let Some(cli) = Docker::new() else { return };
     let Some(images) = shoal_tests::lab::demo_images_or_skip() else {
         return;
     };
@@ -248,8 +192,8 @@ fn docker_stack_deploys_updates_and_removes_a_stack() {
     lab.swarmd_args
         .push_str(" --docker-host unix://docker.sock");
     lab.up_with_images(1, 1, &images);
-    let docker = Docker {
-        cli,
+    let docker = Stacks {
+        docker: cli,
         sock: lab.dir().join("nodes/manager1/docker.sock"),
         dir: tempfile::tempdir().unwrap(),
     };
