@@ -85,6 +85,8 @@ impl Reply {
 pub struct Api {
     /// The node.
     pub local: LocalNode,
+    /// `docker exec`'s instances and sessions (see [`super::exec`]).
+    pub execs: std::sync::Arc<super::exec::Execs>,
 }
 
 type Ctl = ControlClient<Channel>;
@@ -92,7 +94,10 @@ type Ctl = ControlClient<Channel>;
 impl Api {
     /// The API of `local`.
     pub fn new(local: LocalNode) -> Api {
-        Api { local }
+        Api {
+            local,
+            execs: Default::default(),
+        }
     }
 
     /// Answers `method path?query` (a request without a body).
@@ -367,6 +372,14 @@ impl Api {
                     .await?;
                 Reply::json(types::data::config(c.get_ref()))
             }
+            // Containers and exec (`containers.rs`, `exec.rs`).
+            Route::Containers => Reply::json(self.containers(query).await?),
+            Route::Container(id) => Reply::json(self.container(&id).await?),
+            Route::Image(name) => return Err(super::containers::no_such_image(&name)),
+            Route::ExecCreate(id) => self.exec_create(&id, body).await?,
+            Route::ExecStart(id) => self.exec_start(&id, body).await?,
+            Route::ExecResize(id) => self.exec_resize(&id, query)?,
+            Route::ExecInspect(id) => Reply::json(self.exec_inspect(&id)?),
         })
     }
 

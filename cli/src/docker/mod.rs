@@ -16,7 +16,9 @@
 //! * [`server`]: the socket (0600, a stale one replaced, removed on exit) and HTTP.
 
 pub mod api;
+pub mod containers;
 pub mod error;
+pub mod exec;
 pub mod filters;
 pub mod logs;
 pub mod route;
@@ -25,6 +27,8 @@ pub mod spec;
 pub mod types;
 mod write;
 
+#[cfg(test)]
+mod containers_tests;
 #[cfg(test)]
 mod spec_tests;
 #[cfg(test)]
