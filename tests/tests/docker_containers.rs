@@ -116,7 +116,14 @@ fn the_articles_container_commands_through_the_docker_cli() {
     let nodes: serde_json::Value =
         serde_json::from_str(&lab.swarmctl_ok(&["node", "ls", "--format", "json"])).unwrap();
     let nodes = shoal_tests::NodeView::list(&nodes);
-    let node_of = |host: &str| nodes.iter().find(|n| n.hostname == host).unwrap().id.clone();
+    let node_of = |host: &str| {
+        nodes
+            .iter()
+            .find(|n| n.hostname == host)
+            .unwrap()
+            .id
+            .clone()
+    };
     let on = |host: &str| {
         let id = node_of(host);
         tasks
@@ -129,21 +136,37 @@ fn the_articles_container_commands_through_the_docker_cli() {
 
     // docker ps on the manager: its own task's container, in the CLI's table.
     let ps = docker.ok(&msock, &["ps"]);
+    eprintln!("docker ps on manager1:\n{ps}");
     let lines: Vec<&str> = ps.lines().collect();
     assert_eq!(lines.len(), 2, "{ps}");
     assert_eq!(
         cells(lines[0]),
-        ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"],
+        [
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "PORTS",
+            "NAMES"
+        ],
         "{ps}"
     );
     assert!(lines[1].starts_with(&mtask.id[..12]), "{ps}");
     assert!(lines[1].ends_with(&mtask.name), "{ps}");
     let row = docker.ok(
         &msock,
-        &["ps", "--format", "{{.ID}}|{{.Image}}|{{.Names}}|{{.Status}}"],
+        &[
+            "ps",
+            "--format",
+            "{{.ID}}|{{.Image}}|{{.Names}}|{{.Status}}",
+        ],
     );
     let row: Vec<&str> = row.trim().split('|').collect();
-    assert_eq!(row[..3], [&mtask.id[..12], "shoal/whoami:latest", &mtask.name]);
+    assert_eq!(
+        row[..3],
+        [&mtask.id[..12], "shoal/whoami:latest", &mtask.name]
+    );
     assert!(row[3].starts_with("Up "), "{row:?}");
     assert_eq!(docker.ok(&msock, &["ps", "-q"]).trim(), &mtask.id[..12]);
     let filtered = docker.ok(
@@ -191,20 +214,44 @@ fn the_articles_container_commands_through_the_docker_cli() {
 
     // docker exec through the manager into the worker's task.
     let name = wtask.name.as_str();
-    assert_eq!(docker.ok(&msock, &["exec", name, "hostname"]).trim(), wtask.id);
     assert_eq!(
-        docker.ok(&msock, &["exec", name, "cat", "/etc/hostname"]).trim(),
+        docker.ok(&msock, &["exec", name, "hostname"]).trim(),
         wtask.id
     );
-    let three = docker.run(&msock, &["exec", name, "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(
+        docker
+            .ok(&msock, &["exec", name, "cat", "/etc/hostname"])
+            .trim(),
+        wtask.id
+    );
+    let three = docker.run(
+        &msock,
+        &["exec", name, "sh", "-c", "echo out; echo err >&2; exit 3"],
+    );
     assert_eq!(three.code, 3, "{three}");
     assert_eq!(three.stdout, "out\n", "{three}");
     assert_eq!(three.stderr, "err\n", "{three}");
-    let piped = docker.ok(&msock, &["exec", &wtask.id[..12], "ping", "-c", "1", "-W", "5", &mtask.addr_on("lp_net").unwrap().to_string()]);
+    let piped = docker.ok(
+        &msock,
+        &[
+            "exec",
+            &wtask.id[..12],
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "5",
+            &mtask.addr_on("lp_net").unwrap().to_string(),
+        ],
+    );
     assert!(piped.contains("1 packets received"), "{piped}");
     let nosuch = docker.run(&msock, &["exec", "nosuch", "hostname"]);
     assert_eq!(nosuch.code, 1, "{nosuch}");
-    assert_eq!(nosuch.stderr.trim(), "Error: No such container: nosuch", "{nosuch}");
+    assert_eq!(
+        nosuch.stderr.trim(),
+        "Error: No such container: nosuch",
+        "{nosuch}"
+    );
     let bad = docker.run(&msock, &["exec", "--privileged", name, "hostname"]);
     assert!(!bad.success(), "{bad}");
     assert!(bad.stderr.contains("Privileged is not supported"), "{bad}");
@@ -264,6 +311,7 @@ fn the_articles_container_commands_through_the_docker_cli() {
         status.is_some()
     });
     assert_eq!(status.unwrap().code(), Some(3), "{}", seen.lock().unwrap());
+    eprintln!("docker exec -it transcript: {:?}", seen.lock().unwrap());
     drop(guard);
 
     assert_eq!(docker.ok(&msock, &["service", "rm", "web"]).trim(), "web");

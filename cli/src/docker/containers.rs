@@ -43,13 +43,11 @@ pub fn no_such_image(name: &str) -> ApiError {
 /// Whether task `t` passes `docker ps`'s filters.
 pub fn matches(f: &Filters, t: &pb::Task) -> bool {
     let empty = Default::default();
-    let mut labels = t
-        .spec
-        .as_ref()
-        .map(|s| &s.labels)
-        .unwrap_or(&empty)
-        .clone();
-    labels.insert("com.docker.swarm.service.name".into(), t.service_name.clone());
+    let mut labels = t.spec.as_ref().map(|s| &s.labels).unwrap_or(&empty).clone();
+    labels.insert(
+        "com.docker.swarm.service.name".into(),
+        t.service_name.clone(),
+    );
     labels.insert("com.docker.swarm.task.id".into(), t.id.clone());
     labels.insert("com.docker.swarm.node.id".into(), t.node_id.clone());
     f.prefix("id", &t.id)

@@ -42,7 +42,10 @@ fn container_and_exec_routes() {
         r(&Method::GET, "/exec/e1/json"),
         Route::ExecInspect("e1".into())
     );
-    assert_eq!(route(&Method::GET, "/exec/e1/start").unwrap_err().status, 404);
+    assert_eq!(
+        route(&Method::GET, "/exec/e1/start").unwrap_err().status,
+        404
+    );
 }
 
 #[test]
@@ -172,7 +175,9 @@ async fn ps_and_inspect_against_a_manager() {
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(json_of(&r)["Id"], "t".repeat(25));
-    let r = api.answer(&Method::GET, "/containers/nosuch/json", "").await;
+    let r = api
+        .answer(&Method::GET, "/containers/nosuch/json", "")
+        .await;
     assert_eq!(r.status, 404);
     assert_eq!(json_of(&r)["message"], "No such container: nosuch");
     let r = api.answer(&Method::GET, "/images/nosuch/json", "").await;
@@ -266,7 +271,8 @@ async fn an_exec_hijacked_over_the_socket() {
     );
     assert!(payload.contains("hello\nexit 3\n"), "{payload}");
 
-    let get = format!("GET /v1.41/exec/{id}/json HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n");
+    let get =
+        format!("GET /v1.41/exec/{id}/json HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n");
     let inspected = raw(&sock, &get).await;
     assert!(inspected.contains(r#""ExitCode":3"#), "{inspected}");
     assert!(inspected.contains(r#""Running":false"#), "{inspected}");

@@ -146,7 +146,7 @@ impl Execs {
         }
         e.started = true;
         e.running = true;
-        Ok((e.container.clone(), e.config.clone(), e.size.clone()))
+        Ok((e.container.clone(), e.config.clone(), e.size))
     }
 
     fn set_inputs(&self, id: &str, tx: mpsc::Sender<pb::ExecInput>) {
@@ -190,7 +190,11 @@ pub fn mux_frame(stream: u8, data: &[u8]) -> Vec<u8> {
 
 impl Api {
     /// `POST /containers/{id}/exec`.
-    pub(super) async fn exec_create(&self, container: &str, body: &[u8]) -> Result<Reply, ApiError> {
+    pub(super) async fn exec_create(
+        &self,
+        container: &str,
+        body: &[u8],
+    ) -> Result<Reply, ApiError> {
         let v = super::api::json_body(body)?;
         let config = parse_config(&v)?;
         let t = self.find_container(container).await?;
@@ -336,11 +340,7 @@ type Resp = Response<BoxBody<Bytes, Infallible>>;
 /// Answers an exec start asking `Upgrade: tcp`: checks, `101 Switching Protocols`, then the
 /// session on the upgraded connection (a task of [`Execs`]). A refusal is a plain HTTP error
 /// (the CLI prints `unable to upgrade to tcp, received …`).
-pub async fn hijack(
-    api: Arc<Api>,
-    id: String,
-    mut req: Request<hyper::body::Incoming>,
-) -> Resp {
+pub async fn hijack(api: Arc<Api>, id: String, mut req: Request<hyper::body::Incoming>) -> Resp {
     let on_upgrade = hyper::upgrade::on(&mut req);
     let method = req.method().clone();
     // The body (`{"Detach":false,"Tty":…}`) says nothing the exec's config does not.
@@ -476,7 +476,10 @@ async fn relay_output(
             Ok(None) => return Err("the exec session ended without an exit code".into()),
             Err(s) => return Err(s.message().to_string()),
         };
-        for (stream, data, wanted) in [(1u8, &o.stdout, config.stdout), (2, &o.stderr, config.stderr)] {
+        for (stream, data, wanted) in [
+            (1u8, &o.stdout, config.stdout),
+            (2, &o.stderr, config.stderr),
+        ] {
             if data.is_empty() || !wanted {
                 continue;
             }
