@@ -176,10 +176,23 @@ fn the_articles_container_commands_through_the_docker_cli() {
     assert_eq!(filtered.trim(), mtask.name);
     let none = docker.ok(&msock, &["ps", "--filter", "status=exited", "-q"]);
     assert_eq!(none.trim(), "");
-    // A worker has no Control API (yet): Docker's worker answer.
-    let w = docker.run(&wsock, &["ps"]);
-    assert!(!w.success(), "{w}");
-    assert!(w.stderr.contains("This node is not a swarm manager"), "{w}");
+    // The worker answers from its own agent.
+    let w = docker.ok(&wsock, &["ps", "--format", "{{.ID}} {{.Names}} {{.State}}"]);
+    assert_eq!(
+        w.trim(),
+        format!("{} {} running", &wtask.id[..12], wtask.name),
+        "{w}"
+    );
+    let wi = docker.ok(
+        &wsock,
+        &[
+            "inspect",
+            &wtask.name,
+            "--format",
+            r#"{{(index .NetworkSettings.Networks "lp_net").IPAMConfig.IPv4Address}}"#,
+        ],
+    );
+    assert_eq!(wi.trim(), wtask.addr_on("lp_net").unwrap().to_string());
 
     // docker inspect: the task's address on lp_net, as swarmctl has it, by name and by id.
     for t in [&mtask, &wtask] {

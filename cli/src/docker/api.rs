@@ -87,6 +87,8 @@ pub struct Api {
     pub local: LocalNode,
     /// `docker exec`'s instances and sessions (see [`super::exec`]).
     pub execs: std::sync::Arc<super::exec::Execs>,
+    /// The node's own tasks, for `docker ps` without a manager (see [`super::containers`]).
+    pub local_tasks: Option<std::sync::Arc<dyn super::containers::LocalTasks>>,
 }
 
 type Ctl = ControlClient<Channel>;
@@ -97,6 +99,7 @@ impl Api {
         Api {
             local,
             execs: Default::default(),
+            local_tasks: None,
         }
     }
 

@@ -8,7 +8,8 @@
 //!   the leading `/`), by task id, or by a unique id prefix.
 //! * `GET /images/{name}/json`: Shoal keeps no engine images; always `No such image`.
 //!
-//! Both need the node's manager (Control `ListTasks`); a worker answers 503 as for swarm calls.
+//! Both ask the node's manager (Control `ListTasks`). A node without one (a worker) answers
+//! from its own agent ([`LocalTasks`]): its tasks as assigned, with the status it knows.
 
 use super::api::Api;
 use super::filters::Filters;
@@ -17,6 +18,12 @@ use super::types::container;
 use super::ApiError;
 use serde_json::Value;
 use shoal_proto::pb;
+
+/// The tasks the node's own agent runs (what swarmd gives the API).
+pub trait LocalTasks: Send + Sync + std::fmt::Debug {
+    /// The tasks assigned to this node, with the status this node knows.
+    fn tasks(&self) -> Vec<pb::Task>;
+}
 
 /// Docker's container states, as the `status` filter accepts them.
 const STATUSES: [&str; 7] = [
@@ -76,11 +83,15 @@ pub fn find<'a>(tasks: &'a [pb::Task], id: &str) -> Result<&'a pb::Task, ApiErro
 }
 
 impl Api {
-    /// Every task the managers know (`ListTasks`, all states).
+    /// Every task the managers know (`ListTasks`, all states) on `node` (empty: anywhere); the
+    /// node's own ones without a manager.
     async fn all_tasks(&self, node: &str) -> Result<Vec<pb::Task>, ApiError> {
-        Ok(self
-            .control()
-            .await?
+        let mut ctl = match (self.control().await, &self.local_tasks) {
+            (Ok(c), _) => c,
+            (Err(_), Some(local)) => return Ok(local.tasks()),
+            (Err(e), None) => return Err(e),
+        };
+        Ok(ctl
             .list_tasks(pb::TaskFilter {
                 node: node.to_string(),
                 all: true,

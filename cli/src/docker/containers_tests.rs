@@ -188,6 +188,37 @@ async fn ps_and_inspect_against_a_manager() {
     let worker = Api::new(local(other.path()));
     let r = worker.answer(&Method::GET, "/containers/json", "").await;
     assert_eq!(r.status, 503);
+    // …unless swarmd gives it its agent's tasks.
+    let mut worker = worker;
+    worker.local_tasks = Some(Arc::new(Local));
+    let r = worker.answer(&Method::GET, "/containers/json", "").await;
+    assert_eq!(json_of(&r)[0]["Id"], "t".repeat(25));
+    let r = worker
+        .answer(
+            &Method::GET,
+            &format!("/containers/{}/json", "t".repeat(12)),
+            "",
+        )
+        .await;
+    assert_eq!(json_of(&r)["Name"], format!("/web.1.{}", "t".repeat(25)));
+    let r = worker
+        .answer_with(
+            &Method::POST,
+            &format!("/containers/{}/exec", "t".repeat(25)),
+            "",
+            br#"{"Cmd":["sh"]}"#,
+        )
+        .await;
+    assert_eq!(r.status, 503);
+}
+
+#[derive(Debug)]
+struct Local;
+
+impl super::containers::LocalTasks for Local {
+    fn tasks(&self) -> Vec<pb::Task> {
+        vec![web_task()]
+    }
 }
 
 #[tokio::test]

@@ -197,6 +197,8 @@ impl Api {
     ) -> Result<Reply, ApiError> {
         let v = super::api::json_body(body)?;
         let config = parse_config(&v)?;
+        // The relay is the managers': a worker's socket cannot exec.
+        drop(self.control().await?);
         let t = self.find_container(container).await?;
         if super::types::container::state(&t) != "running" {
             return Err(ApiError {

@@ -131,7 +131,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         if ident.manager { "manager" } else { "worker" }
     );
 
-    let docker = docker::start(&node, &ident, &agent_managers, stop_rx.clone()).await?;
+    let docker = docker::start(
+        &node,
+        &ident,
+        &agent_managers,
+        agent.clone(),
+        stop_rx.clone(),
+    )
+    .await?;
     let running = role::follow(&node, ident, running, agent.node(), shutdown_signal()).await?;
     info!("shutting down");
     let _ = stop_tx.send(true);
