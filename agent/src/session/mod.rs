@@ -238,6 +238,12 @@ impl Agent {
         self.connected.subscribe()
     }
 
+    /// The tasks assigned to this node, with the status this node knows (see
+    /// [`Worker::local_tasks`]).
+    pub fn local_tasks(&self) -> Vec<pb::Task> {
+        self.worker.local_tasks()
+    }
+
     /// Known manager addresses.
     pub fn managers(&self) -> Vec<String> {
         self.managers

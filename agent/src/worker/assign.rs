@@ -60,6 +60,18 @@ impl Worker {
             );
         }
         self.record_images(a.full, &tasks, &gone);
+        {
+            let mut assigned = self.assigned.lock().unwrap_or_else(|e| e.into_inner());
+            if a.full {
+                assigned.clear();
+            }
+            for id in &gone {
+                assigned.remove(id);
+            }
+            for t in &a.tasks {
+                assigned.insert(t.id.clone(), t.clone());
+            }
+        }
         for id in gone {
             self.stop_task(&id);
             self.lock().remove(&id);

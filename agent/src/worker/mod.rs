@@ -170,6 +170,9 @@ pub struct Worker {
     logs: Arc<LogBook>,
     /// The secrets and configs the node's tasks use, as the managers last listed them.
     data: DataBook,
+    /// The tasks of the assignments as the managers sent them, by id (see
+    /// [`Worker::local_tasks`]).
+    assigned: Arc<Mutex<HashMap<String, pb::Task>>>,
 }
 
 /// The image a container task uses, as its service names it pinned to its digest.
@@ -209,6 +212,7 @@ impl Worker {
             images: Arc::default(),
             logs: Arc::default(),
             data: DataBook::default(),
+            assigned: Arc::default(),
         };
         w.background.spawn(w.clone().sweep());
         let (book, period) = (w.logs.clone(), w.timings.log_poll);
@@ -300,6 +304,34 @@ impl Worker {
             .map(|(_, i)| i.clone())
             .collect();
         out.sort_by(|a, b| a.task.cmp(&b.task));
+        out
+    }
+
+    /// The tasks assigned to this node, each with the status this node knows (running with its
+    /// pid, or how it ended): what the node's `docker ps` shows without a manager.
+    pub fn local_tasks(&self) -> Vec<pb::Task> {
+        let local = self.lock();
+        let assigned = self.assigned.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<pb::Task> = assigned
+            .values()
+            .map(|t| {
+                let mut t = t.clone();
+                match local.get(&t.id) {
+                    Some(Local::Running { pid, .. }) if *pid > 0 => {
+                        let st = t.status.get_or_insert_with(Default::default);
+                        if st.state != TaskState::Running as i32 {
+                            st.state = TaskState::Running as i32;
+                            st.timestamp_ms = shoal_proto::model::now_ms();
+                        }
+                        st.pid = *pid;
+                    }
+                    Some(Local::Done(f)) => t.status = Some((&f.status()).into()),
+                    _ => {}
+                }
+                t
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
         out
     }
 

@@ -91,6 +91,10 @@ impl Reply {
 pub struct Api {
     /// The node.
     pub local: LocalNode,
+    /// `docker exec`'s instances and sessions (see [`super::exec`]).
+    pub execs: std::sync::Arc<super::exec::Execs>,
+    /// The node's own tasks, for `docker ps` without a manager (see [`super::containers`]).
+    pub local_tasks: Option<std::sync::Arc<dyn super::containers::LocalTasks>>,
 }
 
 type Ctl = ControlClient<Channel>;
@@ -98,7 +102,11 @@ type Ctl = ControlClient<Channel>;
 impl Api {
     /// The API of `local`.
     pub fn new(local: LocalNode) -> Api {
-        Api { local }
+        Api {
+            local,
+            execs: Default::default(),
+            local_tasks: None,
+        }
     }
 
     /// Answers `method path?query` (a request without a body).
@@ -387,6 +395,14 @@ impl Api {
 
             // ---- events ----
             Route::Events => self.events(query).await?,
+            // Containers and exec (`containers.rs`, `exec.rs`).
+            Route::Containers => Reply::json(self.containers(query).await?),
+            Route::Container(id) => Reply::json(self.container(&id).await?),
+            Route::Image(name) => return Err(super::containers::no_such_image(&name)),
+            Route::ExecCreate(id) => self.exec_create(&id, body).await?,
+            Route::ExecStart(id) => self.exec_start(&id, body).await?,
+            Route::ExecResize(id) => self.exec_resize(&id, query)?,
+            Route::ExecInspect(id) => Reply::json(self.exec_inspect(&id)?),
         })
     }
 

@@ -1,6 +1,7 @@
 //! The Docker Engine API on a unix socket (`swarmd --docker-host unix://PATH`): the real `docker`
 //! CLI pointed at a Shoal node (`DOCKER_HOST=unix://PATH`) drives the cluster's nodes,
-//! services (with their logs), tasks, networks, secrets and configs.
+//! services (with their logs), tasks, networks, secrets and configs, and the tasks as
+//! containers (`docker ps`, `docker inspect`, `docker exec` through the task relay).
 //!
 //! An edge, like the Control API: HTTP/1.1 requests are translated into the Control calls
 //! `swarmctl` makes, over the node's own control socket; the answers are turned into Docker's
@@ -17,12 +18,16 @@
 //! * [`logs`]: `service logs` as Docker's multiplexed stream;
 //! * [`events`]: `/events`, the manager's change feed of swarm objects as Docker's events;
 //! * [`data_update`]: label-only updates of secrets and configs (`docker stack deploy`);
+//! * [`containers`]: `docker ps` and `docker inspect CONTAINER` (a container is a task);
+//!   [`exec`]: `docker exec`'s instances over the task relay, the start hijacked;
 //! * [`server`]: the socket (0600, a stale one replaced, removed on exit) and HTTP.
 
 pub mod api;
+pub mod containers;
 pub mod data_update;
 pub mod error;
 pub mod events;
+pub mod exec;
 pub mod filters;
 pub mod logs;
 mod membership;
@@ -32,6 +37,8 @@ pub mod spec;
 pub mod types;
 mod write;
 
+#[cfg(test)]
+mod containers_tests;
 #[cfg(test)]
 mod spec_tests;
 #[cfg(test)]

@@ -90,6 +90,22 @@ pub enum Route {
     // ---- events ----
     /// `GET /events`.
     Events,
+    // --- Containers and exec (`docker ps|inspect|exec`): see `containers` and `exec`. ---
+    /// `GET /containers/json`.
+    Containers,
+    /// `GET /containers/{id}/json`.
+    Container(String),
+    /// `GET /images/{name}/json` (the name may hold slashes): Shoal keeps no engine images,
+    /// so always Docker's 404 (`docker inspect X` then tries the next kind of object).
+    Image(String),
+    /// `POST /containers/{id}/exec`.
+    ExecCreate(String),
+    /// `POST /exec/{id}/start`.
+    ExecStart(String),
+    /// `POST /exec/{id}/resize`.
+    ExecResize(String),
+    /// `GET /exec/{id}/json`.
+    ExecInspect(String),
 }
 
 /// `1.41` → `(1, 41)`.
@@ -184,6 +200,21 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         }
         // Events.
         (["events"], _) if get => Route::Events,
+        // Containers and exec.
+        (["containers", "json"], _) if get => Route::Containers,
+        (["containers", id, "json"], _) if get => Route::Container(percent_decode(id)),
+        (["images", name @ .., "json"], _) if get && !name.is_empty() => Route::Image(
+            name.iter()
+                .map(|s| percent_decode(s))
+                .collect::<Vec<_>>()
+                .join("/"),
+        ),
+        (["containers", id, "exec"], m) if m == Method::POST => {
+            Route::ExecCreate(percent_decode(id))
+        }
+        (["exec", id, "start"], m) if m == Method::POST => Route::ExecStart(percent_decode(id)),
+        (["exec", id, "resize"], m) if m == Method::POST => Route::ExecResize(percent_decode(id)),
+        (["exec", id, "json"], _) if get => Route::ExecInspect(percent_decode(id)),
         _ => return Err(ApiError::no_route()),
     })
 }

@@ -115,6 +115,9 @@ async fn handle(
     api: Arc<Api>,
     req: Request<hyper::body::Incoming>,
 ) -> Result<Response<BoxBody<Bytes, Infallible>>, Infallible> {
+    if let Some(id) = super::exec::hijack_id(&req) {
+        return Ok(super::exec::hijack(api, id, req).await);
+    }
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
@@ -157,6 +160,7 @@ pub async fn serve(
                         let svc = hyper::service::service_fn(move |req| handle(api.clone(), req));
                         if let Err(e) = hyper::server::conn::http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), svc)
+                            .with_upgrades()
                             .await
                         {
                             debug!(error = %e, "docker api connection ended");

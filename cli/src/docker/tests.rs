@@ -59,7 +59,7 @@ fn versioned_and_unversioned_paths_route_alike() {
     );
     assert_eq!(split_version("/v1.41/info"), Ok((Some("1.41"), "/info")));
     assert_eq!(split_version("/version"), Ok((None, "/version")));
-    let nf = route(&Method::GET, "/containers/json").unwrap_err();
+    let nf = route(&Method::GET, "/volumes").unwrap_err();
     assert_eq!(nf, ApiError::not_found("page not found"));
     assert_eq!(route(&Method::POST, "/nodes").unwrap_err().status, 404);
     let new = route(&Method::GET, "/v1.50/nodes").unwrap_err();
@@ -293,7 +293,7 @@ fn a_service_in_dockers_shape() {
     );
 }
 
-fn web_task() -> pb::Task {
+pub(super) fn web_task() -> pb::Task {
     pb::Task {
         id: "t".repeat(25),
         service_id: "s".repeat(25),
@@ -652,7 +652,7 @@ async fn a_worker_refuses_swarm_calls_as_docker_does() {
 }
 
 /// One raw HTTP/1.1 request over the socket; the whole answer (headers and body).
-async fn raw(sock: &Path, req: &str) -> String {
+pub(super) async fn raw(sock: &Path, req: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::UnixStream::connect(sock).await.unwrap();
     s.write_all(req.as_bytes()).await.unwrap();

@@ -85,8 +85,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         front.clone(),
         stop_rx.clone(),
     )?;
-    let docker = docker::start(&node, stop_rx.clone()).await?;
+    let agent = docker::AgentSlot::default();
+    let docker = docker::start(&node, agent.clone(), stop_rx.clone()).await?;
     let mut shared = Shared {
+        agent: &agent,
         front: &front,
         state: &state,
         requests: &mut requests,

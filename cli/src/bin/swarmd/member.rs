@@ -53,6 +53,8 @@ pub enum Ended {
 
 /// What a membership shares with the node's main loop.
 pub struct Shared<'a> {
+    /// Where the Engine API finds the agent (a worker's `docker ps`).
+    pub agent: &'a crate::docker::AgentSlot,
     /// The control socket's Control front.
     pub front: &'a ControlFront,
     /// The node's state as `NodeLifecycle.State` tells it.
@@ -233,6 +235,7 @@ pub async fn run(node: &mut Node, start: Start, shared: &mut Shared<'_>) -> anyh
     let agent = Agent::new(agent_cfg);
     let (stop_tx, stop_rx) = watch::channel(false);
     let agent_task = tokio::spawn(agent.clone().run(stop_rx));
+    shared.agent.set(Some(agent.clone()));
     println!(
         "swarmd: node {} ({}) running as {}",
         ident.node_id,
@@ -270,6 +273,7 @@ pub async fn run(node: &mut Node, start: Start, shared: &mut Shared<'_>) -> anyh
         }
     };
     info!("shutting down");
+    shared.agent.set(None);
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(15), agent_task).await;
     if left.is_some() {

@@ -2,6 +2,7 @@
 //! field names, nesting and units as dockerd 20.10 sends them (times RFC 3339 with nanoseconds,
 //! durations in nanoseconds, enums in lower case).
 
+pub mod container;
 pub mod data;
 pub mod network;
 pub mod node;
