@@ -27,6 +27,7 @@
 
 mod bins;
 mod cluster;
+pub mod dockerd;
 pub mod lab;
 mod ports;
 mod run;

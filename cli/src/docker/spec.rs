@@ -234,6 +234,13 @@ fn container_spec(mut c: Obj<'_>, s: &mut pb::ServiceSpec) -> Result<(), ApiErro
     let mut configs = Vec::new();
     for mut r in c.list("Configs")? {
         let (target, uid, gid, mode) = file(r.obj("File")?)?;
+        // The CLI names the file after the config (`cfg1`): dockerd mounts a relative target
+        // at the root (`/cfg1`).
+        let target = if target.is_empty() || target.starts_with('/') {
+            target
+        } else {
+            format!("/{target}")
+        };
         configs.push(pb::ConfigReference {
             id: r.str("ConfigID")?.unwrap_or_default(),
             name: r.str("ConfigName")?.unwrap_or_default(),

@@ -39,6 +39,10 @@ pub fn version() -> Value {
                 "Os": "linux",
                 "Arch": go_arch(),
                 "KernelVersion": kernel,
+                "GitCommit": "",
+                "GoVersion": "",
+                "BuildTime": "",
+                "Experimental": "false",
             },
         }],
         "Version": ENGINE_VERSION,
@@ -49,6 +53,7 @@ pub fn version() -> Value {
         "Os": "linux",
         "Arch": go_arch(),
         "KernelVersion": kernel,
+        "BuildTime": "",
     })
 }
 
@@ -71,7 +76,9 @@ pub fn cluster(c: &pb::Cluster) -> Value {
         "Spec": {
             "Name": "default",
             "Labels": {},
-            "Orchestration": {},
+            "Orchestration": {
+                "TaskHistoryRetentionLimit": shoal_manager::orchestrator::TASK_HISTORY_RETENTION,
+            },
             "Raft": {},
             "Dispatcher": { "HeartbeatPeriod": ns(c.heartbeat_period_ms) },
             "CAConfig": { "NodeCertExpiry": ns(c.cert_expiry_ms) },
@@ -151,7 +158,7 @@ pub fn info(local: &LocalNode, manager: Option<&ManagerView<'_>>) -> Value {
         "DriverStatus": [],
         "Plugins": {
             "Volume": [],
-            "Network": ["bridge", "host", "null", "overlay"],
+            "Network": super::node::NETWORK_DRIVERS,
             "Authorization": null,
             "Log": [],
         },
