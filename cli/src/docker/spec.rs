@@ -417,6 +417,15 @@ pub fn swarm_update(
         }
     }
     d.finish()?;
+    let mut orch = o.obj("Orchestration")?;
+    if let Some(n) = orch.u64("TaskHistoryRetentionLimit")? {
+        if n != shoal_manager::orchestrator::TASK_HISTORY_RETENTION as u64 {
+            return Err(ApiError::bad_request(
+                "Spec.Orchestration.TaskHistoryRetentionLimit is not supported by Shoal (it keeps 5 tasks per slot)",
+            ));
+        }
+    }
+    orch.finish()?;
     let mut ca = o.obj("CAConfig")?;
     let cert_expiry_ms = ca.ms("NodeCertExpiry")?.unwrap_or(0);
     ca.finish()?;
