@@ -50,7 +50,6 @@ const ALLOWED: &[(&str, Allow, &str)] = &[
     ("node.Description.Hostname", Allow::Value, "the machine's host name"),
     ("node.Description.Engine.EngineVersion", Allow::Value, "Shoal's version, not Docker's"),
     ("node.Description.Resources", Allow::OnlyDocker, "Shoal's nodes do not report their CPUs and memory"),
-    ("node.Description.TLSInfo", Allow::OnlyDocker, "the root CA's certificate is not yet exposed by the Control API (`docker swarm ca` shows nothing)"),
     ("node.Description.Engine.Plugins", Allow::Value, "Docker lists its log drivers and ipvlan/macvlan/local-volume plugins, which Shoal does not have"),
     // ---- networks
     ("ingress.Containers", Allow::Nil, "dockerd shows its local ingress-sbox endpoint; Shoal's API lists no local endpoints"),
@@ -64,13 +63,13 @@ const ALLOWED: &[(&str, Allow, &str)] = &[
     ("service.Spec.TaskTemplate.ContainerSpec.StopGracePeriod", Allow::OnlyDocker, "after `service update` dockerd's spec carries swarmkit's default (10 s); Shoal leaves it unset (0: its agent's default)"),
     ("service.UpdateStatus", Allow::OnlyShoal, "Shoal records an update's status even when no task had to change (0 replicas); swarmkit does not start one"),
     // ---- info .Swarm
-    ("swarm.Cluster.TLSInfo", Allow::OnlyDocker, "the root CA's certificate is not yet exposed by the Control API"),
     ("swarm.Cluster.Spec.Dispatcher.HeartbeatPeriod", Allow::Value, "the lab runs swarmd with fast timings"),
     ("swarm.Cluster.Spec.Raft.ElectionTick", Allow::Value, "Shoal's raft counts time, not ticks"),
     ("swarm.Cluster.Spec.Raft.HeartbeatTick", Allow::Value, "Shoal's raft counts time, not ticks"),
     ("swarm.Cluster.Spec.Raft.SnapshotInterval", Allow::OnlyDocker, "Shoal's raft snapshot policy is a flag of each manager (--snapshot-every), not part of the cluster"),
     ("swarm.Cluster.Spec.Raft.LogEntriesForSlowFollowers", Allow::OnlyDocker, "as above"),
     ("swarm.Cluster.Spec.Raft.KeepOldSnapshots", Allow::OnlyDocker, "as above (Shoal keeps one snapshot)"),
+    ("*.TLSInfo", Allow::Value, "each cluster's own root CA"),
     // ---- version .Server
     ("version.Platform.Name", Allow::Value, "the product's name"),
     ("version.Version", Allow::Value, "Shoal's version, not Docker's"),
@@ -377,6 +376,13 @@ fn exercise(d: &Docker, scratch: &Path, addr: &str) -> Seen {
         d.ok(&["service", "update", "--env-add", "B=2", "-d", "s0"])
             .trim(),
         "s0"
+    );
+    // `docker swarm ca` prints the cluster's root certificate (`TLSInfo.TrustRoot`).
+    let ca = d.ok(&["swarm", "ca"]);
+    assert!(
+        ca.starts_with("-----BEGIN CERTIFICATE-----"),
+        "{}: docker swarm ca: {ca}",
+        d.who
     );
     // The CLI reads the swarm's spec and sends it all back with one change (here: none).
     d.ok(&["swarm", "update", "--cert-expiry", "2160h"]);

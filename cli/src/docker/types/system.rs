@@ -57,6 +57,27 @@ pub fn version() -> Value {
     })
 }
 
+/// `TLSInfo` (of the cluster and of every node) from the root CA's certificate (`ca.crt` in
+/// the node's certificate directory): the PEM, and the base64 DER of its subject and public key
+/// (the issuer of node certificates). `{}` when there is none (`--insecure-plaintext`).
+pub fn tls_info(roots_pem: Option<&str>) -> Value {
+    use base64::Engine as _;
+    let Some(pem) = roots_pem else {
+        return json!({});
+    };
+    match shoal_security::ca::subject_and_key(pem) {
+        Ok((subject, key)) => {
+            let b64 = base64::engine::general_purpose::STANDARD;
+            json!({
+                "TrustRoot": pem,
+                "CertIssuerSubject": b64.encode(subject),
+                "CertIssuerPublicKey": b64.encode(key),
+            })
+        }
+        Err(_) => json!({}),
+    }
+}
+
 /// What a manager adds to `/info`: the cluster and its nodes.
 #[derive(Debug)]
 pub struct ManagerView<'a> {
