@@ -304,6 +304,8 @@ struct Seen {
     json: BTreeMap<&'static str, Value>,
     /// `what` → the `ls` table.
     tables: BTreeMap<&'static str, String>,
+    /// `what` → `inspect --pretty`, ids and addresses replaced.
+    pretty: BTreeMap<&'static str, String>,
 }
 
 /// The same commands against one server (`swarm init` already done).
@@ -426,14 +428,30 @@ fn exercise(d: &Docker, scratch: &Path, addr: &str) -> Seen {
     {
         env.sort_by_key(|v| v.to_string());
     }
+    let mut pretty = BTreeMap::new();
     let mut tables = BTreeMap::new();
     for what in ["node", "service", "network", "secret", "config"] {
         tables.insert(what, d.ok(&[what, "ls"]));
+    }
+    for (what, args) in [
+        (
+            "service --pretty",
+            &["service", "inspect", "--pretty", "s0"][..],
+        ),
+        (
+            "node --pretty",
+            &["node", "inspect", "--pretty", "self"][..],
+        ),
+    ] {
+        let mut v = Value::String(d.ok(args));
+        normalize(&mut v, &names);
+        pretty.insert(what, v.as_str().unwrap_or_default().to_string());
     }
     Seen {
         names,
         json,
         tables,
+        pretty,
     }
 }
 
@@ -550,6 +568,145 @@ fn compare_table(
     }
 }
 
+/// Lines of `inspect --pretty` whose values differ (what, label, reason).
+const PRETTY_DIFFER: &[(&str, &str, &str)] = &[
+    ("node --pretty", "Hostname:", "the machine's host name"),
+    (
+        "node --pretty",
+        "Engine Version:",
+        "Shoal's version, not Docker's",
+    ),
+    ("node --pretty", "Joined at:", "time"),
+    (
+        "node --pretty",
+        "CPUs:",
+        "Shoal's nodes do not report their resources",
+    ),
+    ("node --pretty", "Memory:", "as above"),
+    (
+        "node --pretty",
+        "Network:",
+        "Docker also has ipvlan and macvlan",
+    ),
+    (
+        "node --pretty",
+        "Issuer Subject:",
+        "each cluster's own root CA",
+    ),
+    (
+        "node --pretty",
+        "Issuer Public Key:",
+        "each cluster's own root CA",
+    ),
+    (
+        "service --pretty",
+        "Target:",
+        "a config's relative target is stored absolute (see ALLOWED)",
+    ),
+    (
+        "service --pretty",
+        "Env:",
+        "order: `--env-add` rebuilds the list from a Go map",
+    ),
+    ("service --pretty", "Created:", "time"),
+    ("service --pretty", "Updated At:", "time"),
+    (
+        "service --pretty",
+        "Delay:",
+        "Shoal's default restart delay is 1 s (Docker's 5 s)",
+    ),
+];
+
+/// Sections of `inspect --pretty` only Shoal prints (what, heading, reason): the heading and
+/// the indented lines under it are skipped.
+const PRETTY_ONLY_SHOAL: &[(&str, &str, &str)] = &[(
+    "service --pretty",
+    "UpdateStatus:",
+    "Shoal records an update's status even when no task had to change (see ALLOWED)",
+)];
+
+/// Lines of `inspect --pretty` only dockerd prints (what, label, reason).
+const PRETTY_ONLY_DOCKER: &[(&str, &str, &str)] = &[
+    (
+        "node --pretty",
+        "Log:",
+        "Docker's log-driver plugins; Shoal lists none",
+    ),
+    (
+        "node --pretty",
+        "Volume:",
+        "Docker's local volume driver; Shoal has no volumes",
+    ),
+];
+
+/// `inspect --pretty` compared line by line (leading and trailing blanks trimmed): a line
+/// whose label is in [`PRETTY_DIFFER`] may have another value; certificate lines are skipped.
+fn compare_pretty(what: &str, d: &str, s: &str, out: &mut Vec<String>) {
+    // Trimmed, without blank lines and without PEM blocks (each cluster's own CA).
+    let lines = |t: &str| -> Vec<String> {
+        let mut out = Vec::new();
+        let mut pem = false;
+        for l in t.lines().map(str::trim) {
+            if l.starts_with("-----BEGIN") {
+                pem = true;
+            } else if l.starts_with("-----END") {
+                pem = false;
+            } else if !pem && !l.is_empty() {
+                out.push(l.to_string());
+            }
+        }
+        out
+    };
+    let mut shoal = String::new();
+    let mut skipping = false;
+    for l in s.lines() {
+        if PRETTY_ONLY_SHOAL
+            .iter()
+            .any(|(w, h, _)| *w == what && l.trim_end() == *h)
+        {
+            skipping = true;
+            continue;
+        }
+        if skipping && l.starts_with(' ') {
+            continue;
+        }
+        skipping = false;
+        shoal.push_str(l);
+        shoal.push('\n');
+    }
+    let ld: Vec<String> = lines(d)
+        .into_iter()
+        .filter(|l| {
+            !PRETTY_ONLY_DOCKER
+                .iter()
+                .any(|(w, label, _)| *w == what && l.starts_with(label))
+        })
+        .collect();
+    let ls = lines(&shoal);
+    let differ = |l: &str| {
+        PRETTY_DIFFER
+            .iter()
+            .any(|(w, label, _)| *w == what && l.starts_with(label))
+    };
+    let (mut i, mut j) = (0, 0);
+    while i < ld.len() || j < ls.len() {
+        match (ld.get(i), ls.get(j)) {
+            (Some(a), Some(b)) if a == b => {}
+            (Some(a), Some(b))
+                if differ(a) && differ(b) && a.split(':').next() == b.split(':').next() => {}
+            (a, b) => {
+                out.push(format!(
+                    "{what}: line {}: dockerd {a:?}, Shoal {b:?}",
+                    i + 1
+                ));
+                break;
+            }
+        }
+        i += 1;
+        j += 1;
+    }
+}
+
 #[test]
 #[ignore = "needs root"]
 fn the_engine_api_answers_as_dockerd_does() {
@@ -605,6 +762,9 @@ fn the_engine_api_answers_as_dockerd_does() {
     for (what, dt) in &d.tables {
         compare_table(what, dt, &s.tables[what], &d.names, &s.names, &mut diffs);
     }
+    for (what, dt) in &d.pretty {
+        compare_pretty(what, dt, &s.pretty[what], &mut diffs);
+    }
     let unused: Vec<&str> = ALLOWED
         .iter()
         .zip(&used)
@@ -623,6 +783,12 @@ fn the_engine_api_answers_as_dockerd_does() {
             eprintln!(
                 "----- Shoal {what} -----\n{}",
                 serde_json::to_string_pretty(&s.json[what]).unwrap()
+            );
+        }
+        for (what, t) in d.pretty.iter() {
+            eprintln!(
+                "----- dockerd {what} -----\n{t}----- Shoal {what} -----\n{}",
+                s.pretty[what]
             );
         }
         for (what, t) in d.tables.iter() {
