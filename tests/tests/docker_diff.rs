@@ -7,7 +7,11 @@
 //! JSON type and nesting, and the same value, once ids are replaced by the name of what they
 //! identify. What must or may differ is listed in [`ALLOWED`], each with its reason. The tables
 //! of `docker {node,service,network,secret,config} ls` are compared cell by cell, modulo ids,
-//! times, the host name and the engine version.
+//! times, the host name and the engine version, and `docker {service,node} inspect --pretty`
+//! line by line ([`PRETTY_DIFFER`], [`PRETTY_ONLY_DOCKER`], [`PRETTY_ONLY_SHOAL`]).
+//!
+//! The reference: `$SHOAL_DOCKERD` or `/usr/sbin/dockerd` (skipped without it, a failure under
+//! `CI`); the CLI: `$SHOAL_DOCKER_CLI` or `/usr/bin/docker`.
 //!
 //! No container is run: only nodes, networks, secrets, configs and a 0-replica service.
 
@@ -60,7 +64,7 @@ const ALLOWED: &[(&str, Allow, &str)] = &[
     ("service.PreviousSpec.RollbackConfig", Allow::OnlyShoal, "as above"),
     ("service.Spec.TaskTemplate.ContainerSpec.Configs[].File.Name", Allow::Value, "Shoal stores a config's relative target as the absolute path it is mounted at (/cfg1), dockerd as sent (cfg1)"),
     ("service.PreviousSpec.TaskTemplate.ContainerSpec.Configs[].File.Name", Allow::Value, "as above"),
-    ("service.Spec.TaskTemplate.ContainerSpec.StopGracePeriod", Allow::OnlyDocker, "after `service update` dockerd's spec carries swarmkit's default (10 s); Shoal leaves it unset (0: its agent's default)"),
+    ("service.Spec.TaskTemplate.ContainerSpec.StopGracePeriod", Allow::OnlyDocker, "after `service update` dockerd's spec carries the 10 s default (not in the spec the CLI created); Shoal leaves it unset (0: its agent's default)"),
     ("service.UpdateStatus", Allow::OnlyShoal, "Shoal records an update's status even when no task had to change (0 replicas); swarmkit does not start one"),
     // ---- info .Swarm
     ("swarm.Cluster.Spec.Dispatcher.HeartbeatPeriod", Allow::Value, "the lab runs swarmd with fast timings"),
@@ -95,9 +99,8 @@ fn allowed(path: &str, kind: Allow, used: &mut [bool]) -> bool {
         let m = match p.strip_prefix('*') {
             // `*.Key`: that key at any depth of anything.
             Some(tail) => {
-                path.ends_with(tail) || path.contains(&format!("{tail}.")) || {
-                    path.contains(&format!("{tail}["))
-                }
+                let below = |sep: char| path.contains(&format!("{tail}{sep}"));
+                path.ends_with(tail) || below('.') || below('[')
             }
             None => covers(p, path),
         };
