@@ -195,6 +195,20 @@ impl NodeKeyPair {
     }
 }
 
+/// The DER of the subject and of the public key (`SubjectPublicKeyInfo`) of the first
+/// certificate in `pem`: what Docker shows of the root CA that issues node certificates as
+/// `TLSInfo.CertIssuerSubject` and `CertIssuerPublicKey`.
+pub fn subject_and_key(pem: &str) -> Result<(Vec<u8>, Vec<u8>)> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let der = &pem::certs(pem, "root CA certificate")?[0];
+    let (_, cert) = X509Certificate::from_der(der)
+        .map_err(|e| crate::Error::Parse(format!("root CA certificate: {e}")))?;
+    Ok((
+        cert.subject().as_raw().to_vec(),
+        cert.public_key().raw.to_vec(),
+    ))
+}
+
 /// Reads the holder and validity of the first certificate in `chain_pem`.
 pub fn cert_info(chain_pem: &str) -> Result<CertInfo> {
     CertInfo::parse(&pem::certs(chain_pem, "node certificate")?[0])
@@ -230,6 +244,18 @@ mod tests {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         assert!((info.not_after - now - 60).abs() <= 2, "{info:?}");
         assert!(info.not_before < now);
+    }
+
+    #[test]
+    fn a_roots_subject_and_key_are_its_der() {
+        let ca = RootCa::generate("c1").unwrap();
+        let (subject, key) = subject_and_key(&ca.cert_pem).unwrap();
+        // SEQUENCE { SET { … CN … } } and SEQUENCE { AlgorithmIdentifier, BIT STRING }.
+        assert_eq!((subject[0], key[0]), (0x30, 0x30));
+        let der = ca.der().unwrap();
+        let find = |needle: &[u8]| der.windows(needle.len()).any(|w| w == needle);
+        assert!(find(&subject) && find(&key));
+        assert!(subject_and_key("not pem").is_err());
     }
 
     #[test]

@@ -28,6 +28,7 @@
 mod bins;
 mod cluster;
 pub mod docker;
+pub mod dockerd;
 pub mod lab;
 mod ports;
 mod run;

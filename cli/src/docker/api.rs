@@ -202,13 +202,13 @@ impl Api {
                     .nodes
                     .iter()
                     .filter(|n| node_matches(&f, n))
-                    .map(types::node::node)
+                    .map(|n| self.with_tls(types::node::node(n)))
                     .collect();
                 Reply::json(Value::Array(v))
             }
             Route::Node(id) => {
                 let n = self.control().await?.get_node(pb::IdRequest { id }).await?;
-                Reply::json(types::node::node(n.get_ref()))
+                Reply::json(self.with_tls(types::node::node(n.get_ref())))
             }
             Route::Services => {
                 let f = filters(&["id", "name", "label", "mode"])?;
@@ -416,15 +416,35 @@ impl Api {
         };
         let local = self.local_now().await;
         match from_manager.await {
-            Ok((cluster, nodes)) => types::system::info(
-                &local,
-                Some(&ManagerView {
-                    cluster: &cluster,
-                    nodes: &nodes,
-                }),
-            ),
+            Ok((cluster, nodes)) => {
+                let mut v = types::system::info(
+                    &local,
+                    Some(&ManagerView {
+                        cluster: &cluster,
+                        nodes: &nodes,
+                    }),
+                );
+                v["Swarm"]["Cluster"]["TLSInfo"] = self.tls_info();
+                v
+            }
             Err(_) => types::system::info(&local, None),
         }
+    }
+
+    /// `TLSInfo` of this node's cluster: its root CA, read from the node's certificates.
+    pub(super) fn tls_info(&self) -> Value {
+        let p = self
+            .local
+            .state_dir
+            .join("certificates")
+            .join(shoal_security::creds::ROOTS_FILE);
+        types::system::tls_info(std::fs::read_to_string(p).ok().as_deref())
+    }
+
+    /// A node's JSON with the cluster's `TLSInfo` (every node's certificate has its root).
+    fn with_tls(&self, mut node: Value) -> Value {
+        node["Description"]["TLSInfo"] = self.tls_info();
+        node
     }
 
     /// `GET /tasks`: `service` and `node` filters name objects (id, name or prefix), resolved

@@ -116,8 +116,13 @@ impl Api {
             }
         }
         let all = query_bool(query, "all");
+        // The node's id as it is now (`swarm init|join` give it one); none: no containers.
+        let node_id = self.local_now().await.node_id;
+        if node_id.is_empty() {
+            return Ok(Value::Array(Vec::new()));
+        }
         let mut tasks: Vec<pb::Task> = self
-            .all_tasks(&self.local.node_id)
+            .all_tasks(&node_id)
             .await?
             .into_iter()
             .filter(container::has_container)

@@ -235,6 +235,13 @@ fn container_spec(mut c: Obj<'_>, s: &mut pb::ServiceSpec) -> Result<(), ApiErro
     let mut configs = Vec::new();
     for mut r in c.list("Configs")? {
         let (target, uid, gid, mode) = file(r.obj("File")?)?;
+        // The CLI names the file after the config (`cfg1`): dockerd mounts a relative target
+        // at the root (`/cfg1`).
+        let target = if target.is_empty() || target.starts_with('/') {
+            target
+        } else {
+            format!("/{target}")
+        };
         configs.push(pb::ConfigReference {
             id: r.str("ConfigID")?.unwrap_or_default(),
             name: r.str("ConfigName")?.unwrap_or_default(),
@@ -411,6 +418,15 @@ pub fn swarm_update(
         }
     }
     d.finish()?;
+    let mut orch = o.obj("Orchestration")?;
+    if let Some(n) = orch.u64("TaskHistoryRetentionLimit")? {
+        if n != shoal_manager::orchestrator::TASK_HISTORY_RETENTION as u64 {
+            return Err(ApiError::bad_request(
+                "Spec.Orchestration.TaskHistoryRetentionLimit is not supported by Shoal (it keeps 5 tasks per slot)",
+            ));
+        }
+    }
+    orch.finish()?;
     let mut ca = o.obj("CAConfig")?;
     let cert_expiry_ms = ca.ms("NodeCertExpiry")?.unwrap_or(0);
     ca.finish()?;

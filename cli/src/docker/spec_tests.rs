@@ -261,3 +261,19 @@ async fn create_update_and_a_stale_version() {
         "Spec.TaskTemplate.ContainerSpec.Hostname is not supported by Shoal"
     );
 }
+
+/// `--config cfg1` (CLI 20.10): the file is named after the config, and dockerd mounts a
+/// relative target at the root.
+#[test]
+fn a_relative_config_target_is_mounted_at_the_root() {
+    let mut create = cli_create();
+    create["TaskTemplate"]["ContainerSpec"]["Configs"] = json!([
+        { "File": { "Name": "cfg1", "UID": "0", "GID": "0", "Mode": 292 },
+          "ConfigID": "c".repeat(25), "ConfigName": "cfg1" },
+        { "File": { "Name": "/etc/app.conf", "UID": "0", "GID": "0", "Mode": 292 },
+          "ConfigID": "d".repeat(25), "ConfigName": "app" },
+    ]);
+    let s = service_spec(&create, pb::ServiceSpec::default()).unwrap();
+    let targets: Vec<&str> = s.configs.iter().map(|c| c.target.as_str()).collect();
+    assert_eq!(targets, ["/cfg1", "/etc/app.conf"]);
+}

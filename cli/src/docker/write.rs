@@ -60,11 +60,13 @@ impl Api {
                 };
                 let worker = c.get_join_token(token(pb::NodeRole::Worker)).await?;
                 let manager = c.get_join_token(token(pb::NodeRole::Manager)).await?;
-                Reply::json(types::system::swarm_inspect(
+                let mut v = types::system::swarm_inspect(
                     &cluster,
                     &worker.get_ref().token,
                     &manager.get_ref().token,
-                ))
+                );
+                v["TLSInfo"] = self.tls_info();
+                Reply::json(v)
             }
             Route::SwarmUpdate => {
                 let cluster = c.get_cluster(pb::Empty {}).await?.into_inner();

@@ -172,6 +172,19 @@ async fn writes_against_a_manager() {
         )
         .await;
     assert_eq!(r.status, 400, "{r:?}");
+    // The task history Shoal keeps is shown, sent back unchanged, and cannot be changed.
+    let mut history = json_of(&api.answer(&Method::GET, "/swarm", "").await)["Spec"].clone();
+    assert_eq!(history["Orchestration"]["TaskHistoryRetentionLimit"], 5);
+    history["Orchestration"]["TaskHistoryRetentionLimit"] = json!(10);
+    let r = api
+        .answer_with(
+            &Method::POST,
+            "/swarm/update",
+            "version=1",
+            &serde_json::to_vec(&history).unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{r:?}");
     let mut lock = json_of(&api.answer(&Method::GET, "/swarm", "").await)["Spec"].clone();
     lock["EncryptionConfig"]["AutoLockManagers"] = json!(true);
     let r = api

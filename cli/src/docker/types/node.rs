@@ -33,6 +33,18 @@ pub fn go_arch() -> &'static str {
     }
 }
 
+/// The network drivers every Shoal engine has (`/info`'s `Plugins.Network`).
+pub const NETWORK_DRIVERS: [&str; 4] = ["bridge", "host", "null", "overlay"];
+
+/// `Description.Engine.Plugins`: `{Type, Name}` of each driver the engine has.
+fn plugins() -> Value {
+    let v: Vec<Value> = NETWORK_DRIVERS
+        .iter()
+        .map(|n| json!({ "Type": "Network", "Name": n }))
+        .collect();
+    json!(v)
+}
+
 /// A node as `GET /nodes/{id}` answers it.
 pub fn node(n: &pb::Node) -> Value {
     let mut v = json!({
@@ -49,7 +61,7 @@ pub fn node(n: &pb::Node) -> Value {
             "Hostname": n.hostname,
             "Platform": { "Architecture": std::env::consts::ARCH, "OS": "linux" },
             "Resources": {},
-            "Engine": { "EngineVersion": ENGINE_VERSION },
+            "Engine": { "EngineVersion": ENGINE_VERSION, "Plugins": plugins() },
             "TLSInfo": {},
         },
         "Status": { "State": state(n.state()), "Addr": ip_of(&n.addr) },

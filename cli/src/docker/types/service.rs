@@ -65,9 +65,9 @@ fn container_spec(s: &pb::ServiceSpec) -> Value {
     if !s.user.is_empty() {
         c.insert("User".into(), json!(s.user));
     }
-    if s.init {
-        c.insert("Init".into(), json!(true));
-    }
+    // What the CLI sends for every service it makes (`Init` is a `*bool`, `DNSConfig` a
+    // struct): dockerd gives them back as sent.
+    c.insert("Init".into(), json!(s.init));
     if s.tty {
         c.insert("TTY".into(), json!(true));
     }
@@ -115,6 +115,7 @@ fn container_spec(s: &pb::ServiceSpec) -> Value {
             .collect();
         c.insert("Configs".into(), json!(v));
     }
+    c.insert("DNSConfig".into(), json!({}));
     c.insert("Isolation".into(), json!("default"));
     Value::Object(c)
 }

@@ -39,6 +39,10 @@ pub fn version() -> Value {
                 "Os": "linux",
                 "Arch": go_arch(),
                 "KernelVersion": kernel,
+                "GitCommit": "",
+                "GoVersion": "",
+                "BuildTime": "",
+                "Experimental": "false",
             },
         }],
         "Version": ENGINE_VERSION,
@@ -49,7 +53,29 @@ pub fn version() -> Value {
         "Os": "linux",
         "Arch": go_arch(),
         "KernelVersion": kernel,
+        "BuildTime": "",
     })
+}
+
+/// `TLSInfo` (of the cluster and of every node) from the root CA's certificate (`ca.crt` in
+/// the node's certificate directory): the PEM, and the base64 DER of its subject and public key
+/// (the issuer of node certificates). `{}` when there is none (`--insecure-plaintext`).
+pub fn tls_info(roots_pem: Option<&str>) -> Value {
+    use base64::Engine as _;
+    let Some(pem) = roots_pem else {
+        return json!({});
+    };
+    match shoal_security::ca::subject_and_key(pem) {
+        Ok((subject, key)) => {
+            let b64 = base64::engine::general_purpose::STANDARD;
+            json!({
+                "TrustRoot": pem,
+                "CertIssuerSubject": b64.encode(subject),
+                "CertIssuerPublicKey": b64.encode(key),
+            })
+        }
+        Err(_) => json!({}),
+    }
 }
 
 /// What a manager adds to `/info`: the cluster and its nodes.
@@ -71,7 +97,9 @@ pub fn cluster(c: &pb::Cluster) -> Value {
         "Spec": {
             "Name": "default",
             "Labels": {},
-            "Orchestration": {},
+            "Orchestration": {
+                "TaskHistoryRetentionLimit": shoal_manager::orchestrator::TASK_HISTORY_RETENTION,
+            },
             "Raft": {},
             "Dispatcher": { "HeartbeatPeriod": ns(c.heartbeat_period_ms) },
             "CAConfig": { "NodeCertExpiry": ns(c.cert_expiry_ms) },
@@ -166,7 +194,7 @@ pub fn info(local: &LocalNode, manager: Option<&ManagerView<'_>>) -> Value {
         "DriverStatus": [],
         "Plugins": {
             "Volume": [],
-            "Network": ["bridge", "host", "null", "overlay"],
+            "Network": super::node::NETWORK_DRIVERS,
             "Authorization": null,
             "Log": [],
         },
