@@ -86,20 +86,23 @@ impl Api {
     /// Every task the managers know (`ListTasks`, all states) on `node` (empty: anywhere); the
     /// node's own ones without a manager.
     async fn all_tasks(&self, node: &str) -> Result<Vec<pb::Task>, ApiError> {
-        let mut ctl = match (self.control().await, &self.local_tasks) {
-            (Ok(c), _) => c,
-            (Err(_), Some(local)) => return Ok(local.tasks()),
-            (Err(e), None) => return Err(e),
+        let from_manager = async {
+            let mut ctl = self.control().await?;
+            let r = ctl
+                .list_tasks(pb::TaskFilter {
+                    node: node.to_string(),
+                    all: true,
+                    ..Default::default()
+                })
+                .await?;
+            Ok::<_, ApiError>(r.into_inner().tasks)
         };
-        Ok(ctl
-            .list_tasks(pb::TaskFilter {
-                node: node.to_string(),
-                all: true,
-                ..Default::default()
-            })
-            .await?
-            .into_inner()
-            .tasks)
+        match (from_manager.await, &self.local_tasks) {
+            (Ok(t), _) => Ok(t),
+            // Not a manager (503): the node's own agent knows its tasks.
+            (Err(e), Some(local)) if e.status == 503 => Ok(local.tasks()),
+            (Err(e), _) => Err(e),
+        }
     }
 
     /// `GET /containers/json`.
