@@ -508,6 +508,8 @@ fn a_swarm_made_and_run_with_the_docker_cli() {
         "web\ndb\n"
     );
 
+    article(&s);
+
     // Autolock through docker: a restarted manager is locked and says so in Docker's words
     // until `docker swarm unlock` (the key on stdin) opens it.
     let on = s.ok("manager1", &["swarm", "update", "--autolock=true"]);
@@ -590,4 +592,203 @@ fn a_swarm_made_and_run_with_the_docker_cli() {
             .then_some(())
             .ok_or(t)
     });
+}
+
+/// The reference article's sections 3.2–3.4 typed as the article types them (its images aside:
+/// `shoal/whoami` and `shoal/busybox` from the lab's registry): the service published on a port
+/// the swarm picks, answering through the mesh on every node; `docker service ps`, `docker ps`
+/// on each node (its own replica), `docker inspect` of a replica (its ingress and lp_net
+/// addresses); an unnamed `-t` service, and in its container: the service's name, `ping`, a
+/// reverse lookup of a replica's address and that replica's long name.
+fn article(s: &Swarm) {
+    let id = s.ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--publish=8080",
+            "--replicas=5",
+            "--name=web",
+            "--network=lp_net",
+            "shoal/whoami",
+        ],
+    );
+    assert_eq!(id.trim().len(), 25, "{id}");
+    let ports = wait_for("web at 5/5", Duration::from_secs(90), || {
+        let l = s.ok(
+            "manager1",
+            &[
+                "service",
+                "ls",
+                "--filter",
+                "name=web",
+                "--format",
+                "{{.Replicas}} {{.Ports}}",
+            ],
+        );
+        match l.trim().split_once(' ') {
+            Some(("5/5", p)) => Ok(p.to_string()),
+            _ => Err(l),
+        }
+    });
+    // `*:30000->8080/tcp`: a port from the swarm's range.
+    let published: u16 = ports
+        .strip_prefix("*:")
+        .and_then(|p| p.strip_suffix("->8080/tcp"))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{ports}"));
+    assert!((30000..=32767).contains(&published), "{ports}");
+    let url = format!("http://localhost:{published}/");
+    for n in NODES {
+        let r = s.lab.on_node(n, &["curl", "-s", "-m", "5", &url]);
+        assert!(r.success() && r.stdout.starts_with("I'm "), "{n}: {r}");
+    }
+
+    // docker service ps web, then docker ps on every node: each shows its own replica.
+    let ps = s.ok(
+        "manager1",
+        &[
+            "service",
+            "ps",
+            "--no-trunc",
+            "web",
+            "--format",
+            "{{.Name}}.{{.ID}} {{.Node}} {{.CurrentState}}",
+        ],
+    );
+    let replicas: Vec<(String, String)> = ps
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(f[2], "Running", "{ps}");
+            (f[0].to_string(), f[1].to_string())
+        })
+        .collect();
+    assert_eq!(replicas.len(), 5, "{ps}");
+    for n in NODES {
+        let mine: Vec<&String> = replicas
+            .iter()
+            .filter(|(_, node)| node == n)
+            .map(|(r, _)| r)
+            .collect();
+        let mut want: Vec<&str> = mine.iter().map(|r| r.as_str()).collect();
+        want.sort();
+        // The first web's containers stop as their service is gone: wait for them to go.
+        wait_for(
+            &format!("docker ps on {n}"),
+            Duration::from_secs(30),
+            || {
+                let names = s.ok(
+                    n,
+                    &["ps", "--filter", "name=web.", "--format", "{{.Names}}"],
+                );
+                let mut shown: Vec<&str> = names.lines().collect();
+                shown.sort();
+                (shown == want)
+                    .then_some(())
+                    .ok_or(format!("{shown:?}, want {want:?}"))
+            },
+        );
+    }
+    let (web2, node2) = replicas
+        .iter()
+        .find(|(r, _)| r.starts_with("web.2."))
+        .unwrap();
+    let nets: serde_json::Value = serde_json::from_str(&s.ok(
+        node2,
+        &[
+            "inspect",
+            web2,
+            "--format",
+            "{{json .NetworkSettings.Networks}}",
+        ],
+    ))
+    .unwrap();
+    let ip_on = |net: &str| -> String {
+        nets[net]["IPAMConfig"]["IPv4Address"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{net} in {nets}"))
+            .to_string()
+    };
+    let (ingress_ip, lp_ip) = (ip_on("ingress"), ip_on("lp_net"));
+    assert!(
+        ingress_ip.parse::<std::net::Ipv4Addr>().is_ok()
+            && lp_ip.parse::<std::net::Ipv4Addr>().is_ok(),
+        "{nets}"
+    );
+
+    // 3.4: an unnamed service with a terminal; names resolved in its container.
+    let id = s.ok(
+        "manager1",
+        &[
+            "service",
+            "create",
+            "-t",
+            "--network=lp_net",
+            "shoal/busybox",
+        ],
+    );
+    let client = s.ok(
+        "manager1",
+        &[
+            "service",
+            "inspect",
+            id.lines().next().unwrap_or_default(),
+            "--format",
+            "{{.Spec.Name}}",
+        ],
+    );
+    let client = client.trim().to_string();
+    let (adjective, surname) = client.split_once('_').unwrap_or_else(|| panic!("{client}"));
+    assert!(!adjective.is_empty() && !surname.is_empty(), "{client}");
+    let task = wait_for("the client's task running", Duration::from_secs(60), || {
+        let l = s.ok(
+            "manager1",
+            &[
+                "service",
+                "ps",
+                "--no-trunc",
+                &client,
+                "--format",
+                "{{.Name}}.{{.ID}} {{.CurrentState}}",
+            ],
+        );
+        match l.lines().next().and_then(|l| l.split_once(' ')) {
+            Some((t, st)) if st.starts_with("Running") => Ok(t.to_string()),
+            _ => Err(l),
+        }
+    });
+    // Through manager1's socket, wherever the task runs.
+    let exec = |script: &str| {
+        s.docker
+            .run(&s.sock("manager1"), &["exec", &task, "sh", "-c", script])
+    };
+    // The client's node learns the service's name with its task: until then, retry.
+    wait_for("web:8080 from the client", Duration::from_secs(30), || {
+        let r = exec("timeout 5 wget -qO- web:8080/");
+        (r.success() && r.stdout.starts_with("I'm "))
+            .then_some(())
+            .ok_or(r.to_string())
+    });
+    let r = exec("ping -c 2 -W 2 web");
+    assert!(
+        r.success() && r.stdout.contains("2 packets received"),
+        "{r}"
+    );
+    let r = exec(&format!("nslookup {lp_ip}"));
+    let long = format!("{web2}.lp_net");
+    assert!(
+        r.success() && r.stdout.contains(&long),
+        "reverse of {lp_ip}: {r}"
+    );
+    let r = exec(&format!("ping -c 2 -W 2 {long}"));
+    assert!(
+        r.success() && r.stdout.contains(&format!("({lp_ip})")),
+        "{r}"
+    );
+    assert_eq!(
+        s.ok("manager1", &["service", "rm", "web", &client]),
+        format!("web\n{client}\n")
+    );
 }

@@ -250,11 +250,27 @@ impl Api {
             Route::ServiceCreate => {
                 let v = json_body(body)?;
                 let spec = super::spec::service_spec(&v, pb::ServiceSpec::default())?;
-                let s = self
-                    .control()
-                    .await?
-                    .create_service(pb::CreateServiceRequest { spec: Some(spec) })
-                    .await?;
+                let mut c = self.control().await?;
+                // Without a name, a random `adjective_surname` (dockerd's way), another one
+                // should it be taken.
+                let named = !spec.name.is_empty();
+                let mut tries = 0;
+                let s = loop {
+                    let mut spec = spec.clone();
+                    if !named {
+                        spec.name = super::names::random_name();
+                    }
+                    tries += 1;
+                    match c
+                        .create_service(pb::CreateServiceRequest { spec: Some(spec) })
+                        .await
+                    {
+                        Err(e) if !named && e.code() == tonic::Code::AlreadyExists && tries < 8 => {
+                            continue
+                        }
+                        r => break r?,
+                    }
+                };
                 Reply {
                     status: 201,
                     body: Body::Json(serde_json::json!({ "ID": s.get_ref().id })),

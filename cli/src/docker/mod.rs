@@ -31,6 +31,7 @@ pub mod exec;
 pub mod filters;
 pub mod logs;
 mod membership;
+mod names;
 pub mod route;
 pub mod server;
 pub mod spec;
