@@ -114,6 +114,20 @@ pub fn local_toward(remote: &str) -> Option<IpAddr> {
     Some(sock.local_addr().ok()?.ip())
 }
 
+/// A manager's address with the swarm port when it has none: `HOST` → `HOST:2377`, a bare IPv6
+/// address → `[IP]:2377`.
+pub fn with_port(a: &str) -> String {
+    let a = a.trim();
+    if let Ok(ip) = a.parse::<IpAddr>() {
+        return SocketAddr::new(ip, DEFAULT_PORT).to_string();
+    }
+    if a.parse::<SocketAddr>().is_ok() || (!a.starts_with('[') && a.contains(':')) {
+        a.to_string()
+    } else {
+        format!("{a}:{DEFAULT_PORT}")
+    }
+}
+
 /// Whether `a` listens on every address (0.0.0.0 or ::).
 pub fn is_wildcard(a: &SocketAddr) -> bool {
     a.ip().is_unspecified()
@@ -168,6 +182,15 @@ mod tests {
         assert_eq!(r("eth0:port", false).unwrap_err(), BAD_LISTEN);
         assert_eq!(r("a/b", false).unwrap_err(), BAD_LISTEN);
         assert_eq!(r("", true).unwrap_err(), BAD_ADVERTISE);
+    }
+
+    #[test]
+    fn remote_addresses_get_the_swarm_port() {
+        assert_eq!(with_port("198.18.0.1"), "198.18.0.1:2377");
+        assert_eq!(with_port("198.18.0.1:2400"), "198.18.0.1:2400");
+        assert_eq!(with_port("2001:db8::1"), "[2001:db8::1]:2377");
+        assert_eq!(with_port("[2001:db8::1]:2400"), "[2001:db8::1]:2400");
+        assert_eq!(with_port("manager1"), "manager1:2377");
     }
 
     #[test]

@@ -122,11 +122,14 @@ fn lab_up_exec_ls_down() {
         "{out}"
     );
 
-    // A worker's shell reaches manager1 over TCP with the worker's own certificate: refused, as
-    // Docker refuses `docker node ls` on a worker.
+    // A worker's shell talks to its own swarmd, which refuses manager calls as Docker refuses
+    // `docker node ls` on a worker.
     let out = lab.lab(&["exec", "worker1"], &["--", "swarmctl", "node", "ls"]);
     assert!(
-        !out.success() && out.stderr.contains("worker certificate"),
+        !out.success()
+            && out
+                .stderr
+                .contains("This node is not a swarm manager. Worker nodes can't be used"),
         "{out}"
     );
 

@@ -325,6 +325,15 @@ impl Agent {
                 "agent stopping: the node leaves its swarm; stopping tasks"
             );
             self.worker.stop_all().await;
+            if let Some(dp) = &self.cfg.data_plane {
+                // Nothing of the old swarm stays: balancers and published ports, overlay peers,
+                // sandboxes and addresses.
+                if let Err(e) = dp.apply_lb(&[]).await {
+                    warn!(error = %e, "leaving: cannot remove the balancers");
+                }
+                dp.set_peers(Vec::new()).await;
+                dp.janitor(&HashSet::new()).await;
+            }
         } else if self.worker.tasks_outlive_agent() {
             info!(
                 tasks = self.worker.running(),

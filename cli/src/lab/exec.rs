@@ -168,9 +168,9 @@ pub fn env(dir: &LabDir, file: &LabFile, node: &NodeRecord) -> Vec<(String, OsSt
     out
 }
 
-/// The `--host` that reaches the cluster from `node`: its own control socket for a manager (or a
-/// promoted worker, once it serves one); for a worker, which serves none, the first manager's
-/// address on the underlay.
+/// The `--host` that reaches the cluster from `node`: its own control socket (every swarmd
+/// serves one; a worker's refuses manager calls in Docker's words); for a node whose swarmd
+/// does not run, the first manager's address on the underlay.
 pub fn swarm_host(dir: &LabDir, file: &LabFile, node: &NodeRecord) -> String {
     if node.role == Role::Manager || dir.socket(&node.name).exists() {
         return dir.host(&node.name);

@@ -7,6 +7,7 @@ use crate::lifecycle::{Request, NO_SWARM};
 use crate::member::{Shared, Start};
 use crate::node::Node;
 use crate::serve::Front;
+use shoal_cli::addr::with_port;
 use tonic::Status;
 use tracing::info;
 
@@ -25,12 +26,14 @@ pub async fn wait(node: &mut Node, shared: &mut Shared<'_>) -> Option<Start> {
             _ = &mut stopping => return None,
             r = shared.requests.recv() => r?,
         };
+        if r.abandoned() {
+            continue;
+        }
         match r {
             Request::Leave(_, tx) => {
                 let _ = tx.send(Err(Status::unavailable(NO_SWARM)));
             }
             Request::Init(req, tx) => {
-                let (listen, advertise) = (node.listen.clone(), node.advertise.clone());
                 match node.take_addresses(&req.listen_addr, &req.advertise_addr, None) {
                     Ok(()) => {
                         return Some(Start::Init {
@@ -42,7 +45,6 @@ pub async fn wait(node: &mut Node, shared: &mut Shared<'_>) -> Option<Start> {
                         })
                     }
                     Err(e) => {
-                        (node.listen, node.advertise) = (listen, advertise);
                         let _ = tx.send(Err(Status::invalid_argument(e.to_string())));
                     }
                 }
@@ -54,9 +56,9 @@ pub async fn wait(node: &mut Node, shared: &mut Shared<'_>) -> Option<Start> {
                     )));
                     continue;
                 }
-                let (listen, advertise) = (node.listen.clone(), node.advertise.clone());
-                let toward = req.remote_addrs.first().map(String::as_str);
-                match node.take_addresses(&req.listen_addr, &req.advertise_addr, toward) {
+                let toward = req.remote_addrs.first().map(|a| with_port(a));
+                match node.take_addresses(&req.listen_addr, &req.advertise_addr, toward.as_deref())
+                {
                     Ok(()) => {
                         return Some(Start::Join {
                             addrs: req.remote_addrs.iter().map(|a| with_port(a)).collect(),
@@ -65,21 +67,10 @@ pub async fn wait(node: &mut Node, shared: &mut Shared<'_>) -> Option<Start> {
                         })
                     }
                     Err(e) => {
-                        (node.listen, node.advertise) = (listen, advertise);
                         let _ = tx.send(Err(Status::invalid_argument(e.to_string())));
                     }
                 }
             }
         }
-    }
-}
-
-/// A manager's address with the swarm port when it has none (`HOST` → `HOST:2377`).
-fn with_port(a: &str) -> String {
-    let a = a.trim();
-    if a.parse::<std::net::SocketAddr>().is_ok() || (!a.starts_with('[') && a.contains(':')) {
-        a.to_string()
-    } else {
-        format!("{a}:{}", shoal_cli::addr::DEFAULT_PORT)
     }
 }

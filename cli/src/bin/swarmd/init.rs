@@ -59,8 +59,15 @@ pub async fn init(
     };
     node.transport = plan.transport.clone();
     let running = RunningManager::start(node, &ident, None, front).await?;
-    running.m.bootstrap(&plan).await?;
-    ident.save(&node.state_dir)?;
+    let made = match running.m.bootstrap(&plan).await {
+        Ok(()) => ident.save(&node.state_dir),
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = made {
+        // Nothing of it may keep running: raft, the leader's actors, the listener.
+        running.stop().await;
+        return Err(e);
+    }
     println!(
         "Swarm initialized: current node ({}) is now a manager.\n\nTo add a worker to this swarm, run:\n\n    swarmd --join {} --token {} --state-dir DIR --listen-addr IP:PORT\n\nTo add a manager, use `swarmctl swarm join-token manager`.",
         ident.node_id,

@@ -32,6 +32,15 @@ pub enum Request {
 }
 
 impl Request {
+    /// Whether the caller stopped waiting for the answer (its call timed out or was dropped).
+    pub fn abandoned(&self) -> bool {
+        match self {
+            Request::Init(_, tx) => tx.is_closed(),
+            Request::Join(_, tx) => tx.is_closed(),
+            Request::Leave(_, tx) => tx.is_closed(),
+        }
+    }
+
     /// Answers the request with `status` (it cannot be done in the node's present state).
     pub fn refuse(self, status: Status) {
         match self {

@@ -22,7 +22,6 @@ mod role;
 mod serve;
 
 use args::Args;
-use clap::Parser;
 use identity::Identity;
 use init::InitOptions;
 use lifecycle::LifecycleService;
@@ -48,7 +47,13 @@ fn main() {
     if argv.get(1).map(String::as_str) == Some(shoal_agent::executor::oci::console::ARG) {
         std::process::exit(shoal_agent::executor::oci::console::run(&argv[2..]));
     }
-    let args = Args::parse();
+    let matches = <Args as clap::CommandFactory>::command().get_matches();
+    let listen_given =
+        matches.value_source("listen_addr") == Some(clap::parser::ValueSource::CommandLine);
+    let args = match <Args as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(a) => a,
+        Err(e) => e.exit(),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_else(|_| "info".into()),
@@ -59,7 +64,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let result = rt.block_on(run(args));
+    let result = rt.block_on(run(args, listen_given));
     // Everything that must finish has finished inside `run`; do not wait for idle blocking-pool
     // threads (up to seconds): a restart must be quicker than node-down detection for the
     // node's tasks to be adopted rather than replaced.
@@ -70,8 +75,8 @@ fn main() {
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
-    let mut node = Node::new(args)?;
+async fn run(args: Args, listen_given: bool) -> anyhow::Result<()> {
+    let mut node = Node::new(args, listen_given)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -100,6 +105,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     loop {
         let start = match Identity::load(&node.state_dir)? {
             Some(id) => Start::Restart(id),
+            None if first && member::left_before(&node) => {
+                match idle::wait(&mut node, &mut shared).await {
+                    Some(s) => s,
+                    None => break,
+                }
+            }
             None if first && node.args.join.is_some() => Start::Join {
                 addrs: node.args.join.clone().into_iter().collect(),
                 token: node.args.token.clone().unwrap_or_default(),

@@ -84,9 +84,21 @@ impl Shared<'_> {
     }
 }
 
+/// The marker a `swarm leave` leaves in the state dir: restarted, the node stays in no swarm
+/// (as dockerd does) rather than make a new one from its flags.
+const LEFT: &str = "left-swarm";
+
+/// Whether this state dir's node left its swarm (and made or joined none since).
+pub fn left_before(node: &Node) -> bool {
+    node.state_dir.join(LEFT).exists()
+}
+
 /// Forgets the node's swarm: identity, managers, certificates and raft data (the CA key and
-/// the cluster's state with it). Images and the state dir itself stay.
+/// the cluster's state with it). Images and the state dir itself stay; the marker says the node
+/// left.
 pub fn forget(node: &Node) -> anyhow::Result<()> {
+    std::fs::write(node.state_dir.join(LEFT), b"")
+        .with_context(|| format!("cannot write {LEFT}"))?;
     for f in ["node.json", "node.json.tmp", "managers.json"] {
         match std::fs::remove_file(node.state_dir.join(f)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -158,6 +170,18 @@ pub async fn run(node: &mut Node, start: Start, shared: &mut Shared<'_>) -> anyh
             token,
             reply,
         } => {
+            if node.advertise.is_empty() {
+                // `--join` without `--advertise-addr`: the address that reaches the manager.
+                let toward = addrs.first().map(|a| shoal_cli::addr::with_port(a));
+                if let Err(e) = node.take_addresses("", "", toward.as_deref()) {
+                    return failed(
+                        node,
+                        shared,
+                        reply,
+                        anyhow::anyhow!("--advertise-addr: {e}"),
+                    );
+                }
+            }
             shared.publish("pending", None, &node.advertise);
             match join_any(node, &addrs, &token).await {
                 Ok((id, t, through)) => {
@@ -178,6 +202,8 @@ pub async fn run(node: &mut Node, start: Start, shared: &mut Shared<'_>) -> anyh
             Err(e) => return failed(node, shared, reply, e),
         },
     };
+    // In a swarm again: a restart comes back to it.
+    let _ = std::fs::remove_file(node.state_dir.join(LEFT));
     let mut managers = load_managers(&node.state_dir);
     if let Some(j) = joined_through {
         if !managers.contains(&j) {
@@ -198,7 +224,16 @@ pub async fn run(node: &mut Node, start: Start, shared: &mut Shared<'_>) -> anyh
                     Some((k, s)) => (Some(k), Some(s)),
                     None => (None, None),
                 };
-                running = Some(RunningManager::start(node, &ident, key, shared.front).await?);
+                match RunningManager::start(node, &ident, key, shared.front).await {
+                    Ok(m) => running = Some(m),
+                    Err(e) => {
+                        // The join's caller hears why, not that swarmd went away.
+                        if let Some(tx) = join_reply.take() {
+                            let _ = tx.send(Err(Status::unavailable(format!("{e:#}"))));
+                        }
+                        return Err(e);
+                    }
+                }
                 if let Some(s) = started {
                     let _ = s.send(());
                 }

@@ -6,8 +6,6 @@ use shoal_cli::addr::{is_wildcard, local_toward, resolve, BAD_LISTEN, DEFAULT_PO
 use shoal_cli::BadInput;
 use std::net::SocketAddr;
 
-/// `--listen-addr`'s default.
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:2377";
 use shoal_image::registry::{RegistryConfig, RegistryError};
 use shoal_manager::raft::storage::EngineKind;
 use shoal_security::Transport;
@@ -38,6 +36,11 @@ pub struct Node {
     pub registry: RegistryConfig,
     /// `--docker-host`: the Engine API socket's path, absolute.
     pub docker_host: Option<PathBuf>,
+    /// Whether `--listen-addr` was given (not its default).
+    pub listen_given: bool,
+    /// The listen and advertise addresses the flags gave (advertise: `--advertise-addr`, or
+    /// empty), which every `swarm init|join` starts from.
+    pub flag_addresses: (String, String),
     /// Mutual TLS with the node's certificate (plain TCP with `--insecure-plaintext`); set
     /// once the node has its identity.
     pub transport: Transport,
@@ -45,11 +48,12 @@ pub struct Node {
 
 impl Node {
     /// Checks the flags and prepares the state dir.
-    pub fn new(args: Args) -> anyhow::Result<Node> {
+    pub fn new(args: Args, listen_given: bool) -> anyhow::Result<Node> {
         let engine: EngineKind = args
             .storage_engine
             .parse()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let args_advertise_given = args.advertise_addr.is_some();
         let (listen, advertise) = addresses(
             &args.listen_addr,
             args.advertise_addr.as_deref(),
@@ -100,6 +104,15 @@ impl Node {
         Ok(Node {
             args,
             state_dir,
+            listen_given,
+            flag_addresses: (
+                listen.clone(),
+                if args_advertise_given {
+                    advertise.clone()
+                } else {
+                    String::new()
+                },
+            ),
             listen,
             advertise,
             hostname,
@@ -120,37 +133,33 @@ impl Node {
         advertise: &str,
         toward: Option<&str>,
     ) -> Result<(), BadInput> {
-        if !listen.is_empty() {
-            self.listen = resolve(listen, DEFAULT_PORT, false)?.to_string();
-        }
-        let port = self
-            .listen
-            .parse::<SocketAddr>()
-            .map(|a| a.port())
-            .unwrap_or(DEFAULT_PORT);
-        if !advertise.is_empty() {
-            self.advertise = resolve(advertise, port, true)?.to_string();
-        }
-        if self.advertise.is_empty() {
-            let l: SocketAddr = self
-                .listen
-                .parse()
-                .map_err(|_| BadInput::from(BAD_LISTEN))?;
-            if !is_wildcard(&l) {
-                self.advertise = self.listen.clone();
-            } else if let Some(ip) = toward.and_then(local_toward) {
-                self.advertise = SocketAddr::new(ip, port).to_string();
-            } else {
-                return Err("could not choose an IP address to advertise since this system has multiple addresses: pass --advertise-addr".into());
-            }
-        }
+        // From the flags' addresses each time: never what an earlier attempt or membership chose.
+        let (flag_listen, flag_advertise) = self.flag_addresses.clone();
+        let listen = if listen.is_empty() {
+            flag_listen
+        } else {
+            resolve(listen, DEFAULT_PORT, false)?.to_string()
+        };
+        let l: SocketAddr = listen.parse().map_err(|_| BadInput::from(BAD_LISTEN))?;
+        let advertise = if !advertise.is_empty() {
+            resolve(advertise, l.port(), true)?.to_string()
+        } else if !flag_advertise.is_empty() {
+            flag_advertise
+        } else if !is_wildcard(&l) {
+            listen.clone()
+        } else if let Some(ip) = toward.and_then(local_toward) {
+            SocketAddr::new(ip, l.port()).to_string()
+        } else {
+            return Err("could not choose an IP address to advertise since this system has multiple addresses: pass --advertise-addr".into());
+        };
+        (self.listen, self.advertise) = (listen, advertise);
         Ok(())
     }
 
     /// On a restart, the addresses the node made or joined its swarm with, where the flags
     /// leave them open (`--listen-addr` at its default, no `--advertise-addr`).
     pub fn restore_addresses(&mut self, id: &crate::identity::Identity) -> anyhow::Result<()> {
-        if !id.listen_addr.is_empty() && self.args.listen_addr == DEFAULT_LISTEN {
+        if !id.listen_addr.is_empty() && !self.listen_given {
             self.listen = id.listen_addr.clone();
         }
         if self.advertise.is_empty() {
