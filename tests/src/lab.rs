@@ -71,6 +71,18 @@ impl Lab {
         self.root.join(&self.name)
     }
 
+    /// Makes every node serve the Docker Engine API on `docker.sock` in its state dir (call
+    /// before `lab up`).
+    pub fn serve_docker(&mut self) {
+        self.swarmd_args
+            .push_str(" --docker-host unix://docker.sock");
+    }
+
+    /// `node`'s Docker Engine API socket (see [`Lab::serve_docker`]).
+    pub fn docker_sock(&self, node: &str) -> PathBuf {
+        self.dir().join(format!("nodes/{node}/docker.sock"))
+    }
+
     /// `swarmctl ARGS` with this lab's directory and fast timings.
     pub fn ctl(&self, args: &[&str], timeout: Duration) -> Output {
         let mut cmd = Command::new(&self.swarmctl);

@@ -31,6 +31,7 @@ pub mod docker;
 pub mod dockerd;
 pub mod lab;
 mod ports;
+pub mod pty;
 mod run;
 mod views;
 mod wait;

@@ -7,7 +7,7 @@
 //! refusing swarm calls with Docker's words. Stopping a node removes its socket.
 
 use shoal_netlib::root::root_or_skip;
-use shoal_tests::docker::{docker_cli, row, tabwriter, Docker};
+use shoal_tests::docker::{row, tabwriter, Docker};
 use shoal_tests::lab::Lab;
 use shoal_tests::{wait_for, NodeView};
 use std::time::Duration;
@@ -28,23 +28,18 @@ fn the_docker_cli_drives_the_cluster() {
     if !root_or_skip() {
         return;
     }
-    let Some(cli) = docker_cli() else { return };
+    let Some(docker) = Docker::new() else { return };
     let _one = one_lab();
-    let docker = Docker {
-        cli,
-        config: tempfile::tempdir().unwrap(),
-    };
     let mut lab = Lab::new();
     lab.subnet = SUBNET.into();
     // Every node serves the API in its state dir (swarmd runs there in a lab).
-    lab.swarmd_args
-        .push_str(" --docker-host unix://docker.sock");
+    lab.serve_docker();
     lab.lab_ok(
         &["up"],
         &["--managers", "1", "--workers", "1", "--subnet", SUBNET],
     );
-    let msock = lab.dir().join("nodes/manager1/docker.sock");
-    let wsock = lab.dir().join("nodes/worker1/docker.sock");
+    let msock = lab.docker_sock("manager1");
+    let wsock = lab.docker_sock("worker1");
     let nodes: Vec<NodeView> = NodeView::list(
         &serde_json::from_str(&lab.swarmctl_ok(&["node", "ls", "--format", "json"])).unwrap(),
     );
@@ -566,21 +561,16 @@ fn the_docker_cli_creates_a_container_service() {
     if !root_or_skip() {
         return;
     }
-    let Some(cli) = docker_cli() else { return };
+    let Some(docker) = Docker::new() else { return };
     let Some(images) = shoal_tests::lab::demo_images_or_skip() else {
         return;
     };
     let _one = one_lab();
-    let docker = Docker {
-        cli,
-        config: tempfile::tempdir().unwrap(),
-    };
     let mut lab = Lab::new();
     lab.subnet = SUBNET.into();
-    lab.swarmd_args
-        .push_str(" --docker-host unix://docker.sock");
+    lab.serve_docker();
     lab.up_with_images(1, 1, &images);
-    let msock = lab.dir().join("nodes/manager1/docker.sock");
+    let msock = lab.docker_sock("manager1");
     let out = docker.run(
         &msock,
         &[

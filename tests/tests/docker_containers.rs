@@ -8,12 +8,11 @@
 
 use nix::pty::{openpty, Winsize};
 use shoal_netlib::root::root_or_skip;
-use shoal_tests::docker::{docker_cli, Docker};
+use shoal_tests::docker::Docker;
 use shoal_tests::lab::Lab;
 use shoal_tests::{kill_on_fail, wait_until};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// This file's lab subnet.
@@ -37,21 +36,16 @@ fn the_articles_container_commands_through_the_docker_cli() {
     if !root_or_skip() {
         return;
     }
-    let Some(cli) = docker_cli() else { return };
+    let Some(docker) = Docker::new() else { return };
     let Some(images) = shoal_tests::lab::demo_images_or_skip() else {
         return;
     };
-    let docker = Docker {
-        cli,
-        config: tempfile::tempdir().unwrap(),
-    };
     let mut lab = Lab::new();
     lab.subnet = SUBNET.into();
-    lab.swarmd_args
-        .push_str(" --docker-host unix://docker.sock");
+    lab.serve_docker();
     lab.up_with_images(1, 1, &images);
-    let msock = lab.dir().join("nodes/manager1/docker.sock");
-    let wsock = lab.dir().join("nodes/worker1/docker.sock");
+    let msock = lab.docker_sock("manager1");
+    let wsock = lab.docker_sock("worker1");
 
     lab.swarmctl_ok(&["network", "create", "-d", "overlay", "lp_net"]);
     docker.ok(
@@ -247,22 +241,7 @@ fn the_articles_container_commands_through_the_docker_cli() {
         .spawn()
         .unwrap();
     let guard = kill_on_fail(child.id());
-    let seen = Arc::new(Mutex::new(String::new()));
-    {
-        let seen = seen.clone();
-        let mut reader = std::fs::File::from(pty.master.try_clone().unwrap());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                seen.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-    }
+    let seen = shoal_tests::pty::capture(&pty.master);
     let mut master = std::fs::File::from(pty.master);
     let mut type_in = |s: &str| master.write_all(s.as_bytes()).unwrap();
     let seen_has = |s: &str| seen.lock().unwrap().contains(s);

@@ -724,15 +724,14 @@ fn the_engine_api_answers_as_dockerd_does() {
 
     let mut lab = Lab::new();
     lab.subnet = SUBNET.into();
-    lab.swarmd_args
-        .push_str(" --docker-host unix://docker.sock");
+    lab.serve_docker();
     lab.lab_ok(
         &["up"],
         &["--managers", "1", "--workers", "0", "--subnet", SUBNET],
     );
     let shoal = Docker {
         cli,
-        sock: lab.dir().join("nodes/manager1/docker.sock"),
+        sock: lab.docker_sock("manager1"),
         config: scratch.path().join("cli-shoal"),
         who: "Shoal",
     };

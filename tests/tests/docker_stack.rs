@@ -189,12 +189,11 @@ fn docker_stack_deploys_updates_and_removes_a_stack() {
     };
     let mut lab = Lab::new();
     lab.subnet = SUBNET.into();
-    lab.swarmd_args
-        .push_str(" --docker-host unix://docker.sock");
+    lab.serve_docker();
     lab.up_with_images(1, 1, &images);
     let docker = Stacks {
         docker: cli,
-        sock: lab.dir().join("nodes/manager1/docker.sock"),
+        sock: lab.docker_sock("manager1"),
         dir: tempfile::tempdir().unwrap(),
     };
     docker.write("pw.txt", "s3cret-stack\n");

@@ -30,7 +30,7 @@ struct Swarm {
 
 impl Swarm {
     fn sock(&self, node: &str) -> PathBuf {
-        self.lab.dir().join(format!("nodes/{node}/docker.sock"))
+        self.lab.docker_sock(node)
     }
 
     fn ok(&self, node: &str, args: &[&str]) -> String {
@@ -111,8 +111,7 @@ fn a_swarm_made_and_run_with_the_docker_cli() {
     };
     let mut lab = Lab::new();
     lab.subnet = SUBNET.into();
-    lab.swarmd_args
-        .push_str(" --docker-host unix://docker.sock");
+    lab.serve_docker();
     let images = images.display().to_string();
     let up = lab.lab_ok(
         &["up"],
@@ -371,6 +370,10 @@ fn a_swarm_made_and_run_with_the_docker_cli() {
     }
 
     // scale, update --image, rollback: each converging as the CLI shows it.
+    let image_of = |svc: &str| {
+        let f = "{{.Spec.TaskTemplate.ContainerSpec.Image}}";
+        s.ok("manager1", &["service", "inspect", svc, "--format", f])
+    };
     let out = s.ok("manager1", &["service", "scale", "web=3"]);
     assert!(out.starts_with("web scaled to 3\n"), "{out}");
     assert!(
@@ -385,16 +388,7 @@ fn a_swarm_made_and_run_with_the_docker_cli() {
         out.trim_end().ends_with("verify: Service converged"),
         "{out}"
     );
-    let image = s.ok(
-        "manager1",
-        &[
-            "service",
-            "inspect",
-            "web",
-            "--format",
-            "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
-        ],
-    );
+    let image = image_of("web");
     assert!(image.starts_with("shoal/nginx:latest@sha256:"), "{image}");
     let out = s.ok("manager1", &["service", "rollback", "web"]);
     assert!(
@@ -405,16 +399,7 @@ fn a_swarm_made_and_run_with_the_docker_cli() {
         out.trim_end().ends_with("verify: Service converged"),
         "{out}"
     );
-    let image = s.ok(
-        "manager1",
-        &[
-            "service",
-            "inspect",
-            "web",
-            "--format",
-            "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
-        ],
-    );
+    let image = image_of("web");
     assert!(image.starts_with("shoal/whoami:latest@sha256:"), "{image}");
     let r = s.lab.on_node(
         "worker2",

@@ -7,7 +7,6 @@ use shoal_tests::{bin, kill_on_fail, wait_until, Cluster};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -56,22 +55,7 @@ fn an_interactive_terminal_through_a_follower_and_the_leader() {
         .stderr(Stdio::from(pty.slave.try_clone().unwrap()))
         .spawn()
         .unwrap();
-    let seen = Arc::new(Mutex::new(String::new()));
-    {
-        let seen = seen.clone();
-        let mut reader = std::fs::File::from(pty.master.try_clone().unwrap());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                seen.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-    }
+    let seen = shoal_tests::pty::capture(&pty.master);
     let mut master = std::fs::File::from(pty.master);
     let mut type_in = |s: &str| master.write_all(s.as_bytes()).unwrap();
     let seen_has = |s: &str| seen.lock().unwrap().contains(s);

@@ -17,11 +17,11 @@ use shoal_netlib::root::root_or_skip;
 use shoal_tests::lab::{demo_images_or_skip, Lab};
 use shoal_tests::{bin, kill_on_fail, wait_for, NetworkView, NodeView, Output, TaskView};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// A subnet of its own (Lab::new picks among 198.19.10-209.0/24; lab_containers has .236,
@@ -354,21 +354,7 @@ fn article_sections_3_2_to_3_4_with_containers() {
         .spawn()
         .expect("start swarmctl on the pty");
     let guard = kill_on_fail(child.id());
-    let seen = Arc::new(Mutex::new(String::new()));
-    {
-        let seen = seen.clone();
-        let mut reader = std::fs::File::from(pty.master.try_clone().expect("dup the pty"));
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                let mut s = seen.lock().expect("lock");
-                s.push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-    }
+    let seen = shoal_tests::pty::capture(&pty.master);
     let mut master = std::fs::File::from(pty.master);
     let mut type_in = |s: &str| master.write_all(s.as_bytes()).expect("type in");
     let screen = || seen.lock().expect("lock").clone();
