@@ -8,8 +8,7 @@
 use crate::identity::{CertInfo, NodeIdentity};
 use crate::{pem, tls, Error, Result};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::watch;
@@ -89,21 +88,10 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-/// Writes `data` to `dir/name` atomically with mode `mode`.
+/// Writes `data` to `dir/name` atomically and durably with mode `mode`.
 fn write_file(dir: &Path, name: &str, data: &str, mode: u32) -> Result<()> {
     let path = dir.join(name);
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
-    f.write_all(data.as_bytes()).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    Ok(())
+    crate::durable::write(&path, data.as_bytes(), mode).map_err(io_err(&path))
 }
 
 impl Credentials {

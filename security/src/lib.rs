@@ -17,6 +17,7 @@
 pub mod authz;
 pub mod ca;
 pub mod creds;
+pub mod durable;
 pub mod identity;
 mod pem;
 mod tls;

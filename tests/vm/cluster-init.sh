@@ -3,7 +3,9 @@
 #
 # Mounts the usual filesystems (tmpfs /tmp, /run, /var; cgroup2 on /sys/fs/cgroup), loads the
 # networking modules, sets the host name and eth0's address from the kernel command line
-# (vmt.name=, vmt.ip=), prints "VMT-READY name=..." on the console, then serves a line protocol
+# (vmt.name=, vmt.ip=), mounts the ext4 disk /dev/vda on the directory vmt.disk= names (if any;
+# with vmt.lazy=1 the kernel writes nothing back on its own: what is not fsynced stays in the
+# page cache and is lost with the power, tests/vm/power-loss.sh), prints "VMT-READY name=..." on the console, then serves a line protocol
 # on the virtio-serial port "vmt.ctl":
 #   host -> guest:  "CMD <id> <base64 of a shell script>\n" | "POWEROFF\n"
 #   guest -> host:  "@@VMT-BEGIN <id>\n" <stdout+stderr of the script> "@@VMT-END <id> rc=<rc>\n"
@@ -27,11 +29,13 @@ ip() { /usr/sbin/ip "$@"; }
 bridge() { /usr/sbin/bridge "$@"; }
 P
 . /etc/vmt-prelude.sh
-NAME=vm; IP=
+NAME=vm; IP=; DISK=; LAZY=
 for a in $(cat /proc/cmdline); do
   case "$a" in
     vmt.name=*) NAME=${a#*=} ;;
     vmt.ip=*) IP=${a#*=} ;;
+    vmt.disk=*) DISK=${a#*=} ;;
+    vmt.lazy=*) LAZY=${a#*=} ;;
   esac
 done
 hostname "$NAME"; echo "$NAME" > /etc/hostname
@@ -45,8 +49,23 @@ for m in crc32c_generic virtio_pci virtio_net virtio_console nf_conntrack nf_nat
   modprobe "$m" 2>/dev/null || echo "VMT: module $m not loaded" > /dev/console
 done
 ip link set lo up
-n=0; while [ ! -e /sys/class/net/eth0 ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n+1)); done
-if [ -n "$IP" ]; then ip addr add "$IP" dev eth0; ip link set eth0 up; fi
+if [ -n "$IP" ]; then
+  n=0; while [ ! -e /sys/class/net/eth0 ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n+1)); done
+  ip addr add "$IP" dev eth0; ip link set eth0 up
+fi
+if [ -n "$DISK" ]; then
+  modprobe virtio_blk; modprobe ext4
+  n=0; while [ ! -e /dev/vda ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n+1)); done
+  mkdir -p "$DISK"
+  if [ "$LAZY" = 1 ]; then
+    # No background writeback: dirty pages and ext4's journal reach the disk only on fsync.
+    echo 0 > /proc/sys/vm/dirty_writeback_centisecs
+    echo 360000 > /proc/sys/vm/dirty_expire_centisecs
+    mount -t ext4 -o commit=3600 /dev/vda "$DISK" || echo "VMT: cannot mount /dev/vda" > /dev/console
+  else
+    mount -t ext4 /dev/vda "$DISK" || echo "VMT: cannot mount /dev/vda" > /dev/console
+  fi
+fi
 CTL=
 for p in /sys/class/virtio-ports/*; do
   [ "$(cat "$p/name" 2>/dev/null)" = vmt.ctl ] && CTL=/dev/${p##*/}

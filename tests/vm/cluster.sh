@@ -68,7 +68,7 @@ trap 'exit 143' TERM
 R=$RUN/root
 mkdir -p "$R/opt/shoal/bin" "$R/opt/shoal/deploy"
 # shellcheck source=lib.sh
-. "$HERE/lib.sh"   # copy_with_libs ROOT FILE DEST
+. "$HERE/lib.sh"   # copy_with_libs ROOT FILE DEST, vmx I TIMEOUT SCRIPT, wait_for SECS DESC CMD...
 # What a node gets from the kit: the binaries and deploy/ (install.sh puts them in place in the
 # VM); bash for install.sh.
 for b in swarmd swarmctl whoami; do
@@ -123,36 +123,6 @@ done
 BOOTED=$(since "$T_BOOT")
 log "3 VMs booted in ${BOOTED}s"
 
-# vmx I TIMEOUT 'script': runs the script in VM I, prints its output, returns its exit code.
-vmx() {
-  python3 - "$RUN/vm$1.ctl" "$2" "$3" <<'PY'
-import base64, random, socket, sys, time
-path, tmo, script = sys.argv[1], float(sys.argv[2]), sys.argv[3]
-rid = str(random.randrange(10**9))
-s = socket.socket(socket.AF_UNIX)
-s.connect(path)
-s.settimeout(1.0)
-s.sendall(("CMD %s %s\n" % (rid, base64.b64encode(script.encode()).decode())).encode())
-buf, end = b"", time.time() + tmo
-begin, fin = ("@@VMT-BEGIN %s\n" % rid).encode(), ("@@VMT-END %s rc=" % rid).encode()
-while time.time() < end:
-    try:
-        chunk = s.recv(65536)
-    except socket.timeout:
-        continue
-    if not chunk:
-        break
-    buf += chunk
-    if fin in buf and buf.endswith(b"\n"):
-        out = buf.split(begin, 1)[-1]
-        body, rc = out.split(fin, 1)
-        sys.stdout.write(body.decode(errors="replace"))
-        sys.exit(int(rc.split(b"\n")[0]))
-sys.stdout.write(buf.decode(errors="replace"))
-print("[no answer within %ss]" % tmo)
-sys.exit(124)
-PY
-}
 # The swarmctl of VM I (root, the manager's unix socket).
 ctl() { local i=$1; shift; vmx "$i" 120 "swarmctl --host unix:///var/lib/shoal/swarmd.sock $*"; }
 
@@ -196,13 +166,6 @@ start_swarmd() {   # start_swarmd I ROLE [TOKEN]
     setsid sh -c 'echo \$\$ > /sys/fs/cgroup/swarmd.service/cgroup.procs && exec /usr/local/lib/shoal/swarmd-start' \
       > /var/log/swarmd.log 2>&1 3>&- < /dev/null &
     echo started"
-}
-wait_for() {   # wait_for SECONDS DESC CMD...: until CMD succeeds
-  local t=$1 desc=$2; shift 2
-  local end=$(( $(date +%s) + t ))
-  while [ "$(date +%s)" -lt "$end" ]; do "$@" >/dev/null 2>&1 && return 0; sleep 1; done
-  log "timed out after ${t}s waiting for $desc"
-  return 1
 }
 T_SWARM=$(now)
 start_swarmd 1 init >/dev/null

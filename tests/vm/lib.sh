@@ -1,4 +1,4 @@
-# lib.sh - shell functions shared by run-in-vm.sh and cluster.sh (source it).
+# lib.sh - shell functions shared by run-in-vm.sh, cluster.sh and power-loss.sh (source it).
 
 # copy_with_libs ROOT FILE [DEST]: FILE at ROOT/DEST (default its own path) and the shared
 # libraries `ldd` lists for it, at their own paths under ROOT.
@@ -11,4 +11,44 @@ copy_with_libs() {
       [ -e "$root$l" ] && continue
       mkdir -p "$root$(dirname "$l")"; cp -L "$l" "$root$l"
     done
+}
+
+# vmx I TIMEOUT 'script': runs the script in VM I (control socket $RUN/vmI.ctl, served by
+# cluster-init.sh), prints its output, returns its exit code (124: no answer in time).
+vmx() {
+  python3 - "$RUN/vm$1.ctl" "$2" "$3" <<'PY'
+import base64, random, socket, sys, time
+path, tmo, script = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+rid = str(random.randrange(10**9))
+s = socket.socket(socket.AF_UNIX)
+s.connect(path)
+s.settimeout(1.0)
+s.sendall(("CMD %s %s\n" % (rid, base64.b64encode(script.encode()).decode())).encode())
+buf, end = b"", time.time() + tmo
+begin, fin = ("@@VMT-BEGIN %s\n" % rid).encode(), ("@@VMT-END %s rc=" % rid).encode()
+while time.time() < end:
+    try:
+        chunk = s.recv(65536)
+    except socket.timeout:
+        continue
+    if not chunk:
+        break
+    buf += chunk
+    if fin in buf and buf.endswith(b"\n"):
+        out = buf.split(begin, 1)[-1]
+        body, rc = out.split(fin, 1)
+        sys.stdout.write(body.decode(errors="replace"))
+        sys.exit(int(rc.split(b"\n")[0]))
+sys.stdout.write(buf.decode(errors="replace"))
+print("[no answer within %ss]" % tmo)
+sys.exit(124)
+PY
+}
+
+wait_for() {   # wait_for SECONDS DESC CMD...: until CMD succeeds
+  local t=$1 desc=$2; shift 2
+  local end=$(( $(date +%s) + t ))
+  while [ "$(date +%s)" -lt "$end" ]; do "$@" >/dev/null 2>&1 && return 0; sleep 1; done
+  log "timed out after ${t}s waiting for $desc"
+  return 1
 }

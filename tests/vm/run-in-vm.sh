@@ -38,8 +38,8 @@ TIMEOUT=${SHOAL_VM_TIMEOUT:-600}
 TEST_TIMEOUT=${SHOAL_VM_TEST_TIMEOUT:-300}
 SHELL_CMD=${SHOAL_VM_SHELL_CMD:-}
 # Bump when the base initramfs recipe below changes: cached bases with another stamp are rebuilt.
-RECIPE=6
-MODS="crc32c_generic virtio_pci virtio_net virtio_console ip_vs ip_vs_rr ip_vs_wrr ip_vs_sh ip_vs_lc veth bridge br_netfilter vxlan
+RECIPE=7
+MODS="crc32c_generic virtio_pci virtio_net virtio_console virtio_blk ext4 ip_vs ip_vs_rr ip_vs_wrr ip_vs_sh ip_vs_lc veth bridge br_netfilter vxlan
   nf_conntrack nf_nat nf_tables nft_nat nft_chain_nat nft_ct nft_numgen nft_masq nft_redir
   nft_hash nft_fib_inet nft_reject_inet nft_objref dummy"
 # ... and every nftables / conntrack / NAT / IPVS module (3 MB, autoloaded on first use through

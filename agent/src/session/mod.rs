@@ -564,7 +564,9 @@ impl Agent {
                 *cur = m.managers.clone();
                 let path = self.cfg.state_dir.join("managers.json");
                 if let Ok(json) = serde_json::to_vec(&m.managers) {
-                    let _ = std::fs::write(path, json);
+                    if let Err(e) = shoal_security::durable::write(&path, &json, 0o600) {
+                        warn!(error = %e, "cannot save the managers' addresses");
+                    }
                 }
             }
         }

@@ -46,12 +46,11 @@ impl Identity {
         }
     }
 
-    /// Writes the identity atomically.
+    /// Writes the identity atomically and durably (a power cut leaves the old file or the new).
     pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
-        let tmp = dir.join("node.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
-        std::fs::rename(&tmp, dir.join(FILE))?;
-        Ok(())
+        let path = dir.join(FILE);
+        shoal_security::durable::write(&path, &serde_json::to_vec_pretty(self)?, 0o600)
+            .with_context(|| format!("cannot write {}", path.display()))
     }
 
     /// The transport of a node restarting with this identity: its saved certificates in

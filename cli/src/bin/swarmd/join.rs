@@ -2,6 +2,7 @@
 //! `shoal_agent::join`; here the node keeps what it was given.
 
 use crate::identity::Identity;
+use anyhow::Context;
 use crate::node::Node;
 use shoal_agent::join::JoinConfig;
 use shoal_security::Transport;
@@ -26,10 +27,9 @@ pub async fn join(node: &Node, addr: &str, token: &str) -> anyhow::Result<(Ident
     };
     ident.save(&node.state_dir)?;
     if !joined.managers.is_empty() {
-        std::fs::write(
-            node.state_dir.join("managers.json"),
-            serde_json::to_vec(&joined.managers)?,
-        )?;
+        let path = node.state_dir.join("managers.json");
+        shoal_security::durable::write(&path, &serde_json::to_vec(&joined.managers)?, 0o600)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     println!(
         "This node joined a swarm as a {}.",

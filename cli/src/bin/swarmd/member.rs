@@ -97,9 +97,9 @@ pub fn left_before(node: &Node) -> bool {
 /// the cluster's state with it). Images and the state dir itself stay; the marker says the node
 /// left.
 pub fn forget(node: &Node) -> anyhow::Result<()> {
-    std::fs::write(node.state_dir.join(LEFT), b"")
+    shoal_security::durable::write(&node.state_dir.join(LEFT), b"", 0o600)
         .with_context(|| format!("cannot write {LEFT}"))?;
-    for f in ["node.json", "node.json.tmp", "managers.json"] {
+    for f in ["node.json", ".node.json.tmp", "node.json.tmp", "managers.json"] {
         match std::fs::remove_file(node.state_dir.join(f)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(e).with_context(|| format!("cannot remove {f}"))
@@ -115,7 +115,8 @@ pub fn forget(node: &Node) -> anyhow::Result<()> {
             _ => {}
         }
     }
-    Ok(())
+    shoal_security::durable::sync_dir(&node.state_dir)
+        .with_context(|| format!("cannot sync {}", node.state_dir.display()))
 }
 
 /// Answers a failed `swarm init|join` (the node stays in no swarm), or fails swarmd when the
@@ -203,7 +204,9 @@ pub async fn run(node: &mut Node, start: Start, shared: &mut Shared<'_>) -> anyh
         },
     };
     // In a swarm again: a restart comes back to it.
-    let _ = std::fs::remove_file(node.state_dir.join(LEFT));
+    if std::fs::remove_file(node.state_dir.join(LEFT)).is_ok() {
+        let _ = shoal_security::durable::sync_dir(&node.state_dir);
+    }
     let mut managers = load_managers(&node.state_dir);
     if let Some(j) = joined_through {
         if !managers.contains(&j) {

@@ -21,9 +21,6 @@ use super::unlock::UnlockKey;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// The key file's name in the raft directory.
@@ -320,7 +317,6 @@ impl RaftKeys {
 
     /// Writes the keys to `path` atomically, readable by the owner only (0600).
     pub fn save(&self, path: &Path) -> Result<(), KeyError> {
-        let tmp = path.with_extension("json.tmp");
         let write_err = |p: &Path| {
             let p = p.to_path_buf();
             move |source| KeyError::Write { path: p, source }
@@ -346,22 +342,6 @@ impl RaftKeys {
         if let KekOnDisk::StateDir { key } = file.kek {
             drop(zeroize::Zeroizing::new(key));
         }
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(write_err(&tmp))?;
-        f.write_all(&json)
-            .and_then(|()| f.sync_all())
-            .map_err(write_err(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(write_err(path))?;
-        if let Some(dir) = path.parent() {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(write_err(dir))?;
-        }
-        Ok(())
+        shoal_security::durable::write(path, &json, 0o600).map_err(write_err(path))
     }
 }
