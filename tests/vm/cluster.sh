@@ -27,14 +27,9 @@ NET=198.18.9     # the VMs' private network: .11-.13, the namespace's bridge .1
 NS=shoalvm$$     # this run's namespace (bridge + taps live and die with it)
 HB=1s            # heartbeat period under emulation (a node is Down after 3 missed)
 
-T_START=$(date +%s.%N)
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}'; }
-log() { echo "[cluster $(since "$T_START")s] $*"; }
-FAILS=0
-pass() { log "PASS $*"; }
-fail() { log "FAIL $*"; FAILS=$((FAILS + 1)); }
-die() { log "FATAL $*"; exit 1; }
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"   # copy_with_libs ROOT FILE DEST, vmx I TIMEOUT SCRIPT, wait_for SECS DESC CMD...
+script_checks cluster   # log, pass, fail (counted in FAILS), die; now, since
 
 [ "$(id -u)" = 0 ] || die "needs root (network namespace, taps, QEMU)"
 for b in swarmd swarmctl whoami; do [ -x "$BIN_DIR/$b" ] || die "no $BIN_DIR/$b (build the workspace first)"; done
@@ -67,8 +62,6 @@ trap 'exit 143' TERM
 # ------------------------------------------------------------------ initramfs: base + this run's
 R=$RUN/root
 mkdir -p "$R/opt/shoal/bin" "$R/opt/shoal/deploy"
-# shellcheck source=lib.sh
-. "$HERE/lib.sh"   # copy_with_libs ROOT FILE DEST, vmx I TIMEOUT SCRIPT, wait_for SECS DESC CMD...
 # What a node gets from the kit: the binaries and deploy/ (install.sh puts them in place in the
 # VM); bash for install.sh.
 for b in swarmd swarmctl whoami; do

@@ -52,3 +52,17 @@ wait_for() {   # wait_for SECONDS DESC CMD...: until CMD succeeds
   log "timed out after ${t}s waiting for $desc"
   return 1
 }
+
+# script_checks NAME: log/pass/fail/die for a script that prints PASS/FAIL lines, each line
+# "[NAME <seconds since this call>s] ..."; fail counts in FAILS, die exits 1; now and since too.
+script_checks() {
+  CHECKS_NAME=$1
+  T_START=$(date +%s.%N)
+  FAILS=0
+  now() { date +%s.%N; }
+  since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}'; }
+  log() { echo "[$CHECKS_NAME $(since "$T_START")s] $*"; }
+  pass() { log "PASS $*"; }
+  fail() { log "FAIL $*"; FAILS=$((FAILS + 1)); }
+  die() { log "FATAL $*"; exit 1; }
+}

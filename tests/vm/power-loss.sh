@@ -30,14 +30,9 @@ SEED=${SEED:-$((RANDOM % 1000))}
 DIR=/var/lib/shoal   # in the VM: the disk
 TIMERS="--election-timeout 1s --raft-heartbeat 250ms --heartbeat-period 1s"
 
-T_START=$(date +%s.%N)
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}'; }
-log() { echo "[power-loss $(since "$T_START")s] $*"; }
-FAILS=0
-pass() { log "PASS $*"; }
-fail() { log "FAIL $*"; FAILS=$((FAILS + 1)); }
-die() { log "FATAL $*"; exit 1; }
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"   # copy_with_libs ROOT FILE DEST, vmx I TIMEOUT SCRIPT, wait_for SECS DESC CMD...
+script_checks power-loss   # log, pass, fail (counted in FAILS), die; now, since
 
 [ "$(id -u)" = 0 ] || die "needs root (QEMU, the VM's kernel cache)"
 for b in swarmd swarmctl; do [ -x "$BIN_DIR/$b" ] || die "no $BIN_DIR/$b (build the workspace first)"; done
@@ -45,8 +40,6 @@ command -v python3 >/dev/null || die "python3 is needed (the control channel cli
 command -v mkfs.ext4 >/dev/null || die "mkfs.ext4 is needed (e2fsprogs)"
 read -r VMLINUX BASE < <(SHOAL_VM_PREPARE=1 bash "$HERE/run-in-vm.sh") || die "cannot prepare the VM kernel"
 [ -s "$VMLINUX" ] && [ -s "$BASE" ] || die "no kernel/base initramfs from run-in-vm.sh"
-# shellcheck source=lib.sh
-. "$HERE/lib.sh"   # copy_with_libs ROOT FILE DEST, vmx I TIMEOUT SCRIPT, wait_for SECS DESC CMD...
 
 RUN=$(mktemp -d /tmp/shoal-powerloss.XXXXXX)
 cleanup() {
