@@ -4,8 +4,8 @@ pub use crate::error::ManagerError;
 
 use crate::config::ManagerConfig;
 use crate::dispatcher::Dispatcher;
-use crate::raft::network::{Network, PeerTimings};
 use crate::raft::batch::Proposer;
+use crate::raft::network::{Network, PeerTimings};
 use crate::raft::{forward, storage};
 use crate::raft::{NodeId, Raft};
 use crate::store::{Applied, Store};

@@ -96,7 +96,8 @@ async fn propose(raft: &Raft, mut jobs: Vec<Job>) {
         let _ = job.reply.send(raft.client_write(job.cmd).await);
         return;
     }
-    let (cmds, replies): (Vec<Command>, Vec<_>) = jobs.into_iter().map(|j| (j.cmd, j.reply)).unzip();
+    let (cmds, replies): (Vec<Command>, Vec<_>) =
+        jobs.into_iter().map(|j| (j.cmd, j.reply)).unzip();
     let n = cmds.len();
     match raft.client_write(Command::Batch(cmds)).await {
         Ok(mut resp) => {

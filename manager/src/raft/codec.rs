@@ -67,10 +67,9 @@ mod tests {
         let nodes: BTreeMap<u64, openraft::BasicNode> =
             [(7, openraft::BasicNode::new("10.0.0.1:4242"))].into();
         let members: BTreeSet<u64> = [7].into();
-        let cmd: Command = serde_json::from_str(
-            r#"{"Batch":[{"SetNodeLbAddrs":[["n1","net1","10.1.0.2/24"]]}]}"#,
-        )
-        .unwrap();
+        let cmd: Command =
+            serde_json::from_str(r#"{"Batch":[{"SetNodeLbAddrs":[["n1","net1","10.1.0.2/24"]]}]}"#)
+                .unwrap();
         vec![
             Entry {
                 log_id: id(1),
@@ -95,7 +94,10 @@ mod tests {
             let json = serde_json::to_vec(&e).unwrap();
             assert!(bin.len() < json.len(), "{} >= {}", bin.len(), json.len());
             let back: Entry<TypeConfig> = decode(&bin).unwrap();
-            assert_eq!(serde_json::to_value(&back).unwrap(), serde_json::to_value(&e).unwrap());
+            assert_eq!(
+                serde_json::to_value(&back).unwrap(),
+                serde_json::to_value(&e).unwrap()
+            );
         }
     }
 
@@ -105,7 +107,41 @@ mod tests {
             let json = serde_json::to_vec(&e).unwrap();
             assert!(!is_binary(&json));
             let back: Entry<TypeConfig> = decode(&json).unwrap();
-            assert_eq!(serde_json::to_value(&back).unwrap(), serde_json::to_value(&e).unwrap());
+            assert_eq!(
+                serde_json::to_value(&back).unwrap(),
+                serde_json::to_value(&e).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn raft_messages_round_trip() {
+        use openraft::error::RaftError;
+        use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest};
+        use openraft::Vote;
+        let req = AppendEntriesRequest::<TypeConfig> {
+            vote: Vote::new_committed(3, 7),
+            prev_log_id: None,
+            entries: entries(),
+            leader_commit: Some(LogId::new(openraft::CommittedLeaderId::new(3, 7), 2)),
+        };
+        let back: AppendEntriesRequest<TypeConfig> = decode(&encode(&req).unwrap()).unwrap();
+        assert_eq!(
+            serde_json::to_value(&back).unwrap(),
+            serde_json::to_value(&req).unwrap()
+        );
+        let vote = VoteRequest::new(Vote::new(4, 9), None);
+        let back: VoteRequest<u64> = decode(&encode(&vote).unwrap()).unwrap();
+        assert_eq!(back, vote);
+        type Reply = Result<AppendEntriesResponse<u64>, RaftError<u64>>;
+        for r in [
+            Ok(AppendEntriesResponse::Success),
+            Ok(AppendEntriesResponse::HigherVote(Vote::new(5, 1))),
+            Err(RaftError::Fatal(openraft::error::Fatal::Stopped)),
+        ] {
+            let r: Reply = r;
+            let back: Reply = decode(&encode(&r).unwrap()).unwrap();
+            assert_eq!(back, r);
         }
     }
 }

@@ -175,7 +175,10 @@ impl Peer {
             && matches!(&resp, Err(s) if s.code() == tonic::Code::InvalidArgument
                 && s.message().starts_with(MALFORMED))
         {
-            tracing::info!(peer = self.target, "raft peer reads only JSON; speaking JSON to it");
+            tracing::info!(
+                peer = self.target,
+                "raft peer reads only JSON; speaking JSON to it"
+            );
             self.json = true;
             resp = Self::send(client, &kind, req, option, true).await;
         }
@@ -185,8 +188,9 @@ impl Peer {
             }
             _ => RPCError::Network(NetworkError::new(&TransportError(s.message().to_string()))),
         })?;
-        let result: Result<Resp, RaftError<NodeId, E>> = super::codec::decode(&resp.into_inner().data)
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            super::codec::decode(&resp.into_inner().data)
+                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         self.contact
             .lock()
             .unwrap_or_else(|e| e.into_inner())

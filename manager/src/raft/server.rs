@@ -1,8 +1,8 @@
 //! Raft transport, server side: the `Raft` gRPC service.
 
-use super::forward::{ForwardResult, WireReply};
 use super::batch::Proposer;
 use super::codec;
+use super::forward::{ForwardResult, WireReply};
 use super::network::MALFORMED;
 use super::types::{Raft, TypeConfig};
 use shoal_proto::model::Command;

@@ -520,6 +520,9 @@ fn a_batch_reports_each_commands_own_outcome() {
         "{r:?}"
     );
     assert!(r.parts[2].refusal.is_none() && r.parts[2].id == "s-api");
-    assert_eq!(r.refusal, r.parts[1].refusal, "the first refusal, as before");
+    assert_eq!(
+        r.refusal, r.parts[1].refusal,
+        "the first refusal, as before"
+    );
     assert!(s.services.contains_key("s-api"));
 }

@@ -400,7 +400,10 @@ impl Engine for Gated {
 async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !cond() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting: {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
 }
@@ -435,7 +438,10 @@ async fn appends_are_visible_at_once_and_acknowledged_only_once_durable(kind: En
 
     gated.set_closed(false);
     task.await.unwrap().unwrap();
-    assert!(gated.state().durable >= 5, "acknowledged after a flush covering it");
+    assert!(
+        gated.state().durable >= 5,
+        "acknowledged after a flush covering it"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
