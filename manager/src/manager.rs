@@ -4,6 +4,7 @@ pub use crate::error::ManagerError;
 
 use crate::config::ManagerConfig;
 use crate::dispatcher::Dispatcher;
+use crate::raft::batch::Proposer;
 use crate::raft::network::{Network, PeerTimings};
 use crate::raft::{forward, storage};
 use crate::raft::{NodeId, Raft};
@@ -22,6 +23,8 @@ pub struct Manager {
     pub cfg: ManagerConfig,
     /// The raft handle.
     pub raft: Raft,
+    /// Client writes, batched into raft entries ([`crate::raft::batch`]).
+    pub proposer: Proposer,
     /// The applied state.
     pub store: Store,
     /// Agent sessions (meaningful on the leader).
@@ -75,6 +78,7 @@ impl Manager {
         let raft = Raft::new(cfg.raft_id, raft_cfg, net.clone(), log, sm)
             .await
             .map_err(ManagerError::raft)?;
+        let proposer = Proposer::start(raft.clone());
         let dispatcher = Arc::new(Dispatcher::new(&cfg));
         let key_keeper = tokio::spawn(crate::autolock::keep_key_file(
             store.clone(),
@@ -88,6 +92,7 @@ impl Manager {
         let m = Arc::new(Manager {
             cfg,
             raft,
+            proposer,
             store,
             dispatcher,
             net,
@@ -162,7 +167,11 @@ impl Manager {
         let start = Instant::now();
         let timeout = self.cfg.write_timeout;
         loop {
-            match self.raft.client_write(cmd.clone()).await {
+            let written = match self.proposer.write(cmd.clone()).await {
+                Ok(w) => w,
+                Err(stopped) => return Err(ManagerError::raft(stopped)),
+            };
+            match written {
                 Ok(r) => return Ok(r.data.into_result()?),
                 Err(e) => {
                     let Some(fwd) = e.forward_to_leader() else {

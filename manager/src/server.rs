@@ -24,7 +24,7 @@ pub async fn serve_tcp(
     let incoming = m.cfg.transport.incoming(listener);
     Server::builder()
         .add_service(InterceptedService::new(
-            RaftService::new(m.raft.clone()).into_server(),
+            RaftService::new(m.raft.clone(), m.proposer.clone()).into_server(),
             guard.clone(),
         ))
         .add_service(DispatcherService::new(m.clone()).into_server())

@@ -88,6 +88,7 @@ impl WireReply {
             id: self.id,
             skipped: self.conflicts.saturating_sub(u32::from(counted)),
             refusal,
+            ..Default::default()
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Raft: openraft's type configuration, storage engines and gRPC transport.
 
+pub mod batch;
+pub mod codec;
 pub mod forward;
 pub mod network;
 pub mod server;

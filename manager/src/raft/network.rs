@@ -1,5 +1,7 @@
-//! Raft transport, client side: one cached tonic channel per peer; openraft's messages travel as
-//! JSON inside `RaftBytes`.
+//! Raft transport, client side: one cached tonic channel per peer; openraft's messages travel
+//! inside `RaftBytes` in the compact binary form of [`super::codec`]. A peer running an older
+//! Shoal, which reads only JSON, refuses that as malformed: the peer is then spoken to in JSON
+//! (servers answer in the form they were asked in).
 
 use super::types::{NodeId, TypeConfig};
 use openraft::error::{
@@ -108,6 +110,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             node: node.clone(),
             client: self.channel(&node.addr).ok().map(RaftClient::new),
             contact: self.contact.clone(),
+            json: false,
         }
     }
 }
@@ -118,9 +121,15 @@ pub struct Peer {
     node: BasicNode,
     client: Option<RaftClient<Channel>>,
     contact: Arc<Mutex<HashMap<NodeId, Instant>>>,
+    /// The peer refused the binary form (an older Shoal): speak JSON to it.
+    json: bool,
 }
 
-/// Serialization of raft payloads (JSON: openraft's types are serde).
+/// What an older Shoal's raft server says of a message it cannot decode (see `server.rs`).
+pub(crate) const MALFORMED: &str = "malformed raft message";
+
+/// JSON serialization of forwarded writes (`forward.rs`); raft's own messages use
+/// [`super::codec`].
 pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, serde_json::Error> {
     serde_json::to_vec(v)
 }
@@ -128,6 +137,15 @@ pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, serde_json::Error> {
 /// Inverse of [`encode`].
 pub fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, serde_json::Error> {
     serde_json::from_slice(b)
+}
+
+/// A raft message in the binary form, or in JSON for a peer that reads only JSON.
+fn encode_for<T: Serialize>(v: &T, json: bool) -> Result<Vec<u8>, super::codec::CodecError> {
+    if json {
+        Ok(serde_json::to_vec(v)?)
+    } else {
+        super::codec::encode(v)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,22 +170,27 @@ impl Peer {
                 self.node.addr
             ))))
         })?;
-        let data = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let mut request = tonic::Request::new(RaftBytes { data });
-        request.set_timeout(option.hard_ttl());
-        let resp = match kind {
-            Kind::Append => client.append_entries(request).await,
-            Kind::Vote => client.vote(request).await,
-            Kind::Snapshot => client.install_snapshot(request).await,
-        };
+        let mut resp = Self::send(client, &kind, req, option, self.json).await;
+        if !self.json
+            && matches!(&resp, Err(s) if s.code() == tonic::Code::InvalidArgument
+                && s.message().starts_with(MALFORMED))
+        {
+            tracing::info!(
+                peer = self.target,
+                "raft peer reads only JSON; speaking JSON to it"
+            );
+            self.json = true;
+            resp = Self::send(client, &kind, req, option, true).await;
+        }
         let resp = resp.map_err(|s| match s.code() {
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
                 RPCError::Unreachable(Unreachable::new(&TransportError(s.message().to_string())))
             }
             _ => RPCError::Network(NetworkError::new(&TransportError(s.message().to_string()))),
         })?;
-        let result: Result<Resp, RaftError<NodeId, E>> = decode(&resp.into_inner().data)
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            super::codec::decode(&resp.into_inner().data)
+                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         self.contact
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -179,6 +202,24 @@ impl Peer {
                 e,
             ))
         })
+    }
+
+    /// One RPC of `kind` carrying `req` (JSON if `json`).
+    async fn send<Req: Serialize>(
+        client: &mut RaftClient<Channel>,
+        kind: &Kind,
+        req: &Req,
+        option: &RPCOption,
+        json: bool,
+    ) -> Result<tonic::Response<RaftBytes>, tonic::Status> {
+        let data = encode_for(req, json).map_err(|e| tonic::Status::internal(e.to_string()))?;
+        let mut request = tonic::Request::new(RaftBytes { data });
+        request.set_timeout(option.hard_ttl());
+        match kind {
+            Kind::Append => client.append_entries(request).await,
+            Kind::Vote => client.vote(request).await,
+            Kind::Snapshot => client.install_snapshot(request).await,
+        }
     }
 }
 

@@ -205,6 +205,11 @@ pub struct Applied {
     pub skipped: u32,
     /// Set when the command was refused.
     pub refusal: Option<Refusal>,
+    /// For a [`Command::Batch`](shoal_proto::model::Command::Batch): each command's own
+    /// outcome, in order (the fields above merge them). Lets one entry carry the writes of
+    /// several clients ([`crate::raft::batch`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<Applied>,
 }
 
 impl Applied {

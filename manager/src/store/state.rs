@@ -418,11 +418,12 @@ impl State {
                     let r = self.apply(index, c);
                     out.skipped += r.skipped;
                     if out.refusal.is_none() {
-                        out.refusal = r.refusal;
+                        out.refusal.clone_from(&r.refusal);
                     }
                     if out.id.is_empty() {
-                        out.id = r.id;
+                        out.id.clone_from(&r.id);
                     }
+                    out.parts.push(r);
                 }
                 Ok(out)
             }

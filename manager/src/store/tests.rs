@@ -499,3 +499,30 @@ fn snapshots_without_secrets_still_load() {
     let old: State = serde_json::from_value(v).unwrap();
     assert!(old.secrets.is_empty() && old.configs.is_empty());
 }
+
+#[test]
+fn a_batch_reports_each_commands_own_outcome() {
+    let mut s = State::default();
+    s.apply(1, &Command::InitCluster(cluster()));
+    // Two clients' writes in one entry (`raft::batch`): the second is refused on its own.
+    let r = s.apply(
+        2,
+        &Command::Batch(vec![
+            Command::CreateService(svc("web", &[])),
+            Command::CreateService(svc("web", &[])),
+            Command::CreateService(svc("api", &[])),
+        ]),
+    );
+    assert_eq!(r.parts.len(), 3, "{r:?}");
+    assert!(r.parts[0].refusal.is_none() && r.parts[0].id == "s-web");
+    assert!(
+        matches!(r.parts[1].refusal, Some(Refusal::IdTaken { .. })),
+        "{r:?}"
+    );
+    assert!(r.parts[2].refusal.is_none() && r.parts[2].id == "s-api");
+    assert_eq!(
+        r.refusal, r.parts[1].refusal,
+        "the first refusal, as before"
+    );
+    assert!(s.services.contains_key("s-api"));
+}

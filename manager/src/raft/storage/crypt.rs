@@ -310,4 +310,12 @@ impl Engine for CryptEngine {
     fn flush(&self) -> Result<(), EngineError> {
         self.inner.flush()
     }
+
+    fn put_meta_and_flush(&self, key: &str, value: &[u8]) -> Result<(), EngineError> {
+        let sealed = self
+            .cipher
+            .seal(&meta_aad(key), value)
+            .map_err(Self::crypt_err(format!("meta value {key:?}")))?;
+        self.inner.put_meta_and_flush(key, &sealed)
+    }
 }

@@ -40,6 +40,12 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Returns once every write made before the call is on disk.
     fn flush(&self) -> Result<(), EngineError>;
+
+    /// [`Engine::put_meta`] then [`Engine::flush`]; an engine may do both in one disk commit.
+    fn put_meta_and_flush(&self, key: &str, value: &[u8]) -> Result<(), EngineError> {
+        self.put_meta(key, value)?;
+        self.flush()
+    }
 }
 
 /// A failure of the disk engine. Every variant names the operation that failed.

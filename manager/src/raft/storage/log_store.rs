@@ -1,11 +1,24 @@
 //! [`LogStore`]: openraft's log storage (entries, vote, committed id, purge point) over an
-//! [`Engine`].
+//! [`Engine`], with group commit.
 //!
-//! Engine calls are synchronous and are made on the calling task: openraft drives all log IO
-//! from one task and needs each write finished before the next one, so a thread hop would add
-//! latency without adding concurrency.
+//! Group commit: [`RaftLogStorage::append`] writes the entries (readers see them at once, as
+//! openraft 0.9 requires of `append`) and returns without waiting for the disk; the
+//! [`LogFlushed`] callback is queued. A flusher thread makes durable, with one engine flush,
+//! whatever has accumulated since its last flush, and only then completes the queued callbacks,
+//! in order: openraft counts an entry as stored on this node (for the leader's quorum, for a
+//! follower's reply) only once it is on disk. Under load the appends of many client writes share
+//! one fsync.
+//!
+//! Everything else that must be durable when it returns (`save_vote`, `truncate`, `purge`) first
+//! completes the queued appends with a flush of its own, so writes stay durable, and callbacks
+//! complete, in the order openraft made them.
+//!
+//! The committed id is kept in memory and written with the next flush
+//! ([`Engine::put_meta_and_flush`]): it only tells a restarted manager how far it may re-apply before hearing from a leader, so
+//! losing the latest value in a crash only means re-applying a little less.
 
-use super::engine::{Engine, RawEntry};
+use super::engine::{Engine, EngineError, RawEntry};
+use crate::raft::codec;
 use crate::raft::{NodeId, TypeConfig};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
@@ -16,7 +29,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds, RangeInclusive};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 
 /// Meta key of the last saved vote.
 pub(super) const VOTE: &str = "vote";
@@ -25,11 +39,12 @@ pub(super) const COMMITTED: &str = "committed";
 /// Meta key of the id of the last purged log entry.
 pub(super) const LAST_PURGED: &str = "last_purged";
 
-/// The raft log of one manager. Cloning is cheap: clones share the engine (a clone is the
-/// [`RaftLogStorage::LogReader`]).
+/// The raft log of one manager. Cloning is cheap: clones share the engine and the flusher (a
+/// clone is the [`RaftLogStorage::LogReader`]).
 #[derive(Clone)]
 pub struct LogStore {
     engine: Arc<dyn Engine>,
+    flusher: Arc<FlusherHandle>,
 }
 
 impl std::fmt::Debug for LogStore {
@@ -37,6 +52,98 @@ impl std::fmt::Debug for LogStore {
         f.debug_struct("LogStore")
             .field("engine", &self.engine.name())
             .finish()
+    }
+}
+
+/// What waits for the next flush.
+#[derive(Default)]
+struct Pending {
+    /// Callbacks of appends written but not yet known durable, oldest first.
+    callbacks: Vec<LogFlushed<TypeConfig>>,
+    /// The committed id saved since the last flush, if any.
+    committed: Option<Option<LogId<NodeId>>>,
+    /// Set when the last [`LogStore`] clone is dropped: flush what is left and stop.
+    closed: bool,
+}
+
+/// The group-commit state shared by the log store and its flusher thread.
+struct Flusher {
+    engine: Arc<dyn Engine>,
+    pending: Mutex<Pending>,
+    /// Signalled when a callback is queued or the store is closed.
+    wake: Condvar,
+    /// Held while a batch is taken, flushed and completed, so batches complete in order.
+    flushing: Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Flusher {
+    /// Makes every write made so far durable (with the pending committed id), then completes
+    /// the callbacks queued before it, in order.
+    fn flush(&self) -> std::result::Result<(), EngineError> {
+        let _flushing = lock(&self.flushing);
+        let (callbacks, committed) = {
+            let mut p = lock(&self.pending);
+            (std::mem::take(&mut p.callbacks), p.committed.take())
+        };
+        let result = match committed {
+            Some(c) => match serde_json::to_vec(&c) {
+                Ok(bytes) => self.engine.put_meta_and_flush(COMMITTED, &bytes),
+                // A LogId always serializes; keep the flush regardless.
+                Err(_) => self.engine.flush(),
+            },
+            None => self.engine.flush(),
+        };
+        for cb in callbacks {
+            let r = match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            };
+            cb.log_io_completed(r);
+        }
+        result
+    }
+
+    /// The flusher thread: flushes whenever appends wait, until closed.
+    fn run(&self) {
+        loop {
+            {
+                let mut p = lock(&self.pending);
+                while p.callbacks.is_empty() && !p.closed {
+                    p = self.wake.wait(p).unwrap_or_else(|e| e.into_inner());
+                }
+                if p.closed {
+                    break;
+                }
+            }
+            if let Err(e) = self.flush() {
+                tracing::error!(error = %e, "raft log flush failed");
+            }
+        }
+        // Last words: what was written since the last flush, and the committed id.
+        if let Err(e) = self.flush() {
+            tracing::error!(error = %e, "raft log flush at close failed");
+        }
+    }
+}
+
+/// Owns the flusher thread: dropping the last [`LogStore`] clone stops it after a final flush
+/// and waits for it, so that the engine's files are released when the store is gone.
+struct FlusherHandle {
+    flusher: Arc<Flusher>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for FlusherHandle {
+    fn drop(&mut self) {
+        lock(&self.flusher.pending).closed = true;
+        self.flusher.wake.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -56,7 +163,24 @@ impl LogStore {
     /// swarmd opens its log with [`super::open`].
     #[doc(hidden)]
     pub fn new(engine: Arc<dyn Engine>) -> LogStore {
-        LogStore { engine }
+        let flusher = Arc::new(Flusher {
+            engine: engine.clone(),
+            pending: Mutex::default(),
+            wake: Condvar::new(),
+            flushing: Mutex::new(()),
+        });
+        let run = flusher.clone();
+        let thread = std::thread::Builder::new()
+            .name("raft-flush".into())
+            .spawn(move || run.run())
+            .ok();
+        if thread.is_none() {
+            tracing::warn!("cannot start the raft log flusher thread; appends flush inline");
+        }
+        LogStore {
+            engine,
+            flusher: Arc::new(FlusherHandle { flusher, thread }),
+        }
     }
 
     fn read_meta<T: DeserializeOwned>(
@@ -89,16 +213,17 @@ impl LogStore {
             .map_err(io_err(subject, ErrorVerb::Write))
     }
 
+    /// Makes every write so far durable and completes the appends waiting for it.
     fn flush(&self, subject: ErrorSubject<NodeId>) -> Result<()> {
-        self.engine
+        self.flusher
+            .flusher
             .flush()
             .map_err(io_err(subject, ErrorVerb::Write))
     }
 
     fn decode(raw: RawEntry) -> Result<Entry<TypeConfig>> {
         let (index, bytes) = raw;
-        serde_json::from_slice(&bytes)
-            .map_err(io_err(ErrorSubject::LogIndex(index), ErrorVerb::Read))
+        codec::decode(&bytes).map_err(io_err(ErrorSubject::LogIndex(index), ErrorVerb::Read))
     }
 
     fn last_purged(&self) -> Result<Option<LogId<NodeId>>> {
@@ -173,14 +298,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.read_meta(VOTE, ErrorSubject::Vote)
     }
 
-    /// Saved so that a restarted manager re-applies the committed entries at startup. Not
-    /// flushed: losing the latest value on a crash only means re-applying a little less, and the
-    /// next append's flush persists it.
+    /// Saved so that a restarted manager re-applies the committed entries at startup. Kept in
+    /// memory and written with the next flush (no engine write per commit advance): losing the
+    /// latest value on a crash only means re-applying a little less.
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<()> {
-        self.write_meta(COMMITTED, &committed, ErrorSubject::Store)
+        lock(&self.flusher.flusher.pending).committed = Some(committed);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>> {
+        if let Some(c) = lock(&self.flusher.flusher.pending).committed {
+            return Ok(c);
+        }
         Ok(self
             .read_meta::<Option<LogId<NodeId>>>(COMMITTED, ErrorSubject::Store)?
             .flatten())
@@ -195,20 +324,29 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .into_iter()
             .map(|e| {
                 let id = *e.get_log_id();
-                let bytes = serde_json::to_vec(&e)
-                    .map_err(io_err(ErrorSubject::Log(id), ErrorVerb::Write))?;
+                let bytes =
+                    codec::encode(&e).map_err(io_err(ErrorSubject::Log(id), ErrorVerb::Write))?;
                 Ok((id.index, bytes))
             })
             .collect::<Result<Vec<RawEntry>>>()?;
         self.engine
             .append(&raw)
             .map_err(io_err(ErrorSubject::Logs, ErrorVerb::Write))?;
-        self.flush(ErrorSubject::Logs)?;
-        callback.log_io_completed(Ok(()));
-        Ok(())
+        // Written (and visible): queue the callback for the flusher, after the write, so that
+        // the flush that completes it covers it.
+        let flusher = &self.flusher.flusher;
+        lock(&flusher.pending).callbacks.push(callback);
+        if self.flusher.thread.is_some() {
+            flusher.wake.notify_one();
+            Ok(())
+        } else {
+            self.flush(ErrorSubject::Logs)
+        }
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<()> {
+        // Complete the appends before it first: callbacks stay in IO order.
+        self.flush(ErrorSubject::Logs)?;
         self.engine
             .delete_range(log_id.index..=u64::MAX)
             .map_err(io_err(ErrorSubject::Log(log_id), ErrorVerb::Delete))?;

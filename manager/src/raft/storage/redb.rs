@@ -1,11 +1,11 @@
 //! [`Engine`] on redb 4: two tables in one file, every write its own transaction.
 //!
-//! Log writes (`append`, `delete_range`) commit with redb's default
-//! [`Durability::Immediate`]: they are on disk when the method returns, as the log store always
-//! flushes right after them anyway. Meta writes commit with [`Durability::None`] (no fsync; the
-//! committed id is saved on every commit advance) and become durable with the next durable
-//! commit, which [`Engine::flush`] issues if none has happened since. redb persists commits in
-//! order, so a durable commit also persists every non-durable one before it.
+//! Appends and meta writes commit with [`Durability::None`] (no fsync): the log store's flusher
+//! makes a whole batch of them durable with one durable commit, which [`Engine::flush`] issues
+//! if none has happened since (group commit, see `log_store.rs`). `delete_range` commits with
+//! [`Durability::Immediate`] (truncate and purge are rare and flushed at once anyway). redb
+//! persists commits in order, so a durable commit also persists every non-durable one before
+//! it.
 //!
 //! Log keys use redb's native `u64` key type, which redb orders numerically (the big-endian
 //! trick the sled engine needs is built in).
@@ -94,7 +94,7 @@ impl Engine for RedbEngine {
     }
 
     fn append(&self, entries: &[RawEntry]) -> Result<(), EngineError> {
-        self.write("append", Durability::Immediate, |txn| {
+        self.write("append", Durability::None, |txn| {
             let mut table = txn.open_table(LOG)?;
             for (index, value) in entries {
                 table.insert(*index, value.as_slice())?;
@@ -141,5 +141,12 @@ impl Engine for RedbEngine {
             self.write("flush", Durability::Immediate, |_| Ok(()))?;
         }
         Ok(())
+    }
+
+    fn put_meta_and_flush(&self, key: &str, value: &[u8]) -> Result<(), EngineError> {
+        self.write("put meta and flush", Durability::Immediate, |txn| {
+            txn.open_table(META)?.insert(key, value)?;
+            Ok(())
+        })
     }
 }

@@ -209,24 +209,30 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let entries = entries.into_iter();
-        let mut responses = Vec::with_capacity(entries.size_hint().0);
-        for entry in entries {
-            let index = entry.log_id.index;
-            self.last_applied = Some(entry.log_id);
-            let response = match entry.payload {
-                EntryPayload::Normal(cmd) => self.store.write(index, |s| s.apply(index, &cmd)),
-                EntryPayload::Blank => {
-                    self.store.write(index, |_| ());
-                    Applied::default()
-                }
-                EntryPayload::Membership(m) => {
-                    self.last_membership = StoredMembership::new(Some(entry.log_id), m);
-                    self.store.write(index, |_| ());
-                    Applied::default()
-                }
-            };
-            responses.push(response);
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let Some(last) = entries.last().map(|e| e.log_id) else {
+            return Ok(Vec::new());
+        };
+        // The whole batch under one write lock and one change signal: the leader's planners and
+        // the dispatcher's sessions wake once per batch, not once per entry.
+        let mut responses = Vec::with_capacity(entries.len());
+        let mut membership = None;
+        self.store.write(last.index, |s| {
+            for entry in entries {
+                let response = match entry.payload {
+                    EntryPayload::Normal(cmd) => s.apply(entry.log_id.index, &cmd),
+                    EntryPayload::Blank => Applied::default(),
+                    EntryPayload::Membership(m) => {
+                        membership = Some(StoredMembership::new(Some(entry.log_id), m));
+                        Applied::default()
+                    }
+                };
+                responses.push(response);
+            }
+        });
+        self.last_applied = Some(last);
+        if let Some(m) = membership {
+            self.last_membership = m;
         }
         Ok(responses)
     }

@@ -311,3 +311,222 @@ async fn stale_build_does_not_replace_newer_snapshot() {
         newer.meta
     );
 }
+
+/// An engine that can hold its flushes at a gate and records how far the log was durable:
+/// `durable` is the highest index appended before a flush that has returned.
+struct Gated {
+    inner: Arc<dyn Engine>,
+    state: std::sync::Mutex<GateState>,
+    cv: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    closed: bool,
+    /// A flush is waiting at the closed gate.
+    waiting: bool,
+    appended: u64,
+    durable: u64,
+}
+
+impl Gated {
+    fn state(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap()
+    }
+
+    fn set_closed(&self, closed: bool) {
+        self.state().closed = closed;
+        self.cv.notify_all();
+    }
+
+    fn around_flush(
+        &self,
+        flush: impl FnOnce() -> Result<(), EngineError>,
+    ) -> Result<(), EngineError> {
+        let upto = {
+            let mut s = self.state();
+            s.waiting = true;
+            while s.closed {
+                s = self.cv.wait(s).unwrap();
+            }
+            s.waiting = false;
+            s.appended
+        };
+        flush()?;
+        let mut s = self.state();
+        s.durable = s.durable.max(upto);
+        Ok(())
+    }
+}
+
+impl Engine for Gated {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, EngineError> {
+        self.inner.get_meta(key)
+    }
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), EngineError> {
+        self.inner.put_meta(key, value)
+    }
+    fn append(&self, entries: &[engine::RawEntry]) -> Result<(), EngineError> {
+        self.inner.append(entries)?;
+        let last = entries.iter().map(|(i, _)| *i).max().unwrap_or(0);
+        let mut s = self.state();
+        s.appended = s.appended.max(last);
+        Ok(())
+    }
+    fn range(
+        &self,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<Vec<engine::RawEntry>, EngineError> {
+        self.inner.range(range)
+    }
+    fn last(&self) -> Result<Option<engine::RawEntry>, EngineError> {
+        self.inner.last()
+    }
+    fn delete_range(&self, range: std::ops::RangeInclusive<u64>) -> Result<(), EngineError> {
+        self.inner.delete_range(range)
+    }
+    fn flush(&self) -> Result<(), EngineError> {
+        self.around_flush(|| self.inner.flush())
+    }
+    fn put_meta_and_flush(&self, key: &str, value: &[u8]) -> Result<(), EngineError> {
+        self.around_flush(|| self.inner.put_meta_and_flush(key, value))
+    }
+}
+
+/// Waits (with a deadline) until `cond` holds.
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
+
+async fn appends_are_visible_at_once_and_acknowledged_only_once_durable(kind: EngineKind) {
+    let dir = TempDir::new().unwrap();
+    let gated = Arc::new(Gated {
+        inner: open_encrypted(kind, dir.path()).unwrap(),
+        state: Default::default(),
+        cv: Default::default(),
+    });
+    let mut log = LogStore::new(gated.clone());
+    let written = entries(5);
+    log.blocking_append(written[..2].to_vec()).await.unwrap();
+    assert!(gated.state().durable >= 2, "acknowledged after a flush");
+
+    gated.set_closed(true);
+    let mut appender = log.clone();
+    let batch = written[2..].to_vec();
+    let task = tokio::spawn(async move { appender.blocking_append(batch).await });
+    until("the flusher waits at the gate with entry 5 written", || {
+        let s = gated.state();
+        s.waiting && s.appended >= 5
+    })
+    .await;
+    // Written: readers see the entries already.
+    let seen = log.try_get_log_entries(1..=5).await.unwrap();
+    assert_eq!(ids(&seen), ids(&written));
+    // Not durable: openraft has not been told.
+    assert!(!task.is_finished(), "callback before the flush covering it");
+    assert!(gated.state().durable < 5);
+
+    gated.set_closed(false);
+    task.await.unwrap().unwrap();
+    assert!(
+        gated.state().durable >= 5,
+        "acknowledged after a flush covering it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redb_appends_are_visible_at_once_and_acknowledged_only_once_durable() {
+    appends_are_visible_at_once_and_acknowledged_only_once_durable(EngineKind::Redb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sled_appends_are_visible_at_once_and_acknowledged_only_once_durable() {
+    appends_are_visible_at_once_and_acknowledged_only_once_durable(EngineKind::Sled).await;
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// A crash right after openraft was told entries were flushed: the files as they are at that
+/// moment (copied while the store is still open, so nothing is closed cleanly) hold every
+/// acknowledged entry and the vote.
+async fn acknowledged_entries_survive_a_crash(kind: EngineKind) {
+    let dir = TempDir::new().unwrap();
+    let crashed = TempDir::new().unwrap();
+    let written = entries(40);
+    let (mut log, _sm) = open(kind, dir.path(), Store::default()).await.unwrap();
+    log.save_vote(&Vote::new_committed(2, 1)).await.unwrap();
+    for chunk in written.chunks(7) {
+        log.blocking_append(chunk.to_vec()).await.unwrap();
+    }
+    log.save_committed(Some(log_id(2, 30))).await.unwrap();
+    copy_dir(dir.path(), crashed.path());
+
+    let (mut after, _sm2) = open(kind, crashed.path(), Store::default()).await.unwrap();
+    let seen = after.try_get_log_entries(0..).await.unwrap();
+    assert_eq!(ids(&seen), ids(&written));
+    assert_eq!(
+        after.read_vote().await.unwrap(),
+        Some(Vote::new_committed(2, 1))
+    );
+    drop((log, after));
+}
+
+#[tokio::test]
+async fn redb_acknowledged_entries_survive_a_crash() {
+    acknowledged_entries_survive_a_crash(EngineKind::Redb).await;
+}
+
+#[tokio::test]
+async fn sled_acknowledged_entries_survive_a_crash() {
+    acknowledged_entries_survive_a_crash(EngineKind::Sled).await;
+}
+
+/// Logs written before the binary encoding (JSON entries) still read, next to new entries.
+async fn json_entries_of_older_shoal_still_read(kind: EngineKind) {
+    let dir = TempDir::new().unwrap();
+    let engine = open_encrypted(kind, dir.path()).unwrap();
+    let written = entries(6);
+    let old: Vec<engine::RawEntry> = written[..3]
+        .iter()
+        .map(|e| (e.log_id.index, serde_json::to_vec(e).unwrap()))
+        .collect();
+    engine.append(&old).unwrap();
+    engine.flush().unwrap();
+    let mut log = LogStore::new(engine.clone());
+    log.blocking_append(written[3..].to_vec()).await.unwrap();
+    let raw = engine.range(4..=6).unwrap();
+    assert!(raw.iter().all(|(_, b)| crate::raft::codec::is_binary(b)));
+    let seen = log.try_get_log_entries(1..=6).await.unwrap();
+    assert_eq!(ids(&seen), ids(&written));
+}
+
+#[tokio::test]
+async fn redb_json_entries_of_older_shoal_still_read() {
+    json_entries_of_older_shoal_still_read(EngineKind::Redb).await;
+}
+
+#[tokio::test]
+async fn sled_json_entries_of_older_shoal_still_read() {
+    json_entries_of_older_shoal_still_read(EngineKind::Sled).await;
+}
