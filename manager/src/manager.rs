@@ -97,6 +97,11 @@ impl Manager {
             event_feed,
         });
         tokio::spawn(crate::leader::watch_leadership(m.clone()));
+        tokio::spawn(crate::election::run(
+            m.raft.clone(),
+            crate::election::Timings::new(m.cfg.election_timeout, m.cfg.raft_heartbeat),
+            m.cfg.node_id.clone(),
+        ));
         Ok(m)
     }
 
@@ -162,12 +167,14 @@ impl Manager {
         let start = Instant::now();
         let timeout = self.cfg.write_timeout;
         loop {
+            let tried;
             match self.raft.client_write(cmd.clone()).await {
                 Ok(r) => return Ok(r.data.into_result()?),
                 Err(e) => {
                     let Some(fwd) = e.forward_to_leader() else {
                         return Err(ManagerError::raft(e));
                     };
+                    tried = fwd.leader_id;
                     if let Some(node) = fwd.leader_node.clone() {
                         let deadline = self.cfg.forward_write_timeout;
                         match forward::forward(&self.net, &node.addr, &cmd, deadline).await {
@@ -195,8 +202,16 @@ impl Manager {
             if start.elapsed() > timeout {
                 return Err(ManagerError::NoLeader(timeout));
             }
-            tokio::time::sleep(self.cfg.write_retry).await;
+            self.leader_other_than(tried, self.cfg.write_retry).await;
         }
+    }
+
+    /// Waits until raft knows a leader other than `tried` (a new one was elected: try it at
+    /// once), or `wait` passed.
+    async fn leader_other_than(&self, tried: Option<NodeId>, wait: std::time::Duration) {
+        let mut rx = self.raft.metrics();
+        let elected = rx.wait_for(|m| m.current_leader.is_some() && m.current_leader != tried);
+        let _ = tokio::time::timeout(wait, elected).await;
     }
 
     /// A cached gRPC channel to another manager.

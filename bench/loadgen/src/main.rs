@@ -220,6 +220,7 @@ async fn shoal(url: &str, timeout: Duration) -> anyhow::Result<ControlClient<Cha
         request_timeout: Some(timeout),
         cert_dir: std::env::var_os("SWARM_CERT_DIR").map(Into::into),
         plaintext: std::env::var("SWARM_PLAINTEXT").is_ok_and(|v| v == "1"),
+        consistent: false,
     };
     connect_with(url, &cfg).await
 }
@@ -386,6 +387,7 @@ async fn write_bench(
                 spec: svcs[0].spec.clone(),
                 version: svcs[0].version,
                 rollback: false,
+                skip_unchanged: false,
             };
             req_bytes = prost::Message::encoded_len(&sample);
             // Let the creations reach the followers before anyone reads them there.
@@ -524,7 +526,7 @@ impl Conn {
             Conn::Shoal(c, id, spec, version) => {
                 let mut s = spec.clone();
                 s.labels.insert("bench".into(), n.to_string());
-                let req = pb::UpdateServiceRequest { id: id.clone(), spec: Some(s), version: *version, rollback: false };
+                let req = pb::UpdateServiceRequest { id: id.clone(), spec: Some(s), version: *version, rollback: false, skip_unchanged: false };
                 let svc = c.update_service(req).await.map_err(code)?.into_inner();
                 *version = svc.version;
                 Ok(())
