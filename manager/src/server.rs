@@ -2,6 +2,7 @@
 //! node's transport (mutual TLS), with the checks of [`crate::authz`].
 
 use crate::authz::ManagersOnly;
+use crate::control::consistent::Consistent;
 use crate::control::ControlService;
 use crate::dispatcher::DispatcherService;
 use crate::manager::Manager;
@@ -29,7 +30,7 @@ pub async fn serve_tcp(
         ))
         .add_service(DispatcherService::new(m.clone()).into_server())
         .add_service(InterceptedService::new(
-            ControlService::new(m).into_server(),
+            Consistent::new(ControlService::new(m.clone()).into_server(), m),
             guard,
         ))
         .serve_with_incoming_shutdown(incoming, shutdown)

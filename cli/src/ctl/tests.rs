@@ -10,14 +10,12 @@ mod node_ps;
 mod swarm_lock;
 
 /// The fake serves plain gRPC, as an `--insecure-plaintext` cluster does.
-async fn connect(
-    host: &str,
-) -> anyhow::Result<shoal_proto::pb::control_client::ControlClient<tonic::transport::Channel>> {
+async fn connect(host: &str) -> anyhow::Result<crate::client::Control> {
     let cfg = crate::client::ClientConfig {
         plaintext: true,
         ..Default::default()
     };
-    crate::client::connect_with(host, &cfg).await
+    crate::client::connect_control(host, &cfg).await
 }
 
 /// Runs `swarmctl ARGS` against `host`, returning the result and what went to stdout.

@@ -6,10 +6,12 @@
 //!
 //! Reads are answered from this manager's store; writes go through raft (forwarded to the
 //! leader by [`Manager::write`]); calls only the leader answers well are forwarded once
-//! through [`Manager::route`]. Errors become gRPC statuses in one place,
+//! through [`Manager::route`]. A call carrying [`consistent::CONSISTENT`] passes a read
+//! barrier first ([`consistent`]: linearizable reads). Errors become gRPC statuses in one place,
 //! `From<ManagerError> for Status`.
 
 mod cluster;
+pub mod consistent;
 mod data;
 mod error;
 mod exec_stream;
