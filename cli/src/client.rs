@@ -444,6 +444,7 @@ mod tests {
             request_timeout: Some(Duration::from_millis(300)),
             cert_dir: None,
             plaintext: true,
+            consistent: false,
         };
         let started = Instant::now();
         let r = match connect_with(&addr.to_string(), &cfg).await {

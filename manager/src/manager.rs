@@ -34,6 +34,8 @@ pub struct Manager {
     pub events: Arc<crate::events::Journal>,
     /// The loop feeding [`Manager::events`] from the store.
     event_feed: tokio::task::AbortHandle,
+    /// The loop starting elections when the leader's lease ran out ([`crate::election`]).
+    elections: tokio::task::AbortHandle,
 }
 
 impl std::fmt::Debug for Manager {
@@ -85,6 +87,12 @@ impl Manager {
         let events = Arc::new(crate::events::Journal::default());
         let event_feed =
             tokio::spawn(crate::events::run(store.clone(), events.clone())).abort_handle();
+        let elections = tokio::spawn(crate::election::run(
+            raft.clone(),
+            crate::election::Timings::new(cfg.election_timeout, cfg.raft_heartbeat),
+            cfg.node_id.clone(),
+        ))
+        .abort_handle();
         let m = Arc::new(Manager {
             cfg,
             raft,
@@ -95,13 +103,9 @@ impl Manager {
             key_keeper,
             events,
             event_feed,
+            elections,
         });
         tokio::spawn(crate::leader::watch_leadership(m.clone()));
-        tokio::spawn(crate::election::run(
-            m.raft.clone(),
-            crate::election::Timings::new(m.cfg.election_timeout, m.cfg.raft_heartbeat),
-            m.cfg.node_id.clone(),
-        ));
         Ok(m)
     }
 
@@ -237,6 +241,7 @@ impl Manager {
         self.set_leader_tasks(None);
         self.key_keeper.abort();
         self.event_feed.abort();
+        self.elections.abort();
         if let Err(e) = self.raft.shutdown().await {
             warn!(error = %e, "raft shutdown");
         }

@@ -2,7 +2,6 @@
 //! node's transport (mutual TLS), with the checks of [`crate::authz`].
 
 use crate::authz::ManagersOnly;
-use crate::control::consistent::Consistent;
 use crate::control::ControlService;
 use crate::dispatcher::DispatcherService;
 use crate::manager::Manager;
@@ -29,10 +28,7 @@ pub async fn serve_tcp(
             guard.clone(),
         ))
         .add_service(DispatcherService::new(m.clone()).into_server())
-        .add_service(InterceptedService::new(
-            Consistent::new(ControlService::new(m.clone()).into_server(), m),
-            guard,
-        ))
+        .add_service(InterceptedService::new(ControlService::served(m), guard))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

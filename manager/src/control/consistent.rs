@@ -138,13 +138,14 @@ impl<S: NamedService> NamedService for Consistent<S> {
     const NAME: &'static str = S::NAME;
 }
 
-impl<S> Service<http::Request<Body>> for Consistent<S>
+impl<S, B> Service<http::Request<B>> for Consistent<S>
 where
-    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+    S: Service<http::Request<B>, Response = http::Response<Body>, Error = Infallible>
         + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
+    B: Send + 'static,
 {
     type Response = http::Response<Body>;
     type Error = Infallible;
@@ -154,7 +155,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
         if !wants_consistent(req.headers()) {
             return Box::pin(self.inner.call(req));
         }

@@ -53,6 +53,12 @@ impl ControlService {
         control_server::ControlServer::new(self)
     }
 
+    /// The Control API as served (over TCP and on the control socket): manager `m`'s tonic
+    /// server behind the read barrier of [`consistent::Consistent`].
+    pub fn served(m: Arc<Manager>) -> consistent::Consistent<control_server::ControlServer<Self>> {
+        consistent::Consistent::new(ControlService::new(m.clone()).into_server(), m)
+    }
+
     async fn write(&self, cmd: Command) -> Result<Applied, ManagerError> {
         self.m.write(cmd).await
     }
