@@ -302,6 +302,15 @@ mod tests {
     use std::time::Instant;
 
     #[test]
+    fn consistent_calls_carry_their_metadata_and_others_do_not() {
+        use tonic::service::Interceptor;
+        let asked = Consistency(true).call(tonic::Request::new(())).unwrap();
+        assert_eq!(asked.metadata().get(CONSISTENT).unwrap(), "1");
+        let plain = Consistency(false).call(tonic::Request::new(())).unwrap();
+        assert!(!plain.metadata().contains_key(CONSISTENT));
+    }
+
+    #[test]
     fn hosts() {
         assert_eq!(
             Target::parse("unix:///var/lib/shoal/swarmd.sock"),

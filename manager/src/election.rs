@@ -13,7 +13,9 @@
 //! lease plus a short random jitter, drawn again for every election, starts one itself
 //! ([`openraft::raft::Trigger::elect`]). A candidate (or a voter that granted a vote) that sees
 //! no leader shortly after retries with a fresh jitter, so a split vote costs one short retry
-//! instead of repeating. openraft's own timer still runs underneath as the fallback.
+//! instead of repeating. openraft's own timer still runs underneath as the fallback, and is the
+//! only one for a follower that has not heard from its leader since it took its vote (a manager
+//! that just restarted must not depose a leader that has not reached it yet).
 //!
 //! [`plan`] is the pure decision; [`run`] feeds it openraft's state.
 
@@ -74,6 +76,11 @@ pub struct View {
     pub state: ServerState,
     /// Whether this node's vote is for a leader that a quorum granted (a known leader).
     pub committed: bool,
+    /// Whether that leader was heard from since this node took the vote (its time was
+    /// refreshed under the same vote). A manager that just restarted, or learned of a new
+    /// leader from a reply, has not: it leaves the election to openraft's own timer instead of
+    /// deposing a live leader that has not reached it yet.
+    pub heard: bool,
     /// When the vote was last written or confirmed (every message from the leader confirms it).
     pub utime: Option<Instant>,
 }
@@ -94,7 +101,8 @@ pub fn plan(view: &View, now: Instant, t: &Timings, jitter: Duration) -> Step {
         return Step::Wait(t.idle);
     };
     let quiet = match view.state {
-        ServerState::Follower if view.committed => t.lease,
+        ServerState::Follower if view.committed && view.heard => t.lease,
+        ServerState::Follower if view.committed => return Step::Wait(t.idle),
         ServerState::Follower | ServerState::Candidate => t.retry,
         ServerState::Leader | ServerState::Learner | ServerState::Shutdown => {
             return Step::Wait(t.idle)
@@ -112,20 +120,33 @@ pub fn plan(view: &View, now: Instant, t: &Timings, jitter: Duration) -> Step {
 pub async fn run(raft: Raft, t: Timings, node_id: String) {
     let mut jitter = t.draw();
     let mut seen = None;
+    let mut last_vote = None;
+    let mut heard = false;
     loop {
-        let view = raft
-            .with_raft_state(|s| View {
-                state: s.server_state,
-                committed: s.vote_ref().is_committed(),
-                utime: s.vote_last_modified(),
+        let state = raft
+            .with_raft_state(|s| {
+                let view = View {
+                    state: s.server_state,
+                    committed: s.vote_ref().is_committed(),
+                    heard: false,
+                    utime: s.vote_last_modified(),
+                };
+                (*s.vote_ref(), view)
             })
             .await;
-        let Ok(view) = view else { return };
-        if view.utime != seen {
-            // A new vote or a message from the leader: this is a new wait, with a new jitter.
+        let Ok((vote, mut view)) = state else { return };
+        if last_vote.as_ref() != Some(&vote) {
+            last_vote = Some(vote);
+            heard = false;
+            seen = view.utime;
+            jitter = t.draw();
+        } else if view.utime != seen {
+            // A message from the leader: this is a new wait, with a new jitter.
+            heard = true;
             seen = view.utime;
             jitter = t.draw();
         }
+        view.heard = heard;
         match plan(&view, Instant::now(), &t, jitter) {
             Step::Wait(d) => tokio::time::sleep(d).await,
             Step::Elect => {
@@ -139,9 +160,8 @@ pub async fn run(raft: Raft, t: Timings, node_id: String) {
                 if raft.trigger().elect().await.is_err() {
                     return;
                 }
-                // Whatever happens next changes the vote's time; until then, do not trigger
-                // again at once.
-                seen = None;
+                // The election changes the vote (a new wait, a new jitter); until it shows,
+                // do not trigger again at once.
                 tokio::time::sleep(t.jitter_min).await;
             }
         }
@@ -164,6 +184,7 @@ mod tests {
         View {
             state,
             committed,
+            heard: true,
             utime: Some(utime),
         }
     }
@@ -175,6 +196,18 @@ mod tests {
         assert_eq!(plan(&v, t0 + ms(100), &t(), ms(20)), Step::Wait(ms(120)));
         assert_eq!(plan(&v, t0 + ms(219), &t(), ms(20)), Step::Wait(ms(1)));
         assert_eq!(plan(&v, t0 + ms(220), &t(), ms(20)), Step::Elect);
+    }
+
+    #[test]
+    fn a_leader_never_heard_from_is_left_to_openraft() {
+        // A restarted manager, or one that learned of the leader from a reply: the leader may
+        // not have reached it yet.
+        let t0 = Instant::now();
+        let v = View {
+            heard: false,
+            ..view(ServerState::Follower, true, t0)
+        };
+        assert_eq!(plan(&v, t0 + ms(500), &t(), ms(20)), Step::Wait(ms(50)));
     }
 
     #[test]
@@ -204,6 +237,7 @@ mod tests {
         let fresh = View {
             state: ServerState::Follower,
             committed: false,
+            heard: false,
             utime: None,
         };
         assert_eq!(plan(&fresh, late, &t(), ms(0)), Step::Wait(ms(50)));

@@ -46,6 +46,21 @@ pub(crate) async fn ok(host: &str, args: &[&str]) -> String {
 }
 
 #[test]
+fn consistent_is_a_global_flag() {
+    assert!(
+        !Cli::try_parse_from(["swarmctl", "service", "ls"])
+            .unwrap()
+            .consistent
+    );
+    for argv in [
+        &["swarmctl", "--consistent", "service", "ls"][..],
+        &["swarmctl", "service", "inspect", "--consistent", "web"][..],
+    ] {
+        assert!(Cli::try_parse_from(argv).unwrap().consistent, "{argv:?}");
+    }
+}
+
+#[test]
 fn global_flags_and_defaults() {
     let cli = Cli::try_parse_from(["swarmctl", "node", "ls"]).unwrap();
     assert_eq!(

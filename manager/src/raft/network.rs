@@ -31,6 +31,10 @@ pub struct PeerTimings {
     pub keepalive_interval: Duration,
     /// How long a ping may go unanswered.
     pub keepalive_timeout: Duration,
+    /// Pause before the leader retries a manager it could not reach (openraft's default is
+    /// 500 ms): a restarted manager must hear from the leader well within an election
+    /// timeout, or it starts an election and deposes a healthy leader.
+    pub unreachable_backoff: Duration,
 }
 
 impl PeerTimings {
@@ -40,6 +44,7 @@ impl PeerTimings {
             connect_timeout: cfg.peer_connect_timeout,
             keepalive_interval: cfg.peer_keepalive_interval,
             keepalive_timeout: cfg.peer_keepalive_timeout,
+            unreachable_backoff: cfg.election_timeout / 4,
         }
     }
 }
@@ -108,6 +113,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             node: node.clone(),
             client: self.channel(&node.addr).ok().map(RaftClient::new),
             contact: self.contact.clone(),
+            backoff: self.timings.unreachable_backoff,
         }
     }
 }
@@ -118,6 +124,7 @@ pub struct Peer {
     node: BasicNode,
     client: Option<RaftClient<Channel>>,
     contact: Arc<Mutex<HashMap<NodeId, Instant>>>,
+    backoff: Duration,
 }
 
 /// Serialization of raft payloads (JSON: openraft's types are serde).
@@ -214,5 +221,9 @@ impl RaftNetwork<TypeConfig> for Peer {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         self.call(Kind::Vote, &rpc, &option).await
+    }
+
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(std::iter::repeat(self.backoff))
     }
 }
