@@ -10,14 +10,16 @@
 # through the restarted node; etcd: `etcdctl endpoint health` on all three).
 #
 # Env: RUNS=5 REQUEST_TIMEOUT_MS=100 SYSTEMS="shoal etcd" SHOAL_FAST=1 (also Shoal with --election-timeout 150ms
-#      --raft-heartbeat 40ms) ETCD_MATCHED=1 (also etcd with Shoal's timing: election
-#      300 ms, heartbeat 60 ms: etcd wants election >= 5 x heartbeat). Output: $RESULTS_DIR/failover.raw and failover.md.
+#      --raft-heartbeat 40ms) ETCD_MATCHED=1 (also etcd with Shoal's default timing: election
+#      200 ms, heartbeat 40 ms; etcd wants election >= 5 x heartbeat; ETCD_MATCHED_FLAGS overrides).
+#      Output: $RESULTS_DIR/failover.raw and failover.md.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 RUNS=${RUNS:-5}
 SYSTEMS=${SYSTEMS:-"shoal etcd"}
 ETCD_MATCHED=${ETCD_MATCHED:-1}
+ETCD_MATCHED_FLAGS=${ETCD_MATCHED_FLAGS:-"--election-timeout 200 --heartbeat-interval 40"}
 SHOAL_FAST=${SHOAL_FAST:-1}
 # The writer's per-request timeout: an attempt stuck in the election is abandoned after this long
 # and the next one sent, so the measured gap is quantized by at most this much.
@@ -109,7 +111,7 @@ for sys in $SYSTEMS; do
       ;;
     etcd)
       etcd_runs etcd
-      if [ "$ETCD_MATCHED" = 1 ]; then ETCD_FLAGS="--election-timeout 300 --heartbeat-interval 60" etcd_runs etcd-matched; fi
+      if [ "$ETCD_MATCHED" = 1 ]; then ETCD_FLAGS="$ETCD_MATCHED_FLAGS" etcd_runs etcd-matched; fi
       ;;
     *) die "unknown system $sys" ;;
   esac

@@ -9,7 +9,40 @@ use shoal_security::{Credentials, Transport};
 use std::error::Error as StdError;
 use std::path::PathBuf;
 use std::time::Duration;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+
+pub use shoal_manager::control::consistent::CONSISTENT;
+
+/// The Control API client `swarmctl`'s commands use: its calls carry [`CONSISTENT`] when
+/// [`ClientConfig::consistent`] is set.
+pub type Control = ControlClient<InterceptedService<Channel, Consistency>>;
+
+/// Adds [`CONSISTENT`] to every call when `.0` is true.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Consistency(pub bool);
+
+impl tonic::service::Interceptor for Consistency {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if self.0 {
+            req.metadata_mut()
+                .insert(CONSISTENT, MetadataValue::from_static("1"));
+        }
+        Ok(req)
+    }
+}
+
+/// A [`Control`] client over `channel`.
+pub fn control(channel: Channel, consistent: bool) -> Control {
+    ControlClient::with_interceptor(channel, Consistency(consistent))
+}
+
+/// Connects to the Control API at `host` as [`connect_with`] does, for `swarmctl`'s commands
+/// (with [`ClientConfig::consistent`]).
+pub async fn connect_control(host: &str, cfg: &ClientConfig) -> anyhow::Result<Control> {
+    Ok(control(channel(host, cfg).await?, cfg.consistent))
+}
 
 /// Where `swarmctl` looks for a manager when neither `--host` nor `SWARM_HOST` is set.
 pub const DEFAULT_HOST: &str = "unix:///var/lib/shoal/swarmd.sock";
@@ -31,6 +64,9 @@ pub struct ClientConfig {
     pub cert_dir: Option<PathBuf>,
     /// Over TCP: talk plain gRPC (clusters made with `--insecure-plaintext`).
     pub plaintext: bool,
+    /// Ask for linearizable answers (`--consistent`): every call of a [`Control`] client
+    /// carries [`CONSISTENT`], and the manager passes a read barrier before answering.
+    pub consistent: bool,
 }
 
 /// Where `swarmctl` looks for certificates for a TCP connection when none is named.
@@ -43,6 +79,7 @@ impl Default for ClientConfig {
             request_timeout: Some(Duration::from_secs(60)),
             cert_dir: None,
             plaintext: false,
+            consistent: false,
         }
     }
 }
@@ -265,6 +302,15 @@ mod tests {
     use std::time::Instant;
 
     #[test]
+    fn consistent_calls_carry_their_metadata_and_others_do_not() {
+        use tonic::service::Interceptor;
+        let asked = Consistency(true).call(tonic::Request::new(())).unwrap();
+        assert_eq!(asked.metadata().get(CONSISTENT).unwrap(), "1");
+        let plain = Consistency(false).call(tonic::Request::new(())).unwrap();
+        assert!(!plain.metadata().contains_key(CONSISTENT));
+    }
+
+    #[test]
     fn hosts() {
         assert_eq!(
             Target::parse("unix:///var/lib/shoal/swarmd.sock"),
@@ -407,6 +453,7 @@ mod tests {
             request_timeout: Some(Duration::from_millis(300)),
             cert_dir: None,
             plaintext: true,
+            consistent: false,
         };
         let started = Instant::now();
         let r = match connect_with(&addr.to_string(), &cfg).await {

@@ -39,9 +39,12 @@ pub struct ManagerConfig {
     pub state_dir: PathBuf,
     /// Raft storage engine.
     pub engine: EngineKind,
-    /// Raft election timeout, lower bound; each timer is drawn from `[t, 1.5 t]`. A follower
-    /// that heard from a leader also waits out the leader's lease (openraft 0.9: the upper
-    /// bound) first, so a dead leader is replaced after about `2.5 t` to `3 t`.
+    /// Raft election timeout `t`: the leader's lease (a voter refuses other candidates until it
+    /// has not heard from its leader for `t`), after which a follower starts an election within
+    /// a jitter of `[t / 20, t / 20 + t / 4)`, drawn again for every election
+    /// ([`crate::election`]). A dead leader is replaced about `t` (minus up to one raft
+    /// heartbeat) plus that jitter after it died. openraft's own timer, `[max(t / 2, heartbeat
+    /// + 1 ms), t]` after the lease, is the fallback.
     pub election_timeout: Duration,
     /// Raft heartbeat interval (leader → followers).
     pub raft_heartbeat: Duration,
@@ -175,7 +178,7 @@ impl ManagerConfig {
             state_dir,
             engine: EngineKind::Redb,
             election_timeout: Duration::from_millis(200),
-            raft_heartbeat: Duration::from_millis(60),
+            raft_heartbeat: Duration::from_millis(40),
             snapshot_install_timeout: Duration::from_secs(2),
             snapshot_every: 5000,
             heartbeat_period: Duration::from_millis(500),
@@ -279,15 +282,20 @@ impl ManagerConfig {
     }
 
     /// openraft's config from ours.
+    ///
+    /// openraft 0.9 takes the voters' lease from `election_timeout_max`, so that is the
+    /// election timeout; its own (fallback) timer is drawn from `[election_timeout_min,
+    /// election_timeout_max]`.
     pub fn raft_config(&self) -> openraft::Config {
-        let min = self.election_timeout.as_millis() as u64;
+        let lease = self.election_timeout.as_millis() as u64;
+        let heartbeat = self.raft_heartbeat.as_millis() as u64;
         openraft::Config {
             cluster_name: "shoal".into(),
-            election_timeout_min: min,
-            election_timeout_max: min + min / 2,
-            heartbeat_interval: self.raft_heartbeat.as_millis() as u64,
+            election_timeout_min: (lease / 2).max(heartbeat + 1),
+            election_timeout_max: lease,
+            heartbeat_interval: heartbeat,
             install_snapshot_timeout: (self.snapshot_install_timeout.as_millis() as u64)
-                .max(min * 4),
+                .max(lease * 4),
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
             max_in_snapshot_log_to_keep: 1000,
             ..Default::default()
@@ -329,8 +337,15 @@ mod tests {
     #[test]
     fn raft_timings_follow_ours() {
         let r = cfg().raft_config();
-        assert_eq!((r.election_timeout_min, r.election_timeout_max), (200, 300));
+        assert_eq!((r.election_timeout_min, r.election_timeout_max), (100, 200));
         assert_eq!(r.install_snapshot_timeout, 2000);
+        assert!(r.validate().is_ok());
+        let mut c = cfg();
+        c.election_timeout = Duration::from_millis(100);
+        c.raft_heartbeat = Duration::from_millis(60);
+        let r = c.raft_config();
+        assert_eq!((r.election_timeout_min, r.election_timeout_max), (61, 100));
+        assert!(r.validate().is_ok());
         let mut c = cfg();
         c.election_timeout = Duration::from_secs(1);
         assert_eq!(c.raft_config().install_snapshot_timeout, 4000);

@@ -66,6 +66,9 @@ pub enum ManagerError {
     /// Another manager could not be reached.
     #[error("{0}")]
     Transport(#[from] tonic::transport::Error),
+    /// A consistent read could not be confirmed.
+    #[error(transparent)]
+    Consistency(#[from] crate::control::consistent::ConsistencyError),
 }
 
 impl ManagerError {
@@ -127,7 +130,8 @@ impl From<ManagerError> for Status {
             | ManagerError::Config(_)
             | ManagerError::Relay(_)
             | ManagerError::Status(_)
-            | ManagerError::Transport(_) => Status::unavailable(msg),
+            | ManagerError::Transport(_)
+            | ManagerError::Consistency(_) => Status::unavailable(msg),
         }
     }
 }

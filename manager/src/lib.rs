@@ -11,6 +11,8 @@
 //!   what over mutual TLS.
 //! * [`autolock`]: keeping the raft key file in step with the cluster's autolock setting; a
 //!   locked manager's Control API is `control::locked`.
+//! * [`election`]: elections started as soon as the dead leader's lease ends, with a jitter
+//!   drawn for each.
 //! * [`error`]: [`ManagerError`], which every module's error folds into, and the one mapping
 //!   to gRPC statuses; [`route`]: how a call reaches the leader.
 #![forbid(unsafe_code)]
@@ -24,6 +26,7 @@ pub mod ca;
 pub mod config;
 pub mod control;
 pub mod dispatcher;
+pub mod election;
 pub mod error;
 pub mod events;
 mod leader;

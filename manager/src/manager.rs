@@ -37,6 +37,8 @@ pub struct Manager {
     pub events: Arc<crate::events::Journal>,
     /// The loop feeding [`Manager::events`] from the store.
     event_feed: tokio::task::AbortHandle,
+    /// The loop starting elections when the leader's lease ran out ([`crate::election`]).
+    elections: tokio::task::AbortHandle,
 }
 
 impl std::fmt::Debug for Manager {
@@ -89,6 +91,12 @@ impl Manager {
         let events = Arc::new(crate::events::Journal::default());
         let event_feed =
             tokio::spawn(crate::events::run(store.clone(), events.clone())).abort_handle();
+        let elections = tokio::spawn(crate::election::run(
+            raft.clone(),
+            crate::election::Timings::new(cfg.election_timeout, cfg.raft_heartbeat),
+            cfg.node_id.clone(),
+        ))
+        .abort_handle();
         let m = Arc::new(Manager {
             cfg,
             raft,
@@ -100,6 +108,7 @@ impl Manager {
             key_keeper,
             events,
             event_feed,
+            elections,
         });
         tokio::spawn(crate::leader::watch_leadership(m.clone()));
         Ok(m)
@@ -167,6 +176,7 @@ impl Manager {
         let start = Instant::now();
         let timeout = self.cfg.write_timeout;
         loop {
+            let tried;
             let written = match self.proposer.write(cmd.clone()).await {
                 Ok(w) => w,
                 Err(stopped) => return Err(ManagerError::raft(stopped)),
@@ -177,6 +187,7 @@ impl Manager {
                     let Some(fwd) = e.forward_to_leader() else {
                         return Err(ManagerError::raft(e));
                     };
+                    tried = fwd.leader_id;
                     if let Some(node) = fwd.leader_node.clone() {
                         let deadline = self.cfg.forward_write_timeout;
                         match forward::forward(&self.net, &node.addr, &cmd, deadline).await {
@@ -204,8 +215,16 @@ impl Manager {
             if start.elapsed() > timeout {
                 return Err(ManagerError::NoLeader(timeout));
             }
-            tokio::time::sleep(self.cfg.write_retry).await;
+            self.leader_other_than(tried, self.cfg.write_retry).await;
         }
+    }
+
+    /// Waits until raft knows a leader other than `tried` (a new one was elected: try it at
+    /// once), or `wait` passed.
+    async fn leader_other_than(&self, tried: Option<NodeId>, wait: std::time::Duration) {
+        let mut rx = self.raft.metrics();
+        let elected = rx.wait_for(|m| m.current_leader.is_some() && m.current_leader != tried);
+        let _ = tokio::time::timeout(wait, elected).await;
     }
 
     /// A cached gRPC channel to another manager.
@@ -231,6 +250,7 @@ impl Manager {
         self.set_leader_tasks(None);
         self.key_keeper.abort();
         self.event_feed.abort();
+        self.elections.abort();
         if let Err(e) = self.raft.shutdown().await {
             warn!(error = %e, "raft shutdown");
         }

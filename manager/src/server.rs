@@ -28,10 +28,7 @@ pub async fn serve_tcp(
             guard.clone(),
         ))
         .add_service(DispatcherService::new(m.clone()).into_server())
-        .add_service(InterceptedService::new(
-            ControlService::new(m).into_server(),
-            guard,
-        ))
+        .add_service(InterceptedService::new(ControlService::served(m), guard))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

@@ -220,6 +220,7 @@ async fn shoal(url: &str, timeout: Duration) -> anyhow::Result<ControlClient<Cha
         request_timeout: Some(timeout),
         cert_dir: std::env::var_os("SWARM_CERT_DIR").map(Into::into),
         plaintext: std::env::var("SWARM_PLAINTEXT").is_ok_and(|v| v == "1"),
+        consistent: false,
     };
     connect_with(url, &cfg).await
 }

@@ -29,8 +29,6 @@ mod tests;
 use crate::client::{self, DEFAULT_HOST};
 use clap::{Parser, Subcommand};
 pub use output::{Format, Out};
-use shoal_proto::pb::control_client::ControlClient;
-use tonic::transport::Channel;
 
 /// The help heading of the flags every command takes; `--help` lists them after the command's
 /// own, as Docker does.
@@ -53,6 +51,11 @@ pub struct Cli {
     /// Output format (default: table; `inspect` prints JSON unless given `--format table`).
     #[arg(long, global = true, value_enum, help_heading = GLOBAL_OPTIONS)]
     pub format: Option<Format>,
+    /// Linearizable reads: the manager confirms with a quorum that its answer holds every
+    /// write acknowledged before the command (raft read index), or fails. Without it, a
+    /// manager answers from its own store, which may lag the leader.
+    #[arg(long, global = true, help_heading = GLOBAL_OPTIONS)]
+    pub consistent: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -93,7 +96,7 @@ pub enum Command {
 /// What every command works with.
 pub struct Ctx {
     /// The Control API.
-    pub client: ControlClient<Channel>,
+    pub client: client::Control,
     /// How to reach other managers (`service logs -f` fails over to them); `None`: only
     /// `client`.
     pub dial: Option<client::ClientConfig>,
@@ -157,6 +160,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = client::ClientConfig {
         cert_dir: cli.cert_dir.clone(),
         plaintext: cli.insecure_plaintext,
+        consistent: cli.consistent,
         ..Default::default()
     };
     // Membership: the node's own NodeLifecycle, served whether it is in a swarm or not.
@@ -180,7 +184,7 @@ async fn run_connected(
     format: Option<Format>,
     command: Command,
 ) -> anyhow::Result<()> {
-    let client = client::connect_with(host, &cfg).await?;
+    let client = client::connect_control(host, &cfg).await?;
     let mut ctx = Ctx {
         client,
         dial: Some(cfg),

@@ -10,14 +10,12 @@ mod node_ps;
 mod swarm_lock;
 
 /// The fake serves plain gRPC, as an `--insecure-plaintext` cluster does.
-async fn connect(
-    host: &str,
-) -> anyhow::Result<shoal_proto::pb::control_client::ControlClient<tonic::transport::Channel>> {
+async fn connect(host: &str) -> anyhow::Result<crate::client::Control> {
     let cfg = crate::client::ClientConfig {
         plaintext: true,
         ..Default::default()
     };
-    crate::client::connect_with(host, &cfg).await
+    crate::client::connect_control(host, &cfg).await
 }
 
 /// Runs `swarmctl ARGS` against `host`, returning the result and what went to stdout.
@@ -45,6 +43,21 @@ pub(crate) async fn ok(host: &str, args: &[&str]) -> String {
         panic!("swarmctl {args:?} failed: {e:#}\n{out}");
     }
     out
+}
+
+#[test]
+fn consistent_is_a_global_flag() {
+    assert!(
+        !Cli::try_parse_from(["swarmctl", "service", "ls"])
+            .unwrap()
+            .consistent
+    );
+    for argv in [
+        &["swarmctl", "--consistent", "service", "ls"][..],
+        &["swarmctl", "service", "inspect", "--consistent", "web"][..],
+    ] {
+        assert!(Cli::try_parse_from(argv).unwrap().consistent, "{argv:?}");
+    }
 }
 
 #[test]

@@ -143,6 +143,7 @@ impl Api {
             request_timeout: Some(Duration::from_secs(60)),
             cert_dir: None,
             plaintext: true,
+            consistent: false,
         };
         let host = format!("unix://{}", self.local.control_socket.display());
         connect_with(&host, &cfg)

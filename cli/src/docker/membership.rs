@@ -142,6 +142,7 @@ impl Api {
             request_timeout: Some(Duration::from_secs(90)),
             cert_dir: None,
             plaintext: true,
+            consistent: false,
         };
         let host = format!("unix://{}", self.local.control_socket.display());
         connect_lifecycle(&host, &cfg).await.map_err(|e| ApiError {

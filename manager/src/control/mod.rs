@@ -6,10 +6,12 @@
 //!
 //! Reads are answered from this manager's store; writes go through raft (forwarded to the
 //! leader by [`Manager::write`]); calls only the leader answers well are forwarded once
-//! through [`Manager::route`]. Errors become gRPC statuses in one place,
+//! through [`Manager::route`]. A call carrying [`consistent::CONSISTENT`] passes a read
+//! barrier first ([`consistent`]: linearizable reads). Errors become gRPC statuses in one place,
 //! `From<ManagerError> for Status`.
 
 mod cluster;
+pub mod consistent;
 mod data;
 mod error;
 mod exec_stream;
@@ -49,6 +51,12 @@ impl ControlService {
     /// The tonic server.
     pub fn into_server(self) -> control_server::ControlServer<Self> {
         control_server::ControlServer::new(self)
+    }
+
+    /// The Control API as served (over TCP and on the control socket): manager `m`'s tonic
+    /// server behind the read barrier of [`consistent::Consistent`].
+    pub fn served(m: Arc<Manager>) -> consistent::Consistent<control_server::ControlServer<Self>> {
+        consistent::Consistent::new(ControlService::new(m.clone()).into_server(), m)
     }
 
     async fn write(&self, cmd: Command) -> Result<Applied, ManagerError> {

@@ -33,6 +33,10 @@ pub struct PeerTimings {
     pub keepalive_interval: Duration,
     /// How long a ping may go unanswered.
     pub keepalive_timeout: Duration,
+    /// Pause before the leader retries a manager it could not reach (openraft's default is
+    /// 500 ms): a restarted manager must hear from the leader well within an election
+    /// timeout, or it starts an election and deposes a healthy leader.
+    pub unreachable_backoff: Duration,
 }
 
 impl PeerTimings {
@@ -42,6 +46,7 @@ impl PeerTimings {
             connect_timeout: cfg.peer_connect_timeout,
             keepalive_interval: cfg.peer_keepalive_interval,
             keepalive_timeout: cfg.peer_keepalive_timeout,
+            unreachable_backoff: cfg.election_timeout / 4,
         }
     }
 }
@@ -111,6 +116,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             client: self.channel(&node.addr).ok().map(RaftClient::new),
             contact: self.contact.clone(),
             json: false,
+            backoff: self.timings.unreachable_backoff,
         }
     }
 }
@@ -123,6 +129,8 @@ pub struct Peer {
     contact: Arc<Mutex<HashMap<NodeId, Instant>>>,
     /// The peer refused the binary form (an older Shoal): speak JSON to it.
     json: bool,
+    /// How long openraft waits before retrying this peer when it is unreachable.
+    backoff: Duration,
 }
 
 /// What an older Shoal's raft server says of a message it cannot decode (see `server.rs`).
@@ -255,5 +263,9 @@ impl RaftNetwork<TypeConfig> for Peer {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         self.call(Kind::Vote, &rpc, &option).await
+    }
+
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(std::iter::repeat(self.backoff))
     }
 }

@@ -20,7 +20,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Raft and heartbeat timings given to every node: raft a little slower than swarmd's defaults
-/// (200ms / 60ms) for stability on a loaded CI machine, agent heartbeats faster (250ms instead of
+/// (200ms / 40ms) for stability on a loaded CI machine, agent heartbeats faster (250ms instead of
 /// 500ms) so node-down detection stays quick.
 #[derive(Debug, Clone)]
 pub struct Timings {
@@ -35,7 +35,7 @@ pub struct Timings {
 impl Default for Timings {
     fn default() -> Self {
         Timings {
-            // A little slower than swarmd's defaults (200ms / 60ms): a CI machine's 2 cores are
+            // A little slower than swarmd's defaults (200ms / 40ms): a CI machine's 2 cores are
             // busy building and testing, and tighter timings make leadership move under load.
             election_timeout: "300ms".into(),
             raft_heartbeat: "80ms".into(),
@@ -423,6 +423,33 @@ impl Cluster {
             "killed with SIGKILL at +{:.1}s",
             self.started.elapsed().as_secs_f64()
         ));
+    }
+
+    /// Freezes node `i`'s swarmd with SIGSTOP (a manager cut off from the others, its sockets
+    /// open). [`Cluster::resume`] thaws it; dropping the cluster kills it either way.
+    pub fn pause(&self, i: usize) {
+        self.signal(i, "STOP");
+    }
+
+    /// Thaws node `i`'s swarmd with SIGCONT after [`Cluster::pause`].
+    pub fn resume(&self, i: usize) {
+        self.signal(i, "CONT");
+    }
+
+    fn signal(&self, i: usize, sig: &str) {
+        let n = &self.nodes[i];
+        let pid = n
+            .pid()
+            .unwrap_or_else(|| panic!("{} is not running", n.hostname));
+        n.mark(&format!(
+            "sending SIG{sig} at +{:.1}s",
+            self.started.elapsed().as_secs_f64()
+        ));
+        let out = run(
+            Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]),
+            Duration::from_secs(5),
+        );
+        assert!(out.success(), "{out}");
     }
 
     /// Stops node `i`'s swarmd with SIGTERM and waits for it to exit.

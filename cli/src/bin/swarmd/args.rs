@@ -55,12 +55,13 @@ pub struct Args {
     /// (such names are NXDOMAIN). Default: the node's /etc/resolv.conf.
     #[arg(long)]
     pub dns_upstream: Option<String>,
-    /// Raft election timeout: timers are drawn from [T, 1.5 T]; a dead leader is replaced after
-    /// about 2.5 T to 3 T (the followers first wait out its lease).
+    /// Raft election timeout T: the leader's lease; a follower that has not heard from the
+    /// leader for T starts an election after a random jitter in [T/20, T/20 + T/4), drawn
+    /// again for every election, so a dead leader is replaced about T after it died.
     #[arg(long, default_value = "200ms", value_parser = parse_duration)]
     pub election_timeout: Duration,
     /// Raft leader heartbeat interval.
-    #[arg(long, default_value = "60ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "40ms", value_parser = parse_duration)]
     pub raft_heartbeat: Duration,
     /// Agent heartbeat period; a node missing `--heartbeat-misses` periods is marked DOWN.
     #[arg(long, default_value = "500ms", value_parser = parse_duration)]

@@ -6,6 +6,7 @@
 
 use crate::lifecycle::LifecycleService;
 use anyhow::Context;
+use shoal_manager::control::consistent::Consistent;
 use shoal_manager::control::locked::LockedControl;
 use shoal_manager::control::ControlService;
 use shoal_manager::Manager;
@@ -37,8 +38,8 @@ pub enum Front {
     Worker,
     /// A locked manager: `Unlock` only.
     Locked(LockedControl),
-    /// The running manager.
-    Manager(ControlServer<ControlService>),
+    /// The running manager (behind its consistent-read barrier).
+    Manager(Consistent<ControlServer<ControlService>>),
 }
 
 /// The switchable Control service of the control socket.
@@ -58,7 +59,7 @@ impl ControlFront {
 
     /// The running manager answers.
     pub fn manager(&self, m: Arc<Manager>) {
-        self.set(Front::Manager(ControlService::new(m).into_server()));
+        self.set(Front::Manager(ControlService::served(m)));
     }
 
     fn current(&self) -> Front {

@@ -6,11 +6,9 @@ pub mod term;
 
 use anyhow::Context;
 use shoal_proto::pb;
-use shoal_proto::pb::control_client::ControlClient;
 use std::io::{IsTerminal, Read, Write};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
 /// Messages in flight to the managers.
 const INPUTS: usize = 16;
@@ -28,7 +26,7 @@ pub struct Inputs {
 /// Runs `start` over `client` with `inputs`, writing the program's output to `out` and `err`;
 /// returns its exit code.
 pub async fn session(
-    client: &mut ControlClient<Channel>,
+    client: &mut crate::client::Control,
     start: pb::ExecStart,
     inputs: Inputs,
     out: &mut (dyn Write + Send),
@@ -108,7 +106,7 @@ async fn forward(inputs: Inputs, tx: mpsc::Sender<pb::ExecInput>) {
 
 /// `swarmctl task exec [-i] [-t] TASK CMD…` on this process's own terminal.
 pub async fn run(
-    client: &mut ControlClient<Channel>,
+    client: &mut crate::client::Control,
     task: String,
     cmd: Vec<String>,
     interactive: bool,

@@ -53,14 +53,14 @@ fn exec_parses_as_docker_exec_does() {
     assert!(Cmd::try_parse_from(["task", "exec", "-it", "web.1"]).is_err());
 }
 
-async fn client() -> ControlClient<Channel> {
+async fn client() -> crate::client::Control {
     let host = Fake::with_nodes().serve_tcp().await;
     // The fake serves plain gRPC, as an `--insecure-plaintext` cluster does.
     let cfg = crate::client::ClientConfig {
         plaintext: true,
         ..Default::default()
     };
-    crate::client::connect_with(&host, &cfg).await.unwrap()
+    crate::client::connect_control(&host, &cfg).await.unwrap()
 }
 
 fn start(tty: bool, stdin: bool) -> pb::ExecStart {

@@ -208,7 +208,7 @@ async fn reconnect(
         if let Some(cfg) = ctx.dial.clone() {
             for addr in managers.clone() {
                 let host = format!("tcp://{addr}");
-                let mut c = match client::connect_with(&host, &cfg).await {
+                let mut c = match client::connect_control(&host, &cfg).await {
                     Ok(c) => c,
                     Err(e) => {
                         last = e.to_string();
