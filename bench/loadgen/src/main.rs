@@ -386,6 +386,7 @@ async fn write_bench(
                 spec: svcs[0].spec.clone(),
                 version: svcs[0].version,
                 rollback: false,
+                skip_unchanged: false,
             };
             req_bytes = prost::Message::encoded_len(&sample);
             // Let the creations reach the followers before anyone reads them there.
@@ -524,7 +525,7 @@ impl Conn {
             Conn::Shoal(c, id, spec, version) => {
                 let mut s = spec.clone();
                 s.labels.insert("bench".into(), n.to_string());
-                let req = pb::UpdateServiceRequest { id: id.clone(), spec: Some(s), version: *version, rollback: false };
+                let req = pb::UpdateServiceRequest { id: id.clone(), spec: Some(s), version: *version, rollback: false, skip_unchanged: false };
                 let svc = c.update_service(req).await.map_err(code)?.into_inner();
                 *version = svc.version;
                 Ok(())
