@@ -313,6 +313,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             )
         })
         .await?;
+        // From the first create, not from the last.
+        let _ = done;
+        let done = t0.elapsed();
         let p = probe.stop().await;
         let per_s = want as f64 / done.as_secs_f64();
         println!(
