@@ -1,6 +1,7 @@
 //! The agent's session with the managers: find the leader, hold a session stream, heartbeat,
 //! and fail over to another manager when the one in use dies.
 
+pub mod backoff;
 mod exec_attach;
 mod image_op;
 mod logs;
@@ -264,7 +265,8 @@ impl Agent {
         let cfg = &self.cfg;
         let mut next: Option<String> = None;
         let mut idx = 0usize;
-        let mut backoff = cfg.reconnect_backoff_min;
+        let mut backoff =
+            backoff::Backoff::new(cfg.reconnect_backoff_min, cfg.reconnect_backoff_max);
         // The last refusal warned about, so that it is said once.
         let mut refused: Option<String> = None;
         loop {
@@ -295,7 +297,11 @@ impl Agent {
                 SessionEnd::Redirect(a) => {
                     debug!(leader = %a, "redirected to the leader");
                     next = Some(a);
-                    tokio::time::sleep(cfg.redirect_delay).await;
+                    // Spread over [delay, 2 delay): after a leader change every node is
+                    // redirected at once.
+                    let pause = cfg.redirect_delay
+                        + backoff::spread(cfg.redirect_delay, rand::random::<f64>());
+                    tokio::time::sleep(pause).await;
                 }
                 SessionEnd::Failed(e) => {
                     let why = e.to_string();
@@ -309,15 +315,16 @@ impl Agent {
                     } else {
                         refused = None;
                     }
+                    // Jittered: thousands of nodes that lost the same leader do not retry in
+                    // step.
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(backoff.next_pause()) => {}
                         _ = stop.changed() => break,
                     }
-                    backoff = (backoff * 2).min(cfg.reconnect_backoff_max);
                     continue;
                 }
             }
-            backoff = cfg.reconnect_backoff_min;
+            backoff.reset();
         }
         if self.leaving.load(std::sync::atomic::Ordering::SeqCst) {
             info!(

@@ -1,9 +1,11 @@
 //! What a node must run: its tasks that have not ended. Sent in full once per session, then as
-//! increments (changed tasks by version, removed ids).
+//! increments (changed tasks by version, removed ids). The network tables (balancers, DNS,
+//! overlay peers) come from the [`Tables`] shared by all sessions; a node's are resent when the
+//! version of one of its networks' tables moved.
 
-use crate::allocator::ipam::{self, Subnet};
+use super::tables::Tables;
 use crate::store::State;
-use shoal_proto::model::{NetworkDriver, NodeState, PublishMode, Task, TaskState};
+use shoal_proto::model::NetworkDriver;
 use shoal_proto::pb;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,124 +14,76 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct AssignmentSet {
     sent: BTreeMap<String, u64>,
     networks: BTreeMap<String, u64>,
-    peers: BTreeSet<(String, String, String)>,
-    lb: Vec<pb::LbTable>,
-    dns: Vec<pb::DnsNetwork>,
+    /// Per overlay network: the version of its endpoints sent.
+    peers: BTreeMap<String, u64>,
+    /// Per balancer: the version of its table and the node's address in it.
+    lb: BTreeMap<String, (u64, String)>,
+    /// Per network resolved: the version of its names.
+    dns: BTreeMap<String, u64>,
     /// The secrets and configs sent (they are immutable: the ids say it all).
     data: BTreeSet<(i32, String)>,
 }
 
-/// The firewall mark of a VIP: 256 + its offset in the network's subnet, unique per network
-/// (each balancer namespace holds one network) and the same on every node.
-pub fn fwmark(subnet: &str, vip: &str) -> Option<u32> {
-    let net = Subnet::parse(subnet).ok()?;
-    let vip = ipam::addr_of(vip)?;
-    net.contains(vip)
-        .then(|| 0x100 + (u32::from(vip) - u32::from(net.addr)))
+#[cfg(test)]
+/// The overlay networks (ingress excluded, as in Swarm) the live tasks of `node_id` are on.
+fn task_networks<'a>(state: &'a State, node_id: &str) -> BTreeSet<&'a str> {
+    state
+        .node_tasks(node_id)
+        .filter(|t| !t.status.state.is_terminal())
+        .flat_map(|t| t.networks.iter().map(|a| a.network_id.as_str()))
+        .collect()
 }
 
-/// Tasks that balancers and DNS answers include, by service: running and healthy (or without a
-/// health check: see [`Task::serves`]), meant to run, on a node that is not down. A task with a
-/// health check joins once its first probe passes and leaves as soon as it is unhealthy.
-fn running_by_service(state: &State) -> BTreeMap<&str, Vec<&Task>> {
-    let mut running: BTreeMap<&str, Vec<&Task>> = BTreeMap::new();
-    for t in state.tasks.values() {
-        let up = state
-            .nodes
-            .get(&t.node_id)
-            .is_some_and(|n| n.state != NodeState::Down);
-        if up && t.serves() && t.desired_state <= TaskState::Running {
-            running.entry(t.service_id.as_str()).or_default().push(t);
-        }
-    }
-    running
+/// The balancer tables (network id → version, the node's address there) node `node_id` must
+/// hold: one per overlay network its live tasks are on, plus ingress, where it has an address.
+fn lb_keys(
+    state: &State,
+    tables: &Tables,
+    node_id: &str,
+    nets: &BTreeSet<&str>,
+) -> BTreeMap<String, (u64, String)> {
+    let Some(node) = state.nodes.get(node_id) else {
+        return BTreeMap::new();
+    };
+    nets.iter()
+        .filter_map(|id| {
+            let t = tables.lb.get(*id)?;
+            let addr = node.lb_addrs.get(*id)?;
+            Some((id.to_string(), (t.version, addr.clone())))
+        })
+        .collect()
 }
 
-/// The address of `t` on `net_id`, if it has one.
-fn addr_on(t: &Task, net_id: &str) -> Option<std::net::Ipv4Addr> {
-    let a = t.networks.iter().find(|a| a.network_id == net_id)?;
-    ipam::addr_of(a.addresses.first()?)
+/// The node's balancers from their keys (see [`lb_keys`]).
+fn lb_of(tables: &Tables, keys: &BTreeMap<String, (u64, String)>) -> Vec<pb::LbTable> {
+    keys.iter()
+        .filter_map(|(id, (_, addr))| {
+            let mut t = tables.lb.get(id)?.value.clone();
+            t.lb_addr = addr.clone();
+            Some(t)
+        })
+        .collect()
 }
 
+#[cfg(test)]
 /// What the tasks of node `node_id` can resolve: per overlay network they are on (ingress
 /// excluded, as in Swarm), every service attached to it with its VIP (none with dnsrr), aliases
 /// and running tasks there.
 pub fn dns_tables(state: &State, node_id: &str) -> Vec<pb::DnsNetwork> {
-    let mut nets: BTreeSet<&str> = BTreeSet::new();
-    for t in state
-        .node_tasks(node_id)
-        .filter(|t| !t.status.state.is_terminal())
-    {
-        nets.extend(t.networks.iter().map(|a| a.network_id.as_str()));
-    }
-    let running = running_by_service(state);
-    let mut out = Vec::new();
-    for net_id in nets {
-        let Some(net) = state.networks.get(net_id) else {
-            continue;
-        };
-        if net.driver != NetworkDriver::Overlay || net.ingress {
-            continue;
-        }
-        let mut services = Vec::new();
-        for svc in state.services.values() {
-            let Some(att) = svc.spec.networks.iter().find(|a| a.target == net_id) else {
-                continue;
-            };
-            let vip = svc
-                .vips
-                .iter()
-                .find(|v| v.network_id == net_id)
-                .and_then(|v| ipam::addr_of(&v.addr))
-                .map(|a| a.to_string())
-                .unwrap_or_default();
-            let mut tasks: Vec<pb::DnsTask> = running
-                .get(svc.id.as_str())
-                .into_iter()
-                .flatten()
-                .filter_map(|t| {
-                    Some(pb::DnsTask {
-                        name: t.name(),
-                        ip: addr_on(t, net_id)?.to_string(),
-                    })
-                })
-                .collect();
-            tasks.sort_by(|a, b| a.name.cmp(&b.name));
-            services.push(pb::DnsService {
-                name: svc.spec.name.clone(),
-                vip: if svc.spec.endpoint_mode == shoal_proto::model::EndpointMode::Vip {
-                    vip
-                } else {
-                    String::new()
-                },
-                aliases: att.aliases.clone(),
-                tasks,
-            });
-        }
-        services.sort_by(|a, b| a.name.cmp(&b.name));
-        out.push(pb::DnsNetwork {
-            network_id: net_id.to_string(),
-            name: net.name.clone(),
-            services,
-        });
-    }
-    out
+    let tables = Tables::build(state, 0, None);
+    task_networks(state, node_id)
+        .iter()
+        .filter_map(|id| Some(tables.dns.get(*id)?.value.clone()))
+        .collect()
 }
 
+#[cfg(test)]
 /// The balancers node `node_id` must hold: one per overlay network it has live tasks on, plus
 /// ingress, each listing the services with a VIP there and their running tasks on that network
 /// on nodes that are not down — in the order of the network ids and service names.
 pub fn lb_tables(state: &State, node_id: &str) -> Vec<pb::LbTable> {
-    let Some(node) = state.nodes.get(node_id) else {
-        return Vec::new();
-    };
-    let mut nets: BTreeSet<&str> = BTreeSet::new();
-    for t in state
-        .node_tasks(node_id)
-        .filter(|t| !t.status.state.is_terminal())
-    {
-        nets.extend(t.networks.iter().map(|a| a.network_id.as_str()));
-    }
+    let tables = Tables::build(state, 0, None);
+    let mut nets = task_networks(state, node_id);
     nets.extend(
         state
             .networks
@@ -137,113 +91,7 @@ pub fn lb_tables(state: &State, node_id: &str) -> Vec<pb::LbTable> {
             .filter(|n| n.ingress)
             .map(|n| n.id.as_str()),
     );
-    let running = running_by_service(state);
-    let mut out = Vec::new();
-    for net_id in nets {
-        let (Some(net), Some(lb_addr)) = (state.networks.get(net_id), node.lb_addrs.get(net_id))
-        else {
-            continue;
-        };
-        if net.driver != NetworkDriver::Overlay {
-            continue;
-        }
-        let mut services: Vec<pb::LbService> = Vec::new();
-        for svc in state.services.values() {
-            let Some(vip) = svc.vips.iter().find(|v| v.network_id == net_id) else {
-                continue;
-            };
-            let ports: Vec<pb::LbPort> = if net.ingress {
-                svc.ports
-                    .iter()
-                    .filter(|p| p.mode == PublishMode::Ingress && p.published > 0)
-                    .map(|p| {
-                        let pc = pb::PortConfig::from(p);
-                        pb::LbPort {
-                            protocol: pc.protocol,
-                            published: pc.published,
-                            target: pc.target,
-                        }
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            if net.ingress && ports.is_empty() {
-                continue;
-            }
-            let mut backends: Vec<pb::LbBackend> = running
-                .get(svc.id.as_str())
-                .into_iter()
-                .flatten()
-                .filter_map(|t| {
-                    Some(pb::LbBackend {
-                        task_id: t.id.to_string(),
-                        name: t.name(),
-                        ip: addr_on(t, net_id)?.to_string(),
-                    })
-                })
-                .collect();
-            backends.sort_by(|a, b| a.name.cmp(&b.name));
-            services.push(pb::LbService {
-                service_id: svc.id.to_string(),
-                name: svc.spec.name.clone(),
-                vip: vip.addr.clone(),
-                fwmark: fwmark(&net.subnet, &vip.addr).unwrap_or(0),
-                ports,
-                backends,
-            });
-        }
-        services.sort_by(|a, b| a.name.cmp(&b.name));
-        out.push(pb::LbTable {
-            network_id: net_id.to_string(),
-            ingress: net.ingress,
-            lb_addr: lb_addr.clone(),
-            services,
-            name: net.name.clone(),
-            subnet: net.subnet.clone(),
-            gateway: net.gateway.clone(),
-            vni: net.vni,
-        });
-    }
-    out
-}
-
-/// The remote endpoints of the overlay networks in `nets` as seen from `node_id`: every address
-/// of a live task on another node, with that node's underlay address.
-fn overlay_peers(
-    state: &State,
-    node_id: &str,
-    nets: &BTreeSet<&str>,
-) -> BTreeSet<(String, String, String)> {
-    let mut out = BTreeSet::new();
-    let node_ip =
-        |addr: &str| -> String { addr.rsplit_once(':').map_or(addr, |(h, _)| h).to_string() };
-    // Other nodes' balancer endpoints: backends answer them.
-    for n in state.nodes.values().filter(|n| n.id != node_id) {
-        for (net, cidr) in &n.lb_addrs {
-            if let (true, Some(ip)) = (nets.contains(net.as_str()), ipam::addr_of(cidr)) {
-                out.insert((net.to_string(), ip.to_string(), node_ip(&n.addr)));
-            }
-        }
-    }
-    for t in state.tasks.values() {
-        if t.node_id.is_empty() || t.node_id == node_id || t.status.state.is_terminal() {
-            continue;
-        }
-        let Some(node) = state.nodes.get(&t.node_id) else {
-            continue;
-        };
-        let node_ip = node_ip(&node.addr);
-        for a in &t.networks {
-            if !nets.contains(a.network_id.as_str()) {
-                continue;
-            }
-            for ip in a.addresses.iter().filter_map(|c| ipam::addr_of(c)) {
-                out.insert((a.network_id.to_string(), ip.to_string(), node_ip.clone()));
-            }
-        }
-    }
-    out
+    lb_of(&tables, &lb_keys(state, &tables, node_id, &nets))
 }
 
 /// The secrets and configs (kind, id) that `tasks` use and the store holds.
@@ -294,17 +142,28 @@ pub fn task_data(state: &State, ids: &BTreeSet<(i32, String)>) -> Vec<pb::TaskDa
 
 impl AssignmentSet {
     /// The next message for `node_id`: everything on the first call (`full`), then only what
-    /// changed. `None` when nothing changed.
-    pub fn next(&mut self, state: &State, node_id: &str, full: bool) -> Option<pb::Assignments> {
+    /// changed. `None` when nothing changed. `tables` are those of `state` (or of an index it
+    /// has not passed yet: see [`super::tables::TableCache`]).
+    pub fn next(
+        &mut self,
+        state: &State,
+        tables: &Tables,
+        node_id: &str,
+        full: bool,
+    ) -> Option<pb::Assignments> {
         let current: BTreeMap<&str, &shoal_proto::model::Task> = state
             .node_tasks(node_id)
             .filter(|t| !t.status.state.is_terminal())
             .map(|t| (t.id.as_str(), t))
             .collect();
-        // Every node holds the ingress network (its `ingress_sbox` publishes the mesh's ports).
-        let net_ids: BTreeSet<&str> = current
+        let task_nets: BTreeSet<&str> = current
             .values()
             .flat_map(|t| t.networks.iter().map(|n| n.network_id.as_str()))
+            .collect();
+        // Every node holds the ingress network (its `ingress_sbox` publishes the mesh's ports).
+        let net_ids: BTreeSet<&str> = task_nets
+            .iter()
+            .copied()
             .chain(
                 state
                     .networks
@@ -346,32 +205,52 @@ impl AssignmentSet {
         self.networks = nets.iter().map(|n| (n.id.to_string(), n.version)).collect();
         let overlays: BTreeSet<&str> = nets
             .iter()
-            .filter(|n| n.driver == shoal_proto::model::NetworkDriver::Overlay)
+            .filter(|n| n.driver == NetworkDriver::Overlay)
             .map(|n| n.id.as_str())
             .collect();
-        let peers = overlay_peers(state, node_id, &overlays);
-        if full || peers != self.peers {
+        let peer_keys: BTreeMap<String, u64> = overlays
+            .iter()
+            .filter_map(|id| Some((id.to_string(), tables.peers.get(*id)?.version)))
+            .collect();
+        if full || peer_keys != self.peers {
             msg.peers_full = true;
+            let mut peers = BTreeSet::new();
+            for id in peer_keys.keys() {
+                let eps = tables.peers.get(id).map(|v| v.value.as_slice());
+                for e in eps
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|e| e.node_id != node_id)
+                {
+                    peers.insert((id.as_str(), e.ip.as_str(), e.node_ip.as_str()));
+                }
+            }
             msg.peers = peers
-                .iter()
+                .into_iter()
                 .map(|(n, ip, node)| pb::OverlayPeer {
-                    network_id: n.clone(),
-                    ip: ip.clone(),
-                    node_ip: node.clone(),
+                    network_id: n.to_string(),
+                    ip: ip.to_string(),
+                    node_ip: node.to_string(),
                 })
                 .collect();
-            self.peers = peers;
+            self.peers = peer_keys;
         }
-        let lb = lb_tables(state, node_id);
+        let lb = lb_keys(state, tables, node_id, &net_ids);
         if full || lb != self.lb {
             msg.lb_full = true;
-            msg.lb = lb.clone();
+            msg.lb = lb_of(tables, &lb);
             self.lb = lb;
         }
-        let dns = dns_tables(state, node_id);
+        let dns: BTreeMap<String, u64> = task_nets
+            .iter()
+            .filter_map(|id| Some((id.to_string(), tables.dns.get(*id)?.version)))
+            .collect();
         if full || dns != self.dns {
             msg.dns_full = true;
-            msg.dns = dns.clone();
+            msg.dns = dns
+                .keys()
+                .filter_map(|id| Some(tables.dns.get(id)?.value.clone()))
+                .collect();
             self.dns = dns;
         }
         // The ids first: the data is copied only into a message that carries it.
@@ -399,7 +278,7 @@ impl AssignmentSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shoal_proto::model::{Command, Task, TaskState, TaskStatus, TaskStatusUpdate};
+    use shoal_proto::model::{Command, NodeState, Task, TaskState, TaskStatus, TaskStatusUpdate};
 
     #[test]
     fn full_then_incremental() {
@@ -411,10 +290,16 @@ mod tests {
         };
         s.apply(1, &Command::PutTasks(vec![t("a"), t("b")]));
         let mut set = AssignmentSet::default();
-        let full = set.next(&s, "n1", true).unwrap();
+        let full = set
+            .next(&s, &Tables::build(&s, 0, None), "n1", true)
+            .unwrap();
         assert!(full.full);
         assert_eq!(full.tasks.len(), 2);
-        assert!(set.next(&s, "n1", false).is_none(), "nothing changed");
+        assert!(
+            set.next(&s, &Tables::build(&s, 0, None), "n1", false)
+                .is_none(),
+            "nothing changed"
+        );
         s.apply(
             2,
             &Command::TaskStatuses(vec![TaskStatusUpdate {
@@ -425,7 +310,9 @@ mod tests {
                 },
             }]),
         );
-        let inc = set.next(&s, "n1", false).unwrap();
+        let inc = set
+            .next(&s, &Tables::build(&s, 0, None), "n1", false)
+            .unwrap();
         assert_eq!(
             inc.tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
             vec!["a"]
@@ -440,9 +327,15 @@ mod tests {
                 },
             }]),
         );
-        let inc = set.next(&s, "n1", false).unwrap();
+        let inc = set
+            .next(&s, &Tables::build(&s, 0, None), "n1", false)
+            .unwrap();
         assert_eq!(inc.removed, vec!["b".to_string()]);
-        assert!(set.next(&s, "n2", true).unwrap().tasks.is_empty());
+        assert!(set
+            .next(&s, &Tables::build(&s, 0, None), "n2", true)
+            .unwrap()
+            .tasks
+            .is_empty());
     }
 
     /// A node gets a secret's or config's data only while a live task of its own uses it, in
@@ -489,12 +382,17 @@ mod tests {
         };
         let mut n1 = AssignmentSet::default();
         let mut n2 = AssignmentSet::default();
-        let first = n1.next(&s, "n1", true).unwrap();
+        let first = n1
+            .next(&s, &Tables::build(&s, 0, None), "n1", true)
+            .unwrap();
         assert!(first.data_full && first.data.is_empty());
-        n2.next(&s, "n2", true).unwrap();
+        n2.next(&s, &Tables::build(&s, 0, None), "n2", true)
+            .unwrap();
 
         s.apply(1, &Command::PutTasks(vec![t("a", "n1"), t("b", "n1")]));
-        let inc = n1.next(&s, "n1", false).unwrap();
+        let inc = n1
+            .next(&s, &Tables::build(&s, 0, None), "n1", false)
+            .unwrap();
         assert!(inc.data_full);
         let got: Vec<(i32, &str, &[u8])> = inc
             .data
@@ -508,7 +406,11 @@ mod tests {
                 (pb::task_data::Kind::Config as i32, "cfg1", &b"c"[..]),
             ]
         );
-        assert!(n2.next(&s, "n2", false).is_none(), "n2 runs none of them");
+        assert!(
+            n2.next(&s, &Tables::build(&s, 0, None), "n2", false)
+                .is_none(),
+            "n2 runs none of them"
+        );
         let debug = format!("{inc:?}");
         assert!(
             debug.contains("<2 bytes redacted>") && !debug.contains("[112, 119]"),
@@ -523,10 +425,14 @@ mod tests {
             },
         };
         s.apply(2, &Command::TaskStatuses(vec![done("a")]));
-        let inc = n1.next(&s, "n1", false).unwrap();
+        let inc = n1
+            .next(&s, &Tables::build(&s, 0, None), "n1", false)
+            .unwrap();
         assert!(!inc.data_full, "b still uses them");
         s.apply(3, &Command::TaskStatuses(vec![done("b")]));
-        let inc = n1.next(&s, "n1", false).unwrap();
+        let inc = n1
+            .next(&s, &Tables::build(&s, 0, None), "n1", false)
+            .unwrap();
         assert!(inc.data_full && inc.data.is_empty(), "{inc:?}");
     }
 

@@ -6,6 +6,12 @@
 //! * `image_relay`: `swarmctl image …` on a node, and `image load`'s upload paired likewise.
 //! * `log_relay`: the batches of `service logs [-f]` from the agents to the relay that asked.
 //! * `status`: task status updates, batched into raft writes by a leader actor.
+//! * `tables`: the network tables every session shares, built once per applied index.
+//!
+//! At scale: every session reads the shared tables (versions, not contents, are compared per
+//! node), coalesces bursts of commits into one message per [`coalesce_window`], and the
+//! heartbeat period grows with the number of sessions so that all of them together stay under
+//! [`MAX_HEARTBEATS_PER_SECOND`] (Nomad's `max_heartbeats_per_second` model).
 
 mod assignments;
 mod exec_session;
@@ -14,6 +20,7 @@ mod log_relay;
 mod relay;
 mod service;
 mod status;
+mod tables;
 mod tokens;
 
 pub use assignments::AssignmentSet;
@@ -37,7 +44,32 @@ use tracing::{info, warn};
 struct Session {
     id: String,
     last_seen: Instant,
+    /// The heartbeat period this node was last told.
+    period: Duration,
     to_agent: mpsc::Sender<ToAgent>,
+}
+
+/// Most heartbeats per second the leader takes from all nodes together: past
+/// `MAX_HEARTBEATS_PER_SECOND × --heartbeat-period` nodes, the period grows with the number of
+/// sessions (so does the time to find a dead node: `--heartbeat-misses` periods).
+pub const MAX_HEARTBEATS_PER_SECOND: u32 = 250;
+
+/// The heartbeat period for `sessions` nodes: `base`, or longer so that `sessions` heartbeats
+/// spread over it stay under `max_rate` per second.
+pub fn heartbeat_period(base: Duration, sessions: usize, max_rate: u32) -> Duration {
+    let spread = Duration::from_secs_f64(sessions as f64 / f64::from(max_rate.max(1)));
+    // Whole milliseconds: the agents are told a period in ms.
+    base.max(Duration::from_millis(spread.as_millis() as u64))
+}
+
+/// How long a session waits after a commit before reading the store, so that a burst of commits
+/// becomes one message: short with few sessions (assignments reach a small cluster at once),
+/// longer with many (each wake-up of every session costs the leader).
+pub fn coalesce_window(sessions: usize) -> Duration {
+    const MIN: Duration = Duration::from_millis(5);
+    const MAX: Duration = Duration::from_millis(200);
+    // 10 µs per session: 1,000 sessions wait 15 ms, 5,000 wait 55 ms.
+    (MIN + Duration::from_micros(10 * sessions as u64)).min(MAX)
 }
 
 /// The dispatcher's timings, from [`ManagerConfig`].
@@ -61,6 +93,7 @@ pub struct Dispatcher {
     /// gets `restart_grace` to come back before it is Down.
     goodbyes: Mutex<HashMap<String, Instant>>,
     leader_since: Mutex<Option<Instant>>,
+    tables: tables::TableCache,
     statuses: status::Queue,
     relay: relay::Relay,
     exec_sessions: exec_session::ExecSessions,
@@ -85,6 +118,7 @@ impl Dispatcher {
             closed: Mutex::new(HashMap::new()),
             goodbyes: Mutex::new(HashMap::new()),
             leader_since: Mutex::new(None),
+            tables: tables::TableCache::default(),
             statuses: status::Queue::new(cfg),
             relay: relay::Relay::default(),
             exec_sessions: exec_session::ExecSessions::default(),
@@ -93,9 +127,26 @@ impl Dispatcher {
         }
     }
 
-    /// Heartbeat period agents are told to use.
+    /// Heartbeat period agents are told to use now: the configured one, or longer with many
+    /// sessions (see [`heartbeat_period`]).
     pub fn period(&self) -> Duration {
+        let sessions = lock(&self.sessions).len();
+        heartbeat_period(self.t.period, sessions, MAX_HEARTBEATS_PER_SECOND)
+    }
+
+    /// The configured heartbeat period (the shortest [`Dispatcher::period`] gives).
+    pub fn base_period(&self) -> Duration {
         self.t.period
+    }
+
+    /// The network tables of `state`, at applied index `index` (see [`tables::TableCache`]).
+    fn tables(&self, state: &crate::store::State, index: u64) -> std::sync::Arc<tables::Tables> {
+        self.tables.get(state, index)
+    }
+
+    /// The number of sessions held.
+    fn session_count(&self) -> usize {
+        lock(&self.sessions).len()
     }
 
     /// How long a node that said goodbye may stay away before it is Down.
@@ -121,20 +172,25 @@ impl Dispatcher {
     pub(crate) fn on_leader_stop(&self) {
         *lock(&self.leader_since) = None;
         lock(&self.sessions).clear();
+        self.tables.clear();
     }
 
-    fn open_session(&self, node_id: &str, to_agent: mpsc::Sender<ToAgent>) -> String {
+    /// Opens a session for `node_id`: its id and the heartbeat period to tell the node.
+    fn open_session(&self, node_id: &str, to_agent: mpsc::Sender<ToAgent>) -> (String, Duration) {
         let id = shoal_proto::model::new_id();
         lock(&self.goodbyes).remove(node_id);
-        lock(&self.sessions).insert(
+        let mut sessions = lock(&self.sessions);
+        let period = heartbeat_period(self.t.period, sessions.len() + 1, MAX_HEARTBEATS_PER_SECOND);
+        sessions.insert(
             node_id.to_string(),
             Session {
                 id: id.clone(),
                 last_seen: Instant::now(),
+                period,
                 to_agent,
             },
         );
-        id
+        (id, period)
     }
 
     fn close_session(&self, node_id: &str, session_id: &str) {
@@ -170,14 +226,20 @@ impl Dispatcher {
             .is_some_and(|s| s.id == session_id)
     }
 
-    /// Records a heartbeat; false if the session is unknown (the agent must open a new one).
-    fn heartbeat(&self, node_id: &str, session_id: &str) -> bool {
-        match lock(&self.sessions).get_mut(node_id) {
+    /// Records a heartbeat: the period to tell the node, or `None` if the session is unknown
+    /// (the agent must open a new one).
+    fn heartbeat(&self, node_id: &str, session_id: &str) -> Option<Duration> {
+        let mut sessions = lock(&self.sessions);
+        let period = heartbeat_period(self.t.period, sessions.len(), MAX_HEARTBEATS_PER_SECOND);
+        match sessions.get_mut(node_id) {
             Some(s) if s.id == session_id => {
                 s.last_seen = Instant::now();
-                true
+                // Until its next heartbeat the node keeps the period it had: it is judged by
+                // the longer of the two.
+                s.period = period;
+                Some(period)
             }
-            _ => false,
+            _ => None,
         }
     }
 }
@@ -201,11 +263,14 @@ fn change(n: &Node, state: NodeState, message: String) -> NodeStateChange {
 /// said goodbye (a clean restart) is DISCONNECTED and gets the restart grace.
 pub async fn monitor_heartbeats(m: Arc<Manager>) {
     let d = &m.dispatcher;
-    let (period, restart_grace) = (d.t.period, d.t.restart_grace);
-    let expiry = period * d.t.misses;
-    let mut tick = tokio::time::interval(period / 2);
+    let restart_grace = d.t.restart_grace;
+    let misses = d.t.misses;
     loop {
-        tick.tick().await;
+        // The period grows with the number of sessions: so do the checks' interval and the
+        // grace of a node without a session.
+        let period = d.period();
+        let expiry = period * misses;
+        tokio::time::sleep(period / 2).await;
         let since = lock(&d.leader_since).unwrap_or_else(Instant::now);
         let changes: Vec<NodeStateChange> = {
             let state = m.store.read();
@@ -217,7 +282,7 @@ pub async fn monitor_heartbeats(m: Arc<Manager>) {
                 .nodes
                 .values()
                 .filter_map(|n| match sessions.get(n.id.as_str()) {
-                    Some(s) if s.last_seen.elapsed() <= expiry => (n.state != NodeState::Ready)
+                    Some(s) if s.last_seen.elapsed() <= s.period.max(period) * misses => (n.state != NodeState::Ready)
                         .then(|| change(n, NodeState::Ready, String::new())),
                     Some(_) => Some(change(n, NodeState::Down, "heartbeat failure".to_string())),
                     None if n.state == NodeState::Down => None,
@@ -287,7 +352,7 @@ mod tests {
     fn a_goodbye_ends_the_session_and_starts_the_restart_grace() {
         let d = dispatcher();
         let (tx, _rx) = mpsc::channel(1);
-        let s1 = d.open_session("n1", tx.clone());
+        let (s1, _) = d.open_session("n1", tx.clone());
         assert!(
             !d.goodbye("n1", "another-session"),
             "not this node's session"
@@ -301,10 +366,54 @@ mod tests {
     }
 
     #[test]
+    fn the_heartbeat_period_grows_past_the_rate_cap() {
+        let ms = Duration::from_millis;
+        assert_eq!(heartbeat_period(ms(500), 5, 250), ms(500));
+        assert_eq!(heartbeat_period(ms(500), 125, 250), ms(500), "at the cap");
+        assert_eq!(heartbeat_period(ms(500), 1_000, 250), ms(4_000));
+        assert_eq!(heartbeat_period(ms(500), 5_000, 250), ms(20_000));
+        // The total rate stays bounded whatever the count.
+        for n in [1usize, 10, 100, 1_000, 10_000, 100_000] {
+            let p = heartbeat_period(ms(500), n, 250);
+            assert!(
+                n as f64 / p.as_secs_f64() <= 250.0 + 1e-6,
+                "{n} nodes: {p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_coalescing_window_grows_with_the_sessions_up_to_a_cap() {
+        let ms = Duration::from_millis;
+        assert_eq!(coalesce_window(0), ms(5));
+        assert_eq!(coalesce_window(1_000), ms(15));
+        assert_eq!(coalesce_window(5_000), ms(55));
+        assert_eq!(coalesce_window(1_000_000), ms(200));
+    }
+
+    #[test]
+    fn a_node_is_told_the_period_for_the_sessions_held() {
+        let d = dispatcher();
+        let (tx, _rx) = mpsc::channel(1);
+        let base = d.base_period();
+        let (s1, p) = d.open_session("n1", tx.clone());
+        assert_eq!(p, base);
+        assert_eq!(d.heartbeat("n1", &s1), Some(base));
+        assert_eq!(d.heartbeat("n1", "other"), None);
+        for i in 0..1_000 {
+            d.open_session(&format!("m{i}"), tx.clone());
+        }
+        let grown = d.heartbeat("n1", &s1).unwrap();
+        assert!(grown > base, "{grown:?}");
+        assert_eq!(d.period(), grown);
+        assert_eq!(d.session_count(), 1_001);
+    }
+
+    #[test]
     fn a_goodbye_after_the_stream_closed_still_counts() {
         let d = dispatcher();
         let (tx, _rx) = mpsc::channel(1);
-        let s1 = d.open_session("n1", tx);
+        let (s1, _) = d.open_session("n1", tx);
         d.close_session("n1", &s1);
         assert!(d.goodbye("n1", &s1));
         assert!(!lock(&d.closed).contains_key("n1"), "no longer a crash");

@@ -249,11 +249,16 @@ impl dispatcher_server::Dispatcher for DispatcherService {
                 ))
             })?;
         let (log_tx, mut log_rx) = mpsc::channel(16);
-        let session_id = self.m.dispatcher.open_session(&node_id, log_tx);
-        // Mark the node READY now rather than at the next monitor tick.
+        let (session_id, _) = self.m.dispatcher.open_session(&node_id, log_tx);
+        // Mark the node READY now rather than at the next monitor tick (unless it is: after a
+        // leader change thousands of nodes come back at once, already READY).
         let m = self.m.clone();
         let nid = node_id.clone();
+        let ready = node.state == NodeState::Ready;
         tokio::spawn(async move {
+            if ready {
+                return;
+            }
             if let Err(e) = m
                 .raft
                 .client_write(Command::SetNodeStates(vec![NodeStateChange {
@@ -270,7 +275,8 @@ impl dispatcher_server::Dispatcher for DispatcherService {
         let mut set = AssignmentSet::default();
         let first = {
             let s = self.m.store.read();
-            set.next(&s, &node_id, true)
+            let tables = self.m.dispatcher.tables(&s, self.m.store.applied_index());
+            set.next(&s, &tables, &node_id, true)
         };
         let _ = tx
             .send(Ok(self.session_message(&session_id, &node, first)))
@@ -289,7 +295,17 @@ impl dispatcher_server::Dispatcher for DispatcherService {
             let mut last_ca = ca_of(&m.store.read());
             loop {
                 tokio::select! {
-                    r = changes.changed() => if r.is_err() { break },
+                    r = changes.changed() => {
+                        if r.is_err() { break }
+                        // A burst of commits becomes one message: wait a little, then take
+                        // everything applied meanwhile.
+                        let window = super::coalesce_window(m.dispatcher.session_count());
+                        tokio::select! {
+                            _ = tokio::time::sleep(window) => {}
+                            _ = tx.closed() => break,
+                        }
+                        changes.borrow_and_update();
+                    }
                     Some(req) = log_rx.recv() => {
                         let mut msg = svc.session_message(&session_id, &last_node, None);
                         match req {
@@ -313,7 +329,8 @@ impl dispatcher_server::Dispatcher for DispatcherService {
                     let Some(node) = s.nodes.get(node_id.as_str()).cloned() else {
                         break;
                     };
-                    (node, set.next(&s, &node_id, false), ca_of(&s))
+                    let tables = m.dispatcher.tables(&s, m.store.applied_index());
+                    (node, set.next(&s, &tables, &node_id, false), ca_of(&s))
                 };
                 let managers = m.manager_addrs();
                 let node_changed =
@@ -343,14 +360,14 @@ impl dispatcher_server::Dispatcher for DispatcherService {
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         self.m.check_node(&req, &req.get_ref().node_id)?;
         let r = req.into_inner();
-        if !self.m.dispatcher.heartbeat(&r.node_id, &r.session_id) {
+        let Some(period) = self.m.dispatcher.heartbeat(&r.node_id, &r.session_id) else {
             if !self.m.is_leader() {
                 return Err(self.not_leader());
             }
             return Err(Status::not_found("unknown session; open a new one"));
-        }
+        };
         Ok(Response::new(pb::HeartbeatResponse {
-            period_ms: self.m.dispatcher.period().as_millis() as u64,
+            period_ms: period.as_millis() as u64,
         }))
     }
 
