@@ -129,15 +129,15 @@ async fn cas_op(
     let svc = match c.get_service(pb::IdRequest { id: key.into() }).await {
         Ok(r) => r.into_inner(),
         Err(_) => {
-            history.read(key, None);
+            history.read(false);
             return true;
         }
     };
     let Some(from) = value_of(&svc) else {
-        history.read(key, None);
+        history.read(false);
         return true;
     };
-    history.read(key, Some(from));
+    history.read(true);
     let mut spec = svc.spec.clone().unwrap_or_default();
     spec.labels.insert(LABEL.into(), tag.to_string());
     history.invoke(

@@ -4,7 +4,6 @@
 //! so the linearizability checker can leave the operation in flight (possibly applied, at any
 //! point after its invocation).
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -97,7 +96,6 @@ pub struct Counts {
 #[derive(Debug, Default)]
 pub struct History {
     events: Mutex<Vec<Event>>,
-    observed: Mutex<BTreeMap<String, BTreeSet<Tag>>>,
     counts: Mutex<Counts>,
     next_pid: AtomicU64,
 }
@@ -150,35 +148,20 @@ impl History {
         self.lock_counts().not_sent += 1;
     }
 
-    /// Records what a mid-run read saw (`None`: it failed).
-    pub fn read(&self, key: &str, seen: Option<Tag>) {
+    /// Counts a mid-run read: it answered (its value shows in the update that follows it) or
+    /// failed.
+    pub fn read(&self, answered: bool) {
         let mut c = self.lock_counts();
-        match seen {
-            Some(tag) => {
-                c.reads += 1;
-                drop(c);
-                self.observed
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .entry(key.to_string())
-                    .or_default()
-                    .insert(tag);
-            }
-            None => c.read_errors += 1,
+        if answered {
+            c.reads += 1;
+        } else {
+            c.read_errors += 1;
         }
     }
 
     /// The events so far.
     pub fn events(&self) -> Vec<Event> {
         self.lock_events().clone()
-    }
-
-    /// The values mid-run reads saw, per key.
-    pub fn observed(&self) -> BTreeMap<String, BTreeSet<Tag>> {
-        self.observed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
     }
 
     /// The counts so far.

@@ -120,7 +120,7 @@ impl Report {
             .collect();
         format!(
             "seed={} managers={} faults={} [{}] ops: ok={} failed={} not_sent={} unknown={} reads={} \
-             read_errors={} | checked: completed={} acked={} in_flight={} unobserved_unknown={} \
+             read_errors={} | checked: completed={} acked={} unknown_applied={} unknown_dropped={} pieces={} \
              | snapshot_installs={} lost={} violations={} errors={} digests_equal={} elapsed={:.0}s",
             self.seed,
             self.managers,
@@ -134,8 +134,9 @@ impl Report {
             c.read_errors,
             self.verdict.completed,
             self.verdict.acked,
-            self.verdict.in_flight,
-            self.verdict.unobserved_unknown,
+            self.verdict.unknown_applied,
+            self.verdict.unknown_dropped,
+            self.verdict.pieces,
             self.snapshot_installs,
             self.lost.len(),
             self.verdict.violations.len(),
@@ -266,7 +267,7 @@ pub fn run(cfg: &FaultConfig) -> Report {
     }
     report.counts = history.counts();
     let events = history.events();
-    report.verdict = check::check(&events, &initial, &history.observed());
+    report.verdict = check::check(&events, &initial);
     report.snapshot_installs = snapshot_installs(&lab, &nemesis);
     if !report.passed() {
         let dir = std::env::temp_dir().join("shoal-faults");
