@@ -186,7 +186,7 @@ pub fn run(cfg: &FaultConfig) -> Report {
             "--workers",
             "0",
             "--subnet",
-            &lab.subnet.clone(),
+            &lab.subnet,
         ],
     );
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -153,7 +153,7 @@ impl<'a> Nemesis<'a> {
                     .filter(|j| !minority.contains(j))
                     .collect();
                 self.partition(minority, &rest)?;
-                Ok(format!("{fault}"))
+                Ok(fault.to_string())
             }
         }
     }

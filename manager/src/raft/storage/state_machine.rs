@@ -256,7 +256,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         tracing::info!(
             index = meta.last_log_id.map_or(0, |l| l.index),
             snapshot = %meta.snapshot_id,
-            "installed a snapshot (sent by the leader, or this manager's own at start)"
+            "installed a snapshot sent by the leader"
         );
         Ok(())
     }
