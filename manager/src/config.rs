@@ -53,6 +53,10 @@ pub struct ManagerConfig {
     pub snapshot_install_timeout: Duration,
     /// Log entries between snapshots.
     pub snapshot_every: u64,
+    /// Log entries kept behind the last snapshot when the log is purged: a follower further
+    /// behind than that is sent the snapshot (small values make snapshot installs happen, as
+    /// the fault harness wants).
+    pub snapshot_keep_logs: u64,
     /// Agent heartbeat period; a node that misses `heartbeat_misses` periods is DOWN.
     pub heartbeat_period: Duration,
     /// Missed agent heartbeats before a node is DOWN.
@@ -181,6 +185,7 @@ impl ManagerConfig {
             raft_heartbeat: Duration::from_millis(40),
             snapshot_install_timeout: Duration::from_secs(2),
             snapshot_every: 5000,
+            snapshot_keep_logs: 1000,
             heartbeat_period: Duration::from_millis(500),
             heartbeat_misses: 3,
             restart_grace: DEFAULT_RESTART_GRACE,
@@ -297,7 +302,7 @@ impl ManagerConfig {
             install_snapshot_timeout: (self.snapshot_install_timeout.as_millis() as u64)
                 .max(lease * 4),
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
-            max_in_snapshot_log_to_keep: 1000,
+            max_in_snapshot_log_to_keep: self.snapshot_keep_logs,
             ..Default::default()
         }
     }

@@ -29,6 +29,14 @@ pub enum ManagerError {
     /// No leader could be reached in time.
     #[error("no raft leader reachable within {0:?}: is a majority of managers up?")]
     NoLeader(Duration),
+    /// A forwarded write got no answer (the leader died, or the link broke, maybe after it
+    /// committed the write), and its retry was refused the way the first attempt's own effect
+    /// would make it refused: whether the write was applied is unknown.
+    #[error(
+        "the write's outcome is unknown: the leader did not answer it, and the retry was refused \
+         ({0}), which the first attempt may have caused; read the object again before retrying"
+    )]
+    OutcomeUnknown(Refusal),
     /// No leader is known right now (an election is under way), or a call that only the leader
     /// answers reached a manager that is not the leader after it was forwarded once.
     #[error("no raft leader right now; retry shortly")]
@@ -122,6 +130,7 @@ impl From<ManagerError> for Status {
             }
             ManagerError::Registry(RegistryError::Config(_)) => Status::invalid_argument(msg),
             ManagerError::NoLeader(_)
+            | ManagerError::OutcomeUnknown(_)
             | ManagerError::Registry(_)
             | ManagerError::NoLeaderNow
             | ManagerError::NotInitialised

@@ -8,7 +8,7 @@ use crate::raft::batch::Proposer;
 use crate::raft::network::{Network, PeerTimings};
 use crate::raft::{forward, storage};
 use crate::raft::{NodeId, Raft};
-use crate::store::{Applied, Store};
+use crate::store::{Applied, Refusal, Store};
 use openraft::{BasicNode, ServerState};
 use shoal_proto::model::Command;
 use std::collections::BTreeMap;
@@ -175,19 +175,29 @@ impl Manager {
     pub async fn write(&self, cmd: Command) -> Result<Applied, ManagerError> {
         let start = Instant::now();
         let timeout = self.cfg.write_timeout;
+        // Whether an earlier attempt may have been applied: a forward that got no answer may
+        // have been committed by the leader all the same. A retry of a versioned or
+        // id-carrying command is then refused by that very effect (`update out of sequence`,
+        // id taken), and such a refusal must not reach the client as if nothing had been
+        // written (the fault harness found exactly that: tests/src/faults).
+        let mut maybe_applied = false;
         loop {
             let tried;
+            // A leader that loses its leadership with this entry in flight answers "forward to
+            // the leader", yet the entry may still be committed by the next one.
+            let leading = self.raft.metrics().borrow().state == openraft::ServerState::Leader;
             let written = match self.proposer.write(cmd.clone()).await {
                 Ok(w) => w,
                 Err(stopped) => return Err(ManagerError::raft(stopped)),
             };
             match written {
-                Ok(r) => return Ok(r.data.into_result()?),
+                Ok(r) => return settle(r.data.into_result(), maybe_applied),
                 Err(e) => {
                     let Some(fwd) = e.forward_to_leader() else {
                         return Err(ManagerError::raft(e));
                     };
                     tried = fwd.leader_id;
+                    maybe_applied |= leading;
                     if let Some(node) = fwd.leader_node.clone() {
                         let deadline = self.cfg.forward_write_timeout;
                         match forward::forward(&self.net, &node.addr, &cmd, deadline).await {
@@ -202,10 +212,12 @@ impl Manager {
                                 {
                                     warn!(index, error = %e, "a forwarded write is not applied here yet");
                                 }
-                                return Ok(applied.into_result()?);
+                                return settle(applied.into_result(), maybe_applied);
                             }
-                            Ok(None) => {}
+                            // The leader stepped down: it may have proposed it first.
+                            Ok(None) => maybe_applied = true,
                             Err(e) => {
+                                maybe_applied = true;
                                 warn!(leader = %node.addr, error = %e, "forwarding a write failed; retrying")
                             }
                         }
@@ -255,5 +267,46 @@ impl Manager {
             warn!(error = %e, "raft shutdown");
         }
         info!(node.id = %self.cfg.node_id, "manager stopped");
+    }
+}
+
+/// A write's result, except that a refusal an earlier, unanswered attempt of the same command
+/// could have caused (the version it wrote, the id or name it took, the object it removed) is
+/// [`ManagerError::OutcomeUnknown`] when such an attempt may have been applied.
+fn settle(r: Result<Applied, Refusal>, maybe_applied: bool) -> Result<Applied, ManagerError> {
+    match r {
+        Ok(a) => Ok(a),
+        Err(
+            refusal @ (Refusal::Conflict(_)
+            | Refusal::IdTaken { .. }
+            | Refusal::NameTaken { .. }
+            | Refusal::NotFound { .. }),
+        ) if maybe_applied => Err(ManagerError::OutcomeUnknown(refusal)),
+        Err(refusal) => Err(refusal.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Versioned;
+
+    #[test]
+    fn a_refusal_after_an_unanswered_attempt_is_an_unknown_outcome() {
+        let conflict = || Refusal::Conflict(Versioned::Service { name: "web".into() });
+        assert!(matches!(
+            settle(Err(conflict()), false),
+            Err(ManagerError::Refused(Refusal::Conflict(_)))
+        ));
+        let e = settle(Err(conflict()), true).unwrap_err();
+        assert!(matches!(e, ManagerError::OutcomeUnknown(_)), "{e:?}");
+        assert_eq!(tonic::Status::from(e).code(), tonic::Code::Unavailable);
+        // A refusal the first attempt cannot have caused stays what it is.
+        let other = Refusal::IngressNetwork;
+        assert!(matches!(
+            settle(Err(other), true),
+            Err(ManagerError::Refused(Refusal::IngressNetwork))
+        ));
+        assert!(settle(Ok(Applied::default()), true).is_ok());
     }
 }

@@ -29,6 +29,7 @@ mod bins;
 mod cluster;
 pub mod docker;
 pub mod dockerd;
+pub mod faults;
 pub mod lab;
 mod ports;
 pub mod pty;

@@ -77,6 +77,10 @@ pub struct Args {
     /// Raft log entries between snapshots.
     #[arg(long, default_value_t = 5000)]
     pub snapshot_every: u64,
+    /// Raft log entries kept behind the last snapshot: a manager further behind is sent the
+    /// snapshot instead.
+    #[arg(long, default_value_t = 1000)]
+    pub snapshot_keep_logs: u64,
     /// Address pool for networks without --subnet (at init).
     #[arg(long, default_value = "10.0.0.0/8")]
     pub default_addr_pool: String,

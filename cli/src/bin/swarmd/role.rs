@@ -160,6 +160,7 @@ fn manager_config(node: &Node, ident: &Identity) -> ManagerConfig {
     cfg.heartbeat_misses = node.args.heartbeat_misses;
     cfg.restart_grace = node.args.restart_grace;
     cfg.snapshot_every = node.args.snapshot_every;
+    cfg.snapshot_keep_logs = node.args.snapshot_keep_logs;
     cfg.transport = node.transport.clone();
     cfg.registry = node.registry.clone();
     cfg

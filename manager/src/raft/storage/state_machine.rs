@@ -259,6 +259,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let state = decode(meta, &data)?;
         self.snapshots.save(meta, &data, false)?;
         self.restore(meta, state);
+        tracing::info!(
+            index = meta.last_log_id.map_or(0, |l| l.index),
+            snapshot = %meta.snapshot_id,
+            "installed a snapshot sent by the leader"
+        );
         Ok(())
     }
 
