@@ -2,8 +2,8 @@
 //! `shoal_agent::join`; here the node keeps what it was given.
 
 use crate::identity::Identity;
-use anyhow::Context;
 use crate::node::Node;
+use anyhow::Context;
 use shoal_agent::join::JoinConfig;
 use shoal_security::Transport;
 

@@ -99,7 +99,12 @@ pub fn left_before(node: &Node) -> bool {
 pub fn forget(node: &Node) -> anyhow::Result<()> {
     shoal_security::durable::write(&node.state_dir.join(LEFT), b"", 0o600)
         .with_context(|| format!("cannot write {LEFT}"))?;
-    for f in ["node.json", ".node.json.tmp", "node.json.tmp", "managers.json"] {
+    for f in [
+        "node.json",
+        ".node.json.tmp",
+        "node.json.tmp",
+        "managers.json",
+    ] {
         match std::fs::remove_file(node.state_dir.join(f)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(e).with_context(|| format!("cannot remove {f}"))

@@ -104,7 +104,6 @@ impl Flusher {
         }
         result
     }
-
 }
 
 impl Drop for Flusher {
