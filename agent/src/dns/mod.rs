@@ -1,7 +1,13 @@
 //! The embedded DNS (DESIGN §6): a resolver at 127.0.0.11:53, UDP and TCP, inside every task's
 //! network namespace (sockets opened from a thread in that namespace, served by the agent's
-//! runtime with hickory-server), answering from the managers' tables for the networks the task
-//! is on; other names go to the node's upstream resolvers.
+//! runtime), answering from the managers' tables for the networks the task is on; other names
+//! go to the node's upstream resolvers.
+//!
+//! Where a query is answered (one place each, for counters):
+//! - UDP, plain query for a cluster name: [`udp::respond`] (the per-task cache of encoded
+//!   answers, [`fast`]; filled on a miss by the slow path itself);
+//! - everything else, UDP ([`udp::slow_path`]) and TCP (hickory-server's listener):
+//!   [`TaskResolver`]'s `handle_request` (resolver.rs): local answer, forward, NXDOMAIN.
 
 pub mod fast;
 mod index;

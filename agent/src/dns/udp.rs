@@ -80,6 +80,9 @@ impl Drop for UdpServer {
 async fn read_loop(sock: Arc<UdpSocket>, resolver: Arc<TaskResolver>, cache: Arc<Cache>) {
     let mut buf = vec![0u8; RECV_MAX];
     let mut out = Vec::with_capacity(512);
+    // The slow queries in flight: aborted with the reader (as hickory's server did), so the
+    // socket closes when the task's resolver stops.
+    let mut slow = tokio::task::JoinSet::new();
     loop {
         let (n, src) = match sock.recv_from(&mut buf).await {
             Ok(r) => r,
@@ -105,7 +108,8 @@ async fn read_loop(sock: Arc<UdpSocket>, resolver: Arc<TaskResolver>, cache: Arc
         } else {
             let (resolver, sock, query) =
                 (Arc::clone(&resolver), Arc::clone(&sock), query.to_vec());
-            tokio::spawn(async move { slow_path(&resolver, sock, query, src).await });
+            slow.spawn(async move { slow_path(&resolver, sock, query, src).await });
+            while slow.try_join_next().is_some() {}
         }
     }
 }
