@@ -24,6 +24,12 @@
 # Ctrl-C, `swarmctl lab down` removes it, and the processes the script started (iperf3 servers)
 # are stopped by PID. Installs iperf3 with apt when missing.
 #
+# Throughput (issue 22): both iperf3 ends pinned (iperf3 -A CLIENT,SERVER: AFFINITY, default 0,1
+# on a machine with 2+ CPUs; AFFINITY= to leave them free), a ratio per round (overlay / underlay
+# of the same round, their median) next to the ratio of the medians, and the CPU cost per byte
+# (iperf3's sender + receiver process CPU, in ns per KiB carried), which varies less than the
+# rate on a shared machine. THROUGHPUT_ONLY=1 skips 2. and 3.
+#
 # Env: RUNS=3 DURATION=5 REPLICAS=50 SETTLE=2 SUBNET=198.18.X.0/24 NO_BUILD=1 (use the release
 # binaries already in $CARGO_TARGET_DIR/release), QUIET_PCT/QUIET_MAX (lib.sh; default 60 s here),
 # SWARM_RESULTS (a docker-swarm.sh results file for the side-by-side Swarm figure), KEEP=1.
@@ -38,6 +44,10 @@ SETTLE=${SETTLE:-2}
 QUIET_MAX=${QUIET_MAX:-60}
 PORT=5201
 OVNET=dpnet
+if [ -z "${AFFINITY+x}" ]; then
+  if [ "$(nproc)" -ge 2 ]; then AFFINITY=0,1; else AFFINITY=; fi
+fi
+THROUGHPUT_ONLY=${THROUGHPUT_ONLY:-}
 
 lab_init dataplane   # root; at exit: lab down, our processes (iperf3 servers) by PID, $BASE
 RAW=$BASE/dataplane.raw
@@ -128,16 +138,16 @@ iperf_once() { # underlay|overlay RUN
   for _ in $(seq 1 50); do listening "$srv_ns" && break; sleep 0.1; done
   listening "$srv_ns" || die "iperf3 server ($kind) not listening after 5 s: $(tail -n 3 "$BASE/iperf-server.log")"
   if [ "$kind" = underlay ]; then
-    out=$(timeout $((DURATION + 20)) swarmctl lab exec worker2 --name "$LAB" -- iperf3 -c "$W1_ADDR" -p "$PORT" -t "$DURATION" -J 9>&- | iperf_json) || true
+    out=$(timeout $((DURATION + 20)) swarmctl lab exec worker2 --name "$LAB" -- iperf3 -c "$W1_ADDR" -p "$PORT" -t "$DURATION" ${AFFINITY:+-A "$AFFINITY"} -J 9>&- | iperf_json) || true
   else
-    out=$(timeout $((DURATION + 20)) nsenter --net="$NS_CLI" iperf3 -c "$SRV_IP" -p "$PORT" -t "$DURATION" -J 9>&- | iperf_json) || true
+    out=$(timeout $((DURATION + 20)) nsenter --net="$NS_CLI" iperf3 -c "$SRV_IP" -p "$PORT" -t "$DURATION" ${AFFINITY:+-A "$AFFINITY"} -J 9>&- | iperf_json) || true
   fi
   bg_stop "$srv"
   read -r mbps retr cpus cpur <<<"$out"
   echo "IPERF kind=$kind run=$run mbps=$mbps retr=$retr cpu_snd=$cpus cpu_rcv=$cpur" >>"$RAW"
   log "  $kind run $run: $mbps Mbit/s ($retr retransmits, CPU sender $cpus %, receiver $cpur %)"
 }
-log "1. TCP throughput worker2 -> worker1, $RUNS x $DURATION s each, underlay and overlay interleaved"
+log "1. TCP throughput worker2 -> worker1, $RUNS x $DURATION s each, underlay and overlay interleaved${AFFINITY:+, iperf3 -A $AFFINITY}"
 for run in $(seq 1 "$RUNS"); do
   wait_quiet
   if [ $((run % 2)) = 1 ]; then iperf_once underlay "$run"; iperf_once overlay "$run"
@@ -146,6 +156,7 @@ done
 t=$(now_ms)
 swarmctl service rm ipsrv ipcli >/dev/null
 wait_gone "$t" >/dev/null
+if [ -n "$THROUGHPUT_ONLY" ]; then RUNS_CONV=0; else RUNS_CONV=$RUNS; fi
 
 # ------------------------------------------------------------------------------ 2. + 3.
 conv_once() { # MODE RUN
@@ -176,7 +187,7 @@ conv_once() { # MODE RUN
 }
 log "2./3. service create --replicas $REPLICAS -> all RUNNING, $RUNS rounds of none / bridge / overlay (order rotated)"
 MODES=(none bridge overlay)
-for run in $(seq 1 "$RUNS"); do
+for run in $(seq 1 "$RUNS_CONV"); do
   for k in 0 1 2; do conv_once "${MODES[$(( (k + run - 1) % 3 ))]}" "$run"; done
 done
 END_NOTE="$(date -u +%FT%TZ), $(machine_note)"
@@ -186,7 +197,7 @@ SW_CONV=3042   # Docker Swarm, docker-swarm.sh on this machine kind, median of 3
 if [ -n "${SWARM_RESULTS:-}" ] && [ -r "$SWARM_RESULTS" ]; then
   SW_CONV=$(grep -F "service create x50 -> all Running" "$SWARM_RESULTS" | awk '{print $NF}' | head -1)
 fi
-export SW_CONV RUNS DURATION REPLICAS SETTLE LAB SUBNET START_NOTE END_NOTE
+export SW_CONV RUNS DURATION REPLICAS SETTLE LAB SUBNET START_NOTE END_NOTE AFFINITY THROUGHPUT_ONLY
 run_info
 IPERF_VERSION=$(iperf3 --version 2>/dev/null | head -1 || true)
 export IPERF_VERSION
@@ -214,22 +225,43 @@ print()
 # 1. throughput
 ip = [d for k, d in rows if k == "IPERF"]
 mtu = {d["kind"]: d["mtu"] for k, d in rows if k == "MTU"}
+aff = E.get("AFFINITY", "")
 print(f"## 1. TCP throughput worker2 → worker1 (iperf3, 1 stream, {E['DURATION']} s per run, "
-      f"{E['RUNS']} runs each, interleaved)")
+      f"{E['RUNS']} runs each, interleaved{', iperf3 -A ' + aff + ' (client, server CPU)' if aff else ''})")
 print()
-print("| path | MTU | Mbit/s per run | median Mbit/s | retransmits (median) | CPU % sender / receiver (median) | vs underlay |")
-print("|---|---:|---|---:|---:|---|---:|")
+print("| path | MTU | Mbit/s per run | median Mbit/s | retransmits (median) | CPU % sender / receiver (median) | CPU ns per KiB (median) | vs underlay |")
+print("|---|---:|---|---:|---:|---|---:|---:|")
+def cost(d):   # iperf3's sender + receiver process CPU per KiB carried, ns
+    kibps = num(d["mbps"]) * 1e6 / 8 / 1024
+    return (num(d["cpu_snd"]) + num(d["cpu_rcv"])) / 100 * 1e9 / kibps if kibps == kibps and kibps else float("nan")
 base = med([num(d["mbps"]) for d in ip if d["kind"] == "underlay"])
+base_cost = med([cost(d) for d in ip if d["kind"] == "underlay"])
 for kind, what in (("underlay", "underlay: node namespace → node namespace (veth, lab bridge)"),
                    ("overlay", "overlay: task → task (VXLAN between the nodes)")):
     ds = [d for d in ip if d["kind"] == kind]
     m = med([num(d["mbps"]) for d in ds])
     print(f"| {what} | {mtu.get(kind, '?')} | {' '.join(f0(num(d['mbps'])) for d in ds)} | {f0(m)} | "
           f"{f0(med([num(d['retr']) for d in ds]))} | {f0(med([num(d['cpu_snd']) for d in ds]))} / "
-          f"{f0(med([num(d['cpu_rcv']) for d in ds]))} | {f2(m / base) if base == base and base else 'n/a'} |")
+          f"{f0(med([num(d['cpu_rcv']) for d in ds]))} | {f0(med([cost(d) for d in ds]))} | "
+          f"{f2(m / base) if base == base and base else 'n/a'} |")
+print()
+runs = sorted({d["run"] for d in ip}, key=int)
+pair = {}
+for r in runs:
+    u = [d for d in ip if d["run"] == r and d["kind"] == "underlay"]
+    o = [d for d in ip if d["run"] == r and d["kind"] == "overlay"]
+    if u and o and num(u[0]["mbps"]):
+        pair[r] = (num(o[0]["mbps"]) / num(u[0]["mbps"]), cost(u[0]) / cost(o[0]) if cost(o[0]) else float("nan"))
+print(f"Overlay / underlay per round (same round): throughput {' '.join(f2(v[0]) for v in pair.values())} "
+      f"(median **{f2(med([v[0] for v in pair.values()]))}**); CPU cost per byte, underlay / overlay "
+      f"{' '.join(f2(v[1]) for v in pair.values())} (median **{f2(med([v[1] for v in pair.values()]))}**; "
+      f"ratio of the medians {f2(base_cost / med([cost(d) for d in ip if d['kind'] == 'overlay']))}).")
 print()
 
 # 2. convergence
+if E.get("THROUGHPUT_ONLY"):
+    print("(2. and 3. skipped: THROUGHPUT_ONLY=1)")
+    sys.exit(0)
 cv = [d for k, d in rows if k == "CONV"]
 R = E["REPLICAS"]
 sw = num(E["SW_CONV"])

@@ -1,13 +1,23 @@
 //! The embedded DNS (DESIGN §6): a resolver at 127.0.0.11:53, UDP and TCP, inside every task's
 //! network namespace (sockets opened from a thread in that namespace, served by the agent's
-//! runtime with hickory-server), answering from the managers' tables for the networks the task
-//! is on; other names go to the node's upstream resolvers.
+//! runtime), answering from the managers' tables for the networks the task is on; other names
+//! go to the node's upstream resolvers.
+//!
+//! Where a query is answered (one place each, for counters):
+//! - UDP, plain query for a cluster name: [`udp::respond`] (the per-task cache of encoded
+//!   answers, [`fast`]; filled on a miss by the slow path itself);
+//! - everything else, UDP ([`udp::slow_path`]) and TCP (hickory-server's listener):
+//!   [`TaskResolver`]'s `handle_request` (resolver.rs): local answer, forward, NXDOMAIN.
 
+pub mod fast;
 mod index;
 mod resolver;
+pub mod udp;
 
 pub use index::{Index, Target};
-pub use resolver::{answer, Reply, Shared, TaskResolver, DEFAULT_UPSTREAM_TIMEOUT, TTL};
+pub use resolver::{
+    answer, answer_ordered, Reply, Shared, TaskResolver, DEFAULT_UPSTREAM_TIMEOUT, TTL,
+};
 
 use hickory_server::Server;
 use shoal_netlib::netns::NetNs;
@@ -46,7 +56,10 @@ pub struct Dns {
 }
 
 struct TaskServer {
+    /// TCP (hickory).
     _server: Server<TaskResolver>,
+    /// UDP: the fast path and hickory's handler behind it.
+    _udp: udp::UdpServer,
     networks: Vec<String>,
 }
 
@@ -94,6 +107,10 @@ impl Dns {
     pub fn set_tables(&self, tables: &[pb::DnsNetwork]) {
         let ix = Arc::new(Index::build(tables));
         *self.shared.index.write().unwrap_or_else(|e| e.into_inner()) = ix;
+        // After the swap: a cache entry built at the new version comes from the new tables.
+        self.shared
+            .version
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// How long an upstream resolver has to answer.
@@ -129,19 +146,21 @@ impl Dns {
                 Ok((udp, tcp))
             })?
             .map_err(Error::Listen)?;
-        let udp = tokio::net::UdpSocket::from_std(udp).map_err(Error::Register)?;
         let tcp = tokio::net::TcpListener::from_std(tcp).map_err(Error::Register)?;
-        let mut server = Server::new(TaskResolver {
+        let resolver = TaskResolver {
             shared: Arc::clone(&self.shared),
             networks: networks.clone(),
-        });
-        server.register_socket(udp);
+        };
+        let udp = udp::UdpServer::spawn(udp, resolver.clone(), udp::readers())
+            .map_err(Error::Register)?;
+        let mut server = Server::new(resolver);
         server.register_listener(tcp, tcp_idle, 16);
         debug!(task.id = task_id, ?networks, "embedded DNS listening");
         servers.insert(
             task_id.to_string(),
             TaskServer {
                 _server: server,
+                _udp: udp,
                 networks,
             },
         );

@@ -11,6 +11,7 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use rand::seq::SliceRandom;
 use shoal_netlib::netns::NetNs;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tracing::debug;
@@ -31,6 +32,9 @@ pub struct Shared {
     pub node_ns: Option<Arc<NetNs>>,
     /// How long an upstream resolver has to answer.
     pub upstream_timeout: RwLock<Duration>,
+    /// Bumped after every change of `index`: the task caches of encoded answers are only
+    /// valid for the version they were built at.
+    pub version: AtomicU64,
 }
 
 impl Default for Shared {
@@ -40,6 +44,7 @@ impl Default for Shared {
             upstream: Default::default(),
             node_ns: None,
             upstream_timeout: RwLock::new(DEFAULT_UPSTREAM_TIMEOUT),
+            version: AtomicU64::new(0),
         }
     }
 }
@@ -59,11 +64,28 @@ fn a_records(name: &Name, ips: &[Ipv4Addr]) -> Vec<Record> {
         .collect()
 }
 
-/// The reply to a query of `qtype` for `name` from a task on `networks`.
+/// The reply to a query of `qtype` for `name` from a task on `networks` (the addresses of
+/// `tasks.X` and dnsrr names shuffled).
 pub fn answer(index: &Index, networks: &[String], name: &Name, qtype: RecordType) -> Reply {
+    let (mut reply, shuffled) = answer_ordered(index, networks, name, qtype);
+    if shuffled {
+        if let Reply::Answer(_, records) = &mut reply {
+            records.shuffle(&mut rand::rng());
+        }
+    }
+    reply
+}
+
+/// The reply of [`answer`] in table order, and whether its records are to be shuffled.
+pub fn answer_ordered(
+    index: &Index,
+    networks: &[String],
+    name: &Name,
+    qtype: RecordType,
+) -> (Reply, bool) {
     let key = normalize(&name.to_ascii());
     if let Some(ip) = reverse_addr(&key) {
-        return match index.reverse(networks, ip) {
+        let reply = match index.reverse(networks, ip) {
             Some(task) if qtype == RecordType::PTR => match Name::from_ascii(task) {
                 Ok(target) => Reply::Answer(
                     ResponseCode::NoError,
@@ -78,18 +100,21 @@ pub fn answer(index: &Index, networks: &[String], name: &Name, qtype: RecordType
             Some(_) => Reply::Answer(ResponseCode::NoError, vec![]),
             None => Reply::Forward,
         };
+        return (reply, false);
     }
     match index.lookup(networks, &key) {
-        None => Reply::Forward,
+        None => (Reply::Forward, false),
         // AAAA and every other type of a name we know: no records, no error (clients that ask
         // A and AAAA together get their A at once instead of timing out).
-        Some(_) if qtype != RecordType::A => Reply::Answer(ResponseCode::NoError, vec![]),
-        Some(Target::Fixed(ips)) => Reply::Answer(ResponseCode::NoError, a_records(name, ips)),
-        Some(Target::Shuffled(ips)) => {
-            let mut ips = ips.clone();
-            ips.shuffle(&mut rand::rng());
-            Reply::Answer(ResponseCode::NoError, a_records(name, &ips))
-        }
+        Some(_) if qtype != RecordType::A => (Reply::Answer(ResponseCode::NoError, vec![]), false),
+        Some(Target::Fixed(ips)) => (
+            Reply::Answer(ResponseCode::NoError, a_records(name, ips)),
+            false,
+        ),
+        Some(Target::Shuffled(ips)) => (
+            Reply::Answer(ResponseCode::NoError, a_records(name, ips)),
+            ips.len() > 1,
+        ),
     }
 }
 

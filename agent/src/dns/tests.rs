@@ -82,20 +82,23 @@ fn answers_from_the_tables() {
 }
 
 /// A resolver for the tables on 127.0.0.1 (UDP and TCP on one port), for `networks`.
+/// UDP: the fast path with two readers in front of the handler, as in a task; TCP: hickory.
 async fn server(
     networks: Vec<String>,
     upstream: Vec<SocketAddr>,
-) -> (SocketAddr, Server<TaskResolver>) {
+) -> (SocketAddr, (Server<TaskResolver>, udp::UdpServer)) {
     let shared = Arc::new(Shared::default());
     *shared.index.write().unwrap() = Arc::new(Index::build(&tables()));
     *shared.upstream.write().unwrap() = upstream;
-    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let addr = sock.local_addr().unwrap();
     let tcp = tokio::net::TcpListener::bind(addr).await.unwrap();
-    let mut s = Server::new(TaskResolver { shared, networks });
-    s.register_socket(udp);
+    let resolver = TaskResolver { shared, networks };
+    let u = udp::UdpServer::spawn(sock, resolver.clone(), 2).unwrap();
+    let mut s = Server::new(resolver);
     s.register_listener(tcp, Duration::from_secs(2), 16);
-    (addr, s)
+    (addr, (s, u))
 }
 
 fn query(id: u16, qname: &str, qtype: RecordType) -> Vec<u8> {
@@ -272,4 +275,211 @@ async fn fuzzed_queries_do_no_harm() {
     assert_eq!(r.answers.len(), 1);
     eprintln!("fuzz: {sent} datagrams");
     let _ = Metadata::new(0, MessageType::Query, OpCode::Query);
+}
+
+/// A resolver on the test tables for network n1, without sockets.
+fn resolver() -> TaskResolver {
+    let shared = Arc::new(Shared::default());
+    *shared.index.write().unwrap() = Arc::new(Index::build(&tables()));
+    TaskResolver {
+        shared,
+        networks: n1(),
+    }
+}
+
+/// The slow path's reply (hickory's handler, encoded as for UDP) to `raw`.
+async fn slow_reply(r: &TaskResolver, raw: &[u8]) -> Vec<u8> {
+    use hickory_server::server::RequestHandler;
+    let req = hickory_server::server::Request::from_bytes(
+        raw.to_vec(),
+        "127.0.0.1:5353".parse().unwrap(),
+        hickory_server::net::xfer::Protocol::Udp,
+    )
+    .unwrap();
+    let slot = Arc::new(std::sync::Mutex::new(None));
+    r.handle_request::<_, hickory_server::net::runtime::TokioTime>(
+        &req,
+        udp::Responder::Capture(Arc::clone(&slot)),
+    )
+    .await;
+    let got = slot.lock().unwrap().take();
+    got.expect("the slow path answers")
+}
+
+/// A query with a given id, RD and CD flags, for a name spelled as given (its case kept).
+fn raw_query(id: u16, qname: &str, qtype: u16, rd: bool, cd: bool) -> Vec<u8> {
+    let mut q = id.to_be_bytes().to_vec();
+    q.push(if rd { 1 } else { 0 });
+    q.push(if cd { 0x10 } else { 0 });
+    q.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+    for l in qname.trim_end_matches('.').split('.') {
+        q.push(l.len() as u8);
+        q.extend_from_slice(l.as_bytes());
+    }
+    q.push(0);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&[0, 1]);
+    q
+}
+
+/// Header and question bytes, the answers' data sorted and the length (the order of
+/// shuffled names varies).
+fn canonical(wire: &[u8], qname_len: usize) -> (Vec<u8>, Vec<String>, usize) {
+    let mut data: Vec<String> = Message::from_vec(wire)
+        .unwrap()
+        .answers
+        .iter()
+        .map(|a| format!("{} {:?}", a.name, a.data))
+        .collect();
+    data.sort();
+    (wire[..12 + qname_len + 4].to_vec(), data, wire.len())
+}
+
+#[tokio::test]
+async fn fast_path_bytes_equal_the_slow_path() {
+    let r = resolver();
+    let cache = fast::Cache::default();
+    let cases: &[(&str, u16, bool)] = &[
+        ("web", 1, false),
+        ("WeB.", 1, false),
+        ("API", 1, false),
+        ("Web.1.AAA", 1, false),
+        ("web.2.bbb.LP_NET", 1, false),
+        ("3.1.0.10.IN-ADDR.arpa", 12, false),
+        ("3.1.0.10.in-addr.arpa", 1, false),
+        ("web", 28, false),
+        ("web", 15, false),
+        ("rr", 1, false),
+        ("Tasks.Web", 1, true),
+    ];
+    let mut out = Vec::new();
+    let mut id = 0x1200u16;
+    for &(qname, qtype, shuffled) in cases {
+        for (rd, cd) in [(true, false), (false, true), (true, true)] {
+            id += 1;
+            let q = raw_query(id, qname, qtype, rd, cd);
+            let slow = slow_reply(&r, &q).await;
+            assert!(
+                udp::respond(&r, &cache, &q, &mut out).await,
+                "{qname} {qtype}: fast path"
+            );
+            let plain = fast::parse(&q).unwrap();
+            if shuffled {
+                assert_eq!(
+                    canonical(&out, plain.qname_len),
+                    canonical(&slow, plain.qname_len),
+                    "{qname} {qtype}"
+                );
+            } else {
+                assert_eq!(out, slow, "{qname} {qtype} rd={rd} cd={cd}");
+            }
+            // The question keeps the client's spelling.
+            assert_eq!(&out[12..12 + plain.qname_len], &q[12..12 + plain.qname_len]);
+        }
+    }
+    // One entry per (name, type), whatever the case of the queries.
+    assert_eq!(cache.len(), cases.len() - 1);
+}
+
+#[tokio::test]
+async fn fast_path_leaves_the_rest_to_the_slow_path() {
+    let r = resolver();
+    let cache = fast::Cache::default();
+    let mut out = Vec::new();
+    // Not ours (forwarded or NXDOMAIN), not on this task's networks.
+    for name in ["example.org", "db", "9.9.9.9.in-addr.arpa"] {
+        assert!(!udp::respond(&r, &cache, &raw_query(1, name, 1, true, false), &mut out).await);
+    }
+    // A second query for an unknown name does not rebuild anything.
+    assert!(!udp::respond(&r, &cache, &raw_query(2, "db", 1, true, false), &mut out).await);
+    assert_eq!(cache.len(), 3);
+    // Not plain: EDNS (an additional record), class CH, a compressed name, trailing bytes, a
+    // response, another opcode, truncated.
+    let good = raw_query(3, "web", 1, true, false);
+    let mut edns = good.clone();
+    edns[11] = 1;
+    edns.extend_from_slice(&[0, 0, 41, 4, 0, 0, 0, 0, 0, 0, 0]);
+    let mut ch = good.clone();
+    let l = ch.len();
+    ch[l - 1] = 3;
+    let mut ptr = good[..12].to_vec();
+    ptr.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+    let mut trailing = good.clone();
+    trailing.push(0);
+    let mut response = good.clone();
+    response[2] |= 0x80;
+    let mut notify = good.clone();
+    notify[2] |= 4 << 3;
+    for bad in [
+        edns,
+        ch,
+        ptr,
+        trailing,
+        response,
+        notify,
+        good[..good.len() - 1].to_vec(),
+    ] {
+        assert!(fast::parse(&bad).is_none(), "{bad:?}");
+    }
+    assert!(fast::parse(&good).is_some());
+}
+
+#[tokio::test]
+async fn cached_answers_follow_the_tables() {
+    let r = resolver();
+    let cache = fast::Cache::default();
+    let mut out = Vec::new();
+    let q = raw_query(5, "web", 1, true, false);
+    assert!(udp::respond(&r, &cache, &q, &mut out).await);
+    let m = Message::from_vec(&out).unwrap();
+    assert_eq!(
+        m.answers[0].data,
+        RData::A(hickory_server::proto::rr::rdata::A(Ipv4Addr::new(
+            10, 0, 1, 2
+        )))
+    );
+    // New tables: web's VIP moves, a new name appears; the version bump drops the cache.
+    let mut t = tables();
+    t[0].services[0].vip = "10.0.1.99".into();
+    t[0].services[1].name = "fresh".into();
+    *r.shared.index.write().unwrap() = Arc::new(Index::build(&t));
+    r.shared
+        .version
+        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    assert!(udp::respond(&r, &cache, &q, &mut out).await);
+    let m = Message::from_vec(&out).unwrap();
+    assert_eq!(m.metadata.id, 5);
+    assert_eq!(
+        m.answers[0].data,
+        RData::A(hickory_server::proto::rr::rdata::A(Ipv4Addr::new(
+            10, 0, 1, 99
+        )))
+    );
+    assert!(udp::respond(&r, &cache, &raw_query(6, "fresh", 1, true, false), &mut out).await);
+    assert_eq!(cache.len(), 2);
+}
+
+#[tokio::test]
+async fn tasks_names_are_shuffled_per_answer() {
+    let r = resolver();
+    let cache = fast::Cache::default();
+    let mut out = Vec::new();
+    let mut orders = std::collections::HashSet::new();
+    for id in 0..64u16 {
+        assert!(
+            udp::respond(
+                &r,
+                &cache,
+                &raw_query(id, "tasks.web", 1, true, false),
+                &mut out
+            )
+            .await
+        );
+        let m = Message::from_vec(&out).unwrap();
+        assert_eq!(m.metadata.id, id);
+        let got: Vec<_> = m.answers.iter().map(|a| a.data.clone()).collect();
+        assert_eq!(got.len(), 2);
+        orders.insert(format!("{got:?}"));
+    }
+    assert_eq!(orders.len(), 2, "both orders of the two tasks are served");
 }

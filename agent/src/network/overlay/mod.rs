@@ -15,7 +15,7 @@ use std::sync::Arc;
 use shoal_netlib::names;
 use shoal_netlib::rt::{mac_of_ipv4, Vxlan};
 use shoal_proto::model::{Ipv4Net, NetworkAttachment, Task};
-use tracing::info;
+use tracing::{debug, info};
 
 use super::kernel::Namespace;
 use super::{parse_subnet, DataPlane, Error, Interface, Result};
@@ -24,6 +24,14 @@ use super::{parse_subnet, DataPlane, Error, Interface, Result};
 pub const OVERLAY_MTU: u32 = 1450;
 /// The sandbox's bridge.
 const BR: &str = names::SANDBOX_BRIDGE;
+/// br_netfilter's switches, on by default in every namespace: with them, every frame br0
+/// forwards takes a detour through the sandbox's (empty) IPv4/IPv6/ARP netfilter hooks, with
+/// an skb extension and a fake route per packet. The sandbox filters nothing: off.
+const BR_NF_OFF: [&str; 3] = [
+    "net.bridge.bridge-nf-call-iptables",
+    "net.bridge.bridge-nf-call-ip6tables",
+    "net.bridge.bridge-nf-call-arptables",
+];
 
 /// One overlay network's sandbox on this node.
 #[derive(Debug)]
@@ -70,6 +78,12 @@ impl DataPlane {
             .kernel
             .ensure_ns(&names::overlay_ns(&att.network_id))?;
         ov.ensure_up("lo").await?;
+        for key in BR_NF_OFF {
+            // Best effort: a kernel without br_netfilter has no such keys (and no detour).
+            if let Err(error) = ov.sysctl(key, "0") {
+                debug!(net.id = %att.network_id, key, %error, "sandbox sysctl not set");
+            }
+        }
         ov.ensure_bridge(BR).await?;
         ov.ensure_mtu(BR, OVERLAY_MTU).await?;
         ov.ensure_addr(BR, gateway, subnet.prefix()).await?;
