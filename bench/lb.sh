@@ -14,6 +14,9 @@
 #    mesh-local:  wrk in worker1's node namespace (`swarmctl lab exec`) -> localhost:PUBLISHED
 #                 (routing mesh: ingress_sbox, ingress balancer, ingress overlay);
 #    mesh-remote: the same, to worker2's lab address:PUBLISHED.
+#    mesh-traffic-local: the same, to worker2's lab address:LOCAL_PUBLISHED, the port of service
+#                 `near` (one whoami on worker2, --publish …,traffic=local, issue 22): worker2's
+#                 node DNATs straight to its own task, no ingress sandbox, no SNAT.
 #    Requests/s, p50, p99 (medians over the runs) and ratios to direct; for the balanced paths
 #    the balancer's connection counters (network inspect --lb) before and after each run.
 # 2. One backend change: `service scale web=6` then back to `web=5`, RUNS times each. The clock
@@ -84,13 +87,17 @@ W2_ID=$(awk '$2 == "worker2" {print $1}' "$BASE/nodeids")
 swarmctl network create -d overlay "$NET" >/dev/null || die "cannot create overlay network $NET"
 swarmctl service create --runtime process -d --name web --replicas 5 --publish 8080 --network "$NET" whoami >/dev/null
 swarmctl service create --runtime process -d --name client --network "$NET" --constraint node.hostname==worker1 whoami --port 9000 >/dev/null
+LOCAL_PUBLISHED=${LOCAL_PUBLISHED:-30999}
+swarmctl service create --runtime process -d --name near --constraint node.hostname==worker2 \
+  --publish "published=$LOCAL_PUBLISHED,target=8080,traffic=local" whoami >/dev/null
 wait_running web 5 60
 wait_running client 1 60
+wait_running near 1 60
 NETID=$(swarmctl network inspect "$NET" --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
 VIP=$(swarmctl service inspect web --format json | python3 -c '
 import json, sys
 print([v["addr"].split("/")[0] for v in json.load(sys.stdin)[0]["vips"] if v["network_id"] == sys.argv[1]][0])' "$NETID")
-PUBLISHED=$(swarmctl service ls | sed -n 's/.*\*:\([0-9]*\)->8080\/tcp.*/\1/p' | head -1)
+PUBLISHED=$(swarmctl service ls | awk '$2 == "web"' | sed -n 's/.*\*:\([0-9]*\)->8080\/tcp.*/\1/p' | head -1)
 [ -n "$PUBLISHED" ] || die "no *:PORT->8080/tcp in: $(swarmctl service ls)"
 tasks_of web "$NET" >"$BASE/webtasks"
 # the direct target: a web task on worker2 (else any web task off worker1, else any)
@@ -199,6 +206,7 @@ wrk_once() { # PATH RUN
     vip) url=http://$VIP:8080/name; lbnet=$NET; lbnode=worker1 ;;
     mesh-local) url=http://localhost:$PUBLISHED/name; lbnet=ingress; lbnode=worker1 ;;
     mesh-remote) url=http://${ADDR_OF[worker2]}:$PUBLISHED/name; lbnet=ingress; lbnode=worker2 ;;
+    mesh-traffic-local) url=http://${ADDR_OF[worker2]}:$LOCAL_PUBLISHED/name ;;
   esac
   [ -n "$lbnet" ] && before=$(lb_conns "$lbnet" "$lbnode")
   if [ "$path" = direct ] || [ "$path" = vip ]; then
@@ -212,11 +220,11 @@ wrk_once() { # PATH RUN
   echo "WRK path=$path run=$run rps=$rps p50_ms=$p50 p99_ms=$p99 requests=$n errors=$err non2xx=$bad lb_conns=$conns url=$url" >>"$RAW"
   log "  $path run $run: $rps req/s, p50 $p50 ms, p99 $p99 ms ($n requests, $err socket errors, $bad non-2xx; balancer counted $conns connections)"
 }
-PATHS=(direct vip mesh-local mesh-remote)
+PATHS=(direct vip mesh-local mesh-remote mesh-traffic-local)
 log "1. HTTP, a new connection per request: wrk -t1 -c$CONNS -d${DURATION}s, $RUNS rounds of ${PATHS[*]} (order rotated)"
 for run in $(seq 1 "$RUNS"); do
   wait_quiet
-  for k in 0 1 2 3; do wrk_once "${PATHS[$(( (k + run - 1) % 4 ))]}" "$run"; done
+  for k in "${!PATHS[@]}"; do wrk_once "${PATHS[$(( (k + run - 1) % ${#PATHS[@]} ))]}" "$run"; done
 done
 
 # ------------------------------------------------------------------------------ 2. propagation
@@ -275,9 +283,10 @@ print("|---|---|---:|---:|---:|---:|---|---:|---:|")
 what = {"direct": "direct: client task → web task on " + setup["direct_node"] + " (overlay, no balancer)",
         "vip": "VIP: client task → web's VIP on " + E["NET"],
         "mesh-local": "routing mesh: worker1 → localhost:" + setup["published"],
-        "mesh-remote": "routing mesh: worker1 → worker2's address:" + setup["published"]}
+        "mesh-remote": "routing mesh: worker1 → worker2's address:" + setup["published"],
+        "mesh-traffic-local": "traffic=local: worker1 → worker2's address (its own task, no SNAT)"}
 base = {}
-for p in ("direct", "vip", "mesh-local", "mesh-remote"):
+for p in ("direct", "vip", "mesh-local", "mesh-remote", "mesh-traffic-local"):
     ds = sorted([d for d in wk if d["path"] == p], key=lambda d: int(d["run"]))
     m = {k: med([num(d[k]) for d in ds]) for k in ("rps", "p50_ms", "p99_ms")}
     if p == "direct":

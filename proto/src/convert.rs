@@ -186,6 +186,10 @@ impl From<&m::PortConfig> for pb::PortConfig {
                 m::PublishMode::Ingress => pb::PublishMode::Ingress,
                 m::PublishMode::Host => pb::PublishMode::Host,
             } as i32,
+            traffic: match p.traffic {
+                m::TrafficPolicy::Cluster => pb::TrafficPolicy::Cluster,
+                m::TrafficPolicy::Local => pb::TrafficPolicy::Local,
+            } as i32,
         }
     }
 }
@@ -206,6 +210,10 @@ impl TryFrom<&pb::PortConfig> for m::PortConfig {
             mode: match p.mode() {
                 pb::PublishMode::Ingress => m::PublishMode::Ingress,
                 pb::PublishMode::Host => m::PublishMode::Host,
+            },
+            traffic: match p.traffic() {
+                pb::TrafficPolicy::Cluster => m::TrafficPolicy::Cluster,
+                pb::TrafficPolicy::Local => m::TrafficPolicy::Local,
             },
         })
     }

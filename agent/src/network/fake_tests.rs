@@ -53,6 +53,7 @@ fn service(name: &str, mark: u32, backends: &[&str], published: Option<u32>) -> 
                 protocol: pb::Protocol::Tcp as i32,
                 published: p,
                 target: 80,
+                ..Default::default()
             })
             .into_iter()
             .collect(),

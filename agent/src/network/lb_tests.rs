@@ -128,6 +128,7 @@ fn table(ingress: bool, web_ips: &[&str]) -> pb::LbTable {
                     protocol: pb::Protocol::Tcp as i32,
                     published: u32::from(PUBLISHED),
                     target: 8080,
+                    ..Default::default()
                 }]
             } else {
                 vec![]
@@ -163,6 +164,7 @@ async fn vip_and_mesh(choice: LbChoice) {
             target: 8080,
             published: PUBLISHED,
             mode: PublishMode::Ingress,
+            traffic: Default::default(),
         }];
         let sb = node.dp.prepare(&t).await.unwrap();
         serve(&sb, ["web1", "web2", "web3"][usize::from(i - 1)]);

@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use serde_json::json;
 use shoal_netlib::names;
 use shoal_netlib::nft::{expr, Batch, Family, Hook};
-use shoal_proto::model::{Protocol, PublishMode, Task};
+use shoal_proto::model::{Protocol, PublishMode, Task, TrafficPolicy};
 
 use super::{DataPlane, Error, Interface, Result};
 use shoal_proto::model::Ipv4Net;
@@ -37,8 +37,15 @@ pub(super) struct NodeState {
     pub(super) bridge_users: BTreeMap<String, BTreeSet<String>>,
     /// `(protocol, published port)` → task → (task address, target port): `mode=host` ports.
     pub(super) host_ports: BTreeMap<(Protocol, u16), BTreeMap<String, (Ipv4Addr, u16)>>,
-    /// The routing mesh: `ingress_sbox`'s address on `shoal_gwbridge` and the published ports.
+    /// The routing mesh: `ingress_sbox`'s address on `shoal_gwbridge` and the published ports
+    /// it balances (`traffic=cluster`).
     pub(super) mesh: Option<(Ipv4Addr, BTreeSet<(Protocol, u16)>)>,
+    /// The mesh's `traffic=local` ports (from the ingress table): answered only by this node's
+    /// own tasks (`local_tasks`), refused when it has none.
+    pub(super) mesh_local: BTreeSet<(Protocol, u16)>,
+    /// `(protocol, published port)` → task → (task address on its bridge, target port): this
+    /// node's tasks publishing a `traffic=local` ingress port.
+    pub(super) local_tasks: BTreeMap<(Protocol, u16), BTreeMap<String, (Ipv4Addr, u16)>>,
 }
 
 impl DataPlane {
@@ -72,8 +79,9 @@ impl DataPlane {
         host.apply_nft(&node.rules()).await
     }
 
-    /// Opens `task`'s `mode=host` ports on this node, to its address on the first network the
-    /// node routes to (a bridge network).
+    /// Opens `task`'s `mode=host` ports on this node, and its `traffic=local` ingress ports, to
+    /// its address on the first network the node routes to (a bridge network: for a task on
+    /// overlays, `shoal_gwbridge`, whose gateway is the node: the answers go back through it).
     pub(super) async fn publish_host_ports(
         &self,
         task: &Task,
@@ -83,7 +91,8 @@ impl DataPlane {
             .spec
             .ports
             .iter()
-            .filter(|p| p.mode == PublishMode::Host && p.published != 0)
+            .filter(|p| p.published != 0)
+            .filter(|p| p.mode == PublishMode::Host || p.traffic == TrafficPolicy::Local)
             .collect();
         if ports.is_empty() {
             return Ok(());
@@ -98,10 +107,12 @@ impl DataPlane {
         let mut node = self.inner.node.lock().await;
         let mut changed = false;
         for p in ports {
-            let slot = node
-                .host_ports
-                .entry((p.protocol, p.published))
-                .or_default();
+            let map = if p.mode == PublishMode::Host {
+                &mut node.host_ports
+            } else {
+                &mut node.local_tasks
+            };
+            let slot = map.entry((p.protocol, p.published)).or_default();
             changed |= slot.insert(task.id.to_string(), (addr, p.target)) != Some((addr, p.target));
         }
         if changed {
@@ -111,20 +122,23 @@ impl DataPlane {
     }
 
     /// The node's side of the mesh: published ports to `ingress_sbox`.
+    /// `ports` go to `ingress_sbox` (`traffic=cluster`); `local` ones to this node's own tasks.
     pub(super) async fn set_mesh(
         &self,
         sbox: Option<Ipv4Addr>,
         ports: BTreeSet<(Protocol, u16)>,
+        local: BTreeSet<(Protocol, u16)>,
     ) -> Result<()> {
         let mut node = self.inner.node.lock().await;
         let want = match sbox {
             Some(addr) if !ports.is_empty() => Some((addr, ports)),
             _ => None,
         };
-        if node.mesh == want {
+        if node.mesh == want && node.mesh_local == local {
             return Ok(());
         }
         node.mesh = want;
+        node.mesh_local = local;
         self.inner.host.apply_nft(&node.rules()).await
     }
 }
@@ -199,6 +213,9 @@ impl NodeState {
                     );
                 }
             }
+        }
+        node.local_rules(&mut b);
+        if node.mesh.is_some() || !node.local_tasks.is_empty() {
             // From the node itself: 127.0.0.1 cannot be a source on the bridge.
             b.add_rule(
                 Family::Ip,
@@ -256,6 +273,94 @@ impl NodeState {
     }
 }
 
+impl NodeState {
+    /// The mesh's `traffic=local` ports: to this node's own tasks on their bridge address and
+    /// target port, round robin, without SNAT (the client's address reaches the task, whose
+    /// default route is the node: the answers come back here and conntrack undoes the DNAT);
+    /// refused (TCP reset, ICMP port unreachable) where the node has none: never sent to another
+    /// node.
+    fn local_rules(&self, b: &mut Batch) {
+        let t = NODE_TABLE;
+        let ports: BTreeSet<(Protocol, u16)> = self
+            .mesh_local
+            .iter()
+            .chain(self.local_tasks.keys())
+            .copied()
+            .collect();
+        if ports.is_empty() {
+            return;
+        }
+        let mut refused = Vec::new();
+        for (proto, port) in &ports {
+            let Some(tasks) = self
+                .local_tasks
+                .get(&(*proto, *port))
+                .filter(|t| !t.is_empty())
+            else {
+                refused.push((*proto, *port));
+                continue;
+            };
+            let targets: Vec<(serde_json::Value, serde_json::Value)> = tasks
+                .values()
+                .enumerate()
+                .map(|(i, (ip, target))| {
+                    (
+                        json!(i),
+                        expr::concat(vec![json!(ip.to_string()), json!(target)]),
+                    )
+                })
+                .collect();
+            let n = targets.len() as u32;
+            for (chain, hook) in [
+                ("prerouting", Hook::nat_prerouting()),
+                ("output", Hook::nat_output()),
+            ] {
+                b.add_chain(Family::Ip, t, chain, Some(&hook));
+                b.add_rule(
+                    Family::Ip,
+                    t,
+                    chain,
+                    [
+                        to_local_port(proto.as_str(), *port),
+                        vec![expr::dnat_to(expr::map_lookup(
+                            expr::numgen_inc(n),
+                            expr::anon_map(targets.clone()),
+                        ))],
+                    ]
+                    .concat(),
+                    None,
+                );
+            }
+        }
+        if refused.is_empty() {
+            return;
+        }
+        b.add_chain(
+            Family::Ip,
+            t,
+            "input",
+            Some(&Hook {
+                ty: "filter",
+                hook: "input",
+                prio: 0,
+            }),
+        );
+        for (proto, port) in refused {
+            let reject = match proto {
+                Protocol::Tcp => json!({"reject": {"type": "tcp reset"}}),
+                Protocol::Udp => json!({"reject": null}),
+            };
+            b.add_rule(
+                Family::Ip,
+                t,
+                "input",
+                [to_local_port(proto.as_str(), port), vec![reject]].concat(),
+                None,
+            );
+        }
+    }
+}
+
 /// The match of a published port on the node's own addresses: `fib daddr type local
 /// meta l4proto PROTO th dport PORT`.
 fn to_local_port(proto: &str, port: u16) -> Vec<serde_json::Value> {
@@ -264,4 +369,115 @@ fn to_local_port(proto: &str, port: u16) -> Vec<serde_json::Value> {
         expr::eq(expr::meta("l4proto"), json!(proto)),
         expr::eq(expr::th("dport"), json!(port)),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rules of `state`'s table as `(chain, rule JSON)`.
+    fn rules(state: &NodeState) -> Vec<(String, String)> {
+        let doc = state.rules().to_json();
+        doc["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["add"].get("rule"))
+            .map(|r| {
+                (
+                    r["chain"].as_str().unwrap().to_string(),
+                    r["expr"].to_string(),
+                )
+            })
+            .collect()
+    }
+
+    fn sbox() -> Ipv4Addr {
+        "172.18.0.2".parse().unwrap()
+    }
+
+    #[test]
+    fn a_local_port_goes_to_the_nodes_own_tasks_without_snat() {
+        let mut st = NodeState {
+            mesh: Some((sbox(), [(Protocol::Tcp, 8080)].into())),
+            mesh_local: [(Protocol::Tcp, 9090)].into(),
+            ..Default::default()
+        };
+        st.local_tasks.insert(
+            (Protocol::Tcp, 9090),
+            [
+                ("t1".to_string(), ("172.18.0.5".parse().unwrap(), 80)),
+                ("t2".to_string(), ("172.18.0.6".parse().unwrap(), 80)),
+            ]
+            .into(),
+        );
+        let r = rules(&st);
+        for chain in ["prerouting", "output"] {
+            let of: Vec<&String> = r
+                .iter()
+                .filter(|(c, _)| c == chain)
+                .map(|(_, e)| e)
+                .collect();
+            assert_eq!(of.len(), 2, "{chain}: {r:?}");
+            // The cluster port to the ingress sandbox, the local one to both local tasks.
+            assert!(of
+                .iter()
+                .any(|e| e.contains("8080") && e.contains("172.18.0.2")));
+            let local = of.iter().find(|e| e.contains("9090")).expect("local rule");
+            assert!(
+                local.contains("172.18.0.5") && local.contains("172.18.0.6"),
+                "{local}"
+            );
+            assert!(
+                local.contains("numgen") && !local.contains("172.18.0.2"),
+                "{local}"
+            );
+        }
+        // No SNAT: the only masquerade is the one for 127.0.0.0/8 (the node's own `localhost`).
+        let masq: Vec<&String> = r
+            .iter()
+            .filter(|(c, e)| c == "postrouting" && e.contains("shoal_gwbridge"))
+            .map(|(_, e)| e)
+            .collect();
+        assert_eq!(masq.len(), 1, "{r:?}");
+        assert!(masq[0].contains("127.0.0.0"), "{masq:?}");
+        assert!(
+            !r.iter().any(|(c, _)| c == "input"),
+            "nothing refused: {r:?}"
+        );
+    }
+
+    #[test]
+    fn a_local_port_without_a_local_task_is_refused_not_forwarded() {
+        let st = NodeState {
+            mesh: Some((sbox(), [(Protocol::Tcp, 8080)].into())),
+            mesh_local: [(Protocol::Tcp, 9090), (Protocol::Udp, 9091)].into(),
+            ..Default::default()
+        };
+        let r = rules(&st);
+        assert!(
+            !r.iter()
+                .any(|(c, e)| c != "input" && (e.contains("9090") || e.contains("9091"))),
+            "no DNAT for a local port with no task here: {r:?}"
+        );
+        let input: Vec<&String> = r
+            .iter()
+            .filter(|(c, _)| c == "input")
+            .map(|(_, e)| e)
+            .collect();
+        assert_eq!(input.len(), 2, "{r:?}");
+        assert!(input[0].contains("9090") && input[0].contains("tcp reset"));
+        assert!(input[1].contains("9091") && input[1].contains("\"reject\":null"));
+    }
+
+    #[test]
+    fn without_local_ports_the_mesh_is_unchanged() {
+        let st = NodeState {
+            mesh: Some((sbox(), [(Protocol::Tcp, 8080)].into())),
+            ..Default::default()
+        };
+        let r = rules(&st);
+        let chains: Vec<&str> = r.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(chains, ["prerouting", "output", "postrouting"], "{r:?}");
+    }
 }

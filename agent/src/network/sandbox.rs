@@ -208,12 +208,15 @@ impl DataPlane {
             let mut node = self.inner.node.lock().await;
             let count = |n: &super::node::NodeState| {
                 n.host_ports.values().map(BTreeMap::len).sum::<usize>()
+                    + n.local_tasks.values().map(BTreeMap::len).sum::<usize>()
             };
             let before = count(&node);
-            for tasks in node.host_ports.values_mut() {
+            let n = &mut *node;
+            for tasks in n.host_ports.values_mut().chain(n.local_tasks.values_mut()) {
                 tasks.remove(task_id);
             }
             node.host_ports.retain(|_, t| !t.is_empty());
+            node.local_tasks.retain(|_, t| !t.is_empty());
             // A user bridge network's bridge goes with its last local task.
             let mut unused = Vec::new();
             for (br, users) in node.bridge_users.iter_mut() {

@@ -79,6 +79,7 @@ pub fn port(p: &pb::PortConfig) -> Value {
         "target": p.target,
         "published": p.published,
         "mode": names::publish_mode(p.mode()),
+        "traffic": names::traffic(p.traffic()),
     })
 }
 

@@ -64,6 +64,14 @@ pub fn publish_mode(m: pb::PublishMode) -> &'static str {
     }
 }
 
+/// `cluster` / `local`.
+pub fn traffic(t: pb::TrafficPolicy) -> &'static str {
+    match t {
+        pb::TrafficPolicy::Cluster => "cluster",
+        pb::TrafficPolicy::Local => "local",
+    }
+}
+
 /// `vip` / `dnsrr`.
 pub fn endpoint_mode(m: pb::EndpointMode) -> &'static str {
     match m {

@@ -522,6 +522,19 @@ pub fn data_create(v: &Value, kind: &str) -> Result<pb::CreateDataRequest, ApiEr
     Ok(pb::CreateDataRequest { name, labels, data })
 }
 
+/// The traffic policy (which Docker does not know) of `port`: that of the same port
+/// (protocol, target, published port, mode) in `base`, `cluster` for a new one.
+fn keep_traffic(base: &[pb::PortConfig], port: &pb::PortConfig) -> i32 {
+    base.iter()
+        .find(|b| {
+            b.protocol == port.protocol
+                && b.target == port.target
+                && b.mode == port.mode
+                && (b.published == port.published || port.published == 0)
+        })
+        .map_or(pb::TrafficPolicy::Cluster as i32, |b| b.traffic)
+}
+
 /// `spec` applied onto `base` (the service's current spec for an update, an empty one for a
 /// create).
 pub fn service_spec(spec: &Value, base: pb::ServiceSpec) -> Result<pb::ServiceSpec, ApiError> {
@@ -561,6 +574,7 @@ pub fn service_spec(spec: &Value, base: pb::ServiceSpec) -> Result<pb::ServiceSp
         Some("dnsrr") => pb::EndpointMode::Dnsrr,
         Some(_) => return Err(bad(&ep.at("Mode"), "expected vip or dnsrr")),
     } as i32;
+    let base_ports = std::mem::take(&mut s.ports);
     let mut ports = Vec::new();
     for mut p in ep.list("Ports")? {
         let protocol = match p.str("Protocol")?.as_deref() {
@@ -573,12 +587,16 @@ pub fn service_spec(spec: &Value, base: pb::ServiceSpec) -> Result<pb::ServiceSp
             Some("host") => pb::PublishMode::Host,
             Some(_) => return Err(bad(&p.at("PublishMode"), "expected ingress or host")),
         };
-        ports.push(pb::PortConfig {
+        let mut port = pb::PortConfig {
             protocol: protocol as i32,
             target: p.u64("TargetPort")?.unwrap_or(0) as u32,
             published: p.u64("PublishedPort")?.unwrap_or(0) as u32,
             mode: mode as i32,
-        });
+            ..Default::default()
+        };
+        // Docker has no traffic policy: an update keeps the one of the same port in the base.
+        port.traffic = keep_traffic(&base_ports, &port);
+        ports.push(port);
         p.finish()?;
     }
     s.ports = ports;

@@ -48,6 +48,31 @@ fn cli_create() -> serde_json::Value {
 }
 
 #[test]
+fn an_update_keeps_a_ports_traffic_policy_docker_does_not_know() {
+    let base = service_spec(&cli_create(), pb::ServiceSpec::default()).unwrap();
+    let mut local = base.clone();
+    local.ports[0].traffic = pb::TrafficPolicy::Local as i32;
+    let s = service_spec(&cli_create(), local).unwrap();
+    assert_eq!(s.ports[0].traffic(), pb::TrafficPolicy::Local);
+    // Another target port is another port: the default.
+    let mut other = cli_create();
+    other["EndpointSpec"]["Ports"][0]["TargetPort"] = json!(81);
+    let mut local = base.clone();
+    local.ports[0].traffic = pb::TrafficPolicy::Local as i32;
+    let s = service_spec(&other, local).unwrap();
+    assert_eq!(s.ports[0].traffic(), pb::TrafficPolicy::Cluster);
+    // And Docker's JSON of such a service has no field Docker would not know.
+    let mut svc = super::tests::web_service();
+    svc.spec.as_mut().unwrap().ports[0].traffic = pb::TrafficPolicy::Local as i32;
+    svc.ports[0].traffic = pb::TrafficPolicy::Local as i32;
+    let v = types::service::service(&svc, false);
+    assert_eq!(
+        v["Endpoint"]["Ports"][0],
+        json!({ "Protocol": "tcp", "TargetPort": 80, "PublishedPort": 8080, "PublishMode": "ingress" })
+    );
+}
+
+#[test]
 fn the_clis_create_spec_reads_into_a_control_spec() {
     let s = service_spec(&cli_create(), pb::ServiceSpec::default()).unwrap();
     assert_eq!(s.name, "web");
@@ -72,7 +97,8 @@ fn the_clis_create_spec_reads_into_a_control_spec() {
             protocol: pb::Protocol::Tcp as i32,
             target: 80,
             published: 8080,
-            mode: pb::PublishMode::Ingress as i32
+            mode: pb::PublishMode::Ingress as i32,
+            ..Default::default()
         }]
     );
     let u = s.update_config.unwrap();

@@ -202,6 +202,7 @@ pub(super) fn web_service() -> pb::Service {
                 target: 80,
                 published: 8080,
                 mode: pb::PublishMode::Ingress as i32,
+                ..Default::default()
             }],
             networks: vec![pb::NetworkAttachmentSpec {
                 target: "lp_net".into(),
@@ -215,6 +216,7 @@ pub(super) fn web_service() -> pb::Service {
             target: 80,
             published: 8080,
             mode: pb::PublishMode::Ingress as i32,
+            ..Default::default()
         }],
         vips: vec![pb::VirtualIp {
             network_id: "i".repeat(25),

@@ -98,6 +98,7 @@ fn lb_table(
                         protocol: pc.protocol,
                         published: pc.published,
                         target: pc.target,
+                        traffic: pc.traffic,
                     }
                 })
                 .collect()

@@ -31,8 +31,8 @@ pub use secret::{
 };
 pub use service::{
     EndpointMode, NetworkAttachmentSpec, PortConfig, Protocol, PublishMode, RestartCondition,
-    RestartPolicy, Runtime, Service, ServiceMode, ServiceSpec, VirtualIp, DEFAULT_STOP_DRAIN,
-    MAX_STOP_DRAIN,
+    RestartPolicy, Runtime, Service, ServiceMode, ServiceSpec, TrafficPolicy, VirtualIp,
+    DEFAULT_STOP_DRAIN, MAX_STOP_DRAIN,
 };
 pub use task::{AttachedNetwork, NetworkAttachment, Task, TaskState, TaskStatus};
 pub use update::{

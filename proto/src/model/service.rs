@@ -37,6 +37,28 @@ pub enum PublishMode {
     Host,
 }
 
+/// Which tasks answer an ingress port on a node (in the spirit of Kubernetes'
+/// `externalTrafficPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum TrafficPolicy {
+    /// Any task of the service, through the routing mesh; the task sees the mesh's address.
+    #[default]
+    Cluster,
+    /// Only the node's own tasks, without source NAT: the task sees the client's address. A
+    /// node with no task of the service refuses the port.
+    Local,
+}
+
+impl TrafficPolicy {
+    /// `cluster` or `local`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrafficPolicy::Cluster => "cluster",
+            TrafficPolicy::Local => "local",
+        }
+    }
+}
+
 /// A published port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct PortConfig {
@@ -48,11 +70,15 @@ pub struct PortConfig {
     pub published: u16,
     /// Ingress or host.
     pub mode: PublishMode,
+    /// Ingress only: which tasks answer on a node (`traffic=local|cluster`).
+    #[serde(default)]
+    pub traffic: TrafficPolicy,
 }
 
 impl PortConfig {
     /// Parses Docker's short forms: `T`, `P:T`, with `/tcp|/udp` and `,mode=host|ingress`; also
-    /// the long form `published=P,target=T,protocol=udp,mode=host`.
+    /// the long form `published=P,target=T,protocol=udp,mode=host`; and Shoal's
+    /// `traffic=local|cluster` (ingress ports only).
     pub fn parse(s: &str) -> Result<PortConfig, Invalid> {
         let bad = |why: &str| Invalid::Publish {
             input: s.to_string(),
@@ -109,11 +135,23 @@ impl PortConfig {
                     port.protocol =
                         parse_proto(v).ok_or_else(|| bad("protocol must be tcp or udp"))?
                 }
+                "traffic" => {
+                    port.traffic = match v {
+                        "local" => TrafficPolicy::Local,
+                        "cluster" => TrafficPolicy::Cluster,
+                        _ => return Err(bad("traffic must be local or cluster")),
+                    }
+                }
                 _ => return Err(bad(&format!("unknown option {k:?}"))),
             }
         }
         if port.target == 0 {
             return Err(bad("a target port is required"));
+        }
+        if port.traffic == TrafficPolicy::Local && port.mode == PublishMode::Host {
+            return Err(bad(
+                "traffic=local is for mode=ingress (a mode=host port is always local)",
+            ));
         }
         Ok(port)
     }
@@ -122,10 +160,14 @@ impl PortConfig {
     pub fn display(&self) -> String {
         match self.mode {
             PublishMode::Ingress => format!(
-                "*:{}->{}/{}",
+                "*:{}->{}/{}{}",
                 self.published,
                 self.target,
-                self.protocol.as_str()
+                self.protocol.as_str(),
+                match self.traffic {
+                    TrafficPolicy::Cluster => "",
+                    TrafficPolicy::Local => " (local)",
+                }
             ),
             PublishMode::Host => format!(
                 "{}->{}/{} (host)",
@@ -426,9 +468,41 @@ mod tests {
             "80,mode=x",
             "80,foo=1",
             "published=1",
+            "80,traffic=x",
+            "80,traffic=",
+            "8080:80,mode=host,traffic=local",
         ] {
             assert!(PortConfig::parse(bad).is_err(), "{bad} should be refused");
         }
+    }
+
+    #[test]
+    fn parse_traffic_policy() {
+        let p = PortConfig::parse("published=8080,target=80,mode=ingress,traffic=local").unwrap();
+        assert_eq!(
+            (p.published, p.target, p.mode, p.traffic),
+            (8080, 80, PublishMode::Ingress, TrafficPolicy::Local)
+        );
+        let p = PortConfig::parse("8080:80,traffic=cluster").unwrap();
+        assert_eq!(p.traffic, TrafficPolicy::Cluster);
+        assert_eq!(
+            PortConfig::parse("8080:80").unwrap().traffic,
+            TrafficPolicy::Cluster,
+            "the default is unchanged"
+        );
+        let err = PortConfig::parse("8080:80,traffic=nearby").unwrap_err();
+        assert!(
+            err.to_string().contains("traffic must be local or cluster"),
+            "{err}"
+        );
+        let err = PortConfig::parse("8080:80,mode=host,traffic=local").unwrap_err();
+        assert!(err.to_string().contains("mode=ingress"), "{err}");
+        // Specs stored before the field existed read as `cluster`.
+        let old: PortConfig = serde_json::from_str(
+            r#"{"protocol":"Tcp","target":80,"published":8080,"mode":"Ingress"}"#,
+        )
+        .unwrap();
+        assert_eq!(old.traffic, TrafficPolicy::Cluster);
     }
 
     #[test]
@@ -438,7 +512,13 @@ mod tests {
             target: 8080,
             published: 30001,
             mode: PublishMode::Ingress,
+            traffic: TrafficPolicy::Cluster,
         };
         assert_eq!(p.display(), "*:30001->8080/tcp");
+        let local = PortConfig {
+            traffic: TrafficPolicy::Local,
+            ..p
+        };
+        assert_eq!(local.display(), "*:30001->8080/tcp (local)");
     }
 }

@@ -117,7 +117,9 @@ impl DataPlane {
             .and_then(|t| st.balancers.get(&t.network_id)?.gw_addr);
         let ports = plan::mesh_ports(tables);
         self.reserve_ports(&mut st, &ports);
-        self.set_mesh(sbox, ports).await?;
+        let local = plan::local_mesh_ports(tables);
+        let cluster = ports.difference(&local).copied().collect();
+        self.set_mesh(sbox, cluster, local).await?;
         st.tables = tables.to_vec();
         match first_err {
             Some(err) => Err(err),

@@ -119,6 +119,23 @@ pub(super) fn mesh_ports(tables: &[pb::LbTable]) -> BTreeSet<(Protocol, u16)> {
         .unwrap_or_default()
 }
 
+/// The published ports of the ingress table among `tables` with `traffic=local`: each node
+/// answers them with its own tasks only (see the node's table), never through `ingress_sbox`.
+pub(super) fn local_mesh_ports(tables: &[pb::LbTable]) -> BTreeSet<(Protocol, u16)> {
+    tables
+        .iter()
+        .find(|t| t.ingress)
+        .map(|t| {
+            t.services
+                .iter()
+                .flat_map(|s| &s.ports)
+                .filter(|p| p.traffic() == pb::TrafficPolicy::Local)
+                .filter_map(|p| Some((protocol(p.protocol), u16::try_from(p.published).ok()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The mark table of a balancer namespace, whole.
 pub(super) fn mark_rules(rules: &[MarkRule], ingress: bool) -> Batch {
     let t = MARK_TABLE;
@@ -232,5 +249,30 @@ mod tests {
             .map(|b| b.addr.addr.to_string())
             .collect();
         assert_eq!(b, ["10.0.0.2", "10.0.0.3"], "a bad address is skipped");
+    }
+
+    #[test]
+    fn local_ports_are_told_apart_from_the_meshs() {
+        let port = |published, traffic: pb::TrafficPolicy| pb::LbPort {
+            protocol: pb::Protocol::Tcp as i32,
+            published,
+            target: 80,
+            traffic: traffic as i32,
+        };
+        let mut t = table(&["10.0.0.2"]);
+        t.ingress = true;
+        t.services[0].ports = vec![
+            port(8080, pb::TrafficPolicy::Cluster),
+            port(9090, pb::TrafficPolicy::Local),
+        ];
+        let tables = [t];
+        assert_eq!(
+            mesh_ports(&tables),
+            BTreeSet::from([(Protocol::Tcp, 8080), (Protocol::Tcp, 9090)])
+        );
+        assert_eq!(
+            local_mesh_ports(&tables),
+            BTreeSet::from([(Protocol::Tcp, 9090)])
+        );
     }
 }

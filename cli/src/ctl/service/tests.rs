@@ -375,6 +375,7 @@ fn ps_ports_are_the_host_mode_ones() {
         target: 53,
         published,
         mode: mode as i32,
+        ..Default::default()
     };
     t.spec.as_mut().unwrap().ports = vec![
         port(5353, pb::PublishMode::Host),

@@ -22,6 +22,7 @@ fn manager_task() -> shoal_proto::pb::Task {
                 target: 6379,
                 published: 6379,
                 mode: pb::PublishMode::Host as i32,
+                ..Default::default()
             }],
             ..Default::default()
         }),
