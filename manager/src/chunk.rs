@@ -196,7 +196,13 @@ mod tests {
             .collect();
         assert_eq!(sizes, vec![10, 10, 5]);
         let (put, _, _) = flatten(&parts);
-        assert_eq!(put, tasks(0..25).iter().map(|t| t.id.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            put,
+            tasks(0..25)
+                .iter()
+                .map(|t| t.id.to_string())
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -221,11 +227,17 @@ mod tests {
         let (put, del, other) = flatten(&parts);
         assert_eq!(
             put,
-            tasks(0..23).iter().map(|t| t.id.to_string()).collect::<Vec<_>>()
+            tasks(0..23)
+                .iter()
+                .map(|t| t.id.to_string())
+                .collect::<Vec<_>>()
         );
         assert_eq!(
             del,
-            ids(0..100).iter().map(|t| t.to_string()).collect::<Vec<_>>()
+            ids(0..100)
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
         );
         assert_eq!(other, 1);
     }

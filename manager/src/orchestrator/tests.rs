@@ -490,7 +490,11 @@ fn a_service_written_in_parts_is_completed_by_later_passes() {
         let svc = sim.service(spec("web", 23));
         converge_in_parts(&mut sim, 5, first_only);
         let live = sim.live(&svc);
-        assert_eq!(slots(&live), (1..=23).collect::<Vec<_>>(), "first only: {first_only}");
+        assert_eq!(
+            slots(&live),
+            (1..=23).collect::<Vec<_>>(),
+            "first only: {first_only}"
+        );
         assert!(live.iter().all(|t| t.status.state == TaskState::Running));
         assert_eq!(nodes_of(&live).len(), 4);
         sim.assert_quiet();
