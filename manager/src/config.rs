@@ -303,6 +303,10 @@ impl ManagerConfig {
                 .max(lease * 4),
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
             max_in_snapshot_log_to_keep: self.snapshot_keep_logs,
+            // Entries read from the log per AppendEntries; the network sends at most
+            // `APPEND_BUDGET` bytes of them (`raft/network.rs`), so reading openraft's default
+            // 300 (and decoding them) only to send a few would be wasted.
+            max_payload_entries: 64,
             ..Default::default()
         }
     }

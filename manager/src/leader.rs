@@ -68,7 +68,8 @@ fn spawn_actors(m: Arc<Manager>) -> JoinSet<()> {
 }
 
 /// Runs a planning function whenever the store changes (and every
-/// [`resync_period`](crate::ManagerConfig::resync_period)), proposing what it returns.
+/// [`resync_period`](crate::ManagerConfig::resync_period)), proposing what it returns, cut into
+/// entries of bounded size ([`crate::chunk::split`]).
 async fn run_planner(
     m: Arc<Manager>,
     name: &'static str,
@@ -80,6 +81,11 @@ async fn run_planner(
             let state = m.store.read();
             plan(&state, now_ms())
         };
+        // No entry carries more than `MAX_TASKS_PER_ENTRY` tasks; if only some parts get
+        // written, the next pass plans the rest (see `chunk`).
+        let cmds = cmds
+            .into_iter()
+            .flat_map(|c| crate::chunk::split(c, crate::chunk::MAX_TASKS_PER_ENTRY));
         for cmd in cmds {
             match m.raft.client_write(cmd).await {
                 Ok(r) => match r.data.refusal {

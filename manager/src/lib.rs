@@ -23,6 +23,7 @@ pub mod authz;
 pub mod autolock;
 pub mod bootstrap;
 pub mod ca;
+pub mod chunk;
 pub mod config;
 pub mod control;
 pub mod dispatcher;

@@ -62,6 +62,15 @@ pub fn heartbeat_period(base: Duration, sessions: usize, max_rate: u32) -> Durat
     base.max(Duration::from_millis(spread.as_millis() as u64))
 }
 
+/// How long a node without a session may stay so before it is judged down: `misses` periods of
+/// a cluster of `nodes` sessions ([`heartbeat_period`]), whatever the number of sessions open
+/// now. After a leader change the new leader has few sessions while thousands of nodes queue
+/// to reconnect; the period those few give would judge the others down (and reschedule their
+/// tasks) before their turn.
+pub fn absent_expiry(base: Duration, nodes: usize, misses: u32, max_rate: u32) -> Duration {
+    heartbeat_period(base, nodes, max_rate) * misses
+}
+
 /// How long a session waits after a commit before reading the store, so that a burst of commits
 /// becomes one message: short with few sessions (assignments reach a small cluster at once),
 /// longer with many (each wake-up of every session costs the leader).
@@ -278,6 +287,13 @@ pub async fn monitor_heartbeats(m: Arc<Manager>) {
             let mut closed = lock(&d.closed);
             closed.retain(|_, at| at.elapsed() <= period);
             let goodbyes = lock(&d.goodbyes);
+            let absent = absent_expiry(
+                d.t.period,
+                state.nodes.len(),
+                misses,
+                MAX_HEARTBEATS_PER_SECOND,
+            )
+            .max(expiry);
             state
                 .nodes
                 .values()
@@ -305,11 +321,11 @@ pub async fn monitor_heartbeats(m: Arc<Manager>) {
                     None if closed.contains_key(n.id.as_str()) => None,
                     // A node that just joined has not opened its session yet.
                     None if now_ms().saturating_sub(n.created_ms)
-                        < (expiry * 2).as_millis() as i64 =>
+                        < (absent * 2).as_millis() as i64 =>
                     {
                         None
                     }
-                    None if since.elapsed() > expiry * 2 => Some(change(
+                    None if since.elapsed() > absent * 2 => Some(change(
                         n,
                         NodeState::Down,
                         if n.state == NodeState::Ready {
@@ -346,6 +362,18 @@ mod tests {
             "127.0.0.1:1".into(),
             "/nonexistent".into(),
         ))
+    }
+
+    #[test]
+    fn a_node_without_a_session_is_judged_by_the_clusters_size() {
+        let base = Duration::from_millis(500);
+        // 5,000 nodes at 250 heartbeats/s: a 20 s period, 60 s with 3 misses, however few
+        // sessions the new leader holds yet.
+        assert_eq!(absent_expiry(base, 5_000, 3, 250), Duration::from_secs(60));
+        assert_eq!(
+            absent_expiry(base, 10, 3, 250),
+            Duration::from_millis(1_500)
+        );
     }
 
     #[test]

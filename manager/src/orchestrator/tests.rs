@@ -442,3 +442,66 @@ fn global_task_leaves_a_down_node_and_returns_with_it() {
     assert_eq!(nodes_of(&sim.live(&svc)).len(), 2);
     sim.assert_quiet();
 }
+
+/// Runs the leader's planners and the agents with every command cut by
+/// [`crate::chunk::split`] into parts of at most `max` tasks, writing only the first part of
+/// each pass when `first_only` (a leader lost after its first entry), until quiet.
+fn converge_in_parts(sim: &mut Sim, max: usize, first_only: bool) {
+    for _ in 0..200 {
+        let mut wrote = false;
+        for a in CLUSTER {
+            let parts: Vec<Command> = sim
+                .plan(a)
+                .into_iter()
+                .flat_map(|c| crate::chunk::split(c, max))
+                .collect();
+            for p in &parts {
+                if let Command::Batch(v) = p {
+                    let tasks: usize = v
+                        .iter()
+                        .map(|c| match c {
+                            Command::PutTasks(t) => t.len(),
+                            _ => 0,
+                        })
+                        .sum();
+                    assert!(tasks <= max, "{tasks} tasks in one entry");
+                } else if let Command::PutTasks(t) = p {
+                    assert!(t.len() <= max, "{} tasks in one entry", t.len());
+                }
+            }
+            wrote |= !parts.is_empty();
+            let n = if first_only { 1 } else { parts.len() };
+            sim.apply(&parts[..n.min(parts.len())]);
+        }
+        if !wrote {
+            return;
+        }
+    }
+    panic!("planners did not converge in parts");
+}
+
+#[test]
+fn a_service_written_in_parts_is_completed_by_later_passes() {
+    for first_only in [false, true] {
+        let mut sim = Sim::new();
+        for i in 1..=4 {
+            sim.node(&format!("w{i}"), NodeRole::Worker);
+        }
+        let svc = sim.service(spec("web", 23));
+        converge_in_parts(&mut sim, 5, first_only);
+        let live = sim.live(&svc);
+        assert_eq!(
+            slots(&live),
+            (1..=23).collect::<Vec<_>>(),
+            "first only: {first_only}"
+        );
+        assert!(live.iter().all(|t| t.status.state == TaskState::Running));
+        assert_eq!(nodes_of(&live).len(), 4);
+        sim.assert_quiet();
+        // Scaling down in parts removes exactly the extra slots.
+        sim.update_service(&svc, |s| s.mode = ServiceMode::Replicated { replicas: 7 });
+        converge_in_parts(&mut sim, 2, first_only);
+        assert_eq!(sim.live(&svc).len(), 7);
+        sim.assert_quiet();
+    }
+}

@@ -41,6 +41,24 @@ pub fn encode<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, CodecError> {
     Ok(out)
 }
 
+/// The length of [`encode`]`(v)`, without building it.
+pub fn encoded_len<T: Serialize + ?Sized>(v: &T) -> Result<usize, CodecError> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(1);
+    let mut ser = rmp_serde::Serializer::new(&mut count).with_struct_map();
+    v.serialize(&mut ser)?;
+    Ok(count.0)
+}
+
 /// Whether `bytes` is in the binary form (else JSON).
 pub fn is_binary(bytes: &[u8]) -> bool {
     bytes.first() == Some(&TAG)
@@ -91,6 +109,7 @@ mod tests {
         for e in entries() {
             let bin = encode(&e).unwrap();
             assert!(is_binary(&bin));
+            assert_eq!(encoded_len(&e).unwrap(), bin.len());
             let json = serde_json::to_vec(&e).unwrap();
             assert!(bin.len() < json.len(), "{} >= {}", bin.len(), json.len());
             let back: Entry<TypeConfig> = decode(&bin).unwrap();

@@ -2,6 +2,13 @@
 //! inside `RaftBytes` in the compact binary form of [`super::codec`]. A peer running an older
 //! Shoal, which reads only JSON, refuses that as malformed: the peer is then spoken to in JSON
 //! (servers answer in the form they were asked in).
+//!
+//! openraft 0.9 gives every AppendEntries the heartbeat interval as its deadline, however much it
+//! carries; a follower that fell behind would be sent more than it can take in that time, time
+//! out, and be sent the same again. So one AppendEntries carries at most [`APPEND_BUDGET`] bytes
+//! of entries (always at least one entry): the rest is left out and the follower's success is
+//! reported as `PartialSuccess` up to the last entry sent, after which openraft sends the next
+//! part at once.
 
 use super::types::{NodeId, TypeConfig};
 use openraft::error::{
@@ -12,7 +19,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::BasicNode;
+use openraft::{BasicNode, LogId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shoal_proto::pb::raft_client::RaftClient;
@@ -160,6 +167,64 @@ fn encode_for<T: Serialize>(v: &T, json: bool) -> Result<Vec<u8>, super::codec::
 #[error("{0}")]
 struct TransportError(String);
 
+/// Most bytes of entries (in the binary form) one AppendEntries carries, unless its first entry
+/// alone is larger. On loopback TLS a part this size reaches a follower, is written and flushed
+/// there and answered well within openraft's heartbeat interval (the RPC's deadline).
+pub const APPEND_BUDGET: usize = 256 * 1024;
+
+/// How many entries of encoded sizes `sizes` one AppendEntries carries: the longest prefix whose
+/// total is at most `budget`, and at least one (none only if there are none). Stops reading
+/// `sizes` past the prefix.
+pub fn prefix_len(sizes: impl IntoIterator<Item = usize>, budget: usize) -> usize {
+    let mut total = 0usize;
+    let mut n = 0;
+    for size in sizes {
+        total = total.saturating_add(size);
+        if n > 0 && total > budget {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
+/// `rpc` with only the entries that fit `budget` ([`prefix_len`]), and the log id of the last
+/// entry kept if any were left out.
+pub fn limit_append(
+    mut rpc: AppendEntriesRequest<TypeConfig>,
+    budget: usize,
+) -> (AppendEntriesRequest<TypeConfig>, Option<LogId<NodeId>>) {
+    if rpc.entries.len() <= 1 {
+        return (rpc, None);
+    }
+    let n = prefix_len(
+        rpc.entries
+            .iter()
+            .map(|e| super::codec::encoded_len(e).unwrap_or(usize::MAX)),
+        budget,
+    );
+    if n >= rpc.entries.len() {
+        return (rpc, None);
+    }
+    rpc.entries.truncate(n);
+    let last = rpc.entries.last().map(|e| e.log_id);
+    (rpc, last)
+}
+
+/// The answer openraft is given for an AppendEntries that was cut after `cut`: the follower's
+/// success covers only what was sent; a conflict or a higher vote is passed on as it is.
+pub fn answer_for_part(
+    resp: AppendEntriesResponse<NodeId>,
+    cut: Option<LogId<NodeId>>,
+) -> AppendEntriesResponse<NodeId> {
+    match (resp, cut) {
+        (AppendEntriesResponse::Success, Some(last)) => {
+            AppendEntriesResponse::PartialSuccess(Some(last))
+        }
+        (resp, _) => resp,
+    }
+}
+
 impl Peer {
     async fn call<Req, Resp, E>(
         &mut self,
@@ -243,7 +308,20 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(Kind::Append, &rpc, &option).await
+        let (rpc, cut) = limit_append(rpc, APPEND_BUDGET);
+        let started = Instant::now();
+        let resp = self.call(Kind::Append, &rpc, &option).await?;
+        if let Some(last) = cut {
+            tracing::debug!(
+                peer = self.target,
+                entries = rpc.entries.len(),
+                last = %last,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                resp = %resp,
+                "sent part of the entries"
+            );
+        }
+        Ok(answer_for_part(resp, cut))
     }
 
     async fn install_snapshot(
@@ -267,5 +345,90 @@ impl RaftNetwork<TypeConfig> for Peer {
 
     fn backoff(&self) -> openraft::network::Backoff {
         openraft::network::Backoff::new(std::iter::repeat(self.backoff))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, Vote};
+    use shoal_proto::model::Command;
+
+    fn log_id(i: u64) -> LogId<NodeId> {
+        LogId::new(CommittedLeaderId::new(2, 1), i)
+    }
+
+    /// Entries 1..=n, each a command of about `bytes` bytes.
+    fn request(n: u64, bytes: usize) -> AppendEntriesRequest<TypeConfig> {
+        AppendEntriesRequest {
+            vote: Vote::new_committed(2, 1),
+            prev_log_id: Some(log_id(0)),
+            leader_commit: Some(log_id(0)),
+            entries: (1..=n)
+                .map(|i| Entry {
+                    log_id: log_id(i),
+                    payload: EntryPayload::Normal(Command::DeleteTasks(vec![
+                        "x".repeat(bytes)
+                            .into();
+                        1
+                    ])),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn prefix_is_the_longest_within_budget_and_never_empty() {
+        assert_eq!(prefix_len([], 10), 0);
+        assert_eq!(prefix_len([100], 10), 1);
+        assert_eq!(prefix_len([100, 1], 10), 1);
+        assert_eq!(prefix_len([3, 3, 3, 3], 10), 3);
+        assert_eq!(prefix_len([5, 5, 1], 10), 2);
+        assert_eq!(prefix_len([1, 2, 3], 100), 3);
+        assert_eq!(prefix_len([usize::MAX, 1], 10), 1);
+    }
+
+    #[test]
+    fn small_requests_and_heartbeats_pass_untouched() {
+        for n in [0, 1, 10] {
+            let (rpc, cut) = limit_append(request(n, 100), APPEND_BUDGET);
+            assert_eq!(rpc.entries.len() as u64, n);
+            assert_eq!(cut, None);
+        }
+        // One entry larger than the budget still goes, whole.
+        let (rpc, cut) = limit_append(request(1, 1000), 10);
+        assert_eq!((rpc.entries.len(), cut), (1, None));
+    }
+
+    #[test]
+    fn large_requests_are_cut_and_success_becomes_partial() {
+        let (rpc, cut) = limit_append(request(100, 1000), 10 * 1024);
+        let sent = rpc.entries.len();
+        assert!((5..100).contains(&sent), "{sent} entries sent");
+        assert_eq!(cut, Some(log_id(sent as u64)));
+        assert_eq!(rpc.prev_log_id, Some(log_id(0)));
+        let bytes: usize = rpc
+            .entries
+            .iter()
+            .map(|e| super::super::codec::encoded_len(e).unwrap())
+            .sum();
+        assert!(bytes <= 10 * 1024, "{bytes} bytes");
+        assert_eq!(
+            answer_for_part(AppendEntriesResponse::Success, cut),
+            AppendEntriesResponse::PartialSuccess(cut)
+        );
+        assert_eq!(
+            answer_for_part(AppendEntriesResponse::Success, None),
+            AppendEntriesResponse::Success
+        );
+        assert_eq!(
+            answer_for_part(AppendEntriesResponse::Conflict, cut),
+            AppendEntriesResponse::Conflict
+        );
+        let higher = AppendEntriesResponse::HigherVote(Vote::new(3, 2));
+        assert_eq!(
+            answer_for_part(AppendEntriesResponse::HigherVote(Vote::new(3, 2)), cut),
+            higher
+        );
     }
 }
