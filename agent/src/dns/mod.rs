@@ -4,6 +4,7 @@
 //! is on; other names go to the node's upstream resolvers.
 
 mod index;
+pub mod metrics;
 mod resolver;
 
 pub use index::{Index, Target};
