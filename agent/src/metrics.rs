@@ -31,7 +31,11 @@ pub async fn write(agent: &Agent, e: &mut Exposition) {
         "Image pulls from a registry finished by this node, by result.",
         Kind::Counter,
     );
-    e.sample("shoal_image_pulls_total", &[("result", "success")], ok as f64);
+    e.sample(
+        "shoal_image_pulls_total",
+        &[("result", "success")],
+        ok as f64,
+    );
     e.sample(
         "shoal_image_pulls_total",
         &[("result", "failure")],

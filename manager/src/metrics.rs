@@ -81,7 +81,10 @@ fn raft(m: &Manager, e: &mut Exposition) {
     let leader_id = r.current_leader.map(|l| l.to_string()).unwrap_or_default();
     e.sample(
         "shoal_raft_info",
-        &[("raft_id", &r.id.to_string()), ("leader_raft_id", &leader_id)],
+        &[
+            ("raft_id", &r.id.to_string()),
+            ("leader_raft_id", &leader_id),
+        ],
         1.0,
     );
     let last_log = r.last_log_index.unwrap_or(0);
@@ -147,7 +150,9 @@ fn raft(m: &Manager, e: &mut Exposition) {
 
 /// On the leader: the highest index a quorum of voters has (openraft 0.9 reports each
 /// member's matched log id to the leader, itself included).
-fn commit_index(r: &openraft::RaftMetrics<crate::raft::NodeId, openraft::BasicNode>) -> Option<u64> {
+fn commit_index(
+    r: &openraft::RaftMetrics<crate::raft::NodeId, openraft::BasicNode>,
+) -> Option<u64> {
     let repl = r.replication.as_ref()?;
     let mut matched: Vec<u64> = r
         .membership_config

@@ -90,7 +90,10 @@ fn metrics_pass_promtool_and_rise_with_traffic() {
     for node in NODES {
         let page = scrape(&lab, node);
         promtool(&lab, node, &page);
-        assert!(value(&page, "process_resident_memory_bytes", &[]) > 0.0, "{page}");
+        assert!(
+            value(&page, "process_resident_memory_bytes", &[]) > 0.0,
+            "{page}"
+        );
         assert!(value(&page, "process_open_fds", &[]) > 0.0, "{page}");
         first.push(page);
     }
@@ -107,7 +110,7 @@ fn metrics_pass_promtool_and_rise_with_traffic() {
     // 2. A service with a VIP on an overlay, and a client task on the same network.
     lab.create_article_web();
     lab.create_client();
-    lab.running("web", 5);
+    let web = lab.running("web", 5);
     let client = lab.running("client", 1).remove(0);
     let client_node = if client.node_id == node_id(&lab, "manager1") {
         "manager1"
@@ -127,12 +130,14 @@ fn metrics_pass_promtool_and_rise_with_traffic() {
     );
     let m1 = scrape(&lab, "manager1");
 
-    // 3. Traffic: 10 requests to web's VIP by name, and one reverse lookup of the client itself.
-    let script = "for i in $(seq 10); do curl -s -m 3 http://web:8080/name || printf FAIL; echo; done";
+    // 3. Traffic: 10 requests to web's VIP by name, and a reverse lookup of a task of web (not
+    // the client's own address: that one is in its /etc/hosts).
+    let script =
+        "for i in $(seq 10); do curl -s -m 3 http://web:8080/name || printf FAIL; echo; done";
     let out = lab.swarmctl(&["task", "exec", &client.id, "--", "sh", "-c", script]);
     assert!(out.success(), "{out}");
     assert!(!out.stdout.contains("FAIL"), "{out}");
-    let ip = client.addr_on("lp_net").expect("client on lp_net").to_string();
+    let ip = web[0].addr_on("lp_net").expect("web on lp_net").to_string();
     let out = lab.swarmctl(&["task", "exec", &client.id, "--", "getent", "hosts", &ip]);
     assert!(out.success(), "{out}");
 
@@ -177,11 +182,20 @@ fn metrics_pass_promtool_and_rise_with_traffic() {
             "{name} did not rise\n{m2}"
         );
     }
-    assert!(value(&m2, "shoal_raft_commit_index", &[]) >= value(&m1, "shoal_raft_applied_index", &[]));
-    assert!(value(&m2, "shoal_dispatcher_heartbeats_total", &[]) > value(m0, "shoal_dispatcher_heartbeats_total", &[]));
+    assert!(
+        value(&m2, "shoal_raft_commit_index", &[]) >= value(&m1, "shoal_raft_applied_index", &[])
+    );
+    assert!(
+        value(&m2, "shoal_dispatcher_heartbeats_total", &[])
+            > value(m0, "shoal_dispatcher_heartbeats_total", &[])
+    );
     assert!(value(&m2, "shoal_dispatcher_assignment_message_bytes_count", &[]) > 0.0);
     assert_eq!(
-        value(&m2, "shoal_tasks", &[("service", "web"), ("state", "running")]),
+        value(
+            &m2,
+            "shoal_tasks",
+            &[("service", "web"), ("state", "Running")]
+        ),
         5.0,
         "{m2}"
     );

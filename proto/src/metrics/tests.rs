@@ -3,7 +3,11 @@ use super::*;
 #[test]
 fn label_values_are_escaped() {
     let mut e = Exposition::new();
-    e.header("shoal_x_total", "Help with a \\ and a\nnewline.", Kind::Counter);
+    e.header(
+        "shoal_x_total",
+        "Help with a \\ and a\nnewline.",
+        Kind::Counter,
+    );
     e.sample(
         "shoal_x_total",
         &[("service", "a\"b\\c\nd"), ("state", "running")],
@@ -37,7 +41,11 @@ fn histogram_buckets_are_cumulative_with_inf_sum_and_count() {
         h.observe(v);
     }
     let s = h.snapshot();
-    assert_eq!(s.buckets, vec![(0.1, 2), (1.0, 3), (10.0, 4)], "le is inclusive");
+    assert_eq!(
+        s.buckets,
+        vec![(0.1, 2), (1.0, 3), (10.0, 4)],
+        "le is inclusive"
+    );
     assert_eq!(s.count, 5);
     assert!((s.sum - 55.65).abs() < 1e-9);
     let mut e = Exposition::new();
@@ -51,8 +59,14 @@ fn histogram_buckets_are_cumulative_with_inf_sum_and_count() {
                 shoal_t_seconds_bucket{kind=\"a\",le=\"10\"} 4\n\
                 shoal_t_seconds_bucket{kind=\"a\",le=\"+Inf\"} 5\n";
     assert!(page.starts_with(want), "{page}");
-    assert!(page.contains("shoal_t_seconds_sum{kind=\"a\"} 55.65"), "{page}");
-    assert!(page.ends_with("shoal_t_seconds_count{kind=\"a\"} 5\n"), "{page}");
+    assert!(
+        page.contains("shoal_t_seconds_sum{kind=\"a\"} 55.65"),
+        "{page}"
+    );
+    assert!(
+        page.ends_with("shoal_t_seconds_count{kind=\"a\"} 5\n"),
+        "{page}"
+    );
 }
 
 #[test]

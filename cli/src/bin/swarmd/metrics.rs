@@ -46,24 +46,23 @@ pub async fn start(
                 r = listener.accept() => r,
             };
             match accepted {
-                    Ok((stream, _)) => {
-                        let sources = sources.clone();
-                        conns.spawn(async move {
-                            let svc = hyper::service::service_fn(move |req| {
-                                handle(sources.clone(), req)
-                            });
-                            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                                .serve_connection(TokioIo::new(stream), svc)
-                                .await
-                            {
-                                debug!(error = %e, "metrics connection ended");
-                            }
-                        });
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "metrics: accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    }
+                Ok((stream, _)) => {
+                    let sources = sources.clone();
+                    conns.spawn(async move {
+                        let svc =
+                            hyper::service::service_fn(move |req| handle(sources.clone(), req));
+                        if let Err(e) = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .await
+                        {
+                            debug!(error = %e, "metrics connection ended");
+                        }
+                    });
+                }
+                Err(e) => {
+                    warn!(error = %e, "metrics: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
             }
         }
         conns.shutdown().await;
