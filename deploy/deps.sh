@@ -5,7 +5,8 @@
 # containers (runc, crun) and tini (its static `tini-static` is `--init`'s PID 1, as Docker's
 # docker-init); and what builds and serves the demo images (deploy/images.sh,
 # deploy/registry.sh) and the image tests: umoci, skopeo, docker-registry, busybox-static,
-# mmdebstrap; and the docker CLI (Debian's docker.io) the Engine API tests drive.
+# mmdebstrap; the docker CLI (Debian's docker.io) the Engine API tests drive; and `promtool`
+# (Debian's prometheus) that checks `swarmd --metrics-addr`'s output.
 # Safe to run twice. Needs root to install; without root it only reports what is missing.
 set -euo pipefail
 missing=()
@@ -24,6 +25,7 @@ command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry) # regis
 command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap) # images.sh: the nginx image's root
 command -v strip >/dev/null 2>&1 || missing+=(binutils)       # images.sh strips whoami
 [ -x /usr/bin/docker ] || missing+=(docker.io)                # the docker CLI the Engine API tests drive
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)  # `promtool check metrics` (tests/tests/metrics.rs)
 # images.sh copies busybox-static's /bin/busybox; the `busybox` package's binary is dynamic.
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q ' installed$' \
   || missing+=(busybox-static)
@@ -56,4 +58,11 @@ if [[ " ${missing[*]} " == *" docker-registry "* ]] && command -v systemctl >/de
   systemctl cat docker-registry.service >/dev/null 2>&1; then
   echo "stopping and disabling the packaged docker-registry.service (deploy/registry.sh runs its own)" >&2
   systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
+fi
+# Debian's prometheus package starts a Prometheus server of its own (:9090); the tests need only
+# its `promtool`: the packaged service is stopped and disabled when this script installed it.
+if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null 2>&1 &&
+  systemctl cat prometheus.service >/dev/null 2>&1; then
+  echo "stopping and disabling the packaged prometheus.service (only promtool is needed)" >&2
+  systemctl disable --now prometheus.service >/dev/null 2>&1 || true
 fi

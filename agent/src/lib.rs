@@ -13,6 +13,7 @@
 //!   programs on the node (`process`), in their sandbox or not, each task routed by its runtime.
 //! * [`dns`]: the embedded DNS at 127.0.0.11 in every task.
 //! * [`network`]: the data plane: task sandboxes and the local network drivers.
+//! * [`metrics`]: what `swarmd --metrics-addr` shows of the agent.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -25,6 +26,7 @@ pub mod executor;
 pub mod images;
 pub mod join;
 pub mod logs;
+pub mod metrics;
 pub mod network;
 pub mod reporter;
 pub mod session;

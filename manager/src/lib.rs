@@ -15,6 +15,7 @@
 //!   drawn for each.
 //! * [`error`]: [`ManagerError`], which every module's error folds into, and the one mapping
 //!   to gRPC statuses; [`route`]: how a call reaches the leader.
+//! * [`metrics`]: what `swarmd --metrics-addr` shows of the manager.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -32,6 +33,7 @@ pub mod error;
 pub mod events;
 mod leader;
 pub mod manager;
+pub mod metrics;
 pub mod orchestrator;
 pub mod raft;
 pub mod route;

@@ -4,10 +4,13 @@
 //! * [`model`]: the hand-written domain types the rest of Shoal works with. Raft log entries and
 //!   snapshots store `model` types (serde), never `pb` types.
 //! * [`convert`]: the one place where the two meet.
+//! * [`metrics`]: counters, gauges, histograms and the Prometheus text format (`swarmd
+//!   --metrics-addr`).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod convert;
+pub mod metrics;
 pub mod model;
 
 /// Generated gRPC code (tonic + prost).

@@ -11,6 +11,7 @@
 
 pub mod fast;
 mod index;
+pub mod metrics;
 mod resolver;
 pub mod udp;
 

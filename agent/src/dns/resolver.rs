@@ -2,6 +2,7 @@
 //! the asking task's networks, forwards other names to the node's upstream resolvers.
 
 use super::index::{normalize, reverse_addr, Index, Target};
+use super::metrics::Source;
 use hickory_server::net::runtime::Time;
 use hickory_server::proto::op::{Header, HeaderCounts, Message, Metadata, OpCode, ResponseCode};
 use hickory_server::proto::rr::rdata::{A, PTR};
@@ -198,6 +199,7 @@ impl RequestHandler for TaskResolver {
         request: &Request,
         mut response_handle: R,
     ) -> ResponseInfo {
+        let started = std::time::Instant::now();
         let mut meta = Metadata::response_from_request(&request.metadata);
         meta.recursion_available = true;
         let builder = MessageResponseBuilder::from_message_request(request);
@@ -233,8 +235,10 @@ impl RequestHandler for TaskResolver {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let name: Name = query.name().into();
+        let qtype = u16::from(query.query_type());
         match answer(&index, &self.networks, &name, query.query_type()) {
             Reply::Answer(code, records) => {
+                super::metrics::query(qtype, Source::Local, code.into(), started);
                 meta.authoritative = true;
                 meta.response_code = code;
                 let r = builder.build(
@@ -252,6 +256,8 @@ impl RequestHandler for TaskResolver {
             Reply::Forward => match self.forward(request.as_slice(), request.metadata.id).await {
                 Some(m) => {
                     meta.response_code = m.metadata.response_code;
+                    let code = meta.response_code.into();
+                    super::metrics::query(qtype, Source::Upstream, code, started);
                     let r = builder.build(
                         meta,
                         m.answers.iter(),
@@ -272,6 +278,8 @@ impl RequestHandler for TaskResolver {
                     } else {
                         ResponseCode::NXDomain
                     };
+                    let code = meta.response_code.into();
+                    super::metrics::query(qtype, Source::Upstream, code, started);
                     let r = builder.build_no_records(meta);
                     response_handle
                         .send_response(r)

@@ -32,6 +32,7 @@ mod sandbox;
 
 pub use error::{Error, Result};
 pub use ipam::{parse_subnet, LocalIpam};
+pub use lb::stats::BackendConnections;
 pub use overlay::{Peer, OVERLAY_MTU};
 pub use sandbox::{Interface, Sandbox};
 

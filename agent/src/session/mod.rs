@@ -245,6 +245,11 @@ impl Agent {
         self.worker.local_tasks()
     }
 
+    /// Connection counters of this node's balancers (`swarmd --metrics-addr`).
+    pub async fn lb_connections(&self) -> Vec<crate::network::BackendConnections> {
+        self.worker.lb_connections().await
+    }
+
     /// Known manager addresses.
     pub fn managers(&self) -> Vec<String> {
         self.managers

@@ -46,6 +46,14 @@ impl Worker {
         })
     }
 
+    /// Connection counters of this node's balancers (none with `--data-plane none`).
+    pub async fn lb_connections(&self) -> Vec<crate::network::BackendConnections> {
+        match &self.data_plane {
+            Some(dp) => dp.lb_connections().await,
+            None => Vec::new(),
+        }
+    }
+
     /// What serving a log request needs of this node (see [`crate::logs::follow`]).
     pub fn log_ctx(&self, node_id: &str) -> follow::Ctx {
         follow::Ctx {

@@ -15,6 +15,7 @@ mod blobs;
 mod live_tests;
 mod load;
 mod pull;
+mod pull_counts;
 mod spec;
 #[cfg(test)]
 mod tests;
@@ -33,6 +34,7 @@ use crate::registry::RegistryError;
 use crate::unpack::{UnpackError, UnpackOptions};
 
 pub use pull::Progress;
+pub use pull_counts::pull_counts;
 pub use spec::{
     parse_manifest, AnyManifest, ConfigFile, ContainerConfig, Descriptor, Healthcheck, ImageConfig,
     Index, Manifest, Platform, RootFs, MANIFEST_TYPES,

@@ -37,9 +37,21 @@ impl Store {
     }
 
     /// Pulls `r` (its linux/amd64 manifest), stores every blob verified, unpacks the root, and
-    /// points `r` at the manifest.
-    #[tracing::instrument(skip(self, client, progress), fields(image = %r))]
+    /// points `r` at the manifest. Counted in [`super::pull_counts`].
     pub async fn pull(
+        &self,
+        client: &Client,
+        r: &Reference,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<Image, StoreError> {
+        let outcome = super::pull_counts::Outcome::start();
+        let img = self.pull_uncounted(client, r, progress).await?;
+        outcome.succeeded();
+        Ok(img)
+    }
+
+    #[tracing::instrument(skip(self, client, progress), fields(image = %r))]
+    async fn pull_uncounted(
         &self,
         client: &Client,
         r: &Reference,

@@ -154,7 +154,7 @@ impl Dispatcher {
     }
 
     /// The number of sessions held.
-    fn session_count(&self) -> usize {
+    pub(crate) fn session_count(&self) -> usize {
         lock(&self.sessions).len()
     }
 

@@ -57,6 +57,9 @@ impl DispatcherService {
         node: &Node,
         assignments: Option<pb::Assignments>,
     ) -> pb::SessionMessage {
+        if let Some(a) = &assignments {
+            crate::metrics::assignment_sent(tonic_prost::prost::Message::encoded_len(a));
+        }
         let (roots_pem, ca_digest) = self
             .m
             .store
@@ -360,6 +363,7 @@ impl dispatcher_server::Dispatcher for DispatcherService {
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         self.m.check_node(&req, &req.get_ref().node_id)?;
         let r = req.into_inner();
+        crate::metrics::HEARTBEATS.inc();
         let Some(period) = self.m.dispatcher.heartbeat(&r.node_id, &r.session_id) else {
             if !self.m.is_leader() {
                 return Err(self.not_leader());

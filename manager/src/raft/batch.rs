@@ -59,9 +59,14 @@ impl Proposer {
     /// Proposes `cmd`, possibly in one entry with other concurrent writes, and returns what
     /// `Raft::client_write` would: the entry's log id and this command's own outcome.
     pub async fn write(&self, cmd: Command) -> Result<Reply, Stopped> {
+        let started = std::time::Instant::now();
         let (reply, rx) = oneshot::channel();
         self.tx.send(Job { cmd, reply }).map_err(|_| Stopped)?;
-        rx.await.map_err(|_| Stopped)
+        let r = rx.await.map_err(|_| Stopped)?;
+        if r.is_ok() {
+            crate::metrics::RAFT_WRITE_SECONDS.observe_duration(started.elapsed());
+        }
+        Ok(r)
     }
 }
 

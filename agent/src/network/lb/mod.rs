@@ -22,6 +22,7 @@
 mod balancer;
 pub(super) mod plan;
 mod report;
+pub mod stats;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;

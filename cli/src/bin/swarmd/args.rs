@@ -124,6 +124,12 @@ pub struct Args {
     /// 0600), for the `docker` CLI (`DOCKER_HOST=unix://…`). Off by default.
     #[arg(long, value_name = "unix://PATH")]
     pub docker_host: Option<String>,
+    /// Serve Prometheus metrics (text format) at `http://IP:PORT/metrics`: raft, dispatcher,
+    /// tasks by state, balancers, DNS, image pulls and the process. Off by default; the
+    /// endpoint has no TLS nor authentication, so bind it to an address only your monitoring
+    /// reaches.
+    #[arg(long, value_name = "IP:PORT")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "SWARMD_LOG", default_value = "info,openraft=warn")]
     pub log: String,

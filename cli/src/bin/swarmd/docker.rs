@@ -51,6 +51,11 @@ impl AgentSlot {
     pub fn set(&self, agent: Option<Arc<Agent>>) {
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = agent;
     }
+
+    /// The agent now, if any.
+    pub fn get(&self) -> Option<Arc<Agent>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 impl std::fmt::Debug for AgentSlot {

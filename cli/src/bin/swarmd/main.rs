@@ -4,7 +4,7 @@
 //! the node's membership API, [`lifecycle`], and the Control API of whatever it is now) → one
 //! membership after another ([`member`]: the identity in the state dir, or [`join`] a swarm, or
 //! [`init`] a new one; its manager ([`role`]) and agent), in no swarm in between ([`idle`]) →
-//! until a signal. The cluster bootstrap lives in `shoal_manager::bootstrap`, the join protocol
+//! until a signal. [`metrics`] serves `--metrics-addr` alongside. The cluster bootstrap lives in `shoal_manager::bootstrap`, the join protocol
 //! in `shoal_agent::join`.
 #![forbid(unsafe_code)]
 
@@ -17,6 +17,7 @@ mod init;
 mod join;
 mod lifecycle;
 mod member;
+mod metrics;
 mod node;
 mod role;
 mod serve;
@@ -92,6 +93,16 @@ async fn run(args: Args, listen_given: bool) -> anyhow::Result<()> {
     )?;
     let agent = docker::AgentSlot::default();
     let docker = docker::start(&node, agent.clone(), stop_rx.clone()).await?;
+    let metrics = match node.args.metrics_addr {
+        Some(addr) => {
+            let sources = metrics::Sources {
+                front: front.clone(),
+                agent: agent.clone(),
+            };
+            Some(metrics::start(addr, sources, stop_rx.clone()).await?)
+        }
+        None => None,
+    };
     let mut shared = Shared {
         agent: &agent,
         front: &front,
@@ -134,6 +145,9 @@ async fn run(args: Args, listen_given: bool) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(5), socket).await;
     if let Some(d) = docker {
         let _ = tokio::time::timeout(Duration::from_secs(5), d).await;
+    }
+    if let Some(m) = metrics {
+        let _ = tokio::time::timeout(Duration::from_secs(5), m).await;
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ use shoal_proto::pb;
 use shoal_proto::pb::control_server::ControlServer;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -42,14 +42,17 @@ pub enum Front {
     Manager(Consistent<ControlServer<ControlService>>),
 }
 
-/// The switchable Control service of the control socket.
+/// The switchable Control service of the control socket (and the manager behind it).
 #[derive(Clone)]
-pub struct ControlFront(Arc<RwLock<Front>>);
+pub struct ControlFront(Arc<RwLock<Front>>, Arc<RwLock<Weak<Manager>>>);
 
 impl ControlFront {
     /// A front refusing calls as a node in no swarm.
     pub fn new() -> ControlFront {
-        ControlFront(Arc::new(RwLock::new(Front::Idle)))
+        ControlFront(
+            Arc::new(RwLock::new(Front::Idle)),
+            Arc::new(RwLock::new(Weak::new())),
+        )
     }
 
     /// From now on, `front` answers.
@@ -59,7 +62,16 @@ impl ControlFront {
 
     /// The running manager answers.
     pub fn manager(&self, m: Arc<Manager>) {
-        self.set(Front::Manager(ControlService::served(m)));
+        self.set(Front::Manager(ControlService::served(m.clone())));
+        *self.1.write().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&m);
+    }
+
+    /// The running manager, while the front is its (for `--metrics-addr`).
+    pub fn running_manager(&self) -> Option<Arc<Manager>> {
+        match self.current() {
+            Front::Manager(_) => self.1.read().unwrap_or_else(|e| e.into_inner()).upgrade(),
+            _ => None,
+        }
     }
 
     fn current(&self) -> Front {

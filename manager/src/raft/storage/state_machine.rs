@@ -258,6 +258,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let data = snapshot.into_inner();
         let state = decode(meta, &data)?;
         self.snapshots.save(meta, &data, false)?;
+        crate::metrics::RAFT_SNAPSHOT_BYTES.set(data.len() as i64);
+        crate::metrics::RAFT_SNAPSHOTS_INSTALLED.inc();
         self.restore(meta, state);
         tracing::info!(
             index = meta.last_log_id.map_or(0, |l| l.index),
@@ -304,6 +306,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             ),
         };
         self.snapshots.save(&meta, &data, true)?;
+        crate::metrics::RAFT_SNAPSHOT_BYTES.set(data.len() as i64);
+        crate::metrics::RAFT_SNAPSHOTS_BUILT.inc();
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),

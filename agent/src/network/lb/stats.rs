@@ -1,0 +1,54 @@
+//! Connection counters of every balancer on this node, for `swarmd --metrics-addr`.
+
+use shoal_netlib::lb::VirtualService;
+
+use super::super::DataPlane;
+
+/// Connections this node's balancer on one network sent to one backend of a service (the
+/// kernel's counter: nftables' per-backend named counter, or IPVS' `conns`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendConnections {
+    /// The network's name (`ingress` for the routing mesh).
+    pub network: String,
+    /// The service's name.
+    pub service: String,
+    /// The backend task's address on the network.
+    pub backend: String,
+    /// Connections sent to it since its balancer entry was made.
+    pub connections: u64,
+}
+
+impl DataPlane {
+    /// Every backend of every balancer on this node with its connection counter (`ipvsadm -Ln
+    /// --stats` for each `lb_` namespace and `ingress_sbox`). A balancer that cannot be read is
+    /// left out.
+    pub async fn lb_connections(&self) -> Vec<BackendConnections> {
+        let st = self.inner.lb.lock().await;
+        let mut out = Vec::new();
+        for (net, b) in &st.balancers {
+            let Some(table) = st.tables.iter().find(|t| &t.network_id == net) else {
+                continue;
+            };
+            let Ok(stats) = b.lb.list().await else {
+                continue;
+            };
+            for s in stats {
+                let VirtualService::Fwmark(mark) = s.service else {
+                    continue;
+                };
+                let Some(svc) = table.services.iter().find(|x| x.fwmark == mark) else {
+                    continue;
+                };
+                for bk in &s.backends {
+                    out.push(BackendConnections {
+                        network: table.name.clone(),
+                        service: svc.name.clone(),
+                        backend: bk.addr.addr.to_string(),
+                        connections: bk.connections,
+                    });
+                }
+            }
+        }
+        out
+    }
+}
