@@ -4,6 +4,7 @@
 //! ([`TaskResolver`]), in a task of its own (forwarding may wait on an upstream).
 
 use super::fast::{self, Cache, Entry, Found, Plain};
+use super::metrics::Source;
 use super::resolver::{answer_ordered, Reply, TaskResolver};
 use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
@@ -20,6 +21,7 @@ use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Quer
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 use tracing::debug;
@@ -122,18 +124,26 @@ pub async fn respond(
     query: &[u8],
     out: &mut Vec<u8>,
 ) -> bool {
+    let started = Instant::now();
     let Some(plain) = fast::parse(query) else {
         return false;
     };
     let version = resolver.shared.version.load(Ordering::Acquire);
-    match cache.answer_into(version, query, &plain, out) {
-        Found::Hit => return true,
-        Found::Slow => return false,
-        Found::Miss => {}
+    let answered = match cache.answer_into(version, query, &plain, out) {
+        Found::Hit => true,
+        Found::Slow => false,
+        Found::Miss => {
+            let entry = build_entry(resolver, &plain).await;
+            cache.insert(version, plain.key(), entry);
+            cache.answer_into(version, query, &plain, out) == Found::Hit
+        }
+    };
+    if answered {
+        // The response code is the low four bits of the header's fourth byte.
+        let rcode = out.get(3).map_or(0, |b| u16::from(b & 0x0f));
+        super::metrics::query(plain.qtype, Source::Local, rcode, started);
     }
-    let entry = build_entry(resolver, &plain).await;
-    cache.insert(version, plain.key(), entry);
-    cache.answer_into(version, query, &plain, out) == Found::Hit
+    answered
 }
 
 /// The cache entry for `plain`: the slow path's reply to its canonical query when the name is
