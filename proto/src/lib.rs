@@ -4,11 +4,13 @@
 //! * [`model`]: the hand-written domain types the rest of Shoal works with. Raft log entries and
 //!   snapshots store `model` types (serde), never `pb` types.
 //! * [`convert`]: the one place where the two meet.
+//! * [`tables`]: deltas of the per-network tables (diff and apply, pure).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod convert;
 pub mod model;
+pub mod tables;
 
 /// Generated gRPC code (tonic + prost).
 #[allow(missing_docs, clippy::all)]
