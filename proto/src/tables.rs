@@ -41,7 +41,7 @@ pub fn sorted_diff<T: Ord + Clone>(old: &[T], new: &[T]) -> (Vec<T>, Vec<T>) {
 }
 
 /// Items keyed by `key`, or `None` when two share a key.
-fn keyed<'a, T>(items: &'a [T], key: impl Fn(&T) -> &str) -> Option<HashMap<&'a str, &'a T>> {
+fn keyed<T>(items: &[T], key: impl Fn(&T) -> &str) -> Option<HashMap<&str, &T>> {
     let mut m = HashMap::with_capacity(items.len());
     for it in items {
         if m.insert(key(it), it).is_some() {
