@@ -130,6 +130,7 @@ async fn control(addr: &str) -> anyhow::Result<ControlClient<Channel>> {
         request_timeout: Some(Duration::from_secs(30)),
         cert_dir: std::env::var_os("SWARM_CERT_DIR").map(Into::into),
         plaintext: std::env::var("SWARM_PLAINTEXT").is_ok_and(|v| v == "1"),
+        consistent: false,
     };
     connect_with(&format!("tcp://{addr}"), &cfg).await
 }
