@@ -6,12 +6,14 @@
 //! * [`convert`]: the one place where the two meet.
 //! * [`metrics`]: counters, gauges, histograms and the Prometheus text format (`swarmd
 //!   --metrics-addr`).
+//! * [`tables`]: deltas of the per-network tables (diff and apply, pure).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod convert;
 pub mod metrics;
 pub mod model;
+pub mod tables;
 
 /// Generated gRPC code (tonic + prost).
 #[allow(missing_docs, clippy::all)]

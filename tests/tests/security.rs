@@ -139,6 +139,7 @@ fn certificates_decide_who_may_call_what() {
                 .session(pb::SessionRequest {
                     node_id: id,
                     hostname: String::new(),
+                    table_deltas: false,
                 })
                 .await
                 .map(|_| ())
@@ -194,6 +195,7 @@ fn certificates_decide_who_may_call_what() {
                 .session(pb::SessionRequest {
                     node_id: w2_id.clone(),
                     hostname: String::new(),
+                    table_deltas: false,
                 })
                 .await
                 .map(|_| ()),

@@ -5,6 +5,7 @@ pub mod backoff;
 mod exec_attach;
 mod image_op;
 mod logs;
+pub mod tables;
 
 use crate::background::Background;
 use crate::certs;
@@ -83,6 +84,9 @@ pub struct Agent {
     follows: logs::Follows,
     /// The node leaves its swarm (`swarm leave`): stopping ends its tasks, without a goodbye.
     leaving: std::sync::atomic::AtomicBool,
+    /// The network tables as the managers last sent them, with their versions (deltas apply
+    /// onto them).
+    tables: Mutex<tables::HeldTables>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -226,6 +230,7 @@ impl Agent {
             images,
             follows: logs::Follows::default(),
             leaving: Default::default(),
+            tables: Mutex::default(),
         })
     }
 
@@ -405,6 +410,7 @@ impl Agent {
         let req = pb::SessionRequest {
             node_id: self.cfg.node_id.clone(),
             hostname: String::new(),
+            table_deltas: true,
         };
         let mut stream = match client.session(req).await {
             Ok(s) => s.into_inner(),
@@ -422,7 +428,9 @@ impl Agent {
             Some((client.clone(), session_id.clone()));
         let floor = cfg.min_heartbeat_period;
         let period = Duration::from_millis(first.heartbeat_period_ms).max(floor);
-        self.handle(first);
+        if let Err(e) = self.handle(first) {
+            return resync(addr, &e);
+        }
         let heartbeat = heartbeat_loop(
             client.clone(),
             self.cfg.node_id.clone(),
@@ -438,7 +446,9 @@ impl Agent {
                 match stream.message().await {
                     Ok(Some(m)) => {
                         self.serve_requests(&client, &m);
-                        self.handle(m);
+                        if let Err(e) = self.handle(m) {
+                            return resync(addr, &e);
+                        }
                     }
                     Ok(None) => return SessionEnd::Failed(Error::StreamClosed),
                     Err(s) => return end_of(&s),
@@ -545,7 +555,9 @@ impl Agent {
         }
     }
 
-    fn handle(&self, m: pb::SessionMessage) {
+    /// Takes one session message; [`tables::Stale`] when its table updates do not apply onto
+    /// what this node holds (nothing of them is applied then).
+    fn handle(&self, m: pb::SessionMessage) -> Result<(), tables::Stale> {
         if let Some(creds) = self.cfg.transport.credentials() {
             if !m.roots_pem.is_empty() {
                 match creds.set_roots(&m.roots_pem) {
@@ -585,10 +597,22 @@ impl Agent {
         if let Some(n) = m.node {
             self.node.send_replace(Some(n));
         }
-        if let Some(a) = m.assignments {
+        if let Some(mut a) = m.assignments {
+            self.tables
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .apply(&mut a)?;
             self.worker.apply(&a);
         }
+        Ok(())
     }
+}
+
+/// Ends a session whose table updates did not apply: a new session with the same manager
+/// starts with every table whole.
+fn resync(addr: &str, e: &tables::Stale) -> SessionEnd {
+    warn!(manager = addr, error = %e, "network tables out of step with the managers");
+    SessionEnd::Redirect(addr.to_string())
 }
 
 fn end_of(s: &tonic::Status) -> SessionEnd {

@@ -79,6 +79,14 @@ struct Args {
     /// Where the nodes' certificates go.
     #[arg(long)]
     dir: std::path::PathBuf,
+    /// Ask for the network tables whole, as agents before table deltas did (a before/after
+    /// comparison without another build: the managers' whole-table path is the old one).
+    #[arg(long, env = "SIM_NO_TABLE_DELTAS")]
+    no_table_deltas: bool,
+    /// Attach the services to one overlay network of this subnet (e.g. 10.128.0.0/16), so that
+    /// every node holds its balancer, DNS and peer tables and each task changes them.
+    #[arg(long, env = "SIM_NETWORK_SUBNET")]
+    network_subnet: Option<String>,
 }
 
 fn main() {
@@ -209,6 +217,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         token: args.token.clone(),
         dir: args.dir.clone(),
         fail_fraction: args.fail_fraction,
+        table_deltas: !args.no_table_deltas,
         stats: stats.clone(),
         opens: Arc::new((0..args.nodes).map(|_| AtomicU64::new(0)).collect()),
         stop: stop_rx,
@@ -286,8 +295,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .await?;
             }
         }
+        let networks = match &args.network_subnet {
+            Some(subnet) => vec![sim_network(&mut c, subnet).await?],
+            None => Vec::new(),
+        };
         let probe = Probe::start(lpid);
         let base = stats.running.load(Relaxed);
+        let bytes0 = stats.bytes_in.load(Relaxed);
         let t0 = Instant::now();
         for s in 0..args.services {
             let spec = pb::ServiceSpec {
@@ -296,6 +310,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 image: "sleep".into(),
                 runtime: pb::Runtime::Process as i32,
                 args: vec!["1000".into()],
+                networks: networks.clone(),
                 ..Default::default()
             };
             c.create_service(pb::CreateServiceRequest { spec: Some(spec) })
@@ -319,13 +334,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let done = t0.elapsed();
         let p = probe.stop().await;
         let per_s = want as f64 / done.as_secs_f64();
+        let per_session = (stats.bytes_in.load(Relaxed) - bytes0) as f64 / n.max(1) as f64;
         println!(
-            "RESULT phase=services services={} replicas={} tasks={want} created_s={} running_s={} tasks_per_s={per_s:.0} failed={} {}",
+            "RESULT phase=services services={} replicas={} tasks={want} created_s={} running_s={} tasks_per_s={per_s:.0} failed={} in_bytes_per_session={per_session:.0} table_deltas={} resyncs={} {}",
             args.services,
             args.replicas,
             secs(created),
             secs(done),
             stats.failed.load(Relaxed),
+            !args.no_table_deltas,
+            stats.resyncs.load(Relaxed),
             p
         );
         rest("rest_tasks", &stats, n, lpid, args.rest).await;
@@ -397,6 +415,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     nodes.abort_all();
     Ok(())
+}
+
+/// Creates the overlay network `simnet` of `subnet` for the services (see `--network-subnet`).
+async fn sim_network(
+    c: &mut ControlClient<Channel>,
+    subnet: &str,
+) -> anyhow::Result<pb::NetworkAttachmentSpec> {
+    let net = c
+        .create_network(pb::CreateNetworkRequest {
+            name: "simnet".into(),
+            driver: pb::NetworkDriver::Overlay as i32,
+            subnet: subnet.into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    Ok(pb::NetworkAttachmentSpec {
+        target: net.id,
+        ..Default::default()
+    })
 }
 
 /// Bytes and messages per session per second while nothing happens, for `secs` seconds.

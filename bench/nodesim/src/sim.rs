@@ -5,6 +5,7 @@
 
 use shoal_agent::join::{join, JoinConfig};
 use shoal_agent::session::backoff::{self, Backoff};
+use shoal_agent::session::tables::HeldTables;
 use shoal_proto::pb::dispatcher_client::DispatcherClient;
 use shoal_proto::pb::{self, TaskState};
 use shoal_security::Transport;
@@ -46,6 +47,8 @@ pub struct Stats {
     pub session_errors: AtomicU64,
     /// Redirects to the leader followed.
     pub redirects: AtomicU64,
+    /// Sessions restarted because a table delta did not apply onto what the node held.
+    pub resyncs: AtomicU64,
 }
 
 /// What every node shares.
@@ -59,6 +62,9 @@ pub struct Shared {
     pub dir: PathBuf,
     /// Fraction of tasks reported failed instead of running.
     pub fail_fraction: f64,
+    /// Ask for the network tables as deltas (`SessionRequest.table_deltas`), as the agent
+    /// does; false: as an older agent, whole.
+    pub table_deltas: bool,
     /// Counters.
     pub stats: Arc<Stats>,
     /// Per node: sessions opened so far.
@@ -115,6 +121,7 @@ pub async fn run_node(sh: Shared, i: usize, node_id: String, transport: Transpor
     let mut node = SimNode {
         seen: HashSet::new(),
         tasks: HashMap::new(),
+        tables: HeldTables::default(),
     };
     loop {
         let addr = match next.take() {
@@ -157,6 +164,8 @@ struct Held {
 struct SimNode {
     seen: HashSet<String>,
     tasks: HashMap<String, Held>,
+    /// The network tables, with their versions (deltas apply onto them as in the agent).
+    tables: HeldTables,
 }
 
 fn channel(transport: &Transport, addr: &str) -> Option<Channel> {
@@ -205,6 +214,7 @@ impl SimNode {
         let req = pb::SessionRequest {
             node_id: node_id.to_string(),
             hostname: String::new(),
+            table_deltas: sh.table_deltas,
         };
         let mut stream = match client.session(req).await {
             Ok(s) => s.into_inner(),
@@ -224,8 +234,10 @@ impl SimNode {
         sh.stats.messages.fetch_add(1, Relaxed);
         let session_id = first.session_id.clone();
         let mut period = Duration::from_millis(first.heartbeat_period_ms.max(50));
-        if let Some(a) = &first.assignments {
-            self.apply(sh, a);
+        if let Some(a) = first.assignments {
+            if self.apply(sh, a).is_err() {
+                return End::Redirect(addr.to_string());
+            }
         }
         if let Err(s) = self.report(sh, &mut client, node_id, &session_id).await {
             return end_of(&s);
@@ -237,8 +249,10 @@ impl SimNode {
                     Ok(Some(m)) => {
                         sh.stats.bytes_in.fetch_add(m.encoded_len() as u64, Relaxed);
                         sh.stats.messages.fetch_add(1, Relaxed);
-                        if let Some(a) = &m.assignments {
-                            self.apply(sh, a);
+                        if let Some(a) = m.assignments {
+                            if self.apply(sh, a).is_err() {
+                                return End::Redirect(addr.to_string());
+                            }
                         }
                         if let Err(s) = self.report(sh, &mut client, node_id, &session_id).await {
                             return end_of(&s);
@@ -270,8 +284,15 @@ impl SimNode {
         }
     }
 
-    /// Takes an assignment message: a full one replaces what the node holds.
-    fn apply(&mut self, sh: &Shared, a: &pb::Assignments) {
+    /// Takes an assignment message: a full one replaces what the node holds. Table updates
+    /// apply onto the tables held (a stale one: resync, as the agent does).
+    fn apply(&mut self, sh: &Shared, mut a: pb::Assignments) -> Result<(), ()> {
+        if let Err(e) = self.tables.apply(&mut a) {
+            if sh.stats.resyncs.fetch_add(1, Relaxed) < 5 {
+                eprintln!("nodesim: {e}");
+            }
+            return Err(());
+        }
         let running = TaskState::Running as i32;
         let leave = |h: &Held, st: &Stats| {
             if h.reported == running {
@@ -311,6 +332,7 @@ impl SimNode {
                 h.reported = known;
             }
         }
+        Ok(())
     }
 
     /// Reports what changed: tasks to run are running (or failed), tasks to stop are shut down.

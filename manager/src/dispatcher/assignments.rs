@@ -1,8 +1,10 @@
 //! What a node must run: its tasks that have not ended. Sent in full once per session, then as
 //! increments (changed tasks by version, removed ids). The network tables (balancers, DNS,
 //! overlay peers) come from the [`Tables`] shared by all sessions; a node's are resent when the
-//! version of one of its networks' tables moved.
+//! version of one of its networks' tables moved: whole to agents that did not ask for deltas,
+//! else as versioned updates (see [`super::table_updates`]).
 
+use super::table_updates;
 use super::tables::Tables;
 use crate::store::State;
 use shoal_proto::model::NetworkDriver;
@@ -22,6 +24,10 @@ pub struct AssignmentSet {
     dns: BTreeMap<String, u64>,
     /// The secrets and configs sent (they are immutable: the ids say it all).
     data: BTreeSet<(i32, String)>,
+    /// The agent takes table deltas (`SessionRequest.table_deltas`).
+    deltas: bool,
+    /// The generation of the tables whose versions were sent (see [`Tables::epoch`]).
+    epoch: Option<u64>,
 }
 
 #[cfg(test)]
@@ -58,7 +64,7 @@ fn lb_keys(
 fn lb_of(tables: &Tables, keys: &BTreeMap<String, (u64, String)>) -> Vec<pb::LbTable> {
     keys.iter()
         .filter_map(|(id, (_, addr))| {
-            let mut t = tables.lb.get(id)?.value.clone();
+            let mut t = pb::LbTable::clone(&tables.lb.get(id)?.value);
             t.lb_addr = addr.clone();
             Some(t)
         })
@@ -73,7 +79,7 @@ pub fn dns_tables(state: &State, node_id: &str) -> Vec<pb::DnsNetwork> {
     let tables = Tables::build(state, 0, None);
     task_networks(state, node_id)
         .iter()
-        .filter_map(|id| Some(tables.dns.get(*id)?.value.clone()))
+        .filter_map(|id| Some(pb::DnsNetwork::clone(&tables.dns.get(*id)?.value)))
         .collect()
 }
 
@@ -141,6 +147,14 @@ pub fn task_data(state: &State, ids: &BTreeSet<(i32, String)>) -> Vec<pb::TaskDa
 }
 
 impl AssignmentSet {
+    /// The set of a session whose agent takes table deltas (`deltas`) or only whole tables.
+    pub fn new(deltas: bool) -> Self {
+        AssignmentSet {
+            deltas,
+            ..Default::default()
+        }
+    }
+
     /// The next message for `node_id`: everything on the first call (`full`), then only what
     /// changed. `None` when nothing changed. `tables` are those of `state` (or of an index it
     /// has not passed yet: see [`super::tables::TableCache`]).
@@ -212,6 +226,66 @@ impl AssignmentSet {
             .iter()
             .filter_map(|id| Some((id.to_string(), tables.peers.get(*id)?.version)))
             .collect();
+        let lb = lb_keys(state, tables, node_id, &net_ids);
+        let dns: BTreeMap<String, u64> = task_nets
+            .iter()
+            .filter_map(|id| Some((id.to_string(), tables.dns.get(*id)?.version)))
+            .collect();
+        if self.deltas {
+            if full {
+                // A new session: the agent drops whatever it held (`reset`).
+                (self.lb, self.dns, self.peers) = Default::default();
+            }
+            let trusted = !full && self.epoch == Some(tables.epoch);
+            let up = pb::TableUpdates {
+                reset: full,
+                lb: table_updates::lb(tables, &self.lb, &lb, trusted),
+                dns: table_updates::dns(tables, &self.dns, &dns, trusted),
+                peers: table_updates::peers(tables, node_id, &self.peers, &peer_keys, trusted),
+            };
+            self.epoch = Some(tables.epoch);
+            (self.lb, self.dns, self.peers) = (lb, dns, peer_keys);
+            if full || !up.lb.is_empty() || !up.dns.is_empty() || !up.peers.is_empty() {
+                msg.tables = Some(up);
+            }
+        } else {
+            self.whole_tables(&mut msg, tables, node_id, full, lb, dns, peer_keys);
+        }
+        // The ids first: the data is copied only into a message that carries it.
+        let ids = data_ids(state, current.values().copied());
+        if full || ids != self.data {
+            msg.data_full = true;
+            msg.data = task_data(state, &ids);
+            self.data = ids;
+        }
+        if !full
+            && msg.tasks.is_empty()
+            && msg.removed.is_empty()
+            && msg.networks.is_empty()
+            && !msg.peers_full
+            && !msg.lb_full
+            && !msg.dns_full
+            && !msg.data_full
+            && msg.tables.is_none()
+        {
+            return None;
+        }
+        Some(msg)
+    }
+
+    /// The tables of `node_id` whole into `msg`, those that changed (all when `full`): for
+    /// agents that take no deltas.
+    #[allow(clippy::too_many_arguments)]
+    fn whole_tables(
+        &mut self,
+        msg: &mut pb::Assignments,
+        tables: &Tables,
+        node_id: &str,
+        full: bool,
+        lb: BTreeMap<String, (u64, String)>,
+        dns: BTreeMap<String, u64>,
+        peer_keys: BTreeMap<String, u64>,
+    ) {
         if full || peer_keys != self.peers {
             msg.peers_full = true;
             let mut peers = BTreeSet::new();
@@ -235,43 +309,19 @@ impl AssignmentSet {
                 .collect();
             self.peers = peer_keys;
         }
-        let lb = lb_keys(state, tables, node_id, &net_ids);
         if full || lb != self.lb {
             msg.lb_full = true;
             msg.lb = lb_of(tables, &lb);
             self.lb = lb;
         }
-        let dns: BTreeMap<String, u64> = task_nets
-            .iter()
-            .filter_map(|id| Some((id.to_string(), tables.dns.get(*id)?.version)))
-            .collect();
         if full || dns != self.dns {
             msg.dns_full = true;
             msg.dns = dns
                 .keys()
-                .filter_map(|id| Some(tables.dns.get(id)?.value.clone()))
+                .filter_map(|id| Some(pb::DnsNetwork::clone(&tables.dns.get(id)?.value)))
                 .collect();
             self.dns = dns;
         }
-        // The ids first: the data is copied only into a message that carries it.
-        let ids = data_ids(state, current.values().copied());
-        if full || ids != self.data {
-            msg.data_full = true;
-            msg.data = task_data(state, &ids);
-            self.data = ids;
-        }
-        if !full
-            && msg.tasks.is_empty()
-            && msg.removed.is_empty()
-            && msg.networks.is_empty()
-            && !msg.peers_full
-            && !msg.lb_full
-            && !msg.dns_full
-            && !msg.data_full
-        {
-            return None;
-        }
-        Some(msg)
     }
 }
 

@@ -20,6 +20,7 @@ mod log_relay;
 mod relay;
 mod service;
 mod status;
+mod table_updates;
 mod tables;
 mod tokens;
 

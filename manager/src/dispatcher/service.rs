@@ -238,7 +238,8 @@ impl dispatcher_server::Dispatcher for DispatcherService {
             ));
         }
         self.m.check_node(&req, &req.get_ref().node_id)?;
-        let node_id = req.into_inner().node_id;
+        let r = req.into_inner();
+        let (node_id, deltas) = (r.node_id, r.table_deltas);
         let node = self
             .m
             .store
@@ -275,7 +276,7 @@ impl dispatcher_server::Dispatcher for DispatcherService {
             }
         });
         let (tx, rx) = mpsc::channel(16);
-        let mut set = AssignmentSet::default();
+        let mut set = AssignmentSet::new(deltas);
         let first = {
             let s = self.m.store.read();
             let tables = self.m.dispatcher.tables(&s, self.m.store.applied_index());

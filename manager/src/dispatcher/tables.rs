@@ -2,22 +2,90 @@
 //! per applied index and shared by all sessions, each table with a version: the index at which
 //! its content last changed. A session then compares versions, not tables, and builds its
 //! node's view only when one of its networks' tables changed.
+//!
+//! Each table also keeps its last [`HISTORY`] changes as deltas ([`Step`]s, computed once when the
+//! table changes, shared by all sessions), so a session whose agent holds an older version can
+//! send it the steps from there instead of the whole table (see [`Versioned::steps_from`]).
 
 use crate::allocator::ipam::{self, Subnet};
 use crate::store::State;
+use prost::Message;
 use shoal_proto::model::{NetworkDriver, NodeState, PublishMode, Task, TaskState};
 use shoal_proto::pb;
+use shoal_proto::tables::{dns_diff, lb_diff, sorted_diff};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-/// A table and the applied index at which its content last changed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Versioned<T> {
+/// How many changes of each table are kept as deltas.
+pub const HISTORY: usize = 8;
+
+/// What turned version `from` of a table into version `to`.
+#[derive(Debug)]
+pub struct Step<D> {
+    /// The version it applies to.
+    pub from: u64,
+    /// The version it gives.
+    pub to: u64,
+    /// The change.
+    pub delta: D,
+    /// Its encoded size (bytes, roughly what it costs on the wire).
+    pub size: usize,
+}
+
+/// A table, the applied index at which its content last changed, and its last changes.
+#[derive(Debug)]
+pub struct Versioned<T, D> {
     /// When the content last changed.
     pub version: u64,
     /// The content.
-    pub value: T,
+    pub value: Arc<T>,
+    /// Its encoded size (bytes).
+    pub size: usize,
+    /// The last changes, oldest first, each `to` the next one's `from`, the last one's `to`
+    /// this `version` (empty when the last change could not be a delta).
+    pub steps: Vec<Arc<Step<D>>>,
 }
+
+impl<T, D> Clone for Versioned<T, D> {
+    fn clone(&self) -> Self {
+        Versioned {
+            version: self.version,
+            value: self.value.clone(),
+            size: self.size,
+            steps: self.steps.clone(),
+        }
+    }
+}
+
+impl<T, D> Versioned<T, D> {
+    /// The changes from version `v` to this one, when they are kept and together smaller than
+    /// the whole table (else the table goes whole). Empty when `v` is this version.
+    pub fn steps_from(&self, v: u64) -> Option<&[Arc<Step<D>>]> {
+        if v == self.version {
+            return Some(&[]);
+        }
+        let i = self.steps.iter().position(|s| s.from == v)?;
+        let chain = &self.steps[i..];
+        let size: usize = chain.iter().map(|s| s.size).sum();
+        (size < self.size).then_some(chain)
+    }
+}
+
+/// A change of an overlay network's endpoints: those that came and those that went.
+#[derive(Debug, Default, PartialEq)]
+pub struct PeersDelta {
+    /// Endpoints that came.
+    pub added: Vec<Endpoint>,
+    /// Endpoints that went.
+    pub removed: Vec<Endpoint>,
+}
+
+/// A balancer table with its history.
+pub type LbVersioned = Versioned<pb::LbTable, pb::LbDelta>;
+/// A network's names with their history.
+pub type DnsVersioned = Versioned<pb::DnsNetwork, pb::DnsDelta>;
+/// A network's endpoints with their history.
+pub type PeersVersioned = Versioned<Vec<Endpoint>, PeersDelta>;
 
 /// One endpoint of an overlay network: an address there, the underlay address of the node
 /// holding it, and that node's id (a node is not its own peer).
@@ -36,13 +104,16 @@ pub struct Endpoint {
 pub struct Tables {
     /// The applied index they were computed at (the state may be newer, never older).
     pub index: u64,
+    /// The [`TableCache`] generation they belong to: versions compare only within one (a
+    /// version is a label given by one cache, see [`TableCache::get`]).
+    pub epoch: u64,
     /// Per overlay network (ingress included): its balancer table, `lb_addr` left empty (each
     /// node has its own).
-    pub lb: BTreeMap<String, Versioned<pb::LbTable>>,
+    pub lb: BTreeMap<String, LbVersioned>,
     /// Per overlay network other than ingress: the names its tasks resolve.
-    pub dns: BTreeMap<String, Versioned<pb::DnsNetwork>>,
+    pub dns: BTreeMap<String, DnsVersioned>,
     /// Per overlay network: its endpoints on every node, sorted.
-    pub peers: BTreeMap<String, Versioned<Vec<Endpoint>>>,
+    pub peers: BTreeMap<String, PeersVersioned>,
 }
 
 /// The firewall mark of a VIP: 256 + its offset in the network's subnet, unique per network
@@ -239,18 +310,62 @@ fn endpoints(state: &State) -> BTreeMap<String, Vec<Endpoint>> {
         .collect()
 }
 
-/// `value` versioned against `prev`: its version stays while its content does.
-fn versioned<T: PartialEq>(prev: Option<&Versioned<T>>, value: T, index: u64) -> Versioned<T> {
-    match prev {
-        Some(p) if p.value == value => Versioned {
-            version: p.version,
-            value,
-        },
-        _ => Versioned {
-            version: index,
-            value,
-        },
+/// `value` versioned against `prev`: its version stays while its content does; a change is
+/// kept as a step when `diff` can express it (else the history restarts here).
+fn versioned<T: PartialEq, D>(
+    prev: Option<&Versioned<T, D>>,
+    value: T,
+    index: u64,
+    diff: impl Fn(&T, &T) -> Option<D>,
+    size: impl Fn(&T) -> usize,
+    delta_size: impl Fn(&D) -> usize,
+) -> Versioned<T, D> {
+    if let Some(p) = prev.filter(|p| *p.value == value) {
+        return p.clone();
     }
+    let mut steps = Vec::new();
+    if let Some(p) = prev {
+        if let Some(delta) = diff(&p.value, &value) {
+            steps.extend(
+                p.steps
+                    .iter()
+                    .skip((p.steps.len() + 1).saturating_sub(HISTORY))
+                    .cloned(),
+            );
+            steps.push(Arc::new(Step {
+                from: p.version,
+                to: index,
+                size: delta_size(&delta),
+                delta,
+            }));
+        }
+    }
+    Versioned {
+        version: index,
+        size: size(&value),
+        value: Arc::new(value),
+        steps,
+    }
+}
+
+/// Whether no two endpoints share an address and node address: an agent holds only those two
+/// (its own node's endpoints left out), so only then is a change of endpoints one of its view.
+fn injective(eps: &[Endpoint]) -> bool {
+    eps.windows(2)
+        .all(|w| (&w[0].ip, &w[0].node_ip) != (&w[1].ip, &w[1].node_ip))
+}
+
+/// The bytes an agent is sent for `eps` (an estimate: each as a `PeerEntry`).
+fn peers_size(eps: &[Endpoint]) -> usize {
+    eps.iter().map(|e| e.ip.len() + e.node_ip.len() + 6).sum()
+}
+
+fn peers_diff(old: &[Endpoint], new: &[Endpoint]) -> Option<PeersDelta> {
+    if !injective(old) || !injective(new) {
+        return None;
+    }
+    let (added, removed) = sorted_diff(old, new);
+    Some(PeersDelta { added, removed })
 }
 
 impl Tables {
@@ -260,6 +375,7 @@ impl Tables {
         let running = running_by_service(state);
         let mut t = Tables {
             index,
+            epoch: prev.map_or(0, |p| p.epoch),
             ..Default::default()
         };
         for net in state
@@ -269,20 +385,39 @@ impl Tables {
         {
             let id = net.id.to_string();
             let lb = lb_table(state, net, &running);
-            t.lb.insert(
-                id.clone(),
-                versioned(prev.and_then(|p| p.lb.get(&id)), lb, index),
+            let prev_lb = prev.and_then(|p| p.lb.get(&id));
+            let lb = versioned(
+                prev_lb,
+                lb,
+                index,
+                lb_diff,
+                |t| t.encoded_len(),
+                |d| d.encoded_len(),
             );
+            t.lb.insert(id.clone(), lb);
             if !net.ingress {
                 let dns = dns_table(state, net, &running);
-                t.dns.insert(
-                    id.clone(),
-                    versioned(prev.and_then(|p| p.dns.get(&id)), dns, index),
+                let prev_dns = prev.and_then(|p| p.dns.get(&id));
+                let dns = versioned(
+                    prev_dns,
+                    dns,
+                    index,
+                    dns_diff,
+                    |t| t.encoded_len(),
+                    |d| d.encoded_len(),
                 );
+                t.dns.insert(id.clone(), dns);
             }
         }
         for (id, eps) in endpoints(state) {
-            let v = versioned(prev.and_then(|p| p.peers.get(&id)), eps, index);
+            let v = versioned(
+                prev.and_then(|p| p.peers.get(&id)),
+                eps,
+                index,
+                |a, b| peers_diff(a, b),
+                |e| peers_size(e),
+                |d| peers_size(&d.added) + peers_size(&d.removed),
+            );
             t.peers.insert(id, v);
         }
         t
@@ -293,7 +428,14 @@ impl Tables {
 /// by the others.
 #[derive(Debug, Default)]
 pub struct TableCache {
-    latest: Mutex<Option<Arc<Tables>>>,
+    latest: Mutex<Cached>,
+}
+
+#[derive(Debug, Default)]
+struct Cached {
+    tables: Option<Arc<Tables>>,
+    /// Bumped by [`TableCache::clear`]: the tables built after are another generation.
+    epoch: u64,
 }
 
 impl TableCache {
@@ -302,17 +444,22 @@ impl TableCache {
     /// next index wakes it again), else built now (once, whoever asks meanwhile waits).
     pub fn get(&self, state: &State, index: u64) -> Arc<Tables> {
         let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(t) = latest.as_ref().filter(|t| t.index >= index) {
+        if let Some(t) = latest.tables.as_ref().filter(|t| t.index >= index) {
             return t.clone();
         }
-        let t = Arc::new(Tables::build(state, index, latest.as_deref()));
-        *latest = Some(t.clone());
+        let mut t = Tables::build(state, index, latest.tables.as_deref());
+        t.epoch = latest.epoch;
+        let t = Arc::new(t);
+        latest.tables = Some(t.clone());
         t
     }
 
-    /// Forgets the tables (leadership lost: the next leader term starts afresh).
+    /// Forgets the tables (leadership lost: the next leader term starts afresh, and the
+    /// versions it gives compare with none given before).
     pub fn clear(&self) {
-        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        latest.tables = None;
+        latest.epoch += 1;
     }
 }
 
