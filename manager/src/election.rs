@@ -13,7 +13,10 @@
 //! lease plus a short random jitter, drawn again for every election, starts one itself
 //! ([`openraft::raft::Trigger::elect`]). A candidate (or a voter that granted a vote) that sees
 //! no leader shortly after retries with a fresh jitter, so a split vote costs one short retry
-//! instead of repeating. openraft's own timer still runs underneath as the fallback, and is the
+//! instead of repeating. Retries that still find no leader back off exponentially, wait and
+//! jitter both (up to [`MAX_BACKOFF_SHIFT`] doublings): when vote requests take longer than a
+//! retry (a slow or overloaded machine, emulated VMs), candidates that kept starting new terms
+//! before the answers came would otherwise never elect anyone. openraft's own timer still runs underneath as the fallback, and is the
 //! only one for a follower that has not heard from its leader since it took its vote (a manager
 //! that just restarted must not depose a leader that has not reached it yet).
 //!
@@ -43,6 +46,9 @@ pub struct Timings {
     pub idle: Duration,
 }
 
+/// How many times a retry's wait and jitter double at most (×32).
+pub const MAX_BACKOFF_SHIFT: u32 = 5;
+
 impl Timings {
     /// The timings for an election timeout `election` (the lease) and raft heartbeat
     /// `heartbeat`: jitter in `[election / 20, election / 20 + election / 4)`, retries after a
@@ -59,7 +65,13 @@ impl Timings {
 
     /// A fresh jitter for one election.
     pub fn draw(&self) -> Duration {
-        let span = self.jitter_span.as_micros() as u64;
+        self.draw_after(0)
+    }
+
+    /// A fresh jitter after `failed` elections that found no leader: its span doubles with
+    /// each one after the first.
+    pub fn draw_after(&self, failed: u32) -> Duration {
+        let span = (self.jitter_span.as_micros() as u64) << backoff_shift(failed);
         let r = if span == 0 {
             0
         } else {
@@ -67,6 +79,11 @@ impl Timings {
         };
         self.jitter_min + Duration::from_micros(r)
     }
+}
+
+/// The doublings after `failed` elections without a leader: none for the first retry.
+fn backoff_shift(failed: u32) -> u32 {
+    failed.saturating_sub(1).min(MAX_BACKOFF_SHIFT)
 }
 
 /// What openraft's state says, as far as the watcher cares.
@@ -83,6 +100,8 @@ pub struct View {
     pub heard: bool,
     /// When the vote was last written or confirmed (every message from the leader confirms it).
     pub utime: Option<Instant>,
+    /// Elections this watcher started since a leader was last known.
+    pub failed: u32,
 }
 
 /// What to do now.
@@ -103,7 +122,9 @@ pub fn plan(view: &View, now: Instant, t: &Timings, jitter: Duration) -> Step {
     let quiet = match view.state {
         ServerState::Follower if view.committed && view.heard => t.lease,
         ServerState::Follower if view.committed => return Step::Wait(t.idle),
-        ServerState::Follower | ServerState::Candidate => t.retry,
+        ServerState::Follower | ServerState::Candidate => {
+            (t.retry * (1 << backoff_shift(view.failed))).min(t.lease * 4)
+        }
         ServerState::Leader | ServerState::Learner | ServerState::Shutdown => {
             return Step::Wait(t.idle)
         }
@@ -122,6 +143,7 @@ pub async fn run(raft: Raft, t: Timings, node_id: String) {
     let mut seen = None;
     let mut last_vote = None;
     let mut heard = false;
+    let mut failed = 0;
     loop {
         let state = raft
             .with_raft_state(|s| {
@@ -130,23 +152,28 @@ pub async fn run(raft: Raft, t: Timings, node_id: String) {
                     committed: s.vote_ref().is_committed(),
                     heard: false,
                     utime: s.vote_last_modified(),
+                    failed: 0,
                 };
                 (*s.vote_ref(), view)
             })
             .await;
         let Ok((vote, mut view)) = state else { return };
+        if view.committed || view.state == ServerState::Leader {
+            failed = 0;
+        }
         if last_vote.as_ref() != Some(&vote) {
             last_vote = Some(vote);
             heard = false;
             seen = view.utime;
-            jitter = t.draw();
+            jitter = t.draw_after(failed);
         } else if view.utime != seen {
             // A message from the leader: this is a new wait, with a new jitter.
             heard = true;
             seen = view.utime;
-            jitter = t.draw();
+            jitter = t.draw_after(failed);
         }
         view.heard = heard;
+        view.failed = failed;
         match plan(&view, Instant::now(), &t, jitter) {
             Step::Wait(d) => tokio::time::sleep(d).await,
             Step::Elect => {
@@ -160,6 +187,7 @@ pub async fn run(raft: Raft, t: Timings, node_id: String) {
                 if raft.trigger().elect().await.is_err() {
                     return;
                 }
+                failed = failed.saturating_add(1);
                 // The election changes the vote (a new wait, a new jitter); until it shows,
                 // do not trigger again at once.
                 tokio::time::sleep(t.jitter_min).await;
@@ -186,6 +214,7 @@ mod tests {
             committed,
             heard: true,
             utime: Some(utime),
+            failed: 0,
         }
     }
 
@@ -239,8 +268,41 @@ mod tests {
             committed: false,
             heard: false,
             utime: None,
+            failed: 0,
         };
         assert_eq!(plan(&fresh, late, &t(), ms(0)), Step::Wait(ms(50)));
+    }
+
+    #[test]
+    fn retries_without_a_leader_back_off_exponentially_up_to_a_cap() {
+        let t0 = Instant::now();
+        let t = t();
+        let wait = |failed| {
+            let v = View {
+                failed,
+                ..view(ServerState::Candidate, false, t0)
+            };
+            plan(&v, t0, &t, ms(0))
+        };
+        // The first retry as before (one heartbeat), then doubling, capped at 4 leases.
+        assert_eq!(wait(0), Step::Wait(ms(60)));
+        assert_eq!(wait(1), Step::Wait(ms(60)));
+        assert_eq!(wait(2), Step::Wait(ms(120)));
+        assert_eq!(wait(3), Step::Wait(ms(240)));
+        assert_eq!(wait(5), Step::Wait(ms(800)));
+        assert_eq!(wait(40), Step::Wait(ms(800)));
+        // A follower that knows its leader is not slowed by earlier failures.
+        let v = View {
+            failed: 9,
+            ..view(ServerState::Follower, true, t0)
+        };
+        assert_eq!(plan(&v, t0, &t, ms(0)), Step::Wait(ms(200)));
+        // The jitter's span doubles too.
+        let wide = (0..400).map(|_| t.draw_after(4)).max().unwrap();
+        assert!(
+            wide >= ms(10) + ms(200) && wide < ms(10) + ms(400),
+            "{wide:?}"
+        );
     }
 
     #[test]
