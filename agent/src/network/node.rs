@@ -241,29 +241,11 @@ impl NodeState {
             ] {
                 b.add_chain(Family::Ip, t, chain, Some(&hook));
                 for ((proto, port), tasks) in &node.host_ports {
-                    let targets: Vec<(serde_json::Value, serde_json::Value)> = tasks
-                        .values()
-                        .enumerate()
-                        .map(|(i, (ip, target))| {
-                            (
-                                json!(i),
-                                expr::concat(vec![json!(ip.to_string()), json!(target)]),
-                            )
-                        })
-                        .collect();
-                    let n = targets.len() as u32;
                     b.add_rule(
                         Family::Ip,
                         t,
                         chain,
-                        [
-                            to_local_port(proto.as_str(), *port),
-                            vec![expr::dnat_to(expr::map_lookup(
-                                expr::numgen_inc(n),
-                                expr::anon_map(targets),
-                            ))],
-                        ]
-                        .concat(),
+                        dnat_round_robin(*proto, *port, tasks),
                         None,
                     );
                 }
@@ -271,6 +253,34 @@ impl NodeState {
         }
         b
     }
+}
+
+/// A rule's expressions: `proto` port `port` addressed to this node, DNATed round robin to
+/// `tasks` (each task's bridge address and target port).
+fn dnat_round_robin(
+    proto: Protocol,
+    port: u16,
+    tasks: &BTreeMap<String, (Ipv4Addr, u16)>,
+) -> Vec<serde_json::Value> {
+    let targets: Vec<(serde_json::Value, serde_json::Value)> = tasks
+        .values()
+        .enumerate()
+        .map(|(i, (ip, target))| {
+            (
+                json!(i),
+                expr::concat(vec![json!(ip.to_string()), json!(target)]),
+            )
+        })
+        .collect();
+    let n = targets.len() as u32;
+    [
+        to_local_port(proto.as_str(), port),
+        vec![expr::dnat_to(expr::map_lookup(
+            expr::numgen_inc(n),
+            expr::anon_map(targets),
+        ))],
+    ]
+    .concat()
 }
 
 impl NodeState {
@@ -300,17 +310,6 @@ impl NodeState {
                 refused.push((*proto, *port));
                 continue;
             };
-            let targets: Vec<(serde_json::Value, serde_json::Value)> = tasks
-                .values()
-                .enumerate()
-                .map(|(i, (ip, target))| {
-                    (
-                        json!(i),
-                        expr::concat(vec![json!(ip.to_string()), json!(target)]),
-                    )
-                })
-                .collect();
-            let n = targets.len() as u32;
             for (chain, hook) in [
                 ("prerouting", Hook::nat_prerouting()),
                 ("output", Hook::nat_output()),
@@ -320,14 +319,7 @@ impl NodeState {
                     Family::Ip,
                     t,
                     chain,
-                    [
-                        to_local_port(proto.as_str(), *port),
-                        vec![expr::dnat_to(expr::map_lookup(
-                            expr::numgen_inc(n),
-                            expr::anon_map(targets.clone()),
-                        ))],
-                    ]
-                    .concat(),
+                    dnat_round_robin(*proto, *port, tasks),
                     None,
                 );
             }

@@ -106,22 +106,20 @@ pub(super) fn desired(t: &pb::LbTable) -> Desired {
 
 /// The published ports of the ingress table among `tables`: the routing mesh's.
 pub(super) fn mesh_ports(tables: &[pb::LbTable]) -> BTreeSet<(Protocol, u16)> {
-    tables
-        .iter()
-        .find(|t| t.ingress)
-        .map(|t| {
-            t.services
-                .iter()
-                .flat_map(|s| &s.ports)
-                .filter_map(|p| Some((protocol(p.protocol), u16::try_from(p.published).ok()?)))
-                .collect()
-        })
-        .unwrap_or_default()
+    ingress_ports(tables, |_| true)
 }
 
 /// The published ports of the ingress table among `tables` with `traffic=local`: each node
 /// answers them with its own tasks only (see the node's table), never through `ingress_sbox`.
 pub(super) fn local_mesh_ports(tables: &[pb::LbTable]) -> BTreeSet<(Protocol, u16)> {
+    ingress_ports(tables, |p| p.traffic() == pb::TrafficPolicy::Local)
+}
+
+/// The published ports of the ingress table among `tables` that `keep` keeps.
+fn ingress_ports(
+    tables: &[pb::LbTable],
+    keep: impl Fn(&pb::LbPort) -> bool,
+) -> BTreeSet<(Protocol, u16)> {
     tables
         .iter()
         .find(|t| t.ingress)
@@ -129,7 +127,7 @@ pub(super) fn local_mesh_ports(tables: &[pb::LbTable]) -> BTreeSet<(Protocol, u1
             t.services
                 .iter()
                 .flat_map(|s| &s.ports)
-                .filter(|p| p.traffic() == pb::TrafficPolicy::Local)
+                .filter(|p| keep(p))
                 .filter_map(|p| Some((protocol(p.protocol), u16::try_from(p.published).ok()?)))
                 .collect()
         })
