@@ -146,6 +146,7 @@ impl DataPlane {
             inside.apply_nft(&batch).await?;
         }
         drop(inside);
+        self.sync_task_vips(&task.id).await;
         // Service discovery on the task's overlay networks (ingress has none, as in Swarm).
         let dns_nets: Vec<String> = atts
             .iter()
@@ -237,6 +238,7 @@ impl DataPlane {
                 }
             }
         }
+        self.drop_task_vips(task_id).await;
         let name = names::task_ns(task_id);
         // The task's veths die with its namespace.
         if let Err(e) = self.inner.kernel.delete_ns(&name) {

@@ -5,7 +5,9 @@
 //! the network is a /32 on it, packets to a VIP get the VIP's firewall mark, and a
 //! `LoadBalancer` (IPVS or nftables) sends each marked connection round robin to the
 //! service's running tasks on that network, anywhere in the cluster, SNATed to the balancer's
-//! address so the answers come back through it.
+//! address so the answers come back through it. The node's own tasks do not need it for TCP
+//! and UDP: each balances the VIPs of its networks in its own namespace ([`client`]), and the
+//! `lb_` namespace takes the rest.
 //!
 //! The routing mesh is the same for the `ingress` network in `ingress_sbox`, which also has a leg
 //! on `shoal_gwbridge`: the node's own table DNATs every published port (from outside, from
@@ -17,9 +19,11 @@
 //! [`DataPlane::apply_lb`] converges all of it to the managers' tables: level-triggered, from
 //! whatever exists (a restarted agent finds its namespaces and balancers and corrects them), one
 //! network at a time, touching only what changed. [`plan`] says what a table asks for;
-//! [`balancer`] builds and removes a network's balancer; [`report`] reads one back.
+//! [`balancer`] builds and removes a network's balancer; [`client`] the tasks' own;
+//! [`report`] reads them back.
 
 mod balancer;
+mod client;
 pub(super) mod plan;
 mod report;
 pub mod stats;
@@ -68,8 +72,11 @@ pub(super) struct LbPlane {
     choice: Option<LbChoice>,
     balancers: BTreeMap<String, Balancer>,
     reserved: BTreeMap<(Protocol, u16), Reservation>,
-    /// The last tables applied (for `network inspect --lb` names).
+    /// The last tables applied (for `network inspect --lb` names, and the tasks' own VIP
+    /// balancers).
     tables: Vec<pb::LbTable>,
+    /// Each local task's own VIP balancer, by task id (see [`client`]).
+    clients: BTreeMap<String, client::ClientLb>,
 }
 
 impl DataPlane {
@@ -78,8 +85,9 @@ impl DataPlane {
         self.inner.lb.lock().await.choice = Some(choice);
     }
 
-    /// Converges the node's balancers to `tables` (every balancer the node must hold), and the
-    /// routing mesh's published ports to those of the ingress table.
+    /// Converges the node's balancers to `tables` (every balancer the node must hold), each
+    /// local task's own VIP balancer, and the routing mesh's published ports to those of the
+    /// ingress table.
     pub async fn apply_lb(&self, tables: &[pb::LbTable]) -> Result<()> {
         let mut st = self.inner.lb.lock().await;
         let wanted: BTreeMap<&str, &pb::LbTable> =
@@ -120,12 +128,27 @@ impl DataPlane {
         self.reserve_ports(&mut st, &ports);
         let local = plan::local_mesh_ports(tables);
         let cluster = ports.difference(&local).copied().collect();
-        self.set_mesh(sbox, cluster, local).await?;
         st.tables = tables.to_vec();
+        self.sync_clients(&mut st).await;
+        self.set_mesh(sbox, cluster, local).await?;
         match first_err {
             Some(err) => Err(err),
             None => Ok(()),
         }
+    }
+
+    /// Writes `task`'s own VIP balancer from the tables last applied (its sandbox is new, or
+    /// was found again after a restart). A failure is logged: the `lb_` namespaces still
+    /// balance its connections.
+    pub(super) async fn sync_task_vips(&self, task: &str) {
+        let nets = self.overlay_tasks().await.remove(task).unwrap_or_default();
+        let mut st = self.inner.lb.lock().await;
+        self.sync_client(&mut st, task, &nets).await;
+    }
+
+    /// Forgets `task`'s own VIP balancer, whose handle would keep its namespace alive.
+    pub(super) async fn drop_task_vips(&self, task: &str) {
+        self.inner.lb.lock().await.clients.remove(task);
     }
 
     async fn apply_table(&self, st: &mut LbPlane, t: &pb::LbTable) -> Result<()> {

@@ -57,9 +57,12 @@ pub(super) fn ns_name(t: &pb::LbTable) -> String {
     }
 }
 
+/// How the overlay user keys of balancers begin (tasks are users by their id).
+pub(in crate::network) const LB_USER_PREFIX: &str = "lb:";
+
 /// The overlay user key of a network's balancer.
 pub(super) fn lb_user(net: &str) -> String {
-    format!("lb:{net}")
+    format!("{LB_USER_PREFIX}{net}")
 }
 
 /// What the balancer of `t` must hold.

@@ -8,12 +8,14 @@ use super::super::{DataPlane, Error, Result};
 
 impl DataPlane {
     /// `ipvsadm -Ln --stats` of the balancer of network `net` on this node, with the names of
-    /// the services and tasks it balances to.
+    /// the services and tasks it balances to; a backend's connections include those the node's
+    /// tasks sent it from their own namespaces.
     pub async fn lb_report(&self, net: &str) -> Result<pb::LbNodeReport> {
         let st = self.inner.lb.lock().await;
         let b = st.balancers.get(net).ok_or(Error::NoBalancer)?;
         let table = st.tables.iter().find(|t| t.network_id == net);
         let stats: Vec<ServiceStats> = b.lb.list().await?;
+        let clients = self.client_connections(&st, net).await;
         let mut out = pb::LbNodeReport {
             namespace: b.ns.name().to_string(),
             kind: format!("{:?}", b.lb.kind()).to_lowercase(),
@@ -48,7 +50,8 @@ impl DataPlane {
                             weight: bk.weight,
                             active: bk.active_conns.map(u64::from),
                             inactive: bk.inactive_conns.map(u64::from),
-                            connections: bk.connections,
+                            connections: bk.connections
+                                + clients.get(&(mark, bk.addr.addr)).copied().unwrap_or(0),
                         }
                     })
                     .collect(),

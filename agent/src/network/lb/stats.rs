@@ -4,8 +4,9 @@ use shoal_netlib::lb::VirtualService;
 
 use super::super::DataPlane;
 
-/// Connections this node's balancer on one network sent to one backend of a service (the
-/// kernel's counter: nftables' per-backend named counter, or IPVS' `conns`).
+/// Connections this node's balancer on one network, and its tasks' own VIP balancers, sent to
+/// one backend of a service (the kernel's counter: nftables' per-backend named counter, or
+/// IPVS' `conns`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendConnections {
     /// The network's name (`ingress` for the routing mesh).
@@ -32,6 +33,7 @@ impl DataPlane {
             let Ok(stats) = b.lb.list().await else {
                 continue;
             };
+            let clients = self.client_connections(&st, net).await;
             for s in stats {
                 let VirtualService::Fwmark(mark) = s.service else {
                     continue;
@@ -44,7 +46,8 @@ impl DataPlane {
                         network: table.name.clone(),
                         service: svc.name.clone(),
                         backend: bk.addr.addr.to_string(),
-                        connections: bk.connections,
+                        connections: bk.connections
+                            + clients.get(&(mark, bk.addr.addr)).copied().unwrap_or(0),
                     });
                 }
             }

@@ -8,7 +8,7 @@ mod peers;
 
 pub use peers::Peer;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -18,6 +18,7 @@ use shoal_proto::model::{Ipv4Net, NetworkAttachment, Task};
 use tracing::{debug, info};
 
 use super::kernel::Namespace;
+use super::lb::plan::LB_USER_PREFIX;
 use super::{parse_subnet, DataPlane, Error, Interface, Result};
 
 /// The overlay MTU: the underlay's 1500 less the 50 bytes of VXLAN encapsulation.
@@ -150,6 +151,18 @@ impl DataPlane {
             gateway: None,
             mac,
         })
+    }
+
+    /// The overlay networks of each local task (the sandboxes' users that are not balancers).
+    pub(super) async fn overlay_tasks(&self) -> BTreeMap<String, Vec<String>> {
+        let overlays = self.inner.overlays.lock().await;
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (net, o) in overlays.iter() {
+            for user in o.users.iter().filter(|u| !u.starts_with(LB_USER_PREFIX)) {
+                out.entry(user.clone()).or_default().push(net.clone());
+            }
+        }
+        out
     }
 
     /// Drops `user` from the overlays it used; a sandbox no local task uses is removed.

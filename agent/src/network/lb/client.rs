@@ -1,0 +1,318 @@
+//! VIPs balanced in the client's own namespace (issue 22; Docker does the same with IPVS in each
+//! container's sandbox).
+//!
+//! A task on an overlay network gets, in its namespace, the balancer of every service VIP of
+//! its networks: a TCP or UDP packet it sends to a VIP is marked in OUTPUT
+//! (`shoal_vipmark`), and the marked connection is DNATed there to a backend, round robin, by
+//! an nftables balancer (`shoal_vip`) without SNAT. The backend sees the client's own address
+//! and answers it directly over the overlay; conntrack in the client's namespace undoes the
+//! DNAT. No packet of such a connection crosses the network's `lb_` namespace, whose extra
+//! hop cost a quarter of the connection rate (docs/benchmarks.md (u)).
+//!
+//! The `lb_` namespace stays: it answers what is neither TCP nor UDP (`ping` a VIP), a task
+//! whose table is not written yet, and the counters of both add up in `network inspect --lb`.
+//!
+//! Marks are unique per network only (256 + the VIP's offset in its subnet), and a task can be
+//! on several networks: in a client the mark of a VIP is its network's mark plus
+//! `k << 16`, `k` the network's place among the task's networks.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use serde_json::json;
+use shoal_netlib::lb::{DesiredService, LbChoice, LbConfig, LoadBalancer, VirtualService};
+use shoal_netlib::names;
+use shoal_netlib::nft::{expr, Batch, Family, Hook};
+use shoal_proto::pb;
+use tracing::{debug, warn};
+
+use super::super::kernel::Namespace;
+use super::super::{DataPlane, Result};
+use super::plan::{self, MarkRule};
+use super::LbPlane;
+
+/// The client's balancer table.
+const CLIENT_LB_TABLE: &str = "shoal_vip";
+/// The client's table marking packets to VIPs.
+const CLIENT_MARK_TABLE: &str = "shoal_vipmark";
+
+/// What one task's namespace must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct ClientDesired {
+    /// VIP → the client's mark for it.
+    marks: BTreeMap<Ipv4Addr, u32>,
+    /// One fwmark service per VIP, with its backends.
+    services: Vec<DesiredService>,
+    /// The client's mark → (network id, the network's own mark).
+    origin: BTreeMap<u32, (String, u32)>,
+}
+
+impl ClientDesired {
+    fn is_empty(&self) -> bool {
+        self.services.is_empty()
+    }
+}
+
+/// One task's client-side balancer.
+pub(super) struct ClientLb {
+    /// The task's namespace (its handle goes with this value: see `release`).
+    ns: Arc<dyn Namespace>,
+    lb: Box<dyn LoadBalancer>,
+    applied: ClientDesired,
+}
+
+impl std::fmt::Debug for ClientLb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientLb")
+            .field("services", &self.applied.services.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a task on the overlay networks `nets` must hold, from the node's `tables`: the VIPs
+/// of every network of `nets` that has a table (ingress has no VIPs to balance here).
+pub(super) fn client_desired(nets: &[String], tables: &[pb::LbTable]) -> ClientDesired {
+    let mut out = ClientDesired::default();
+    for (k, net) in nets.iter().enumerate() {
+        let Some(t) = tables.iter().find(|t| &t.network_id == net && !t.ingress) else {
+            continue;
+        };
+        let Ok(k) = u32::try_from(k) else { break };
+        if k > 0xffff {
+            break;
+        }
+        let want = plan::desired(t);
+        let marks: BTreeMap<u32, Ipv4Addr> = want
+            .marks
+            .iter()
+            .filter_map(|m| match m {
+                MarkRule::Vip(vip, mark) => Some((*mark, *vip)),
+                MarkRule::Port(..) => None,
+            })
+            .collect();
+        for mut s in want.services {
+            let VirtualService::Fwmark(mark) = s.service else {
+                continue;
+            };
+            let Some(vip) = marks.get(&mark) else {
+                continue;
+            };
+            let ours = mark + (k << 16);
+            out.marks.insert(*vip, ours);
+            out.origin.insert(ours, (net.clone(), mark));
+            s.service = VirtualService::Fwmark(ours);
+            out.services.push(s);
+        }
+    }
+    out
+}
+
+/// The client's mark table, whole: TCP and UDP to a VIP get the VIP's mark (one map lookup).
+fn client_mark_rules(marks: &BTreeMap<Ipv4Addr, u32>) -> Batch {
+    let t = CLIENT_MARK_TABLE;
+    let mut b = Batch::new();
+    b.add_table(Family::Ip, t)
+        .delete_table(Family::Ip, t)
+        .add_table(Family::Ip, t);
+    b.add_chain(
+        Family::Ip,
+        t,
+        "output",
+        Some(&Hook {
+            ty: "filter",
+            hook: "output",
+            prio: -150,
+        }),
+    );
+    if !marks.is_empty() {
+        let pairs = marks
+            .iter()
+            .map(|(vip, mark)| (json!(vip.to_string()), json!(mark)))
+            .collect();
+        b.add_rule(
+            Family::Ip,
+            t,
+            "output",
+            vec![
+                expr::eq(expr::meta("l4proto"), json!({"set": ["tcp", "udp"]})),
+                json!({"mangle": {
+                    "key": {"meta": {"key": "mark"}},
+                    "value": expr::map_lookup(expr::ip("daddr"), expr::anon_map(pairs)),
+                }}),
+            ],
+            None,
+        );
+    }
+    b
+}
+
+impl DataPlane {
+    /// Converges every local task's client-side balancer to the tables last applied; drops
+    /// those of tasks that are gone.
+    pub(super) async fn sync_clients(&self, st: &mut LbPlane) {
+        let tasks = self.overlay_tasks().await;
+        st.clients.retain(|task, _| tasks.contains_key(task));
+        for (task, nets) in &tasks {
+            self.sync_client(st, task, nets).await;
+        }
+    }
+
+    /// Converges the client-side balancer of `task` (on the overlay networks `nets`).
+    pub(super) async fn sync_client(&self, st: &mut LbPlane, task: &str, nets: &[String]) {
+        let want = client_desired(nets, &st.tables);
+        if st.clients.get(task).map(|c| &c.applied) == Some(&want) {
+            return;
+        }
+        if want.is_empty() && !st.clients.contains_key(task) {
+            return;
+        }
+        if let Err(err) = self.write_client(st, task, want).await {
+            // The `lb_` namespace still balances this task's connections.
+            warn!(task.id = task, "programming the task's VIP balancer: {err}");
+        }
+    }
+
+    async fn write_client(&self, st: &mut LbPlane, task: &str, want: ClientDesired) -> Result<()> {
+        let c = match st.clients.entry(task.to_string()) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                // Never made here: a task's namespace is `prepare`'s to make.
+                let ns = self.inner.kernel.open_ns(&names::task_ns(task))?;
+                let config = LbConfig {
+                    table: CLIENT_LB_TABLE.into(),
+                    snat: None,
+                };
+                let lb = ns.open_lb(LbChoice::Nftables, config).await?;
+                e.insert(ClientLb {
+                    ns,
+                    lb,
+                    applied: ClientDesired::default(),
+                })
+            }
+        };
+        // Backends before marks on the way in, marks before backends on the way out: a marked
+        // packet always finds its service (an unmarked one goes to `lb_`).
+        let fewer: BTreeSet<u32> = c
+            .applied
+            .origin
+            .keys()
+            .filter(|m| !want.origin.contains_key(m))
+            .copied()
+            .collect();
+        if fewer.is_empty() {
+            c.lb.sync(&want.services).await?;
+        }
+        if c.applied.marks != want.marks {
+            c.ns.apply_nft(&client_mark_rules(&want.marks)).await?;
+        }
+        if !fewer.is_empty() {
+            c.lb.sync(&want.services).await?;
+        }
+        debug!(
+            task.id = task,
+            vips = want.marks.len(),
+            "task's VIP balancer written"
+        );
+        c.applied = want;
+        Ok(())
+    }
+
+    /// Connections the client-side balancers of this node sent to each backend of network
+    /// `net`: (the network's mark, backend address) → connections.
+    pub(super) async fn client_connections(
+        &self,
+        st: &LbPlane,
+        net: &str,
+    ) -> BTreeMap<(u32, Ipv4Addr), u64> {
+        let mut out = BTreeMap::new();
+        for c in st.clients.values() {
+            if !c.applied.origin.values().any(|(n, _)| n == net) {
+                continue;
+            }
+            let Ok(stats) = c.lb.list().await else {
+                continue;
+            };
+            for s in stats {
+                let VirtualService::Fwmark(ours) = s.service else {
+                    continue;
+                };
+                let Some((n, mark)) = c.applied.origin.get(&ours) else {
+                    continue;
+                };
+                if n != net {
+                    continue;
+                }
+                for bk in &s.backends {
+                    *out.entry((*mark, bk.addr.addr)).or_default() += bk.connections;
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(net: &str, third: u8, ingress: bool) -> pb::LbTable {
+        pb::LbTable {
+            network_id: net.into(),
+            ingress,
+            lb_addr: format!("10.0.{third}.250/24"),
+            services: vec![pb::LbService {
+                name: "web".into(),
+                fwmark: 0x105,
+                vip: format!("10.0.{third}.5/24"),
+                backends: vec![pb::LbBackend {
+                    ip: format!("10.0.{third}.7"),
+                    ..Default::default()
+                }],
+                ports: vec![pb::LbPort {
+                    protocol: pb::Protocol::Tcp as i32,
+                    published: 8080,
+                    target: 80,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn marks_of_two_networks_do_not_collide() {
+        let tables = [table("a", 1, false), table("b", 2, false)];
+        let d = client_desired(&["a".into(), "b".into()], &tables);
+        let vip_a: Ipv4Addr = "10.0.1.5".parse().unwrap();
+        let vip_b: Ipv4Addr = "10.0.2.5".parse().unwrap();
+        assert_eq!(d.marks, BTreeMap::from([(vip_a, 0x105), (vip_b, 0x1_0105)]));
+        assert_eq!(d.origin[&0x1_0105], ("b".to_string(), 0x105));
+        let services: Vec<VirtualService> = d.services.iter().map(|s| s.service).collect();
+        assert_eq!(
+            services,
+            [
+                VirtualService::Fwmark(0x105),
+                VirtualService::Fwmark(0x1_0105)
+            ]
+        );
+        assert_eq!(d.services[1].backends[0].addr.addr.to_string(), "10.0.2.7");
+    }
+
+    #[test]
+    fn ingress_and_networks_without_a_table_give_nothing() {
+        let tables = [table("in", 0, true)];
+        assert!(client_desired(&["in".into(), "x".into()], &tables).is_empty());
+    }
+
+    #[test]
+    fn the_mark_table_matches_tcp_and_udp_only() {
+        let marks = BTreeMap::from([("10.0.1.5".parse().unwrap(), 0x105)]);
+        let text = client_mark_rules(&marks).to_json().to_string();
+        assert!(text.contains(r#""set":["tcp","udp"]"#), "{text}");
+        assert!(text.contains(r#"["10.0.1.5",261]"#), "{text}");
+        let empty = client_mark_rules(&BTreeMap::new()).to_json().to_string();
+        assert!(!empty.contains("mangle"), "{empty}");
+    }
+}
