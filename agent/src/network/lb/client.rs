@@ -153,6 +153,7 @@ impl DataPlane {
     pub(super) async fn sync_clients(&self, st: &mut LbPlane) {
         let tasks = self.overlay_tasks().await;
         st.clients.retain(|task, _| tasks.contains_key(task));
+        st.cleared.retain(|task| tasks.contains_key(task));
         for (task, nets) in &tasks {
             self.sync_client(st, task, nets).await;
         }
@@ -165,12 +166,29 @@ impl DataPlane {
             return;
         }
         if want.is_empty() && !st.clients.contains_key(task) {
+            // Nothing to balance; but a namespace found again after a restart may still hold
+            // the tables of VIPs that went away meanwhile: removed once per task.
+            if st.cleared.insert(task.to_string()) {
+                if let Err(err) = self.clear_client(task).await {
+                    warn!(task.id = task, "removing the task's VIP balancer: {err}");
+                }
+            }
             return;
         }
         if let Err(err) = self.write_client(st, task, want).await {
             // The `lb_` namespace still balances this task's connections.
             warn!(task.id = task, "programming the task's VIP balancer: {err}");
         }
+    }
+
+    /// Removes the client tables from `task`'s namespace, whether they are there or not.
+    async fn clear_client(&self, task: &str) -> Result<()> {
+        let ns = self.inner.kernel.open_ns(&names::task_ns(task))?;
+        let mut b = Batch::new();
+        for t in [CLIENT_MARK_TABLE, CLIENT_LB_TABLE] {
+            b.add_table(Family::Ip, t).delete_table(Family::Ip, t);
+        }
+        ns.apply_nft(&b).await
     }
 
     async fn write_client(&self, st: &mut LbPlane, task: &str, want: ClientDesired) -> Result<()> {

@@ -77,6 +77,8 @@ pub(super) struct LbPlane {
     tables: Vec<pb::LbTable>,
     /// Each local task's own VIP balancer, by task id (see [`client`]).
     clients: BTreeMap<String, client::ClientLb>,
+    /// Tasks without VIPs to balance whose namespace was cleared of client tables once.
+    cleared: BTreeSet<String>,
 }
 
 impl DataPlane {
@@ -148,7 +150,9 @@ impl DataPlane {
 
     /// Forgets `task`'s own VIP balancer, whose handle would keep its namespace alive.
     pub(super) async fn drop_task_vips(&self, task: &str) {
-        self.inner.lb.lock().await.clients.remove(task);
+        let mut st = self.inner.lb.lock().await;
+        st.clients.remove(task);
+        st.cleared.remove(task);
     }
 
     async fn apply_table(&self, st: &mut LbPlane, t: &pb::LbTable) -> Result<()> {
