@@ -283,6 +283,12 @@ async fn vip_and_mesh(choice: LbChoice) {
         assert_eq!(get(&client_ns, "10.9.0.2".parse().unwrap(), 8080), "web2");
         assert_eq!(get(&node.ns, Ipv4Addr::LOCALHOST, PUBLISHED), "web2");
     }
+    // The client balanced its VIP connections itself; its counts outlive it (the sums only grow).
+    let web2 = |r: pb::LbNodeReport| r.services[0].backends[0].connections;
+    let before = web2(node.dp.lb_report("lpnet000001").await.unwrap());
+    assert!(before >= 5, "2 + 3 connections to web2: {before}");
+    node.dp.release("client").await;
+    assert_eq!(web2(node.dp.lb_report("lpnet000001").await.unwrap()), before);
     node.dp.apply_lb(&[]).await.unwrap();
     let left = netns::list(&node.dir.path().join("netns")).unwrap();
     assert!(

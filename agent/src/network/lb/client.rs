@@ -58,8 +58,46 @@ impl ClientDesired {
 pub(super) struct ClientLb {
     /// The task's namespace (its handle goes with this value: see `release`).
     ns: Arc<dyn Namespace>,
-    lb: Box<dyn LoadBalancer>,
+    lb: Arc<dyn LoadBalancer>,
     applied: ClientDesired,
+}
+
+/// A backend's counter key: (network id, the network's mark, backend address).
+pub(super) type CounterKey = (String, u32, Ipv4Addr);
+
+/// What reads one client's counters without the balancers' lock: its balancer and its marks.
+struct Reader {
+    lb: Arc<dyn LoadBalancer>,
+    origin: BTreeMap<u32, (String, u32)>,
+}
+
+impl Reader {
+    fn of(c: &ClientLb) -> Reader {
+        Reader {
+            lb: Arc::clone(&c.lb),
+            origin: c.applied.origin.clone(),
+        }
+    }
+
+    /// The client's connections per backend of the networks `keep` keeps (one `nft` run).
+    async fn counts(&self, keep: impl Fn(&str) -> bool) -> BTreeMap<CounterKey, u64> {
+        let mut out = BTreeMap::new();
+        let Ok(stats) = self.lb.list().await else {
+            return out;
+        };
+        for s in stats {
+            let VirtualService::Fwmark(ours) = s.service else {
+                continue;
+            };
+            let Some((net, mark)) = self.origin.get(&ours).filter(|(n, _)| keep(n)) else {
+                continue;
+            };
+            for bk in &s.backends {
+                *out.entry((net.clone(), *mark, bk.addr.addr)).or_default() += bk.connections;
+            }
+        }
+        out
+    }
 }
 
 impl std::fmt::Debug for ClientLb {
@@ -201,7 +239,7 @@ impl DataPlane {
                     table: CLIENT_LB_TABLE.into(),
                     snat: None,
                 };
-                let lb = ns.open_lb(LbChoice::Nftables, config).await?;
+                let lb = Arc::from(ns.open_lb(LbChoice::Nftables, config).await?);
                 e.insert(ClientLb {
                     ns,
                     lb,
@@ -237,37 +275,63 @@ impl DataPlane {
     }
 
     /// Connections the client-side balancers of this node sent to each backend of network
-    /// `net`: (the network's mark, backend address) → connections.
-    pub(super) async fn client_connections(
-        &self,
-        st: &LbPlane,
-        net: &str,
-    ) -> BTreeMap<(u32, Ipv4Addr), u64> {
-        let mut out = BTreeMap::new();
-        for c in st.clients.values() {
-            if !c.applied.origin.values().any(|(n, _)| n == net) {
-                continue;
-            }
-            let Ok(stats) = c.lb.list().await else {
-                continue;
-            };
-            for s in stats {
-                let VirtualService::Fwmark(ours) = s.service else {
-                    continue;
-                };
-                let Some((n, mark)) = c.applied.origin.get(&ours) else {
-                    continue;
-                };
-                if n != net {
-                    continue;
-                }
-                for bk in &s.backends {
-                    *out.entry((*mark, bk.addr.addr)).or_default() += bk.connections;
-                }
+    /// `net`, those of tasks gone since included (so that the sums only grow): (the network's
+    /// mark, backend address) → connections. The tables are read (one `nft` run per task)
+    /// without holding the balancers' lock.
+    pub(super) async fn client_connections(&self, net: &str) -> BTreeMap<(u32, Ipv4Addr), u64> {
+        let (readers, mut out): (Vec<Reader>, BTreeMap<(u32, Ipv4Addr), u64>) = {
+            let st = self.inner.lb.lock().await;
+            let readers = st
+                .clients
+                .values()
+                .filter(|c| c.applied.origin.values().any(|(n, _)| n == net))
+                .map(Reader::of)
+                .collect();
+            let retired = st
+                .retired
+                .iter()
+                .filter(|((n, _, _), _)| n == net)
+                .map(|((_, mark, addr), count)| ((*mark, *addr), *count))
+                .collect();
+            (readers, retired)
+        };
+        for r in readers {
+            for ((_, mark, addr), count) in r.counts(|n| n == net).await {
+                *out.entry((mark, addr)).or_default() += count;
             }
         }
         out
     }
+
+    /// Forgets `task`'s client balancer, keeping its last counts among the retired ones.
+    pub(super) async fn retire_client(&self, task: &str) {
+        let gone = {
+            let mut st = self.inner.lb.lock().await;
+            st.cleared.remove(task);
+            st.clients.remove(task)
+        };
+        let Some(c) = gone else { return };
+        let last = Reader::of(&c).counts(|_| true).await;
+        drop(c); // its handle, which would keep the task's namespace alive
+        let mut st = self.inner.lb.lock().await;
+        for (key, count) in last {
+            *st.retired.entry(key).or_default() += count;
+        }
+    }
+}
+
+/// Keeps the retired counts of backends that `tables` still list (a backend gone ends its
+/// series).
+pub(super) fn prune_retired(retired: &mut BTreeMap<CounterKey, u64>, tables: &[pb::LbTable]) {
+    retired.retain(|(net, mark, addr), _| {
+        tables
+            .iter()
+            .filter(|t| &t.network_id == net)
+            .flat_map(|t| &t.services)
+            .filter(|s| s.fwmark == *mark)
+            .flat_map(|s| &s.backends)
+            .any(|b| b.ip.parse::<Ipv4Addr>().ok() == Some(*addr))
+    });
 }
 
 #[cfg(test)]
@@ -322,6 +386,19 @@ mod tests {
     fn ingress_and_networks_without_a_table_give_nothing() {
         let tables = [table("in", 0, true)];
         assert!(client_desired(&["in".into(), "x".into()], &tables).is_empty());
+    }
+
+    #[test]
+    fn retired_counts_go_with_their_backend() {
+        let a: Ipv4Addr = "10.0.1.7".parse().unwrap();
+        let gone: Ipv4Addr = "10.0.1.8".parse().unwrap();
+        let mut retired = BTreeMap::from([
+            (("a".to_string(), 0x105, a), 3),
+            (("a".to_string(), 0x105, gone), 4),
+            (("b".to_string(), 0x105, a), 5),
+        ]);
+        prune_retired(&mut retired, &[table("a", 1, false)]);
+        assert_eq!(retired, BTreeMap::from([(("a".to_string(), 0x105, a), 3)]));
     }
 
     #[test]

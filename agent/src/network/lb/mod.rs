@@ -79,6 +79,8 @@ pub(super) struct LbPlane {
     clients: BTreeMap<String, client::ClientLb>,
     /// Tasks without VIPs to balance whose namespace was cleared of client tables once.
     cleared: BTreeSet<String>,
+    /// Connections counted by the VIP balancers of tasks gone since, per backend.
+    retired: BTreeMap<client::CounterKey, u64>,
 }
 
 impl DataPlane {
@@ -131,6 +133,7 @@ impl DataPlane {
         let local = plan::local_mesh_ports(tables);
         let cluster = ports.difference(&local).copied().collect();
         st.tables = tables.to_vec();
+        client::prune_retired(&mut st.retired, tables);
         self.sync_clients(&mut st).await;
         self.set_mesh(sbox, cluster, local).await?;
         match first_err {
@@ -148,11 +151,10 @@ impl DataPlane {
         self.sync_client(&mut st, task, &nets).await;
     }
 
-    /// Forgets `task`'s own VIP balancer, whose handle would keep its namespace alive.
+    /// Forgets `task`'s own VIP balancer, whose handle would keep its namespace alive (its
+    /// counts still add up in the backends' connections).
     pub(super) async fn drop_task_vips(&self, task: &str) {
-        let mut st = self.inner.lb.lock().await;
-        st.clients.remove(task);
-        st.cleared.remove(task);
+        self.retire_client(task).await;
     }
 
     async fn apply_table(&self, st: &mut LbPlane, t: &pb::LbTable) -> Result<()> {

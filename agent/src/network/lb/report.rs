@@ -11,11 +11,11 @@ impl DataPlane {
     /// the services and tasks it balances to; a backend's connections include those the node's
     /// tasks sent it from their own namespaces.
     pub async fn lb_report(&self, net: &str) -> Result<pb::LbNodeReport> {
+        let clients = self.client_connections(net).await;
         let st = self.inner.lb.lock().await;
         let b = st.balancers.get(net).ok_or(Error::NoBalancer)?;
         let table = st.tables.iter().find(|t| t.network_id == net);
         let stats: Vec<ServiceStats> = b.lb.list().await?;
-        let clients = self.client_connections(&st, net).await;
         let mut out = pb::LbNodeReport {
             namespace: b.ns.name().to_string(),
             kind: format!("{:?}", b.lb.kind()).to_lowercase(),

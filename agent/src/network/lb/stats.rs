@@ -24,6 +24,12 @@ impl DataPlane {
     /// --stats` for each `lb_` namespace and `ingress_sbox`). A balancer that cannot be read is
     /// left out.
     pub async fn lb_connections(&self) -> Vec<BackendConnections> {
+        let nets: Vec<String> = self.inner.lb.lock().await.balancers.keys().cloned().collect();
+        let mut clients = std::collections::BTreeMap::new();
+        for net in nets {
+            let counts = self.client_connections(&net).await;
+            clients.insert(net, counts);
+        }
         let st = self.inner.lb.lock().await;
         let mut out = Vec::new();
         for (net, b) in &st.balancers {
@@ -33,7 +39,7 @@ impl DataPlane {
             let Ok(stats) = b.lb.list().await else {
                 continue;
             };
-            let clients = self.client_connections(&st, net).await;
+            let from_tasks = clients.get(net.as_str());
             for s in stats {
                 let VirtualService::Fwmark(mark) = s.service else {
                     continue;
@@ -47,7 +53,10 @@ impl DataPlane {
                         service: svc.name.clone(),
                         backend: bk.addr.addr.to_string(),
                         connections: bk.connections
-                            + clients.get(&(mark, bk.addr.addr)).copied().unwrap_or(0),
+                            + from_tasks
+                                .and_then(|c| c.get(&(mark, bk.addr.addr)))
+                                .copied()
+                                .unwrap_or(0),
                     });
                 }
             }
