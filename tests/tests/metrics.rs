@@ -1,7 +1,8 @@
 //! `swarmd --metrics-addr` on a `swarmctl lab` of one manager and one worker (root): every
 //! node's page passes `promtool check metrics` (Debian's `prometheus`; `deploy/deps.sh`
 //! installs it), before and after traffic; requests through a service's VIP by name and a
-//! reverse lookup from a task raise the balancer's per-backend connections and the DNS counters
+//! reverse lookup from a task raise the balancer's per-backend connections and bytes (both
+//! directions) and the DNS counters
 //! of the task's node, and the service's creation raises the manager's raft and dispatcher
 //! figures. `lab up` gives every node its `--metrics-addr` (its underlay address, port 9323),
 //! and `swarmctl lab ui` turns the balancers' counters into a request rate per service: with
@@ -169,6 +170,14 @@ fn metrics_pass_promtool_and_rise_with_traffic() {
         let (b, a) = (value(&before, name, labels), value(&after, name, labels));
         assert!(a - b >= by, "{name}{labels:?}: {b} → {a}\n{after}");
     };
+    for direction in ["in", "out"] {
+        let labels = [
+            ("network", "lp_net"),
+            ("service", "web"),
+            ("direction", direction),
+        ];
+        rose("shoal_lb_backend_bytes_total", &labels, 1.0);
+    }
     rose("shoal_dns_queries_total", &[("type", "A")], 1.0);
     rose("shoal_dns_queries_total", &[("type", "PTR")], 1.0);
     rose(

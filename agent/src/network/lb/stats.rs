@@ -1,4 +1,4 @@
-//! Connection counters of every balancer on this node, for `swarmd --metrics-addr`.
+//! Connection and byte counters of every balancer on this node, for `swarmd --metrics-addr`.
 
 use shoal_netlib::lb::VirtualService;
 
@@ -16,10 +16,13 @@ pub struct BackendConnections {
     pub backend: String,
     /// Connections sent to it since its balancer entry was made.
     pub connections: u64,
+    /// Bytes of those connections to it and back from it (IPVS' in/out bytes, or nftables'
+    /// per-backend byte counters); `None` where the balancer cannot tell.
+    pub bytes: Option<(u64, u64)>,
 }
 
 impl DataPlane {
-    /// Every backend of every balancer on this node with its connection counter (`ipvsadm -Ln
+    /// Every backend of every balancer on this node with its connection and byte counters (`ipvsadm -Ln
     /// --stats` for each `lb_` namespace and `ingress_sbox`). A balancer that cannot be read is
     /// left out.
     pub async fn lb_connections(&self) -> Vec<BackendConnections> {
@@ -45,6 +48,7 @@ impl DataPlane {
                         service: svc.name.clone(),
                         backend: bk.addr.addr.to_string(),
                         connections: bk.connections,
+                        bytes: bk.bytes_in.zip(bk.bytes_out),
                     });
                 }
             }
