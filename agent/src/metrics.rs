@@ -1,5 +1,5 @@
-//! The agent's metrics for `swarmd --metrics-addr`: its balancers' connections per backend,
-//! its embedded DNS, and image pulls.
+//! The agent's metrics for `swarmd --metrics-addr`: its balancers' connections and bytes per
+//! backend, its embedded DNS, and image pulls.
 
 use crate::Agent;
 use shoal_proto::metrics::{Exposition, Kind};
@@ -23,6 +23,29 @@ pub async fn write(agent: &Agent, e: &mut Exposition) {
             ],
             c.connections as f64,
         );
+    }
+    e.header(
+        "shoal_lb_backend_bytes_total",
+        "Bytes of the connections this node's balancers sent to each backend: direction in is \
+         client to backend, out is backend to client.",
+        Kind::Counter,
+    );
+    for c in &conns {
+        let Some((bytes_in, bytes_out)) = c.bytes else {
+            continue;
+        };
+        for (direction, v) in [("in", bytes_in), ("out", bytes_out)] {
+            e.sample(
+                "shoal_lb_backend_bytes_total",
+                &[
+                    ("network", &c.network),
+                    ("service", &c.service),
+                    ("backend", &c.backend),
+                    ("direction", direction),
+                ],
+                v as f64,
+            );
+        }
     }
     crate::dns::metrics::write(e);
     let (ok, failed) = shoal_image::store::pull_counts();

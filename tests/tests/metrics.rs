@@ -1,22 +1,36 @@
 //! `swarmd --metrics-addr` on a `swarmctl lab` of one manager and one worker (root): every
 //! node's page passes `promtool check metrics` (Debian's `prometheus`; `deploy/deps.sh`
 //! installs it), before and after traffic; requests through a service's VIP by name and a
-//! reverse lookup from a task raise the balancer's per-backend connections and the DNS counters
+//! reverse lookup from a task raise the balancer's per-backend connections and bytes (both
+//! directions) and the DNS counters
 //! of the task's node, and the service's creation raises the manager's raft and dispatcher
-//! figures.
+//! figures. `lab up` gives every node its `--metrics-addr` (its underlay address, port 9323),
+//! and `swarmctl lab ui` turns the balancers' counters into a request rate per service: with
+//! traffic running, its snapshot shows a non-zero rate for the service.
 
 use shoal_netlib::root::root_or_skip;
 use shoal_tests::lab::Lab;
-use shoal_tests::{run, wait_for};
-use std::process::Command;
+use shoal_tests::{bin, kill_on_fail, run, wait_for};
+use std::io::BufRead;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const NODES: [&str; 2] = ["manager1", "worker1"];
 const PORT: u16 = 9323;
 
-/// `GET /metrics` of `node`, from inside its namespace.
+/// `GET /metrics` of `node` at the address `lab up` gave it (its own), from inside its
+/// namespace.
 fn scrape(lab: &Lab, node: &str) -> String {
-    let url = format!("http://127.0.0.1:{PORT}/metrics");
+    let file = lab.file();
+    let addr = file["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["name"] == node)
+        .and_then(|n| n["address"].as_str())
+        .unwrap_or_else(|| panic!("no node {node} in lab.json: {file}"))
+        .to_string();
+    let url = format!("http://{addr}:{PORT}/metrics");
     let out = lab.on_node(node, &["curl", "-sSf", "-m", "10", &url]);
     assert!(out.success(), "scrape {node}: {out}");
     out.stdout
@@ -77,9 +91,7 @@ fn metrics_pass_promtool_and_rise_with_traffic() {
         return;
     }
     let mut lab = Lab::new();
-    lab.subnet = "198.19.63.0/24".into();
-    lab.swarmd_args
-        .push_str(&format!(" --metrics-addr 0.0.0.0:{PORT}"));
+    lab.subnet = "198.19.71.0/24".into();
     lab.lab_ok(
         &["up"],
         &["--managers", "1", "--workers", "1", "--subnet", &lab.subnet],
@@ -158,6 +170,14 @@ fn metrics_pass_promtool_and_rise_with_traffic() {
         let (b, a) = (value(&before, name, labels), value(&after, name, labels));
         assert!(a - b >= by, "{name}{labels:?}: {b} → {a}\n{after}");
     };
+    for direction in ["in", "out"] {
+        let labels = [
+            ("network", "lp_net"),
+            ("service", "web"),
+            ("direction", direction),
+        ];
+        rose("shoal_lb_backend_bytes_total", &labels, 1.0);
+    }
     rose("shoal_dns_queries_total", &[("type", "A")], 1.0);
     rose("shoal_dns_queries_total", &[("type", "PTR")], 1.0);
     rose(
@@ -201,6 +221,82 @@ fn metrics_pass_promtool_and_rise_with_traffic() {
     );
     let worker = scrape(&lab, "worker1");
     promtool(&lab, "worker1", &worker);
+
+    // 5. `lab ui` shows web's request rate: traffic in bursts until its snapshot has one above
+    // zero (it samples every node's counters every 2 s and derives the rate from two samples).
+    let mut ui = Command::new(bin("swarmctl"))
+        .args(["lab", "ui", "--name", &lab.name, "--listen", "127.0.0.1:0"])
+        .env("SHOAL_LAB_DIR", &lab.root)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start swarmctl lab ui");
+    let _guard = kill_on_fail(ui.id());
+    let stdout = ui.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let url = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("lab ui printed its address");
+        if let Some((_, u)) = line.split_once("http://") {
+            break format!("http://{u}");
+        }
+    };
+    let (base, token) = url.split_once("/?token=").expect("a token in the address");
+    let cookie = format!("shoal_lab={token}");
+    let api = format!("{base}/api/lab");
+    let web_rate = wait_for(
+        "lab ui to show a request rate for web",
+        Duration::from_secs(90),
+        || {
+            let burst =
+                "for i in $(seq 10); do curl -s -m 3 -o /dev/null http://web:8080/name; done";
+            let out = lab.swarmctl(&["task", "exec", &client.id, "--", "sh", "-c", burst]);
+            if !out.success() {
+                return Err(format!("traffic: {out}"));
+            }
+            let out = run(
+                Command::new("curl").args(["-sSf", "-m", "10", "-b", &cookie, &api]),
+                Duration::from_secs(15),
+            );
+            let v: serde_json::Value = serde_json::from_str(&out.stdout)
+                .map_err(|e| format!("GET /api/lab: {e}: {out}"))?;
+            let web = v["services"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|s| s["name"] == "web")
+                .cloned()
+                .unwrap_or_default();
+            match web["rate"].as_f64() {
+                Some(r) if r > 0.0 => Ok((r, v)),
+                _ => Err(format!("web: {web}; metrics: {}", v["metrics"])),
+            }
+        },
+    );
+    let (rate, snap) = web_rate;
+    eprintln!("lab ui: web at {rate} connections/s");
+    assert!(rate.is_finite(), "{snap}");
+    assert_eq!(snap["metrics"]["serving"], 2, "{snap}");
+    assert!(snap["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .all(|s| s["rate"].as_f64().is_some_and(|r| r >= 0.0)));
+    let _ = ui.kill();
+    let _ = ui.wait();
 }
 
 /// The node id of lab node `name` (its hostname).

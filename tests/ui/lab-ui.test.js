@@ -476,6 +476,11 @@ test('the port link opens a whoami page', async () => {
   const text = await popup.locator('body').textContent({ timeout: 10_000 });
   assert.match(text, /I'm \S+ running on /);
   await popup.close();
+  // The service's request rate, from the nodes' balancer counters (two samples 2 s apart).
+  const rate = page.locator('.service[data-service="web"] .svc-rate');
+  await waitFor("web's request rate", 20_000, async () => (await rate.count()) === 1);
+  assert.ok(Number(await rate.getAttribute('data-rate')) >= 0);
+  assert.match(await rate.textContent(), /^\d+(\.\d+)? req\/s$/);
 });
 
 test('scaling web to 2 removes three boxes', async () => {

@@ -288,7 +288,10 @@ async fn vip_and_mesh(choice: LbChoice) {
     let before = web2(node.dp.lb_report("lpnet000001").await.unwrap());
     assert!(before >= 5, "2 + 3 connections to web2: {before}");
     node.dp.release("client").await;
-    assert_eq!(web2(node.dp.lb_report("lpnet000001").await.unwrap()), before);
+    assert_eq!(
+        web2(node.dp.lb_report("lpnet000001").await.unwrap()),
+        before
+    );
     node.dp.apply_lb(&[]).await.unwrap();
     let left = netns::list(&node.dir.path().join("netns")).unwrap();
     assert!(

@@ -108,6 +108,18 @@ pub fn swarmd_args(
     args
 }
 
+/// The port of every lab node's `--metrics-addr` (Docker's metrics port).
+pub const METRICS_PORT: u16 = 9323;
+
+/// Adds `--metrics-addr ADDR:9323` to `args` unless they name a `--metrics-addr` already: each
+/// lab node serves metrics on its own underlay address, which the host reaches through the
+/// lab's host endpoint (no route beyond the lab) and `lab ui` reads ([`super::ui::rates`]).
+pub fn with_metrics(args: &mut Vec<String>, addr: std::net::Ipv4Addr) {
+    if !args.iter().any(|a| a.starts_with("--metrics-addr")) {
+        args.extend(["--metrics-addr".into(), format!("{addr}:{METRICS_PORT}")]);
+    }
+}
+
 /// Starts `swarmd ARGS` inside `ns`: spawned from a thread that entered the namespace (the
 /// child inherits it), in its own process group (a Ctrl-C at the terminal does not reach it),
 /// stdin closed, stdout and stderr appended to the node's `swarmd.log`, working directory its

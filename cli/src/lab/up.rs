@@ -51,6 +51,9 @@ pub async fn up(spec: LabSpec, p: &mut Printer) -> anyhow::Result<()> {
         );
     }
     let extra = registry::node_extra(mirror, procs::extra_args());
+    // Every node serves metrics on its underlay address (for `lab ui`'s request rates), when
+    // this swarmd has the flag.
+    let metrics = procs::swarmd_has_flag(&swarmd, "--metrics-addr");
     // Claim the name: of two `lab up` racing for it, the second stops here, before it could
     // tear down the first one's lab on failure.
     std::fs::create_dir(&dir.dir).map_err(|e| match e.kind() {
@@ -67,6 +70,7 @@ pub async fn up(spec: LabSpec, p: &mut Printer) -> anyhow::Result<()> {
         dir,
         swarmd,
         extra,
+        metrics,
         registry_bin,
         images,
         children: Vec::new(),
@@ -212,6 +216,8 @@ struct Builder {
     file: LabFile,
     swarmd: PathBuf,
     extra: Vec<String>,
+    /// Whether each node gets a `--metrics-addr` on its own address ([`procs::with_metrics`]).
+    metrics: bool,
     /// `docker-registry`.
     registry_bin: PathBuf,
     /// The layout to push (`Ok`), or the missing default one (`Err`, a hint is printed).
@@ -380,14 +386,21 @@ impl Builder {
     ) -> anyhow::Result<()> {
         let node = &self.spec.nodes()[i];
         self.failing = Some(node.name.clone());
-        let args = procs::swarmd_args(&self.dir, node, join, &self.extra);
+        let mut args = procs::swarmd_args(&self.dir, node, join, &self.extra);
+        if self.metrics {
+            procs::with_metrics(&mut args, node.address);
+        }
         let child = procs::spawn_swarmd(ns, &self.swarmd, &self.dir, &node.name, &args)?;
         let pid = child.id();
         self.children.push((node.name.clone(), child));
         self.file.nodes[i].pid = Some(pid);
         // What `lab start` / `lab restart` run: the same, minus the join (the state dir now
         // holds the node's identity).
-        self.file.nodes[i].args = procs::swarmd_args(&self.dir, node, None, &self.extra);
+        let mut again = procs::swarmd_args(&self.dir, node, None, &self.extra);
+        if self.metrics {
+            procs::with_metrics(&mut again, node.address);
+        }
+        self.file.nodes[i].args = again;
         self.dir.save(&self.file)?;
         let what = match (join.is_some(), node.role) {
             _ if self.spec.no_swarm => "in no swarm",

@@ -163,6 +163,8 @@ impl IpvsLb {
                         active_conns: Some(d.active_conns),
                         inactive_conns: Some(d.inactive_conns),
                         connections: d.stats.conns,
+                        bytes_in: Some(d.stats.inbytes),
+                        bytes_out: Some(d.stats.outbytes),
                     })
                     .collect();
                 backends.sort_by_key(|b| b.addr);

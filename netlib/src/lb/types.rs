@@ -179,6 +179,13 @@ pub struct BackendStats {
     pub inactive_conns: Option<u32>,
     /// Connections scheduled to it since it was added (or zeroed).
     pub connections: u64,
+    /// Bytes of its connections from the clients to it (IPVS `InBytes`; nftables: the packets
+    /// of the connections' original direction, IP headers included); `None` where the
+    /// implementation cannot tell (see [`super::nft`] for a backend address shared by services).
+    pub bytes_in: Option<u64>,
+    /// Bytes of its connections from it back to the clients (IPVS `OutBytes`; nftables: the
+    /// replies); `None` where the implementation cannot tell.
+    pub bytes_out: Option<u64>,
 }
 
 /// One virtual service as listed.

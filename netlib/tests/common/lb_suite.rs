@@ -183,6 +183,19 @@ pub async fn nine_connections_rotate_over_three_backends(choice: LbChoice) {
     );
     let list = lb.list().await.unwrap();
     assert_eq!(list[0].scheduler, "rr");
+    // Bytes both ways for every backend (IPVS' in/out bytes; nftables' byte counters).
+    let bytes = wait_for(5, async || {
+        let list = lb.list().await.unwrap();
+        let s = list.iter().find(|s| s.service == svc())?;
+        let b: Vec<(u64, u64)> = s
+            .backends
+            .iter()
+            .map(|b| (b.bytes_in.unwrap_or(0), b.bytes_out.unwrap_or(0)))
+            .collect();
+        b.iter().all(|(i, o)| *i > 0 && *o > 0).then_some(b)
+    })
+    .await;
+    assert!(bytes.is_some(), "{:?}", lb.list().await.unwrap());
 }
 
 pub async fn fwmark_service_rotates(choice: LbChoice) {

@@ -65,6 +65,25 @@ pub(super) struct ClientLb {
 /// A backend's counter key: (network id, the network's mark, backend address).
 pub(super) type CounterKey = (String, u32, Ipv4Addr);
 
+/// What the client balancers counted for one backend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Counts {
+    /// Connections sent to it.
+    pub(super) connections: u64,
+    /// Bytes sent to it on those connections.
+    pub(super) bytes_in: u64,
+    /// Bytes it answered on them.
+    pub(super) bytes_out: u64,
+}
+
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, o: Counts) {
+        self.connections += o.connections;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+    }
+}
+
 /// What reads one client's counters without the balancers' lock: its balancer and its marks.
 struct Reader {
     lb: Arc<dyn LoadBalancer>,
@@ -80,7 +99,7 @@ impl Reader {
     }
 
     /// The client's connections per backend of the networks `keep` keeps (one `nft` run).
-    async fn counts(&self, keep: impl Fn(&str) -> bool) -> BTreeMap<CounterKey, u64> {
+    async fn counts(&self, keep: impl Fn(&str) -> bool) -> BTreeMap<CounterKey, Counts> {
         let mut out = BTreeMap::new();
         let Ok(stats) = self.lb.list().await else {
             return out;
@@ -93,7 +112,11 @@ impl Reader {
                 continue;
             };
             for bk in &s.backends {
-                *out.entry((net.clone(), *mark, bk.addr.addr)).or_default() += bk.connections;
+                *out.entry((net.clone(), *mark, bk.addr.addr)).or_default() += Counts {
+                    connections: bk.connections,
+                    bytes_in: bk.bytes_in.unwrap_or(0),
+                    bytes_out: bk.bytes_out.unwrap_or(0),
+                };
             }
         }
         out
@@ -274,12 +297,12 @@ impl DataPlane {
         Ok(())
     }
 
-    /// Connections the client-side balancers of this node sent to each backend of network
-    /// `net`, those of tasks gone since included (so that the sums only grow): (the network's
-    /// mark, backend address) → connections. The tables are read (one `nft` run per task)
+    /// Connections (and bytes) the client-side balancers of this node sent to each backend of
+    /// network `net`, those of tasks gone since included (so that the sums only grow): (the
+    /// network's mark, backend address) → counts. The tables are read (one `nft` run per task)
     /// without holding the balancers' lock.
-    pub(super) async fn client_connections(&self, net: &str) -> BTreeMap<(u32, Ipv4Addr), u64> {
-        let (readers, mut out): (Vec<Reader>, BTreeMap<(u32, Ipv4Addr), u64>) = {
+    pub(super) async fn client_connections(&self, net: &str) -> BTreeMap<(u32, Ipv4Addr), Counts> {
+        let (readers, mut out): (Vec<Reader>, BTreeMap<(u32, Ipv4Addr), Counts>) = {
             let st = self.inner.lb.lock().await;
             let readers = st
                 .clients
@@ -322,7 +345,7 @@ impl DataPlane {
 
 /// Keeps the retired counts of backends that `tables` still list (a backend gone ends its
 /// series).
-pub(super) fn prune_retired(retired: &mut BTreeMap<CounterKey, u64>, tables: &[pb::LbTable]) {
+pub(super) fn prune_retired(retired: &mut BTreeMap<CounterKey, Counts>, tables: &[pb::LbTable]) {
     retired.retain(|(net, mark, addr), _| {
         tables
             .iter()
@@ -392,13 +415,20 @@ mod tests {
     fn retired_counts_go_with_their_backend() {
         let a: Ipv4Addr = "10.0.1.7".parse().unwrap();
         let gone: Ipv4Addr = "10.0.1.8".parse().unwrap();
+        let n = |connections| Counts {
+            connections,
+            ..Default::default()
+        };
         let mut retired = BTreeMap::from([
-            (("a".to_string(), 0x105, a), 3),
-            (("a".to_string(), 0x105, gone), 4),
-            (("b".to_string(), 0x105, a), 5),
+            (("a".to_string(), 0x105, a), n(3)),
+            (("a".to_string(), 0x105, gone), n(4)),
+            (("b".to_string(), 0x105, a), n(5)),
         ]);
         prune_retired(&mut retired, &[table("a", 1, false)]);
-        assert_eq!(retired, BTreeMap::from([(("a".to_string(), 0x105, a), 3)]));
+        assert_eq!(
+            retired,
+            BTreeMap::from([(("a".to_string(), 0x105, a), n(3))])
+        );
     }
 
     #[test]

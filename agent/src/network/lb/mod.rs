@@ -80,7 +80,7 @@ pub(super) struct LbPlane {
     /// Tasks without VIPs to balance whose namespace was cleared of client tables once.
     cleared: BTreeSet<String>,
     /// Connections counted by the VIP balancers of tasks gone since, per backend.
-    retired: BTreeMap<client::CounterKey, u64>,
+    retired: BTreeMap<client::CounterKey, client::Counts>,
 }
 
 impl DataPlane {

@@ -51,7 +51,9 @@ impl DataPlane {
                             active: bk.active_conns.map(u64::from),
                             inactive: bk.inactive_conns.map(u64::from),
                             connections: bk.connections
-                                + clients.get(&(mark, bk.addr.addr)).copied().unwrap_or(0),
+                                + clients
+                                    .get(&(mark, bk.addr.addr))
+                                    .map_or(0, |c| c.connections),
                         }
                     })
                     .collect(),

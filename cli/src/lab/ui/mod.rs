@@ -2,7 +2,8 @@
 //! a live picture of nodes, overlay networks, balancers and tasks — served on loopback.
 //!
 //! Routes: `/` (the page) and `/assets/…` (compiled into the binary); `GET /api/lab` (a
-//! snapshot, JSON); `GET /api/events` (server-sent events: a new snapshot on every change);
+//! snapshot, JSON; each service with `rate`, its balancers' new connections per second over
+//! every node, from the nodes' `--metrics-addr`: see [`rates`]); `GET /api/events` (server-sent events: a new snapshot on every change);
 //! `GET /ws/term/{node}` (a websocket: binary frames are PTY bytes both ways, text frames JSON
 //! `{"type":"resize","cols","rows"}` in and `{"type":"exit","code"}` out). Each terminal runs
 //! `swarmctl lab shell NODE` in a PTY: what users run there is what the tests run.
@@ -20,6 +21,7 @@
 //! the open page's cookie.
 
 pub mod pty;
+pub mod rates;
 pub mod snapshot;
 
 #[cfg(test)]
@@ -441,11 +443,12 @@ where
     }
 }
 
-/// The lab behind a running `lab ui`: snapshots from its managers, shells by `swarmctl lab
-/// shell`.
+/// The lab behind a running `lab ui`: snapshots from its managers with request rates from its
+/// nodes' metrics ([`rates`]), shells by `swarmctl lab shell`.
 pub struct RealLab {
     dir: crate::lab::state::LabDir,
     swarmctl: PathBuf,
+    rates: tokio::sync::Mutex<rates::Tracker>,
 }
 
 impl Lab for RealLab {
@@ -455,7 +458,10 @@ impl Lab for RealLab {
                 .dir
                 .load()?
                 .ok_or_else(|| anyhow::anyhow!("the lab is gone"))?;
-            snapshot::take(&self.dir, &file).await
+            let mut v = snapshot::take(&self.dir, &file).await?;
+            rates::sample(&file, &self.rates).await;
+            rates::attach(&mut v, self.rates.lock().await.shown());
+            Ok(v)
         })
     }
 
@@ -566,7 +572,11 @@ pub async fn run(
         hosts.push(format!("localhost:{}", addr.port()));
     }
     let swarmctl = std::env::current_exe()?;
-    let lab: Arc<dyn Lab> = Arc::new(RealLab { dir, swarmctl });
+    let lab: Arc<dyn Lab> = Arc::new(RealLab {
+        dir,
+        swarmctl,
+        rates: Default::default(),
+    });
     let ui = Ui::new(lab, token.clone(), hosts);
     // `lab down` stops this process (by this pid, after checking its command line).
     let pid_file = pid_path(&file.name);

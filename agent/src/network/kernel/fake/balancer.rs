@@ -94,6 +94,8 @@ impl LoadBalancer for FakeLb {
                             active_conns: None,
                             inactive_conns: None,
                             connections: 0,
+                            bytes_in: None,
+                            bytes_out: None,
                         })
                         .collect(),
                 })

@@ -9,7 +9,8 @@
 //
 // Hooks for the browser test (tests/ui): `.node[data-node][data-state][data-leader]`,
 // `.task[data-service][data-node][data-state]`, `.lb-mark[data-node][data-network]`,
-// `.port-link[data-node][data-service][data-port]`, `#tabs .tab[data-tab]`,
+// `.port-link[data-node][data-service][data-port]`, `.service[data-service] .svc-rate[data-rate]`,
+// `#tabs .tab[data-tab]`,
 // `.term[data-node][data-tab]`, `#status[data-state]` (connecting | connected | disconnected;
 // in the static view: static | failed), `#term-hint` (shown while no tab is open),
 // `html[data-view]` (live | static), `html[data-snapshots]` (snapshots drawn so far) and `window.__shoalTerms` (one entry per
@@ -389,6 +390,18 @@
     renderServices(services);
   }
 
+  // New connections per second through the balancers of every node (≈ requests/s when each
+  // request opens a connection), from the nodes' metrics; nothing until `lab ui` has two samples.
+  function rateBadge(svc) {
+    if (typeof svc.rate !== 'number') return [];
+    const total = typeof svc.connections === 'number' ? `, ${svc.connections} since the backends were made` : '';
+    return h('span', {
+      class: svc.rate > 0 ? 'svc-rate busy' : 'svc-rate',
+      'data-rate': String(svc.rate),
+      title: `new connections per second through the balancers of every node${total}`,
+    }, `${svc.rate.toFixed(svc.rate < 10 ? 2 : 0)} req/s`);
+  }
+
   function renderServices(services) {
     const box = h('section', { id: 'services', 'aria-label': 'Services' });
     if (!services.length) {
@@ -408,7 +421,8 @@
         (svc.vips || []).map((v) => h('span', { class: 'svc-vip', 'data-network': v.network },
           `VIP ${v.network} `, h('code', {}, stripPrefix(v.addr)))),
         (svc.ports || []).map((p) => h('span', { class: 'svc-port' },
-          `${p.published}→${p.target}/${p.protocol || 'tcp'}`))));
+          `${p.published}→${p.target}/${p.protocol || 'tcp'}`)),
+        rateBadge(svc)));
     }
     $('#services').replaceWith(box);
   }
