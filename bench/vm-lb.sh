@@ -33,7 +33,7 @@
 #
 # Usage: bench/vm-lb.sh [BIN_DIR]   (swarmd, swarmctl, whoami; default $CARGO_TARGET_DIR/release;
 #        copied first, so a rebuild during the run does not change them)
-# Env: RUNS=5 DURATION=10 CONNS=8, SHOAL_VM_MEM (768), SHOAL_VM_ACCEL (tcg), VM_NET=198.18.9
+# Env: RUNS=5 DURATION=10 CONNS=8, BIN_NOTE (what the binaries are built from, for the report), SHOAL_VM_MEM (768), SHOAL_VM_ACCEL (tcg), VM_NET=198.18.9
 # (first three octets of the VMs' private /24), KEEP=1. Output: $RESULTS_DIR/vm-lb.md, .raw.
 set -uo pipefail
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
@@ -131,13 +131,13 @@ unmark >/dev/null
 # ingress_sbox and in vm2's ingress_sbox.
 ipvs_ok() {
   local out
-  out=$(vmx "$1" 20 "nsenter --net=$ST/netns/$2 ipvsadm -Ln") || return 1
+  out=$(vmx "$1" 20 "for f in $ST/netns/$2; do nsenter --net=\$f ipvsadm -Ln; done") || return 1
   echo "$out" | grep -qE '^FWM +[0-9]+ rr' && [ "$(echo "$out" | grep -c 'Masq')" -ge 2 ]
 }
 BALANCERS=("1:lb_*" "1:ingress_sbox" "2:ingress_sbox")   # VM:namespace (a glob in the VM)
 for x in "${BALANCERS[@]}"; do
   wait_for 90 "IPVS in vm${x%%:*} ${x#*:}" ipvs_ok "${x%%:*}" "${x#*:}" ||
-    die "no IPVS FWM rr service with 2 Masq backends in vm${x%%:*}'s ${x#*:}"
+    die "no IPVS FWM rr service with 2 Masq backends in vm${x%%:*}'s ${x#*:}: $(vmx "${x%%:*}" 20 "ls $ST/netns; for f in $ST/netns/${x#*:}; do echo \$f; nsenter --net=\$f ipvsadm -Ln; nsenter --net=\$f nft list ruleset | head -40; done")"
 done
 {
   for x in "${BALANCERS[@]}"; do
@@ -198,7 +198,8 @@ END_NOTE="$(date -u +%FT%TZ), $(machine_note)"
 run_info
 WRK_VERSION=$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2 || true)
 KERNEL=$(vmx 1 10 'uname -r' | tr -d '\r' | tail -1)
-export RUNS DURATION CONNS START_NOTE END_NOTE WRK_VERSION KERNEL MEM ACCEL
+BIN_NOTE=${BIN_NOTE:-release binaries of $SRC_BIN}
+export RUNS DURATION CONNS BIN_NOTE START_NOTE END_NOTE WRK_VERSION KERNEL MEM ACCEL
 python3 - "$RAW" >"$BASE/vm-lb.md" <<'PY' || die "cannot write the report"
 import os, sys
 sys.path.insert(0, os.environ["BENCH_DIR"])
@@ -219,7 +220,8 @@ print("**Emulated CPUs (QEMU TCG, no KVM): absolute figures say nothing about re
       "only the ratios between the rows mean something.**")
 print()
 print(f"- host: {E['MACHINE']}; {E['WRK_VERSION']} (shipped into the VMs)")
-print(f"- Shoal {E['REV']}, release build; 3 VMs (QEMU {E['ACCEL']}, 1 vCPU, {E['MEM']} MiB each, "
+print(f"- Shoal: bench script at {E['REV']}; {E['BIN_NOTE']}")
+print(f"- 3 VMs (QEMU {E['ACCEL']}, 1 vCPU, {E['MEM']} MiB each, "
       f"Debian kernel {E['KERNEL']}): vm1 manager, vm2 + vm3 workers, swarmd --lb-backend auto (IPVS picked); "
       f"booted in {setup['booted_s']} s, swarm formed in {setup['ready_s']} s")
 print(f"- web: 2 × whoami on lp_net, both on vm2 (VIP {setup['vip']}), published {setup['published']}->8080; "
@@ -230,7 +232,8 @@ print()
 print(f"HTTP, a new TCP connection per request (wrk -t1 -c{E['CONNS']} -d{E['DURATION']}s --latency "
       f"-H 'Connection: close', GET /name; {E['RUNS']} rounds, paths interleaved). "
       "IPVS connections per request: the rise of the connection counters of `ipvsadm -Ln --stats` "
-      "in vm1's lb_, vm1's ingress_sbox, vm2's ingress_sbox, divided by wrk's requests. "
+      "in vm1's lb_, vm1's ingress_sbox, vm2's ingress_sbox, divided by wrk's completed requests "
+      "(slightly above 1: the connections still open when wrk stops are counted too). "
       "QEMU CPU: each VM's process, % of one host core over the run (medians).")
 print()
 print("| path | req/s per run | req/s (median) | vs direct | p50 | p99 | IPVS conns / request: vm1 lb_, vm1 ingress, vm2 ingress | QEMU CPU % vm1, vm2, vm3 | socket errors, non-2xx |")
