@@ -81,8 +81,18 @@ vmc_initrd "$BASE/bin" "$(command -v wrk)"
 log "initramfs $(($(stat -c %s "$RUN/initrd.img") / 1048576)) MiB (with wrk); booting $N VMs ($MEM MiB, $ACCEL)"
 vmc_up
 log "$N VMs booted in ${BOOTED}s"
+# Conntrack sized as on this host (a node with the RAM of a real one): the kernel sizes it from
+# the VM's ~700 MiB to 6,144 entries per namespace, and with a new connection per request the
+# TIME_WAIT entries (120 s) fill that within a round; then SYNs are dropped ("nf_conntrack:
+# table full") and wrk stalls on retransmissions (seen in the first run: 0.7 req/s).
+CT_MAX=$(sysctl -n net.netfilter.nf_conntrack_max 2>/dev/null || echo 262144)
+CT_HASH=$(cat /sys/module/nf_conntrack/parameters/hashsize 2>/dev/null || echo "$CT_MAX")
+for i in $(seq 1 "$N"); do
+  vmx "$i" 20 "echo $CT_HASH > /sys/module/nf_conntrack/parameters/hashsize && echo $CT_MAX > /proc/sys/net/netfilter/nf_conntrack_max" >/dev/null ||
+    die "cannot size conntrack in vm$i"
+done
 vmc_swarm
-log "swarm of $N formed in ${READY}s"
+log "swarm of $N formed in ${READY}s; conntrack in the VMs: max $CT_MAX, hash $CT_HASH (this host's)"
 
 # ------------------------------------------------------------------------------ services
 ctl 1 network create -d overlay lp_net >/dev/null || die "cannot create lp_net"
@@ -117,7 +127,7 @@ NS_CLI=$(tkns "$CLI_ID")
 NS_CLB=$(tkns "$CLB_ID")
 [ -n "$PORT" ] && [ -n "$VIP" ] && [ -n "$DIRECT_IP" ] || die "no published port / VIP / task address (port=$PORT vip=$VIP direct=$DIRECT_IP)"
 log "web: VIP $VIP, published $PORT, direct target ${DIRECT_ID:0:12} at $DIRECT_IP (vm2); clients ${CLI_ID:0:12}, ${CLB_ID:0:12} (vm1)"
-echo "SETUP vip=$VIP published=$PORT direct=$DIRECT_IP net_id=$NETID booted_s=$BOOTED ready_s=$READY mem=$MEM accel=$ACCEL" >>"$RAW"
+echo "SETUP vip=$VIP published=$PORT direct=$DIRECT_IP net_id=$NETID booted_s=$BOOTED ready_s=$READY mem=$MEM accel=$ACCEL ct_max=$CT_MAX ct_hash=$CT_HASH" >>"$RAW"
 
 # The clients' own VIP tables (client.rs) written, then client-lb's mark table removed: its
 # connections to the VIP then go to vm1's lb_ namespace.
@@ -192,6 +202,9 @@ log "HTTP, a new connection per request: wrk -t1 -c$CONNS -d${DURATION}s in vm1,
 for run in $(seq 1 "$RUNS"); do
   for k in "${!PATHS[@]}"; do wrk_once "${PATHS[$(( (k + run - 1) % ${#PATHS[@]} ))]}" "$run"; done
 done
+for i in $(seq 1 "$N"); do
+  echo "CTFULL vm=$i drops=$(vmx "$i" 20 'dmesg | grep -c "table full"' | tr -d '\r' | tail -1)" >>"$RAW"
+done
 END_NOTE="$(date -u +%FT%TZ), $(machine_note)"
 
 # ------------------------------------------------------------------------------ results
@@ -208,7 +221,7 @@ from benchfmt import num, med, f0, f2  # noqa: E402
 E = os.environ
 rows = []
 for line in open(sys.argv[1]):
-    if line.startswith(("SETUP ", "WRK ")):
+    if line.startswith(("SETUP ", "WRK ", "CTFULL ")):
         kind, rest = line.split(" ", 1)
         rows.append((kind, dict(p.split("=", 1) for p in rest.split())))
 setup = [d for k, d in rows if k == "SETUP"][0]
@@ -223,9 +236,13 @@ print(f"- host: {E['MACHINE']}; {E['WRK_VERSION']} (shipped into the VMs)")
 print(f"- Shoal: bench script at {E['REV']}; {E['BIN_NOTE']}")
 print(f"- 3 VMs (QEMU {E['ACCEL']}, 1 vCPU, {E['MEM']} MiB each, "
       f"Debian kernel {E['KERNEL']}): vm1 manager, vm2 + vm3 workers, swarmd --lb-backend auto (IPVS picked); "
-      f"booted in {setup['booted_s']} s, swarm formed in {setup['ready_s']} s")
+      f"booted in {setup['booted_s']} s, swarm formed in {setup['ready_s']} s; conntrack max {setup['ct_max']} "
+      f"entries, {setup['ct_hash']} buckets (this host's values; the VMs' own default, 6,144 per namespace, "
+      "fills with TIME_WAIT entries within a round)")
 print(f"- web: 2 × whoami on lp_net, both on vm2 (VIP {setup['vip']}), published {setup['published']}->8080; "
       f"client and client-lb: whoami on vm1; direct target {setup['direct']}; every load generator in vm1")
+ct = [d for k, d in rows if k == "CTFULL"]
+print(f"- conntrack \"table full\" drops logged by the VMs' kernels: {', '.join('vm%s %s' % (d['vm'], d['drops']) for d in ct)}")
 print(f"- start: {E['START_NOTE']}")
 print(f"- end:   {E['END_NOTE']}")
 print()
