@@ -119,7 +119,7 @@ for t in json.load(sys.stdin):
     if t["status"]["state"] == "running":
         print(t["id"], [n for n in t["networks"] if n["network"] == "lp_net"][0]["addresses"][0].split("/")[0])'
 }
-read -r DIRECT_ID DIRECT_IP < <(tasks web | head -1)
+read -r DIRECT_ID DIRECT_IP < <(tasks web | awk "NR == 1")
 read -r CLI_ID _ < <(tasks client)
 read -r CLB_ID _ < <(tasks client-lb)
 tkns() { echo "$ST/netns/tk_$(echo "$1" | tr -cd 'a-z0-9' | cut -c1-12)"; }
