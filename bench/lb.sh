@@ -187,17 +187,6 @@ try:
 except Exception:
     print("nan")'
 }
-# wrk's report on stdin -> "rps p50_ms p99_ms requests socket_errors non2xx"
-wrk_parse() {
-  awk 'function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /m$/) return v * 60000; if (v ~ /s$/) return v * 1000; return "nan" }
-    /^Requests\/sec:/ { rps = $2 }
-    /^ +50% / { p50 = ms($2) }
-    /^ +99% / { p99 = ms($2) }
-    / requests in / { n = $1 }
-    /^ +Socket errors:/ { gsub(/,/, ""); err = $4 + $6 + $8 + $10 }
-    /^ +Non-2xx or 3xx responses:/ { bad = $NF }
-    END { printf "%s %s %s %s %d %d\n", (rps == "" ? "nan" : rps), (p50 == "" ? "nan" : p50), (p99 == "" ? "nan" : p99), (n == "" ? "nan" : n), err, bad }'
-}
 wrk_once() { # PATH RUN
   local path=$1 run=$2 url lbnet="" lbnode="" out before=nan after=nan conns=- rps p50 p99 n err bad
   local wrk=(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H 'Connection: close')

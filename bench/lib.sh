@@ -274,6 +274,18 @@ median() { printf '%s\n' "$@" | awk 'NF && tolower($1) != "nan"' | sort -g | awk
 maxof() { printf '%s\n' "$@" | awk 'NF && tolower($1) != "nan"' | sort -g | tail -1; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b+0==0 || a=="n/a" || b=="n/a") print "n/a"; else printf "%.2f", a/b }'; }
 
+# wrk's report (--latency) on stdin -> "rps p50_ms p99_ms requests socket_errors non2xx"
+wrk_parse() {
+  awk 'function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /m$/) return v * 60000; if (v ~ /s$/) return v * 1000; return "nan" }
+    /^Requests\/sec:/ { rps = $2 }
+    /^ +50% / { p50 = ms($2) }
+    /^ +99% / { p99 = ms($2) }
+    / requests in / { n = $1 }
+    /^ +Socket errors:/ { gsub(/,/, ""); err = $4 + $6 + $8 + $10 }
+    /^ +Non-2xx or 3xx responses:/ { bad = $NF }
+    END { printf "%s %s %s %s %d %d\n", (rps == "" ? "nan" : rps), (p50 == "" ? "nan" : p50), (p99 == "" ? "nan" : p99), (n == "" ? "nan" : n), err, bad }'
+}
+
 # Shoal revision and machine, for the results' header: sets and exports REV and MACHINE.
 run_info() {
   REV=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')

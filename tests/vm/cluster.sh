@@ -20,6 +20,7 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 BIN_DIR=${1:-${CARGO_TARGET_DIR:-/var/tmp/shoal-target}/debug}
+# shellcheck disable=SC2034  # N NET NS MEM ACCEL HB: read by tests/vm/lib.sh (vmc_*)
 MEM=${SHOAL_VM_MEM:-768}
 ACCEL=${SHOAL_VM_ACCEL:-tcg}
 N=3
@@ -34,158 +35,29 @@ script_checks cluster   # log, pass, fail (counted in FAILS), die; now, since
 [ "$(id -u)" = 0 ] || die "needs root (network namespace, taps, QEMU)"
 for b in swarmd swarmctl whoami; do [ -x "$BIN_DIR/$b" ] || die "no $BIN_DIR/$b (build the workspace first)"; done
 command -v python3 >/dev/null || die "python3 is needed (the control channel client)"
-LAUNCHER=${SHOAL_VM_LAUNCHER:-$REPO/deploy/swarmd-start}
-[ -x "$LAUNCHER" ] || die "no $LAUNCHER (the deploy kit's launcher)"
-
-read -r VMLINUX BASE < <(SHOAL_VM_PREPARE=1 bash "$HERE/run-in-vm.sh") || die "cannot prepare the VM kernel"
-[ -s "$VMLINUX" ] && [ -s "$BASE" ] || die "no kernel/base initramfs from run-in-vm.sh"
-
 RUN=$(mktemp -d /tmp/shoal-vmcluster.XXXXXX)
-cleanup() {
-  local i p
-  for i in $(seq 1 $N); do
-    p=$(cat "$RUN/vm$i.pid" 2>/dev/null) || continue
-    kill "$p" 2>/dev/null
-  done
-  sleep 0.5
-  for i in $(seq 1 $N); do
-    p=$(cat "$RUN/vm$i.pid" 2>/dev/null) || continue
-    kill -9 "$p" 2>/dev/null
-  done
-  ip netns del "$NS" 2>/dev/null
-  if [ "${KEEP:-0}" = 1 ]; then log "kept $RUN"; else rm -rf "$RUN"; fi
-}
-trap cleanup EXIT
+trap vmc_cleanup EXIT   # the VMs by PID, the namespace, the run directory
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# ------------------------------------------------------------------ initramfs: base + this run's
-R=$RUN/root
-mkdir -p "$R/opt/shoal/bin" "$R/opt/shoal/deploy"
-# What a node gets from the kit: the binaries and deploy/ (install.sh puts them in place in the
-# VM); bash for install.sh.
-for b in swarmd swarmctl whoami; do
-  copy_with_libs "$R" "$BIN_DIR/$b" "/opt/shoal/bin/$b"
-  strip "$R/opt/shoal/bin/$b" 2>/dev/null || true
-done
-for f in install.sh deps.sh swarmd.service swarmd.conf; do cp "$REPO/deploy/$f" "$R/opt/shoal/deploy/"; done
-cp "$LAUNCHER" "$R/opt/shoal/deploy/swarmd-start"
-copy_with_libs "$R" "$(command -v bash)" /bin/bash
-# An HTTP client that resolves through the tasks' resolver (busybox's static wget cannot use
-# NSS); glibc asks DNS when nsswitch.conf says so (cluster-init.sh).
-if ! command -v curl >/dev/null; then
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends curl >&2 ||
-    die "curl is needed on this host (it is shipped into the VMs)"
-fi
-copy_with_libs "$R" "$(command -v curl)" /usr/bin/curl
-cp "$HERE/cluster-init.sh" "$R/init"; chmod 755 "$R/init"
-(cd "$R" && find . | /bin/busybox cpio -o -H newc 2>/dev/null | gzip -1) > "$RUN/run.cpio.gz"
-cat "$BASE" "$RUN/run.cpio.gz" > "$RUN/initrd.img"
-rm -rf "$R" "$RUN/run.cpio.gz"
+# ------------------------------------------------------------------ initramfs, network, VMs
+vmc_initrd "$BIN_DIR"   # the cached base + the binaries, the kit, bash, curl
 log "initramfs $(($(stat -c %s "$RUN/initrd.img") / 1048576)) MiB"
-
-# ------------------------------------------------------------------ network and VMs
-ip netns add "$NS" || die "cannot create namespace $NS"
-ip -n "$NS" link set lo up
-ip -n "$NS" link add br0 type bridge
-ip -n "$NS" addr add "$NET.1/24" dev br0
-ip -n "$NS" link set br0 up
-for i in $(seq 1 $N); do
-  ip -n "$NS" tuntap add dev "tap$i" mode tap
-  ip -n "$NS" link set "tap$i" master br0 up
-done
-boot() {   # boot I: VM I in the background
-  local i=$1
-  ip netns exec "$NS" qemu-system-x86_64 -name "shoal-vm$i" -accel "$ACCEL" -cpu max -m "$MEM" -smp 1 \
-    -nodefaults -no-user-config -display none -no-reboot \
-    -kernel "$VMLINUX" -initrd "$RUN/initrd.img" \
-    -append "console=ttyS0 panic=-1 quiet rdinit=/init vmt.name=vm$i vmt.ip=$NET.$((10 + i))/24" \
-    -chardev file,id=con,path="$RUN/vm$i.console" -serial chardev:con \
-    -chardev socket,id=ctl,path="$RUN/vm$i.ctl",server=on,wait=off \
-    -device virtio-serial-pci,id=vser0 -device virtserialport,bus=vser0.0,chardev=ctl,name=vmt.ctl \
-    -netdev "tap,id=n0,ifname=tap$i,script=no,downscript=no" \
-    -device virtio-net-pci,netdev=n0,mac=52:54:00:12:09:$((10 + i)) \
-    -pidfile "$RUN/vm$i.pid" </dev/null >"$RUN/vm$i.qemu.log" 2>&1 &
-}
-T_BOOT=$(now)
-for i in $(seq 1 $N); do boot "$i"; done
-for i in $(seq 1 $N); do
-  for _ in $(seq 1 1800); do grep -qa VMT-READY "$RUN/vm$i.console" 2>/dev/null && break; sleep 0.1; done
-  grep -qa VMT-READY "$RUN/vm$i.console" || { tail -20 "$RUN/vm$i.console"; cat "$RUN/vm$i.qemu.log"; die "vm$i did not boot"; }
-done
-BOOTED=$(since "$T_BOOT")
+vmc_up
 log "3 VMs booted in ${BOOTED}s"
 
-# The swarmctl of VM I (root, the manager's unix socket).
-ctl() { local i=$1; shift; vmx "$i" 120 "swarmctl --host unix:///var/lib/shoal/swarmd.sock $*"; }
-
 # ------------------------------------------------------------------ swarmd from the kit's config
-conf() {   # conf I ROLE [TOKEN]
-  local i=$1 role=$2 token=${3:-}
-  local extra="--election-timeout 1s --raft-heartbeat 250ms --heartbeat-period $HB --dns-upstream none"
-  {
-    echo "ROLE=$role"
-    echo "ADVERTISE_ADDR=$NET.$((10 + i)):2377"
-    echo "LISTEN_ADDR=$NET.$((10 + i)):2377"
-    echo "HOSTNAME=vm$i"
-    echo "LB_BACKEND=auto"
-    echo "EXTRA_ARGS=\"$extra\""
-    if [ "$role" = join ]; then echo "JOIN_ADDR=$NET.11:2377"; echo "TOKEN=$token"; fi
-  } | base64 -w0
-}
-install_kit() {   # install_kit I: the kit's install.sh, twice; the second run must change nothing
-  vmx "$1" 120 '
-    k=/opt/shoal/deploy/install.sh
-    bash $k --no-deps --bin-dir /opt/shoal/bin > /tmp/install1.log 2>&1 || { cat /tmp/install1.log; exit 1; }
-    bash $k --no-deps --bin-dir /opt/shoal/bin > /tmp/install2.log 2>&1 || { cat /tmp/install2.log; exit 1; }
-    cat /tmp/install2.log
-    grep -q "nothing changed" /tmp/install2.log && swarmd --version && swarmctl --version &&
-      [ -x /usr/local/lib/shoal/swarmd-start ] && [ "$(stat -c %a /var/lib/shoal)" = 700 ]'
-}
-for i in $(seq 1 $N); do
-  if out=$(install_kit "$i"); then
-    [ "$i" = 1 ] && pass "install.sh run twice in vm1: one working install, the second run changed nothing"
-  else
-    echo "$out"; die "install.sh failed in vm$i"
-  fi
-done
-start_swarmd() {   # start_swarmd I ROLE [TOKEN]
-  vmx "$1" 30 "
-    echo $(conf "$@") | base64 -d > /etc/shoal/swarmd.conf && chmod 600 /etc/shoal/swarmd.conf
-    # As a systemd unit with Delegate=yes: swarmd in a cgroup of its own, memory and cpu
-    # delegated to it (on cgroup v2 it then moves itself into a leaf to pass them on to tasks).
-    c=/sys/fs/cgroup
-    mkdir -p \$c/swarmd.service && echo +memory > \$c/cgroup.subtree_control && echo +cpu > \$c/cgroup.subtree_control
-    setsid sh -c 'echo \$\$ > /sys/fs/cgroup/swarmd.service/cgroup.procs && exec /usr/local/lib/shoal/swarmd-start' \
-      > /var/log/swarmd.log 2>&1 3>&- < /dev/null &
-    echo started"
-}
-T_SWARM=$(now)
-start_swarmd 1 init >/dev/null
-wait_for 90 "vm1's manager" ctl 1 node ls || { vmx 1 10 'tail -30 /var/log/swarmd.log'; die "vm1 did not initialise"; }
-WTOKEN=$(ctl 1 swarm join-token worker -q | tr -d '\r' | tail -1)
-case "$WTOKEN" in SWMTKN-1-*) ;; *) die "no worker token: $WTOKEN" ;; esac
-start_swarmd 2 join "$WTOKEN" >/dev/null
-start_swarmd 3 join "$WTOKEN" >/dev/null
-ready3() { [ "$(ctl 1 node ls | grep -c ' Ready ')" = 3 ]; }
-if wait_for 120 "3 Ready nodes" ready3; then
-  READY=$(since "$T_SWARM")
-  pass "3 VMs, swarmd from the kit's config, joined with tokens: node ls shows 3 Ready (${READY}s after boot)"
-  ctl 1 node ls
-else
-  for i in 1 2 3; do vmx "$i" 10 'tail -20 /var/log/swarmd.log'; done
-  die "the cluster did not form"
-fi
+vmc_swarm   # install.sh twice per VM, vm1 initialises, the others join; 3 Ready
+pass "install.sh run twice in each VM: one working install, the second run changed nothing"
+pass "3 VMs, swarmd from the kit's config, joined with tokens: node ls shows 3 Ready (${READY}s after boot)"
+ctl 1 node ls
 
 # ------------------------------------------------------------------ the article's scenario
 T_SVC=$(now)
 ctl 1 network create -d overlay lp_net >/dev/null
 ctl 1 service create --runtime process -d --name web --replicas 3 --publish 8080 --network lp_net whoami >/dev/null
 ctl 1 service create --runtime process -d --name client --network lp_net --constraint node.hostname==vm1 whoami --port 9000 >/dev/null
-running() {   # running SERVICE N: exactly N tasks seen running (observed state, not desired)
-  [ "$(ctl 1 service ps "$1" --format json | python3 -c 'import json,sys; print(sum(1 for t in json.load(sys.stdin) if t["status"]["state"] == "running" and t["desired_state"] == "running"))')" = "$2" ]
-}
-if wait_for 180 "web running" running web 3 && wait_for 120 "client running" running client 1; then
+if wait_for 180 "web running" vmc_running web 3 && wait_for 120 "client running" vmc_running client 1; then
   CONVERGED=$(since "$T_SVC")
   pass "web (3 replicas) and client converged in ${CONVERGED}s"
 else
@@ -236,7 +108,7 @@ else fail "ipvsadm -Ln: no FWM rr with 3 Masq backends"; fi
 
 # Limits on a cgroup v2 kernel (the VMs'; this machine's is v1): memory.max of the task's cgroup.
 ctl 1 service create --runtime process -d --name limited --limit-memory 64M --limit-cpu 0.5 --constraint node.hostname==vm2 sleep 100000 >/dev/null
-if wait_for 120 "limited running" running limited 1; then
+if wait_for 120 "limited running" vmc_running limited 1; then
   LT=$(ctl 1 service ps limited -q --no-trunc | tr -d '\r' | head -1)
   d=/sys/fs/cgroup/swarmd.service
   got=$(vmx 2 10 "cat $d/shoal-tasks/shoal-$LT/memory.max $d/shoal-tasks/shoal-$LT/cpu.max; grep -c . $d/swarmd/cgroup.procs")
