@@ -84,9 +84,18 @@ async fn the_terminal_has_the_size_asked_and_follows_resizes() {
 #[tokio::test]
 async fn ctrl_c_on_the_terminal_interrupts_the_foreground_job_not_the_shell() {
     let mut s = exec::interactive(None, &spec(&["sh"], true, true)).unwrap();
-    send(&s, data("sleep 100\n")).await;
-    // Give the shell time to start the job; the byte is then the job's SIGINT.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The job says when it runs (in the foreground: from then on the byte is its SIGINT, before
+    // or after its `exec`); the terminal's echo of the typed line does not contain the word.
+    send(&s, data("sh -c 'echo slee\"\"ping; exec sleep 100'\n")).await;
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !seen.contains("sleeping") {
+        match tokio::time::timeout_at(deadline, s.output.recv()).await {
+            Ok(Some(ExecOut::Stdout(b))) => seen.push_str(&String::from_utf8_lossy(&b)),
+            Ok(Some(other)) => panic!("before the job ran: {other:?}"),
+            Ok(None) | Err(_) => panic!("the job never ran; so far: {seen:?}"),
+        }
+    }
     send(&s, data("\x03")).await;
     send(&s, data("echo af''ter; exit 7\n")).await;
     let started = Instant::now();
