@@ -23,7 +23,7 @@ use std::sync::Arc;
 use serde_json::json;
 use shoal_netlib::lb::{DesiredService, LbChoice, LbConfig, LoadBalancer, VirtualService};
 use shoal_netlib::names;
-use shoal_netlib::nft::{expr, Batch, Family, Hook};
+use shoal_netlib::nft::{expr, Batch, Family};
 use shoal_proto::pb;
 use tracing::{debug, warn};
 
@@ -172,20 +172,7 @@ pub(super) fn client_desired(nets: &[String], tables: &[pb::LbTable]) -> ClientD
 /// The client's mark table, whole: TCP and UDP to a VIP get the VIP's mark (one map lookup).
 fn client_mark_rules(marks: &BTreeMap<Ipv4Addr, u32>) -> Batch {
     let t = CLIENT_MARK_TABLE;
-    let mut b = Batch::new();
-    b.add_table(Family::Ip, t)
-        .delete_table(Family::Ip, t)
-        .add_table(Family::Ip, t);
-    b.add_chain(
-        Family::Ip,
-        t,
-        "output",
-        Some(&Hook {
-            ty: "filter",
-            hook: "output",
-            prio: -150,
-        }),
-    );
+    let mut b = plan::fresh_mark_table(t, "output");
     if !marks.is_empty() {
         let pairs = marks
             .iter()

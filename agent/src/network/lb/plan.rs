@@ -137,9 +137,9 @@ fn ingress_ports(
         .unwrap_or_default()
 }
 
-/// The mark table of a balancer namespace, whole.
-pub(super) fn mark_rules(rules: &[MarkRule], ingress: bool) -> Batch {
-    let t = MARK_TABLE;
+/// A batch that replaces table `t` with an empty one whose one chain, named after `hook`, marks
+/// packets at mangle priority (before NAT): the start of a whole mark table.
+pub(super) fn fresh_mark_table(t: &str, hook: &'static str) -> Batch {
     let mut b = Batch::new();
     b.add_table(Family::Ip, t)
         .delete_table(Family::Ip, t)
@@ -147,13 +147,20 @@ pub(super) fn mark_rules(rules: &[MarkRule], ingress: bool) -> Batch {
     b.add_chain(
         Family::Ip,
         t,
-        "prerouting",
+        hook,
         Some(&Hook {
             ty: "filter",
-            hook: "prerouting",
+            hook,
             prio: -150,
         }),
     );
+    b
+}
+
+/// The mark table of a balancer namespace, whole.
+pub(super) fn mark_rules(rules: &[MarkRule], ingress: bool) -> Batch {
+    let t = MARK_TABLE;
+    let mut b = fresh_mark_table(t, "prerouting");
     for r in rules {
         let mut m = Vec::new();
         match r {
