@@ -45,6 +45,43 @@ struct Link<'a> {
     removed: bool,
 }
 
+impl<'a> From<&'a pb::LbUpdate> for Link<'a> {
+    fn from(u: &'a pb::LbUpdate) -> Self {
+        Link {
+            network: &u.network_id,
+            from: u.from_version,
+            to: u.to_version,
+            whole: u.full.is_some(),
+            removed: u.removed,
+        }
+    }
+}
+
+impl<'a> From<&'a pb::DnsUpdate> for Link<'a> {
+    fn from(u: &'a pb::DnsUpdate) -> Self {
+        Link {
+            network: &u.network_id,
+            from: u.from_version,
+            to: u.to_version,
+            whole: u.full.is_some(),
+            removed: u.removed,
+        }
+    }
+}
+
+/// Peers say `full` and `gone` where the others have a table and `removed`.
+impl<'a> From<&'a pb::PeersUpdate> for Link<'a> {
+    fn from(u: &'a pb::PeersUpdate) -> Self {
+        Link {
+            network: &u.network_id,
+            from: u.from_version,
+            to: u.to_version,
+            whole: u.full,
+            removed: u.gone,
+        }
+    }
+}
+
 /// Checks that each delta of `links` starts from the version held (or left by the update of
 /// the same network before it).
 fn check<'a>(
@@ -94,35 +131,17 @@ impl HeldTables {
         check(
             "balancer",
             |n| ver(self.lb.get(n).map(|(v, _)| v)),
-            up.lb.iter().map(|u| Link {
-                network: &u.network_id,
-                from: u.from_version,
-                to: u.to_version,
-                whole: u.full.is_some(),
-                removed: u.removed,
-            }),
+            up.lb.iter().map(Link::from),
         )?;
         check(
             "dns",
             |n| ver(self.dns.get(n).map(|(v, _)| v)),
-            up.dns.iter().map(|u| Link {
-                network: &u.network_id,
-                from: u.from_version,
-                to: u.to_version,
-                whole: u.full.is_some(),
-                removed: u.removed,
-            }),
+            up.dns.iter().map(Link::from),
         )?;
         check(
             "peers",
             |n| ver(self.peers.get(n).map(|(v, _)| v)),
-            up.peers.iter().map(|u| Link {
-                network: &u.network_id,
-                from: u.from_version,
-                to: u.to_version,
-                whole: u.full,
-                removed: u.gone,
-            }),
+            up.peers.iter().map(Link::from),
         )?;
         if fresh {
             *self = HeldTables::default();
