@@ -6,10 +6,11 @@
 //! | `tk_` | a task's network namespace file: `tk_<id[:12]>` | `tk_4f1c9a02b7de` |
 //! | `ov_` | an overlay network's sandbox namespace: `ov_<netid[:9]>` | `ov_7d2e0c1aa` |
 //! | `lb_` | a network's load-balancer namespace: `lb_<netid[:9]>` | `lb_7d2e0c1aa` |
-//! | `ingress_sbox` | the routing mesh's namespace | |
+//! | `ingress_sbox` | the routing mesh's namespace before 2026-12 (removed where found) | |
 //! | `swt` | a task's veth, outer end: `swt<id[:10]><n>` (`n` = attach order, hex) | `swt4f1c9a02b70` |
 //! | `swl` | a load-balancer endpoint's veth, outer end: `swl<netid[:11]>` | `swl7d2e0c1aa0b3` |
 //! | `swg` | a gateway-bridge veth, outer end: `swg<id[:11]>` | `swg4f1c9a02b7d` |
+//! | `swingress` | the node's leg on the ingress network (the routing mesh) | |
 //! | `swb` | a user bridge network's bridge: `swb<netid[:11]>` | `swb7d2e0c1aa0b3` |
 //! | `swvx` | a VXLAN device: `swvx<vni>` | `swvx4097` |
 //! | `shoal` | node-wide bridges: `shoal0`, `shoal_gwbridge` | |
@@ -26,8 +27,12 @@ pub const TASK_NS: &str = "tk_";
 pub const OVERLAY_NS: &str = "ov_";
 /// Prefix of load-balancer namespaces.
 pub const LB_NS: &str = "lb_";
-/// The routing mesh's namespace.
+/// The routing mesh's namespace before 2026-12 (the mesh now balances in the node's own
+/// namespace, see [`INGRESS_LEG`]): removed where an older agent left it.
 pub const INGRESS_SBOX: &str = "ingress_sbox";
+/// The node's own leg on the ingress network's bridge: the routing mesh's balancer sends
+/// published ports through it, from the node's namespace.
+pub const INGRESS_LEG: &str = "swingress";
 /// Prefix shared by every host-side device.
 pub const DEVICE: &str = "sw";
 /// Prefix of task veths.

@@ -82,15 +82,15 @@ fn lab_up_exec_ls_down() {
         format!("unix://{}/nodes/manager1/swarmd.sock", lab.dir().display())
     );
 
-    // A node's namespace holds lo and eth0, plus the routing mesh's gateway bridge with the leg
-    // of its ingress_sbox; it routes only the lab's subnet and that bridge's.
+    // A node's namespace holds lo and eth0, plus the routing mesh's leg on the ingress
+    // network; it routes only the lab's subnet and the ingress network's.
     wait_for(
         "worker2's routing mesh leg",
         Duration::from_secs(20),
         || {
             let dev = lab.lab_ok(&["exec", "worker2"], &["--", "cat", "/proc/net/dev"]);
             let have = interfaces(&dev);
-            if have == ["eth0", "lo", "shoal_gwbridge", "swgingresssbox"] {
+            if have == ["eth0", "lo", shoal_netlib::names::INGRESS_LEG] {
                 Ok(())
             } else {
                 Err(format!("{have:?}"))
@@ -100,7 +100,10 @@ fn lab_up_exec_ls_down() {
     let routes = lab.lab_ok(&["exec", "worker2"], &["--", "cat", "/proc/net/route"]);
     for l in routes.lines().skip(1) {
         let f: Vec<&str> = l.split_whitespace().collect();
-        assert!(f[0] == "eth0" || f[0] == "shoal_gwbridge", "{routes}");
+        assert!(
+            f[0] == "eth0" || f[0] == shoal_netlib::names::INGRESS_LEG,
+            "{routes}"
+        );
         assert_ne!(f[1], "00000000", "a default route in worker2:\n{routes}");
     }
 

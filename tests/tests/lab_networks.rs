@@ -305,7 +305,7 @@ fn article_section_2_bridge_none_host_and_isolated_bridges() {
 }
 
 /// Waits until `node` has no task or overlay sandbox left but the routing mesh's (every node
-/// keeps `ingress_sbox` and the ingress network's overlay sandbox).
+/// keeps the ingress network's overlay sandbox, where its own namespace has a leg).
 fn wait_no_sandbox(lab: &Lab, node: &str) {
     let dir = lab.dir().join("nodes").join(node).join("netns");
     let nets: serde_json::Value =
@@ -318,10 +318,7 @@ fn wait_no_sandbox(lab: &Lab, node: &str) {
         .find(|n| n["name"] == "ingress")
         .and_then(|n| n["id"].as_str())
         .expect("the ingress network");
-    let mesh = [
-        shoal_netlib::names::INGRESS_SBOX.to_string(),
-        shoal_netlib::names::overlay_ns(ingress),
-    ];
+    let mesh = [shoal_netlib::names::overlay_ns(ingress)];
     wait_for(
         &format!("{node}: no sandbox left"),
         Duration::from_secs(30),
@@ -632,7 +629,7 @@ fn restarting_the_agent_keeps_tasks_and_their_connections() {
     let worker1 = addr_of("worker1");
     let netns = lab.dir().join("netns");
     // One connection on worker1's bridge, one through the routing mesh from manager1 to
-    // worker1's published port (worker1's ingress_sbox balances it).
+    // worker1's published port (worker1's own namespace balances it).
     let mut bridge = KeepAlive::open(&netns.join("worker1"), "172.17.0.2:8080");
     let mut mesh = KeepAlive::open(&netns.join("manager1"), &format!("{worker1}:{port}"));
     let (first_bridge, first_mesh) = (bridge.name().unwrap(), mesh.name().unwrap());

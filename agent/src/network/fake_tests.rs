@@ -292,11 +292,28 @@ async fn the_mesh_follows_the_ingress_table_on_the_node() {
     n.dp.apply_lb(&ingress(Some(30080))).await.unwrap();
     let log = n.k.take();
     assert!(log.contains(&"reserve tcp/30080".to_string()), "{log:#?}");
+    // The node's own leg on the ingress overlay, with its balancer address, and the mesh's
+    // marks (from outside and from the node) and balancer (nftables, whatever the node's
+    // choice) in the node's namespace: no ingress_sbox.
+    for want in [
+        "ip link add swingress type veth peer name swlingress0000 netns ov_ingress00",
+        "ip -n ov_ingress00 link set swlingress0000 master br0",
+        "ip addr add 10.255.0.250/24 dev swingress",
+        "sysctl -w net.ipv4.conf.swingress.route_localnet=1",
+        "nft -f (table shoal_mark: 2 rules)",
+    ] {
+        assert!(log.contains(&want.to_string()), "{want}: {log:#?}");
+    }
+    assert!(!log.iter().any(|l| l.contains("ingress_sbox")), "{log:#?}");
+    let report = n.dp.lb_report(INGRESS).await.unwrap();
+    assert_eq!(
+        (report.namespace.as_str(), report.kind.as_str()),
+        ("node", "nftables")
+    );
     let rules = n.k.nft("").expect("the node's table").to_string();
-    assert!(rules.contains("30080") && rules.contains("dnat"), "{rules}");
     assert!(
-        rules.contains("172.18.0.2"),
-        "to ingress_sbox's leg: {rules}"
+        rules.contains("30080") && rules.contains("tcp reset") && !rules.contains("dnat"),
+        "the node's table only refuses what the balancer did not take: {rules}"
     );
     // The same ports again: the node's table is left alone.
     n.dp.apply_lb(&ingress(Some(30080))).await.unwrap();
@@ -307,9 +324,9 @@ async fn the_mesh_follows_the_ingress_table_on_the_node() {
     assert_eq!(
         log,
         [
-            "nft -n ingress_sbox -f (table shoal_mark: 0 rules)",
+            "nft -f (table shoal_mark: 0 rules)",
             "unreserve tcp/30080",
-            "nft -f (table shoal: 2 rules)",
+            "nft -f (table shoal: 0 rules)",
         ]
     );
     let rules = n.k.nft("").unwrap().to_string();

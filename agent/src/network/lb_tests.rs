@@ -248,9 +248,14 @@ async fn vip_and_mesh(choice: LbChoice) {
         (0x102, "rr", "web")
     );
     let report = counted("ingress0001", 4).await;
-    assert_eq!(report.namespace, names::INGRESS_SBOX);
+    // The mesh balances in the node's own namespace, always with nftables.
+    assert_eq!(
+        (report.namespace.as_str(), report.kind.as_str()),
+        ("node", "nftables")
+    );
     if choice == LbChoice::Ipvs {
-        assert_eq!(report.kind, "ipvs");
+        let lp = node.dp.lb_report("lpnet000001").await.unwrap();
+        assert_eq!(lp.kind, "ipvs");
         // As the reference article shows it.
         let ns = NetNs::open(
             &node
@@ -301,6 +306,26 @@ async fn vip_and_mesh(choice: LbChoice) {
         "{left:?}"
     );
     assert!(get(&node.ns, Ipv4Addr::LOCALHOST, PUBLISHED).starts_with("FAIL"));
+    // Nothing of the mesh is left in the node's namespace: no leg, no tables of its own.
+    let run = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        node.ns
+            .run(move || {
+                std::process::Command::new(&args[0])
+                    .args(&args[1..])
+                    .output()
+            })
+            .unwrap()
+            .expect("runs")
+    };
+    assert!(!run(&["ip", "link", "show", names::INGRESS_LEG])
+        .status
+        .success());
+    let tables = String::from_utf8_lossy(&run(&["nft", "list", "tables"]).stdout).to_string();
+    assert!(
+        !tables.contains("shoal_mesh") && !tables.contains("shoal_mark"),
+        "{tables}"
+    );
     for sb in webs {
         let _ = sb;
     }

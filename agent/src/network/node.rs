@@ -1,7 +1,8 @@
 //! The node's own side: a bridge per local network with its gateway address, and the node's
 //! nftables table (`shoal`), rebuilt whole from [`NodeState`] whenever it changes: masquerading
-//! out of each bridge, no forwarding between bridges, the routing mesh's published ports to
-//! `ingress_sbox`, and `mode=host` published ports to local tasks.
+//! out of each bridge, no forwarding between bridges, the routing mesh's `traffic=local` ports
+//! and `mode=host` published ports to local tasks, and a refusal for published ports nothing
+//! DNATed (the mesh's own balancer, [`super::lb`], DNATs the cluster ports before).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -37,9 +38,9 @@ pub(super) struct NodeState {
     pub(super) bridge_users: BTreeMap<String, BTreeSet<String>>,
     /// `(protocol, published port)` → task → (task address, target port): `mode=host` ports.
     pub(super) host_ports: BTreeMap<(Protocol, u16), BTreeMap<String, (Ipv4Addr, u16)>>,
-    /// The routing mesh: `ingress_sbox`'s address on `shoal_gwbridge` and the published ports
-    /// it balances (`traffic=cluster`).
-    pub(super) mesh: Option<(Ipv4Addr, BTreeSet<(Protocol, u16)>)>,
+    /// The routing mesh's `traffic=cluster` ports, which its balancer DNATs (see [`super::lb`]);
+    /// refused here when it did not (no task serves them).
+    pub(super) mesh: BTreeSet<(Protocol, u16)>,
     /// The mesh's `traffic=local` ports (from the ingress table): answered only by this node's
     /// own tasks (`local_tasks`), refused when it has none.
     pub(super) mesh_local: BTreeSet<(Protocol, u16)>,
@@ -68,6 +69,11 @@ impl DataPlane {
         host.ensure_bridge(br).await?;
         host.ensure_addr(br, gateway, subnet.prefix()).await?;
         host.ensure_up(br).await?;
+        if br == names::GW_BRIDGE {
+            // `curl localhost:PORT` on the node to a `traffic=local` port: 127.0.0.1 may leave
+            // through the bridge (then masqueraded, see the table).
+            host.sysctl(&format!("net.ipv4.conf.{br}.route_localnet"), "1")?;
+        }
         let want = NodeBridge {
             name: br.to_string(),
             subnet,
@@ -121,23 +127,18 @@ impl DataPlane {
         Ok(())
     }
 
-    /// The node's side of the mesh: published ports to `ingress_sbox`.
-    /// `ports` go to `ingress_sbox` (`traffic=cluster`); `local` ones to this node's own tasks.
+    /// The node's side of the mesh: `cluster` ports are balanced by the mesh's own balancer
+    /// (refused here when it has no task for them); `local` ones go to this node's own tasks.
     pub(super) async fn set_mesh(
         &self,
-        sbox: Option<Ipv4Addr>,
-        ports: BTreeSet<(Protocol, u16)>,
+        cluster: BTreeSet<(Protocol, u16)>,
         local: BTreeSet<(Protocol, u16)>,
     ) -> Result<()> {
         let mut node = self.inner.node.lock().await;
-        let want = match sbox {
-            Some(addr) if !ports.is_empty() => Some((addr, ports)),
-            _ => None,
-        };
-        if node.mesh == want && node.mesh_local == local {
+        if node.mesh == cluster && node.mesh_local == local {
             return Ok(());
         }
-        node.mesh = want;
+        node.mesh = cluster;
         node.mesh_local = local;
         self.inner.host.apply_nft(&node.rules()).await
     }
@@ -191,31 +192,8 @@ impl NodeState {
                 None,
             );
         }
-        // The routing mesh: every published port on the node's own addresses (from outside and from
-        // the node itself, `localhost` included) to `ingress_sbox`, which balances it.
-        if let Some((sbox, ports)) = &node.mesh {
-            for (chain, hook) in [
-                ("prerouting", Hook::nat_prerouting()),
-                ("output", Hook::nat_output()),
-            ] {
-                b.add_chain(Family::Ip, t, chain, Some(&hook));
-                for (proto, port) in ports {
-                    b.add_rule(
-                        Family::Ip,
-                        t,
-                        chain,
-                        [
-                            to_local_port(proto.as_str(), *port),
-                            vec![expr::dnat(*sbox, *port)],
-                        ]
-                        .concat(),
-                        None,
-                    );
-                }
-            }
-        }
         node.local_rules(&mut b);
-        if node.mesh.is_some() || !node.local_tasks.is_empty() {
+        if !node.local_tasks.is_empty() {
             // From the node itself: 127.0.0.1 cannot be a source on the bridge.
             b.add_rule(
                 Family::Ip,
@@ -288,7 +266,8 @@ impl NodeState {
     /// target port, round robin, without SNAT (the client's address reaches the task, whose
     /// default route is the node: the answers come back here and conntrack undoes the DNAT);
     /// refused (TCP reset, ICMP port unreachable) where the node has none: never sent to another
-    /// node.
+    /// node. The cluster ports are refused too when a new connection reaches the node itself:
+    /// the mesh's balancer, before, DNATs every one it has a task for.
     fn local_rules(&self, b: &mut Batch) {
         let t = NODE_TABLE;
         let ports: BTreeSet<(Protocol, u16)> = self
@@ -297,10 +276,7 @@ impl NodeState {
             .chain(self.local_tasks.keys())
             .copied()
             .collect();
-        if ports.is_empty() {
-            return;
-        }
-        let mut refused = Vec::new();
+        let mut refused: Vec<(Protocol, u16)> = self.mesh.iter().copied().collect();
         for (proto, port) in &ports {
             let Some(tasks) = self
                 .local_tasks
@@ -346,7 +322,12 @@ impl NodeState {
                 Family::Ip,
                 t,
                 "input",
-                [to_local_port(proto.as_str(), port), vec![reject]].concat(),
+                [
+                    to_local_port(proto.as_str(), port),
+                    // Not an answer whose (SNATed) port happens to be a published one.
+                    vec![expr::eq(expr::ct("state"), json!("new")), reject],
+                ]
+                .concat(),
                 None,
             );
         }
@@ -384,14 +365,17 @@ mod tests {
             .collect()
     }
 
-    fn sbox() -> Ipv4Addr {
-        "172.18.0.2".parse().unwrap()
+    fn chain<'a>(r: &'a [(String, String)], name: &str) -> Vec<&'a String> {
+        r.iter()
+            .filter(|(c, _)| c == name)
+            .map(|(_, e)| e)
+            .collect()
     }
 
     #[test]
     fn a_local_port_goes_to_the_nodes_own_tasks_without_snat() {
         let mut st = NodeState {
-            mesh: Some((sbox(), [(Protocol::Tcp, 8080)].into())),
+            mesh: [(Protocol::Tcp, 8080)].into(),
             mesh_local: [(Protocol::Tcp, 9090)].into(),
             ..Default::default()
         };
@@ -404,72 +388,68 @@ mod tests {
             .into(),
         );
         let r = rules(&st);
-        for chain in ["prerouting", "output"] {
-            let of: Vec<&String> = r
-                .iter()
-                .filter(|(c, _)| c == chain)
-                .map(|(_, e)| e)
-                .collect();
-            assert_eq!(of.len(), 2, "{chain}: {r:?}");
-            // The cluster port to the ingress sandbox, the local one to both local tasks.
-            assert!(of
-                .iter()
-                .any(|e| e.contains("8080") && e.contains("172.18.0.2")));
-            let local = of.iter().find(|e| e.contains("9090")).expect("local rule");
+        for name in ["prerouting", "output"] {
+            // Only the local port: the mesh's balancer DNATs the cluster one in its own table.
+            let of = chain(&r, name);
+            assert_eq!(of.len(), 1, "{name}: {r:?}");
+            assert!(of[0].contains("9090"), "{r:?}");
             assert!(
-                local.contains("172.18.0.5") && local.contains("172.18.0.6"),
-                "{local}"
+                of[0].contains("172.18.0.5") && of[0].contains("172.18.0.6"),
+                "{r:?}"
             );
-            assert!(
-                local.contains("numgen") && !local.contains("172.18.0.2"),
-                "{local}"
-            );
+            assert!(of[0].contains("numgen"), "{r:?}");
         }
         // No SNAT: the only masquerade is the one for 127.0.0.0/8 (the node's own `localhost`).
-        let masq: Vec<&String> = r
+        let masq = chain(&r, "postrouting");
+        let masq: Vec<_> = masq
             .iter()
-            .filter(|(c, e)| c == "postrouting" && e.contains("shoal_gwbridge"))
-            .map(|(_, e)| e)
+            .filter(|e| e.contains("shoal_gwbridge"))
             .collect();
         assert_eq!(masq.len(), 1, "{r:?}");
         assert!(masq[0].contains("127.0.0.0"), "{masq:?}");
+        // The cluster port is refused only where its balancer did not DNAT it (no task).
+        let input = chain(&r, "input");
+        assert_eq!(input.len(), 1, "{r:?}");
         assert!(
-            !r.iter().any(|(c, _)| c == "input"),
-            "nothing refused: {r:?}"
+            input[0].contains("8080") && input[0].contains("\"new\""),
+            "{r:?}"
         );
     }
 
     #[test]
     fn a_local_port_without_a_local_task_is_refused_not_forwarded() {
         let st = NodeState {
-            mesh: Some((sbox(), [(Protocol::Tcp, 8080)].into())),
+            mesh: [(Protocol::Tcp, 8080)].into(),
             mesh_local: [(Protocol::Tcp, 9090), (Protocol::Udp, 9091)].into(),
             ..Default::default()
         };
         let r = rules(&st);
         assert!(
             !r.iter()
-                .any(|(c, e)| c != "input" && (e.contains("9090") || e.contains("9091"))),
+                .any(|(c, _)| c != "input" && c != "postrouting" && c != "forward"),
             "no DNAT for a local port with no task here: {r:?}"
         );
-        let input: Vec<&String> = r
+        let input = chain(&r, "input");
+        assert_eq!(input.len(), 3, "{r:?}");
+        assert!(input
             .iter()
-            .filter(|(c, _)| c == "input")
-            .map(|(_, e)| e)
-            .collect();
-        assert_eq!(input.len(), 2, "{r:?}");
-        assert!(input[0].contains("9090") && input[0].contains("tcp reset"));
-        assert!(input[1].contains("9091") && input[1].contains("\"reject\":null"));
+            .any(|e| e.contains("8080") && e.contains("tcp reset")));
+        assert!(input
+            .iter()
+            .any(|e| e.contains("9090") && e.contains("tcp reset")));
+        assert!(input
+            .iter()
+            .any(|e| e.contains("9091") && e.contains("\"reject\":null")));
     }
 
     #[test]
-    fn without_local_ports_the_mesh_is_unchanged() {
+    fn without_local_ports_the_node_only_refuses_what_the_mesh_did_not_take() {
         let st = NodeState {
-            mesh: Some((sbox(), [(Protocol::Tcp, 8080)].into())),
+            mesh: [(Protocol::Tcp, 8080)].into(),
             ..Default::default()
         };
         let r = rules(&st);
         let chains: Vec<&str> = r.iter().map(|(c, _)| c.as_str()).collect();
-        assert_eq!(chains, ["prerouting", "output", "postrouting"], "{r:?}");
+        assert_eq!(chains, ["input"], "{r:?}");
     }
 }

@@ -1,30 +1,31 @@
-//! Building and removing one network's balancer: its namespace with a leg on the overlay
-//! (and, for ingress, one on `shoal_gwbridge`), its load balancer; and the published ports the
-//! node holds open.
+//! Building and removing one network's balancer: for an overlay network, its namespace with a
+//! leg on the overlay and its load balancer; for ingress (the routing mesh), a leg of the node's
+//! own namespace on the ingress overlay and an nftables balancer there; and the published ports
+//! the node holds open.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use shoal_netlib::lb::{self, LbChoice, LbConfig, Snat};
 use shoal_netlib::names;
+use shoal_netlib::nft::{Batch, Family};
 use shoal_netlib::rt::mac_of_ipv4;
 use shoal_proto::model::{AttachedNetwork, NetworkAttachment, NetworkDriver, Protocol};
 use shoal_proto::pb;
 use tracing::{info, warn};
 
 use super::super::kernel::Namespace;
-use super::super::node::GW_BRIDGE_SUBNET;
-use super::super::{parse_subnet, DataPlane, Error, Result, OVERLAY_MTU};
-use super::plan::{lb_user, ns_name, SBOX_GW_IF};
+use super::super::{DataPlane, Result, OVERLAY_MTU};
+use super::plan::{lb_user, ns_name, MARK_TABLE};
 use super::{Balancer, LbPlane};
 
 /// The balancer's own nftables table (nftables DNAT and, for both kinds, SNAT).
 const LB_TABLE: &str = "shoal_lb";
-/// The key of `ingress_sbox`'s address in the node's IPAM.
-const SBOX_KEY: &str = "ingress_sbox";
+/// The routing mesh's balancer table in the node's namespace.
+const MESH_TABLE: &str = "shoal_mesh";
 
 impl DataPlane {
-    /// The namespace, its legs, and the balancer of one network.
+    /// The namespace, its leg, and the balancer of one network.
     pub(super) async fn make_balancer(
         &self,
         t: &pb::LbTable,
@@ -44,26 +45,21 @@ impl DataPlane {
             ..Default::default()
         };
         let ov = self.ensure_overlay(&att, &lb_user(&t.network_id)).await?;
-        let inside = self.inner.kernel.ensure_ns(&ns_name(t))?;
-        inside.ensure_up("lo").await?;
         let outer = names::lb_veth(&t.network_id);
+        if t.ingress {
+            return self.make_mesh(&*ov, &outer, addr).await;
+        }
+        let Some(name) = ns_name(t) else {
+            unreachable!("only ingress has no namespace of its own")
+        };
+        let inside = self.inner.kernel.ensure_ns(&name)?;
+        inside.ensure_up("lo").await?;
         if !inside.link_exists("eth0").await? {
             ov.del_link(&outer).await?;
             ov.ensure_veth(&outer, "eth0", inside.name()).await?;
         }
-        ov.ensure_mtu(&outer, OVERLAY_MTU).await?;
-        ov.ensure_master(&outer, names::SANDBOX_BRIDGE).await?;
-        ov.ensure_up(&outer).await?;
-        inside.ensure_mac("eth0", mac_of_ipv4(addr.0)).await?;
-        inside.ensure_mtu("eth0", OVERLAY_MTU).await?;
-        inside.ensure_addr("eth0", addr.0, addr.1).await?;
-        inside.ensure_up("eth0").await?;
+        self.plug_leg(&*ov, &outer, &*inside, "eth0", addr).await?;
         inside.sysctl("net.ipv4.ip_forward", "1")?;
-        let gw_addr = if t.ingress {
-            Some(self.sbox_gateway_leg(&*inside).await?)
-        } else {
-            None
-        };
         let config = LbConfig {
             table: LB_TABLE.into(),
             snat: Some(Snat::To(addr.0)),
@@ -88,57 +84,93 @@ impl DataPlane {
             ns: inside,
             lb,
             addr,
-            ingress: t.ingress,
-            gw_addr,
+            ingress: false,
             marks: Vec::new(),
             vips: BTreeSet::new(),
         })
     }
 
-    /// `ingress_sbox`'s leg on `shoal_gwbridge`: where the node sends published ports. Its
-    /// default route goes back through the node, to answer clients from anywhere.
-    async fn sbox_gateway_leg(&self, inside: &dyn Namespace) -> Result<Ipv4Addr> {
-        let subnet = parse_subnet(GW_BRIDGE_SUBNET)?;
-        let gateway = subnet.checked_host(1).ok_or(Error::GwBridgeGateway)?;
-        self.ensure_bridge(names::GW_BRIDGE, subnet, gateway, SBOX_KEY)
-            .await?;
-        let addr = self
-            .ipam()
-            .assign("shoal_gwbridge", subnet, gateway, SBOX_KEY)?;
-        let outer = names::gw_veth(SBOX_KEY);
+    /// The routing mesh: the node's own namespace gets a leg (`swingress`) on the ingress
+    /// overlay's bridge with the node's ingress balancer address, and an nftables balancer
+    /// (whatever `--lb-backend` says: IPVS cannot balance the node's own `localhost`
+    /// connections) that DNATs each published port's connections round robin to the service's
+    /// tasks and SNATs them to that address, so the answers come back through the leg. No
+    /// namespace between the node and the overlay: one conntrack entry and one NAT per
+    /// connection, where Docker's `ingress_sbox` adds a second namespace, hop and NAT.
+    async fn make_mesh(
+        &self,
+        ov: &dyn Namespace,
+        outer: &str,
+        addr: (Ipv4Addr, u8),
+    ) -> Result<Balancer> {
         let host = &self.inner.host;
-        if !inside.link_exists(SBOX_GW_IF).await? {
-            host.del_link(&outer).await?;
-            host.ensure_veth(&outer, SBOX_GW_IF, inside.name()).await?;
+        let leg = names::INGRESS_LEG;
+        if !host.link_exists(leg).await? {
+            ov.del_link(outer).await?;
+            host.ensure_veth(leg, outer, ov.name()).await?;
         }
-        host.ensure_master(&outer, names::GW_BRIDGE).await?;
-        host.ensure_up(&outer).await?;
-        inside.ensure_mac(SBOX_GW_IF, mac_of_ipv4(addr)).await?;
-        inside
-            .ensure_addr(SBOX_GW_IF, addr, subnet.prefix())
-            .await?;
-        inside.ensure_up(SBOX_GW_IF).await?;
-        inside.ensure_default_route(gateway).await?;
-        // `curl localhost:PORT` on the node: 127.0.0.1 may leave through the bridge (then
-        // masqueraded, see the node's table).
-        host.sysctl(
-            &format!("net.ipv4.conf.{}.route_localnet", names::GW_BRIDGE),
-            "1",
-        )?;
-        Ok(addr)
+        self.plug_leg(ov, outer, &**host, leg, addr).await?;
+        // `curl localhost:PORT` on the node: 127.0.0.1 may leave through the leg (then SNATed).
+        host.sysctl(&format!("net.ipv4.conf.{leg}.route_localnet"), "1")?;
+        let config = LbConfig {
+            table: MESH_TABLE.into(),
+            snat: Some(Snat::To(addr.0)),
+        };
+        let lb = host.open_lb(LbChoice::Nftables, config).await?;
+        Ok(Balancer {
+            ns: host.clone(),
+            lb,
+            addr,
+            ingress: true,
+            marks: Vec::new(),
+            vips: BTreeSet::new(),
+        })
+    }
+
+    /// Plugs a balancer's leg: `outer` into the overlay sandbox's bridge, `dev` in `inside`
+    /// with the balancer's address (and the MAC the other nodes' FDB entries expect).
+    async fn plug_leg(
+        &self,
+        ov: &dyn Namespace,
+        outer: &str,
+        inside: &dyn Namespace,
+        dev: &str,
+        addr: (Ipv4Addr, u8),
+    ) -> Result<()> {
+        ov.ensure_mtu(outer, OVERLAY_MTU).await?;
+        ov.ensure_master(outer, names::SANDBOX_BRIDGE).await?;
+        ov.ensure_up(outer).await?;
+        inside.ensure_mac(dev, mac_of_ipv4(addr.0)).await?;
+        inside.ensure_mtu(dev, OVERLAY_MTU).await?;
+        inside.ensure_addr(dev, addr.0, addr.1).await?;
+        inside.ensure_up(dev).await
     }
 
     pub(super) async fn drop_balancer(&self, net: &str, b: Balancer) {
-        info!(net.id = net, ns = %b.ns.name(), "removing the balancer: no task of the network here");
-        let name = b.ns.name().to_string();
-        let ingress = b.ingress;
-        drop(b); // its handles, which would keep the namespace alive
-        if let Err(err) = self.inner.kernel.delete_ns(&name) {
-            let path = self.inner.kernel.ns_path(&name);
-            warn!("removing {}: {err}", path.display());
-        }
-        if ingress {
-            self.ipam().release(SBOX_KEY);
+        if b.ingress {
+            info!(
+                net.id = net,
+                "removing the routing mesh's balancer: no ingress table"
+            );
+            let mut batch = Batch::new();
+            for t in [MESH_TABLE, MARK_TABLE] {
+                batch.add_table(Family::Ip, t).delete_table(Family::Ip, t);
+            }
+            drop(b.lb);
+            if let Err(err) = b.ns.apply_nft(&batch).await {
+                warn!("removing the mesh's tables: {err}");
+            }
+            if let Err(err) = b.ns.del_link(names::INGRESS_LEG).await {
+                warn!("removing {}: {err}", names::INGRESS_LEG);
+            }
+        } else {
+            info!(net.id = net, ns = %b.ns.name(), "removing the balancer: no task of the network here");
+            let name = b.ns.name().to_string();
+            drop(b); // its handles, which would keep the namespace alive
+            if let Err(err) = self.inner.kernel.delete_ns(&name) {
+                let path = self.inner.kernel.ns_path(&name);
+                warn!("removing {}: {err}", path.display());
+            }
         }
         self.leave_overlays(&lb_user(net)).await;
     }

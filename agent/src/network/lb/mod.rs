@@ -9,12 +9,15 @@
 //! and UDP: each balances the VIPs of its networks in its own namespace ([`client`]), and the
 //! `lb_` namespace takes the rest.
 //!
-//! The routing mesh is the same for the `ingress` network in `ingress_sbox`, which also has a leg
-//! on `shoal_gwbridge`: the node's own table DNATs every published port (from outside, from
-//! PREROUTING; from the node itself, `localhost` included, from OUTPUT) to that leg, where the
-//! port's mark picks the service. A task whose published port differs from its target port
-//! redirects one to the other in its own namespace (as Docker does). Published ports are held
-//! open on the node so nothing else can bind them.
+//! The routing mesh balances the `ingress` network from the node's own namespace, which has a
+//! leg (`swingress`) on the ingress overlay's bridge: packets to a published port on one of the
+//! node's addresses (from outside, in PREROUTING; from the node itself, `localhost` included, in
+//! OUTPUT) get the port's mark, and an nftables balancer DNATs them round robin to the
+//! service's tasks on ingress, SNATed to the node's ingress address. Docker puts that balancer
+//! in a namespace of its own (`ingress_sbox`) behind a second DNAT; Shoal removes an
+//! `ingress_sbox` left by an older agent. A task whose published port differs from its target
+//! port redirects one to the other in its own namespace (as Docker does). Published ports are
+//! held open on the node so nothing else can bind them, and refused while no task serves them.
 //!
 //! [`DataPlane::apply_lb`] converges all of it to the managers' tables: level-triggered, from
 //! whatever exists (a restarted agent finds its namespaces and balancers and corrects them), one
@@ -48,19 +51,29 @@ struct Balancer {
     ns: Arc<dyn Namespace>,
     lb: Box<dyn LoadBalancer>,
     addr: (Ipv4Addr, u8),
+    /// The routing mesh's, in the node's own namespace.
     ingress: bool,
-    /// The address on `shoal_gwbridge` (ingress only).
-    gw_addr: Option<Ipv4Addr>,
     /// Mark rules last applied, to skip an unchanged table.
     marks: Vec<MarkRule>,
     /// VIPs last put on `eth0`.
     vips: BTreeSet<Ipv4Addr>,
 }
 
+impl Balancer {
+    /// Its namespace as reports name it: `lb_<netid>`, or `node` for the mesh's.
+    fn ns_label(&self) -> &str {
+        if self.ingress {
+            "node"
+        } else {
+            self.ns.name()
+        }
+    }
+}
+
 impl std::fmt::Debug for Balancer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Balancer")
-            .field("ns", &self.ns.name())
+            .field("ns", &self.ns_label())
             .field("addr", &self.addr)
             .finish_non_exhaustive()
     }
@@ -108,7 +121,7 @@ impl DataPlane {
                 self.drop_balancer(&net, b).await;
             }
         }
-        let keep: BTreeSet<String> = tables.iter().map(plan::ns_name).collect();
+        let keep: BTreeSet<String> = tables.iter().filter_map(plan::ns_name).collect();
         let kernel = &self.inner.kernel;
         for name in kernel.list_ns().unwrap_or_default() {
             let ours = name.starts_with(names::LB_NS) || name == names::INGRESS_SBOX;
@@ -124,10 +137,6 @@ impl DataPlane {
                 first_err.get_or_insert(err);
             }
         }
-        let sbox = tables
-            .iter()
-            .find(|t| t.ingress)
-            .and_then(|t| st.balancers.get(&t.network_id)?.gw_addr);
         let ports = plan::mesh_ports(tables);
         self.reserve_ports(&mut st, &ports);
         let local = plan::local_mesh_ports(tables);
@@ -135,7 +144,7 @@ impl DataPlane {
         st.tables = tables.to_vec();
         client::prune_retired(&mut st.retired, tables);
         self.sync_clients(&mut st).await;
-        self.set_mesh(sbox, cluster, local).await?;
+        self.set_mesh(cluster, local).await?;
         match first_err {
             Some(err) => Err(err),
             None => Ok(()),
@@ -173,7 +182,7 @@ impl DataPlane {
             std::collections::btree_map::Entry::Vacant(e) => {
                 let choice = st.choice.unwrap_or(LbChoice::Auto);
                 let b = self.make_balancer(t, addr, choice).await?;
-                info!(net.id = %t.network_id, ns = %b.ns.name(), kind = ?b.lb.kind(), "balancer ready");
+                info!(net.id = %t.network_id, ns = %b.ns_label(), kind = ?b.lb.kind(), "balancer ready");
                 e.insert(b)
             }
         };

@@ -18,8 +18,6 @@ use super::super::overlay::cidr;
 pub(super) const MARK_TABLE: &str = "shoal_mark";
 /// The task-side table redirecting a published port to the target port.
 const TASK_TABLE: &str = "shoal_task";
-/// `ingress_sbox`'s leg on `shoal_gwbridge`.
-pub(super) const SBOX_GW_IF: &str = "eth1";
 
 /// A rule of a balancer's mark table.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -48,13 +46,10 @@ pub(super) fn protocol(p: i32) -> Protocol {
     }
 }
 
-/// The namespace of a network's balancer.
-pub(super) fn ns_name(t: &pb::LbTable) -> String {
-    if t.ingress {
-        names::INGRESS_SBOX.to_string()
-    } else {
-        names::lb_ns(&t.network_id)
-    }
+/// The namespace of a network's balancer; `None` for ingress, whose balancer is in the node's
+/// own namespace.
+pub(super) fn ns_name(t: &pb::LbTable) -> Option<String> {
+    (!t.ingress).then(|| names::lb_ns(&t.network_id))
 }
 
 /// How the overlay user keys of balancers begin (tasks are users by their id).
@@ -72,7 +67,12 @@ pub(super) fn desired(t: &pb::LbTable) -> Desired {
     let mut vips = BTreeSet::new();
     for s in t.services.iter().filter(|s| s.fwmark > 0) {
         if t.ingress {
-            for p in &s.ports {
+            // `traffic=local` ports are the node table's (to local tasks only), not the mesh's.
+            for p in s
+                .ports
+                .iter()
+                .filter(|p| p.traffic() != pb::TrafficPolicy::Local)
+            {
                 if let Ok(port) = u16::try_from(p.published) {
                     marks.push(MarkRule::Port(protocol(p.protocol), port, s.fwmark));
                 }
@@ -157,28 +157,53 @@ pub(super) fn fresh_mark_table(t: &str, hook: &'static str) -> Batch {
     b
 }
 
-/// The mark table of a balancer namespace, whole.
+/// The mark table of a balancer namespace, whole. Ingress: the node's own namespace marks its
+/// published ports on its own addresses, from outside (prerouting, except the answers that come
+/// back through the ingress leg) and from the node itself (output, `localhost` included).
 pub(super) fn mark_rules(rules: &[MarkRule], ingress: bool) -> Batch {
     let t = MARK_TABLE;
     let mut b = fresh_mark_table(t, "prerouting");
+    if ingress {
+        b.add_chain(
+            Family::Ip,
+            t,
+            "output",
+            Some(&Hook {
+                ty: "filter",
+                hook: "output",
+                prio: -150,
+            }),
+        );
+    }
     for r in rules {
-        let mut m = Vec::new();
         match r {
             MarkRule::Vip(vip, mark) => {
-                m.push(expr::eq(expr::ip("daddr"), json!(vip.to_string())));
-                m.push(expr::set_mark(*mark));
+                let m = vec![
+                    expr::eq(expr::ip("daddr"), json!(vip.to_string())),
+                    expr::set_mark(*mark),
+                ];
+                b.add_rule(Family::Ip, t, "prerouting", m, None);
             }
             MarkRule::Port(proto, port, mark) => {
+                let port_match = |from_outside: bool| {
+                    let mut m = Vec::new();
+                    if ingress {
+                        if from_outside {
+                            m.push(expr::ne(expr::meta("iifname"), json!(names::INGRESS_LEG)));
+                        }
+                        m.push(expr::eq(expr::fib(&["daddr"], "type"), json!("local")));
+                    }
+                    m.push(expr::eq(expr::meta("l4proto"), json!(proto.as_str())));
+                    m.push(expr::eq(expr::th("dport"), json!(port)));
+                    m.push(expr::set_mark(*mark));
+                    m
+                };
+                b.add_rule(Family::Ip, t, "prerouting", port_match(true), None);
                 if ingress {
-                    // Only what the node DNATed here, not the backends' answers.
-                    m.push(expr::eq(expr::meta("iifname"), json!(SBOX_GW_IF)));
+                    b.add_rule(Family::Ip, t, "output", port_match(false), None);
                 }
-                m.push(expr::eq(expr::meta("l4proto"), json!(proto.as_str())));
-                m.push(expr::eq(expr::th("dport"), json!(port)));
-                m.push(expr::set_mark(*mark));
             }
         }
-        b.add_rule(Family::Ip, t, "prerouting", m, None);
     }
     b
 }

@@ -17,7 +17,7 @@ impl DataPlane {
         let table = st.tables.iter().find(|t| t.network_id == net);
         let stats: Vec<ServiceStats> = b.lb.list().await?;
         let mut out = pb::LbNodeReport {
-            namespace: b.ns.name().to_string(),
+            namespace: b.ns_label().to_string(),
             kind: format!("{:?}", b.lb.kind()).to_lowercase(),
             lb_addr: format!("{}/{}", b.addr.0, b.addr.1),
             ..Default::default()

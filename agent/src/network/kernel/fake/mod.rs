@@ -551,15 +551,19 @@ impl Namespace for FakeNs {
 
     fn open_lb(
         &self,
-        _choice: LbChoice,
+        choice: LbChoice,
         _config: LbConfig,
     ) -> BoxFuture<'_, Result<Box<dyn LoadBalancer>>> {
+        let kind = match choice {
+            LbChoice::Nftables => LbKind::Nftables,
+            _ => self.kernel.lb_kind.unwrap_or(LbKind::Nftables),
+        };
         let lb = balancer::FakeLb {
             ns: FakeNs {
                 name: self.name.clone(),
                 kernel: self.kernel.clone(),
             },
-            kind: self.kernel.lb_kind.unwrap_or(LbKind::Nftables),
+            kind,
         };
         ready(Ok(Box::new(lb) as Box<dyn LoadBalancer>))
     }
