@@ -17,10 +17,10 @@
 #   vip-lb:      wrk in client-lb's namespace -> the VIP; that task's mark table (shoal_vipmark)
 #                is deleted, as for a task whose table is not written yet, so its connections
 #                go to vm1's lb_ namespace: IPVS (fwmark service, Masq, SNAT);
-#   mesh-local:  wrk in vm1's own namespace -> 127.0.0.1:PUBLISHED (vm1's ingress_sbox: IPVS);
-#   mesh-remote: wrk in vm1's own namespace -> vm2's address:PUBLISHED (vm2's ingress_sbox: IPVS).
-# For each run the IPVS connection counters (ipvsadm -Ln --stats --exact) of vm1's lb_ and
-# ingress_sbox and vm2's ingress_sbox, and the CPU time of the three QEMU processes, are read
+#   mesh-local:  wrk in vm1's own namespace -> 127.0.0.1:PUBLISHED (balanced by nftables in vm1's
+#                own namespace: the mesh is nftables whatever --lb-backend says, NOT IPVS);
+#   mesh-remote: wrk in vm1's own namespace -> vm2's address:PUBLISHED (nftables in vm2's namespace).
+# For each run the IPVS connection counters (ipvsadm -Ln --stats --exact) of vm1's lb_, and the CPU time of the three QEMU processes, are read
 # before and after: the report shows which balancer counted the connections and how busy each
 # emulated CPU was. Requests/s, p50, p99 are medians over the rounds, with ratios to direct.
 #
@@ -137,14 +137,13 @@ wait_for 60 "client-lb's VIP tables" vip_tables "$NS_CLB" || die "no shoal_vipma
 unmark() { vmx 1 20 "nsenter --net=$NS_CLB nft delete table ip shoal_vipmark 2>/dev/null; nsenter --net=$NS_CLB nft list tables"; }
 unmark >/dev/null
 
-# IPVS picked (auto): FWM services, round robin, the 2 backends with Masq, in vm1's lb_ and
-# ingress_sbox and in vm2's ingress_sbox.
+# IPVS picked (auto): FWM services, round robin, the 2 backends with Masq, in vm1's lb_.
 ipvs_ok() {
   local out
   out=$(vmx "$1" 20 "for f in $ST/netns/$2; do nsenter --net=\$f ipvsadm -Ln; done") || return 1
   echo "$out" | grep -qE '^FWM +[0-9]+ rr' && [ "$(echo "$out" | grep -c 'Masq')" -ge 2 ]
 }
-BALANCERS=("1:lb_*" "1:ingress_sbox" "2:ingress_sbox")   # VM:namespace (a glob in the VM)
+BALANCERS=("1:lb_*")   # VM:namespace (a glob in the VM)
 for x in "${BALANCERS[@]}"; do
   wait_for 90 "IPVS in vm${x%%:*} ${x#*:}" ipvs_ok "${x%%:*}" "${x#*:}" ||
     die "no IPVS FWM rr service with 2 Masq backends in vm${x%%:*}'s ${x#*:}: $(vmx "${x%%:*}" 20 "ls $ST/netns; for f in $ST/netns/${x#*:}; do echo \$f; nsenter --net=\$f ipvsadm -Ln; nsenter --net=\$f nft list ruleset | head -40; done")"
@@ -157,10 +156,10 @@ done
   echo "# vm1 client task: nft list tables"; vmx 1 20 "nsenter --net=$NS_CLI nft list tables" | sed 's/^/#   /'
   echo "# vm1 client-lb task (mark table removed): nft list tables"; vmx 1 20 "nsenter --net=$NS_CLB nft list tables" | sed 's/^/#   /'
 } >>"$RAW"
-log "IPVS balances in vm1's lb_ and ingress_sbox and in vm2's ingress_sbox (ipvsadm -Ln in $RAW)"
+log "IPVS balances in vm1's lb_ (ipvsadm -Ln in $RAW)"
 
 # ------------------------------------------------------------------------------ measurement
-# IPVS connections counted so far: "vm1 lb_, vm1 ingress_sbox, vm2 ingress_sbox".
+# IPVS connections counted so far in vm1's lb_.
 ipvs_sum() { # VM NAMESPACE-GLOB
   vmx "$1" 20 "for f in $ST/netns/$2; do nsenter --net=\$f ipvsadm -Ln --stats --exact; done" |
     awk '/^(FWM|TCP|UDP) / { s += $3 } END { print s + 0 }'
@@ -249,7 +248,7 @@ print()
 print(f"HTTP, a new TCP connection per request (wrk -t1 -c{E['CONNS']} -d{E['DURATION']}s --latency "
       f"-H 'Connection: close', GET /name; {E['RUNS']} rounds, paths interleaved). "
       "IPVS connections per request: the rise of the connection counters of `ipvsadm -Ln --stats` "
-      "in vm1's lb_, vm1's ingress_sbox, vm2's ingress_sbox, divided by wrk's completed requests "
+      "in vm1's lb_, divided by wrk's completed requests "
       "(slightly above 1: the connections still open when wrk stops are counted too). "
       "QEMU CPU: each VM's process, % of one host core over the run (medians).")
 print()
@@ -258,8 +257,8 @@ print("|---|---|---:|---:|---:|---:|---|---|---:|")
 what = {"direct": "direct: client task (vm1) → web task on vm2 (overlay, no balancer)",
         "vip": "VIP: client task → VIP (nftables DNAT in the task's own namespace, no IPVS)",
         "vip-lb": "VIP through vm1's lb_ namespace (IPVS; client-lb's own mark table removed)",
-        "mesh-local": f"routing mesh: vm1 → 127.0.0.1:{setup['published']} (vm1's ingress_sbox, IPVS)",
-        "mesh-remote": f"routing mesh: vm1 → vm2's address:{setup['published']} (vm2's ingress_sbox, IPVS)"}
+        "mesh-local": f"routing mesh: vm1 → 127.0.0.1:{setup['published']} (vm1's own namespace, nftables)",
+        "mesh-remote": f"routing mesh: vm1 → vm2's address:{setup['published']} (vm2's own namespace, nftables)"}
 base = None
 for p in what:
     ds = sorted([d for d in wk if d["path"] == p], key=lambda d: int(d["run"]))

@@ -7,6 +7,16 @@ use std::path::PathBuf;
 
 use crate::netns::NetNs;
 
+/// br_netfilter's switches, on by default in every namespace once the module is loaded: with
+/// them, every IPv4/IPv6/ARP frame a bridge of the namespace forwards takes a detour through the
+/// namespace's netfilter hooks, with an skb extension and a fake route per packet. A bridge
+/// that filters nothing turns them off (best effort: a kernel without br_netfilter has none).
+pub const BR_NETFILTER: [&str; 3] = [
+    "net.bridge.bridge-nf-call-iptables",
+    "net.bridge.bridge-nf-call-ip6tables",
+    "net.bridge.bridge-nf-call-arptables",
+];
+
 /// What went wrong with a sysctl.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -79,9 +79,6 @@ pub enum Error {
     /// `--publish mode=host` on a task with no bridge network.
     #[error("--publish mode=host needs the task on a bridge network (or the host network)")]
     HostPortNeedsBridge,
-    /// `shoal_gwbridge`'s subnet has no first host (a constant: cannot happen).
-    #[error("shoal_gwbridge's subnet has no gateway")]
-    GwBridgeGateway,
     /// `network inspect --lb` on a node with no balancer for the network.
     #[error("no balancer for this network on this node (no task of it here)")]
     NoBalancer,

@@ -20,7 +20,8 @@ pub struct Underlay {
 }
 
 /// `ip netns add ul; ip -n ul link add ulbr0 type bridge; ip -n ul link set ulbr0 up`.
-/// Forwarding stays off there (the bridge switches frames; the namespace routes nothing).
+/// Forwarding stays off there (the bridge switches frames; the namespace routes nothing), and
+/// so does br_netfilter: a switch does not run the frames it forwards through netfilter.
 pub async fn make_underlay(dir: &LabDir) -> anyhow::Result<Underlay> {
     let ns = NetNs::create(&dir.netns(), UNDERLAY_NS).context("creating the underlay namespace")?;
     let rt = Handle::in_ns(&ns)?;
@@ -28,6 +29,10 @@ pub async fn make_underlay(dir: &LabDir) -> anyhow::Result<Underlay> {
     rt.ensure_up(UNDERLAY_BRIDGE).await?;
     rt.ensure_up("lo").await?;
     sysctl::set(Some(&ns), "net.ipv4.ip_forward", "0")?;
+    for key in sysctl::BR_NETFILTER {
+        // Best effort: a kernel without br_netfilter has no such keys (and no detour).
+        let _ = sysctl::set(Some(&ns), key, "0");
+    }
     Ok(Underlay { ns, rt })
 }
 

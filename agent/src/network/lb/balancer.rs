@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use super::super::kernel::Namespace;
 use super::super::{DataPlane, Result, OVERLAY_MTU};
-use super::plan::{lb_user, ns_name, MARK_TABLE};
+use super::plan::{lb_user, MARK_TABLE};
 use super::{Balancer, LbPlane};
 
 /// The balancer's own nftables table (nftables DNAT and, for both kinds, SNAT).
@@ -49,10 +49,7 @@ impl DataPlane {
         if t.ingress {
             return self.make_mesh(&*ov, &outer, addr).await;
         }
-        let Some(name) = ns_name(t) else {
-            unreachable!("only ingress has no namespace of its own")
-        };
-        let inside = self.inner.kernel.ensure_ns(&name)?;
+        let inside = self.inner.kernel.ensure_ns(&names::lb_ns(&t.network_id))?;
         inside.ensure_up("lo").await?;
         if !inside.link_exists("eth0").await? {
             ov.del_link(&outer).await?;

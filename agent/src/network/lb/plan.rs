@@ -157,24 +157,16 @@ pub(super) fn fresh_mark_table(t: &str, hook: &'static str) -> Batch {
     b
 }
 
-/// The mark table of a balancer namespace, whole. Ingress: the node's own namespace marks its
-/// published ports on its own addresses, from outside (prerouting, except the answers that come
-/// back through the ingress leg) and from the node itself (output, `localhost` included).
+/// The mark table of a balancer namespace, whole: one rule per VIP (`lb_<netid>`). Ingress (the
+/// node's own namespace): one rule per chain for every published port, which every packet of
+/// the node crosses, so the cheap test comes first: `meta l4proto . th dport` in the set of
+/// published ports; then only a connection's first packet (the balancer's NAT sees no other);
+/// from outside (prerouting), not an answer coming back through the ingress leg; an address of
+/// the node (`localhost` included from output); then the port's mark, from a map.
 pub(super) fn mark_rules(rules: &[MarkRule], ingress: bool) -> Batch {
     let t = MARK_TABLE;
     let mut b = fresh_mark_table(t, "prerouting");
-    if ingress {
-        b.add_chain(
-            Family::Ip,
-            t,
-            "output",
-            Some(&Hook {
-                ty: "filter",
-                hook: "output",
-                prio: -150,
-            }),
-        );
-    }
+    let mut ports = Vec::new();
     for r in rules {
         match r {
             MarkRule::Vip(vip, mark) => {
@@ -185,25 +177,45 @@ pub(super) fn mark_rules(rules: &[MarkRule], ingress: bool) -> Batch {
                 b.add_rule(Family::Ip, t, "prerouting", m, None);
             }
             MarkRule::Port(proto, port, mark) => {
-                let port_match = |from_outside: bool| {
-                    let mut m = Vec::new();
-                    if ingress {
-                        if from_outside {
-                            m.push(expr::ne(expr::meta("iifname"), json!(names::INGRESS_LEG)));
-                        }
-                        m.push(expr::eq(expr::fib(&["daddr"], "type"), json!("local")));
-                    }
-                    m.push(expr::eq(expr::meta("l4proto"), json!(proto.as_str())));
-                    m.push(expr::eq(expr::th("dport"), json!(port)));
-                    m.push(expr::set_mark(*mark));
-                    m
-                };
-                b.add_rule(Family::Ip, t, "prerouting", port_match(true), None);
-                if ingress {
-                    b.add_rule(Family::Ip, t, "output", port_match(false), None);
-                }
+                ports.push((
+                    expr::concat(vec![json!(proto.as_str()), json!(port)]),
+                    json!(mark),
+                ));
             }
         }
+    }
+    if !ingress {
+        return b;
+    }
+    b.add_chain(
+        Family::Ip,
+        t,
+        "output",
+        Some(&Hook {
+            ty: "filter",
+            hook: "output",
+            prio: -150,
+        }),
+    );
+    if ports.is_empty() {
+        return b;
+    }
+    let key = || expr::concat(vec![expr::meta("l4proto"), expr::th("dport")]);
+    let published: Vec<serde_json::Value> = ports.iter().map(|(k, _)| k.clone()).collect();
+    for chain in ["prerouting", "output"] {
+        let mut m = vec![
+            expr::eq(key(), json!({"set": published.clone()})),
+            expr::eq(expr::ct("state"), json!("new")),
+        ];
+        if chain == "prerouting" {
+            m.push(expr::ne(expr::meta("iifname"), json!(names::INGRESS_LEG)));
+        }
+        m.push(expr::eq(expr::fib(&["daddr"], "type"), json!("local")));
+        m.push(json!({"mangle": {
+            "key": {"meta": {"key": "mark"}},
+            "value": expr::map_lookup(key(), expr::anon_map(ports.clone())),
+        }}));
+        b.add_rule(Family::Ip, t, chain, m, None);
     }
     b
 }
@@ -282,6 +294,56 @@ mod tests {
             .map(|b| b.addr.addr.to_string())
             .collect();
         assert_eq!(b, ["10.0.0.2", "10.0.0.3"], "a bad address is skipped");
+    }
+
+    #[test]
+    fn the_mesh_marks_published_ports_on_the_nodes_own_addresses() {
+        let port = |published, traffic: pb::TrafficPolicy| pb::LbPort {
+            protocol: pb::Protocol::Tcp as i32,
+            published,
+            target: 80,
+            traffic: traffic as i32,
+        };
+        let mut t = table(&["10.0.0.2"]);
+        t.ingress = true;
+        t.services[0].ports = vec![
+            port(8080, pb::TrafficPolicy::Cluster),
+            port(9090, pb::TrafficPolicy::Local),
+        ];
+        let d = desired(&t);
+        assert!(d.vips.is_empty(), "no VIP on the node: {d:?}");
+        assert_eq!(
+            d.marks,
+            [MarkRule::Port(Protocol::Tcp, 8080, 7)],
+            "a traffic=local port is the node table's, not the mesh's"
+        );
+        let doc = mark_rules(&d.marks, true).to_json();
+        let rules: Vec<(String, String)> = doc["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["add"].get("rule"))
+            .map(|r| (r["chain"].as_str().unwrap().into(), r["expr"].to_string()))
+            .collect();
+        assert_eq!(rules.len(), 2, "{rules:?}");
+        for (chain, e) in &rules {
+            // The set test first (every packet of the node crosses this chain), then the rest.
+            let at = |needle: &str| e.find(needle).unwrap_or_else(|| panic!("{needle}: {e}"));
+            assert!(
+                at(r#"{"set":[{"concat":["tcp",8080]}]}"#) < at(r#""new""#)
+                    && at(r#""new""#) < at("fib"),
+                "{e}"
+            );
+            assert!(at("fib") < at("mangle"), "{e}");
+            assert!(e.contains(r#"[{"concat":["tcp",8080]},7]"#), "{e}");
+            assert_eq!(e.contains(names::INGRESS_LEG), chain == "prerouting", "{e}");
+        }
+        // Nothing published: the chains exist, empty.
+        let none = mark_rules(&[], true).to_json().to_string();
+        assert!(
+            none.contains("output") && !none.contains("mangle"),
+            "{none}"
+        );
     }
 
     #[test]

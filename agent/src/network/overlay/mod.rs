@@ -25,14 +25,6 @@ use super::{parse_subnet, DataPlane, Error, Interface, Result};
 pub const OVERLAY_MTU: u32 = 1450;
 /// The sandbox's bridge.
 const BR: &str = names::SANDBOX_BRIDGE;
-/// br_netfilter's switches, on by default in every namespace: with them, every frame br0
-/// forwards takes a detour through the sandbox's (empty) IPv4/IPv6/ARP netfilter hooks, with
-/// an skb extension and a fake route per packet. The sandbox filters nothing: off.
-const BR_NF_OFF: [&str; 3] = [
-    "net.bridge.bridge-nf-call-iptables",
-    "net.bridge.bridge-nf-call-ip6tables",
-    "net.bridge.bridge-nf-call-arptables",
-];
 
 /// One overlay network's sandbox on this node.
 #[derive(Debug)]
@@ -79,7 +71,8 @@ impl DataPlane {
             .kernel
             .ensure_ns(&names::overlay_ns(&att.network_id))?;
         ov.ensure_up("lo").await?;
-        for key in BR_NF_OFF {
+        // br0 filters nothing: no detour through the sandbox's (empty) netfilter hooks.
+        for key in shoal_netlib::sysctl::BR_NETFILTER {
             // Best effort: a kernel without br_netfilter has no such keys (and no detour).
             if let Err(error) = ov.sysctl(key, "0") {
                 debug!(net.id = %att.network_id, key, %error, "sandbox sysctl not set");
