@@ -281,6 +281,21 @@ async fn vip_and_mesh(choice: LbChoice) {
         }
     }
 
+    // A neighbour that routes to an ingress address through the node does not get in: the node
+    // forwards into the ingress network only what its balancer DNATed.
+    o.ensure_route(
+        "10.8.0.0".parse().unwrap(),
+        24,
+        Some("198.18.200.1".parse().unwrap()),
+        None,
+    )
+    .await
+    .unwrap();
+    let straight = get(&outside, "10.8.0.11".parse().unwrap(), 8080);
+    assert!(straight.starts_with("FAIL"), "{straight}");
+    let mesh = get(&outside, "198.18.200.1".parse().unwrap(), PUBLISHED);
+    assert!(mesh.starts_with("web"), "the mesh still answers: {mesh}");
+
     // Scale to one backend, then no table at all: the balancers follow, then go.
     let one = vec![table(true, &["10.8.0.12"]), table(false, &["10.9.0.12"])];
     node.dp.apply_lb(&one).await.unwrap();

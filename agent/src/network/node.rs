@@ -192,6 +192,27 @@ impl NodeState {
                 None,
             );
         }
+        // The ingress network is the mesh's: the node forwards into it only the connections its
+        // balancer DNATed there, not whatever a task or a neighbour routes to an ingress address.
+        let leg = json!(names::INGRESS_LEG);
+        b.add_rule(
+            Family::Ip,
+            t,
+            "forward",
+            vec![
+                expr::eq(expr::meta("oifname"), leg.clone()),
+                expr::has(expr::ct("status"), json!("dnat")),
+                expr::accept(),
+            ],
+            None,
+        );
+        b.add_rule(
+            Family::Ip,
+            t,
+            "forward",
+            vec![expr::eq(expr::meta("oifname"), leg), json!({"drop": null})],
+            None,
+        );
         node.local_rules(&mut b);
         if !node.local_tasks.is_empty() {
             // From the node itself: 127.0.0.1 cannot be a source on the bridge.
@@ -450,6 +471,12 @@ mod tests {
         };
         let r = rules(&st);
         let chains: Vec<&str> = r.iter().map(|(c, _)| c.as_str()).collect();
-        assert_eq!(chains, ["input"], "{r:?}");
+        assert_eq!(chains, ["forward", "forward", "input"], "{r:?}");
+        // Into the ingress network, only what a balancer DNATed.
+        let fwd = chain(&r, "forward");
+        assert!(
+            fwd[0].contains("swingress") && fwd[0].contains("dnat") && fwd[0].contains("accept")
+        );
+        assert!(fwd[1].contains("swingress") && fwd[1].contains("drop"));
     }
 }

@@ -296,8 +296,8 @@ mod tests {
         assert_eq!(b, ["10.0.0.2", "10.0.0.3"], "a bad address is skipped");
     }
 
-    #[test]
-    fn the_mesh_marks_published_ports_on_the_nodes_own_addresses() {
+    /// The ingress table of `web`: 8080 through the mesh, 9090 `traffic=local`.
+    fn ingress_8080_cluster_9090_local() -> pb::LbTable {
         let port = |published, traffic: pb::TrafficPolicy| pb::LbPort {
             protocol: pb::Protocol::Tcp as i32,
             published,
@@ -310,6 +310,12 @@ mod tests {
             port(8080, pb::TrafficPolicy::Cluster),
             port(9090, pb::TrafficPolicy::Local),
         ];
+        t
+    }
+
+    #[test]
+    fn the_mesh_marks_published_ports_on_the_nodes_own_addresses() {
+        let t = ingress_8080_cluster_9090_local();
         let d = desired(&t);
         assert!(d.vips.is_empty(), "no VIP on the node: {d:?}");
         assert_eq!(
@@ -348,18 +354,7 @@ mod tests {
 
     #[test]
     fn local_ports_are_told_apart_from_the_meshs() {
-        let port = |published, traffic: pb::TrafficPolicy| pb::LbPort {
-            protocol: pb::Protocol::Tcp as i32,
-            published,
-            target: 80,
-            traffic: traffic as i32,
-        };
-        let mut t = table(&["10.0.0.2"]);
-        t.ingress = true;
-        t.services[0].ports = vec![
-            port(8080, pb::TrafficPolicy::Cluster),
-            port(9090, pb::TrafficPolicy::Local),
-        ];
+        let t = ingress_8080_cluster_9090_local();
         let tables = [t];
         assert_eq!(
             mesh_ports(&tables),
