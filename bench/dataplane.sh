@@ -30,6 +30,15 @@
 # (iperf3's sender + receiver process CPU, in ns per KiB carried), which varies less than the
 # rate on a shared machine. THROUGHPUT_ONLY=1 skips 2. and 3.
 #
+# RPS (issue 22): the lab's nodes share this machine's CPUs, and a veth delivers in the sender's
+# softirq, so with the iperf3 ends pinned every receive-side step (the receiving node's IP stack,
+# and for the overlay its decapsulation, bridge and the task's veth) runs on the sender's CPU:
+# unlike two machines, where the receiver's CPU does it. RPS=1 (the default when AFFINITY pins
+# both ends) adds to every round a second underlay/overlay pair with each node's eth0 steering
+# what it receives to its own end's CPU (rps_cpus of eth0 inside the node, set through sysfs
+# mounted in a private mount namespace): worker2 to the client's CPU, worker1 to the server's.
+# Both rows are reported; RPS=0 skips the second pair.
+#
 # Env: RUNS=3 DURATION=5 REPLICAS=50 SETTLE=2 SUBNET=198.18.X.0/24 NO_BUILD=1 (use the release
 # binaries already in $CARGO_TARGET_DIR/release), QUIET_PCT/QUIET_MAX (lib.sh; default 60 s here),
 # SWARM_RESULTS (a docker-swarm.sh results file for the side-by-side Swarm figure), KEEP=1.
@@ -48,6 +57,9 @@ if [ -z "${AFFINITY+x}" ]; then
   if [ "$(nproc)" -ge 2 ]; then AFFINITY=0,1; else AFFINITY=; fi
 fi
 THROUGHPUT_ONLY=${THROUGHPUT_ONLY:-}
+if [ -z "${RPS:-}" ]; then
+  if [ -n "$AFFINITY" ]; then RPS=1; else RPS=0; fi
+fi
 
 lab_init dataplane   # root; at exit: lab down, our processes (iperf3 servers) by PID, $BASE
 RAW=$BASE/dataplane.raw
@@ -125,8 +137,23 @@ try:
 except Exception as ex:
     print("nan nan nan nan"); print("iperf3 output unusable: %s" % ex, file=sys.stderr)'
 }
-iperf_once() { # underlay|overlay RUN
-  local kind=$1 run=$2 srv srv_ns out
+# Each node's eth0 hands what it receives to its own end's CPU (1), or to whichever CPU took the
+# frame (0: the kernel's default).
+rps_mode() { # 0|1
+  local node cpu mask
+  for node in worker1 worker2; do
+    mask=0
+    if [ "$1" = 1 ]; then
+      if [ $node = worker2 ]; then cpu=${AFFINITY%%,*}; else cpu=${AFFINITY##*,}; fi
+      mask=$(printf '%x' $((1 << cpu)))
+    fi
+    nsenter --net="$LABDIR/netns/$node" unshare -m sh -c \
+      "mount -t sysfs sysfs /sys && echo $mask >/sys/class/net/eth0/queues/rx-0/rps_cpus" ||
+      die "cannot set rps_cpus=$mask on $node's eth0"
+  done
+}
+iperf_once() { # underlay|overlay RUN RPS
+  local kind=$1 run=$2 rps=$3 srv srv_ns out
   if [ "$kind" = underlay ]; then
     srv_ns=$LABDIR/netns/worker1
     bg_start timeout 30 swarmctl lab exec worker1 --name "$LAB" -- iperf3 -s -1 -p "$PORT" >>"$BASE/iperf-server.log" 2>&1
@@ -144,15 +171,20 @@ iperf_once() { # underlay|overlay RUN
   fi
   bg_stop "$srv"
   read -r mbps retr cpus cpur <<<"$out"
-  echo "IPERF kind=$kind run=$run mbps=$mbps retr=$retr cpu_snd=$cpus cpu_rcv=$cpur" >>"$RAW"
-  log "  $kind run $run: $mbps Mbit/s ($retr retransmits, CPU sender $cpus %, receiver $cpur %)"
+  echo "IPERF kind=$kind run=$run rps=$rps mbps=$mbps retr=$retr cpu_snd=$cpus cpu_rcv=$cpur" >>"$RAW"
+  log "  $kind run $run (rps $rps): $mbps Mbit/s ($retr retransmits, CPU sender $cpus %, receiver $cpur %)"
 }
 log "1. TCP throughput worker2 -> worker1, $RUNS x $DURATION s each, underlay and overlay interleaved${AFFINITY:+, iperf3 -A $AFFINITY}"
+RPS_MODES=0; [ "$RPS" = 1 ] && RPS_MODES="0 1"
 for run in $(seq 1 "$RUNS"); do
   wait_quiet
-  if [ $((run % 2)) = 1 ]; then iperf_once underlay "$run"; iperf_once overlay "$run"
-  else iperf_once overlay "$run"; iperf_once underlay "$run"; fi
+  for rps in $RPS_MODES; do
+    rps_mode "$rps"
+    if [ $((run % 2)) = 1 ]; then iperf_once underlay "$run" "$rps"; iperf_once overlay "$run" "$rps"
+    else iperf_once overlay "$run" "$rps"; iperf_once underlay "$run" "$rps"; fi
+  done
 done
+rps_mode 0
 t=$(now_ms)
 swarmctl service rm ipsrv ipcli >/dev/null
 wait_gone "$t" >/dev/null
@@ -197,7 +229,7 @@ SW_CONV=3042   # Docker Swarm, docker-swarm.sh on this machine kind, median of 3
 if [ -n "${SWARM_RESULTS:-}" ] && [ -r "$SWARM_RESULTS" ]; then
   SW_CONV=$(grep -F "service create x50 -> all Running" "$SWARM_RESULTS" | awk '{print $NF}' | head -1)
 fi
-export SW_CONV RUNS DURATION REPLICAS SETTLE LAB SUBNET START_NOTE END_NOTE AFFINITY THROUGHPUT_ONLY
+export SW_CONV RUNS DURATION REPLICAS SETTLE LAB SUBNET START_NOTE END_NOTE AFFINITY THROUGHPUT_ONLY RPS
 run_info
 IPERF_VERSION=$(iperf3 --version 2>/dev/null | head -1 || true)
 export IPERF_VERSION
@@ -229,34 +261,43 @@ aff = E.get("AFFINITY", "")
 print(f"## 1. TCP throughput worker2 → worker1 (iperf3, 1 stream, {E['DURATION']} s per run, "
       f"{E['RUNS']} runs each, interleaved{', iperf3 -A ' + aff + ' (client, server CPU)' if aff else ''})")
 print()
-print("| path | MTU | Mbit/s per run | median Mbit/s | retransmits (median) | CPU % sender / receiver (median) | CPU ns per KiB (median) | vs underlay |")
-print("|---|---:|---|---:|---:|---|---:|---:|")
 def cost(d):   # iperf3's sender + receiver process CPU per KiB carried, ns
     kibps = num(d["mbps"]) * 1e6 / 8 / 1024
     return (num(d["cpu_snd"]) + num(d["cpu_rcv"])) / 100 * 1e9 / kibps if kibps == kibps and kibps else float("nan")
-base = med([num(d["mbps"]) for d in ip if d["kind"] == "underlay"])
-base_cost = med([cost(d) for d in ip if d["kind"] == "underlay"])
-for kind, what in (("underlay", "underlay: node namespace → node namespace (veth, lab bridge)"),
-                   ("overlay", "overlay: task → task (VXLAN between the nodes)")):
-    ds = [d for d in ip if d["kind"] == kind]
-    m = med([num(d["mbps"]) for d in ds])
-    print(f"| {what} | {mtu.get(kind, '?')} | {' '.join(f0(num(d['mbps'])) for d in ds)} | {f0(m)} | "
-          f"{f0(med([num(d['retr']) for d in ds]))} | {f0(med([num(d['cpu_snd']) for d in ds]))} / "
-          f"{f0(med([num(d['cpu_rcv']) for d in ds]))} | {f0(med([cost(d) for d in ds]))} | "
-          f"{f2(m / base) if base == base and base else 'n/a'} |")
-print()
-runs = sorted({d["run"] for d in ip}, key=int)
-pair = {}
-for r in runs:
-    u = [d for d in ip if d["run"] == r and d["kind"] == "underlay"]
-    o = [d for d in ip if d["run"] == r and d["kind"] == "overlay"]
-    if u and o and num(u[0]["mbps"]):
-        pair[r] = (num(o[0]["mbps"]) / num(u[0]["mbps"]), cost(u[0]) / cost(o[0]) if cost(o[0]) else float("nan"))
-print(f"Overlay / underlay per round (same round): throughput {' '.join(f2(v[0]) for v in pair.values())} "
-      f"(median **{f2(med([v[0] for v in pair.values()]))}**); CPU cost per byte, underlay / overlay "
-      f"{' '.join(f2(v[1]) for v in pair.values())} (median **{f2(med([v[1] for v in pair.values()]))}**; "
-      f"ratio of the medians {f2(base_cost / med([cost(d) for d in ip if d['kind'] == 'overlay']))}).")
-print()
+for rps in sorted({d.get("rps", "0") for d in ip}):
+    sel = [d for d in ip if d.get("rps", "0") == rps]
+    if rps == "1":
+        print("**With RPS**: each node's eth0 steers what it receives to its own end's CPU, as two "
+              "machines would split the work (the CPU ns per KiB then misses the receive-side "
+              "softirq work, which no process is charged for).")
+    else:
+        print("**Without RPS** (the kernel's default: the receive side runs on the sender's CPU).")
+    print()
+    print("| path | MTU | Mbit/s per run | median Mbit/s | retransmits (median) | CPU % sender / receiver (median) | CPU ns per KiB (median) | vs underlay |")
+    print("|---|---:|---|---:|---:|---|---:|---:|")
+    base = med([num(d["mbps"]) for d in sel if d["kind"] == "underlay"])
+    base_cost = med([cost(d) for d in sel if d["kind"] == "underlay"])
+    for kind, what in (("underlay", "underlay: node namespace → node namespace (veth, lab bridge)"),
+                       ("overlay", "overlay: task → task (VXLAN between the nodes)")):
+        ds = [d for d in sel if d["kind"] == kind]
+        m = med([num(d["mbps"]) for d in ds])
+        print(f"| {what} | {mtu.get(kind, '?')} | {' '.join(f0(num(d['mbps'])) for d in ds)} | {f0(m)} | "
+              f"{f0(med([num(d['retr']) for d in ds]))} | {f0(med([num(d['cpu_snd']) for d in ds]))} / "
+              f"{f0(med([num(d['cpu_rcv']) for d in ds]))} | {f0(med([cost(d) for d in ds]))} | "
+              f"{f2(m / base) if base == base and base else 'n/a'} |")
+    print()
+    runs = sorted({d["run"] for d in sel}, key=int)
+    pair = {}
+    for r in runs:
+        u = [d for d in sel if d["run"] == r and d["kind"] == "underlay"]
+        o = [d for d in sel if d["run"] == r and d["kind"] == "overlay"]
+        if u and o and num(u[0]["mbps"]):
+            pair[r] = (num(o[0]["mbps"]) / num(u[0]["mbps"]), cost(u[0]) / cost(o[0]) if cost(o[0]) else float("nan"))
+    print(f"Overlay / underlay per round (same round): throughput {' '.join(f2(v[0]) for v in pair.values())} "
+          f"(median **{f2(med([v[0] for v in pair.values()]))}**); CPU cost per byte, underlay / overlay "
+          f"{' '.join(f2(v[1]) for v in pair.values())} (median **{f2(med([v[1] for v in pair.values()]))}**; "
+          f"ratio of the medians {f2(base_cost / med([cost(d) for d in sel if d['kind'] == 'overlay']))}).")
+    print()
 
 # 2. convergence
 if E.get("THROUGHPUT_ONLY"):
