@@ -45,29 +45,23 @@ struct Link<'a> {
     removed: bool,
 }
 
-impl<'a> From<&'a pb::LbUpdate> for Link<'a> {
-    fn from(u: &'a pb::LbUpdate) -> Self {
-        Link {
-            network: &u.network_id,
-            from: u.from_version,
-            to: u.to_version,
-            whole: u.full.is_some(),
-            removed: u.removed,
+/// The balancer and DNS updates have the same shape: a whole table in `full`, or `removed`.
+macro_rules! link_from_table_update {
+    ($($update:ty),*) => {$(
+        impl<'a> From<&'a $update> for Link<'a> {
+            fn from(u: &'a $update) -> Self {
+                Link {
+                    network: &u.network_id,
+                    from: u.from_version,
+                    to: u.to_version,
+                    whole: u.full.is_some(),
+                    removed: u.removed,
+                }
+            }
         }
-    }
+    )*};
 }
-
-impl<'a> From<&'a pb::DnsUpdate> for Link<'a> {
-    fn from(u: &'a pb::DnsUpdate) -> Self {
-        Link {
-            network: &u.network_id,
-            from: u.from_version,
-            to: u.to_version,
-            whole: u.full.is_some(),
-            removed: u.removed,
-        }
-    }
-}
+link_from_table_update!(pb::LbUpdate, pb::DnsUpdate);
 
 /// Peers say `full` and `gone` where the others have a table and `removed`.
 impl<'a> From<&'a pb::PeersUpdate> for Link<'a> {

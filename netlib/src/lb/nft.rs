@@ -806,14 +806,16 @@ mod tests {
     use super::*;
     use std::net::Ipv4Addr;
 
+    /// Backend `10.0.0.LAST:PORT`.
+    fn at(last: u8, port: u16) -> BackendAddr {
+        BackendAddr {
+            addr: Ipv4Addr::new(10, 0, 0, last),
+            port,
+        }
+    }
+
     fn be(last: u8, w: u32) -> (BackendAddr, u32) {
-        (
-            BackendAddr {
-                addr: Ipv4Addr::new(10, 0, 0, last),
-                port: 80,
-            },
-            w,
-        )
+        (at(last, 80), w)
     }
 
     #[test]
@@ -856,18 +858,9 @@ mod tests {
             addr: Ipv4Addr::new(10, 0, 0, 2),
             port: 53,
         };
-        let b1 = BackendAddr {
-            addr: Ipv4Addr::new(10, 0, 0, 9),
-            port: 5353,
-        };
-        let b2 = BackendAddr {
-            addr: Ipv4Addr::new(10, 0, 0, 10),
-            port: 5353,
-        };
-        let b3 = BackendAddr {
-            addr: Ipv4Addr::new(10, 0, 0, 11),
-            port: 5353,
-        };
+        let b1 = at(9, 5353);
+        let b2 = at(10, 5353);
+        let b3 = at(11, 5353);
         let s = Svc {
             sched: Scheduler::WeightedRoundRobin,
             backends: [(b1, 2), (b2, 1), (b3, 0)].into(),
@@ -981,14 +974,8 @@ mod tests {
 
     #[test]
     fn byte_elements_follow_the_first_owner_of_an_address() {
-        let shared = BackendAddr {
-            addr: Ipv4Addr::new(10, 0, 0, 5),
-            port: 80,
-        };
-        let other = BackendAddr {
-            addr: Ipv4Addr::new(10, 0, 0, 6),
-            port: 80,
-        };
+        let shared = at(5, 80);
+        let other = at(6, 80);
         let svc = |bs: &[BackendAddr]| Svc {
             sched: Scheduler::RoundRobin,
             backends: bs.iter().map(|b| (*b, 1)).collect(),
@@ -1033,10 +1020,7 @@ mod tests {
     #[test]
     fn a_backend_counts_bytes_only_where_the_maps_point_at_it() {
         let (a, z) = (addr_svc(2), addr_svc(3));
-        let shared = BackendAddr {
-            addr: Ipv4Addr::new(10, 0, 0, 5),
-            port: 80,
-        };
+        let shared = at(5, 80);
         let (ca, cz) = (counter_name(&a, &shared), counter_name(&z, &shared));
         let [ia, oa] = bytes_names(&a, &shared);
         let [iz, oz] = bytes_names(&z, &shared);
@@ -1077,17 +1061,7 @@ mod tests {
         let svc = VirtualService::Fwmark(1);
         let s = Svc {
             sched: Scheduler::RoundRobin,
-            backends: [
-                (
-                    BackendAddr {
-                        addr: Ipv4Addr::new(10, 0, 0, 1),
-                        port: 0,
-                    },
-                    1,
-                ),
-                be(2, 1),
-            ]
-            .into(),
+            backends: [(at(1, 0), 1), be(2, 1)].into(),
         };
         let nft = NftLb {
             nft: Nft::default(),
