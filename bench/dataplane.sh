@@ -39,6 +39,16 @@
 # mounted in a private mount namespace): worker2 to the client's CPU, worker1 to the server's.
 # Both rows are reported; RPS=0 skips the second pair.
 #
+# Hand-made reference (issue 22): HANDMADE=1 (the default) adds to every round (without RPS) the
+# same pair on a VXLAN overlay made by hand with `ip`, the way it is usually built and as Docker
+# and Shoal lay it out, with nothing of Shoal in it: namespaces of the script's own (hmNNN-*,
+# removed at exit), an underlay bridge (br_netfilter off, as the lab's) with two "nodes" on it
+# (198.18.255.1-2/24: isolated, routed nowhere), in each a VXLAN device (id 4242, the other node
+# as its remote) moved into a sandbox namespace with br0, and a "task" namespace behind a veth on
+# br0 (198.19.254.1-2/24, MTU 1450). No firewall and no conntrack anywhere. Rows `hand-made
+# underlay` and `hand-made overlay`; per round, Shoal's overlay / the hand-made overlay, and the
+# hand-made overlay / its underlay: what VXLAN itself costs on this machine. HANDMADE=0 skips it.
+#
 # Env: RUNS=3 DURATION=5 REPLICAS=50 SETTLE=2 SUBNET=198.18.X.0/24 NO_BUILD=1 (use the release
 # binaries already in $CARGO_TARGET_DIR/release), QUIET_PCT/QUIET_MAX (lib.sh; default 60 s here),
 # SWARM_RESULTS (a docker-swarm.sh results file for the side-by-side Swarm figure), KEEP=1.
@@ -61,7 +71,20 @@ if [ -z "${RPS:-}" ]; then
   if [ -n "$AFFINITY" ]; then RPS=1; else RPS=0; fi
 fi
 
+HANDMADE=${HANDMADE:-1}
+HM=""   # prefix of the hand-made reference's namespaces, once made
+
 lab_init dataplane   # root; at exit: lab down, our processes (iperf3 servers) by PID, $BASE
+# The hand-made namespaces go first at exit (their iperf3 processes are stopped by PID after).
+hm_down() {
+  local n
+  [ -n "$HM" ] || return 0
+  for n in t1 t2 sb1 sb2 n1 n2 ul; do
+    [ -e "/var/run/netns/$HM-$n" ] && ip netns del "$HM-$n" 2>/dev/null
+  done
+  return 0
+}
+trap 'rc=$?; hm_down; (exit $rc); lab_cleanup' EXIT
 RAW=$BASE/dataplane.raw
 : >"$RAW"
 mkdir -p "$RESULTS_DIR"
@@ -126,6 +149,41 @@ echo "MTU kind=underlay mtu=$(mtu_of "$LABDIR/netns/worker1")" >>"$RAW"
 echo "MTU kind=overlay mtu=$(mtu_of "$NS_SRV")" >>"$RAW"
 log "overlay: server task ${SRV_ID:0:12} on worker1 at $SRV_IP, client task ${CLI_ID:0:12} on worker2; underlay: worker1 at $W1_ADDR"
 
+# ------------------------------------------------------------------------------ hand-made VXLAN
+hm_up() {
+  local i peer nsx
+  HM=hm${LAB#bench}
+  for nsx in ul n1 n2 sb1 sb2 t1 t2; do
+    [ ! -e "/var/run/netns/$HM-$nsx" ] || die "namespace $HM-$nsx exists already (not this run's)"
+  done
+  for nsx in ul n1 n2 sb1 sb2 t1 t2; do ip netns add "$HM-$nsx"; ip -n "$HM-$nsx" link set lo up; done
+  brnf_off() { local k; for k in iptables ip6tables arptables; do ip netns exec "$1" sysctl -qw "net.bridge.bridge-nf-call-$k=0" 2>/dev/null || true; done; }
+  ip -n "$HM-ul" link add ulbr0 type bridge && ip -n "$HM-ul" link set ulbr0 up && brnf_off "$HM-ul"
+  for i in 1 2; do
+    peer=$((3 - i))
+    ip -n "$HM-ul" link add "p$i" mtu 1500 type veth peer name eth0 netns "$HM-n$i" mtu 1500
+    ip -n "$HM-ul" link set "p$i" master ulbr0 up
+    ip -n "$HM-n$i" addr add "198.18.255.$i/24" dev eth0
+    ip -n "$HM-n$i" link set eth0 up
+    ip -n "$HM-n$i" link add vxlan0 mtu 1450 type vxlan id 4242 local "198.18.255.$i" remote "198.18.255.$peer" dstport 4789
+    ip -n "$HM-n$i" link set vxlan0 netns "$HM-sb$i"
+    ip -n "$HM-sb$i" link add br0 mtu 1450 type bridge && brnf_off "$HM-sb$i"
+    ip -n "$HM-sb$i" link add veth0 mtu 1450 type veth peer name eth0 netns "$HM-t$i" mtu 1450
+    ip -n "$HM-sb$i" link set vxlan0 master br0 up
+    ip -n "$HM-sb$i" link set veth0 master br0 up
+    ip -n "$HM-sb$i" link set br0 up
+    ip -n "$HM-t$i" addr add "198.19.254.$i/24" dev eth0
+    ip -n "$HM-t$i" link set eth0 up
+  done
+  ip netns exec "$HM-t2" ping -c 1 -W 2 198.19.254.1 >/dev/null || die "hand-made overlay: task 2 cannot reach task 1"
+}
+if [ "$HANDMADE" = 1 ]; then
+  hm_up   # (not in an `||` list: set -e must stop it at the first failing command)
+  echo "MTU kind=hm-underlay mtu=$(mtu_of "/var/run/netns/$HM-n1")" >>"$RAW"
+  echo "MTU kind=hm-overlay mtu=$(mtu_of "/var/run/netns/$HM-t1")" >>"$RAW"
+  log "hand-made reference: namespaces $HM-{ul,n1,n2,sb1,sb2,t1,t2}"
+fi
+
 listening() { nsenter --net="$1" ss -Hltn "sport = :$PORT" 2>/dev/null | grep -q .; }
 iperf_json() { # reads iperf3 -J on stdin: "Mbit/s retransmits sender-CPU% receiver-CPU%"
   python3 -c '
@@ -152,22 +210,26 @@ rps_mode() { # 0|1
       die "cannot set rps_cpus=$mask on $node's eth0"
   done
 }
-iperf_once() { # underlay|overlay RUN RPS
-  local kind=$1 run=$2 rps=$3 srv srv_ns out
-  if [ "$kind" = underlay ]; then
-    srv_ns=$LABDIR/netns/worker1
-    bg_start timeout 30 swarmctl lab exec worker1 --name "$LAB" -- iperf3 -s -1 -p "$PORT" >>"$BASE/iperf-server.log" 2>&1
-  else
-    srv_ns=$NS_SRV
-    bg_start timeout 30 nsenter --net="$NS_SRV" iperf3 -s -1 -p "$PORT" >>"$BASE/iperf-server.log" 2>&1
-  fi
+iperf_once() { # underlay|overlay|hm-underlay|hm-overlay RUN RPS
+  local kind=$1 run=$2 rps=$3 srv srv_ns out cli_ns dst
+  case $kind in
+    underlay)
+      srv_ns=$LABDIR/netns/worker1
+      bg_start timeout 30 swarmctl lab exec worker1 --name "$LAB" -- iperf3 -s -1 -p "$PORT" >>"$BASE/iperf-server.log" 2>&1 ;;
+    overlay) srv_ns=$NS_SRV ;;
+    hm-underlay) srv_ns=/var/run/netns/$HM-n1; cli_ns=/var/run/netns/$HM-n2; dst=198.18.255.1 ;;
+    hm-overlay) srv_ns=/var/run/netns/$HM-t1; cli_ns=/var/run/netns/$HM-t2; dst=198.19.254.1 ;;
+  esac
+  [ "$kind" = underlay ] || bg_start timeout 30 nsenter --net="$srv_ns" iperf3 -s -1 -p "$PORT" >>"$BASE/iperf-server.log" 2>&1
   srv=$BGPID
   for _ in $(seq 1 50); do listening "$srv_ns" && break; sleep 0.1; done
   listening "$srv_ns" || die "iperf3 server ($kind) not listening after 5 s: $(tail -n 3 "$BASE/iperf-server.log")"
   if [ "$kind" = underlay ]; then
     out=$(timeout $((DURATION + 20)) swarmctl lab exec worker2 --name "$LAB" -- iperf3 -c "$W1_ADDR" -p "$PORT" -t "$DURATION" ${AFFINITY:+-A "$AFFINITY"} -J 9>&- | iperf_json) || true
-  else
+  elif [ "$kind" = overlay ]; then
     out=$(timeout $((DURATION + 20)) nsenter --net="$NS_CLI" iperf3 -c "$SRV_IP" -p "$PORT" -t "$DURATION" ${AFFINITY:+-A "$AFFINITY"} -J 9>&- | iperf_json) || true
+  else
+    out=$(timeout $((DURATION + 20)) nsenter --net="$cli_ns" iperf3 -c "$dst" -p "$PORT" -t "$DURATION" ${AFFINITY:+-A "$AFFINITY"} -J 9>&- | iperf_json) || true
   fi
   bg_stop "$srv"
   read -r mbps retr cpus cpur <<<"$out"
@@ -180,8 +242,11 @@ for run in $(seq 1 "$RUNS"); do
   wait_quiet
   for rps in $RPS_MODES; do
     rps_mode "$rps"
-    if [ $((run % 2)) = 1 ]; then iperf_once underlay "$run" "$rps"; iperf_once overlay "$run" "$rps"
-    else iperf_once overlay "$run" "$rps"; iperf_once underlay "$run" "$rps"; fi
+    kinds=(underlay overlay)
+    [ "$HANDMADE" = 1 ] && [ "$rps" = 0 ] && kinds+=(hm-underlay hm-overlay)
+    for k in $(seq 0 $((${#kinds[@]} - 1))); do   # order rotated every round
+      iperf_once "${kinds[$(( (k + run - 1) % ${#kinds[@]} ))]}" "$run" "$rps"
+    done
   done
 done
 rps_mode 0
@@ -278,8 +343,12 @@ for rps in sorted({d.get("rps", "0") for d in ip}):
     base = med([num(d["mbps"]) for d in sel if d["kind"] == "underlay"])
     base_cost = med([cost(d) for d in sel if d["kind"] == "underlay"])
     for kind, what in (("underlay", "underlay: node namespace → node namespace (veth, lab bridge)"),
-                       ("overlay", "overlay: task → task (VXLAN between the nodes)")):
+                       ("overlay", "overlay: task → task (VXLAN between the nodes)"),
+                       ("hm-underlay", "hand-made underlay: namespace → namespace (veth, a bridge of its own)"),
+                       ("hm-overlay", "hand-made overlay: namespace → namespace (VXLAN made with `ip`)")):
         ds = [d for d in sel if d["kind"] == kind]
+        if not ds:
+            continue
         m = med([num(d["mbps"]) for d in ds])
         print(f"| {what} | {mtu.get(kind, '?')} | {' '.join(f0(num(d['mbps'])) for d in ds)} | {f0(m)} | "
               f"{f0(med([num(d['retr']) for d in ds]))} | {f0(med([num(d['cpu_snd']) for d in ds]))} / "
@@ -298,6 +367,25 @@ for rps in sorted({d.get("rps", "0") for d in ip}):
           f"{' '.join(f2(v[1]) for v in pair.values())} (median **{f2(med([v[1] for v in pair.values()]))}**; "
           f"ratio of the medians {f2(base_cost / med([cost(d) for d in sel if d['kind'] == 'overlay']))}).")
     print()
+    def per_round(a, b):   # a / b per round: throughput ratios and CPU cost per byte b / a
+        out = []
+        for r in runs:
+            x = [d for d in sel if d["run"] == r and d["kind"] == a]
+            y = [d for d in sel if d["run"] == r and d["kind"] == b]
+            if x and y and num(y[0]["mbps"]) and cost(x[0]):
+                out.append((num(x[0]["mbps"]) / num(y[0]["mbps"]), cost(y[0]) / cost(x[0])))
+        return out
+    hm = per_round("hm-overlay", "hm-underlay")
+    if hm:
+        sv = per_round("overlay", "hm-overlay")
+        su = per_round("underlay", "hm-underlay")
+        for label, xs in (("Hand-made overlay / hand-made underlay (what VXLAN costs here)", hm),
+                          ("Shoal's overlay / hand-made overlay", sv),
+                          ("Shoal's underlay / hand-made underlay", su)):
+            print(f"{label}, per round: throughput {' '.join(f2(v[0]) for v in xs)} (median "
+                  f"**{f2(med([v[0] for v in xs]))}**); CPU cost per byte {' '.join(f2(v[1]) for v in xs)} "
+                  f"(median **{f2(med([v[1] for v in xs]))}**).")
+            print()
 
 # 2. convergence
 if E.get("THROUGHPUT_ONLY"):

@@ -169,10 +169,12 @@ pub(super) fn client_desired(nets: &[String], tables: &[pb::LbTable]) -> ClientD
     out
 }
 
-/// The client's mark table, whole: TCP and UDP to a VIP get the VIP's mark (one map lookup).
+/// The client's mark table, whole: a connection to a VIP gets the VIP's mark on its first
+/// packet (one map lookup in a nat chain, which no later packet crosses: the DNAT that reads the
+/// mark sees only that packet too).
 fn client_mark_rules(marks: &BTreeMap<Ipv4Addr, u32>) -> Batch {
     let t = CLIENT_MARK_TABLE;
-    let mut b = plan::fresh_mark_table(t, "output");
+    let mut b = plan::fresh_mark_table(t, "output", plan::MarkChain::FirstPacket);
     if !marks.is_empty() {
         let pairs = marks
             .iter()
@@ -424,6 +426,11 @@ mod tests {
         let text = client_mark_rules(&marks).to_json().to_string();
         assert!(text.contains(r#""set":["tcp","udp"]"#), "{text}");
         assert!(text.contains(r#"["10.0.1.5",261]"#), "{text}");
+        // A nat chain: the connection's first packet only.
+        assert!(
+            text.contains(r#""table":"shoal_vipmark","type":"nat""#),
+            "{text}"
+        );
         let empty = client_mark_rules(&BTreeMap::new()).to_json().to_string();
         assert!(!empty.contains("mangle"), "{empty}");
     }

@@ -137,35 +137,57 @@ fn ingress_ports(
         .unwrap_or_default()
 }
 
+/// How a mark chain sees packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum MarkChain {
+    /// Every packet (`type filter`): IPVS in `lb_<netid>` reads the mark.
+    EveryPacket,
+    /// A connection's first packet only (`type nat`): enough when the mark only picks the
+    /// balancer's DNAT, which sees no other packet. The chain then costs nothing per packet of
+    /// an established connection — in a task's namespace or the node's, that is every packet the
+    /// task or the node sends.
+    FirstPacket,
+}
+
+impl MarkChain {
+    fn hook(self, hook: &'static str) -> Hook {
+        let ty = match self {
+            MarkChain::EveryPacket => "filter",
+            MarkChain::FirstPacket => "nat",
+        };
+        Hook {
+            ty,
+            hook,
+            prio: -150,
+        }
+    }
+}
+
 /// A batch that replaces table `t` with an empty one whose one chain, named after `hook`, marks
 /// packets at mangle priority (before NAT): the start of a whole mark table.
-pub(super) fn fresh_mark_table(t: &str, hook: &'static str) -> Batch {
+pub(super) fn fresh_mark_table(t: &str, hook: &'static str, kind: MarkChain) -> Batch {
     let mut b = Batch::new();
     b.add_table(Family::Ip, t)
         .delete_table(Family::Ip, t)
         .add_table(Family::Ip, t);
-    b.add_chain(
-        Family::Ip,
-        t,
-        hook,
-        Some(&Hook {
-            ty: "filter",
-            hook,
-            prio: -150,
-        }),
-    );
+    b.add_chain(Family::Ip, t, hook, Some(&kind.hook(hook)));
     b
 }
 
-/// The mark table of a balancer namespace, whole: one rule per VIP (`lb_<netid>`). Ingress (the
-/// node's own namespace): one rule per chain for every published port, which every packet of
-/// the node crosses, so the cheap test comes first: `meta l4proto . th dport` in the set of
-/// published ports; then only a connection's first packet (the balancer's NAT sees no other);
-/// from outside (prerouting), not an answer coming back through the ingress leg; an address of
-/// the node (`localhost` included from output); then the port's mark, from a map.
+/// The mark table of a balancer namespace, whole: one rule per VIP (`lb_<netid>`, every packet:
+/// IPVS may read it). Ingress (the node's own namespace): nat chains, so only a connection's
+/// first packet crosses them (the mesh's DNAT sees no other), with one rule per chain for every
+/// published port: the cheap test first, `meta l4proto . th dport` in the set of published
+/// ports; then from outside (prerouting), not an answer coming back through the ingress leg; an
+/// address of the node (`localhost` included from output); then the port's mark, from a map.
 pub(super) fn mark_rules(rules: &[MarkRule], ingress: bool) -> Batch {
     let t = MARK_TABLE;
-    let mut b = fresh_mark_table(t, "prerouting");
+    let kind = if ingress {
+        MarkChain::FirstPacket
+    } else {
+        MarkChain::EveryPacket
+    };
+    let mut b = fresh_mark_table(t, "prerouting", kind);
     let mut ports = Vec::new();
     for r in rules {
         match r {
@@ -187,26 +209,14 @@ pub(super) fn mark_rules(rules: &[MarkRule], ingress: bool) -> Batch {
     if !ingress {
         return b;
     }
-    b.add_chain(
-        Family::Ip,
-        t,
-        "output",
-        Some(&Hook {
-            ty: "filter",
-            hook: "output",
-            prio: -150,
-        }),
-    );
+    b.add_chain(Family::Ip, t, "output", Some(&kind.hook("output")));
     if ports.is_empty() {
         return b;
     }
     let key = || expr::concat(vec![expr::meta("l4proto"), expr::th("dport")]);
     let published: Vec<serde_json::Value> = ports.iter().map(|(k, _)| k.clone()).collect();
     for chain in ["prerouting", "output"] {
-        let mut m = vec![
-            expr::eq(key(), json!({"set": published.clone()})),
-            expr::eq(expr::ct("state"), json!("new")),
-        ];
+        let mut m = vec![expr::eq(key(), json!({"set": published.clone()}))];
         if chain == "prerouting" {
             m.push(expr::ne(expr::meta("iifname"), json!(names::INGRESS_LEG)));
         }
@@ -333,17 +343,37 @@ mod tests {
             .collect();
         assert_eq!(rules.len(), 2, "{rules:?}");
         for (chain, e) in &rules {
-            // The set test first (every packet of the node crosses this chain), then the rest.
+            // The set test first (every new connection of the node crosses this chain), then
+            // the rest.
             let at = |needle: &str| e.find(needle).unwrap_or_else(|| panic!("{needle}: {e}"));
             assert!(
-                at(r#"{"set":[{"concat":["tcp",8080]}]}"#) < at(r#""new""#)
-                    && at(r#""new""#) < at("fib"),
+                at(r#"{"set":[{"concat":["tcp",8080]}]}"#) < at("fib"),
                 "{e}"
             );
             assert!(at("fib") < at("mangle"), "{e}");
             assert!(e.contains(r#"[{"concat":["tcp",8080]},7]"#), "{e}");
             assert_eq!(e.contains(names::INGRESS_LEG), chain == "prerouting", "{e}");
         }
+        // nat chains: a connection's first packet only, never the packets after it.
+        let chains: Vec<String> = doc["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["add"].get("chain"))
+            .map(|c| {
+                format!(
+                    "{}/{}",
+                    c["name"].as_str().unwrap(),
+                    c["type"].as_str().unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(chains, ["prerouting/nat", "output/nat"]);
+        let lb = mark_rules(&[MarkRule::Vip("10.0.1.2".parse().unwrap(), 7)], false).to_json();
+        assert!(
+            lb.to_string().contains(r#""type":"filter""#),
+            "lb_: every packet, for IPVS: {lb}"
+        );
         // Nothing published: the chains exist, empty.
         let none = mark_rules(&[], true).to_json().to_string();
         assert!(
