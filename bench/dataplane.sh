@@ -47,7 +47,11 @@
 # as its remote) moved into a sandbox namespace with br0, and a "task" namespace behind a veth on
 # br0 (198.19.254.1-2/24, MTU 1450). No firewall and no conntrack anywhere. Rows `hand-made
 # underlay` and `hand-made overlay`; per round, Shoal's overlay / the hand-made overlay, and the
-# hand-made overlay / its underlay: what VXLAN itself costs on this machine. HANDMADE=0 skips it.
+# hand-made overlay / its underlay: what VXLAN itself costs on this machine. With it, a row
+# `overlay, dnsrr`: the same two tasks' pair on a second overlay network (dprr) whose services
+# are all `--endpoint-mode dnsrr`, so no VIP exists there and the tasks' namespaces hold no
+# balancer table (no conntrack): what the VIP tables cost a stream that uses no VIP.
+# HANDMADE=0 skips both.
 #
 # Env: RUNS=3 DURATION=5 REPLICAS=50 SETTLE=2 SUBNET=198.18.X.0/24 NO_BUILD=1 (use the release
 # binaries already in $CARGO_TARGET_DIR/release), QUIET_PCT/QUIET_MAX (lib.sh; default 60 s here),
@@ -148,6 +152,20 @@ mtu_of() { nsenter --net="$1" ip -o link show eth0 2>/dev/null | sed -n 's/.* mt
 echo "MTU kind=underlay mtu=$(mtu_of "$LABDIR/netns/worker1")" >>"$RAW"
 echo "MTU kind=overlay mtu=$(mtu_of "$NS_SRV")" >>"$RAW"
 log "overlay: server task ${SRV_ID:0:12} on worker1 at $SRV_IP, client task ${CLI_ID:0:12} on worker2; underlay: worker1 at $W1_ADDR"
+if [ "$HANDMADE" = 1 ]; then
+  swarmctl network create -d overlay dprr >/dev/null || die "cannot create overlay network dprr"
+  for s in rrsrv:worker1 rrcli:worker2; do
+    swarmctl service create --runtime process -d --name "${s%%:*}" --endpoint-mode dnsrr --stop-grace-period 1s --network dprr --constraint "node.hostname==${s##*:}" sleep 100000 >/dev/null
+  done
+  wait_running rrsrv 1 30
+  wait_running rrcli 1 30
+  read -r RR_SRV_ID RR_SRV_IP _ < <(tasks_of rrsrv)
+  read -r RR_CLI_ID _ < <(tasks_of rrcli)
+  NS_RR_SRV=$(tk_ns worker1 "$RR_SRV_ID"); NS_RR_CLI=$(tk_ns worker2 "$RR_CLI_ID")
+  { [ -e "$NS_RR_SRV" ] && [ -e "$NS_RR_CLI" ]; } || die "task namespaces not found: $NS_RR_SRV $NS_RR_CLI"
+  echo "MTU kind=overlay-dnsrr mtu=$(mtu_of "$NS_RR_SRV")" >>"$RAW"
+  echo "TABLES kind=overlay n=$(nsenter --net="$NS_SRV" nft list tables | wc -l) kind2=overlay-dnsrr n2=$(nsenter --net="$NS_RR_SRV" nft list tables | wc -l)" >>"$RAW"
+fi
 
 # ------------------------------------------------------------------------------ hand-made VXLAN
 hm_up() {
@@ -210,7 +228,7 @@ rps_mode() { # 0|1
       die "cannot set rps_cpus=$mask on $node's eth0"
   done
 }
-iperf_once() { # underlay|overlay|hm-underlay|hm-overlay RUN RPS
+iperf_once() { # underlay|overlay|hm-underlay|hm-overlay|overlay-dnsrr RUN RPS
   local kind=$1 run=$2 rps=$3 srv srv_ns out cli_ns dst
   case $kind in
     underlay)
@@ -219,6 +237,7 @@ iperf_once() { # underlay|overlay|hm-underlay|hm-overlay RUN RPS
     overlay) srv_ns=$NS_SRV ;;
     hm-underlay) srv_ns=/var/run/netns/$HM-n1; cli_ns=/var/run/netns/$HM-n2; dst=198.18.255.1 ;;
     hm-overlay) srv_ns=/var/run/netns/$HM-t1; cli_ns=/var/run/netns/$HM-t2; dst=198.19.254.1 ;;
+    overlay-dnsrr) srv_ns=$NS_RR_SRV; cli_ns=$NS_RR_CLI; dst=$RR_SRV_IP ;;
   esac
   [ "$kind" = underlay ] || bg_start timeout 30 nsenter --net="$srv_ns" iperf3 -s -1 -p "$PORT" >>"$BASE/iperf-server.log" 2>&1
   srv=$BGPID
@@ -243,7 +262,7 @@ for run in $(seq 1 "$RUNS"); do
   for rps in $RPS_MODES; do
     rps_mode "$rps"
     kinds=(underlay overlay)
-    [ "$HANDMADE" = 1 ] && [ "$rps" = 0 ] && kinds+=(hm-underlay hm-overlay)
+    [ "$HANDMADE" = 1 ] && [ "$rps" = 0 ] && kinds+=(hm-underlay hm-overlay overlay-dnsrr)
     for k in $(seq 0 $((${#kinds[@]} - 1))); do   # order rotated every round
       iperf_once "${kinds[$(( (k + run - 1) % ${#kinds[@]} ))]}" "$run" "$rps"
     done
@@ -252,6 +271,7 @@ done
 rps_mode 0
 t=$(now_ms)
 swarmctl service rm ipsrv ipcli >/dev/null
+[ "$HANDMADE" = 1 ] && swarmctl service rm rrsrv rrcli >/dev/null
 wait_gone "$t" >/dev/null
 if [ -n "$THROUGHPUT_ONLY" ]; then RUNS_CONV=0; else RUNS_CONV=$RUNS; fi
 
@@ -345,7 +365,8 @@ for rps in sorted({d.get("rps", "0") for d in ip}):
     for kind, what in (("underlay", "underlay: node namespace → node namespace (veth, lab bridge)"),
                        ("overlay", "overlay: task → task (VXLAN between the nodes)"),
                        ("hm-underlay", "hand-made underlay: namespace → namespace (veth, a bridge of its own)"),
-                       ("hm-overlay", "hand-made overlay: namespace → namespace (VXLAN made with `ip`)")):
+                       ("hm-overlay", "hand-made overlay: namespace → namespace (VXLAN made with `ip`)"),
+                       ("overlay-dnsrr", "overlay, dnsrr: task → task on a network without VIPs (no table in the tasks)")):
         ds = [d for d in sel if d["kind"] == kind]
         if not ds:
             continue
@@ -379,8 +400,17 @@ for rps in sorted({d.get("rps", "0") for d in ip}):
     if hm:
         sv = per_round("overlay", "hm-overlay")
         su = per_round("underlay", "hm-underlay")
+        rr = per_round("overlay-dnsrr", "hm-overlay")
+        vt = per_round("overlay", "overlay-dnsrr")
+        tb = [d for k, d in rows if k == "TABLES"]
+        if tb:
+            print(f"nftables tables in the server task's namespace: {tb[0]['n']} on the VIP network, "
+                  f"{tb[0]['n2']} on the dnsrr one.")
+            print()
         for label, xs in (("Hand-made overlay / hand-made underlay (what VXLAN costs here)", hm),
                           ("Shoal's overlay / hand-made overlay", sv),
+                          ("Shoal's overlay without VIPs (dnsrr) / hand-made overlay", rr),
+                          ("Shoal's overlay / the same without VIPs (what the tasks' VIP tables cost)", vt),
                           ("Shoal's underlay / hand-made underlay", su)):
             print(f"{label}, per round: throughput {' '.join(f2(v[0]) for v in xs)} (median "
                   f"**{f2(med([v[0] for v in xs]))}**); CPU cost per byte {' '.join(f2(v[1]) for v in xs)} "

@@ -291,6 +291,22 @@ fn bad_requests_fail_clearly_and_change_nothing() {
             ],
             vec!["port 8080/tcp is already published by service \"web\""],
         ),
+        // The overlays' own VXLAN port.
+        (
+            vec![
+                "service",
+                "create",
+                "--runtime",
+                "process",
+                "--name",
+                "vx",
+                "--publish",
+                "4789:80/udp",
+                "sleep",
+                "1",
+            ],
+            vec!["port 4789/udp is where every node receives overlay (VXLAN) traffic"],
+        ),
         // Unknown network.
         (
             vec![

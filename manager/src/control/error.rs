@@ -76,6 +76,11 @@ pub enum ControlError {
     /// A published port without a target.
     #[error("a published port needs a target port (1-65535)")]
     NoTargetPort,
+    /// A UDP port published on the overlays' own VXLAN port.
+    #[error(
+        "port {0}/udp is where every node receives overlay (VXLAN) traffic: publish another port"
+    )]
+    VxlanPort(u16),
     /// One published port twice in a spec.
     #[error("port {port}/{protocol} is published twice")]
     PortTwice {

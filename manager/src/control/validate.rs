@@ -5,8 +5,8 @@ use crate::store::State;
 use shoal_image::digest::Digest;
 use shoal_image::reference::Reference;
 use shoal_proto::model::{
-    validate_name, EndpointMode, FailureAction, NameKind, NetworkDriver, PublishMode, Runtime,
-    ServiceMode, ServiceSpec, UpdateConfig,
+    validate_name, EndpointMode, FailureAction, NameKind, NetworkDriver, Protocol, PublishMode,
+    Runtime, ServiceMode, ServiceSpec, UpdateConfig, VXLAN_PORT,
 };
 use std::collections::BTreeSet;
 
@@ -55,6 +55,9 @@ pub fn service_spec(state: &State, spec: &mut ServiceSpec) -> Result<(), Control
     for p in &spec.ports {
         if p.target == 0 {
             return Err(ControlError::NoTargetPort);
+        }
+        if p.protocol == Protocol::Udp && p.published == VXLAN_PORT {
+            return Err(ControlError::VxlanPort(VXLAN_PORT));
         }
         if p.published != 0 && !seen.insert((p.protocol, p.published, p.mode == PublishMode::Host))
         {
@@ -193,6 +196,31 @@ mod tests {
             if !ok {
                 assert_eq!(r.unwrap_err(), ControlError::TtyProcess);
             }
+        }
+    }
+
+    #[test]
+    fn the_overlays_vxlan_port_cannot_be_published_over_udp() {
+        use shoal_proto::model::PortConfig;
+        let state = State::default();
+        let spec = |protocol, mode| ServiceSpec {
+            name: "web".into(),
+            image: "whoami".into(),
+            runtime: Runtime::Process,
+            ports: vec![PortConfig {
+                protocol,
+                target: 80,
+                published: VXLAN_PORT,
+                mode,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        for mode in [PublishMode::Ingress, PublishMode::Host] {
+            let e = service_spec(&state, &mut spec(Protocol::Udp, mode)).unwrap_err();
+            assert_eq!(e, ControlError::VxlanPort(4789));
+            assert!(e.to_string().contains("4789/udp"), "{e}");
+            assert_eq!(service_spec(&state, &mut spec(Protocol::Tcp, mode)), Ok(()));
         }
     }
 

@@ -32,7 +32,7 @@ pub use secret::{
 pub use service::{
     EndpointMode, NetworkAttachmentSpec, PortConfig, Protocol, PublishMode, RestartCondition,
     RestartPolicy, Runtime, Service, ServiceMode, ServiceSpec, TrafficPolicy, VirtualIp,
-    DEFAULT_STOP_DRAIN, MAX_STOP_DRAIN,
+    DEFAULT_STOP_DRAIN, MAX_STOP_DRAIN, VXLAN_PORT,
 };
 pub use task::{AttachedNetwork, NetworkAttachment, Task, TaskState, TaskStatus};
 pub use update::{

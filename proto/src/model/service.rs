@@ -59,6 +59,10 @@ impl TrafficPolicy {
     }
 }
 
+/// The UDP port every node receives its overlay (VXLAN) traffic on. A port published on it would
+/// take the overlays' own packets, so a spec cannot publish it over UDP.
+pub const VXLAN_PORT: u16 = 4789;
+
 /// A published port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct PortConfig {

@@ -89,6 +89,8 @@ impl DataPlane {
             host.del_link(&vx).await?;
             let mut v = Vxlan::new(&vx, att.network.vni);
             v.mtu = OVERLAY_MTU;
+            // The port the managers keep any published UDP port off.
+            v.port = shoal_proto::model::VXLAN_PORT;
             host.ensure_vxlan(&v).await?;
             host.move_link(&vx, ov.name()).await?;
         }
