@@ -6,6 +6,7 @@
 use shoal_netlib::root::root_or_skip;
 use shoal_tests::lab::{interfaces, Lab};
 use shoal_tests::{run, wait_for, Output, TaskView};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -423,6 +424,23 @@ fn article_section_3_overlay_across_five_nodes() {
             );
             assert_eq!(out.stdout.trim(), other);
         }
+    }
+    // The nodes track their own connections but not the overlays' VXLAN packets.
+    let nodes: BTreeSet<&String> = ips.iter().map(|(_, n, _)| n).collect();
+    for node in nodes {
+        let out = in_task(
+            &lab.dir().join("netns").join(node),
+            &["cat", "/proc/net/nf_conntrack"],
+        );
+        assert!(out.success(), "{node}: {out}");
+        assert!(
+            out.stdout.contains("tcp "),
+            "{node}: conntrack runs there: {out}"
+        );
+        assert!(
+            !out.stdout.contains("dport=4789 "),
+            "{node}: VXLAN packets tracked: {out}"
+        );
     }
 
     // task exec from manager1 into a task on another node: its own host name, /etc/hostname,

@@ -105,7 +105,9 @@ impl DataPlane {
     pub async fn with_node(state_dir: &Path, node: Option<Arc<NetNs>>) -> Result<DataPlane> {
         let netns_dir = state_dir.join("netns");
         let kernel = kernel::Netlib::new(netns_dir.clone(), node.clone())?;
-        Self::with_kernel(state_dir, netns_dir, Arc::new(kernel), node)
+        let dp = Self::with_kernel(state_dir, netns_dir, Arc::new(kernel), node)?;
+        dp.inner.host.apply_nft(&node::vxlan_notrack()).await?;
+        Ok(dp)
     }
 
     /// The data plane over `kernel` (the node's own namespace being `node` for the DNS's

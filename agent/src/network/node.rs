@@ -10,13 +10,15 @@ use std::net::Ipv4Addr;
 use serde_json::json;
 use shoal_netlib::names;
 use shoal_netlib::nft::{expr, Batch, Family, Hook};
-use shoal_proto::model::{Protocol, PublishMode, Task, TrafficPolicy};
+use shoal_proto::model::{Protocol, PublishMode, Task, TrafficPolicy, VXLAN_PORT};
 
 use super::{DataPlane, Error, Interface, Result};
 use shoal_proto::model::Ipv4Net;
 
 /// The nftables table this module owns in the node's namespace.
 const NODE_TABLE: &str = "shoal";
+/// The node's table at raw priority (before conntrack).
+const RAW_TABLE: &str = "shoal_raw";
 /// The default `bridge` network's subnet, for tasks attached to no network.
 pub(super) const DEFAULT_BRIDGE_SUBNET: &str = "172.17.0.0/16";
 /// `shoal_gwbridge`'s subnet: overlay tasks' way out.
@@ -254,6 +256,39 @@ impl NodeState {
     }
 }
 
+/// The table that keeps conntrack off the overlays' VXLAN packets in the node's namespace,
+/// whole: nothing NATs them (no port can be published on [`VXLAN_PORT`]/udp), so following them
+/// costs a lookup per packet and fills the node's conntrack table with an entry per VXLAN
+/// source port (one per inner flow's hash). Written once, when the data plane starts.
+pub(super) fn vxlan_notrack() -> Batch {
+    let t = RAW_TABLE;
+    let mut b = Batch::new();
+    b.add_table(Family::Ip, t)
+        .delete_table(Family::Ip, t)
+        .add_table(Family::Ip, t);
+    for hook in ["prerouting", "output"] {
+        // raw priority: before conntrack (-200) sees the packet
+        let raw = Hook {
+            ty: "filter",
+            hook,
+            prio: -300,
+        };
+        b.add_chain(Family::Ip, t, hook, Some(&raw));
+        b.add_rule(
+            Family::Ip,
+            t,
+            hook,
+            vec![
+                expr::eq(expr::meta("l4proto"), json!("udp")),
+                expr::eq(expr::th("dport"), json!(VXLAN_PORT)),
+                json!({"notrack": null}),
+            ],
+            None,
+        );
+    }
+    b
+}
+
 /// A rule's expressions: `proto` port `port` addressed to this node, DNATed round robin to
 /// `tasks` (each task's bridge address and target port).
 fn dnat_round_robin(
@@ -478,5 +513,34 @@ mod tests {
             fwd[0].contains("swingress") && fwd[0].contains("dnat") && fwd[0].contains("accept")
         );
         assert!(fwd[1].contains("swingress") && fwd[1].contains("drop"));
+    }
+
+    #[test]
+    fn the_overlays_vxlan_packets_are_not_tracked() {
+        let doc = vxlan_notrack().to_json();
+        let rules: Vec<String> = doc["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["add"].get("rule"))
+            .map(|r| r["expr"].to_string())
+            .collect();
+        assert_eq!(rules.len(), 2, "{doc}");
+        for e in &rules {
+            assert!(
+                e.contains(r#""right":"udp""#)
+                    && e.contains(r#""right":4789"#)
+                    && e.contains(r#"{"notrack":null}"#),
+                "{e}"
+            );
+        }
+        let doc = doc.to_string();
+        for hook in ["prerouting", "output"] {
+            let chain = format!(r#""hook":"{hook}","name":"{hook}","policy":"accept","prio":-300"#);
+            assert!(
+                doc.contains(&chain),
+                "{hook} before conntrack (-200): {doc}"
+            );
+        }
     }
 }
