@@ -138,31 +138,31 @@ node_ids >"$BASE/nodeids"
 rss_sample fresh - 0
 
 # ------------------------------------------------------------------------------ 1. throughput
-swarmctl network create -d overlay "$OVNET" >/dev/null || die "cannot create overlay network $OVNET"
-swarmctl service create --runtime process -d --name ipsrv --stop-grace-period 1s --network "$OVNET" --constraint node.hostname==worker1 sleep 100000 >/dev/null
-swarmctl service create --runtime process -d --name ipcli --stop-grace-period 1s --network "$OVNET" --constraint node.hostname==worker2 sleep 100000 >/dev/null
-wait_running ipsrv 1 30
-wait_running ipcli 1 30
-read -r SRV_ID SRV_IP _ < <(tasks_of ipsrv)
-read -r CLI_ID _ < <(tasks_of ipcli)
-NS_SRV=$(tk_ns worker1 "$SRV_ID"); NS_CLI=$(tk_ns worker2 "$CLI_ID")
-{ [ -e "$NS_SRV" ] && [ -e "$NS_CLI" ]; } || die "task namespaces not found: $NS_SRV $NS_CLI"
+# A server task on worker1 and a client task on worker2, both `sleep`, on a new overlay network:
+# prints "SERVER_ID SERVER_IP SERVER_NETNS CLIENT_NETNS".
+task_pair() { # NETWORK SERVER CLIENT [EXTRA service create ARGS...]
+  local net=$1 srv=$2 cli=$3 sid sip cid
+  shift 3
+  swarmctl network create -d overlay "$net" >/dev/null || die "cannot create overlay network $net"
+  swarmctl service create --runtime process -d --name "$srv" "$@" --stop-grace-period 1s --network "$net" --constraint node.hostname==worker1 sleep 100000 >/dev/null
+  swarmctl service create --runtime process -d --name "$cli" "$@" --stop-grace-period 1s --network "$net" --constraint node.hostname==worker2 sleep 100000 >/dev/null
+  wait_running "$srv" 1 30
+  wait_running "$cli" 1 30
+  read -r sid sip _ < <(tasks_of "$srv")
+  read -r cid _ < <(tasks_of "$cli")
+  { [ -e "$(tk_ns worker1 "$sid")" ] && [ -e "$(tk_ns worker2 "$cid")" ]; } || die "task namespaces of $srv and $cli not found"
+  echo "$sid $sip $(tk_ns worker1 "$sid") $(tk_ns worker2 "$cid")"
+}
+read -r SRV_ID SRV_IP NS_SRV NS_CLI < <(task_pair "$OVNET" ipsrv ipcli)
+[ -n "$NS_CLI" ] || die "no task pair on $OVNET"
 # (not /sys/class/net: sysfs shows the namespace it was mounted in, not the one entered)
 mtu_of() { nsenter --net="$1" ip -o link show eth0 2>/dev/null | sed -n 's/.* mtu \([0-9]*\) .*/\1/p' | grep . || echo '?'; }
 echo "MTU kind=underlay mtu=$(mtu_of "$LABDIR/netns/worker1")" >>"$RAW"
 echo "MTU kind=overlay mtu=$(mtu_of "$NS_SRV")" >>"$RAW"
-log "overlay: server task ${SRV_ID:0:12} on worker1 at $SRV_IP, client task ${CLI_ID:0:12} on worker2; underlay: worker1 at $W1_ADDR"
+log "overlay: server task ${SRV_ID:0:12} on worker1 at $SRV_IP, client task on worker2; underlay: worker1 at $W1_ADDR"
 if [ "$HANDMADE" = 1 ]; then
-  swarmctl network create -d overlay dprr >/dev/null || die "cannot create overlay network dprr"
-  for s in rrsrv:worker1 rrcli:worker2; do
-    swarmctl service create --runtime process -d --name "${s%%:*}" --endpoint-mode dnsrr --stop-grace-period 1s --network dprr --constraint "node.hostname==${s##*:}" sleep 100000 >/dev/null
-  done
-  wait_running rrsrv 1 30
-  wait_running rrcli 1 30
-  read -r RR_SRV_ID RR_SRV_IP _ < <(tasks_of rrsrv)
-  read -r RR_CLI_ID _ < <(tasks_of rrcli)
-  NS_RR_SRV=$(tk_ns worker1 "$RR_SRV_ID"); NS_RR_CLI=$(tk_ns worker2 "$RR_CLI_ID")
-  { [ -e "$NS_RR_SRV" ] && [ -e "$NS_RR_CLI" ]; } || die "task namespaces not found: $NS_RR_SRV $NS_RR_CLI"
+  read -r _ RR_SRV_IP NS_RR_SRV NS_RR_CLI < <(task_pair dprr rrsrv rrcli --endpoint-mode dnsrr)
+  [ -n "$NS_RR_CLI" ] || die "no task pair on dprr"
   echo "MTU kind=overlay-dnsrr mtu=$(mtu_of "$NS_RR_SRV")" >>"$RAW"
   echo "TABLES kind=overlay n=$(nsenter --net="$NS_SRV" nft list tables | wc -l) kind2=overlay-dnsrr n2=$(nsenter --net="$NS_RR_SRV" nft list tables | wc -l)" >>"$RAW"
 fi
