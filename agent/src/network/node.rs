@@ -154,9 +154,7 @@ impl NodeState {
         let bridges = &node.bridges;
         let t = NODE_TABLE;
         let mut b = Batch::new();
-        b.add_table(Family::Ip, t)
-            .delete_table(Family::Ip, t)
-            .add_table(Family::Ip, t);
+        b.replace_table(Family::Ip, t);
         b.add_chain(Family::Ip, t, "postrouting", Some(&Hook::nat_postrouting()));
         b.add_chain(
             Family::Ip,
@@ -263,9 +261,7 @@ impl NodeState {
 pub(super) fn vxlan_notrack() -> Batch {
     let t = RAW_TABLE;
     let mut b = Batch::new();
-    b.add_table(Family::Ip, t)
-        .delete_table(Family::Ip, t)
-        .add_table(Family::Ip, t);
+    b.replace_table(Family::Ip, t);
     for hook in ["prerouting", "output"] {
         // raw priority: before conntrack (-200) sees the packet
         let raw = Hook {
@@ -406,8 +402,12 @@ mod tests {
 
     /// The rules of `state`'s table as `(chain, rule JSON)`.
     fn rules(state: &NodeState) -> Vec<(String, String)> {
-        let doc = state.rules().to_json();
-        doc["nftables"]
+        rules_of(&state.rules())
+    }
+
+    /// The rules `batch` adds, as `(chain, rule JSON)`.
+    fn rules_of(batch: &Batch) -> Vec<(String, String)> {
+        batch.to_json()["nftables"]
             .as_array()
             .unwrap()
             .iter()
@@ -517,16 +517,9 @@ mod tests {
 
     #[test]
     fn the_overlays_vxlan_packets_are_not_tracked() {
-        let doc = vxlan_notrack().to_json();
-        let rules: Vec<String> = doc["nftables"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|c| c["add"].get("rule"))
-            .map(|r| r["expr"].to_string())
-            .collect();
-        assert_eq!(rules.len(), 2, "{doc}");
-        for e in &rules {
+        let r = rules_of(&vxlan_notrack());
+        assert_eq!(r.len(), 2, "{r:?}");
+        for (_, e) in &r {
             assert!(
                 e.contains(r#""right":"udp""#)
                     && e.contains(r#""right":4789"#)
@@ -534,7 +527,7 @@ mod tests {
                 "{e}"
             );
         }
-        let doc = doc.to_string();
+        let doc = vxlan_notrack().to_json().to_string();
         for hook in ["prerouting", "output"] {
             let chain = format!(r#""hook":"{hook}","name":"{hook}","policy":"accept","prio":-300"#);
             assert!(

@@ -163,6 +163,14 @@ impl Batch {
         )
     }
 
+    /// `add table; delete table; add table`: the table starts empty in this batch, whether it
+    /// was there or not, and the whole batch replaces it atomically.
+    pub fn replace_table(&mut self, family: Family, table: &str) -> &mut Self {
+        self.add_table(family, table)
+            .delete_table(family, table)
+            .add_table(family, table)
+    }
+
     /// `add chain FAMILY TABLE NAME { type … hook … priority …; policy accept; }`, or a regular
     /// chain when `hook` is `None` (no-op when it exists).
     pub fn add_chain(

@@ -22,6 +22,21 @@ fn batch_is_one_document_with_metainfo_first() {
 }
 
 #[test]
+fn replacing_a_table_adds_deletes_and_adds_it() {
+    let mut b = Batch::new();
+    b.replace_table(Family::Ip, "t");
+    let doc = b.to_json();
+    let verbs: Vec<String> = doc["nftables"].as_array().unwrap()[1..]
+        .iter()
+        .map(|c| {
+            let (verb, obj) = c.as_object().unwrap().iter().next().unwrap();
+            format!("{verb} {}", obj["table"]["name"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(verbs, ["add t", "delete t", "add t"]);
+}
+
+#[test]
 fn round_robin_dnat_reads_like_the_rule_text() {
     // numgen inc mod 2 vmap { 0 : goto b0, 1 : goto b1 }
     let rule = vmap(

@@ -167,9 +167,7 @@ impl MarkChain {
 /// packets at mangle priority (before NAT): the start of a whole mark table.
 pub(super) fn fresh_mark_table(t: &str, hook: &'static str, kind: MarkChain) -> Batch {
     let mut b = Batch::new();
-    b.add_table(Family::Ip, t)
-        .delete_table(Family::Ip, t)
-        .add_table(Family::Ip, t);
+    b.replace_table(Family::Ip, t);
     b.add_chain(Family::Ip, t, hook, Some(&kind.hook(hook)));
     b
 }
@@ -246,9 +244,7 @@ pub(in crate::network) fn redirect_published(task: &Task, ingress_if: &str) -> O
     }
     let t = TASK_TABLE;
     let mut b = Batch::new();
-    b.add_table(Family::Ip, t)
-        .delete_table(Family::Ip, t)
-        .add_table(Family::Ip, t);
+    b.replace_table(Family::Ip, t);
     b.add_chain(Family::Ip, t, "prerouting", Some(&Hook::nat_prerouting()));
     for (proto, published, target) in ports {
         b.add_rule(
